@@ -1,0 +1,78 @@
+import { cpus, totalmem } from 'node:os';
+import type { BenchTable } from './types.ts';
+
+/** Percentile (0-100) of a numeric sample, nearest-rank. */
+export function percentile(values: number[], p: number): number {
+  if (values.length === 0) return Number.NaN;
+  const sorted = [...values].sort((a, b) => a - b);
+  const rank = Math.min(sorted.length - 1, Math.max(0, Math.ceil((p / 100) * sorted.length) - 1));
+  return sorted[rank] as number;
+}
+
+/** Samples a process's RSS (this one by default) and keeps the peak. */
+export class PeakRss {
+  private peak = 0;
+  private timer: NodeJS.Timeout | undefined;
+
+  constructor(private readonly sample: () => number = () => process.memoryUsage().rss) {}
+
+  start(intervalMs = 50): this {
+    this.peak = Math.max(this.peak, this.sample());
+    this.timer = setInterval(() => {
+      this.peak = Math.max(this.peak, this.sample());
+    }, intervalMs);
+    this.timer.unref();
+    return this;
+  }
+
+  stop(): number {
+    if (this.timer) clearInterval(this.timer);
+    this.peak = Math.max(this.peak, this.sample());
+    return this.peak;
+  }
+}
+
+/** RSS in bytes of another process, read from /proc (Linux). */
+export async function rssOfPid(pid: number): Promise<number> {
+  const { readFileSync } = await import('node:fs');
+  try {
+    const status = readFileSync(`/proc/${pid}/status`, 'utf8');
+    const kb = /VmRSS:\s+(\d+) kB/.exec(status)?.[1];
+    return kb ? Number(kb) * 1024 : 0;
+  } catch {
+    return 0;
+  }
+}
+
+/** Formats bytes/second as MB/s (10^6). */
+export function mbps(bytes: number, ms: number): string {
+  return ((bytes / 1e6) / (ms / 1000)).toFixed(1);
+}
+
+/** Formats bytes as MiB with one decimal. */
+export function mib(bytes: number): string {
+  return (bytes / 1048576).toFixed(1);
+}
+
+/** One line describing the machine the bench ran on. */
+export function machine(): string {
+  const cpu = cpus()[0]?.model ?? 'unknown CPU';
+  return `${cpus().length} cores (${cpu}), ${(totalmem() / 2 ** 30).toFixed(0)} GiB, Node ${process.version}`;
+}
+
+/** Renders tables as aligned text. */
+export function renderTables(tables: BenchTable[]): string {
+  const out: string[] = [];
+  for (const t of tables) {
+    out.push(`\n## ${t.title}\n`);
+    const cols = [...new Set(t.rows.flatMap((r) => Object.keys(r)))];
+    const cells = [cols, ...t.rows.map((r) => cols.map((c) => String(r[c] ?? '')))];
+    const widths = cols.map((_, i) => Math.max(...cells.map((row) => (row[i] ?? '').length)));
+    const line = (row: string[]): string => `| ${row.map((c, i) => c.padEnd(widths[i] ?? 0)).join(' | ')} |`;
+    out.push(line(cols));
+    out.push(`|${widths.map((w) => '-'.repeat(w + 2)).join('|')}|`);
+    for (const row of cells.slice(1)) out.push(line(row));
+    for (const n of t.notes ?? []) out.push(`\n${n}`);
+  }
+  return `${out.join('\n')}\n`;
+}
