@@ -17,7 +17,13 @@ export type PkiErrorCode =
   | 'ERR_PKI_CERT_INVALID'
   | 'ERR_PKI_CRL_INVALID'
   | 'ERR_PKI_PEER_UNAUTHORIZED'
-  | 'ERR_PKI_PEER_NOT_AGENT';
+  | 'ERR_PKI_PEER_NOT_AGENT'
+  | 'ERR_PKI_BUNDLE_INVALID'
+  | 'ERR_PKI_BUNDLE_SIGNATURE'
+  | 'ERR_PKI_BUNDLE_UNTRUSTED'
+  | 'ERR_PKI_BUNDLE_ID_MISMATCH'
+  | 'ERR_PKI_BUNDLE_EXPIRED'
+  | 'ERR_PKI_BUNDLE_REVOKED';
 
 /** Base class for every error of the certs part; `code` is stable and documented. */
 export class PkiError extends Error {

@@ -21,3 +21,18 @@ export {
   type IdentityPaths,
 } from './identity.ts';
 export { writeFileAtomic } from './fsutil.ts';
+export {
+  createKeyBundle,
+  verifyKeyBundle,
+  generateAgentKeys,
+  publicJwk,
+  jwkThumbprint,
+  jcs,
+  DEFAULT_BUNDLE_DAYS,
+  KEY_BUNDLE_VERSION,
+  type KeyBundle,
+  type VerifiedKeyBundle,
+  type VerifyBundleOptions,
+  type AgentKeys,
+  type OkpPublicJwk,
+} from './keybundle.ts';
