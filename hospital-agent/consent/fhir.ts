@@ -1,0 +1,125 @@
+import { z } from 'zod';
+import { AGENT_URI_PREFIX, isHospitalId } from '../../certs/index.ts';
+import { AgentError } from '../errors.ts';
+import { DATA_CLASSES, PURPOSES, type Consent, type DataClass, type Purpose } from './model.ts';
+
+/** FHIR code system of purposes of use. */
+export const ACT_REASON_SYSTEM = 'http://terminology.hl7.org/CodeSystem/v3-ActReason';
+/** Code system of our data classes. */
+export const DATA_CLASS_SYSTEM = 'urn:hie:data-class';
+/** Identifier system under which exported consents name the patient by keyed hash. */
+export const PATIENT_HMAC_SYSTEM = 'urn:hie:patient-hmac';
+
+/** A consent as requested by the EHR, before the patient id is hashed. */
+export interface ConsentGrant {
+  patientId: string;
+  grantee: string;
+  purposes: Purpose[];
+  classes: DataClass[];
+  validFrom?: string | undefined;
+  validUntil: string;
+}
+
+const coding = z.object({ system: z.string().optional(), code: z.string().optional() }).passthrough();
+const identifier = z.object({ system: z.string().optional(), value: z.string().optional() }).passthrough();
+
+const fhirConsent = z
+  .object({
+    resourceType: z.literal('Consent'),
+    status: z.string(),
+    patient: z.object({ reference: z.string().optional(), identifier: identifier.optional() }).passthrough(),
+    provision: z
+      .object({
+        type: z.string().optional(),
+        period: z.object({ start: z.string().optional(), end: z.string().optional() }).passthrough().optional(),
+        actor: z.array(z.object({ reference: z.object({ reference: z.string().optional(), identifier: identifier.optional() }).passthrough() }).passthrough()).optional(),
+        purpose: z.array(coding).optional(),
+        class: z.array(coding).optional(),
+      })
+      .passthrough(),
+  })
+  .passthrough();
+
+function invalid(message: string): AgentError {
+  return new AgentError('ERR_INVALID_FHIR', `FHIR Consent: ${message}`);
+}
+
+function granteeOf(actor: { reference: { reference?: string | undefined; identifier?: { system?: string | undefined; value?: string | undefined } | undefined } }): string | undefined {
+  const id = actor.reference.identifier;
+  if (id?.value?.startsWith(AGENT_URI_PREFIX)) return id.value.slice(AGENT_URI_PREFIX.length);
+  if (id?.system === 'urn:hie:agent' && id.value) return id.value;
+  const ref = actor.reference.reference;
+  if (ref?.startsWith('Organization/')) return ref.slice('Organization/'.length);
+  return undefined;
+}
+
+/**
+ * Reads a FHIR R4 Consent resource into a grant: `status` active,
+ * `provision.type` permit, one actor naming the recipient hospital
+ * (identifier `urn:hie:agent:<id>` or `Organization/<id>`), `provision.period.end`
+ * required, purposes as v3 ActReason codes, classes as `urn:hie:data-class` codes
+ * (all classes when absent). The patient is `patient.identifier` (`system|value`)
+ * or `patient.reference` `Patient/<id>`.
+ */
+export function grantFromFhirConsent(resource: unknown): ConsentGrant {
+  const parsed = fhirConsent.safeParse(resource);
+  if (!parsed.success) {
+    const issue = parsed.error.issues[0];
+    throw invalid(`${issue?.path.join('.') || 'resource'}: ${issue?.message ?? 'invalid'}`);
+  }
+  const c = parsed.data;
+  if (c.status !== 'active') throw invalid(`status must be 'active', got '${c.status}'`);
+  if ((c.provision.type ?? 'permit') !== 'permit') throw invalid("provision.type must be 'permit'");
+  let patientId: string | undefined;
+  if (c.patient.identifier?.value) {
+    patientId = c.patient.identifier.system ? `${c.patient.identifier.system}|${c.patient.identifier.value}` : c.patient.identifier.value;
+  } else if (c.patient.reference?.startsWith('Patient/')) {
+    patientId = c.patient.reference.slice('Patient/'.length);
+  }
+  if (!patientId) throw invalid('patient.identifier.value or patient.reference Patient/<id> is required');
+  const grantees = (c.provision.actor ?? []).map(granteeOf).filter((g): g is string => g !== undefined);
+  if (grantees.length !== 1 || !isHospitalId(grantees[0])) throw invalid('provision.actor must name exactly one recipient hospital (identifier urn:hie:agent:<id>)');
+  const end = c.provision.period?.end;
+  if (!end || Number.isNaN(Date.parse(end))) throw invalid('provision.period.end (valid until) is required');
+  const start = c.provision.period?.start;
+  if (start !== undefined && Number.isNaN(Date.parse(start))) throw invalid('provision.period.start is not a date');
+  const purposes = (c.provision.purpose ?? []).map((p) => p.code);
+  if (purposes.length === 0) throw invalid('provision.purpose needs at least one v3 ActReason code');
+  for (const p of purposes) if (!PURPOSES.includes(p as Purpose)) throw invalid(`unsupported purpose '${String(p)}' (use ${PURPOSES.join(', ')})`);
+  const classes = (c.provision.class ?? []).map((k) => k.code);
+  for (const k of classes) if (!DATA_CLASSES.includes(k as DataClass)) throw invalid(`unsupported class '${String(k)}' (use ${DATA_CLASSES.join(', ')})`);
+  return {
+    patientId,
+    grantee: grantees[0] as string,
+    purposes: [...new Set(purposes)] as Purpose[],
+    classes: (classes.length === 0 ? [...DATA_CLASSES] : [...new Set(classes)]) as DataClass[],
+    validFrom: start === undefined ? undefined : new Date(start).toISOString(),
+    validUntil: new Date(end).toISOString(),
+  };
+}
+
+/** A recorded consent as a FHIR R4 Consent resource; the patient is named only by keyed hash. */
+export function consentToFhir(consent: Consent, grantor: string): Record<string, unknown> {
+  return {
+    resourceType: 'Consent',
+    id: consent.id,
+    status: consent.revokedAt ? 'inactive' : 'active',
+    scope: { coding: [{ system: 'http://terminology.hl7.org/CodeSystem/consentscope', code: 'patient-privacy' }] },
+    category: [{ coding: [{ system: 'http://loinc.org', code: '59284-0' }] }],
+    patient: { identifier: { system: PATIENT_HMAC_SYSTEM, value: consent.patientHash } },
+    dateTime: consent.grantedAt,
+    organization: [{ identifier: { system: 'urn:ietf:rfc:3986', value: `${AGENT_URI_PREFIX}${grantor}` } }],
+    provision: {
+      type: 'permit',
+      period: { start: consent.validFrom, end: consent.revokedAt ?? consent.validUntil },
+      actor: [
+        {
+          role: { coding: [{ system: 'http://terminology.hl7.org/CodeSystem/v3-ParticipationType', code: 'IRCP' }] },
+          reference: { identifier: { system: 'urn:ietf:rfc:3986', value: `${AGENT_URI_PREFIX}${consent.grantee}` } },
+        },
+      ],
+      purpose: consent.purposes.map((code) => ({ system: ACT_REASON_SYSTEM, code })),
+      class: consent.classes.map((code) => ({ system: DATA_CLASS_SYSTEM, code })),
+    },
+  };
+}

@@ -1,0 +1,44 @@
+/**
+ * Error codes of the hospital agent, with the HTTP status the local API
+ * answers and a one-line description (served in the OpenAPI document and the
+ * README; a test checks every code is documented).
+ */
+export const AGENT_ERRORS = {
+  ERR_BAD_REQUEST: { status: 400, description: 'The request is malformed: a field is missing, has the wrong type or is out of range.' },
+  ERR_INVALID_FHIR: { status: 400, description: 'The body is not the FHIR resource the endpoint expects (e.g. not a Bundle or Consent).' },
+  ERR_UNSUPPORTED_MEDIA_TYPE: { status: 415, description: 'The Content-Type is not accepted by this endpoint.' },
+  ERR_PAYLOAD_TOO_LARGE: { status: 413, description: 'The body exceeds the configured size limit.' },
+  ERR_UNAUTHORIZED: { status: 401, description: 'Missing or wrong bearer token.' },
+  ERR_RATE_LIMITED: { status: 429, description: 'Too many failed authentication attempts from this address; retry later.' },
+  ERR_NOT_FOUND: { status: 404, description: 'No such resource (consent, exchange, inbox item or route).' },
+  ERR_CONFLICT: { status: 409, description: 'The request conflicts with the current state (e.g. an Idempotency-Key reused with a different request).' },
+  ERR_CONSENT_MISSING: { status: 403, description: 'No consent covers this patient and recipient.' },
+  ERR_CONSENT_REVOKED: { status: 403, description: 'The consent was revoked.' },
+  ERR_CONSENT_EXPIRED: { status: 403, description: 'The consent is not valid at this time (expired or not yet valid).' },
+  ERR_CONSENT_SCOPE: { status: 403, description: 'The consent does not cover this purpose or kind of data.' },
+  ERR_UNKNOWN_RECIPIENT: { status: 422, description: 'The recipient is not a known hospital of the federation.' },
+  ERR_RELAY_UNAVAILABLE: { status: 503, description: 'The agent cannot reach any relay right now; the exchange stays queued.' },
+  ERR_INTERNAL: { status: 500, description: 'An unexpected error; details are in the agent log under the request id.' },
+} as const satisfies Record<string, { status: number; description: string }>;
+
+/** A documented agent error code. */
+export type AgentErrorCode = keyof typeof AGENT_ERRORS;
+
+/** Base class for every error of the hospital agent; `status` is the HTTP status the API answers. */
+export class AgentError extends Error {
+  readonly code: AgentErrorCode;
+  readonly status: number;
+  /** Extra machine-readable detail safe to return to the API caller (never PHI). */
+  readonly detail: Record<string, unknown> | undefined;
+
+  constructor(code: AgentErrorCode, message: string, options?: { cause?: unknown; detail?: Record<string, unknown> }) {
+    super(message, options?.cause === undefined ? undefined : { cause: options.cause });
+    this.code = code;
+    this.status = AGENT_ERRORS[code].status;
+    this.detail = options?.detail;
+    this.name = this.constructor.name;
+  }
+}
+
+/** Consent refusals, a subset of {@link AgentErrorCode}. */
+export type ConsentErrorCode = 'ERR_CONSENT_MISSING' | 'ERR_CONSENT_REVOKED' | 'ERR_CONSENT_EXPIRED' | 'ERR_CONSENT_SCOPE';
