@@ -1,0 +1,174 @@
+import { once } from 'node:events';
+import { createReadStream, createWriteStream, type ReadStream, type WriteStream } from 'node:fs';
+import { mkdir, open, readdir, readFile, rename, rm, stat, writeFile } from 'node:fs/promises';
+import { join } from 'node:path';
+import { AgentError } from '../errors.ts';
+
+/** Exchange ids that may name a file-system entry: no separators, no dots. */
+export const SAFE_ID = /^[A-Za-z0-9][A-Za-z0-9_-]{7,127}$/;
+
+/** Returns `id` when it is safe to use as a path component, else throws ERR_BAD_REQUEST. */
+export function safeId(id: string): string {
+  if (!SAFE_ID.test(id)) throw new AgentError('ERR_BAD_REQUEST', 'invalid exchange id');
+  return id;
+}
+
+/** Metadata of a released inbox item. */
+export interface InboxMeta {
+  exchangeId: string;
+  from: string;
+  contentType: string;
+  bytes: number;
+  contentSha256: string;
+  receivedAt: string;
+  ackedAt?: string;
+  /** How the envelope verified (sender key id, header hash, receipt state); never PHI. */
+  verification?: Record<string, unknown>;
+}
+
+async function fsyncPath(path: string): Promise<void> {
+  const fh = await open(path, 'r');
+  try {
+    await fh.sync();
+  } finally {
+    await fh.close();
+  }
+}
+
+/** A file being received: bytes go to quarantine and appear in the inbox only on {@link release}. */
+export class Quarantine {
+  readonly contentPath: string;
+  private done = false;
+
+  constructor(
+    private readonly inbox: Inbox,
+    readonly exchangeId: string,
+    private readonly dir: string,
+  ) {
+    this.contentPath = join(dir, 'content');
+  }
+
+  /** A write stream to the quarantined content file. */
+  writeStream(): WriteStream {
+    return createWriteStream(this.contentPath, { flags: 'w', mode: 0o600 });
+  }
+
+  /**
+   * Moves the verified content into the inbox atomically (one directory
+   * rename after fsync), so a crash leaves either nothing or a complete item.
+   */
+  async release(meta: Omit<InboxMeta, 'exchangeId' | 'receivedAt'> & { receivedAt?: string }): Promise<InboxMeta> {
+    if (this.done) throw new TypeError('quarantine already released or discarded');
+    const full: InboxMeta = { ...meta, exchangeId: this.exchangeId, receivedAt: meta.receivedAt ?? new Date().toISOString() };
+    await fsyncPath(this.contentPath);
+    const metaPath = join(this.dir, 'meta.json');
+    await writeFile(metaPath, `${JSON.stringify(full, null, 2)}\n`, { mode: 0o600 });
+    await fsyncPath(metaPath);
+    await rename(this.dir, this.inbox.itemDir(this.exchangeId));
+    await fsyncPath(this.inbox.itemsDir);
+    this.done = true;
+    return full;
+  }
+
+  /** Deletes the quarantined bytes. */
+  async discard(): Promise<void> {
+    this.done = true;
+    await rm(this.dir, { recursive: true, force: true });
+  }
+}
+
+/**
+ * The agent's inbox on disk: `quarantine/<id>/` while an envelope is being
+ * opened, `items/<id>/{content,meta.json}` once it verified. Nothing in
+ * quarantine is ever listed; {@link recover} empties it after a crash.
+ */
+export class Inbox {
+  readonly quarantineDir: string;
+  readonly itemsDir: string;
+
+  constructor(readonly root: string) {
+    this.quarantineDir = join(root, 'quarantine');
+    this.itemsDir = join(root, 'items');
+  }
+
+  /** Creates the directories (0700) and discards anything left in quarantine; returns how many were discarded. */
+  async recover(): Promise<number> {
+    await mkdir(this.quarantineDir, { recursive: true, mode: 0o700 });
+    await mkdir(this.itemsDir, { recursive: true, mode: 0o700 });
+    const leftovers = await readdir(this.quarantineDir);
+    await Promise.all(leftovers.map((name) => rm(join(this.quarantineDir, name), { recursive: true, force: true })));
+    return leftovers.length;
+  }
+
+  /** Directory of a released item. */
+  itemDir(exchangeId: string): string {
+    return join(this.itemsDir, safeId(exchangeId));
+  }
+
+  /** Starts receiving `exchangeId`; throws ERR_CONFLICT when it is already in the inbox or being received. */
+  async quarantine(exchangeId: string): Promise<Quarantine> {
+    const id = safeId(exchangeId);
+    if (await this.exists(this.itemDir(id))) throw new AgentError('ERR_CONFLICT', `exchange ${id} is already in the inbox`);
+    const dir = join(this.quarantineDir, id);
+    try {
+      await mkdir(dir, { mode: 0o700 });
+    } catch (err) {
+      if ((err as NodeJS.ErrnoException).code === 'EEXIST') throw new AgentError('ERR_CONFLICT', `exchange ${id} is already being received`);
+      throw err;
+    }
+    return new Quarantine(this, id, dir);
+  }
+
+  /** Released items, oldest first. */
+  async list(): Promise<InboxMeta[]> {
+    const names = await readdir(this.itemsDir);
+    const metas = await Promise.all(names.filter((n) => SAFE_ID.test(n)).map((n) => this.get(n)));
+    return metas.filter((m): m is InboxMeta => m !== undefined).sort((a, b) => a.receivedAt.localeCompare(b.receivedAt));
+  }
+
+  /** Metadata of one item, or undefined. */
+  async get(exchangeId: string): Promise<InboxMeta | undefined> {
+    try {
+      return JSON.parse(await readFile(join(this.itemDir(exchangeId), 'meta.json'), 'utf8')) as InboxMeta;
+    } catch (err) {
+      if ((err as NodeJS.ErrnoException).code === 'ENOENT') return undefined;
+      throw err;
+    }
+  }
+
+  /** A read stream of an item's content; throws ERR_NOT_FOUND. */
+  async openContent(exchangeId: string): Promise<ReadStream> {
+    if (!(await this.get(exchangeId))) throw new AgentError('ERR_NOT_FOUND', `no inbox item ${exchangeId}`);
+    const stream = createReadStream(join(this.itemDir(exchangeId), 'content'));
+    await once(stream, 'open');
+    return stream;
+  }
+
+  /** Marks an item acknowledged by the EHR; returns the updated metadata. */
+  async ack(exchangeId: string): Promise<InboxMeta> {
+    const meta = await this.get(exchangeId);
+    if (!meta) throw new AgentError('ERR_NOT_FOUND', `no inbox item ${exchangeId}`);
+    if (!meta.ackedAt) {
+      meta.ackedAt = new Date().toISOString();
+      const path = join(this.itemDir(exchangeId), 'meta.json');
+      await writeFile(`${path}.tmp`, `${JSON.stringify(meta, null, 2)}\n`, { mode: 0o600 });
+      await rename(`${path}.tmp`, path);
+    }
+    return meta;
+  }
+
+  /** Deletes an item and its content; throws ERR_NOT_FOUND. */
+  async remove(exchangeId: string): Promise<void> {
+    if (!(await this.get(exchangeId))) throw new AgentError('ERR_NOT_FOUND', `no inbox item ${exchangeId}`);
+    await rm(this.itemDir(exchangeId), { recursive: true, force: true });
+  }
+
+  private async exists(path: string): Promise<boolean> {
+    try {
+      await stat(path);
+      return true;
+    } catch {
+      return false;
+    }
+  }
+}
