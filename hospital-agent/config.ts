@@ -1,0 +1,262 @@
+import { readFileSync } from 'node:fs';
+import { dirname, extname, isAbsolute, resolve } from 'node:path';
+import YAML from 'yaml';
+import { z } from 'zod';
+import { HOSPITAL_ID_PATTERN } from '../certs/index.ts';
+import { MIN_TOKEN_LENGTH, type ApiToken } from './api/auth.ts';
+import { MIN_PATIENT_SECRET_BYTES } from './consent/patient.ts';
+
+/** Default local API address: loopback only, so only the EHR host can reach it. */
+export const DEFAULT_API_HOST = '127.0.0.1';
+/** Default local API port. */
+export const DEFAULT_API_PORT = 8480;
+/** Largest exchange body accepted by the API (bytes); imaging studies can be large. */
+export const DEFAULT_MAX_EXCHANGE_BYTES = 16 * 1024 ** 3;
+/** Sends in flight at once; more are queued. */
+export const DEFAULT_MAX_CONCURRENT_SENDS = 4;
+/** Env var prefix: `api.port` is HIE_AGENT_API_PORT. */
+export const AGENT_ENV_PREFIX = 'HIE_AGENT_';
+
+/** An invalid agent configuration; the message names the key and the problem. */
+export class AgentConfigError extends Error {
+  readonly code = 'ERR_AGENT_CONFIG';
+  /** Dotted config keys at fault. */
+  readonly keys: string[];
+
+  constructor(message: string, keys: string[]) {
+    super(message);
+    this.name = this.constructor.name;
+    this.keys = keys;
+  }
+}
+
+const int = (min: number, max = Number.MAX_SAFE_INTEGER) => z.number().int().min(min).max(max);
+const wsUrl = z.string().regex(/^wss:\/\/[^\s/]+(:\d+)?(\/\S*)?$/, 'must be a wss:// URL');
+
+/** The agent configuration schema (every key is documented in the README). */
+export const agentConfigSchema = z.strictObject({
+  id: z.string().regex(HOSPITAL_ID_PATTERN, 'must be 2-63 characters of a-z, 0-9 and -'),
+  identity: z.strictObject({
+    cert: z.string().min(1),
+    key: z.string().min(1),
+    ca: z.string().min(1),
+    crl: z.string().min(1).optional(),
+    passphraseEnv: z.string().min(1).optional(),
+  }),
+  relay: z.strictObject({ urls: z.array(wsUrl).min(1).max(16) }),
+  dataDir: z.string().min(1),
+  api: z
+    .strictObject({
+      host: z.string().min(1).default(DEFAULT_API_HOST),
+      port: int(0, 65535).default(DEFAULT_API_PORT),
+      /** Env var holding `name:token[,name:token...]`. */
+      tokensEnv: z.string().min(1).default('HIE_AGENT_API_TOKENS'),
+      /** File with one `name:token` per line (alternative to tokensEnv). */
+      tokensFile: z.string().min(1).optional(),
+    })
+    .prefault({}),
+  patientSecret: z
+    .strictObject({
+      /** Env var holding the patient-id HMAC secret (hex, at least 32 bytes). */
+      env: z.string().min(1).default('HIE_AGENT_PATIENT_SECRET'),
+      /** File holding the secret (hex); takes precedence over env. */
+      file: z.string().min(1).optional(),
+    })
+    .prefault({}),
+  inbox: z
+    .strictObject({
+      webhook: z.strictObject({ url: z.url({ protocol: /^https?$/ }), tokenEnv: z.string().min(1).optional() }).optional(),
+    })
+    .prefault({}),
+  limits: z
+    .strictObject({
+      maxExchangeBytes: int(1).default(DEFAULT_MAX_EXCHANGE_BYTES),
+      maxConcurrentSends: int(1, 256).default(DEFAULT_MAX_CONCURRENT_SENDS),
+    })
+    .prefault({}),
+  log: z.strictObject({ level: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info') }).prefault({}),
+});
+
+/** A validated agent configuration. */
+export type AgentConfig = z.output<typeof agentConfigSchema>;
+
+type Kind = 'string' | 'number' | 'boolean' | 'list';
+
+function leafKind(schema: z.ZodType): Kind | undefined {
+  let s: z.ZodType = schema;
+  // Unwrap defaults, prefaults and optionals to reach the value type.
+  for (;;) {
+    const def = (s as unknown as { def: { type: string; innerType?: z.ZodType } }).def;
+    if ((def.type === 'default' || def.type === 'prefault' || def.type === 'optional') && def.innerType) s = def.innerType;
+    else break;
+  }
+  const type = (s as unknown as { def: { type: string } }).def.type;
+  if (type === 'string' || type === 'enum') return 'string';
+  if (type === 'number') return 'number';
+  if (type === 'boolean') return 'boolean';
+  if (type === 'array') return 'list';
+  return undefined;
+}
+
+/** Every leaf key of the schema with its kind, e.g. `api.port` -> number. */
+export function configLeaves(schema: z.ZodObject = agentConfigSchema, prefix = ''): Map<string, Kind> {
+  const out = new Map<string, Kind>();
+  for (const [key, value] of Object.entries(schema.shape)) {
+    const path = prefix ? `${prefix}.${key}` : key;
+    let inner = value as z.ZodType;
+    for (;;) {
+      const def = (inner as unknown as { def: { type: string; innerType?: z.ZodType } }).def;
+      if ((def.type === 'default' || def.type === 'prefault' || def.type === 'optional') && def.innerType) inner = def.innerType;
+      else break;
+    }
+    if ((inner as unknown as { def: { type: string } }).def.type === 'object') {
+      for (const [k, v] of configLeaves(inner as z.ZodObject, path)) out.set(k, v);
+    } else {
+      const kind = leafKind(value as z.ZodType);
+      if (kind) out.set(path, kind);
+    }
+  }
+  return out;
+}
+
+/** The env var that sets a dotted key: `limits.maxExchangeBytes` -> HIE_AGENT_LIMITS_MAX_EXCHANGE_BYTES. */
+export function agentEnvVar(key: string): string {
+  return AGENT_ENV_PREFIX + key.split('.').map((p) => p.replace(/([a-z0-9])([A-Z])/g, '$1_$2').toUpperCase()).join('_');
+}
+
+function coerce(raw: string, kind: Kind): unknown {
+  if (kind === 'number') return /^-?\d+$/.test(raw.trim()) ? Number(raw) : raw;
+  if (kind === 'boolean') return raw === 'true' ? true : raw === 'false' ? false : raw;
+  if (kind === 'list') return raw.split(',').map((s) => s.trim()).filter(Boolean);
+  return raw;
+}
+
+function setPath(target: Record<string, unknown>, path: string[], value: unknown): void {
+  let node = target;
+  for (const part of path.slice(0, -1)) {
+    const next = node[part];
+    if (!next || typeof next !== 'object' || Array.isArray(next)) node[part] = {};
+    node = node[part] as Record<string, unknown>;
+  }
+  node[path[path.length - 1] as string] = value;
+}
+
+/** Validates a config object with HIE_AGENT_* env overrides; throws AgentConfigError naming every bad key. */
+export function parseAgentConfig(input: unknown, env: NodeJS.ProcessEnv = {}): AgentConfig {
+  if (input !== undefined && (typeof input !== 'object' || input === null || Array.isArray(input))) {
+    throw new AgentConfigError('config must be an object (keys: id, identity, relay, dataDir, api, patientSecret, inbox, limits, log)', ['(root)']);
+  }
+  const merged = structuredClone((input ?? {}) as Record<string, unknown>);
+  const fromEnv = new Map<string, string>();
+  for (const [key, kind] of configLeaves()) {
+    const name = agentEnvVar(key);
+    const raw = env[name];
+    if (raw === undefined) continue;
+    setPath(merged, key.split('.'), coerce(raw, kind));
+    fromEnv.set(key, name);
+  }
+  const result = agentConfigSchema.safeParse(merged);
+  if (result.success) return result.data;
+  const keys: string[] = [];
+  const lines = result.error.issues.map((issue) => {
+    const base = issue.path.map(String).join('.');
+    if (issue.code === 'unrecognized_keys') {
+      const names = issue.keys.map((k) => (base ? `${base}.${k}` : k));
+      keys.push(...names);
+      return `config key ${names.join(', ')}: unknown key`;
+    }
+    const key = base || '(root)';
+    keys.push(key);
+    const top = key.split('.').slice(0, 2).join('.');
+    const src = fromEnv.get(key) ?? fromEnv.get(top);
+    return `config key ${key}${src ? ` (from ${src})` : ''}: ${issue.message}`;
+  });
+  throw new AgentConfigError(lines.join('; '), keys);
+}
+
+/**
+ * Reads a YAML or JSON agent config file, applies env overrides and
+ * validates; relative paths resolve against the file's directory.
+ */
+export function loadAgentConfig(path: string, env: NodeJS.ProcessEnv = process.env): AgentConfig {
+  let text: string;
+  try {
+    text = readFileSync(path, 'utf8');
+  } catch (err) {
+    throw new AgentConfigError(`cannot read config file ${path}: ${(err as NodeJS.ErrnoException).code ?? 'error'}`, ['(file)']);
+  }
+  let data: unknown;
+  try {
+    data = extname(path).toLowerCase() === '.json' ? JSON.parse(text) : YAML.parse(text);
+  } catch (err) {
+    throw new AgentConfigError(`config file ${path} is not valid ${extname(path).toLowerCase() === '.json' ? 'JSON' : 'YAML'}: ${(err as Error).message.split('\n')[0]}`, ['(file)']);
+  }
+  const config = parseAgentConfig(data ?? {}, env);
+  const base = dirname(resolve(path));
+  const abs = (p: string): string => (isAbsolute(p) ? p : resolve(base, p));
+  config.identity.cert = abs(config.identity.cert);
+  config.identity.key = abs(config.identity.key);
+  config.identity.ca = abs(config.identity.ca);
+  if (config.identity.crl) config.identity.crl = abs(config.identity.crl);
+  config.dataDir = abs(config.dataDir);
+  if (config.api.tokensFile) config.api.tokensFile = abs(config.api.tokensFile);
+  if (config.patientSecret.file) config.patientSecret.file = abs(config.patientSecret.file);
+  return config;
+}
+
+/** Parses `name:token` pairs (comma- or newline-separated); tokens must be at least MIN_TOKEN_LENGTH characters. */
+export function parseTokens(text: string, source: string): ApiToken[] {
+  const tokens: ApiToken[] = [];
+  for (const raw of text.split(/[,\n]/)) {
+    const line = raw.trim();
+    if (!line || line.startsWith('#')) continue;
+    const i = line.indexOf(':');
+    const name = i > 0 ? line.slice(0, i) : '';
+    const token = i > 0 ? line.slice(i + 1) : '';
+    if (!/^[A-Za-z0-9_.-]{1,64}$/.test(name) || token.length < MIN_TOKEN_LENGTH || /\s/.test(token)) {
+      // Never echo the token itself.
+      throw new AgentConfigError(`${source}: each entry must be name:token with a token of at least ${MIN_TOKEN_LENGTH} non-space characters`, ['api']);
+    }
+    tokens.push({ name, token });
+  }
+  if (tokens.length === 0) throw new AgentConfigError(`${source}: no API tokens configured`, ['api']);
+  return tokens;
+}
+
+/** Loads the API tokens from `api.tokensFile` or the `api.tokensEnv` variable. */
+export function loadApiTokens(config: AgentConfig, env: NodeJS.ProcessEnv = process.env): ApiToken[] {
+  if (config.api.tokensFile) {
+    let text: string;
+    try {
+      text = readFileSync(config.api.tokensFile, 'utf8');
+    } catch (err) {
+      throw new AgentConfigError(`config key api.tokensFile: cannot read ${config.api.tokensFile}: ${(err as NodeJS.ErrnoException).code ?? 'error'}`, ['api.tokensFile']);
+    }
+    return parseTokens(text, 'api.tokensFile');
+  }
+  const value = env[config.api.tokensEnv];
+  if (!value) throw new AgentConfigError(`config key api.tokensEnv: environment variable ${config.api.tokensEnv} is not set`, ['api.tokensEnv']);
+  return parseTokens(value, config.api.tokensEnv);
+}
+
+/** Loads the patient-id HMAC secret (hex) from `patientSecret.file` or its env variable. */
+export function loadPatientSecret(config: AgentConfig, env: NodeJS.ProcessEnv = process.env): Buffer {
+  let hex: string | undefined;
+  let source: string;
+  if (config.patientSecret.file) {
+    source = 'patientSecret.file';
+    try {
+      hex = readFileSync(config.patientSecret.file, 'utf8').trim();
+    } catch (err) {
+      throw new AgentConfigError(`config key patientSecret.file: cannot read ${config.patientSecret.file}: ${(err as NodeJS.ErrnoException).code ?? 'error'}`, [source]);
+    }
+  } else {
+    source = 'patientSecret.env';
+    hex = env[config.patientSecret.env]?.trim();
+    if (!hex) throw new AgentConfigError(`config key patientSecret.env: environment variable ${config.patientSecret.env} is not set`, [source]);
+  }
+  if (!/^[0-9a-fA-F]+$/.test(hex) || hex.length % 2 !== 0 || hex.length < MIN_PATIENT_SECRET_BYTES * 2) {
+    throw new AgentConfigError(`config key ${source}: the patient secret must be at least ${MIN_PATIENT_SECRET_BYTES} bytes of hex (e.g. openssl rand -hex 32)`, [source]);
+  }
+  return Buffer.from(hex, 'hex');
+}
