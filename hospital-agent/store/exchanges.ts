@@ -1,0 +1,157 @@
+import { createHash, timingSafeEqual } from 'node:crypto';
+import { Level } from 'level';
+import { AgentError } from '../errors.ts';
+import { Mutex } from './mutex.ts';
+
+/** Life cycle of an outgoing exchange. `delivered` and `failed` are final. */
+export type ExchangeStatus = 'queued' | 'sending' | 'delivered' | 'failed';
+
+const NEXT: Record<ExchangeStatus, readonly ExchangeStatus[]> = {
+  queued: ['sending', 'failed'],
+  sending: ['queued', 'delivered', 'failed'],
+  delivered: [],
+  failed: [],
+};
+
+/** Why an exchange failed: a code and a message without PHI. */
+export interface Failure {
+  code: string;
+  message: string;
+}
+
+/** What the agent keeps about one outgoing exchange. */
+export interface ExchangeRecord {
+  id: string;
+  to: string;
+  patientHash: string;
+  consentId: string;
+  purpose: string;
+  contentType: string;
+  bytes: number;
+  contentSha256: string;
+  status: ExchangeStatus;
+  attempts: number;
+  createdAt: string;
+  updatedAt: string;
+  nextAttemptAt?: string;
+  failure?: Failure;
+  /** The verified receipt, once delivered. */
+  receipt?: unknown;
+  /** Hash of what the request asked for, to detect a reused Idempotency-Key. */
+  requestFingerprint: string;
+}
+
+/** Fields a caller supplies to create an exchange. */
+export type NewExchange = Omit<ExchangeRecord, 'status' | 'attempts' | 'createdAt' | 'updatedAt' | 'requestFingerprint'>;
+
+/** Digest of the parts of a request that an idempotent retry must repeat. */
+export function requestFingerprint(x: Pick<NewExchange, 'to' | 'patientHash' | 'consentId' | 'purpose' | 'contentType' | 'contentSha256'>): string {
+  return createHash('sha256').update(JSON.stringify([x.to, x.patientHash, x.consentId, x.purpose, x.contentType, x.contentSha256])).digest('hex');
+}
+
+function idempotencyIndexKey(principal: string, key: string): string {
+  return createHash('sha256').update(`${principal}\u0000${key}`).digest('hex');
+}
+
+/**
+ * Outgoing exchanges in the agent's own LevelDB (`<dataDir>/state`): records
+ * by id and an Idempotency-Key index, written in one batch so a crash never
+ * leaves one without the other. Every change goes through one mutex, so
+ * concurrent API calls and the engine see transitions in order.
+ */
+export class ExchangeStore {
+  private readonly db: Level<string, string>;
+  private readonly records;
+  private readonly idempotency;
+  private readonly mutex = new Mutex();
+
+  constructor(path: string) {
+    this.db = new Level<string, string>(path);
+    this.records = this.db.sublevel<string, ExchangeRecord>('exchanges', { valueEncoding: 'json' });
+    this.idempotency = this.db.sublevel<string, string>('idempotency', { valueEncoding: 'utf8' });
+  }
+
+  /** Opens the database. */
+  async open(): Promise<void> {
+    await this.db.open();
+  }
+
+  /** Closes the database. */
+  async close(): Promise<void> {
+    await this.db.close();
+  }
+
+  /**
+   * Records a new queued exchange. With an idempotency key already used by
+   * the same principal, returns the earlier record (`created: false`) when the
+   * request matches, and throws ERR_CONFLICT when it differs.
+   */
+  async create(input: NewExchange, idempotency?: { principal: string; key: string }): Promise<{ record: ExchangeRecord; created: boolean }> {
+    return this.mutex.run(async () => {
+      const fingerprint = requestFingerprint(input);
+      const indexKey = idempotency ? idempotencyIndexKey(idempotency.principal, idempotency.key) : undefined;
+      if (indexKey) {
+        const existingId = await this.idempotency.get(indexKey);
+        if (existingId !== undefined) {
+          const existing = await this.records.get(existingId);
+          if (existing) {
+            const same = timingSafeEqual(Buffer.from(existing.requestFingerprint, 'hex'), Buffer.from(fingerprint, 'hex'));
+            if (!same) throw new AgentError('ERR_CONFLICT', 'Idempotency-Key was already used for a different request');
+            return { record: existing, created: false };
+          }
+        }
+      }
+      if ((await this.records.get(input.id)) !== undefined) throw new AgentError('ERR_CONFLICT', `exchange ${input.id} already exists`);
+      const now = new Date().toISOString();
+      const record: ExchangeRecord = { ...input, status: 'queued', attempts: 0, createdAt: now, updatedAt: now, requestFingerprint: fingerprint };
+      // One atomic batch across both sublevels.
+      const chained = this.db.batch();
+      chained.put(record.id, record, { sublevel: this.records });
+      if (indexKey) chained.put(indexKey, record.id, { sublevel: this.idempotency });
+      await chained.write();
+      return { record, created: true };
+    });
+  }
+
+  /** One record, or undefined. */
+  async get(id: string): Promise<ExchangeRecord | undefined> {
+    return this.records.get(id);
+  }
+
+  /**
+   * Moves an exchange to `status` with extra fields; refuses transitions the
+   * life cycle does not allow (e.g. out of a final state) with a TypeError.
+   */
+  async transition(id: string, status: ExchangeStatus, patch: Partial<Pick<ExchangeRecord, 'failure' | 'receipt' | 'nextAttemptAt' | 'attempts'>> = {}): Promise<ExchangeRecord> {
+    return this.mutex.run(async () => {
+      const current = await this.records.get(id);
+      if (!current) throw new AgentError('ERR_NOT_FOUND', `no exchange ${id}`);
+      if (current.status !== status && !NEXT[current.status].includes(status)) {
+        throw new TypeError(`exchange ${id} cannot go from ${current.status} to ${status}`);
+      }
+      const next: ExchangeRecord = { ...current, ...patch, status, updatedAt: new Date().toISOString() };
+      if (status !== 'queued') delete next.nextAttemptAt;
+      await this.records.put(id, next);
+      return next;
+    });
+  }
+
+  /** Records, newest first, optionally of one status; at most `limit`. */
+  async list(options: { status?: ExchangeStatus; limit?: number } = {}): Promise<ExchangeRecord[]> {
+    const out: ExchangeRecord[] = [];
+    for await (const value of this.records.values()) {
+      if (!options.status || value.status === options.status) out.push(value);
+    }
+    out.sort((a, b) => b.createdAt.localeCompare(a.createdAt));
+    return out.slice(0, options.limit ?? 100);
+  }
+
+  /** Exchanges not yet final (to resume after a restart), oldest first. */
+  async unfinished(): Promise<ExchangeRecord[]> {
+    const out: ExchangeRecord[] = [];
+    for await (const value of this.records.values()) {
+      if (value.status === 'queued' || value.status === 'sending') out.push(value);
+    }
+    return out.sort((a, b) => a.createdAt.localeCompare(b.createdAt));
+  }
+}

@@ -1,0 +1,90 @@
+import { randomUUID } from 'node:crypto';
+import { join } from 'node:path';
+import { expect } from 'chai';
+import { AgentError } from '../../hospital-agent/errors.ts';
+import { ExchangeStore, type NewExchange } from '../../hospital-agent/store/exchanges.ts';
+import { tempDir } from '../support/tmp.ts';
+
+function exchange(overrides: Partial<NewExchange> = {}): NewExchange {
+  return {
+    id: randomUUID(),
+    to: 'severance',
+    patientHash: 'a'.repeat(64),
+    consentId: randomUUID(),
+    purpose: 'TREAT',
+    contentType: 'application/fhir+json',
+    bytes: 10,
+    contentSha256: 'b'.repeat(64),
+    ...overrides,
+  };
+}
+
+describe('ExchangeStore', function () {
+  let tmp: ReturnType<typeof tempDir>;
+  let store: ExchangeStore;
+
+  beforeEach(async function () {
+    tmp = tempDir();
+    store = new ExchangeStore(join(tmp.dir, 'state'));
+    await store.open();
+  });
+  afterEach(async function () {
+    await store.close();
+    tmp.cleanup();
+  });
+
+  it('returns the same exchange for a retried request with the same idempotency key, even concurrently', async function () {
+    const base = exchange();
+    const key = { principal: 'ehr', key: 'retry-1' };
+    const results = await Promise.all([
+      store.create(base, key),
+      store.create({ ...base, id: randomUUID() }, key),
+      store.create({ ...base, id: randomUUID() }, key),
+    ]);
+    expect(new Set(results.map((r) => r.record.id)).size).to.equal(1);
+    expect(results.filter((r) => r.created)).to.have.length(1);
+    expect(await store.list()).to.have.length(1);
+  });
+
+  it('refuses an idempotency key reused for a different request', async function () {
+    const key = { principal: 'ehr', key: 'k' };
+    await store.create(exchange(), key);
+    try {
+      await store.create(exchange({ to: 'mgh' }), key);
+      throw new Error('accepted');
+    } catch (err) {
+      expect((err as AgentError).code).to.equal('ERR_CONFLICT');
+    }
+    // Another principal's key space is separate.
+    expect((await store.create(exchange({ to: 'mgh' }), { principal: 'other', key: 'k' })).created).to.equal(true);
+  });
+
+  it('enforces the life cycle and keeps final states final', async function () {
+    const { record } = await store.create(exchange());
+    await store.transition(record.id, 'sending', { attempts: 1 });
+    await store.transition(record.id, 'queued', { nextAttemptAt: new Date().toISOString() });
+    await store.transition(record.id, 'sending', { attempts: 2 });
+    const done = await store.transition(record.id, 'delivered', { receipt: { ok: true } });
+    expect(done.status).to.equal('delivered');
+    expect(done.attempts).to.equal(2);
+    try {
+      await store.transition(record.id, 'failed', { failure: { code: 'X', message: 'y' } });
+      throw new Error('left a final state');
+    } catch (err) {
+      expect(err).to.be.instanceOf(TypeError);
+    }
+  });
+
+  it('survives a restart with unfinished work to resume', async function () {
+    const a = (await store.create(exchange())).record;
+    const b = (await store.create(exchange())).record;
+    await store.transition(b.id, 'sending');
+    const c = (await store.create(exchange())).record;
+    await store.transition(c.id, 'failed', { failure: { code: 'ERR_CONSENT_REVOKED', message: 'revoked' } });
+    await store.close();
+    store = new ExchangeStore(join(tmp.dir, 'state'));
+    await store.open();
+    expect((await store.unfinished()).map((r) => r.id)).to.have.members([a.id, b.id]);
+    expect((await store.get(c.id))?.failure?.code).to.equal('ERR_CONSENT_REVOKED');
+  });
+});
