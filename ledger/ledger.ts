@@ -1,0 +1,666 @@
+import { createPublicKey, sign as edSign, type KeyObject } from 'node:crypto';
+import { jwkThumbprint, publicJwk, type KeyBundle } from '../certs/index.ts';
+import { decodeEntry, encodeEntry, type StoredEntry } from './entry.ts';
+import { LedgerError } from './errors.ts';
+import { evidenceSchema, MAX_EVIDENCE_CHAIN, type Evidence } from './evidence.ts';
+import {
+  checkpointSchema,
+  endorsementMessage,
+  signCheckpoint,
+  signedHeadSchema,
+  signHead,
+  verifyCheckpointSignature,
+  verifyHeadSignature,
+  type SignedCheckpoint,
+  type SignedHead,
+} from './heads.ts';
+import { KeyHistory, keyEraFromEntry, type KeyEra, type Trust } from './keys.ts';
+import { checkBody, ENTRY_VERSION, GENESIS_PREV, HEX64_PATTERN, type AppendInput, type Entry, type EntryType } from './schema.ts';
+import { feedKey, prefixRange, seqKey, Store, type BatchOp } from './store.ts';
+
+/** Most entries written in one atomic batch (one signed head each). */
+export const DEFAULT_MAX_APPEND_BATCH = 1024;
+/** Checkpoints kept per agent (older ones are pruned). */
+export const DEFAULT_CHECKPOINTS_KEPT = 64;
+
+/** The key an author signs its feed with, and the bundle binding it to its certificate. */
+export interface AuthorOptions {
+  /** The feed id: the agent's hospital id. */
+  feed: string;
+  /** Ed25519 private key. */
+  signingKey: KeyObject;
+  /** Key bundle for `signingKey` (from certs' createKeyBundle); written in the genesis entry of a new feed. */
+  bundle: KeyBundle;
+}
+
+/** Options of {@link Ledger.open}. */
+export interface LedgerOptions {
+  /** Directory of the LevelDB database. */
+  path: string;
+  /** The federation CA (and CRL) every feed's keys must chain to. */
+  trust: Trust;
+  /** Present for an agent that appends to its own feed; absent for a reader or a pure replica. */
+  author?: AuthorOptions;
+  /** Create the database when missing (default true). */
+  createIfMissing?: boolean;
+  /** Clock (tests freeze it). */
+  now?: () => Date;
+  /** Most entries per atomic append batch. */
+  maxAppendBatch?: number;
+}
+
+/** Position of the newest stored entry of a feed. */
+export interface Head {
+  feed: string;
+  seq: number;
+  hash: string;
+  ts: string;
+}
+
+/** What an append returns. */
+export interface AppendResult {
+  feed: string;
+  seq: number;
+  hash: string;
+  ts: string;
+}
+
+/** Outcome of comparing a peer's signed head with what we hold. */
+export type HeadCheck = 'same' | 'behind' | 'equivocation' | 'invalid' | 'stopped';
+
+/** Outcome of {@link Ledger.addCheckpoint}. */
+export type CheckpointOutcome = 'stored' | 'conflict' | 'unknown-key' | 'invalid';
+
+/** Per-feed line of {@link Ledger.status}. */
+export interface FeedStatus {
+  feed: string;
+  seq: number;
+  hash: string;
+  ts: string;
+  stopped: boolean;
+}
+
+/** A snapshot of the ledger for an agent's status API. */
+export interface LedgerStatus {
+  feed: string | undefined;
+  feeds: FeedStatus[];
+  evidence: Evidence[];
+}
+
+/** A per-entry proof: the entry, the entries after it up to a signed head, and that head. */
+export interface EntryProof {
+  entries: Buffer[];
+  head: SignedHead;
+}
+
+interface Pending {
+  input: AppendInput;
+  resolve: (r: AppendResult) => void;
+  reject: (err: unknown) => void;
+}
+
+/**
+ * A hash-chained, signed ledger in LevelDB: the agent's own feed (appends)
+ * and every other feed it replicates. All writes go through one queue, so
+ * appends from concurrent callers land in call order; appends waiting
+ * together are committed in one atomic batch with one signed head.
+ */
+export class Ledger {
+  private readonly heads = new Map<string, Head>();
+  private readonly keys = new Map<string, KeyHistory>();
+  private readonly stopped = new Set<string>();
+  private readonly pending: Pending[] = [];
+  private writeChain: Promise<void> = Promise.resolve();
+  private draining = false;
+  private closed = false;
+  private signing: { key: KeyObject; kid: string } | undefined;
+
+  private constructor(
+    private readonly store: Store,
+    private readonly trust: Trust,
+    private readonly author: AuthorOptions | undefined,
+    private readonly now: () => Date,
+    private readonly maxBatch: number,
+  ) {}
+
+  /** Opens the ledger at `options.path`; an author's feed gets its genesis entry on first open. */
+  static async open(options: LedgerOptions): Promise<Ledger> {
+    if (typeof options?.path !== 'string' || options.path.length === 0) throw new TypeError('options.path must be a directory path');
+    if (typeof options.trust?.caPem !== 'string') throw new TypeError('options.trust.caPem must be the CA certificate PEM');
+    const maxBatch = options.maxAppendBatch ?? DEFAULT_MAX_APPEND_BATCH;
+    if (!Number.isInteger(maxBatch) || maxBatch < 1) throw new TypeError('options.maxAppendBatch must be a positive integer');
+    if (options.author && options.author.signingKey?.asymmetricKeyType !== 'ed25519') throw new TypeError('options.author.signingKey must be an Ed25519 private key');
+    const store = await Store.open(options.path, { createIfMissing: options.createIfMissing ?? true });
+    const ledger = new Ledger(store, options.trust, options.author, options.now ?? (() => new Date()), maxBatch);
+    try {
+      await ledger.load();
+    } catch (err) {
+      await store.close();
+      throw err;
+    }
+    return ledger;
+  }
+
+  /** The author's feed id, or undefined for a reader/replica. */
+  get feed(): string | undefined {
+    return this.author?.feed;
+  }
+
+  private async load(): Promise<void> {
+    for await (const [feed, value] of this.store.heads.iterator()) {
+      const h = JSON.parse(value) as { seq: number; hash: string; ts: string };
+      this.heads.set(feed, { feed, ...h });
+    }
+    for (const feed of this.heads.keys()) {
+      const history = new KeyHistory();
+      const seqs: number[] = [];
+      for (const type of ['genesis', 'key.rotated'] as const) {
+        for await (const key of this.store.byType.keys(prefixRange(`${type}!${feed}`))) seqs.push(Number(key.slice(key.lastIndexOf('!') + 1)));
+      }
+      seqs.sort((a, b) => a - b);
+      for (const seq of seqs) {
+        const stored = await this.get(feed, seq);
+        if (!stored) throw new LedgerError('ERR_LEDGER_DB_UNREADABLE', `index names ${feed}:${seq} but the entry is missing`);
+        history.push(await keyEraFromEntry(stored.entry, history.current(), this.trust));
+      }
+      this.keys.set(feed, history);
+    }
+    for await (const value of this.store.evidence.values()) {
+      const ev = evidenceSchema.safeParse(JSON.parse(value));
+      if (ev.success && ev.data.kind === 'equivocation') this.stopped.add(ev.data.feed);
+    }
+    if (this.author) await this.initAuthor(this.author);
+  }
+
+  private async initAuthor(author: AuthorOptions): Promise<void> {
+    const kid = await jwkThumbprint(publicJwk(createPublicKey(author.signingKey)));
+    this.signing = { key: author.signingKey, kid };
+    const head = this.heads.get(author.feed);
+    if (!head) {
+      if (author.bundle?.agent !== author.feed) throw new TypeError(`options.author.bundle must be the key bundle of '${author.feed}'`);
+      if (author.bundle.signing.kid !== kid) throw new LedgerError('ERR_LEDGER_KEY_MISMATCH', 'options.author.bundle does not carry options.author.signingKey');
+      const entry: Entry = { v: ENTRY_VERSION, feed: author.feed, seq: 0, prev: GENESIS_PREV, ts: this.now().toISOString(), type: 'genesis', body: { bundle: author.bundle }, refs: [] };
+      const era = await keyEraFromEntry(entry, undefined, this.trust);
+      const stored = encodeEntry(entry);
+      const signed = signHead({ feed: author.feed, seq: 0, hash: stored.hash, ts: entry.ts }, author.signingKey, kid);
+      await this.commit(author.feed, [stored], signed);
+      const history = new KeyHistory();
+      history.push(era);
+      this.keys.set(author.feed, history);
+      return;
+    }
+    const current = this.keys.get(author.feed)?.current();
+    if (current?.kid !== kid) {
+      throw new LedgerError('ERR_LEDGER_KEY_MISMATCH', `options.author.signingKey is not the current key of feed '${author.feed}' (rotate keys with rotateKey)`);
+    }
+    // A database written by an older version (or restored from a copy) may end without a signed head.
+    const top = await this.signedHead(author.feed);
+    if (!top || top.seq !== head.seq) {
+      const signed = signHead({ feed: author.feed, seq: head.seq, hash: head.hash, ts: this.now().toISOString() }, author.signingKey, kid);
+      await this.store.batch([{ type: 'put', sublevel: this.store.signedHeads, key: feedKey(author.feed, head.seq), value: JSON.stringify(signed) }]);
+    }
+  }
+
+  private assertOpen(): void {
+    if (this.closed) throw new LedgerError('ERR_LEDGER_CLOSED', 'ledger is closed');
+  }
+
+  private assertAuthor(): { feed: string; signing: { key: KeyObject; kid: string } } {
+    this.assertOpen();
+    if (!this.author || !this.signing) throw new LedgerError('ERR_LEDGER_READ_ONLY', 'this ledger was opened without an author key');
+    if (this.stopped.has(this.author.feed)) throw new LedgerError('ERR_LEDGER_FEED_STOPPED', `feed '${this.author.feed}' has equivocation evidence; appends are stopped`);
+    return { feed: this.author.feed, signing: this.signing };
+  }
+
+  /** Runs `fn` after every earlier write. */
+  private exclusive<T>(fn: () => Promise<T>): Promise<T> {
+    const run = this.writeChain.then(fn);
+    this.writeChain = run.then(
+      () => undefined,
+      () => undefined,
+    );
+    return run;
+  }
+
+  /**
+   * Appends one entry to the author's feed. The body is validated against
+   * its type's schema; the promise settles once the entry and a signed head
+   * covering it are on disk.
+   */
+  append(input: AppendInput): Promise<AppendResult> {
+    try {
+      this.assertAuthor();
+      if (typeof input !== 'object' || input === null) throw new TypeError('append expects { type, body, refs? }');
+      if (input.type === ('genesis' as string) || input.type === ('key.rotated' as string)) throw new TypeError(`${input.type} entries are written by the ledger (use rotateKey)`);
+      const problem = checkBody(input.type, input.body);
+      if (problem) throw new LedgerError('ERR_LEDGER_INVALID_ENTRY', problem);
+      const refs = input.refs ?? [];
+      if (!Array.isArray(refs) || refs.length > 8 || !refs.every((r) => typeof r === 'string' && HEX64_PATTERN.test(r))) {
+        throw new LedgerError('ERR_LEDGER_INVALID_ENTRY', 'refs must be at most 8 SHA-256 hashes (lowercase hex)');
+      }
+    } catch (err) {
+      return Promise.reject(err);
+    }
+    return new Promise<AppendResult>((resolve, reject) => {
+      this.pending.push({ input, resolve, reject });
+      if (!this.draining) {
+        this.draining = true;
+        void this.exclusive(() => this.drain());
+      }
+    });
+  }
+
+  private async drain(): Promise<void> {
+    try {
+      while (this.pending.length > 0) {
+        const items = this.pending.splice(0, this.maxBatch);
+        try {
+          const results = await this._append(items.map((p) => p.input));
+          items.forEach((p, i) => {
+            const r = results[i];
+            if (r instanceof Error) p.reject(r);
+            else p.resolve(r as AppendResult);
+          });
+        } catch (err) {
+          for (const p of items) p.reject(err);
+        }
+      }
+    } finally {
+      this.draining = false;
+    }
+  }
+
+  private async _append(inputs: AppendInput[]): Promise<Array<AppendResult | Error>> {
+    const { feed, signing } = this.assertAuthor();
+    const head = this.heads.get(feed) as Head;
+    let seq = head.seq;
+    let prev = head.hash;
+    // Timestamps never go backwards within a feed, even if the wall clock does.
+    const ts = maxTs(this.now().toISOString(), head.ts);
+    const stored: StoredEntry[] = [];
+    const results: Array<AppendResult | Error> = [];
+    for (const input of inputs) {
+      const entry: Entry = { v: ENTRY_VERSION, feed, seq: seq + 1, prev, ts, type: input.type, body: input.body, refs: input.refs ?? [] } as Entry;
+      try {
+        const s = encodeEntry(entry);
+        stored.push(s);
+        seq += 1;
+        prev = s.hash;
+        results.push({ feed, seq, hash: s.hash, ts });
+      } catch (err) {
+        results.push(err as Error);
+      }
+    }
+    if (stored.length === 0) return results;
+    const signed = signHead({ feed, seq, hash: prev, ts }, signing.key, signing.kid);
+    await this.commit(feed, stored, signed);
+    return results;
+  }
+
+  /**
+   * Rotates the author's signing key: appends a key.rotated entry carrying
+   * `bundle` (verified against the CA) and endorsed by the current key; every
+   * later head is signed with `signingKey`.
+   */
+  async rotateKey(signingKey: KeyObject, bundle: KeyBundle): Promise<AppendResult> {
+    const { feed } = this.assertAuthor();
+    if (signingKey?.asymmetricKeyType !== 'ed25519' || signingKey.type !== 'private') throw new TypeError('signingKey must be an Ed25519 private key');
+    const kid = await jwkThumbprint(publicJwk(createPublicKey(signingKey)));
+    if (bundle?.signing?.kid !== kid) throw new LedgerError('ERR_LEDGER_KEY_MISMATCH', 'bundle does not carry signingKey');
+    return this.exclusive(async () => {
+      const { signing } = this.assertAuthor();
+      const head = this.heads.get(feed) as Head;
+      const ts = maxTs(this.now().toISOString(), head.ts);
+      const endorsement = edSign(null, endorsementMessage(feed, bundle.sig), signing.key).toString('base64url');
+      const entry: Entry = { v: ENTRY_VERSION, feed, seq: head.seq + 1, prev: head.hash, ts, type: 'key.rotated', body: { bundle, endorsement }, refs: [] };
+      const history = this.keys.get(feed) as KeyHistory;
+      const era = await keyEraFromEntry(entry, history.current(), this.trust);
+      const stored = encodeEntry(entry);
+      const signed = signHead({ feed, seq: entry.seq, hash: stored.hash, ts }, signingKey, kid);
+      await this.commit(feed, [stored], signed);
+      history.push(era);
+      this.signing = { key: signingKey, kid };
+      return { feed, seq: entry.seq, hash: stored.hash, ts };
+    });
+  }
+
+  /** Writes entries (already checked), their indexes, the new head and a signed head in one atomic batch. */
+  private async commit(feed: string, entries: StoredEntry[], signed: SignedHead, extra: BatchOp[] = []): Promise<void> {
+    const s = this.store;
+    const ops: BatchOp[] = [];
+    for (const { entry, bytes } of entries) {
+      const k = feedKey(feed, entry.seq);
+      ops.push({ type: 'put', sublevel: s.entries, key: k, value: bytes });
+      ops.push({ type: 'put', sublevel: s.byType, key: `${entry.type}!${k}`, value: '' });
+      const body = entry.body as { exchange?: string; consent?: string };
+      if (body.exchange) ops.push({ type: 'put', sublevel: s.byExchange, key: `${body.exchange}!${k}`, value: '' });
+      if (body.consent) ops.push({ type: 'put', sublevel: s.byConsent, key: `${body.consent}!${k}`, value: '' });
+    }
+    const last = entries.at(-1) as StoredEntry;
+    const head: Head = { feed, seq: last.entry.seq, hash: last.hash, ts: last.entry.ts };
+    ops.push({ type: 'put', sublevel: s.heads, key: feed, value: JSON.stringify({ seq: head.seq, hash: head.hash, ts: head.ts }) });
+    ops.push({ type: 'put', sublevel: s.signedHeads, key: feedKey(feed, signed.seq), value: JSON.stringify(signed) });
+    ops.push(...extra);
+    await s.batch(ops);
+    this.heads.set(feed, head);
+  }
+
+  /**
+   * Verifies a range of another feed received from a peer (or a bundle) and
+   * stores it atomically: schema, feed, seq continuity from our head, links,
+   * keys bound to the CA, and `head` (validly signed) covering the last entry.
+   * A range that is validly signed but does not extend our copy is stored as
+   * equivocation evidence and throws ERR_LEDGER_EQUIVOCATION; anything else
+   * wrong throws and changes nothing.
+   */
+  async ingest(feed: string, range: Buffer[], head: SignedHead, peer?: string): Promise<{ stored: number }> {
+    this.assertOpen();
+    if (!Array.isArray(range) || range.length === 0) throw new TypeError('range must be a non-empty array of entry bytes');
+    const parsedHead = signedHeadSchema.safeParse(head);
+    if (!parsedHead.success || parsedHead.data.feed !== feed) throw new LedgerError('ERR_LEDGER_INVALID_ENTRY', `signed head for ${feed} is malformed`);
+    return this.exclusive(() => this._ingest(feed, range, parsedHead.data, peer));
+  }
+
+  private async _ingest(feed: string, range: Buffer[], head: SignedHead, peer: string | undefined): Promise<{ stored: number }> {
+    this.assertOpen();
+    if (this.stopped.has(feed)) throw new LedgerError('ERR_LEDGER_FEED_STOPPED', `feed '${feed}' is stopped after equivocation`);
+    if (feed === this.author?.feed) throw new LedgerError('ERR_LEDGER_SEQ', `feed '${feed}' is our own; it is never taken from a peer`);
+    const local = this.heads.get(feed);
+    const history = cloneHistory(this.keys.get(feed));
+    const entries = range.map((b) => decodeEntry(b));
+    const first = (entries[0] as StoredEntry).entry;
+    const expected = local ? local.seq + 1 : 0;
+    if (first.seq !== expected) throw new LedgerError('ERR_LEDGER_SEQ', `range of ${feed} starts at ${first.seq}, expected ${expected}`);
+    let prevHash: string | undefined;
+    let prevTs = local?.ts ?? '';
+    for (const [i, s] of entries.entries()) {
+      const e = s.entry;
+      if (e.feed !== feed) throw new LedgerError('ERR_LEDGER_INVALID_ENTRY', `entry of feed '${e.feed}' in a range of '${feed}'`);
+      if (e.seq !== expected + i) throw new LedgerError('ERR_LEDGER_SEQ', `range of ${feed} is not contiguous at ${e.seq}`);
+      if (prevHash !== undefined && e.prev !== prevHash) throw new LedgerError('ERR_LEDGER_CHAIN_BROKEN', `${feed}:${e.seq} does not link to the entry before it`);
+      if (e.ts < prevTs) throw new LedgerError('ERR_LEDGER_INVALID_ENTRY', `${feed}:${e.seq} is older than the entry before it`);
+      if (e.type === 'genesis' || e.type === 'key.rotated') history.push(await keyEraFromEntry(e, history.current(), this.trust));
+      else if (e.seq === 0) throw new LedgerError('ERR_LEDGER_CHAIN_BROKEN', `${feed}:0 is not a genesis entry`);
+      prevHash = s.hash;
+      prevTs = e.ts;
+    }
+    const last = entries.at(-1) as StoredEntry;
+    if (head.seq !== last.entry.seq || head.hash !== last.hash) throw new LedgerError('ERR_LEDGER_NOT_COVERED', `signed head ${feed}:${head.seq} does not cover the range`);
+    this.checkHeadKey(history, head);
+    const linkOk = local ? first.prev === local.hash : first.prev === GENESIS_PREV;
+    if (!linkOk && local) {
+      // Validly signed yet not extending our copy: the author forked the feed.
+      const ours = await this.signedHeadCovering(feed, local.seq);
+      await this.recordEvidence({
+        kind: 'equivocation', feed, seq: local.seq, detectedAt: this.now().toISOString(), ...(peer ? { peer } : {}),
+        ours: { hash: local.hash, ...(ours ? { head: ours } : {}) },
+        theirs: { head, chain: range.slice(0, MAX_EVIDENCE_CHAIN).map((b) => b.toString('base64')) },
+      });
+      throw new LedgerError('ERR_LEDGER_EQUIVOCATION', `feed '${feed}' forked at seq ${local.seq}: evidence stored, replication stopped`);
+    }
+    if (!linkOk) throw new LedgerError('ERR_LEDGER_CHAIN_BROKEN', `${feed}:0 does not carry the genesis prev`);
+    await this.commit(feed, entries, head);
+    this.keys.set(feed, history);
+    return { stored: entries.length };
+  }
+
+  private checkHeadKey(history: KeyHistory, head: SignedHead): KeyEra {
+    const era = history.at(head.seq);
+    if (!era) throw new LedgerError('ERR_LEDGER_UNKNOWN_KEY', `no key known for ${head.feed}:${head.seq}`);
+    if (era.kid !== head.kid || !verifyHeadSignature(head, era.key)) throw new LedgerError('ERR_LEDGER_BAD_SIGNATURE', `signed head ${head.feed}:${head.seq} does not verify under the feed's key`);
+    if (Date.parse(head.ts) > era.notAfter) throw new LedgerError('ERR_LEDGER_BAD_SIGNATURE', `signed head ${head.feed}:${head.seq} was made after its key expired or was revoked`);
+    return era;
+  }
+
+  /**
+   * Compares a peer's signed head with our copy: `behind` means we should
+   * fetch; a validly signed head that contradicts an entry we hold is stored
+   * as evidence (`equivocation`) and stops the feed; a bad signature is `invalid`.
+   */
+  async checkHead(head: SignedHead, peer?: string): Promise<HeadCheck> {
+    this.assertOpen();
+    if (this.stopped.has(head.feed)) return 'stopped';
+    const local = this.heads.get(head.feed);
+    if (!local || head.seq > local.seq) return 'behind';
+    const ours = await this.get(head.feed, head.seq);
+    if (ours?.hash === head.hash) return 'same';
+    try {
+      this.checkHeadKey(this.keys.get(head.feed) ?? new KeyHistory(), head);
+    } catch {
+      return 'invalid';
+    }
+    return this.exclusive(async () => {
+      if (this.stopped.has(head.feed)) return 'stopped' as const;
+      const covering = await this.signedHeadCovering(head.feed, head.seq);
+      await this.recordEvidence({
+        kind: 'equivocation', feed: head.feed, seq: head.seq, detectedAt: this.now().toISOString(), ...(peer ? { peer } : {}),
+        ours: { hash: ours?.hash ?? '0'.repeat(64), ...(covering ? { head: covering } : {}) },
+        theirs: { head },
+      });
+      return 'equivocation' as const;
+    });
+  }
+
+  private async recordEvidence(ev: Evidence): Promise<void> {
+    const key = `${ev.feed}!${seqKey(ev.seq)}!${ev.kind}!${ev.detectedAt}`;
+    await this.store.batch([{ type: 'put', sublevel: this.store.evidence, key, value: JSON.stringify(ev) }]);
+    if (ev.kind === 'equivocation') this.stopped.add(ev.feed);
+  }
+
+  /** Signs the vector of heads this agent holds, stores it and returns it. */
+  async checkpoint(): Promise<SignedCheckpoint> {
+    const { feed, signing } = this.assertAuthor();
+    return this.exclusive(async () => {
+      const heads = [...this.heads.values()].sort((a, b) => (a.feed < b.feed ? -1 : 1)).map((h) => ({ feed: h.feed, seq: h.seq, hash: h.hash }));
+      const cp = signCheckpoint({ agent: feed, ts: this.now().toISOString(), heads }, signing.key, signing.kid);
+      await this.storeCheckpoint(cp);
+      return cp;
+    });
+  }
+
+  /**
+   * Keeps another agent's signed checkpoint. A checkpoint naming a different
+   * hash for an entry we hold is stored as `checkpoint` evidence.
+   */
+  async addCheckpoint(input: SignedCheckpoint, peer?: string): Promise<CheckpointOutcome> {
+    this.assertOpen();
+    const parsed = checkpointSchema.safeParse(input);
+    if (!parsed.success) return 'invalid';
+    const cp = parsed.data;
+    const era = this.keys.get(cp.agent)?.byKid(cp.kid);
+    if (!era) return 'unknown-key';
+    if (!verifyCheckpointSignature(cp, era.key) || Date.parse(cp.ts) > era.notAfter) return 'invalid';
+    return this.exclusive(async () => {
+      let outcome: CheckpointOutcome = 'stored';
+      for (const h of cp.heads) {
+        const ours = await this.get(h.feed, h.seq);
+        if (ours && ours.hash !== h.hash) {
+          outcome = 'conflict';
+          await this.recordEvidence({
+            kind: 'checkpoint', feed: h.feed, seq: h.seq, detectedAt: this.now().toISOString(), ...(peer ? { peer } : {}),
+            ours: { hash: ours.hash }, theirs: { checkpoint: cp },
+          });
+        }
+      }
+      await this.storeCheckpoint(cp);
+      return outcome;
+    });
+  }
+
+  private async storeCheckpoint(cp: SignedCheckpoint): Promise<void> {
+    const s = this.store;
+    const keys: string[] = [];
+    for await (const k of s.checkpoints.keys(prefixRange(cp.agent))) keys.push(k);
+    const ops: BatchOp[] = [{ type: 'put', sublevel: s.checkpoints, key: `${cp.agent}!${cp.ts}!${cp.sig.slice(0, 16)}`, value: JSON.stringify(cp) }];
+    for (const k of keys.slice(0, Math.max(0, keys.length - DEFAULT_CHECKPOINTS_KEPT + 1))) ops.push({ type: 'del', sublevel: s.checkpoints, key: k });
+    await s.batch(ops);
+  }
+
+  /** Every stored checkpoint (ours and peers'), oldest first per agent. */
+  async checkpoints(agent?: string): Promise<SignedCheckpoint[]> {
+    this.assertOpen();
+    const out: SignedCheckpoint[] = [];
+    const it = agent ? this.store.checkpoints.values(prefixRange(agent)) : this.store.checkpoints.values();
+    for await (const v of it) out.push(JSON.parse(v) as SignedCheckpoint);
+    return out;
+  }
+
+  /** Every piece of stored evidence. */
+  async evidence(): Promise<Evidence[]> {
+    this.assertOpen();
+    const out: Evidence[] = [];
+    for await (const v of this.store.evidence.values()) out.push(JSON.parse(v) as Evidence);
+    return out;
+  }
+
+  /** True when the feed is stopped because of equivocation evidence. */
+  isStopped(feed: string): boolean {
+    return this.stopped.has(feed);
+  }
+
+  /** Every feed held, sorted. */
+  feeds(): string[] {
+    return [...this.heads.keys()].sort();
+  }
+
+  /** The newest entry position of `feed` (default: our own). */
+  head(feed: string | undefined = this.author?.feed): Head | undefined {
+    return feed === undefined ? undefined : this.heads.get(feed);
+  }
+
+  /** The latest stored signed head of `feed` (default: our own). */
+  async signedHead(feed: string | undefined = this.author?.feed): Promise<SignedHead | undefined> {
+    this.assertOpen();
+    if (feed === undefined) return undefined;
+    for await (const v of this.store.signedHeads.values({ ...prefixRange(feed), reverse: true, limit: 1 })) return JSON.parse(v) as SignedHead;
+    return undefined;
+  }
+
+  /** The stored signed head with the smallest seq at or after `seq`. */
+  async signedHeadCovering(feed: string, seq: number): Promise<SignedHead | undefined> {
+    for await (const v of this.store.signedHeads.values({ gte: feedKey(feed, seq), lt: `${feed}"`, limit: 1 })) return JSON.parse(v) as SignedHead;
+    return undefined;
+  }
+
+  /** The stored signed head with the largest seq in [from, to]. */
+  async signedHeadWithin(feed: string, from: number, to: number): Promise<SignedHead | undefined> {
+    for await (const v of this.store.signedHeads.values({ gte: feedKey(feed, from), lte: feedKey(feed, to), reverse: true, limit: 1 })) return JSON.parse(v) as SignedHead;
+    return undefined;
+  }
+
+  /**
+   * A signed head at exactly `seq` of our own feed, signing one if needed
+   * (replication serves ranges that end at signed heads).
+   */
+  async signHeadAt(seq: number): Promise<SignedHead> {
+    const { feed, signing } = this.assertAuthor();
+    const existing = await this.signedHeadWithin(feed, seq, seq);
+    if (existing) return existing;
+    const stored = await this.get(feed, seq);
+    if (!stored) throw new LedgerError('ERR_LEDGER_SEQ', `no entry ${feed}:${seq}`);
+    const era = this.keys.get(feed)?.at(seq);
+    if (era?.kid !== signing.kid) throw new LedgerError('ERR_LEDGER_UNKNOWN_KEY', `entry ${feed}:${seq} predates the current key; no fresh head can be signed for it`);
+    const signed = signHead({ feed, seq, hash: stored.hash, ts: maxTs(this.now().toISOString(), stored.entry.ts) }, signing.key, signing.kid);
+    await this.store.batch([{ type: 'put', sublevel: this.store.signedHeads, key: feedKey(feed, seq), value: JSON.stringify(signed) }]);
+    return signed;
+  }
+
+  /** The entry at `feed:seq`, decoded from its stored bytes. */
+  async get(feed: string, seq: number): Promise<StoredEntry | undefined> {
+    this.assertOpen();
+    const bytes = await this.store.entries.get(feedKey(feed, seq));
+    return bytes === undefined ? undefined : decodeEntry(bytes);
+  }
+
+  /** Raw stored bytes of `feed` entries in [from, to], bounded by `maxEntries` and `maxBytes`. */
+  async rawRange(feed: string, from: number, to: number, maxEntries = 1024, maxBytes = Number.POSITIVE_INFINITY): Promise<Buffer[]> {
+    this.assertOpen();
+    const out: Buffer[] = [];
+    let bytes = 0;
+    for await (const v of this.store.entries.values({ gte: feedKey(feed, from), lte: feedKey(feed, to), limit: maxEntries })) {
+      if (out.length > 0 && bytes + v.length > maxBytes) break;
+      out.push(v);
+      bytes += v.length;
+    }
+    return out;
+  }
+
+  /** Iterates the entries of `feed` from `from` (default 0) to `to` (default the head). */
+  async *entries(feed: string, options: { from?: number; to?: number } = {}): AsyncGenerator<StoredEntry> {
+    this.assertOpen();
+    const gte = feedKey(feed, options.from ?? 0);
+    const range = options.to === undefined ? { gte, lt: `${feed}"` } : { gte, lte: feedKey(feed, options.to) };
+    for await (const v of this.store.entries.values(range)) yield decodeEntry(v);
+  }
+
+  private async lookup(index: 'byExchange' | 'byConsent' | 'byType', prefix: string): Promise<StoredEntry[]> {
+    this.assertOpen();
+    const out: StoredEntry[] = [];
+    for await (const key of this.store[index].keys(prefixRange(prefix))) {
+      const rest = key.slice(prefix.length + 1);
+      const [feed, seq] = rest.split('!') as [string, string];
+      const e = await this.get(feed, Number(seq));
+      if (e) out.push(e);
+    }
+    return out;
+  }
+
+  /** Every entry (any feed) about exchange `id`. */
+  byExchange(id: string): Promise<StoredEntry[]> {
+    return this.lookup('byExchange', id);
+  }
+
+  /** Every entry (any feed) about consent `id`. */
+  byConsent(id: string): Promise<StoredEntry[]> {
+    return this.lookup('byConsent', id);
+  }
+
+  /** Every entry of `type`, optionally of one feed. */
+  byType(type: EntryType, feed?: string): Promise<StoredEntry[]> {
+    return this.lookup('byType', feed ? `${type}!${feed}` : type);
+  }
+
+  /** Proof of one entry: its bytes and those after it up to a stored signed head. */
+  async proof(feed: string, seq: number): Promise<EntryProof | undefined> {
+    const head = await this.signedHeadCovering(feed, seq);
+    if (!head) return undefined;
+    return { entries: await this.rawRange(feed, seq, head.seq, head.seq - seq + 1), head };
+  }
+
+  /** Heads of every feed, stopped feeds and evidence: what the agent reports. */
+  async status(): Promise<LedgerStatus> {
+    return {
+      feed: this.author?.feed,
+      feeds: this.feeds().map((f) => ({ ...(this.heads.get(f) as Head), stopped: this.stopped.has(f) })),
+      evidence: await this.evidence(),
+    };
+  }
+
+  /** The trust anchors this ledger verifies with. */
+  get trustAnchors(): Trust {
+    return this.trust;
+  }
+
+  /** Waits for queued writes, then closes the database. */
+  async close(): Promise<void> {
+    if (this.closed) return;
+    await this.exclusive(async () => undefined);
+    this.closed = true;
+    await this.store.close();
+  }
+
+  /** @internal The underlying store, for offline verification and export. */
+  get _store(): Store {
+    return this.store;
+  }
+}
+
+function maxTs(a: string, b: string): string {
+  return a >= b ? a : b;
+}
+
+function cloneHistory(h: KeyHistory | undefined): KeyHistory {
+  const c = new KeyHistory();
+  for (const era of h?.eras ?? []) c.push(era);
+  return c;
+}

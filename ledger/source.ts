@@ -1,0 +1,153 @@
+import { z } from 'zod';
+import { HOSPITAL_ID_PATTERN } from '../certs/index.ts';
+import { LedgerError } from './errors.ts';
+import { MAX_ENTRY_BYTES } from './schema.ts';
+import { prefixRange, type Store } from './store.ts';
+
+/** Raw, untrusted ledger content as verification, reports and exports read it. */
+export interface LedgerSource {
+  /** Every feed that has entries or signed heads. */
+  feeds(): Promise<string[]>;
+  /** Entries of a feed in key order; `seq` is the position the store files it under. */
+  entries(feed: string): AsyncIterable<{ seq: number; bytes: Buffer }>;
+  /** Stored signed heads of a feed, unparsed. */
+  signedHeads(feed: string): AsyncIterable<unknown>;
+  evidence(): Promise<unknown[]>;
+  checkpoints(): Promise<unknown[]>;
+}
+
+function parseJson(text: string): unknown {
+  try {
+    return JSON.parse(text);
+  } catch {
+    return undefined;
+  }
+}
+
+/** Reads a ledger database (open it on a copy: see the CLI's verify). */
+export function levelSource(store: Store): LedgerSource {
+  return {
+    async feeds() {
+      const found = new Set<string>();
+      const nextKey: Array<(after: string) => AsyncIterable<string>> = [
+        (after) => store.entries.keys({ gt: after, limit: 1 }),
+        (after) => store.signedHeads.keys({ gt: after, limit: 1 }),
+      ];
+      for (const keysAfter of nextKey) {
+        let after = '';
+        for (;;) {
+          let next: string | undefined;
+          for await (const k of keysAfter(after)) next = k;
+          if (next === undefined) break;
+          const feed = next.slice(0, Math.max(0, next.indexOf('!')));
+          found.add(feed);
+          after = `${feed}"`;
+        }
+      }
+      return [...found].sort();
+    },
+    async *entries(feed) {
+      for await (const [k, v] of store.entries.iterator(prefixRange(feed))) yield { seq: Number(k.slice(feed.length + 1)), bytes: v };
+    },
+    async *signedHeads(feed) {
+      for await (const v of store.signedHeads.values(prefixRange(feed))) yield parseJson(v);
+    },
+    async evidence() {
+      const out: unknown[] = [];
+      for await (const v of store.evidence.values()) out.push(parseJson(v));
+      return out;
+    },
+    async checkpoints() {
+      const out: unknown[] = [];
+      for await (const v of store.checkpoints.values()) out.push(parseJson(v));
+      return out;
+    },
+  };
+}
+
+/** Format tag of an exported bundle. */
+export const BUNDLE_FORMAT = 'hie-ledger-bundle';
+/** Version of the bundle format. */
+export const BUNDLE_VERSION = 1;
+
+const B64 = /^[A-Za-z0-9+/]*={0,2}$/;
+
+/** Schema of an exported bundle: entries as the exact stored bytes (base64), heads and checkpoints as stored. */
+export const bundleFileSchema = z.strictObject({
+  format: z.literal(BUNDLE_FORMAT),
+  v: z.literal(BUNDLE_VERSION),
+  created: z.string().max(64),
+  feeds: z.array(
+    z.strictObject({
+      feed: z.string().regex(HOSPITAL_ID_PATTERN),
+      from: z.number().int().min(0),
+      entries: z.array(z.string().regex(B64).max(Math.ceil((MAX_ENTRY_BYTES * 4) / 3) + 4)),
+      signedHeads: z.array(z.unknown()),
+    }),
+  ),
+  checkpoints: z.array(z.unknown()),
+  evidence: z.array(z.unknown()),
+});
+
+/** A parsed bundle file. */
+export type BundleFile = z.infer<typeof bundleFileSchema>;
+
+/** Parses bundle text; throws ERR_LEDGER_BUNDLE_INVALID naming the first problem. */
+export function parseBundle(text: string): BundleFile {
+  const value = parseJson(text);
+  if (value === undefined) throw new LedgerError('ERR_LEDGER_BUNDLE_INVALID', 'bundle is not JSON');
+  const r = bundleFileSchema.safeParse(value);
+  if (!r.success) {
+    const issue = r.error.issues[0];
+    throw new LedgerError('ERR_LEDGER_BUNDLE_INVALID', `bundle is malformed at ${issue?.path.join('.') || '(root)'}: ${issue?.message ?? 'invalid'}`);
+  }
+  return r.data;
+}
+
+/** Reads an exported bundle as a source. */
+export function bundleSource(bundle: BundleFile): LedgerSource {
+  const byFeed = new Map(bundle.feeds.map((f) => [f.feed, f]));
+  return {
+    async feeds() {
+      return [...byFeed.keys()].sort();
+    },
+    async *entries(feed) {
+      const f = byFeed.get(feed);
+      if (!f) return;
+      for (const [i, b64] of f.entries.entries()) yield { seq: f.from + i, bytes: Buffer.from(b64, 'base64') };
+    },
+    async *signedHeads(feed) {
+      yield* byFeed.get(feed)?.signedHeads ?? [];
+    },
+    async evidence() {
+      return bundle.evidence;
+    },
+    async checkpoints() {
+      return bundle.checkpoints;
+    },
+  };
+}
+
+/** Builds a bundle of every feed (or the named ones) of a source. */
+export async function exportBundle(source: LedgerSource, options: { feeds?: string[]; now?: Date } = {}): Promise<BundleFile> {
+  const feeds: BundleFile['feeds'] = [];
+  for (const feed of options.feeds ?? (await source.feeds())) {
+    const entries: string[] = [];
+    let from: number | undefined;
+    for await (const { seq, bytes } of source.entries(feed)) {
+      from ??= seq;
+      entries.push(bytes.toString('base64'));
+    }
+    const signedHeads: unknown[] = [];
+    for await (const h of source.signedHeads(feed)) signedHeads.push(h);
+    feeds.push({ feed, from: from ?? 0, entries, signedHeads });
+  }
+  return {
+    format: BUNDLE_FORMAT,
+    v: BUNDLE_VERSION,
+    created: (options.now ?? new Date()).toISOString(),
+    feeds,
+    checkpoints: await source.checkpoints(),
+    evidence: await source.evidence(),
+  };
+}

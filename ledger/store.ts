@@ -1,0 +1,85 @@
+import { Level } from 'level';
+import type { AbstractSublevel } from 'abstract-level';
+import { LedgerError } from './errors.ts';
+
+// eslint-disable-next-line @typescript-eslint/no-explicit-any
+type Sub<V> = AbstractSublevel<any, any, string, V>;
+
+/** One put or del of an atomic batch, on a sublevel. */
+export interface BatchOp {
+  type: 'put' | 'del';
+  sublevel: Sub<string> | Sub<Buffer>;
+  key: string;
+  value?: string | Buffer;
+}
+
+/** Sublevel names (short: they prefix every key). */
+export const SUBLEVELS = {
+  entries: 'e',
+  heads: 'h',
+  signedHeads: 's',
+  byExchange: 'x',
+  byConsent: 'c',
+  byType: 't',
+  evidence: 'q',
+  checkpoints: 'k',
+} as const;
+
+/** Fixed-width decimal so keys sort in seq order. */
+export function seqKey(seq: number): string {
+  return seq.toString().padStart(16, '0');
+}
+
+/** Key of entry `seq` of `feed` (feed ids never contain `!`). */
+export function feedKey(feed: string, seq: number): string {
+  return `${feed}!${seqKey(seq)}`;
+}
+
+/** Iterator bounds covering every key that starts with `prefix!`. */
+export function prefixRange(prefix: string): { gte: string; lt: string } {
+  return { gte: `${prefix}!`, lt: `${prefix}"` };
+}
+
+/** The LevelDB database of a ledger and its sublevels. */
+export class Store {
+  readonly entries: Sub<Buffer>;
+  readonly heads: Sub<string>;
+  readonly signedHeads: Sub<string>;
+  readonly byExchange: Sub<string>;
+  readonly byConsent: Sub<string>;
+  readonly byType: Sub<string>;
+  readonly evidence: Sub<string>;
+  readonly checkpoints: Sub<string>;
+
+  private constructor(readonly db: Level<string, string>) {
+    this.entries = db.sublevel<string, Buffer>(SUBLEVELS.entries, { valueEncoding: 'buffer' }) as unknown as Sub<Buffer>;
+    this.heads = db.sublevel<string, string>(SUBLEVELS.heads, {}) as unknown as Sub<string>;
+    this.signedHeads = db.sublevel<string, string>(SUBLEVELS.signedHeads, {}) as unknown as Sub<string>;
+    this.byExchange = db.sublevel<string, string>(SUBLEVELS.byExchange, {}) as unknown as Sub<string>;
+    this.byConsent = db.sublevel<string, string>(SUBLEVELS.byConsent, {}) as unknown as Sub<string>;
+    this.byType = db.sublevel<string, string>(SUBLEVELS.byType, {}) as unknown as Sub<string>;
+    this.evidence = db.sublevel<string, string>(SUBLEVELS.evidence, {}) as unknown as Sub<string>;
+    this.checkpoints = db.sublevel<string, string>(SUBLEVELS.checkpoints, {}) as unknown as Sub<string>;
+  }
+
+  /** Opens (or creates) the database at `path`. */
+  static async open(path: string, options: { createIfMissing?: boolean } = {}): Promise<Store> {
+    const db = new Level<string, string>(path, { valueEncoding: 'utf8', createIfMissing: options.createIfMissing ?? true });
+    try {
+      await db.open();
+    } catch (err) {
+      const why = (err as { cause?: Error }).cause?.message ?? (err as Error).message;
+      throw new LedgerError('ERR_LEDGER_DB_UNREADABLE', `cannot open ledger database at ${path}: ${why.split('\n')[0]}`, { cause: err });
+    }
+    return new Store(db);
+  }
+
+  /** Writes every op atomically. */
+  async batch(ops: BatchOp[]): Promise<void> {
+    await this.db.batch(ops as never);
+  }
+
+  async close(): Promise<void> {
+    await this.db.close();
+  }
+}
