@@ -1,0 +1,38 @@
+import express, { type Express } from 'express';
+import helmet from 'helmet';
+import type { RelayMetrics } from './metrics.ts';
+import type { Router } from './router.ts';
+
+/** What the admin endpoints read. */
+export interface AdminState {
+  metrics: RelayMetrics;
+  router: Router;
+  ready: () => boolean;
+  /** Refreshes gauges that are computed on scrape. */
+  refresh: () => void;
+}
+
+/** The operator HTTP app: /healthz, /readyz, /metrics, /v1/agents. */
+export function adminApp(state: AdminState): Express {
+  const app = express();
+  app.disable('x-powered-by');
+  app.use(helmet());
+  app.get('/healthz', (_req, res) => {
+    res.json({ status: 'ok' });
+  });
+  app.get('/readyz', (_req, res) => {
+    const ready = state.ready();
+    res.status(ready ? 200 : 503).json({ status: ready ? 'ready' : 'not-ready' });
+  });
+  app.get('/metrics', async (_req, res) => {
+    state.refresh();
+    res.type(state.metrics.registry.contentType).send(await state.metrics.registry.metrics());
+  });
+  app.get('/v1/agents', (_req, res) => {
+    res.json({ agents: state.router.list() });
+  });
+  app.use((_req, res) => {
+    res.status(404).json({ error: 'not found', code: 'ERR_RELAY_ADMIN_NOT_FOUND' });
+  });
+  return app;
+}

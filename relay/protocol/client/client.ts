@@ -1,0 +1,297 @@
+import { EventEmitter } from 'node:events';
+import type { ConnectionOptions } from 'node:tls';
+import { clientTlsOptions, isHospitalId, type Identity } from '../../../certs/index.ts';
+import { decodeFrame, encodeMessage } from '../codec.ts';
+import { DEFAULT_LIMITS, DEFAULT_WINDOW, DELIVERED_ID_BIT, FRAME_PREFIX, MAX_CREDIT, type FrameLimits, type NoticeType } from '../constants.ts';
+import { ProtocolError, RelayError, TransferAbortedError } from '../errors.ts';
+import { verifyUsageStatement, type SignedUsageStatement } from '../usage.ts';
+import { backoffDelay, DEFAULT_BACKOFF_BASE_MS, DEFAULT_BACKOFF_MAX_MS, type BackoffOptions } from './backoff.ts';
+import { InboundTransfer } from './inbound.ts';
+import type { Link, VerifiedUsage } from './link.ts';
+import { OutboundTransfer } from './outbound.ts';
+import type { Transport, TransportFactory } from './transport.ts';
+import { wsTransport } from './transport-ws.ts';
+
+/** Bytes queued in the transport above which outbound transfers wait, even with credit left. */
+export const DEFAULT_SEND_HIGH_WATER_MARK = 4 * 1024 * 1024;
+
+/** The WebSocket path agents connect to. */
+export const RELAY_AGENT_PATH = '/v1/agent';
+
+/** Options of {@link RelayClient}. */
+export interface RelayClientOptions {
+  /** `wss://host:port` (the agent path is added when missing). */
+  url: string;
+  /** This agent's identity (from `loadIdentity`); its CA also verifies the relay and usage statements. */
+  identity: Identity;
+  /** TLS server name to check, when the URL host differs from the relay certificate's. */
+  servername?: string;
+  /** Credit granted per inbound transfer (bytes); default {@link DEFAULT_WINDOW}. */
+  window?: number;
+  /** Reconnect after a lost connection (default true), with exponential backoff and full jitter. */
+  reconnect?: boolean | Partial<BackoffOptions>;
+  /** Alternative transport (tests, other runtimes); default WebSocket. */
+  transport?: TransportFactory;
+}
+
+/** A small routed message from another agent. */
+export interface RelayMessage {
+  from: string;
+  id: number;
+  body: Buffer;
+}
+
+/** Events of {@link RelayClient}. */
+export interface RelayClientEvents {
+  /** Connected and greeted by the relay. */
+  ready: [info: { agent: string; limits: FrameLimits & { maxOpenTransfers?: number } }];
+  /** The connection ended (a reconnect follows when enabled). */
+  disconnected: [info: { code: number; reason: string }];
+  /** A connection attempt failed (refused upgrade, TLS error...). */
+  connectError: [error: RelayError];
+  transfer: [transfer: InboundTransfer];
+  message: [message: RelayMessage];
+  /** A message could not be delivered (e.g. `no-route`). */
+  undeliverable: [error: RelayError & { messageId: number; to: string }];
+  /** Any relay notice, e.g. `shutting-down`. */
+  notice: [type: NoticeType, body: Record<string, unknown>];
+}
+
+type Stream = OutboundTransfer | InboundTransfer;
+
+/**
+ * The agent's connection to the relay: opens outbound transfers as Writables,
+ * delivers inbound transfers as Readables, routes small messages, and keeps
+ * reconnecting until closed.
+ */
+export class RelayClient extends EventEmitter<RelayClientEvents> {
+  private readonly url: string;
+  private readonly tls: ConnectionOptions;
+  private readonly window: number;
+  private readonly backoff: BackoffOptions | undefined;
+  private readonly makeTransport: TransportFactory;
+  private transport: Transport | undefined;
+  private readonly streams = new Map<number, Stream>();
+  private nextTransferId = 1;
+  /** Bytes handed to the transport and not yet written. */
+  private queued = 0;
+  private drainWaiters: Array<() => void> = [];
+  private nextMessageId = 1;
+  private attempt = 0;
+  private timer: NodeJS.Timeout | undefined;
+  private closed = false;
+  private readyWaiters: Array<{ resolve: () => void; reject: (e: Error) => void }> = [];
+  private link: Link & { limits: FrameLimits; chunkSize: number };
+  /** This agent's id as the relay named it from the certificate; set once ready. */
+  agentId: string | undefined;
+  /** True between `ready` and `disconnected`. */
+  connected = false;
+
+  constructor(private readonly options: RelayClientOptions) {
+    super();
+    if (!options || typeof options.url !== 'string' || !/^wss:\/\//.test(options.url)) throw new TypeError('url must be a wss:// URL');
+    if (!options.identity?.certPem) throw new TypeError('identity is required (use loadIdentity)');
+    const u = new URL(options.url);
+    if (u.pathname === '/' || u.pathname === '') u.pathname = RELAY_AGENT_PATH;
+    this.url = u.toString();
+    this.tls = { ...clientTlsOptions(options.identity), ...(options.servername ? { servername: options.servername } : {}) };
+    this.window = options.window ?? DEFAULT_WINDOW;
+    if (!Number.isInteger(this.window) || this.window < 1024 || this.window > MAX_CREDIT) throw new TypeError(`window must be an integer in 1024..${MAX_CREDIT}`);
+    this.backoff = options.reconnect === false ? undefined : { baseMs: DEFAULT_BACKOFF_BASE_MS, maxMs: DEFAULT_BACKOFF_MAX_MS, ...(typeof options.reconnect === 'object' ? options.reconnect : {}) };
+    this.makeTransport = options.transport ?? wsTransport;
+    const self = this;
+    this.link = {
+      limits: { ...DEFAULT_LIMITS },
+      chunkSize: DEFAULT_LIMITS.maxFrame - FRAME_PREFIX,
+      send(frame, cb) {
+        if (!self.transport) return cb?.(new RelayError('ERR_RELAY_NOT_CONNECTED', 'not connected to the relay'));
+        const len = frame.length;
+        const transport = self.transport;
+        self.queued += len;
+        transport.send(frame, (err) => {
+          // Callbacks of a transport already replaced must not skew the new one's count.
+          if (self.transport === transport) self.queued -= len;
+          if (self.queued <= DEFAULT_SEND_HIGH_WATER_MARK / 2 && self.drainWaiters.length > 0) {
+            const waiters = self.drainWaiters;
+            self.drainWaiters = [];
+            for (const fn of waiters) fn();
+          }
+          cb?.(err);
+        });
+      },
+      congested() {
+        return self.queued > DEFAULT_SEND_HIGH_WATER_MARK;
+      },
+      whenDrained(fn) {
+        if (self.queued <= DEFAULT_SEND_HIGH_WATER_MARK / 2) queueMicrotask(fn);
+        else self.drainWaiters.push(fn);
+      },
+      release(id) {
+        self.streams.delete(id);
+      },
+    };
+  }
+
+  /**
+   * Connects (and keeps reconnecting when enabled). Resolves once the relay
+   * greets this agent; without reconnect, rejects with the first failure.
+   */
+  connect(): Promise<void> {
+    if (this.closed) return Promise.reject(new RelayError('ERR_RELAY_CLOSED', 'client is closed'));
+    const p = new Promise<void>((resolve, reject) => this.readyWaiters.push({ resolve, reject }));
+    if (!this.transport && !this.timer) this.dial();
+    else if (this.connected) this.settleReady();
+    return p;
+  }
+
+  private settleReady(err?: Error): void {
+    const waiters = this.readyWaiters;
+    this.readyWaiters = [];
+    for (const w of waiters) (err ? w.reject(err) : w.resolve());
+  }
+
+  private dial(): void {
+    this.timer = undefined;
+    if (this.closed) return;
+    const t = this.makeTransport(this.url, this.tls, this.link.limits.maxFrame);
+    this.transport = t;
+    let failure: RelayError | undefined;
+    t.on('frame', (buf) => this.onFrame(buf));
+    t.on('refused', (status, body) => {
+      failure = new RelayError('ERR_RELAY_REFUSED', `relay refused the connection: HTTP ${status}${body ? ` ${body}` : ''}`);
+      (failure as RelayError & { status?: number }).status = status;
+    });
+    t.on('error', (err) => {
+      failure ??= new RelayError('ERR_RELAY_REFUSED', `cannot connect to the relay: ${(err as NodeJS.ErrnoException).code ?? err.message}`, { cause: err });
+    });
+    t.on('close', (code, reason) => this.onClose(t, code, reason, failure));
+  }
+
+  private onClose(t: Transport, code: number, reason: string, failure: RelayError | undefined): void {
+    if (this.transport !== t) return;
+    this.transport = undefined;
+    const wasConnected = this.connected;
+    this.connected = false;
+    const lost = new RelayError('ERR_RELAY_CONNECTION_LOST', `connection to the relay closed (${code}${reason ? ` ${reason}` : ''})`);
+    for (const s of [...this.streams.values()]) s.onAbort(lost);
+    this.streams.clear();
+    this.drainWaiters = [];
+    this.queued = 0;
+    if (wasConnected) this.emit('disconnected', { code, reason });
+    else this.emit('connectError', failure ?? new RelayError('ERR_RELAY_REFUSED', `connection closed before the relay greeted us (${code}${reason ? ` ${reason}` : ''})`));
+    if (this.closed) return;
+    if (!this.backoff) {
+      this.settleReady(wasConnected ? lost : (failure ?? lost));
+      return;
+    }
+    if (wasConnected) this.attempt = 0;
+    const delay = backoffDelay(this.attempt++, this.backoff);
+    this.timer = setTimeout(() => this.dial(), delay);
+  }
+
+  private onFrame(buf: Buffer): void {
+    let frame;
+    try {
+      frame = decodeFrame(buf, this.link.limits);
+    } catch (err) {
+      if (!(err instanceof ProtocolError)) throw err;
+      this.transport?.close(err.closeCode, err.code);
+      return;
+    }
+    switch (frame.kind) {
+      case 'data':
+        return (this.streams.get(frame.id) as InboundTransfer | undefined)?.onData?.(frame.payload);
+      case 'credit':
+        return (this.streams.get(frame.id) as OutboundTransfer | undefined)?.onCredit?.(frame.bytes);
+      case 'end':
+        return (this.streams.get(frame.id) as InboundTransfer | undefined)?.onEnd?.();
+      case 'abort':
+        return this.streams.get(frame.id)?.onAbort(new TransferAbortedError(frame.code, frame.reason));
+      case 'open': {
+        if (frame.id < DELIVERED_ID_BIT || this.streams.has(frame.id)) return;
+        const t = new InboundTransfer(this.link, frame.id, frame.peer, frame.meta, this.window);
+        this.streams.set(frame.id, t);
+        if (this.listenerCount('transfer') === 0) t.abort('rejected', 'recipient accepts no transfers');
+        else this.emit('transfer', t);
+        return;
+      }
+      case 'message':
+        this.emit('message', { from: frame.peer, id: frame.id, body: Buffer.from(frame.body) });
+        return;
+      case 'notice':
+        return this.onNotice(frame.type, frame.body);
+    }
+  }
+
+  private onNotice(type: NoticeType, body: Record<string, unknown>): void {
+    if (type === 'ready') {
+      const limits = body.limits as Partial<FrameLimits> | undefined;
+      const num = (v: unknown, d: number): number => (typeof v === 'number' && Number.isInteger(v) && v > FRAME_PREFIX ? v : d);
+      this.link.limits = { maxFrame: num(limits?.maxFrame, DEFAULT_LIMITS.maxFrame), maxHeader: num(limits?.maxHeader, DEFAULT_LIMITS.maxHeader), maxMessage: num(limits?.maxMessage, DEFAULT_LIMITS.maxMessage) };
+      this.link.chunkSize = this.link.limits.maxFrame - FRAME_PREFIX;
+      this.agentId = typeof body.agent === 'string' ? body.agent : undefined;
+      this.connected = true;
+      this.emit('ready', { agent: this.agentId ?? '', limits: { ...this.link.limits } });
+      this.settleReady();
+    } else if (type === 'usage') {
+      const id = body.id;
+      const stream = typeof id === 'number' ? this.streams.get(id) : undefined;
+      if (stream) stream.onUsage(this.verifyUsage(body));
+    } else if (type === 'undeliverable') {
+      const err = Object.assign(new RelayError('ERR_RELAY_UNDELIVERABLE', `message ${String(body.id)} to ${String(body.to)} undeliverable: ${String(body.code)}`), {
+        messageId: Number(body.id),
+        to: String(body.to),
+      });
+      this.emit('undeliverable', err);
+    }
+    this.emit('notice', type, body);
+  }
+
+  private verifyUsage(body: Record<string, unknown>): VerifiedUsage | Error {
+    try {
+      const statement = verifyUsageStatement(body, this.options.identity.caPem);
+      const { statement: s, signature, certificate } = body as unknown as SignedUsageStatement;
+      return { statement, signed: { statement: s, signature, certificate } };
+    } catch (err) {
+      return err as Error;
+    }
+  }
+
+  /** Opens a transfer to agent `to`; write the payload and `end()` it. Fails with `no-route` if `to` is offline. */
+  openTransfer(to: string, options: { meta?: Uint8Array } = {}): OutboundTransfer {
+    if (!isHospitalId(to)) throw new TypeError(`'${to}' is not a hospital id`);
+    if (!this.connected || !this.transport) throw new RelayError('ERR_RELAY_NOT_CONNECTED', 'not connected to the relay');
+    let id = this.nextTransferId;
+    while (this.streams.has(id)) id = id + 1 >= DELIVERED_ID_BIT ? 1 : id + 1;
+    this.nextTransferId = id + 1 >= DELIVERED_ID_BIT ? 1 : id + 1;
+    const t = new OutboundTransfer(this.link, id, to, options.meta ?? Buffer.alloc(0));
+    this.streams.set(id, t);
+    return t;
+  }
+
+  /** Sends a small message to agent `to`; returns its id. Undeliverable messages surface as `undeliverable` events. */
+  sendMessage(to: string, body: Uint8Array): number {
+    if (!isHospitalId(to)) throw new TypeError(`'${to}' is not a hospital id`);
+    if (body.byteLength > this.link.limits.maxMessage) throw new TypeError(`message of ${body.byteLength} bytes exceeds ${this.link.limits.maxMessage}`);
+    if (!this.connected || !this.transport) throw new RelayError('ERR_RELAY_NOT_CONNECTED', 'not connected to the relay');
+    const id = this.nextMessageId;
+    this.nextMessageId = id >= 0xffff_ffff ? 1 : id + 1;
+    this.transport.send(encodeMessage(id, to, body, this.link.limits));
+    return id;
+  }
+
+  /** Closes the connection and stops reconnecting; open transfers fail with ERR_RELAY_CONNECTION_LOST. */
+  async close(): Promise<void> {
+    this.closed = true;
+    if (this.timer) clearTimeout(this.timer);
+    this.timer = undefined;
+    this.settleReady(new RelayError('ERR_RELAY_CLOSED', 'client closed'));
+    const t = this.transport;
+    if (!t) return;
+    const done = new Promise<void>((r) => t.once('close', () => r()));
+    t.close(1000, 'client closing');
+    const timer = setTimeout(() => t.terminate(), 2000);
+    await done;
+    clearTimeout(timer);
+  }
+}

@@ -1,0 +1,102 @@
+import { Readable } from 'node:stream';
+import { encodeAbort, encodeCredit } from '../codec.ts';
+import type { AbortCode } from '../constants.ts';
+import { RelayError, TransferAbortedError } from '../errors.ts';
+import { deferred, type Link, type VerifiedUsage } from './link.ts';
+
+/**
+ * A transfer delivered to this agent, as a Node Readable. Credit is granted
+ * as the consumer reads, so at most `window` bytes are ever in flight or
+ * buffered for it. Destroying it early aborts the transfer for the sender.
+ */
+export class InboundTransfer extends Readable {
+  readonly id: number;
+  readonly from: string;
+  /** Opaque metadata the sender attached to the OPEN. */
+  readonly meta: Buffer;
+  /** Resolves with the relay's verified usage statement after the last byte. */
+  readonly usage: Promise<VerifiedUsage>;
+  bytesReceived = 0;
+  private granted = 0;
+  private state: 'open' | 'ended' | 'done' = 'open';
+  private readonly settle = deferred<VerifiedUsage>();
+
+  /** @internal Created by RelayClient when the relay delivers an OPEN. */
+  constructor(private readonly link: Link, id: number, from: string, meta: Buffer, private readonly window: number) {
+    super({ highWaterMark: window });
+    this.id = id;
+    this.from = from;
+    this.meta = Buffer.from(meta);
+    this.usage = this.settle.promise;
+    this.grant(window);
+  }
+
+  private grant(bytes: number): void {
+    this.granted += bytes;
+    this.link.send(encodeCredit(this.id, bytes));
+  }
+
+  override _read(): void {
+    // Readable calls _read before it takes the consumed bytes off the buffer; decide once they are gone.
+    queueMicrotask(() => this.maybeGrant());
+  }
+
+  private maybeGrant(): void {
+    if (this.state !== 'open' || this.destroyed) return;
+    const outstanding = this.granted - this.bytesReceived;
+    const free = this.window - outstanding - this.readableLength;
+    // Grant in large steps; but when nothing is outstanding no data will come to trigger the next _read, so grant now.
+    if (free > 0 && (free >= this.window / 4 || outstanding === 0)) this.grant(free);
+  }
+
+  /** @internal One DATA payload. */
+  onData(payload: Buffer): void {
+    if (this.state !== 'open') return;
+    this.bytesReceived += payload.length;
+    this.push(payload);
+  }
+
+  /** @internal END arrived. */
+  onEnd(): void {
+    if (this.state !== 'open') return;
+    this.state = 'ended';
+    this.push(null);
+  }
+
+  /** @internal The relay or the sender aborted. */
+  onAbort(err: Error): void {
+    this.finish(err);
+    this.destroy(err);
+  }
+
+  /** @internal The relay's usage statement (or why it failed verification). */
+  onUsage(usage: VerifiedUsage | Error): void {
+    if (usage instanceof Error) this.finish(usage);
+    else this.finish(undefined, usage);
+  }
+
+  /** Refuses or cancels the transfer; the sender sees `code`. */
+  abort(code: AbortCode = 'rejected', reason = ''): void {
+    if (this.state === 'done') return;
+    this.link.send(encodeAbort(this.id, code, reason));
+    const err = new TransferAbortedError(code, reason, true);
+    this.finish(err);
+    this.destroy(err);
+  }
+
+  override _destroy(err: Error | null, cb: (err?: Error | null) => void): void {
+    if (this.state === 'open' && !(err instanceof TransferAbortedError) && !(err instanceof RelayError && err.code === 'ERR_RELAY_CONNECTION_LOST')) {
+      this.link.send(encodeAbort(this.id, 'rejected', 'recipient stopped reading'));
+      this.finish(err ?? new TransferAbortedError('rejected', 'destroyed by recipient', true));
+    }
+    cb(err);
+  }
+
+  private finish(err?: Error, usage?: VerifiedUsage): void {
+    if (this.state === 'done') return;
+    this.state = 'done';
+    this.link.release(this.id);
+    if (usage) this.settle.resolve(usage);
+    else this.settle.reject(err ?? new TransferAbortedError('internal', 'transfer ended without a usage statement'));
+  }
+}

@@ -1,0 +1,34 @@
+import type { FrameLimits } from '../constants.ts';
+import type { SignedUsageStatement, UsageStatement } from '../usage.ts';
+
+/** What a transfer stream needs from its client. */
+export interface Link {
+  send(frame: Buffer, cb?: (err?: Error) => void): void;
+  readonly limits: FrameLimits;
+  /** Largest DATA payload the client sends. */
+  readonly chunkSize: number;
+  /** True while more than the client's high-water mark is queued in the transport. */
+  congested(): boolean;
+  /** Runs `fn` once the transport queue has drained below its low-water mark. */
+  whenDrained(fn: () => void): void;
+  /** The stream is finished with its id (completed, aborted or destroyed). */
+  release(id: number): void;
+}
+
+/** A verified usage statement as surfaced to the agent. */
+export interface VerifiedUsage {
+  statement: UsageStatement;
+  signed: SignedUsageStatement;
+}
+
+/** A promise with its settle functions, pre-caught so an unobserved rejection never crashes the agent. */
+export function deferred<T>(): { promise: Promise<T>; resolve: (v: T) => void; reject: (e: Error) => void } {
+  let resolve!: (v: T) => void;
+  let reject!: (e: Error) => void;
+  const promise = new Promise<T>((res, rej) => {
+    resolve = res;
+    reject = rej;
+  });
+  promise.catch(() => {});
+  return { promise, resolve, reject };
+}
