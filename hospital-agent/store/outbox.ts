@@ -1,0 +1,95 @@
+import { createHash } from 'node:crypto';
+import { createReadStream, createWriteStream, type ReadStream } from 'node:fs';
+import { mkdir, open, readdir, rename, rm } from 'node:fs/promises';
+import { join } from 'node:path';
+import type { Readable } from 'node:stream';
+import { pipeline } from 'node:stream/promises';
+import { Transform, type TransformCallback } from 'node:stream';
+import { AgentError } from '../errors.ts';
+import { safeId } from './inbox.ts';
+
+/** Size and digest of a body written to the outbox. */
+export interface StoredBody {
+  bytes: number;
+  sha256: string;
+}
+
+class Meter extends Transform {
+  bytes = 0;
+  private readonly hash = createHash('sha256');
+
+  constructor(private readonly maxBytes: number) {
+    super();
+  }
+
+  override _transform(chunk: Buffer, _enc: BufferEncoding, cb: TransformCallback): void {
+    this.bytes += chunk.length;
+    if (this.bytes > this.maxBytes) {
+      cb(new AgentError('ERR_PAYLOAD_TOO_LARGE', `body exceeds the limit of ${this.maxBytes} bytes`));
+      return;
+    }
+    this.hash.update(chunk);
+    cb(null, chunk);
+  }
+
+  digest(): string {
+    return this.hash.digest('hex');
+  }
+}
+
+/**
+ * Bodies of outgoing exchanges, kept on disk until the exchange is final:
+ * `<id>.part` while the request streams in, renamed to `<id>.body` after
+ * fsync, so an accepted exchange never refers to a partial body.
+ */
+export class Outbox {
+  constructor(readonly dir: string) {}
+
+  /** Creates the directory (0700) and deletes partial uploads and bodies no record refers to. */
+  async recover(knownIds: ReadonlySet<string>): Promise<number> {
+    await mkdir(this.dir, { recursive: true, mode: 0o700 });
+    let removed = 0;
+    for (const name of await readdir(this.dir)) {
+      const id = name.replace(/\.(part|body)$/, '');
+      if (name.endsWith('.part') || !knownIds.has(id)) {
+        await rm(join(this.dir, name), { force: true });
+        removed += 1;
+      }
+    }
+    return removed;
+  }
+
+  private path(id: string, ext: 'part' | 'body'): string {
+    return join(this.dir, `${safeId(id)}.${ext}`);
+  }
+
+  /** Streams `body` to disk, hashing it once; refuses more than `maxBytes`. */
+  async write(id: string, body: Readable, maxBytes: number): Promise<StoredBody> {
+    const part = this.path(id, 'part');
+    const meter = new Meter(maxBytes);
+    try {
+      await pipeline(body, meter, createWriteStream(part, { flags: 'wx', mode: 0o600 }));
+      const fh = await open(part, 'r');
+      try {
+        await fh.sync();
+      } finally {
+        await fh.close();
+      }
+      await rename(part, this.path(id, 'body'));
+    } catch (err) {
+      await rm(part, { force: true });
+      throw err;
+    }
+    return { bytes: meter.bytes, sha256: meter.digest() };
+  }
+
+  /** A read stream of a stored body. */
+  read(id: string): ReadStream {
+    return createReadStream(this.path(id, 'body'));
+  }
+
+  /** Deletes a stored body (once the exchange is final). */
+  async remove(id: string): Promise<void> {
+    await rm(this.path(id, 'body'), { force: true });
+  }
+}

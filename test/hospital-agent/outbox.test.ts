@@ -1,0 +1,56 @@
+import { createHash, randomUUID } from 'node:crypto';
+import { readdirSync } from 'node:fs';
+import { join } from 'node:path';
+import { Readable } from 'node:stream';
+import { expect } from 'chai';
+import { AgentError } from '../../hospital-agent/errors.ts';
+import { Outbox } from '../../hospital-agent/store/outbox.ts';
+import { tempDir } from '../support/tmp.ts';
+
+describe('Outbox', function () {
+  let tmp: ReturnType<typeof tempDir>;
+  let outbox: Outbox;
+
+  beforeEach(async function () {
+    tmp = tempDir();
+    outbox = new Outbox(join(tmp.dir, 'outbox'));
+    await outbox.recover(new Set());
+  });
+  afterEach(() => tmp.cleanup());
+
+  it('stores a streamed body with its size and SHA-256', async function () {
+    const id = randomUUID();
+    const chunks = [Buffer.alloc(100_000, 1), Buffer.alloc(50_000, 2)];
+    const stored = await outbox.write(id, Readable.from(chunks), 1_000_000);
+    expect(stored.bytes).to.equal(150_000);
+    expect(stored.sha256).to.equal(createHash('sha256').update(Buffer.concat(chunks)).digest('hex'));
+    let n = 0;
+    for await (const c of outbox.read(id)) n += (c as Buffer).length;
+    expect(n).to.equal(150_000);
+  });
+
+  it('refuses an oversized body and leaves nothing behind', async function () {
+    try {
+      await outbox.write(randomUUID(), Readable.from([Buffer.alloc(600), Buffer.alloc(600)]), 1000);
+      throw new Error('accepted');
+    } catch (err) {
+      expect((err as AgentError).code).to.equal('ERR_PAYLOAD_TOO_LARGE');
+    }
+    expect(readdirSync(outbox.dir)).to.deep.equal([]);
+  });
+
+  it('drops a body whose upload was cut off, and orphans, on recovery', async function () {
+    const keep = randomUUID();
+    await outbox.write(keep, Readable.from([Buffer.from('keep')]), 100);
+    const orphan = randomUUID();
+    await outbox.write(orphan, Readable.from([Buffer.from('orphan')]), 100);
+    const broken = new Readable({ read() { this.push(Buffer.from('half')); this.destroy(new Error('client went away')); } });
+    try {
+      await outbox.write(randomUUID(), broken, 100);
+    } catch {
+      // expected
+    }
+    expect(await outbox.recover(new Set([keep]))).to.equal(1);
+    expect(readdirSync(outbox.dir)).to.deep.equal([`${keep}.body`]);
+  });
+});
