@@ -1,21 +1,23 @@
 import { z } from 'zod';
 import { AGENT_URI_PREFIX, isHospitalId } from '../../certs/index.ts';
 import { AgentError } from '../errors.ts';
-import { DATA_CLASSES, PURPOSES, type Consent, type DataClass, type Purpose } from './model.ts';
+import { SCOPE_PATTERN } from '../../ledger/index.ts';
+import { ALL_SCOPE, PURPOSES, type Consent, type Purpose } from './model.ts';
 
 /** FHIR code system of purposes of use. */
 export const ACT_REASON_SYSTEM = 'http://terminology.hl7.org/CodeSystem/v3-ActReason';
-/** Code system of our data classes. */
-export const DATA_CLASS_SYSTEM = 'urn:hie:data-class';
+/** FHIR code system of resource types (Consent.provision.class). */
+export const RESOURCE_TYPE_SYSTEM = 'http://hl7.org/fhir/resource-types';
 /** Identifier system under which exported consents name the patient by keyed hash. */
 export const PATIENT_HMAC_SYSTEM = 'urn:hie:patient-hmac';
 
 /** A consent as requested by the EHR, before the patient id is hashed. */
 export interface ConsentGrant {
   patientId: string;
-  grantee: string;
+  grantees: string[];
   purposes: Purpose[];
-  classes: DataClass[];
+  /** FHIR resource types covered, or ['*'] for all. */
+  scope: string[];
   validFrom?: string | undefined;
   validUntil: string;
 }
@@ -55,10 +57,10 @@ function granteeOf(actor: { reference: { reference?: string | undefined; identif
 
 /**
  * Reads a FHIR R4 Consent resource into a grant: `status` active,
- * `provision.type` permit, one actor naming the recipient hospital
+ * `provision.type` permit, actors naming the recipient hospitals
  * (identifier `urn:hie:agent:<id>` or `Organization/<id>`), `provision.period.end`
- * required, purposes as v3 ActReason codes, classes as `urn:hie:data-class` codes
- * (all classes when absent). The patient is `patient.identifier` (`system|value`)
+ * required, purposes as v3 ActReason codes, `provision.class` as FHIR resource
+ * types (everything when absent). The patient is `patient.identifier` (`system|value`)
  * or `patient.reference` `Patient/<id>`.
  */
 export function grantFromFhirConsent(resource: unknown): ConsentGrant {
@@ -77,8 +79,10 @@ export function grantFromFhirConsent(resource: unknown): ConsentGrant {
     patientId = c.patient.reference.slice('Patient/'.length);
   }
   if (!patientId) throw invalid('patient.identifier.value or patient.reference Patient/<id> is required');
-  const grantees = (c.provision.actor ?? []).map(granteeOf).filter((g): g is string => g !== undefined);
-  if (grantees.length !== 1 || !isHospitalId(grantees[0])) throw invalid('provision.actor must name exactly one recipient hospital (identifier urn:hie:agent:<id>)');
+  const grantees = [...new Set((c.provision.actor ?? []).map(granteeOf).filter((g): g is string => g !== undefined))];
+  if (grantees.length === 0 || grantees.length > 32 || !grantees.every(isHospitalId)) {
+    throw invalid('provision.actor must name 1-32 recipient hospitals (identifier urn:hie:agent:<id>)');
+  }
   const end = c.provision.period?.end;
   if (!end || Number.isNaN(Date.parse(end))) throw invalid('provision.period.end (valid until) is required');
   const start = c.provision.period?.start;
@@ -87,12 +91,12 @@ export function grantFromFhirConsent(resource: unknown): ConsentGrant {
   if (purposes.length === 0) throw invalid('provision.purpose needs at least one v3 ActReason code');
   for (const p of purposes) if (!PURPOSES.includes(p as Purpose)) throw invalid(`unsupported purpose '${String(p)}' (use ${PURPOSES.join(', ')})`);
   const classes = (c.provision.class ?? []).map((k) => k.code);
-  for (const k of classes) if (!DATA_CLASSES.includes(k as DataClass)) throw invalid(`unsupported class '${String(k)}' (use ${DATA_CLASSES.join(', ')})`);
+  for (const k of classes) if (typeof k !== 'string' || !SCOPE_PATTERN.test(k)) throw invalid(`provision.class '${String(k).slice(0, 64)}' is not a FHIR resource type`);
   return {
     patientId,
-    grantee: grantees[0] as string,
+    grantees,
     purposes: [...new Set(purposes)] as Purpose[],
-    classes: (classes.length === 0 ? [...DATA_CLASSES] : [...new Set(classes)]) as DataClass[],
+    scope: classes.length === 0 ? [ALL_SCOPE] : [...new Set(classes as string[])],
     validFrom: start === undefined ? undefined : new Date(start).toISOString(),
     validUntil: new Date(end).toISOString(),
   };
@@ -112,14 +116,12 @@ export function consentToFhir(consent: Consent, grantor: string): Record<string,
     provision: {
       type: 'permit',
       period: { start: consent.validFrom, end: consent.revokedAt ?? consent.validUntil },
-      actor: [
-        {
-          role: { coding: [{ system: 'http://terminology.hl7.org/CodeSystem/v3-ParticipationType', code: 'IRCP' }] },
-          reference: { identifier: { system: 'urn:ietf:rfc:3986', value: `${AGENT_URI_PREFIX}${consent.grantee}` } },
-        },
-      ],
+      actor: consent.grantees.map((grantee) => ({
+        role: { coding: [{ system: 'http://terminology.hl7.org/CodeSystem/v3-ParticipationType', code: 'IRCP' }] },
+        reference: { identifier: { system: 'urn:ietf:rfc:3986', value: `${AGENT_URI_PREFIX}${grantee}` } },
+      })),
       purpose: consent.purposes.map((code) => ({ system: ACT_REASON_SYSTEM, code })),
-      class: consent.classes.map((code) => ({ system: DATA_CLASS_SYSTEM, code })),
+      ...(consent.scope.includes(ALL_SCOPE) ? {} : { class: consent.scope.map((code) => ({ system: RESOURCE_TYPE_SYSTEM, code })) }),
     },
   };
 }

@@ -1,42 +1,42 @@
 import { timingSafeEqual } from 'node:crypto';
 import { z } from 'zod';
 import { HOSPITAL_ID_PATTERN } from '../../certs/index.ts';
+import { ID_PATTERN, PURPOSES, SCOPE_PATTERN, TS_PATTERN } from '../../ledger/index.ts';
 import { AgentError } from '../errors.ts';
 
-/**
- * Purposes of use a consent can permit (HL7 v3 ActReason codes): treatment,
- * emergency treatment, payment, operations, public health, research, patient request.
- */
-export const PURPOSES = ['TREAT', 'ETREAT', 'HPAYMT', 'HOPERAT', 'PUBHLTH', 'HRESCH', 'PATRQT'] as const;
-/** A purpose of use. */
+export { PURPOSES };
+/** A purpose of use (HL7 v3 PurposeOfUse code), as the ledger records it. */
 export type Purpose = (typeof PURPOSES)[number];
 
-/** Kinds of data a consent can cover: structured FHIR records, imaging studies, other documents. */
-export const DATA_CLASSES = ['fhir', 'imaging', 'document'] as const;
-/** A kind of data. */
-export type DataClass = (typeof DATA_CLASSES)[number];
+/** Scope that covers every kind of data. */
+export const ALL_SCOPE = '*';
+/** Scope a DICOM imaging study is released under. */
+export const IMAGING_SCOPE = 'ImagingStudy';
+/** Scope any other binary document is released under. */
+export const BINARY_SCOPE = 'Binary';
 
-/** The kind of data a content type carries. */
-export function dataClassOf(contentType: string): DataClass {
+/**
+ * The scope items a release needs: the resource types of a FHIR Bundle, or
+ * `ImagingStudy` for DICOM, or `Binary` for anything else.
+ */
+export function scopeOf(contentType: string, bundleResourceTypes?: readonly string[]): string[] {
   const type = contentType.split(';')[0]?.trim().toLowerCase() ?? '';
-  if (type === 'application/fhir+json' || type === 'application/fhir+xml') return 'fhir';
-  if (type === 'application/dicom' || type === 'application/dicom+json' || type.startsWith('multipart/related')) return 'imaging';
-  return 'document';
+  if (type === 'application/fhir+json' && bundleResourceTypes) return [...bundleResourceTypes];
+  if (type === 'application/dicom' || type.startsWith('multipart/related')) return [IMAGING_SCOPE];
+  return [BINARY_SCOPE];
 }
 
-const HEX64 = /^[0-9a-f]{64}$/;
-
-/** A recorded consent. The patient appears only as a keyed hash. */
+/** A recorded consent. The patient appears only as a keyed hash. Mirrors the ledger's `consent.granted` body. */
 export const consentSchema = z.strictObject({
-  id: z.uuid(),
-  patientHash: z.string().regex(HEX64),
-  grantee: z.string().regex(HOSPITAL_ID_PATTERN),
+  id: z.string().regex(ID_PATTERN),
+  patientHash: z.string().regex(/^[0-9a-f]{64}$/),
+  grantees: z.array(z.string().regex(HOSPITAL_ID_PATTERN)).min(1).max(32),
   purposes: z.array(z.enum(PURPOSES)).min(1).max(PURPOSES.length),
-  classes: z.array(z.enum(DATA_CLASSES)).min(1).max(DATA_CLASSES.length),
-  validFrom: z.iso.datetime(),
-  validUntil: z.iso.datetime(),
-  grantedAt: z.iso.datetime(),
-  revokedAt: z.iso.datetime().optional(),
+  scope: z.array(z.string().regex(SCOPE_PATTERN)).min(1).max(64),
+  validFrom: z.string().regex(TS_PATTERN),
+  validUntil: z.string().regex(TS_PATTERN),
+  grantedAt: z.string().regex(TS_PATTERN),
+  revokedAt: z.string().regex(TS_PATTERN).optional(),
 });
 
 /** A recorded consent. */
@@ -47,7 +47,8 @@ export interface ReleaseRequest {
   patientHash: string;
   recipient: string;
   purpose: Purpose;
-  dataClass: DataClass;
+  /** Scope items the payload needs (see {@link scopeOf}). */
+  scope: readonly string[];
   at: Date;
 }
 
@@ -64,7 +65,7 @@ function sameHash(a: string, b: string): boolean {
  * Messages carry the consent id only, never the patient.
  */
 export function checkConsent(consent: Consent | undefined, request: ReleaseRequest): void {
-  if (!consent || !sameHash(consent.patientHash, request.patientHash) || consent.grantee !== request.recipient) {
+  if (!consent || !sameHash(consent.patientHash, request.patientHash) || !consent.grantees.includes(request.recipient)) {
     throw new AgentError('ERR_CONSENT_MISSING', `no consent covers this patient for recipient '${request.recipient}'`, consent ? { detail: { consentId: consent.id } } : undefined);
   }
   const t = request.at.getTime();
@@ -77,7 +78,10 @@ export function checkConsent(consent: Consent | undefined, request: ReleaseReque
   if (!consent.purposes.includes(request.purpose)) {
     throw new AgentError('ERR_CONSENT_SCOPE', `consent ${consent.id} does not permit purpose ${request.purpose}`, { detail: { consentId: consent.id } });
   }
-  if (!consent.classes.includes(request.dataClass)) {
-    throw new AgentError('ERR_CONSENT_SCOPE', `consent ${consent.id} does not cover ${request.dataClass} data`, { detail: { consentId: consent.id } });
+  if (!consent.scope.includes(ALL_SCOPE)) {
+    const outside = request.scope.filter((s) => !consent.scope.includes(s));
+    if (outside.length > 0 || request.scope.length === 0) {
+      throw new AgentError('ERR_CONSENT_SCOPE', `consent ${consent.id} does not cover ${outside.join(', ') || 'this data'}`, { detail: { consentId: consent.id, outside } });
+    }
   }
 }

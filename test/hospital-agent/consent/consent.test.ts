@@ -5,7 +5,7 @@ import {
   checkConsent,
   consentSchema,
   consentToFhir,
-  dataClassOf,
+  scopeOf,
   grantFromFhirConsent,
   patientHash,
   type Consent,
@@ -19,9 +19,9 @@ function consent(overrides: Partial<Consent> = {}): Consent {
   return consentSchema.parse({
     id: randomUUID(),
     patientHash: patientHash(secret, 'MRN-0001'),
-    grantee: 'severance',
+    grantees: ['severance'],
     purposes: ['TREAT'],
-    classes: ['fhir', 'imaging'],
+    scope: ['Patient', 'Condition', 'Observation', 'ImagingStudy'],
     validFrom: '2026-11-01T00:00:00.000Z',
     validUntil: '2026-12-31T00:00:00.000Z',
     grantedAt: '2026-11-01T00:00:00.000Z',
@@ -30,7 +30,7 @@ function consent(overrides: Partial<Consent> = {}): Consent {
 }
 
 function request(overrides: Partial<ReleaseRequest> = {}): ReleaseRequest {
-  return { patientHash: patientHash(secret, 'MRN-0001'), recipient: 'severance', purpose: 'TREAT', dataClass: 'fhir', at: now, ...overrides };
+  return { patientHash: patientHash(secret, 'MRN-0001'), recipient: 'severance', purpose: 'TREAT', scope: ['Patient', 'Observation'], at: now, ...overrides };
 }
 
 function expectRefusal(fn: () => void, code: AgentErrorCode): AgentError {
@@ -49,7 +49,9 @@ function expectRefusal(fn: () => void, code: AgentErrorCode): AgentError {
 describe('consent rules', function () {
   it('permits a release the consent covers', function () {
     expect(() => checkConsent(consent(), request())).not.to.throw();
-    expect(() => checkConsent(consent(), request({ dataClass: 'imaging' }))).not.to.throw();
+    expect(() => checkConsent(consent(), request({ scope: ['ImagingStudy'] }))).not.to.throw();
+    expect(() => checkConsent(consent({ scope: ['*'] }), request({ scope: ['Binary'] }))).not.to.throw();
+    expect(() => checkConsent(consent({ grantees: ['mgh', 'severance'] }), request())).not.to.throw();
   });
 
   it('refuses without a consent, for another patient, or for another recipient', function () {
@@ -71,13 +73,15 @@ describe('consent rules', function () {
 
   it('refuses a purpose or kind of data outside the scope', function () {
     expectRefusal(() => checkConsent(consent(), request({ purpose: 'HRESCH' })), 'ERR_CONSENT_SCOPE');
-    expectRefusal(() => checkConsent(consent(), request({ dataClass: 'document' })), 'ERR_CONSENT_SCOPE');
+    expectRefusal(() => checkConsent(consent(), request({ scope: ['Binary'] })), 'ERR_CONSENT_SCOPE');
+    const e = expectRefusal(() => checkConsent(consent(), request({ scope: ['Patient', 'MedicationStatement'] })), 'ERR_CONSENT_SCOPE');
+    expect(e.detail).to.deep.include({ outside: ['MedicationStatement'] });
   });
 
-  it('classifies content types', function () {
-    expect(dataClassOf('application/fhir+json; charset=utf-8')).to.equal('fhir');
-    expect(dataClassOf('application/dicom')).to.equal('imaging');
-    expect(dataClassOf('application/pdf')).to.equal('document');
+  it('derives the scope a payload needs from its content type', function () {
+    expect(scopeOf('application/fhir+json; charset=utf-8', ['Observation', 'Patient'])).to.deep.equal(['Observation', 'Patient']);
+    expect(scopeOf('application/dicom')).to.deep.equal(['ImagingStudy']);
+    expect(scopeOf('application/pdf')).to.deep.equal(['Binary']);
   });
 });
 
@@ -108,7 +112,7 @@ describe('FHIR Consent', function () {
       period: { start: '2026-11-01T00:00:00Z', end: '2026-12-31T00:00:00Z' },
       actor: [{ reference: { identifier: { system: 'urn:ietf:rfc:3986', value: 'urn:hie:agent:severance' } } }],
       purpose: [{ system: 'http://terminology.hl7.org/CodeSystem/v3-ActReason', code: 'TREAT' }],
-      class: [{ system: 'urn:hie:data-class', code: 'fhir' }],
+      class: [{ system: 'http://hl7.org/fhir/resource-types', code: 'Patient' }, { system: 'http://hl7.org/fhir/resource-types', code: 'Observation' }],
     },
   };
 
@@ -116,9 +120,9 @@ describe('FHIR Consent', function () {
     const g = grantFromFhirConsent(resource);
     expect(g).to.deep.equal({
       patientId: 'urn:oid:1.2.410.100|MRN-0001',
-      grantee: 'severance',
+      grantees: ['severance'],
       purposes: ['TREAT'],
-      classes: ['fhir'],
+      scope: ['Patient', 'Observation'],
       validFrom: '2026-11-01T00:00:00.000Z',
       validUntil: '2026-12-31T00:00:00.000Z',
     });
@@ -132,6 +136,7 @@ describe('FHIR Consent', function () {
       [{ ...resource, provision: { ...resource.provision, period: { start: '2026-11-01T00:00:00Z' } } }, /period.end/],
       [{ ...resource, provision: { ...resource.provision, actor: [] } }, /actor/],
       [{ ...resource, provision: { ...resource.provision, purpose: [{ code: 'MARKETING' }] } }, /purpose/],
+      [{ ...resource, provision: { ...resource.provision, class: [{ code: 'not a type' }] } }, /resource type/],
       [{ ...resource, patient: {} }, /patient/],
       ['not an object', /resource/],
     ];
@@ -152,7 +157,8 @@ describe('FHIR Consent', function () {
     expect(JSON.stringify(out)).not.to.contain('MRN-0001');
     expect(out['resourceType']).to.equal('Consent');
     const back = grantFromFhirConsent(out);
-    expect(back.grantee).to.equal('severance');
+    expect(back.grantees).to.deep.equal(['severance']);
+    expect(back.scope).to.deep.equal(['Patient', 'Condition', 'Observation', 'ImagingStudy']);
     expect(back.patientId).to.equal(`urn:hie:patient-hmac|${c.patientHash}`);
     expect(back.purposes).to.deep.equal(['TREAT']);
   });
