@@ -1,0 +1,141 @@
+import { open as openFile, readFile, rename, type FileHandle } from 'node:fs/promises';
+import { CryptoError } from './errors.ts';
+
+/** How long an opener remembers an exchange id, and how old an envelope it accepts (7 days). */
+export const DEFAULT_REPLAY_WINDOW_MS = 7 * 86_400_000;
+/** How far in the future an envelope's creation time may be (clock skew), 5 minutes. */
+export const DEFAULT_MAX_CLOCK_SKEW_MS = 5 * 60_000;
+
+/**
+ * Seen exchange ids with an expiry. The agent backs it with durable storage;
+ * `add` must be an atomic check-and-set.
+ */
+export interface ReplayStore {
+  /** True when `key` was added and has not expired at `now`. */
+  has(key: string, now: Date): Promise<boolean>;
+  /** Records `key` until `expiresAt`; false (and no change) when it is already present and unexpired. */
+  add(key: string, expiresAt: Date, now: Date): Promise<boolean>;
+  /** Forgets expired keys; returns how many. */
+  prune(now: Date): Promise<number>;
+}
+
+/** The replay key of an envelope: sender and exchange id (exchange ids are unique per sender). */
+export function replayKey(from: string, exchangeId: string): string {
+  return `${from}/${exchangeId}`;
+}
+
+/** A replay store in memory (tests, short-lived tools). */
+export class MemoryReplayStore implements ReplayStore {
+  protected readonly seen = new Map<string, number>();
+
+  async has(key: string, now: Date): Promise<boolean> {
+    const exp = this.seen.get(key);
+    return exp !== undefined && exp > now.getTime();
+  }
+
+  async add(key: string, expiresAt: Date, now: Date): Promise<boolean> {
+    if (await this.has(key, now)) return false;
+    this.seen.set(key, expiresAt.getTime());
+    return true;
+  }
+
+  async prune(now: Date): Promise<number> {
+    let n = 0;
+    for (const [k, exp] of this.seen) {
+      if (exp <= now.getTime()) {
+        this.seen.delete(k);
+        n += 1;
+      }
+    }
+    return n;
+  }
+
+  /** Number of remembered keys (expired ones included until pruned). */
+  get size(): number {
+    return this.seen.size;
+  }
+}
+
+/**
+ * A replay store persisted as an append-only file of JSON lines, fsynced per
+ * add, so a restarted agent still refuses replays. `prune` rewrites the file
+ * atomically. Use one instance per file.
+ */
+export class FileReplayStore extends MemoryReplayStore {
+  private queue: Promise<unknown> = Promise.resolve();
+
+  private constructor(
+    private readonly path: string,
+    private fh: FileHandle,
+  ) {
+    super();
+  }
+
+  /** Opens (or creates, mode 0600) the store file and loads it. A torn last line from a crash is ignored. */
+  static async open(path: string): Promise<FileReplayStore> {
+    let text = '';
+    try {
+      text = await readFile(path, 'utf8');
+    } catch (err) {
+      if ((err as NodeJS.ErrnoException).code !== 'ENOENT') throw new CryptoError('ERR_REPLAY_STORE', `cannot read replay store ${path}`, { cause: err });
+    }
+    const lines = text.split('\n');
+    const store = new FileReplayStore(path, await openFile(path, 'a', 0o600));
+    lines.forEach((line, i) => {
+      if (line === '') return;
+      try {
+        const { k, e } = JSON.parse(line) as { k: unknown; e: unknown };
+        if (typeof k !== 'string' || typeof e !== 'number') throw new Error('bad entry');
+        store.seen.set(k, Math.max(e, store.seen.get(k) ?? 0));
+      } catch (err) {
+        if (i === lines.length - 1) return;
+        throw new CryptoError('ERR_REPLAY_STORE', `replay store ${path} is corrupt at line ${i + 1}`, { cause: err });
+      }
+    });
+    if (text !== '' && !text.endsWith('\n')) await store.fh.write('\n');
+    return store;
+  }
+
+  private serial<T>(fn: () => Promise<T>): Promise<T> {
+    const run = this.queue.then(fn, fn);
+    this.queue = run.catch(() => undefined);
+    return run;
+  }
+
+  override add(key: string, expiresAt: Date, now: Date): Promise<boolean> {
+    return this.serial(async () => {
+      if (!(await super.add(key, expiresAt, now))) return false;
+      try {
+        await this.fh.write(`${JSON.stringify({ k: key, e: expiresAt.getTime() })}\n`);
+        await this.fh.datasync();
+      } catch (err) {
+        this.seen.delete(key);
+        throw new CryptoError('ERR_REPLAY_STORE', `cannot write replay store ${this.path}`, { cause: err });
+      }
+      return true;
+    });
+  }
+
+  override prune(now: Date): Promise<number> {
+    return this.serial(async () => {
+      const n = await super.prune(now);
+      const tmp = `${this.path}.tmp`;
+      const out = await openFile(tmp, 'w', 0o600);
+      try {
+        await out.write([...this.seen].map(([k, e]) => `${JSON.stringify({ k, e })}\n`).join(''));
+        await out.sync();
+      } finally {
+        await out.close();
+      }
+      await rename(tmp, this.path);
+      await this.fh.close();
+      this.fh = await openFile(this.path, 'a', 0o600);
+      return n;
+    });
+  }
+
+  /** Closes the file. */
+  close(): Promise<void> {
+    return this.serial(() => this.fh.close());
+  }
+}

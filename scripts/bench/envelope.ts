@@ -1,0 +1,154 @@
+// `npm run bench -- envelope [--size 1GiB] [--chunk 1MiB] [--recipients 1]`:
+// seal and open throughput of one envelope beside a baseline on the same
+// bytes in the same run (Node's raw AES-256-GCM plus one SHA-256 pass).
+import { createCipheriv, createDecipheriv, createHash, randomBytes } from 'node:crypto';
+import { readFileSync } from 'node:fs';
+import { Readable, Writable } from 'node:stream';
+import { createKeyBundle, generateAgentKeys, loadIdentity, verifyKeyBundle } from '../../certs/index.ts';
+import {
+  DEFAULT_CHUNK_SIZE,
+  MemoryReplayStore,
+  openEnvelope,
+  recipientKeys,
+  sealEnvelope,
+  senderKeys,
+  withKids,
+} from '../../hospital-agent/crypto/index.ts';
+import { makeFederation } from '../../test/support/federation.ts';
+import { tempDir } from '../../test/support/tmp.ts';
+import type { BenchTable } from './types.ts';
+import { mbps, mib } from './util.ts';
+
+/** Default payload size of the bench (1 GiB). */
+export const DEFAULT_BENCH_SIZE = 2 ** 30;
+const SOURCE_PIECE = 1024 * 1024;
+const POOL = 16 * 1024 * 1024;
+
+function parseSize(text: string, flag: string): number {
+  const m = /^(\d+(?:\.\d+)?)\s*(B|KiB|MiB|GiB|KB|MB|GB)?$/i.exec(text.trim());
+  if (!m) throw new Error(`${flag}: '${text}' is not a size like 1GiB, 256MiB or 4096`);
+  const unit = (m[2] ?? 'B').toLowerCase();
+  const mult: Record<string, number> = { b: 1, kib: 1024, mib: 1024 ** 2, gib: 1024 ** 3, kb: 1e3, mb: 1e6, gb: 1e9 };
+  return Math.round(Number(m[1]) * (mult[unit] as number));
+}
+
+function parseArgs(args: string[]): { size: number; chunk: number; recipients: number } {
+  const out = { size: DEFAULT_BENCH_SIZE, chunk: DEFAULT_CHUNK_SIZE, recipients: 1 };
+  for (let i = 0; i < args.length; i++) {
+    const flag = args[i] as string;
+    const value = args[i + 1];
+    if (value === undefined) throw new Error(`${flag} needs a value`);
+    if (flag === '--size') out.size = parseSize(value, flag);
+    else if (flag === '--chunk') out.chunk = parseSize(value, flag);
+    else if (flag === '--recipients') out.recipients = Number(value);
+    else throw new Error(`unknown option ${flag} (have --size, --chunk, --recipients)`);
+    i++;
+  }
+  if (!Number.isInteger(out.recipients) || out.recipients < 1 || out.recipients > 5) throw new Error('--recipients must be 1 to 5');
+  return out;
+}
+
+/** The same bytes for every measurement: views into one random pool, no copies. */
+function* pieces(pool: Buffer, size: number): Generator<Buffer> {
+  for (let pos = 0; pos < size; pos += SOURCE_PIECE) {
+    const off = pos % POOL;
+    yield pool.subarray(off, off + Math.min(SOURCE_PIECE, size - pos, POOL - off));
+  }
+}
+
+function timeSync(fn: () => void): number {
+  const t = performance.now();
+  fn();
+  return performance.now() - t;
+}
+
+/** Runs the envelope bench. */
+export async function run(args: string[]): Promise<BenchTable[]> {
+  const { size, chunk, recipients } = parseArgs(args);
+  const tmp = tempDir('hie-bench-envelope-');
+  try {
+    const ids = ['sender', ...Array.from({ length: recipients }, (_, i) => `recipient-${i + 1}`)];
+    const fed = makeFederation(tmp.dir, ids);
+    const caPem = readFileSync(fed.caPath, 'utf8');
+    const parties = await Promise.all(
+      ids.map(async (id) => {
+        const keys = await withKids(generateAgentKeys());
+        const bundle = await createKeyBundle(loadIdentity(fed.agents[id]!), keys);
+        return { id, keys, verified: await verifyKeyBundle(bundle, { caPem }) };
+      }),
+    );
+    const [sender, ...rcpts] = parties;
+    const pool = randomBytes(POOL);
+
+    // Baseline: raw AES-256-GCM and one SHA-256 pass over the same pieces.
+    const key = randomBytes(32);
+    const baseSealMs = timeSync(() => {
+      const c = createCipheriv('aes-256-gcm', key, randomBytes(12));
+      const h = createHash('sha256');
+      for (const p of pieces(pool, size)) {
+        h.update(p);
+        c.update(p);
+      }
+      c.final();
+      h.digest();
+    });
+    const baseOpenMs = timeSync(() => {
+      const d = createDecipheriv('aes-256-gcm', key, randomBytes(12));
+      const h = createHash('sha256');
+      for (const p of pieces(pool, size)) h.update(d.update(p));
+      h.digest();
+    });
+
+    // Seal, keeping the envelope in memory for the open measurement.
+    const envelope: Buffer[] = [];
+    const sealStart = performance.now();
+    const stream = sealEnvelope(Readable.from(pieces(pool, size)), {
+      exchangeId: 'bench-1',
+      sender: senderKeys(sender!.id, sender!.keys),
+      recipients: rcpts.map((r) => r.verified),
+      contentType: 'application/octet-stream',
+      chunkSize: chunk,
+    });
+    for await (const b of stream) envelope.push(b as Buffer);
+    const summary = await stream.summary;
+    const sealMs = performance.now() - sealStart;
+
+    let written = 0;
+    const sink = new Writable({
+      highWaterMark: 4 * 1024 * 1024,
+      write(c: Buffer, _e, cb) {
+        written += c.length;
+        cb();
+      },
+    });
+    const lookup = new Map(parties.map((p) => [p.id, p.verified]));
+    const openStart = performance.now();
+    const opened = await openEnvelope(Readable.from(envelope), {
+      recipient: recipientKeys(rcpts[0]!.id, [rcpts[0]!.keys]),
+      resolveSender: (agent) => lookup.get(agent),
+      replay: new MemoryReplayStore(),
+      quarantine: { writable: sink },
+    });
+    const openMs = performance.now() - openStart;
+    if (opened.contentLength !== size || written !== size) throw new Error('bench: opened length differs from the sealed one');
+
+    const overhead = summary.envelopeLength - size;
+    const sealRatio = baseSealMs / sealMs;
+    const openRatio = baseOpenMs / openMs;
+    return [
+      {
+        title: `envelope: seal and open ${mib(size)} MiB, chunk ${mib(chunk)} MiB, ${recipients} recipient(s)`,
+        rows: [
+          { step: 'seal', 'envelope MB/s': mbps(size, sealMs), 'baseline MB/s': mbps(size, baseSealMs), ratio: sealRatio.toFixed(2) },
+          { step: 'open', 'envelope MB/s': mbps(size, openMs), 'baseline MB/s': mbps(size, baseOpenMs), ratio: openRatio.toFixed(2) },
+        ],
+        notes: [
+          'Baseline: raw Node AES-256-GCM + one SHA-256 pass over the same bytes, same run. Target ratio >= 0.70.',
+          `Envelope overhead: ${overhead} bytes (${summary.chunks} chunks, ${((overhead / Math.max(1, size)) * 100).toFixed(4)}%).`,
+        ],
+      },
+    ];
+  } finally {
+    tmp.cleanup();
+  }
+}
