@@ -128,8 +128,8 @@ export class Replicator extends EventEmitter {
     const now = this.o.now();
     for (const [feed, p] of this.pending) if (now - p.at > this.o.requestTimeoutMs) this.pending.delete(feed);
     const heads: SignedHead[] = [];
+    // Heads of stopped feeds still travel (and their ranges are still served), so every peer can see the fork.
     for (const feed of this.ledger.feeds()) {
-      if (this.ledger.isStopped(feed)) continue;
       const h = await this.ledger.signedHead(feed);
       if (h) heads.push(h);
     }
@@ -246,7 +246,6 @@ export class Replicator extends EventEmitter {
 
   private async onWant(peer: string, feed: string, from: number, max: number): Promise<void> {
     const head = this.ledger.head(feed);
-    if (this.ledger.isStopped(feed)) return this.send(peer, { t: 'none', feed, from, reason: 'stopped' });
     if (!head || from > head.seq) return this.send(peer, { t: 'none', feed, from, reason: 'unknown-feed' });
     const to = Math.min(head.seq, from + max - 1);
     // Leave room for the envelope and the head around the entries.
