@@ -1,0 +1,113 @@
+import { randomUUID } from 'node:crypto';
+import type { Ledger, StoredEntry } from '../../ledger/index.ts';
+import { type ConsentGrant } from '../consent/fhir.ts';
+import { checkConsent, consentSchema, type Consent, type ReleaseRequest } from '../consent/model.ts';
+import { patientHash } from '../consent/patient.ts';
+import { AgentError } from '../errors.ts';
+
+/** Why a consent was revoked (the ledger's enumerated reasons). */
+export type RevocationReason = 'patient-request' | 'expired' | 'superseded' | 'entered-in-error' | 'legal';
+
+/**
+ * Consents of this hospital, kept only as ledger entries of its own feed:
+ * `consent.granted` and `consent.revoked`. The patient id is hashed with the
+ * hospital's secret before anything is written.
+ */
+export class ConsentService {
+  constructor(
+    private readonly ledger: Ledger,
+    private readonly feed: string,
+    private readonly secret: Buffer,
+    private readonly now: () => Date = () => new Date(),
+  ) {}
+
+  /** Records a consent; returns it as stored. */
+  async grant(grant: ConsentGrant): Promise<Consent> {
+    const at = this.now();
+    const validFrom = grant.validFrom ?? at.toISOString();
+    if (new Date(grant.validUntil).getTime() <= new Date(validFrom).getTime()) {
+      throw new AgentError('ERR_BAD_REQUEST', 'validUntil must be after validFrom');
+    }
+    if (grant.grantees.includes(this.feed)) throw new AgentError('ERR_BAD_REQUEST', 'a hospital cannot be the grantee of its own consent');
+    const id = randomUUID();
+    const body = {
+      consent: id,
+      patient: patientHash(this.secret, grant.patientId),
+      grantees: grant.grantees,
+      purposes: grant.purposes,
+      scope: grant.scope,
+      validFrom: new Date(validFrom).toISOString(),
+      validUntil: new Date(grant.validUntil).toISOString(),
+    };
+    const appended = await this.ledger.append({ type: 'consent.granted', body });
+    return consentSchema.parse({
+      id,
+      patientHash: body.patient,
+      grantees: body.grantees,
+      purposes: body.purposes,
+      scope: body.scope,
+      validFrom: body.validFrom,
+      validUntil: body.validUntil,
+      grantedAt: appended.ts,
+    });
+  }
+
+  /** Revokes a consent; revoking twice is refused with ERR_CONFLICT. */
+  async revoke(id: string, reason: RevocationReason = 'patient-request'): Promise<Consent> {
+    const current = await this.get(id);
+    if (!current) throw new AgentError('ERR_NOT_FOUND', `no consent ${id}`);
+    if (current.revokedAt) throw new AgentError('ERR_CONFLICT', `consent ${id} was already revoked at ${current.revokedAt}`);
+    const granted = (await this.ledger.byConsent(id)).find((e) => e.entry.feed === this.feed && e.entry.type === 'consent.granted');
+    const appended = await this.ledger.append({ type: 'consent.revoked', body: { consent: id, reason }, ...(granted ? { refs: [granted.hash] } : {}) });
+    return { ...current, revokedAt: appended.ts };
+  }
+
+  /** One consent of this hospital, or undefined. */
+  async get(id: string): Promise<Consent | undefined> {
+    if (!/^[A-Za-z0-9][A-Za-z0-9_-]{7,63}$/.test(id)) return undefined;
+    return this.fold((await this.ledger.byConsent(id)).filter((e) => e.entry.feed === this.feed))[0];
+  }
+
+  /** Every consent of this hospital, newest first. */
+  async list(): Promise<Consent[]> {
+    const own = (e: StoredEntry): boolean => e.entry.feed === this.feed;
+    const granted = (await this.ledger.byType('consent.granted')).filter(own);
+    const revoked = (await this.ledger.byType('consent.revoked')).filter(own);
+    return this.fold([...granted, ...revoked]).sort((a, b) => b.grantedAt.localeCompare(a.grantedAt));
+  }
+
+  /** Checks that consent `id` covers `request`; throws the ERR_CONSENT_* refusal otherwise. */
+  async check(id: string, request: ReleaseRequest): Promise<Consent> {
+    const consent = await this.get(id);
+    checkConsent(consent, request);
+    return consent as Consent;
+  }
+
+  private fold(entries: StoredEntry[]): Consent[] {
+    const byId = new Map<string, Consent>();
+    const revocations = new Map<string, string>();
+    for (const { entry } of entries) {
+      if (entry.type === 'consent.granted') {
+        const b = entry.body as { consent: string; patient: string; grantees: string[]; purposes: Consent['purposes']; scope: string[]; validFrom: string; validUntil?: string };
+        byId.set(b.consent, {
+          id: b.consent,
+          patientHash: b.patient,
+          grantees: b.grantees,
+          purposes: b.purposes,
+          scope: b.scope,
+          validFrom: b.validFrom,
+          validUntil: b.validUntil ?? '9999-12-31T23:59:59.999Z',
+          grantedAt: entry.ts,
+        });
+      } else if (entry.type === 'consent.revoked') {
+        const b = entry.body as { consent: string };
+        if (!revocations.has(b.consent)) revocations.set(b.consent, entry.ts);
+      }
+    }
+    for (const [id, ts] of revocations) {
+      const c = byId.get(id);
+      if (c) c.revokedAt = ts;
+    }
+    return [...byId.values()];
+  }
+}
