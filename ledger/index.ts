@@ -26,3 +26,6 @@ export {
   Replicator, DEFAULT_GOSSIP_INTERVAL_MS, DEFAULT_CHECKPOINT_INTERVAL_MS, DEFAULT_RANGE_ENTRIES, DEFAULT_REQUEST_TIMEOUT_MS, DEFAULT_DROP_MS, DEFAULT_MAX_INBOX,
   type ReplicatorOptions, type ReplicatorStatus, type DroppedPeer,
 } from './replication.ts';
+export { buildReport, renderReport, type LedgerReport, type HospitalReport } from './report.ts';
+export { toAuditEvent, LEDGER_TYPE_SYSTEM, type AuditEvent } from './auditevent.ts';
+export { main } from './cli.ts';
