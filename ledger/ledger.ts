@@ -597,8 +597,10 @@ export class Ledger {
     this.assertOpen();
     const out: StoredEntry[] = [];
     for await (const key of this.store[index].keys(prefixRange(prefix))) {
-      const rest = key.slice(prefix.length + 1);
-      const [feed, seq] = rest.split('!') as [string, string];
+      // Index keys end with `<feed>!<seq>` whatever the prefix.
+      const parts = key.split('!');
+      const feed = parts[parts.length - 2] as string;
+      const seq = parts[parts.length - 1] as string;
       const e = await this.get(feed, Number(seq));
       if (e) out.push(e);
     }
