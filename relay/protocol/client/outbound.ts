@@ -1,8 +1,11 @@
 import { Writable } from 'node:stream';
-import { encodeAbort, encodeData, encodeEnd, encodeOpen } from '../codec.ts';
-import type { AbortCode } from '../constants.ts';
+import { encodeAbort, encodeEnd, encodeOpen } from '../codec.ts';
+import { FRAME_PREFIX, FrameKind, PROTOCOL_VERSION, type AbortCode } from '../constants.ts';
 import { RelayError, TransferAbortedError } from '../errors.ts';
 import { deferred, type Link, type VerifiedUsage } from './link.ts';
+
+/** Full-size DATA frame buffers kept for reuse per transfer. */
+const FRAME_POOL_SIZE = 8;
 
 /** Default bytes the Writable buffers before `write()` returns false. */
 export const DEFAULT_OUTBOUND_HIGH_WATER_MARK = 1024 * 1024;
@@ -25,6 +28,7 @@ export class OutboundTransfer extends Writable {
   private waiting: ((err?: Error | null) => void) | undefined;
   private state: 'open' | 'ended' | 'done' = 'open';
   private pumpScheduled = false;
+  private readonly pool: Buffer[] = [];
   private readonly settle = deferred<VerifiedUsage>();
 
   /** @internal Use RelayClient.openTransfer. */
@@ -63,34 +67,40 @@ export class OutboundTransfer extends Writable {
       }
       const n = Math.min(this.credit, this.link.chunkSize, this.queued);
       const head = this.queue[0] as Buffer;
-      let frame: Buffer;
-      if (head.length >= n) {
-        frame = encodeData(this.id, head.subarray(0, n), this.link.limits);
-        if (head.length === n) this.queue.shift();
-        else this.queue[0] = head.subarray(n);
-      } else {
-        const parts: Buffer[] = [];
-        let need = n;
-        while (need > 0) {
-          const h = this.queue[0] as Buffer;
-          const take = Math.min(need, h.length);
-          parts.push(h.subarray(0, take));
-          if (take === h.length) this.queue.shift();
-          else this.queue[0] = h.subarray(take);
-          need -= take;
-        }
-        frame = encodeData(this.id, Buffer.concat(parts, n), this.link.limits);
+      const frame = this.frameBuffer(n);
+      let at = FRAME_PREFIX;
+      while (at < frame.length) {
+        const h = this.queue[0] as Buffer;
+        const take = Math.min(frame.length - at, h.length);
+        h.copy(frame, at, 0, take);
+        if (take === h.length) this.queue.shift();
+        else this.queue[0] = h.subarray(take);
+        at += take;
       }
       this.queued -= n;
       this.credit -= n;
       this.bytesSent += n;
-      this.link.send(frame);
+      // Full-size frames go back to a small pool once written: megabyte garbage per chunk costs more in GC than the copy.
+      this.link.send(frame, frame.length === this.link.chunkSize + FRAME_PREFIX ? () => this.recycle(frame) : undefined);
     }
     if (this.queued === 0 && this.waiting) {
       const cb = this.waiting;
       this.waiting = undefined;
       cb();
     }
+  }
+
+  private frameBuffer(n: number): Buffer {
+    const full = n === this.link.chunkSize;
+    const frame = (full ? this.pool.pop() : undefined) ?? Buffer.allocUnsafe(FRAME_PREFIX + n);
+    frame[0] = PROTOCOL_VERSION;
+    frame[1] = FrameKind.DATA;
+    frame.writeUInt32BE(this.id, 2);
+    return frame;
+  }
+
+  private recycle(frame: Buffer): void {
+    if (this.pool.length < FRAME_POOL_SIZE && frame.length === this.link.chunkSize + FRAME_PREFIX) this.pool.push(frame);
   }
 
   override _final(cb: (err?: Error | null) => void): void {
