@@ -80,18 +80,21 @@ export class FileReplayStore extends MemoryReplayStore {
       if ((err as NodeJS.ErrnoException).code !== 'ENOENT') throw new CryptoError('ERR_REPLAY_STORE', `cannot read replay store ${path}`, { cause: err });
     }
     const lines = text.split('\n');
-    const store = new FileReplayStore(path, await openFile(path, 'a', 0o600));
+    const seen = new Map<string, number>();
     lines.forEach((line, i) => {
       if (line === '') return;
       try {
         const { k, e } = JSON.parse(line) as { k: unknown; e: unknown };
         if (typeof k !== 'string' || typeof e !== 'number') throw new Error('bad entry');
-        store.seen.set(k, Math.max(e, store.seen.get(k) ?? 0));
+        seen.set(k, Math.max(e, seen.get(k) ?? 0));
       } catch (err) {
+        // A torn last line is an add that never completed (the caller saw it fail).
         if (i === lines.length - 1) return;
         throw new CryptoError('ERR_REPLAY_STORE', `replay store ${path} is corrupt at line ${i + 1}`, { cause: err });
       }
     });
+    const store = new FileReplayStore(path, await openFile(path, 'a', 0o600));
+    for (const [k, e] of seen) store.seen.set(k, e);
     if (text !== '' && !text.endsWith('\n')) await store.fh.write('\n');
     return store;
   }
