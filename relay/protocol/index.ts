@@ -48,6 +48,7 @@ export {
   RelayClient,
   RELAY_AGENT_PATH,
   DEFAULT_SEND_HIGH_WATER_MARK,
+  DEFAULT_CHUNK_SIZE,
   OutboundTransfer,
   InboundTransfer,
   DEFAULT_OUTBOUND_HIGH_WATER_MARK,
