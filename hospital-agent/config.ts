@@ -44,6 +44,8 @@ export const agentConfigSchema = z.strictObject({
     passphraseEnv: z.string().min(1).optional(),
   }),
   relay: z.strictObject({ urls: z.array(wsUrl).min(1).max(16) }),
+  /** Hospitals whose ledger feeds this agent replicates (gossip peers). */
+  peers: z.array(z.string().regex(HOSPITAL_ID_PATTERN)).max(1000).default([]),
   dataDir: z.string().min(1),
   api: z
     .strictObject({

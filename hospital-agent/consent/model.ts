@@ -47,8 +47,8 @@ export interface ReleaseRequest {
   patientHash: string;
   recipient: string;
   purpose: Purpose;
-  /** Scope items the payload needs (see {@link scopeOf}). */
-  scope: readonly string[];
+  /** Scope items the payload needs (see {@link scopeOf}); undefined skips the scope check (pre-check before the body is read). */
+  scope: readonly string[] | undefined;
   at: Date;
 }
 
@@ -78,7 +78,7 @@ export function checkConsent(consent: Consent | undefined, request: ReleaseReque
   if (!consent.purposes.includes(request.purpose)) {
     throw new AgentError('ERR_CONSENT_SCOPE', `consent ${consent.id} does not permit purpose ${request.purpose}`, { detail: { consentId: consent.id } });
   }
-  if (!consent.scope.includes(ALL_SCOPE)) {
+  if (request.scope !== undefined && !consent.scope.includes(ALL_SCOPE)) {
     const outside = request.scope.filter((s) => !consent.scope.includes(s));
     if (outside.length > 0 || request.scope.length === 0) {
       throw new AgentError('ERR_CONSENT_SCOPE', `consent ${consent.id} does not cover ${outside.join(', ') || 'this data'}`, { detail: { consentId: consent.id, outside } });

@@ -27,7 +27,10 @@ export interface ExchangeRecord {
   consentId: string;
   purpose: string;
   contentType: string;
+  /** Scope items the payload needs (FHIR resource types, ImagingStudy or Binary), re-checked at send time. */
+  scope?: string[];
   bytes: number;
+  /** SHA-256 of the body, lowercase hex. */
   contentSha256: string;
   status: ExchangeStatus;
   attempts: number;
@@ -35,14 +38,21 @@ export interface ExchangeRecord {
   updatedAt: string;
   nextAttemptAt?: string;
   failure?: Failure;
-  /** The verified receipt, once delivered. */
+  /** The verified receipt, once delivered (or a failed receipt). */
   receipt?: unknown;
+  /** SHA-256 of the envelope header (base64url) of the last complete send. */
+  headerHash?: string;
+  /** Ledger entries written for this exchange (hashes), so a resumed send never writes one twice. */
+  ledger?: { sent?: string; receipt?: string; failed?: string; charges?: string[] };
   /** Hash of what the request asked for, to detect a reused Idempotency-Key. */
   requestFingerprint: string;
 }
 
+/** Fields the engine may change. */
+export type ExchangePatch = Partial<Pick<ExchangeRecord, 'failure' | 'receipt' | 'nextAttemptAt' | 'attempts' | 'headerHash' | 'ledger'>>;
+
 /** Fields a caller supplies to create an exchange. */
-export type NewExchange = Omit<ExchangeRecord, 'status' | 'attempts' | 'createdAt' | 'updatedAt' | 'requestFingerprint'>;
+export type NewExchange = Omit<ExchangeRecord, 'status' | 'attempts' | 'createdAt' | 'updatedAt' | 'requestFingerprint' | 'receipt' | 'headerHash' | 'ledger' | 'failure' | 'nextAttemptAt'>;
 
 /** Digest of the parts of a request that an idempotent retry must repeat. */
 export function requestFingerprint(x: Pick<NewExchange, 'to' | 'patientHash' | 'consentId' | 'purpose' | 'contentType' | 'contentSha256'>): string {
@@ -63,12 +73,24 @@ export class ExchangeStore {
   private readonly db: Level<string, string>;
   private readonly records;
   private readonly idempotency;
+  private readonly issued;
   private readonly mutex = new Mutex();
 
   constructor(path: string) {
     this.db = new Level<string, string>(path);
     this.records = this.db.sublevel<string, ExchangeRecord>('exchanges', { valueEncoding: 'json' });
     this.idempotency = this.db.sublevel<string, string>('idempotency', { valueEncoding: 'utf8' });
+    this.issued = this.db.sublevel<string, unknown>('issued-receipts', { valueEncoding: 'json' });
+  }
+
+  /** The delivered receipt this agent issued for `from`'s exchange `id`, if any (to answer a resend). */
+  async issuedReceipt(from: string, id: string): Promise<unknown> {
+    return this.issued.get(`${from}!${id}`);
+  }
+
+  /** Keeps a delivered receipt this agent issued, so a resent exchange is answered, not delivered twice. */
+  async saveIssuedReceipt(from: string, id: string, receipt: unknown): Promise<void> {
+    await this.issued.put(`${from}!${id}`, receipt);
   }
 
   /** Opens the database. */
@@ -122,7 +144,7 @@ export class ExchangeStore {
    * Moves an exchange to `status` with extra fields; refuses transitions the
    * life cycle does not allow (e.g. out of a final state) with a TypeError.
    */
-  async transition(id: string, status: ExchangeStatus, patch: Partial<Pick<ExchangeRecord, 'failure' | 'receipt' | 'nextAttemptAt' | 'attempts'>> = {}): Promise<ExchangeRecord> {
+  async transition(id: string, status: ExchangeStatus, patch: ExchangePatch = {}): Promise<ExchangeRecord> {
     return this.mutex.run(async () => {
       const current = await this.records.get(id);
       if (!current) throw new AgentError('ERR_NOT_FOUND', `no exchange ${id}`);
@@ -131,6 +153,17 @@ export class ExchangeStore {
       }
       const next: ExchangeRecord = { ...current, ...patch, status, updatedAt: new Date().toISOString() };
       if (status !== 'queued') delete next.nextAttemptAt;
+      await this.records.put(id, next);
+      return next;
+    });
+  }
+
+  /** Changes fields of an exchange without changing its status. */
+  async update(id: string, patch: ExchangePatch): Promise<ExchangeRecord> {
+    return this.mutex.run(async () => {
+      const current = await this.records.get(id);
+      if (!current) throw new AgentError('ERR_NOT_FOUND', `no exchange ${id}`);
+      const next: ExchangeRecord = { ...current, ...patch, updatedAt: new Date().toISOString() };
       await this.records.put(id, next);
       return next;
     });

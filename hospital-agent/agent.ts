@@ -1,0 +1,266 @@
+import { once } from 'node:events';
+import { existsSync, mkdirSync, readFileSync } from 'node:fs';
+import type { Server } from 'node:http';
+import type { AddressInfo } from 'node:net';
+import { join } from 'node:path';
+import express from 'express';
+import pino, { type Logger } from 'pino';
+import { createKeyBundle, CrlWatcher, generateAgentKeys, loadIdentity, writeFileAtomic, type Identity, type KeyBundle } from '../certs/index.ts';
+import { Ledger, Replicator, type ReplicationTransport, type Trust } from '../ledger/index.ts';
+import { RelayClient, DEFAULT_MAX_MESSAGE, type InboundTransfer, type RelayMessage } from '../relay/protocol/index.ts';
+import { createApiApp, DEFAULT_JSON_LIMIT } from './api/http.ts';
+import { buildOpenApi } from './api/openapi.ts';
+import { consentRoutes } from './api/routes/consents.ts';
+import { exchangeRoutes } from './api/routes/exchanges.ts';
+import { inboxRoutes } from './api/routes/inbox.ts';
+import { ledgerRoutes } from './api/routes/ledger.ts';
+import { loadApiTokens, loadPatientSecret, type AgentConfig } from './config.ts';
+import { FileReplayStore, KeyRing, loadAgentKeys, recipientKeys, saveAgentKeys, senderKeys, type LocalKeys } from './crypto/index.ts';
+import { PeerDirectory } from './engine/peers.ts';
+import { Receiver } from './engine/receiver.ts';
+import { ExchangeEngine } from './engine/sender.ts';
+import { decodeWire, encodeLedgerWire, encodeWire, type WireMessage } from './engine/wire.ts';
+import { AgentMetrics } from './metrics.ts';
+import { ConsentService } from './services/consents.ts';
+import { ExchangeService } from './services/exchanges.ts';
+import { ExchangeStore } from './store/exchanges.ts';
+import { Inbox, type InboxMeta } from './store/inbox.ts';
+import { Outbox } from './store/outbox.ts';
+
+/** A key bundle is re-issued when it expires within this many days. */
+export const BUNDLE_RENEW_DAYS = 30;
+
+/** A running agent: its API port and the parts tests and tools look at. */
+export interface RunningAgent {
+  id: string;
+  config: AgentConfig;
+  apiPort: number;
+  ledger: Ledger;
+  engine: ExchangeEngine;
+  relay: RelayClient;
+  replicator: Replicator;
+  metrics: AgentMetrics;
+  /** Stops the API, the engine, replication and the relay link, then closes the stores. */
+  close(): Promise<void>;
+}
+
+/** Extras for embedding the agent. */
+export interface StartAgentOptions {
+  env?: NodeJS.ProcessEnv;
+  logger?: Logger;
+}
+
+function loadKeys(dir: string): Promise<LocalKeys> {
+  if (existsSync(join(dir, 'signing.key.pem'))) return loadAgentKeys(dir);
+  return saveAgentKeys(dir, generateAgentKeys());
+}
+
+async function loadBundle(dir: string, identity: Identity, keys: LocalKeys): Promise<KeyBundle> {
+  const path = join(dir, 'bundle.json');
+  if (existsSync(path)) {
+    const b = JSON.parse(readFileSync(path, 'utf8')) as KeyBundle;
+    const fresh = Date.parse(b.expires) - Date.now() > BUNDLE_RENEW_DAYS * 86_400_000;
+    if (fresh && b.cert === identity.certPem && b.signing.kid === keys.signingKid) return b;
+  }
+  const bundle = await createKeyBundle(identity, keys);
+  writeFileAtomic(path, `${JSON.stringify(bundle, null, 2)}\n`, 0o600);
+  return bundle;
+}
+
+/**
+ * Starts a hospital agent from a validated config: identity and end-to-end
+ * keys, the ledger and its replication over the relay, the exchange engine
+ * (send and receive), and the local API.
+ */
+export async function startAgent(config: AgentConfig, options: StartAgentOptions = {}): Promise<RunningAgent> {
+  const env = options.env ?? process.env;
+  const log = options.logger ?? pino({ level: config.log.level, base: { svc: 'hie-agent', agent: config.id } });
+  const passphrase = config.identity.passphraseEnv ? env[config.identity.passphraseEnv] : undefined;
+  const identity = loadIdentity({ ...config.identity, passphrase });
+  if (identity.hospitalId !== config.id) {
+    throw new Error(`config id '${config.id}' does not match the certificate, which names '${identity.hospitalId ?? 'no hospital'}'`);
+  }
+  const tokens = loadApiTokens(config, env);
+  const secret = loadPatientSecret(config, env);
+  const watcher = config.identity.crl ? new CrlWatcher(config.identity.crl, identity.caPem).start() : undefined;
+  const trust = (): Trust => ({ caPem: identity.caPem, crl: watcher?.current });
+
+  mkdirSync(config.dataDir, { recursive: true, mode: 0o700 });
+  const keysDir = join(config.dataDir, 'keys');
+  const keys = await loadKeys(keysDir);
+  const bundle = await loadBundle(keysDir, identity, keys);
+
+  const ledger = await Ledger.open({ path: join(config.dataDir, 'ledger'), trust: trust(), author: { feed: config.id, signingKey: keys.signing.privateKey, bundle } });
+  const store = new ExchangeStore(join(config.dataDir, 'state'));
+  await store.open();
+  const inbox = new Inbox(join(config.dataDir, 'inbox'));
+  const discarded = await inbox.recover();
+  if (discarded > 0) log.warn({ discarded }, 'discarded partially received exchanges left by a crash');
+  const outbox = new Outbox(join(config.dataDir, 'outbox'));
+  await outbox.recover(new Set((await store.unfinished()).map((r) => r.id)));
+  const replay = await FileReplayStore.open(join(config.dataDir, 'replay.log'));
+  const metrics = new AgentMetrics();
+
+  const keyring = new KeyRing({ caPem: identity.caPem, crl: () => watcher?.current });
+  await keyring.add(bundle);
+  const relay = new RelayClient({ url: config.relay.urls[0] as string, identity });
+  const send = (to: string, message: WireMessage): void => {
+    try {
+      relay.sendMessage(to, encodeWire(message));
+    } catch (err) {
+      log.debug({ to, t: message.t, err: { message: (err as Error).message } }, 'agent message not sent');
+    }
+  };
+  const peers = new PeerDirectory(keyring, () => bundle, send);
+  await peers.learnFromLedger(ledger);
+  const consents = new ConsentService(ledger, config.id, secret);
+
+  const ledgerHandlers = new Set<(peer: string, message: string | Uint8Array) => void>();
+  const transport: ReplicationTransport = {
+    send: (peer, message) => {
+      try {
+        relay.sendMessage(peer, encodeLedgerWire(message));
+      } catch {
+        // Not connected or peer offline: gossip repeats on its own.
+      }
+    },
+    onMessage: (handler) => {
+      ledgerHandlers.add(handler);
+      return () => ledgerHandlers.delete(handler);
+    },
+  };
+  const replicator = new Replicator(ledger, transport, { peers: config.peers, maxMessageBytes: DEFAULT_MAX_MESSAGE - 1024 });
+  let learnTimer: NodeJS.Timeout | undefined;
+  replicator.on('stored', () => {
+    // New feeds or rotations may carry bundles; learn them, at most once a second.
+    learnTimer ??= setTimeout(() => {
+      learnTimer = undefined;
+      void peers.learnFromLedger(ledger);
+    }, 1000);
+  });
+  replicator.on('equivocation', (info: unknown) => log.error({ info }, 'ledger equivocation detected'));
+
+  const local = (): LocalKeys => keys;
+  const engine = new ExchangeEngine({
+    self: config.id,
+    store,
+    outbox,
+    consents,
+    peers,
+    ledger,
+    relay,
+    sender: () => senderKeys(config.id, local()),
+    logger: log,
+    maxConcurrent: config.limits.maxConcurrentSends,
+  });
+  engine.on('delivered', (r) => metrics.exchange('out', 'delivered', r.bytes));
+  engine.on('failed', (r) => metrics.exchange('out', 'failed', r.bytes));
+  engine.on('retry', () => metrics.retries.inc());
+
+  const webhook = config.inbox.webhook;
+  const receiver = new Receiver({
+    self: config.id,
+    inbox,
+    store,
+    ledger,
+    peers,
+    replay,
+    recipientKeys: () => recipientKeys(config.id, [local()]),
+    signer: () => senderKeys(config.id, local()),
+    send,
+    logger: log,
+    onDelivered: (meta: InboxMeta) => {
+      metrics.exchange('in', 'delivered', meta.bytes);
+      if (webhook) void notifyWebhook(webhook.url, webhook.tokenEnv ? env[webhook.tokenEnv] : undefined, meta, log);
+    },
+    onRefused: (code) => metrics.refused.inc({ code }),
+  });
+
+  relay.on('message', (m: RelayMessage) => {
+    const decoded = decodeWire(m.body);
+    if (decoded.kind === 'ledger') {
+      for (const h of ledgerHandlers) h(m.from, decoded.message);
+    } else if (decoded.kind === 'json') {
+      const msg = decoded.message;
+      if (msg.t === 'receipt') void engine.onReceipt(m.from, msg.receipt);
+      else void peers.onMessage(m.from, msg);
+    } else {
+      log.warn({ from: m.from, problem: decoded.problem }, 'dropped a malformed agent message');
+    }
+  });
+  relay.on('transfer', (t: InboundTransfer) => {
+    void receiver.onTransfer(t);
+  });
+  relay.on('ready', () => {
+    metrics.relayConnected.set(1);
+    log.info({ relay: config.relay.urls[0] }, 'connected to the relay');
+    engine.kick();
+    void replicator.announce().catch(() => undefined);
+  });
+  relay.on('disconnected', (info) => {
+    metrics.relayConnected.set(0);
+    log.warn({ code: info.code }, 'relay connection lost; reconnecting');
+  });
+  relay.on('connectError', (err) => log.warn({ code: err.code, err: { message: err.message } }, 'cannot connect to the relay; retrying'));
+  relay.on('undeliverable', (err) => log.debug({ to: err.to, code: err.code }, 'message undeliverable'));
+
+  const exchanges = new ExchangeService({ self: config.id, secret, consents, store, outbox, maxBytes: config.limits.maxExchangeBytes, kick: () => engine.kick() });
+  const v1 = express.Router();
+  v1.use(consentRoutes(consents, config.id, { jsonLimit: DEFAULT_JSON_LIMIT }));
+  v1.use(exchangeRoutes(exchanges, store));
+  v1.use(inboxRoutes(inbox));
+  v1.use(ledgerRoutes(ledger, replicator, trust, config.id));
+  const open = express.Router();
+  open.get('/healthz', (_req, res) => {
+    res.json({ status: 'ok', agent: config.id, relay: relay.connected ? 'connected' : 'disconnected' });
+  });
+  open.get('/metrics', async (_req, res) => {
+    metrics.outboxQueued.set((await store.unfinished()).length);
+    const head = ledger.head();
+    if (head) metrics.ledgerSeq.set(head.seq);
+    res.type(metrics.registry.contentType).send(await metrics.registry.metrics());
+  });
+  const app = createApiApp({ tokens, logger: log, v1, open, openapi: buildOpenApi(config.id) });
+  const server: Server = app.listen(config.api.port, config.api.host);
+  await once(server, 'listening');
+  server.requestTimeout = 0; // Large uploads stream for as long as they need; idle sockets still time out.
+  const apiPort = (server.address() as AddressInfo).port;
+
+  replicator.start();
+  void relay.connect().catch(() => undefined);
+  await engine.start();
+  log.info({ api: `${config.api.host}:${apiPort}`, peers: config.peers }, 'hospital agent started');
+
+  let closing: Promise<void> | undefined;
+  const close = (): Promise<void> => {
+    closing ??= (async () => {
+      engine.stop();
+      replicator.stop();
+      if (learnTimer) clearTimeout(learnTimer);
+      server.closeAllConnections();
+      await new Promise<void>((resolve) => server.close(() => resolve()));
+      await relay.close().catch(() => undefined);
+      watcher?.stop();
+      await replay.close().catch(() => undefined);
+      await store.close();
+      await ledger.close();
+      log.info('hospital agent stopped');
+    })();
+    return closing;
+  };
+  return { id: config.id, config, apiPort, ledger, engine, relay, replicator, metrics, close };
+}
+
+async function notifyWebhook(url: string, token: string | undefined, meta: InboxMeta, log: Logger): Promise<void> {
+  try {
+    const res = await fetch(url, {
+      method: 'POST',
+      headers: { 'content-type': 'application/json', ...(token ? { authorization: `Bearer ${token}` } : {}) },
+      body: JSON.stringify({ event: 'inbox.delivered', item: meta }),
+      signal: AbortSignal.timeout(10_000),
+    });
+    if (!res.ok) log.warn({ exchange: meta.exchangeId, status: res.status }, 'EHR webhook refused the notification');
+  } catch (err) {
+    log.warn({ exchange: meta.exchangeId, err: { message: (err as Error).message } }, 'EHR webhook unreachable');
+  }
+}

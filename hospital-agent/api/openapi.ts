@@ -1,0 +1,101 @@
+import { AGENT_ERRORS } from '../errors.ts';
+
+const error = { $ref: '#/components/schemas/Error' };
+const errors = (...codes: Array<keyof typeof AGENT_ERRORS>) =>
+  Object.fromEntries(
+    [...new Set(codes.map((c) => AGENT_ERRORS[c].status))].map((status) => [
+      String(status),
+      { description: codes.filter((c) => AGENT_ERRORS[c].status === status).join(', '), content: { 'application/json': { schema: error } } },
+    ]),
+  );
+const json = (schema: object) => ({ content: { 'application/json': { schema } } });
+const idParam = (name: string, description: string) => ({ name, in: 'path', required: true, schema: { type: 'string' }, description });
+
+/** The OpenAPI 3.1 document of the local API, served at /openapi.json. */
+export function buildOpenApi(agentId: string): Record<string, unknown> {
+  return {
+    openapi: '3.1.0',
+    info: {
+      title: `HIE hospital agent (${agentId})`,
+      version: '1',
+      description:
+        'Local API of the on-premise agent. Every /v1 route needs `Authorization: Bearer <token>`. Errors are JSON `{error: {code, message, requestId, detail?}}`; the codes are listed under x-error-codes.',
+    },
+    'x-error-codes': Object.entries(AGENT_ERRORS).map(([code, v]) => ({ code, status: v.status, description: v.description })),
+    components: {
+      securitySchemes: { bearer: { type: 'http', scheme: 'bearer' } },
+      schemas: {
+        Error: {
+          type: 'object',
+          required: ['error'],
+          properties: {
+            error: {
+              type: 'object',
+              required: ['code', 'message', 'requestId'],
+              properties: { code: { type: 'string', enum: Object.keys(AGENT_ERRORS) }, message: { type: 'string' }, requestId: { type: 'string' }, detail: { type: 'object' } },
+            },
+          },
+        },
+        ConsentRequest: {
+          type: 'object',
+          required: ['patientId', 'validUntil'],
+          properties: {
+            patientId: { type: 'string', description: 'Local patient identifier; stored and logged only as an HMAC' },
+            grantee: { type: 'string', description: 'Recipient hospital id' },
+            grantees: { type: 'array', items: { type: 'string' } },
+            purposes: { type: 'array', items: { type: 'string' }, description: 'HL7 PurposeOfUse codes (default TREAT)' },
+            scope: { type: 'array', items: { type: 'string' }, description: "FHIR resource types, ImagingStudy, Binary, or '*' (default)" },
+            validFrom: { type: 'string', format: 'date-time' },
+            validUntil: { type: 'string', format: 'date-time' },
+          },
+          description: 'Or a FHIR R4 Consent resource (application/fhir+json).',
+        },
+        Consent: { type: 'object', properties: { id: { type: 'string' }, patientHash: { type: 'string' }, grantees: { type: 'array', items: { type: 'string' } }, purposes: { type: 'array', items: { type: 'string' } }, scope: { type: 'array', items: { type: 'string' } }, validFrom: { type: 'string' }, validUntil: { type: 'string' }, grantedAt: { type: 'string' }, revokedAt: { type: 'string' } } },
+        Exchange: { type: 'object', properties: { id: { type: 'string' }, to: { type: 'string' }, status: { type: 'string', enum: ['queued', 'sending', 'delivered', 'failed'] }, bytes: { type: 'integer' }, attempts: { type: 'integer' }, failure: { type: 'object' }, receipt: { type: 'object' } } },
+      },
+    },
+    security: [{ bearer: [] }],
+    paths: {
+      '/healthz': { get: { security: [], summary: 'Liveness and relay connection state', responses: { 200: { description: 'ok' } } } },
+      '/metrics': { get: { security: [], summary: 'Prometheus metrics', responses: { 200: { description: 'text exposition format' } } } },
+      '/v1/consents': {
+        post: { summary: 'Grant a consent (own JSON form or FHIR R4 Consent)', requestBody: json({ $ref: '#/components/schemas/ConsentRequest' }), responses: { 201: { description: 'granted', ...json({ $ref: '#/components/schemas/Consent' }) }, ...errors('ERR_BAD_REQUEST', 'ERR_INVALID_FHIR', 'ERR_UNSUPPORTED_MEDIA_TYPE', 'ERR_UNAUTHORIZED') } },
+        get: { summary: 'List consents', responses: { 200: { description: 'consents' } } },
+      },
+      '/v1/consents/{id}': {
+        get: { summary: 'One consent; ?format=fhir returns a FHIR Consent', parameters: [idParam('id', 'consent id')], responses: { 200: { description: 'consent' }, ...errors('ERR_NOT_FOUND') } },
+        delete: { summary: 'Revoke a consent (?reason=patient-request|expired|superseded|entered-in-error|legal)', parameters: [idParam('id', 'consent id')], responses: { 200: { description: 'revoked' }, ...errors('ERR_NOT_FOUND', 'ERR_CONFLICT') } },
+      },
+      '/v1/exchanges': {
+        post: {
+          summary: 'Send a payload (streamed body: a FHIR Bundle as application/fhir+json, or any binary such as application/dicom)',
+          parameters: [
+            { name: 'Hie-Recipient', in: 'header', required: true, schema: { type: 'string' } },
+            { name: 'Hie-Patient-Id', in: 'header', required: true, schema: { type: 'string' }, description: 'never stored in the clear' },
+            { name: 'Hie-Consent-Id', in: 'header', required: true, schema: { type: 'string' } },
+            { name: 'Hie-Purpose', in: 'header', required: false, schema: { type: 'string', default: 'TREAT' } },
+            { name: 'Idempotency-Key', in: 'header', required: false, schema: { type: 'string' } },
+          ],
+          requestBody: { required: true, content: { 'application/fhir+json': {}, 'application/dicom': {}, 'application/octet-stream': {} } },
+          responses: {
+            202: { description: 'accepted and queued', ...json({ $ref: '#/components/schemas/Exchange' }) },
+            200: { description: 'the same Idempotency-Key was used before: the earlier exchange' },
+            ...errors('ERR_BAD_REQUEST', 'ERR_INVALID_FHIR', 'ERR_CONSENT_MISSING', 'ERR_CONSENT_REVOKED', 'ERR_CONSENT_EXPIRED', 'ERR_CONSENT_SCOPE', 'ERR_CONFLICT', 'ERR_PAYLOAD_TOO_LARGE', 'ERR_UNSUPPORTED_MEDIA_TYPE'),
+          },
+        },
+        get: { summary: 'List exchanges (?status=&limit=)', responses: { 200: { description: 'exchanges' } } },
+      },
+      '/v1/exchanges/{id}': { get: { summary: 'Status of an exchange: queued, sending, delivered (with the verified receipt) or failed (with the reason)', parameters: [idParam('id', 'exchange id')], responses: { 200: { description: 'exchange' }, ...errors('ERR_NOT_FOUND') } } },
+      '/v1/inbox': { get: { summary: 'Verified inbound exchanges (?unacked=true)', responses: { 200: { description: 'items' } } } },
+      '/v1/inbox/{id}': {
+        get: { summary: 'Metadata of one item: sender, content type, size, hash, verified signature', parameters: [idParam('id', 'exchange id')], responses: { 200: { description: 'item' }, ...errors('ERR_NOT_FOUND') } },
+        delete: { summary: 'Delete an item and its content', parameters: [idParam('id', 'exchange id')], responses: { 204: { description: 'deleted' }, ...errors('ERR_NOT_FOUND') } },
+      },
+      '/v1/inbox/{id}/content': { get: { summary: 'The content, streamed', parameters: [idParam('id', 'exchange id')], responses: { 200: { description: 'content' }, ...errors('ERR_NOT_FOUND') } } },
+      '/v1/inbox/{id}/ack': { post: { summary: 'Mark an item as taken over by the EHR', parameters: [idParam('id', 'exchange id')], responses: { 200: { description: 'acknowledged' }, ...errors('ERR_NOT_FOUND') } } },
+      '/v1/ledger/status': { get: { summary: 'Feeds, heads, replication state and equivocation evidence', responses: { 200: { description: 'status' } } } },
+      '/v1/ledger/verify': { get: { summary: 'Verify the whole local ledger (?grace=seconds)', responses: { 200: { description: 'result with findings' } } } },
+      '/v1/ledger/settlement': { get: { summary: 'What this hospital owes and is owed (?period=YYYY-MM)', responses: { 200: { description: 'statement' }, ...errors('ERR_BAD_REQUEST') } } },
+    },
+  };
+}

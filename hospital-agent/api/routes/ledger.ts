@@ -1,0 +1,30 @@
+import express, { type Router } from 'express';
+import { levelSource, verifyLedger, type Ledger, type Replicator, type Trust } from '../../../ledger/index.ts';
+import { monthPeriod, settlementStatement } from '../../engine/payments.ts';
+import { AgentError } from '../../errors.ts';
+
+/** /v1/ledger: status (feeds, heads, replication, findings), verification, settlement. */
+export function ledgerRoutes(ledger: Ledger, replicator: Replicator, trust: () => Trust, self: string): Router {
+  const r = express.Router();
+  r.get('/ledger/status', async (_req, res) => {
+    const status = await ledger.status();
+    const replication = replicator.status();
+    res.json({ ...status, replication });
+  });
+  r.get('/ledger/verify', async (req, res) => {
+    const grace = req.query['grace'] === undefined ? undefined : Number(req.query['grace']);
+    if (grace !== undefined && (!Number.isInteger(grace) || grace < 0)) throw new AgentError('ERR_BAD_REQUEST', 'grace must be a whole number of seconds');
+    const result = await verifyLedger(levelSource(ledger._store), { trust: trust(), ...(grace !== undefined ? { graceSeconds: grace } : {}) });
+    res.json(result);
+  });
+  r.get('/ledger/settlement', async (req, res) => {
+    let period: { start: Date; end: Date };
+    try {
+      period = monthPeriod(String(req.query['period'] ?? new Date().toISOString().slice(0, 7)));
+    } catch {
+      throw new AgentError('ERR_BAD_REQUEST', 'period must be YYYY-MM');
+    }
+    res.json(await settlementStatement(ledger, self, period.start, period.end));
+  });
+  return r;
+}

@@ -1,0 +1,82 @@
+import { createHash } from 'node:crypto';
+import canonicalize from 'canonicalize';
+import type { BodyOf, Ledger } from '../../ledger/index.ts';
+import type { VerifiedUsage } from '../../relay/protocol/index.ts';
+
+/** Ledger account of the relay operator (payee of transport fees). */
+export const RELAY_ACCOUNT = 'relay-operator';
+
+/**
+ * The `payment.charged` body for a relay usage statement: the sender pays
+ * the transport fee to the relay operator. The charge id is derived from
+ * the signed statement, so both parties (and a retry) name the same charge.
+ * Undefined when the fee is zero.
+ */
+export function chargeFromUsage(exchangeId: string, usage: VerifiedUsage): BodyOf<'payment.charged'> | undefined {
+  const s = usage.statement;
+  if (s.fee.amount <= 0) return undefined;
+  const id = createHash('sha256').update(canonicalize(s) ?? '').digest('hex').slice(0, 40);
+  return { charge: `t${id}`, exchange: exchangeId, kind: 'transport', payer: s.from, payee: RELAY_ACCOUNT, amount: s.fee.amount, currency: s.fee.currency };
+}
+
+/** One line of a settlement statement. */
+export interface SettlementLine {
+  counterparty: string;
+  currency: string;
+  /** What this hospital owes the counterparty (minor units). */
+  owes: number;
+  /** What the counterparty owes this hospital (minor units). */
+  owed: number;
+  charges: number;
+}
+
+/** A hospital's settlement statement for a period, from the ledger. */
+export interface SettlementStatement {
+  hospital: string;
+  period: { start: string; end: string };
+  lines: SettlementLine[];
+  totals: Array<{ currency: string; owes: number; owed: number; net: number }>;
+}
+
+/** Start (inclusive) and end (exclusive) of a `YYYY-MM` month, in UTC. */
+export function monthPeriod(period: string): { start: Date; end: Date } {
+  const m = /^(\d{4})-(0[1-9]|1[0-2])$/.exec(period);
+  if (!m) throw new TypeError('period must be YYYY-MM');
+  const y = Number(m[1]);
+  const mo = Number(m[2]) - 1;
+  return { start: new Date(Date.UTC(y, mo, 1)), end: new Date(Date.UTC(y, mo + 1, 1)) };
+}
+
+/**
+ * What `hospital` owes and is owed in [start, end): every distinct
+ * `payment.charged` in any feed the ledger holds where it is payer or payee
+ * (a charge logged by both parties counts once).
+ */
+export async function settlementStatement(ledger: Ledger, hospital: string, start: Date, end: Date): Promise<SettlementStatement> {
+  const seen = new Set<string>();
+  const lines = new Map<string, SettlementLine>();
+  for (const { entry } of await ledger.byType('payment.charged')) {
+    const c = entry.body as BodyOf<'payment.charged'>;
+    const t = Date.parse(entry.ts);
+    if (t < start.getTime() || t >= end.getTime() || seen.has(c.charge)) continue;
+    if (c.payer !== hospital && c.payee !== hospital) continue;
+    seen.add(c.charge);
+    const counterparty = c.payer === hospital ? c.payee : c.payer;
+    const key = `${counterparty}|${c.currency}`;
+    const line = lines.get(key) ?? { counterparty, currency: c.currency, owes: 0, owed: 0, charges: 0 };
+    if (c.payer === hospital) line.owes += c.amount;
+    else line.owed += c.amount;
+    line.charges += 1;
+    lines.set(key, line);
+  }
+  const sorted = [...lines.values()].sort((a, b) => a.counterparty.localeCompare(b.counterparty) || a.currency.localeCompare(b.currency));
+  const totals = new Map<string, { currency: string; owes: number; owed: number; net: number }>();
+  for (const l of sorted) {
+    const t = totals.get(l.currency) ?? { currency: l.currency, owes: 0, owed: 0, net: 0 };
+    t.owes += l.owes;
+    t.owed += l.owed;
+    t.net = t.owed - t.owes;
+    totals.set(l.currency, t);
+  }
+  return { hospital, period: { start: start.toISOString(), end: end.toISOString() }, lines: sorted, totals: [...totals.values()] };
+}

@@ -1,0 +1,168 @@
+import type { Readable } from 'node:stream';
+import type { Ledger } from '../../ledger/index.ts';
+import {
+  createReceipt,
+  deliveredReceipt,
+  openEnvelope,
+  type Receipt,
+  type RecipientKeys,
+  type ReplayStore,
+  type SenderKeys,
+} from '../crypto/index.ts';
+import type { ExchangeStore } from '../store/exchanges.ts';
+import type { Inbox, InboxMeta } from '../store/inbox.ts';
+import type { EngineLogger } from './sender.ts';
+import type { PeerDirectory } from './peers.ts';
+import { decodeTransferMeta, type WireMessage } from './wire.ts';
+
+/** An inbound transfer as the receiver needs it (the relay client's InboundTransfer fits). */
+export interface IncomingTransfer extends Readable {
+  readonly from: string;
+  readonly meta: Uint8Array;
+  abort(code?: 'rejected', reason?: string): void;
+}
+
+/** Options of {@link Receiver}. */
+export interface ReceiverOptions {
+  self: string;
+  inbox: Inbox;
+  store: ExchangeStore;
+  ledger: Ledger;
+  peers: PeerDirectory;
+  replay: ReplayStore;
+  recipientKeys: () => RecipientKeys;
+  signer: () => SenderKeys;
+  send: (to: string, message: WireMessage) => void;
+  logger: EngineLogger;
+  /** Called after an item is released to the inbox (e.g. the EHR webhook). */
+  onDelivered?: (meta: InboxMeta) => void;
+  /** Called when an envelope is refused (metrics). */
+  onRefused?: (code: string) => void;
+}
+
+const ERR_CODE = /^ERR_[A-Z0-9_]{1,60}$/;
+
+/**
+ * Receives exchanges: opens each envelope into quarantine, releases it to the
+ * inbox only when everything verified, logs `exchange.received`, and answers
+ * with a signed receipt. A resend of an exchange already delivered is
+ * answered with the stored receipt and its bytes are refused, so nothing is
+ * delivered twice.
+ */
+export class Receiver {
+  constructor(private readonly o: ReceiverOptions) {}
+
+  /** Handles one inbound transfer to completion; never throws. */
+  async onTransfer(transfer: IncomingTransfer): Promise<void> {
+    const meta = decodeTransferMeta(transfer.meta);
+    if (!meta) {
+      transfer.abort('rejected', 'malformed transfer meta');
+      return;
+    }
+    const exchangeId = meta.x;
+    const from = transfer.from;
+    try {
+      const previous = await this.o.store.issuedReceipt(from, exchangeId);
+      if (previous) {
+        this.o.send(from, { t: 'receipt', receipt: previous as Record<string, unknown> });
+        transfer.abort('rejected', 'duplicate');
+        return;
+      }
+      const existing = await this.o.inbox.get(exchangeId);
+      if (existing) {
+        // Released before a crash took the receipt: rebuild it from what was verified.
+        const receipt = await this.recoverReceipt(existing);
+        this.o.send(from, { t: 'receipt', receipt: receipt as unknown as Record<string, unknown> });
+        transfer.abort('rejected', 'duplicate');
+        return;
+      }
+      await this.receive(transfer, exchangeId);
+    } catch (err) {
+      this.o.logger.error({ exchange: exchangeId, from, err: { message: (err as Error).message } }, 'inbound exchange failed');
+      transfer.destroy();
+    }
+  }
+
+  private async receive(transfer: IncomingTransfer, exchangeId: string): Promise<void> {
+    const from = transfer.from;
+    let quarantine;
+    try {
+      quarantine = await this.o.inbox.quarantine(exchangeId);
+    } catch {
+      transfer.abort('rejected', 'already being received');
+      return;
+    }
+    try {
+      const opened = await openEnvelope(transfer, {
+        recipient: this.o.recipientKeys(),
+        resolveSender: this.o.peers.signerLookup(),
+        quarantine: { path: quarantine.contentPath },
+        replay: this.o.replay,
+      });
+      if (opened.exchangeId !== exchangeId || opened.from !== from || !opened.to.includes(this.o.self)) {
+        // The relay-authenticated sender and the signed header must agree.
+        throw Object.assign(new Error('envelope does not match its transfer'), { code: 'ERR_ENVELOPE_WRONG_RECIPIENT' });
+      }
+      const receipt = deliveredReceipt(opened, this.o.signer());
+      const released = await quarantine.release({
+        from,
+        contentType: opened.contentType,
+        bytes: opened.contentLength,
+        contentSha256: opened.contentSha256,
+        verification: {
+          signature: 'verified',
+          senderKid: opened.sender.signingKid,
+          headerHash: opened.headerHash,
+          created: opened.created.toISOString(),
+          consentRef: opened.consentRef,
+        },
+      });
+      await this.logReceived(released);
+      await this.o.store.saveIssuedReceipt(from, exchangeId, receipt);
+      this.o.send(from, { t: 'receipt', receipt: receipt as unknown as Record<string, unknown> });
+      this.o.logger.info({ exchange: exchangeId, from, bytes: opened.contentLength }, 'exchange received');
+      this.o.onDelivered?.(released);
+    } catch (err) {
+      await quarantine.discard();
+      const raw = (err as { code?: unknown }).code;
+      const code = typeof raw === 'string' && ERR_CODE.test(raw) ? raw : 'ERR_ENVELOPE_REJECTED';
+      this.o.onRefused?.(code);
+      this.o.logger.warn({ exchange: exchangeId, from, code }, 'inbound envelope refused');
+      if (code === 'ERR_ENVELOPE_REPLAYED') return;
+      // A transfer cut off in transit is retried by the sender; anything else gets a failed receipt.
+      if (code === 'ERR_ENVELOPE_TRUNCATED' && transfer.destroyed) return;
+      try {
+        const failed = createReceipt({ exchangeId, sender: from, headerHash: null, contentHash: null, disposition: { failed: code } }, this.o.signer());
+        this.o.send(from, { t: 'receipt', receipt: failed as unknown as Record<string, unknown> });
+      } catch {
+        // The exchange id itself may be unusable; the sender times out and retries.
+      }
+    }
+  }
+
+  private async logReceived(meta: InboxMeta): Promise<void> {
+    const already = (await this.o.ledger.byExchange(meta.exchangeId)).some((e) => e.entry.feed === this.o.self && e.entry.type === 'exchange.received');
+    if (already) return;
+    await this.o.ledger.append({
+      type: 'exchange.received',
+      body: {
+        exchange: meta.exchangeId,
+        from: meta.from,
+        contentType: meta.contentType.split(';')[0]?.trim().toLowerCase() ?? 'application/octet-stream',
+        bytes: meta.bytes,
+        hash: meta.contentSha256,
+      },
+    });
+  }
+
+  private async recoverReceipt(meta: InboxMeta): Promise<Receipt> {
+    await this.logReceived(meta);
+    const v = meta.verification as { headerHash?: string } | undefined;
+    const receipt = createReceipt(
+      { exchangeId: meta.exchangeId, sender: meta.from, headerHash: v?.headerHash ?? null, contentHash: meta.contentSha256, disposition: 'delivered', receivedAt: new Date(meta.receivedAt) },
+      this.o.signer(),
+    );
+    await this.o.store.saveIssuedReceipt(meta.from, meta.exchangeId, receipt);
+    return receipt;
+  }
+}

@@ -1,0 +1,359 @@
+import { EventEmitter } from 'node:events';
+import type { Writable } from 'node:stream';
+import { pipeline } from 'node:stream/promises';
+import type { Ledger } from '../../ledger/index.ts';
+import { backoffDelay, TransferAbortedError, RelayError, type VerifiedUsage } from '../../relay/protocol/index.ts';
+import { scopeOf, type Purpose } from '../consent/model.ts';
+import { sealEnvelope, verifyReceipt, type SenderKeys, type VerifiedReceipt } from '../crypto/index.ts';
+import { AgentError } from '../errors.ts';
+import type { ConsentService } from '../services/consents.ts';
+import type { ExchangeRecord, ExchangeStore } from '../store/exchanges.ts';
+import type { Outbox } from '../store/outbox.ts';
+import { chargeFromUsage } from './payments.ts';
+import { PeerKeyUnavailableError, type PeerDirectory } from './peers.ts';
+import { encodeTransferMeta } from './wire.ts';
+
+/** How long a sender waits for the recipient's receipt after the last byte. */
+export const DEFAULT_RECEIPT_TIMEOUT_MS = 60_000;
+/** How long an exchange keeps being retried (recipient offline, relay down) before it fails as expired. */
+export const DEFAULT_MAX_EXCHANGE_AGE_MS = 24 * 3600_000;
+/** Retry backoff: first delay ceiling and cap. */
+export const DEFAULT_RETRY_BASE_MS = 500;
+/** Longest wait between two attempts. */
+export const DEFAULT_RETRY_MAX_MS = 60_000;
+
+/** What the engine needs from the relay connection. */
+export interface RelayPort {
+  openTransfer(to: string, options: { meta?: Uint8Array }): Writable & { usage: Promise<VerifiedUsage> };
+}
+
+/** Ledger failure reasons (enumerated, no free text). */
+type FailureReason = 'timeout' | 'rejected' | 'undeliverable' | 'integrity' | 'consent' | 'cancelled' | 'expired' | 'too-large' | 'unknown-recipient' | 'internal';
+
+/** Minimal logger (pino-compatible). */
+export interface EngineLogger {
+  info(obj: object, msg?: string): void;
+  warn(obj: object, msg?: string): void;
+  error(obj: object, msg?: string): void;
+}
+
+/** Options of {@link ExchangeEngine}. */
+export interface EngineOptions {
+  self: string;
+  store: ExchangeStore;
+  outbox: Outbox;
+  consents: ConsentService;
+  peers: PeerDirectory;
+  ledger: Ledger;
+  relay: RelayPort;
+  sender: () => SenderKeys;
+  logger: EngineLogger;
+  maxConcurrent: number;
+  receiptTimeoutMs?: number;
+  maxAgeMs?: number;
+  retry?: { baseMs: number; maxMs: number };
+  now?: () => Date;
+}
+
+/** Events of the engine (metrics and tests listen). */
+export interface EngineEvents {
+  delivered: [record: ExchangeRecord];
+  failed: [record: ExchangeRecord];
+  retry: [record: ExchangeRecord, error: Error];
+}
+
+class Final extends Error {
+  constructor(readonly reason: FailureReason, readonly code: string, message: string) {
+    super(message);
+  }
+}
+
+function b64(hex: string): string {
+  return Buffer.from(hex, 'hex').toString('base64url');
+}
+
+/**
+ * Sends queued exchanges: re-checks consent, seals the stored body to the
+ * recipient's CA-verified key, streams it through the relay, waits for the
+ * signed receipt and writes each step to the ledger exactly once. Transient
+ * failures (no route, lost relay, no receipt yet) go back to the queue with
+ * backoff; the receiver answers a resend with its stored receipt, so a retry
+ * never delivers twice.
+ */
+export class ExchangeEngine extends EventEmitter<EngineEvents> {
+  private readonly active = new Set<string>();
+  private readonly receiptWaiters = new Map<string, (receipt: unknown) => void>();
+  private timer: NodeJS.Timeout | undefined;
+  private stopped = false;
+  private pumping = false;
+
+  constructor(private readonly o: EngineOptions) {
+    super();
+  }
+
+  private now(): Date {
+    return this.o.now?.() ?? new Date();
+  }
+
+  /** Resumes unfinished exchanges after a restart (those caught mid-send go back to the queue) and starts pumping. */
+  async start(): Promise<void> {
+    for (const r of await this.o.store.unfinished()) {
+      if (r.status === 'sending') await this.o.store.transition(r.id, 'queued', { nextAttemptAt: this.now().toISOString() });
+    }
+    this.kick();
+  }
+
+  /** Stops starting new sends (running ones finish or fail on their own). */
+  stop(): void {
+    this.stopped = true;
+    if (this.timer) clearTimeout(this.timer);
+  }
+
+  /** Number of sends in progress. */
+  get inFlight(): number {
+    return this.active.size;
+  }
+
+  /** Looks for due work now. */
+  kick(): void {
+    if (this.stopped) return;
+    void this.pump();
+  }
+
+  private async pump(): Promise<void> {
+    if (this.pumping) return;
+    this.pumping = true;
+    try {
+      const queued = await this.o.store.list({ status: 'queued', limit: 10_000 });
+      queued.reverse();
+      const now = this.now().getTime();
+      let nextDue = Number.POSITIVE_INFINITY;
+      for (const r of queued) {
+        if (this.active.size >= this.o.maxConcurrent || this.stopped) break;
+        if (this.active.has(r.id)) continue;
+        const due = r.nextAttemptAt ? Date.parse(r.nextAttemptAt) : 0;
+        if (due > now) {
+          nextDue = Math.min(nextDue, due);
+          continue;
+        }
+        this.active.add(r.id);
+        void this.run(r).finally(() => {
+          this.active.delete(r.id);
+          this.kick();
+        });
+      }
+      if (this.timer) clearTimeout(this.timer);
+      if (Number.isFinite(nextDue) && !this.stopped) {
+        this.timer = setTimeout(() => this.kick(), Math.max(10, nextDue - now));
+        this.timer.unref();
+      }
+    } catch (err) {
+      this.o.logger.error({ err: { message: (err as Error).message } }, 'exchange queue scan failed');
+    } finally {
+      this.pumping = false;
+    }
+  }
+
+  /** Handles a receipt message from `from` (for a send in progress, or one that resumed after a restart). */
+  async onReceipt(from: string, receipt: unknown): Promise<void> {
+    const exchangeId = (receipt as { exchangeId?: unknown })?.exchangeId;
+    if (typeof exchangeId !== 'string') return;
+    const waiter = this.receiptWaiters.get(exchangeId);
+    if (waiter) {
+      waiter(receipt);
+      return;
+    }
+    const record = await this.o.store.get(exchangeId).catch(() => undefined);
+    if (!record || record.to !== from || (record.status !== 'queued' && record.status !== 'sending') || this.active.has(record.id)) return;
+    // A receipt for an exchange not being sent right now (e.g. after a restart): settle it directly.
+    this.active.add(record.id);
+    try {
+      await this.settleReceipt(record, receipt);
+    } catch (err) {
+      this.o.logger.warn({ exchange: record.id, err: { message: (err as Error).message } }, 'late receipt rejected');
+    } finally {
+      this.active.delete(record.id);
+    }
+  }
+
+  private async run(initial: ExchangeRecord): Promise<void> {
+    let record = await this.o.store.transition(initial.id, 'sending', { attempts: initial.attempts + 1 });
+    try {
+      if (this.now().getTime() - Date.parse(record.createdAt) > (this.o.maxAgeMs ?? DEFAULT_MAX_EXCHANGE_AGE_MS)) {
+        throw new Final('expired', 'ERR_EXCHANGE_EXPIRED', 'the exchange could not be delivered in time');
+      }
+      record = await this.release(record);
+      const receipt = await this.transmit(record);
+      await this.settleReceipt(record, receipt);
+    } catch (err) {
+      await this.handleFailure(record, err as Error);
+    }
+  }
+
+  /** Re-checks consent at send time and logs the release (exchange.sent) once. */
+  private async release(record: ExchangeRecord): Promise<ExchangeRecord> {
+    try {
+      await this.o.consents.check(record.consentId, {
+        patientHash: record.patientHash,
+        recipient: record.to,
+        purpose: record.purpose as Purpose,
+        scope: record.scope ?? scopeOf(record.contentType),
+        at: this.now(),
+      });
+    } catch (err) {
+      if (err instanceof AgentError) throw new Final('consent', err.code, err.message);
+      throw err;
+    }
+    if (record.ledger?.sent) return record;
+    const sent = await this.o.ledger.append({
+      type: 'exchange.sent',
+      body: {
+        exchange: record.id,
+        to: record.to,
+        consent: record.consentId,
+        patient: record.patientHash,
+        purpose: record.purpose as Purpose,
+        contentType: record.contentType.split(';')[0]?.trim().toLowerCase() ?? 'application/octet-stream',
+        bytes: record.bytes,
+        hash: b64(record.contentSha256),
+      },
+    });
+    return this.o.store.update(record.id, { ledger: { ...record.ledger, sent: sent.hash } });
+  }
+
+  /** Streams the envelope and resolves with the receipt message. */
+  private async transmit(record: ExchangeRecord): Promise<unknown> {
+    const bundle = await this.o.peers.encryptionBundle(record.to);
+    let onReceipt!: (r: unknown) => void;
+    const receiptArrived = new Promise<unknown>((resolve) => {
+      onReceipt = resolve;
+    });
+    this.receiptWaiters.set(record.id, onReceipt);
+    try {
+      const transfer = this.o.relay.openTransfer(record.to, { meta: encodeTransferMeta(record.id) });
+      const seal = sealEnvelope(this.o.outbox.read(record.id), {
+        exchangeId: record.id,
+        sender: this.o.sender(),
+        recipients: [bundle],
+        contentType: record.contentType,
+        consentRef: record.consentId,
+        now: this.now(),
+      });
+      let sendError: Error | undefined;
+      try {
+        await pipeline(seal, transfer);
+        const summary = await seal.summary;
+        await this.o.store.update(record.id, { headerHash: summary.headerHash });
+        transfer.usage.then((u) => this.recordCharge(record.id, u)).catch(() => undefined);
+      } catch (err) {
+        sendError = err as Error;
+      }
+      const timeoutMs = sendError ? 2_000 : (this.o.receiptTimeoutMs ?? DEFAULT_RECEIPT_TIMEOUT_MS);
+      // A recipient that already has this exchange answers with its stored receipt and refuses the bytes.
+      const receipt = await Promise.race([receiptArrived, new Promise<undefined>((resolve) => setTimeout(() => resolve(undefined), timeoutMs).unref())]);
+      if (receipt !== undefined) return receipt;
+      if (sendError) throw sendError;
+      throw new RelayError('ERR_RELAY_UNDELIVERABLE', 'no receipt from the recipient in time');
+    } finally {
+      this.receiptWaiters.delete(record.id);
+    }
+  }
+
+  private async recordCharge(exchangeId: string, usage: VerifiedUsage): Promise<void> {
+    const record = await this.o.store.get(exchangeId);
+    if (!record) return;
+    const charge = chargeFromUsage(exchangeId, usage);
+    if (!charge || record.ledger?.charges?.includes(charge.charge)) return;
+    const appended = await this.o.ledger.append({ type: 'payment.charged', body: charge });
+    void appended;
+    const latest = await this.o.store.get(exchangeId);
+    await this.o.store.update(exchangeId, { ledger: { ...latest?.ledger, charges: [...(latest?.ledger?.charges ?? []), charge.charge] } });
+  }
+
+  /** Verifies a receipt and finishes the exchange with it. */
+  private async settleReceipt(record: ExchangeRecord, receipt: unknown): Promise<void> {
+    let verified: VerifiedReceipt;
+    try {
+      verified = await verifyReceipt(receipt, {
+        resolveSigner: this.o.peers.signerLookup(),
+        expect: {
+          exchangeId: record.id,
+          sender: this.o.self,
+          recipient: record.to,
+          ...(record.headerHash ? { headerHash: record.headerHash } : {}),
+        },
+      });
+    } catch (err) {
+      this.o.logger.warn({ exchange: record.id, err: { message: (err as Error).message } }, 'receipt rejected');
+      throw new RelayError('ERR_RELAY_UNDELIVERABLE', 'the receipt did not verify');
+    }
+    const r = verified.receipt;
+    if (r.disposition === 'delivered' && r.contentHash !== b64(record.contentSha256)) {
+      throw new Final('integrity', 'ERR_RECEIPT_MISMATCH', 'the receipt names another content hash');
+    }
+    const current = (await this.o.store.get(record.id)) ?? record;
+    let ledgerPatch = current.ledger ?? {};
+    if (!ledgerPatch.receipt) {
+      const entry = await this.o.ledger.append({
+        type: 'receipt',
+        body: {
+          exchange: record.id,
+          from: record.to,
+          disposition: r.disposition === 'delivered' ? 'delivered' : 'failed',
+          ...(r.disposition === 'delivered' ? {} : { reason: 'integrity' as const }),
+          hash: r.contentHash ?? b64(record.contentSha256),
+          signature: r.sig,
+        },
+      });
+      ledgerPatch = { ...ledgerPatch, receipt: entry.hash };
+    }
+    if (r.disposition === 'delivered') {
+      const done = await this.o.store.transition(record.id, 'delivered', { receipt: r, ledger: ledgerPatch });
+      await this.o.outbox.remove(record.id);
+      this.o.logger.info({ exchange: record.id, to: record.to, bytes: record.bytes }, 'exchange delivered');
+      this.emit('delivered', done);
+      return;
+    }
+    await this.o.store.update(record.id, { receipt: r, ledger: ledgerPatch });
+    throw new Final('integrity', r.disposition.failed, `the recipient refused the envelope (${r.disposition.failed})`);
+  }
+
+  private async handleFailure(record: ExchangeRecord, err: Error): Promise<void> {
+    const final = this.classify(err);
+    if (!final) {
+      const delay = backoffDelay(record.attempts, this.o.retry ?? { baseMs: DEFAULT_RETRY_BASE_MS, maxMs: DEFAULT_RETRY_MAX_MS }) + 100;
+      const next = await this.o.store.transition(record.id, 'queued', { nextAttemptAt: new Date(this.now().getTime() + delay).toISOString() });
+      this.o.logger.info({ exchange: record.id, attempt: record.attempts, retryInMs: delay, code: (err as { code?: string }).code ?? err.name }, 'exchange will be retried');
+      this.emit('retry', next, err);
+      return;
+    }
+    const current = (await this.o.store.get(record.id)) ?? record;
+    let ledgerPatch = current.ledger ?? {};
+    if (!ledgerPatch.failed) {
+      // A release never logged (consent refused at send time) needs no failure entry to balance it.
+      if (ledgerPatch.sent) {
+        const entry = await this.o.ledger.append({ type: 'exchange.failed', body: { exchange: record.id, peer: record.to, reason: final.reason } });
+        ledgerPatch = { ...ledgerPatch, failed: entry.hash };
+      }
+    }
+    const failed = await this.o.store.transition(record.id, 'failed', { failure: { code: final.code, message: final.message }, ledger: ledgerPatch });
+    await this.o.outbox.remove(record.id);
+    this.o.logger.warn({ exchange: record.id, to: record.to, code: final.code }, 'exchange failed');
+    this.emit('failed', failed);
+  }
+
+  /** Final failures; undefined means retry. */
+  private classify(err: Error): Final | undefined {
+    if (err instanceof Final) return err;
+    if (err instanceof PeerKeyUnavailableError) return undefined;
+    if (err instanceof TransferAbortedError) {
+      if (err.reason === 'rejected' || err.reason === 'protocol-error') return new Final('rejected', 'ERR_EXCHANGE_REJECTED', err.message);
+      return undefined;
+    }
+    if (err instanceof RelayError) return undefined;
+    const code = (err as { code?: string }).code;
+    if (typeof code === 'string' && code.startsWith('ERR_ENVELOPE')) return new Final('internal', code, err.message);
+    if (code === 'ENOENT') return new Final('internal', 'ERR_OUTBOX_MISSING', 'the stored body is missing');
+    return undefined;
+  }
+}

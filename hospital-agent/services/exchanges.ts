@@ -1,0 +1,126 @@
+import { randomUUID } from 'node:crypto';
+import { open } from 'node:fs/promises';
+import { join } from 'node:path';
+import type { Readable } from 'node:stream';
+import { isHospitalId } from '../../certs/index.ts';
+import { CONTENT_TYPE_PATTERN, ID_PATTERN } from '../../ledger/index.ts';
+import { scopeOf, PURPOSES, type Purpose } from '../consent/model.ts';
+import { patientHash } from '../consent/patient.ts';
+import { AgentError } from '../errors.ts';
+import { DEFAULT_MAX_FHIR_BYTES, validateFhirBundle } from '../fhir/bundle.ts';
+import type { ExchangeRecord, ExchangeStore } from '../store/exchanges.ts';
+import type { Outbox } from '../store/outbox.ts';
+import type { ConsentService } from './consents.ts';
+
+/** What the EHR asks for when it submits an exchange. */
+export interface SubmitRequest {
+  principal: string;
+  idempotencyKey?: string | undefined;
+  to: string;
+  patientId: string;
+  consentId: string;
+  purpose: string;
+  contentType: string;
+  body: Readable;
+}
+
+/** Result of a submission: the exchange and whether this call created it. */
+export interface Submitted {
+  record: ExchangeRecord;
+  created: boolean;
+}
+
+/**
+ * Accepts exchanges from the EHR: checks the request and the consent before
+ * reading the body, stores the body in the outbox (so an accepted exchange
+ * survives a restart), validates FHIR Bundles and their scope, records the
+ * exchange (idempotently) and wakes the engine.
+ */
+export class ExchangeService {
+  constructor(
+    private readonly o: {
+      self: string;
+      secret: Buffer;
+      consents: ConsentService;
+      store: ExchangeStore;
+      outbox: Outbox;
+      maxBytes: number;
+      kick: () => void;
+      now?: () => Date;
+    },
+  ) {}
+
+  /** Validates, stores and queues one exchange. */
+  async submit(req: SubmitRequest): Promise<Submitted> {
+    const contentType = req.contentType.split(';')[0]?.trim().toLowerCase() ?? '';
+    if (!CONTENT_TYPE_PATTERN.test(contentType)) throw new AgentError('ERR_UNSUPPORTED_MEDIA_TYPE', 'Content-Type must be a media type such as application/fhir+json or application/dicom');
+    if (!isHospitalId(req.to)) throw new AgentError('ERR_BAD_REQUEST', 'recipient must be a hospital id');
+    if (req.to === this.o.self) throw new AgentError('ERR_BAD_REQUEST', 'an exchange cannot be sent to this hospital itself');
+    if (!ID_PATTERN.test(req.consentId)) throw new AgentError('ERR_BAD_REQUEST', 'consent id is malformed');
+    if (!(PURPOSES as readonly string[]).includes(req.purpose)) throw new AgentError('ERR_BAD_REQUEST', `purpose must be one of ${PURPOSES.join(', ')}`);
+    if (req.idempotencyKey !== undefined && !/^[\x21-\x7e]{1,128}$/.test(req.idempotencyKey)) throw new AgentError('ERR_BAD_REQUEST', 'Idempotency-Key must be 1-128 visible ASCII characters');
+    let hash: string;
+    try {
+      hash = patientHash(this.o.secret, req.patientId);
+    } catch {
+      throw new AgentError('ERR_BAD_REQUEST', 'patient id must be 1-256 characters');
+    }
+    const purpose = req.purpose as Purpose;
+    const isFhir = contentType === 'application/fhir+json';
+    const at = this.o.now?.() ?? new Date();
+    // Refuse before a byte of the body is read when the consent cannot cover it.
+    await this.o.consents.check(req.consentId, { patientHash: hash, recipient: req.to, purpose, scope: isFhir ? undefined : scopeOf(contentType), at });
+
+    const id = randomUUID();
+    const stored = await this.o.outbox.write(id, req.body, isFhir ? Math.min(this.o.maxBytes, DEFAULT_MAX_FHIR_BYTES) : this.o.maxBytes);
+    try {
+      let scope = scopeOf(contentType);
+      if (isFhir) {
+        const summary = validateFhirBundle(await this.readBody(id, stored.bytes));
+        scope = scopeOf(contentType, summary.resourceTypes);
+        await this.o.consents.check(req.consentId, { patientHash: hash, recipient: req.to, purpose, scope, at });
+      }
+      const result = await this.o.store.create(
+        { id, to: req.to, patientHash: hash, consentId: req.consentId, purpose, contentType, scope, bytes: stored.bytes, contentSha256: stored.sha256 },
+        req.idempotencyKey ? { principal: req.principal, key: req.idempotencyKey } : undefined,
+      );
+      if (!result.created) await this.o.outbox.remove(id);
+      else this.o.kick();
+      return result;
+    } catch (err) {
+      await this.o.outbox.remove(id);
+      throw err;
+    }
+  }
+
+  private async readBody(id: string, bytes: number): Promise<Buffer> {
+    const fh = await open(join(this.o.outbox.dir, `${id}.body`), 'r');
+    try {
+      const buf = Buffer.alloc(bytes);
+      await fh.read(buf, 0, bytes, 0);
+      return buf;
+    } finally {
+      await fh.close();
+    }
+  }
+
+  /** One exchange as the API shows it (no patient hash). */
+  static view(r: ExchangeRecord): Record<string, unknown> {
+    return {
+      id: r.id,
+      to: r.to,
+      status: r.status,
+      consentId: r.consentId,
+      purpose: r.purpose,
+      contentType: r.contentType,
+      bytes: r.bytes,
+      contentSha256: r.contentSha256,
+      attempts: r.attempts,
+      createdAt: r.createdAt,
+      updatedAt: r.updatedAt,
+      ...(r.nextAttemptAt ? { nextAttemptAt: r.nextAttemptAt } : {}),
+      ...(r.failure ? { failure: r.failure } : {}),
+      ...(r.receipt ? { receipt: r.receipt } : {}),
+    };
+  }
+}

@@ -1,0 +1,101 @@
+import { createHash } from 'node:crypto';
+import { readFileSync } from 'node:fs';
+import { fileURLToPath } from 'node:url';
+import { expect } from 'chai';
+import { startNetwork, waitFor, type TestNetwork } from '../support/agents.ts';
+import { tempDir } from '../support/tmp.ts';
+
+const BUNDLE = readFileSync(fileURLToPath(new URL('../../scripts/fixtures/patient-bundle.json', import.meta.url)));
+
+describe('hospital agents end to end', function () {
+  this.timeout(120_000);
+  let tmp: ReturnType<typeof tempDir>;
+  let net: TestNetwork;
+
+  before(async function () {
+    tmp = tempDir();
+    net = await startNetwork(tmp.dir, ['myongji', 'severance', 'mgh']);
+    await waitFor(() => Object.values(net.agents).every((a) => a.relay.connected), 20_000, 'agents connected');
+  });
+  after(async function () {
+    await net?.close();
+    tmp.cleanup();
+  });
+
+  async function grant(from: string, to: string, patientId: string, scope: string[] = ['*']): Promise<string> {
+    const res = await net.api(from, '/v1/consents', {
+      method: 'POST',
+      headers: { 'content-type': 'application/json' },
+      body: JSON.stringify({ patientId, grantee: to, purposes: ['TREAT'], scope, validUntil: new Date(Date.now() + 86_400_000).toISOString() }),
+    });
+    expect(res.status, await res.clone().text()).to.equal(201);
+    return ((await res.json()) as { id: string }).id;
+  }
+
+  async function send(from: string, to: string, patientId: string, consentId: string, body: Buffer, contentType = 'application/fhir+json', extra: Record<string, string> = {}): Promise<Response> {
+    return net.api(from, '/v1/exchanges', {
+      method: 'POST',
+      headers: { 'content-type': contentType, 'hie-recipient': to, 'hie-patient-id': patientId, 'hie-consent-id': consentId, ...extra },
+      body,
+    });
+  }
+
+  it('delivers a consented FHIR bundle with a verified receipt, byte-identical', async function () {
+    const consent = await grant('myongji', 'severance', 'SYN-000001');
+    const res = await send('myongji', 'severance', 'SYN-000001', consent, BUNDLE);
+    expect(res.status, await res.clone().text()).to.equal(202);
+    const { id } = (await res.json()) as { id: string };
+    const done = await waitFor(async () => {
+      const r = (await (await net.api('myongji', `/v1/exchanges/${id}`)).json()) as { status: string };
+      return r.status === 'delivered' || r.status === 'failed' ? r : undefined;
+    }, 30_000, 'delivery');
+    expect(done.status, JSON.stringify(done)).to.equal('delivered');
+    const item = (await (await net.api('severance', `/v1/inbox/${id}`)).json()) as { from: string; contentType: string };
+    expect(item.from).to.equal('myongji');
+    const content = Buffer.from(await (await net.api('severance', `/v1/inbox/${id}/content`)).arrayBuffer());
+    expect(createHash('sha256').update(content).digest('hex')).to.equal(createHash('sha256').update(BUNDLE).digest('hex'));
+  });
+
+  it('refuses a send without consent and after revocation, and nothing leaves', async function () {
+    const none = await send('myongji', 'mgh', 'SYN-000002', '00000000-0000-4000-8000-000000000000', BUNDLE);
+    expect(none.status).to.equal(403);
+    expect(((await none.json()) as { error: { code: string } }).error.code).to.equal('ERR_CONSENT_MISSING');
+    const consent = await grant('myongji', 'mgh', 'SYN-000002');
+    const del = await net.api('myongji', `/v1/consents/${consent}`, { method: 'DELETE' });
+    expect(del.status).to.equal(200);
+    const after = await send('myongji', 'mgh', 'SYN-000002', consent, BUNDLE);
+    expect(after.status).to.equal(403);
+    expect(((await after.json()) as { error: { code: string } }).error.code).to.equal('ERR_CONSENT_REVOKED');
+    const outside = await grant('myongji', 'mgh', 'SYN-000003', ['Observation']);
+    const scoped = await send('myongji', 'mgh', 'SYN-000003', outside, BUNDLE);
+    expect(((await scoped.json()) as { error: { code: string } }).error.code).to.equal('ERR_CONSENT_SCOPE');
+    const inbox = (await (await net.api('mgh', '/v1/inbox')).json()) as { items: unknown[] };
+    expect(inbox.items).to.deep.equal([]);
+  });
+
+  it('returns the same exchange for a retried POST with the same Idempotency-Key', async function () {
+    const consent = await grant('severance', 'mgh', 'SYN-000004');
+    const a = await send('severance', 'mgh', 'SYN-000004', consent, BUNDLE, 'application/fhir+json', { 'idempotency-key': 'ehr-job-17' });
+    const b = await send('severance', 'mgh', 'SYN-000004', consent, BUNDLE, 'application/fhir+json', { 'idempotency-key': 'ehr-job-17' });
+    expect(a.status).to.equal(202);
+    expect(b.status).to.equal(200);
+    const ida = ((await a.json()) as { id: string }).id;
+    expect(((await b.json()) as { id: string }).id).to.equal(ida);
+    await waitFor(async () => ((await (await net.api('severance', `/v1/exchanges/${ida}`)).json()) as { status: string }).status === 'delivered', 30_000, 'delivery');
+    const items = ((await (await net.api('mgh', '/v1/inbox')).json()) as { items: Array<{ exchangeId: string }> }).items;
+    expect(items.filter((i) => i.exchangeId === ida)).to.have.length(1);
+  });
+
+  it('replicates ledgers so that every agent verifies clean and agrees', async function () {
+    await waitFor(async () => {
+      const statuses = await Promise.all(Object.keys(net.agents).map(async (id) => (await (await net.api(id, '/v1/ledger/status')).json()) as { feeds: Array<{ feed: string; seq: number }> }));
+      const views = statuses.map((s) => JSON.stringify(s.feeds.map((f) => [f.feed, f.seq]).sort()));
+      return statuses.every((s) => s.feeds.length === 3) && new Set(views).size === 1;
+    }, 30_000, 'ledger convergence');
+    for (const id of Object.keys(net.agents)) {
+      const v = (await (await net.api(id, '/v1/ledger/verify?grace=0')).json()) as { ok: boolean; findings: unknown[] };
+      expect(v.findings, `${id}: ${JSON.stringify(v.findings)}`).to.deep.equal([]);
+      expect(v.ok).to.equal(true);
+    }
+  });
+});

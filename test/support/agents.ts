@@ -1,0 +1,92 @@
+import { randomBytes } from 'node:crypto';
+import { join } from 'node:path';
+import pino from 'pino';
+import { startRelay, type RunningRelay } from '../../relay/index.ts';
+import { parseAgentConfig, type AgentConfig } from '../../hospital-agent/config.ts';
+import { startAgent, type RunningAgent } from '../../hospital-agent/agent.ts';
+import { makeFederation, type TestFederation } from './federation.ts';
+
+/** API token every test agent accepts. */
+export const TEST_TOKEN = 'test-token-0123456789abcdef0123456789abcdef';
+
+/** A relay and agents, all in this process, on loopback. */
+export interface TestNetwork {
+  fed: TestFederation;
+  relay: RunningRelay;
+  agents: Record<string, RunningAgent>;
+  secrets: Record<string, string>;
+  configs: Record<string, AgentConfig>;
+  /** Calls an agent's API with the test token. */
+  api(id: string, path: string, init?: RequestInit): Promise<Response>;
+  startAgent(id: string): Promise<RunningAgent>;
+  close(): Promise<void>;
+}
+
+/** Starts a relay (tariff: 10 minor units per transfer + 100 per GiB, EUR) and one agent per id. */
+export async function startNetwork(root: string, ids: string[], options: { agentStart?: boolean } = {}): Promise<TestNetwork> {
+  const fed = makeFederation(root, ids);
+  const silent = pino({ level: process.env['HIE_TEST_LOG'] ?? 'silent' });
+  const relay = await startRelay(
+    {
+      listen: { host: '127.0.0.1', port: 0 },
+      tls: { cert: fed.relay.cert, key: fed.relay.key, ca: fed.relay.ca, crl: fed.crlPath },
+      admin: { host: '127.0.0.1', port: 0 },
+      tariff: { currency: 'EUR', perTransfer: 10, perGiB: 100 },
+      log: { level: 'silent' },
+    },
+    { logger: silent },
+  );
+  const secrets: Record<string, string> = {};
+  const configs: Record<string, AgentConfig> = {};
+  for (const id of ids) {
+    secrets[id] = randomBytes(32).toString('hex');
+    const files = fed.agents[id]!;
+    configs[id] = parseAgentConfig({
+      id,
+      identity: { cert: files.cert, key: files.key, ca: files.ca, crl: fed.crlPath },
+      relay: { urls: [`wss://localhost:${relay.port}`] },
+      peers: ids.filter((p) => p !== id),
+      dataDir: join(root, 'data', id),
+      api: { host: '127.0.0.1', port: 0 },
+      log: { level: 'silent' },
+    });
+  }
+  const agents: Record<string, RunningAgent> = {};
+  const start = async (id: string): Promise<RunningAgent> => {
+    const a = await startAgent(configs[id]!, {
+      env: { HIE_AGENT_API_TOKENS: `test:${TEST_TOKEN}`, HIE_AGENT_PATIENT_SECRET: secrets[id] },
+      logger: pino({ level: process.env['HIE_TEST_LOG'] ?? 'silent', base: { agent: id } }),
+    });
+    agents[id] = a;
+    return a;
+  };
+  if (options.agentStart !== false) for (const id of ids) await start(id);
+  return {
+    fed,
+    relay,
+    agents,
+    secrets,
+    configs,
+    startAgent: start,
+    api: (id, path, init = {}) => {
+      const a = agents[id];
+      if (!a) throw new Error(`agent ${id} is not running`);
+      return fetch(`http://127.0.0.1:${a.apiPort}${path}`, { ...init, headers: { authorization: `Bearer ${TEST_TOKEN}`, ...(init.headers as Record<string, string> | undefined) } });
+    },
+    close: async () => {
+      for (const a of Object.values(agents)) await a.close().catch(() => undefined);
+      await relay.close(0);
+    },
+  };
+}
+
+/** Waits until `fn` returns a truthy value (polling), or throws after `ms`. */
+export async function waitFor<T>(fn: () => Promise<T> | T, ms = 20_000, what = 'condition'): Promise<NonNullable<T>> {
+  const end = Date.now() + ms;
+  for (;;) {
+    const v = await fn();
+    if (v) return v as NonNullable<T>;
+    if (Date.now() > end) throw new Error(`timed out waiting for ${what}`);
+    await new Promise((r) => setTimeout(r, 50));
+  }
+}
