@@ -12,7 +12,7 @@ export const DEFAULT_ADMIN_HOST = '127.0.0.1';
 /** Default admin port. */
 export const DEFAULT_ADMIN_PORT = 9090;
 /** Bytes queued towards one agent above which the relay stops reading the sources feeding it. */
-export const DEFAULT_HIGH_WATER_MARK = 8 * 1024 * 1024;
+export const DEFAULT_HIGH_WATER_MARK = 2 * 1024 * 1024;
 /** A destination that makes no write progress for this long has its transfers aborted. */
 export const DEFAULT_WRITE_TIMEOUT_MS = 15_000;
 /** How long SIGTERM waits for open transfers before closing everything. */

@@ -6,7 +6,6 @@ import type { TLSSocket } from 'node:tls';
 import { pino, type Logger } from 'pino';
 import { WebSocketServer } from 'ws';
 import { CrlWatcher, loadIdentity, peerHospitalId, secureContextOptions, serverTlsOptions, type Identity } from '../certs/index.ts';
-import { adminApp } from './admin.ts';
 import { parseRelayConfig, type RelayConfig, type RelayConfigInput } from './config.ts';
 import { Hub } from './hub.ts';
 import { signUsage } from './metering.ts';
@@ -120,6 +119,8 @@ export async function startRelay(input: RelayConfigInput | RelayConfig, options:
   };
   let admin: HttpServer | undefined;
   if (config.admin.enabled) {
+    // Loaded only when enabled: express and helmet are the relay's largest dependencies.
+    const { adminApp } = await import('./admin.ts');
     admin = createHttpServer(adminApp({ metrics, router, ready: () => accepting, refresh }));
     admin.listen(config.admin.port, config.admin.host);
     try {
