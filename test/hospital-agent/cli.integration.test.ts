@@ -1,0 +1,76 @@
+import { spawn } from 'node:child_process';
+import { writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { expect } from 'chai';
+import { startNetwork, TEST_TOKEN, type TestNetwork } from '../support/agents.ts';
+import { tempDir } from '../support/tmp.ts';
+
+const BIN = fileURLToPath(new URL('../../bin/hie-agent.js', import.meta.url));
+const BUNDLE = fileURLToPath(new URL('../../scripts/fixtures/patient-bundle.json', import.meta.url));
+
+function run(args: string[]): Promise<{ code: number | null; stdout: string; stderr: string }> {
+  return new Promise((resolve) => {
+    const child = spawn(process.execPath, [BIN, ...args], { env: { ...process.env, HIE_AGENT_TOKEN: TEST_TOKEN, HIE_DEBUG: '' } });
+    let stdout = '';
+    let stderr = '';
+    child.stdout.on('data', (d) => { stdout += d; });
+    child.stderr.on('data', (d) => { stderr += d; });
+    child.on('close', (code) => resolve({ code, stdout, stderr }));
+  });
+}
+
+describe('hie-agent CLI', function () {
+  this.timeout(120_000);
+  let tmp: ReturnType<typeof tempDir>;
+  let net: TestNetwork;
+  let api: (id: string) => string;
+
+  before(async function () {
+    tmp = tempDir();
+    net = await startNetwork(tmp.dir, ['myongji', 'severance']);
+    api = (id) => `http://127.0.0.1:${net.agents[id]!.apiPort}`;
+  });
+  after(async function () {
+    await net?.close();
+    tmp.cleanup();
+  });
+
+  it('grants a consent, sends a file, waits for the receipt, and shows it in the inbox and the settlement', async function () {
+    const until = new Date(Date.now() + 86_400_000).toISOString();
+    const granted = await run(['consent', 'grant', '--api', api('myongji'), '--patient', 'SYN-000001', '--to', 'severance', '--until', until, '--json']);
+    expect(granted.code, granted.stderr).to.equal(0);
+    const consentId = (JSON.parse(granted.stdout) as { id: string }).id;
+    const listed = await run(['consent', 'list', '--api', api('myongji')]);
+    expect(listed.stdout).to.contain(consentId);
+    const sent = await run(['send', '--api', api('myongji'), '--to', 'severance', '--patient', 'SYN-000001', '--consent', consentId, '--quiet', BUNDLE]);
+    expect(sent.code, sent.stderr).to.equal(0);
+    expect(sent.stdout).to.match(/delivered to severance; receipt signed/);
+    const inbox = await run(['inbox', '--api', api('severance')]);
+    expect(inbox.stdout).to.match(/from myongji\s+application\/fhir\+json/);
+    const status = await run(['status', '--api', api('myongji')]);
+    expect(status.stdout).to.match(/agent myongji: relay connected/);
+    const settlement = await run(['settlement', '--api', api('myongji'), '--period', new Date().toISOString().slice(0, 7)]);
+    expect(settlement.code, settlement.stderr).to.equal(0);
+    expect(settlement.stdout).to.match(/relay-operator\s+EUR owes 1\d/);
+  });
+
+  it('refuses a send under a revoked consent with the code, and gives one-line errors on bad input', async function () {
+    const until = new Date(Date.now() + 86_400_000).toISOString();
+    const c = JSON.parse((await run(['consent', 'grant', '--api', api('myongji'), '--patient', 'SYN-2', '--to', 'severance', '--until', until, '--json'])).stdout) as { id: string };
+    expect((await run(['consent', 'revoke', '--api', api('myongji'), c.id])).code).to.equal(0);
+    const refused = await run(['send', '--api', api('myongji'), '--to', 'severance', '--patient', 'SYN-2', '--consent', c.id, '--quiet', BUNDLE]);
+    expect(refused.code).to.not.equal(0);
+    expect(refused.stderr.trim().split('\n')).to.have.length(1);
+    expect(refused.stderr).to.match(/ERR_CONSENT_REVOKED/);
+    const bad = await run(['send', '--api', api('myongji'), BUNDLE]);
+    expect(bad.code).to.equal(2);
+    expect(bad.stderr).to.match(/^hie-agent: error: --to is required/);
+    const file = join(tmp.dir, 'bad.yaml');
+    writeFileSync(file, 'id: Not-Valid\n');
+    const cfg = await run(['check-config', '--config', file]);
+    expect(cfg.code).to.equal(1);
+    expect(cfg.stderr).to.match(/config key id/);
+    expect(cfg.stderr).not.to.match(/\n\s+at /);
+  });
+});
