@@ -1,5 +1,6 @@
 import { randomBytes } from 'node:crypto';
 import { join } from 'node:path';
+import { Writable } from 'node:stream';
 import pino from 'pino';
 import { startRelay, type RunningRelay } from '../../relay/index.ts';
 import { parseAgentConfig, type AgentConfig } from '../../hospital-agent/config.ts';
@@ -19,23 +20,32 @@ export interface TestNetwork {
   /** Calls an agent's API with the test token. */
   api(id: string, path: string, init?: RequestInit): Promise<Response>;
   startAgent(id: string): Promise<RunningAgent>;
+  /** Stops the relay abruptly (no grace) and starts a new one on the same port. */
+  restartRelay(options?: { downMs?: number }): Promise<RunningRelay>;
+  /** Every line the relay logged (JSON), when `captureRelayLog` was set. */
+  relayLog: string[];
   close(): Promise<void>;
 }
 
 /** Starts a relay (tariff: 10 minor units per transfer + 100 per GiB, EUR) and one agent per id. */
-export async function startNetwork(root: string, ids: string[], options: { agentStart?: boolean } = {}): Promise<TestNetwork> {
+export async function startNetwork(root: string, ids: string[], options: { agentStart?: boolean; captureRelayLog?: boolean } = {}): Promise<TestNetwork> {
   const fed = makeFederation(root, ids);
-  const silent = pino({ level: process.env['HIE_TEST_LOG'] ?? 'silent' });
-  const relay = await startRelay(
-    {
-      listen: { host: '127.0.0.1', port: 0 },
-      tls: { cert: fed.relay.cert, key: fed.relay.key, ca: fed.relay.ca, crl: fed.crlPath },
-      admin: { host: '127.0.0.1', port: 0 },
-      tariff: { currency: 'EUR', perTransfer: 10, perGiB: 100 },
-      log: { level: 'silent' },
+  const relayLog: string[] = [];
+  const sink = new Writable({
+    write(chunk: Buffer, _enc, cb) {
+      relayLog.push(...chunk.toString('utf8').split('\n').filter(Boolean));
+      cb();
     },
-    { logger: silent },
-  );
+  });
+  const relayLogger = options.captureRelayLog ? pino({ level: 'debug' }, sink) : pino({ level: process.env['HIE_TEST_LOG'] ?? 'silent' });
+  const relayConfig = (port: number) => ({
+    listen: { host: '127.0.0.1', port },
+    tls: { cert: fed.relay.cert, key: fed.relay.key, ca: fed.relay.ca, crl: fed.crlPath },
+    admin: { host: '127.0.0.1', port: 0 },
+    tariff: { currency: 'EUR', perTransfer: 10, perGiB: 100 },
+    log: { level: 'silent' as const },
+  });
+  let relay = await startRelay(relayConfig(0), { logger: relayLogger });
   const secrets: Record<string, string> = {};
   const configs: Record<string, AgentConfig> = {};
   for (const id of ids) {
@@ -61,13 +71,22 @@ export async function startNetwork(root: string, ids: string[], options: { agent
     return a;
   };
   if (options.agentStart !== false) for (const id of ids) await start(id);
-  return {
+  const net: TestNetwork = {
     fed,
     relay,
     agents,
     secrets,
     configs,
     startAgent: start,
+    relayLog,
+    restartRelay: async ({ downMs = 0 } = {}) => {
+      const port = relay.port;
+      await relay.close(0);
+      if (downMs > 0) await new Promise((r) => setTimeout(r, downMs));
+      relay = await startRelay(relayConfig(port), { logger: relayLogger });
+      net.relay = relay;
+      return relay;
+    },
     api: (id, path, init = {}) => {
       const a = agents[id];
       if (!a) throw new Error(`agent ${id} is not running`);
@@ -78,6 +97,7 @@ export async function startNetwork(root: string, ids: string[], options: { agent
       await relay.close(0);
     },
   };
+  return net;
 }
 
 /** Waits until `fn` returns a truthy value (polling), or throws after `ms`. */

@@ -1,0 +1,137 @@
+import { createHash } from 'node:crypto';
+import { readFileSync } from 'node:fs';
+import { Readable } from 'node:stream';
+import { fileURLToPath } from 'node:url';
+import { expect } from 'chai';
+import { startNetwork, waitFor, type TestNetwork } from '../support/agents.ts';
+import { patternStream } from '../support/data.ts';
+import { tempDir } from '../support/tmp.ts';
+
+const BUNDLE = readFileSync(fileURLToPath(new URL('../../scripts/fixtures/patient-bundle.json', import.meta.url)));
+const PATIENT = 'SYN-PHI-CANARY-7731';
+
+describe('hospital agents under load and faults', function () {
+  this.timeout(300_000);
+  let tmp: ReturnType<typeof tempDir>;
+  let net: TestNetwork;
+
+  before(async function () {
+    tmp = tempDir();
+    net = await startNetwork(tmp.dir, ['myongji', 'severance', 'mgh'], { captureRelayLog: true });
+    await waitFor(() => Object.values(net.agents).every((a) => a.relay.connected), 20_000, 'agents connected');
+  });
+  after(async function () {
+    await net?.close();
+    tmp.cleanup();
+  });
+
+  async function grant(from: string, to: string, patientId: string): Promise<string> {
+    const res = await net.api(from, '/v1/consents', {
+      method: 'POST',
+      headers: { 'content-type': 'application/json' },
+      body: JSON.stringify({ patientId, grantee: to, validUntil: new Date(Date.now() + 86_400_000).toISOString() }),
+    });
+    expect(res.status).to.equal(201);
+    return ((await res.json()) as { id: string }).id;
+  }
+
+  async function submit(from: string, to: string, consent: string, body: Readable | Buffer, contentType: string, length?: number): Promise<string> {
+    const res = await net.api(from, '/v1/exchanges', {
+      method: 'POST',
+      headers: { 'content-type': contentType, 'hie-recipient': to, 'hie-patient-id': PATIENT, 'hie-consent-id': consent, ...(length !== undefined ? { 'content-length': String(length) } : {}) },
+      body: body as unknown as RequestInit['body'],
+      duplex: 'half',
+    } as RequestInit);
+    expect(res.status, await res.clone().text()).to.equal(202);
+    return ((await res.json()) as { id: string }).id;
+  }
+
+  async function finalStatus(from: string, id: string, ms = 120_000): Promise<{ status: string; failure?: unknown; attempts: number }> {
+    return waitFor(async () => {
+      const r = (await (await net.api(from, `/v1/exchanges/${id}`)).json()) as { status: string; failure?: unknown; attempts: number };
+      return r.status === 'delivered' || r.status === 'failed' ? r : undefined;
+    }, ms, `exchange ${id} to finish`);
+  }
+
+  async function contentHash(at: string, id: string): Promise<string> {
+    const res = await net.api(at, `/v1/inbox/${id}/content`);
+    const hash = createHash('sha256');
+    for await (const chunk of res.body as unknown as AsyncIterable<Uint8Array>) hash.update(chunk);
+    return hash.digest('hex');
+  }
+
+  it('delivers a 500 MB binary byte-identical with a verified receipt', async function () {
+    const consent = await grant('myongji', 'severance', PATIENT);
+    const size = 500 * 1024 * 1024;
+    const data = patternStream(size, 42);
+    const id = await submit('myongji', 'severance', consent, data.stream, 'application/dicom', size);
+    const done = await finalStatus('myongji', id);
+    expect(done.status, JSON.stringify(done)).to.equal('delivered');
+    expect(await contentHash('severance', id)).to.equal(data.sha256());
+  });
+
+  it('retries while the recipient is offline and delivers exactly once when it comes back', async function () {
+    const consent = await grant('severance', 'mgh', PATIENT);
+    await net.agents['mgh']!.close();
+    delete net.agents['mgh'];
+    const id = await submit('severance', 'mgh', consent, BUNDLE, 'application/fhir+json');
+    await waitFor(async () => ((await (await net.api('severance', `/v1/exchanges/${id}`)).json()) as { attempts: number }).attempts >= 2, 30_000, 'retries');
+    await net.startAgent('mgh');
+    const done = await finalStatus('severance', id, 90_000);
+    expect(done.status).to.equal('delivered');
+    const items = ((await (await net.api('mgh', '/v1/inbox')).json()) as { items: Array<{ exchangeId: string }> }).items;
+    expect(items.filter((i) => i.exchangeId === id)).to.have.length(1);
+  });
+
+  it('delivers exactly once when the relay restarts in the middle of a transfer', async function () {
+    const consent = await grant('myongji', 'mgh', PATIENT);
+    const size = 200 * 1024 * 1024;
+    const data = patternStream(size, 7);
+    const id = await submit('myongji', 'mgh', consent, data.stream, 'application/octet-stream', size);
+    // Wait until bytes are flowing through the relay, then kill it.
+    await waitFor(async () => {
+      const m = await (await fetch(`http://127.0.0.1:${net.relay.adminPort}/metrics`)).text();
+      const v = /hie_relay_bytes_in_total(?:\{[^}]*\})? (\d+(?:\.\d+)?(?:e\+\d+)?)/.exec(m);
+      return v && Number(v[1]) > 20 * 1024 * 1024;
+    }, 60_000, 'transfer in progress');
+    await net.restartRelay({ downMs: 300 });
+    const done = await finalStatus('myongji', id, 180_000);
+    expect(done.status, JSON.stringify(done)).to.equal('delivered');
+    expect(done.attempts).to.be.greaterThan(1);
+    const items = ((await (await net.api('mgh', '/v1/inbox')).json()) as { items: Array<{ exchangeId: string }> }).items;
+    expect(items.filter((i) => i.exchangeId === id)).to.have.length(1);
+    expect(await contentHash('mgh', id)).to.equal(data.sha256());
+  });
+
+  it('keeps patient ids and payload bytes out of relay logs, relay metrics and every ledger entry', async function () {
+    const consent = await grant('myongji', 'severance', PATIENT);
+    const id = await submit('myongji', 'severance', consent, BUNDLE, 'application/fhir+json');
+    expect((await finalStatus('myongji', id)).status).to.equal('delivered');
+    const payloadMarkers = ['Testperson', 'SYN-000001', 'Amlodipine', PATIENT];
+    expect(net.relayLog.length).to.be.greaterThan(0);
+    const metrics = await (await fetch(`http://127.0.0.1:${net.relay.adminPort}/metrics`)).text();
+    for (const marker of payloadMarkers) {
+      expect(net.relayLog.join('\n'), `relay log holds ${marker}`).not.to.contain(marker);
+      expect(metrics, `relay metrics hold ${marker}`).not.to.contain(marker);
+    }
+    for (const agent of Object.values(net.agents)) {
+      for (const feed of agent.ledger.feeds()) {
+        for await (const e of agent.ledger.entries(feed)) {
+          const text = e.bytes.toString('utf8');
+          for (const marker of payloadMarkers) expect(text, `${agent.id} ledger ${feed}:${e.entry.seq} holds ${marker}`).not.to.contain(marker);
+        }
+      }
+    }
+  });
+
+  it('leaves every ledger clean and converged after all of this', async function () {
+    await waitFor(async () => {
+      const views = await Promise.all(Object.keys(net.agents).map(async (id) => JSON.stringify(((await (await net.api(id, '/v1/ledger/status')).json()) as { feeds: Array<{ feed: string; seq: number }> }).feeds.map((f) => [f.feed, f.seq]).sort())));
+      return new Set(views).size === 1;
+    }, 60_000, 'convergence');
+    for (const id of Object.keys(net.agents)) {
+      const v = (await (await net.api(id, '/v1/ledger/verify?grace=0')).json()) as { ok: boolean; findings: unknown[] };
+      expect(v.findings, `${id}: ${JSON.stringify(v.findings)}`).to.deep.equal([]);
+    }
+  });
+});
