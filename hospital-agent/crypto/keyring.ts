@@ -1,3 +1,4 @@
+import { X509Certificate } from 'node:crypto';
 import { verifyKeyBundle, type KeyBundle, type ParsedCrl, type VerifiedKeyBundle } from '../../certs/index.ts';
 import { CryptoError } from './errors.ts';
 import type { SenderLookup } from './open.ts';
@@ -23,8 +24,23 @@ export class KeyRing {
     if (typeof trust?.caPem !== 'string') throw new TypeError('trust.caPem must be the CA certificate PEM');
   }
 
-  private verify(bundle: unknown, at: Date): Promise<VerifiedKeyBundle> {
-    return verifyKeyBundle(bundle, { caPem: this.trust.caPem, crl: this.trust.crl?.(), now: at });
+  /** Bundles that verified, with the CRL they were checked against: a lookup re-verifies only when that CRL changed or the time left their validity. */
+  private readonly verified = new Map<string, { v: VerifiedKeyBundle; crl: ParsedCrl | undefined; from: number; until: number }>();
+
+  private async verify(bundle: unknown, at: Date): Promise<VerifiedKeyBundle> {
+    const crl = this.trust.crl?.();
+    const sig = (bundle as { sig?: unknown } | null)?.sig;
+    const hit = typeof sig === 'string' ? this.verified.get(sig) : undefined;
+    const t = at.getTime();
+    if (hit && hit.crl === crl && t >= hit.from && t <= hit.until && hit.v.bundle === bundle) return hit.v;
+    const v = await verifyKeyBundle(bundle, { caPem: this.trust.caPem, crl, now: at });
+    if (!crl?.revoked.has(v.certSerial)) {
+      const cert = new X509Certificate(v.bundle.cert);
+      const from = Math.max(v.created.getTime(), Date.parse(cert.validFrom));
+      const until = Math.min(v.expires.getTime(), Date.parse(cert.validTo));
+      this.verified.set(v.bundle.sig, { v, crl, from, until });
+    }
+    return v;
   }
 
   /** Verifies `bundle` at `now` and stores it; throws PkiError `ERR_PKI_BUNDLE_*` and stores nothing if it fails. */

@@ -82,10 +82,11 @@ function b64(hex: string): string {
  */
 export class ExchangeEngine extends EventEmitter<EngineEvents> {
   private readonly active = new Set<string>();
+  /** Exchanges waiting to be sent, with the time (ms) they are due. */
+  private readonly queue = new Map<string, number>();
   private readonly receiptWaiters = new Map<string, (receipt: unknown) => void>();
   private timer: NodeJS.Timeout | undefined;
   private stopped = false;
-  private pumping = false;
 
   constructor(private readonly o: EngineOptions) {
     super();
@@ -95,10 +96,11 @@ export class ExchangeEngine extends EventEmitter<EngineEvents> {
     return this.o.now?.() ?? new Date();
   }
 
-  /** Resumes unfinished exchanges after a restart (those caught mid-send go back to the queue) and starts pumping. */
+  /** Resumes unfinished exchanges after a restart (those caught mid-send go back to the queue) and starts sending. */
   async start(): Promise<void> {
     for (const r of await this.o.store.unfinished()) {
       if (r.status === 'sending') await this.o.store.transition(r.id, 'queued', { nextAttemptAt: this.now().toISOString() });
+      this.queue.set(r.id, r.nextAttemptAt && r.status === 'queued' ? Date.parse(r.nextAttemptAt) : 0);
     }
     this.kick();
   }
@@ -114,43 +116,45 @@ export class ExchangeEngine extends EventEmitter<EngineEvents> {
     return this.active.size;
   }
 
-  /** Looks for due work now. */
-  kick(): void {
-    if (this.stopped) return;
-    void this.pump();
+  /** Queues a newly accepted exchange for sending now. */
+  enqueue(id: string, dueMs = 0): void {
+    if (!this.active.has(id)) this.queue.set(id, dueMs);
+    this.kick();
   }
 
-  private async pump(): Promise<void> {
-    if (this.pumping) return;
-    this.pumping = true;
+  /** Starts every due exchange the concurrency limit allows, and arms a timer for the next one. */
+  kick(): void {
+    if (this.stopped) return;
+    const now = this.now().getTime();
+    let nextDue = Number.POSITIVE_INFINITY;
+    for (const [id, due] of this.queue) {
+      if (this.active.size >= this.o.maxConcurrent) break;
+      if (due > now) {
+        nextDue = Math.min(nextDue, due);
+        continue;
+      }
+      this.queue.delete(id);
+      this.active.add(id);
+      void this.runById(id).finally(() => {
+        this.active.delete(id);
+        this.kick();
+      });
+    }
+    if (this.timer) clearTimeout(this.timer);
+    this.timer = undefined;
+    if (Number.isFinite(nextDue)) {
+      this.timer = setTimeout(() => this.kick(), Math.max(10, nextDue - now));
+      this.timer.unref();
+    }
+  }
+
+  private async runById(id: string): Promise<void> {
     try {
-      const queued = await this.o.store.list({ status: 'queued', limit: 10_000 });
-      queued.reverse();
-      const now = this.now().getTime();
-      let nextDue = Number.POSITIVE_INFINITY;
-      for (const r of queued) {
-        if (this.active.size >= this.o.maxConcurrent || this.stopped) break;
-        if (this.active.has(r.id)) continue;
-        const due = r.nextAttemptAt ? Date.parse(r.nextAttemptAt) : 0;
-        if (due > now) {
-          nextDue = Math.min(nextDue, due);
-          continue;
-        }
-        this.active.add(r.id);
-        void this.run(r).finally(() => {
-          this.active.delete(r.id);
-          this.kick();
-        });
-      }
-      if (this.timer) clearTimeout(this.timer);
-      if (Number.isFinite(nextDue) && !this.stopped) {
-        this.timer = setTimeout(() => this.kick(), Math.max(10, nextDue - now));
-        this.timer.unref();
-      }
+      const record = await this.o.store.get(id);
+      if (record && record.status === 'queued') await this.run(record);
     } catch (err) {
-      this.o.logger.error({ err: { message: (err as Error).message } }, 'exchange queue scan failed');
-    } finally {
-      this.pumping = false;
+      this.o.logger.error({ exchange: id, err: { message: (err as Error).message } }, 'send failed unexpectedly');
+      this.queue.set(id, this.now().getTime() + DEFAULT_RETRY_MAX_MS);
     }
   }
 
@@ -166,13 +170,18 @@ export class ExchangeEngine extends EventEmitter<EngineEvents> {
     const record = await this.o.store.get(exchangeId).catch(() => undefined);
     if (!record || record.to !== from || (record.status !== 'queued' && record.status !== 'sending') || this.active.has(record.id)) return;
     // A receipt for an exchange not being sent right now (e.g. after a restart): settle it directly.
+    const due = this.queue.get(record.id);
+    this.queue.delete(record.id);
     this.active.add(record.id);
     try {
       await this.settleReceipt(record, receipt);
     } catch (err) {
       this.o.logger.warn({ exchange: record.id, err: { message: (err as Error).message } }, 'late receipt rejected');
+      const latest = await this.o.store.get(record.id);
+      if (latest?.status === 'queued' || latest?.status === 'sending') this.queue.set(record.id, due ?? 0);
     } finally {
       this.active.delete(record.id);
+      this.kick();
     }
   }
 
@@ -322,7 +331,9 @@ export class ExchangeEngine extends EventEmitter<EngineEvents> {
     const final = this.classify(err);
     if (!final) {
       const delay = backoffDelay(record.attempts, this.o.retry ?? { baseMs: DEFAULT_RETRY_BASE_MS, maxMs: DEFAULT_RETRY_MAX_MS }) + 100;
-      const next = await this.o.store.transition(record.id, 'queued', { nextAttemptAt: new Date(this.now().getTime() + delay).toISOString() });
+      const due = this.now().getTime() + delay;
+      const next = await this.o.store.transition(record.id, 'queued', { nextAttemptAt: new Date(due).toISOString() });
+      this.queue.set(record.id, due);
       this.o.logger.info({ exchange: record.id, attempt: record.attempts, retryInMs: delay, code: (err as { code?: string }).code ?? err.name }, 'exchange will be retried');
       this.emit('retry', next, err);
       return;

@@ -14,6 +14,9 @@ export type RevocationReason = 'patient-request' | 'expired' | 'superseded' | 'e
  * hospital's secret before anything is written.
  */
 export class ConsentService {
+  /** Every consent of this feed, by id; this agent is the only writer of its feed, so the cache is authoritative. */
+  private cache: Promise<Map<string, Consent>> | undefined;
+
   constructor(
     private readonly ledger: Ledger,
     private readonly feed: string,
@@ -40,7 +43,7 @@ export class ConsentService {
       validUntil: new Date(grant.validUntil).toISOString(),
     };
     const appended = await this.ledger.append({ type: 'consent.granted', body });
-    return consentSchema.parse({
+    const consent = consentSchema.parse({
       id,
       patientHash: body.patient,
       grantees: body.grantees,
@@ -50,6 +53,8 @@ export class ConsentService {
       validUntil: body.validUntil,
       grantedAt: appended.ts,
     });
+    (await this.all()).set(id, consent);
+    return { ...consent };
   }
 
   /** Revokes a consent; revoking twice is refused with ERR_CONFLICT. */
@@ -59,21 +64,31 @@ export class ConsentService {
     if (current.revokedAt) throw new AgentError('ERR_CONFLICT', `consent ${id} was already revoked at ${current.revokedAt}`);
     const granted = (await this.ledger.byConsent(id)).find((e) => e.entry.feed === this.feed && e.entry.type === 'consent.granted');
     const appended = await this.ledger.append({ type: 'consent.revoked', body: { consent: id, reason }, ...(granted ? { refs: [granted.hash] } : {}) });
-    return { ...current, revokedAt: appended.ts };
+    const revoked = { ...current, revokedAt: appended.ts };
+    (await this.all()).set(id, revoked);
+    return { ...revoked };
   }
 
   /** One consent of this hospital, or undefined. */
   async get(id: string): Promise<Consent | undefined> {
-    if (!/^[A-Za-z0-9][A-Za-z0-9_-]{7,63}$/.test(id)) return undefined;
-    return this.fold((await this.ledger.byConsent(id)).filter((e) => e.entry.feed === this.feed))[0];
+    const c = (await this.all()).get(id);
+    return c ? { ...c } : undefined;
   }
 
   /** Every consent of this hospital, newest first. */
   async list(): Promise<Consent[]> {
-    const own = (e: StoredEntry): boolean => e.entry.feed === this.feed;
-    const granted = (await this.ledger.byType('consent.granted')).filter(own);
-    const revoked = (await this.ledger.byType('consent.revoked')).filter(own);
-    return this.fold([...granted, ...revoked]).sort((a, b) => b.grantedAt.localeCompare(a.grantedAt));
+    return [...(await this.all()).values()].map((c) => ({ ...c })).sort((a, b) => b.grantedAt.localeCompare(a.grantedAt));
+  }
+
+  /** Loads the consents of this feed from the ledger once. */
+  private all(): Promise<Map<string, Consent>> {
+    this.cache ??= (async () => {
+      const own = (e: StoredEntry): boolean => e.entry.feed === this.feed;
+      const granted = (await this.ledger.byType('consent.granted', this.feed)).filter(own);
+      const revoked = (await this.ledger.byType('consent.revoked', this.feed)).filter(own);
+      return new Map(this.fold([...granted, ...revoked]).map((c) => [c.id, c]));
+    })();
+    return this.cache;
   }
 
   /** Checks that consent `id` covers `request`; throws the ERR_CONSENT_* refusal otherwise. */

@@ -45,7 +45,7 @@ export class ExchangeService {
       store: ExchangeStore;
       outbox: Outbox;
       maxBytes: number;
-      kick: () => void;
+      enqueue: (id: string) => void;
       now?: () => Date;
     },
   ) {}
@@ -85,7 +85,7 @@ export class ExchangeService {
         req.idempotencyKey ? { principal: req.principal, key: req.idempotencyKey } : undefined,
       );
       if (!result.created) await this.o.outbox.remove(id);
-      else this.o.kick();
+      else this.o.enqueue(result.record.id);
       return result;
     } catch (err) {
       await this.o.outbox.remove(id);

@@ -71,6 +71,26 @@ function checkShape(s: unknown): UsageStatement {
   return o as unknown as UsageStatement;
 }
 
+/** Signer certificates already checked against a CA: parsing and chain checks cost more than the signature. */
+const CHAIN_CACHE_MAX = 64;
+const chainCache = new Map<string, X509Certificate | undefined>();
+
+function checkedSigner(certPem: string, caPem: string): X509Certificate | undefined {
+  const key = `${caPem}\u0000${certPem}`;
+  if (chainCache.has(key)) return chainCache.get(key);
+  let cert: X509Certificate | undefined;
+  try {
+    const c = new X509Certificate(certPem);
+    const ca = new X509Certificate(caPem);
+    cert = c.checkIssued(ca) && c.verify(ca.publicKey) ? c : undefined;
+  } catch {
+    cert = undefined;
+  }
+  if (chainCache.size >= CHAIN_CACHE_MAX) chainCache.clear();
+  chainCache.set(key, cert);
+  return cert;
+}
+
 /**
  * Verifies a signed usage statement against the federation CA: the signer
  * certificate chains to `caPem`, is a server (relay) certificate valid at
@@ -82,15 +102,8 @@ export function verifyUsageStatement(signed: unknown, caPem: string, options: { 
   const s = signed as Record<string, unknown>;
   if (typeof s.signature !== 'string' || typeof s.certificate !== 'string') bad('signature or certificate missing');
   const statement = checkShape(s.statement);
-  let cert: X509Certificate;
-  let ca: X509Certificate;
-  try {
-    cert = new X509Certificate(s.certificate);
-    ca = new X509Certificate(caPem);
-  } catch {
-    return bad('certificate is not PEM');
-  }
-  if (!cert.checkIssued(ca) || !cert.verify(ca.publicKey)) bad('signer certificate is not issued by the federation CA');
+  const cert = checkedSigner(s.certificate, caPem);
+  if (!cert) return bad('signer certificate is not a PEM certificate issued by the federation CA');
   if (!(cert.keyUsage ?? []).includes(SERVER_AUTH) || /URI:urn:hie:agent:/.test(cert.subjectAltName ?? '')) bad('signer is not a relay certificate');
   const at = Date.parse(statement.completedAt);
   if (at < Date.parse(cert.validFrom) || at > Date.parse(cert.validTo)) bad('signer certificate was not valid at completedAt');

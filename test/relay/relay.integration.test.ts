@@ -88,7 +88,7 @@ describe('relay (integration, real mTLS on loopback)', function () {
     cheaper.statement.fee.amount = 0;
     expect(() => verifyUsageStatement(cheaper, caPem)).to.throw(RelayError);
     const other = CertificateAuthority.init(`${tmp.dir}/other-ca-usage`, { name: 'Other CA', keyBits: 2048 });
-    expect(() => verifyUsageStatement(completedUsage!.signed, other.caCertPem())).to.throw(RelayError, /not issued by the federation CA/);
+    expect(() => verifyUsageStatement(completedUsage!.signed, other.caCertPem())).to.throw(RelayError, /issued by the federation CA/);
   });
 
   it('fails a transfer to an offline agent at once with no-route', async function () {
