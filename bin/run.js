@@ -1,10 +1,35 @@
-// Shared entry point for every hie-* command: loads the TypeScript sources
-// through tsx, runs the command's main(), and is the only place that calls
-// process.exit. Errors become one line on stderr, never a stack trace
-// (set HIE_DEBUG=1 to see the stack).
-import { register } from 'tsx/esm/api';
+// Shared entry point for every hie-* command. It runs the compiled JavaScript
+// in dist/ (built by `npm run build`, which `npm ci` runs) when that build is
+// at least as new as every TypeScript source, and otherwise loads the sources
+// through tsx. It runs the command's main() and is the only place that calls
+// process.exit. Errors become one line on stderr, never a stack trace (set
+// HIE_DEBUG=1 to see the stack).
+import { existsSync, readdirSync, statSync } from 'node:fs';
+import { join } from 'node:path';
+import { fileURLToPath, pathToFileURL } from 'node:url';
 
-register();
+const ROOT = fileURLToPath(new URL('..', import.meta.url));
+const SOURCE_DIRS = ['certs', 'relay', 'hospital-agent', 'ledger'];
+const STAMP = join(ROOT, 'dist', '.build-stamp');
+
+function newestSource(dir) {
+  let newest = 0;
+  for (const entry of readdirSync(dir, { withFileTypes: true })) {
+    const p = join(dir, entry.name);
+    if (entry.isDirectory()) newest = Math.max(newest, newestSource(p));
+    else if (entry.name.endsWith('.ts')) newest = Math.max(newest, statSync(p).mtimeMs);
+  }
+  return newest;
+}
+
+function builtModule(sourceUrl) {
+  if (process.env.HIE_FROM_SOURCE === '1' || !existsSync(STAMP)) return undefined;
+  const stamp = statSync(STAMP).mtimeMs;
+  if (SOURCE_DIRS.some((d) => existsSync(join(ROOT, d)) && newestSource(join(ROOT, d)) > stamp)) return undefined;
+  const rel = fileURLToPath(sourceUrl).slice(ROOT.length).replace(/\.ts$/, '.js');
+  const built = join(ROOT, 'dist', rel);
+  return existsSync(built) ? pathToFileURL(built) : undefined;
+}
 
 /**
  * @param {string} name command name used as the error prefix
@@ -12,7 +37,13 @@ register();
  */
 export async function run(name, moduleUrl) {
   try {
-    const mod = await import(moduleUrl.href);
+    let target = builtModule(moduleUrl);
+    if (!target) {
+      const { register } = await import('tsx/esm/api');
+      register();
+      target = moduleUrl;
+    }
+    const mod = await import(target.href);
     const code = await mod.main(process.argv.slice(2));
     process.exitCode = typeof code === 'number' ? code : 0;
   } catch (err) {
