@@ -1,0 +1,318 @@
+// `npm run demo [-- --size 256MiB] [--keep] [--dir DIR]`: a throwaway federation on this machine (CA,
+// relay and three hospital agents as separate processes on loopback) walking through consent, a FHIR
+// exchange with its receipt, a revocation, a large imaging transfer, ledger verification and settlement.
+// Exits 0 only if every step really succeeded.
+import { spawn, type ChildProcess } from 'node:child_process';
+import { createHash, randomBytes } from 'node:crypto';
+import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { Readable, Transform } from 'node:stream';
+import { parseArgs } from 'node:util';
+import { fileURLToPath } from 'node:url';
+import cliProgress from 'cli-progress';
+import { CertificateAuthority } from '../certs/index.ts';
+
+const ROOT = fileURLToPath(new URL('..', import.meta.url));
+const HOSPITALS = ['myongji', 'severance', 'mgh'] as const;
+type Hospital = (typeof HOSPITALS)[number];
+const BUNDLE = readFileSync(join(ROOT, 'scripts/fixtures/patient-bundle.json'));
+const PATIENT = 'SYN-000001';
+
+function parseSize(s: string): number {
+  const m = /^(\d+(?:\.\d+)?)\s*(B|KiB|MiB|GiB)?$/i.exec(s.trim());
+  if (!m) throw new Error(`bad --size '${s}' (e.g. 256MiB, 1GiB)`);
+  const mult: Record<string, number> = { b: 1, kib: 1024, mib: 1024 ** 2, gib: 1024 ** 3 };
+  return Math.round(Number(m[1]) * (mult[(m[2] ?? 'MiB').toLowerCase()] as number));
+}
+
+const say = (text: string): void => {
+  process.stdout.write(`${text}\n`);
+};
+const step = (n: number, text: string): void => say(`\n[${n}] ${text}`);
+const ok = (text: string): void => say(`    ✔ ${text}`);
+
+/** A child process started from one of the package's bins. */
+interface Proc {
+  name: string;
+  child: ChildProcess;
+  log: string[];
+}
+
+function startProc(name: string, bin: string, args: string[], env: Record<string, string>): Proc {
+  const child = spawn(process.execPath, [join(ROOT, 'bin', bin), ...args], { env: { ...process.env, ...env }, stdio: ['ignore', 'pipe', 'pipe'] });
+  const log: string[] = [];
+  const keep = (d: Buffer): void => {
+    log.push(...d.toString('utf8').split('\n').filter(Boolean));
+    if (log.length > 500) log.splice(0, log.length - 500);
+  };
+  child.stdout?.on('data', keep);
+  child.stderr?.on('data', keep);
+  return { name, child, log };
+}
+
+async function waitFor<T>(what: string, fn: () => Promise<T | undefined>, ms = 60_000): Promise<T> {
+  const end = Date.now() + ms;
+  let last: unknown;
+  for (;;) {
+    try {
+      const v = await fn();
+      if (v !== undefined) return v;
+    } catch (err) {
+      last = err;
+    }
+    if (Date.now() > end) throw new Error(`timed out waiting for ${what}${last ? ` (${(last as Error).message})` : ''}`);
+    await new Promise((r) => setTimeout(r, 100));
+  }
+}
+
+async function main(): Promise<number> {
+  const { values } = parseArgs({ options: { size: { type: 'string', default: '256MiB' }, keep: { type: 'boolean', default: false }, dir: { type: 'string' }, help: { type: 'boolean' } }, strict: true });
+  if (values.help) {
+    say('Usage: npm run demo [-- --size 256MiB] [--keep] [--dir DIR]');
+    return 0;
+  }
+  const size = parseSize(values.size as string);
+  const dir = values.dir ? (mkdirSync(values.dir, { recursive: true }), values.dir) : mkdtempSync(join(tmpdir(), 'hie-demo-'));
+  const procs: Proc[] = [];
+  let success = false;
+  try {
+    say('HIE relay gateway demo: a local federation of one relay and three hospitals, all on 127.0.0.1.');
+    say(`Working directory: ${dir}`);
+
+    step(1, 'The relay operator creates the federation CA and issues certificates (hie-certs).');
+    const ca = CertificateAuthority.init(join(dir, 'pki'), { name: 'Demo Federation Root CA' });
+    ca.issueRelay({ hosts: ['localhost', '127.0.0.1'], outDir: join(dir, 'relay') });
+    for (const h of HOSPITALS) ca.issueAgent({ id: h, org: `${h} hospital`, outDir: join(dir, h, 'certs') });
+    ok(`root CA, a relay certificate for localhost, and certificates for ${HOSPITALS.join(', ')}`);
+    ok(`CRL published at ${ca.crlPath}`);
+
+    step(2, 'The relay and the three hospital agents start as separate processes.');
+    const relayConfig = join(dir, 'relay', 'relay.json');
+    writeFileSync(
+      relayConfig,
+      JSON.stringify({ listen: { host: '127.0.0.1', port: 0 }, tls: { cert: 'relay.crt.pem', key: 'relay.key.pem', ca: 'ca.crt.pem', crl: ca.crlPath }, admin: { host: '127.0.0.1', port: 0 }, tariff: { currency: 'EUR', perTransfer: 25, perGiB: 200 } }, null, 2),
+    );
+    const relay = startProc('relay', 'hie-relay.js', ['--config', relayConfig], {});
+    procs.push(relay);
+    const listening = await waitFor('the relay to listen', async () => {
+      const line = relay.log.find((l) => l.includes('relay listening'));
+      return line ? (JSON.parse(line) as { port: number; adminPort?: number }) : undefined;
+    });
+    ok(`relay listening on 127.0.0.1:${listening.port} (mTLS WebSocket)${listening.adminPort ? `, admin on 127.0.0.1:${listening.adminPort}` : ''}`);
+
+    const tokens: Record<string, string> = {};
+    const apis: Record<string, string> = {};
+    for (const h of HOSPITALS) {
+      tokens[h] = randomBytes(24).toString('hex');
+      const config = join(dir, h, 'agent.json');
+      writeFileSync(
+        config,
+        JSON.stringify(
+          {
+            id: h,
+            identity: { cert: `certs/${h}.crt.pem`, key: `certs/${h}.key.pem`, ca: 'certs/ca.crt.pem', crl: ca.crlPath },
+            relay: { urls: [`wss://localhost:${listening.port}`] },
+            peers: HOSPITALS.filter((p) => p !== h),
+            dataDir: 'data',
+            api: { host: '127.0.0.1', port: 0 },
+            log: { level: 'info' },
+          },
+          null,
+          2,
+        ),
+      );
+      const agent = startProc(h, 'hie-agent.js', ['start', '--config', config], { HIE_AGENT_API_TOKENS: `demo:${tokens[h]}`, HIE_AGENT_PATIENT_SECRET: randomBytes(32).toString('hex') });
+      procs.push(agent);
+      const port = await waitFor(`agent ${h} to start`, async () => {
+        const m = agent.log.map((l) => /API on [^\s]+:(\d+),/.exec(l)).find(Boolean);
+        return m ? Number(m[1]) : undefined;
+      });
+      apis[h] = `http://127.0.0.1:${port}`;
+    }
+    const api = async (h: Hospital, path: string, init: RequestInit & { duplex?: 'half' } = {}): Promise<{ status: number; body: Record<string, unknown> }> => {
+      const res = await fetch(`${apis[h]}${path}`, { ...init, headers: { authorization: `Bearer ${tokens[h]}`, ...(init.headers as Record<string, string> | undefined) } });
+      const text = await res.text();
+      return { status: res.status, body: text ? (JSON.parse(text) as Record<string, unknown>) : {} };
+    };
+    for (const h of HOSPITALS) {
+      await waitFor(`agent ${h} to reach the relay`, async () => ((await api(h, '/healthz')).body['relay'] === 'connected' ? true : undefined));
+      ok(`agent ${h}: local API ${apis[h]}, connected to the relay`);
+    }
+
+    step(3, `Myongji records the patient's consent: Severance may receive ${PATIENT}'s records for treatment.`);
+    const granted = await api('myongji', '/v1/consents', {
+      method: 'POST',
+      headers: { 'content-type': 'application/json' },
+      body: JSON.stringify({ patientId: PATIENT, grantee: 'severance', purposes: ['TREAT'], validUntil: new Date(Date.now() + 30 * 86_400_000).toISOString() }),
+    });
+    if (granted.status !== 201) throw new Error(`consent refused: ${JSON.stringify(granted.body)}`);
+    const consentId = granted.body['id'] as string;
+    ok(`consent ${consentId} (the ledger holds the patient only as an HMAC: ${String(granted.body['patientHash']).slice(0, 16)}...)`);
+
+    step(4, 'Myongji sends a synthetic FHIR R4 patient bundle to Severance, end-to-end encrypted.');
+    const sent = await api('myongji', '/v1/exchanges', {
+      method: 'POST',
+      headers: { 'content-type': 'application/fhir+json', 'hie-recipient': 'severance', 'hie-patient-id': PATIENT, 'hie-consent-id': consentId, 'idempotency-key': 'demo-bundle-1' },
+      body: BUNDLE,
+    });
+    if (sent.status !== 202) throw new Error(`send refused: ${JSON.stringify(sent.body)}`);
+    const bundleId = sent.body['id'] as string;
+    const delivered = await waitFor('the bundle to be delivered', async () => {
+      const x = (await api('myongji', `/v1/exchanges/${bundleId}`)).body;
+      if (x['status'] === 'failed') throw new Error(`exchange failed: ${JSON.stringify(x['failure'])}`);
+      return x['status'] === 'delivered' ? x : undefined;
+    });
+    const receipt = delivered['receipt'] as { receivedAt: string; contentHash: string; recipient: string };
+    ok(`exchange ${bundleId} delivered; receipt signed by ${receipt.recipient} at ${receipt.receivedAt}`);
+    const inboxItem = (await api('severance', `/v1/inbox/${bundleId}`)).body;
+    const content = Buffer.from(await (await fetch(`${apis['severance']}/v1/inbox/${bundleId}/content`, { headers: { authorization: `Bearer ${tokens['severance']}` } })).arrayBuffer());
+    if (!content.equals(BUNDLE)) throw new Error('the delivered bundle differs from the one sent');
+    ok(`Severance's inbox: ${inboxItem['bytes']} bytes from ${inboxItem['from']}, signature ${String((inboxItem['verification'] as { signature?: string })?.signature)}, byte-identical`);
+
+    step(5, 'The patient revokes the consent at Myongji; the next send is refused before anything leaves.');
+    const revoked = await api('myongji', `/v1/consents/${consentId}`, { method: 'DELETE' });
+    if (revoked.status !== 200) throw new Error(`revocation failed: ${JSON.stringify(revoked.body)}`);
+    ok(`consent revoked at ${revoked.body['revokedAt']}`);
+    const refused = await api('myongji', '/v1/exchanges', {
+      method: 'POST',
+      headers: { 'content-type': 'application/fhir+json', 'hie-recipient': 'severance', 'hie-patient-id': PATIENT, 'hie-consent-id': consentId },
+      body: BUNDLE,
+    });
+    const refusal = (refused.body['error'] as { code?: string } | undefined)?.code;
+    if (refused.status !== 403 || refusal !== 'ERR_CONSENT_REVOKED') throw new Error(`expected ERR_CONSENT_REVOKED, got ${refused.status} ${JSON.stringify(refused.body)}`);
+    ok(`refused with ${refused.status} ${refusal}`);
+
+    step(6, `Severance sends a large synthetic imaging study (${(size / 2 ** 20).toFixed(0)} MiB) to MGH under a new consent.`);
+    const imagingConsent = await api('severance', '/v1/consents', {
+      method: 'POST',
+      headers: { 'content-type': 'application/json' },
+      body: JSON.stringify({ patientId: 'SYN-000002', grantee: 'mgh', purposes: ['TREAT'], scope: ['ImagingStudy'], validUntil: new Date(Date.now() + 86_400_000).toISOString() }),
+    });
+    if (imagingConsent.status !== 201) throw new Error('imaging consent refused');
+    const hash = createHash('sha256');
+    let produced = 0;
+    let x = 0x9e3779b9;
+    const source = new Readable({
+      read() {
+        if (produced >= size) return void this.push(null);
+        const n = Math.min(1 << 20, size - produced);
+        const buf = Buffer.allocUnsafe(n);
+        for (let i = 0; i + 4 <= n; i += 4) {
+          x ^= x << 13;
+          x ^= x >>> 17;
+          x ^= x << 5;
+          buf.writeUInt32LE(x >>> 0, i);
+        }
+        produced += n;
+        hash.update(buf);
+        this.push(buf);
+      },
+    });
+    const bar = new cliProgress.SingleBar({ format: '    upload |{bar}| {percentage}% {value_mb}/{total_mb} MB {rate} MB/s ETA {eta_formatted}', hideCursor: true }, cliProgress.Presets.shades_classic);
+    const t0 = Date.now();
+    let uploaded = 0;
+    bar.start(size, 0, { value_mb: '0', total_mb: (size / 1e6).toFixed(0), rate: '0' });
+    const counter = new Transform({
+      transform(chunk: Buffer, _e, cb) {
+        uploaded += chunk.length;
+        bar.update(uploaded, { value_mb: (uploaded / 1e6).toFixed(0), total_mb: (size / 1e6).toFixed(0), rate: (uploaded / 1e6 / Math.max(0.001, (Date.now() - t0) / 1000)).toFixed(0) });
+        cb(null, chunk);
+      },
+    });
+    const big = await api('severance', '/v1/exchanges', {
+      method: 'POST',
+      headers: { 'content-type': 'application/dicom', 'content-length': String(size), 'hie-recipient': 'mgh', 'hie-patient-id': 'SYN-000002', 'hie-consent-id': imagingConsent.body['id'] as string },
+      body: source.pipe(counter) as unknown as RequestInit['body'],
+      duplex: 'half',
+    });
+    bar.stop();
+    if (big.status !== 202) throw new Error(`imaging send refused: ${JSON.stringify(big.body)}`);
+    const bigId = big.body['id'] as string;
+    await waitFor('the imaging study to be delivered', async () => {
+      const s = (await api('severance', `/v1/exchanges/${bigId}`)).body;
+      if (s['status'] === 'failed') throw new Error(`exchange failed: ${JSON.stringify(s['failure'])}`);
+      return s['status'] === 'delivered' ? s : undefined;
+    }, 600_000);
+    const seconds = (Date.now() - t0) / 1000;
+    const got = createHash('sha256');
+    for await (const chunk of (await fetch(`${apis['mgh']}/v1/inbox/${bigId}/content`, { headers: { authorization: `Bearer ${tokens['mgh']}` } })).body as unknown as AsyncIterable<Uint8Array>) got.update(chunk);
+    if (got.digest('hex') !== hash.digest('hex')) throw new Error('the imaging study arrived altered');
+    ok(`delivered with a verified receipt in ${seconds.toFixed(1)} s (${(size / 1e6 / seconds).toFixed(0)} MB/s end to end), SHA-256 identical at MGH`);
+
+    step(7, 'Ledgers replicate through the relay; every agent verifies every feed offline.');
+    await waitFor('ledger replication', async () => {
+      const views = await Promise.all(HOSPITALS.map(async (h) => JSON.stringify(((await api(h, '/v1/ledger/status')).body['feeds'] as Array<{ feed: string; seq: number }>).map((f) => [f.feed, f.seq]).sort())));
+      return new Set(views).size === 1 && JSON.parse(views[0] as string).length === HOSPITALS.length ? true : undefined;
+    }, 60_000);
+    for (const h of HOSPITALS) {
+      const v = (await api(h, '/v1/ledger/verify?grace=0')).body as { ok: boolean; findings: unknown[]; stats: { feeds: number; entries: number } };
+      if (!v.ok) throw new Error(`ledger of ${h} has findings: ${JSON.stringify(v.findings)}`);
+      ok(`${h}: ${v.stats.feeds} feeds, ${v.stats.entries} entries, links, signatures, consents and receipts all verify`);
+    }
+
+    step(8, 'Settlement statements for this month, computed from the ledger.');
+    const period = new Date().toISOString().slice(0, 7);
+    const totals = new Map<string, number>();
+    for (const h of HOSPITALS) {
+      const s = (await api(h, `/v1/ledger/settlement?period=${period}`)).body as { lines: Array<{ counterparty: string; currency: string; owes: number; owed: number }> };
+      for (const l of s.lines) {
+        say(`    ${h.padEnd(10)} owes ${l.counterparty.padEnd(15)} ${(l.owes / 100).toFixed(2)} ${l.currency}`);
+        totals.set(l.counterparty, (totals.get(l.counterparty) ?? 0) + l.owes);
+      }
+      if (s.lines.length === 0) say(`    ${h.padEnd(10)} no charges`);
+    }
+    const fees = [...totals.values()].reduce((a, b) => a + b, 0);
+    if (fees <= 0) throw new Error('no transport fees were charged');
+    ok(`relay operator is owed ${(fees / 100).toFixed(2)} EUR in total; every charge comes from a relay-signed usage statement`);
+
+    success = true;
+    if (values.keep) {
+      say('\nThe federation keeps running (Ctrl-C stops it). Talk to it:');
+      for (const h of HOSPITALS) say(`  ${h.padEnd(10)} API ${apis[h]}  token ${tokens[h]}`);
+      say(`  relay admin: http://127.0.0.1:${listening.adminPort}/metrics`);
+      say(`\n  curl -H "Authorization: Bearer ${tokens['myongji']}" ${apis['myongji']}/v1/ledger/status`);
+      say(`  HIE_AGENT_TOKEN=${tokens['severance']} npx hie-agent inbox --api ${apis['severance']}`);
+      say(`  HIE_AGENT_TOKEN=${tokens['myongji']} npx hie-agent settlement --api ${apis['myongji']}`);
+      say(`  npx hie-certs list --dir ${join(dir, 'pki')}`);
+      await new Promise<void>((resolve) => {
+        process.once('SIGINT', resolve);
+        process.once('SIGTERM', resolve);
+      });
+    }
+    return 0;
+  } catch (err) {
+    say(`\n    ✘ ${(err as Error).message}`);
+    for (const p of procs) {
+      if (p.log.length) say(`\n--- last lines of ${p.name} ---\n${p.log.slice(-15).join('\n')}`);
+    }
+    return 1;
+  } finally {
+    step(9, 'Shutting everything down.');
+    await Promise.all(
+      procs.reverse().map(
+        (p) =>
+          new Promise<void>((resolve) => {
+            if (p.child.exitCode !== null) return resolve();
+            const timer = setTimeout(() => p.child.kill('SIGKILL'), 15_000);
+            p.child.once('exit', () => {
+              clearTimeout(timer);
+              resolve();
+            });
+            p.child.kill('SIGTERM');
+          }),
+      ),
+    );
+    ok('relay and agents stopped');
+    if (!values.dir && !values.keep) rmSync(dir, { recursive: true, force: true });
+    say(success ? '\nDemo finished: every step succeeded.' : '\nDemo FAILED.');
+  }
+}
+
+main().then(
+  (code) => process.exit(code),
+  (err: unknown) => {
+    process.stderr.write(`demo: error: ${(err as Error).message}\n`);
+    process.exit(1);
+  },
+);

@@ -1,0 +1,27 @@
+import { spawn } from 'node:child_process';
+import { fileURLToPath } from 'node:url';
+import { expect } from 'chai';
+
+const ROOT = fileURLToPath(new URL('../..', import.meta.url));
+
+describe('npm run demo', function () {
+  this.timeout(240_000);
+
+  it('runs every step on a small imaging file, verifies every ledger, and exits 0', async function () {
+    const { code, out } = await new Promise<{ code: number | null; out: string }>((resolve) => {
+      const child = spawn(process.execPath, ['--import', 'tsx', 'scripts/demo.ts', '--size', '8MiB'], { cwd: ROOT, stdio: ['ignore', 'pipe', 'pipe'] });
+      let out = '';
+      child.stdout.on('data', (d) => { out += d; });
+      child.stderr.on('data', (d) => { out += d; });
+      child.on('close', (c) => resolve({ code: c, out }));
+    });
+    expect(code, out).to.equal(0);
+    for (const h of ['myongji', 'severance', 'mgh']) {
+      expect(out).to.match(new RegExp(`✔ ${h}: 3 feeds, \\d+ entries, links, signatures, consents and receipts all verify`));
+    }
+    expect(out).to.contain('refused with 403 ERR_CONSENT_REVOKED');
+    expect(out).to.match(/SHA-256 identical at MGH/);
+    expect(out).to.match(/relay operator is owed \d+\.\d\d EUR/);
+    expect(out).to.contain('Demo finished: every step succeeded.');
+  });
+});
