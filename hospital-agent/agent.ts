@@ -14,6 +14,7 @@ import { consentRoutes } from './api/routes/consents.ts';
 import { exchangeRoutes } from './api/routes/exchanges.ts';
 import { inboxRoutes } from './api/routes/inbox.ts';
 import { ledgerRoutes } from './api/routes/ledger.ts';
+import { requestRoutes } from './api/routes/requests.ts';
 import { loadApiTokens, loadPatientSecret, type AgentConfig } from './config.ts';
 import { FileReplayStore, KeyRing, loadAgentKeys, recipientKeys, saveAgentKeys, senderKeys, type LocalKeys } from './crypto/index.ts';
 import { PeerDirectory } from './engine/peers.ts';
@@ -23,6 +24,7 @@ import { decodeWire, encodeLedgerWire, encodeWire, type WireMessage } from './en
 import { AgentMetrics } from './metrics.ts';
 import { ConsentService } from './services/consents.ts';
 import { ExchangeService } from './services/exchanges.ts';
+import { RequestService } from './services/requests.ts';
 import { ExchangeStore } from './store/exchanges.ts';
 import { Inbox, type InboxMeta } from './store/inbox.ts';
 import { Outbox } from './store/outbox.ts';
@@ -171,9 +173,23 @@ export async function startAgent(config: AgentConfig, options: StartAgentOptions
     logger: log,
     onDelivered: (meta: InboxMeta) => {
       metrics.exchange('in', 'delivered', meta.bytes);
-      if (webhook) void notifyWebhook(webhook.url, webhook.tokenEnv ? env[webhook.tokenEnv] : undefined, meta, log);
+      if (webhook) void notifyWebhook(webhook.url, webhook.tokenEnv ? env[webhook.tokenEnv] : undefined, { event: 'inbox.delivered', item: meta }, meta.exchangeId, log);
     },
     onRefused: (code) => metrics.refused.inc({ code }),
+  });
+
+  const requests = new RequestService({
+    self: config.id,
+    secret,
+    store,
+    consents,
+    peers,
+    keys: local,
+    send,
+    logger: log,
+    onIncoming: (request) => {
+      if (webhook) void notifyWebhook(webhook.url, webhook.tokenEnv ? env[webhook.tokenEnv] : undefined, { event: 'request.received', request }, request.id, log);
+    },
   });
 
   relay.on('message', (m: RelayMessage) => {
@@ -183,6 +199,8 @@ export async function startAgent(config: AgentConfig, options: StartAgentOptions
     } else if (decoded.kind === 'json') {
       const msg = decoded.message;
       if (msg.t === 'receipt') void engine.onReceipt(m.from, msg.receipt);
+      else if (msg.t === 'records.request') void requests.onRequest(m.from, msg);
+      else if (msg.t === 'request.status') void requests.onStatus(m.from, msg);
       else void peers.onMessage(m.from, msg);
     } else {
       log.warn({ from: m.from, problem: decoded.problem }, 'dropped a malformed agent message');
@@ -207,7 +225,8 @@ export async function startAgent(config: AgentConfig, options: StartAgentOptions
   const exchanges = new ExchangeService({ self: config.id, secret, consents, store, outbox, maxBytes: config.limits.maxExchangeBytes, enqueue: (id) => engine.enqueue(id) });
   const v1 = express.Router();
   v1.use(consentRoutes(consents, config.id, { jsonLimit: DEFAULT_JSON_LIMIT }));
-  v1.use(exchangeRoutes(exchanges, store));
+  v1.use(exchangeRoutes(exchanges, store, requests));
+  v1.use(requestRoutes(requests, store, { jsonLimit: DEFAULT_JSON_LIMIT }));
   v1.use(inboxRoutes(inbox));
   v1.use(ledgerRoutes(ledger, replicator, trust, config.id));
   const open = express.Router();
@@ -251,16 +270,17 @@ export async function startAgent(config: AgentConfig, options: StartAgentOptions
   return { id: config.id, config, apiPort, ledger, engine, relay, replicator, metrics, close };
 }
 
-async function notifyWebhook(url: string, token: string | undefined, meta: InboxMeta, log: Logger): Promise<void> {
+/** Tells the EHR about a new inbox item or records request (one attempt; the EHR can also poll the API). */
+async function notifyWebhook(url: string, token: string | undefined, event: Record<string, unknown>, id: string, log: Logger): Promise<void> {
   try {
     const res = await fetch(url, {
       method: 'POST',
       headers: { 'content-type': 'application/json', ...(token ? { authorization: `Bearer ${token}` } : {}) },
-      body: JSON.stringify({ event: 'inbox.delivered', item: meta }),
+      body: JSON.stringify(event),
       signal: AbortSignal.timeout(10_000),
     });
-    if (!res.ok) log.warn({ exchange: meta.exchangeId, status: res.status }, 'EHR webhook refused the notification');
+    if (!res.ok) log.warn({ id, status: res.status }, 'EHR webhook refused the notification');
   } catch (err) {
-    log.warn({ exchange: meta.exchangeId, err: { message: (err as Error).message } }, 'EHR webhook unreachable');
+    log.warn({ id, err: { message: (err as Error).message } }, 'EHR webhook unreachable');
   }
 }

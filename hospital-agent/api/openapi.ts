@@ -75,6 +75,7 @@ export function buildOpenApi(agentId: string): Record<string, unknown> {
             { name: 'Hie-Consent-Id', in: 'header', required: true, schema: { type: 'string' } },
             { name: 'Hie-Purpose', in: 'header', required: false, schema: { type: 'string', default: 'TREAT' } },
             { name: 'Idempotency-Key', in: 'header', required: false, schema: { type: 'string' } },
+            { name: 'Hie-Request-Id', in: 'header', required: false, schema: { type: 'string' }, description: 'the incoming records request this exchange answers' },
           ],
           requestBody: { required: true, content: { 'application/fhir+json': {}, 'application/dicom': {}, 'application/octet-stream': {} } },
           responses: {
@@ -86,6 +87,15 @@ export function buildOpenApi(agentId: string): Record<string, unknown> {
         get: { summary: 'List exchanges (?status=&limit=)', responses: { 200: { description: 'exchanges' } } },
       },
       '/v1/exchanges/{id}': { get: { summary: 'Status of an exchange: queued, sending, delivered (with the verified receipt) or failed (with the reason)', parameters: [idParam('id', 'exchange id')], responses: { 200: { description: 'exchange' }, ...errors('ERR_NOT_FOUND') } } },
+      '/v1/requests': {
+        post: {
+          summary: "Ask another hospital for a patient's records: {holder, patientId, purpose?, scope?}. The patient id travels only inside a JWE to the holder, signed by this agent; the holder checks its own consents and answers with an exchange",
+          requestBody: json({ type: 'object', required: ['holder', 'patientId'], properties: { holder: { type: 'string' }, patientId: { type: 'string' }, purpose: { type: 'string' }, scope: { type: 'array', items: { type: 'string' } } } }),
+          responses: { 202: { description: 'sent' }, ...errors('ERR_BAD_REQUEST', 'ERR_RELAY_UNAVAILABLE') },
+        },
+        get: { summary: 'Requests this hospital sent (outgoing: sent, accepted, refused with a code) and received (incoming: accepted with the patient id and matching consent for the EHR, answered, refused); ?direction=', responses: { 200: { description: 'requests' } } },
+      },
+      '/v1/requests/{id}': { get: { summary: 'One request', parameters: [idParam('id', 'request id')], responses: { 200: { description: 'request' }, ...errors('ERR_NOT_FOUND') } } },
       '/v1/inbox': { get: { summary: 'Verified inbound exchanges (?unacked=true)', responses: { 200: { description: 'items' } } } },
       '/v1/inbox/{id}': {
         get: { summary: 'Metadata of one item: sender, content type, size, hash, verified signature', parameters: [idParam('id', 'exchange id')], responses: { 200: { description: 'item' }, ...errors('ERR_NOT_FOUND') } },

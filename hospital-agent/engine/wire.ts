@@ -22,6 +22,10 @@ export const wireMessageSchema = z.discriminatedUnion('t', [
   z.strictObject({ t: z.literal('bundle'), bundle: object }),
   /** A signed receipt for an exchange (verified by the sender). */
   z.strictObject({ t: z.literal('receipt'), receipt: object }),
+  /** A request for a patient's records: a JWE (to the holder's X25519 key) of a JWS (by the requester's Ed25519 key). */
+  z.strictObject({ t: z.literal('records.request'), id: z.uuid(), jwe: z.string().min(1).max(16_384) }),
+  /** The holder's answer to a records request (no PHI: an id, a status, a code). */
+  z.strictObject({ t: z.literal('request.status'), id: z.uuid(), status: z.enum(['accepted', 'refused']), code: z.string().regex(/^ERR_[A-Z0-9_]{1,60}$/).optional() }),
 ]);
 
 /** A JSON agent message. */

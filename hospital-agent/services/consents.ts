@@ -91,6 +91,24 @@ export class ConsentService {
     return this.cache;
   }
 
+  /**
+   * A consent of this hospital that covers `request` (e.g. for a records
+   * request from another hospital), or the refusal that applies to the
+   * closest one: ERR_CONSENT_MISSING when none names the patient and recipient.
+   */
+  async findCovering(request: ReleaseRequest): Promise<{ consent: Consent } | { refusal: AgentError }> {
+    let refusal: AgentError | undefined;
+    for (const c of await this.list()) {
+      try {
+        checkConsent(c, request);
+        return { consent: c };
+      } catch (err) {
+        if (err instanceof AgentError && err.code !== 'ERR_CONSENT_MISSING') refusal ??= err;
+      }
+    }
+    return { refusal: refusal ?? new AgentError('ERR_CONSENT_MISSING', `no consent covers this patient for '${request.recipient}'`) };
+  }
+
   /** Checks that consent `id` covers `request`; throws the ERR_CONSENT_* refusal otherwise. */
   async check(id: string, request: ReleaseRequest): Promise<Consent> {
     const consent = await this.get(id);

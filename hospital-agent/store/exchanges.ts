@@ -48,6 +48,25 @@ export interface ExchangeRecord {
   requestFingerprint: string;
 }
 
+/** A request for a patient's records, as the asking or the holding hospital keeps it. */
+export interface RecordsRequest {
+  id: string;
+  direction: 'outgoing' | 'incoming';
+  /** The other hospital: the holder for an outgoing request, the requester for an incoming one. */
+  peer: string;
+  purpose: string;
+  scope: string[];
+  status: 'sent' | 'accepted' | 'refused' | 'answered';
+  createdAt: string;
+  updatedAt: string;
+  /** Incoming only: the patient as the requester named them (kept inside this hospital, for the EHR). */
+  patientId?: string;
+  /** Incoming and accepted: the local consent that covers the release. */
+  consentId?: string;
+  /** Refused: why (an ERR_CONSENT_* code). */
+  code?: string;
+}
+
 /** Fields the engine may change. */
 export type ExchangePatch = Partial<Pick<ExchangeRecord, 'failure' | 'receipt' | 'nextAttemptAt' | 'attempts' | 'headerHash' | 'ledger'>>;
 
@@ -74,6 +93,7 @@ export class ExchangeStore {
   private readonly records;
   private readonly idempotency;
   private readonly issued;
+  private readonly requests;
   private readonly mutex = new Mutex();
 
   constructor(path: string) {
@@ -81,6 +101,24 @@ export class ExchangeStore {
     this.records = this.db.sublevel<string, ExchangeRecord>('exchanges', { valueEncoding: 'json' });
     this.idempotency = this.db.sublevel<string, string>('idempotency', { valueEncoding: 'utf8' });
     this.issued = this.db.sublevel<string, unknown>('issued-receipts', { valueEncoding: 'json' });
+    this.requests = this.db.sublevel<string, RecordsRequest>('requests', { valueEncoding: 'json' });
+  }
+
+  /** Stores a records request (outgoing or incoming). */
+  async putRequest(request: RecordsRequest): Promise<void> {
+    await this.mutex.run(() => this.requests.put(request.id, request));
+  }
+
+  /** One records request, or undefined. */
+  async getRequest(id: string): Promise<RecordsRequest | undefined> {
+    return this.requests.get(id);
+  }
+
+  /** Records requests, newest first. */
+  async listRequests(direction?: 'outgoing' | 'incoming'): Promise<RecordsRequest[]> {
+    const out: RecordsRequest[] = [];
+    for await (const r of this.requests.values()) if (!direction || r.direction === direction) out.push(r);
+    return out.sort((a, b) => b.createdAt.localeCompare(a.createdAt));
   }
 
   /** The delivered receipt this agent issued for `from`'s exchange `id`, if any (to answer a resend). */

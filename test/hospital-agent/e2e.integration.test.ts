@@ -86,6 +86,36 @@ describe('hospital agents end to end', function () {
     expect(items.filter((i) => i.exchangeId === ida)).to.have.length(1);
   });
 
+  it('answers a records request covered by the holder\'s consent, and refuses one that is not', async function () {
+    // mgh holds SYN-000010 and has the patient's consent to release to myongji.
+    const consent = await grant('mgh', 'myongji', 'SYN-000010');
+    const asked = await net.api('myongji', '/v1/requests', { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ holder: 'mgh', patientId: 'SYN-000010' }) });
+    expect(asked.status, await asked.clone().text()).to.equal(202);
+    const requestId = ((await asked.json()) as { id: string }).id;
+    const incoming = await waitFor(async () => {
+      const list = ((await (await net.api('mgh', '/v1/requests?direction=incoming')).json()) as { requests: Array<{ id: string; status: string; patientId?: string; consentId?: string; peer: string }> }).requests;
+      return list.find((r) => r.id === requestId);
+    }, 20_000, 'request at the holder');
+    expect(incoming).to.include({ status: 'accepted', patientId: 'SYN-000010', consentId: consent, peer: 'myongji' });
+    await waitFor(async () => ((await (await net.api('myongji', `/v1/requests/${requestId}`)).json()) as { status: string }).status === 'accepted', 20_000, 'accepted status at the requester');
+    // The holder's EHR answers with an ordinary exchange under the consent the request matched.
+    const answer = await send('mgh', 'myongji', 'SYN-000010', consent, BUNDLE, 'application/fhir+json', { 'hie-request-id': requestId });
+    expect(answer.status).to.equal(202);
+    const answerId = ((await answer.json()) as { id: string }).id;
+    await waitFor(async () => ((await (await net.api('myongji', `/v1/inbox/${answerId}`)).json()) as { from?: string }).from === 'mgh', 30_000, 'answer in the inbox');
+    expect(((await (await net.api('mgh', `/v1/requests/${requestId}`)).json()) as { status: string }).status).to.equal('answered');
+
+    const unconsented = await net.api('severance', '/v1/requests', { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ holder: 'mgh', patientId: 'SYN-000099' }) });
+    const refusedId = ((await unconsented.json()) as { id: string }).id;
+    const refused = await waitFor(async () => {
+      const r = (await (await net.api('severance', `/v1/requests/${refusedId}`)).json()) as { status: string; code?: string };
+      return r.status === 'refused' ? r : undefined;
+    }, 20_000, 'refusal');
+    expect(refused.code).to.equal('ERR_CONSENT_MISSING');
+    const atHolder = (await (await net.api('mgh', `/v1/requests/${refusedId}`)).json()) as { patientId?: string };
+    expect(atHolder.patientId, 'a refused request keeps no patient id').to.equal(undefined);
+  });
+
   it('replicates ledgers so that every agent verifies clean and agrees', async function () {
     await waitFor(async () => {
       const statuses = await Promise.all(Object.keys(net.agents).map(async (id) => (await (await net.api(id, '/v1/ledger/status')).json()) as { feeds: Array<{ feed: string; seq: number }> }));

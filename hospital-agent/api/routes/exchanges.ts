@@ -1,6 +1,7 @@
 import express, { type Router } from 'express';
 import { AgentError } from '../../errors.ts';
 import { ExchangeService } from '../../services/exchanges.ts';
+import type { RequestService } from '../../services/requests.ts';
 import type { ExchangeStatus, ExchangeStore } from '../../store/exchanges.ts';
 
 /** Request headers of POST /v1/exchanges (the body is the payload itself, streamed). */
@@ -10,6 +11,7 @@ export const EXCHANGE_HEADERS = {
   consent: 'hie-consent-id',
   purpose: 'hie-purpose',
   idempotency: 'idempotency-key',
+  request: 'hie-request-id',
 } as const;
 
 function header(req: express.Request, name: string, required: boolean): string | undefined {
@@ -19,11 +21,12 @@ function header(req: express.Request, name: string, required: boolean): string |
 }
 
 /** /v1/exchanges: submit (streamed body), list and read status. */
-export function exchangeRoutes(service: ExchangeService, store: ExchangeStore): Router {
+export function exchangeRoutes(service: ExchangeService, store: ExchangeStore, requests?: RequestService): Router {
   const r = express.Router();
   r.post('/exchanges', async (req, res) => {
     const contentType = req.get('content-type');
     if (!contentType) throw new AgentError('ERR_UNSUPPORTED_MEDIA_TYPE', 'Content-Type is required');
+    const requestId = header(req, EXCHANGE_HEADERS.request, false);
     const { record, created } = await service.submit({
       principal: String(res.locals['principal'] ?? ''),
       idempotencyKey: header(req, EXCHANGE_HEADERS.idempotency, false),
@@ -34,6 +37,7 @@ export function exchangeRoutes(service: ExchangeService, store: ExchangeStore): 
       contentType,
       body: req,
     });
+    if (requestId && requests) await requests.markAnswered(requestId, record.to).catch(() => undefined);
     res.status(created ? 202 : 200).location(`/v1/exchanges/${record.id}`).json(ExchangeService.view(record));
   });
   r.get('/exchanges', async (req, res) => {

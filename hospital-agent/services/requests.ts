@@ -1,0 +1,132 @@
+import { randomUUID } from 'node:crypto';
+import { CompactEncrypt, CompactSign, compactDecrypt, compactVerify, decodeProtectedHeader } from 'jose';
+import { z } from 'zod';
+import { HOSPITAL_ID_PATTERN, jcs } from '../../certs/index.ts';
+import { SCOPE_PATTERN } from '../../ledger/index.ts';
+import { PURPOSES, type Purpose } from '../consent/model.ts';
+import { patientHash } from '../consent/patient.ts';
+import type { LocalKeys } from '../crypto/index.ts';
+import { PeerKeyUnavailableError, type PeerDirectory } from '../engine/peers.ts';
+import type { EngineLogger } from '../engine/sender.ts';
+import type { WireMessage } from '../engine/wire.ts';
+import { AgentError } from '../errors.ts';
+import type { ExchangeStore, RecordsRequest } from '../store/exchanges.ts';
+import type { ConsentService } from './consents.ts';
+
+/** How old a records request may be when it arrives. */
+export const MAX_REQUEST_AGE_MS = 10 * 60_000;
+
+const payloadSchema = z.strictObject({
+  v: z.literal(1),
+  id: z.uuid(),
+  from: z.string().regex(HOSPITAL_ID_PATTERN),
+  to: z.string().regex(HOSPITAL_ID_PATTERN),
+  patientId: z.string().min(1).max(256),
+  purpose: z.enum(PURPOSES),
+  scope: z.array(z.string().regex(SCOPE_PATTERN)).min(1).max(64),
+  created: z.iso.datetime(),
+});
+
+/**
+ * Records requests between hospitals. The requester names the patient only
+ * inside a JWE to the holder's CA-bound X25519 key, signed (JWS) with its
+ * Ed25519 key, so the relay can neither read nor forge it. The holder checks
+ * its own consents: a covered request is handed to its EHR (webhook and
+ * `GET /v1/requests`), which answers with an ordinary exchange; an uncovered
+ * one is refused with the ERR_CONSENT_* code. Only ids, statuses and codes
+ * travel back.
+ */
+export class RequestService {
+  constructor(
+    private readonly o: {
+      self: string;
+      secret: Buffer;
+      store: ExchangeStore;
+      consents: ConsentService;
+      peers: PeerDirectory;
+      keys: () => LocalKeys;
+      send: (to: string, message: WireMessage) => void;
+      logger: EngineLogger;
+      onIncoming?: (request: RecordsRequest) => void;
+      now?: () => Date;
+    },
+  ) {}
+
+  private now(): Date {
+    return this.o.now?.() ?? new Date();
+  }
+
+  /** Asks `holder` for a patient's records. */
+  async create(input: { holder: string; patientId: string; purpose: Purpose; scope: string[] }): Promise<RecordsRequest> {
+    if (input.holder === this.o.self) throw new AgentError('ERR_BAD_REQUEST', 'a hospital cannot request records from itself');
+    let bundle;
+    try {
+      bundle = await this.o.peers.encryptionBundle(input.holder);
+    } catch (err) {
+      if (err instanceof PeerKeyUnavailableError) throw new AgentError('ERR_RELAY_UNAVAILABLE', `cannot reach '${input.holder}' to deliver the request; try again later`);
+      throw err;
+    }
+    const now = this.now().toISOString();
+    const id = randomUUID();
+    const keys = this.o.keys();
+    const payload = { v: 1 as const, id, from: this.o.self, to: input.holder, patientId: input.patientId.trim(), purpose: input.purpose, scope: input.scope, created: now };
+    const jws = await new CompactSign(jcs(payload)).setProtectedHeader({ alg: 'EdDSA', kid: keys.signingKid }).sign(keys.signing.privateKey);
+    const jwe = await new CompactEncrypt(Buffer.from(jws, 'utf8'))
+      .setProtectedHeader({ alg: 'ECDH-ES+A256KW', enc: 'A256GCM', kid: bundle.encryptionKid })
+      .encrypt(bundle.encryptionKey);
+    const request: RecordsRequest = { id, direction: 'outgoing', peer: input.holder, purpose: input.purpose, scope: input.scope, status: 'sent', createdAt: now, updatedAt: now };
+    await this.o.store.putRequest(request);
+    this.o.send(input.holder, { t: 'records.request', id, jwe });
+    return request;
+  }
+
+  /** Handles a records request from `from` (decrypt, verify, check consent, answer). */
+  async onRequest(from: string, message: Extract<WireMessage, { t: 'records.request' }>): Promise<void> {
+    let payload: z.infer<typeof payloadSchema>;
+    try {
+      const keys = this.o.keys();
+      const { plaintext } = await compactDecrypt(message.jwe, keys.encryption.privateKey);
+      const jws = Buffer.from(plaintext).toString('utf8');
+      const kid = decodeProtectedHeader(jws).kid;
+      if (typeof kid !== 'string') throw new Error('no kid');
+      const signer = await this.o.peers.signerLookup()(from, kid, this.now());
+      if (!signer) throw new Error('unknown signer');
+      const { payload: bytes } = await compactVerify(jws, signer.signingKey);
+      payload = payloadSchema.parse(JSON.parse(Buffer.from(bytes).toString('utf8')));
+      if (payload.from !== from || payload.to !== this.o.self || payload.id !== message.id) throw new Error('request is not addressed from the sender to this hospital');
+      if (Math.abs(this.now().getTime() - Date.parse(payload.created)) > MAX_REQUEST_AGE_MS) throw new Error('request is too old');
+    } catch (err) {
+      this.o.logger.warn({ from, request: message.id, err: { message: (err as Error).message } }, 'records request rejected');
+      return;
+    }
+    if (await this.o.store.getRequest(payload.id)) return;
+    const now = this.now().toISOString();
+    const found = await this.o.consents.findCovering({ patientHash: patientHash(this.o.secret, payload.patientId), recipient: from, purpose: payload.purpose, scope: payload.scope, at: this.now() });
+    const base = { id: payload.id, direction: 'incoming' as const, peer: from, purpose: payload.purpose, scope: payload.scope, createdAt: now, updatedAt: now };
+    if ('consent' in found) {
+      const request: RecordsRequest = { ...base, status: 'accepted', patientId: payload.patientId, consentId: found.consent.id };
+      await this.o.store.putRequest(request);
+      this.o.send(from, { t: 'request.status', id: payload.id, status: 'accepted' });
+      this.o.logger.info({ from, request: payload.id, consent: found.consent.id }, 'records request accepted; handed to the EHR');
+      this.o.onIncoming?.(request);
+    } else {
+      await this.o.store.putRequest({ ...base, status: 'refused', code: found.refusal.code });
+      this.o.send(from, { t: 'request.status', id: payload.id, status: 'refused', code: found.refusal.code });
+      this.o.logger.info({ from, request: payload.id, code: found.refusal.code }, 'records request refused');
+    }
+  }
+
+  /** Records the holder's answer to one of our requests. */
+  async onStatus(from: string, message: Extract<WireMessage, { t: 'request.status' }>): Promise<void> {
+    const r = await this.o.store.getRequest(message.id);
+    if (!r || r.direction !== 'outgoing' || r.peer !== from || r.status !== 'sent') return;
+    await this.o.store.putRequest({ ...r, status: message.status, ...(message.code ? { code: message.code } : {}), updatedAt: this.now().toISOString() });
+  }
+
+  /** Marks an incoming request answered by an exchange sent to its requester. */
+  async markAnswered(requestId: string, to: string): Promise<void> {
+    const r = await this.o.store.getRequest(requestId);
+    if (!r || r.direction !== 'incoming' || r.peer !== to) throw new AgentError('ERR_NOT_FOUND', 'no such incoming request from that hospital');
+    if (r.status === 'accepted') await this.o.store.putRequest({ ...r, status: 'answered', updatedAt: this.now().toISOString() });
+  }
+}
