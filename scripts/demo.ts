@@ -170,7 +170,34 @@ async function main(): Promise<number> {
     if (!content.equals(BUNDLE)) throw new Error('the delivered bundle differs from the one sent');
     ok(`Severance's inbox: ${inboxItem['bytes']} bytes from ${inboxItem['from']}, signature ${String((inboxItem['verification'] as { signature?: string })?.signature)}, byte-identical`);
 
-    step(5, 'The patient revokes the consent at Myongji; the next send is refused before anything leaves.');
+    step(5, 'MGH asks Severance for the same patient\'s records; Severance holds a consent for MGH and answers.');
+    const summaryScope = ['Patient', 'Condition', 'Observation', 'MedicationStatement', 'AllergyIntolerance'];
+    const mghConsent = await api('severance', '/v1/consents', {
+      method: 'POST',
+      headers: { 'content-type': 'application/json' },
+      body: JSON.stringify({ patientId: PATIENT, grantee: 'mgh', purposes: ['TREAT'], scope: summaryScope, validUntil: new Date(Date.now() + 86_400_000).toISOString() }),
+    });
+    if (mghConsent.status !== 201) throw new Error('consent at severance refused');
+    const asked = await api('mgh', '/v1/requests', { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ holder: 'severance', patientId: PATIENT, purpose: 'TREAT', scope: summaryScope }) });
+    if (asked.status !== 202) throw new Error(`request refused: ${JSON.stringify(asked.body)}`);
+    const requestId = asked.body['id'] as string;
+    const incoming = await waitFor('the request at severance', async () => {
+      const r = (await api('severance', `/v1/requests/${requestId}`)).body;
+      if (r['status'] === 'refused') throw new Error(`severance refused the request: ${String(r['code'])}`);
+      return r['status'] === 'accepted' ? r : undefined;
+    });
+    ok(`severance's EHR sees request ${requestId} from mgh, covered by consent ${String(incoming['consentId'])}`);
+    const answered = await api('severance', '/v1/exchanges', {
+      method: 'POST',
+      headers: { 'content-type': 'application/fhir+json', 'hie-recipient': 'mgh', 'hie-patient-id': PATIENT, 'hie-consent-id': incoming['consentId'] as string, 'hie-request-id': requestId },
+      body: BUNDLE,
+    });
+    if (answered.status !== 202) throw new Error(`answer refused: ${JSON.stringify(answered.body)}`);
+    const answerId = answered.body['id'] as string;
+    await waitFor('the answer to arrive at mgh', async () => ((await api('mgh', `/v1/inbox/${answerId}`)).status === 200 ? true : undefined));
+    ok(`answer ${answerId} delivered to mgh's inbox; the request is now ${String((await api('severance', `/v1/requests/${requestId}`)).body['status'])}`);
+
+    step(6, 'The patient revokes the consent at Myongji; the next send is refused before anything leaves.');
     const revoked = await api('myongji', `/v1/consents/${consentId}`, { method: 'DELETE' });
     if (revoked.status !== 200) throw new Error(`revocation failed: ${JSON.stringify(revoked.body)}`);
     ok(`consent revoked at ${revoked.body['revokedAt']}`);
@@ -183,7 +210,7 @@ async function main(): Promise<number> {
     if (refused.status !== 403 || refusal !== 'ERR_CONSENT_REVOKED') throw new Error(`expected ERR_CONSENT_REVOKED, got ${refused.status} ${JSON.stringify(refused.body)}`);
     ok(`refused with ${refused.status} ${refusal}`);
 
-    step(6, `Severance sends a large synthetic imaging study (${(size / 2 ** 20).toFixed(0)} MiB) to MGH under a new consent.`);
+    step(7, `Severance sends a large synthetic imaging study (${(size / 2 ** 20).toFixed(0)} MiB) to MGH under a new consent.`);
     const imagingConsent = await api('severance', '/v1/consents', {
       method: 'POST',
       headers: { 'content-type': 'application/json' },
@@ -240,7 +267,7 @@ async function main(): Promise<number> {
     if (got.digest('hex') !== hash.digest('hex')) throw new Error('the imaging study arrived altered');
     ok(`delivered with a verified receipt in ${seconds.toFixed(1)} s (${(size / 1e6 / seconds).toFixed(0)} MB/s end to end), SHA-256 identical at MGH`);
 
-    step(7, 'Ledgers replicate through the relay; every agent verifies every feed offline.');
+    step(8, 'Ledgers replicate through the relay; every agent verifies every feed offline.');
     await waitFor('ledger replication', async () => {
       const views = await Promise.all(HOSPITALS.map(async (h) => JSON.stringify(((await api(h, '/v1/ledger/status')).body['feeds'] as Array<{ feed: string; seq: number }>).map((f) => [f.feed, f.seq]).sort())));
       return new Set(views).size === 1 && JSON.parse(views[0] as string).length === HOSPITALS.length ? true : undefined;
@@ -251,7 +278,7 @@ async function main(): Promise<number> {
       ok(`${h}: ${v.stats.feeds} feeds, ${v.stats.entries} entries, links, signatures, consents and receipts all verify`);
     }
 
-    step(8, 'Settlement statements for this month, computed from the ledger.');
+    step(9, 'Settlement statements for this month, computed from the ledger.');
     const period = new Date().toISOString().slice(0, 7);
     const totals = new Map<string, number>();
     for (const h of HOSPITALS) {
@@ -284,11 +311,13 @@ async function main(): Promise<number> {
   } catch (err) {
     say(`\n    ✘ ${(err as Error).message}`);
     for (const p of procs) {
-      if (p.log.length) say(`\n--- last lines of ${p.name} ---\n${p.log.slice(-15).join('\n')}`);
+      // Warnings and errors first (pino levels >= 40), then the latest lines.
+      const important = p.log.filter((l) => !l.startsWith('{') || /"level":(4|5|6)\d/.test(l)).slice(-10);
+      if (p.log.length) say(`\n--- ${p.name}: warnings and last lines ---\n${[...important, ...p.log.slice(-5)].join('\n')}`);
     }
     return 1;
   } finally {
-    step(9, 'Shutting everything down.');
+    step(10, 'Shutting everything down.');
     await Promise.all(
       procs.reverse().map(
         (p) =>

@@ -20,6 +20,7 @@ describe('npm run demo', function () {
       expect(out).to.match(new RegExp(`✔ ${h}: 3 feeds, \\d+ entries, links, signatures, consents and receipts all verify`));
     }
     expect(out).to.contain('refused with 403 ERR_CONSENT_REVOKED');
+    expect(out).to.match(/delivered to mgh's inbox; the request is now answered/);
     expect(out).to.match(/SHA-256 identical at MGH/);
     expect(out).to.match(/relay operator is owed \d+\.\d\d EUR/);
     expect(out).to.contain('Demo finished: every step succeeded.');
