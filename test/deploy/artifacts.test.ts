@@ -1,0 +1,55 @@
+import { existsSync, readFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { expect } from 'chai';
+import { configLeaves, loadAgentConfig, agentConfigSchema } from '../../hospital-agent/config.ts';
+import { loadRelayConfig, relayConfigSchema } from '../../relay/index.ts';
+
+const ROOT = fileURLToPath(new URL('../..', import.meta.url));
+const read = (p: string): string => readFileSync(join(ROOT, p), 'utf8');
+
+describe('deployment artifacts', function () {
+  it('the example relay config loads and names every config key', function () {
+    const config = loadRelayConfig(join(ROOT, 'deploy/relay.example.yaml'), {});
+    expect(config.admin.host).to.equal('127.0.0.1');
+    const text = read('deploy/relay.example.yaml');
+    for (const key of configLeaves(relayConfigSchema).keys()) {
+      const leaf = key.split('.').pop() as string;
+      expect(text, `deploy/relay.example.yaml documents ${key}`).to.match(new RegExp(`\\b${leaf}:`));
+    }
+  });
+
+  it('the example agent config loads and names every config key', function () {
+    const config = loadAgentConfig(join(ROOT, 'deploy/agent.example.yaml'), {});
+    expect(config.api.host).to.equal('127.0.0.1');
+    const text = read('deploy/agent.example.yaml');
+    for (const key of configLeaves(agentConfigSchema).keys()) {
+      const leaf = key.split('.').pop() as string;
+      expect(text, `deploy/agent.example.yaml documents ${key}`).to.match(new RegExp(`\\b${leaf}:`));
+    }
+  });
+
+  it('the systemd units start existing commands with the promised hardening', function () {
+    for (const [unit, bin] of [['hie-relay', 'hie-relay.js'], ['hie-agent', 'hie-agent.js']] as const) {
+      const text = read(`deploy/systemd/${unit}.service`);
+      expect(text).to.contain(`/opt/hie/bin/${bin}`);
+      expect(existsSync(join(ROOT, 'bin', bin))).to.equal(true);
+      for (const line of ['NoNewPrivileges=yes', 'ProtectSystem=strict', 'ProtectHome=yes', 'PrivateTmp=yes', 'CapabilityBoundingSet=', 'Restart=on-failure']) {
+        expect(text, `${unit}: ${line}`).to.contain(line);
+      }
+    }
+    expect(read('deploy/systemd/hie-agent.service')).to.match(/StateDirectory=hie-agent[\s\S]*ReadWritePaths=\/var\/lib\/hie-agent/);
+  });
+
+  it('the Dockerfiles are multi-stage, run as a non-root user, and copy only paths that exist', function () {
+    for (const file of ['deploy/docker/relay.Dockerfile', 'deploy/docker/agent.Dockerfile']) {
+      const text = read(file);
+      expect(text.match(/^FROM /gm), file).to.have.length.greaterThanOrEqual(2);
+      const users = [...text.matchAll(/^USER (\S+)/gm)].map((m) => m[1]);
+      expect(users, file).to.deep.equal(['node']);
+      for (const m of text.matchAll(/^COPY (?!--from)(.+) \S+$/gm)) {
+        for (const src of (m[1] as string).split(/\s+/)) expect(existsSync(join(ROOT, src)), `${file}: COPY ${src}`).to.equal(true);
+      }
+    }
+  });
+});
