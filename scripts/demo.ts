@@ -2,16 +2,15 @@
 // relay and three hospital agents as separate processes on loopback) walking through consent, a FHIR
 // exchange with its receipt, a revocation, a large imaging transfer, ledger verification and settlement.
 // Exits 0 only if every step really succeeded.
-import { spawn, type ChildProcess } from 'node:child_process';
-import { createHash, randomBytes } from 'node:crypto';
-import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { createHash } from 'node:crypto';
+import { mkdirSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Readable, Transform } from 'node:stream';
 import { parseArgs } from 'node:util';
 import { fileURLToPath } from 'node:url';
 import cliProgress from 'cli-progress';
-import { CertificateAuthority } from '../certs/index.ts';
+import { startLocalFederation, stopProcs, waitFor, type LocalFederation, type Proc } from './lib/federation.ts';
 
 const ROOT = fileURLToPath(new URL('..', import.meta.url));
 const HOSPITALS = ['myongji', 'severance', 'mgh'] as const;
@@ -32,40 +31,6 @@ const say = (text: string): void => {
 const step = (n: number, text: string): void => say(`\n[${n}] ${text}`);
 const ok = (text: string): void => say(`    ✔ ${text}`);
 
-/** A child process started from one of the package's bins. */
-interface Proc {
-  name: string;
-  child: ChildProcess;
-  log: string[];
-}
-
-function startProc(name: string, bin: string, args: string[], env: Record<string, string>): Proc {
-  const child = spawn(process.execPath, [join(ROOT, 'bin', bin), ...args], { env: { ...process.env, ...env }, stdio: ['ignore', 'pipe', 'pipe'] });
-  const log: string[] = [];
-  const keep = (d: Buffer): void => {
-    log.push(...d.toString('utf8').split('\n').filter(Boolean));
-    if (log.length > 500) log.splice(0, log.length - 500);
-  };
-  child.stdout?.on('data', keep);
-  child.stderr?.on('data', keep);
-  return { name, child, log };
-}
-
-async function waitFor<T>(what: string, fn: () => Promise<T | undefined>, ms = 60_000): Promise<T> {
-  const end = Date.now() + ms;
-  let last: unknown;
-  for (;;) {
-    try {
-      const v = await fn();
-      if (v !== undefined) return v;
-    } catch (err) {
-      last = err;
-    }
-    if (Date.now() > end) throw new Error(`timed out waiting for ${what}${last ? ` (${(last as Error).message})` : ''}`);
-    await new Promise((r) => setTimeout(r, 100));
-  }
-}
-
 async function main(): Promise<number> {
   const { values } = parseArgs({ options: { size: { type: 'string', default: '256MiB' }, keep: { type: 'boolean', default: false }, dir: { type: 'string' }, help: { type: 'boolean' } }, strict: true });
   if (values.help) {
@@ -75,72 +40,19 @@ async function main(): Promise<number> {
   const size = parseSize(values.size as string);
   const dir = values.dir ? (mkdirSync(values.dir, { recursive: true }), values.dir) : mkdtempSync(join(tmpdir(), 'hie-demo-'));
   const procs: Proc[] = [];
+  let fed: LocalFederation | undefined;
   let success = false;
   try {
     say('HIE relay gateway demo: a local federation of one relay and three hospitals, all on 127.0.0.1.');
     say(`Working directory: ${dir}`);
 
-    step(1, 'The relay operator creates the federation CA and issues certificates (hie-certs).');
-    const ca = CertificateAuthority.init(join(dir, 'pki'), { name: 'Demo Federation Root CA' });
-    ca.issueRelay({ hosts: ['localhost', '127.0.0.1'], outDir: join(dir, 'relay') });
-    for (const h of HOSPITALS) ca.issueAgent({ id: h, org: `${h} hospital`, outDir: join(dir, h, 'certs') });
-    ok(`root CA, a relay certificate for localhost, and certificates for ${HOSPITALS.join(', ')}`);
-    ok(`CRL published at ${ca.crlPath}`);
+    step(1, 'The relay operator creates the federation CA and issues certificates; the relay and three hospital agents start as separate processes.');
+    fed = await startLocalFederation({ dir, hospitals: HOSPITALS, onStarted: ok });
+    procs.push(...fed.procs);
+    const { apis, tokens } = fed;
+    const api = (h: Hospital, path: string, init: RequestInit & { duplex?: 'half' } = {}) => fed!.api(h, path, init);
 
-    step(2, 'The relay and the three hospital agents start as separate processes.');
-    const relayConfig = join(dir, 'relay', 'relay.json');
-    writeFileSync(
-      relayConfig,
-      JSON.stringify({ listen: { host: '127.0.0.1', port: 0 }, tls: { cert: 'relay.crt.pem', key: 'relay.key.pem', ca: 'ca.crt.pem', crl: ca.crlPath }, admin: { host: '127.0.0.1', port: 0 }, tariff: { currency: 'EUR', perTransfer: 25, perGiB: 200 } }, null, 2),
-    );
-    const relay = startProc('relay', 'hie-relay.js', ['--config', relayConfig], {});
-    procs.push(relay);
-    const listening = await waitFor('the relay to listen', async () => {
-      const line = relay.log.find((l) => l.includes('relay listening'));
-      return line ? (JSON.parse(line) as { port: number; adminPort?: number }) : undefined;
-    });
-    ok(`relay listening on 127.0.0.1:${listening.port} (mTLS WebSocket)${listening.adminPort ? `, admin on 127.0.0.1:${listening.adminPort}` : ''}`);
-
-    const tokens: Record<string, string> = {};
-    const apis: Record<string, string> = {};
-    for (const h of HOSPITALS) {
-      tokens[h] = randomBytes(24).toString('hex');
-      const config = join(dir, h, 'agent.json');
-      writeFileSync(
-        config,
-        JSON.stringify(
-          {
-            id: h,
-            identity: { cert: `certs/${h}.crt.pem`, key: `certs/${h}.key.pem`, ca: 'certs/ca.crt.pem', crl: ca.crlPath },
-            relay: { urls: [`wss://localhost:${listening.port}`] },
-            peers: HOSPITALS.filter((p) => p !== h),
-            dataDir: 'data',
-            api: { host: '127.0.0.1', port: 0 },
-            log: { level: 'info' },
-          },
-          null,
-          2,
-        ),
-      );
-      const agent = startProc(h, 'hie-agent.js', ['start', '--config', config], { HIE_AGENT_API_TOKENS: `demo:${tokens[h]}`, HIE_AGENT_PATIENT_SECRET: randomBytes(32).toString('hex') });
-      procs.push(agent);
-      const port = await waitFor(`agent ${h} to start`, async () => {
-        const m = agent.log.map((l) => /API on [^\s]+:(\d+),/.exec(l)).find(Boolean);
-        return m ? Number(m[1]) : undefined;
-      });
-      apis[h] = `http://127.0.0.1:${port}`;
-    }
-    const api = async (h: Hospital, path: string, init: RequestInit & { duplex?: 'half' } = {}): Promise<{ status: number; body: Record<string, unknown> }> => {
-      const res = await fetch(`${apis[h]}${path}`, { ...init, headers: { authorization: `Bearer ${tokens[h]}`, ...(init.headers as Record<string, string> | undefined) } });
-      const text = await res.text();
-      return { status: res.status, body: text ? (JSON.parse(text) as Record<string, unknown>) : {} };
-    };
-    for (const h of HOSPITALS) {
-      await waitFor(`agent ${h} to reach the relay`, async () => ((await api(h, '/healthz')).body['relay'] === 'connected' ? true : undefined));
-      ok(`agent ${h}: local API ${apis[h]}, connected to the relay`);
-    }
-
-    step(3, `Myongji records the patient's consent: Severance may receive ${PATIENT}'s records for treatment.`);
+    step(2, `Myongji records the patient's consent: Severance may receive ${PATIENT}'s records for treatment.`);
     const granted = await api('myongji', '/v1/consents', {
       method: 'POST',
       headers: { 'content-type': 'application/json' },
@@ -150,7 +62,7 @@ async function main(): Promise<number> {
     const consentId = granted.body['id'] as string;
     ok(`consent ${consentId} (the ledger holds the patient only as an HMAC: ${String(granted.body['patientHash']).slice(0, 16)}...)`);
 
-    step(4, 'Myongji sends a synthetic FHIR R4 patient bundle to Severance, end-to-end encrypted.');
+    step(3, 'Myongji sends a synthetic FHIR R4 patient bundle to Severance, end-to-end encrypted.');
     const sent = await api('myongji', '/v1/exchanges', {
       method: 'POST',
       headers: { 'content-type': 'application/fhir+json', 'hie-recipient': 'severance', 'hie-patient-id': PATIENT, 'hie-consent-id': consentId, 'idempotency-key': 'demo-bundle-1' },
@@ -170,7 +82,7 @@ async function main(): Promise<number> {
     if (!content.equals(BUNDLE)) throw new Error('the delivered bundle differs from the one sent');
     ok(`Severance's inbox: ${inboxItem['bytes']} bytes from ${inboxItem['from']}, signature ${String((inboxItem['verification'] as { signature?: string })?.signature)}, byte-identical`);
 
-    step(5, 'MGH asks Severance for the same patient\'s records; Severance holds a consent for MGH and answers.');
+    step(4, 'MGH asks Severance for the same patient\'s records; Severance holds a consent for MGH and answers.');
     const summaryScope = ['Patient', 'Condition', 'Observation', 'MedicationStatement', 'AllergyIntolerance'];
     const mghConsent = await api('severance', '/v1/consents', {
       method: 'POST',
@@ -197,7 +109,7 @@ async function main(): Promise<number> {
     await waitFor('the answer to arrive at mgh', async () => ((await api('mgh', `/v1/inbox/${answerId}`)).status === 200 ? true : undefined));
     ok(`answer ${answerId} delivered to mgh's inbox; the request is now ${String((await api('severance', `/v1/requests/${requestId}`)).body['status'])}`);
 
-    step(6, 'The patient revokes the consent at Myongji; the next send is refused before anything leaves.');
+    step(5, 'The patient revokes the consent at Myongji; the next send is refused before anything leaves.');
     const revoked = await api('myongji', `/v1/consents/${consentId}`, { method: 'DELETE' });
     if (revoked.status !== 200) throw new Error(`revocation failed: ${JSON.stringify(revoked.body)}`);
     ok(`consent revoked at ${revoked.body['revokedAt']}`);
@@ -210,7 +122,7 @@ async function main(): Promise<number> {
     if (refused.status !== 403 || refusal !== 'ERR_CONSENT_REVOKED') throw new Error(`expected ERR_CONSENT_REVOKED, got ${refused.status} ${JSON.stringify(refused.body)}`);
     ok(`refused with ${refused.status} ${refusal}`);
 
-    step(7, `Severance sends a large synthetic imaging study (${(size / 2 ** 20).toFixed(0)} MiB) to MGH under a new consent.`);
+    step(6, `Severance sends a large synthetic imaging study (${(size / 2 ** 20).toFixed(0)} MiB) to MGH under a new consent.`);
     const imagingConsent = await api('severance', '/v1/consents', {
       method: 'POST',
       headers: { 'content-type': 'application/json' },
@@ -267,7 +179,7 @@ async function main(): Promise<number> {
     if (got.digest('hex') !== hash.digest('hex')) throw new Error('the imaging study arrived altered');
     ok(`delivered with a verified receipt in ${seconds.toFixed(1)} s (${(size / 1e6 / seconds).toFixed(0)} MB/s end to end), SHA-256 identical at MGH`);
 
-    step(8, 'Ledgers replicate through the relay; every agent verifies every feed offline.');
+    step(7, 'Ledgers replicate through the relay; every agent verifies every feed offline.');
     await waitFor('ledger replication', async () => {
       const views = await Promise.all(HOSPITALS.map(async (h) => JSON.stringify(((await api(h, '/v1/ledger/status')).body['feeds'] as Array<{ feed: string; seq: number }>).map((f) => [f.feed, f.seq]).sort())));
       return new Set(views).size === 1 && JSON.parse(views[0] as string).length === HOSPITALS.length ? true : undefined;
@@ -278,7 +190,7 @@ async function main(): Promise<number> {
       ok(`${h}: ${v.stats.feeds} feeds, ${v.stats.entries} entries, links, signatures, consents and receipts all verify`);
     }
 
-    step(9, 'Settlement statements for this month, computed from the ledger.');
+    step(8, 'Settlement statements for this month, computed from the ledger.');
     const period = new Date().toISOString().slice(0, 7);
     const totals = new Map<string, number>();
     for (const h of HOSPITALS) {
@@ -297,7 +209,7 @@ async function main(): Promise<number> {
     if (values.keep) {
       say('\nThe federation keeps running (Ctrl-C stops it). Talk to it:');
       for (const h of HOSPITALS) say(`  ${h.padEnd(10)} API ${apis[h]}  token ${tokens[h]}`);
-      say(`  relay admin: http://127.0.0.1:${listening.adminPort}/metrics`);
+      say(`  relay admin: http://127.0.0.1:${fed.adminPort}/metrics`);
       say(`\n  curl -H "Authorization: Bearer ${tokens['myongji']}" ${apis['myongji']}/v1/ledger/status`);
       say(`  HIE_AGENT_TOKEN=${tokens['severance']} npx hie-agent inbox --api ${apis['severance']}`);
       say(`  HIE_AGENT_TOKEN=${tokens['myongji']} npx hie-agent settlement --api ${apis['myongji']}`);
@@ -310,28 +222,15 @@ async function main(): Promise<number> {
     return 0;
   } catch (err) {
     say(`\n    ✘ ${(err as Error).message}`);
-    for (const p of procs) {
+    for (const p of procs.length ? procs : ((err as { procs?: Proc[] }).procs ?? [])) {
       // Warnings and errors first (pino levels >= 40), then the latest lines.
       const important = p.log.filter((l) => !l.startsWith('{') || /"level":(4|5|6)\d/.test(l)).slice(-10);
       if (p.log.length) say(`\n--- ${p.name}: warnings and last lines ---\n${[...important, ...p.log.slice(-5)].join('\n')}`);
     }
     return 1;
   } finally {
-    step(10, 'Shutting everything down.');
-    await Promise.all(
-      procs.reverse().map(
-        (p) =>
-          new Promise<void>((resolve) => {
-            if (p.child.exitCode !== null) return resolve();
-            const timer = setTimeout(() => p.child.kill('SIGKILL'), 15_000);
-            p.child.once('exit', () => {
-              clearTimeout(timer);
-              resolve();
-            });
-            p.child.kill('SIGTERM');
-          }),
-      ),
-    );
+    step(9, 'Shutting everything down.');
+    await stopProcs(procs);
     ok('relay and agents stopped');
     if (!values.dir && !values.keep) rmSync(dir, { recursive: true, force: true });
     say(success ? '\nDemo finished: every step succeeded.' : '\nDemo FAILED.');
