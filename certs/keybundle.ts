@@ -28,7 +28,8 @@ const bundleSchema = z.strictObject({
   signing: z.strictObject({ kid: z.string().regex(B64URL).length(43), jwk: okpJwk('Ed25519') }),
   encryption: z.strictObject({ kid: z.string().regex(B64URL).length(43), jwk: okpJwk('X25519') }),
   cert: z.string().min(1).max(16_384),
-  sig: z.string().regex(B64URL).max(2048),
+  // Canonical only: base64url keeps spare bits in the last character, and a second spelling of one signature must not verify.
+  sig: z.string().regex(B64URL).max(2048).refine((s) => Buffer.from(s, 'base64url').toString('base64url') === s, 'must be canonical base64url'),
 });
 
 /**

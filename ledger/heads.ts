@@ -7,7 +7,8 @@ import { HEX64_PATTERN, TS_PATTERN } from './schema.ts';
 export const MAX_CHECKPOINT_HEADS = 1024;
 
 const kid = z.string().regex(/^[A-Za-z0-9_-]{43}$/);
-const sig = z.string().regex(/^[A-Za-z0-9_-]{86}$/);
+// 64 bytes in 86 characters: the last one carries 4 spare bits that must be zero, so one signature has one spelling.
+const sig = z.string().regex(/^[A-Za-z0-9_-]{85}[AQgw]$/);
 const hospital = z.string().regex(HOSPITAL_ID_PATTERN);
 const seq = z.number().int().min(0).max(Number.MAX_SAFE_INTEGER);
 const hex64 = z.string().regex(HEX64_PATTERN);

@@ -46,7 +46,7 @@ async function runTarget(target: FuzzTarget<unknown>, budgetMs: number, replay: 
         const details = await fc.check(property, {
           seed,
           ...(replay.path ? { path: replay.path } : {}),
-          numRuns: replay.seed !== undefined ? Math.max(p.quickRuns, DEFAULT_BATCH) : DEFAULT_BATCH,
+          numRuns: p.control ? p.quickRuns : replay.seed !== undefined ? Math.max(p.quickRuns, DEFAULT_BATCH) : DEFAULT_BATCH,
           timeout: DEFAULT_RUN_TIMEOUT_MS,
           interruptAfterTimeLimit: Math.max(1, end - Date.now()),
           markInterruptAsFailure: false,
@@ -61,7 +61,7 @@ async function runTarget(target: FuzzTarget<unknown>, budgetMs: number, replay: 
           log(`   or: HIE_FUZZ_SEED=${details.seed} HIE_FUZZ_PATH=${details.counterexamplePath ?? ''} npx mocha test/fuzz/<target>.test.ts`);
           break; // One reproducible failure per property is enough; shrinking already ran.
         }
-        if (replay.seed !== undefined) break;
+        if (replay.seed !== undefined || p.control) break;
       } while (Date.now() < end);
       o.ms = Date.now() - t0;
       outcomes.push(o);

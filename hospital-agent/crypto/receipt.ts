@@ -26,7 +26,8 @@ const bodySchema = z.strictObject({
   receivedAt: z.iso.datetime(),
 });
 const receiptSchema = bodySchema
-  .extend({ sig: z.string().regex(B64URL).length(86) })
+  // Canonical only: the 86th character carries 4 spare bits, so 16 spellings would otherwise verify as one signature.
+  .extend({ sig: z.string().regex(B64URL).length(86).refine((s) => Buffer.from(s, 'base64url').toString('base64url') === s, 'must be canonical base64url') })
   .refine((r) => r.disposition !== 'delivered' || (r.headerHash !== null && r.contentHash !== null), {
     message: 'a delivered receipt names the header and content hashes',
   });

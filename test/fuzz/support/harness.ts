@@ -5,6 +5,8 @@ import { tempDir } from '../../support/tmp.ts';
 export interface FuzzProperty<C> {
   /** Runs in the quick pass (kept small: the whole quick set stays under a minute on 2 busy cores). */
   quickRuns: number;
+  /** A control (the unaltered input passes): long runs make it once instead of looping. */
+  control?: boolean;
   // eslint-disable-next-line @typescript-eslint/no-explicit-any
   build(ctx: C): fc.IRawProperty<any, boolean>;
 }

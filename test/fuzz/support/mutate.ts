@@ -87,7 +87,19 @@ export type JsonOp =
   | { op: 'replace'; at: number; value: unknown }
   | { op: 'delete'; at: number }
   | { op: 'add'; at: number; key: string; value: unknown }
-  | { op: 'text'; at: number; edits: ByteOp[] };
+  | { op: 'text'; at: number; edits: ByteOp[] }
+  | { op: 'b64'; at: number; pos: number; xor: number };
+
+const B64URL_ALPHABET = 'ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_';
+
+/** Replaces the base64url character at `pos` (from the end) with one whose 6 bits differ by `xor`: close edits that hit padding bits. */
+function b64Edit(s: string, pos: number, xor: number): string {
+  if (s.length === 0) return s;
+  const i = s.length - 1 - (pos % s.length);
+  const v = B64URL_ALPHABET.indexOf(s[i] as string);
+  if (v < 0) return s;
+  return s.slice(0, i) + B64URL_ALPHABET[(v ^ xor) & 63] + s.slice(i + 1);
+}
 
 /** Arbitrary JSON edits; replacement values mix random JSON with edge values. */
 export const jsonOpArb: fc.Arbitrary<JsonOp> = fc.oneof(
@@ -102,6 +114,8 @@ export const jsonOpArb: fc.Arbitrary<JsonOp> = fc.oneof(
   { weight: 2, arbitrary: fc.record({ op: fc.constant('delete' as const), at: fc.nat() }) },
   { weight: 1, arbitrary: fc.record({ op: fc.constant('add' as const), at: fc.nat(), key: fc.oneof(fc.string({ maxLength: 12 }), fc.constantFrom('__proto__', 'constructor', 'sig', 'v')), value: fc.jsonValue({ maxDepth: 1 }) }) },
   { weight: 4, arbitrary: fc.record({ op: fc.constant('text' as const), at: fc.nat(), edits: fc.array(byteOpArb, { minLength: 1, maxLength: 2 }) }) },
+  // Mostly the last characters of a string, where base64 keeps its spare bits.
+  { weight: 2, arbitrary: fc.record({ op: fc.constant('b64' as const), at: fc.nat(), pos: fc.oneof(fc.integer({ min: 0, max: 2 }), fc.nat()), xor: fc.integer({ min: 1, max: 63 }) }) },
 );
 
 type Slot = { parent: Record<string, unknown> | unknown[] | undefined; key: string | number; value: unknown };
@@ -145,6 +159,9 @@ export function applyJsonOps(value: unknown, ops: readonly JsonOp[]): unknown {
       case 'text':
         if (typeof s.value === 'string') set(applyOps(Buffer.from(s.value, 'utf8'), o.edits).toString('utf8'));
         else if (typeof s.value === 'number') set(Number(applyOps(Buffer.from(String(s.value)), o.edits).toString('latin1')));
+        break;
+      case 'b64':
+        if (typeof s.value === 'string') set(b64Edit(s.value, o.pos, o.xor));
         break;
     }
   }

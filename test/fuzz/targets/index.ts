@@ -1,5 +1,8 @@
 /** Every fuzz target, in the order `npm run fuzz` runs them. */
 import type { FuzzTarget } from '../support/harness.ts';
+import { envelopeTarget } from './envelope.ts';
 import { frameTarget } from './frame.ts';
+import { ledgerTarget } from './ledger.ts';
+import { verifiersTarget } from './verifiers.ts';
 
-export const FUZZ_TARGETS: ReadonlyArray<FuzzTarget<unknown>> = [frameTarget as FuzzTarget<unknown>];
+export const FUZZ_TARGETS: ReadonlyArray<FuzzTarget<unknown>> = [frameTarget, envelopeTarget, ledgerTarget, verifiersTarget] as Array<FuzzTarget<never>> as ReadonlyArray<FuzzTarget<unknown>>;

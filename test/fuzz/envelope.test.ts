@@ -1,0 +1,4 @@
+import { describeTarget } from './support/harness.ts';
+import { envelopeTarget } from './targets/envelope.ts';
+
+describeTarget(envelopeTarget);

@@ -1,0 +1,4 @@
+import { describeTarget } from './support/harness.ts';
+import { verifiersTarget } from './targets/verifiers.ts';
+
+describeTarget(verifiersTarget);
