@@ -105,7 +105,7 @@ export async function startAgent(config: AgentConfig, options: StartAgentOptions
 
   const keyring = new KeyRing({ caPem: identity.caPem, crl: () => watcher?.current });
   await keyring.add(bundle);
-  const relay = new RelayClient({ url: config.relay.urls[0] as string, identity });
+  const relay = new RelayClient({ urls: config.relay.urls, identity });
   const send = (to: string, message: WireMessage): void => {
     try {
       relay.sendMessage(to, encodeWire(message));

@@ -21,6 +21,14 @@ export const DEFAULT_SHUTDOWN_GRACE_MS = 10_000;
 export const DEFAULT_MAX_CONNECTIONS = 10_000;
 /** How often the CRL file is polled for changes. */
 export const DEFAULT_CRL_POLL_MS = 2_000;
+/** How long a presence lookup (request/reply to another node) may take before it counts as `no-route`. */
+export const DEFAULT_NATS_REQUEST_TIMEOUT_MS = 2_000;
+/** Credit a node forwards per cross-node transfer beyond the data already received (bounds bytes in flight through NATS). */
+export const DEFAULT_NATS_WINDOW = 8 * 1024 * 1024;
+/** Subject prefix of the relay's NATS subjects. */
+export const DEFAULT_NATS_SUBJECT_PREFIX = 'hie.relay';
+/** A node silent this long while it holds transfer legs with us is probed; no answer aborts them. */
+export const DEFAULT_NATS_NODE_CHECK_MS = 3_000;
 /** Env var prefix; `listen.port` is HIE_RELAY_LISTEN_PORT. */
 export const ENV_PREFIX = 'HIE_RELAY_';
 
@@ -60,6 +68,23 @@ export const relayConfigSchema = z.strictObject({
     })
     .prefault({}),
   log: z.strictObject({ level: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info') }).prefault({}),
+  node: z.strictObject({ id: z.string().regex(/^[A-Za-z0-9_-]{1,64}$/, 'must be 1-64 of A-Z a-z 0-9 _ -').optional() }).prefault({}),
+  nats: z
+    .strictObject({
+      servers: z.array(z.string().regex(/^(nats|tls):\/\/[^\s/]+$/, 'must be nats://host:port or tls://host:port')).min(1).max(32),
+      userEnv: z.string().min(1).optional(),
+      passwordEnv: z.string().min(1).optional(),
+      tokenEnv: z.string().min(1).optional(),
+      tls: z.strictObject({ ca: z.string().min(1), cert: z.string().min(1).optional(), key: z.string().min(1).optional() }).optional(),
+      subjectPrefix: z.string().regex(/^[A-Za-z0-9_-]+(\.[A-Za-z0-9_-]+)*$/, 'must be dot-separated tokens of A-Z a-z 0-9 _ -').default(DEFAULT_NATS_SUBJECT_PREFIX),
+      requestTimeoutMs: int(50, 60_000).default(DEFAULT_NATS_REQUEST_TIMEOUT_MS),
+      window: int(64 * 1024, 256 * 1024 * 1024).default(DEFAULT_NATS_WINDOW),
+      nodeCheckMs: int(100, 600_000).default(DEFAULT_NATS_NODE_CHECK_MS),
+    })
+    .refine((n) => (n.userEnv === undefined) === (n.passwordEnv === undefined), { message: 'userEnv and passwordEnv go together', path: ['passwordEnv'] })
+    .refine((n) => !(n.tokenEnv && n.userEnv), { message: 'use either tokenEnv or userEnv/passwordEnv, not both', path: ['tokenEnv'] })
+    .refine((n) => (n.tls?.cert === undefined) === (n.tls?.key === undefined), { message: 'cert and key go together', path: ['tls', 'key'] })
+    .optional(),
 });
 
 /** A validated relay configuration. */
@@ -93,7 +118,18 @@ const LEAVES: Record<string, Kind> = {
   'tariff.perTransfer': 'number',
   'tariff.perGiB': 'number',
   'log.level': 'string',
+  'node.id': 'string',
+  'nats.userEnv': 'string',
+  'nats.passwordEnv': 'string',
+  'nats.tokenEnv': 'string',
+  'nats.subjectPrefix': 'string',
+  'nats.requestTimeoutMs': 'number',
+  'nats.window': 'number',
+  'nats.nodeCheckMs': 'number',
 };
+
+/** List keys set from env as comma-separated values. */
+const LIST_LEAVES = new Set(['nats.servers']);
 
 /** The env var that sets a dotted key: `limits.maxFrame` -> HIE_RELAY_LIMITS_MAX_FRAME. */
 export function envVarFor(key: string): string {
@@ -113,19 +149,26 @@ function coerce(raw: string, kind: Kind): unknown {
 export function parseRelayConfig(input: unknown, env: NodeJS.ProcessEnv = {}): RelayConfig {
   const merged: Record<string, unknown> = input && typeof input === 'object' && !Array.isArray(input) ? structuredClone(input as Record<string, unknown>) : {};
   if (input !== undefined && (typeof input !== 'object' || input === null || Array.isArray(input))) {
-    throw new ConfigError('config must be an object of sections (listen, tls, admin, limits, tariff, log)', ['(root)']);
+    throw new ConfigError('config must be an object of sections (listen, tls, admin, limits, tariff, log, node, nats)', ['(root)']);
   }
   const fromEnv = new Map<string, string>();
-  for (const [key, kind] of Object.entries(LEAVES)) {
-    const name = envVarFor(key);
-    const raw = env[name];
-    if (raw === undefined) continue;
+  const set = (key: string, value: unknown, name: string): void => {
     const [section, leaf] = key.split('.') as [string, string];
     const s = merged[section];
     const obj = s && typeof s === 'object' && !Array.isArray(s) ? (s as Record<string, unknown>) : {};
-    obj[leaf] = coerce(raw, kind);
+    obj[leaf] = value;
     merged[section] = obj;
     fromEnv.set(key, name);
+  };
+  for (const [key, kind] of Object.entries(LEAVES)) {
+    const name = envVarFor(key);
+    const raw = env[name];
+    if (raw !== undefined) set(key, coerce(raw, kind), name);
+  }
+  for (const key of LIST_LEAVES) {
+    const name = envVarFor(key);
+    const raw = env[name];
+    if (raw !== undefined) set(key, raw.split(',').map((v) => v.trim()).filter(Boolean), name);
   }
   const result = relayConfigSchema.safeParse(merged);
   if (result.success) return result.data;
@@ -139,7 +182,7 @@ export function parseRelayConfig(input: unknown, env: NodeJS.ProcessEnv = {}): R
     }
     const key = base || '(root)';
     keys.push(key);
-    const src = fromEnv.get(key);
+    const src = fromEnv.get(key) ?? fromEnv.get(issue.path.slice(0, 2).map(String).join('.'));
     return `config key ${key}${src ? ` (from ${src})` : ''}: ${issue.message}`;
   });
   throw new ConfigError(lines.join('; '), keys);
@@ -169,6 +212,12 @@ export function loadRelayConfig(path: string, env: NodeJS.ProcessEnv = process.e
   for (const k of ['cert', 'key', 'ca', 'crl'] as const) {
     const v = tls[k];
     if (v !== undefined) tls[k] = resolve(base, v);
+  }
+  const natsTls = config.nats?.tls;
+  if (natsTls) {
+    natsTls.ca = resolve(base, natsTls.ca);
+    if (natsTls.cert !== undefined) natsTls.cert = resolve(base, natsTls.cert);
+    if (natsTls.key !== undefined) natsTls.key = resolve(base, natsTls.key);
   }
   return config;
 }

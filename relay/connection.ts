@@ -1,19 +1,28 @@
 import type { WebSocket } from 'ws';
 import { DELIVERED_ID_BIT } from './protocol/constants.ts';
+import type { RemoteEnd } from './remote-end.ts';
 import type { AgentPort } from './router.ts';
 
 /** One transfer in flight: the relay maps (source, srcId) <-> (destination, dstId). */
 export interface Transfer {
   /** Relay-unique id (hex), named in the usage statement. */
   key: string;
-  src: AgentConnection;
+  /** The sending agent: connected here, or on another node. */
+  src: AgentConnection | RemoteEnd;
   srcId: number;
-  dst: AgentConnection;
+  /** The receiving agent: connected here, or on another node. */
+  dst: AgentConnection | RemoteEnd;
   dstId: number;
   /** Credit granted by the recipient and not yet used by the sender. */
   credit: number;
   bytes: number;
   ending: boolean;
+  /** This node's leg id when one end is on another node. */
+  leg?: number;
+  /** Cross-node credit window (destination node): granted by the recipient but not yet forwarded. */
+  held?: number;
+  /** Cross-node credit window (destination node): forwarded to the source node and not yet used. */
+  forwarded?: number;
 }
 
 const RECENT_IDS = 256;
@@ -36,6 +45,10 @@ export class AgentConnection implements AgentPort {
   /** When the pending queue last made progress (or became non-empty). */
   lastProgress = Date.now();
   closing = false;
+  /** Messages of this agent waiting on other nodes' answers. */
+  remoteRequests = 0;
+  /** True while reading is paused because too many of those are waiting. */
+  remoteBlocked = false;
 
   constructor(
     readonly id: string,

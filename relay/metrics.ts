@@ -19,4 +19,9 @@ export class RelayMetrics {
   readonly crlNextUpdate = new Gauge({ name: 'hie_relay_crl_next_update_seconds', help: 'Seconds until the CRL in force expires (negative: expired)', registers: [this.registry] });
   readonly certExpiry = new Gauge({ name: 'hie_relay_cert_expiry_seconds', help: 'Seconds until the relay certificate expires', registers: [this.registry] });
   readonly usageStatements = new Counter({ name: 'hie_relay_usage_statements_total', help: 'Signed usage statements issued', registers: [this.registry] });
+  readonly natsConnected = new Gauge({ name: 'hie_relay_nats_connected', help: '1 while this node is connected to NATS, 0 otherwise (absent on a single node)', registers: [this.registry] });
+  readonly natsForwardedMessages = new Counter({ name: 'hie_relay_nats_forwarded_messages_total', help: 'NATS messages forwarded to (out) or received from (in) other relay nodes, by kind', labelNames: ['direction', 'kind'], registers: [this.registry] });
+  readonly natsForwardedBytes = new Counter({ name: 'hie_relay_nats_forwarded_bytes_total', help: 'Transfer payload bytes forwarded to (out) or received from (in) other relay nodes', labelNames: ['direction'], registers: [this.registry] });
+  readonly presenceLookups = new Counter({ name: 'hie_relay_presence_lookups_total', help: 'Presence lookups sent to other nodes, by outcome (found, no-route, timeout, error)', labelNames: ['outcome'], registers: [this.registry] });
+  readonly natsCreditHeld = new Counter({ name: 'hie_relay_nats_credit_held_total', help: 'Times credit for a cross-node transfer was held back because the NATS window was full', registers: [this.registry] });
 }

@@ -10,6 +10,9 @@ import { parseRelayConfig, type RelayConfig, type RelayConfigInput } from './con
 import { Hub } from './hub.ts';
 import { signUsage } from './metering.ts';
 import { RelayMetrics } from './metrics.ts';
+import { randomBytes } from 'node:crypto';
+import { hostname } from 'node:os';
+import { connectNatsRouter, type NatsRouter } from './nats/index.ts';
 import { LocalRouter, type Router } from './router.ts';
 
 /** The path agents open their WebSocket on. */
@@ -22,6 +25,8 @@ export interface RunningRelay {
   /** Admin HTTP port, or undefined when the admin listener is disabled. */
   adminPort: number | undefined;
   metrics: RelayMetrics;
+  /** This node's id on a cluster (NATS configured), else undefined. */
+  nodeId: string | undefined;
   /** Bytes queued in the relay towards agents right now. */
   bufferedBytes(): number;
   /** Re-reads the CRL (what SIGHUP does); true when a new CRL took effect. */
@@ -51,9 +56,14 @@ export async function startRelay(input: RelayConfigInput | RelayConfig, options:
   const passphrase = config.tls.passphraseEnv ? env[config.tls.passphraseEnv] : undefined;
   const identity: Identity = loadIdentity({ cert: config.tls.cert, key: config.tls.key, ca: config.tls.ca, crl: config.tls.crl, passphrase });
   const metrics = new RelayMetrics();
-  const router = options.router ?? new LocalRouter();
-  const watcher = config.tls.crl ? new CrlWatcher(config.tls.crl, identity.caPem, { intervalMs: config.tls.crlPollMs }) : undefined;
   const limits = { ...config.limits };
+  let nats: NatsRouter | undefined;
+  if (config.nats && !options.router) {
+    const nodeId = config.node.id ?? `${hostname().replace(/[^A-Za-z0-9_-]/g, '-').slice(0, 48)}-${randomBytes(4).toString('hex')}`;
+    nats = await connectNatsRouter({ config: config.nats, nodeId, limits, metrics, log, env });
+  }
+  const router = options.router ?? nats ?? new LocalRouter();
+  const watcher = config.tls.crl ? new CrlWatcher(config.tls.crl, identity.caPem, { intervalMs: config.tls.crlPollMs }) : undefined;
   const hub = new Hub({
     limits,
     router,
@@ -107,7 +117,14 @@ export async function startRelay(input: RelayConfigInput | RelayConfig, options:
   watcher?.start();
 
   server.listen(config.listen.port, config.listen.host);
-  await once(server, 'listening');
+  try {
+    await once(server, 'listening');
+  } catch (err) {
+    watcher?.stop();
+    hub.closeAll();
+    await nats?.close();
+    throw err;
+  }
   const port = (server.address() as AddressInfo).port;
 
   const refresh = (): void => {
@@ -129,11 +146,12 @@ export async function startRelay(input: RelayConfigInput | RelayConfig, options:
       server.close();
       watcher?.stop();
       hub.closeAll();
+      await nats?.close();
       throw err;
     }
   }
   const adminPort = admin ? (admin.address() as AddressInfo).port : undefined;
-  log.info({ port, adminPort, host: config.listen.host }, 'relay listening');
+  log.info({ port, adminPort, host: config.listen.host, node: nats?.nodeId }, 'relay listening');
 
   let closing: Promise<void> | undefined;
   const close = (graceMs: number = limits.shutdownGraceMs): Promise<void> => {
@@ -149,6 +167,7 @@ export async function startRelay(input: RelayConfigInput | RelayConfig, options:
       const until = Date.now() + 3000;
       while (hub.connections.size > 0 && Date.now() < until) await new Promise((r) => setTimeout(r, 20));
       server.closeAllConnections();
+      await nats?.close();
       if (admin) {
         admin.closeAllConnections();
         await new Promise<void>((r) => admin.close(() => r()));
@@ -162,6 +181,7 @@ export async function startRelay(input: RelayConfigInput | RelayConfig, options:
     port,
     adminPort,
     metrics,
+    nodeId: nats?.nodeId,
     bufferedBytes: () => hub.bufferedBytes(),
     reloadCrl: () => watcher?.reload() ?? false,
     close,

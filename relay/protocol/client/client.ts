@@ -23,8 +23,14 @@ export const RELAY_AGENT_PATH = '/v1/agent';
 
 /** Options of {@link RelayClient}. */
 export interface RelayClientOptions {
-  /** `wss://host:port` (the agent path is added when missing). */
-  url: string;
+  /** `wss://host:port` (the agent path is added when missing); or give `urls`. */
+  url?: string;
+  /**
+   * Several relay nodes: the client connects to the first and, whenever its
+   * connection goes away or an attempt fails, tries the next one (round robin,
+   * exponential backoff with full jitter once every node has failed in a row).
+   */
+  urls?: string[];
   /** This agent's identity (from `loadIdentity`); its CA also verifies the relay and usage statements. */
   identity: Identity;
   /** TLS server name to check, when the URL host differs from the relay certificate's. */
@@ -48,8 +54,8 @@ export interface RelayMessage {
 
 /** Events of {@link RelayClient}. */
 export interface RelayClientEvents {
-  /** Connected and greeted by the relay. */
-  ready: [info: { agent: string; limits: FrameLimits & { maxOpenTransfers?: number } }];
+  /** Connected and greeted by the relay (`url`: the node this connection went to). */
+  ready: [info: { agent: string; limits: FrameLimits & { maxOpenTransfers?: number }; url: string }];
   /** The connection ended (a reconnect follows when enabled). */
   disconnected: [info: { code: number; reason: string }];
   /** A connection attempt failed (refused upgrade, TLS error...). */
@@ -70,7 +76,8 @@ type Stream = OutboundTransfer | InboundTransfer;
  * reconnecting until closed.
  */
 export class RelayClient extends EventEmitter<RelayClientEvents> {
-  private readonly url: string;
+  private readonly urls: string[];
+  private urlIndex = 0;
   private readonly tls: ConnectionOptions;
   private readonly window: number;
   private readonly backoff: BackoffOptions | undefined;
@@ -83,6 +90,7 @@ export class RelayClient extends EventEmitter<RelayClientEvents> {
   private drainWaiters: Array<() => void> = [];
   private nextMessageId = 1;
   private attempt = 0;
+  private dialed = '';
   private timer: NodeJS.Timeout | undefined;
   private closed = false;
   private readyWaiters: Array<{ resolve: () => void; reject: (e: Error) => void }> = [];
@@ -94,11 +102,15 @@ export class RelayClient extends EventEmitter<RelayClientEvents> {
 
   constructor(private readonly options: RelayClientOptions) {
     super();
-    if (!options || typeof options.url !== 'string' || !/^wss:\/\//.test(options.url)) throw new TypeError('url must be a wss:// URL');
+    const given = options?.urls ?? (options?.url !== undefined ? [options.url] : []);
+    if (!Array.isArray(given) || given.length === 0) throw new TypeError('url or urls (wss:// URLs of relay nodes) is required');
+    for (const url of given) if (typeof url !== 'string' || !/^wss:\/\//.test(url)) throw new TypeError(`relay URL must be a wss:// URL, got ${JSON.stringify(url)}`);
     if (!options.identity?.certPem) throw new TypeError('identity is required (use loadIdentity)');
-    const u = new URL(options.url);
-    if (u.pathname === '/' || u.pathname === '') u.pathname = RELAY_AGENT_PATH;
-    this.url = u.toString();
+    this.urls = given.map((url) => {
+      const u = new URL(url);
+      if (u.pathname === '/' || u.pathname === '') u.pathname = RELAY_AGENT_PATH;
+      return u.toString();
+    });
     this.tls = { ...clientTlsOptions(options.identity), ...(options.servername ? { servername: options.servername } : {}) };
     this.window = options.window ?? DEFAULT_WINDOW;
     if (options.chunkSize !== undefined && (!Number.isInteger(options.chunkSize) || options.chunkSize < 1024)) throw new TypeError('chunkSize must be an integer >= 1024');
@@ -150,6 +162,11 @@ export class RelayClient extends EventEmitter<RelayClientEvents> {
     return p;
   }
 
+  /** The relay node URL in use (or tried next). */
+  get url(): string {
+    return this.urls[this.urlIndex % this.urls.length] as string;
+  }
+
   private settleReady(err?: Error): void {
     const waiters = this.readyWaiters;
     this.readyWaiters = [];
@@ -160,6 +177,7 @@ export class RelayClient extends EventEmitter<RelayClientEvents> {
     this.timer = undefined;
     if (this.closed) return;
     const t = this.makeTransport(this.url, this.tls, this.link.limits.maxFrame);
+    this.dialed = this.url;
     this.transport = t;
     let failure: RelayError | undefined;
     t.on('frame', (buf) => this.onFrame(buf));
@@ -190,8 +208,10 @@ export class RelayClient extends EventEmitter<RelayClientEvents> {
       this.settleReady(wasConnected ? lost : (failure ?? lost));
       return;
     }
+    // Whatever ended this connection, the next attempt goes to another node; back off only once all have failed in a row.
+    if (this.urls.length > 1) this.urlIndex = (this.urlIndex + 1) % this.urls.length;
     if (wasConnected) this.attempt = 0;
-    const delay = backoffDelay(this.attempt++, this.backoff);
+    const delay = backoffDelay(Math.floor(this.attempt++ / this.urls.length), this.backoff);
     this.timer = setTimeout(() => this.dial(), delay);
   }
 
@@ -237,7 +257,7 @@ export class RelayClient extends EventEmitter<RelayClientEvents> {
       this.link.chunkSize = Math.min(this.link.limits.maxFrame - FRAME_PREFIX, this.options.chunkSize ?? DEFAULT_CHUNK_SIZE);
       this.agentId = typeof body.agent === 'string' ? body.agent : undefined;
       this.connected = true;
-      this.emit('ready', { agent: this.agentId ?? '', limits: { ...this.link.limits } });
+      this.emit('ready', { agent: this.agentId ?? '', limits: { ...this.link.limits }, url: this.dialed });
       this.settleReady();
     } else if (type === 'usage') {
       const id = body.id;

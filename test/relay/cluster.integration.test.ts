@@ -1,0 +1,177 @@
+import { once } from 'node:events';
+import { readdirSync, readFileSync } from 'node:fs';
+import { pipeline } from 'node:stream/promises';
+import { expect } from 'chai';
+import { connect, type NatsConnection } from 'nats';
+import { loadIdentity } from '../../certs/index.ts';
+import { InboundTransfer, RelayClient, RelayError, TransferAbortedError, verifyUsageStatement, type RelayMessage } from '../../relay/protocol/index.ts';
+import { patternStream } from '../support/data.ts';
+import { makeFederation, type TestFederation } from '../support/federation.ts';
+import { snapshot, tempDir } from '../support/tmp.ts';
+import { startCluster, metricValue, type TestCluster } from './cluster-helpers.ts';
+import { admin, hashOf, until } from './helpers.ts';
+
+describe('relay cluster over NATS (integration: real nats-server with TLS and a user per node, three nodes)', function () {
+  this.timeout(120_000);
+  let tmp: ReturnType<typeof tempDir>;
+  let fed: TestFederation;
+  let cluster: TestCluster;
+  const clients: RelayClient[] = [];
+  let alpha: RelayClient;
+  let bravo: RelayClient;
+  let baseline: Record<string, string>;
+
+  async function client(id: string, urls: string[], options: { reconnect?: boolean; chunkSize?: number } = {}): Promise<RelayClient> {
+    const files = fed.agents[id];
+    if (!files) throw new Error(`no agent ${id}`);
+    const c = new RelayClient({ urls, identity: loadIdentity({ ...files, crl: fed.crlPath }), reconnect: options.reconnect ?? false, ...(options.chunkSize ? { chunkSize: options.chunkSize } : {}) });
+    clients.push(c);
+    await c.connect();
+    return c;
+  }
+
+  before(async function () {
+    tmp = tempDir();
+    fed = makeFederation(tmp.dir, ['alpha', 'bravo', 'charlie', 'delta']);
+    cluster = await startCluster(fed, tmp.dir);
+    alpha = await client('alpha', [cluster.url(0)], { chunkSize: 1024 * 1024 });
+    bravo = await client('bravo', [cluster.url(1)]);
+    baseline = snapshot(tmp.dir);
+  });
+
+  after(async function () {
+    for (const c of clients) await c.close().catch(() => undefined);
+    await cluster?.close();
+    tmp?.cleanup();
+  });
+
+  it('lists each agent only on the node it is connected to', async function () {
+    const on = async (i: number) => JSON.parse((await admin(cluster.relays[i]!, '/v1/agents')).text).agents.map((a: { id: string }) => a.id);
+    expect(await on(0)).to.deep.equal(['alpha']);
+    expect(await on(1)).to.deep.equal(['bravo']);
+    expect(await on(2)).to.deep.equal([]);
+    expect(cluster.relays.map((r) => r.nodeId)).to.deep.equal(['n1', 'n2', 'n3']);
+  });
+
+  it('routes small messages both ways between agents on different nodes', async function () {
+    const got: RelayMessage[] = [];
+    const back: RelayMessage[] = [];
+    bravo.on('message', (m) => got.push(m));
+    alpha.on('message', (m) => back.push(m));
+    for (let i = 0; i < 50; i += 1) alpha.sendMessage('bravo', Buffer.from(`ping ${i}`));
+    await until(() => got.length === 50, 10_000, 'messages at bravo');
+    expect(got.map((m) => m.body.toString())).to.deep.equal(Array.from({ length: 50 }, (_, i) => `ping ${i}`));
+    expect(got.every((m) => m.from === 'alpha')).to.equal(true);
+    bravo.sendMessage('alpha', Buffer.from('pong'));
+    await until(() => back.length === 1, 10_000, 'reply at alpha');
+    expect(back[0]?.from).to.equal('bravo');
+    const m1 = (await admin(cluster.relays[0]!, '/metrics')).text;
+    expect(metricValue(m1, 'hie_relay_nats_forwarded_messages_total', { direction: 'out', kind: 'message' })).to.equal(50);
+    expect(metricValue(m1, 'hie_relay_presence_lookups_total', { outcome: 'found' })).to.be.at.least(50);
+    expect(metricValue(m1, 'hie_relay_nats_connected')).to.equal(1);
+    const m2 = (await admin(cluster.relays[1]!, '/metrics')).text;
+    expect(metricValue(m2, 'hie_relay_nats_forwarded_messages_total', { direction: 'in', kind: 'message' })).to.equal(50);
+    bravo.removeAllListeners('message');
+    alpha.removeAllListeners('message');
+  });
+
+  it('carries 300 MB alpha (n1) -> bravo (n2) byte-identical, split under max_payload, with a usage statement for both ends', async function () {
+    const total = 300 * 1000 * 1000;
+    const src = patternStream(total, 3);
+    const incoming = new Promise<InboundTransfer>((resolve) => bravo.once('transfer', resolve));
+    // 1 MiB chunks make full-size DATA frames: bigger than NATS max_payload, so the node must split them.
+    const out = alpha.openTransfer('bravo', { meta: Buffer.from('{"kind":"study"}') });
+    const sending = pipeline(src.stream, out);
+    const inbound = await incoming;
+    expect(inbound.from).to.equal('alpha');
+    expect(inbound.meta.toString()).to.equal('{"kind":"study"}');
+    const [received] = await Promise.all([hashOf(inbound), sending]);
+    expect(received.bytes).to.equal(total);
+    expect(received.hex).to.equal(src.sha256());
+    const [u1, u2] = await Promise.all([out.usage, inbound.usage]);
+    expect(u1.statement.bytes).to.equal(total);
+    expect(u1.statement).to.deep.equal(u2.statement);
+    expect(u1.statement.from).to.equal('alpha');
+    expect(u1.statement.to).to.equal('bravo');
+    expect(verifyUsageStatement(u1.signed, readFileSync(fed.caPath, 'utf8')).bytes).to.equal(total);
+    const m1 = (await admin(cluster.relays[0]!, '/metrics')).text;
+    const m2 = (await admin(cluster.relays[1]!, '/metrics')).text;
+    expect(metricValue(m1, 'hie_relay_nats_forwarded_bytes_total', { direction: 'out' })).to.equal(total);
+    // Full 1 MiB DATA frames (plus header) exceed max_payload: each went out as two NATS messages.
+    expect(metricValue(m1, 'hie_relay_nats_forwarded_messages_total', { direction: 'out', kind: 'data' })).to.be.at.least(2 * Math.floor(total / (1024 * 1024)));
+    expect(metricValue(m2, 'hie_relay_nats_forwarded_bytes_total', { direction: 'in' })).to.equal(total);
+    expect(metricValue(m1, 'hie_relay_transfers_completed_total')).to.equal(1);
+    expect(metricValue(m2, 'hie_relay_transfers_completed_total')).to.equal(1);
+    expect(metricValue(m1, 'hie_relay_transfers_active')).to.equal(0);
+  });
+
+  it('refuses a transfer and a message to an agent connected nowhere with no-route, answered by "no responders" (not a timeout)', async function () {
+    const before1 = metricValue((await admin(cluster.relays[0]!, '/metrics')).text, 'hie_relay_presence_lookups_total', { outcome: 'no-route' });
+    const out = alpha.openTransfer('delta');
+    out.on('error', () => {});
+    const err = await out.usage.then(
+      () => undefined,
+      (e: unknown) => e,
+    );
+    expect(err).to.be.instanceOf(TransferAbortedError);
+    expect((err as TransferAbortedError).reason).to.equal('no-route');
+    const undeliverable = once(alpha, 'undeliverable');
+    const id = alpha.sendMessage('delta', Buffer.from('hello?'));
+    const [u] = (await undeliverable) as [RelayError & { messageId: number; to: string }];
+    expect(u.messageId).to.equal(id);
+    expect(u.message).to.contain('no-route');
+    const m1 = (await admin(cluster.relays[0]!, '/metrics')).text;
+    expect(metricValue(m1, 'hie_relay_presence_lookups_total', { outcome: 'no-route' })).to.equal(before1 + 2);
+    expect(metricValue(m1, 'hie_relay_presence_lookups_total', { outcome: 'timeout' })).to.equal(0);
+  });
+
+  it('aborts a cross-node transfer on both ends when the receiver cancels', async function () {
+    const incoming = new Promise<InboundTransfer>((resolve) => bravo.once('transfer', resolve));
+    const out = alpha.openTransfer('bravo');
+    const src = patternStream(50 * 1024 * 1024, 5);
+    const sending = pipeline(src.stream, out).catch((e: unknown) => e);
+    const inbound = await incoming;
+    inbound.on('error', () => {});
+    await new Promise<void>((resolve) => inbound.once('data', () => resolve()));
+    inbound.abort('rejected', 'no thanks');
+    const err = await sending;
+    expect(err).to.be.instanceOf(TransferAbortedError);
+    expect((err as TransferAbortedError).reason).to.equal('rejected');
+    await until(async () => metricValue((await admin(cluster.relays[0]!, '/metrics')).text, 'hie_relay_transfers_active') === 0, 5000, 'n1 forgets the transfer');
+  });
+
+  it('fails a client over to the next node when its node goes away, and routes to it there', async function () {
+    const charlie = await client('charlie', [cluster.url(2), cluster.url(0)], { reconnect: true });
+    const readyUrls: string[] = [];
+    charlie.on('ready', (info) => readyUrls.push(info.url));
+    await cluster.relays[2]!.close(0);
+    await until(() => charlie.connected && readyUrls.length === 1, 15_000, 'charlie reconnected');
+    expect(readyUrls[0]).to.contain(`:${cluster.relays[0]!.port}/`);
+    const got = once(charlie, 'message');
+    bravo.sendMessage('charlie', Buffer.from('found you'));
+    const [m] = (await got) as [RelayMessage];
+    expect(m.body.toString()).to.equal('found you');
+  });
+
+  it('persists nothing: the NATS server runs without JetStream and the relays wrote no files', async function () {
+    const nc: NatsConnection = await connect({
+      servers: cluster.nats.url,
+      user: cluster.env['NATS_USER_N1'],
+      pass: cluster.env['NATS_PASSWORD_N1'],
+      tls: { ca: readFileSync(fed.caPath, 'utf8') },
+    });
+    try {
+      expect(nc.info?.jetstream ?? false).to.equal(false);
+      const jsm = await nc.jetstreamManager({ timeout: 1000 }).then(
+        () => 'available',
+        (e: { code?: string }) => e.code ?? 'error',
+      );
+      expect(jsm).to.equal('503');
+    } finally {
+      await nc.close();
+    }
+    // Every file the relays could reach (their certificates, the CA, the CRL, the NATS config) is unchanged and nothing was added.
+    expect(snapshot(tmp.dir)).to.deep.equal(baseline);
+    expect(readdirSync(process.cwd()).filter((n) => /\.(log|dat|db)$|^jetstream$/i.test(n))).to.deep.equal([]);
+  });
+});
