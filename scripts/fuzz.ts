@@ -57,6 +57,8 @@ async function runTarget(target: FuzzTarget<unknown>, budgetMs: number, replay: 
           o.failures += 1;
           log(`\nFAILURE in ${target.name} / ${name}`);
           log(fc.defaultReportMessage(details) ?? '(no report)');
+          const cause = details.errorInstance as Error | undefined;
+          if (cause) log(`error: ${cause.message}`);
           log(`replay: npm run fuzz -- --target ${target.name} --seed ${details.seed} --path ${details.counterexamplePath ?? ''}`);
           log(`   or: HIE_FUZZ_SEED=${details.seed} HIE_FUZZ_PATH=${details.counterexamplePath ?? ''} npx mocha test/fuzz/<target>.test.ts`);
           break; // One reproducible failure per property is enough; shrinking already ran.

@@ -49,6 +49,8 @@ export function toAgentError(err: unknown): AgentError {
   if (e?.type === 'entity.parse.failed') return new AgentError('ERR_BAD_REQUEST', 'request body is not valid JSON');
   if (e?.type === 'encoding.unsupported' || e?.type === 'charset.unsupported') return new AgentError('ERR_UNSUPPORTED_MEDIA_TYPE', 'unsupported body encoding');
   if (typeof e?.status === 'number' && e.status >= 400 && e.status < 500 && e.expose) return new AgentError('ERR_BAD_REQUEST', 'malformed request');
+  // The router marks a path parameter it cannot percent-decode (e.g. '/v1/inbox/%') as 400 without `expose`.
+  if (err instanceof URIError && e.status === 400) return new AgentError('ERR_BAD_REQUEST', 'malformed percent-encoding in the path');
   return new AgentError('ERR_INTERNAL', 'internal error', { cause: err });
 }
 

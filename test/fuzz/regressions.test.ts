@@ -1,12 +1,18 @@
+import { once } from 'node:events';
 import { readFileSync } from 'node:fs';
+import type { Server } from 'node:http';
+import type { AddressInfo } from 'node:net';
+import express from 'express';
 import { join } from 'node:path';
 import { expect } from 'chai';
 import { PkiError, createKeyBundle, generateAgentKeys, loadIdentity, verifyKeyBundle, type KeyBundle } from '../../certs/index.ts';
 import { CryptoError, KeyRing, createReceipt, senderKeys, verifyReceipt, withKids, type Receipt } from '../../hospital-agent/crypto/index.ts';
+import { createApiApp } from '../../hospital-agent/api/http.ts';
 import { LedgerError, signedHeadSchema, type Ledger, type SignedHead } from '../../ledger/index.ts';
 import { makeWorld, type LedgerWorld } from '../ledger/support.ts';
 import { makeFederation } from '../support/federation.ts';
 import { tempDir } from '../support/tmp.ts';
+import { rawRequest } from './support/http.ts';
 
 const ALPHABET = 'ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_';
 
@@ -85,5 +91,28 @@ describe('fuzz findings (regressions)', function () {
     expect(replica.head('alpha')).to.equal(undefined);
     await replica.ingest('alpha', range, head);
     expect(replica.head('alpha')?.seq).to.equal(head.seq);
+  });
+
+  it('answers a path parameter that cannot be percent-decoded with 400 ERR_BAD_REQUEST, not 500', async function () {
+    const v1 = express.Router();
+    v1.get('/items/:id', (req, res) => {
+      res.json({ id: req.params['id'] });
+    });
+    const token = 'regress-token-0123456789abcdef0123456789';
+    const app = createApiApp({ tokens: [{ name: 't', token }], logger: { info() {}, warn() {}, error() {} }, v1, openapi: {} });
+    const server: Server = app.listen(0, '127.0.0.1');
+    await once(server, 'listening');
+    try {
+      const port = (server.address() as AddressInfo).port;
+      const auth = { authorization: `Bearer ${token}` };
+      expect((await rawRequest(port, { method: 'GET', path: '/v1/items/ok%20id', headers: auth })).status).to.equal(200);
+      for (const bad of ['%', '%zz', '%c0%ae']) {
+        const r = await rawRequest(port, { method: 'GET', path: `/v1/items/${bad}`, headers: auth });
+        expect(r.status, bad).to.equal(400);
+        expect(JSON.parse(r.body.toString()).error.code).to.equal('ERR_BAD_REQUEST');
+      }
+    } finally {
+      server.close();
+    }
   });
 });

@@ -1,0 +1,4 @@
+import { describeTarget } from './support/harness.ts';
+import { apiTarget } from './targets/api.ts';
+
+describeTarget(apiTarget);

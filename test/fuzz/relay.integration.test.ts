@@ -1,0 +1,4 @@
+import { describeTarget } from './support/harness.ts';
+import { relayTarget } from './targets/relay.ts';
+
+describeTarget(relayTarget);
