@@ -9,15 +9,18 @@ export interface TestCluster {
   relays: RunningRelay[];
   /** Env holding every node's NATS user and password. */
   env: NodeJS.ProcessEnv;
-  /** `wss://localhost:<port>` of node i. */
+  /** `wss://localhost:<port>` of the i-th node started in this process. */
   url(i: number): string;
   /** The relay config of node i (port 0 unless given). */
   config(i: number, port?: number): RelayConfigInput;
   close(): Promise<void>;
 }
 
-/** Starts nats-server with TLS (the relay certificate) and a user per node, then `count` relay nodes using it. */
-export async function startCluster(fed: TestFederation, dir: string, count = 3, overrides: Partial<RelayConfigInput> = {}): Promise<TestCluster> {
+/**
+ * Starts nats-server with TLS (the relay certificate) and a user per node, then
+ * relay nodes using it: all `count`, or only the node indexes in `only`.
+ */
+export async function startCluster(fed: TestFederation, dir: string, count = 3, overrides: Partial<RelayConfigInput> = {}, only?: number[]): Promise<TestCluster> {
   const users = Array.from({ length: count }, (_, i) => ({ user: `relay-n${i + 1}`, password: `pw-${i + 1}-${Math.random().toString(36).slice(2)}` }));
   const nats = await startNats({ dir, tls: { cert: fed.relay.cert, key: fed.relay.key, ca: fed.caPath }, users });
   const env: NodeJS.ProcessEnv = {};
@@ -38,7 +41,7 @@ export async function startCluster(fed: TestFederation, dir: string, count = 3, 
     }) as RelayConfigInput;
   const logger = pino({ level: process.env['HIE_TEST_LOG'] ?? 'silent' });
   const relays: RunningRelay[] = [];
-  for (let i = 0; i < count; i += 1) relays.push(await startRelay(config(i), { logger, env }));
+  for (const i of only ?? Array.from({ length: count }, (_, k) => k)) relays.push(await startRelay(config(i), { logger, env }));
   return {
     nats,
     relays,
