@@ -30,7 +30,7 @@ interface RelayCtx {
 const POISON = Buffer.from([PROTOCOL_VERSION, 0xee, 0, 0, 0, 1]);
 
 async function hostile(ctx: RelayCtx, frames: Buffer[]): Promise<{ code: number; opened: boolean }> {
-  const ws = new WebSocket(`wss://127.0.0.1:${ctx.relay.port}/v1/agent`, { ...clientTlsOptions(loadIdentity(ctx.fed.agents['mallory']!)), servername: 'localhost', perMessageDeflate: false, maxPayload: 4 * 1024 * 1024 });
+  const ws = new WebSocket(`wss://127.0.0.1:${ctx.relay.port}/v1/agent`, { ...clientTlsOptions(loadIdentity(ctx.fed.agents['mallory']!)), perMessageDeflate: false, maxPayload: 4 * 1024 * 1024 });
   return new Promise((resolve, reject) => {
     let opened = false;
     const timer = setTimeout(() => {
