@@ -1,0 +1,177 @@
+// `npm run bench -- cluster [--size 1GiB] [--messages 20000]`: two relay nodes (child processes) joined by a
+// nats-server (TLS, one user per node); throughput and 1 KiB message rate between agents on the same node and on
+// different nodes, measured in the same run. Target: cross-node throughput >= 0.6 of same-node.
+import { spawn, type ChildProcess } from 'node:child_process';
+import { randomBytes } from 'node:crypto';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { Readable } from 'node:stream';
+import { pipeline } from 'node:stream/promises';
+import { fileURLToPath } from 'node:url';
+import { CertificateAuthority, loadIdentity, type Identity } from '../../certs/index.ts';
+import { RelayClient, type InboundTransfer } from '../../relay/protocol/index.ts';
+import { startNats } from '../../test/support/nats.ts';
+import type { BenchTable } from './types.ts';
+import { mbps } from './util.ts';
+
+const CHUNK = 1024 * 1024;
+const BIN = fileURLToPath(new URL('../../bin/hie-relay.js', import.meta.url));
+
+function option(args: string[], name: string): string | undefined {
+  const i = args.indexOf(`--${name}`);
+  if (i >= 0) return args[i + 1];
+  return args.find((a) => a.startsWith(`--${name}=`))?.split('=')[1];
+}
+
+function parseSize(s: string): number {
+  const m = /^(\d+(?:\.\d+)?)\s*(B|KiB|MiB|GiB)?$/i.exec(s.trim());
+  if (!m) throw new Error(`bad size '${s}' (e.g. 512MiB, 1GiB)`);
+  const mult: Record<string, number> = { b: 1, kib: 1024, mib: 1024 ** 2, gib: 1024 ** 3 };
+  return Math.round(Number(m[1]) * (mult[(m[2] ?? 'B').toLowerCase()] as number));
+}
+
+/** `total` bytes in 1 MiB chunks of one random block (no generation cost). */
+function source(total: number): Readable {
+  const block = randomBytes(CHUNK);
+  let left = total;
+  return new Readable({
+    highWaterMark: 4 * CHUNK,
+    read() {
+      if (left <= 0) return void this.push(null);
+      const n = Math.min(CHUNK, left);
+      left -= n;
+      this.push(n === CHUNK ? block : block.subarray(0, n));
+    },
+  });
+}
+
+async function startNode(dir: string, node: string, pki: { cert: string; key: string; ca: string }, nats: string, env: NodeJS.ProcessEnv): Promise<{ child: ChildProcess; port: number }> {
+  const file = join(dir, `${node}.json`);
+  writeFileSync(
+    file,
+    JSON.stringify({
+      listen: { host: '127.0.0.1', port: 0 },
+      tls: pki,
+      admin: { enabled: false },
+      log: { level: 'info' },
+      node: { id: node },
+      nats: { servers: [nats], userEnv: 'NATS_USER', passwordEnv: 'NATS_PASSWORD', tls: { ca: pki.ca } },
+    }),
+  );
+  const child = spawn(process.execPath, [BIN, '--config', file], { env: { ...process.env, ...env }, stdio: ['ignore', 'pipe', 'inherit'] });
+  const port = await new Promise<number>((resolve, reject) => {
+    let buf = '';
+    child.stdout?.setEncoding('utf8').on('data', (d: string) => {
+      buf += d;
+      const m = /"port":(\d+),.*"msg":"relay listening"/.exec(buf);
+      if (m) resolve(Number(m[1]));
+      if (buf.length > 1e5) buf = buf.slice(-1e4);
+    });
+    child.once('exit', (code) => reject(new Error(`relay ${node} exited (${code})`)));
+  });
+  return { child, port };
+}
+
+async function client(port: number, identity: Identity): Promise<RelayClient> {
+  const c = new RelayClient({ url: `wss://127.0.0.1:${port}`, servername: 'localhost', identity, reconnect: false });
+  await c.connect();
+  return c;
+}
+
+async function throughput(a: RelayClient, b: RelayClient, to: string, total: number): Promise<number> {
+  const t0 = performance.now();
+  const incoming = new Promise<InboundTransfer>((r) => b.once('transfer', r));
+  const out = a.openTransfer(to);
+  const sending = pipeline(source(total), out);
+  const inbound = await incoming;
+  let received = 0;
+  for await (const chunk of inbound) received += (chunk as Buffer).length;
+  await sending;
+  const ms = performance.now() - t0;
+  await out.usage;
+  if (received !== total) throw new Error(`received ${received} of ${total} bytes`);
+  return ms;
+}
+
+/** 1 KiB messages a -> b with at most `window` in flight; returns messages per second. */
+async function messageRate(a: RelayClient, b: RelayClient, to: string, count: number, window = 256): Promise<number> {
+  const body = randomBytes(1024);
+  let sent = 0;
+  let got = 0;
+  const t0 = performance.now();
+  await new Promise<void>((resolve, reject) => {
+    const timer = setTimeout(() => reject(new Error(`only ${got} of ${count} messages arrived`)), 120_000);
+    const pump = (): void => {
+      while (sent < count && sent - got < window) {
+        a.sendMessage(to, body);
+        sent += 1;
+      }
+    };
+    const onMessage = (): void => {
+      got += 1;
+      if (got === count) {
+        clearTimeout(timer);
+        b.off('message', onMessage);
+        resolve();
+      } else pump();
+    };
+    b.on('message', onMessage);
+    pump();
+  });
+  return count / ((performance.now() - t0) / 1000);
+}
+
+/** Runs the cluster section. */
+export async function run(args: string[]): Promise<BenchTable[]> {
+  const total = parseSize(option(args, 'size') ?? '1GiB');
+  const messages = Number(option(args, 'messages') ?? 20_000);
+  const dir = mkdtempSync(join(tmpdir(), 'hie-bench-cluster-'));
+  const ca = CertificateAuthority.init(join(dir, 'pki'), { name: 'Bench CA', keyBits: 2048 });
+  const r = ca.issueRelay({ hosts: ['localhost', '127.0.0.1'], outDir: join(dir, 'relay') });
+  const pki = { cert: r.certPath, key: r.keyPath, ca: r.caPath };
+  const ids: Record<string, Identity> = {};
+  for (const id of ['alpha', 'bravo', 'charlie']) {
+    const a = ca.issueAgent({ id, outDir: join(dir, 'agents') });
+    ids[id] = loadIdentity({ cert: a.certPath, key: a.keyPath, ca: a.caPath });
+  }
+  const users = [
+    { user: 'relay-n1', password: randomBytes(12).toString('hex') },
+    { user: 'relay-n2', password: randomBytes(12).toString('hex') },
+  ];
+  const nats = await startNats({ dir, tls: pki, users });
+  const nodes: ChildProcess[] = [];
+  const clients: RelayClient[] = [];
+  try {
+    const n1 = await startNode(dir, 'n1', pki, nats.url, { NATS_USER: users[0]!.user, NATS_PASSWORD: users[0]!.password });
+    const n2 = await startNode(dir, 'n2', pki, nats.url, { NATS_USER: users[1]!.user, NATS_PASSWORD: users[1]!.password });
+    nodes.push(n1.child, n2.child);
+    const alpha = await client(n1.port, ids['alpha']!);
+    const bravo = await client(n1.port, ids['bravo']!);
+    const charlie = await client(n2.port, ids['charlie']!);
+    clients.push(alpha, bravo, charlie);
+    // Warm up both paths (JIT, TLS sessions, NATS subscriptions).
+    await throughput(alpha, bravo, 'bravo', 64 * CHUNK);
+    await throughput(alpha, charlie, 'charlie', 64 * CHUNK);
+    const sameMs = await throughput(alpha, bravo, 'bravo', total);
+    const crossMs = await throughput(alpha, charlie, 'charlie', total);
+    const sameRate = await messageRate(alpha, bravo, 'bravo', messages);
+    const crossRate = await messageRate(alpha, charlie, 'charlie', messages);
+    const ratio = sameMs / crossMs;
+    return [
+      {
+        title: `cluster: two relay nodes via nats-server (TLS, user per node); ${Math.round(total / CHUNK)} MiB transfer and ${messages} x 1 KiB messages`,
+        rows: [
+          { path: 'same node (alpha -> n1 -> bravo)', 'MB/s': mbps(total, sameMs), 'messages/s': Math.round(sameRate) },
+          { path: 'cross node (alpha -> n1 -> NATS -> n2 -> charlie)', 'MB/s': mbps(total, crossMs), 'messages/s': Math.round(crossRate) },
+        ],
+        notes: [`cross-node / same-node throughput: ${ratio.toFixed(2)} (target >= 0.6) ${ratio >= 0.6 ? 'MET' : 'NOT MET'}`, `message rate ratio: ${(crossRate / sameRate).toFixed(2)}`],
+      },
+    ];
+  } finally {
+    for (const c of clients) await c.close().catch(() => undefined);
+    for (const n of nodes) n.kill('SIGTERM');
+    await nats.stop();
+    rmSync(dir, { recursive: true, force: true });
+  }
+}
