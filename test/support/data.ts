@@ -1,32 +1,34 @@
-import { createHash } from 'node:crypto';
+import { createCipheriv, createHash } from 'node:crypto';
 import { Readable } from 'node:stream';
 
+const BLOCK = 1 << 20;
+
 /**
- * A deterministic pseudo-random byte stream of `size` bytes (xorshift, fast,
- * incompressible enough), with its SHA-256 available once it has ended.
+ * A deterministic, incompressible byte stream of `size` bytes for tests and
+ * benches: a 1 MiB AES-CTR keystream block derived from `seed`, repeated with
+ * each copy's first 8 bytes set to its index (so no two chunks are equal).
+ * Cheap to generate, so it does not limit what it measures. Its SHA-256 is
+ * available once the stream has ended.
  */
-export function patternStream(size: number, seed = 1, chunk = 1 << 20): { stream: Readable; sha256: () => string } {
+export function patternStream(size: number, seed = 1): { stream: Readable; sha256: () => string } {
+  const key = createHash('sha256').update(`pattern-${seed}`).digest();
+  const base = createCipheriv('aes-256-ctr', key, Buffer.alloc(16)).update(Buffer.alloc(BLOCK));
   const hash = createHash('sha256');
   let digest: string | undefined;
   let produced = 0;
-  let x = seed >>> 0 || 1;
+  let index = 0;
   const stream = new Readable({
+    highWaterMark: 4 * BLOCK,
     read() {
       if (produced >= size) {
         digest ??= hash.digest('hex');
         this.push(null);
         return;
       }
-      const n = Math.min(chunk, size - produced);
-      const buf = Buffer.allocUnsafe(n);
-      const words = n >>> 2;
-      for (let i = 0; i < words; i += 1) {
-        x ^= x << 13;
-        x ^= x >>> 17;
-        x ^= x << 5;
-        buf.writeUInt32LE(x >>> 0, i << 2);
-      }
-      for (let i = words << 2; i < n; i += 1) buf[i] = i & 0xff;
+      const n = Math.min(BLOCK, size - produced);
+      const buf = Buffer.from(base.subarray(0, n));
+      if (n >= 8) buf.writeBigUInt64LE(BigInt(index), 0);
+      index += 1;
       produced += n;
       hash.update(buf);
       this.push(buf);
