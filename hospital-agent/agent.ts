@@ -211,7 +211,7 @@ export async function startAgent(config: AgentConfig, options: StartAgentOptions
   });
   relay.on('ready', () => {
     metrics.relayConnected.set(1);
-    log.info({ relay: config.relay.urls[0] }, 'connected to the relay');
+    log.info({ relay: relay.url }, 'connected to the relay');
     engine.kick();
     void replicator.announce().catch(() => undefined);
   });
