@@ -51,3 +51,23 @@ export function describeTarget<C>(target: FuzzTarget<C>, timeoutMs = 60_000): vo
     }
   });
 }
+
+/**
+ * Runs one async property body so that a run fast-check stopped waiting for
+ * (time limit, run timeout) cannot reject unhandled later, and teardown can
+ * wait for it before closing servers ({@link settleRuns}).
+ */
+export function tracked<T>(runs: Set<Promise<unknown>>, body: () => Promise<T>): Promise<T> {
+  const p = body();
+  runs.add(p);
+  p.then(
+    () => runs.delete(p),
+    () => runs.delete(p),
+  );
+  return p;
+}
+
+/** Waits (at most `ms`) for every tracked run to settle. */
+export async function settleRuns(runs: Set<Promise<unknown>>, ms = 10_000): Promise<void> {
+  await Promise.race([Promise.allSettled([...runs]), new Promise((r) => setTimeout(r, ms).unref())]);
+}

@@ -1,7 +1,7 @@
 import fc from 'fast-check';
 import { AGENT_ERRORS } from '../../../hospital-agent/errors.ts';
 import { TEST_TOKEN, startNetwork, type TestNetwork } from '../../support/agents.ts';
-import type { FuzzTarget } from '../support/harness.ts';
+import { settleRuns, tracked, type FuzzTarget } from '../support/harness.ts';
 import { rawRequest, type RawResponse } from '../support/http.ts';
 import { applyJsonOps, applyOps, byteOpArb, jsonOpArb } from '../support/mutate.ts';
 
@@ -10,6 +10,7 @@ interface ApiCtx {
   port: number;
   consentId: string;
   exchangeId: string;
+  runs: Set<Promise<unknown>>;
 }
 
 /** Every route of the agent API (as in the OpenAPI document), with ':id' where a path parameter goes. */
@@ -123,9 +124,10 @@ export const apiTarget: FuzzTarget<ApiCtx> = {
       body: Buffer.from('seed exchange'),
     });
     const exchange = (await ex.json()) as { id: string };
-    return { net, port, consentId: consent.id, exchangeId: exchange.id };
+    return { net, port, consentId: consent.id, exchangeId: exchange.id, runs: new Set() };
   },
   async teardown(ctx) {
+    await settleRuns(ctx.runs);
     await ctx.net.close();
   },
   properties: {
@@ -139,7 +141,7 @@ export const apiTarget: FuzzTarget<ApiCtx> = {
           queryArb,
           headerArb,
           bodyArb,
-          async (routeIndex, methodOverride, id, query, headers, body) => {
+          (routeIndex, methodOverride, id, query, headers, body) => tracked(ctx.runs, async () => {
             const route = API_ROUTES[routeIndex]!;
             const method = methodOverride ?? route.method;
             const qs = Object.entries(query).map(([k, v]) => `${encodeURIComponent(k)}=${v}`).join('&');
@@ -151,7 +153,7 @@ export const apiTarget: FuzzTarget<ApiCtx> = {
             if (bad) throw new Error(`${method} ${path}: ${bad}`);
             const health = await rawRequest(ctx.port, { method: 'GET', path: '/healthz' });
             if (health.status !== 200) throw new Error(`agent stopped serving: /healthz ${health.status}`);
-          },
+          }),
         ),
     },
   },

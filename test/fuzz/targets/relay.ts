@@ -8,7 +8,7 @@ import { clientTlsOptions, loadIdentity } from '../../../certs/index.ts';
 import { startRelay, type RunningRelay } from '../../../relay/index.ts';
 import { FRAME_PREFIX, PROTOCOL_VERSION, RelayClient, type InboundTransfer } from '../../../relay/protocol/index.ts';
 import { makeFederation, type TestFederation } from '../../support/federation.ts';
-import type { FuzzTarget } from '../support/harness.ts';
+import { settleRuns, tracked, type FuzzTarget } from '../support/harness.ts';
 import { mutate, mutationArb } from '../support/mutate.ts';
 import { garbageArb, validFrameArb } from './frame.ts';
 
@@ -24,6 +24,7 @@ interface RelayCtx {
   bravo: RelayClient;
   disconnects: number;
   seq: number;
+  runs: Set<Promise<unknown>>;
 }
 
 /** A frame that can never decode: an unknown kind. Sent last so every hostile connection ends in a protocol close. */
@@ -111,7 +112,7 @@ export const relayTarget: FuzzTarget<RelayCtx> = {
       await c.connect();
       return c;
     };
-    const ctx: RelayCtx = { fed, relay, alpha: await client('alpha'), bravo: await client('bravo'), disconnects: 0, seq: 0 };
+    const ctx: RelayCtx = { fed, relay, alpha: await client('alpha'), bravo: await client('bravo'), disconnects: 0, seq: 0, runs: new Set() };
     for (const c of [ctx.alpha, ctx.bravo]) {
       c.on('disconnected', () => void ctx.disconnects++);
       // Mallory may open transfers or send messages to them: drain and ignore those.
@@ -123,6 +124,7 @@ export const relayTarget: FuzzTarget<RelayCtx> = {
     return ctx;
   },
   async teardown(ctx) {
+    await settleRuns(ctx.runs);
     await ctx.alpha.close();
     await ctx.bravo.close();
     await ctx.relay.close(0);
@@ -131,7 +133,7 @@ export const relayTarget: FuzzTarget<RelayCtx> = {
     'a connection sending garbage or mutated frames is closed with a protocol close code; alpha and bravo keep exchanging; the relay stays up': {
       quickRuns: 12,
       build: (ctx) =>
-        fc.asyncProperty(hostileFramesArb, async (frames) => {
+        fc.asyncProperty(hostileFramesArb, (frames) => tracked(ctx.runs, async () => {
           const [closed] = await Promise.all([hostile(ctx, frames), healthyExchange(ctx)]);
           if (!closed.opened) throw new Error(`the hostile agent could not connect (close ${closed.code})`);
           if (!HOSTILE_CLOSE_CODES.has(closed.code)) throw new Error(`hostile connection closed with ${closed.code}, not a protocol close code`);
@@ -141,7 +143,7 @@ export const relayTarget: FuzzTarget<RelayCtx> = {
           if (health.status !== 200) throw new Error(`relay /healthz answered ${health.status}`);
           const agents = ((await (await fetch(`http://127.0.0.1:${ctx.relay.adminPort}/v1/agents`)).json()) as { agents: Array<{ id: string }> }).agents.map((a) => a.id);
           if (!agents.includes('alpha') || !agents.includes('bravo')) throw new Error(`relay lost healthy agents: ${agents.join(', ')}`);
-        }),
+        })),
     },
   },
 };
