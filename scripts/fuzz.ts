@@ -1,5 +1,5 @@
 /**
- * Long fuzz runs: `npm run fuzz -- --time 60 [--target frame-decoder,ledger] [--seed S --path P]`.
+ * Long fuzz runs: `npm run fuzz -- --time 60 [--target frame-decoder,ledger] [--property text] [--seed S --path P]`.
  * Runs each selected target's properties in a loop of fresh seeds until its
  * share of the time budget is spent, reports runs and failures per property,
  * prints every failure with the seed and path that replay it, and exits
@@ -25,14 +25,14 @@ interface Outcome {
   ms: number;
 }
 
-async function runTarget(target: FuzzTarget<unknown>, budgetMs: number, replay: { seed?: number; path?: string }, log: (s: string) => void): Promise<Outcome[]> {
+async function runTarget(target: FuzzTarget<unknown>, budgetMs: number, replay: { seed?: number; path?: string }, only: string | undefined, log: (s: string) => void): Promise<Outcome[]> {
   const tmp = tempDir(`hie-fuzz-${target.name}-`);
   const started = Date.now();
   const outcomes: Outcome[] = [];
   let ctx: unknown;
   try {
     ctx = await target.setup(tmp.dir);
-    const names = Object.keys(target.properties);
+    const names = Object.keys(target.properties).filter((n) => only === undefined || n.includes(only));
     const perProperty = Math.max(1000, (budgetMs - (Date.now() - started)) / names.length);
     for (const name of names) {
       const p = target.properties[name]!;
@@ -59,8 +59,8 @@ async function runTarget(target: FuzzTarget<unknown>, budgetMs: number, replay: 
           log(fc.defaultReportMessage(details) ?? '(no report)');
           const cause = details.errorInstance as Error | undefined;
           if (cause) log(`error: ${cause.message}`);
-          log(`replay: npm run fuzz -- --target ${target.name} --seed ${details.seed} --path ${details.counterexamplePath ?? ''}`);
-          log(`   or: HIE_FUZZ_SEED=${details.seed} HIE_FUZZ_PATH=${details.counterexamplePath ?? ''} npx mocha test/fuzz/<target>.test.ts`);
+          log(`replay: npm run fuzz -- --target ${target.name} --property '${name}' --seed ${details.seed} --path ${details.counterexamplePath ?? ''}`);
+          log(`   or: HIE_FUZZ_SEED=${details.seed} HIE_FUZZ_PATH=${details.counterexamplePath ?? ''} npx mocha 'test/fuzz/**/*.test.ts' --fgrep '${name}'`);
           break; // One reproducible failure per property is enough; shrinking already ran.
         }
         if (replay.seed !== undefined || p.control) break;
@@ -78,7 +78,7 @@ async function runTarget(target: FuzzTarget<unknown>, budgetMs: number, replay: 
 
 async function main(): Promise<number> {
   const { values } = parseArgs({
-    options: { time: { type: 'string' }, target: { type: 'string' }, seed: { type: 'string' }, path: { type: 'string' }, list: { type: 'boolean' } },
+    options: { time: { type: 'string' }, target: { type: 'string' }, property: { type: 'string' }, seed: { type: 'string' }, path: { type: 'string' }, list: { type: 'boolean' } },
   });
   const log = (s: string): void => void process.stdout.write(`${s}\n`);
   if (values.list) {
@@ -103,7 +103,7 @@ async function main(): Promise<number> {
   const started = Date.now();
   for (const [i, t] of targets.entries()) {
     const left = time * 1000 - (Date.now() - started);
-    all.push(...(await runTarget(t, Math.max(1000, left / (targets.length - i)), replay, log)));
+    all.push(...(await runTarget(t, Math.max(1000, left / (targets.length - i)), replay, values.property, log)));
   }
   const runs = all.reduce((n, o) => n + o.runs, 0);
   const failures = all.reduce((n, o) => n + o.failures, 0);

@@ -66,8 +66,13 @@ function applyRangeEdits(entries: Buffer[], head: SignedHead, edits: RangeEdit[]
         break;
       case 'json': {
         if (!out.length) break;
-        const v = applyJsonOps(JSON.parse(out[i(e.entry)]!.toString('utf8')), e.ops);
-        out[i(e.entry)] = Buffer.from(JSON.stringify(v) ?? 'null');
+        let parsed: unknown;
+        try {
+          parsed = JSON.parse(out[i(e.entry)]!.toString('utf8'));
+        } catch {
+          break; // An earlier byte edit already broke this entry's JSON.
+        }
+        out[i(e.entry)] = Buffer.from(JSON.stringify(applyJsonOps(parsed, e.ops)) ?? 'null');
         break;
       }
       case 'drop':
