@@ -1,6 +1,6 @@
 import { createHash, timingSafeEqual } from 'node:crypto';
 import type { NextFunction, Request, RequestHandler, Response } from 'express';
-import { rateLimit } from 'express-rate-limit';
+import { ipKeyGenerator, MemoryStore, rateLimit } from 'express-rate-limit';
 import { AgentError } from '../errors.ts';
 
 /** Failed authentications allowed per client address per window before it gets 429. */
@@ -41,28 +41,41 @@ export function bearerAuth(
   tokens: readonly ApiToken[],
   options: { failuresPerWindow?: number; windowMs?: number; onFailure?: (req: Request, reason: string) => void } = {},
 ): RequestHandler[] {
+  const limit = options.failuresPerWindow ?? DEFAULT_AUTH_FAILURES_PER_WINDOW;
+  const store = new MemoryStore();
+  const keyOf = (req: Request): string => ipKeyGenerator(req.ip ?? '');
+  // Only failed authentications are counted (check() increments the store). Counting every request up front
+  // and un-counting successes afterwards would refuse valid requests whenever more than `limit` were in flight
+  // at once (a burst of uploads). An address over the limit is refused even with a valid token, so guesses
+  // made while blocked are never evaluated.
   const limiter = rateLimit({
     windowMs: options.windowMs ?? DEFAULT_AUTH_WINDOW_MS,
-    limit: options.failuresPerWindow ?? DEFAULT_AUTH_FAILURES_PER_WINDOW,
-    skipSuccessfulRequests: true,
+    limit,
+    store,
+    keyGenerator: keyOf,
+    skip: async (req) => ((await store.get(keyOf(req)))?.totalHits ?? 0) < limit,
     standardHeaders: 'draft-7',
     legacyHeaders: false,
-    // Only requests that end in 401 count: the auth handler below sets it.
-    requestWasSuccessful: (_req, res) => res.statusCode !== 401,
     handler: (_req, _res, next) => next(new AgentError('ERR_RATE_LIMITED', 'too many failed authentication attempts; retry later')),
   });
+  const fail = (req: Request, next: NextFunction, err: AgentError): void => {
+    void store.increment(keyOf(req)).then(
+      () => next(err),
+      () => next(err),
+    );
+  };
   const check = (req: Request, res: Response, next: NextFunction): void => {
     const header = req.get('authorization') ?? '';
     const m = /^Bearer ([\x21-\x7e]{1,512})$/.exec(header);
     if (!m) {
       options.onFailure?.(req, header ? 'malformed' : 'missing');
-      next(new AgentError('ERR_UNAUTHORIZED', 'missing or malformed bearer token'));
+      fail(req, next, new AgentError('ERR_UNAUTHORIZED', 'missing or malformed bearer token'));
       return;
     }
     const token = matchToken(tokens, m[1] as string);
     if (!token) {
       options.onFailure?.(req, 'unknown token');
-      next(new AgentError('ERR_UNAUTHORIZED', 'invalid bearer token'));
+      fail(req, next, new AgentError('ERR_UNAUTHORIZED', 'invalid bearer token'));
       return;
     }
     res.locals['principal'] = token.name;

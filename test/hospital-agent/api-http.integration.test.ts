@@ -22,6 +22,7 @@ describe('local API framework', function () {
     const v1 = express.Router();
     v1.use(express.json({ limit: '1kb' }));
     v1.get('/ok', (_req, res) => { res.json({ ok: true, principal: res.locals['principal'] }); });
+    v1.get('/slow', (_req, res) => { setTimeout(() => res.json({ ok: true }), 200); });
     v1.post('/echo-size', (req, res) => { res.json({ keys: Object.keys(req.body as object).length }); });
     v1.get('/refused', () => { throw new AgentError('ERR_CONSENT_REVOKED', 'consent c1 was revoked', { detail: { consentId: 'c1' } }); });
     v1.get('/boom', () => { throw new Error('database password is hunter2'); });
@@ -81,6 +82,11 @@ describe('local API framework', function () {
     expect((await fetch(`${base}/openapi.json`)).status).to.equal(200);
   });
 
+  it('does not rate-limit a burst of concurrent authenticated requests (more than the failure limit in flight)', async function () {
+    const statuses = await Promise.all(Array.from({ length: 10 }, async () => (await fetch(`${base}/v1/slow`, { headers: auth })).status));
+    expect(statuses).to.deep.equal(Array.from({ length: 10 }, () => 200));
+  });
+
   it('refuses missing or wrong tokens, rate-limits repeated failures, and never logs the token', async function () {
     const missing = await fetch(`${base}/v1/ok`);
     expect(missing.status).to.equal(401);
@@ -92,6 +98,8 @@ describe('local API framework', function () {
     expect(statuses[3]).to.equal(429);
     const limited = await fetch(`${base}/v1/ok`, { headers: { authorization: 'Bearer wrong-token-attempt' } });
     expect(((await limited.json()) as { error: { code: string } }).error.code).to.equal('ERR_RATE_LIMITED');
+    // A blocked address is refused even with the valid token, so guesses made while blocked tell nothing.
+    expect((await fetch(`${base}/v1/ok`, { headers: auth })).status).to.equal(429);
     const all = JSON.stringify(logged);
     expect(all).not.to.contain(TOKEN);
     expect(all).not.to.contain('wrong-token-attempt');

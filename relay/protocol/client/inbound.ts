@@ -81,6 +81,9 @@ export class InboundTransfer extends Readable {
     this.link.send(encodeAbort(this.id, code, reason));
     const err = new TransferAbortedError(code, reason, true);
     this.finish(err);
+    // The caller that aborts knows why; a refused transfer nobody listens to (e.g. a duplicate) must not
+    // surface as an unhandled 'error' that takes the whole process down.
+    if (this.listenerCount('error') === 0) this.once('error', () => undefined);
     this.destroy(err);
   }
 
