@@ -4,7 +4,7 @@
 import { readdirSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 import type { BenchSection, BenchTable } from './bench/types.ts';
-import { machine, renderTables } from './bench/util.ts';
+import { machine, renderTables, summaryTable } from './bench/util.ts';
 
 const HELPERS = new Set(['types', 'util']);
 const dir = fileURLToPath(new URL('./bench/', import.meta.url));
@@ -35,6 +35,8 @@ async function main(): Promise<number> {
     all.push(...tables);
     process.stdout.write(renderTables(tables));
   }
+  const summary = summaryTable(all);
+  if (summary) process.stdout.write(renderTables([summary]));
   return 0;
 }
 

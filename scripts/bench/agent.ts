@@ -160,6 +160,7 @@ export async function run(args: string[]): Promise<BenchTable[]> {
           `Ratio end-to-end / relay-only: ${ratio.toFixed(2)} (target >= 0.50). Relay and the two agents are separate processes (as deployed); RSS after the run (MiB): ${rss.join(', ')}.`,
           'The end-to-end time includes the upload into the sending agent (stored and fsynced before it is acknowledged), sealing, the relay, opening into quarantine, release to the inbox and the signed receipt.',
         ],
+        summary: [{ metric: `agent end-to-end vs relay-only (${mib(size)} MiB)`, value: ratio.toFixed(2), target: '>= 0.50', met: ratio >= 0.5 }],
       },
       {
         title: `agent: ${count} small exchanges (2 KB FHIR bundle), up to ${concurrency} unfinished`,
@@ -172,6 +173,7 @@ export async function run(args: string[]): Promise<BenchTable[]> {
             failed: small.failed,
           },
         ],
+        summary: [{ metric: 'agent small exchanges/s (2 KB FHIR)', value: ((small.lat.length / small.ms) * 1000).toFixed(0), target: '>= 500', met: (small.lat.length / small.ms) * 1000 >= 500 }],
         notes: ['Target: >= 500 small exchanges/s. Time to receipt is from acceptance by the API to the verified receipt, on the sending agent\'s clock. Each exchange is consent-checked, fsynced to the outbox, sealed, relayed, opened, released to the inbox, receipted and logged on both ledgers (plus a charge).'],
       },
     ];

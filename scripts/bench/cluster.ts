@@ -166,6 +166,7 @@ export async function run(args: string[]): Promise<BenchTable[]> {
           { path: 'cross node (alpha -> n1 -> NATS -> n2 -> charlie)', 'MB/s': mbps(total, crossMs), 'messages/s': Math.round(crossRate) },
         ],
         notes: [`cross-node / same-node throughput: ${ratio.toFixed(2)} (target >= 0.6) ${ratio >= 0.6 ? 'MET' : 'NOT MET'}`, `message rate ratio: ${(crossRate / sameRate).toFixed(2)}`],
+        summary: [{ metric: 'cluster cross-node vs same-node throughput', value: ratio.toFixed(2), target: '>= 0.60', met: ratio >= 0.6 }],
       },
     ];
   } finally {

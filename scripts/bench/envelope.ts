@@ -177,6 +177,10 @@ export async function run(args: string[]): Promise<BenchTable[]> {
           `Baseline: raw Node AES-256-GCM + one SHA-256 pass over the same bytes, same run; best of ${rounds} alternating rounds. Target ratio >= 0.70.`,
           `Envelope overhead: ${overhead} bytes (${summary.chunks} chunks, ${((overhead / Math.max(1, size)) * 100).toFixed(4)}%).`,
         ],
+        summary: [
+          { metric: 'envelope seal vs AES-GCM + SHA-256', value: sealRatio.toFixed(2), target: '>= 0.70', met: sealRatio >= 0.7 },
+          { metric: 'envelope open vs AES-GCM + SHA-256', value: openRatio.toFixed(2), target: '>= 0.70', met: openRatio >= 0.7 },
+        ],
       },
     ];
   } finally {

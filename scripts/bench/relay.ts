@@ -279,6 +279,10 @@ export async function run(args: string[]): Promise<BenchTable[]> {
             `Best of ${rounds} alternating rounds per path; relay peak RSS is the peak over all rounds.`,
             'Sender and receiver agents run in the bench process; the relay and the proxy each run as a child process.',
           ],
+          summary: [
+            { metric: `relay throughput vs TLS pipe (${mib(total)} MiB)`, value: ratio.toFixed(2), target: '>= 0.80', met: ratio >= 0.8 },
+            { metric: 'relay peak RSS, MiB', value: mib(relay.rss), target: '< 150', met: relay.rss < 150 * 1048576 },
+          ],
         },
         {
           title: `relay: small messages (1 KiB, ${nSenders} concurrent senders -> 1 receiver, 32 in flight each)`,
@@ -291,6 +295,7 @@ export async function run(args: string[]): Promise<BenchTable[]> {
             },
           ],
           notes: ['Latency is one-way sender -> relay -> receiver, timed on the one clock of the bench process.'],
+          summary: [{ metric: 'relay small messages/s (1 KiB)', value: String(Math.round(small.lat.length / (small.ms / 1000))), target: '-' }],
         },
       ];
     } finally {

@@ -6,6 +6,16 @@ export interface BenchTable {
   rows: Array<Record<string, string | number>>;
   /** Lines printed under the table: targets, ratios, machine notes. */
   notes?: string[];
+  /** Headline figures for the combined summary `npm run bench` prints last. */
+  summary?: SummaryRow[];
+}
+
+/** One headline figure: what, the value measured, and the target it is held to. */
+export interface SummaryRow {
+  metric: string;
+  value: string;
+  target: string;
+  met?: boolean;
 }
 
 /** A bench section module in scripts/bench/<name>.ts exports `run`. */

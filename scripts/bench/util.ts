@@ -60,6 +60,16 @@ export function machine(): string {
   return `${cpus().length} cores (${cpu}), ${(totalmem() / 2 ** 30).toFixed(0)} GiB, Node ${process.version}`;
 }
 
+/** One combined table of every section's headline figures. */
+export function summaryTable(tables: BenchTable[]): BenchTable | undefined {
+  const rows = tables.flatMap((t) => t.summary ?? []);
+  if (rows.length === 0) return undefined;
+  return {
+    title: 'summary: every section, one table',
+    rows: rows.map((r) => ({ metric: r.metric, value: r.value, target: r.target, met: r.met === undefined ? '-' : r.met ? 'yes' : 'NO' })),
+  };
+}
+
 /** Renders tables as aligned text. */
 export function renderTables(tables: BenchTable[]): string {
   const out: string[] = [];
