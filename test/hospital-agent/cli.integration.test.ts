@@ -50,6 +50,9 @@ describe('hie-agent CLI', function () {
     expect(inbox.stdout).to.match(/from myongji\s+application\/fhir\+json/);
     const status = await run(['status', '--api', api('myongji')]);
     expect(status.stdout).to.match(/agent myongji: relay connected/);
+    const verified = await run(['verify', '--api', api('severance')]);
+    expect(verified.code, verified.stderr).to.equal(0);
+    expect(verified.stdout).to.match(/^ledger OK: \d+ feeds, \d+ entries/);
     const settlement = await run(['settlement', '--api', api('myongji'), '--period', new Date().toISOString().slice(0, 7)]);
     expect(settlement.code, settlement.stderr).to.equal(0);
     expect(settlement.stdout).to.match(/relay-operator\s+EUR owes 1\d/);
@@ -66,6 +69,14 @@ describe('hie-agent CLI', function () {
     const bad = await run(['send', '--api', api('myongji'), BUNDLE]);
     expect(bad.code).to.equal(2);
     expect(bad.stderr).to.match(/^hie-agent: error: --to is required/);
+    const help = await run(['--help']);
+    expect(help.code).to.equal(0);
+    for (const c of ['start', 'check-config', 'send', 'consent grant', 'inbox', 'status', 'settlement', 'verify']) expect(help.stdout).to.contain(c);
+    const good = join(tmp.dir, 'good.json');
+    writeFileSync(good, JSON.stringify({ ...net.configs['myongji'], api: { host: '127.0.0.1', port: 8480 } }));
+    const okCfg = await run(['check-config', '--config', good]);
+    expect(okCfg.code, okCfg.stderr).to.equal(0);
+    expect(okCfg.stdout).to.match(/^config OK: agent myongji/);
     const file = join(tmp.dir, 'bad.yaml');
     writeFileSync(file, 'id: Not-Valid\n');
     const cfg = await run(['check-config', '--config', file]);
