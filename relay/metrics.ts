@@ -1,4 +1,4 @@
-import { Counter, Gauge, Registry } from 'prom-client';
+import { collectDefaultMetrics, Counter, Gauge, Registry } from 'prom-client';
 
 /** The relay's Prometheus metrics, on their own registry (prefix hie_relay_). */
 export class RelayMetrics {
@@ -24,4 +24,9 @@ export class RelayMetrics {
   readonly natsForwardedBytes = new Counter({ name: 'hie_relay_nats_forwarded_bytes_total', help: 'Transfer payload bytes forwarded to (out) or received from (in) other relay nodes', labelNames: ['direction'], registers: [this.registry] });
   readonly presenceLookups = new Counter({ name: 'hie_relay_presence_lookups_total', help: 'Presence lookups sent to other nodes, by outcome (found, no-route, timeout, error)', labelNames: ['outcome'], registers: [this.registry] });
   readonly natsCreditHeld = new Counter({ name: 'hie_relay_nats_credit_held_total', help: 'Times credit for a cross-node transfer was held back because the NATS window was full', registers: [this.registry] });
+
+  constructor() {
+    // Process and Node.js runtime metrics (RSS, heap, event-loop lag, GC) under the same prefix.
+    collectDefaultMetrics({ register: this.registry, prefix: 'hie_relay_' });
+  }
 }
