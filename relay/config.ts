@@ -17,6 +17,8 @@ export const DEFAULT_HIGH_WATER_MARK = 2 * 1024 * 1024;
 export const DEFAULT_WRITE_TIMEOUT_MS = 15_000;
 /** How long SIGTERM waits for open transfers before closing everything. */
 export const DEFAULT_SHUTDOWN_GRACE_MS = 10_000;
+/** The relay pings every agent this often; one that has not answered the previous ping is cut off (0 disables). */
+export const DEFAULT_PING_INTERVAL_MS = 20_000;
 /** Most concurrent agent connections. */
 export const DEFAULT_MAX_CONNECTIONS = 10_000;
 /** How often the CRL file is polled for changes. */
@@ -57,6 +59,7 @@ export const relayConfigSchema = z.strictObject({
       maxConnections: int(1).default(DEFAULT_MAX_CONNECTIONS),
       highWaterMark: int(64 * 1024).default(DEFAULT_HIGH_WATER_MARK),
       writeTimeoutMs: int(100).default(DEFAULT_WRITE_TIMEOUT_MS),
+      pingIntervalMs: int(0, 3_600_000).default(DEFAULT_PING_INTERVAL_MS),
       shutdownGraceMs: int(0).default(DEFAULT_SHUTDOWN_GRACE_MS),
     })
     .prefault({}),
@@ -113,6 +116,7 @@ const LEAVES: Record<string, Kind> = {
   'limits.maxConnections': 'number',
   'limits.highWaterMark': 'number',
   'limits.writeTimeoutMs': 'number',
+  'limits.pingIntervalMs': 'number',
   'limits.shutdownGraceMs': 'number',
   'tariff.currency': 'string',
   'tariff.perTransfer': 'number',

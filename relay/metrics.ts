@@ -14,6 +14,7 @@ export class RelayMetrics {
   readonly framesRejected = new Counter({ name: 'hie_relay_frames_rejected_total', help: 'Frames that broke the protocol, by error code', labelNames: ['code'], registers: [this.registry] });
   readonly creditStalls = new Counter({ name: 'hie_relay_credit_stalls_total', help: 'Times a sender used up all credit granted for a transfer', registers: [this.registry] });
   readonly backpressurePauses = new Counter({ name: 'hie_relay_backpressure_pauses_total', help: 'Times a source socket was paused because its destination was behind', registers: [this.registry] });
+  readonly heartbeatTimeouts = new Counter({ name: 'hie_relay_heartbeat_timeouts_total', help: 'Agents cut off for not answering a heartbeat ping', registers: [this.registry] });
   readonly writeTimeouts = new Counter({ name: 'hie_relay_write_timeouts_total', help: 'Destinations that missed the write deadline', labelNames: [], registers: [this.registry] });
   readonly bufferedBytes = new Gauge({ name: 'hie_relay_buffered_bytes', help: 'Bytes queued in the relay towards agents, not yet written', registers: [this.registry] });
   readonly crlNextUpdate = new Gauge({ name: 'hie_relay_crl_next_update_seconds', help: 'Seconds until the CRL in force expires (negative: expired)', registers: [this.registry] });

@@ -4,7 +4,7 @@ import { createServer as createHttpsServer, type Server as HttpsServer } from 'n
 import type { AddressInfo, Socket } from 'node:net';
 import type { TLSSocket } from 'node:tls';
 import { pino, type Logger } from 'pino';
-import { WebSocketServer } from 'ws';
+import { WebSocketServer, type WebSocket } from 'ws';
 import { CrlWatcher, loadIdentity, peerHospitalId, secureContextOptions, serverTlsOptions, type Identity } from '../certs/index.ts';
 import { parseRelayConfig, type RelayConfig, type RelayConfigInput } from './config.ts';
 import { Hub } from './hub.ts';
@@ -105,8 +105,30 @@ export async function startRelay(input: RelayConfigInput | RelayConfig, options:
     wss.handleUpgrade(req, socket, head, (ws) => {
       if (!accepting) return ws.close(1001, 'relay shutting down');
       hub.accept(ws, { id: peer.id, serial: peer.serial });
+      answered.set(ws, true);
+      ws.on('pong', () => answered.set(ws, true));
     });
   });
+
+  // Heartbeat: an agent that did not answer the last ping (dead link, or a peer that stopped reading its
+  // socket) is cut off, which aborts its transfers with a reason both ends see.
+  const answered = new WeakMap<WebSocket, boolean>();
+  const heartbeat =
+    limits.pingIntervalMs > 0
+      ? setInterval(() => {
+          for (const conn of hub.connections) {
+            if (answered.get(conn.ws) === false) {
+              log.warn({ agent: conn.id }, 'agent missed a heartbeat; closing its connection');
+              metrics.heartbeatTimeouts.inc();
+              conn.ws.terminate();
+              continue;
+            }
+            answered.set(conn.ws, false);
+            conn.ws.ping();
+          }
+        }, limits.pingIntervalMs)
+      : undefined;
+  heartbeat?.unref();
 
   watcher?.on('change', (crl) => {
     server.setSecureContext(secureContextOptions(identity, crl.pem));
@@ -155,6 +177,7 @@ export async function startRelay(input: RelayConfigInput | RelayConfig, options:
 
   let closing: Promise<void> | undefined;
   const close = (graceMs: number = limits.shutdownGraceMs): Promise<void> => {
+    if (heartbeat) clearInterval(heartbeat);
     closing ??= (async () => {
       accepting = false;
       server.close();

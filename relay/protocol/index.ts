@@ -57,6 +57,7 @@ export {
   DEFAULT_BACKOFF_MAX_MS,
   wsTransport,
   DEFAULT_HANDSHAKE_TIMEOUT_MS,
+  DEFAULT_CLIENT_PING_INTERVAL_MS,
   type RelayClientOptions,
   type RelayClientEvents,
   type RelayMessage,

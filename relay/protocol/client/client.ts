@@ -41,6 +41,8 @@ export interface RelayClientOptions {
   chunkSize?: number;
   /** Reconnect after a lost connection (default true), with exponential backoff and full jitter. */
   reconnect?: boolean | Partial<BackoffOptions>;
+  /** Heartbeat: ping the relay this often and reconnect when a ping goes unanswered (default 20 s; 0 disables). */
+  pingIntervalMs?: number;
   /** Alternative transport (tests, other runtimes); default WebSocket. */
   transport?: TransportFactory;
 }
@@ -176,7 +178,7 @@ export class RelayClient extends EventEmitter<RelayClientEvents> {
   private dial(): void {
     this.timer = undefined;
     if (this.closed) return;
-    const t = this.makeTransport(this.url, this.tls, this.link.limits.maxFrame);
+    const t = this.makeTransport(this.url, this.tls, this.link.limits.maxFrame, this.options.pingIntervalMs === undefined ? {} : { pingIntervalMs: this.options.pingIntervalMs });
     this.dialed = this.url;
     this.transport = t;
     let failure: RelayError | undefined;

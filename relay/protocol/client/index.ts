@@ -5,4 +5,4 @@ export { InboundTransfer } from './inbound.ts';
 export type { VerifiedUsage } from './link.ts';
 export { backoffDelay, DEFAULT_BACKOFF_BASE_MS, DEFAULT_BACKOFF_MAX_MS, type BackoffOptions } from './backoff.ts';
 export type { Transport, TransportEvents, TransportFactory } from './transport.ts';
-export { wsTransport, DEFAULT_HANDSHAKE_TIMEOUT_MS } from './transport-ws.ts';
+export { wsTransport, DEFAULT_HANDSHAKE_TIMEOUT_MS, DEFAULT_CLIENT_PING_INTERVAL_MS } from './transport-ws.ts';

@@ -5,6 +5,8 @@ import type { Transport, TransportEvents, TransportFactory } from './transport.t
 
 /** Milliseconds to wait for the TLS and WebSocket handshakes. */
 export const DEFAULT_HANDSHAKE_TIMEOUT_MS = 10_000;
+/** The client pings the relay this often and drops a connection whose previous ping went unanswered (0 disables). */
+export const DEFAULT_CLIENT_PING_INTERVAL_MS = 20_000;
 
 // Masking protects browsers' intermediaries from cache poisoning; this client is not a browser and every byte
 // travels inside TLS, so an all-zero mask (which ws then skips) saves a copy and an XOR pass on both ends.
@@ -15,8 +17,9 @@ const zeroMask = (mask: Uint8Array): void => {
 class WsTransport extends EventEmitter<TransportEvents> implements Transport {
   private readonly ws: WebSocket;
   private closed = false;
+  private heartbeat: NodeJS.Timeout | undefined;
 
-  constructor(url: string, tls: ConnectionOptions, maxFrame: number) {
+  constructor(url: string, tls: ConnectionOptions, maxFrame: number, pingIntervalMs = DEFAULT_CLIENT_PING_INTERVAL_MS) {
     super();
     this.ws = new WebSocket(url, {
       ...tls,
@@ -27,7 +30,10 @@ class WsTransport extends EventEmitter<TransportEvents> implements Transport {
       handshakeTimeout: DEFAULT_HANDSHAKE_TIMEOUT_MS,
     } as ConstructorParameters<typeof WebSocket>[2]);
     this.ws.binaryType = 'nodebuffer';
-    this.ws.on('open', () => this.emit('open'));
+    this.ws.on('open', () => {
+      if (pingIntervalMs > 0) this.startHeartbeat(pingIntervalMs);
+      this.emit('open');
+    });
     this.ws.on('message', (data: Buffer) => this.emit('frame', data));
     this.ws.on('unexpected-response', (req, res) => {
       let body = '';
@@ -45,7 +51,26 @@ class WsTransport extends EventEmitter<TransportEvents> implements Transport {
     this.ws.on('close', (code, reason) => this.finish(code, reason.toString('utf8')));
   }
 
+  // A relay that stops answering (dead link, half-open TCP) would otherwise hold this agent's transfers forever.
+  private startHeartbeat(intervalMs: number): void {
+    let answered = true;
+    this.ws.on('pong', () => {
+      answered = true;
+    });
+    this.heartbeat = setInterval(() => {
+      if (!answered) {
+        this.ws.terminate();
+        this.finish(1006, 'heartbeat timeout');
+        return;
+      }
+      answered = false;
+      this.ws.ping();
+    }, intervalMs);
+    this.heartbeat.unref();
+  }
+
   private finish(code: number, reason: string): void {
+    if (this.heartbeat) clearInterval(this.heartbeat);
     if (this.closed) return;
     this.closed = true;
     this.emit('close', code, reason);
@@ -74,4 +99,4 @@ class WsTransport extends EventEmitter<TransportEvents> implements Transport {
 }
 
 /** The WebSocket transport (the only module of the client that imports `ws`). */
-export const wsTransport: TransportFactory = (url, tls, maxFrame) => new WsTransport(url, tls, maxFrame);
+export const wsTransport: TransportFactory = (url, tls, maxFrame, options) => new WsTransport(url, tls, maxFrame, options?.pingIntervalMs);

@@ -23,4 +23,4 @@ export interface Transport extends EventEmitter<TransportEvents> {
 }
 
 /** Opens a transport to `url` with the given TLS options and largest accepted frame. */
-export type TransportFactory = (url: string, tls: ConnectionOptions, maxFrame: number) => Transport;
+export type TransportFactory = (url: string, tls: ConnectionOptions, maxFrame: number, options?: { pingIntervalMs?: number }) => Transport;
