@@ -151,6 +151,7 @@ export async function startAgent(config: AgentConfig, options: StartAgentOptions
     peers,
     ledger,
     relay,
+    send,
     sender: () => senderKeys(config.id, local()),
     logger: log,
     maxConcurrent: config.limits.maxConcurrentSends,
@@ -199,6 +200,8 @@ export async function startAgent(config: AgentConfig, options: StartAgentOptions
     } else if (decoded.kind === 'json') {
       const msg = decoded.message;
       if (msg.t === 'receipt') void engine.onReceipt(m.from, msg.receipt);
+      else if (msg.t === 'receipt.get') void receiver.onReceiptGet(m.from, msg.id);
+      else if (msg.t === 'receipt.none') engine.onReceiptNone(m.from, msg.id);
       else if (msg.t === 'records.request') void requests.onRequest(m.from, msg);
       else if (msg.t === 'request.status') void requests.onStatus(m.from, msg);
       else void peers.onMessage(m.from, msg);
@@ -212,7 +215,7 @@ export async function startAgent(config: AgentConfig, options: StartAgentOptions
   relay.on('ready', () => {
     metrics.relayConnected.set(1);
     log.info({ relay: relay.url }, 'connected to the relay');
-    engine.kick();
+    engine.onRelayReady();
     void replicator.announce().catch(() => undefined);
   });
   relay.on('disconnected', (info) => {

@@ -50,7 +50,22 @@ const ERR_CODE = /^ERR_[A-Z0-9_]{1,60}$/;
  * delivered twice.
  */
 export class Receiver {
+  /** Exchanges being received right now, as `from!id`. */
+  private readonly receiving = new Set<string>();
+
   constructor(private readonly o: ReceiverOptions) {}
+
+  /** Answers `receipt.get`: the stored receipt for `from`'s exchange, or `receipt.none`. */
+  async onReceiptGet(from: string, id: string): Promise<void> {
+    try {
+      const stored = await this.o.store.issuedReceipt(from, id);
+      if (stored) this.o.send(from, { t: 'receipt', receipt: stored as Record<string, unknown> });
+      // Still being received (e.g. the last chunks are being verified): the receipt will follow on its own.
+      else if (!this.receiving.has(`${from}!${id}`)) this.o.send(from, { t: 'receipt.none', id });
+    } catch (err) {
+      this.o.logger.warn({ exchange: id, from, err: { message: (err as Error).message } }, 'cannot answer a receipt request');
+    }
+  }
 
   /** Handles one inbound transfer to completion; never throws. */
   async onTransfer(transfer: IncomingTransfer): Promise<void> {
@@ -76,7 +91,12 @@ export class Receiver {
         transfer.abort('rejected', 'duplicate');
         return;
       }
-      await this.receive(transfer, exchangeId);
+      this.receiving.add(`${from}!${exchangeId}`);
+      try {
+        await this.receive(transfer, exchangeId);
+      } finally {
+        this.receiving.delete(`${from}!${exchangeId}`);
+      }
     } catch (err) {
       this.o.logger.error({ exchange: exchangeId, from, err: { message: (err as Error).message } }, 'inbound exchange failed');
       transfer.destroy();

@@ -11,10 +11,12 @@ import type { ExchangeRecord, ExchangeStore } from '../store/exchanges.ts';
 import type { Outbox } from '../store/outbox.ts';
 import { chargeFromUsage } from './payments.ts';
 import { PeerKeyUnavailableError, type PeerDirectory } from './peers.ts';
-import { encodeTransferMeta } from './wire.ts';
+import { encodeTransferMeta, type WireMessage } from './wire.ts';
 
 /** How long a sender waits for the recipient's receipt after the last byte. */
 export const DEFAULT_RECEIPT_TIMEOUT_MS = 60_000;
+/** While waiting for a receipt, ask the recipient for it again this often (a receipt sent while the relay was down is lost). */
+export const DEFAULT_RECEIPT_POLL_MS = 5_000;
 /** How long an exchange keeps being retried (recipient offline, relay down) before it fails as expired. */
 export const DEFAULT_MAX_EXCHANGE_AGE_MS = 24 * 3600_000;
 /** Retry backoff: first delay ceiling and cap. */
@@ -46,6 +48,8 @@ export interface EngineOptions {
   peers: PeerDirectory;
   ledger: Ledger;
   relay: RelayPort;
+  /** Sends a small agent message (to ask for a receipt again after a reconnect). */
+  send?: (to: string, message: WireMessage) => void;
   sender: () => SenderKeys;
   logger: EngineLogger;
   maxConcurrent: number;
@@ -85,6 +89,8 @@ export class ExchangeEngine extends EventEmitter<EngineEvents> {
   /** Exchanges waiting to be sent, with the time (ms) they are due. */
   private readonly queue = new Map<string, number>();
   private readonly receiptWaiters = new Map<string, (receipt: unknown) => void>();
+  /** Sends whose bytes all left, waiting for the receipt: recipient and a way to stop waiting. */
+  private readonly awaitingReceipt = new Map<string, { to: string; giveUp: () => void }>();
   private timer: NodeJS.Timeout | undefined;
   private stopped = false;
 
@@ -156,6 +162,22 @@ export class ExchangeEngine extends EventEmitter<EngineEvents> {
       this.o.logger.error({ exchange: id, err: { message: (err as Error).message } }, 'send failed unexpectedly');
       this.queue.set(id, this.now().getTime() + DEFAULT_RETRY_MAX_MS);
     }
+  }
+
+  /**
+   * After a reconnect to the relay: a receipt sent while the connection was
+   * down is lost, so ask each recipient we are waiting on for it again
+   * (it answers with its stored receipt, or `receipt.none` to have us resend).
+   */
+  onRelayReady(): void {
+    for (const [id, w] of this.awaitingReceipt) this.o.send?.(w.to, { t: 'receipt.get', id });
+    this.kick();
+  }
+
+  /** The recipient has no receipt for `id`: stop waiting and resend. */
+  onReceiptNone(from: string, id: string): void {
+    const w = this.awaitingReceipt.get(id);
+    if (w && w.to === from) w.giveUp();
   }
 
   /** Handles a receipt message from `from` (for a send in progress, or one that resumed after a restart). */
@@ -259,7 +281,19 @@ export class ExchangeEngine extends EventEmitter<EngineEvents> {
       }
       const timeoutMs = sendError ? 2_000 : (this.o.receiptTimeoutMs ?? DEFAULT_RECEIPT_TIMEOUT_MS);
       // A recipient that already has this exchange answers with its stored receipt and refuses the bytes.
-      const receipt = await Promise.race([receiptArrived, new Promise<undefined>((resolve) => setTimeout(() => resolve(undefined), timeoutMs).unref())]);
+      let giveUp!: () => void;
+      const gaveUp = new Promise<undefined>((resolve) => {
+        giveUp = () => resolve(undefined);
+      });
+      let poll: NodeJS.Timeout | undefined;
+      if (!sendError) {
+        this.awaitingReceipt.set(record.id, { to: record.to, giveUp });
+        poll = setInterval(() => this.o.send?.(record.to, { t: 'receipt.get', id: record.id }), DEFAULT_RECEIPT_POLL_MS);
+        poll.unref();
+      }
+      const receipt = await Promise.race([receiptArrived, gaveUp, new Promise<undefined>((resolve) => setTimeout(() => resolve(undefined), timeoutMs).unref())]);
+      if (poll) clearInterval(poll);
+      this.awaitingReceipt.delete(record.id);
       if (receipt !== undefined) return receipt;
       if (sendError) throw sendError;
       throw new RelayError('ERR_RELAY_UNDELIVERABLE', 'no receipt from the recipient in time');

@@ -22,6 +22,10 @@ export const wireMessageSchema = z.discriminatedUnion('t', [
   z.strictObject({ t: z.literal('bundle'), bundle: object }),
   /** A signed receipt for an exchange (verified by the sender). */
   z.strictObject({ t: z.literal('receipt'), receipt: object }),
+  /** Asks the recipient of an exchange for its receipt again (after a lost connection). */
+  z.strictObject({ t: z.literal('receipt.get'), id: z.string().regex(/^[A-Za-z0-9][A-Za-z0-9_-]{7,63}$/) }),
+  /** The recipient has no receipt for that exchange (it never completed there): the sender resends at once. */
+  z.strictObject({ t: z.literal('receipt.none'), id: z.string().regex(/^[A-Za-z0-9][A-Za-z0-9_-]{7,63}$/) }),
   /** A request for a patient's records: a JWE (to the holder's X25519 key) of a JWS (by the requester's Ed25519 key). */
   z.strictObject({ t: z.literal('records.request'), id: z.uuid(), jwe: z.string().min(1).max(16_384) }),
   /** The holder's answer to a records request (no PHI: an id, a status, a code). */

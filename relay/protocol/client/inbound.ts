@@ -66,6 +66,9 @@ export class InboundTransfer extends Readable {
   /** @internal The relay or the sender aborted. */
   onAbort(err: Error): void {
     this.finish(err);
+    // A transfer whose bytes all went through (e.g. waiting only for its usage statement) may have no one
+    // listening for errors any more; its end must not surface as an unhandled 'error' that kills the agent.
+    if (this.listenerCount('error') === 0) this.once('error', () => undefined);
     this.destroy(err);
   }
 

@@ -147,6 +147,9 @@ export class OutboundTransfer extends Writable {
   /** @internal The relay or the recipient aborted. */
   onAbort(err: Error): void {
     this.finish(err);
+    // A transfer whose bytes all went through (e.g. waiting only for its usage statement) may have no one
+    // listening for errors any more; its end must not surface as an unhandled 'error' that kills the agent.
+    if (this.listenerCount('error') === 0) this.once('error', () => undefined);
     this.destroy(err);
   }
 
