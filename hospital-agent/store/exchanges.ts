@@ -33,6 +33,8 @@ export interface ExchangeRecord {
   /** SHA-256 of the body, lowercase hex. */
   contentSha256: string;
   status: ExchangeStatus;
+  /** When the exchange entered its current status (keys the status index). */
+  statusAt?: string;
   attempts: number;
   createdAt: string;
   updatedAt: string;
@@ -78,6 +80,10 @@ export function requestFingerprint(x: Pick<NewExchange, 'to' | 'patientHash' | '
   return createHash('sha256').update(JSON.stringify([x.to, x.patientHash, x.consentId, x.purpose, x.contentType, x.contentSha256])).digest('hex');
 }
 
+function statusKey(r: Pick<ExchangeRecord, 'status' | 'statusAt' | 'createdAt' | 'id'>): string {
+  return `${r.status}!${r.statusAt ?? r.createdAt}!${r.id}`;
+}
+
 function idempotencyIndexKey(principal: string, key: string): string {
   return createHash('sha256').update(`${principal}\u0000${key}`).digest('hex');
 }
@@ -91,6 +97,8 @@ function idempotencyIndexKey(principal: string, key: string): string {
 export class ExchangeStore {
   private readonly db: Level<string, string>;
   private readonly records;
+  /** Index `status!statusAt!id`, so listing one status (e.g. what is queued) never scans every exchange. */
+  private readonly byStatus;
   private readonly idempotency;
   private readonly issued;
   private readonly requests;
@@ -99,6 +107,7 @@ export class ExchangeStore {
   constructor(path: string) {
     this.db = new Level<string, string>(path);
     this.records = this.db.sublevel<string, ExchangeRecord>('exchanges', { valueEncoding: 'json' });
+    this.byStatus = this.db.sublevel<string, string>('by-status', { valueEncoding: 'utf8' });
     this.idempotency = this.db.sublevel<string, string>('idempotency', { valueEncoding: 'utf8' });
     this.issued = this.db.sublevel<string, unknown>('issued-receipts', { valueEncoding: 'json' });
     this.requests = this.db.sublevel<string, RecordsRequest>('requests', { valueEncoding: 'json' });
@@ -163,10 +172,11 @@ export class ExchangeStore {
       }
       if ((await this.records.get(input.id)) !== undefined) throw new AgentError('ERR_CONFLICT', `exchange ${input.id} already exists`);
       const now = new Date().toISOString();
-      const record: ExchangeRecord = { ...input, status: 'queued', attempts: 0, createdAt: now, updatedAt: now, requestFingerprint: fingerprint };
+      const record: ExchangeRecord = { ...input, status: 'queued', statusAt: now, attempts: 0, createdAt: now, updatedAt: now, requestFingerprint: fingerprint };
       // One atomic batch across both sublevels.
       const chained = this.db.batch();
       chained.put(record.id, record, { sublevel: this.records });
+      chained.put(statusKey(record), record.id, { sublevel: this.byStatus });
       if (indexKey) chained.put(indexKey, record.id, { sublevel: this.idempotency });
       await chained.write();
       return { record, created: true };
@@ -189,9 +199,14 @@ export class ExchangeStore {
       if (current.status !== status && !NEXT[current.status].includes(status)) {
         throw new TypeError(`exchange ${id} cannot go from ${current.status} to ${status}`);
       }
-      const next: ExchangeRecord = { ...current, ...patch, status, updatedAt: new Date().toISOString() };
+      const now = new Date().toISOString();
+      const next: ExchangeRecord = { ...current, ...patch, status, updatedAt: now, statusAt: current.status === status ? (current.statusAt ?? now) : now };
       if (status !== 'queued') delete next.nextAttemptAt;
-      await this.records.put(id, next);
+      const batch = this.db.batch();
+      batch.put(id, next, { sublevel: this.records });
+      batch.del(statusKey(current), { sublevel: this.byStatus });
+      batch.put(statusKey(next), id, { sublevel: this.byStatus });
+      await batch.write();
       return next;
     });
   }
@@ -207,22 +222,31 @@ export class ExchangeStore {
     });
   }
 
-  /** Records, newest first, optionally of one status; at most `limit`. */
+  /**
+   * At most `limit` records: of one status, the ones that entered it most
+   * recently first (read from the status index); otherwise newest first.
+   */
   async list(options: { status?: ExchangeStatus; limit?: number } = {}): Promise<ExchangeRecord[]> {
+    const limit = options.limit ?? 100;
+    if (options.status) return this.byStatusOrder(options.status, { reverse: true, limit });
     const out: ExchangeRecord[] = [];
-    for await (const value of this.records.values()) {
-      if (!options.status || value.status === options.status) out.push(value);
-    }
+    for await (const value of this.records.values()) out.push(value);
     out.sort((a, b) => b.createdAt.localeCompare(a.createdAt));
-    return out.slice(0, options.limit ?? 100);
+    return out.slice(0, limit);
   }
 
   /** Exchanges not yet final (to resume after a restart), oldest first. */
   async unfinished(): Promise<ExchangeRecord[]> {
+    const all = [...(await this.byStatusOrder('queued', {})), ...(await this.byStatusOrder('sending', {}))];
+    return all.sort((a, b) => a.createdAt.localeCompare(b.createdAt));
+  }
+
+  private async byStatusOrder(status: ExchangeStatus, o: { reverse?: boolean; limit?: number }): Promise<ExchangeRecord[]> {
     const out: ExchangeRecord[] = [];
-    for await (const value of this.records.values()) {
-      if (value.status === 'queued' || value.status === 'sending') out.push(value);
+    for await (const id of this.byStatus.values({ gt: `${status}!`, lt: `${status}"`, reverse: o.reverse ?? false, ...(o.limit !== undefined ? { limit: o.limit } : {}) })) {
+      const r = await this.records.get(id);
+      if (r && r.status === status) out.push(r);
     }
-    return out.sort((a, b) => a.createdAt.localeCompare(b.createdAt));
+    return out;
   }
 }

@@ -75,6 +75,22 @@ describe('ExchangeStore', function () {
     }
   });
 
+  it('lists one status from its index, most recent first, without stale entries', async function () {
+    const ids: string[] = [];
+    for (let i = 0; i < 5; i += 1) ids.push((await store.create(exchange())).record.id);
+    await store.transition(ids[1]!, 'sending');
+    await store.transition(ids[1]!, 'delivered');
+    await new Promise((r) => setTimeout(r, 5)); // statusAt has millisecond resolution
+    await store.transition(ids[3]!, 'sending');
+    await store.transition(ids[3]!, 'delivered');
+    await store.transition(ids[4]!, 'failed', { failure: { code: 'X', message: 'y' } });
+    expect((await store.list({ status: 'delivered' })).map((r) => r.id)).to.deep.equal([ids[3], ids[1]]);
+    expect((await store.list({ status: 'delivered', limit: 1 })).map((r) => r.id)).to.deep.equal([ids[3]]);
+    expect((await store.list({ status: 'queued' })).map((r) => r.id)).to.have.members([ids[0], ids[2]]);
+    expect((await store.list({ status: 'sending' }))).to.deep.equal([]);
+    expect((await store.unfinished()).map((r) => r.id)).to.deep.equal([ids[0], ids[2]]);
+  });
+
   it('survives a restart with unfinished work to resume', async function () {
     const a = (await store.create(exchange())).record;
     const b = (await store.create(exchange())).record;
