@@ -249,7 +249,7 @@ export class ExchangeEngine extends EventEmitter<EngineEvents> {
         hash: b64(record.contentSha256),
       },
     });
-    return this.o.store.update(record.id, { ledger: { ...record.ledger, sent: sent.hash } });
+    return this.o.store.update(record.id, { ledger: { sent: sent.hash } });
   }
 
   /** Streams the envelope and resolves with the receipt message. */
@@ -307,10 +307,8 @@ export class ExchangeEngine extends EventEmitter<EngineEvents> {
     if (!record) return;
     const charge = chargeFromUsage(exchangeId, usage);
     if (!charge || record.ledger?.charges?.includes(charge.charge)) return;
-    const appended = await this.o.ledger.append({ type: 'payment.charged', body: charge });
-    void appended;
-    const latest = await this.o.store.get(exchangeId);
-    await this.o.store.update(exchangeId, { ledger: { ...latest?.ledger, charges: [...(latest?.ledger?.charges ?? []), charge.charge] } });
+    await this.o.ledger.append({ type: 'payment.charged', body: charge });
+    await this.o.store.update(exchangeId, { ledger: { charges: [charge.charge] } });
   }
 
   /** Verifies a receipt and finishes the exchange with it. */
@@ -335,8 +333,8 @@ export class ExchangeEngine extends EventEmitter<EngineEvents> {
       throw new Final('integrity', 'ERR_RECEIPT_MISMATCH', 'the receipt names another content hash');
     }
     const current = (await this.o.store.get(record.id)) ?? record;
-    let ledgerPatch = current.ledger ?? {};
-    if (!ledgerPatch.receipt) {
+    let ledgerPatch: NonNullable<ExchangeRecord['ledger']> = {};
+    if (!current.ledger?.receipt) {
       const entry = await this.o.ledger.append({
         type: 'receipt',
         body: {
@@ -348,7 +346,7 @@ export class ExchangeEngine extends EventEmitter<EngineEvents> {
           signature: r.sig,
         },
       });
-      ledgerPatch = { ...ledgerPatch, receipt: entry.hash };
+      ledgerPatch = { receipt: entry.hash };
     }
     if (r.disposition === 'delivered') {
       const done = await this.o.store.transition(record.id, 'delivered', { receipt: r, ledger: ledgerPatch });
@@ -373,13 +371,11 @@ export class ExchangeEngine extends EventEmitter<EngineEvents> {
       return;
     }
     const current = (await this.o.store.get(record.id)) ?? record;
-    let ledgerPatch = current.ledger ?? {};
-    if (!ledgerPatch.failed) {
-      // A release never logged (consent refused at send time) needs no failure entry to balance it.
-      if (ledgerPatch.sent) {
-        const entry = await this.o.ledger.append({ type: 'exchange.failed', body: { exchange: record.id, peer: record.to, reason: final.reason } });
-        ledgerPatch = { ...ledgerPatch, failed: entry.hash };
-      }
+    let ledgerPatch: NonNullable<ExchangeRecord['ledger']> = {};
+    // A release never logged (consent refused at send time) needs no failure entry to balance it.
+    if (!current.ledger?.failed && current.ledger?.sent) {
+      const entry = await this.o.ledger.append({ type: 'exchange.failed', body: { exchange: record.id, peer: record.to, reason: final.reason } });
+      ledgerPatch = { failed: entry.hash };
     }
     const failed = await this.o.store.transition(record.id, 'failed', { failure: { code: final.code, message: final.message }, ledger: ledgerPatch });
     await this.o.outbox.remove(record.id);

@@ -69,7 +69,7 @@ export interface RecordsRequest {
   code?: string;
 }
 
-/** Fields the engine may change. */
+/** Fields the engine may change; `ledger` is merged into the stored bookkeeping, not replaced. */
 export type ExchangePatch = Partial<Pick<ExchangeRecord, 'failure' | 'receipt' | 'nextAttemptAt' | 'attempts' | 'headerHash' | 'ledger'>>;
 
 /** Fields a caller supplies to create an exchange. */
@@ -78,6 +78,17 @@ export type NewExchange = Omit<ExchangeRecord, 'status' | 'attempts' | 'createdA
 /** Digest of the parts of a request that an idempotent retry must repeat. */
 export function requestFingerprint(x: Pick<NewExchange, 'to' | 'patientHash' | 'consentId' | 'purpose' | 'contentType' | 'contentSha256'>): string {
   return createHash('sha256').update(JSON.stringify([x.to, x.patientHash, x.consentId, x.purpose, x.contentType, x.contentSha256])).digest('hex');
+}
+
+/**
+ * A patch whose `ledger` part is merged into what is stored (charges added to
+ * the list), inside the store's mutex, so concurrent steps of one exchange
+ * (e.g. its usage charge and its receipt) never overwrite each other's entries.
+ */
+function withLedger(current: ExchangeRecord, patch: ExchangePatch): ExchangePatch {
+  if (!patch.ledger) return patch;
+  const charges = [...new Set([...(current.ledger?.charges ?? []), ...(patch.ledger.charges ?? [])])];
+  return { ...patch, ledger: { ...current.ledger, ...patch.ledger, ...(charges.length > 0 ? { charges } : {}) } };
 }
 
 function statusKey(r: Pick<ExchangeRecord, 'status' | 'statusAt' | 'createdAt' | 'id'>): string {
@@ -200,7 +211,7 @@ export class ExchangeStore {
         throw new TypeError(`exchange ${id} cannot go from ${current.status} to ${status}`);
       }
       const now = new Date().toISOString();
-      const next: ExchangeRecord = { ...current, ...patch, status, updatedAt: now, statusAt: current.status === status ? (current.statusAt ?? now) : now };
+      const next: ExchangeRecord = { ...current, ...withLedger(current, patch), status, updatedAt: now, statusAt: current.status === status ? (current.statusAt ?? now) : now };
       if (status !== 'queued') delete next.nextAttemptAt;
       const batch = this.db.batch();
       batch.put(id, next, { sublevel: this.records });
@@ -216,7 +227,7 @@ export class ExchangeStore {
     return this.mutex.run(async () => {
       const current = await this.records.get(id);
       if (!current) throw new AgentError('ERR_NOT_FOUND', `no exchange ${id}`);
-      const next: ExchangeRecord = { ...current, ...patch, updatedAt: new Date().toISOString() };
+      const next: ExchangeRecord = { ...current, ...withLedger(current, patch), updatedAt: new Date().toISOString() };
       await this.records.put(id, next);
       return next;
     });

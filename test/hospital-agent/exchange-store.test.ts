@@ -91,6 +91,18 @@ describe('ExchangeStore', function () {
     expect((await store.unfinished()).map((r) => r.id)).to.deep.equal([ids[0], ids[2]]);
   });
 
+  it('merges ledger bookkeeping from concurrent steps instead of overwriting it', async function () {
+    const { record } = await store.create(exchange());
+    await store.update(record.id, { ledger: { sent: 'a'.repeat(64) } });
+    await Promise.all([
+      store.update(record.id, { ledger: { charges: ['t1'] } }),
+      store.transition(record.id, 'sending', { ledger: { receipt: 'b'.repeat(64) } }),
+      store.update(record.id, { ledger: { charges: ['t2', 't1'] } }),
+    ]);
+    const got = await store.get(record.id);
+    expect(got?.ledger).to.deep.equal({ sent: 'a'.repeat(64), receipt: 'b'.repeat(64), charges: ['t1', 't2'] });
+  });
+
   it('survives a restart with unfinished work to resume', async function () {
     const a = (await store.create(exchange())).record;
     const b = (await store.create(exchange())).record;
