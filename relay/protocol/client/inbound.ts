@@ -2,7 +2,7 @@ import { Readable } from 'node:stream';
 import { encodeAbort, encodeCredit } from '../codec.ts';
 import type { AbortCode } from '../constants.ts';
 import { RelayError, TransferAbortedError } from '../errors.ts';
-import { deferred, type Link, type VerifiedUsage } from './link.ts';
+import { deferred, destroyWith, type Link, type VerifiedUsage } from './link.ts';
 
 /**
  * A transfer delivered to this agent, as a Node Readable. Credit is granted
@@ -66,10 +66,7 @@ export class InboundTransfer extends Readable {
   /** @internal The relay or the sender aborted. */
   onAbort(err: Error): void {
     this.finish(err);
-    // A transfer whose bytes all went through (e.g. waiting only for its usage statement) may have no one
-    // listening for errors any more; its end must not surface as an unhandled 'error' that kills the agent.
-    if (this.listenerCount('error') === 0) this.once('error', () => undefined);
-    this.destroy(err);
+    destroyWith(this, err);
   }
 
   /** @internal The relay's usage statement (or why it failed verification). */
@@ -84,10 +81,7 @@ export class InboundTransfer extends Readable {
     this.link.send(encodeAbort(this.id, code, reason));
     const err = new TransferAbortedError(code, reason, true);
     this.finish(err);
-    // The caller that aborts knows why; a refused transfer nobody listens to (e.g. a duplicate) must not
-    // surface as an unhandled 'error' that takes the whole process down.
-    if (this.listenerCount('error') === 0) this.once('error', () => undefined);
-    this.destroy(err);
+    destroyWith(this, err);
   }
 
   override _destroy(err: Error | null, cb: (err?: Error | null) => void): void {

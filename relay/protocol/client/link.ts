@@ -1,3 +1,4 @@
+import type { Readable, Writable } from 'node:stream';
 import type { FrameLimits } from '../constants.ts';
 import type { SignedUsageStatement, UsageStatement } from '../usage.ts';
 
@@ -19,6 +20,16 @@ export interface Link {
 export interface VerifiedUsage {
   statement: UsageStatement;
   signed: SignedUsageStatement;
+}
+
+/**
+ * Destroys a transfer stream with `err`. When nobody listens for errors any more (a transfer whose bytes
+ * all went through and waits only for its usage statement, or one refused as a duplicate), the error must
+ * not surface as an unhandled 'error' that takes the whole agent down; its promises still report it.
+ */
+export function destroyWith(stream: Readable | Writable, err: Error): void {
+  if (stream.listenerCount('error') === 0) stream.once('error', () => undefined);
+  stream.destroy(err);
 }
 
 /** A promise with its settle functions, pre-caught so an unobserved rejection never crashes the agent. */

@@ -2,7 +2,7 @@ import { Writable } from 'node:stream';
 import { encodeAbort, encodeEnd, encodeOpen } from '../codec.ts';
 import { FRAME_PREFIX, FrameKind, PROTOCOL_VERSION, type AbortCode } from '../constants.ts';
 import { RelayError, TransferAbortedError } from '../errors.ts';
-import { deferred, type Link, type VerifiedUsage } from './link.ts';
+import { deferred, destroyWith, type Link, type VerifiedUsage } from './link.ts';
 
 /** Full-size DATA frame buffers kept for reuse per transfer. */
 const FRAME_POOL_SIZE = 8;
@@ -135,7 +135,7 @@ export class OutboundTransfer extends Writable {
     this.link.send(encodeAbort(this.id, code, reason));
     const err = new TransferAbortedError(code, reason, true);
     this.finish(err);
-    this.destroy(err);
+    destroyWith(this, err);
   }
 
   /** @internal The recipient granted more credit. */
@@ -147,10 +147,7 @@ export class OutboundTransfer extends Writable {
   /** @internal The relay or the recipient aborted. */
   onAbort(err: Error): void {
     this.finish(err);
-    // A transfer whose bytes all went through (e.g. waiting only for its usage statement) may have no one
-    // listening for errors any more; its end must not surface as an unhandled 'error' that kills the agent.
-    if (this.listenerCount('error') === 0) this.once('error', () => undefined);
-    this.destroy(err);
+    destroyWith(this, err);
   }
 
   /** @internal The relay confirmed completion. */
