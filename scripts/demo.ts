@@ -10,6 +10,7 @@ import { Readable, Transform } from 'node:stream';
 import { parseArgs } from 'node:util';
 import { fileURLToPath } from 'node:url';
 import cliProgress from 'cli-progress';
+import { parseSize } from './bench/util.ts';
 import { startLocalFederation, stopProcs, waitFor, type LocalFederation, type Proc } from './lib/federation.ts';
 
 const ROOT = fileURLToPath(new URL('..', import.meta.url));
@@ -18,12 +19,6 @@ type Hospital = (typeof HOSPITALS)[number];
 const BUNDLE = readFileSync(join(ROOT, 'scripts/fixtures/patient-bundle.json'));
 const PATIENT = 'SYN-000001';
 
-function parseSize(s: string): number {
-  const m = /^(\d+(?:\.\d+)?)\s*(B|KiB|MiB|GiB)?$/i.exec(s.trim());
-  if (!m) throw new Error(`bad --size '${s}' (e.g. 256MiB, 1GiB)`);
-  const mult: Record<string, number> = { b: 1, kib: 1024, mib: 1024 ** 2, gib: 1024 ** 3 };
-  return Math.round(Number(m[1]) * (mult[(m[2] ?? 'MiB').toLowerCase()] as number));
-}
 
 const say = (text: string): void => {
   process.stdout.write(`${text}\n`);
@@ -37,7 +32,7 @@ async function main(): Promise<number> {
     say('Usage: npm run demo [-- --size 256MiB] [--keep] [--dir DIR]');
     return 0;
   }
-  const size = parseSize(values.size as string);
+  const size = parseSize(values.size as string, { defaultUnit: 'MiB' });
   const dir = values.dir ? (mkdirSync(values.dir, { recursive: true }), values.dir) : mkdtempSync(join(tmpdir(), 'hie-demo-'));
   const procs: Proc[] = [];
   let fed: LocalFederation | undefined;

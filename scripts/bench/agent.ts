@@ -12,21 +12,11 @@ import { RelayClient, type InboundTransfer } from '../../relay/protocol/index.ts
 import { patternStream } from '../../test/support/data.ts';
 import { startLocalFederation, waitFor, type LocalFederation } from '../lib/federation.ts';
 import type { BenchTable } from './types.ts';
-import { mbps, mib, percentile, rssOfPid } from './util.ts';
+import { mbps, mib, option, parseSize, percentile, rssOfPid } from './util.ts';
 
 const BUNDLE = readFileSync(fileURLToPath(new URL('../fixtures/patient-bundle.json', import.meta.url)));
 
-function option(args: string[], name: string): string | undefined {
-  const i = args.indexOf(`--${name}`);
-  return i >= 0 ? args[i + 1] : undefined;
-}
 
-function parseSize(s: string): number {
-  const m = /^(\d+(?:\.\d+)?)\s*(B|KiB|MiB|GiB)?$/i.exec(s.trim());
-  if (!m) throw new Error(`bad size '${s}' (e.g. 512MiB, 2GiB)`);
-  const mult: Record<string, number> = { b: 1, kib: 1024, mib: 1024 ** 2, gib: 1024 ** 3 };
-  return Math.round(Number(m[1]) * (mult[(m[2] ?? 'B').toLowerCase()] as number));
-}
 
 async function grant(fed: LocalFederation, from: string, to: string, patient: string): Promise<string> {
   const res = await fed.api(from, '/v1/consents', {

@@ -6,45 +6,19 @@ import { randomBytes } from 'node:crypto';
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { Readable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import { fileURLToPath } from 'node:url';
 import { CertificateAuthority, loadIdentity, type Identity } from '../../certs/index.ts';
 import { RelayClient, type InboundTransfer } from '../../relay/protocol/index.ts';
 import { startNats } from '../../test/support/nats.ts';
 import type { BenchTable } from './types.ts';
-import { mbps } from './util.ts';
+import { blockSource, mbps, option, parseSize } from './util.ts';
 
 const CHUNK = 1024 * 1024;
 const BIN = fileURLToPath(new URL('../../bin/hie-relay.js', import.meta.url));
 
-function option(args: string[], name: string): string | undefined {
-  const i = args.indexOf(`--${name}`);
-  if (i >= 0) return args[i + 1];
-  return args.find((a) => a.startsWith(`--${name}=`))?.split('=')[1];
-}
 
-function parseSize(s: string): number {
-  const m = /^(\d+(?:\.\d+)?)\s*(B|KiB|MiB|GiB)?$/i.exec(s.trim());
-  if (!m) throw new Error(`bad size '${s}' (e.g. 512MiB, 1GiB)`);
-  const mult: Record<string, number> = { b: 1, kib: 1024, mib: 1024 ** 2, gib: 1024 ** 3 };
-  return Math.round(Number(m[1]) * (mult[(m[2] ?? 'B').toLowerCase()] as number));
-}
 
-/** `total` bytes in 1 MiB chunks of one random block (no generation cost). */
-function source(total: number): Readable {
-  const block = randomBytes(CHUNK);
-  let left = total;
-  return new Readable({
-    highWaterMark: 4 * CHUNK,
-    read() {
-      if (left <= 0) return void this.push(null);
-      const n = Math.min(CHUNK, left);
-      left -= n;
-      this.push(n === CHUNK ? block : block.subarray(0, n));
-    },
-  });
-}
 
 async function startNode(dir: string, node: string, pki: { cert: string; key: string; ca: string }, nats: string, env: NodeJS.ProcessEnv): Promise<{ child: ChildProcess; port: number }> {
   const file = join(dir, `${node}.json`);
@@ -83,7 +57,7 @@ async function throughput(a: RelayClient, b: RelayClient, to: string, total: num
   const t0 = performance.now();
   const incoming = new Promise<InboundTransfer>((r) => b.once('transfer', r));
   const out = a.openTransfer(to);
-  const sending = pipeline(source(total), out);
+  const sending = pipeline(blockSource(total), out);
   const inbound = await incoming;
   let received = 0;
   for await (const chunk of inbound) received += (chunk as Buffer).length;

@@ -18,7 +18,7 @@ import {
 import { makeFederation } from '../../test/support/federation.ts';
 import { tempDir } from '../../test/support/tmp.ts';
 import type { BenchTable } from './types.ts';
-import { mbps, mib } from './util.ts';
+import { mbps, mib, parseSize } from './util.ts';
 
 /** Default payload size of the bench (1 GiB). */
 export const DEFAULT_BENCH_SIZE = 2 ** 30;
@@ -27,13 +27,6 @@ export const DEFAULT_ROUNDS = 3;
 const SOURCE_PIECE = 1024 * 1024;
 const POOL = 16 * 1024 * 1024;
 
-function parseSize(text: string, flag: string): number {
-  const m = /^(\d+(?:\.\d+)?)\s*(B|KiB|MiB|GiB|KB|MB|GB)?$/i.exec(text.trim());
-  if (!m) throw new Error(`${flag}: '${text}' is not a size like 1GiB, 256MiB or 4096`);
-  const unit = (m[2] ?? 'B').toLowerCase();
-  const mult: Record<string, number> = { b: 1, kib: 1024, mib: 1024 ** 2, gib: 1024 ** 3, kb: 1e3, mb: 1e6, gb: 1e9 };
-  return Math.round(Number(m[1]) * (mult[unit] as number));
-}
 
 function parseArgs(args: string[]): { size: number; chunk: number; recipients: number; rounds: number } {
   const out = { size: DEFAULT_BENCH_SIZE, chunk: DEFAULT_CHUNK_SIZE, recipients: 1, rounds: DEFAULT_ROUNDS };
@@ -41,8 +34,8 @@ function parseArgs(args: string[]): { size: number; chunk: number; recipients: n
     const flag = args[i] as string;
     const value = args[i + 1];
     if (value === undefined) throw new Error(`${flag} needs a value`);
-    if (flag === '--size') out.size = parseSize(value, flag);
-    else if (flag === '--chunk') out.chunk = parseSize(value, flag);
+    if (flag === '--size') out.size = parseSize(value, { flag });
+    else if (flag === '--chunk') out.chunk = parseSize(value, { flag });
     else if (flag === '--recipients') out.recipients = Number(value);
     else if (flag === '--rounds') out.rounds = Number(value);
     else throw new Error(`unknown option ${flag} (have --size, --chunk, --recipients, --rounds)`);

@@ -7,32 +7,18 @@ import { readFileSync, writeFileSync, mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import type { AddressInfo } from 'node:net';
 import { join } from 'node:path';
-import { Readable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import tls from 'node:tls';
 import { fileURLToPath } from 'node:url';
 import { CertificateAuthority, clientTlsOptions, loadIdentity, serverTlsOptions, type Identity } from '../../certs/index.ts';
 import { RelayClient, type InboundTransfer } from '../../relay/protocol/index.ts';
 import type { BenchTable } from './types.ts';
-import { mbps, mib, percentile } from './util.ts';
+import { blockSource, mbps, mib, option, parseSize, percentile } from './util.ts';
 
-const CHUNK = 1024 * 1024;
 const SELF = fileURLToPath(import.meta.url);
 const BIN = fileURLToPath(new URL('../../bin/hie-relay.js', import.meta.url));
 
-function parseSize(s: string): number {
-  const m = /^(\d+(?:\.\d+)?)\s*(B|KiB|MiB|GiB|KB|MB|GB)?$/i.exec(s.trim());
-  if (!m) throw new Error(`bad size '${s}' (e.g. 512MiB, 2GiB)`);
-  const unit = (m[2] ?? 'B').toLowerCase();
-  const mult: Record<string, number> = { b: 1, kib: 1024, mib: 1024 ** 2, gib: 1024 ** 3, kb: 1e3, mb: 1e6, gb: 1e9 };
-  return Math.round(Number(m[1]) * (mult[unit] as number));
-}
 
-function option(args: string[], name: string): string | undefined {
-  const i = args.indexOf(`--${name}`);
-  if (i >= 0) return args[i + 1];
-  return args.find((a) => a.startsWith(`--${name}=`))?.split('=')[1];
-}
 
 function rssNow(pid: number): number {
   try {
@@ -67,20 +53,6 @@ function peakRss(pid: number): { stop: () => number } {
   };
 }
 
-/** A stream of `total` bytes in 1 MiB chunks of one constant random block (no generation cost). */
-function source(total: number): Readable {
-  const block = randomBytes(CHUNK);
-  let left = total;
-  return new Readable({
-    highWaterMark: 4 * CHUNK,
-    read() {
-      if (left <= 0) return void this.push(null);
-      const n = Math.min(CHUNK, left);
-      left -= n;
-      this.push(n === CHUNK ? block : block.subarray(0, n));
-    },
-  });
-}
 
 async function waitForLine(child: ChildProcess, match: string): Promise<Record<string, unknown>> {
   let buf = '';
@@ -142,7 +114,7 @@ async function baseline(dir: string, ids: { relayFiles: { cert: string; key: str
     const self0 = process.cpuUsage();
     const t0 = performance.now();
     const sock = tls.connect({ host: '127.0.0.1', port, ...clientTlsOptions(ids.alpha), servername: 'localhost' });
-    await pipeline(source(total), sock).catch(() => {});
+    await pipeline(blockSource(total), sock).catch(() => {});
     await finished;
     const ms = performance.now() - t0;
     sock.destroy();
@@ -167,7 +139,7 @@ async function relayThroughput(port: number, pid: number, alpha: Identity, bravo
     const t0 = performance.now();
     const incoming = new Promise<InboundTransfer>((r) => b.once('transfer', r));
     const out = a.openTransfer('bravo');
-    const sending = pipeline(source(total), out);
+    const sending = pipeline(blockSource(total), out);
     const inbound = await incoming;
     let received = 0;
     for await (const chunk of inbound) received += (chunk as Buffer).length;

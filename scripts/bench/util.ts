@@ -1,5 +1,38 @@
+import { randomBytes } from 'node:crypto';
 import { cpus, totalmem } from 'node:os';
+import { Readable } from 'node:stream';
 import type { BenchTable } from './types.ts';
+
+const SIZE_UNITS: Record<string, number> = { b: 1, kib: 1024, mib: 1024 ** 2, gib: 1024 ** 3, kb: 1e3, mb: 1e6, gb: 1e9 };
+
+/** Parses a size such as `2GiB`, `256MiB` or `4096` (bytes unless `defaultUnit` says otherwise). */
+export function parseSize(text: string, options: { flag?: string; defaultUnit?: 'B' | 'MiB' } = {}): number {
+  const m = /^(\d+(?:\.\d+)?)\s*(B|KiB|MiB|GiB|KB|MB|GB)?$/i.exec(text.trim());
+  if (!m) throw new Error(`${options.flag ?? '--size'}: '${text}' is not a size like 1GiB, 256MiB or 4096`);
+  return Math.round(Number(m[1]) * (SIZE_UNITS[(m[2] ?? options.defaultUnit ?? 'B').toLowerCase()] as number));
+}
+
+/** The value of `--name VALUE` or `--name=VALUE` in `args`, if given. */
+export function option(args: string[], name: string): string | undefined {
+  const i = args.indexOf(`--${name}`);
+  if (i >= 0) return args[i + 1];
+  return args.find((a) => a.startsWith(`--${name}=`))?.split('=')[1];
+}
+
+/** `total` bytes in 1 MiB chunks of one constant random block: no generation cost in what is measured. */
+export function blockSource(total: number, chunk = 1024 * 1024): Readable {
+  const block = randomBytes(chunk);
+  let left = total;
+  return new Readable({
+    highWaterMark: 4 * chunk,
+    read() {
+      if (left <= 0) return void this.push(null);
+      const n = Math.min(chunk, left);
+      left -= n;
+      this.push(n === chunk ? block : block.subarray(0, n));
+    },
+  });
+}
 
 /** Percentile (0-100) of a numeric sample, nearest-rank. */
 export function percentile(values: number[], p: number): number {
