@@ -1,10 +1,10 @@
 import { EventEmitter } from 'node:events';
-import type { Writable } from 'node:stream';
+import { PassThrough, type Readable, type Writable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import type { Ledger } from '../../ledger/index.ts';
 import { backoffDelay, TransferAbortedError, RelayError, type VerifiedUsage } from '../../relay/protocol/index.ts';
 import { scopeOf, type Purpose } from '../consent/model.ts';
-import { sealEnvelope, verifyReceipt, type SenderKeys, type VerifiedReceipt } from '../crypto/index.ts';
+import { sealEnvelope, verifyReceipt, type SealStream, type SenderKeys, type VerifiedReceipt } from '../crypto/index.ts';
 import { AgentError } from '../errors.ts';
 import type { ConsentService } from '../services/consents.ts';
 import type { ExchangeRecord, ExchangeStore } from '../store/exchanges.ts';
@@ -27,6 +27,28 @@ export const DEFAULT_RETRY_MAX_MS = 60_000;
 /** What the engine needs from the relay connection. */
 export interface RelayPort {
   openTransfer(to: string, options: { meta?: Uint8Array }): Writable & { usage: Promise<VerifiedUsage> };
+  /** Whether the relay connection is up (a live send starts only then). */
+  readonly connected: boolean;
+}
+
+/** The recipient's CA-verified encryption key bundle. */
+type RecipientBundle = Awaited<ReturnType<PeerDirectory['encryptionBundle']>>;
+
+/** A send in progress: the sealer, the transfer's outcome (the header hash) and the receipt when it comes. */
+interface Send {
+  seal: SealStream;
+  sent: Promise<string>;
+  receipt: Promise<unknown>;
+}
+
+/** A send started while the body is still being uploaded ({@link ExchangeEngine.live}). */
+export interface LiveSend {
+  /** The upload writes every stored byte here too; it never ends it (the engine does, after `commit`). */
+  readonly input: Writable;
+  /** The body is stored and the exchange recorded: finish the send (from the outbox if the live one broke). */
+  commit(record: ExchangeRecord): void;
+  /** The upload failed, or an idempotent retry matched an earlier exchange: abort the send. */
+  abandon(): void;
 }
 
 /** Ledger failure reasons (enumerated, no free text). */
@@ -252,30 +274,47 @@ export class ExchangeEngine extends EventEmitter<EngineEvents> {
     return this.o.store.update(record.id, { ledger: { sent: sent.hash } });
   }
 
-  /** Streams the envelope and resolves with the receipt message. */
+  /** Streams the envelope of the stored body and resolves with the receipt message. */
   private async transmit(record: ExchangeRecord): Promise<unknown> {
     const bundle = await this.o.peers.encryptionBundle(record.to);
+    return this.awaitReceipt(record, this.startSend(record, bundle, this.o.outbox.read(record.id)));
+  }
+
+  /**
+   * Opens the relay transfer and starts sealing `source` into it; the
+   * receipt waiter is registered before a byte leaves, so a fast receipt is
+   * never missed.
+   */
+  private startSend(x: Pick<ExchangeRecord, 'id' | 'to' | 'contentType' | 'consentId'>, bundle: RecipientBundle, source: Readable): Send {
     let onReceipt!: (r: unknown) => void;
-    const receiptArrived = new Promise<unknown>((resolve) => {
+    const receipt = new Promise<unknown>((resolve) => {
       onReceipt = resolve;
     });
-    this.receiptWaiters.set(record.id, onReceipt);
+    this.receiptWaiters.set(x.id, onReceipt);
+    const transfer = this.o.relay.openTransfer(x.to, { meta: encodeTransferMeta(x.id) });
+    const seal = sealEnvelope(source, {
+      exchangeId: x.id,
+      sender: this.o.sender(),
+      recipients: [bundle],
+      contentType: x.contentType,
+      consentRef: x.consentId,
+      now: this.now(),
+    });
+    const sent = pipeline(seal, transfer).then(async () => {
+      transfer.usage.then((u) => this.recordCharge(x.id, u)).catch(() => undefined);
+      return (await seal.summary).headerHash;
+    });
+    sent.catch(() => undefined);
+    return { seal, sent, receipt };
+  }
+
+  /** Waits for the envelope to leave, then for the recipient's receipt (asking again while it is missing). */
+  private async awaitReceipt(record: ExchangeRecord, send: Send): Promise<unknown> {
     try {
-      const transfer = this.o.relay.openTransfer(record.to, { meta: encodeTransferMeta(record.id) });
-      const seal = sealEnvelope(this.o.outbox.read(record.id), {
-        exchangeId: record.id,
-        sender: this.o.sender(),
-        recipients: [bundle],
-        contentType: record.contentType,
-        consentRef: record.consentId,
-        now: this.now(),
-      });
       let sendError: Error | undefined;
       try {
-        await pipeline(seal, transfer);
-        const summary = await seal.summary;
-        await this.o.store.update(record.id, { headerHash: summary.headerHash });
-        transfer.usage.then((u) => this.recordCharge(record.id, u)).catch(() => undefined);
+        const headerHash = await send.sent;
+        await this.o.store.update(record.id, { headerHash });
       } catch (err) {
         sendError = err as Error;
       }
@@ -291,7 +330,7 @@ export class ExchangeEngine extends EventEmitter<EngineEvents> {
         poll = setInterval(() => this.o.send?.(record.to, { t: 'receipt.get', id: record.id }), DEFAULT_RECEIPT_POLL_MS);
         poll.unref();
       }
-      const receipt = await Promise.race([receiptArrived, gaveUp, new Promise<undefined>((resolve) => setTimeout(() => resolve(undefined), timeoutMs).unref())]);
+      const receipt = await Promise.race([send.receipt, gaveUp, new Promise<undefined>((resolve) => setTimeout(() => resolve(undefined), timeoutMs).unref())]);
       if (poll) clearInterval(poll);
       this.awaitingReceipt.delete(record.id);
       if (receipt !== undefined) return receipt;
@@ -299,6 +338,83 @@ export class ExchangeEngine extends EventEmitter<EngineEvents> {
       throw new RelayError('ERR_RELAY_UNDELIVERABLE', 'no receipt from the recipient in time');
     } finally {
       this.receiptWaiters.delete(record.id);
+    }
+  }
+
+  /**
+   * Starts sending an exchange while its body is still being uploaded, so
+   * the upload and the send overlap (see ExchangeService). The upload writes
+   * every byte it stores to `input` too; the envelope's last chunk and signed
+   * trailer, without which the recipient releases nothing, are written only
+   * after `commit()`, once the body is on disk, the exchange is recorded and
+   * `exchange.sent` is in the ledger. Returns undefined when the send cannot
+   * start now (relay down, no free send slot, recipient key unknown): the
+   * exchange then goes through the queue as usual.
+   */
+  async live(x: Pick<ExchangeRecord, 'id' | 'to' | 'contentType' | 'consentId'>): Promise<LiveSend | undefined> {
+    if (this.stopped || !this.o.relay.connected || this.active.size >= this.o.maxConcurrent) return undefined;
+    this.active.add(x.id);
+    let bundle: RecipientBundle;
+    try {
+      bundle = await this.o.peers.encryptionBundle(x.to);
+    } catch {
+      this.active.delete(x.id);
+      return undefined;
+    }
+    const input = new PassThrough({ highWaterMark: 4 * 1024 * 1024 });
+    let send: Send;
+    try {
+      send = this.startSend(x, bundle, input);
+    } catch {
+      this.active.delete(x.id);
+      return undefined;
+    }
+    let failed = false;
+    send.sent.catch(() => {
+      failed = true;
+    });
+    let settled = false;
+    const done = (): void => {
+      this.active.delete(x.id);
+      this.kick();
+    };
+    return {
+      input,
+      commit: (record) => {
+        if (settled) return;
+        settled = true;
+        if (failed) {
+          // The live send broke (e.g. the relay went away) while the body was still arriving: send it from the outbox.
+          this.receiptWaiters.delete(x.id);
+          done();
+          this.enqueue(record.id);
+          return;
+        }
+        void this.runLive(record, input, send).finally(done);
+      },
+      abandon: () => {
+        if (settled) return;
+        settled = true;
+        this.receiptWaiters.delete(x.id);
+        send.seal.destroy(new TransferAbortedError('cancelled', 'the upload did not complete', true));
+        done();
+      },
+    };
+  }
+
+  private async runLive(created: ExchangeRecord, input: PassThrough, send: Send): Promise<void> {
+    let record = created;
+    try {
+      record = await this.o.store.transition(created.id, 'sending', { attempts: created.attempts + 1 });
+      record = await this.release(record);
+      // The body is durable and its release logged: let the sealer write the last chunk and the trailer.
+      input.end();
+      const receipt = await this.awaitReceipt(record, send);
+      await this.settleReceipt(record, receipt);
+    } catch (err) {
+      send.seal.destroy(err as Error);
+      this.receiptWaiters.delete(record.id);
+      await this.handleFailure(record, err as Error);
     }
   }
 

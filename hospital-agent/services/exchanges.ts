@@ -9,7 +9,8 @@ import { patientHash } from '../consent/patient.ts';
 import { AgentError } from '../errors.ts';
 import { DEFAULT_MAX_FHIR_BYTES, validateFhirBundle } from '../fhir/bundle.ts';
 import type { ExchangeRecord, ExchangeStore } from '../store/exchanges.ts';
-import type { Outbox } from '../store/outbox.ts';
+import type { Outbox, StoredBody } from '../store/outbox.ts';
+import type { LiveSend } from '../engine/sender.ts';
 import type { ConsentService } from './consents.ts';
 
 /** What the EHR asks for when it submits an exchange. */
@@ -46,6 +47,8 @@ export class ExchangeService {
       outbox: Outbox;
       maxBytes: number;
       enqueue: (id: string) => void;
+      /** Starts sending a binary body while it uploads (the engine's `live`); without it every body is sent after it is stored. */
+      live?: (x: Pick<ExchangeRecord, 'id' | 'to' | 'contentType' | 'consentId'>) => Promise<LiveSend | undefined>;
       now?: () => Date;
     },
   ) {}
@@ -72,7 +75,15 @@ export class ExchangeService {
     await this.o.consents.check(req.consentId, { patientHash: hash, recipient: req.to, purpose, scope: isFhir ? undefined : scopeOf(contentType), at });
 
     const id = randomUUID();
-    const stored = await this.o.outbox.write(id, req.body, isFhir ? Math.min(this.o.maxBytes, DEFAULT_MAX_FHIR_BYTES) : this.o.maxBytes);
+    // A FHIR Bundle must be validated whole before it may leave; any other body is sent while it uploads.
+    const live = isFhir ? undefined : await this.o.live?.({ id, to: req.to, contentType, consentId: req.consentId });
+    let stored: StoredBody;
+    try {
+      stored = await this.o.outbox.write(id, req.body, isFhir ? Math.min(this.o.maxBytes, DEFAULT_MAX_FHIR_BYTES) : this.o.maxBytes, live?.input);
+    } catch (err) {
+      live?.abandon();
+      throw err;
+    }
     try {
       let scope = scopeOf(contentType);
       if (isFhir) {
@@ -84,10 +95,14 @@ export class ExchangeService {
         { id, to: req.to, patientHash: hash, consentId: req.consentId, purpose, contentType, scope, bytes: stored.bytes, contentSha256: stored.sha256 },
         req.idempotencyKey ? { principal: req.principal, key: req.idempotencyKey } : undefined,
       );
-      if (!result.created) await this.o.outbox.remove(id);
+      if (!result.created) {
+        live?.abandon();
+        await this.o.outbox.remove(id);
+      } else if (live) live.commit(result.record);
       else this.o.enqueue(result.record.id);
       return result;
     } catch (err) {
+      live?.abandon();
       await this.o.outbox.remove(id);
       throw err;
     }

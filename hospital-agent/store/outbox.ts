@@ -2,7 +2,7 @@ import { createHash } from 'node:crypto';
 import { createReadStream, createWriteStream, type ReadStream } from 'node:fs';
 import { mkdir, open, readdir, rename, rm } from 'node:fs/promises';
 import { join } from 'node:path';
-import type { Readable } from 'node:stream';
+import type { Readable, Writable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import { Transform, type TransformCallback } from 'node:stream';
 import { AgentError } from '../errors.ts';
@@ -14,12 +14,28 @@ export interface StoredBody {
   sha256: string;
 }
 
+/**
+ * Bytes the upload may run ahead of the disk: with Node's 16 KiB default every
+ * request chunk waited for its own write; a few MiB lets writes batch (writev)
+ * while the request keeps streaming.
+ */
+const WRITE_BUFFER_BYTES = 4 * 1024 * 1024;
+
+/**
+ * Counts, limits and hashes the body on its way to disk, and copies it to an
+ * optional mirror (a send that overlaps the upload). The mirror slows the
+ * upload down to its own pace, but it never fails it: once the mirror breaks
+ * or closes, the body simply goes on to disk alone.
+ */
 class Meter extends Transform {
   bytes = 0;
   private readonly hash = createHash('sha256');
 
-  constructor(private readonly maxBytes: number) {
-    super();
+  constructor(
+    private readonly maxBytes: number,
+    private mirror: Writable | undefined,
+  ) {
+    super({ highWaterMark: WRITE_BUFFER_BYTES });
   }
 
   override _transform(chunk: Buffer, _enc: BufferEncoding, cb: TransformCallback): void {
@@ -29,7 +45,23 @@ class Meter extends Transform {
       return;
     }
     this.hash.update(chunk);
-    cb(null, chunk);
+    const m = this.mirror;
+    if (!m || m.destroyed || m.writableEnded) {
+      this.mirror = undefined;
+      cb(null, chunk);
+      return;
+    }
+    if (m.write(chunk)) {
+      cb(null, chunk);
+      return;
+    }
+    const go = (): void => {
+      m.off('drain', go);
+      m.off('close', go);
+      cb(null, chunk);
+    };
+    m.on('drain', go);
+    m.on('close', go);
   }
 
   digest(): string {
@@ -63,12 +95,15 @@ export class Outbox {
     return join(this.dir, `${safeId(id)}.${ext}`);
   }
 
-  /** Streams `body` to disk, hashing it once; refuses more than `maxBytes`. */
-  async write(id: string, body: Readable, maxBytes: number): Promise<StoredBody> {
+  /**
+   * Streams `body` to disk, hashing it once; refuses more than `maxBytes`.
+   * Every byte is also written to `mirror` (never ended here) while it accepts them.
+   */
+  async write(id: string, body: Readable, maxBytes: number, mirror?: Writable): Promise<StoredBody> {
     const part = this.path(id, 'part');
-    const meter = new Meter(maxBytes);
+    const meter = new Meter(maxBytes, mirror);
     try {
-      await pipeline(body, meter, createWriteStream(part, { flags: 'wx', mode: 0o600 }));
+      await pipeline(body, meter, createWriteStream(part, { flags: 'wx', mode: 0o600, highWaterMark: WRITE_BUFFER_BYTES }));
       const fh = await open(part, 'r');
       try {
         await fh.sync();

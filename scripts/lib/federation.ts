@@ -44,9 +44,21 @@ export interface FederationOptions {
   onStarted?: (what: string) => void;
 }
 
-/** Starts a process from bin/ and keeps its last 500 output lines. */
+/**
+ * Node flags the relay and the agent run with, as bin/'s shebangs, the systemd units and the
+ * Dockerfiles give them: V8's parallel GC helper threads cost more CPU than they save on a
+ * small host running busy streams (README, Performance).
+ */
+export const SERVER_NODE_FLAGS: readonly string[] = ['--single-threaded-gc'];
+
+/**
+ * Starts a process from bin/ and keeps its last 500 output lines. With `HIE_CPU_PROFILE_DIR` set,
+ * each process writes a V8 CPU profile there when it exits (to see where a bench spends its time).
+ */
 export function startProc(name: string, bin: string, args: string[], env: Record<string, string>): Proc {
-  const child = spawn(process.execPath, [join(ROOT, 'bin', bin), ...args], { env: { ...process.env, ...env }, stdio: ['ignore', 'pipe', 'pipe'] });
+  const profileDir = process.env['HIE_CPU_PROFILE_DIR'];
+  const nodeArgs = profileDir ? ['--cpu-prof', `--cpu-prof-dir=${profileDir}`, `--cpu-prof-name=${name}.cpuprofile`] : [];
+  const child = spawn(process.execPath, [...nodeArgs, ...SERVER_NODE_FLAGS, join(ROOT, 'bin', bin), ...args], { env: { ...process.env, ...env }, stdio: ['ignore', 'pipe', 'pipe'] });
   const log: string[] = [];
   const keep = (d: Buffer): void => {
     log.push(...d.toString('utf8').split('\n').filter(Boolean));

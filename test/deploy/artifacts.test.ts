@@ -29,6 +29,21 @@ describe('deployment artifacts', function () {
     }
   });
 
+  it('the relay and the agent get the same Node flags however they are started', async function () {
+    const { SERVER_NODE_FLAGS } = await import('../../scripts/lib/federation.ts');
+    expect(SERVER_NODE_FLAGS.length).to.be.greaterThan(0);
+    for (const part of ['relay', 'agent']) {
+      const places = {
+        [`bin/hie-${part}.js`]: read(`bin/hie-${part}.js`).split('\n')[0] as string,
+        [`deploy/systemd/hie-${part}.service`]: /^ExecStart=.*$/m.exec(read(`deploy/systemd/hie-${part}.service`))?.[0] ?? '',
+        [`deploy/docker/${part}.Dockerfile`]: /^ENTRYPOINT .*$/m.exec(read(`deploy/docker/${part}.Dockerfile`))?.[0] ?? '',
+      };
+      for (const [file, line] of Object.entries(places)) {
+        for (const flag of SERVER_NODE_FLAGS) expect(line, `${file} starts node with ${flag}`).to.include(flag);
+      }
+    }
+  });
+
   it('the systemd units start existing commands with the promised hardening', function () {
     for (const [unit, bin] of [['hie-relay', 'hie-relay.js'], ['hie-agent', 'hie-agent.js']] as const) {
       const text = read(`deploy/systemd/${unit}.service`);
