@@ -384,10 +384,16 @@ export class ExchangeEngine extends EventEmitter<EngineEvents> {
         if (settled) return;
         settled = true;
         if (failed) {
-          // The live send broke (e.g. the relay went away) while the body was still arriving: send it from the outbox.
+          // The live send broke (e.g. the relay went away) while the body was still arriving: count the
+          // attempt and send the stored body through the queue.
           this.receiptWaiters.delete(x.id);
-          done();
-          this.enqueue(record.id);
+          void this.o.store
+            .update(record.id, { attempts: record.attempts + 1 })
+            .catch((err: Error) => this.o.logger.warn({ exchange: record.id, err: { message: err.message } }, 'cannot count a failed live send'))
+            .finally(() => {
+              done();
+              this.enqueue(record.id);
+            });
           return;
         }
         void this.runLive(record, input, send).finally(done);

@@ -83,24 +83,69 @@ describe('hospital agents under load and faults', function () {
     expect(items.filter((i) => i.exchangeId === id)).to.have.length(1);
   });
 
-  it('delivers exactly once when the relay restarts in the middle of a transfer', async function () {
+  async function relayBytesIn(): Promise<number> {
+    const m = await (await fetch(`http://127.0.0.1:${net.relay.adminPort}/metrics`)).text();
+    const v = /hie_relay_bytes_in_total(?:\{[^}]*\})? (\d+(?:\.\d+)?(?:e\+\d+)?)/.exec(m);
+    return v ? Number(v[1]) : 0;
+  }
+
+  it('delivers exactly once when the relay restarts in the middle of a transfer (while the body still uploads)', async function () {
     const consent = await grant('myongji', 'mgh', PATIENT);
     const size = 200 * 1024 * 1024;
     const data = patternStream(size, 7);
-    const id = await submit('myongji', 'mgh', consent, data.stream, 'application/octet-stream', size);
-    // Wait until bytes are flowing through the relay, then kill it.
-    await waitFor(async () => {
-      const m = await (await fetch(`http://127.0.0.1:${net.relay.adminPort}/metrics`)).text();
-      const v = /hie_relay_bytes_in_total(?:\{[^}]*\})? (\d+(?:\.\d+)?(?:e\+\d+)?)/.exec(m);
-      return v && Number(v[1]) > 20 * 1024 * 1024;
-    }, 60_000, 'transfer in progress');
+    const before = await relayBytesIn();
+    // The agent sends while the upload arrives: kill the relay once bytes flow through it, before the upload ends.
+    const submitted = submit('myongji', 'mgh', consent, data.stream, 'application/octet-stream', size);
+    await waitFor(async () => (await relayBytesIn()) > before + 20 * 1024 * 1024, 60_000, 'transfer in progress');
     await net.restartRelay({ downMs: 300 });
+    const id = await submitted;
     const done = await finalStatus('myongji', id, 180_000);
     expect(done.status, JSON.stringify(done)).to.equal('delivered');
     expect(done.attempts).to.be.greaterThan(1);
     const items = ((await (await net.api('mgh', '/v1/inbox')).json()) as { items: Array<{ exchangeId: string }> }).items;
     expect(items.filter((i) => i.exchangeId === id)).to.have.length(1);
     expect(await contentHash('mgh', id)).to.equal(data.sha256());
+  });
+
+  it('an upload cut off while its envelope is already flowing leaves nothing at the recipient and no exchange', async function () {
+    const consent = await grant('myongji', 'severance', PATIENT);
+    const inbox = async (): Promise<number> => ((await (await net.api('severance', '/v1/inbox')).json()) as { items: unknown[] }).items.length;
+    const exchanges = async (): Promise<number> => ((await (await net.api('myongji', '/v1/exchanges?limit=1000')).json()) as { exchanges: unknown[] }).exchanges.length;
+    const [inboxBefore, exchangesBefore, bytesBefore] = [await inbox(), await exchanges(), await relayBytesIn()];
+    const data = patternStream(64 * 1024 * 1024, 11);
+    let sent = 0;
+    // Stops after 32 MiB of a declared 64 MiB: the EHR went away mid-upload.
+    const cut = new Readable({
+      read() {
+        const chunk = data.stream.read() as Buffer | null;
+        if (chunk === null) {
+          data.stream.once('readable', () => this.read(0));
+          this.push(Buffer.alloc(0));
+          return;
+        }
+        sent += chunk.length;
+        if (sent > 32 * 1024 * 1024) this.destroy(new Error('EHR went away'));
+        else this.push(chunk);
+      },
+    });
+    const outcome = await net
+      .api('myongji', '/v1/exchanges', {
+        method: 'POST',
+        headers: { 'content-type': 'application/dicom', 'content-length': String(64 * 1024 * 1024), 'hie-recipient': 'severance', 'hie-patient-id': PATIENT, 'hie-consent-id': consent },
+        body: cut as unknown as RequestInit['body'],
+        duplex: 'half',
+      } as RequestInit)
+      .then((r) => r.status, (err: Error) => err.message);
+    expect(outcome).not.to.equal(202);
+    // The envelope really was on its way (the relay carried part of it), so the check below can fail.
+    expect((await relayBytesIn()) - bytesBefore).to.be.greaterThan(8 * 1024 * 1024);
+    await new Promise((r) => setTimeout(r, 1000));
+    expect(await inbox()).to.equal(inboxBefore);
+    expect(await exchanges()).to.equal(exchangesBefore);
+    const received = [] as string[];
+    for await (const e of net.agents['severance']!.ledger.entries('severance')) if (e.entry.type === 'exchange.received') received.push((e.entry.body as { exchange: string }).exchange);
+    const known = new Set(((await (await net.api('myongji', '/v1/exchanges?limit=1000')).json()) as { exchanges: Array<{ id: string }> }).exchanges.map((x) => x.id));
+    expect(received.filter((x) => !known.has(x)), 'exchange.received for an exchange the sender never recorded').to.deep.equal([]);
   });
 
   it('keeps patient ids and payload bytes out of relay logs, relay metrics and every ledger entry', async function () {
