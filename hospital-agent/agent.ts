@@ -237,7 +237,7 @@ export async function startAgent(config: AgentConfig, options: StartAgentOptions
     res.json({ status: 'ok', agent: config.id, relay: relay.connected ? 'connected' : 'disconnected' });
   });
   open.get('/metrics', async (_req, res) => {
-    metrics.outboxQueued.set((await store.unfinished()).length);
+    metrics.outboxQueued.set(await store.countUnfinished());
     const head = ledger.head();
     if (head) metrics.ledgerSeq.set(head.seq);
     res.type(metrics.registry.contentType).send(await metrics.registry.metrics());

@@ -113,6 +113,8 @@ export class ExchangeEngine extends EventEmitter<EngineEvents> {
   private readonly receiptWaiters = new Map<string, (receipt: unknown) => void>();
   /** Sends whose bytes all left, waiting for the receipt: recipient and a way to stop waiting. */
   private readonly awaitingReceipt = new Map<string, { to: string; giveUp: () => void }>();
+  /** Header hash of each exchange's last complete send, until its receipt settles. */
+  private readonly sentHeaders = new Map<string, string>();
   private timer: NodeJS.Timeout | undefined;
   private stopped = false;
 
@@ -230,12 +232,12 @@ export class ExchangeEngine extends EventEmitter<EngineEvents> {
   }
 
   private async run(initial: ExchangeRecord): Promise<void> {
-    let record = await this.o.store.transition(initial.id, 'sending', { attempts: initial.attempts + 1 });
+    let record = initial;
     try {
       if (this.now().getTime() - Date.parse(record.createdAt) > (this.o.maxAgeMs ?? DEFAULT_MAX_EXCHANGE_AGE_MS)) {
         throw new Final('expired', 'ERR_EXCHANGE_EXPIRED', 'the exchange could not be delivered in time');
       }
-      record = await this.release(record);
+      record = await this.startAttempt(record);
       const receipt = await this.transmit(record);
       await this.settleReceipt(record, receipt);
     } catch (err) {
@@ -243,8 +245,14 @@ export class ExchangeEngine extends EventEmitter<EngineEvents> {
     }
   }
 
-  /** Re-checks consent at send time and logs the release (exchange.sent) once. */
-  private async release(record: ExchangeRecord): Promise<ExchangeRecord> {
+  /** Releases the exchange (consent re-checked, exchange.sent logged once) and marks it sending, in one store write. */
+  private async startAttempt(record: ExchangeRecord): Promise<ExchangeRecord> {
+    const sent = await this.release(record);
+    return this.o.store.transition(record.id, 'sending', { attempts: record.attempts + 1, ...(sent ? { ledger: { sent } } : {}) });
+  }
+
+  /** Re-checks consent at send time and logs the release (exchange.sent) once; returns the new entry's hash. */
+  private async release(record: ExchangeRecord): Promise<string | undefined> {
     try {
       await this.o.consents.check(record.consentId, {
         patientHash: record.patientHash,
@@ -257,7 +265,7 @@ export class ExchangeEngine extends EventEmitter<EngineEvents> {
       if (err instanceof AgentError) throw new Final('consent', err.code, err.message);
       throw err;
     }
-    if (record.ledger?.sent) return record;
+    if (record.ledger?.sent) return undefined;
     const sent = await this.o.ledger.append({
       type: 'exchange.sent',
       body: {
@@ -271,7 +279,7 @@ export class ExchangeEngine extends EventEmitter<EngineEvents> {
         hash: b64(record.contentSha256),
       },
     });
-    return this.o.store.update(record.id, { ledger: { sent: sent.hash } });
+    return sent.hash;
   }
 
   /** Streams the envelope of the stored body and resolves with the receipt message. */
@@ -313,8 +321,8 @@ export class ExchangeEngine extends EventEmitter<EngineEvents> {
     try {
       let sendError: Error | undefined;
       try {
-        const headerHash = await send.sent;
-        await this.o.store.update(record.id, { headerHash });
+        // Kept until the receipt settles (and stored with it): the receipt must name this header.
+        this.sentHeaders.set(record.id, await send.sent);
       } catch (err) {
         sendError = err as Error;
       }
@@ -411,8 +419,7 @@ export class ExchangeEngine extends EventEmitter<EngineEvents> {
   private async runLive(created: ExchangeRecord, input: PassThrough, send: Send): Promise<void> {
     let record = created;
     try {
-      record = await this.o.store.transition(created.id, 'sending', { attempts: created.attempts + 1 });
-      record = await this.release(record);
+      record = await this.startAttempt(created);
       // The body is durable and its release logged: let the sealer write the last chunk and the trailer.
       input.end();
       const receipt = await this.awaitReceipt(record, send);
@@ -435,6 +442,7 @@ export class ExchangeEngine extends EventEmitter<EngineEvents> {
 
   /** Verifies a receipt and finishes the exchange with it. */
   private async settleReceipt(record: ExchangeRecord, receipt: unknown): Promise<void> {
+    const headerHash = this.sentHeaders.get(record.id) ?? record.headerHash;
     let verified: VerifiedReceipt;
     try {
       verified = await verifyReceipt(receipt, {
@@ -443,7 +451,7 @@ export class ExchangeEngine extends EventEmitter<EngineEvents> {
           exchangeId: record.id,
           sender: this.o.self,
           recipient: record.to,
-          ...(record.headerHash ? { headerHash: record.headerHash } : {}),
+          ...(headerHash ? { headerHash } : {}),
         },
       });
     } catch (err) {
@@ -471,7 +479,8 @@ export class ExchangeEngine extends EventEmitter<EngineEvents> {
       ledgerPatch = { receipt: entry.hash };
     }
     if (r.disposition === 'delivered') {
-      const done = await this.o.store.transition(record.id, 'delivered', { receipt: r, ledger: ledgerPatch });
+      const done = await this.o.store.transition(record.id, 'delivered', { receipt: r, ledger: ledgerPatch, ...(headerHash ? { headerHash } : {}) });
+      this.sentHeaders.delete(record.id);
       await this.o.outbox.remove(record.id);
       this.o.logger.info({ exchange: record.id, to: record.to, bytes: record.bytes }, 'exchange delivered');
       this.emit('delivered', done);
@@ -482,6 +491,7 @@ export class ExchangeEngine extends EventEmitter<EngineEvents> {
   }
 
   private async handleFailure(record: ExchangeRecord, err: Error): Promise<void> {
+    this.sentHeaders.delete(record.id);
     const final = this.classify(err);
     if (!final) {
       const delay = backoffDelay(record.attempts, this.o.retry ?? { baseMs: DEFAULT_RETRY_BASE_MS, maxMs: DEFAULT_RETRY_MAX_MS }) + 100;

@@ -114,6 +114,17 @@ export class ExchangeStore {
   private readonly issued;
   private readonly requests;
   private readonly mutex = new Mutex();
+  /**
+   * Unfinished exchanges as last written, so the engine's many reads of the
+   * exchanges it is working on skip LevelDB. Every write goes through this
+   * store, so the copy is never stale; final records leave it.
+   */
+  private readonly unfinishedCache = new Map<string, ExchangeRecord>();
+
+  private remember(record: ExchangeRecord): void {
+    if (record.status === 'delivered' || record.status === 'failed') this.unfinishedCache.delete(record.id);
+    else this.unfinishedCache.set(record.id, record);
+  }
 
   constructor(path: string) {
     this.db = new Level<string, string>(path);
@@ -190,13 +201,14 @@ export class ExchangeStore {
       chained.put(statusKey(record), record.id, { sublevel: this.byStatus });
       if (indexKey) chained.put(indexKey, record.id, { sublevel: this.idempotency });
       await chained.write();
+      this.remember(record);
       return { record, created: true };
     });
   }
 
   /** One record, or undefined. */
   async get(id: string): Promise<ExchangeRecord | undefined> {
-    return this.records.get(id);
+    return this.unfinishedCache.get(id) ?? this.records.get(id);
   }
 
   /**
@@ -205,7 +217,7 @@ export class ExchangeStore {
    */
   async transition(id: string, status: ExchangeStatus, patch: ExchangePatch = {}): Promise<ExchangeRecord> {
     return this.mutex.run(async () => {
-      const current = await this.records.get(id);
+      const current = await this.get(id);
       if (!current) throw new AgentError('ERR_NOT_FOUND', `no exchange ${id}`);
       if (current.status !== status && !NEXT[current.status].includes(status)) {
         throw new TypeError(`exchange ${id} cannot go from ${current.status} to ${status}`);
@@ -218,6 +230,7 @@ export class ExchangeStore {
       batch.del(statusKey(current), { sublevel: this.byStatus });
       batch.put(statusKey(next), id, { sublevel: this.byStatus });
       await batch.write();
+      this.remember(next);
       return next;
     });
   }
@@ -225,10 +238,11 @@ export class ExchangeStore {
   /** Changes fields of an exchange without changing its status. */
   async update(id: string, patch: ExchangePatch): Promise<ExchangeRecord> {
     return this.mutex.run(async () => {
-      const current = await this.records.get(id);
+      const current = await this.get(id);
       if (!current) throw new AgentError('ERR_NOT_FOUND', `no exchange ${id}`);
       const next: ExchangeRecord = { ...current, ...withLedger(current, patch), updatedAt: new Date().toISOString() };
       await this.records.put(id, next);
+      this.remember(next);
       return next;
     });
   }
@@ -246,6 +260,15 @@ export class ExchangeStore {
     return out.slice(0, limit);
   }
 
+  /** How many exchanges are not yet final, counted from the status index alone (for metrics). */
+  async countUnfinished(): Promise<number> {
+    let n = 0;
+    for (const status of ['queued', 'sending'] as const) {
+      for await (const _key of this.byStatus.keys({ gt: `${status}!`, lt: `${status}"` })) n += 1;
+    }
+    return n;
+  }
+
   /** Exchanges not yet final (to resume after a restart), oldest first. */
   async unfinished(): Promise<ExchangeRecord[]> {
     const all = [...(await this.byStatusOrder('queued', {})), ...(await this.byStatusOrder('sending', {}))];
@@ -255,7 +278,7 @@ export class ExchangeStore {
   private async byStatusOrder(status: ExchangeStatus, o: { reverse?: boolean; limit?: number }): Promise<ExchangeRecord[]> {
     const out: ExchangeRecord[] = [];
     for await (const id of this.byStatus.values({ gt: `${status}!`, lt: `${status}"`, reverse: o.reverse ?? false, ...(o.limit !== undefined ? { limit: o.limit } : {}) })) {
-      const r = await this.records.get(id);
+      const r = await this.get(id);
       if (r && r.status === status) out.push(r);
     }
     return out;

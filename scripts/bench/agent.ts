@@ -115,17 +115,29 @@ async function endToEnd(fed: LocalFederation, size: number, consent: string): Pr
   return { ms: performance.now() - started, acknowledgedMs };
 }
 
-/** Many small FHIR exchanges, up to `concurrency` unfinished; time to receipt from the agent's own records. */
+/** Exchanges the sending agent has finished (delivered or failed), from its Prometheus counter: cheap to poll. */
+async function finishedCount(fed: LocalFederation): Promise<number> {
+  const res = await fetch(`${fed.apis['myongji']}/metrics`, { headers: { authorization: `Bearer ${fed.tokens['myongji']}` } });
+  const text = await res.text();
+  let n = 0;
+  for (const m of text.matchAll(/^hie_agent_exchanges_total\{direction="out",outcome="(?:delivered|failed)"\} (\d+)/gm)) n += Number(m[1]);
+  return n;
+}
+
+/**
+ * Many small FHIR exchanges, up to `concurrency` unfinished (counted from the agent's metrics);
+ * afterwards, time to receipt comes from each exchange's own record (accepted -> delivered).
+ */
 async function smallExchanges(fed: LocalFederation, count: number, concurrency: number, consent: string): Promise<{ ms: number; lat: number[]; failed: number }> {
+  const base = await finishedCount(fed);
   const ids: string[] = [];
   const t0 = Date.now();
-  let inFlight = 0;
-  let next = 0;
+  let posted = 0;
+  let finished = 0;
   const worker = async (): Promise<void> => {
-    while (next < count) {
-      next += 1;
-      while (inFlight >= concurrency) await new Promise((r) => setTimeout(r, 5));
-      inFlight += 1;
+    while (posted < count) {
+      while (posted - finished >= concurrency) await new Promise((r) => setTimeout(r, 5));
+      posted += 1;
       const res = await fed.api('myongji', '/v1/exchanges', {
         method: 'POST',
         headers: { 'content-type': 'application/fhir+json', 'hie-recipient': 'severance', 'hie-patient-id': 'SYN-BENCH', 'hie-consent-id': consent },
@@ -135,36 +147,26 @@ async function smallExchanges(fed: LocalFederation, count: number, concurrency: 
       ids.push(res.body['id'] as string);
     }
   };
-  // Count finished exchanges in the background so the senders keep `concurrency` in flight.
-  let done = 0;
-  let failed = 0;
-  const lat: number[] = [];
-  let lastDone = t0;
-  const seen = new Set<string>();
-  const poll = async (): Promise<void> => {
-    for (const status of ['delivered', 'failed'] as const) {
-      const list = (await fed.api('myongji', `/v1/exchanges?status=${status}&limit=400`)).body['exchanges'] as Array<{ id: string; createdAt: string; updatedAt: string }>;
-      for (const x of list) {
-        if (seen.has(x.id)) continue;
-        seen.add(x.id);
-        inFlight -= 1;
-        done += 1;
-        if (status === 'failed') failed += 1;
-        else lat.push(Date.parse(x.updatedAt) - Date.parse(x.createdAt));
-        lastDone = Math.max(lastDone, Date.parse(x.updatedAt));
-      }
-    }
-  };
-  // The status index returns the most recently finished first; latency comes from the records' own
-  // timestamps, not from when the poll saw them.
   const poller = (async () => {
-    while (done < count) {
-      await poll();
-      await new Promise((r) => setTimeout(r, 100));
+    while (finished < count) {
+      finished = (await finishedCount(fed)) - base;
+      if (finished < count) await new Promise((r) => setTimeout(r, 50));
     }
   })();
   await Promise.all(Array.from({ length: 8 }, worker));
   await poller;
+  const lat: number[] = [];
+  let failed = 0;
+  let lastDone = t0;
+  for (const id of ids) {
+    const x = (await fed.api('myongji', `/v1/exchanges/${id}`)).body as { status: string; createdAt: string; updatedAt: string };
+    if (x.status !== 'delivered') {
+      failed += 1;
+      continue;
+    }
+    lat.push(Date.parse(x.updatedAt) - Date.parse(x.createdAt));
+    lastDone = Math.max(lastDone, Date.parse(x.updatedAt));
+  }
   return { ms: lastDone - t0, lat, failed };
 }
 
