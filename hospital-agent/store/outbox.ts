@@ -21,6 +21,9 @@ export interface StoredBody {
  */
 const WRITE_BUFFER_BYTES = 4 * 1024 * 1024;
 
+/** How long an upload waits for a live send that takes no bytes before it drops it (the body is then sent from disk). */
+export const DEFAULT_MIRROR_STALL_MS = 5_000;
+
 /**
  * Counts, limits and hashes the body on its way to disk, and copies it to an
  * optional mirror (a send that overlaps the upload). The mirror slows the
@@ -34,6 +37,7 @@ class Meter extends Transform {
   constructor(
     private readonly maxBytes: number,
     private mirror: Writable | undefined,
+    private readonly mirrorStallMs: number,
   ) {
     super({ highWaterMark: WRITE_BUFFER_BYTES });
   }
@@ -56,10 +60,16 @@ class Meter extends Transform {
       return;
     }
     const go = (): void => {
+      clearTimeout(stalled);
       m.off('drain', go);
       m.off('close', go);
       cb(null, chunk);
     };
+    // A mirror that stops taking bytes (a recipient that hangs) must not hold the upload: drop it.
+    const stalled = setTimeout(() => {
+      this.mirror = undefined;
+      m.destroy(Object.assign(new Error(`the live send took no bytes for ${this.mirrorStallMs} ms; the body will be sent once stored`), { code: 'ERR_LIVE_SEND_STALLED' }));
+    }, this.mirrorStallMs);
     m.on('drain', go);
     m.on('close', go);
   }
@@ -97,11 +107,12 @@ export class Outbox {
 
   /**
    * Streams `body` to disk, hashing it once; refuses more than `maxBytes`.
-   * Every byte is also written to `mirror` (never ended here) while it accepts them.
+   * Every byte is also written to `mirror` (never ended here) while it accepts them;
+   * a mirror that takes nothing for `mirrorStallMs` is destroyed and the upload goes on without it.
    */
-  async write(id: string, body: Readable, maxBytes: number, mirror?: Writable): Promise<StoredBody> {
+  async write(id: string, body: Readable, maxBytes: number, mirror?: Writable, options: { mirrorStallMs?: number } = {}): Promise<StoredBody> {
     const part = this.path(id, 'part');
-    const meter = new Meter(maxBytes, mirror);
+    const meter = new Meter(maxBytes, mirror, options.mirrorStallMs ?? DEFAULT_MIRROR_STALL_MS);
     try {
       await pipeline(body, meter, createWriteStream(part, { flags: 'wx', mode: 0o600, highWaterMark: WRITE_BUFFER_BYTES }));
       const fh = await open(part, 'r');

@@ -89,6 +89,7 @@ describe('ExchangeStore', function () {
     expect((await store.list({ status: 'queued' })).map((r) => r.id)).to.have.members([ids[0], ids[2]]);
     expect((await store.list({ status: 'sending' }))).to.deep.equal([]);
     expect((await store.unfinished()).map((r) => r.id)).to.deep.equal([ids[0], ids[2]]);
+    expect(await store.countUnfinished()).to.equal(2);
   });
 
   it('merges ledger bookkeeping from concurrent steps instead of overwriting it', async function () {
@@ -114,5 +115,13 @@ describe('ExchangeStore', function () {
     await store.open();
     expect((await store.unfinished()).map((r) => r.id)).to.have.members([a.id, b.id]);
     expect((await store.get(c.id))?.failure?.code).to.equal('ERR_CONSENT_REVOKED');
+    // Read from disk after the restart (nothing cached), then served from the cache after a write.
+    expect((await store.get(b.id))?.status).to.equal('sending');
+    await store.transition(b.id, 'delivered');
+    expect((await store.get(b.id))?.status).to.equal('delivered');
+    await store.close();
+    store = new ExchangeStore(join(tmp.dir, 'state'));
+    await store.open();
+    expect((await store.get(b.id))?.status).to.equal('delivered');
   });
 });

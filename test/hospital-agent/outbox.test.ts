@@ -1,7 +1,7 @@
 import { createHash, randomUUID } from 'node:crypto';
 import { readdirSync } from 'node:fs';
 import { join } from 'node:path';
-import { Readable } from 'node:stream';
+import { PassThrough, Readable } from 'node:stream';
 import { expect } from 'chai';
 import { AgentError } from '../../hospital-agent/errors.ts';
 import { Outbox } from '../../hospital-agent/store/outbox.ts';
@@ -27,6 +27,37 @@ describe('Outbox', function () {
     let n = 0;
     for await (const c of outbox.read(id)) n += (c as Buffer).length;
     expect(n).to.equal(150_000);
+  });
+
+  it('copies every stored byte to a mirror, and never ends it', async function () {
+    const chunks = [Buffer.alloc(3_000_000, 1), Buffer.alloc(2_000_000, 2)];
+    const copied: Buffer[] = [];
+    const mirror = new PassThrough();
+    mirror.on('data', (c: Buffer) => copied.push(c));
+    const stored = await outbox.write(randomUUID(), Readable.from(chunks), 10_000_000, mirror);
+    expect(Buffer.concat(copied).equals(Buffer.concat(chunks))).to.equal(true);
+    expect(stored.bytes).to.equal(5_000_000);
+    expect(mirror.writableEnded).to.equal(false);
+  });
+
+  it('drops a mirror that stops taking bytes and stores the whole body anyway', async function () {
+    // Never read: after its buffer fills, the mirror takes nothing more (a recipient that hangs).
+    const mirror = new PassThrough({ highWaterMark: 1024 });
+    const failure = new Promise<Error>((resolve) => mirror.once('error', resolve));
+    const chunks = Array.from({ length: 20 }, (_, i) => Buffer.alloc(100_000, i));
+    const stored = await outbox.write(randomUUID(), Readable.from(chunks), 10_000_000, mirror, { mirrorStallMs: 200 });
+    expect(stored.bytes).to.equal(2_000_000);
+    expect(stored.sha256).to.equal(createHash('sha256').update(Buffer.concat(chunks)).digest('hex'));
+    expect(((await failure) as Error & { code?: string }).code).to.equal('ERR_LIVE_SEND_STALLED');
+    expect(mirror.destroyed).to.equal(true);
+  });
+
+  it('a mirror that fails does not fail the upload', async function () {
+    const mirror = new PassThrough();
+    mirror.on('error', () => undefined);
+    mirror.destroy(new Error('relay gone'));
+    const stored = await outbox.write(randomUUID(), Readable.from([Buffer.alloc(1000, 7)]), 10_000, mirror);
+    expect(stored.bytes).to.equal(1000);
   });
 
   it('refuses an oversized body and leaves nothing behind', async function () {
