@@ -19,7 +19,7 @@ import { decodeTransferMeta, type WireMessage } from './wire.ts';
 export interface IncomingTransfer extends Readable {
   readonly from: string;
   readonly meta: Uint8Array;
-  abort(code?: 'rejected', reason?: string): void;
+  abort(code?: 'rejected' | 'cancelled', reason?: string): void;
 }
 
 /** Options of {@link Receiver}. */
@@ -76,6 +76,14 @@ export class Receiver {
     }
     const exchangeId = meta.x;
     const from = transfer.from;
+    const key = `${from}!${exchangeId}`;
+    if (this.receiving.has(key)) {
+      // An earlier copy is still open, e.g. orphaned when the sender's relay node died and not yet aborted by
+      // the relay: not a refusal, the sender tries again after a backoff (by then the relay has cleaned up).
+      transfer.abort('cancelled', 'already being received');
+      return;
+    }
+    this.receiving.add(key);
     try {
       const previous = await this.o.store.issuedReceipt(from, exchangeId);
       if (previous) {
@@ -91,15 +99,12 @@ export class Receiver {
         transfer.abort('rejected', 'duplicate');
         return;
       }
-      this.receiving.add(`${from}!${exchangeId}`);
-      try {
-        await this.receive(transfer, exchangeId);
-      } finally {
-        this.receiving.delete(`${from}!${exchangeId}`);
-      }
+      await this.receive(transfer, exchangeId);
     } catch (err) {
       this.o.logger.error({ exchange: exchangeId, from, err: { message: (err as Error).message } }, 'inbound exchange failed');
       transfer.destroy();
+    } finally {
+      this.receiving.delete(key);
     }
   }
 
@@ -109,7 +114,8 @@ export class Receiver {
     try {
       quarantine = await this.o.inbox.quarantine(exchangeId);
     } catch {
-      transfer.abort('rejected', 'already being received');
+      // Another copy is still being received: not a refusal, the sender tries again after a backoff.
+      transfer.abort('cancelled', 'already being received');
       return;
     }
     try {

@@ -107,18 +107,20 @@ describe('relay cluster failover with full agents (integration: SIGKILL of the s
     const consent = ((await consentRes.json()) as { id: string }).id;
     const size = 120 * 1024 * 1024;
     const data = patternStream(size, 11);
-    const res = await api('myongji', '/v1/exchanges', {
+    // The agent sends while the body uploads, so the upload is still running when n1 dies.
+    const posted = api('myongji', '/v1/exchanges', {
       method: 'POST',
       headers: { 'content-type': 'application/octet-stream', 'hie-recipient': 'severance', 'hie-patient-id': PATIENT, 'hie-consent-id': consent, 'content-length': String(size) },
       body: data.stream as unknown as RequestInit['body'],
       duplex: 'half',
     } as RequestInit);
-    expect(res.status, await res.clone().text()).to.equal(202);
-    const id = ((await res.json()) as { id: string }).id;
 
     // Bytes flow n1 -> NATS -> n2; kill n1 without any chance to say goodbye.
     await waitFor(async () => metricValue((await admin(cluster.relays[0]!, '/metrics')).text, 'hie_relay_nats_forwarded_bytes_total', { direction: 'in' }) > 10 * 1024 * 1024, 60_000, 'bytes crossing nodes');
     n1.child.kill('SIGKILL');
+    const res = await posted;
+    expect(res.status, await res.clone().text()).to.equal(202);
+    const id = ((await res.json()) as { id: string }).id;
 
     // n2 notices n1 is gone (no responders to its probe) and aborts the recipient's half of the transfer.
     await waitFor(async () => metricValue((await admin(cluster.relays[0]!, '/metrics')).text, 'hie_relay_transfers_aborted_total', { reason: 'peer-gone' }) >= 1, 30_000, 'n2 aborts the orphaned leg');
