@@ -74,6 +74,8 @@ export const agentConfigSchema = z.strictObject({
     .strictObject({
       maxExchangeBytes: int(1).default(DEFAULT_MAX_EXCHANGE_BYTES),
       maxConcurrentSends: int(1, 256).default(DEFAULT_MAX_CONCURRENT_SENDS),
+      /** Seal and send a binary body while it uploads (its trailer waits until it is stored and logged). */
+      sendWhileUploading: z.boolean().default(true),
     })
     .prefault({}),
   log: z.strictObject({ level: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info') }).prefault({}),

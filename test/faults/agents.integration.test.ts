@@ -1,4 +1,4 @@
-import { existsSync, statSync } from 'node:fs';
+import { existsSync, readdirSync, statSync } from 'node:fs';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { expect } from 'chai';
@@ -40,6 +40,8 @@ describe('fault injection: agents killed, partitioned, and with a skewed clock',
   before(async function () {
     tmp = tempDir();
     net = await startNetwork(tmp.dir, ['alpha', 'bravo', 'charlie'], { agentStart: false });
+    // alpha stores each body before sending it, so a kill lands mid-send from its outbox (the live path has its own test).
+    net.configs['alpha']!.limits.sendWhileUploading = false;
     await net.startAgent('bravo');
     await net.startAgent('charlie');
     await startAlpha();
@@ -64,6 +66,37 @@ describe('fault injection: agents killed, partitioned, and with a skewed clock',
     expect(done!.status, JSON.stringify(done)).to.equal('delivered');
     expect(done!.contentSha256).to.equal(data.sha256());
     await assertSound(all(), [{ from: a, ids: [id] }]);
+  });
+
+  it('leaves nothing at the recipient and no exchange when the sender is SIGKILLed while a live send uploads', async function () {
+    const [a, b] = [alphaHandle(), handle('bravo')];
+    await alpha!.kill('SIGKILL');
+    net.configs['alpha']!.limits.sendWhileUploading = true;
+    await startAlpha();
+    try {
+      const consent = await grant(a, 'bravo', 'SYN-LIVE-KILL');
+      const [inboxBefore, sentBefore] = [(await call<{ items: unknown[] }>(b, '/v1/inbox')).body.items.length, (await call<{ exchanges: unknown[] }>(a, '/v1/exchanges?limit=1000')).body.exchanges.length];
+      const quarantine = join(b.dataDir, 'inbox', 'quarantine');
+      const arriving = (): boolean => existsSync(quarantine) && readdirSync(quarantine).some((d) => existsSync(join(quarantine, d, 'content')) && statSync(join(quarantine, d, 'content')).size > 16 * 1024 * 1024);
+      const size = 150 * 1024 * 1024;
+      const upload = submit(a, 'bravo', { consent, patientId: 'SYN-LIVE-KILL', body: patternStream(size, 29).stream, contentType: 'application/octet-stream', length: size }).then(
+        () => 'accepted',
+        () => 'cut',
+      );
+      await waitFor(arriving, 60_000, 'bytes arriving at bravo while the upload runs');
+      await alpha!.kill('SIGKILL');
+      expect(await upload, 'the EHR saw its upload fail').to.equal('cut');
+      // The relay aborts the transfer when alpha's connection drops; bravo discards what it had.
+      await waitFor(() => !existsSync(quarantine) || readdirSync(quarantine).length === 0, 30_000, 'bravo discards the partial envelope');
+      await startAlpha();
+      expect((await call<{ items: unknown[] }>(b, '/v1/inbox')).body.items.length).to.equal(inboxBefore);
+      expect((await call<{ exchanges: unknown[] }>(a, '/v1/exchanges?limit=1000')).body.exchanges.length).to.equal(sentBefore);
+      await assertLedgers(all());
+    } finally {
+      await alpha?.kill('SIGKILL');
+      net.configs['alpha']!.limits.sendWhileUploading = false;
+      await startAlpha();
+    }
   });
 
   it('keeps a verifiable ledger and every acknowledged append when killed mid-append', async function () {

@@ -52,9 +52,11 @@ describe('fault injection: the relay process SIGKILLed and restarted on the same
     const consent = await grant(a, 'bravo', 'SYN-KILL-1');
     const size = 120 * 1024 * 1024;
     const data = patternStream(size, 11);
-    const id = await submit(a, 'bravo', { consent, patientId: 'SYN-KILL-1', body: data.stream, contentType: 'application/octet-stream', length: size });
+    // The agent sends while the body uploads: the kill lands while the upload is still running.
+    const submitted = submit(a, 'bravo', { consent, patientId: 'SYN-KILL-1', body: data.stream, contentType: 'application/octet-stream', length: size });
     await waitFor(async () => (await relayMetric(relay, 'hie_relay_bytes_in_total')) > 16 * 1024 * 1024, 60_000, 'bytes flowing through the relay');
     await restart();
+    const id = await submitted;
     const [done] = await settle(a, [id], 120_000);
     expect(done!.status, JSON.stringify(done)).to.equal('delivered');
     expect(done!.attempts, 'the cut attempt was retried').to.be.greaterThan(1);
