@@ -77,7 +77,10 @@ describe('ExchangeStore', function () {
 
   it('lists one status from its index, most recent first, without stale entries', async function () {
     const ids: string[] = [];
-    for (let i = 0; i < 5; i += 1) ids.push((await store.create(exchange())).record.id);
+    for (let i = 0; i < 5; i += 1) {
+      ids.push((await store.create(exchange())).record.id);
+      await new Promise((r) => setTimeout(r, 2)); // createdAt has millisecond resolution
+    }
     await store.transition(ids[1]!, 'sending');
     await store.transition(ids[1]!, 'delivered');
     await new Promise((r) => setTimeout(r, 5)); // statusAt has millisecond resolution

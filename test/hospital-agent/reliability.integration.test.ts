@@ -138,7 +138,7 @@ describe('hospital agents under load and faults', function () {
       .then((r) => r.status, (err: Error) => err.message);
     expect(outcome).not.to.equal(202);
     // The envelope really was on its way (the relay carried part of it), so the check below can fail.
-    expect((await relayBytesIn()) - bytesBefore).to.be.greaterThan(8 * 1024 * 1024);
+    expect((await relayBytesIn()) - bytesBefore).to.be.greaterThan(1024 * 1024);
     await new Promise((r) => setTimeout(r, 1000));
     expect(await inbox()).to.equal(inboxBefore);
     expect(await exchanges()).to.equal(exchangesBefore);
