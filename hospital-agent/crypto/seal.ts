@@ -18,6 +18,7 @@ import {
   type EnvelopeHeader,
   type EnvelopeTrailer,
 } from './format.ts';
+import { CryptoError } from './errors.ts';
 import { deriveContentKeys, sealMeta, wrapContentKey } from './keys.ts';
 
 /** The sender's own signing key, as the sealer needs it. */
@@ -45,6 +46,14 @@ export interface SealOptions {
   chunkSize?: number | undefined;
   /** Creation time written to the header (default: now). */
   now?: Date | undefined;
+  /**
+   * The plaintext's SHA-256 and length as the caller already computed them
+   * (e.g. while storing the body it streams in), asked for once, after the
+   * last byte: the sealer then does not hash the content a second time. A
+   * length other than what was sealed fails the envelope (the recipient
+   * would refuse it anyway, since it checks the hash).
+   */
+  knownContent?: (() => { sha256: Buffer; length: number }) | undefined;
 }
 
 /** What a sealer knows once the envelope is complete (for the sender's ledger and receipt matching). */
@@ -161,7 +170,7 @@ export class SealStream extends Transform {
   override _transform(chunk: Buffer | string, encoding: BufferEncoding, callback: TransformCallback): void {
     const buf = typeof chunk === 'string' ? Buffer.from(chunk, encoding) : chunk;
     if (buf.length === 0) return callback();
-    this.hash.update(buf);
+    if (!this.options.knownContent) this.hash.update(buf);
     this.contentLength += buf.length;
     this.pending.push(buf);
     this.pendingBytes += buf.length;
@@ -201,6 +210,10 @@ export class SealStream extends Transform {
   override _flush(callback: TransformCallback): void {
     try {
       this.encryptChunk(true, this.pendingBytes);
+      const known = this.options.knownContent?.();
+      if (known && known.length !== this.contentLength) {
+        throw new CryptoError('ERR_ENVELOPE_MALFORMED', `the sealed content is ${this.contentLength} bytes, not the ${known.length} the caller hashed`);
+      }
       const h = this.header as EnvelopeHeader;
       const trailer: EnvelopeTrailer = {
         type: 'hie.envelope.trailer',
@@ -210,7 +223,7 @@ export class SealStream extends Transform {
         to: h.to.map((r) => r.agent),
         headerHash: (this.headerHash as Buffer).toString('base64url'),
         keyCommitment: h.keyCommitment,
-        contentSha256: this.hash.digest('base64url'),
+        contentSha256: known ? known.sha256.toString('base64url') : this.hash.digest('base64url'),
         contentLength: this.contentLength,
         chunks: this.seq,
       };

@@ -285,7 +285,10 @@ export class ExchangeEngine extends EventEmitter<EngineEvents> {
   /** Streams the envelope of the stored body and resolves with the receipt message. */
   private async transmit(record: ExchangeRecord): Promise<unknown> {
     const bundle = await this.o.peers.encryptionBundle(record.to);
-    return this.awaitReceipt(record, this.startSend(record, bundle, this.o.outbox.read(record.id)));
+    // The outbox hashed the body as it stored it: the envelope carries that hash, so the recipient refuses a
+    // body that changed on disk since, instead of releasing it.
+    const known = { sha256: Buffer.from(record.contentSha256, 'hex'), length: record.bytes };
+    return this.awaitReceipt(record, this.startSend(record, bundle, this.o.outbox.read(record.id), () => known));
   }
 
   /**
@@ -293,7 +296,7 @@ export class ExchangeEngine extends EventEmitter<EngineEvents> {
    * receipt waiter is registered before a byte leaves, so a fast receipt is
    * never missed.
    */
-  private startSend(x: Pick<ExchangeRecord, 'id' | 'to' | 'contentType' | 'consentId'>, bundle: RecipientBundle, source: Readable): Send {
+  private startSend(x: Pick<ExchangeRecord, 'id' | 'to' | 'contentType' | 'consentId'>, bundle: RecipientBundle, source: Readable, knownContent: () => { sha256: Buffer; length: number }): Send {
     let onReceipt!: (r: unknown) => void;
     const receipt = new Promise<unknown>((resolve) => {
       onReceipt = resolve;
@@ -307,6 +310,7 @@ export class ExchangeEngine extends EventEmitter<EngineEvents> {
       contentType: x.contentType,
       consentRef: x.consentId,
       now: this.now(),
+      knownContent,
     });
     const sent = pipeline(seal, transfer).then(async () => {
       transfer.usage.then((u) => this.recordCharge(x.id, u)).catch(() => undefined);
@@ -370,9 +374,15 @@ export class ExchangeEngine extends EventEmitter<EngineEvents> {
       return undefined;
     }
     const input = new PassThrough({ highWaterMark: 4 * 1024 * 1024 });
+    // The upload hashes the body as it stores it; the sealer uses that hash once the record exists.
+    let known: { sha256: Buffer; length: number } | undefined;
+    const knownContent = (): { sha256: Buffer; length: number } => {
+      if (!known) throw new Error('the live send ended before its exchange was recorded');
+      return known;
+    };
     let send: Send;
     try {
-      send = this.startSend(x, bundle, input);
+      send = this.startSend(x, bundle, input, knownContent);
     } catch {
       this.active.delete(x.id);
       return undefined;
@@ -404,6 +414,7 @@ export class ExchangeEngine extends EventEmitter<EngineEvents> {
             });
           return;
         }
+        known = { sha256: Buffer.from(record.contentSha256, 'hex'), length: record.bytes };
         void this.runLive(record, input, send).finally(done);
       },
       abandon: () => {

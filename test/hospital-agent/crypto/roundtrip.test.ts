@@ -1,3 +1,4 @@
+import { createHash } from 'node:crypto';
 import { statSync, readFileSync, readdirSync } from 'node:fs';
 import { setFlagsFromString } from 'node:v8';
 import { runInNewContext } from 'node:vm';
@@ -36,6 +37,22 @@ describe('envelope round trips', function () {
       }
     });
   }
+
+  it('uses a content hash the caller computed instead of hashing again, and the opener holds it to the bytes', async function () {
+    const data = contentAt(5, Buffer.alloc(1000));
+    const right = { sha256: createHash('sha256').update(data).digest(), length: data.length };
+    const { envelope, summary } = await sealBuffer(data, sealOpts(w, 'alpha', ['bravo'], { chunkSize: 64, knownContent: () => right }));
+    expect(summary.contentSha256).to.equal(right.sha256.toString('base64url'));
+    expect((await openBuffer(w, envelope, 'bravo')).plaintext.equals(data)).to.equal(true);
+    // A hash that does not match the bytes (e.g. a body changed on disk after it was stored) is refused by the recipient.
+    const wrong = { sha256: createHash('sha256').update('something else').digest(), length: data.length };
+    const bad = await sealBuffer(data, sealOpts(w, 'alpha', ['bravo'], { chunkSize: 64, knownContent: () => wrong }));
+    const refused = await openBuffer(w, bad.envelope, 'bravo').then(() => undefined, (err: { code?: string }) => err.code);
+    expect(refused).to.equal('ERR_ENVELOPE_TAMPERED');
+    // A length other than what was sealed fails the sealer itself.
+    const short = await sealBuffer(data, sealOpts(w, 'alpha', ['bravo'], { knownContent: () => ({ ...right, length: 999 }) })).then(() => undefined, (err: { code?: string }) => err.code);
+    expect(short).to.equal('ERR_ENVELOPE_MALFORMED');
+  });
 
   it('carries content type and consent reference encrypted, not in the clear', async function () {
     const opts = sealOpts(w, 'alpha', ['bravo'], { contentType: 'application/dicom', consentRef: 'consent-very-distinctive-42' });
