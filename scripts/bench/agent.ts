@@ -3,9 +3,9 @@
 // same bytes in the same run, and the rate of small (2 KB FHIR) exchanges with time to receipt.
 import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { cpus, tmpdir } from 'node:os';
-import { request } from 'node:http';
+import { Agent, request } from 'node:http';
 import { join } from 'node:path';
-import { Writable } from 'node:stream';
+import { Writable, type Readable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import { fileURLToPath } from 'node:url';
 import { loadIdentity } from '../../certs/index.ts';
@@ -89,26 +89,29 @@ async function finished(fed: LocalFederation, from: string, id: string): Promise
 }
 
 /**
- * Streams `size` bytes to `POST /v1/exchanges` with node:http (a lean client, like an EHR's or curl;
- * fetch's streamed request bodies cost several times more CPU on this machine, which the agent would pay for).
+ * `POST /v1/exchanges` to the sending agent with node:http (a lean client, like an EHR's or curl; fetch
+ * costs several times more CPU per request and per streamed byte on this machine, which would be taken
+ * from the agents sharing its cores). The body is a buffer or a stream of `length` bytes.
  */
-function upload(fed: LocalFederation, size: number, headers: Record<string, string>): Promise<{ status: number; body: Record<string, unknown> }> {
+function post(fed: LocalFederation, body: Buffer | { stream: Readable; length: number }, headers: Record<string, string>, agent?: Agent): Promise<{ status: number; body: Record<string, unknown> }> {
+  const length = Buffer.isBuffer(body) ? body.length : body.length;
   return new Promise((resolve, reject) => {
-    const req = request(`${fed.apis['myongji']}/v1/exchanges`, { method: 'POST', headers: { ...headers, authorization: `Bearer ${fed.tokens['myongji']}`, 'content-length': String(size) } }, (res) => {
+    const req = request(`${fed.apis['myongji']}/v1/exchanges`, { method: 'POST', agent, headers: { ...headers, authorization: `Bearer ${fed.tokens['myongji']}`, 'content-length': String(length) } }, (res) => {
       const parts: Buffer[] = [];
       res.on('data', (d: Buffer) => parts.push(d));
       res.on('end', () => resolve({ status: res.statusCode ?? 0, body: JSON.parse(Buffer.concat(parts).toString('utf8') || '{}') as Record<string, unknown> }));
       res.on('error', reject);
     });
     req.on('error', reject);
-    pipeline(patternStream(size, 5).stream, req).catch(reject);
+    if (Buffer.isBuffer(body)) req.end(body);
+    else pipeline(body.stream, req).catch(reject);
   });
 }
 
 /** One large exchange through the agents' API, timed from the first byte posted to the verified receipt. */
 async function endToEnd(fed: LocalFederation, size: number, consent: string): Promise<{ ms: number; acknowledgedMs: number }> {
   const started = performance.now();
-  const res = await upload(fed, size, { 'content-type': 'application/octet-stream', 'hie-recipient': 'severance', 'hie-patient-id': 'SYN-BENCH', 'hie-consent-id': consent });
+  const res = await post(fed, { stream: patternStream(size, 5).stream, length: size }, { 'content-type': 'application/octet-stream', 'hie-recipient': 'severance', 'hie-patient-id': 'SYN-BENCH', 'hie-consent-id': consent });
   if (res.status !== 202) throw new Error(`POST failed: ${res.status} ${JSON.stringify(res.body)}`);
   const acknowledgedMs = performance.now() - started;
   await finished(fed, 'myongji', res.body['id'] as string);
@@ -130,6 +133,7 @@ async function finishedCount(fed: LocalFederation): Promise<number> {
  */
 async function smallExchanges(fed: LocalFederation, count: number, concurrency: number, consent: string): Promise<{ ms: number; lat: number[]; failed: number }> {
   const base = await finishedCount(fed);
+  const keepAlive = new Agent({ keepAlive: true, maxSockets: 8 });
   const ids: string[] = [];
   const t0 = Date.now();
   let posted = 0;
@@ -138,12 +142,8 @@ async function smallExchanges(fed: LocalFederation, count: number, concurrency: 
     while (posted < count) {
       while (posted - finished >= concurrency) await new Promise((r) => setTimeout(r, 5));
       posted += 1;
-      const res = await fed.api('myongji', '/v1/exchanges', {
-        method: 'POST',
-        headers: { 'content-type': 'application/fhir+json', 'hie-recipient': 'severance', 'hie-patient-id': 'SYN-BENCH', 'hie-consent-id': consent },
-        body: BUNDLE,
-      });
-      if (res.status !== 202) throw new Error(`POST failed: ${res.status}`);
+      const res = await post(fed, BUNDLE, { 'content-type': 'application/fhir+json', 'hie-recipient': 'severance', 'hie-patient-id': 'SYN-BENCH', 'hie-consent-id': consent }, keepAlive);
+      if (res.status !== 202) throw new Error(`POST failed: ${res.status} ${JSON.stringify(res.body)}`);
       ids.push(res.body['id'] as string);
     }
   };
@@ -155,6 +155,7 @@ async function smallExchanges(fed: LocalFederation, count: number, concurrency: 
   })();
   await Promise.all(Array.from({ length: 8 }, worker));
   await poller;
+  keepAlive.destroy();
   const lat: number[] = [];
   let failed = 0;
   let lastDone = t0;
