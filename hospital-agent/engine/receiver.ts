@@ -142,7 +142,7 @@ export class Receiver {
           created: opened.created.toISOString(),
           consentRef: opened.consentRef,
         },
-      });
+      }, { contentSynced: true });
       await this.logReceived(released);
       await this.o.store.saveIssuedReceipt(from, exchangeId, receipt);
       this.o.send(from, { t: 'receipt', receipt: receipt as unknown as Record<string, unknown> });

@@ -87,7 +87,7 @@ export class ExchangeService {
     try {
       let scope = scopeOf(contentType);
       if (isFhir) {
-        const summary = validateFhirBundle(await this.readBody(id, stored.bytes));
+        const summary = validateFhirBundle(stored.content ?? (await this.readBody(id, stored.bytes)));
         scope = scopeOf(contentType, summary.resourceTypes);
         await this.o.consents.check(req.consentId, { patientHash: hash, recipient: req.to, purpose, scope, at });
       }

@@ -57,15 +57,20 @@ export class Quarantine {
    * Moves the verified content into the inbox atomically (one directory
    * rename after fsync), so a crash leaves either nothing or a complete item.
    */
-  async release(meta: Omit<InboxMeta, 'exchangeId' | 'receivedAt'> & { receivedAt?: string }): Promise<InboxMeta> {
+  async release(meta: Omit<InboxMeta, 'exchangeId' | 'receivedAt'> & { receivedAt?: string }, options: { contentSynced?: boolean } = {}): Promise<InboxMeta> {
     if (this.done) throw new TypeError('quarantine already released or discarded');
     const full: InboxMeta = { ...meta, exchangeId: this.exchangeId, receivedAt: meta.receivedAt ?? new Date().toISOString() };
-    await fsyncPath(this.contentPath);
-    const metaPath = join(this.dir, 'meta.json');
-    await writeFile(metaPath, `${JSON.stringify(full, null, 2)}\n`, { mode: 0o600 });
-    await fsyncPath(metaPath);
+    // The envelope opener fsyncs the content it wrote before it reports success; other writers' content is synced here.
+    if (!options.contentSynced) await fsyncPath(this.contentPath);
+    const fh = await open(join(this.dir, 'meta.json'), 'wx', 0o600);
+    try {
+      await fh.writeFile(`${JSON.stringify(full, null, 2)}\n`);
+      await fh.sync();
+    } finally {
+      await fh.close();
+    }
     await rename(this.dir, this.inbox.itemDir(this.exchangeId));
-    await fsyncPath(this.inbox.itemsDir);
+    await this.inbox.syncItemsDir();
     this.done = true;
     return full;
   }
@@ -98,6 +103,36 @@ export class Inbox {
     const leftovers = await readdir(this.quarantineDir);
     await Promise.all(leftovers.map((name) => rm(join(this.quarantineDir, name), { recursive: true, force: true })));
     return leftovers.length;
+  }
+
+  /** The items directory fsync in progress, and the one queued behind it (shared by every release that waits for it). */
+  private dirSync: Promise<void> | undefined;
+  private nextDirSync: Promise<void> | undefined;
+
+  /**
+   * Makes every rename into the items directory done so far durable. Group
+   * commit: while one fsync runs, callers share a single next one, which
+   * starts after it (so it covers their renames); a burst of releases costs
+   * two directory fsyncs, not one each.
+   */
+  syncItemsDir(): Promise<void> {
+    if (!this.dirSync) {
+      const run = fsyncPath(this.itemsDir).finally(() => {
+        if (this.dirSync === run) this.dirSync = undefined;
+      });
+      this.dirSync = run;
+      return run;
+    }
+    if (!this.nextDirSync) {
+      const next = this.dirSync
+        .catch(() => undefined)
+        .then(() => {
+          this.nextDirSync = undefined;
+          return this.syncItemsDir();
+        });
+      this.nextDirSync = next;
+    }
+    return this.nextDirSync;
   }
 
   /** Directory of a released item. */

@@ -1,10 +1,9 @@
 import { createHash } from 'node:crypto';
-import { createReadStream, createWriteStream, type ReadStream } from 'node:fs';
-import { mkdir, open, readdir, rename, rm } from 'node:fs/promises';
+import { createReadStream, createWriteStream } from 'node:fs';
+import { mkdir, readdir, rename, rm, unlink } from 'node:fs/promises';
 import { join } from 'node:path';
-import type { Readable, Writable } from 'node:stream';
+import { Readable, Transform, type TransformCallback, type Writable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
-import { Transform, type TransformCallback } from 'node:stream';
 import { AgentError } from '../errors.ts';
 import { safeId } from './inbox.ts';
 
@@ -12,6 +11,8 @@ import { safeId } from './inbox.ts';
 export interface StoredBody {
   bytes: number;
   sha256: string;
+  /** The body itself, when it is small (up to {@link SMALL_BODY_BYTES}). */
+  content?: Buffer;
 }
 
 /**
@@ -20,6 +21,11 @@ export interface StoredBody {
  * while the request keeps streaming.
  */
 const WRITE_BUFFER_BYTES = 4 * 1024 * 1024;
+
+/** Bodies up to this size are also kept in memory while their exchange is unfinished (FHIR validation and sending read no file). */
+export const SMALL_BODY_BYTES = 256 * 1024;
+/** At most this many bytes of small bodies are kept in memory; beyond it they are read from disk. */
+const SMALL_BODY_CACHE_BYTES = 64 * 1024 * 1024;
 
 /** How long an upload waits for a live send that takes no bytes before it drops it (the body is then sent from disk). */
 export const DEFAULT_MIRROR_STALL_MS = 5_000;
@@ -34,12 +40,21 @@ class Meter extends Transform {
   bytes = 0;
   private readonly hash = createHash('sha256');
 
+  /** The body's chunks while it is no larger than `keepBytes` (undefined once it grew past). */
+  private kept: Buffer[] | undefined = [];
+
   constructor(
     private readonly maxBytes: number,
     private mirror: Writable | undefined,
     private readonly mirrorStallMs: number,
+    private readonly keepBytes: number,
   ) {
     super({ highWaterMark: WRITE_BUFFER_BYTES });
+  }
+
+  /** The whole body, when it was small enough to keep. */
+  content(): Buffer | undefined {
+    return this.kept ? Buffer.concat(this.kept) : undefined;
   }
 
   override _transform(chunk: Buffer, _enc: BufferEncoding, cb: TransformCallback): void {
@@ -49,6 +64,10 @@ class Meter extends Transform {
       return;
     }
     this.hash.update(chunk);
+    if (this.kept) {
+      if (this.bytes <= this.keepBytes) this.kept.push(chunk);
+      else this.kept = undefined;
+    }
     const m = this.mirror;
     if (!m || m.destroyed || m.writableEnded) {
       this.mirror = undefined;
@@ -85,6 +104,10 @@ class Meter extends Transform {
  * fsync, so an accepted exchange never refers to a partial body.
  */
 export class Outbox {
+  /** Small bodies of unfinished exchanges, so sending them reads no file (the file stays the durable copy). */
+  private readonly cache = new Map<string, Buffer>();
+  private cachedBytes = 0;
+
   constructor(readonly dir: string) {}
 
   /** Creates the directory (0700) and deletes partial uploads and bodies no record refers to. */
@@ -109,33 +132,44 @@ export class Outbox {
    * Streams `body` to disk, hashing it once; refuses more than `maxBytes`.
    * Every byte is also written to `mirror` (never ended here) while it accepts them;
    * a mirror that takes nothing for `mirrorStallMs` is destroyed and the upload goes on without it.
+   * A small body is also kept in memory (returned as `content`, and read from memory until removed).
    */
   async write(id: string, body: Readable, maxBytes: number, mirror?: Writable, options: { mirrorStallMs?: number } = {}): Promise<StoredBody> {
     const part = this.path(id, 'part');
-    const meter = new Meter(maxBytes, mirror, options.mirrorStallMs ?? DEFAULT_MIRROR_STALL_MS);
+    const meter = new Meter(maxBytes, mirror, options.mirrorStallMs ?? DEFAULT_MIRROR_STALL_MS, SMALL_BODY_BYTES);
     try {
-      await pipeline(body, meter, createWriteStream(part, { flags: 'wx', mode: 0o600, highWaterMark: WRITE_BUFFER_BYTES }));
-      const fh = await open(part, 'r');
-      try {
-        await fh.sync();
-      } finally {
-        await fh.close();
-      }
+      // `flush`: fsync before the stream closes its file, so the file is opened once.
+      await pipeline(body, meter, createWriteStream(part, { flags: 'wx', mode: 0o600, highWaterMark: WRITE_BUFFER_BYTES, flush: true }));
       await rename(part, this.path(id, 'body'));
     } catch (err) {
       await rm(part, { force: true });
       throw err;
     }
-    return { bytes: meter.bytes, sha256: meter.digest() };
+    const content = meter.content();
+    if (content && this.cachedBytes + content.length <= SMALL_BODY_CACHE_BYTES) {
+      this.cache.set(id, content);
+      this.cachedBytes += content.length;
+    }
+    return { bytes: meter.bytes, sha256: meter.digest(), ...(content ? { content } : {}) };
   }
 
-  /** A read stream of a stored body. */
-  read(id: string): ReadStream {
-    return createReadStream(this.path(id, 'body'));
+  /** A stream of a stored body (from memory while a small one is cached). */
+  read(id: string): Readable {
+    const cached = this.cache.get(id);
+    return cached ? Readable.from([cached], { objectMode: false }) : createReadStream(this.path(id, 'body'));
   }
 
   /** Deletes a stored body (once the exchange is final). */
   async remove(id: string): Promise<void> {
-    await rm(this.path(id, 'body'), { force: true });
+    const cached = this.cache.get(id);
+    if (cached) {
+      this.cache.delete(id);
+      this.cachedBytes -= cached.length;
+    }
+    try {
+      await unlink(this.path(id, 'body'));
+    } catch (err) {
+      if ((err as NodeJS.ErrnoException).code !== 'ENOENT') throw err;
+    }
   }
 }

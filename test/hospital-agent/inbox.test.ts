@@ -45,6 +45,17 @@ describe('Inbox', function () {
     expect(text).to.equal('partial bytes');
   });
 
+  it('releases a burst of items concurrently (they share directory fsyncs), each complete', async function () {
+    const ids = Array.from({ length: 25 }, () => randomUUID());
+    await Promise.all(ids.map((id, i) => receive(id, `item ${i}`)));
+    expect((await inbox.list()).map((m) => m.exchangeId)).to.have.members(ids);
+    for (const [i, id] of ids.entries()) {
+      let text = '';
+      for await (const chunk of await inbox.openContent(id)) text += String(chunk);
+      expect(text).to.equal(`item ${i}`);
+    }
+  });
+
   it('discards quarantined bytes and recovers leftovers after a crash', async function () {
     const a = await inbox.quarantine(randomUUID());
     await a.discard();

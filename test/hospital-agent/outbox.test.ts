@@ -29,6 +29,21 @@ describe('Outbox', function () {
     expect(n).to.equal(150_000);
   });
 
+  it('keeps a small body in memory for reading, and a large one only on disk', async function () {
+    const small = Buffer.alloc(10_000, 3);
+    const id = randomUUID();
+    const stored = await outbox.write(id, Readable.from([small]), 1_000_000);
+    expect(stored.content?.equals(small)).to.equal(true);
+    const large = await outbox.write(randomUUID(), Readable.from([Buffer.alloc(400_000), Buffer.alloc(400_000)]), 1_000_000);
+    expect(large.content).to.equal(undefined);
+    let n = 0;
+    for await (const c of outbox.read(id)) n += (c as Buffer).length;
+    expect(n).to.equal(10_000);
+    await outbox.remove(id);
+    await outbox.remove(id); // removing twice is harmless
+    expect(readdirSync(outbox.dir).filter((f) => f.startsWith(id))).to.deep.equal([]);
+  });
+
   it('copies every stored byte to a mirror, and never ends it', async function () {
     const chunks = [Buffer.alloc(3_000_000, 1), Buffer.alloc(2_000_000, 2)];
     const copied: Buffer[] = [];
