@@ -68,6 +68,8 @@ export const relayConfigSchema = z.strictObject({
       currency: z.string().regex(/^[A-Z]{3}$/, 'must be an ISO 4217 code like EUR').default('EUR'),
       perTransfer: int(0).default(0),
       perGiB: int(0).default(0),
+      /** Fee a requesting hospital pays the hospital that released records to it (0: none). */
+      releaseFee: int(0).default(0),
     })
     .prefault({}),
   log: z.strictObject({ level: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info') }).prefault({}),
@@ -121,6 +123,7 @@ const LEAVES: Record<string, Kind> = {
   'tariff.currency': 'string',
   'tariff.perTransfer': 'number',
   'tariff.perGiB': 'number',
+  'tariff.releaseFee': 'number',
   'log.level': 'string',
   'node.id': 'string',
   'nats.userEnv': 'string',

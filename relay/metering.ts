@@ -1,11 +1,16 @@
 import { sign, type KeyObject } from 'node:crypto';
 import { USAGE_STATEMENT_VERSION, usageStatementBytes, type Fee, type SignedUsageStatement, type UsageStatement } from './protocol/usage.ts';
 
-/** Operator tariff: integer minor units per transfer and per GiB (pro rata, rounded up). */
+/**
+ * Operator tariff: integer minor units per transfer and per GiB (pro rata,
+ * rounded up), and the federation's release fee (requester to provider, for
+ * records released in answer to a request; 0 or absent: none).
+ */
 export interface Tariff {
   currency: string;
   perTransfer: number;
   perGiB: number;
+  releaseFee?: number;
 }
 
 const GIB = 1n << 30n;
@@ -33,6 +38,8 @@ export function signUsage(
     bytes: input.bytes,
     completedAt: input.completedAt.toISOString(),
     fee: feeFor(input.bytes, tariff),
+    // Signed with the statement, so the agents charge the release fee the operator set, not one they chose.
+    ...(tariff.releaseFee ? { releaseFee: { amount: tariff.releaseFee, currency: tariff.currency } } : {}),
   };
   const signature = sign('sha256', usageStatementBytes(statement), key).toString('base64');
   return { statement, signature, certificate: certificatePem };

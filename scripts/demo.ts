@@ -12,6 +12,7 @@ import { fileURLToPath } from 'node:url';
 import cliProgress from 'cli-progress';
 import { parseSize } from './bench/util.ts';
 import { startLocalFederation, stopProcs, waitFor, type LocalFederation, type Proc } from './lib/federation.ts';
+import { RELAY_ACCOUNT } from '../hospital-agent/engine/payments.ts';
 
 const ROOT = fileURLToPath(new URL('..', import.meta.url));
 const HOSPITALS = ['myongji', 'severance', 'mgh'] as const;
@@ -187,18 +188,21 @@ async function main(): Promise<number> {
 
     step(8, 'Settlement statements for this month, computed from the ledger.');
     const period = new Date().toISOString().slice(0, 7);
-    const totals = new Map<string, number>();
+    let fees = 0;
+    let releaseFees = 0;
     for (const h of HOSPITALS) {
       const s = (await api(h, `/v1/ledger/settlement?period=${period}`)).body as { lines: Array<{ counterparty: string; currency: string; owes: number; owed: number }> };
       for (const l of s.lines) {
-        say(`    ${h.padEnd(10)} owes ${l.counterparty.padEnd(15)} ${(l.owes / 100).toFixed(2)} ${l.currency}`);
-        totals.set(l.counterparty, (totals.get(l.counterparty) ?? 0) + l.owes);
+        say(`    ${h.padEnd(10)} owes ${l.counterparty.padEnd(15)} ${(l.owes / 100).toFixed(2)} ${l.currency}, is owed ${(l.owed / 100).toFixed(2)} ${l.currency}`);
+        if (l.counterparty === RELAY_ACCOUNT) fees += l.owes;
+        else if (h === 'mgh' && l.counterparty === 'severance') releaseFees += l.owes;
       }
       if (s.lines.length === 0) say(`    ${h.padEnd(10)} no charges`);
     }
-    const fees = [...totals.values()].reduce((a, b) => a + b, 0);
     if (fees <= 0) throw new Error('no transport fees were charged');
     ok(`relay operator is owed ${(fees / 100).toFixed(2)} EUR in total; every charge comes from a relay-signed usage statement`);
+    if (releaseFees <= 0) throw new Error('no release fee was charged for the answered records request');
+    ok(`mgh owes severance ${(releaseFees / 100).toFixed(2)} EUR: the tariff's release fee for answering its records request`);
 
     success = true;
     if (values.keep) {

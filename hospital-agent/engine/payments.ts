@@ -7,16 +7,26 @@ import type { VerifiedUsage } from '../../relay/protocol/index.ts';
 export const RELAY_ACCOUNT = 'relay-operator';
 
 /**
- * The `payment.charged` body for a relay usage statement: the sender pays
- * the transport fee to the relay operator. The charge id is derived from
- * the signed statement, so both parties (and a retry) name the same charge.
- * Undefined when the fee is zero.
+ * The `payment.charged` bodies a relay usage statement yields for one of this
+ * hospital's exchanges: the sender pays the transport fee to the relay
+ * operator (id derived from the signed statement, so both parties name the
+ * same charge); and when the exchange answers a records request, the
+ * requester (the recipient) pays the release fee of the signed tariff to
+ * this hospital (id derived from the exchange, so a resent exchange is
+ * charged once). Zero fees yield nothing.
  */
-export function chargeFromUsage(exchangeId: string, usage: VerifiedUsage): BodyOf<'payment.charged'> | undefined {
+export function chargesFromUsage(exchange: { id: string; to: string; requestId?: string | undefined }, usage: VerifiedUsage): Array<BodyOf<'payment.charged'>> {
   const s = usage.statement;
-  if (s.fee.amount <= 0) return undefined;
-  const id = createHash('sha256').update(canonicalize(s) ?? '').digest('hex').slice(0, 40);
-  return { charge: `t${id}`, exchange: exchangeId, kind: 'transport', payer: s.from, payee: RELAY_ACCOUNT, amount: s.fee.amount, currency: s.fee.currency };
+  const out: Array<BodyOf<'payment.charged'>> = [];
+  if (s.fee.amount > 0) {
+    const id = createHash('sha256').update(canonicalize(s) ?? '').digest('hex').slice(0, 40);
+    out.push({ charge: `t${id}`, exchange: exchange.id, kind: 'transport', payer: s.from, payee: RELAY_ACCOUNT, amount: s.fee.amount, currency: s.fee.currency });
+  }
+  if (exchange.requestId && s.releaseFee && s.releaseFee.amount > 0 && s.to === exchange.to) {
+    const id = createHash('sha256').update(`release\u0000${exchange.id}`).digest('hex').slice(0, 40);
+    out.push({ charge: `r${id}`, exchange: exchange.id, kind: 'release', payer: exchange.to, payee: s.from, amount: s.releaseFee.amount, currency: s.releaseFee.currency });
+  }
+  return out;
 }
 
 /** One line of a settlement statement. */

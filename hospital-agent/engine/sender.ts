@@ -9,7 +9,7 @@ import { AgentError } from '../errors.ts';
 import type { ConsentService } from '../services/consents.ts';
 import type { ExchangeRecord, ExchangeStore } from '../store/exchanges.ts';
 import type { Outbox } from '../store/outbox.ts';
-import { chargeFromUsage } from './payments.ts';
+import { chargesFromUsage } from './payments.ts';
 import { PeerKeyUnavailableError, type PeerDirectory } from './peers.ts';
 import { encodeTransferMeta, type WireMessage } from './wire.ts';
 
@@ -445,10 +445,10 @@ export class ExchangeEngine extends EventEmitter<EngineEvents> {
   private async recordCharge(exchangeId: string, usage: VerifiedUsage): Promise<void> {
     const record = await this.o.store.get(exchangeId);
     if (!record) return;
-    const charge = chargeFromUsage(exchangeId, usage);
-    if (!charge || record.ledger?.charges?.includes(charge.charge)) return;
-    await this.o.ledger.append({ type: 'payment.charged', body: charge });
-    await this.o.store.update(exchangeId, { ledger: { charges: [charge.charge] } });
+    const charges = chargesFromUsage(record, usage).filter((c) => !record.ledger?.charges?.includes(c.charge));
+    if (charges.length === 0) return;
+    await Promise.all(charges.map((body) => this.o.ledger.append({ type: 'payment.charged', body })));
+    await this.o.store.update(exchangeId, { ledger: { charges: charges.map((c) => c.charge) } });
   }
 
   /** Verifies a receipt and finishes the exchange with it. */

@@ -22,6 +22,8 @@ export interface SubmitRequest {
   consentId: string;
   purpose: string;
   contentType: string;
+  /** The accepted incoming records request this exchange answers (checked by the caller), if any. */
+  requestId?: string | undefined;
   body: Readable;
 }
 
@@ -92,7 +94,7 @@ export class ExchangeService {
         await this.o.consents.check(req.consentId, { patientHash: hash, recipient: req.to, purpose, scope, at });
       }
       const result = await this.o.store.create(
-        { id, to: req.to, patientHash: hash, consentId: req.consentId, purpose, contentType, scope, bytes: stored.bytes, contentSha256: stored.sha256 },
+        { id, to: req.to, patientHash: hash, consentId: req.consentId, purpose, contentType, scope, bytes: stored.bytes, contentSha256: stored.sha256, ...(req.requestId ? { requestId: req.requestId } : {}) },
         req.idempotencyKey ? { principal: req.principal, key: req.idempotencyKey } : undefined,
       );
       if (!result.created) {

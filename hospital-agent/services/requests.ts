@@ -123,6 +123,12 @@ export class RequestService {
     await this.o.store.putRequest({ ...r, status: message.status, ...(message.code ? { code: message.code } : {}), updatedAt: this.now().toISOString() });
   }
 
+  /** Whether an exchange to `to` can answer incoming request `requestId` (the request is from `to` and was accepted). */
+  async answerable(requestId: string, to: string): Promise<boolean> {
+    const r = await this.o.store.getRequest(requestId);
+    return r?.direction === 'incoming' && r.peer === to && (r.status === 'accepted' || r.status === 'answered');
+  }
+
   /** Marks an incoming request answered by an exchange sent to its requester. */
   async markAnswered(requestId: string, to: string): Promise<void> {
     const r = await this.o.store.getRequest(requestId);

@@ -29,6 +29,8 @@ export interface ExchangeRecord {
   contentType: string;
   /** Scope items the payload needs (FHIR resource types, ImagingStudy or Binary), re-checked at send time. */
   scope?: string[];
+  /** The accepted incoming records request this exchange answers: its requester (the recipient) pays the tariff's release fee. */
+  requestId?: string;
   bytes: number;
   /** SHA-256 of the body, lowercase hex. */
   contentSha256: string;

@@ -25,6 +25,8 @@ export interface UsageStatement {
   /** ISO 8601 UTC time the END was forwarded. */
   completedAt: string;
   fee: Fee;
+  /** The tariff's release fee in force (requester to provider, charged by the provider when it answers a records request); absent when none. */
+  releaseFee?: Fee;
 }
 
 /** A statement as sent in a `usage` notice: signature and signer certificate travel with it. */
@@ -58,7 +60,7 @@ function checkShape(s: unknown): UsageStatement {
   if (typeof s !== 'object' || s === null) bad('statement is not an object');
   const o = s as Record<string, unknown>;
   const keys = Object.keys(o).sort().join(',');
-  if (keys !== 'bytes,completedAt,fee,from,to,transferId,v') bad(`unexpected fields ${keys}`);
+  if (keys !== 'bytes,completedAt,fee,from,to,transferId,v' && keys !== 'bytes,completedAt,fee,from,releaseFee,to,transferId,v') bad(`unexpected fields ${keys}`);
   if (o.v !== USAGE_STATEMENT_VERSION) bad(`unsupported version ${String(o.v)}`);
   if (typeof o.transferId !== 'string' || !/^[0-9a-f]{8,64}$/.test(o.transferId)) bad('transferId');
   if (typeof o.from !== 'string' || typeof o.to !== 'string') bad('from/to');
@@ -68,6 +70,12 @@ function checkShape(s: unknown): UsageStatement {
   if (typeof fee !== 'object' || fee === null || Object.keys(fee).sort().join(',') !== 'amount,currency') bad('fee shape');
   if (!isMinor(fee.amount)) bad('fee.amount is not integer minor units');
   if (typeof fee.currency !== 'string' || !ISO_4217.test(fee.currency)) bad('fee.currency is not an ISO 4217 code');
+  if (o.releaseFee !== undefined) {
+    const rf = o.releaseFee as Record<string, unknown> | null;
+    if (typeof rf !== 'object' || rf === null || Object.keys(rf).sort().join(',') !== 'amount,currency') bad('releaseFee shape');
+    if (!isMinor(rf.amount) || rf.amount === 0) bad('releaseFee.amount is not positive integer minor units');
+    if (rf.currency !== fee.currency) bad('releaseFee.currency differs from fee.currency');
+  }
   return o as unknown as UsageStatement;
 }
 

@@ -37,7 +37,7 @@ export interface LocalFederation {
 export interface FederationOptions {
   dir: string;
   hospitals: readonly string[];
-  tariff?: { currency: string; perTransfer: number; perGiB: number };
+  tariff?: { currency: string; perTransfer: number; perGiB: number; releaseFee?: number };
   maxConcurrentSends?: number;
   logLevel?: string;
   /** Called after each process is up (narration). */
@@ -123,7 +123,7 @@ export async function startLocalFederation(o: FederationOptions): Promise<LocalF
           listen: { host: '127.0.0.1', port: 0 },
           tls: { cert: 'relay.crt.pem', key: 'relay.key.pem', ca: 'ca.crt.pem', crl: ca.crlPath },
           admin: { host: '127.0.0.1', port: 0 },
-          tariff: o.tariff ?? { currency: 'EUR', perTransfer: 25, perGiB: 200 },
+          tariff: o.tariff ?? { currency: 'EUR', perTransfer: 25, perGiB: 200, releaseFee: 300 },
           // The 'relay listening' line (info) tells us the port.
           log: { level: 'info' },
         },

@@ -104,6 +104,12 @@ describe('hospital agents end to end', function () {
     const answerId = ((await answer.json()) as { id: string }).id;
     await waitFor(async () => ((await (await net.api('myongji', `/v1/inbox/${answerId}`)).json()) as { from?: string }).from === 'mgh', 30_000, 'answer in the inbox');
     expect(((await (await net.api('mgh', `/v1/requests/${requestId}`)).json()) as { status: string }).status).to.equal('answered');
+    // The holder charges the requester the tariff's release fee for the answer; the requester's settlement shows it once replicated.
+    const period = new Date().toISOString().slice(0, 7);
+    const owed = async (at: string, counterparty: string): Promise<{ owes: number; owed: number } | undefined> =>
+      ((await (await net.api(at, `/v1/ledger/settlement?period=${period}`)).json()) as { lines: Array<{ counterparty: string; owes: number; owed: number }> }).lines.find((l) => l.counterparty === counterparty);
+    await waitFor(async () => (await owed('mgh', 'myongji'))?.owed === 250, 30_000, 'release fee charged by the holder');
+    await waitFor(async () => (await owed('myongji', 'mgh'))?.owes === 250, 30_000, 'release fee in the requester\'s settlement');
 
     const unconsented = await net.api('severance', '/v1/requests', { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ holder: 'mgh', patientId: 'SYN-000099' }) });
     const refusedId = ((await unconsented.json()) as { id: string }).id;

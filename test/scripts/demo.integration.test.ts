@@ -23,6 +23,7 @@ describe('npm run demo', function () {
     expect(out).to.match(/delivered to mgh's inbox; the request is now answered/);
     expect(out).to.match(/SHA-256 identical at MGH/);
     expect(out).to.match(/relay operator is owed \d+\.\d\d EUR/);
+    expect(out).to.match(/mgh owes severance 3\.00 EUR: the tariff's release fee/);
     expect(out).to.contain('Demo finished: every step succeeded.');
   });
 });

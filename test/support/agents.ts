@@ -27,7 +27,7 @@ export interface TestNetwork {
   close(): Promise<void>;
 }
 
-/** Starts a relay (tariff: 10 minor units per transfer + 100 per GiB, EUR) and one agent per id. */
+/** Starts a relay (tariff: 10 minor units per transfer + 100 per GiB, release fee 250, EUR) and one agent per id. */
 export async function startNetwork(root: string, ids: string[], options: { agentStart?: boolean; captureRelayLog?: boolean } = {}): Promise<TestNetwork> {
   const fed = makeFederation(root, ids);
   const relayLog: string[] = [];
@@ -42,7 +42,7 @@ export async function startNetwork(root: string, ids: string[], options: { agent
     listen: { host: '127.0.0.1', port },
     tls: { cert: fed.relay.cert, key: fed.relay.key, ca: fed.relay.ca, crl: fed.crlPath },
     admin: { host: '127.0.0.1', port: 0 },
-    tariff: { currency: 'EUR', perTransfer: 10, perGiB: 100 },
+    tariff: { currency: 'EUR', perTransfer: 10, perGiB: 100, releaseFee: 250 },
     log: { level: 'silent' as const },
   });
   let relay = await startRelay(relayConfig(0), { logger: relayLogger });

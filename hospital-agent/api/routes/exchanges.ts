@@ -27,14 +27,18 @@ export function exchangeRoutes(service: ExchangeService, store: ExchangeStore, r
     const contentType = req.get('content-type');
     if (!contentType) throw new AgentError('ERR_UNSUPPORTED_MEDIA_TYPE', 'Content-Type is required');
     const requestId = header(req, EXCHANGE_HEADERS.request, false);
+    const to = header(req, EXCHANGE_HEADERS.recipient, true) as string;
+    // Only an answer to an accepted request from the recipient carries the release fee.
+    const answers = requestId && requests && (await requests.answerable(requestId, to)) ? requestId : undefined;
     const { record, created } = await service.submit({
       principal: String(res.locals['principal'] ?? ''),
       idempotencyKey: header(req, EXCHANGE_HEADERS.idempotency, false),
-      to: header(req, EXCHANGE_HEADERS.recipient, true) as string,
+      to,
       patientId: header(req, EXCHANGE_HEADERS.patient, true) as string,
       consentId: header(req, EXCHANGE_HEADERS.consent, true) as string,
       purpose: header(req, EXCHANGE_HEADERS.purpose, false) ?? 'TREAT',
       contentType,
+      requestId: answers,
       body: req,
     });
     if (requestId && requests) await requests.markAnswered(requestId, record.to).catch(() => undefined);
