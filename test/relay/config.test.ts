@@ -22,7 +22,7 @@ describe('relay config', function () {
     const c = parseRelayConfig({ tls });
     expect(c.admin).to.deep.equal({ enabled: true, host: '127.0.0.1', port: DEFAULT_ADMIN_PORT });
     expect(c.limits.maxOpenTransfers).to.be.a('number');
-    expect(c.tariff).to.deep.equal({ currency: 'EUR', perTransfer: 0, perGiB: 0 });
+    expect(c.tariff).to.deep.equal({ currency: 'EUR', perTransfer: 0, perGiB: 0, releaseFee: 0 });
   });
 
   it('names the key and the problem for a bad value', function () {
