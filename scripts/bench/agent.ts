@@ -19,30 +19,29 @@ const BUNDLE = readFileSync(fileURLToPath(new URL('../fixtures/patient-bundle.js
 
 
 
+/** CPU seconds each process used in one lap. */
+type CpuLap = Array<{ name: string; seconds: number }>;
+
 /** CPU time used by each federation process and by this bench process (which plays the EHR clients), between laps. */
-function cpuMeter(fed: LocalFederation): { lap(): string; perItem(lap: string, n: number): string } {
-  const read = (): Array<[string, number]> => [
-    ...fed.procs.map((p): [string, number] => [p.name, cpuSecondsOfPid(p.child.pid as number)]),
-    ['bench client', (process.cpuUsage().user + process.cpuUsage().system) / 1e6],
-  ];
+function cpuMeter(fed: LocalFederation): { lap(): CpuLap } {
+  const read = (): CpuLap => {
+    const own = process.cpuUsage();
+    return [...fed.procs.map((p) => ({ name: p.name, seconds: cpuSecondsOfPid(p.child.pid as number) })), { name: 'bench client', seconds: (own.user + own.system) / 1e6 }];
+  };
   let last = read();
   return {
     lap() {
       const now = read();
-      const text = now.map(([name, s], i) => `${name} ${(s - (last[i]?.[1] ?? 0)).toFixed(1)}`).join(', ');
+      const used = now.map(({ name, seconds }, i) => ({ name, seconds: seconds - (last[i]?.seconds ?? 0) }));
       last = now;
-      return text;
-    },
-    perItem(lap, n) {
-      return lap
-        .split(', ')
-        .map((part) => {
-          const at = part.lastIndexOf(' ');
-          return `${part.slice(0, at)} ${((Number(part.slice(at + 1)) / Math.max(1, n)) * 1000).toFixed(2)} ms`;
-        })
-        .join(', ');
+      return used;
     },
   };
+}
+
+/** `relay 1.2, myongji 3.4, ...` (seconds), or per item in ms when `items` is given. */
+function formatCpu(lap: CpuLap, items?: number): string {
+  return lap.map(({ name, seconds }) => (items === undefined ? `${name} ${seconds.toFixed(1)}` : `${name} ${((seconds / Math.max(1, items)) * 1000).toFixed(2)} ms`)).join(', ');
 }
 
 async function grant(fed: LocalFederation, from: string, to: string, patient: string): Promise<string> {
@@ -94,9 +93,8 @@ async function finished(fed: LocalFederation, from: string, id: string): Promise
  * from the agents sharing its cores). The body is a buffer or a stream of `length` bytes.
  */
 function post(fed: LocalFederation, body: Buffer | { stream: Readable; length: number }, headers: Record<string, string>, agent?: Agent): Promise<{ status: number; body: Record<string, unknown> }> {
-  const length = Buffer.isBuffer(body) ? body.length : body.length;
   return new Promise((resolve, reject) => {
-    const req = request(`${fed.apis['myongji']}/v1/exchanges`, { method: 'POST', agent, headers: { ...headers, authorization: `Bearer ${fed.tokens['myongji']}`, 'content-length': String(length) } }, (res) => {
+    const req = request(`${fed.apis['myongji']}/v1/exchanges`, { method: 'POST', agent, headers: { ...headers, authorization: `Bearer ${fed.tokens['myongji']}`, 'content-length': String(body.length) } }, (res) => {
       const parts: Buffer[] = [];
       res.on('data', (d: Buffer) => parts.push(d));
       res.on('end', () => resolve({ status: res.statusCode ?? 0, body: JSON.parse(Buffer.concat(parts).toString('utf8') || '{}') as Record<string, unknown> }));
@@ -197,7 +195,7 @@ export async function run(args: string[]): Promise<BenchTable[]> {
         ],
         notes: [
           `Ratio end-to-end / relay-only: ${ratio.toFixed(2)} (target >= 0.50). Relay and the two agents are separate processes (as deployed); RSS after the run (MiB): ${rss.join(', ')}.`,
-          `CPU seconds (user + system) per process, relay-only: ${relayCpu}; end to end: ${e2eCpu}. Both runs share the machine's ${cpus().length} cores.`,
+          `CPU seconds (user + system) per process, relay-only: ${formatCpu(relayCpu)}; end to end: ${formatCpu(e2eCpu)}. Both runs share the machine's ${cpus().length} cores.`,
           'The end-to-end time includes the upload into the sending agent (stored and fsynced before it is acknowledged), sealing, the relay, opening into quarantine, release to the inbox and the signed receipt.',
           `The sending agent seals and sends while the upload arrives (the envelope's signed trailer waits until the body is stored and logged): the upload was acknowledged after ${(acknowledgedMs / 1000).toFixed(1)} s, the receipt verified ${((e2eMs - acknowledgedMs) / 1000).toFixed(1)} s later.`,
         ],
@@ -215,7 +213,7 @@ export async function run(args: string[]): Promise<BenchTable[]> {
           },
         ],
         summary: [{ metric: 'agent small exchanges/s (2 KB FHIR)', value: ((small.lat.length / small.ms) * 1000).toFixed(0), target: '>= 500', met: (small.lat.length / small.ms) * 1000 >= 500 }],
-        notes: [`CPU seconds (user + system) per process for the whole run: ${smallCpu}; per exchange: ${cpu.perItem(smallCpu, small.lat.length + small.failed)}.`, 'Target: >= 500 small exchanges/s. Time to receipt is from acceptance by the API to the verified receipt, on the sending agent\'s clock. Each exchange is consent-checked, fsynced to the outbox, sealed, relayed, opened, released to the inbox, receipted and logged on both ledgers (plus a charge).'],
+        notes: [`CPU seconds (user + system) per process for the whole run: ${formatCpu(smallCpu)}; per exchange: ${formatCpu(smallCpu, small.lat.length + small.failed)}.`, 'Target: >= 500 small exchanges/s. Time to receipt is from acceptance by the API to the verified receipt, on the sending agent\'s clock. Each exchange is consent-checked, fsynced to the outbox, sealed, relayed, opened, released to the inbox, receipted and logged on both ledgers (plus a charge).'],
       },
     ];
   } finally {

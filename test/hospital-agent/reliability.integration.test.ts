@@ -6,6 +6,7 @@ import { expect } from 'chai';
 import { startNetwork, waitFor, type TestNetwork } from '../support/agents.ts';
 import { patternStream } from '../support/data.ts';
 import { tempDir } from '../support/tmp.ts';
+import { relayMetric } from '../faults/support/harness.ts';
 
 const BUNDLE = readFileSync(fileURLToPath(new URL('../../scripts/fixtures/patient-bundle.json', import.meta.url)));
 const PATIENT = 'SYN-PHI-CANARY-7731';
@@ -83,11 +84,8 @@ describe('hospital agents under load and faults', function () {
     expect(items.filter((i) => i.exchangeId === id)).to.have.length(1);
   });
 
-  async function relayBytesIn(): Promise<number> {
-    const m = await (await fetch(`http://127.0.0.1:${net.relay.adminPort}/metrics`)).text();
-    const v = /hie_relay_bytes_in_total(?:\{[^}]*\})? (\d+(?:\.\d+)?(?:e\+\d+)?)/.exec(m);
-    return v ? Number(v[1]) : 0;
-  }
+  // The test relay always serves its admin port (metrics).
+  const relayBytesIn = (): Promise<number> => relayMetric({ adminPort: net.relay.adminPort as number }, 'hie_relay_bytes_in_total');
 
   it('delivers exactly once when the relay restarts in the middle of a transfer (while the body still uploads)', async function () {
     const consent = await grant('myongji', 'mgh', PATIENT);
