@@ -1,5 +1,6 @@
 import { createDecipheriv, createHash, timingSafeEqual, verify, type KeyObject } from 'node:crypto';
 import type { VerifiedKeyBundle } from '../../certs/index.ts';
+import { Readable } from 'node:stream';
 import { CryptoError, type CryptoErrorCode, type EnvelopeContext } from './errors.ts';
 import {
   ENVELOPE_MAGIC,
@@ -19,7 +20,7 @@ import {
   type EnvelopeMeta,
 } from './format.ts';
 import { deriveContentKeys, openMeta, unwrapContentKey } from './keys.ts';
-import { ByteReader } from './reader.ts';
+import { ByteReader, chunksOf } from './reader.ts';
 import { DEFAULT_MAX_CLOCK_SKEW_MS, DEFAULT_REPLAY_WINDOW_MS, replayKey, type ReplayStore } from './replay.ts';
 import { openQuarantine, type Quarantine, type QuarantineTarget } from './sink.ts';
 
@@ -95,7 +96,7 @@ export async function openEnvelope(source: AsyncIterable<Uint8Array>, options: O
   if (typeof options.resolveSender !== 'function') throw new TypeError('resolveSender must be a function');
   if (!options.replay || typeof options.replay.add !== 'function') throw new TypeError('replay must be a ReplayStore');
   if (!options.quarantine) throw new TypeError('quarantine must name a path, a directory or a writable');
-  const reader = new ByteReader(source[Symbol.asyncIterator]());
+  const reader = new ByteReader((source instanceof Readable ? chunksOf(source) : source)[Symbol.asyncIterator]());
   const quarantine = await openQuarantine(options.quarantine);
   try {
     const { opened, replay } = await readEnvelope(reader, options, quarantine);

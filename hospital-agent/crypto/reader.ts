@@ -1,6 +1,61 @@
+import { finished, type Readable } from 'node:stream';
 import { CryptoError, type EnvelopeContext } from './errors.ts';
 
 const EMPTY = Buffer.alloc(0);
+
+/** Bytes {@link chunksOf} holds before it pauses its source. */
+const CHUNK_QUEUE_BYTES = 1024 * 1024;
+
+/**
+ * A Readable's chunks as they were pushed. A Readable's own async iterator
+ * reads in paused mode, where each `read()` concatenates everything buffered
+ * into a new Buffer: a copy of the whole payload, in large short-lived
+ * allocations, that a multi-gigabyte envelope pays for in GC.
+ */
+export async function* chunksOf(source: Readable): AsyncGenerator<Buffer> {
+  const queue: Buffer[] = [];
+  let queued = 0;
+  let done = false;
+  let failure: Error | undefined;
+  let wake: (() => void) | undefined;
+  const notify = (): void => {
+    const w = wake;
+    wake = undefined;
+    w?.();
+  };
+  const onData = (chunk: Buffer): void => {
+    queue.push(chunk);
+    queued += chunk.length;
+    if (queued >= CHUNK_QUEUE_BYTES) source.pause();
+    notify();
+  };
+  const stop = finished(source, (err) => {
+    if (err) failure = err;
+    else done = true;
+    notify();
+  });
+  source.on('data', onData);
+  try {
+    for (;;) {
+      const chunk = queue.shift();
+      if (chunk) {
+        queued -= chunk.length;
+        if (queued < CHUNK_QUEUE_BYTES && source.isPaused() && !done) source.resume();
+        yield chunk;
+        continue;
+      }
+      if (failure) throw failure;
+      if (done) return;
+      await new Promise<void>((resolve) => {
+        wake = resolve;
+      });
+    }
+  } finally {
+    source.off('data', onData);
+    stop();
+    if (!done) source.destroy();
+  }
+}
 
 /**
  * Reads exact byte counts from an async iterable of byte chunks, copying only
