@@ -31,5 +31,5 @@ RUN mkdir -p /var/lib/hie-agent && chown node:node /var/lib/hie-agent && chmod 0
 USER node
 VOLUME ["/var/lib/hie-agent"]
 EXPOSE 8480
-ENTRYPOINT ["node", "--single-threaded-gc", "/opt/hie/bin/hie-agent.js"]
+ENTRYPOINT ["node", "--single-threaded-gc", "--initial-old-space-size=128", "/opt/hie/bin/hie-agent.js"]
 CMD ["start", "--config", "/etc/hie-agent/agent.yaml"]

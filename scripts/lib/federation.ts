@@ -3,7 +3,7 @@
 // process on 127.0.0.1, talking over real mTLS.
 import { spawn, type ChildProcess } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
-import { mkdirSync, writeFileSync } from 'node:fs';
+import { createWriteStream, mkdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { CertificateAuthority } from '../../certs/index.ts';
@@ -46,10 +46,11 @@ export interface FederationOptions {
 
 /**
  * Node flags the relay and the agent run with, as bin/'s shebangs, the systemd units and the
- * Dockerfiles give them: V8's parallel GC helper threads cost more CPU than they save on a
- * small host running busy streams (README, Performance).
+ * Dockerfiles give them (README, Performance): V8's parallel GC helper threads cost more CPU than
+ * they save on a small host running busy streams; and with V8's small default old-space limit,
+ * streaming gigabytes through buffers kept a full mark-compact running nearly all the time.
  */
-export const SERVER_NODE_FLAGS: readonly string[] = ['--single-threaded-gc'];
+export const SERVER_NODE_FLAGS: readonly string[] = ['--single-threaded-gc', '--initial-old-space-size=128'];
 
 /**
  * Starts a process from bin/ and keeps its last 500 output lines. With `HIE_CPU_PROFILE_DIR` set,
@@ -58,12 +59,14 @@ export const SERVER_NODE_FLAGS: readonly string[] = ['--single-threaded-gc'];
 export function startProc(name: string, bin: string, args: string[], env: Record<string, string>): Proc {
   const profileDir = process.env['HIE_CPU_PROFILE_DIR'];
   const nodeArgs = profileDir ? ['--cpu-prof', `--cpu-prof-dir=${profileDir}`, `--cpu-prof-name=${name}.cpuprofile`] : [];
-  const child = spawn(process.execPath, [...nodeArgs, ...SERVER_NODE_FLAGS, join(ROOT, 'bin', bin), ...args], { env: { ...process.env, ...env }, stdio: ['ignore', 'pipe', 'pipe'] });
+  const extra = (process.env['HIE_EXTRA_NODE_FLAGS'] ?? '').split(' ').filter(Boolean);
+  const child = spawn(process.execPath, [...nodeArgs, ...SERVER_NODE_FLAGS, ...extra, join(ROOT, 'bin', bin), ...args], { env: { ...process.env, ...env }, stdio: ['ignore', 'pipe', 'pipe'] });
   const log: string[] = [];
   const keep = (d: Buffer): void => {
     log.push(...d.toString('utf8').split('\n').filter(Boolean));
     if (log.length > 500) log.splice(0, log.length - 500);
   };
+  if (process.env['HIE_PROC_LOG_DIR']) child.stdout?.pipe(createWriteStream(join(process.env['HIE_PROC_LOG_DIR'], `${name}.log`)));
   child.stdout?.on('data', keep);
   child.stderr?.on('data', keep);
   return { name, child, log };
