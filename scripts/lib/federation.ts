@@ -53,8 +53,10 @@ export interface FederationOptions {
 export const SERVER_NODE_FLAGS: readonly string[] = ['--single-threaded-gc', '--initial-old-space-size=128'];
 
 /**
- * Starts a process from bin/ and keeps its last 500 output lines. With `HIE_CPU_PROFILE_DIR` set,
- * each process writes a V8 CPU profile there when it exits (to see where a bench spends its time).
+ * Starts a process from bin/ and keeps its last 500 output lines. For looking into a bench:
+ * `HIE_CPU_PROFILE_DIR` makes each process write a V8 CPU profile there when it exits;
+ * `HIE_EXTRA_NODE_FLAGS` adds node flags (e.g. `--trace-gc`); `HIE_PROC_LOG_DIR` copies each
+ * process's stdout to `<name>.log` there.
  */
 export function startProc(name: string, bin: string, args: string[], env: Record<string, string>): Proc {
   const profileDir = process.env['HIE_CPU_PROFILE_DIR'];
