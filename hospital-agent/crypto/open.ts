@@ -1,6 +1,6 @@
 import { createDecipheriv, createHash, timingSafeEqual, verify, type KeyObject } from 'node:crypto';
-import type { VerifiedKeyBundle } from '../../certs/index.ts';
 import { Readable } from 'node:stream';
+import type { VerifiedKeyBundle } from '../../certs/index.ts';
 import { CryptoError, type CryptoErrorCode, type EnvelopeContext } from './errors.ts';
 import {
   ENVELOPE_MAGIC,
