@@ -27,5 +27,5 @@ COPY --from=build /src/dist ./dist
 # The relay writes nothing to disk; run it as the unprivileged node user.
 USER node
 EXPOSE 8443
-ENTRYPOINT ["node", "--single-threaded-gc", "--initial-old-space-size=128", "/opt/hie/bin/hie-relay.js"]
+ENTRYPOINT ["node", "--single-threaded-gc", "/opt/hie/bin/hie-relay.js"]
 CMD ["--config", "/etc/hie-relay/relay.yaml"]

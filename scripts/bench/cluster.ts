@@ -13,7 +13,7 @@ import { RelayClient, type InboundTransfer } from '../../relay/protocol/index.ts
 import { startNats } from '../../test/support/nats.ts';
 import type { BenchTable } from './types.ts';
 import { blockSource, mbps, option, parseSize } from './util.ts';
-import { SERVER_NODE_FLAGS } from '../lib/federation.ts';
+import { RELAY_NODE_FLAGS } from '../lib/federation.ts';
 
 const CHUNK = 1024 * 1024;
 const BIN = fileURLToPath(new URL('../../bin/hie-relay.js', import.meta.url));
@@ -34,7 +34,7 @@ async function startNode(dir: string, node: string, pki: { cert: string; key: st
       nats: { servers: [nats], userEnv: 'NATS_USER', passwordEnv: 'NATS_PASSWORD', tls: { ca: pki.ca } },
     }),
   );
-  const child = spawn(process.execPath, [...SERVER_NODE_FLAGS, BIN, '--config', file], { env: { ...process.env, ...env }, stdio: ['ignore', 'pipe', 'inherit'] });
+  const child = spawn(process.execPath, [...RELAY_NODE_FLAGS, BIN, '--config', file], { env: { ...process.env, ...env }, stdio: ['ignore', 'pipe', 'inherit'] });
   const port = await new Promise<number>((resolve, reject) => {
     let buf = '';
     child.stdout?.setEncoding('utf8').on('data', (d: string) => {

@@ -14,7 +14,7 @@ import { buildCertificate, parseForgeCertificate } from '../../certs/x509.ts';
 import { RelayClient, type InboundTransfer } from '../../relay/protocol/index.ts';
 import type { BenchTable } from './types.ts';
 import { mib, percentile, rssOfPid } from './util.ts';
-import { SERVER_NODE_FLAGS } from '../lib/federation.ts';
+import { RELAY_NODE_FLAGS } from '../lib/federation.ts';
 
 const BIN = fileURLToPath(new URL('../../bin/hie-relay.js', import.meta.url));
 /** Default number of agent connections held on the relay. */
@@ -53,7 +53,7 @@ function pickSize(): number {
 async function startRelay(dir: string, ca: CertificateAuthority, files: { cert: string; key: string; ca: string }): Promise<{ child: ChildProcess; port: number }> {
   const cfg = join(dir, 'relay.json');
   writeFileSync(cfg, JSON.stringify({ listen: { host: '127.0.0.1', port: 0 }, tls: { ...files, crl: ca.crlPath }, admin: { enabled: false }, log: { level: 'info' } }));
-  const child = spawn(process.execPath, [...SERVER_NODE_FLAGS, BIN, '--config', cfg], { stdio: ['ignore', 'pipe', 'inherit'] });
+  const child = spawn(process.execPath, [...RELAY_NODE_FLAGS, BIN, '--config', cfg], { stdio: ['ignore', 'pipe', 'inherit'] });
   const port = await new Promise<number>((resolve, reject) => {
     let buf = '';
     const onData = (d: Buffer): void => {

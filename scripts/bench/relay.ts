@@ -14,7 +14,7 @@ import { CertificateAuthority, clientTlsOptions, loadIdentity, serverTlsOptions,
 import { RelayClient, type InboundTransfer } from '../../relay/protocol/index.ts';
 import type { BenchTable } from './types.ts';
 import { blockSource, mbps, mib, option, parseSize, percentile } from './util.ts';
-import { SERVER_NODE_FLAGS } from '../lib/federation.ts';
+import { RELAY_NODE_FLAGS } from '../lib/federation.ts';
 
 const SELF = fileURLToPath(import.meta.url);
 const BIN = fileURLToPath(new URL('../../bin/hie-relay.js', import.meta.url));
@@ -220,7 +220,7 @@ export async function run(args: string[]): Promise<BenchTable[]> {
 
     const cfg = join(dir, 'relay.json');
     writeFileSync(cfg, JSON.stringify({ listen: { host: '127.0.0.1', port: 0 }, tls: { ...relayFiles, crl: ca.crlPath }, admin: { enabled: false }, log: { level: 'info' } }));
-    const child = spawn(process.execPath, [...SERVER_NODE_FLAGS, BIN, '--config', cfg], { stdio: ['ignore', 'pipe', 'inherit'] });
+    const child = spawn(process.execPath, [...RELAY_NODE_FLAGS, BIN, '--config', cfg], { stdio: ['ignore', 'pipe', 'inherit'] });
     try {
       const { port } = (await waitForLine(child, 'relay listening')) as { port: number };
       const idleRss = rssNow(child.pid as number);

@@ -45,12 +45,18 @@ export interface FederationOptions {
 }
 
 /**
- * Node flags the relay and the agent run with, as bin/'s shebangs, the systemd units and the
- * Dockerfiles give them (README, Performance): V8's parallel GC helper threads cost more CPU than
- * they save on a small host running busy streams; and with V8's small default old-space limit,
- * streaming gigabytes through buffers kept a full mark-compact running nearly all the time.
+ * Node flags the relay runs with, as bin/'s shebang, the systemd unit and the Dockerfile give them
+ * (README, Performance): V8's parallel GC helper threads cost more CPU than they save on a small
+ * host running busy streams.
  */
-export const SERVER_NODE_FLAGS: readonly string[] = ['--single-threaded-gc', '--initial-old-space-size=128'];
+export const RELAY_NODE_FLAGS: readonly string[] = ['--single-threaded-gc'];
+
+/**
+ * Node flags the agent runs with (same places): the relay's, and a larger initial old space. With
+ * V8's small default limit, an agent streaming gigabytes through its buffers ran a full
+ * mark-compact again right after each one ended; the relay does not (its buffers die young).
+ */
+export const AGENT_NODE_FLAGS: readonly string[] = [...RELAY_NODE_FLAGS, '--initial-old-space-size=128'];
 
 /**
  * Starts a process from bin/ and keeps its last 500 output lines. For looking into a bench:
@@ -62,7 +68,7 @@ export function startProc(name: string, bin: string, args: string[], env: Record
   const profileDir = process.env['HIE_CPU_PROFILE_DIR'];
   const nodeArgs = profileDir ? ['--cpu-prof', `--cpu-prof-dir=${profileDir}`, `--cpu-prof-name=${name}.cpuprofile`] : [];
   const extra = (process.env['HIE_EXTRA_NODE_FLAGS'] ?? '').split(' ').filter(Boolean);
-  const child = spawn(process.execPath, [...nodeArgs, ...SERVER_NODE_FLAGS, ...extra, join(ROOT, 'bin', bin), ...args], { env: { ...process.env, ...env }, stdio: ['ignore', 'pipe', 'pipe'] });
+  const child = spawn(process.execPath, [...nodeArgs, ...(bin === 'hie-agent.js' ? AGENT_NODE_FLAGS : RELAY_NODE_FLAGS), ...extra, join(ROOT, 'bin', bin), ...args], { env: { ...process.env, ...env }, stdio: ['ignore', 'pipe', 'pipe'] });
   const log: string[] = [];
   const keep = (d: Buffer): void => {
     log.push(...d.toString('utf8').split('\n').filter(Boolean));
