@@ -3,18 +3,9 @@ import { pino } from 'pino';
 import { ConfigError, parseRelayConfig, RelayMetrics } from '../../relay/index.ts';
 import { connectNatsRouter } from '../../relay/nats/index.ts';
 import { RelayClient } from '../../relay/protocol/index.ts';
+import { configError } from './helpers.ts';
 
 const tls = { cert: 'r.crt', key: 'r.key', ca: 'ca.crt' };
-
-function configError(fn: () => unknown): ConfigError {
-  try {
-    fn();
-  } catch (err) {
-    expect(err).to.be.instanceOf(ConfigError);
-    return err as ConfigError;
-  }
-  throw new Error('expected a ConfigError');
-}
 
 describe('relay cluster config (nats.*, node.*)', function () {
   it('leaves nats unset (single node) by default and fills cluster defaults when servers are given', function () {

@@ -1,21 +1,12 @@
 import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { expect } from 'chai';
-import { ConfigError, envVarFor, feeFor, loadRelayConfig, parseRelayConfig, DEFAULT_ADMIN_PORT } from '../../relay/index.ts';
+import { envVarFor, feeFor, loadRelayConfig, parseRelayConfig, DEFAULT_ADMIN_PORT } from '../../relay/index.ts';
 import { backoffDelay } from '../../relay/protocol/index.ts';
 import { tempDir } from '../support/tmp.ts';
+import { configError } from './helpers.ts';
 
 const tls = { cert: 'r.crt', key: 'r.key', ca: 'ca.crt' };
-
-function configError(fn: () => unknown): ConfigError {
-  try {
-    fn();
-  } catch (err) {
-    expect(err).to.be.instanceOf(ConfigError);
-    return err as ConfigError;
-  }
-  throw new Error('expected a ConfigError');
-}
 
 describe('relay config', function () {
   it('fills defaults (admin on 127.0.0.1:9090)', function () {

@@ -1,9 +1,10 @@
 import { createHash, randomBytes } from 'node:crypto';
 import { Readable } from 'node:stream';
+import { expect } from 'chai';
 import { pino } from 'pino';
 import { WebSocket } from 'ws';
 import { clientTlsOptions, loadIdentity } from '../../certs/index.ts';
-import { startRelay, type RelayConfigInput, type RunningRelay } from '../../relay/index.ts';
+import { ConfigError, startRelay, type RelayConfigInput, type RunningRelay } from '../../relay/index.ts';
 import { RelayClient, type RelayClientOptions } from '../../relay/protocol/index.ts';
 import type { TestFederation } from '../support/federation.ts';
 
@@ -87,4 +88,15 @@ export async function until(cond: () => boolean | Promise<boolean>, ms = 5000, w
 export async function admin(relay: RunningRelay, path: string): Promise<{ status: number; text: string }> {
   const res = await fetch(`http://127.0.0.1:${relay.adminPort}${path}`);
   return { status: res.status, text: await res.text() };
+}
+
+/** The ConfigError `fn` throws (fails the test when it throws something else or nothing). */
+export function configError(fn: () => unknown): ConfigError {
+  try {
+    fn();
+  } catch (err) {
+    expect(err).to.be.instanceOf(ConfigError);
+    return err as ConfigError;
+  }
+  throw new Error('expected a ConfigError');
 }
