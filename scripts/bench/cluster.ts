@@ -6,13 +6,12 @@ import { randomBytes } from 'node:crypto';
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { pipeline } from 'node:stream/promises';
 import { fileURLToPath } from 'node:url';
 import { CertificateAuthority, loadIdentity, type Identity } from '../../certs/index.ts';
-import { RelayClient, type InboundTransfer } from '../../relay/protocol/index.ts';
+import { RelayClient } from '../../relay/protocol/index.ts';
 import { startNats } from '../../test/support/nats.ts';
 import type { BenchTable } from './types.ts';
-import { blockSource, mbps, option, parseSize } from './util.ts';
+import { mbps, option, parseSize, relayTransferMs } from './util.ts';
 import { RELAY_NODE_FLAGS } from '../lib/federation.ts';
 
 const CHUNK = 1024 * 1024;
@@ -54,20 +53,6 @@ async function client(port: number, identity: Identity): Promise<RelayClient> {
   return c;
 }
 
-async function throughput(a: RelayClient, b: RelayClient, to: string, total: number): Promise<number> {
-  const t0 = performance.now();
-  const incoming = new Promise<InboundTransfer>((r) => b.once('transfer', r));
-  const out = a.openTransfer(to);
-  const sending = pipeline(blockSource(total), out);
-  const inbound = await incoming;
-  let received = 0;
-  for await (const chunk of inbound) received += (chunk as Buffer).length;
-  await sending;
-  const ms = performance.now() - t0;
-  await out.usage;
-  if (received !== total) throw new Error(`received ${received} of ${total} bytes`);
-  return ms;
-}
 
 /** 1 KiB messages a -> b with at most `window` in flight; returns messages per second. */
 async function messageRate(a: RelayClient, b: RelayClient, to: string, count: number, window = 256): Promise<number> {
@@ -126,10 +111,10 @@ export async function run(args: string[]): Promise<BenchTable[]> {
     const charlie = await client(n2.port, ids['charlie']!);
     clients.push(alpha, bravo, charlie);
     // Warm up both paths (JIT, TLS sessions, NATS subscriptions).
-    await throughput(alpha, bravo, 'bravo', 64 * CHUNK);
-    await throughput(alpha, charlie, 'charlie', 64 * CHUNK);
-    const sameMs = await throughput(alpha, bravo, 'bravo', total);
-    const crossMs = await throughput(alpha, charlie, 'charlie', total);
+    await relayTransferMs(alpha, bravo, 'bravo', 64 * CHUNK);
+    await relayTransferMs(alpha, charlie, 'charlie', 64 * CHUNK);
+    const sameMs = await relayTransferMs(alpha, bravo, 'bravo', total);
+    const crossMs = await relayTransferMs(alpha, charlie, 'charlie', total);
     const sameRate = await messageRate(alpha, bravo, 'bravo', messages);
     const crossRate = await messageRate(alpha, charlie, 'charlie', messages);
     const ratio = sameMs / crossMs;

@@ -11,9 +11,9 @@ import { pipeline } from 'node:stream/promises';
 import tls from 'node:tls';
 import { fileURLToPath } from 'node:url';
 import { CertificateAuthority, clientTlsOptions, loadIdentity, serverTlsOptions, type Identity } from '../../certs/index.ts';
-import { RelayClient, type InboundTransfer } from '../../relay/protocol/index.ts';
+import { RelayClient } from '../../relay/protocol/index.ts';
 import type { BenchTable } from './types.ts';
-import { blockSource, mbps, mib, option, parseSize, percentile } from './util.ts';
+import { blockSource, mbps, mib, option, parseSize, percentile, relayTransferMs } from './util.ts';
 import { RELAY_NODE_FLAGS } from '../lib/federation.ts';
 
 const SELF = fileURLToPath(import.meta.url);
@@ -137,17 +137,7 @@ async function relayThroughput(port: number, pid: number, alpha: Identity, bravo
     const rss = peakRss(pid);
     const cpu0 = cpuSeconds(pid);
     const self0 = process.cpuUsage();
-    const t0 = performance.now();
-    const incoming = new Promise<InboundTransfer>((r) => b.once('transfer', r));
-    const out = a.openTransfer('bravo');
-    const sending = pipeline(blockSource(total), out);
-    const inbound = await incoming;
-    let received = 0;
-    for await (const chunk of inbound) received += (chunk as Buffer).length;
-    await sending;
-    const ms = performance.now() - t0;
-    await out.usage;
-    if (received !== total) throw new Error(`received ${received} of ${total} bytes`);
+    const ms = await relayTransferMs(a, b, 'bravo', total);
     const self = process.cpuUsage(self0);
     return { ms, rss: rss.stop(), cpu: cpuSeconds(pid) - cpu0, selfCpu: (self.user + self.system) / 1e6 };
   } finally {

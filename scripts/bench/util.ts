@@ -2,6 +2,8 @@ import { readFileSync } from 'node:fs';
 import { randomBytes } from 'node:crypto';
 import { cpus, totalmem } from 'node:os';
 import { Readable } from 'node:stream';
+import { pipeline } from 'node:stream/promises';
+import type { InboundTransfer, RelayClient } from '../../relay/protocol/index.ts';
 import type { BenchTable } from './types.ts';
 
 const SIZE_UNITS: Record<string, number> = { b: 1, kib: 1024, mib: 1024 ** 2, gib: 1024 ** 3, kb: 1e3, mb: 1e6, gb: 1e9 };
@@ -131,4 +133,20 @@ export function renderTables(tables: BenchTable[]): string {
     for (const n of t.notes ?? []) out.push(`\n${n}`);
   }
   return `${out.join('\n')}\n`;
+}
+
+/** Milliseconds to send `total` bytes from client `a` to client `b` (agent id `to`) through the relay, until the last byte arrived. */
+export async function relayTransferMs(a: RelayClient, b: RelayClient, to: string, total: number): Promise<number> {
+  const t0 = performance.now();
+  const incoming = new Promise<InboundTransfer>((r) => b.once('transfer', r));
+  const out = a.openTransfer(to);
+  const sending = pipeline(blockSource(total), out);
+  const inbound = await incoming;
+  let received = 0;
+  for await (const chunk of inbound) received += (chunk as Buffer).length;
+  await sending;
+  const ms = performance.now() - t0;
+  await out.usage;
+  if (received !== total) throw new Error(`received ${received} of ${total} bytes`);
+  return ms;
 }
