@@ -1,11 +1,11 @@
 import { createCipheriv, createDecipheriv, hkdfSync, randomBytes, type KeyObject } from 'node:crypto';
-import { CompactEncrypt, compactDecrypt } from 'jose';
 import { jcs } from '../../certs/index.ts';
 import { CryptoError, type EnvelopeContext } from './errors.ts';
 import type { EnvelopeMeta } from './format.ts';
+import { JWE_ALG, JWE_ENC, openJwe, sealJwe } from './jwe.ts';
 
 /** JWE algorithms used to wrap the content key to a recipient's X25519 key. */
-export const KEY_WRAP = { alg: 'ECDH-ES+A256KW', enc: 'A256GCM' } as const;
+export const KEY_WRAP = { alg: JWE_ALG, enc: JWE_ENC } as const;
 
 const META_AAD = Buffer.from('hie-envelope/v1 meta');
 
@@ -28,26 +28,22 @@ export function deriveContentKeys(cek: Buffer): ContentKeys {
 }
 
 /** Wraps the content key to one recipient as a compact JWE; the party names enter the key agreement (apu/apv). */
-export async function wrapContentKey(cek: Buffer, from: string, to: string, recipientKid: string, recipientKey: KeyObject): Promise<string> {
-  return new CompactEncrypt(cek)
-    .setProtectedHeader({ ...KEY_WRAP, kid: recipientKid })
-    .setKeyManagementParameters({ apu: Buffer.from(from), apv: Buffer.from(to) })
-    .encrypt(recipientKey);
+export function wrapContentKey(cek: Buffer, from: string, to: string, recipientKid: string, recipientKey: KeyObject): string {
+  return sealJwe(cek, recipientKey, { kid: recipientKid, apu: Buffer.from(from), apv: Buffer.from(to) });
 }
 
 /** Unwraps a content key; throws ERR_ENVELOPE_TAMPERED when the JWE does not open with our key for these parties. */
-export async function unwrapContentKey(jwe: string, from: string, to: string, kid: string, privateKey: KeyObject, context: EnvelopeContext): Promise<Buffer> {
-  let result: Awaited<ReturnType<typeof compactDecrypt>>;
+export function unwrapContentKey(jwe: string, from: string, to: string, kid: string, privateKey: KeyObject, context: EnvelopeContext): Buffer {
+  let result: ReturnType<typeof openJwe>;
   try {
-    result = await compactDecrypt(jwe, privateKey, { keyManagementAlgorithms: [KEY_WRAP.alg], contentEncryptionAlgorithms: [KEY_WRAP.enc] });
+    result = openJwe(jwe, privateKey);
   } catch (err) {
     throw new CryptoError('ERR_ENVELOPE_TAMPERED', 'the wrapped content key does not open with this agent\'s key', { cause: err, context });
   }
-  const h = result.protectedHeader;
-  if (h.kid !== kid || h.apu !== Buffer.from(from).toString('base64url') || h.apv !== Buffer.from(to).toString('base64url') || result.plaintext.length !== 32) {
+  if (result.kid !== kid || !result.apu.equals(Buffer.from(from)) || !result.apv.equals(Buffer.from(to)) || result.plaintext.length !== 32) {
     throw new CryptoError('ERR_ENVELOPE_TAMPERED', 'the wrapped content key names other parties or keys than the header', { context });
   }
-  return Buffer.from(result.plaintext);
+  return result.plaintext;
 }
 
 /** Encrypts the header metadata with the meta subkey. */

@@ -164,7 +164,7 @@ async function readEnvelope(
   const rkey = replayKey(header.from, header.exchangeId);
   if (await o.replay.has(rkey, now)) fail('ERR_ENVELOPE_REPLAYED', `exchange ${header.exchangeId} from '${header.from}' was already opened`, ctx);
 
-  const cek = await unwrapContentKey(mine.cek, header.from, me, mine.kid, key.privateKey, ctx);
+  const cek = unwrapContentKey(mine.cek, header.from, me, mine.kid, key.privateKey, ctx);
   const keys = deriveContentKeys(cek);
   cek.fill(0);
   if (!eq(keys.commitment, Buffer.from(header.keyCommitment, 'base64url'))) fail('ERR_ENVELOPE_TAMPERED', 'the content key does not match the header\'s key commitment', ctx);

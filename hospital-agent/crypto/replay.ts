@@ -29,14 +29,19 @@ export class MemoryReplayStore implements ReplayStore {
   protected readonly seen = new Map<string, number>();
 
   async has(key: string, now: Date): Promise<boolean> {
-    const exp = this.seen.get(key);
-    return exp !== undefined && exp > now.getTime();
+    return this.holds(key, now);
   }
 
+  // Check and set with no await between them: two concurrent opens of one envelope must not both pass.
   async add(key: string, expiresAt: Date, now: Date): Promise<boolean> {
-    if (await this.has(key, now)) return false;
+    if (this.holds(key, now)) return false;
     this.seen.set(key, expiresAt.getTime());
     return true;
+  }
+
+  private holds(key: string, now: Date): boolean {
+    const exp = this.seen.get(key);
+    return exp !== undefined && exp > now.getTime();
   }
 
   async prune(now: Date): Promise<number> {

@@ -127,17 +127,21 @@ export class SealStream extends Transform {
   }
 
   override _construct(callback: (error?: Error | null) => void): void {
-    this.buildHeader().then(() => callback(), (err: Error) => callback(err));
+    try {
+      this.buildHeader();
+    } catch (err) {
+      callback(err as Error);
+      return;
+    }
+    callback();
   }
 
-  private async buildHeader(): Promise<void> {
+  private buildHeader(): void {
     const o = this.options;
     const cek = randomBytes(32);
     const keys = deriveContentKeys(cek);
     this.payloadKey = keys.payload;
-    const to = await Promise.all(
-      o.recipients.map(async (r) => ({ agent: r.agent, kid: r.encryptionKid, cek: await wrapContentKey(cek, o.sender.agent, r.agent, r.encryptionKid, r.encryptionKey) })),
-    );
+    const to = o.recipients.map((r) => ({ agent: r.agent, kid: r.encryptionKid, cek: wrapContentKey(cek, o.sender.agent, r.agent, r.encryptionKid, r.encryptionKey) }));
     cek.fill(0);
     const names = o.recipients.map((r) => r.agent);
     const header: EnvelopeHeader = {

@@ -17,7 +17,7 @@ describe('nats-server test harness', function () {
     nats = await startNats({ dir: tmp.dir, tls: { cert: fed.relay.cert, key: fed.relay.key, ca: fed.caPath }, users: [{ user: 'relay-1', password: 'secret-1' }] });
   });
   after(async function () {
-    await nats.stop();
+    await nats?.stop();
     tmp.cleanup();
   });
 

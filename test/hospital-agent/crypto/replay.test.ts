@@ -19,6 +19,12 @@ describe('replay stores', function () {
     expect(s.size).to.equal(0);
   });
 
+  it('MemoryReplayStore lets exactly one of two concurrent adds of one key win (atomic check-and-set)', async function () {
+    const s = new MemoryReplayStore();
+    const results = await Promise.all([s.add('alpha/x1', at(1000), T0), s.add('alpha/x1', at(1000), T0)]);
+    expect(results.sort()).to.deep.equal([false, true]);
+  });
+
   it('FileReplayStore remembers across a restart, survives a torn last line, and prunes atomically', async function () {
     const t = tempDir();
     try {
