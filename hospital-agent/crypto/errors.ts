@@ -20,6 +20,8 @@ export type CryptoErrorCode =
   | 'ERR_ENVELOPE_UNTRUSTED_SENDER'
   /** The quarantine sink failed (disk full, path exists, writable errored). */
   | 'ERR_ENVELOPE_SINK'
+  /** The envelope holds more plaintext than its quarantine takes (a batch is opened in memory, up to a limit). */
+  | 'ERR_ENVELOPE_TOO_LARGE'
   /** A receipt does not follow the receipt schema. */
   | 'ERR_RECEIPT_MALFORMED'
   /** A receipt's signature does not verify against the recipient's key. */

@@ -34,6 +34,14 @@ export const SIGNATURE_BYTES = 64;
 /** Random part of the 12-byte chunk nonce. */
 export const NONCE_PREFIX_BYTES = 7;
 
+/** Most exchanges one batch envelope may carry. */
+export const MAX_BATCH_ITEMS = 64;
+/**
+ * Media type of a batch envelope's plaintext: the bodies of several small
+ * exchanges back to back, each named in the encrypted metadata (`items`).
+ */
+export const BATCH_CONTENT_TYPE = 'application/vnd.hie.batch';
+
 /** Frame kinds. */
 export const FrameKind = { chunk: 0x43, final: 0x46, trailer: 0x54 } as const;
 
@@ -58,20 +66,41 @@ const headerSchema = z.strictObject({
   chunkSize: z.number().int().min(MIN_CHUNK_SIZE).max(MAX_CHUNK_SIZE),
   noncePrefix: b64(NONCE_PREFIX_BYTES),
   keyCommitment: b64(32),
-  meta: z.strictObject({ iv: b64(12), ct: z.string().regex(B64URL).max(8192), tag: b64(16) }),
+  // A batch's item list makes the metadata larger: 64 items of about 200 bytes of JSON each.
+  meta: z.strictObject({ iv: b64(12), ct: z.string().regex(B64URL).max(32_768), tag: b64(16) }),
 });
 
 /** The envelope header (JCS JSON, sent in the clear, signed by the sender): routing data only; the rest is in `meta`. */
 export type EnvelopeHeader = z.infer<typeof headerSchema>;
 
-/** The part of the header encrypted with the content key: both party names again, and the descriptive fields. */
-export const metaSchema = z.strictObject({
+/** One exchange of a batch envelope: where its body is in the plaintext (in order), and what it is. */
+export const batchItemSchema = z.strictObject({
   exchangeId: z.string().regex(EXCHANGE_ID_PATTERN),
-  from: agentId,
-  to: z.array(agentId).min(1).max(MAX_RECIPIENTS),
   contentType: z.string().min(1).max(255),
   consentRef: z.string().min(1).max(256).nullable(),
+  length: z.number().int().min(0).max(Number.MAX_SAFE_INTEGER),
+  sha256: b64(32),
 });
+
+/** An item of a batch envelope's metadata. */
+export type BatchItem = z.infer<typeof batchItemSchema>;
+
+/**
+ * The part of the header encrypted with the content key: both party names
+ * again, and the descriptive fields. A batch envelope (content type
+ * {@link BATCH_CONTENT_TYPE}) also lists its exchanges in `items`.
+ */
+export const metaSchema = z
+  .strictObject({
+    exchangeId: z.string().regex(EXCHANGE_ID_PATTERN),
+    from: agentId,
+    to: z.array(agentId).min(1).max(MAX_RECIPIENTS),
+    contentType: z.string().min(1).max(255),
+    consentRef: z.string().min(1).max(256).nullable(),
+    items: z.array(batchItemSchema).min(1).max(MAX_BATCH_ITEMS).optional(),
+  })
+  .refine((m) => (m.contentType === BATCH_CONTENT_TYPE) === (m.items !== undefined), { message: `a batch names its items and has content type ${BATCH_CONTENT_TYPE}; nothing else does` })
+  .refine((m) => m.items === undefined || new Set(m.items.map((i) => i.exchangeId)).size === m.items.length, { message: 'a batch names an exchange twice' });
 
 /** Decrypted header metadata. */
 export type EnvelopeMeta = z.infer<typeof metaSchema>;

@@ -15,13 +15,16 @@ export {
   MAX_TRAILER_BYTES,
   MAX_RECIPIENTS,
   EXCHANGE_ID_PATTERN,
+  MAX_BATCH_ITEMS,
+  BATCH_CONTENT_TYPE,
   FrameKind,
+  type BatchItem,
   type EnvelopeHeader,
   type EnvelopeMeta,
   type EnvelopeTrailer,
 } from './format.ts';
-export { SealStream, sealEnvelope, type SealOptions, type SealSummary, type SenderKeys } from './seal.ts';
-export { openEnvelope, type OpenOptions, type OpenedEnvelope, type RecipientKeys, type DecryptionKey, type SenderLookup } from './open.ts';
+export { SealStream, sealEnvelope, type BatchItemInput, type SealOptions, type SealSummary, type SenderKeys } from './seal.ts';
+export { openEnvelope, type OpenOptions, type OpenedEnvelope, type OpenedItem, type RecipientKeys, type DecryptionKey, type SenderLookup } from './open.ts';
 export type { QuarantineTarget } from './sink.ts';
 export {
   MemoryReplayStore,

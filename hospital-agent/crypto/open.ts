@@ -1,8 +1,9 @@
-import { createDecipheriv, createHash, timingSafeEqual, verify, type KeyObject } from 'node:crypto';
+import { createDecipheriv, createHash, timingSafeEqual, verify, type Hash, type KeyObject } from 'node:crypto';
 import { Readable } from 'node:stream';
 import type { VerifiedKeyBundle } from '../../certs/index.ts';
 import { CryptoError, type CryptoErrorCode, type EnvelopeContext } from './errors.ts';
 import {
+  type BatchItem,
   ENVELOPE_MAGIC,
   ENVELOPE_VERSION,
   FRAME_HEADER_BYTES,
@@ -76,6 +77,64 @@ export interface OpenedEnvelope {
   sender: VerifiedKeyBundle;
   /** The quarantine file, when the target was a path or a directory. */
   path: string | undefined;
+  /** The plaintext, when the target was memory. */
+  content?: Buffer | undefined;
+  /**
+   * A batch envelope's exchanges, in plaintext order, each checked against
+   * its signed length and SHA-256 (`offset` locates its body in the plaintext).
+   */
+  items?: OpenedItem[] | undefined;
+}
+
+/** One verified exchange of a batch envelope. */
+export interface OpenedItem extends BatchItem {
+  offset: number;
+}
+
+/**
+ * Hashes a batch's plaintext per item as it streams by; `finish` says which
+ * check failed, if any.
+ */
+class ItemHasher {
+  private index = 0;
+  private left: number;
+  private readonly hashes: Hash[];
+
+  constructor(private readonly items: readonly BatchItem[]) {
+    this.hashes = items.map(() => createHash('sha256'));
+    this.left = (items[0] as BatchItem).length;
+  }
+
+  /** False when the plaintext runs past the last item. */
+  update(plain: Buffer): boolean {
+    let at = 0;
+    while (at < plain.length) {
+      while (this.left === 0 && this.index < this.items.length - 1) {
+        this.index += 1;
+        this.left = (this.items[this.index] as BatchItem).length;
+      }
+      if (this.left === 0) return false;
+      const take = Math.min(this.left, plain.length - at);
+      (this.hashes[this.index] as Hash).update(take === plain.length ? plain : plain.subarray(at, at + take));
+      at += take;
+      this.left -= take;
+    }
+    return true;
+  }
+
+  /** The items with their offsets, or the failure. */
+  finish(contentLength: number): { items: OpenedItem[] } | { code: CryptoErrorCode; message: string } {
+    const listed = this.items.reduce((sum, i) => sum + i.length, 0);
+    if (listed !== contentLength) return { code: 'ERR_ENVELOPE_MALFORMED', message: `the batch items add up to ${listed} bytes, the content is ${contentLength}` };
+    let offset = 0;
+    const out: OpenedItem[] = [];
+    for (const [i, item] of this.items.entries()) {
+      if (!eq((this.hashes[i] as Hash).digest(), Buffer.from(item.sha256, 'base64url'))) return { code: 'ERR_ENVELOPE_TAMPERED', message: `batch item ${i} differs from its signed hash` };
+      out.push({ ...item, offset });
+      offset += item.length;
+    }
+    return { items: out };
+  }
 }
 
 const eq = (a: Buffer, b: Buffer): boolean => a.length === b.length && timingSafeEqual(a, b);
@@ -95,12 +154,13 @@ export async function openEnvelope(source: AsyncIterable<Uint8Array>, options: O
   if (!options?.recipient?.agent || !Array.isArray(options.recipient.keys)) throw new TypeError('recipient must name the agent and its decryption keys');
   if (typeof options.resolveSender !== 'function') throw new TypeError('resolveSender must be a function');
   if (!options.replay || typeof options.replay.add !== 'function') throw new TypeError('replay must be a ReplayStore');
-  if (!options.quarantine) throw new TypeError('quarantine must name a path, a directory or a writable');
+  if (!options.quarantine) throw new TypeError('quarantine must name a path, a directory, a writable or memory');
   const reader = new ByteReader((source instanceof Readable ? chunksOf(source) : source)[Symbol.asyncIterator]());
   const quarantine = await openQuarantine(options.quarantine);
   try {
     const { opened, replay } = await readEnvelope(reader, options, quarantine);
     await quarantine.commit();
+    if (quarantine.content) opened.content = quarantine.content;
     // Recorded only after the plaintext is durable, so a failed delivery can be retried.
     if (!(await options.replay.add(replay.key, replay.expiresAt, replay.now))) {
       throw new CryptoError('ERR_ENVELOPE_REPLAYED', `exchange ${opened.exchangeId} from '${opened.from}' was already opened`, { context: reader.context });
@@ -177,6 +237,7 @@ async function readEnvelope(
   }
 
   const hash = createHash('sha256');
+  const itemHasher = meta.items ? new ItemHasher(meta.items) : undefined;
   const prefix = Buffer.from(header.noncePrefix, 'base64url');
   let seq = 0;
   let length = 0;
@@ -195,6 +256,7 @@ async function readEnvelope(
     for await (const piece of reader.pieces(len, `chunk ${seq}`)) {
       const plain = decipher.update(piece);
       hash.update(plain);
+      if (itemHasher && !itemHasher.update(plain)) fail('ERR_ENVELOPE_MALFORMED', 'the content runs past the last batch item', ctx);
       await quarantine.write(plain);
     }
     decipher.setAuthTag(Buffer.from(await reader.read(TAG_BYTES, `tag of chunk ${seq}`)));
@@ -231,6 +293,12 @@ async function readEnvelope(
   if (trailer.chunks !== seq || trailer.contentLength !== length) fail('ERR_ENVELOPE_TRUNCATED', `the trailer counts ${trailer.chunks} chunks / ${trailer.contentLength} bytes, received ${seq} / ${length}`, ctx);
   if (!eq(Buffer.from(trailer.contentSha256, 'base64url'), contentSha256)) fail('ERR_ENVELOPE_TAMPERED', 'the content hash differs from the signed one', ctx);
   if (!(await reader.atEnd())) fail('ERR_ENVELOPE_MALFORMED', 'bytes follow the trailer', ctx);
+  let items: OpenedItem[] | undefined;
+  if (itemHasher) {
+    const checked = itemHasher.finish(length);
+    if ('code' in checked) fail(checked.code, checked.message, ctx);
+    items = checked.items;
+  }
 
   const replay = { key: rkey, expiresAt: new Date(created.getTime() + window + skew), now };
   const opened: OpenedEnvelope = {
@@ -246,6 +314,7 @@ async function readEnvelope(
     chunks: seq,
     sender,
     path: quarantine.path,
+    ...(items ? { items } : {}),
   };
   return { opened, replay };
 }

@@ -2,11 +2,13 @@ import { createCipheriv, createHash, randomBytes, sign, type Hash, type KeyObjec
 import { Readable, Transform, type TransformCallback } from 'node:stream';
 import { isHospitalId, jcs, type VerifiedKeyBundle } from '../../certs/index.ts';
 import {
+  BATCH_CONTENT_TYPE,
   DEFAULT_CHUNK_SIZE,
   ENVELOPE_SUITE,
   ENVELOPE_VERSION,
   EXCHANGE_ID_PATTERN,
   FrameKind,
+  MAX_BATCH_ITEMS,
   MAX_CHUNKS,
   MAX_CHUNK_SIZE,
   MAX_RECIPIENTS,
@@ -54,6 +56,22 @@ export interface SealOptions {
    * would refuse it anyway, since it checks the hash).
    */
   knownContent?: (() => { sha256: Buffer; length: number }) | undefined;
+  /**
+   * Seal a batch: the plaintext is these exchanges' bodies back to back, in
+   * this order, each named (with its length and SHA-256) in the encrypted
+   * metadata. `exchangeId` then names the batch and `contentType` must be
+   * {@link BATCH_CONTENT_TYPE}; the opener checks every item.
+   */
+  batch?: readonly BatchItemInput[] | undefined;
+}
+
+/** One exchange of a batch, as the sealer takes it. */
+export interface BatchItemInput {
+  exchangeId: string;
+  contentType: string;
+  consentRef: string | null;
+  length: number;
+  sha256: Buffer;
 }
 
 /** What a sealer knows once the envelope is complete (for the sender's ledger and receipt matching). */
@@ -85,6 +103,18 @@ function validate(o: SealOptions): number {
   }
   if (typeof o.contentType !== 'string' || o.contentType.length < 1 || o.contentType.length > 255) throw new TypeError('contentType must be 1 to 255 characters');
   if (o.consentRef != null && (typeof o.consentRef !== 'string' || o.consentRef.length < 1 || o.consentRef.length > 256)) throw new TypeError('consentRef must be 1 to 256 characters or null');
+  if (o.batch !== undefined) {
+    if (!Array.isArray(o.batch) || o.batch.length === 0 || o.batch.length > MAX_BATCH_ITEMS) throw new TypeError(`batch must hold 1 to ${MAX_BATCH_ITEMS} items`);
+    if (o.contentType !== BATCH_CONTENT_TYPE || o.consentRef != null) throw new TypeError(`a batch has contentType ${BATCH_CONTENT_TYPE} and no consentRef (each item names its own)`);
+    if (new Set(o.batch.map((i) => i.exchangeId)).size !== o.batch.length) throw new TypeError('batch must not repeat an exchange');
+    for (const i of o.batch) {
+      if (typeof i.exchangeId !== 'string' || !EXCHANGE_ID_PATTERN.test(i.exchangeId)) throw new TypeError(`batch item exchangeId must match ${EXCHANGE_ID_PATTERN}`);
+      if (typeof i.contentType !== 'string' || i.contentType.length < 1 || i.contentType.length > 255 || i.contentType === BATCH_CONTENT_TYPE) throw new TypeError('batch item contentType must be 1 to 255 characters');
+      if (i.consentRef !== null && (typeof i.consentRef !== 'string' || i.consentRef.length < 1 || i.consentRef.length > 256)) throw new TypeError('batch item consentRef must be 1 to 256 characters or null');
+      if (!Number.isSafeInteger(i.length) || i.length < 0) throw new TypeError('batch item length must be a non-negative integer');
+      if (!Buffer.isBuffer(i.sha256) || i.sha256.length !== 32) throw new TypeError('batch item sha256 must be 32 bytes');
+    }
+  } else if (o.contentType === BATCH_CONTENT_TYPE) throw new TypeError(`contentType ${BATCH_CONTENT_TYPE} is for batches`);
   const chunkSize = o.chunkSize ?? DEFAULT_CHUNK_SIZE;
   if (!Number.isInteger(chunkSize) || chunkSize < MIN_CHUNK_SIZE || chunkSize > MAX_CHUNK_SIZE) throw new TypeError(`chunkSize must be an integer from ${MIN_CHUNK_SIZE} to ${MAX_CHUNK_SIZE}`);
   return chunkSize;
@@ -156,7 +186,17 @@ export class SealStream extends Transform {
       chunkSize: this.chunkSize,
       noncePrefix: this.noncePrefix.toString('base64url'),
       keyCommitment: keys.commitment.toString('base64url'),
-      meta: sealMeta({ exchangeId: o.exchangeId, from: o.sender.agent, to: names, contentType: o.contentType, consentRef: o.consentRef ?? null }, keys.meta),
+      meta: sealMeta(
+        {
+          exchangeId: o.exchangeId,
+          from: o.sender.agent,
+          to: names,
+          contentType: o.contentType,
+          consentRef: o.consentRef ?? null,
+          ...(o.batch ? { items: o.batch.map((i) => ({ exchangeId: i.exchangeId, contentType: i.contentType, consentRef: i.consentRef, length: i.length, sha256: i.sha256.toString('base64url') })) } : {}),
+        },
+        keys.meta,
+      ),
     };
     const bytes = jcs(header);
     this.header = header;
@@ -217,6 +257,10 @@ export class SealStream extends Transform {
       const known = this.options.knownContent?.();
       if (known && known.length !== this.contentLength) {
         throw new CryptoError('ERR_ENVELOPE_MALFORMED', `the sealed content is ${this.contentLength} bytes, not the ${known.length} the caller hashed`);
+      }
+      const listed = this.options.batch?.reduce((sum, i) => sum + i.length, 0);
+      if (listed !== undefined && listed !== this.contentLength) {
+        throw new CryptoError('ERR_ENVELOPE_MALFORMED', `the sealed content is ${this.contentLength} bytes, not the ${listed} the batch items add up to`);
       }
       const h = this.header as EnvelopeHeader;
       const trailer: EnvelopeTrailer = {

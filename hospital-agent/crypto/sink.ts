@@ -12,11 +12,15 @@ export type QuarantineTarget =
   /** A new file with a random name in this directory, mode 0600; deleted on failure. */
   | { dir: string }
   /** A caller's stream: ended on success, destroyed with the error on failure. Its bytes are untrusted until `openEnvelope` resolves. */
-  | { writable: Writable };
+  | { writable: Writable }
+  /** Memory, up to `maxBytes` of plaintext (more fails with ERR_ENVELOPE_TOO_LARGE); the opened envelope carries it as `content`. */
+  | { memory: { maxBytes: number } };
 
 /** The quarantine as the opener drives it. */
 export interface Quarantine {
   readonly path: string | undefined;
+  /** The plaintext, once committed, for a memory quarantine. */
+  readonly content?: Buffer | undefined;
   write(buf: Buffer): Promise<void>;
   commit(): Promise<void>;
   discard(reason: Error): Promise<void>;
@@ -53,6 +57,31 @@ class WritableQuarantine implements Quarantine {
   async discard(reason: Error): Promise<void> {
     this.ws.on('error', () => undefined);
     this.ws.destroy(reason);
+  }
+}
+
+class MemoryQuarantine implements Quarantine {
+  readonly path = undefined;
+  content: Buffer | undefined;
+  private parts: Buffer[] = [];
+  private bytes = 0;
+
+  constructor(private readonly maxBytes: number) {}
+
+  async write(buf: Buffer): Promise<void> {
+    this.bytes += buf.length;
+    if (this.bytes > this.maxBytes) throw new CryptoError('ERR_ENVELOPE_TOO_LARGE', `the envelope holds more than the ${this.maxBytes} bytes its memory quarantine takes`);
+    // Decipher output is a fresh buffer per call, so keeping a reference is safe.
+    this.parts.push(buf);
+  }
+
+  async commit(): Promise<void> {
+    this.content = this.parts.length === 1 ? this.parts[0] : Buffer.concat(this.parts, this.bytes);
+    this.parts = [];
+  }
+
+  async discard(): Promise<void> {
+    this.parts = [];
   }
 }
 
@@ -128,6 +157,10 @@ class FileQuarantine implements Quarantine {
 /** Opens the quarantine sink named by `target`. */
 export async function openQuarantine(target: QuarantineTarget): Promise<Quarantine> {
   if ('writable' in target) return new WritableQuarantine(target.writable);
+  if ('memory' in target) {
+    if (!Number.isSafeInteger(target.memory?.maxBytes) || target.memory.maxBytes < 0) throw new TypeError('quarantine.memory.maxBytes must be a non-negative integer');
+    return new MemoryQuarantine(target.memory.maxBytes);
+  }
   const path = 'path' in target ? target.path : join(target.dir, `.quarantine-${randomBytes(12).toString('hex')}.part`);
   let fh: FileHandle;
   try {
