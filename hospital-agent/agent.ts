@@ -1,6 +1,6 @@
 import { once } from 'node:events';
 import { existsSync, mkdirSync, readFileSync } from 'node:fs';
-import type { Server } from 'node:http';
+import { createServer, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { join } from 'node:path';
 import express from 'express';
@@ -8,10 +8,10 @@ import pino, { type Logger } from 'pino';
 import { createKeyBundle, CrlWatcher, generateAgentKeys, loadIdentity, writeFileAtomic, type Identity, type KeyBundle } from '../certs/index.ts';
 import { Ledger, Replicator, type ReplicationTransport, type Trust } from '../ledger/index.ts';
 import { RelayClient, DEFAULT_MAX_MESSAGE, type InboundTransfer, type RelayMessage } from '../relay/protocol/index.ts';
-import { createApiApp, DEFAULT_JSON_LIMIT } from './api/http.ts';
+import { createApiHandler, DEFAULT_JSON_LIMIT } from './api/http.ts';
 import { buildOpenApi } from './api/openapi.ts';
 import { consentRoutes } from './api/routes/consents.ts';
-import { exchangeRoutes } from './api/routes/exchanges.ts';
+import { exchangeRoutes, submitRoute } from './api/routes/exchanges.ts';
 import { inboxRoutes } from './api/routes/inbox.ts';
 import { ledgerRoutes } from './api/routes/ledger.ts';
 import { requestRoutes } from './api/routes/requests.ts';
@@ -95,7 +95,7 @@ export async function startAgent(config: AgentConfig, options: StartAgentOptions
   const ledger = await Ledger.open({ path: join(config.dataDir, 'ledger'), trust: trust(), author: { feed: config.id, signingKey: keys.signing.privateKey, bundle } });
   const store = new ExchangeStore(join(config.dataDir, 'state'));
   await store.open();
-  const inbox = new Inbox(join(config.dataDir, 'inbox'));
+  const inbox = new Inbox(join(config.dataDir, 'inbox'), store);
   const discarded = await inbox.recover();
   if (discarded > 0) log.warn({ discarded }, 'discarded partially received exchanges left by a crash');
   const outbox = new Outbox(join(config.dataDir, 'outbox'));
@@ -155,10 +155,12 @@ export async function startAgent(config: AgentConfig, options: StartAgentOptions
     sender: () => senderKeys(config.id, local()),
     logger: log,
     maxConcurrent: config.limits.maxConcurrentSends,
+    maxBatch: config.limits.maxBatchExchanges,
   });
   engine.on('delivered', (r) => metrics.exchange('out', 'delivered', r.bytes));
   engine.on('failed', (r) => metrics.exchange('out', 'failed', r.bytes));
   engine.on('retry', () => metrics.retries.inc());
+  engine.on('batch', (size) => metrics.batchSize.observe(size));
 
   const webhook = config.inbox.webhook;
   const receiver = new Receiver({
@@ -200,6 +202,7 @@ export async function startAgent(config: AgentConfig, options: StartAgentOptions
     } else if (decoded.kind === 'json') {
       const msg = decoded.message;
       if (msg.t === 'receipt') void engine.onReceipt(m.from, msg.receipt);
+      else if (msg.t === 'receipts') for (const receipt of msg.receipts) void engine.onReceipt(m.from, receipt);
       else if (msg.t === 'receipt.get') void receiver.onReceiptGet(m.from, msg.id);
       else if (msg.t === 'receipt.none') engine.onReceiptNone(m.from, msg.id);
       else if (msg.t === 'records.request') void requests.onRequest(m.from, msg);
@@ -225,7 +228,7 @@ export async function startAgent(config: AgentConfig, options: StartAgentOptions
   relay.on('connectError', (err) => log.warn({ code: err.code, err: { message: err.message } }, 'cannot connect to the relay; retrying'));
   relay.on('undeliverable', (err) => log.debug({ to: err.to, code: err.code }, 'message undeliverable'));
 
-  const exchanges = new ExchangeService({ self: config.id, secret, consents, store, outbox, maxBytes: config.limits.maxExchangeBytes, enqueue: (id) => engine.enqueue(id), ...(config.limits.sendWhileUploading ? { live: (x: Parameters<ExchangeEngine['live']>[0]) => engine.live(x) } : {}) });
+  const exchanges = new ExchangeService({ self: config.id, secret, consents, store, outbox, maxBytes: config.limits.maxExchangeBytes, inlineBodyBytes: config.limits.inlineBodyBytes, enqueue: (id) => engine.enqueue(id), ...(config.limits.sendWhileUploading ? { live: (x: Parameters<ExchangeEngine['live']>[0]) => engine.live(x) } : {}) });
   const v1 = express.Router();
   v1.use(consentRoutes(consents, config.id, { jsonLimit: DEFAULT_JSON_LIMIT }));
   v1.use(exchangeRoutes(exchanges, store, requests));
@@ -233,8 +236,9 @@ export async function startAgent(config: AgentConfig, options: StartAgentOptions
   v1.use(inboxRoutes(inbox));
   v1.use(ledgerRoutes(ledger, replicator, trust, config.id));
   const open = express.Router();
-  open.get('/healthz', (_req, res) => {
-    res.json({ status: 'ok', agent: config.id, relay: relay.connected ? 'connected' : 'disconnected' });
+  open.get('/healthz', async (_req, res) => {
+    // Outgoing exchanges not yet delivered or failed: a queue that only grows means the relay or a recipient is away.
+    res.json({ status: 'ok', agent: config.id, relay: relay.connected ? 'connected' : 'disconnected', outbox: await store.countUnfinished() });
   });
   open.get('/metrics', async (_req, res) => {
     metrics.outboxQueued.set(await store.countUnfinished());
@@ -242,8 +246,8 @@ export async function startAgent(config: AgentConfig, options: StartAgentOptions
     if (head) metrics.ledgerSeq.set(head.seq);
     res.type(metrics.registry.contentType).send(await metrics.registry.metrics());
   });
-  const app = createApiApp({ tokens, logger: log, v1, open, openapi: buildOpenApi(config.id) });
-  const server: Server = app.listen(config.api.port, config.api.host);
+  const handler = createApiHandler({ tokens, logger: log, v1, open, openapi: buildOpenApi(config.id), fast: [submitRoute(exchanges, requests)] });
+  const server: Server = createServer(handler).listen(config.api.port, config.api.host);
   await once(server, 'listening');
   server.requestTimeout = 0; // Large uploads stream for as long as they need; idle sockets still time out.
   const apiPort = (server.address() as AddressInfo).port;

@@ -5,6 +5,8 @@ import { z } from 'zod';
 import { HOSPITAL_ID_PATTERN } from '../certs/index.ts';
 import { MIN_TOKEN_LENGTH, type ApiToken } from './api/auth.ts';
 import { MIN_PATIENT_SECRET_BYTES } from './consent/patient.ts';
+import { MAX_BATCH_ITEMS } from './crypto/format.ts';
+import { DEFAULT_MAX_BATCH } from './engine/sender.ts';
 
 /** Default local API address: loopback only, so only the EHR host can reach it. */
 export const DEFAULT_API_HOST = '127.0.0.1';
@@ -14,6 +16,10 @@ export const DEFAULT_API_PORT = 8480;
 export const DEFAULT_MAX_EXCHANGE_BYTES = 16 * 1024 ** 3;
 /** Sends in flight at once; more are queued. */
 export const DEFAULT_MAX_CONCURRENT_SENDS = 4;
+/** Bodies up to this size are kept in the state database and travel in batch envelopes (`limits.inlineBodyBytes`). */
+export const DEFAULT_INLINE_BODY_BYTES = 256 * 1024;
+/** Largest `limits.inlineBodyBytes`: a batch of one such body must fit a batch envelope. */
+export const MAX_INLINE_BODY_BYTES = 1024 * 1024;
 /** Env var prefix: `api.port` is HIE_AGENT_API_PORT. */
 export const AGENT_ENV_PREFIX = 'HIE_AGENT_';
 
@@ -76,6 +82,10 @@ export const agentConfigSchema = z.strictObject({
       maxConcurrentSends: int(1, 256).default(DEFAULT_MAX_CONCURRENT_SENDS),
       /** Seal and send a binary body while it uploads (its trailer waits until it is stored and logged). */
       sendWhileUploading: z.boolean().default(true),
+      /** Bodies up to this size (with a Content-Length) are kept in the state database and sent in batch envelopes; 0 turns that off. */
+      inlineBodyBytes: int(0, MAX_INLINE_BODY_BYTES).default(DEFAULT_INLINE_BODY_BYTES),
+      /** Most small exchanges to one recipient sealed into one batch envelope (1: each in its own). */
+      maxBatchExchanges: int(1, MAX_BATCH_ITEMS).default(DEFAULT_MAX_BATCH),
     })
     .prefault({}),
   log: z.strictObject({ level: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info') }).prefault({}),

@@ -1,4 +1,4 @@
-import { Counter, Gauge, Registry, collectDefaultMetrics } from 'prom-client';
+import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
 
 /** Prometheus metrics of one agent (names prefixed `hie_agent_`); labels never carry ids or PHI. */
 export class AgentMetrics {
@@ -10,6 +10,12 @@ export class AgentMetrics {
   readonly relayConnected = new Gauge({ name: 'hie_agent_relay_connected', help: '1 while connected to a relay', registers: [this.registry] });
   readonly outboxQueued = new Gauge({ name: 'hie_agent_outbox_unfinished', help: 'Outgoing exchanges not yet delivered or failed', registers: [this.registry] });
   readonly ledgerSeq = new Gauge({ name: 'hie_agent_ledger_head_seq', help: "Sequence number of this hospital's newest ledger entry", registers: [this.registry] });
+  readonly batchSize = new Histogram({
+    name: 'hie_agent_batch_exchanges',
+    help: 'Small exchanges sent per batch envelope (batches grow while every send slot is busy)',
+    buckets: [1, 2, 4, 8, 16, 32, 64],
+    registers: [this.registry],
+  });
 
   constructor() {
     collectDefaultMetrics({ register: this.registry, prefix: 'hie_agent_' });

@@ -1,8 +1,9 @@
 import { randomUUID } from 'node:crypto';
-import express, { type ErrorRequestHandler, type Express, type NextFunction, type Request, type Response, type Router } from 'express';
+import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
+import express, { type ErrorRequestHandler, type NextFunction, type Request, type Response, type Router } from 'express';
 import helmet from 'helmet';
 import { AGENT_ERRORS, AgentError } from '../errors.ts';
-import { bearerAuth, type ApiToken } from './auth.ts';
+import { Authenticator, bearerAuth, type ApiToken } from './auth.ts';
 
 /** Largest JSON request body the API parses. */
 export const DEFAULT_JSON_LIMIT = '1mb';
@@ -14,6 +15,8 @@ export interface ApiLogger {
   info(obj: object, msg?: string): void;
   warn(obj: object, msg?: string): void;
   error(obj: object, msg?: string): void;
+  /** pino's level check: when present, request lines are built only if `info` is on. */
+  isLevelEnabled?(level: string): boolean;
 }
 
 /** Options of {@link createApiApp}. */
@@ -34,11 +37,21 @@ export interface ErrorBody {
   error: { code: string; message: string; requestId: string; detail?: Record<string, unknown> };
 }
 
+/** Writes a JSON answer (as express `res.json` would, without an ETag); works on a plain ServerResponse too. */
+export function writeJson(res: ServerResponse, status: number, body: unknown, headers: Record<string, string> = {}): void {
+  const text = JSON.stringify(body);
+  res.statusCode = status;
+  for (const [name, value] of Object.entries(headers)) res.setHeader(name, value);
+  res.setHeader('Content-Type', 'application/json; charset=utf-8');
+  res.setHeader('Content-Length', Buffer.byteLength(text));
+  res.end(text);
+}
+
 /** Sends an {@link AgentError} as JSON with its status. */
-export function sendError(res: Response, err: AgentError): void {
-  const body: ErrorBody = { error: { code: err.code, message: err.message, requestId: String(res.locals['requestId'] ?? '') } };
+export function sendError(res: ServerResponse, err: AgentError, requestId = String((res as Response).locals?.['requestId'] ?? '')): void {
+  const body: ErrorBody = { error: { code: err.code, message: err.message, requestId } };
   if (err.detail) body.error.detail = err.detail;
-  res.status(err.status).json(body);
+  writeJson(res, err.status, body);
 }
 
 /** Maps anything thrown in a handler to an AgentError (body-parser errors included). */
@@ -54,51 +67,79 @@ export function toAgentError(err: unknown): AgentError {
   return new AgentError('ERR_INTERNAL', 'internal error', { cause: err });
 }
 
+/** What a {@link FastRoute} answers with. */
+export interface FastAnswer {
+  status: number;
+  body: unknown;
+  headers?: Record<string, string>;
+}
+
 /**
- * The local API's express app: helmet, request ids (`X-Request-Id`, echoed or
- * generated), bearer auth with rate-limited failures on /v1, JSON errors with
- * codes from the registry, a JSON 404, and /openapi.json.
+ * A route served straight from node:http, outside express, with the same
+ * security headers, request id, authentication, errors and log line as every
+ * other route. For the one hot route, `POST /v1/exchanges` (every exchange an
+ * EHR submits): express's per-request work costs as much as the agent's own.
+ * Only the exact method and path (no query string) take it.
  */
-export function createApiApp(options: ApiAppOptions): Express {
+export interface FastRoute {
+  method: string;
+  path: string;
+  /** The route's name in the request log (as express would name it). */
+  route: string;
+  handle(req: IncomingMessage, principal: string): Promise<FastAnswer>;
+}
+
+/** The API's HTTP request listener: fast routes first, everything else through express. */
+export type ApiHandler = (req: IncomingMessage, res: ServerResponse) => void;
+
+/**
+ * The local API: an express app (helmet, request ids (`X-Request-Id`, echoed
+ * or generated), bearer auth with rate-limited failures on /v1, JSON errors
+ * with codes from the registry, a JSON 404, and /openapi.json) behind a
+ * listener that serves the {@link FastRoute}s with the same pieces.
+ */
+export function createApiHandler(options: ApiAppOptions & { fast?: readonly FastRoute[] }): ApiHandler {
+  const security = helmet();
+  const auth = new Authenticator(options.tokens, options.auth);
+  const logRequests = !options.logger.isLevelEnabled || options.logger.isLevelEnabled('info');
+  // Paths only, never query strings or bodies: they may name a patient.
+  const requestId = (req: IncomingMessage, res: ServerResponse, route: () => string, principal: () => unknown): string => {
+    const incoming = req.headers['x-request-id'];
+    const id = typeof incoming === 'string' && REQUEST_ID.test(incoming) ? incoming : randomUUID();
+    res.setHeader('X-Request-Id', id);
+    if (logRequests) {
+      const started = process.hrtime.bigint();
+      res.on('finish', () => {
+        options.logger.info({ requestId: id, method: req.method, route: route(), status: res.statusCode, ms: Number(process.hrtime.bigint() - started) / 1e6, principal: principal() }, 'api request');
+      });
+    }
+    return id;
+  };
+  const authFailed = (req: IncomingMessage, id: string, reason: string): void => options.logger.warn({ requestId: id, ip: req.socket.remoteAddress, reason }, 'api authentication failed');
+  const internal = (id: string, route: string, err: unknown): void =>
+    options.logger.error({ requestId: id, route, err: { name: (err as Error)?.name, message: (err as Error)?.message } }, 'api internal error');
+
   const app = express();
   app.disable('x-powered-by');
+  // Answers are small, dynamic JSON: an ETag (a SHA-1 of every body) buys nothing.
+  app.set('etag', false);
   app.set('trust proxy', false);
-  app.use(helmet());
+  app.use(security);
   app.use((req: Request, res: Response, next: NextFunction) => {
-    const incoming = req.get('x-request-id');
-    const id = incoming && REQUEST_ID.test(incoming) ? incoming : randomUUID();
-    res.locals['requestId'] = id;
-    res.setHeader('X-Request-Id', id);
-    const started = process.hrtime.bigint();
-    res.on('finish', () => {
-      // Paths only, never query strings or bodies: they may name a patient.
-      options.logger.info(
-        { requestId: id, method: req.method, route: req.route?.path ?? req.path, status: res.statusCode, ms: Number(process.hrtime.bigint() - started) / 1e6, principal: res.locals['principal'] },
-        'api request',
-      );
-    });
+    res.locals['requestId'] = requestId(req, res, () => req.route?.path ?? req.path, () => res.locals['principal']);
     next();
   });
   if (options.open) app.use(options.open);
   app.get('/openapi.json', (_req, res) => {
     res.json(options.openapi);
   });
-  app.use(
-    '/v1',
-    ...bearerAuth(options.tokens, {
-      ...options.auth,
-      onFailure: (req, reason) => options.logger.warn({ requestId: req.res?.locals['requestId'], ip: req.ip, reason }, 'api authentication failed'),
-    }),
-    options.v1,
-  );
+  app.use('/v1', ...bearerAuth(auth, { onFailure: (req, reason) => authFailed(req, String(req.res?.locals['requestId'] ?? ''), reason) }), options.v1);
   app.use((_req: Request, _res: Response, next: NextFunction) => {
     next(new AgentError('ERR_NOT_FOUND', 'no such route'));
   });
   const onError: ErrorRequestHandler = (err, req, res, _next) => {
     const e = toAgentError(err);
-    if (e.code === 'ERR_INTERNAL') {
-      options.logger.error({ requestId: res.locals['requestId'], route: req.path, err: { name: (err as Error)?.name, message: (err as Error)?.message } }, 'api internal error');
-    }
+    if (e.code === 'ERR_INTERNAL') internal(String(res.locals['requestId'] ?? ''), req.path, err);
     if (res.headersSent) {
       res.destroy();
       return;
@@ -106,7 +147,42 @@ export function createApiApp(options: ApiAppOptions): Express {
     sendError(res, e);
   };
   app.use(onError);
-  return app;
+
+  const fast = new Map((options.fast ?? []).map((f) => [`${f.method} ${f.path}`, f]));
+  const serveFast = async (route: FastRoute, req: IncomingMessage, res: ServerResponse): Promise<void> => {
+    let principal: string | undefined;
+    const id = requestId(req, res, () => route.route, () => principal);
+    try {
+      const outcome = await auth.authenticate(req);
+      if ('error' in outcome) {
+        authFailed(req, id, outcome.reason);
+        throw outcome.error;
+      }
+      principal = outcome.principal;
+      const answer = await route.handle(req, principal);
+      writeJson(res, answer.status, answer.body, answer.headers);
+    } catch (err) {
+      const e = toAgentError(err);
+      if (e.code === 'ERR_INTERNAL') internal(id, route.route, err);
+      if (res.headersSent) res.destroy();
+      else sendError(res, e, id);
+    }
+  };
+  return (req, res) => {
+    const route = fast.size > 0 ? fast.get(`${req.method} ${req.url}`) : undefined;
+    // An address with failed attempts goes through express, where the rate limiter stands first.
+    if (!route || auth.suspect(req)) {
+      app(req, res);
+      return;
+    }
+    security(req, res, () => void serveFast(route, req, res));
+  };
+}
+
+/** {@link createApiHandler} as an app that can listen (`app.listen(port, host)` starts a node:http server). */
+export function createApiApp(options: ApiAppOptions & { fast?: readonly FastRoute[] }): ApiHandler & { listen(port: number, host?: string): Server } {
+  const handler = createApiHandler(options);
+  return Object.assign(handler, { listen: (port: number, host?: string): Server => createServer(handler).listen(port, host) });
 }
 
 /** Error responses of the registry, for the OpenAPI document. */

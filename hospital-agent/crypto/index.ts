@@ -36,6 +36,9 @@ export {
 } from './replay.ts';
 export {
   createReceipt,
+  createReceipts,
+  receiptSignature,
+  MAX_RECEIPT_BATCH,
   deliveredReceipt,
   verifyReceipt,
   RECEIPT_VERSION,

@@ -2,18 +2,24 @@ import type { Readable } from 'node:stream';
 import type { Ledger } from '../../ledger/index.ts';
 import {
   createReceipt,
+  createReceipts,
   deliveredReceipt,
   openEnvelope,
+  type OpenedEnvelope,
+  type OpenedItem,
   type Receipt,
   type RecipientKeys,
   type ReplayStore,
   type SenderKeys,
 } from '../crypto/index.ts';
-import type { ExchangeStore } from '../store/exchanges.ts';
+import type { ExchangeStore, InlineDelivery } from '../store/exchanges.ts';
 import type { Inbox, InboxMeta } from '../store/inbox.ts';
 import type { EngineLogger } from './sender.ts';
 import type { PeerDirectory } from './peers.ts';
-import { decodeTransferMeta, type WireMessage } from './wire.ts';
+import { decodeTransferMeta, MAX_RECEIPTS_PER_MESSAGE, type WireMessage } from './wire.ts';
+
+/** Most plaintext a batch envelope may hold: batches are opened in memory (senders keep them to about 1 MiB). */
+export const MAX_BATCH_BYTES = 4 * 1024 * 1024;
 
 /** An inbound transfer as the receiver needs it (the relay client's InboundTransfer fits). */
 export interface IncomingTransfer extends Readable {
@@ -74,6 +80,7 @@ export class Receiver {
       transfer.abort('rejected', 'malformed transfer meta');
       return;
     }
+    if (meta.n !== undefined) return this.onBatch(transfer, meta.x, meta.n);
     const exchangeId = meta.x;
     const from = transfer.from;
     const key = `${from}!${exchangeId}`;
@@ -150,35 +157,140 @@ export class Receiver {
       this.o.onDelivered?.(released);
     } catch (err) {
       await quarantine.discard();
-      const raw = (err as { code?: unknown }).code;
-      const code = typeof raw === 'string' && ERR_CODE.test(raw) ? raw : 'ERR_ENVELOPE_REJECTED';
-      this.o.onRefused?.(code);
-      this.o.logger.warn({ exchange: exchangeId, from, code }, 'inbound envelope refused');
-      if (code === 'ERR_ENVELOPE_REPLAYED') return;
-      // A transfer cut off in transit is retried by the sender; anything else gets a failed receipt.
-      if (code === 'ERR_ENVELOPE_TRUNCATED' && transfer.destroyed) return;
+      this.refuse(transfer, exchangeId, err);
+    }
+  }
+
+  /** Reports a refused envelope (metrics, log) and, unless the sender will retry anyway, answers with a failed receipt. */
+  private refuse(transfer: IncomingTransfer, exchangeId: string, err: unknown): void {
+    const from = transfer.from;
+    const raw = (err as { code?: unknown }).code;
+    const code = typeof raw === 'string' && ERR_CODE.test(raw) ? raw : 'ERR_ENVELOPE_REJECTED';
+    this.o.onRefused?.(code);
+    this.o.logger.warn({ exchange: exchangeId, from, code }, 'inbound envelope refused');
+    if (code === 'ERR_ENVELOPE_REPLAYED') return;
+    // A transfer cut off in transit is retried by the sender; anything else gets a failed receipt.
+    if (code === 'ERR_ENVELOPE_TRUNCATED' && transfer.destroyed) return;
+    try {
+      const failed = createReceipt({ exchangeId, sender: from, headerHash: null, contentHash: null, disposition: { failed: code } }, this.o.signer());
+      this.o.send(from, { t: 'receipt', receipt: failed as unknown as Record<string, unknown> });
+    } catch {
+      // The exchange id itself may be unusable; the sender times out and retries.
+    }
+  }
+
+  /**
+   * Receives a batch envelope (several small exchanges in one transfer):
+   * opens it in memory, releases every exchange not delivered before to the
+   * inbox in one atomic batch with its receipt, logs `exchange.received` for
+   * each, and answers with one signed receipt per exchange. An exchange this
+   * agent already has gets a fresh receipt naming this envelope, and nothing
+   * is delivered twice. A refused envelope gets one failed receipt, for the
+   * batch id.
+   */
+  private async onBatch(transfer: IncomingTransfer, batchId: string, count: number): Promise<void> {
+    const from = transfer.from;
+    const key = `${from}!${batchId}`;
+    if (this.receiving.has(key)) {
+      transfer.abort('cancelled', 'already being received');
+      return;
+    }
+    this.receiving.add(key);
+    const claimed: string[] = [];
+    try {
+      let opened: OpenedEnvelope;
       try {
-        const failed = createReceipt({ exchangeId, sender: from, headerHash: null, contentHash: null, disposition: { failed: code } }, this.o.signer());
-        this.o.send(from, { t: 'receipt', receipt: failed as unknown as Record<string, unknown> });
-      } catch {
-        // The exchange id itself may be unusable; the sender times out and retries.
+        opened = await openEnvelope(transfer, {
+          recipient: this.o.recipientKeys(),
+          resolveSender: this.o.peers.signerLookup(),
+          quarantine: { memory: { maxBytes: MAX_BATCH_BYTES } },
+          replay: this.o.replay,
+        });
+        if (opened.exchangeId !== batchId || opened.from !== from || !opened.to.includes(this.o.self) || opened.items?.length !== count || !opened.content) {
+          throw Object.assign(new Error('envelope does not match its transfer'), { code: 'ERR_ENVELOPE_WRONG_RECIPIENT' });
+        }
+      } catch (err) {
+        this.refuse(transfer, batchId, err);
+        return;
       }
+      // An exchange another transfer is delivering right now (a copy orphaned by a relay failover) is left to it.
+      const items = opened.items.filter((item) => {
+        const k = `${from}!${item.exchangeId}`;
+        if (this.receiving.has(k)) return false;
+        this.receiving.add(k);
+        claimed.push(k);
+        return true;
+      });
+      await this.deliverBatch(opened, items);
+    } catch (err) {
+      this.o.logger.error({ batch: batchId, from, err: { message: (err as Error).message } }, 'inbound batch failed');
+    } finally {
+      this.receiving.delete(key);
+      for (const k of claimed) this.receiving.delete(k);
+    }
+  }
+
+  private async deliverBatch(opened: OpenedEnvelope, items: OpenedItem[]): Promise<void> {
+    const from = opened.from;
+    const content = opened.content as Buffer;
+    const signer = this.o.signer();
+    const receivedAt = new Date();
+    const previous = await this.o.store.issuedReceipts(from, items.map((i) => i.exchangeId));
+    // The same exchange id with other content than delivered before: answer with what was delivered (the sender sees the mismatch).
+    const conflicting = items.filter((item, n) => (previous[n] as Receipt | undefined)?.contentHash !== undefined && (previous[n] as Receipt).contentHash !== item.sha256);
+    const answers: Receipt[] = conflicting.map((item) => previous[items.indexOf(item)] as Receipt);
+    const accepted = items.filter((item) => !conflicting.includes(item));
+    // One signature for all of them: each receipt carries its proof of being under the signed Merkle root.
+    const receipts = createReceipts(
+      accepted.map((item) => ({ exchangeId: item.exchangeId, sender: from, headerHash: opened.headerHash, contentHash: item.sha256, disposition: 'delivered' as const, receivedAt })),
+      signer,
+    );
+    const fresh: InlineDelivery[] = [];
+    const again: Array<{ meta: InboxMeta; receipt: Receipt }> = [];
+    accepted.forEach((item, n) => {
+      const before = previous[items.indexOf(item)] as Receipt | undefined;
+      const receipt = receipts[n] as Receipt;
+      answers.push(receipt);
+      const meta: InboxMeta = {
+        exchangeId: item.exchangeId,
+        from,
+        contentType: item.contentType,
+        bytes: item.length,
+        contentSha256: item.sha256,
+        receivedAt: receivedAt.toISOString(),
+        verification: {
+          signature: 'verified',
+          senderKid: opened.sender.signingKid,
+          headerHash: opened.headerHash,
+          created: opened.created.toISOString(),
+          consentRef: item.consentRef,
+          batch: opened.exchangeId,
+        },
+      };
+      if (before) again.push({ meta, receipt });
+      else fresh.push({ meta, content: content.subarray(item.offset, item.offset + item.length), receipt });
+    });
+    await this.o.store.releaseInline(fresh);
+    await Promise.all(fresh.map(({ meta }) => this.o.ledger.append(receivedEntry(meta))));
+    // Delivered before (its receipt got lost): the new receipt names this envelope; the ledger entry is there
+    // unless a crash came between the release and the log.
+    for (const { meta, receipt } of again) {
+      await this.o.store.saveIssuedReceipt(from, meta.exchangeId, receipt);
+      await this.logReceived(meta);
+    }
+    for (let i = 0; i < answers.length; i += MAX_RECEIPTS_PER_MESSAGE) {
+      this.o.send(from, { t: 'receipts', receipts: answers.slice(i, i + MAX_RECEIPTS_PER_MESSAGE) as unknown as Array<Record<string, unknown>> });
+    }
+    for (const { meta } of fresh) {
+      this.o.logger.info({ exchange: meta.exchangeId, from, bytes: meta.bytes, batch: opened.exchangeId }, 'exchange received');
+      this.o.onDelivered?.(meta);
     }
   }
 
   private async logReceived(meta: InboxMeta): Promise<void> {
     const already = (await this.o.ledger.byExchange(meta.exchangeId)).some((e) => e.entry.feed === this.o.self && e.entry.type === 'exchange.received');
     if (already) return;
-    await this.o.ledger.append({
-      type: 'exchange.received',
-      body: {
-        exchange: meta.exchangeId,
-        from: meta.from,
-        contentType: meta.contentType.split(';')[0]?.trim().toLowerCase() ?? 'application/octet-stream',
-        bytes: meta.bytes,
-        hash: meta.contentSha256,
-      },
-    });
+    await this.o.ledger.append(receivedEntry(meta));
   }
 
   private async recoverReceipt(meta: InboxMeta): Promise<Receipt> {
@@ -191,4 +303,18 @@ export class Receiver {
     await this.o.store.saveIssuedReceipt(meta.from, meta.exchangeId, receipt);
     return receipt;
   }
+}
+
+/** The `exchange.received` entry of an inbox item. */
+function receivedEntry(meta: InboxMeta): { type: 'exchange.received'; body: { exchange: string; from: string; contentType: string; bytes: number; hash: string } } {
+  return {
+    type: 'exchange.received',
+    body: {
+      exchange: meta.exchangeId,
+      from: meta.from,
+      contentType: meta.contentType.split(';')[0]?.trim().toLowerCase() ?? 'application/octet-stream',
+      bytes: meta.bytes,
+      hash: meta.contentSha256,
+    },
+  };
 }

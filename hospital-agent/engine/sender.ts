@@ -1,10 +1,11 @@
+import { createHash, randomUUID } from 'node:crypto';
 import { EventEmitter } from 'node:events';
-import { PassThrough, type Readable, type Writable } from 'node:stream';
+import { PassThrough, Readable, type Writable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
-import type { Ledger } from '../../ledger/index.ts';
+import type { BodyOf, Ledger } from '../../ledger/index.ts';
 import { backoffDelay, TransferAbortedError, RelayError, type VerifiedUsage } from '../../relay/protocol/index.ts';
 import { scopeOf, type Purpose } from '../consent/model.ts';
-import { sealEnvelope, verifyReceipt, type SealStream, type SenderKeys, type VerifiedReceipt } from '../crypto/index.ts';
+import { BATCH_CONTENT_TYPE, receiptSignature, sealEnvelope, verifyReceipt, type BatchItemInput, type Receipt, type SealStream, type SenderKeys, type VerifiedReceipt } from '../crypto/index.ts';
 import { AgentError } from '../errors.ts';
 import type { ConsentService } from '../services/consents.ts';
 import type { ExchangeRecord, ExchangeStore } from '../store/exchanges.ts';
@@ -23,6 +24,19 @@ export const DEFAULT_MAX_EXCHANGE_AGE_MS = 24 * 3600_000;
 export const DEFAULT_RETRY_BASE_MS = 500;
 /** Longest wait between two attempts. */
 export const DEFAULT_RETRY_MAX_MS = 60_000;
+/** Most small exchanges to one recipient sealed into one batch envelope (`limits.maxBatchExchanges`). */
+export const DEFAULT_MAX_BATCH = 32;
+/** Most body bytes one batch envelope carries. */
+export const DEFAULT_MAX_BATCH_BYTES = 1024 * 1024;
+/** Queue entries {@link ExchangeEngine.kick} looks at past the point where every send slot is taken. */
+const LOOKAHEAD = 256;
+/**
+ * Batch envelopes in flight to one recipient at most. While they travel,
+ * new exchanges for that recipient wait and go together in the next batch:
+ * under load batches grow to what arrives in a round trip (fewer envelopes,
+ * signatures and transfers per exchange); a lone exchange still goes at once.
+ */
+export const DEFAULT_BATCHES_PER_RECIPIENT = 1;
 
 /** What the engine needs from the relay connection. */
 export interface RelayPort {
@@ -74,7 +88,14 @@ export interface EngineOptions {
   send?: (to: string, message: WireMessage) => void;
   sender: () => SenderKeys;
   logger: EngineLogger;
+  /** Sends (single envelopes or batches) in flight at once. */
   maxConcurrent: number;
+  /** Most inline exchanges per batch envelope (default {@link DEFAULT_MAX_BATCH}; 1 sends each in its own). */
+  maxBatch?: number;
+  /** Most body bytes per batch envelope (default {@link DEFAULT_MAX_BATCH_BYTES}). */
+  maxBatchBytes?: number;
+  /** Batch envelopes in flight to one recipient at most (default {@link DEFAULT_BATCHES_PER_RECIPIENT}). */
+  batchesPerRecipient?: number;
   receiptTimeoutMs?: number;
   maxAgeMs?: number;
   retry?: { baseMs: number; maxMs: number };
@@ -83,6 +104,8 @@ export interface EngineOptions {
 
 /** Events of the engine (metrics and tests listen). */
 export interface EngineEvents {
+  /** A batch envelope is on its way with this many exchanges. */
+  batch: [size: number];
   delivered: [record: ExchangeRecord];
   failed: [record: ExchangeRecord];
   retry: [record: ExchangeRecord, error: Error];
@@ -99,6 +122,56 @@ function b64(hex: string): string {
 }
 
 /**
+ * The receipts of one batch envelope as they arrive (or are given up on),
+ * and a failed receipt for the batch as a whole.
+ */
+class BatchReceipts {
+  readonly results = new Map<string, unknown>();
+  failure: unknown;
+  private wake: (() => void) | undefined;
+
+  constructor(private readonly size: number) {}
+
+  get complete(): boolean {
+    return this.failure !== undefined || this.results.size >= this.size;
+  }
+
+  /** A receipt for `id` (undefined: stop waiting for it); the first answer counts. */
+  put(id: string, receipt: unknown): void {
+    if (this.results.has(id)) return;
+    this.results.set(id, receipt);
+    if (this.complete) this.wake?.();
+  }
+
+  /** The recipient refused the whole envelope. */
+  fail(receipt: unknown): void {
+    this.failure ??= receipt;
+    this.wake?.();
+  }
+
+  /** Resolves when every receipt is in, or after `ms`. */
+  wait(ms: number): Promise<void> {
+    if (this.complete) return Promise.resolve();
+    return new Promise((resolve) => {
+      const timer = setTimeout(resolve, ms);
+      timer.unref();
+      this.wake = () => {
+        clearTimeout(timer);
+        resolve();
+      };
+    });
+  }
+}
+
+/** One receipt to settle, with the header hash it must name (that of the envelope it answers) and the charges to log with it. */
+interface Settlement {
+  record: ExchangeRecord;
+  receipt: unknown;
+  headerHash: string | undefined;
+  charges?: Array<BodyOf<'payment.charged'>>;
+}
+
+/**
  * Sends queued exchanges: re-checks consent, seals the stored body to the
  * recipient's CA-verified key, streams it through the relay, waits for the
  * signed receipt and writes each step to the ledger exactly once. Transient
@@ -107,7 +180,12 @@ function b64(hex: string): string {
  * never delivers twice.
  */
 export class ExchangeEngine extends EventEmitter<EngineEvents> {
+  /** Exchanges being worked on (sent, or a late receipt settled). */
   private readonly active = new Set<string>();
+  /** Sends in flight: a single envelope or a batch each. */
+  private sends = 0;
+  /** Batch envelopes in flight, by recipient. */
+  private readonly batchesTo = new Map<string, number>();
   /** Exchanges waiting to be sent, with the time (ms) they are due. */
   private readonly queue = new Map<string, number>();
   private readonly receiptWaiters = new Map<string, (receipt: unknown) => void>();
@@ -141,9 +219,9 @@ export class ExchangeEngine extends EventEmitter<EngineEvents> {
     if (this.timer) clearTimeout(this.timer);
   }
 
-  /** Number of sends in progress. */
+  /** Number of sends (single envelopes or batches) in progress. */
   get inFlight(): number {
-    return this.active.size;
+    return this.sends;
   }
 
   /** Queues a newly accepted exchange for sending now. */
@@ -152,23 +230,72 @@ export class ExchangeEngine extends EventEmitter<EngineEvents> {
     this.kick();
   }
 
-  /** Starts every due exchange the concurrency limit allows, and arms a timer for the next one. */
+  /**
+   * Starts every due exchange the concurrency limit allows, and arms a timer
+   * for the next one. Due inline (small) exchanges to one recipient share a
+   * send: up to `maxBatch` of them go in one batch envelope. Nothing waits to
+   * fill a batch: when a send slot is free, whatever is due goes now, so
+   * batches grow only while every slot is busy (under load).
+   */
   kick(): void {
     if (this.stopped) return;
     const now = this.now().getTime();
+    const maxBatch = this.o.maxBatch ?? DEFAULT_MAX_BATCH;
+    const maxBatchBytes = this.o.maxBatchBytes ?? DEFAULT_MAX_BATCH_BYTES;
     let nextDue = Number.POSITIVE_INFINITY;
+    const batches = new Map<string, { records: ExchangeRecord[]; bytes: number }>();
+    // Once every slot is taken, only the batches started here can still take exchanges: look a bounded way
+    // further for them, so a long queue (a relay outage) costs nothing per call.
+    let lookahead = 0;
     for (const [id, due] of this.queue) {
-      if (this.active.size >= this.o.maxConcurrent) break;
+      if (this.sends >= this.o.maxConcurrent && (batches.size === 0 || (lookahead += 1) > LOOKAHEAD)) {
+        // Not scanned: the timer below must still cover it, so it is due no later than now + the retry cap.
+        nextDue = Math.min(nextDue, now + DEFAULT_RETRY_BASE_MS);
+        break;
+      }
       if (due > now) {
         nextDue = Math.min(nextDue, due);
         continue;
       }
+      const record = maxBatch > 1 ? this.o.store.peek(id) : undefined;
+      if (record?.inline && record.status === 'queued') {
+        const open = batches.get(record.to);
+        if (open && open.records.length < maxBatch && open.bytes + record.bytes <= maxBatchBytes) {
+          open.records.push(record);
+          open.bytes += record.bytes;
+          this.queue.delete(id);
+          this.active.add(id);
+          continue;
+        }
+        if (open || this.sends >= this.o.maxConcurrent || (this.batchesTo.get(record.to) ?? 0) >= (this.o.batchesPerRecipient ?? DEFAULT_BATCHES_PER_RECIPIENT)) continue;
+        this.sends += 1;
+        this.batchesTo.set(record.to, (this.batchesTo.get(record.to) ?? 0) + 1);
+        batches.set(record.to, { records: [record], bytes: record.bytes });
+        this.queue.delete(id);
+        this.active.add(id);
+        continue;
+      }
+      if (this.sends >= this.o.maxConcurrent) continue;
+      this.sends += 1;
       this.queue.delete(id);
       this.active.add(id);
       void this.runById(id).finally(() => {
         this.active.delete(id);
+        this.sends -= 1;
         this.kick();
       });
+    }
+    for (const [to, batch] of batches) {
+      void this.runBatch(to, batch.records)
+        .catch((err: Error) => this.o.logger.error({ err: { message: err.message } }, 'batch send failed unexpectedly'))
+        .finally(() => {
+          for (const r of batch.records) this.active.delete(r.id);
+          this.sends -= 1;
+          const left = (this.batchesTo.get(to) ?? 1) - 1;
+          if (left > 0) this.batchesTo.set(to, left);
+          else this.batchesTo.delete(to);
+          this.kick();
+        });
     }
     if (this.timer) clearTimeout(this.timer);
     this.timer = undefined;
@@ -222,6 +349,10 @@ export class ExchangeEngine extends EventEmitter<EngineEvents> {
     try {
       await this.settleReceipt(record, receipt);
     } catch (err) {
+      if (err instanceof Final) {
+        await this.handleFailure(record, err);
+        return;
+      }
       this.o.logger.warn({ exchange: record.id, err: { message: (err as Error).message } }, 'late receipt rejected');
       const latest = await this.o.store.get(record.id);
       if (latest?.status === 'queued' || latest?.status === 'sending') this.queue.set(record.id, due ?? 0);
@@ -288,7 +419,13 @@ export class ExchangeEngine extends EventEmitter<EngineEvents> {
     // The outbox hashed the body as it stored it: the envelope carries that hash, so the recipient refuses a
     // body that changed on disk since, instead of releasing it.
     const known = { sha256: Buffer.from(record.contentSha256, 'hex'), length: record.bytes };
-    return this.awaitReceipt(record, this.startSend(record, bundle, this.o.outbox.read(record.id), () => known));
+    let source: Readable;
+    if (record.inline) {
+      const body = await this.o.store.body(record.id);
+      if (!body) throw new Final('internal', 'ERR_OUTBOX_MISSING', 'the stored body is missing');
+      source = Readable.from([body], { objectMode: false });
+    } else source = this.o.outbox.read(record.id);
+    return this.awaitReceipt(record, this.startSend(record, bundle, source, () => known));
   }
 
   /**
@@ -313,7 +450,7 @@ export class ExchangeEngine extends EventEmitter<EngineEvents> {
       knownContent,
     });
     const sent = pipeline(seal, transfer).then(async () => {
-      transfer.usage.then((u) => this.recordCharge(x.id, u)).catch(() => undefined);
+      transfer.usage.then((u) => this.recordCharges([x.id], u)).catch(() => undefined);
       return (await seal.summary).headerHash;
     });
     sent.catch(() => undefined);
@@ -364,13 +501,18 @@ export class ExchangeEngine extends EventEmitter<EngineEvents> {
    * exchange then goes through the queue as usual.
    */
   async live(x: Pick<ExchangeRecord, 'id' | 'to' | 'contentType' | 'consentId'>): Promise<LiveSend | undefined> {
-    if (this.stopped || !this.o.relay.connected || this.active.size >= this.o.maxConcurrent) return undefined;
+    if (this.stopped || !this.o.relay.connected || this.sends >= this.o.maxConcurrent) return undefined;
     this.active.add(x.id);
+    this.sends += 1;
+    const release = (): void => {
+      this.active.delete(x.id);
+      this.sends -= 1;
+    };
     let bundle: RecipientBundle;
     try {
       bundle = await this.o.peers.encryptionBundle(x.to);
     } catch {
-      this.active.delete(x.id);
+      release();
       return undefined;
     }
     const input = new PassThrough({ highWaterMark: 4 * 1024 * 1024 });
@@ -384,7 +526,7 @@ export class ExchangeEngine extends EventEmitter<EngineEvents> {
     try {
       send = this.startSend(x, bundle, input, knownContent);
     } catch {
-      this.active.delete(x.id);
+      release();
       return undefined;
     }
     let failed = false;
@@ -393,7 +535,7 @@ export class ExchangeEngine extends EventEmitter<EngineEvents> {
     });
     let settled = false;
     const done = (): void => {
-      this.active.delete(x.id);
+      release();
       this.kick();
     };
     return {
@@ -442,63 +584,257 @@ export class ExchangeEngine extends EventEmitter<EngineEvents> {
     }
   }
 
-  private async recordCharge(exchangeId: string, usage: VerifiedUsage): Promise<void> {
-    const record = await this.o.store.get(exchangeId);
-    if (!record) return;
-    const charges = chargesFromUsage(record, usage).filter((c) => !record.ledger?.charges?.includes(c.charge));
-    if (charges.length === 0) return;
-    await Promise.all(charges.map((body) => this.o.ledger.append({ type: 'payment.charged', body })));
-    await this.o.store.update(exchangeId, { ledger: { charges: charges.map((c) => c.charge) } });
+  /** Logs the charges a transfer's signed usage statement yields for the exchanges it carried (one, or a batch). */
+  private async recordCharges(exchangeIds: readonly string[], usage: VerifiedUsage, only?: ReadonlySet<string>): Promise<void> {
+    const records = (await Promise.all(exchangeIds.map((id) => this.o.store.get(id)))).filter((r): r is ExchangeRecord => r !== undefined);
+    if (records.length !== exchangeIds.length) return;
+    // Shares are split over every exchange the transfer carried, whichever of them are logged here.
+    const charges = chargesFromUsage(records, usage);
+    const todo = records
+      .map((record, i) => ({ record, bodies: (charges[i] ?? []).filter((c) => !record.ledger?.charges?.includes(c.charge)) }))
+      .filter((x) => x.bodies.length > 0 && (!only || only.has(x.record.id)));
+    if (todo.length === 0) return;
+    await Promise.all(todo.flatMap((x) => x.bodies.map((body) => this.o.ledger.append({ type: 'payment.charged', body }))));
+    await this.o.store.updateMany(todo.map((x) => ({ id: x.record.id, patch: { ledger: { charges: x.bodies.map((c) => c.charge) } } })));
   }
 
-  /** Verifies a receipt and finishes the exchange with it. */
+  /** Verifies a receipt and finishes the exchange with it; throws what the receipt ended in (retry or final). */
   private async settleReceipt(record: ExchangeRecord, receipt: unknown): Promise<void> {
-    const headerHash = this.sentHeaders.get(record.id) ?? record.headerHash;
-    let verified: VerifiedReceipt;
+    const error = (await this.settleReceipts([{ record, receipt, headerHash: this.sentHeaders.get(record.id) ?? record.headerHash }])).get(record.id);
+    if (error) throw error;
+  }
+
+  /**
+   * Verifies receipts and finishes their exchanges: a `receipt` ledger entry
+   * each (appended together, so they share a group commit) and one store
+   * write for all. Returns, per exchange, the error its receipt ended in: a
+   * receipt that does not verify means retry; a mismatching or failed one is
+   * final.
+   */
+  private async settleReceipts(list: readonly Settlement[], charged?: Set<string>): Promise<Map<string, Error>> {
+    const errors = new Map<string, Error>();
+    const accepted: Array<{ record: ExchangeRecord; r: Receipt; headerHash: string | undefined; charges: Array<BodyOf<'payment.charged'>> }> = [];
+    for (const { record, receipt, headerHash, charges = [] } of list) {
+      let verified: VerifiedReceipt;
+      try {
+        verified = await verifyReceipt(receipt, {
+          resolveSigner: this.o.peers.signerLookup(),
+          expect: { exchangeId: record.id, sender: this.o.self, recipient: record.to, ...(headerHash ? { headerHash } : {}) },
+        });
+      } catch (err) {
+        this.o.logger.warn({ exchange: record.id, err: { message: (err as Error).message } }, 'receipt rejected');
+        errors.set(record.id, new RelayError('ERR_RELAY_UNDELIVERABLE', 'the receipt did not verify'));
+        continue;
+      }
+      const r = verified.receipt;
+      if (r.disposition === 'delivered' && r.contentHash !== b64(record.contentSha256)) {
+        errors.set(record.id, new Final('integrity', 'ERR_RECEIPT_MISMATCH', 'the receipt names another content hash'));
+        continue;
+      }
+      accepted.push({ record, r, headerHash, charges });
+    }
+    // Every entry of the batch is appended at once: they share the ledger's group commit.
+    const logged = await Promise.all(
+      accepted.map(async ({ record, r, charges }) => {
+        const current = this.o.store.peek(record.id) ?? (await this.o.store.get(record.id)) ?? record;
+        const todo = charges.filter((c) => !current.ledger?.charges?.includes(c.charge));
+        const [entry] = await Promise.all([
+          current.ledger?.receipt
+            ? undefined
+            : this.o.ledger.append({
+                type: 'receipt',
+                body: {
+                  exchange: record.id,
+                  from: record.to,
+                  disposition: r.disposition === 'delivered' ? 'delivered' : 'failed',
+                  ...(r.disposition === 'delivered' ? {} : { reason: 'integrity' as const }),
+                  hash: r.contentHash ?? b64(record.contentSha256),
+                  signature: receiptSignature(r),
+                },
+              }),
+          ...todo.map((body) => this.o.ledger.append({ type: 'payment.charged', body })),
+        ]);
+        if (charges.length > 0) charged?.add(record.id);
+        return { ...(entry ? { receipt: entry.hash } : {}), ...(todo.length > 0 ? { charges: todo.map((c) => c.charge) } : {}) };
+      }),
+    );
+    const delivered = accepted.map((a, i) => ({ ...a, ledger: logged[i] ?? {} })).filter((a) => a.r.disposition === 'delivered');
+    const refused = accepted.map((a, i) => ({ ...a, ledger: logged[i] ?? {} })).filter((a) => a.r.disposition !== 'delivered');
+    if (delivered.length > 0) {
+      const done = await this.o.store.transitionMany(
+        delivered.map(({ record, r, headerHash, ledger }) => ({ id: record.id, status: 'delivered' as const, patch: { receipt: r, ledger, ...(headerHash ? { headerHash } : {}) } })),
+      );
+      for (const record of done) {
+        this.sentHeaders.delete(record.id);
+        if (!record.inline) await this.o.outbox.remove(record.id);
+        this.o.logger.info({ exchange: record.id, to: record.to, bytes: record.bytes }, 'exchange delivered');
+        this.emit('delivered', record);
+      }
+    }
+    if (refused.length > 0) {
+      await this.o.store.updateMany(refused.map(({ record, r, ledger }) => ({ id: record.id, patch: { receipt: r, ledger } })));
+      for (const { record, r } of refused) {
+        const code = typeof r.disposition === 'object' ? r.disposition.failed : 'ERR_EXCHANGE_REJECTED';
+        errors.set(record.id, new Final('integrity', code, `the recipient refused the envelope (${code})`));
+      }
+    }
+    return errors;
+  }
+
+  /**
+   * Sends inline exchanges to one recipient in one batch envelope: each is
+   * released (consent re-checked, `exchange.sent` logged once), the bodies
+   * are sealed together, and every exchange settles with its own receipt.
+   * An exchange whose receipt does not come goes back to the queue alone;
+   * a transfer that breaks sends them all back.
+   */
+  private async runBatch(to: string, initial: readonly ExchangeRecord[]): Promise<void> {
+    const started = await this.startAttempts(initial);
+    if (started.length === 0) return;
+    const ready: ExchangeRecord[] = [];
+    const bodies: Buffer[] = [];
+    for (const record of started) {
+      const body = await this.o.store.body(record.id).catch(() => undefined);
+      if (!body || body.length !== record.bytes || createHash('sha256').update(body).digest('hex') !== record.contentSha256) {
+        await this.handleFailure(record, new Final('internal', 'ERR_OUTBOX_MISSING', 'the stored body is missing or damaged'));
+        continue;
+      }
+      ready.push(record);
+      bodies.push(body);
+    }
+    if (ready.length === 0) return;
+    const batchId = randomUUID();
+    const receipts = new BatchReceipts(ready.length);
+    let sent: Promise<string> | undefined;
     try {
-      verified = await verifyReceipt(receipt, {
-        resolveSigner: this.o.peers.signerLookup(),
-        expect: {
-          exchangeId: record.id,
-          sender: this.o.self,
-          recipient: record.to,
-          ...(headerHash ? { headerHash } : {}),
-        },
+      const bundle = await this.o.peers.encryptionBundle(to);
+      // Waiters first: a fast receipt is never missed.
+      for (const r of ready) this.receiptWaiters.set(r.id, (receipt) => receipts.put(r.id, receipt));
+      this.receiptWaiters.set(batchId, (receipt) => receipts.fail(receipt));
+      const transfer = this.o.relay.openTransfer(to, { meta: encodeTransferMeta(batchId, ready.length) });
+      this.emit('batch', ready.length);
+      const items: BatchItemInput[] = ready.map((r) => ({ exchangeId: r.id, contentType: r.contentType, consentRef: r.consentId, length: r.bytes, sha256: Buffer.from(r.contentSha256, 'hex') }));
+      const seal = sealEnvelope(Readable.from([Buffer.concat(bodies)], { objectMode: false }), {
+        exchangeId: batchId,
+        sender: this.o.sender(),
+        recipients: [bundle],
+        contentType: BATCH_CONTENT_TYPE,
+        consentRef: null,
+        now: this.now(),
+        batch: items,
       });
+      // The relay's usage statement comes as the last byte is forwarded, before the receipts: its charges are
+      // logged and stored with them. One that comes later is recorded on its own.
+      let usage: VerifiedUsage | undefined;
+      let settled = false;
+      transfer.usage.then(
+        (u) => {
+          if (settled) void this.recordCharges(ready.map((r) => r.id), u).catch(() => undefined);
+          else usage = u;
+        },
+        () => undefined,
+      );
+      sent = pipeline(seal, transfer).then(async () => (await seal.summary).headerHash);
+      sent.catch(() => undefined);
+      const { headerHash, sendError } = await this.collectReceipts(to, ready, receipts, sent);
+      settled = true;
+      await this.finishBatch(to, ready, receipts, headerHash, sendError, usage);
     } catch (err) {
-      this.o.logger.warn({ exchange: record.id, err: { message: (err as Error).message } }, 'receipt rejected');
-      throw new RelayError('ERR_RELAY_UNDELIVERABLE', 'the receipt did not verify');
+      await Promise.all(ready.map((r) => this.handleFailure(r, err as Error)));
+    } finally {
+      for (const r of ready) this.receiptWaiters.delete(r.id);
+      this.receiptWaiters.delete(batchId);
     }
-    const r = verified.receipt;
-    if (r.disposition === 'delivered' && r.contentHash !== b64(record.contentSha256)) {
-      throw new Final('integrity', 'ERR_RECEIPT_MISMATCH', 'the receipt names another content hash');
+  }
+
+  /** Releases each exchange (as {@link startAttempt}) and marks those released `sending` in one store write; the rest fail or retry alone. */
+  private async startAttempts(records: readonly ExchangeRecord[]): Promise<ExchangeRecord[]> {
+    const released = new Map<string, string | undefined>();
+    await Promise.all(
+      records.map(async (record) => {
+        try {
+          if (this.now().getTime() - Date.parse(record.createdAt) > (this.o.maxAgeMs ?? DEFAULT_MAX_EXCHANGE_AGE_MS)) {
+            throw new Final('expired', 'ERR_EXCHANGE_EXPIRED', 'the exchange could not be delivered in time');
+          }
+          released.set(record.id, await this.release(record));
+        } catch (err) {
+          await this.handleFailure(record, err as Error);
+        }
+      }),
+    );
+    const go = records.filter((r) => released.has(r.id));
+    if (go.length === 0) return [];
+    return this.o.store.transitionMany(
+      go.map((r) => {
+        const sent = released.get(r.id);
+        return { id: r.id, status: 'sending' as const, patch: { attempts: r.attempts + 1, ...(sent ? { ledger: { sent } } : {}) } };
+      }),
+    );
+  }
+
+  /**
+   * Waits for a batch to leave, then for its receipts (asking again for
+   * missing ones, as for a single send), up to the receipt timeout.
+   */
+  private async collectReceipts(to: string, records: readonly ExchangeRecord[], receipts: BatchReceipts, sent: Promise<string>): Promise<{ headerHash: string | undefined; sendError: Error | undefined }> {
+    let headerHash: string | undefined;
+    let sendError: Error | undefined;
+    try {
+      headerHash = await sent;
+      for (const r of records) this.sentHeaders.set(r.id, headerHash);
+    } catch (err) {
+      sendError = err as Error;
     }
-    const current = (await this.o.store.get(record.id)) ?? record;
-    let ledgerPatch: NonNullable<ExchangeRecord['ledger']> = {};
-    if (!current.ledger?.receipt) {
-      const entry = await this.o.ledger.append({
-        type: 'receipt',
-        body: {
-          exchange: record.id,
-          from: record.to,
-          disposition: r.disposition === 'delivered' ? 'delivered' : 'failed',
-          ...(r.disposition === 'delivered' ? {} : { reason: 'integrity' as const }),
-          hash: r.contentHash ?? b64(record.contentSha256),
-          signature: r.sig,
-        },
-      });
-      ledgerPatch = { receipt: entry.hash };
+    const waiting = sendError ? [] : records.filter((r) => !receipts.results.has(r.id));
+    for (const r of waiting) this.awaitingReceipt.set(r.id, { to, giveUp: () => receipts.put(r.id, undefined) });
+    const poll = waiting.length > 0 ? setInterval(() => {
+      for (const r of waiting) if (!receipts.results.has(r.id)) this.o.send?.(to, { t: 'receipt.get', id: r.id });
+    }, DEFAULT_RECEIPT_POLL_MS) : undefined;
+    poll?.unref();
+    try {
+      await receipts.wait(sendError ? 2_000 : (this.o.receiptTimeoutMs ?? DEFAULT_RECEIPT_TIMEOUT_MS));
+    } finally {
+      if (poll) clearInterval(poll);
+      for (const r of waiting) this.awaitingReceipt.delete(r.id);
     }
-    if (r.disposition === 'delivered') {
-      const done = await this.o.store.transition(record.id, 'delivered', { receipt: r, ledger: ledgerPatch, ...(headerHash ? { headerHash } : {}) });
-      this.sentHeaders.delete(record.id);
-      await this.o.outbox.remove(record.id);
-      this.o.logger.info({ exchange: record.id, to: record.to, bytes: record.bytes }, 'exchange delivered');
-      this.emit('delivered', done);
+    return { headerHash, sendError };
+  }
+
+  /** Settles what a batch's receipts say; exchanges without a usable receipt go back to the queue (or fail) one by one. */
+  private async finishBatch(to: string, records: readonly ExchangeRecord[], receipts: BatchReceipts, headerHash: string | undefined, sendError: Error | undefined, usage: VerifiedUsage | undefined): Promise<void> {
+    const charges = usage ? chargesFromUsage(records, usage) : [];
+    const chargesFor = (record: ExchangeRecord): Array<BodyOf<'payment.charged'>> => charges[records.indexOf(record)] ?? [];
+    if (receipts.failure !== undefined) {
+      if (usage) await this.recordCharges(records.map((r) => r.id), usage);
+      // The recipient refused the envelope as a whole: its signed failed receipt names the batch.
+      const code = await this.batchRefusal(to, receipts.failure);
+      await Promise.all(records.map((r) => this.handleFailure(r, code ? new Final('integrity', code, `the recipient refused the batch envelope (${code})`) : new RelayError('ERR_RELAY_UNDELIVERABLE', 'the batch receipt did not verify'))));
       return;
     }
-    await this.o.store.update(record.id, { receipt: r, ledger: ledgerPatch });
-    throw new Final('integrity', r.disposition.failed, `the recipient refused the envelope (${r.disposition.failed})`);
+    const answered = records.filter((r) => receipts.results.get(r.id) !== undefined);
+    const charged = new Set<string>();
+    const errors = await this.settleReceipts(answered.map((record) => ({ record, receipt: receipts.results.get(record.id), headerHash: headerHash ?? record.headerHash, charges: chargesFor(record) })), charged);
+    // The transfer was carried (and charged) whatever became of the receipts: log the charges of the rest.
+    const uncharged = records.filter((r) => !charged.has(r.id) && chargesFor(r).length > 0);
+    if (usage && uncharged.length > 0) await this.recordCharges(records.map((r) => r.id), usage, new Set(uncharged.map((r) => r.id)));
+    await Promise.all(
+      records.map((record) => {
+        const error = receipts.results.get(record.id) === undefined ? (sendError ?? new RelayError('ERR_RELAY_UNDELIVERABLE', 'no receipt from the recipient in time')) : errors.get(record.id);
+        return error ? this.handleFailure(record, error) : undefined;
+      }),
+    );
+  }
+
+  /** The error code of a verified failed receipt for a whole batch, or undefined when it does not verify. */
+  private async batchRefusal(to: string, receipt: unknown): Promise<string | undefined> {
+    try {
+      const verified = await verifyReceipt(receipt, { resolveSigner: this.o.peers.signerLookup(), expect: { sender: this.o.self, recipient: to } });
+      const d = verified.receipt.disposition;
+      return typeof d === 'object' ? d.failed : undefined;
+    } catch (err) {
+      this.o.logger.warn({ err: { message: (err as Error).message } }, 'batch receipt rejected');
+      return undefined;
+    }
   }
 
   private async handleFailure(record: ExchangeRecord, err: Error): Promise<void> {
@@ -521,7 +857,7 @@ export class ExchangeEngine extends EventEmitter<EngineEvents> {
       ledgerPatch = { failed: entry.hash };
     }
     const failed = await this.o.store.transition(record.id, 'failed', { failure: { code: final.code, message: final.message }, ledger: ledgerPatch });
-    await this.o.outbox.remove(record.id);
+    if (!failed.inline) await this.o.outbox.remove(record.id);
     this.o.logger.warn({ exchange: record.id, to: record.to, code: final.code }, 'exchange failed');
     this.emit('failed', failed);
   }

@@ -1,4 +1,5 @@
 import { z } from 'zod';
+import { MAX_BATCH_ITEMS } from '../crypto/index.ts';
 
 /**
  * Agent-to-agent small messages over the relay's MESSAGE channel. The first
@@ -13,6 +14,8 @@ export const WIRE_JSON = 0x4a; // 'J'
 export const MAX_WIRE_JSON_BYTES = 64 * 1024;
 
 const object = z.record(z.string(), z.unknown());
+/** Receipts one `receipts` message carries at most (each is about 600 bytes of JSON). */
+export const MAX_RECEIPTS_PER_MESSAGE = 32;
 
 /** The JSON messages agents exchange. */
 export const wireMessageSchema = z.discriminatedUnion('t', [
@@ -22,6 +25,8 @@ export const wireMessageSchema = z.discriminatedUnion('t', [
   z.strictObject({ t: z.literal('bundle'), bundle: object }),
   /** A signed receipt for an exchange (verified by the sender). */
   z.strictObject({ t: z.literal('receipt'), receipt: object }),
+  /** Signed receipts for several exchanges (those of a batch envelope), each verified on its own. */
+  z.strictObject({ t: z.literal('receipts'), receipts: z.array(object).min(1).max(MAX_RECEIPTS_PER_MESSAGE) }),
   /** Asks the recipient of an exchange for its receipt again (after a lost connection). */
   z.strictObject({ t: z.literal('receipt.get'), id: z.string().regex(/^[A-Za-z0-9][A-Za-z0-9_-]{7,63}$/) }),
   /** The recipient has no receipt for that exchange (it never completed there): the sender resends at once. */
@@ -67,12 +72,16 @@ export function decodeWire(body: Uint8Array): DecodedWire {
   return { kind: 'json', message: parsed.data };
 }
 
-/** What an inbound transfer's OPEN meta tells the recipient (the relay sees it: ids only). */
-export const transferMetaSchema = z.strictObject({ v: z.literal(1), x: z.string().regex(/^[A-Za-z0-9][A-Za-z0-9_-]{7,63}$/) });
+/**
+ * What an inbound transfer's OPEN meta tells the recipient (the relay sees
+ * it: ids and a count only): the exchange id, or for a batch envelope the
+ * batch id and how many exchanges it carries (`n`).
+ */
+export const transferMetaSchema = z.strictObject({ v: z.literal(1), x: z.string().regex(/^[A-Za-z0-9][A-Za-z0-9_-]{7,63}$/), n: z.number().int().min(1).max(MAX_BATCH_ITEMS).optional() });
 
-/** Encodes the OPEN meta of an exchange transfer. */
-export function encodeTransferMeta(exchangeId: string): Buffer {
-  return Buffer.from(JSON.stringify({ v: 1, x: exchangeId }), 'utf8');
+/** Encodes the OPEN meta of an exchange transfer (`count`: a batch of that many exchanges). */
+export function encodeTransferMeta(exchangeId: string, count?: number): Buffer {
+  return Buffer.from(JSON.stringify(count === undefined ? { v: 1, x: exchangeId } : { v: 1, x: exchangeId, n: count }), 'utf8');
 }
 
 /** Decodes an OPEN meta; undefined when malformed. */

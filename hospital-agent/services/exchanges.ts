@@ -1,7 +1,7 @@
-import { randomUUID } from 'node:crypto';
+import { createHash, randomUUID } from 'node:crypto';
 import { open } from 'node:fs/promises';
 import { join } from 'node:path';
-import type { Readable } from 'node:stream';
+import { finished, type Readable } from 'node:stream';
 import { isHospitalId } from '../../certs/index.ts';
 import { CONTENT_TYPE_PATTERN, ID_PATTERN } from '../../ledger/index.ts';
 import { scopeOf, PURPOSES, type Purpose } from '../consent/model.ts';
@@ -24,7 +24,28 @@ export interface SubmitRequest {
   contentType: string;
   /** The accepted incoming records request this exchange answers (checked by the caller), if any. */
   requestId?: string | undefined;
+  /** The body's declared length (Content-Length), when known. */
+  length?: number | undefined;
   body: Readable;
+}
+
+/** Reads a body of exactly `length` bytes into memory. */
+function readExactly(body: Readable, length: number): Promise<Buffer> {
+  return new Promise((resolve, reject) => {
+    const parts: Buffer[] = [];
+    let n = 0;
+    const onData = (chunk: Buffer): void => {
+      n += chunk.length;
+      if (n <= length) parts.push(chunk);
+    };
+    body.on('data', onData);
+    finished(body, (err) => {
+      body.off('data', onData);
+      if (err) reject(err);
+      else if (n !== length) reject(new AgentError('ERR_BAD_REQUEST', `the body is ${n} bytes, its Content-Length says ${length}`));
+      else resolve(parts.length === 1 ? (parts[0] as Buffer) : Buffer.concat(parts, n));
+    });
+  });
 }
 
 /** Result of a submission: the exchange and whether this call created it. */
@@ -51,6 +72,8 @@ export class ExchangeService {
       enqueue: (id: string) => void;
       /** Starts sending a binary body while it uploads (the engine's `live`); without it every body is sent after it is stored. */
       live?: (x: Pick<ExchangeRecord, 'id' | 'to' | 'contentType' | 'consentId'>) => Promise<LiveSend | undefined>;
+      /** Bodies of a known length up to this many bytes are read into memory and stored inline (0 or absent: never). */
+      inlineBodyBytes?: number;
       now?: () => Date;
     },
   ) {}
@@ -77,6 +100,9 @@ export class ExchangeService {
     await this.o.consents.check(req.consentId, { patientHash: hash, recipient: req.to, purpose, scope: isFhir ? undefined : scopeOf(contentType), at });
 
     const id = randomUUID();
+    if (req.length !== undefined && req.length <= (this.o.inlineBodyBytes ?? 0)) {
+      return this.submitInline(req, id, { contentType, hash, purpose, isFhir, at });
+    }
     // A FHIR Bundle must be validated whole before it may leave; any other body is sent while it uploads.
     const live = isFhir ? undefined : await this.o.live?.({ id, to: req.to, contentType, consentId: req.consentId });
     let stored: StoredBody;
@@ -108,6 +134,29 @@ export class ExchangeService {
       await this.o.outbox.remove(id);
       throw err;
     }
+  }
+
+  /**
+   * A small body of known length: read into memory, validated, and stored
+   * with its record in one atomic, synced database write (no outbox file);
+   * the engine sends such exchanges in batch envelopes.
+   */
+  private async submitInline(req: SubmitRequest, id: string, x: { contentType: string; hash: string; purpose: Purpose; isFhir: boolean; at: Date }): Promise<Submitted> {
+    const length = req.length as number;
+    if (length > this.o.maxBytes) throw new AgentError('ERR_PAYLOAD_TOO_LARGE', `body exceeds the limit of ${this.o.maxBytes} bytes`);
+    const body = await readExactly(req.body, length);
+    let scope = scopeOf(x.contentType);
+    if (x.isFhir) {
+      scope = scopeOf(x.contentType, validateFhirBundle(body).resourceTypes);
+      await this.o.consents.check(req.consentId, { patientHash: x.hash, recipient: req.to, purpose: x.purpose, scope, at: x.at });
+    }
+    const result = await this.o.store.create(
+      { id, to: req.to, patientHash: x.hash, consentId: req.consentId, purpose: x.purpose, contentType: x.contentType, scope, bytes: length, contentSha256: createHash('sha256').update(body).digest('hex'), ...(req.requestId ? { requestId: req.requestId } : {}) },
+      req.idempotencyKey ? { principal: req.principal, key: req.idempotencyKey } : undefined,
+      { body },
+    );
+    if (result.created) this.o.enqueue(result.record.id);
+    return result;
   }
 
   private async readBody(id: string, bytes: number): Promise<Buffer> {

@@ -1,6 +1,7 @@
 import { createHash, timingSafeEqual } from 'node:crypto';
 import { Level } from 'level';
 import { AgentError } from '../errors.ts';
+import type { InboxMeta } from './inbox.ts';
 import { Mutex } from './mutex.ts';
 
 /** Life cycle of an outgoing exchange. `delivered` and `failed` are final. */
@@ -50,6 +51,20 @@ export interface ExchangeRecord {
   ledger?: { sent?: string; receipt?: string; failed?: string; charges?: string[] };
   /** Hash of what the request asked for, to detect a reused Idempotency-Key. */
   requestFingerprint: string;
+  /**
+   * The body is small and kept in this store (written in the same atomic,
+   * synced batch as the record) instead of an outbox file; such exchanges
+   * travel in batch envelopes.
+   */
+  inline?: boolean;
+}
+
+/** A small received item kept in the state database: its inbox metadata and its content. */
+export interface InlineDelivery {
+  meta: InboxMeta;
+  content: Buffer;
+  /** The delivered receipt issued for it (saved in the same atomic batch). */
+  receipt: unknown;
 }
 
 /** A request for a patient's records, as the asking or the holding hospital keeps it. */
@@ -75,7 +90,23 @@ export interface RecordsRequest {
 export type ExchangePatch = Partial<Pick<ExchangeRecord, 'failure' | 'receipt' | 'nextAttemptAt' | 'attempts' | 'headerHash' | 'ledger'>>;
 
 /** Fields a caller supplies to create an exchange. */
-export type NewExchange = Omit<ExchangeRecord, 'status' | 'attempts' | 'createdAt' | 'updatedAt' | 'requestFingerprint' | 'receipt' | 'headerHash' | 'ledger' | 'failure' | 'nextAttemptAt'>;
+export type NewExchange = Omit<ExchangeRecord, 'status' | 'attempts' | 'createdAt' | 'updatedAt' | 'requestFingerprint' | 'receipt' | 'headerHash' | 'ledger' | 'failure' | 'nextAttemptAt' | 'inline'>;
+
+/** One put or del of an atomic batch, on a sublevel of the state database. */
+interface BatchOp {
+  type: 'put' | 'del';
+  key: string;
+  value?: unknown;
+  // eslint-disable-next-line @typescript-eslint/no-explicit-any
+  sublevel: any;
+}
+
+/** One status change of {@link ExchangeStore.transitionMany}. */
+export interface Transition {
+  id: string;
+  status: ExchangeStatus;
+  patch?: ExchangePatch;
+}
 
 /** Digest of the parts of a request that an idempotent retry must repeat. */
 export function requestFingerprint(x: Pick<NewExchange, 'to' | 'patientHash' | 'consentId' | 'purpose' | 'contentType' | 'contentSha256'>): string {
@@ -115,7 +146,19 @@ export class ExchangeStore {
   private readonly idempotency;
   private readonly issued;
   private readonly requests;
+  /** Bodies of unfinished inline exchanges. */
+  private readonly bodies;
+  /** Small received items: metadata and content. */
+  private readonly inboxMeta;
+  private readonly inboxContent;
   private readonly mutex = new Mutex();
+  /** Creations with an Idempotency-Key, serialized per key (other creations need no lock: their ids are new). */
+  private readonly keyLocks = new Map<string, Promise<unknown>>();
+  /** Inline bodies of unfinished exchanges, so sending them reads nothing (the store keeps the durable copy). */
+  private readonly bodyCache = new Map<string, Buffer>();
+  /** Synced writes waiting for the one in progress: they go to disk together, with one fsync (group commit). */
+  private syncQueue: Array<{ ops: BatchOp[]; resolve: () => void; reject: (err: unknown) => void }> = [];
+  private syncing = false;
   /**
    * Unfinished exchanges as last written, so the engine's many reads of the
    * exchanges it is working on skip LevelDB. Every write goes through this
@@ -124,8 +167,10 @@ export class ExchangeStore {
   private readonly unfinishedCache = new Map<string, ExchangeRecord>();
 
   private remember(record: ExchangeRecord): void {
-    if (record.status === 'delivered' || record.status === 'failed') this.unfinishedCache.delete(record.id);
-    else this.unfinishedCache.set(record.id, record);
+    if (record.status === 'delivered' || record.status === 'failed') {
+      this.unfinishedCache.delete(record.id);
+      this.bodyCache.delete(record.id);
+    } else this.unfinishedCache.set(record.id, record);
   }
 
   constructor(path: string) {
@@ -135,6 +180,9 @@ export class ExchangeStore {
     this.idempotency = this.db.sublevel<string, string>('idempotency', { valueEncoding: 'utf8' });
     this.issued = this.db.sublevel<string, unknown>('issued-receipts', { valueEncoding: 'json' });
     this.requests = this.db.sublevel<string, RecordsRequest>('requests', { valueEncoding: 'json' });
+    this.bodies = this.db.sublevel<string, Buffer>('bodies', { valueEncoding: 'buffer' });
+    this.inboxMeta = this.db.sublevel<string, InboxMeta>('inbox-meta', { valueEncoding: 'json' });
+    this.inboxContent = this.db.sublevel<string, Buffer>('inbox-content', { valueEncoding: 'buffer' });
   }
 
   /** Stores a records request (outgoing or incoming). */
@@ -164,9 +212,10 @@ export class ExchangeStore {
     await this.issued.put(`${from}!${id}`, receipt);
   }
 
-  /** Opens the database. */
+  /** Opens the database and loads the unfinished exchanges into memory (the engine works on them; the count is a gauge). */
   async open(): Promise<void> {
     await this.db.open();
+    await this.unfinished();
   }
 
   /** Closes the database. */
@@ -179,33 +228,57 @@ export class ExchangeStore {
    * the same principal, returns the earlier record (`created: false`) when the
    * request matches, and throws ERR_CONFLICT when it differs.
    */
-  async create(input: NewExchange, idempotency?: { principal: string; key: string }): Promise<{ record: ExchangeRecord; created: boolean }> {
-    return this.mutex.run(async () => {
-      const fingerprint = requestFingerprint(input);
-      const indexKey = idempotency ? idempotencyIndexKey(idempotency.principal, idempotency.key) : undefined;
-      if (indexKey) {
-        const existingId = await this.idempotency.get(indexKey);
-        if (existingId !== undefined) {
-          const existing = await this.records.get(existingId);
-          if (existing) {
-            const same = timingSafeEqual(Buffer.from(existing.requestFingerprint, 'hex'), Buffer.from(fingerprint, 'hex'));
-            if (!same) throw new AgentError('ERR_CONFLICT', 'Idempotency-Key was already used for a different request');
-            return { record: existing, created: false };
-          }
+  async create(input: NewExchange, idempotency?: { principal: string; key: string }, options: { body?: Buffer } = {}): Promise<{ record: ExchangeRecord; created: boolean }> {
+    const fingerprint = requestFingerprint(input);
+    if (!idempotency) return { record: await this.insert(input, fingerprint, undefined, options.body), created: true };
+    const indexKey = idempotencyIndexKey(idempotency.principal, idempotency.key);
+    return this.keyed(indexKey, async () => {
+      const existingId = await this.idempotency.get(indexKey);
+      if (existingId !== undefined) {
+        const existing = await this.get(existingId);
+        if (existing) {
+          const same = timingSafeEqual(Buffer.from(existing.requestFingerprint, 'hex'), Buffer.from(fingerprint, 'hex'));
+          if (!same) throw new AgentError('ERR_CONFLICT', 'Idempotency-Key was already used for a different request');
+          return { record: existing, created: false };
         }
       }
-      if ((await this.records.get(input.id)) !== undefined) throw new AgentError('ERR_CONFLICT', `exchange ${input.id} already exists`);
-      const now = new Date().toISOString();
-      const record: ExchangeRecord = { ...input, status: 'queued', statusAt: now, attempts: 0, createdAt: now, updatedAt: now, requestFingerprint: fingerprint };
-      // One atomic batch across both sublevels.
-      const chained = this.db.batch();
-      chained.put(record.id, record, { sublevel: this.records });
-      chained.put(statusKey(record), record.id, { sublevel: this.byStatus });
-      if (indexKey) chained.put(indexKey, record.id, { sublevel: this.idempotency });
-      await chained.write();
-      this.remember(record);
-      return { record, created: true };
+      return { record: await this.insert(input, fingerprint, indexKey, options.body), created: true };
     });
+  }
+
+  /** Runs `fn` after every earlier call with the same key has settled. */
+  private keyed<T>(key: string, fn: () => Promise<T>): Promise<T> {
+    const run = (this.keyLocks.get(key) ?? Promise.resolve()).then(fn, fn);
+    const tail = run.catch(() => undefined);
+    this.keyLocks.set(key, tail);
+    void tail.then(() => {
+      if (this.keyLocks.get(key) === tail) this.keyLocks.delete(key);
+    });
+    return run;
+  }
+
+  /**
+   * Writes a new record (with its status and idempotency index entries, and
+   * an inline body) in one atomic batch; with a body the batch is synced to
+   * disk before this resolves, as an outbox file would be. Exchange ids are
+   * fresh UUIDs chosen by the service, so no lock is needed.
+   */
+  private async insert(input: NewExchange, fingerprint: string, indexKey: string | undefined, body: Buffer | undefined): Promise<ExchangeRecord> {
+    if (this.unfinishedCache.has(input.id)) throw new AgentError('ERR_CONFLICT', `exchange ${input.id} already exists`);
+    const now = new Date().toISOString();
+    const record: ExchangeRecord = { ...input, status: 'queued', statusAt: now, attempts: 0, createdAt: now, updatedAt: now, requestFingerprint: fingerprint, ...(body ? { inline: true } : {}) };
+    const ops: BatchOp[] = [
+      { type: 'put', key: record.id, value: record, sublevel: this.records },
+      { type: 'put', key: statusKey(record), value: record.id, sublevel: this.byStatus },
+    ];
+    if (indexKey) ops.push({ type: 'put', key: indexKey, value: record.id, sublevel: this.idempotency });
+    if (body) {
+      ops.push({ type: 'put', key: record.id, value: body, sublevel: this.bodies });
+      await this.writeSynced(ops);
+    } else await this.db.batch(ops as never);
+    this.remember(record);
+    if (body) this.bodyCache.set(record.id, body);
+    return record;
   }
 
   /** One record, or undefined. */
@@ -213,40 +286,169 @@ export class ExchangeStore {
     return this.unfinishedCache.get(id) ?? this.records.get(id);
   }
 
+  /** An unfinished record from memory, without a read (undefined when not cached). */
+  peek(id: string): ExchangeRecord | undefined {
+    return this.unfinishedCache.get(id);
+  }
+
+  /** The inline body of an unfinished exchange, or undefined. */
+  async body(id: string): Promise<Buffer | undefined> {
+    const cached = this.bodyCache.get(id);
+    if (cached) return cached;
+    const stored = await this.bodies.get(id);
+    if (stored && this.unfinishedCache.has(id)) this.bodyCache.set(id, stored);
+    return stored;
+  }
+
   /**
    * Moves an exchange to `status` with extra fields; refuses transitions the
    * life cycle does not allow (e.g. out of a final state) with a TypeError.
    */
   async transition(id: string, status: ExchangeStatus, patch: ExchangePatch = {}): Promise<ExchangeRecord> {
+    return (await this.transitionMany([{ id, status, patch }]))[0] as ExchangeRecord;
+  }
+
+  /**
+   * Several transitions (of different exchanges) in one atomic batch, e.g.
+   * every exchange of a batch envelope; the same checks as {@link transition},
+   * and nothing is written when one of them is refused. An inline body goes
+   * with its exchange's final state.
+   */
+  async transitionMany(changes: readonly Transition[]): Promise<ExchangeRecord[]> {
     return this.mutex.run(async () => {
-      const current = await this.get(id);
-      if (!current) throw new AgentError('ERR_NOT_FOUND', `no exchange ${id}`);
-      if (current.status !== status && !NEXT[current.status].includes(status)) {
-        throw new TypeError(`exchange ${id} cannot go from ${current.status} to ${status}`);
-      }
       const now = new Date().toISOString();
-      const next: ExchangeRecord = { ...current, ...withLedger(current, patch), status, updatedAt: now, statusAt: current.status === status ? (current.statusAt ?? now) : now };
-      if (status !== 'queued') delete next.nextAttemptAt;
       const batch = this.db.batch();
-      batch.put(id, next, { sublevel: this.records });
-      batch.del(statusKey(current), { sublevel: this.byStatus });
-      batch.put(statusKey(next), id, { sublevel: this.byStatus });
+      const out: ExchangeRecord[] = [];
+      for (const { id, status, patch = {} } of changes) {
+        const current = await this.get(id);
+        if (!current) throw new AgentError('ERR_NOT_FOUND', `no exchange ${id}`);
+        if (current.status !== status && !NEXT[current.status].includes(status)) {
+          throw new TypeError(`exchange ${id} cannot go from ${current.status} to ${status}`);
+        }
+        const next: ExchangeRecord = { ...current, ...withLedger(current, patch), status, updatedAt: now, statusAt: current.status === status ? (current.statusAt ?? now) : now };
+        if (status !== 'queued') delete next.nextAttemptAt;
+        batch.put(id, next, { sublevel: this.records });
+        batch.del(statusKey(current), { sublevel: this.byStatus });
+        batch.put(statusKey(next), id, { sublevel: this.byStatus });
+        if (next.inline && (status === 'delivered' || status === 'failed')) batch.del(id, { sublevel: this.bodies });
+        out.push(next);
+      }
       await batch.write();
-      this.remember(next);
-      return next;
+      for (const next of out) this.remember(next);
+      return out;
     });
   }
 
   /** Changes fields of an exchange without changing its status. */
   async update(id: string, patch: ExchangePatch): Promise<ExchangeRecord> {
+    return (await this.updateMany([{ id, patch }]))[0] as ExchangeRecord;
+  }
+
+  /** Changes fields of several exchanges in one atomic batch, without changing their status. */
+  async updateMany(changes: ReadonlyArray<{ id: string; patch: ExchangePatch }>): Promise<ExchangeRecord[]> {
     return this.mutex.run(async () => {
-      const current = await this.get(id);
-      if (!current) throw new AgentError('ERR_NOT_FOUND', `no exchange ${id}`);
-      const next: ExchangeRecord = { ...current, ...withLedger(current, patch), updatedAt: new Date().toISOString() };
-      await this.records.put(id, next);
-      this.remember(next);
-      return next;
+      const now = new Date().toISOString();
+      const batch = this.db.batch();
+      const out: ExchangeRecord[] = [];
+      for (const { id, patch } of changes) {
+        const current = await this.get(id);
+        if (!current) throw new AgentError('ERR_NOT_FOUND', `no exchange ${id}`);
+        const next: ExchangeRecord = { ...current, ...withLedger(current, patch), updatedAt: now };
+        batch.put(id, next, { sublevel: this.records });
+        out.push(next);
+      }
+      await batch.write();
+      for (const next of out) this.remember(next);
+      return out;
     });
+  }
+
+  /**
+   * Releases small received items to the inbox: their metadata, content and
+   * the receipts issued for them, in one atomic batch synced to disk, so a
+   * crash leaves either all of an item (with its receipt) or none of it.
+   */
+  async releaseInline(deliveries: readonly InlineDelivery[]): Promise<void> {
+    if (deliveries.length === 0) return;
+    const ops: BatchOp[] = [];
+    for (const d of deliveries) {
+      ops.push({ type: 'put', key: d.meta.exchangeId, value: d.meta, sublevel: this.inboxMeta });
+      ops.push({ type: 'put', key: d.meta.exchangeId, value: d.content, sublevel: this.inboxContent });
+      ops.push({ type: 'put', key: `${d.meta.from}!${d.meta.exchangeId}`, value: d.receipt, sublevel: this.issued });
+    }
+    await this.writeSynced(ops);
+  }
+
+  /**
+   * Writes `ops` atomically and durably (LevelDB `sync`: fsynced before this
+   * resolves). Writes that arrive while one is on its way to disk wait for it
+   * and then go together in one batch with one fsync: under load the cost of
+   * the fsync is shared; alone, a write goes at once.
+   */
+  private writeSynced(ops: BatchOp[]): Promise<void> {
+    return new Promise((resolve, reject) => {
+      this.syncQueue.push({ ops, resolve, reject });
+      if (!this.syncing) void this.drainSynced();
+    });
+  }
+
+  private async drainSynced(): Promise<void> {
+    this.syncing = true;
+    try {
+      while (this.syncQueue.length > 0) {
+        const group = this.syncQueue;
+        this.syncQueue = [];
+        try {
+          await this.db.batch(group.flatMap((g) => g.ops) as never, { sync: true } as object);
+          for (const g of group) g.resolve();
+        } catch (err) {
+          // One write of the group may be at fault: retry each alone, so the others still land.
+          if (group.length === 1) (group[0] as (typeof group)[number]).reject(err);
+          else {
+            for (const g of group) {
+              await this.db.batch(g.ops as never, { sync: true } as object).then(g.resolve, g.reject);
+            }
+          }
+        }
+      }
+    } finally {
+      this.syncing = false;
+    }
+  }
+
+  /** The metadata of a small received item, or undefined. */
+  async inlineItem(id: string): Promise<InboxMeta | undefined> {
+    return this.inboxMeta.get(id);
+  }
+
+  /** The content of a small received item, or undefined. */
+  async inlineContent(id: string): Promise<Buffer | undefined> {
+    return this.inboxContent.get(id);
+  }
+
+  /** Every small received item's metadata. */
+  async inlineItems(): Promise<InboxMeta[]> {
+    const out: InboxMeta[] = [];
+    for await (const meta of this.inboxMeta.values()) out.push(meta);
+    return out;
+  }
+
+  /** Replaces a small received item's metadata (e.g. to record the EHR's ack). */
+  async putInlineItem(meta: InboxMeta): Promise<void> {
+    await this.inboxMeta.put(meta.exchangeId, meta, { sync: true } as object);
+  }
+
+  /** Deletes a small received item and its content. */
+  async deleteInlineItem(id: string): Promise<void> {
+    await this.db.batch([
+      { type: 'del', key: id, sublevel: this.inboxMeta },
+      { type: 'del', key: id, sublevel: this.inboxContent },
+    ] as never);
+  }
+
+  /** The delivered receipts this agent issued for `from`'s exchanges (undefined where none), in one read. */
+  async issuedReceipts(from: string, ids: readonly string[]): Promise<unknown[]> {
+    return this.issued.getMany(ids.map((id) => `${from}!${id}`));
   }
 
   /**
@@ -262,18 +464,16 @@ export class ExchangeStore {
     return out.slice(0, limit);
   }
 
-  /** How many exchanges are not yet final, counted from the status index alone (for metrics). */
+  /** How many exchanges are not yet final (all of them are held in memory from `open` on; for metrics). */
   async countUnfinished(): Promise<number> {
-    let n = 0;
-    for (const status of ['queued', 'sending'] as const) {
-      for await (const _key of this.byStatus.keys({ gt: `${status}!`, lt: `${status}"` })) n += 1;
-    }
-    return n;
+    return this.unfinishedCache.size;
   }
 
   /** Exchanges not yet final (to resume after a restart), oldest first. */
   async unfinished(): Promise<ExchangeRecord[]> {
     const all = [...(await this.byStatusOrder('queued', {})), ...(await this.byStatusOrder('sending', {}))];
+    // Cached from here on: the engine works on these.
+    for (const r of all) this.remember(r);
     return all.sort((a, b) => a.createdAt.localeCompare(b.createdAt));
   }
 

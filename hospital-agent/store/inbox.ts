@@ -1,7 +1,8 @@
 import { once } from 'node:events';
-import { createReadStream, createWriteStream, type ReadStream, type WriteStream } from 'node:fs';
+import { createReadStream, createWriteStream, type WriteStream } from 'node:fs';
 import { mkdir, open, readdir, readFile, rename, rm, stat, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
+import { Readable } from 'node:stream';
 import { AgentError } from '../errors.ts';
 
 /** Exchange ids that may name a file-system entry: no separators, no dots. */
@@ -82,16 +83,31 @@ export class Quarantine {
   }
 }
 
+/** Where small items delivered in batch envelopes live (the agent's state database; see ExchangeStore). */
+export interface InlineItems {
+  inlineItem(id: string): Promise<InboxMeta | undefined>;
+  inlineContent(id: string): Promise<Buffer | undefined>;
+  inlineItems(): Promise<InboxMeta[]>;
+  putInlineItem(meta: InboxMeta): Promise<void>;
+  deleteInlineItem(id: string): Promise<void>;
+}
+
 /**
- * The agent's inbox on disk: `quarantine/<id>/` while an envelope is being
- * opened, `items/<id>/{content,meta.json}` once it verified. Nothing in
- * quarantine is ever listed; {@link recover} empties it after a crash.
+ * The agent's inbox. Large items on disk: `quarantine/<id>/` while an
+ * envelope is being opened, `items/<id>/{content,meta.json}` once it
+ * verified. Nothing in quarantine is ever listed; {@link recover} empties it
+ * after a crash. Small items that came in batch envelopes are kept in the
+ * state database (`inline`), released there atomically with their receipts;
+ * the API shows both kinds alike.
  */
 export class Inbox {
   readonly quarantineDir: string;
   readonly itemsDir: string;
 
-  constructor(readonly root: string) {
+  constructor(
+    readonly root: string,
+    private readonly inline?: InlineItems,
+  ) {
     this.quarantineDir = join(root, 'quarantine');
     this.itemsDir = join(root, 'items');
   }
@@ -143,7 +159,7 @@ export class Inbox {
   /** Starts receiving `exchangeId`; throws ERR_CONFLICT when it is already in the inbox or being received. */
   async quarantine(exchangeId: string): Promise<Quarantine> {
     const id = safeId(exchangeId);
-    if (await this.exists(this.itemDir(id))) throw new AgentError('ERR_CONFLICT', `exchange ${id} is already in the inbox`);
+    if ((await this.exists(this.itemDir(id))) || (await this.inline?.inlineItem(id))) throw new AgentError('ERR_CONFLICT', `exchange ${id} is already in the inbox`);
     const dir = join(this.quarantineDir, id);
     try {
       await mkdir(dir, { mode: 0o700 });
@@ -157,12 +173,17 @@ export class Inbox {
   /** Released items, oldest first. */
   async list(): Promise<InboxMeta[]> {
     const names = await readdir(this.itemsDir);
-    const metas = await Promise.all(names.filter((n) => SAFE_ID.test(n)).map((n) => this.get(n)));
-    return metas.filter((m): m is InboxMeta => m !== undefined).sort((a, b) => a.receivedAt.localeCompare(b.receivedAt));
+    const metas = await Promise.all(names.filter((n) => SAFE_ID.test(n)).map((n) => this.fileItem(n)));
+    const inline = (await this.inline?.inlineItems()) ?? [];
+    return [...metas.filter((m): m is InboxMeta => m !== undefined), ...inline].sort((a, b) => a.receivedAt.localeCompare(b.receivedAt));
   }
 
   /** Metadata of one item, or undefined. */
   async get(exchangeId: string): Promise<InboxMeta | undefined> {
+    return (await this.inline?.inlineItem(safeId(exchangeId))) ?? this.fileItem(exchangeId);
+  }
+
+  private async fileItem(exchangeId: string): Promise<InboxMeta | undefined> {
     try {
       return JSON.parse(await readFile(join(this.itemDir(exchangeId), 'meta.json'), 'utf8')) as InboxMeta;
     } catch (err) {
@@ -172,8 +193,10 @@ export class Inbox {
   }
 
   /** A read stream of an item's content; throws ERR_NOT_FOUND. */
-  async openContent(exchangeId: string): Promise<ReadStream> {
-    if (!(await this.get(exchangeId))) throw new AgentError('ERR_NOT_FOUND', `no inbox item ${exchangeId}`);
+  async openContent(exchangeId: string): Promise<Readable> {
+    const inline = await this.inline?.inlineContent(safeId(exchangeId));
+    if (inline) return Readable.from([inline], { objectMode: false });
+    if (!(await this.fileItem(exchangeId))) throw new AgentError('ERR_NOT_FOUND', `no inbox item ${exchangeId}`);
     const stream = createReadStream(join(this.itemDir(exchangeId), 'content'));
     await once(stream, 'open');
     return stream;
@@ -181,7 +204,15 @@ export class Inbox {
 
   /** Marks an item acknowledged by the EHR; returns the updated metadata. */
   async ack(exchangeId: string): Promise<InboxMeta> {
-    const meta = await this.get(exchangeId);
+    const inline = await this.inline?.inlineItem(safeId(exchangeId));
+    if (inline) {
+      if (!inline.ackedAt) {
+        inline.ackedAt = new Date().toISOString();
+        await this.inline?.putInlineItem(inline);
+      }
+      return inline;
+    }
+    const meta = await this.fileItem(exchangeId);
     if (!meta) throw new AgentError('ERR_NOT_FOUND', `no inbox item ${exchangeId}`);
     if (!meta.ackedAt) {
       meta.ackedAt = new Date().toISOString();
@@ -194,7 +225,11 @@ export class Inbox {
 
   /** Deletes an item and its content; throws ERR_NOT_FOUND. */
   async remove(exchangeId: string): Promise<void> {
-    if (!(await this.get(exchangeId))) throw new AgentError('ERR_NOT_FOUND', `no inbox item ${exchangeId}`);
+    if (await this.inline?.inlineItem(safeId(exchangeId))) {
+      await this.inline?.deleteInlineItem(exchangeId);
+      return;
+    }
+    if (!(await this.fileItem(exchangeId))) throw new AgentError('ERR_NOT_FOUND', `no inbox item ${exchangeId}`);
     await rm(this.itemDir(exchangeId), { recursive: true, force: true });
   }
 

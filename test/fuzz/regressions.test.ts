@@ -57,7 +57,7 @@ describe('fuzz findings (regressions)', function () {
   it('refuses a receipt whose signature is re-spelled in its spare base64url bits', async function () {
     await verifyReceipt(structuredClone(receipt), { resolveSigner: ring.signerLookup() });
     try {
-      await verifyReceipt({ ...receipt, sig: respell(receipt.sig) }, { resolveSigner: ring.signerLookup() });
+      await verifyReceipt({ ...receipt, sig: respell(receipt.sig as string) }, { resolveSigner: ring.signerLookup() });
       expect.fail('a re-spelled receipt signature verified');
     } catch (err) {
       expect(err).to.be.instanceOf(CryptoError);

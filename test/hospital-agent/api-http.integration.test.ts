@@ -105,4 +105,82 @@ describe('local API framework', function () {
     expect(all).not.to.contain('wrong-token-attempt');
     expect(all).to.contain('api authentication failed');
   });
+
+  describe('a fast route (served outside express)', function () {
+    let fastServer: Server;
+    let fastBase: string;
+    const fastLogged: Array<{ obj: object; msg?: string | undefined }> = [];
+    const fastLogger: ApiLogger = {
+      info: (obj, msg) => fastLogged.push({ obj, msg }),
+      warn: (obj, msg) => fastLogged.push({ obj, msg }),
+      error: (obj, msg) => fastLogged.push({ obj, msg }),
+    };
+    const handled: string[] = [];
+
+    before(async function () {
+      const v1 = express.Router();
+      v1.post('/things', (_req, res) => {
+        res.status(202).json({ via: 'express' });
+      });
+      const app = createApiApp({
+        tokens: [{ name: 'ehr', token: TOKEN }],
+        logger: fastLogger,
+        v1,
+        openapi: {},
+        auth: { failuresPerWindow: 2, windowMs: 60_000 },
+        fast: [
+          {
+            method: 'POST',
+            path: '/v1/things',
+            route: '/things',
+            async handle(req, principal) {
+              handled.push(principal);
+              if (req.headers['x-fail'] === 'agent') throw new AgentError('ERR_CONSENT_SCOPE', 'not covered');
+              if (req.headers['x-fail'] === 'crash') throw new Error('secret detail 1234');
+              return { status: 202, headers: { Location: '/v1/things/1' }, body: { via: 'fast', principal } };
+            },
+          },
+        ],
+      });
+      fastServer = app.listen(0, '127.0.0.1');
+      await once(fastServer, 'listening');
+      fastBase = `http://127.0.0.1:${(fastServer.address() as AddressInfo).port}`;
+    });
+    after(() => fastServer.close());
+
+    it('answers with the same security headers, request id, JSON and log line as an express route', async function () {
+      const res = await fetch(`${fastBase}/v1/things`, { method: 'POST', headers: { ...auth, 'x-request-id': 'req-fast' }, body: 'x' });
+      expect(res.status).to.equal(202);
+      expect(await res.json()).to.deep.equal({ via: 'fast', principal: 'ehr' });
+      expect(res.headers.get('location')).to.equal('/v1/things/1');
+      expect(res.headers.get('x-request-id')).to.equal('req-fast');
+      expect(res.headers.get('content-type')).to.equal('application/json; charset=utf-8');
+      for (const h of ['content-security-policy', 'x-content-type-options', 'strict-transport-security', 'x-frame-options']) expect(res.headers.get(h), h).to.be.a('string');
+      expect(res.headers.get('x-powered-by')).to.equal(null);
+      const line = fastLogged.find((l) => l.msg === 'api request') as { obj: Record<string, unknown> };
+      expect(line.obj).to.include({ requestId: 'req-fast', method: 'POST', route: '/things', status: 202, principal: 'ehr' });
+      // Another path, or the same one with a query string, goes through express.
+      expect(await (await fetch(`${fastBase}/v1/things?x=1`, { method: 'POST', headers: auth })).json()).to.deep.equal({ via: 'express' });
+    });
+
+    it('answers errors from the registry, hides internal details, and counts failed tokens towards the rate limit', async function () {
+      const refused = await fetch(`${fastBase}/v1/things`, { method: 'POST', headers: { ...auth, 'x-fail': 'agent' } });
+      expect(refused.status).to.equal(403);
+      const body = (await refused.json()) as { error: { code: string; requestId: string } };
+      expect(body.error.code).to.equal('ERR_CONSENT_SCOPE');
+      expect(body.error.requestId).to.equal(refused.headers.get('x-request-id'));
+      const crash = await fetch(`${fastBase}/v1/things`, { method: 'POST', headers: { ...auth, 'x-fail': 'crash' } });
+      expect(crash.status).to.equal(500);
+      expect(await crash.text()).not.to.contain('1234');
+      const before = handled.length;
+      expect((await fetch(`${fastBase}/v1/things`, { method: 'POST' })).status).to.equal(401);
+      expect((await fetch(`${fastBase}/v1/things`, { method: 'POST', headers: { authorization: 'Bearer guess-guess-guess' } })).status).to.equal(401);
+      // Past the limit the address is refused, even with the right token, and the handler never runs.
+      const limited = await fetch(`${fastBase}/v1/things`, { method: 'POST', headers: auth });
+      expect(limited.status).to.equal(429);
+      expect(((await limited.json()) as { error: { code: string } }).error.code).to.equal('ERR_RATE_LIMITED');
+      expect(handled.length).to.equal(before);
+      expect(JSON.stringify(fastLogged)).not.to.contain('guess-guess-guess');
+    });
+  });
 });

@@ -10,7 +10,9 @@ describe('release fee in signed usage statements', function () {
   this.timeout(30_000);
   let tmp: ReturnType<typeof tempDir>;
   let relay: ReturnType<typeof loadIdentity>;
-  const input = { transferId: 'ab12cd34ef56', from: 'mgh', to: 'myongji', bytes: 2048, completedAt: new Date() };
+  // Completed now, at each use: the relay certificate is issued in before(), after this file was loaded.
+  const base = { transferId: 'ab12cd34ef56', from: 'mgh', to: 'myongji', bytes: 2048 };
+  const input = { ...base, get completedAt(): Date { return new Date(); } };
   const tariff = { currency: 'EUR', perTransfer: 10, perGiB: 100 };
 
   before(function () {
@@ -37,17 +39,40 @@ describe('release fee in signed usage statements', function () {
   it('charges the requester the release fee once per answering exchange, and transport to the sender', function () {
     const signed = signUsage(input, { ...tariff, releaseFee: 250 }, relay.privateKey, relay.certPem);
     const usage = { statement: verifyUsageStatement(signed, relay.caPem), signed } as Parameters<typeof chargesFromUsage>[1];
-    const answer = chargesFromUsage({ id: 'x-answer-0001', to: 'myongji', requestId: 'req-1' }, usage);
+    const [answer = []] = chargesFromUsage([{ id: 'x-answer-0001', to: 'myongji', requestId: 'req-1' }], usage);
     expect(answer.map((c) => [c.kind, c.payer, c.payee, c.amount])).to.deep.equal([
       ['transport', 'mgh', RELAY_ACCOUNT, 11],
       ['release', 'myongji', 'mgh', 250],
     ]);
     // A resent exchange (another transfer, another statement) is charged transport again, the release fee not.
     const again = signUsage({ ...input, transferId: 'ab12cd34ef57' }, { ...tariff, releaseFee: 250 }, relay.privateKey, relay.certPem);
-    const second = chargesFromUsage({ id: 'x-answer-0001', to: 'myongji', requestId: 'req-1' }, { statement: verifyUsageStatement(again, relay.caPem), signed: again } as Parameters<typeof chargesFromUsage>[1]);
+    const [second = []] = chargesFromUsage([{ id: 'x-answer-0001', to: 'myongji', requestId: 'req-1' }], { statement: verifyUsageStatement(again, relay.caPem), signed: again } as Parameters<typeof chargesFromUsage>[1]);
     expect(second[0]?.charge).not.to.equal(answer[0]?.charge);
     expect(second[1]?.charge).to.equal(answer[1]?.charge);
     // An exchange that answers no request carries no release fee.
-    expect(chargesFromUsage({ id: 'x-plain-0001', to: 'myongji' }, usage).map((c) => c.kind)).to.deep.equal(['transport']);
+    expect(chargesFromUsage([{ id: 'x-plain-0001', to: 'myongji' }], usage)[0]?.map((c) => c.kind)).to.deep.equal(['transport']);
+  });
+
+  it('splits a batch transfer\'s fee across its exchanges in integer minor units that add up to the signed fee', function () {
+    const signed = signUsage({ ...input, bytes: 3 * 2048 }, { ...tariff, perTransfer: 10, releaseFee: 250 }, relay.privateKey, relay.certPem);
+    const usage = { statement: verifyUsageStatement(signed, relay.caPem), signed } as Parameters<typeof chargesFromUsage>[1];
+    const batch = [
+      { id: 'x-batch-0001', to: 'myongji' },
+      { id: 'x-batch-0002', to: 'myongji', requestId: 'req-2' },
+      { id: 'x-batch-0003', to: 'myongji' },
+    ];
+    const charges = chargesFromUsage(batch, usage);
+    const transport = charges.map((list) => list.find((c) => c.kind === 'transport'));
+    expect(transport.map((c) => c?.amount)).to.deep.equal([4, 4, 3]);
+    expect(transport.reduce((sum, c) => sum + (c?.amount ?? 0), 0)).to.equal(usage.statement.fee.amount);
+    expect(new Set(transport.map((c) => c?.charge)).size).to.equal(3);
+    expect(transport.map((c) => c?.exchange)).to.deep.equal(batch.map((x) => x.id));
+    // The release fee stays per answering exchange.
+    expect(charges[1]?.filter((c) => c.kind === 'release').map((c) => c.amount)).to.deep.equal([250]);
+    expect(charges[0]?.some((c) => c.kind === 'release')).to.equal(false);
+    // Shares of zero are not charged.
+    const tiny = signUsage(input, { currency: 'EUR', perTransfer: 1, perGiB: 0 }, relay.privateKey, relay.certPem);
+    const few = chargesFromUsage(batch, { statement: verifyUsageStatement(tiny, relay.caPem), signed: tiny } as Parameters<typeof chargesFromUsage>[1]);
+    expect(few.map((list) => list.length)).to.deep.equal([1, 0, 0]);
   });
 });

@@ -264,7 +264,8 @@ export class RelayClient extends EventEmitter<RelayClientEvents> {
     } else if (type === 'usage') {
       const id = body.id;
       const stream = typeof id === 'number' ? this.streams.get(id) : undefined;
-      if (stream) stream.onUsage(this.verifyUsage(body));
+      if (stream instanceof InboundTransfer) stream.onUsage(() => this.verifyUsage(body));
+      else if (stream) stream.onUsage(this.verifyUsage(body));
     } else if (type === 'undeliverable') {
       const err = Object.assign(new RelayError('ERR_RELAY_UNDELIVERABLE', `message ${String(body.id)} to ${String(body.to)} undeliverable: ${String(body.code)}`), {
         messageId: Number(body.id),

@@ -14,12 +14,13 @@ export class InboundTransfer extends Readable {
   readonly from: string;
   /** Opaque metadata the sender attached to the OPEN. */
   readonly meta: Buffer;
-  /** Resolves with the relay's verified usage statement after the last byte. */
-  readonly usage: Promise<VerifiedUsage>;
   bytesReceived = 0;
   private granted = 0;
   private state: 'open' | 'ended' | 'done' = 'open';
   private readonly settle = deferred<VerifiedUsage>();
+  /** The relay's statement, verified only when someone asks for it (the sender pays; most recipients never look). */
+  private unverified: (() => VerifiedUsage | Error) | undefined;
+  private wanted = false;
 
   /** @internal Created by RelayClient when the relay delivers an OPEN. */
   constructor(private readonly link: Link, id: number, from: string, meta: Buffer, private readonly window: number) {
@@ -27,8 +28,23 @@ export class InboundTransfer extends Readable {
     this.id = id;
     this.from = from;
     this.meta = Buffer.from(meta);
-    this.usage = this.settle.promise;
     this.grant(window);
+  }
+
+  /** Resolves with the relay's verified usage statement after the last byte. */
+  get usage(): Promise<VerifiedUsage> {
+    this.wanted = true;
+    this.verifyUsage();
+    return this.settle.promise;
+  }
+
+  private verifyUsage(): void {
+    const verify = this.unverified;
+    if (!verify) return;
+    this.unverified = undefined;
+    const usage = verify();
+    if (usage instanceof Error) this.settle.reject(usage);
+    else this.settle.resolve(usage);
   }
 
   private grant(bytes: number): void {
@@ -69,10 +85,13 @@ export class InboundTransfer extends Readable {
     destroyWith(this, err);
   }
 
-  /** @internal The relay's usage statement (or why it failed verification). */
-  onUsage(usage: VerifiedUsage | Error): void {
-    if (usage instanceof Error) this.finish(usage);
-    else this.finish(undefined, usage);
+  /** @internal The relay's usage statement arrived; `verify` checks it (or says why it fails) when `usage` is read. */
+  onUsage(verify: () => VerifiedUsage | Error): void {
+    if (this.state === 'done') return;
+    this.state = 'done';
+    this.link.release(this.id);
+    this.unverified = verify;
+    if (this.wanted) this.verifyUsage();
   }
 
   /** Refuses or cancels the transfer; the sender sees `code`. */

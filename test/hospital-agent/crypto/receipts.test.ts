@@ -1,7 +1,7 @@
-import { sign } from 'node:crypto';
+import { createHash, sign } from 'node:crypto';
 import { expect } from 'chai';
 import { createKeyBundle, generateAgentKeys, jcs } from '../../../certs/index.ts';
-import { createReceipt, CryptoError, deliveredReceipt, senderKeys, verifyReceipt, withKids, type CryptoErrorCode, type Receipt } from '../../../hospital-agent/crypto/index.ts';
+import { createReceipt, createReceipts, CryptoError, deliveredReceipt, receiptSignature, senderKeys, verifyReceipt, withKids, type CryptoErrorCode, type Receipt } from '../../../hospital-agent/crypto/index.ts';
 import { contentAt, getWorld, openBuffer, sealBuffer, sealOpts, type World } from './fixtures.ts';
 
 async function expectCode(p: Promise<unknown>, code: CryptoErrorCode): Promise<void> {
@@ -89,5 +89,54 @@ describe('receipts', function () {
     await w.ring.add(b2);
     expect((await w.ring.encryptionBundle('hotel')).encryptionKid).to.equal(k2.encryptionKid);
     expect((await verifyReceipt(old, { resolveSigner: w.ring.signerLookup() })).signer.signingKid).to.equal(k1.signingKid);
+  });
+
+  describe('signed together (a batch)', function () {
+    const inputs = (n: number): Array<Parameters<typeof createReceipt>[0]> =>
+      Array.from({ length: n }, (_, i) => ({ exchangeId: `x-batch-${i}-0001`, sender: 'alpha', headerHash: 'H'.repeat(43), contentHash: createHash('sha256').update(`content ${i}`).digest('base64url'), disposition: 'delivered' as const, receivedAt: new Date() }));
+
+    it('gives each receipt a proof under one signature, and each verifies alone', async function () {
+      for (const n of [2, 3, 7, 32]) {
+        const batch = createReceipts(inputs(n), w.parties['bravo']!.sender);
+        expect(new Set(batch.map((r) => receiptSignature(r))).size).to.equal(1);
+        for (const [i, r] of batch.entries()) {
+          expect(r.sig).to.equal(undefined);
+          expect(r.batch).to.include({ size: n, index: i });
+          const v = await verifyReceipt(JSON.parse(JSON.stringify(r)), { resolveSigner: w.ring.signerLookup(), expect: { exchangeId: `x-batch-${i}-0001`, sender: 'alpha', recipient: 'bravo' } });
+          expect(v.receipt.contentHash).to.equal(r.contentHash);
+        }
+      }
+      // One input: an ordinary receipt with its own signature.
+      const [single] = createReceipts(inputs(1), w.parties['bravo']!.sender);
+      expect(single?.sig).to.be.a('string');
+      expect(single?.batch).to.equal(undefined);
+    });
+
+    it('refuses a batched receipt whose fields, proof or signature were altered, or that names another signer', async function () {
+      const batch = createReceipts(inputs(5), w.parties['bravo']!.sender);
+      const r = batch[3] as Receipt;
+      const proof = r.batch as NonNullable<Receipt['batch']>;
+      const resolveSigner = w.ring.signerLookup();
+      const altered: unknown[] = [
+        { ...r, contentHash: 'Z'.repeat(43) },
+        { ...r, exchangeId: 'x-batch-9-0001' },
+        { ...r, batch: { ...proof, index: 2 } },
+        { ...r, batch: { ...proof, size: 6 } },
+        { ...r, batch: { ...proof, path: [...proof.path].reverse() } },
+        { ...r, batch: { ...proof, path: proof.path.slice(1) } },
+        // A genuine signature of bravo's, over something else.
+        { ...r, batch: { ...proof, sig: createReceipt(inputs(1)[0]!, w.parties['bravo']!.sender).sig } },
+        // Another receipt's proof with this receipt's fields.
+        { ...r, batch: (batch[1] as Receipt).batch },
+      ];
+      for (const a of altered) await expectCode(verifyReceipt(a, { resolveSigner }), 'ERR_RECEIPT_BAD_SIGNATURE');
+      // Signed by charlie, claiming to be bravo's: bravo's key does not verify it.
+      const charlie = createReceipts(inputs(5), { ...w.parties['charlie']!.sender, agent: 'bravo', signingKid: w.parties['bravo']!.sender.signingKid });
+      await expectCode(verifyReceipt(charlie[3], { resolveSigner }), 'ERR_RECEIPT_BAD_SIGNATURE');
+      // Both forms at once, or neither, is malformed.
+      await expectCode(verifyReceipt({ ...r, sig: proof.sig }, { resolveSigner }), 'ERR_RECEIPT_MALFORMED');
+      const { batch: _drop, ...bare } = r;
+      await expectCode(verifyReceipt(bare, { resolveSigner }), 'ERR_RECEIPT_MALFORMED');
+    });
   });
 });
