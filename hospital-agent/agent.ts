@@ -8,7 +8,7 @@ import pino, { type Logger } from 'pino';
 import { createKeyBundle, CrlWatcher, generateAgentKeys, loadIdentity, writeFileAtomic, type Identity, type KeyBundle } from '../certs/index.ts';
 import { Ledger, Replicator, type ReplicationTransport, type Trust } from '../ledger/index.ts';
 import { RelayClient, DEFAULT_MAX_MESSAGE, type InboundTransfer, type RelayMessage } from '../relay/protocol/index.ts';
-import { createApiHandler, DEFAULT_JSON_LIMIT } from './api/http.ts';
+import { createApiHandler, DEFAULT_JSON_LIMIT, type FastRoute } from './api/http.ts';
 import { buildOpenApi } from './api/openapi.ts';
 import { consentRoutes } from './api/routes/consents.ts';
 import { exchangeRoutes, submitRoute } from './api/routes/exchanges.ts';
@@ -236,9 +236,17 @@ export async function startAgent(config: AgentConfig, options: StartAgentOptions
   v1.use(inboxRoutes(inbox));
   v1.use(ledgerRoutes(ledger, replicator, trust, config.id));
   const open = express.Router();
-  open.get('/healthz', async (_req, res) => {
-    // Outgoing exchanges not yet delivered or failed: a queue that only grows means the relay or a recipient is away.
-    res.json({ status: 'ok', agent: config.id, relay: relay.connected ? 'connected' : 'disconnected', outbox: await store.countUnfinished() });
+  // Outgoing exchanges not yet delivered or failed (`outbox`): a queue that only grows means the relay or a recipient is away.
+  const health: FastRoute = {
+    method: 'GET',
+    path: '/healthz',
+    route: '/healthz',
+    open: true,
+    handle: async () => ({ status: 200, body: { status: 'ok', agent: config.id, relay: relay.connected ? 'connected' : 'disconnected', outbox: await store.countUnfinished() } }),
+  };
+  open.get('/healthz', async (req, res) => {
+    const answer = await health.handle(req, '');
+    res.status(answer.status).json(answer.body);
   });
   open.get('/metrics', async (_req, res) => {
     metrics.outboxQueued.set(await store.countUnfinished());
@@ -246,7 +254,7 @@ export async function startAgent(config: AgentConfig, options: StartAgentOptions
     if (head) metrics.ledgerSeq.set(head.seq);
     res.type(metrics.registry.contentType).send(await metrics.registry.metrics());
   });
-  const handler = createApiHandler({ tokens, logger: log, v1, open, openapi: buildOpenApi(config.id), fast: [submitRoute(exchanges, requests)] });
+  const handler = createApiHandler({ tokens, logger: log, v1, open, openapi: buildOpenApi(config.id), fast: [submitRoute(exchanges, requests), health] });
   const server: Server = createServer(handler).listen(config.api.port, config.api.host);
   await once(server, 'listening');
   server.requestTimeout = 0; // Large uploads stream for as long as they need; idle sockets still time out.

@@ -86,6 +86,8 @@ export interface FastRoute {
   path: string;
   /** The route's name in the request log (as express would name it). */
   route: string;
+  /** Served without authentication (like /healthz); the principal is then ''. */
+  open?: boolean;
   handle(req: IncomingMessage, principal: string): Promise<FastAnswer>;
 }
 
@@ -100,6 +102,16 @@ export type ApiHandler = (req: IncomingMessage, res: ServerResponse) => void;
  */
 export function createApiHandler(options: ApiAppOptions & { fast?: readonly FastRoute[] }): ApiHandler {
   const security = helmet();
+  // helmet's defaults set the same headers on every response, whatever the request: recorded once for the fast
+  // routes, which then set them without running its eleven middlewares each time.
+  const securityHeaders: Array<[string, string | undefined]> = [];
+  security({ headers: {} } as IncomingMessage, { setHeader: (name: string, value: string) => securityHeaders.push([name, value]), removeHeader: (name: string) => securityHeaders.push([name, undefined]) } as unknown as ServerResponse, () => undefined);
+  const applySecurityHeaders = (res: ServerResponse): void => {
+    for (const [name, value] of securityHeaders) {
+      if (value === undefined) res.removeHeader(name);
+      else res.setHeader(name, value);
+    }
+  };
   const auth = new Authenticator(options.tokens, options.auth);
   const logRequests = !options.logger.isLevelEnabled || options.logger.isLevelEnabled('info');
   // Paths only, never query strings or bodies: they may name a patient.
@@ -151,14 +163,18 @@ export function createApiHandler(options: ApiAppOptions & { fast?: readonly Fast
   const fast = new Map((options.fast ?? []).map((f) => [`${f.method} ${f.path}`, f]));
   const serveFast = async (route: FastRoute, req: IncomingMessage, res: ServerResponse): Promise<void> => {
     let principal: string | undefined;
+    applySecurityHeaders(res);
     const id = requestId(req, res, () => route.route, () => principal);
     try {
-      const outcome = await auth.authenticate(req);
-      if ('error' in outcome) {
-        authFailed(req, id, outcome.reason);
-        throw outcome.error;
+      if (route.open) principal = '';
+      else {
+        const outcome = await auth.authenticate(req);
+        if ('error' in outcome) {
+          authFailed(req, id, outcome.reason);
+          throw outcome.error;
+        }
+        principal = outcome.principal;
       }
-      principal = outcome.principal;
       const answer = await route.handle(req, principal);
       writeJson(res, answer.status, answer.body, answer.headers);
     } catch (err) {
@@ -171,11 +187,11 @@ export function createApiHandler(options: ApiAppOptions & { fast?: readonly Fast
   return (req, res) => {
     const route = fast.size > 0 ? fast.get(`${req.method} ${req.url}`) : undefined;
     // An address with failed attempts goes through express, where the rate limiter stands first.
-    if (!route || auth.suspect(req)) {
+    if (!route || (!route.open && auth.suspect(req))) {
       app(req, res);
       return;
     }
-    security(req, res, () => void serveFast(route, req, res));
+    void serveFast(route, req, res);
   };
 }
 
