@@ -1,6 +1,6 @@
-// `npm run bench -- agent [--size 2GiB] [--small 2000] [--concurrency 64]`: end-to-end exchange
+// `npm run bench -- agent [--size 2GiB] [--small 3000] [--warmup 1000] [--concurrency 64]`: end-to-end exchange
 // throughput (agent API in, relay, agent inbox out, receipt back) beside the relay-only figure for the
-// same bytes in the same run, and the rate of small (2 KB FHIR) exchanges with time to receipt.
+// same bytes in the same run, and the rate of small (a 3.2 KB FHIR Bundle) exchanges with time to receipt.
 import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { cpus, tmpdir } from 'node:os';
 import { Agent, request } from 'node:http';
@@ -224,7 +224,8 @@ async function smallExchanges(fed: LocalFederation, count: number, concurrency: 
 
 export async function run(args: string[]): Promise<BenchTable[]> {
   const size = parseSize(option(args, 'size') ?? '2GiB');
-  const count = Number(option(args, 'small') ?? 2000);
+  const count = Number(option(args, 'small') ?? 3000);
+  const warmup = Number(option(args, 'warmup') ?? 1000);
   const concurrency = Number(option(args, 'concurrency') ?? 64);
   const roundCount = Math.max(1, Number(option(args, 'rounds') ?? DEFAULT_ROUNDS));
   const dir = mkdtempSync(join(tmpdir(), 'hie-bench-agent-'));
@@ -241,6 +242,9 @@ export async function run(args: string[]): Promise<BenchTable[]> {
       const { ms: e2eMs, acknowledgedMs } = await endToEnd(fed, size, consent);
       rounds.push({ relayMs, e2eMs, acknowledgedMs, relayCpu, e2eCpu: cpu.lap() });
     }
+    // A warm-up round first, not counted: the agents run for days, and what matters is their steady state,
+    // not V8 compiling the small-exchange code paths during the first seconds.
+    await smallExchanges(fed, warmup, concurrency, consent, cpu);
     cpu.lap();
     const small = await smallExchanges(fed, count, concurrency, consent, cpu);
     const smallCpu = small.cpu;
@@ -265,7 +269,7 @@ export async function run(args: string[]): Promise<BenchTable[]> {
         summary: [{ metric: `agent end-to-end vs relay-only (${mib(size)} MiB)`, value: ratio.toFixed(2), target: '>= 0.50', met: ratio >= 0.5 }],
       },
       {
-        title: `agent: ${count} small exchanges (2 KB FHIR bundle), up to ${concurrency} unfinished`,
+        title: `agent: ${count} small exchanges (${(BUNDLE.length / 1024).toFixed(1)} KB FHIR Bundle), up to ${concurrency} unfinished, after ${warmup} not counted`,
         rows: [
           {
             'exchanges/s': ((small.lat.length / small.ms) * 1000).toFixed(0),
@@ -275,7 +279,7 @@ export async function run(args: string[]): Promise<BenchTable[]> {
             failed: small.failed,
           },
         ],
-        summary: [{ metric: 'agent small exchanges/s (2 KB FHIR)', value: ((small.lat.length / small.ms) * 1000).toFixed(0), target: '>= 500', met: (small.lat.length / small.ms) * 1000 >= 500 }],
+        summary: [{ metric: `agent small exchanges/s (${(BUNDLE.length / 1024).toFixed(1)} KB FHIR)`, value: ((small.lat.length / small.ms) * 1000).toFixed(0), target: '>= 500', met: (small.lat.length / small.ms) * 1000 >= 500 }],
         notes: [
           `CPU seconds (user + system) per process while the exchanges ran: ${formatCpu(smallCpu)}; per exchange: ${formatCpu(smallCpu, small.lat.length + small.failed)}.`,
           `The sending agent sealed them into ${small.batches.count} batch envelopes, ${(small.batches.exchanges / Math.max(1, small.batches.count)).toFixed(1)} exchanges each on average (a batch takes whatever is due when a send slot frees up: nothing waits to fill one).`, 'Target: >= 500 small exchanges/s. Time to receipt is from acceptance by the API to the verified receipt, on the sending agent\'s clock. Each exchange is consent-checked, fsynced to the outbox, sealed, relayed, opened, released to the inbox, receipted and logged on both ledgers (plus a charge).'],
