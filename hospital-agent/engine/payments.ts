@@ -10,24 +10,21 @@ export const RELAY_ACCOUNT = 'relay-operator';
  * The `payment.charged` bodies a relay usage statement yields for the
  * exchanges of this hospital that its transfer carried (one, or a batch),
  * per exchange in the order given. The sender pays the transport fee to the
- * relay operator; a batch's fee is split across its exchanges in integer
- * minor units (the remainder to the first ones), so the shares add up to the
- * signed fee exactly. Ids derive from the signed statement (and the exchange,
- * in a batch), so both parties name the same charge. When an exchange
- * answers a records request, the requester (the recipient) pays the release
- * fee of the signed tariff to this hospital (id derived from the exchange,
- * so a resent exchange is charged once). Zero amounts yield nothing.
+ * relay operator: one charge per transfer, as the relay signed it, on the
+ * first exchange the transfer carried (a batch envelope is one transfer);
+ * its id derives from the signed statement, so both parties name the same
+ * charge. When an exchange answers a records request, the requester (the
+ * recipient) pays the release fee of the signed tariff to this hospital (id
+ * derived from the exchange, so a resent exchange is charged once). Zero
+ * amounts yield nothing.
  */
 export function chargesFromUsage(exchanges: ReadonlyArray<{ id: string; to: string; requestId?: string | undefined }>, usage: VerifiedUsage): Array<Array<BodyOf<'payment.charged'>>> {
   const s = usage.statement;
-  const statementHash = createHash('sha256').update(canonicalize(s) ?? '');
-  const n = exchanges.length;
   return exchanges.map((exchange, i) => {
     const out: Array<BodyOf<'payment.charged'>> = [];
-    const share = n === 0 ? 0 : Math.floor(s.fee.amount / n) + (i < s.fee.amount % n ? 1 : 0);
-    if (share > 0) {
-      const id = (n === 1 ? statementHash.copy() : statementHash.copy().update(`\u0000${exchange.id}`)).digest('hex').slice(0, 40);
-      out.push({ charge: `t${id}`, exchange: exchange.id, kind: 'transport', payer: s.from, payee: RELAY_ACCOUNT, amount: share, currency: s.fee.currency });
+    if (i === 0 && s.fee.amount > 0) {
+      const id = createHash('sha256').update(canonicalize(s) ?? '').digest('hex').slice(0, 40);
+      out.push({ charge: `t${id}`, exchange: exchange.id, kind: 'transport', payer: s.from, payee: RELAY_ACCOUNT, amount: s.fee.amount, currency: s.fee.currency });
     }
     if (exchange.requestId && s.releaseFee && s.releaseFee.amount > 0 && s.to === exchange.to) {
       const id = createHash('sha256').update(`release\u0000${exchange.id}`).digest('hex').slice(0, 40);

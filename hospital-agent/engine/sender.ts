@@ -588,7 +588,7 @@ export class ExchangeEngine extends EventEmitter<EngineEvents> {
   private async recordCharges(exchangeIds: readonly string[], usage: VerifiedUsage, only?: ReadonlySet<string>): Promise<void> {
     const records = (await Promise.all(exchangeIds.map((id) => this.o.store.get(id)))).filter((r): r is ExchangeRecord => r !== undefined);
     if (records.length !== exchangeIds.length) return;
-    // Shares are split over every exchange the transfer carried, whichever of them are logged here.
+    // Computed over every exchange the transfer carried (its fee goes on the first), whichever of them are logged here.
     const charges = chargesFromUsage(records, usage);
     const todo = records
       .map((record, i) => ({ record, bodies: (charges[i] ?? []).filter((c) => !record.ledger?.charges?.includes(c.charge)) }))
