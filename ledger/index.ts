@@ -11,6 +11,7 @@ export {
   type Entry, type EntryType, type AppendableType, type AppendInput, type BodyOf, type EntryCheck,
 } from './schema.ts';
 export { encodeEntry, decodeEntry, sha256Hex, type StoredEntry } from './entry.ts';
+export { writeBatch, type SublevelOp } from './batch.ts';
 export { signedHeadSchema, checkpointSchema, verifyHeadSignature, verifyCheckpointSignature, type SignedHead, type SignedCheckpoint } from './heads.ts';
 export { KeyHistory, keyEraFromEntry, type KeyEra, type Trust } from './keys.ts';
 export { evidenceSchema, type Evidence } from './evidence.ts';

@@ -1,5 +1,6 @@
 import { Level } from 'level';
 import type { AbstractSublevel } from 'abstract-level';
+import { writeBatch } from './batch.ts';
 import { LedgerError } from './errors.ts';
 
 // eslint-disable-next-line @typescript-eslint/no-explicit-any
@@ -76,7 +77,7 @@ export class Store {
 
   /** Writes every op atomically. */
   async batch(ops: BatchOp[]): Promise<void> {
-    await this.db.batch(ops as never);
+    await writeBatch(this.db, ops);
   }
 
   async close(): Promise<void> {

@@ -1,5 +1,6 @@
 import { createHash, timingSafeEqual } from 'node:crypto';
 import { Level } from 'level';
+import { writeBatch, type SublevelOp } from '../../ledger/index.ts';
 import { AgentError } from '../errors.ts';
 import type { InboxMeta } from './inbox.ts';
 import { Mutex } from './mutex.ts';
@@ -93,13 +94,7 @@ export type ExchangePatch = Partial<Pick<ExchangeRecord, 'failure' | 'receipt' |
 export type NewExchange = Omit<ExchangeRecord, 'status' | 'attempts' | 'createdAt' | 'updatedAt' | 'requestFingerprint' | 'receipt' | 'headerHash' | 'ledger' | 'failure' | 'nextAttemptAt' | 'inline'>;
 
 /** One put or del of an atomic batch, on a sublevel of the state database. */
-interface BatchOp {
-  type: 'put' | 'del';
-  key: string;
-  value?: unknown;
-  // eslint-disable-next-line @typescript-eslint/no-explicit-any
-  sublevel: any;
-}
+type BatchOp = SublevelOp;
 
 /** One status change of {@link ExchangeStore.transitionMany}. */
 export interface Transition {
@@ -275,7 +270,7 @@ export class ExchangeStore {
     if (body) {
       ops.push({ type: 'put', key: record.id, value: body, sublevel: this.bodies });
       await this.writeSynced(ops);
-    } else await this.db.batch(ops as never);
+    } else await writeBatch(this.db, ops);
     this.remember(record);
     if (body) this.bodyCache.set(record.id, body);
     return record;
@@ -334,7 +329,7 @@ export class ExchangeStore {
         if (next.inline && (status === 'delivered' || status === 'failed')) ops.push({ type: 'del', key: id, sublevel: this.bodies });
         out.push(next);
       }
-      await this.db.batch(ops as never);
+      await writeBatch(this.db, ops);
       for (const next of out) this.remember(next);
       return out;
     });
@@ -358,7 +353,7 @@ export class ExchangeStore {
         ops.push({ type: 'put', key: id, value: next, sublevel: this.records });
         out.push(next);
       }
-      await this.db.batch(ops as never);
+      await writeBatch(this.db, ops);
       for (const next of out) this.remember(next);
       return out;
     });
@@ -400,14 +395,14 @@ export class ExchangeStore {
         const group = this.syncQueue;
         this.syncQueue = [];
         try {
-          await this.db.batch(group.flatMap((g) => g.ops) as never, { sync: true } as object);
+          await writeBatch(this.db, group.flatMap((g) => g.ops), { sync: true });
           for (const g of group) g.resolve();
         } catch (err) {
           // One write of the group may be at fault: retry each alone, so the others still land.
           if (group.length === 1) (group[0] as (typeof group)[number]).reject(err);
           else {
             for (const g of group) {
-              await this.db.batch(g.ops as never, { sync: true } as object).then(g.resolve, g.reject);
+              await writeBatch(this.db, g.ops, { sync: true }).then(g.resolve, g.reject);
             }
           }
         }
@@ -441,10 +436,10 @@ export class ExchangeStore {
 
   /** Deletes a small received item and its content. */
   async deleteInlineItem(id: string): Promise<void> {
-    await this.db.batch([
+    await writeBatch(this.db, [
       { type: 'del', key: id, sublevel: this.inboxMeta },
       { type: 'del', key: id, sublevel: this.inboxContent },
-    ] as never);
+    ]);
   }
 
   /** The delivered receipts this agent issued for `from`'s exchanges (undefined where none), in one read. */
