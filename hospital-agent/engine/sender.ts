@@ -184,6 +184,8 @@ export class ExchangeEngine extends EventEmitter<EngineEvents> {
   private readonly active = new Set<string>();
   /** Sends in flight: a single envelope or a batch each. */
   private sends = 0;
+  /** Exchanges resumed after a restart whose `exchange.sent` is not recorded in the store: the ledger is asked first. */
+  private readonly recovered = new Set<string>();
   /** Batch envelopes in flight, by recipient. */
   private readonly batchesTo = new Map<string, number>();
   /** Exchanges waiting to be sent, with the time (ms) they are due. */
@@ -207,6 +209,8 @@ export class ExchangeEngine extends EventEmitter<EngineEvents> {
   /** Resumes unfinished exchanges after a restart (those caught mid-send go back to the queue) and starts sending. */
   async start(): Promise<void> {
     for (const r of await this.o.store.unfinished()) {
+      // Its `exchange.sent` may be in the ledger without the store knowing (a crash before the next durable step).
+      if (!r.ledger?.sent) this.recovered.add(r.id);
       if (r.status === 'sending') await this.o.store.transition(r.id, 'queued', { nextAttemptAt: this.now().toISOString() });
       this.queue.set(r.id, r.nextAttemptAt && r.status === 'queued' ? Date.parse(r.nextAttemptAt) : 0);
     }
@@ -397,6 +401,8 @@ export class ExchangeEngine extends EventEmitter<EngineEvents> {
       throw err;
     }
     if (record.ledger?.sent) return undefined;
+    const logged = await this.loggedSent(record);
+    if (logged) return logged;
     const sent = await this.o.ledger.append({
       type: 'exchange.sent',
       body: {
@@ -411,6 +417,12 @@ export class ExchangeEngine extends EventEmitter<EngineEvents> {
       },
     });
     return sent.hash;
+  }
+
+  /** The hash of this exchange's `exchange.sent` when the ledger has one the store does not know of (a restart came between them). */
+  private async loggedSent(record: ExchangeRecord): Promise<string | undefined> {
+    if (record.ledger?.sent || !this.recovered.delete(record.id)) return record.ledger?.sent;
+    return (await this.o.ledger.byExchange(record.id)).find((e) => e.entry.feed === this.o.self && e.entry.type === 'exchange.sent')?.hash;
   }
 
   /** Streams the envelope of the stored body and resolves with the receipt message. */
@@ -852,9 +864,10 @@ export class ExchangeEngine extends EventEmitter<EngineEvents> {
     const current = (await this.o.store.get(record.id)) ?? record;
     let ledgerPatch: NonNullable<ExchangeRecord['ledger']> = {};
     // A release never logged (consent refused at send time) needs no failure entry to balance it.
-    if (!current.ledger?.failed && current.ledger?.sent) {
+    const sent = await this.loggedSent(current);
+    if (!current.ledger?.failed && sent) {
       const entry = await this.o.ledger.append({ type: 'exchange.failed', body: { exchange: record.id, peer: record.to, reason: final.reason } });
-      ledgerPatch = { failed: entry.hash };
+      ledgerPatch = { sent, failed: entry.hash };
     }
     const failed = await this.o.store.transition(record.id, 'failed', { failure: { code: final.code, message: final.message }, ledger: ledgerPatch });
     if (!failed.inline) await this.o.outbox.remove(record.id);

@@ -160,12 +160,36 @@ export class ExchangeStore {
    * store, so the copy is never stale; final records leave it.
    */
   private readonly unfinishedCache = new Map<string, ExchangeRecord>();
+  /**
+   * The status and status time the database holds for each unfinished
+   * exchange (its status index entry). `sending` is kept in memory only: a
+   * restart resumes such an exchange from `queued` anyway, so writing it would
+   * buy nothing; its fields (attempts, ledger bookkeeping) are written with
+   * the exchange's next durable step.
+   */
+  private readonly durable = new Map<string, { status: ExchangeStatus; statusAt: string }>();
 
-  private remember(record: ExchangeRecord): void {
+  private remember(record: ExchangeRecord, persisted: boolean): void {
     if (record.status === 'delivered' || record.status === 'failed') {
       this.unfinishedCache.delete(record.id);
       this.bodyCache.delete(record.id);
-    } else this.unfinishedCache.set(record.id, record);
+      this.durable.delete(record.id);
+      return;
+    }
+    this.unfinishedCache.set(record.id, record);
+    if (persisted) this.durable.set(record.id, { status: record.status, statusAt: record.statusAt ?? record.createdAt });
+  }
+
+  /** `record` as the database holds it: with the durable status of an exchange that is `sending` in memory. */
+  private stored(record: ExchangeRecord): ExchangeRecord {
+    const d = this.durable.get(record.id);
+    return d && d.status !== record.status ? { ...record, status: d.status, statusAt: d.statusAt } : record;
+  }
+
+  /** The status index key the database holds for `record`. */
+  private storedStatusKey(record: ExchangeRecord): string {
+    const d = this.durable.get(record.id);
+    return d ? statusKey({ status: d.status, statusAt: d.statusAt, createdAt: record.createdAt, id: record.id }) : statusKey(record);
   }
 
   constructor(path: string) {
@@ -210,7 +234,8 @@ export class ExchangeStore {
   /** Opens the database and loads the unfinished exchanges into memory (the engine works on them; the count is a gauge). */
   async open(): Promise<void> {
     await this.db.open();
-    await this.unfinished();
+    const all = [...(await this.byStatusOrder('queued', {})), ...(await this.byStatusOrder('sending', {}))];
+    for (const r of all) this.remember(r, true);
   }
 
   /** Closes the database. */
@@ -271,7 +296,7 @@ export class ExchangeStore {
       ops.push({ type: 'put', key: record.id, value: body, sublevel: this.bodies });
       await this.writeSynced(ops);
     } else await writeBatch(this.db, ops);
-    this.remember(record);
+    this.remember(record, true);
     if (body) this.bodyCache.set(record.id, body);
     return record;
   }
@@ -323,14 +348,16 @@ export class ExchangeStore {
         }
         const next: ExchangeRecord = { ...current, ...withLedger(current, patch), status, updatedAt: now, statusAt: current.status === status ? (current.statusAt ?? now) : now };
         if (status !== 'queued') delete next.nextAttemptAt;
+        out.push(next);
+        // `sending` stays in memory (see `durable`).
+        if (status === 'sending') continue;
         ops.push({ type: 'put', key: id, value: next, sublevel: this.records });
-        ops.push({ type: 'del', key: statusKey(current), sublevel: this.byStatus });
+        ops.push({ type: 'del', key: this.storedStatusKey(current), sublevel: this.byStatus });
         ops.push({ type: 'put', key: statusKey(next), value: id, sublevel: this.byStatus });
         if (next.inline && (status === 'delivered' || status === 'failed')) ops.push({ type: 'del', key: id, sublevel: this.bodies });
-        out.push(next);
       }
       await writeBatch(this.db, ops);
-      for (const next of out) this.remember(next);
+      for (const next of out) this.remember(next, next.status !== 'sending');
       return out;
     });
   }
@@ -350,11 +377,11 @@ export class ExchangeStore {
         const current = this.unfinishedCache.get(id) ?? (await this.records.get(id));
         if (!current) throw new AgentError('ERR_NOT_FOUND', `no exchange ${id}`);
         const next: ExchangeRecord = { ...current, ...withLedger(current, patch), updatedAt: now };
-        ops.push({ type: 'put', key: id, value: next, sublevel: this.records });
+        ops.push({ type: 'put', key: id, value: this.stored(next), sublevel: this.records });
         out.push(next);
       }
       await writeBatch(this.db, ops);
-      for (const next of out) this.remember(next);
+      for (const next of out) this.remember(next, false);
       return out;
     });
   }
@@ -453,6 +480,14 @@ export class ExchangeStore {
    */
   async list(options: { status?: ExchangeStatus; limit?: number } = {}): Promise<ExchangeRecord[]> {
     const limit = options.limit ?? 100;
+    if (options.status === 'queued' || options.status === 'sending') {
+      // Every unfinished exchange is in memory, with its current status (`sending` is never written).
+      const status = options.status;
+      return [...this.unfinishedCache.values()]
+        .filter((r) => r.status === status)
+        .sort((a, b) => statusKey(b).localeCompare(statusKey(a)))
+        .slice(0, limit);
+    }
     if (options.status) return this.byStatusOrder(options.status, { reverse: true, limit });
     const out: ExchangeRecord[] = [];
     for await (const value of this.records.values()) out.push(value);
@@ -467,10 +502,8 @@ export class ExchangeStore {
 
   /** Exchanges not yet final (to resume after a restart), oldest first. */
   async unfinished(): Promise<ExchangeRecord[]> {
-    const all = [...(await this.byStatusOrder('queued', {})), ...(await this.byStatusOrder('sending', {}))];
-    // Cached from here on: the engine works on these.
-    for (const r of all) this.remember(r);
-    return all.sort((a, b) => a.createdAt.localeCompare(b.createdAt));
+    // All of them are in memory from `open` on, with their current status.
+    return [...this.unfinishedCache.values()].sort((a, b) => a.createdAt.localeCompare(b.createdAt));
   }
 
   private async byStatusOrder(status: ExchangeStatus, o: { reverse?: boolean; limit?: number }): Promise<ExchangeRecord[]> {

@@ -118,13 +118,43 @@ describe('ExchangeStore', function () {
     await store.open();
     expect((await store.unfinished()).map((r) => r.id)).to.have.members([a.id, b.id]);
     expect((await store.get(c.id))?.failure?.code).to.equal('ERR_CONSENT_REVOKED');
-    // Read from disk after the restart (nothing cached), then served from the cache after a write.
-    expect((await store.get(b.id))?.status).to.equal('sending');
+    // `sending` was never written: the restart finds it queued, which is where a resumed send starts anyway.
+    expect((await store.get(b.id))?.status).to.equal('queued');
+    await store.transition(b.id, 'sending');
     await store.transition(b.id, 'delivered');
     expect((await store.get(b.id))?.status).to.equal('delivered');
     await store.close();
     store = new ExchangeStore(join(tmp.dir, 'state'));
     await store.open();
     expect((await store.get(b.id))?.status).to.equal('delivered');
+  });
+
+  it('keeps sending in memory: lists it, writes its fields with the next durable step, and a restart resumes it as queued', async function () {
+    const { record } = await store.create(exchange());
+    const other = (await store.create(exchange())).record;
+    await store.transition(record.id, 'sending', { attempts: 1, ledger: { sent: 'a'.repeat(64) } });
+    expect((await store.get(record.id))?.status).to.equal('sending');
+    expect((await store.list({ status: 'sending' })).map((r) => r.id)).to.deep.equal([record.id]);
+    expect((await store.list({ status: 'queued' })).map((r) => r.id)).to.deep.equal([other.id]);
+    // A change while sending is written with the durable status, so record and index agree on disk.
+    await store.update(record.id, { ledger: { charges: ['t1'] } });
+    await store.close();
+    store = new ExchangeStore(join(tmp.dir, 'state'));
+    await store.open();
+    const resumed = await store.get(record.id);
+    expect(resumed?.status).to.equal('queued');
+    expect(resumed?.ledger).to.deep.equal({ sent: 'a'.repeat(64), charges: ['t1'] });
+    expect((await store.list({ status: 'queued' })).map((r) => r.id)).to.have.members([record.id, other.id]);
+    // From sending to a durable state: the index entry written last (queued) is the one replaced.
+    await store.transition(record.id, 'sending', { attempts: 2 });
+    await store.transition(record.id, 'queued', { nextAttemptAt: new Date().toISOString() });
+    await store.transition(record.id, 'sending', { attempts: 3 });
+    await store.transition(record.id, 'delivered', { receipt: { ok: true } });
+    await store.close();
+    store = new ExchangeStore(join(tmp.dir, 'state'));
+    await store.open();
+    expect((await store.list({ status: 'delivered' })).map((r) => [r.id, r.attempts])).to.deep.equal([[record.id, 3]]);
+    expect((await store.list({ status: 'queued' })).map((r) => r.id)).to.deep.equal([other.id]);
+    expect(await store.countUnfinished()).to.equal(1);
   });
 });

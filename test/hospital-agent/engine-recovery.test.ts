@@ -1,0 +1,82 @@
+import { createHash, generateKeyPairSync, randomBytes, randomUUID } from 'node:crypto';
+import { join } from 'node:path';
+import { expect } from 'chai';
+import type { Ledger } from '../../ledger/index.ts';
+import { ExchangeEngine, type RelayPort } from '../../hospital-agent/engine/sender.ts';
+import { PeerKeyUnavailableError, type PeerDirectory } from '../../hospital-agent/engine/peers.ts';
+import { ConsentService } from '../../hospital-agent/services/consents.ts';
+import { ExchangeStore } from '../../hospital-agent/store/exchanges.ts';
+import { Outbox } from '../../hospital-agent/store/outbox.ts';
+import { RelayError } from '../../relay/protocol/index.ts';
+import { dbPath, makeWorld } from '../ledger/support.ts';
+import { tempDir } from '../support/tmp.ts';
+import { waitFor } from '../support/agents.ts';
+
+/**
+ * The store keeps `sending` in memory only: an exchange whose `exchange.sent`
+ * reached the ledger just before a crash comes back `queued` with no record of
+ * that entry. The engine must find it in the ledger instead of logging the
+ * release twice.
+ */
+describe('ExchangeEngine after a restart', function () {
+  let tmp: ReturnType<typeof tempDir>;
+  let ledger: Ledger;
+  let store: ExchangeStore;
+
+  beforeEach(async function () {
+    tmp = tempDir();
+    const world = await makeWorld(tmp.dir, ['alpha', 'bravo']);
+    ledger = await world.open('alpha', dbPath(tmp.dir, 'alpha'));
+    store = new ExchangeStore(join(tmp.dir, 'state'));
+    await store.open();
+  });
+  afterEach(async function () {
+    await store.close();
+    await ledger.close();
+    tmp.cleanup();
+  });
+
+  it('does not log exchange.sent twice for an exchange released just before a crash', async function () {
+    const secret = randomBytes(32);
+    const consents = new ConsentService(ledger, 'alpha', secret);
+    const consent = await consents.grant({ patientId: 'SYN-RECOVER', grantees: ['bravo'], purposes: ['TREAT'], scope: ['*'], validUntil: new Date(Date.now() + 86_400_000).toISOString() });
+    const body = Buffer.from('{"resourceType":"Bundle","type":"collection"}');
+    const sha = createHash('sha256').update(body).digest('hex');
+    const { record } = await store.create({ id: randomUUID(), to: 'bravo', patientHash: consent.patientHash, consentId: consent.id, purpose: 'TREAT', contentType: 'application/fhir+json', scope: ['*'], bytes: body.length, contentSha256: sha }, undefined, { body });
+    // The release reached the ledger; the crash came before the store wrote it down.
+    const logged = await ledger.append({
+      type: 'exchange.sent',
+      body: { exchange: record.id, to: 'bravo', consent: consent.id, patient: consent.patientHash, purpose: 'TREAT', contentType: 'application/fhir+json', bytes: body.length, hash: Buffer.from(sha, 'hex').toString('base64url') },
+    });
+    // The recipient's key is not to be had: the attempt goes back to the queue (a durable step).
+    const peers = { encryptionBundle: async (agent: string) => Promise.reject(new PeerKeyUnavailableError(agent)), signerLookup: () => async () => undefined } as unknown as PeerDirectory;
+    const relay: RelayPort = {
+      connected: true,
+      openTransfer: () => {
+        throw new RelayError('ERR_RELAY_NOT_CONNECTED', 'not connected');
+      },
+    };
+    const engine = new ExchangeEngine({
+      self: 'alpha',
+      store,
+      outbox: new Outbox(join(tmp.dir, 'outbox')),
+      consents,
+      peers,
+      ledger,
+      relay,
+      sender: () => ({ agent: 'alpha', signingKid: 'A'.repeat(43), signingKey: generateKeyPairSync('ed25519').privateKey }),
+      logger: { info() {}, warn() {}, error() {} },
+      maxConcurrent: 2,
+      retry: { baseMs: 60_000, maxMs: 60_000 },
+    });
+    await engine.start();
+    const retried = await waitFor(async () => {
+      const r = await store.get(record.id);
+      return r?.status === 'queued' && r.attempts === 1 ? r : undefined;
+    }, 10_000, 'the attempt to go back to the queue');
+    engine.stop();
+    const sent = (await ledger.byExchange(record.id)).filter((e) => e.entry.type === 'exchange.sent');
+    expect(sent.map((e) => e.hash)).to.deep.equal([logged.hash]);
+    expect(retried.ledger?.sent).to.equal(logged.hash);
+  });
+});
