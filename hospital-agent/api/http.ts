@@ -47,11 +47,16 @@ export function writeJson(res: ServerResponse, status: number, body: unknown, he
   res.end(text);
 }
 
-/** Sends an {@link AgentError} as JSON with its status. */
-export function sendError(res: ServerResponse, err: AgentError, requestId = String((res as Response).locals?.['requestId'] ?? '')): void {
+/** The JSON body of an error answer. */
+function errorBody(err: AgentError, requestId: string): ErrorBody {
   const body: ErrorBody = { error: { code: err.code, message: err.message, requestId } };
   if (err.detail) body.error.detail = err.detail;
-  writeJson(res, err.status, body);
+  return body;
+}
+
+/** Sends an {@link AgentError} as JSON with its status. */
+export function sendError(res: ServerResponse, err: AgentError, requestId = String((res as Response).locals?.['requestId'] ?? '')): void {
+  writeJson(res, err.status, errorBody(err, requestId));
 }
 
 /** Maps anything thrown in a handler to an AgentError (body-parser errors included). */
@@ -104,14 +109,9 @@ export function createApiHandler(options: ApiAppOptions & { fast?: readonly Fast
   const security = helmet();
   // helmet's defaults set the same headers on every response, whatever the request: recorded once for the fast
   // routes, which then set them without running its eleven middlewares each time.
-  const securityHeaders: Array<[string, string | undefined]> = [];
-  security({ headers: {} } as IncomingMessage, { setHeader: (name: string, value: string) => securityHeaders.push([name, value]), removeHeader: (name: string) => securityHeaders.push([name, undefined]) } as unknown as ServerResponse, () => undefined);
-  const applySecurityHeaders = (res: ServerResponse): void => {
-    for (const [name, value] of securityHeaders) {
-      if (value === undefined) res.removeHeader(name);
-      else res.setHeader(name, value);
-    }
-  };
+  // (A fresh response has none of the headers helmet removes, so only what it sets is kept: name, value, name, ...)
+  const securityHeaders: string[] = [];
+  security({ headers: {} } as IncomingMessage, { setHeader: (name: string, value: string) => securityHeaders.push(name, value), removeHeader: () => undefined } as unknown as ServerResponse, () => undefined);
   const auth = new Authenticator(options.tokens, options.auth);
   const logRequests = !options.logger.isLevelEnabled || options.logger.isLevelEnabled('info');
   // Paths only, never query strings or bodies: they may name a patient.
@@ -161,10 +161,26 @@ export function createApiHandler(options: ApiAppOptions & { fast?: readonly Fast
   app.use(onError);
 
   const fast = new Map((options.fast ?? []).map((f) => [`${f.method} ${f.path}`, f]));
+  // Every header of a fast answer goes out in one writeHead (a flat list), without a setHeader per header.
+  const answerFast = (res: ServerResponse, status: number, body: unknown, head: string[], extra: Record<string, string> = {}): void => {
+    const text = JSON.stringify(body);
+    const headers = [...head];
+    for (const [name, value] of Object.entries(extra)) headers.push(name, value);
+    headers.push('Content-Type', 'application/json; charset=utf-8', 'Content-Length', String(Buffer.byteLength(text)));
+    res.writeHead(status, headers);
+    res.end(text);
+  };
   const serveFast = async (route: FastRoute, req: IncomingMessage, res: ServerResponse): Promise<void> => {
     let principal: string | undefined;
-    applySecurityHeaders(res);
-    const id = requestId(req, res, () => route.route, () => principal);
+    const incoming = req.headers['x-request-id'];
+    const id = typeof incoming === 'string' && REQUEST_ID.test(incoming) ? incoming : randomUUID();
+    const head = [...securityHeaders, 'X-Request-Id', id];
+    if (logRequests) {
+      const started = process.hrtime.bigint();
+      res.on('finish', () => {
+        options.logger.info({ requestId: id, method: req.method, route: route.route, status: res.statusCode, ms: Number(process.hrtime.bigint() - started) / 1e6, principal }, 'api request');
+      });
+    }
     try {
       if (route.open) principal = '';
       else {
@@ -176,12 +192,12 @@ export function createApiHandler(options: ApiAppOptions & { fast?: readonly Fast
         principal = outcome.principal;
       }
       const answer = await route.handle(req, principal);
-      writeJson(res, answer.status, answer.body, answer.headers);
+      answerFast(res, answer.status, answer.body, head, answer.headers);
     } catch (err) {
       const e = toAgentError(err);
       if (e.code === 'ERR_INTERNAL') internal(id, route.route, err);
       if (res.headersSent) res.destroy();
-      else sendError(res, e, id);
+      else answerFast(res, e.status, errorBody(e, id), head);
     }
   };
   return (req, res) => {

@@ -706,8 +706,10 @@ export class ExchangeEngine extends EventEmitter<EngineEvents> {
     const ready: ExchangeRecord[] = [];
     const bodies: Buffer[] = [];
     for (const record of started) {
-      const body = await this.o.store.body(record.id).catch(() => undefined);
-      if (!body || body.length !== record.bytes || createHash('sha256').update(body).digest('hex') !== record.contentSha256) {
+      // The copy the API stored is in memory; one read back from disk (after a restart) is checked against its hash.
+      const cached = this.o.store.cachedBody(record.id);
+      const body = cached ?? (await this.o.store.body(record.id).catch(() => undefined));
+      if (!body || body.length !== record.bytes || (!cached && createHash('sha256').update(body).digest('hex') !== record.contentSha256)) {
         await this.handleFailure(record, new Final('internal', 'ERR_OUTBOX_MISSING', 'the stored body is missing or damaged'));
         continue;
       }

@@ -311,6 +311,11 @@ export class ExchangeStore {
     return this.unfinishedCache.get(id);
   }
 
+  /** The inline body of an unfinished exchange when it is held in memory (the one the API stored), else undefined. */
+  cachedBody(id: string): Buffer | undefined {
+    return this.bodyCache.get(id);
+  }
+
   /** The inline body of an unfinished exchange, or undefined. */
   async body(id: string): Promise<Buffer | undefined> {
     const cached = this.bodyCache.get(id);
