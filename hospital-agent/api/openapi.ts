@@ -56,7 +56,7 @@ export function buildOpenApi(agentId: string): Record<string, unknown> {
     },
     security: [{ bearer: [] }],
     paths: {
-      '/healthz': { get: { security: [], summary: 'Liveness and relay connection state', responses: { 200: { description: 'ok' } } } },
+      '/healthz': { get: { security: [], summary: 'Liveness, relay connection state and the number of unfinished outgoing exchanges (outbox)', responses: { 200: { description: 'ok' } } } },
       '/metrics': { get: { security: [], summary: 'Prometheus metrics', responses: { 200: { description: 'text exposition format' } } } },
       '/v1/consents': {
         post: { summary: 'Grant a consent (own JSON form or FHIR R4 Consent)', requestBody: json({ $ref: '#/components/schemas/ConsentRequest' }), responses: { 201: { description: 'granted', ...json({ $ref: '#/components/schemas/Consent' }) }, ...errors('ERR_BAD_REQUEST', 'ERR_INVALID_FHIR', 'ERR_UNSUPPORTED_MEDIA_TYPE', 'ERR_UNAUTHORIZED') } },
