@@ -1,6 +1,7 @@
 // `npm run bench -- agent [--size 2GiB] [--small 3000] [--warmup 1000] [--concurrency 64]`: end-to-end exchange
 // throughput (agent API in, relay, agent inbox out, receipt back) beside the relay-only figure for the
 // same bytes in the same run, and the rate of small (a 3.2 KB FHIR Bundle) exchanges with time to receipt.
+import { execFileSync } from 'node:child_process';
 import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { cpus, tmpdir } from 'node:os';
 import { Agent, request } from 'node:http';
@@ -242,6 +243,9 @@ export async function run(args: string[]): Promise<BenchTable[]> {
       const { ms: e2eMs, acknowledgedMs } = await endToEnd(fed, size, consent);
       rounds.push({ relayMs, e2eMs, acknowledgedMs, relayCpu, e2eCpu: cpu.lap() });
     }
+    // The gigabytes just written are still being flushed to disk (the kernel's writeback competes for the
+    // disk the agents fsync to, and for the cores): let it finish before timing small exchanges.
+    execFileSync('sync');
     // A warm-up round first, not counted: the agents run for days, and what matters is their steady state,
     // not V8 compiling the small-exchange code paths during the first seconds.
     await smallExchanges(fed, warmup, concurrency, consent, cpu);
