@@ -234,6 +234,14 @@ export async function run(args: string[]): Promise<BenchTable[]> {
   try {
     const consent = await grant(fed, 'myongji', 'severance', 'SYN-BENCH');
     const cpu = cpuMeter(fed);
+    // Small exchanges first, on agents that have not just streamed gigabytes (whose heaps and disk are still
+    // busy with them). A warm-up round comes before the measured one, not counted: the agents run for days,
+    // and what matters is their steady state, not V8 compiling the small-exchange code paths.
+    await smallExchanges(fed, warmup, concurrency, consent, cpu);
+    cpu.lap();
+    const small = await smallExchanges(fed, count, concurrency, consent, cpu);
+    const smallCpu = small.cpu;
+    execFileSync('sync');
     // Several rounds, each relay-only then end to end: on a shared machine one pair of runs can land in a slow spell.
     const rounds: Round[] = [];
     for (let r = 0; r < roundCount; r += 1) {
@@ -243,15 +251,6 @@ export async function run(args: string[]): Promise<BenchTable[]> {
       const { ms: e2eMs, acknowledgedMs } = await endToEnd(fed, size, consent);
       rounds.push({ relayMs, e2eMs, acknowledgedMs, relayCpu, e2eCpu: cpu.lap() });
     }
-    // The gigabytes just written are still being flushed to disk (the kernel's writeback competes for the
-    // disk the agents fsync to, and for the cores): let it finish before timing small exchanges.
-    execFileSync('sync');
-    // A warm-up round first, not counted: the agents run for days, and what matters is their steady state,
-    // not V8 compiling the small-exchange code paths during the first seconds.
-    await smallExchanges(fed, warmup, concurrency, consent, cpu);
-    cpu.lap();
-    const small = await smallExchanges(fed, count, concurrency, consent, cpu);
-    const smallCpu = small.cpu;
     const rss = await Promise.all(fed.procs.map(async (p) => `${p.name} ${mib(await rssOfPid(p.child.pid as number))}`));
     const ratios = rounds.map((r) => r.relayMs / r.e2eMs);
     const ratio = percentile(ratios, 50);
