@@ -9,7 +9,7 @@ import { join } from 'node:path';
 import { fileURLToPath, pathToFileURL } from 'node:url';
 
 const ROOT = fileURLToPath(new URL('..', import.meta.url));
-const SOURCE_DIRS = ['certs', 'relay', 'hospital-agent', 'ledger'];
+const SOURCE_DIRS = ['certs', 'common', 'relay', 'hospital-agent', 'ledger'];
 const STAMP = join(ROOT, 'dist', '.build-stamp');
 
 function newestSource(dir) {

@@ -4,7 +4,8 @@ import { createServer, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { join } from 'node:path';
 import express from 'express';
-import pino, { type Logger } from 'pino';
+import type { Logger } from 'pino';
+import { createLogger } from '../common/log.ts';
 import { createKeyBundle, CrlWatcher, generateAgentKeys, loadIdentity, writeFileAtomic, type Identity, type KeyBundle } from '../certs/index.ts';
 import { Ledger, Replicator, type ReplicationTransport, type Trust } from '../ledger/index.ts';
 import { RelayClient, DEFAULT_MAX_MESSAGE, type InboundTransfer, type RelayMessage } from '../relay/protocol/index.ts';
@@ -76,7 +77,7 @@ async function loadBundle(dir: string, identity: Identity, keys: LocalKeys): Pro
  */
 export async function startAgent(config: AgentConfig, options: StartAgentOptions = {}): Promise<RunningAgent> {
   const env = options.env ?? process.env;
-  const log = options.logger ?? pino({ level: config.log.level, base: { svc: 'hie-agent', agent: config.id } });
+  const log = options.logger ?? createLogger({ level: config.log.level, base: { svc: 'hie-agent', agent: config.id } });
   const passphrase = config.identity.passphraseEnv ? env[config.identity.passphraseEnv] : undefined;
   const identity = loadIdentity({ ...config.identity, passphrase });
   if (identity.hospitalId !== config.id) {

@@ -3,7 +3,8 @@ import { createServer as createHttpServer, STATUS_CODES, type IncomingMessage, t
 import { createServer as createHttpsServer, type Server as HttpsServer } from 'node:https';
 import type { AddressInfo, Socket } from 'node:net';
 import type { TLSSocket } from 'node:tls';
-import { pino, type Logger } from 'pino';
+import type { Logger } from 'pino';
+import { createLogger } from '../common/log.ts';
 import { WebSocketServer, type WebSocket } from 'ws';
 import { CrlWatcher, loadIdentity, peerHospitalId, secureContextOptions, serverTlsOptions, type Identity } from '../certs/index.ts';
 import { parseRelayConfig, type RelayConfig, type RelayConfigInput } from './config.ts';
@@ -52,7 +53,7 @@ function refuse(socket: Socket, status: number, why: string): void {
 export async function startRelay(input: RelayConfigInput | RelayConfig, options: StartOptions = {}): Promise<RunningRelay> {
   const env = options.env ?? process.env;
   const config = parseRelayConfig(input, {});
-  const log = options.logger ?? pino({ level: config.log.level, base: { svc: 'hie-relay' } });
+  const log = options.logger ?? createLogger({ level: config.log.level, base: { svc: 'hie-relay' } });
   const passphrase = config.tls.passphraseEnv ? env[config.tls.passphraseEnv] : undefined;
   const identity: Identity = loadIdentity({ cert: config.tls.cert, key: config.tls.key, ca: config.tls.ca, crl: config.tls.crl, passphrase });
   const metrics = new RelayMetrics();

@@ -12,6 +12,7 @@ RUN npm ci --ignore-scripts --no-audit --no-fund
 COPY tsconfig.json tsconfig.build.json ./
 COPY bin ./bin
 COPY certs ./certs
+COPY common ./common
 COPY relay ./relay
 COPY ledger ./ledger
 COPY hospital-agent ./hospital-agent

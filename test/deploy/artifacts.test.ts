@@ -68,4 +68,17 @@ describe('deployment artifacts', function () {
       }
     }
   });
+
+  it('every source directory the build compiles is copied into both images and watched by bin/run.js', function () {
+    const build = JSON.parse(read('tsconfig.build.json')) as { include: string[] };
+    const runJs = read('bin/run.js').match(/const SOURCE_DIRS = \[([^\]]*)\]/)?.[1] ?? '';
+    const watched = [...runJs.matchAll(/'([^']+)'/g)].map((m) => m[1]);
+    expect([...watched].sort(), 'bin/run.js SOURCE_DIRS').to.deep.equal([...build.include].sort());
+    const dev = JSON.parse(read('tsconfig.json')) as { include: string[] };
+    expect(dev.include, 'tsconfig.json').to.include.members(build.include);
+    for (const file of ['deploy/docker/relay.Dockerfile', 'deploy/docker/agent.Dockerfile']) {
+      const copied = [...read(file).matchAll(/^COPY (?!--from)(\S+) \.\/\S+$/gm)].map((m) => m[1]);
+      expect(copied, file).to.include.members(build.include);
+    }
+  });
 });

@@ -1,0 +1,63 @@
+import { spawn } from 'node:child_process';
+import { once } from 'node:events';
+import { fileURLToPath } from 'node:url';
+import { expect } from 'chai';
+import { LOG_BUFFER_BYTES, LOG_FLUSH_MS } from '../../common/log.ts';
+
+const LOG_MODULE = fileURLToPath(new URL('../../common/log.ts', import.meta.url));
+
+/** Runs `body` (ESM, with `createLogger` in scope) in a child node process; resolves with its stdout lines. */
+function child(body: string): { lines: () => string[]; exited: Promise<number | null>; kill: () => void } {
+  const script = `import { createLogger } from ${JSON.stringify(LOG_MODULE)};\n${body}`;
+  const proc = spawn(process.execPath, ['--import', 'tsx', '--input-type=module', '-e', script], { stdio: ['ignore', 'pipe', 'inherit'] });
+  let out = '';
+  proc.stdout.setEncoding('utf8').on('data', (d: string) => {
+    out += d;
+  });
+  const exited = once(proc, 'close').then(() => proc.exitCode);
+  return { lines: () => out.split('\n').filter(Boolean), exited, kill: () => proc.kill('SIGKILL') };
+}
+
+describe('common/log: buffered asynchronous logging', function () {
+  this.timeout(30_000);
+
+  it('writes every line, the buffered tail included, when the process exits', async function () {
+    // Far more than one buffer's worth, so most lines go out in batches and the last ones are still buffered at exit.
+    const count = Math.ceil((LOG_BUFFER_BYTES * 20) / 80);
+    const c = child(`const log = createLogger({ level: 'info', base: null });
+for (let i = 0; i < ${count}; i++) log.info({ n: i }, 'line');
+process.exit(3);`);
+    expect(await c.exited).to.equal(3);
+    const lines = c.lines().map((l) => JSON.parse(l) as { n: number; msg: string });
+    expect(lines.map((l) => l.n)).to.deep.equal(Array.from({ length: count }, (_, i) => i));
+    expect(lines.every((l) => l.msg === 'line')).to.equal(true);
+  });
+
+  it('writes the lines of a process that returns without process.exit', async function () {
+    const c = child(`const log = createLogger({ level: 'info', base: null });
+log.info('first'); log.warn('last');`);
+    expect(await c.exited).to.equal(0);
+    expect(c.lines().map((l) => (JSON.parse(l) as { msg: string }).msg)).to.deep.equal(['first', 'last']);
+  });
+
+  it('does not hold back the lines of a quiet process', async function () {
+    // One short line, far below the buffer size, from a process that then idles: the periodic flush sends it.
+    const c = child(`const log = createLogger({ level: 'info', base: null });
+log.info('alone');
+setTimeout(() => undefined, 60_000);`);
+    try {
+      const deadline = Date.now() + 20 * LOG_FLUSH_MS + 10_000;
+      while (c.lines().length === 0 && Date.now() < deadline) await new Promise((r) => setTimeout(r, 50));
+      expect(c.lines().map((l) => (JSON.parse(l) as { msg: string }).msg)).to.deep.equal(['alone']);
+    } finally {
+      c.kill();
+    }
+  });
+
+  it('respects the level it is given', async function () {
+    const c = child(`const log = createLogger({ level: 'warn', base: null });
+log.info('hidden'); log.debug('hidden'); log.error('shown');`);
+    expect(await c.exited).to.equal(0);
+    expect(c.lines().map((l) => (JSON.parse(l) as { msg: string }).msg)).to.deep.equal(['shown']);
+  });
+});
