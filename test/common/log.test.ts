@@ -7,15 +7,19 @@ import { LOG_BUFFER_BYTES, LOG_FLUSH_MS } from '../../common/log.ts';
 const LOG_MODULE = fileURLToPath(new URL('../../common/log.ts', import.meta.url));
 
 /** Runs `body` (ESM, with `createLogger` in scope) in a child node process; resolves with its stdout lines. */
-function child(body: string): { lines: () => string[]; exited: Promise<number | null>; kill: () => void } {
+function child(body: string): { lines: () => string[]; stderr: () => string; exited: Promise<number | null>; kill: () => void } {
   const script = `import { createLogger } from ${JSON.stringify(LOG_MODULE)};\n${body}`;
-  const proc = spawn(process.execPath, ['--import', 'tsx', '--input-type=module', '-e', script], { stdio: ['ignore', 'pipe', 'inherit'] });
+  const proc = spawn(process.execPath, ['--import', 'tsx', '--input-type=module', '-e', script], { stdio: ['ignore', 'pipe', 'pipe'] });
   let out = '';
+  let err = '';
   proc.stdout.setEncoding('utf8').on('data', (d: string) => {
     out += d;
   });
+  proc.stderr.setEncoding('utf8').on('data', (d: string) => {
+    err += d;
+  });
   const exited = once(proc, 'close').then(() => proc.exitCode);
-  return { lines: () => out.split('\n').filter(Boolean), exited, kill: () => proc.kill('SIGKILL') };
+  return { lines: () => out.split('\n').filter(Boolean), stderr: () => err, exited, kill: () => proc.kill('SIGKILL') };
 }
 
 describe('common/log: buffered asynchronous logging', function () {
@@ -59,5 +63,19 @@ setTimeout(() => undefined, 60_000);`);
 log.info('hidden'); log.debug('hidden'); log.error('shown');`);
     expect(await c.exited).to.equal(0);
     expect(c.lines().map((l) => (JSON.parse(l) as { msg: string }).msg)).to.deep.equal(['shown']);
+  });
+
+  it('drops whole lines past its buffer limit instead of growing, and says so on stderr', async function () {
+    // Logged in one synchronous burst: nothing can be written until it ends, so the buffer overflows.
+    const count = 20_000;
+    const c = child(`const log = createLogger({ level: 'info', base: null }, { maxBufferedBytes: 64 * 1024 });
+for (let i = 0; i < ${count}; i++) log.info({ n: i, pad: 'x'.repeat(40) }, 'burst');`);
+    expect(await c.exited).to.equal(0);
+    const lines = c.lines().map((l) => JSON.parse(l) as { n: number; msg: string });
+    expect(lines.length).to.be.above(0).and.below(count);
+    expect(lines.every((l) => l.msg === 'burst')).to.equal(true);
+    expect(lines.map((l) => l.n)).to.deep.equal([...lines.map((l) => l.n)].sort((a, b) => a - b));
+    expect(c.stderr()).to.match(/log lines dropped \(\d+ so far\): stdout is not being read fast enough/);
+    expect(c.stderr().match(/log lines dropped/g)).to.have.length(1);
   });
 });
