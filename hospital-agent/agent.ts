@@ -43,6 +43,8 @@ export interface RunningAgent {
   relay: RelayClient;
   replicator: Replicator;
   metrics: AgentMetrics;
+  /** Re-reads the CRL file now (what SIGHUP does; the file is also polled); true when a new CRL took effect. */
+  reloadCrl(): boolean;
   /** Stops the API, the engine, replication and the relay link, then closes the stores. */
   close(): Promise<void>;
 }
@@ -87,6 +89,8 @@ export async function startAgent(config: AgentConfig, options: StartAgentOptions
   const secret = loadPatientSecret(config, env);
   const watcher = config.identity.crl ? new CrlWatcher(config.identity.crl, identity.caPem).start() : undefined;
   const trust = (): Trust => ({ caPem: identity.caPem, crl: watcher?.current });
+  watcher?.on('change', (crl) => log.info({ crlNumber: crl.crlNumber, revoked: crl.revoked.size }, 'CRL reloaded'));
+  watcher?.on('rejected', (err) => log.error({ code: err.code, msg: err.message }, 'CRL reload rejected; previous CRL stays in force'));
 
   mkdirSync(config.dataDir, { recursive: true, mode: 0o700 });
   const keysDir = join(config.dataDir, 'keys');
@@ -283,7 +287,7 @@ export async function startAgent(config: AgentConfig, options: StartAgentOptions
     })();
     return closing;
   };
-  return { id: config.id, config, apiPort, ledger, engine, relay, replicator, metrics, close };
+  return { id: config.id, config, apiPort, ledger, engine, relay, replicator, metrics, reloadCrl: () => watcher?.reload() ?? false, close };
 }
 
 /** Tells the EHR about a new inbox item or records request (one attempt; the EHR can also poll the API). */

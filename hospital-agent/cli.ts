@@ -106,10 +106,15 @@ async function runStart(args: string[], io: CliIo): Promise<number> {
     const stop = (): void => {
       process.off('SIGTERM', stop);
       process.off('SIGINT', stop);
+      process.off('SIGHUP', hup);
       void agent.close().then(resolve, resolve);
+    };
+    const hup = (): void => {
+      agent.reloadCrl();
     };
     process.on('SIGTERM', stop);
     process.on('SIGINT', stop);
+    process.on('SIGHUP', hup);
   });
   return 0;
 }

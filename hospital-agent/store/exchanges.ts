@@ -279,8 +279,8 @@ export class ExchangeStore {
 
   /**
    * Writes a new record (with its status and idempotency index entries, and
-   * an inline body) in one atomic batch; with a body the batch is synced to
-   * disk before this resolves, as an outbox file would be. Exchange ids are
+   * an inline body) in one atomic batch, synced to disk before this resolves
+   * (concurrent submissions share the fsync). Exchange ids are
    * fresh UUIDs chosen by the service, so no lock is needed.
    */
   private async insert(input: NewExchange, fingerprint: string | undefined, indexKey: string | undefined, body: Buffer | undefined): Promise<ExchangeRecord> {
@@ -292,10 +292,10 @@ export class ExchangeStore {
       { type: 'put', key: statusKey(record), value: record.id, sublevel: this.byStatus },
     ];
     if (indexKey) ops.push({ type: 'put', key: indexKey, value: record.id, sublevel: this.idempotency });
-    if (body) {
-      ops.push({ type: 'put', key: record.id, value: body, sublevel: this.bodies });
-      await this.writeSynced(ops);
-    } else await writeBatch(this.db, ops);
+    if (body) ops.push({ type: 'put', key: record.id, value: body, sublevel: this.bodies });
+    // Synced either way: the API answers 202 once this resolves, and an outbox body without its record is
+    // deleted at start-up (recover), so a record lost to a power cut would lose an acknowledged exchange.
+    await this.writeSynced(ops);
     this.remember(record, true);
     if (body) this.bodyCache.set(record.id, body);
     return record;

@@ -27,7 +27,8 @@ export interface InboxMeta {
   verification?: Record<string, unknown>;
 }
 
-async function fsyncPath(path: string): Promise<void> {
+/** fsyncs a file or a directory (after a rename in it, so the rename survives a power cut). */
+export async function fsyncPath(path: string): Promise<void> {
   const fh = await open(path, 'r');
   try {
     await fh.sync();

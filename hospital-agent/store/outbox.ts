@@ -5,7 +5,7 @@ import { join } from 'node:path';
 import { Readable, Transform, type TransformCallback, type Writable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import { AgentError } from '../errors.ts';
-import { safeId } from './inbox.ts';
+import { fsyncPath, safeId } from './inbox.ts';
 
 /** Size and digest of a body written to the outbox. */
 export interface StoredBody {
@@ -141,6 +141,8 @@ export class Outbox {
       // `flush`: fsync before the stream closes its file, so the file is opened once.
       await pipeline(body, meter, createWriteStream(part, { flags: 'wx', mode: 0o600, highWaterMark: WRITE_BUFFER_BYTES, flush: true }));
       await rename(part, this.path(id, 'body'));
+      // The rename itself must reach the disk before the exchange is acknowledged.
+      await fsyncPath(this.dir);
     } catch (err) {
       await rm(part, { force: true });
       throw err;

@@ -52,6 +52,16 @@ describe('fault injection: agents killed, partitioned, and with a skewed clock',
     tmp.cleanup();
   });
 
+  it('keeps running and serving on SIGHUP (which re-reads the CRL), as `hie-agent --help` says', async function () {
+    alpha!.child.kill('SIGHUP');
+    await new Promise((r) => setTimeout(r, 1000));
+    expect(alpha!.child.exitCode, alpha!.stderr()).to.equal(null);
+    expect(alpha!.child.signalCode).to.equal(null);
+    const health = await call<{ relay: string }>(alphaHandle(), '/healthz');
+    expect(health.status).to.equal(200);
+    expect(health.body.relay).to.equal('connected');
+  });
+
   it('completes an exchange exactly once when its sender is SIGKILLed mid-send and restarted', async function () {
     const [a, b] = [alphaHandle(), handle('bravo')];
     const consent = await grant(a, 'bravo', 'SYN-SENDER-KILL');

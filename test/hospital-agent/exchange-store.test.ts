@@ -33,6 +33,26 @@ describe('ExchangeStore', function () {
     tmp.cleanup();
   });
 
+  it('writes every new exchange durably (synced) before create resolves, with or without an inline body', async function () {
+    // The API acknowledges with 202 once create resolves: the record must be on disk, not only in the page cache.
+    const db = (store as unknown as { db: { _batch(ops: unknown[], options: { sync?: boolean }): Promise<void> } }).db;
+    const original = db._batch.bind(db);
+    const writes: Array<{ keys: string[]; sync: boolean }> = [];
+    db._batch = (ops, options) => {
+      writes.push({ keys: (ops as Array<{ key: string }>).map((o) => o.key), sync: options?.sync === true });
+      return original(ops, options);
+    };
+    const large = exchange({ bytes: 5_000_000_000 });
+    const small = exchange();
+    await store.create(large);
+    await store.create(small, undefined, { body: Buffer.from('{"resourceType":"Bundle"}') });
+    for (const x of [large, small]) {
+      const write = writes.find((w) => w.keys.some((k) => k.endsWith(x.id)));
+      expect(write, `the write of ${x.id}`).to.not.equal(undefined);
+      expect(write!.sync, `the write of ${x.bytes} bytes`).to.equal(true);
+    }
+  });
+
   it('returns the same exchange for a retried request with the same idempotency key, even concurrently', async function () {
     const base = exchange();
     const key = { principal: 'ehr', key: 'retry-1' };
