@@ -8,7 +8,7 @@ import { scopeOf, PURPOSES, type Purpose } from '../consent/model.ts';
 import { patientHash } from '../consent/patient.ts';
 import { AgentError } from '../errors.ts';
 import { DEFAULT_MAX_FHIR_BYTES, validateFhirBundle } from '../fhir/bundle.ts';
-import type { ExchangeRecord, ExchangeStore } from '../store/exchanges.ts';
+import { requestFingerprint, type ExchangeRecord, type ExchangeStore } from '../store/exchanges.ts';
 import type { Outbox, StoredBody } from '../store/outbox.ts';
 import type { LiveSend } from '../engine/sender.ts';
 import type { ConsentService } from './consents.ts';
@@ -95,6 +95,12 @@ export class ExchangeService {
     }
     const purpose = req.purpose as Purpose;
     const isFhir = contentType === 'application/fhir+json';
+    // A retry of a request that already created an exchange gets that exchange, whatever its consent says now
+    // (revoked or expired since): nothing is stored or sent again.
+    if (req.idempotencyKey !== undefined) {
+      const earlier = await this.o.store.byIdempotencyKey(req.principal, req.idempotencyKey);
+      if (earlier) return this.retried(earlier, req, { contentType, hash, purpose });
+    }
     const at = this.o.now?.() ?? new Date();
     // Refuse before a byte of the body is read when the consent cannot cover it.
     await this.o.consents.check(req.consentId, { patientHash: hash, recipient: req.to, purpose, scope: isFhir ? undefined : scopeOf(contentType), at });
@@ -157,6 +163,34 @@ export class ExchangeService {
     );
     if (result.created) this.o.enqueue(result.record.id);
     return result;
+  }
+
+  /**
+   * A request whose Idempotency-Key already created `earlier`: its body is
+   * hashed (not stored) to tell a retry, answered with the earlier exchange,
+   * from a different request under the same key (ERR_CONFLICT).
+   */
+  private async retried(earlier: ExchangeRecord, req: SubmitRequest, x: { contentType: string; hash: string; purpose: Purpose }): Promise<Submitted> {
+    const digest = createHash('sha256');
+    let bytes = 0;
+    // Read to the end (past the earlier length without hashing), so the connection can carry the answer.
+    await new Promise<void>((resolve, reject) => {
+      const onData = (chunk: Buffer): void => {
+        bytes += chunk.length;
+        if (bytes <= earlier.bytes) digest.update(chunk);
+      };
+      req.body.on('data', onData);
+      finished(req.body, (err) => {
+        req.body.off('data', onData);
+        if (err) reject(err);
+        else resolve();
+      });
+    });
+    const same =
+      bytes === earlier.bytes &&
+      requestFingerprint({ to: req.to, patientHash: x.hash, consentId: req.consentId, purpose: x.purpose, contentType: x.contentType, contentSha256: digest.digest('hex') }) === earlier.requestFingerprint;
+    if (!same) throw new AgentError('ERR_CONFLICT', 'Idempotency-Key was already used for a different request');
+    return { record: earlier, created: false };
   }
 
   private async readBody(id: string, bytes: number): Promise<Buffer> {

@@ -243,6 +243,12 @@ export class ExchangeStore {
     await this.db.close();
   }
 
+  /** The exchange an idempotency key of `principal` created, if any. */
+  async byIdempotencyKey(principal: string, key: string): Promise<ExchangeRecord | undefined> {
+    const id = await this.idempotency.get(idempotencyIndexKey(principal, key));
+    return id === undefined ? undefined : this.get(id);
+  }
+
   /**
    * Records a new queued exchange. With an idempotency key already used by
    * the same principal, returns the earlier record (`created: false`) when the

@@ -84,6 +84,18 @@ describe('hospital agents end to end', function () {
     await waitFor(async () => ((await (await net.api('severance', `/v1/exchanges/${ida}`)).json()) as { status: string }).status === 'delivered', 30_000, 'delivery');
     const items = ((await (await net.api('mgh', '/v1/inbox')).json()) as { items: Array<{ exchangeId: string }> }).items;
     expect(items.filter((i) => i.exchangeId === ida)).to.have.length(1);
+    // A retry that comes after the consent was revoked still gets the exchange it created (not a 403), and nothing more is sent.
+    expect((await net.api('severance', `/v1/consents/${consent}`, { method: 'DELETE' })).status).to.equal(200);
+    const c = await send('severance', 'mgh', 'SYN-000004', consent, BUNDLE, 'application/fhir+json', { 'idempotency-key': 'ehr-job-17' });
+    expect(c.status, await c.clone().text()).to.equal(200);
+    expect(((await c.json()) as { id: string }).id).to.equal(ida);
+    // The same key with another body is a different request.
+    const other = Buffer.from(BUNDLE.toString('utf8').replace('"type"', '"id": "another", "type"'));
+    const d = await send('severance', 'mgh', 'SYN-000004', consent, other, 'application/fhir+json', { 'idempotency-key': 'ehr-job-17' });
+    expect(d.status).to.equal(409);
+    expect(((await d.json()) as { error: { code: string } }).error.code).to.equal('ERR_CONFLICT');
+    const list = ((await (await net.api('severance', '/v1/exchanges')).json()) as { exchanges: Array<{ id: string; to: string }> }).exchanges;
+    expect(list.filter((x) => x.to === 'mgh')).to.have.length(1);
   });
 
   it('answers a records request covered by the holder\'s consent, and refuses one that is not', async function () {
