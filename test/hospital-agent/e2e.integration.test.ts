@@ -73,6 +73,41 @@ describe('hospital agents end to end', function () {
     expect(inbox.items).to.deep.equal([]);
   });
 
+  it('refuses consents the ledger could not record with 400 naming the field, never 500, and never echoes the patient id', async function () {
+    const until = new Date(Date.now() + 86_400_000).toISOString();
+    const fhir = (patientValue: string, classes = 1): unknown => ({
+      resourceType: 'Consent',
+      status: 'active',
+      scope: { coding: [{ system: 'http://terminology.hl7.org/CodeSystem/consentscope', code: 'patient-privacy' }] },
+      category: [{ coding: [{ system: 'http://loinc.org', code: '59284-0' }] }],
+      patient: { identifier: { value: patientValue } },
+      provision: {
+        type: 'permit',
+        period: { end: until },
+        actor: [{ reference: { identifier: { system: 'urn:ietf:rfc:3986', value: 'urn:hie:agent:severance' } } }],
+        purpose: [{ system: 'http://terminology.hl7.org/CodeSystem/v3-ActReason', code: 'TREAT' }],
+        class: Array.from({ length: classes }, (_, i) => ({ system: 'http://hl7.org/fhir/resource-types', code: `Type${String.fromCharCode(65 + (i % 26))}${String.fromCharCode(65 + Math.floor(i / 26))}` })),
+      },
+    });
+    const cases: Array<[string, unknown, RegExp]> = [
+      ['a year past 9999', { patientId: 'SYN-000050', grantee: 'severance', validUntil: '10000-01-01T00:00:00Z' }, /validUntil/],
+      ['a year before 0000', { patientId: 'SYN-000050', grantee: 'severance', validFrom: '-000001-01-01T00:00:00Z', validUntil: until }, /validFrom/],
+      ['33 grantees', { patientId: 'SYN-000050', grantee: 'h-extra', grantees: Array.from({ length: 32 }, (_, i) => `h-${i}`), validUntil: until }, /grantees/],
+      ['a blank FHIR patient id', fhir('   '), /patientId/],
+      ['a 300-character FHIR patient id', fhir(`SYN-${'9'.repeat(296)}`), /patientId/],
+      ['65 FHIR classes', fhir('SYN-000050', 65), /scope/],
+    ];
+    for (const [what, body, field] of cases) {
+      const res = await net.api('myongji', '/v1/consents', { method: 'POST', headers: { 'content-type': 'application/fhir+json' }, body: JSON.stringify(body) });
+      const text = await res.text();
+      expect(res.status, `${what}: ${text}`).to.equal(400);
+      const error = (JSON.parse(text) as { error: { code: string; message: string } }).error;
+      expect(error.code, what).to.equal('ERR_BAD_REQUEST');
+      expect(error.message, what).to.match(field);
+      expect(text, what).not.to.contain('SYN-');
+    }
+  });
+
   it('returns the same exchange for a retried POST with the same Idempotency-Key', async function () {
     const consent = await grant('severance', 'mgh', 'SYN-000004');
     const a = await send('severance', 'mgh', 'SYN-000004', consent, BUNDLE, 'application/fhir+json', { 'idempotency-key': 'ehr-job-17' });

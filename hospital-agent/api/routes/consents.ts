@@ -1,14 +1,18 @@
 import express, { type Router } from 'express';
 import { z } from 'zod';
 import { HOSPITAL_ID_PATTERN } from '../../../certs/index.ts';
-import { REVOCATION_REASONS, SCOPE_PATTERN } from '../../../ledger/index.ts';
+import { REVOCATION_REASONS, SCOPE_PATTERN, TS_PATTERN } from '../../../ledger/index.ts';
 import { consentToFhir, grantFromFhirConsent, type ConsentGrant } from '../../consent/fhir.ts';
 import { ALL_SCOPE, PURPOSES } from '../../consent/model.ts';
 import { AgentError } from '../../errors.ts';
 import type { ConsentService } from '../../services/consents.ts';
 import { parseRequest } from '../validate.ts';
 
-const isoDate = z.string().refine((s) => !Number.isNaN(Date.parse(s)), 'must be an ISO 8601 date-time');
+/** A date-time the ledger can carry: one that parses, in the years 0000-9999. */
+const isoDate = z.string().refine((s) => {
+  const t = Date.parse(s);
+  return !Number.isNaN(t) && TS_PATTERN.test(new Date(t).toISOString());
+}, 'must be an ISO 8601 date-time in the years 0000-9999');
 
 /** Body of POST /v1/consents in the agent's own JSON form. */
 export const consentRequestSchema = z.strictObject({
@@ -21,13 +25,27 @@ export const consentRequestSchema = z.strictObject({
   validUntil: isoDate,
 });
 
-/** Turns a POST body (own JSON form or a FHIR R4 Consent) into a grant. */
+/** What a grant must satisfy whichever form it came in: the limits of a `consent.granted` ledger entry. */
+const grantSchema = z.strictObject({
+  patientId: z.string().trim().min(1).max(256),
+  grantees: z.array(z.string().regex(HOSPITAL_ID_PATTERN)).min(1).max(32),
+  purposes: z.array(z.enum(PURPOSES)).min(1).max(PURPOSES.length),
+  scope: z.array(z.string().regex(SCOPE_PATTERN)).min(1).max(64),
+  validFrom: isoDate.optional(),
+  validUntil: isoDate,
+});
+
+/** Turns a POST body (own JSON form or a FHIR R4 Consent) into a grant, checked against what the ledger can record. */
 export function grantFromRequest(body: unknown): ConsentGrant {
-  if (body && typeof body === 'object' && (body as { resourceType?: unknown }).resourceType !== undefined) return grantFromFhirConsent(body);
-  const r = parseRequest(consentRequestSchema, body, 'consent');
-  const grantees = [...new Set([...(r.grantee ? [r.grantee] : []), ...(r.grantees ?? [])])];
-  if (grantees.length === 0) throw new AgentError('ERR_BAD_REQUEST', 'consent: grantee or grantees is required');
-  return { patientId: r.patientId, grantees, purposes: r.purposes, scope: r.scope, validFrom: r.validFrom, validUntil: r.validUntil };
+  let grant: ConsentGrant;
+  if (body && typeof body === 'object' && (body as { resourceType?: unknown }).resourceType !== undefined) grant = grantFromFhirConsent(body);
+  else {
+    const r = parseRequest(consentRequestSchema, body, 'consent');
+    const grantees = [...new Set([...(r.grantee ? [r.grantee] : []), ...(r.grantees ?? [])])];
+    if (grantees.length === 0) throw new AgentError('ERR_BAD_REQUEST', 'consent: grantee or grantees is required');
+    grant = { patientId: r.patientId, grantees, purposes: r.purposes, scope: r.scope, validFrom: r.validFrom, validUntil: r.validUntil };
+  }
+  return parseRequest(grantSchema, grant, 'consent');
 }
 
 /** /v1/consents: grant (own JSON or FHIR R4 Consent), list, read (JSON or `?format=fhir`), revoke. */
