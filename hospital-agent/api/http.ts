@@ -197,7 +197,9 @@ export function createApiHandler(options: ApiAppOptions & { fast?: readonly Fast
       const e = toAgentError(err);
       if (e.code === 'ERR_INTERNAL') internal(id, route.route, err);
       if (res.headersSent) res.destroy();
-      else answerFast(res, e.status, errorBody(e, id), head);
+      // Refused before the whole body was read (consent, size, a bad header): the rest of it is not read either,
+      // so the connection ends with this answer, and the client knows not to reuse it.
+      else answerFast(res, e.status, errorBody(e, id), req.complete ? head : [...head, 'Connection', 'close']);
     }
   };
   return (req, res) => {

@@ -1,5 +1,6 @@
 import { createHash } from 'node:crypto';
-import { readFileSync } from 'node:fs';
+import { readdirSync, readFileSync } from 'node:fs';
+import { join } from 'node:path';
 import { Readable } from 'node:stream';
 import { fileURLToPath } from 'node:url';
 import { expect } from 'chai';
@@ -144,6 +145,23 @@ describe('hospital agents under load and faults', function () {
     for await (const e of net.agents['severance']!.ledger.entries('severance')) if (e.entry.type === 'exchange.received') received.push((e.entry.body as { exchange: string }).exchange);
     const known = new Set(((await (await net.api('myongji', '/v1/exchanges?limit=1000')).json()) as { exchanges: Array<{ id: string }> }).exchanges.map((x) => x.id));
     expect(received.filter((x) => !known.has(x)), 'exchange.received for an exchange the sender never recorded').to.deep.equal([]);
+  });
+
+  it('refuses a FHIR Bundle over 32 MiB (parsed whole to be validated) with 413, and keeps nothing of it', async function () {
+    const consent = await grant('myongji', 'severance', PATIENT);
+    const exchanges = async (): Promise<number> => ((await (await net.api('myongji', '/v1/exchanges?limit=1000')).json()) as { exchanges: unknown[] }).exchanges.length;
+    const outbox = (): string[] => readdirSync(join(net.configs['myongji']!.dataDir, 'outbox'));
+    const [before, filesBefore] = [await exchanges(), outbox()];
+    const body = Buffer.alloc(33 * 1024 * 1024, 0x20);
+    const res = await net.api('myongji', '/v1/exchanges', {
+      method: 'POST',
+      headers: { 'content-type': 'application/fhir+json', 'hie-recipient': 'severance', 'hie-patient-id': PATIENT, 'hie-consent-id': consent },
+      body,
+    });
+    expect(res.status).to.equal(413);
+    expect(((await res.json()) as { error: { code: string } }).error.code).to.equal('ERR_PAYLOAD_TOO_LARGE');
+    expect(await exchanges()).to.equal(before);
+    expect(outbox().filter((f) => !filesBefore.includes(f))).to.deep.equal([]);
   });
 
   it('keeps patient ids and payload bytes out of relay logs, relay metrics and every ledger entry', async function () {
