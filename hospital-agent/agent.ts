@@ -231,9 +231,12 @@ export async function startAgent(config: AgentConfig, options: StartAgentOptions
     log.warn({ code: info.code }, 'relay connection lost; reconnecting');
   });
   relay.on('connectError', (err) => log.warn({ code: err.code, err: { message: err.message } }, 'cannot connect to the relay; retrying'));
-  relay.on('undeliverable', (err) => log.debug({ to: err.to, code: err.code }, 'message undeliverable'));
+  relay.on('undeliverable', (err) => {
+    log.debug({ to: err.to, code: err.code }, 'message undeliverable');
+    peers.onUndeliverable(err.to);
+  });
 
-  const exchanges = new ExchangeService({ self: config.id, secret, consents, store, outbox, maxBytes: config.limits.maxExchangeBytes, inlineBodyBytes: config.limits.inlineBodyBytes, enqueue: (id) => engine.enqueue(id), ...(config.limits.sendWhileUploading ? { live: (x: Parameters<ExchangeEngine['live']>[0]) => engine.live(x) } : {}) });
+  const exchanges = new ExchangeService({ self: config.id, secret, consents, store, outbox, maxBytes: config.limits.maxExchangeBytes, inlineBodyBytes: config.limits.inlineBodyBytes, isRevoked: (to) => peers.isRevoked(to), enqueue: (id) => engine.enqueue(id), ...(config.limits.sendWhileUploading ? { live: (x: Parameters<ExchangeEngine['live']>[0]) => engine.live(x) } : {}) });
   const v1 = express.Router();
   v1.use(consentRoutes(consents, config.id, { jsonLimit: DEFAULT_JSON_LIMIT }));
   v1.use(exchangeRoutes(exchanges, store, requests));

@@ -34,6 +34,8 @@ export type CryptoErrorCode =
   | 'ERR_REPLAY_STORE'
   /** The key ring refused a bundle or has no usable bundle for an agent. */
   | 'ERR_KEYRING_NO_KEY'
+  /** Every bundle known for an agent has a revoked certificate. */
+  | 'ERR_KEYRING_REVOKED'
   /** The agent's private key files are missing, unreadable, of the wrong type, or readable by others. */
   | 'ERR_KEYS_UNREADABLE';
 

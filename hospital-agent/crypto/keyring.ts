@@ -61,13 +61,17 @@ export class KeyRing {
   /** The newest bundle of `agent` that verifies at `now`: the one to encrypt to. Throws ERR_KEYRING_NO_KEY. */
   async encryptionBundle(agent: string, now: Date = new Date()): Promise<VerifiedKeyBundle> {
     const reasons: string[] = [];
+    let revoked = 0;
     for (const b of this.bundles(agent).reverse()) {
       try {
         return await this.verify(b, now);
       } catch (err) {
         reasons.push((err as Error).message);
+        if ((err as { code?: unknown }).code === 'ERR_PKI_BUNDLE_REVOKED') revoked += 1;
       }
     }
+    // Every bundle known for the agent has a revoked certificate: it is no longer a member (until it gets a new one).
+    if (revoked > 0 && revoked === reasons.length) throw new CryptoError('ERR_KEYRING_REVOKED', `every key bundle of '${agent}' has a revoked certificate: ${reasons[0]}`);
     throw new CryptoError('ERR_KEYRING_NO_KEY', `no valid key bundle for '${agent}'${reasons.length ? `: ${reasons[0]}` : ''}`);
   }
 

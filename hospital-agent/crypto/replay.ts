@@ -17,6 +17,11 @@ export interface ReplayStore {
   add(key: string, expiresAt: Date, now: Date): Promise<boolean>;
   /** Forgets expired keys; returns how many. */
   prune(now: Date): Promise<number>;
+  /**
+   * Forgets one key, for an envelope that was opened but never delivered
+   * (the agent stopped between the two), so its resend can be opened.
+   */
+  forget(key: string): Promise<void>;
 }
 
 /** The replay key of an envelope: sender and exchange id (exchange ids are unique per sender). */
@@ -37,6 +42,10 @@ export class MemoryReplayStore implements ReplayStore {
     if (this.holds(key, now)) return false;
     this.seen.set(key, expiresAt.getTime());
     return true;
+  }
+
+  async forget(key: string): Promise<void> {
+    this.seen.delete(key);
   }
 
   private holds(key: string, now: Date): boolean {
@@ -62,8 +71,9 @@ export class MemoryReplayStore implements ReplayStore {
 }
 
 /**
- * A replay store persisted as an append-only file of JSON lines, fsynced per
- * add, so a restarted agent still refuses replays. `prune` rewrites the file
+ * A replay store persisted as an append-only file of JSON lines (`{k, e}`
+ * remembered until e, `{k, d: 1}` forgotten), fsynced per change, so a
+ * restarted agent still refuses replays. `prune` rewrites the file
  * atomically. Use one instance per file.
  */
 export class FileReplayStore extends MemoryReplayStore {
@@ -89,9 +99,11 @@ export class FileReplayStore extends MemoryReplayStore {
     lines.forEach((line, i) => {
       if (line === '') return;
       try {
-        const { k, e } = JSON.parse(line) as { k: unknown; e: unknown };
-        if (typeof k !== 'string' || typeof e !== 'number') throw new Error('bad entry');
-        seen.set(k, Math.max(e, seen.get(k) ?? 0));
+        const { k, e, d } = JSON.parse(line) as { k: unknown; e: unknown; d?: unknown };
+        if (typeof k !== 'string' || (d === undefined && typeof e !== 'number') || (d !== undefined && d !== 1)) throw new Error('bad entry');
+        // `d`: forgotten (see forget); otherwise remembered until `e`.
+        if (d === 1) seen.delete(k);
+        else seen.set(k, Math.max(e as number, seen.get(k) ?? 0));
       } catch (err) {
         // A torn last line is an add that never completed (the caller saw it fail).
         if (i === lines.length - 1) return;
@@ -121,6 +133,19 @@ export class FileReplayStore extends MemoryReplayStore {
         throw new CryptoError('ERR_REPLAY_STORE', `cannot write replay store ${this.path}`, { cause: err });
       }
       return true;
+    });
+  }
+
+  override forget(key: string): Promise<void> {
+    return this.serial(async () => {
+      if (!this.seen.has(key)) return;
+      try {
+        await this.fh.write(`${JSON.stringify({ k: key, d: 1 })}\n`);
+        await this.fh.datasync();
+      } catch (err) {
+        throw new CryptoError('ERR_REPLAY_STORE', `cannot write replay store ${this.path}`, { cause: err });
+      }
+      this.seen.delete(key);
     });
   }
 

@@ -16,6 +16,16 @@ export class PeerKeyUnavailableError extends Error {
   }
 }
 
+/** Thrown when every certificate known for the recipient is revoked: it is no longer a hospital of the federation. */
+export class RecipientRevokedError extends Error {
+  readonly code = 'ERR_UNKNOWN_RECIPIENT';
+
+  constructor(readonly agent: string) {
+    super(`'${agent}' is not a hospital of the federation any more: its certificate is revoked`);
+    this.name = this.constructor.name;
+  }
+}
+
 /**
  * Where the agent finds its peers' key bundles: the replicated ledger
  * (genesis and key.rotated entries) and, for a peer not seen there yet, a
@@ -68,6 +78,22 @@ export class PeerDirectory {
     }
   }
 
+  /** The relay could not deliver a message to `agent` (not connected): a `bundle.get` waiting for it ends now. */
+  onUndeliverable(agent: string): void {
+    for (const wake of this.waiters.get(agent) ?? []) wake();
+    this.waiters.delete(agent);
+  }
+
+  /** Whether `agent` is known only by revoked certificates (no fetch: for refusing a submission at once). */
+  async isRevoked(agent: string): Promise<boolean> {
+    try {
+      await this.keyring.encryptionBundle(agent);
+      return false;
+    } catch (err) {
+      return (err as { code?: unknown }).code === 'ERR_KEYRING_REVOKED';
+    }
+  }
+
   private async fetch(agent: string): Promise<void> {
     await new Promise<void>((resolve) => {
       const timer = setTimeout(resolve, this.timeoutMs);
@@ -86,10 +112,12 @@ export class PeerDirectory {
     try {
       return await this.keyring.encryptionBundle(agent);
     } catch {
+      // A hospital whose certificate was renewed after a revocation answers with its new bundle.
       await this.fetch(agent);
       try {
         return await this.keyring.encryptionBundle(agent);
-      } catch {
+      } catch (err) {
+        if ((err as { code?: unknown }).code === 'ERR_KEYRING_REVOKED') throw new RecipientRevokedError(agent);
         throw new PeerKeyUnavailableError(agent);
       }
     }

@@ -7,6 +7,7 @@ import {
   openEnvelope,
   type OpenedEnvelope,
   type OpenedItem,
+  replayKey,
   type Receipt,
   type RecipientKeys,
   type ReplayStore,
@@ -106,6 +107,7 @@ export class Receiver {
         transfer.abort('rejected', 'duplicate');
         return;
       }
+      await this.forgetUndelivered(from, exchangeId);
       await this.receive(transfer, exchangeId);
     } catch (err) {
       this.o.logger.error({ exchange: exchangeId, from, err: { message: (err as Error).message } }, 'inbound exchange failed');
@@ -285,6 +287,21 @@ export class Receiver {
       this.o.logger.info({ exchange: meta.exchangeId, from, bytes: meta.bytes, batch: opened.exchangeId }, 'exchange received');
       this.o.onDelivered?.(meta);
     }
+  }
+
+  /**
+   * An exchange remembered as opened (replay store) that left no trace of
+   * delivery (no receipt issued, nothing in the inbox, no `exchange.received`)
+   * was opened when the agent stopped before releasing it: its resend would be
+   * refused as a replay forever, so it is forgotten and the resend opened.
+   */
+  private async forgetUndelivered(from: string, exchangeId: string): Promise<void> {
+    const key = replayKey(from, exchangeId);
+    if (!(await this.o.replay.has(key, new Date()))) return;
+    const logged = (await this.o.ledger.byExchange(exchangeId)).some((e) => e.entry.feed === this.o.self && e.entry.type === 'exchange.received');
+    if (logged) return;
+    await this.o.replay.forget(key);
+    this.o.logger.warn({ exchange: exchangeId, from }, 'opened before a stop but never delivered; opening the resend');
   }
 
   private async logReceived(meta: InboxMeta): Promise<void> {

@@ -11,7 +11,7 @@ import type { ConsentService } from '../services/consents.ts';
 import type { ExchangeRecord, ExchangeStore } from '../store/exchanges.ts';
 import type { Outbox } from '../store/outbox.ts';
 import { chargesFromUsage } from './payments.ts';
-import { PeerKeyUnavailableError, type PeerDirectory } from './peers.ts';
+import { PeerKeyUnavailableError, RecipientRevokedError, type PeerDirectory } from './peers.ts';
 import { encodeTransferMeta, type WireMessage } from './wire.ts';
 
 /** How long a sender waits for the recipient's receipt after the last byte. */
@@ -881,6 +881,7 @@ export class ExchangeEngine extends EventEmitter<EngineEvents> {
   private classify(err: Error): Final | undefined {
     if (err instanceof Final) return err;
     if (err instanceof PeerKeyUnavailableError) return undefined;
+    if (err instanceof RecipientRevokedError) return new Final('unknown-recipient', 'ERR_UNKNOWN_RECIPIENT', err.message);
     if (err instanceof TransferAbortedError) {
       if (err.reason === 'rejected' || err.reason === 'protocol-error') return new Final('rejected', 'ERR_EXCHANGE_REJECTED', err.message);
       return undefined;

@@ -74,6 +74,8 @@ export class ExchangeService {
       live?: (x: Pick<ExchangeRecord, 'id' | 'to' | 'contentType' | 'consentId'>) => Promise<LiveSend | undefined>;
       /** Bodies of a known length up to this many bytes are read into memory and stored inline (0 or absent: never). */
       inlineBodyBytes?: number;
+      /** True when the recipient is known only by revoked certificates (no longer a member): refused at once. */
+      isRevoked?: (to: string) => Promise<boolean>;
       now?: () => Date;
     },
   ) {}
@@ -101,6 +103,7 @@ export class ExchangeService {
       const earlier = await this.o.store.byIdempotencyKey(req.principal, req.idempotencyKey);
       if (earlier) return this.retried(earlier, req, { contentType, hash, purpose });
     }
+    if (await this.o.isRevoked?.(req.to)) throw new AgentError('ERR_UNKNOWN_RECIPIENT', `'${req.to}' is not a hospital of the federation any more: its certificate is revoked`);
     const at = this.o.now?.() ?? new Date();
     // Refuse before a byte of the body is read when the consent cannot cover it.
     await this.o.consents.check(req.consentId, { patientHash: hash, recipient: req.to, purpose, scope: isFhir ? undefined : scopeOf(contentType), at });

@@ -1,5 +1,5 @@
 import { createHash } from 'node:crypto';
-import { existsSync, readdirSync, statSync } from 'node:fs';
+import { appendFileSync, existsSync, readdirSync, statSync } from 'node:fs';
 import { join } from 'node:path';
 import { expect } from 'chai';
 import { spawnAgent, type AgentProcess } from '../support/agent-process.ts';
@@ -66,5 +66,38 @@ describe('an agent killed while receiving', function () {
     const hash = createHash('sha256');
     for await (const chunk of (await receiverApi(`/v1/inbox/${id}/content`)).body as unknown as AsyncIterable<Uint8Array>) hash.update(chunk);
     expect(hash.digest('hex')).to.equal(data.sha256());
+  });
+
+  it('delivers an exchange that was opened (and remembered against replays) but not released when the agent stopped', async function () {
+    const config = net.configs['severance']!;
+    await receiver?.kill('SIGKILL');
+    receiver = undefined;
+    const consent = ((await (await net.api('myongji', '/v1/consents', {
+      method: 'POST',
+      headers: { 'content-type': 'application/json' },
+      body: JSON.stringify({ patientId: 'SYN-CRASH-2', grantee: 'severance', validUntil: new Date(Date.now() + 86_400_000).toISOString() }),
+    })).json()) as { id: string }).id;
+    const size = 2 * 1024 * 1024;
+    const data = patternStream(size, 7);
+    const res = await net.api('myongji', '/v1/exchanges', {
+      method: 'POST',
+      headers: { 'content-type': 'application/octet-stream', 'content-length': String(size), 'hie-recipient': 'severance', 'hie-patient-id': 'SYN-CRASH-2', 'hie-consent-id': consent },
+      body: data.stream as unknown as RequestInit['body'],
+      duplex: 'half',
+    } as RequestInit);
+    expect(res.status).to.equal(202);
+    const id = ((await res.json()) as { id: string }).id;
+    // What an open leaves when the agent stops right after it (the replay store is written before the release):
+    // the exchange id is remembered, and nothing was delivered, receipted or logged.
+    appendFileSync(join(config.dataDir, 'replay.log'), `${JSON.stringify({ k: `myongji/${id}`, e: Date.now() + 7 * 86_400_000 })}\n`);
+
+    receiver = await spawnAgent(config, net.secrets['severance']!);
+    const done = await waitFor(async () => {
+      const r = (await (await net.api('myongji', `/v1/exchanges/${id}`)).json()) as { status: string };
+      return r.status === 'delivered' || r.status === 'failed' ? r : undefined;
+    }, 180_000, 'delivery of the resend');
+    expect(done.status, JSON.stringify(done)).to.equal('delivered');
+    const items = ((await (await receiverApi('/v1/inbox')).json()) as { items: Array<{ exchangeId: string }> }).items;
+    expect(items.filter((i) => i.exchangeId === id)).to.have.length(1);
   });
 });

@@ -4,6 +4,7 @@ import { expect } from 'chai';
 import { createKeyBundle, generateAgentKeys, jcs, loadIdentity, PkiError } from '../../../certs/index.ts';
 import { CryptoError, MemoryReplayStore, senderKeys, withKids, type CryptoErrorCode, type OpenOptions } from '../../../hospital-agent/crypto/index.ts';
 import { deriveContentKeys, sealMeta, unwrapContentKey, wrapContentKey } from '../../../hospital-agent/crypto/keys.ts';
+import { PeerDirectory, PeerKeyUnavailableError, RecipientRevokedError } from '../../../hospital-agent/engine/peers.ts';
 import { tempDir } from '../../support/tmp.ts';
 import { makeFederation } from '../../support/federation.ts';
 import { contentAt, flip, getWorld, layout, makeParty, openBuffer, sealBuffer, sealOpts, type World } from './fixtures.ts';
@@ -279,7 +280,27 @@ describe('envelope attacks', function () {
         await w.ring.encryptionBundle('golf');
         expect.fail('a revoked agent was still a recipient');
       } catch (err) {
-        expect((err as CryptoError).code).to.equal('ERR_KEYRING_NO_KEY');
+        expect((err as CryptoError).code).to.equal('ERR_KEYRING_REVOKED');
+      }
+      // The agent's directory tells a revoked recipient (final: ERR_UNKNOWN_RECIPIENT) from one it cannot reach (retried).
+      const asked: string[] = [];
+      const peers = new PeerDirectory(w.ring, () => w.parties['bravo']!.bundle, (to) => asked.push(to), 50);
+      expect(await peers.isRevoked('golf')).to.equal(true);
+      expect(await peers.isRevoked('bravo')).to.equal(false);
+      expect(await peers.isRevoked('nobody-known')).to.equal(false);
+      try {
+        await peers.encryptionBundle('golf');
+        expect.fail('a revoked agent was still a recipient');
+      } catch (err) {
+        expect(err).to.be.instanceOf(RecipientRevokedError);
+        expect((err as RecipientRevokedError).code).to.equal('ERR_UNKNOWN_RECIPIENT');
+      }
+      expect(asked, 'asked the peer for a newer bundle first').to.deep.equal(['golf']);
+      try {
+        await peers.encryptionBundle('nobody-known');
+        expect.fail('an unknown agent was a recipient');
+      } catch (err) {
+        expect(err).to.be.instanceOf(PeerKeyUnavailableError);
       }
     });
   });

@@ -50,6 +50,31 @@ describe('replay stores', function () {
     }
   });
 
+  it('FileReplayStore forgets a key durably (across a restart) and only that key', async function () {
+    const t = tempDir();
+    try {
+      const path = join(t.dir, 'seen.jsonl');
+      const s = await FileReplayStore.open(path);
+      await s.add('alpha/x1', at(10_000), T0);
+      await s.add('alpha/x2', at(10_000), T0);
+      await s.forget('alpha/x1');
+      await s.forget('alpha/never-seen');
+      expect(await s.has('alpha/x1', at(5))).to.equal(false);
+      await s.close();
+      const s2 = await FileReplayStore.open(path);
+      expect(await s2.has('alpha/x1', at(5)), 'forgotten after restart').to.equal(false);
+      expect(await s2.has('alpha/x2', at(5)), 'kept after restart').to.equal(true);
+      // Remembered again after being forgotten: the later line wins.
+      expect(await s2.add('alpha/x1', at(10_000), at(5))).to.equal(true);
+      await s2.close();
+      const s3 = await FileReplayStore.open(path);
+      expect(await s3.has('alpha/x1', at(5))).to.equal(true);
+      await s3.close();
+    } finally {
+      t.cleanup();
+    }
+  });
+
   it('FileReplayStore refuses a corrupt file instead of forgetting what it saw', async function () {
     const t = tempDir();
     try {
