@@ -73,7 +73,16 @@ export const agentConfigSchema = z.strictObject({
     .prefault({}),
   inbox: z
     .strictObject({
-      webhook: z.strictObject({ url: z.url({ protocol: /^https?$/ }), tokenEnv: z.string().min(1).optional() }).optional(),
+      webhook: z
+        .strictObject({
+          // Records requests name the patient in clear: plain http only to this machine.
+          url: z.url({ protocol: /^https?$/ }).refine((u) => {
+            const url = new URL(u);
+            return url.protocol === 'https:' || ['localhost', '127.0.0.1', '[::1]'].includes(url.hostname);
+          }, 'must be https (http only to localhost, 127.0.0.1 or [::1])'),
+          tokenEnv: z.string().min(1).optional(),
+        })
+        .optional(),
     })
     .prefault({}),
   limits: z

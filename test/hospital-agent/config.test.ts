@@ -47,6 +47,12 @@ describe('agent configuration', function () {
     expectConfigError(() => parseAgentConfig({ ...minimal, api: { port: 70000 } }), 'api.port');
     expectConfigError(() => parseAgentConfig({ ...minimal, surprise: true }), 'surprise', /unknown key/);
     expectConfigError(() => parseAgentConfig({ ...minimal, identity: undefined }), 'identity');
+    // The EHR webhook is told about records requests, which name the patient: https, or plain http to this machine only.
+    expectConfigError(() => parseAgentConfig({ ...minimal, inbox: { webhook: { url: 'http://ehr.hospital.example/hie' } } }), 'inbox.webhook.url', /https/);
+    expectConfigError(() => parseAgentConfig({ ...minimal, inbox: { webhook: { url: 'ftp://127.0.0.1/hie' } } }), 'inbox.webhook.url');
+    for (const url of ['https://ehr.hospital.example/hie', 'http://127.0.0.1:8080/hie', 'http://localhost/hie', 'http://[::1]:9000/hie']) {
+      expect(parseAgentConfig({ ...minimal, inbox: { webhook: { url } } }).inbox.webhook?.url).to.equal(url);
+    }
   });
 
   it('lets every leaf be set by an env var, and says which var was wrong', function () {

@@ -9,6 +9,8 @@ import { makeFederation, type TestFederation } from './federation.ts';
 
 /** API token every test agent accepts. */
 export const TEST_TOKEN = 'test-token-0123456789abcdef0123456789abcdef';
+/** What an agent's config can name (`inbox.webhook.tokenEnv: TEST_WEBHOOK_TOKEN`) as the bearer token of its EHR webhook. */
+export const TEST_WEBHOOK_TOKEN = 'webhook-token-fedcba9876543210';
 
 /** A relay and agents, all in this process, on loopback. */
 export interface TestNetwork {
@@ -64,7 +66,7 @@ export async function startNetwork(root: string, ids: string[], options: { agent
   const agents: Record<string, RunningAgent> = {};
   const start = async (id: string): Promise<RunningAgent> => {
     const a = await startAgent(configs[id]!, {
-      env: { HIE_AGENT_API_TOKENS: `test:${TEST_TOKEN}`, HIE_AGENT_PATIENT_SECRET: secrets[id] },
+      env: { HIE_AGENT_API_TOKENS: `test:${TEST_TOKEN}`, HIE_AGENT_PATIENT_SECRET: secrets[id], TEST_WEBHOOK_TOKEN: TEST_WEBHOOK_TOKEN },
       logger: pino({ level: process.env['HIE_TEST_LOG'] ?? 'silent', base: { agent: id } }),
     });
     agents[id] = a;

@@ -302,6 +302,15 @@ describe('envelope attacks', function () {
       } catch (err) {
         expect(err).to.be.instanceOf(PeerKeyUnavailableError);
       }
+      // A bundle request the relay reports undeliverable (the peer is not connected) ends then, not after the
+      // (here: hour-long) wait for an answer: a send slot is not held for nothing.
+      const away: PeerDirectory = new PeerDirectory(w.ring, () => w.parties['bravo']!.bundle, (to) => queueMicrotask(() => away.onUndeliverable(to)), 3_600_000);
+      try {
+        await away.encryptionBundle('nobody-known');
+        expect.fail('an unknown agent was a recipient');
+      } catch (err) {
+        expect(err).to.be.instanceOf(PeerKeyUnavailableError);
+      }
     });
   });
 
