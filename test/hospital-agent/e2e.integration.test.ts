@@ -69,6 +69,9 @@ describe('hospital agents end to end', function () {
     const outside = await grant('myongji', 'mgh', 'SYN-000003', ['Observation']);
     const scoped = await send('myongji', 'mgh', 'SYN-000003', outside, BUNDLE);
     expect(((await scoped.json()) as { error: { code: string } }).error.code).to.equal('ERR_CONSENT_SCOPE');
+    // Nothing left the hospital: no exchange was recorded (so nothing is queued to go later), and mgh has nothing.
+    const recorded = ((await (await net.api('myongji', '/v1/exchanges')).json()) as { exchanges: Array<{ to: string }> }).exchanges;
+    expect(recorded.filter((x) => x.to === 'mgh')).to.deep.equal([]);
     const inbox = (await (await net.api('mgh', '/v1/inbox')).json()) as { items: unknown[] };
     expect(inbox.items).to.deep.equal([]);
   });
