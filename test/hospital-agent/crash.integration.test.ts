@@ -3,7 +3,7 @@ import { appendFileSync, existsSync, readdirSync, statSync } from 'node:fs';
 import { join } from 'node:path';
 import { expect } from 'chai';
 import { spawnAgent, type AgentProcess } from '../support/agent-process.ts';
-import { startNetwork, TEST_TOKEN, waitFor, type TestNetwork } from '../support/agents.ts';
+import { grantConsent, startNetwork, TEST_TOKEN, waitFor, type TestNetwork } from '../support/agents.ts';
 import { patternStream } from '../support/data.ts';
 import { tempDir } from '../support/tmp.ts';
 
@@ -25,27 +25,27 @@ describe('an agent killed while receiving', function () {
     tmp.cleanup();
   });
 
+  /** Consents and POSTs `size` bytes of pattern (seeded) from myongji to severance; the exchange id and the data. */
+  async function sendBinary(patientId: string, size: number, seed: number): Promise<{ id: string; data: ReturnType<typeof patternStream> }> {
+    const consent = await grantConsent(net, 'myongji', 'severance', patientId);
+    const data = patternStream(size, seed);
+    const res = await net.api('myongji', '/v1/exchanges', {
+      method: 'POST',
+      headers: { 'content-type': 'application/octet-stream', 'content-length': String(size), 'hie-recipient': 'severance', 'hie-patient-id': patientId, 'hie-consent-id': consent },
+      body: data.stream as unknown as RequestInit['body'],
+      duplex: 'half',
+    } as RequestInit);
+    expect(res.status).to.equal(202);
+    return { id: ((await res.json()) as { id: string }).id, data };
+  }
+
   const receiverApi = (path: string): Promise<Response> => fetch(`http://127.0.0.1:${receiver!.apiPort}${path}`, { headers: { authorization: `Bearer ${TEST_TOKEN}` } });
 
   it('never exposes a partial file, and the resent exchange is delivered once after restart', async function () {
     const config = net.configs['severance']!;
     receiver = await spawnAgent(config, net.secrets['severance']!);
     await waitFor(async () => ((await (await receiverApi('/healthz')).json()) as { relay: string }).relay === 'connected', 20_000, 'receiver connected');
-    const consent = ((await (await net.api('myongji', '/v1/consents', {
-      method: 'POST',
-      headers: { 'content-type': 'application/json' },
-      body: JSON.stringify({ patientId: 'SYN-CRASH-1', grantee: 'severance', validUntil: new Date(Date.now() + 86_400_000).toISOString() }),
-    })).json()) as { id: string }).id;
-    const size = 300 * 1024 * 1024;
-    const data = patternStream(size, 99);
-    const res = await net.api('myongji', '/v1/exchanges', {
-      method: 'POST',
-      headers: { 'content-type': 'application/octet-stream', 'content-length': String(size), 'hie-recipient': 'severance', 'hie-patient-id': 'SYN-CRASH-1', 'hie-consent-id': consent },
-      body: data.stream as unknown as RequestInit['body'],
-      duplex: 'half',
-    } as RequestInit);
-    expect(res.status).to.equal(202);
-    const id = ((await res.json()) as { id: string }).id;
+    const { id, data } = await sendBinary('SYN-CRASH-1', 300 * 1024 * 1024, 99);
 
     const quarantine = join(config.dataDir, 'inbox', 'quarantine', id, 'content');
     await waitFor(() => existsSync(quarantine) && statSync(quarantine).size > 30 * 1024 * 1024, 60_000, 'bytes in quarantine');
@@ -72,21 +72,7 @@ describe('an agent killed while receiving', function () {
     const config = net.configs['severance']!;
     await receiver?.kill('SIGKILL');
     receiver = undefined;
-    const consent = ((await (await net.api('myongji', '/v1/consents', {
-      method: 'POST',
-      headers: { 'content-type': 'application/json' },
-      body: JSON.stringify({ patientId: 'SYN-CRASH-2', grantee: 'severance', validUntil: new Date(Date.now() + 86_400_000).toISOString() }),
-    })).json()) as { id: string }).id;
-    const size = 2 * 1024 * 1024;
-    const data = patternStream(size, 7);
-    const res = await net.api('myongji', '/v1/exchanges', {
-      method: 'POST',
-      headers: { 'content-type': 'application/octet-stream', 'content-length': String(size), 'hie-recipient': 'severance', 'hie-patient-id': 'SYN-CRASH-2', 'hie-consent-id': consent },
-      body: data.stream as unknown as RequestInit['body'],
-      duplex: 'half',
-    } as RequestInit);
-    expect(res.status).to.equal(202);
-    const id = ((await res.json()) as { id: string }).id;
+    const { id } = await sendBinary('SYN-CRASH-2', 2 * 1024 * 1024, 7);
     // What an open leaves when the agent stops right after it (the replay store is written before the release):
     // the exchange id is remembered, and nothing was delivered, receipted or logged.
     appendFileSync(join(config.dataDir, 'replay.log'), `${JSON.stringify({ k: `myongji/${id}`, e: Date.now() + 7 * 86_400_000 })}\n`);

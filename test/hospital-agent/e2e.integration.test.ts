@@ -2,7 +2,7 @@ import { createHash } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 import { expect } from 'chai';
-import { startNetwork, waitFor, type TestNetwork } from '../support/agents.ts';
+import { grantConsent, startNetwork, waitFor, type TestNetwork } from '../support/agents.ts';
 import { tempDir } from '../support/tmp.ts';
 
 const BUNDLE = readFileSync(fileURLToPath(new URL('../../scripts/fixtures/patient-bundle.json', import.meta.url)));
@@ -22,15 +22,7 @@ describe('hospital agents end to end', function () {
     tmp.cleanup();
   });
 
-  async function grant(from: string, to: string, patientId: string, scope: string[] = ['*']): Promise<string> {
-    const res = await net.api(from, '/v1/consents', {
-      method: 'POST',
-      headers: { 'content-type': 'application/json' },
-      body: JSON.stringify({ patientId, grantee: to, purposes: ['TREAT'], scope, validUntil: new Date(Date.now() + 86_400_000).toISOString() }),
-    });
-    expect(res.status, await res.clone().text()).to.equal(201);
-    return ((await res.json()) as { id: string }).id;
-  }
+  const grant = (from: string, to: string, patientId: string, scope: string[] = ['*']): Promise<string> => grantConsent(net, from, to, patientId, scope);
 
   async function send(from: string, to: string, patientId: string, consentId: string, body: Buffer, contentType = 'application/fhir+json', extra: Record<string, string> = {}): Promise<Response> {
     return net.api(from, '/v1/exchanges', {

@@ -4,7 +4,7 @@ import { join } from 'node:path';
 import { Readable } from 'node:stream';
 import { fileURLToPath } from 'node:url';
 import { expect } from 'chai';
-import { startNetwork, waitFor, type TestNetwork } from '../support/agents.ts';
+import { grantConsent, startNetwork, waitFor, type TestNetwork } from '../support/agents.ts';
 import { patternStream } from '../support/data.ts';
 import { tempDir } from '../support/tmp.ts';
 import { relayMetric } from '../faults/support/harness.ts';
@@ -27,15 +27,7 @@ describe('hospital agents under load and faults', function () {
     tmp.cleanup();
   });
 
-  async function grant(from: string, to: string, patientId: string): Promise<string> {
-    const res = await net.api(from, '/v1/consents', {
-      method: 'POST',
-      headers: { 'content-type': 'application/json' },
-      body: JSON.stringify({ patientId, grantee: to, validUntil: new Date(Date.now() + 86_400_000).toISOString() }),
-    });
-    expect(res.status).to.equal(201);
-    return ((await res.json()) as { id: string }).id;
-  }
+  const grant = (from: string, to: string, patientId: string): Promise<string> => grantConsent(net, from, to, patientId);
 
   async function submit(from: string, to: string, consent: string, body: Readable | Buffer, contentType: string, length?: number): Promise<string> {
     const res = await net.api(from, '/v1/exchanges', {

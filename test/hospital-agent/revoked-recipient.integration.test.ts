@@ -1,7 +1,7 @@
 import { readFileSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 import { expect } from 'chai';
-import { startNetwork, waitFor, type TestNetwork } from '../support/agents.ts';
+import { grantConsent, startNetwork, waitFor, type TestNetwork } from '../support/agents.ts';
 import { tempDir } from '../support/tmp.ts';
 
 const BUNDLE = readFileSync(fileURLToPath(new URL('../../scripts/fixtures/patient-bundle.json', import.meta.url)));
@@ -29,13 +29,7 @@ describe('a recipient whose certificate is revoked', function () {
     });
 
   it('fails what was queued for it with ERR_UNKNOWN_RECIPIENT, and refuses new exchanges at once with 422', async function () {
-    const res = await net.api('myongji', '/v1/consents', {
-      method: 'POST',
-      headers: { 'content-type': 'application/json' },
-      body: JSON.stringify({ patientId: 'SYN-000070', grantee: 'severance', validUntil: new Date(Date.now() + 86_400_000).toISOString() }),
-    });
-    expect(res.status).to.equal(201);
-    const consent = ((await res.json()) as { id: string }).id;
+    const consent = await grantConsent(net, 'myongji', 'severance', 'SYN-000070');
     // Known (one exchange went through, so its key bundle is in myongji's key ring) but away: the next one waits in the queue.
     const first = await send(consent);
     expect(first.status).to.equal(202);

@@ -4,7 +4,7 @@ import { createServer, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { fileURLToPath } from 'node:url';
 import { expect } from 'chai';
-import { startNetwork, TEST_WEBHOOK_TOKEN, waitFor, type TestNetwork } from '../support/agents.ts';
+import { grantConsent, startNetwork, TEST_WEBHOOK_TOKEN, waitFor, type TestNetwork } from '../support/agents.ts';
 import { tempDir } from '../support/tmp.ts';
 
 const BUNDLE = readFileSync(fileURLToPath(new URL('../../scripts/fixtures/patient-bundle.json', import.meta.url)));
@@ -46,15 +46,7 @@ describe("the EHR webhook (inbox.webhook)", function () {
     tmp?.cleanup();
   });
 
-  async function grant(from: string, to: string, patientId: string): Promise<string> {
-    const res = await net.api(from, '/v1/consents', {
-      method: 'POST',
-      headers: { 'content-type': 'application/json' },
-      body: JSON.stringify({ patientId, grantee: to, validUntil: new Date(Date.now() + 86_400_000).toISOString() }),
-    });
-    expect(res.status).to.equal(201);
-    return ((await res.json()) as { id: string }).id;
-  }
+  const grant = (from: string, to: string, patientId: string): Promise<string> => grantConsent(net, from, to, patientId);
 
   it('tells the EHR about each new inbox item, with its metadata and the bearer token, never the content', async function () {
     const consent = await grant('myongji', 'severance', 'SYN-000080');

@@ -112,3 +112,15 @@ export async function waitFor<T>(fn: () => Promise<T> | T, ms = 20_000, what = '
     await new Promise((r) => setTimeout(r, 50));
   }
 }
+
+/** Grants a consent at `from` for `patientId` to `to` (valid for a day); returns its id, or throws with the API's answer. */
+export async function grantConsent(net: TestNetwork, from: string, to: string, patientId: string, scope: string[] = ['*']): Promise<string> {
+  const res = await net.api(from, '/v1/consents', {
+    method: 'POST',
+    headers: { 'content-type': 'application/json' },
+    body: JSON.stringify({ patientId, grantee: to, purposes: ['TREAT'], scope, validUntil: new Date(Date.now() + 86_400_000).toISOString() }),
+  });
+  const text = await res.text();
+  if (res.status !== 201) throw new Error(`consent grant at ${from} answered ${res.status}: ${text}`);
+  return (JSON.parse(text) as { id: string }).id;
+}
