@@ -182,9 +182,11 @@ export async function verifyReceipt(input: unknown, options: { resolveSigner: Se
   } else if (batch) {
     const root = rootFromProof(batch.index, batch.size, leafHash(jcs(body)), batch.path.map((h) => Buffer.from(h, 'base64url')));
     if (!root) throw bad();
-    const statement = batchStatement(receipt.recipient, receipt.kid, batch.size, root);
-    const key = `${statement.toString('latin1')}\u0000${batch.sig}`;
+    // Everything the signed statement is made of (it is canonical JSON of these), and the signature: the
+    // statement itself is built only for a batch not verified yet.
+    const key = `${receipt.recipient}\u0000${receipt.kid}\u0000${batch.size}\u0000${root.toString('base64url')}\u0000${batch.sig}`;
     if (!verifiedBatches.has(key)) {
+      const statement = batchStatement(receipt.recipient, receipt.kid, batch.size, root);
       if (!verify(null, statement, signer.signingKey, Buffer.from(batch.sig, 'base64url'))) throw bad();
       if (verifiedBatches.size >= VERIFIED_BATCHES_KEPT) verifiedBatches.clear();
       verifiedBatches.add(key);
