@@ -19,7 +19,7 @@ export {
   Ledger, DEFAULT_MAX_APPEND_BATCH, DEFAULT_CHECKPOINTS_KEPT,
   type LedgerOptions, type AuthorOptions, type Head, type AppendResult, type HeadCheck, type CheckpointOutcome, type FeedStatus, type LedgerStatus, type EntryProof,
 } from './ledger.ts';
-export { levelSource, bundleSource, exportBundle, parseBundle, bundleFileSchema, BUNDLE_FORMAT, BUNDLE_VERSION, type LedgerSource, type BundleFile } from './source.ts';
+export { levelSource, withSnapshotSource, bundleSource, exportBundle, parseBundle, bundleFileSchema, BUNDLE_FORMAT, BUNDLE_VERSION, type LedgerSource, type BundleFile } from './source.ts';
 export { verifyLedger, VERIFY_RULES, DEFAULT_GRACE_SECONDS, DEFAULT_MAX_FINDINGS, type VerifyRule, type Finding, type VerifyResult, type VerifyOptions } from './verify.ts';
 export { encodeMessage, decodeMessage, DEFAULT_MAX_MESSAGE_BYTES, MAX_RANGE_ENTRIES, MAX_HEADS_PER_MESSAGE, type ReplicationMessage } from './codec.ts';
 export { MemoryNetwork, type ReplicationTransport } from './transport.ts';

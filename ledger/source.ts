@@ -2,6 +2,7 @@ import { z } from 'zod';
 import { HOSPITAL_ID_PATTERN } from '../certs/index.ts';
 import { LedgerError } from './errors.ts';
 import { MAX_ENTRY_BYTES } from './schema.ts';
+import type { AbstractSnapshot } from 'abstract-level';
 import { prefixRange, type Store } from './store.ts';
 
 /** Raw, untrusted ledger content as verification, reports and exports read it. */
@@ -24,14 +25,19 @@ function parseJson(text: string): unknown {
   }
 }
 
-/** Reads a ledger database (open it on a copy: see the CLI's verify). */
-export function levelSource(store: Store): LedgerSource {
+/**
+ * Reads a ledger database: a copy (see the CLI's verify), or a live one
+ * through `snapshot` (see {@link withSnapshotSource}), so that what a reader
+ * sees does not change as the ledger is written.
+ */
+export function levelSource(store: Store, options: { snapshot?: AbstractSnapshot } = {}): LedgerSource {
+  const at = options.snapshot ? { snapshot: options.snapshot } : {};
   return {
     async feeds() {
       const found = new Set<string>();
       const nextKey: Array<(after: string) => AsyncIterable<string>> = [
-        (after) => store.entries.keys({ gt: after, limit: 1 }),
-        (after) => store.signedHeads.keys({ gt: after, limit: 1 }),
+        (after) => store.entries.keys({ gt: after, limit: 1, ...at }),
+        (after) => store.signedHeads.keys({ gt: after, limit: 1, ...at }),
       ];
       for (const keysAfter of nextKey) {
         let after = '';
@@ -47,22 +53,36 @@ export function levelSource(store: Store): LedgerSource {
       return [...found].sort();
     },
     async *entries(feed) {
-      for await (const [k, v] of store.entries.iterator(prefixRange(feed))) yield { seq: Number(k.slice(feed.length + 1)), bytes: v };
+      for await (const [k, v] of store.entries.iterator({ ...prefixRange(feed), ...at })) yield { seq: Number(k.slice(feed.length + 1)), bytes: v };
     },
     async *signedHeads(feed) {
-      for await (const v of store.signedHeads.values(prefixRange(feed))) yield parseJson(v);
+      for await (const v of store.signedHeads.values({ ...prefixRange(feed), ...at })) yield parseJson(v);
     },
     async evidence() {
       const out: unknown[] = [];
-      for await (const v of store.evidence.values()) out.push(parseJson(v));
+      for await (const v of store.evidence.values(at)) out.push(parseJson(v));
       return out;
     },
     async checkpoints() {
       const out: unknown[] = [];
-      for await (const v of store.checkpoints.values()) out.push(parseJson(v));
+      for await (const v of store.checkpoints.values(at)) out.push(parseJson(v));
       return out;
     },
   };
+}
+
+/**
+ * Runs `fn` on a source reading one snapshot of a live ledger's database:
+ * entries and signed heads appended meanwhile are not half seen (a head read
+ * after its entries were would name an entry the reader never saw).
+ */
+export async function withSnapshotSource<T>(store: Store, fn: (source: LedgerSource) => Promise<T>): Promise<T> {
+  const snapshot = store.db.snapshot();
+  try {
+    return await fn(levelSource(store, { snapshot }));
+  } finally {
+    await snapshot.close();
+  }
 }
 
 /** Format tag of an exported bundle. */

@@ -1,5 +1,5 @@
 import express, { type Router } from 'express';
-import { levelSource, verifyLedger, type Ledger, type Replicator, type Trust } from '../../../ledger/index.ts';
+import { verifyLedger, withSnapshotSource, type Ledger, type Replicator, type Trust } from '../../../ledger/index.ts';
 import { monthPeriod, settlementStatement } from '../../engine/payments.ts';
 import { AgentError } from '../../errors.ts';
 
@@ -14,7 +14,8 @@ export function ledgerRoutes(ledger: Ledger, replicator: Replicator, trust: () =
   r.get('/ledger/verify', async (req, res) => {
     const grace = req.query['grace'] === undefined ? undefined : Number(req.query['grace']);
     if (grace !== undefined && (!Number.isInteger(grace) || grace < 0)) throw new AgentError('ERR_BAD_REQUEST', 'grace must be a whole number of seconds');
-    const result = await verifyLedger(levelSource(ledger._store), { trust: trust(), ...(grace !== undefined ? { graceSeconds: grace } : {}) });
+    // One snapshot: the agent keeps appending and replicating while this reads.
+    const result = await withSnapshotSource(ledger._store, (source) => verifyLedger(source, { trust: trust(), ...(grace !== undefined ? { graceSeconds: grace } : {}) }));
     res.json(result);
   });
   r.get('/ledger/settlement', async (req, res) => {
