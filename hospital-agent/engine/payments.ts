@@ -13,12 +13,13 @@ export const RELAY_ACCOUNT = 'relay-operator';
  * relay operator: one charge per transfer, as the relay signed it, on the
  * first exchange the transfer carried (a batch envelope is one transfer);
  * its id derives from the signed statement, so both parties name the same
- * charge. When an exchange answers a records request, the requester (the
- * recipient) pays the release fee of the signed tariff to this hospital (id
- * derived from the exchange, so a resent exchange is charged once). Zero
+ * charge. When an exchange answers a records request and was delivered
+ * (its id in `delivered`: the records reached the requester), the requester
+ * (the recipient) pays the release fee of the signed tariff to this hospital
+ * (id derived from the exchange, so a resent exchange is charged once). Zero
  * amounts yield nothing.
  */
-export function chargesFromUsage(exchanges: ReadonlyArray<{ id: string; to: string; requestId?: string | undefined }>, usage: VerifiedUsage): Array<Array<BodyOf<'payment.charged'>>> {
+export function chargesFromUsage(exchanges: ReadonlyArray<{ id: string; to: string; requestId?: string | undefined }>, usage: VerifiedUsage, delivered: ReadonlySet<string>): Array<Array<BodyOf<'payment.charged'>>> {
   const s = usage.statement;
   return exchanges.map((exchange, i) => {
     const out: Array<BodyOf<'payment.charged'>> = [];
@@ -26,7 +27,7 @@ export function chargesFromUsage(exchanges: ReadonlyArray<{ id: string; to: stri
       const id = createHash('sha256').update(canonicalize(s) ?? '').digest('hex').slice(0, 40);
       out.push({ charge: `t${id}`, exchange: exchange.id, kind: 'transport', payer: s.from, payee: RELAY_ACCOUNT, amount: s.fee.amount, currency: s.fee.currency });
     }
-    if (exchange.requestId && s.releaseFee && s.releaseFee.amount > 0 && s.to === exchange.to) {
+    if (exchange.requestId && delivered.has(exchange.id) && s.releaseFee && s.releaseFee.amount > 0 && s.to === exchange.to) {
       const id = createHash('sha256').update(`release\u0000${exchange.id}`).digest('hex').slice(0, 40);
       out.push({ charge: `r${id}`, exchange: exchange.id, kind: 'release', payer: exchange.to, payee: s.from, amount: s.releaseFee.amount, currency: s.releaseFee.currency });
     }

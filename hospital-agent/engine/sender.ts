@@ -195,6 +195,8 @@ export class ExchangeEngine extends EventEmitter<EngineEvents> {
   private readonly awaitingReceipt = new Map<string, { to: string; giveUp: () => void }>();
   /** Header hash of each exchange's last complete send, until its receipt settles. */
   private readonly sentHeaders = new Map<string, string>();
+  /** Usage statements of single transfers that answered a records request, kept until the receipt says whether the release fee is due. */
+  private readonly releaseUsage = new Map<string, VerifiedUsage>();
   private timer: NodeJS.Timeout | undefined;
   private stopped = false;
 
@@ -596,18 +598,33 @@ export class ExchangeEngine extends EventEmitter<EngineEvents> {
     }
   }
 
-  /** Logs the charges a transfer's signed usage statement yields for the exchanges it carried (one, or a batch). */
+  /**
+   * Logs the charges a transfer's signed usage statement yields for the
+   * exchanges it carried (one, or a batch): the transport fee at once, a
+   * release fee only for an exchange already delivered (one still waiting for
+   * its receipt keeps the statement until it is settled).
+   */
   private async recordCharges(exchangeIds: readonly string[], usage: VerifiedUsage, only?: ReadonlySet<string>): Promise<void> {
     const records = (await Promise.all(exchangeIds.map((id) => this.o.store.get(id)))).filter((r): r is ExchangeRecord => r !== undefined);
     if (records.length !== exchangeIds.length) return;
+    const delivered = new Set(records.filter((r) => r.status === 'delivered').map((r) => r.id));
+    for (const r of records) if (r.requestId && !delivered.has(r.id) && r.status !== 'failed' && exchangeIds.length === 1) this.releaseUsage.set(r.id, usage);
     // Computed over every exchange the transfer carried (its fee goes on the first), whichever of them are logged here.
-    const charges = chargesFromUsage(records, usage);
+    const charges = chargesFromUsage(records, usage, delivered);
     const todo = records
       .map((record, i) => ({ record, bodies: (charges[i] ?? []).filter((c) => !record.ledger?.charges?.includes(c.charge)) }))
       .filter((x) => x.bodies.length > 0 && (!only || only.has(x.record.id)));
     if (todo.length === 0) return;
     await Promise.all(todo.flatMap((x) => x.bodies.map((body) => this.o.ledger.append({ type: 'payment.charged', body }))));
     await this.o.store.updateMany(todo.map((x) => ({ id: x.record.id, patch: { ledger: { charges: x.bodies.map((c) => c.charge) } } })));
+  }
+
+  /** The release charge of a delivered single-transfer exchange whose usage statement came before its receipt. */
+  private releaseCharges(record: ExchangeRecord): Array<BodyOf<'payment.charged'>> {
+    const usage = this.releaseUsage.get(record.id);
+    if (!usage) return [];
+    this.releaseUsage.delete(record.id);
+    return (chargesFromUsage([record], usage, new Set([record.id]))[0] ?? []).filter((c) => c.kind === 'release');
   }
 
   /** Verifies a receipt and finishes the exchange with it; throws what the receipt ended in (retry or final). */
@@ -643,7 +660,9 @@ export class ExchangeEngine extends EventEmitter<EngineEvents> {
         errors.set(record.id, new Final('integrity', 'ERR_RECEIPT_MISMATCH', 'the receipt names another content hash'));
         continue;
       }
-      accepted.push({ record, r, headerHash, charges });
+      // The release fee is due only for records that reached the requester.
+      const release = r.disposition === 'delivered' ? this.releaseCharges(record) : [];
+      accepted.push({ record, r, headerHash, charges: [...charges.filter((c) => c.kind !== 'release' || r.disposition === 'delivered'), ...release] });
     }
     // Every entry of the batch is appended at once: they share the ledger's group commit.
     const logged = await Promise.all(
@@ -816,7 +835,8 @@ export class ExchangeEngine extends EventEmitter<EngineEvents> {
 
   /** Settles what a batch's receipts say; exchanges without a usable receipt go back to the queue (or fail) one by one. */
   private async finishBatch(to: string, records: readonly ExchangeRecord[], receipts: BatchReceipts, headerHash: string | undefined, sendError: Error | undefined, usage: VerifiedUsage | undefined): Promise<void> {
-    const charges = usage ? chargesFromUsage(records, usage) : [];
+    // Release fees included: settling drops them for exchanges whose receipt is not 'delivered'.
+    const charges = usage ? chargesFromUsage(records, usage, new Set(records.map((r) => r.id))) : [];
     const chargesFor = (record: ExchangeRecord): Array<BodyOf<'payment.charged'>> => charges[records.indexOf(record)] ?? [];
     if (receipts.failure !== undefined) {
       if (usage) await this.recordCharges(records.map((r) => r.id), usage);
@@ -854,6 +874,7 @@ export class ExchangeEngine extends EventEmitter<EngineEvents> {
   private async handleFailure(record: ExchangeRecord, err: Error): Promise<void> {
     this.sentHeaders.delete(record.id);
     const final = this.classify(err);
+    if (final) this.releaseUsage.delete(record.id);
     if (!final) {
       const delay = backoffDelay(record.attempts, this.o.retry ?? { baseMs: DEFAULT_RETRY_BASE_MS, maxMs: DEFAULT_RETRY_MAX_MS }) + 100;
       const due = this.now().getTime() + delay;

@@ -152,6 +152,16 @@ describe('hospital agents end to end', function () {
       ((await (await net.api(at, `/v1/ledger/settlement?period=${period}`)).json()) as { lines: Array<{ counterparty: string; owes: number; owed: number }> }).lines.find((l) => l.counterparty === counterparty);
     await waitFor(async () => (await owed('mgh', 'myongji'))?.owed === 250, 30_000, 'release fee charged by the holder');
     await waitFor(async () => (await owed('myongji', 'mgh'))?.owes === 250, 30_000, 'release fee in the requester\'s settlement');
+    // A second answer too large for a batch (its own transfer, whose usage statement comes before its receipt): the
+    // fee is charged once its receipt says delivered, and once.
+    const study = Buffer.alloc(400 * 1024, 7);
+    const second = await send('mgh', 'myongji', 'SYN-000010', consent, study, 'application/dicom', { 'hie-request-id': requestId });
+    expect(second.status, await second.clone().text()).to.equal(202);
+    const secondId = ((await second.json()) as { id: string }).id;
+    await waitFor(async () => ((await (await net.api('mgh', `/v1/exchanges/${secondId}`)).json()) as { status: string }).status === 'delivered', 30_000, 'the second answer');
+    await waitFor(async () => (await owed('mgh', 'myongji'))?.owed === 500, 30_000, 'release fee of the second answer');
+    const charges = (await net.agents['mgh']!.ledger.byExchange(secondId)).filter((e) => e.entry.type === 'payment.charged').map((e) => (e.entry.body as { kind: string }).kind).sort();
+    expect(charges).to.deep.equal(['release', 'transport']);
 
     const unconsented = await net.api('severance', '/v1/requests', { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ holder: 'mgh', patientId: 'SYN-000099' }) });
     const refusedId = ((await unconsented.json()) as { id: string }).id;

@@ -39,18 +39,21 @@ describe('release fee in signed usage statements', function () {
   it('charges the requester the release fee once per answering exchange, and transport to the sender', function () {
     const signed = signUsage(input, { ...tariff, releaseFee: 250 }, relay.privateKey, relay.certPem);
     const usage = { statement: verifyUsageStatement(signed, relay.caPem), signed } as Parameters<typeof chargesFromUsage>[1];
-    const [answer = []] = chargesFromUsage([{ id: 'x-answer-0001', to: 'myongji', requestId: 'req-1' }], usage);
+    const delivered = new Set(['x-answer-0001', 'x-plain-0001']);
+    const [answer = []] = chargesFromUsage([{ id: 'x-answer-0001', to: 'myongji', requestId: 'req-1' }], usage, delivered);
     expect(answer.map((c) => [c.kind, c.payer, c.payee, c.amount])).to.deep.equal([
       ['transport', 'mgh', RELAY_ACCOUNT, 11],
       ['release', 'myongji', 'mgh', 250],
     ]);
     // A resent exchange (another transfer, another statement) is charged transport again, the release fee not.
     const again = signUsage({ ...input, transferId: 'ab12cd34ef57' }, { ...tariff, releaseFee: 250 }, relay.privateKey, relay.certPem);
-    const [second = []] = chargesFromUsage([{ id: 'x-answer-0001', to: 'myongji', requestId: 'req-1' }], { statement: verifyUsageStatement(again, relay.caPem), signed: again } as Parameters<typeof chargesFromUsage>[1]);
+    const [second = []] = chargesFromUsage([{ id: 'x-answer-0001', to: 'myongji', requestId: 'req-1' }], { statement: verifyUsageStatement(again, relay.caPem), signed: again } as Parameters<typeof chargesFromUsage>[1], delivered);
     expect(second[0]?.charge).not.to.equal(answer[0]?.charge);
     expect(second[1]?.charge).to.equal(answer[1]?.charge);
     // An exchange that answers no request carries no release fee.
-    expect(chargesFromUsage([{ id: 'x-plain-0001', to: 'myongji' }], usage)[0]?.map((c) => c.kind)).to.deep.equal(['transport']);
+    expect(chargesFromUsage([{ id: 'x-plain-0001', to: 'myongji' }], usage, delivered)[0]?.map((c) => c.kind)).to.deep.equal(['transport']);
+    // Records that did not reach the requester (refused, or not delivered yet) cost it nothing: transport only.
+    expect(chargesFromUsage([{ id: 'x-answer-0001', to: 'myongji', requestId: 'req-1' }], usage, new Set())[0]?.map((c) => c.kind)).to.deep.equal(['transport']);
   });
 
   it('charges a batch transfer once, as the relay signed it, on its first exchange; release fees stay per exchange', function () {
@@ -61,11 +64,12 @@ describe('release fee in signed usage statements', function () {
       { id: 'x-batch-0002', to: 'myongji', requestId: 'req-2' },
       { id: 'x-batch-0003', to: 'myongji' },
     ];
-    const charges = chargesFromUsage(batch, usage);
+    const all = new Set(batch.map((b) => b.id));
+    const charges = chargesFromUsage(batch, usage, all);
     const transport = charges.flat().filter((c) => c.kind === 'transport');
     expect(transport.map((c) => [c.exchange, c.amount])).to.deep.equal([['x-batch-0001', usage.statement.fee.amount]]);
     // The same id as for a transfer of one exchange: one charge per signed statement.
-    expect(transport[0]?.charge).to.equal(chargesFromUsage([batch[0]!], usage)[0]?.[0]?.charge);
+    expect(transport[0]?.charge).to.equal(chargesFromUsage([batch[0]!], usage, all)[0]?.[0]?.charge);
     expect(charges[1]?.filter((c) => c.kind === 'release').map((c) => c.amount)).to.deep.equal([250]);
     expect(charges[2]).to.deep.equal([]);
   });
