@@ -16,13 +16,15 @@ Server:
 Talking to a running agent (--config FILE, or --api URL with HIE_AGENT_TOKEN set):
   send --to ID --patient P --consent C [--purpose TREAT] [--type MEDIA_TYPE] [--idempotency-key K] FILE
                                       send FILE and wait for the receipt; exit 0 when delivered, 3 when failed
+                                      (HIE_PATIENT_ID instead of --patient keeps the id out of the process list)
   consent grant --patient P --to ID --until DATE [--purpose CODE]... [--scope TYPE]...
   consent revoke ID [--reason patient-request|expired|superseded|entered-in-error|legal]
   consent list
   inbox [--unacked]                   list received items
   status                              relay connection, ledger feeds, queue
   settlement [--period YYYY-MM]       what this hospital owes and is owed
-  verify                              verify the agent's ledger
+  verify [--grace SECONDS]            verify the agent's ledger (an exchange counts as unanswered after
+                                      --grace; default: as long as the agent retries, 24 h)
 `;
 
 type Options = NonNullable<ParseArgsConfig['options']>;
@@ -135,6 +137,12 @@ async function runSend(args: string[], io: CliIo): Promise<number> {
     throw new UsageError(`cannot read ${file}`);
   }
   const t = target(values);
+  // Every flag is checked before the progress bar takes the terminal.
+  const to = need(values, 'to');
+  const consent = need(values, 'consent');
+  // The patient id from the environment keeps it out of the process list and the shell history.
+  const patient = (values['patient'] as string | undefined) ?? process.env['HIE_PATIENT_ID'];
+  if (!patient) throw new UsageError('--patient is required (or set HIE_PATIENT_ID, which other users cannot see in the process list)');
   const type = (values['type'] as string | undefined) ?? (/\.json$/i.test(file) ? 'application/fhir+json' : /\.dcm$/i.test(file) ? 'application/dicom' : 'application/octet-stream');
   const bar = values['quiet'] === true || values['json'] === true ? undefined : new cliProgress.SingleBar({ format: 'upload |{bar}| {percentage}% {value_mb}/{total_mb} MB {rate} MB/s ETA {eta_formatted}', stream: process.stderr, hideCursor: true }, cliProgress.Presets.shades_classic);
   const started = Date.now();
@@ -150,9 +158,9 @@ async function runSend(args: string[], io: CliIo): Promise<number> {
   const headers: Record<string, string> = {
     'content-type': type,
     'content-length': String(size),
-    'hie-recipient': need(values, 'to'),
-    'hie-patient-id': need(values, 'patient'),
-    'hie-consent-id': need(values, 'consent'),
+    'hie-recipient': to,
+    'hie-patient-id': patient,
+    'hie-consent-id': consent,
     ...(values['purpose'] ? { 'hie-purpose': values['purpose'] as string } : {}),
     ...(values['idempotency-key'] ? { 'idempotency-key': values['idempotency-key'] as string } : {}),
   };
@@ -166,6 +174,8 @@ async function runSend(args: string[], io: CliIo): Promise<number> {
     print(io, values['json'] === true, exchange, () => `exchange ${exchange.id} ${exchange.status}\n`);
     return 0;
   }
+  // The id first, so an interrupted wait can be picked up with GET /v1/exchanges/ID.
+  if (values['json'] !== true && values['quiet'] !== true) io.err(`exchange ${exchange.id} accepted; waiting for the receipt (retried while ${to} is unreachable)\n`);
   for (;;) {
     const x = (await call(t, `/v1/exchanges/${exchange.id}`)) as { id: string; status: string; failure?: { code: string; message: string }; receipt?: { receivedAt?: string; contentHash?: string } };
     if (x.status === 'delivered' || x.status === 'failed') {
@@ -185,8 +195,10 @@ async function runConsent(args: string[], io: CliIo): Promise<number> {
   if (sub === 'grant') {
     const { values } = parse(rest, { ...CLIENT_OPTIONS, patient: { type: 'string' }, to: { type: 'string', multiple: true }, until: { type: 'string' }, from: { type: 'string' }, purpose: { type: 'string', multiple: true }, scope: { type: 'string', multiple: true } }, 'hie-agent consent grant --patient P --to ID --until DATE');
     const t = target(values);
+    const patientId = (values['patient'] as string | undefined) ?? process.env['HIE_PATIENT_ID'];
+    if (!patientId) throw new UsageError('--patient is required (or set HIE_PATIENT_ID, which other users cannot see in the process list)');
     const body = {
-      patientId: need(values, 'patient'),
+      patientId,
       grantees: (values['to'] as string[] | undefined) ?? [],
       validUntil: need(values, 'until'),
       ...(values['from'] ? { validFrom: values['from'] } : {}),
@@ -217,7 +229,7 @@ async function runConsent(args: string[], io: CliIo): Promise<number> {
 }
 
 async function runSimple(command: string, args: string[], io: CliIo): Promise<number> {
-  const extra: Options = command === 'inbox' ? { unacked: { type: 'boolean' } } : command === 'settlement' ? { period: { type: 'string' } } : {};
+  const extra: Options = command === 'inbox' ? { unacked: { type: 'boolean' } } : command === 'settlement' ? { period: { type: 'string' } } : command === 'verify' ? { grace: { type: 'string' } } : {};
   const { values } = parse(args, { ...CLIENT_OPTIONS, ...extra }, `hie-agent ${command}`);
   const t = target(values);
   const json = values['json'] === true;
@@ -227,11 +239,11 @@ async function runSimple(command: string, args: string[], io: CliIo): Promise<nu
     return 0;
   }
   if (command === 'status') {
-    const health = (await call(t, '/healthz')) as { agent: string; relay: string };
+    // `outbox`: every exchange not yet delivered or failed (queued, or on its way), counted by the agent.
+    const health = (await call(t, '/healthz')) as { agent: string; relay: string; outbox: number };
     const ledger = (await call(t, '/v1/ledger/status')) as { feeds: Array<{ feed: string; seq: number }>; evidence: unknown[] };
-    const queued = (await call(t, '/v1/exchanges?status=queued')) as { exchanges: unknown[] };
-    const value = { ...health, feeds: ledger.feeds, evidence: ledger.evidence.length, queued: queued.exchanges.length };
-    print(io, json, value, () => `agent ${health.agent}: relay ${health.relay}; ${queued.exchanges.length} queued; ledger feeds ${ledger.feeds.map((f) => `${f.feed}@${f.seq}`).join(' ')}${ledger.evidence.length ? `; ${ledger.evidence.length} EQUIVOCATION finding(s)` : ''}\n`);
+    const value = { ...health, feeds: ledger.feeds, evidence: ledger.evidence.length };
+    print(io, json, value, () => `agent ${health.agent}: relay ${health.relay}; ${health.outbox} unfinished (queued or sending); ledger feeds ${ledger.feeds.map((f) => `${f.feed}@${f.seq}`).join(' ')}${ledger.evidence.length ? `; ${ledger.evidence.length} EQUIVOCATION finding(s)` : ''}\n`);
     return 0;
   }
   if (command === 'settlement') {
@@ -248,7 +260,9 @@ async function runSimple(command: string, args: string[], io: CliIo): Promise<nu
     return 0;
   }
   if (command === 'verify') {
-    const r = (await call(t, '/v1/ledger/verify')) as { ok: boolean; findings: Array<{ feed: string | null; seq: number | null; rule: string; detail: string }>; stats: { feeds: number; entries: number } };
+    const grace = values['grace'] as string | undefined;
+    if (grace !== undefined && !/^\d{1,9}$/.test(grace)) throw new UsageError('--grace must be a whole number of seconds');
+    const r = (await call(t, `/v1/ledger/verify${grace !== undefined ? `?grace=${grace}` : ''}`)) as { ok: boolean; findings: Array<{ feed: string | null; seq: number | null; rule: string; detail: string }>; stats: { feeds: number; entries: number } };
     print(io, json, r, () => (r.ok ? `ledger OK: ${r.stats.feeds} feeds, ${r.stats.entries} entries\n` : r.findings.map((f) => `${f.feed ?? '-'}:${f.seq ?? '-'} ${f.rule}: ${f.detail}\n`).join('')));
     return r.ok ? 0 : 1;
   }

@@ -9,9 +9,9 @@ import { tempDir } from '../support/tmp.ts';
 const BIN = fileURLToPath(new URL('../../bin/hie-agent.js', import.meta.url));
 const BUNDLE = fileURLToPath(new URL('../../scripts/fixtures/patient-bundle.json', import.meta.url));
 
-function run(args: string[]): Promise<{ code: number | null; stdout: string; stderr: string }> {
+function run(args: string[], env: Record<string, string> = {}): Promise<{ code: number | null; stdout: string; stderr: string }> {
   return new Promise((resolve) => {
-    const child = spawn(process.execPath, [BIN, ...args], { env: { ...process.env, HIE_AGENT_TOKEN: TEST_TOKEN, HIE_DEBUG: '' } });
+    const child = spawn(process.execPath, [BIN, ...args], { env: { ...process.env, HIE_AGENT_TOKEN: TEST_TOKEN, HIE_DEBUG: '', ...env } });
     let stdout = '';
     let stderr = '';
     child.stdout.on('data', (d) => { stdout += d; });
@@ -48,14 +48,24 @@ describe('hie-agent CLI', function () {
     expect(sent.stdout).to.match(/delivered to severance; receipt signed/);
     const inbox = await run(['inbox', '--api', api('severance')]);
     expect(inbox.stdout).to.match(/from myongji\s+application\/fhir\+json/);
+    // The patient id from the environment (kept out of the process list), and the exchange id shown before the wait.
+    const viaEnv = await run(['send', '--api', api('myongji'), '--to', 'severance', '--consent', consentId, BUNDLE], { HIE_PATIENT_ID: 'SYN-000001' });
+    expect(viaEnv.code, viaEnv.stderr).to.equal(0);
+    const early = /exchange (\S+) accepted; waiting for the receipt/.exec(viaEnv.stderr);
+    expect(early, viaEnv.stderr).to.not.equal(null);
+    expect(viaEnv.stdout).to.contain(`exchange ${early![1]} delivered to severance`);
     const status = await run(['status', '--api', api('myongji')]);
-    expect(status.stdout).to.match(/agent myongji: relay connected/);
+    expect(status.stdout).to.match(/agent myongji: relay connected; 0 unfinished \(queued or sending\)/);
     const verified = await run(['verify', '--api', api('severance')]);
     expect(verified.code, verified.stderr).to.equal(0);
     expect(verified.stdout).to.match(/^ledger OK: \d+ feeds, \d+ entries/);
+    expect((await run(['verify', '--api', api('severance'), '--grace', '0'])).code).to.equal(0);
+    const badGrace = await run(['verify', '--api', api('severance'), '--grace', 'soon']);
+    expect(badGrace.code).to.equal(2);
+    expect(badGrace.stderr).to.match(/--grace must be a whole number of seconds/);
     const settlement = await run(['settlement', '--api', api('myongji'), '--period', new Date().toISOString().slice(0, 7)]);
     expect(settlement.code, settlement.stderr).to.equal(0);
-    expect(settlement.stdout).to.match(/relay-operator\s+EUR owes 1\d/);
+    expect(settlement.stdout).to.match(/relay-operator\s+EUR owes [1-9]\d* owed 0 \(2 charges\)/);
   });
 
   it('refuses a send under a revoked consent with the code, and gives one-line errors on bad input', async function () {
@@ -69,6 +79,9 @@ describe('hie-agent CLI', function () {
     const bad = await run(['send', '--api', api('myongji'), BUNDLE]);
     expect(bad.code).to.equal(2);
     expect(bad.stderr).to.match(/^hie-agent: error: --to is required/);
+    const noPatient = await run(['send', '--api', api('myongji'), '--to', 'severance', '--consent', c.id, BUNDLE], { HIE_PATIENT_ID: '' });
+    expect(noPatient.code).to.equal(2);
+    expect(noPatient.stderr).to.match(/--patient is required \(or set HIE_PATIENT_ID/);
     const help = await run(['--help']);
     expect(help.code).to.equal(0);
     for (const c of ['start', 'check-config', 'send', 'consent grant', 'inbox', 'status', 'settlement', 'verify']) expect(help.stdout).to.contain(c);

@@ -1,6 +1,14 @@
 import express, { type Router } from 'express';
 import { verifyLedger, withSnapshotSource, type Ledger, type Replicator, type Trust } from '../../../ledger/index.ts';
 import { monthPeriod, settlementStatement } from '../../engine/payments.ts';
+import { DEFAULT_MAX_EXCHANGE_AGE_MS } from '../../engine/sender.ts';
+
+/**
+ * How long (s) an exchange may go without a receipt or exchange.failed before
+ * verification reports it unanswered, unless the request says otherwise: as
+ * long as the engine retries (24 h) and an hour for the last attempt.
+ */
+export const AGENT_VERIFY_GRACE_SECONDS = DEFAULT_MAX_EXCHANGE_AGE_MS / 1000 + 3600;
 import { AgentError } from '../../errors.ts';
 
 /** /v1/ledger: status (feeds, heads, replication, findings), verification, settlement. */
@@ -15,7 +23,7 @@ export function ledgerRoutes(ledger: Ledger, replicator: Replicator, trust: () =
     const grace = req.query['grace'] === undefined ? undefined : Number(req.query['grace']);
     if (grace !== undefined && (!Number.isInteger(grace) || grace < 0)) throw new AgentError('ERR_BAD_REQUEST', 'grace must be a whole number of seconds');
     // One snapshot: the agent keeps appending and replicating while this reads.
-    const result = await withSnapshotSource(ledger._store, (source) => verifyLedger(source, { trust: trust(), ...(grace !== undefined ? { graceSeconds: grace } : {}) }));
+    const result = await withSnapshotSource(ledger._store, (source) => verifyLedger(source, { trust: trust(), graceSeconds: grace ?? AGENT_VERIFY_GRACE_SECONDS }));
     res.json(result);
   });
   r.get('/ledger/settlement', async (req, res) => {
