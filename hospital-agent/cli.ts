@@ -249,12 +249,13 @@ async function runSimple(command: string, args: string[], io: CliIo): Promise<nu
   if (command === 'settlement') {
     const period = (values['period'] as string | undefined) ?? new Date().toISOString().slice(0, 7);
     if (!/^\d{4}-(0[1-9]|1[0-2])$/.test(period)) throw new UsageError('--period must be YYYY-MM');
-    const s = (await call(t, `/v1/ledger/settlement?period=${period}`)) as { hospital: string; lines: Array<{ counterparty: string; currency: string; owes: number; owed: number; charges: number }>; totals: Array<{ currency: string; owes: number; owed: number; net: number }> };
+    const s = (await call(t, `/v1/ledger/settlement?period=${period}`)) as { hospital: string; lines: Array<{ counterparty: string; currency: string; owes: number; owed: number; charges: number }>; totals: Array<{ currency: string; owes: number; owed: number; net: number }>; unreplicated: string[] };
     print(io, json, s, () => {
       const lines = [`settlement for ${s.hospital}, ${period}`];
       for (const l of s.lines) lines.push(`  ${l.counterparty.padEnd(20)} ${l.currency} owes ${l.owes} owed ${l.owed} (${l.charges} charges)`);
       for (const tot of s.totals) lines.push(`  total ${tot.currency}: owes ${tot.owes}, owed ${tot.owed}, net ${tot.net} (minor units)`);
       if (s.lines.length === 0) lines.push('  no charges in this period');
+      if (s.unreplicated.length > 0) lines.push(`  INCOMPLETE: the ledger feeds of ${s.unreplicated.join(', ')} are not replicated here, so their charges (e.g. release fees they bill) are missing: add them to \`peers\``);
       return `${lines.join('\n')}\n`;
     });
     return 0;

@@ -52,6 +52,13 @@ export interface SettlementStatement {
   period: { start: string; end: string };
   lines: SettlementLine[];
   totals: Array<{ currency: string; owes: number; owed: number; net: number }>;
+  /**
+   * Hospitals this one exchanged with in the period whose ledger feed this
+   * ledger does not hold: the charges they logged (e.g. release fees they
+   * bill this hospital) are missing from the statement until their feed is
+   * replicated here.
+   */
+  unreplicated: string[];
 }
 
 /** Start (inclusive) and end (exclusive) of a `YYYY-MM` month, in UTC. */
@@ -66,7 +73,8 @@ export function monthPeriod(period: string): { start: Date; end: Date } {
 /**
  * What `hospital` owes and is owed in [start, end): every distinct
  * `payment.charged` in any feed the ledger holds where it is payer or payee
- * (a charge logged by both parties counts once).
+ * (a charge logged by both parties counts once), and which counterparties'
+ * feeds it does not hold (their charges cannot be in it).
  */
 export async function settlementStatement(ledger: Ledger, hospital: string, start: Date, end: Date): Promise<SettlementStatement> {
   const seen = new Set<string>();
@@ -94,5 +102,11 @@ export async function settlementStatement(ledger: Ledger, hospital: string, star
     t.net = t.owed - t.owes;
     totals.set(l.currency, t);
   }
-  return { hospital, period: { start: start.toISOString(), end: end.toISOString() }, lines: sorted, totals: [...totals.values()] };
+  const held = new Set(ledger.feeds());
+  const partners = new Set<string>();
+  const inPeriod = (ts: string): boolean => Date.parse(ts) >= start.getTime() && Date.parse(ts) < end.getTime();
+  for (const { entry } of await ledger.byType('exchange.sent', hospital)) if (inPeriod(entry.ts)) partners.add((entry.body as BodyOf<'exchange.sent'>).to);
+  for (const { entry } of await ledger.byType('exchange.received', hospital)) if (inPeriod(entry.ts)) partners.add((entry.body as BodyOf<'exchange.received'>).from);
+  const unreplicated = [...partners].filter((p) => !held.has(p)).sort();
+  return { hospital, period: { start: start.toISOString(), end: end.toISOString() }, lines: sorted, totals: [...totals.values()], unreplicated };
 }
