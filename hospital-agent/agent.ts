@@ -5,7 +5,7 @@ import type { AddressInfo } from 'node:net';
 import { join } from 'node:path';
 import express from 'express';
 import type { Logger } from 'pino';
-import { createLogger } from '../common/log.ts';
+import { createLogger } from '../common/index.ts';
 import { createKeyBundle, CrlWatcher, generateAgentKeys, loadIdentity, writeFileAtomic, type Identity, type KeyBundle } from '../certs/index.ts';
 import { Ledger, Replicator, type ReplicationTransport, type Trust } from '../ledger/index.ts';
 import { RelayClient, DEFAULT_MAX_MESSAGE, type InboundTransfer, type RelayMessage } from '../relay/protocol/index.ts';

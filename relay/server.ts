@@ -4,7 +4,7 @@ import { createServer as createHttpsServer, type Server as HttpsServer } from 'n
 import type { AddressInfo, Socket } from 'node:net';
 import type { TLSSocket } from 'node:tls';
 import type { Logger } from 'pino';
-import { createLogger } from '../common/log.ts';
+import { createLogger } from '../common/index.ts';
 import { WebSocketServer, type WebSocket } from 'ws';
 import { CrlWatcher, loadIdentity, peerHospitalId, secureContextOptions, serverTlsOptions, type Identity } from '../certs/index.ts';
 import { parseRelayConfig, type RelayConfig, type RelayConfigInput } from './config.ts';
