@@ -646,10 +646,10 @@ export class ExchangeEngine extends EventEmitter<EngineEvents> {
     for (const { record, receipt, headerHash, charges = [] } of list) {
       let verified: VerifiedReceipt;
       try {
-        verified = await verifyReceipt(receipt, {
-          resolveSigner: this.o.peers.signerLookup(),
-          expect: { exchangeId: record.id, sender: this.o.self, recipient: record.to, ...(headerHash ? { headerHash } : {}) },
-        });
+        verified = await verifyReceipt(receipt, { resolveSigner: this.o.peers.signerLookup(), expect: { exchangeId: record.id, sender: this.o.self, recipient: record.to } });
+        // It must be about the envelope sent; a refusal may come before the header was read, and names none (null).
+        const named = verified.receipt.headerHash;
+        if (headerHash && named !== headerHash && (named !== null || verified.receipt.disposition === 'delivered')) throw new Error('receipt headerHash is not the expected one');
       } catch (err) {
         this.o.logger.warn({ exchange: record.id, err: { message: (err as Error).message } }, 'receipt rejected');
         errors.set(record.id, new RelayError('ERR_RELAY_UNDELIVERABLE', 'the receipt did not verify'));
