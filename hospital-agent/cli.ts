@@ -52,6 +52,13 @@ function parse(args: string[], options: Options, usage: string): { values: Recor
   }
 }
 
+/** The patient id: `--patient`, or HIE_PATIENT_ID (which, unlike argv, other users cannot see in the process list). */
+function patientOf(values: Record<string, unknown>): string {
+  const v = (values['patient'] as string | undefined) ?? process.env['HIE_PATIENT_ID'];
+  if (!v) throw new UsageError('--patient is required (or set HIE_PATIENT_ID, which other users cannot see in the process list)');
+  return v;
+}
+
 function need(values: Record<string, unknown>, name: string): string {
   const v = values[name];
   if (typeof v !== 'string' || v === '') throw new UsageError(`--${name} is required`);
@@ -140,9 +147,7 @@ async function runSend(args: string[], io: CliIo): Promise<number> {
   // Every flag is checked before the progress bar takes the terminal.
   const to = need(values, 'to');
   const consent = need(values, 'consent');
-  // The patient id from the environment keeps it out of the process list and the shell history.
-  const patient = (values['patient'] as string | undefined) ?? process.env['HIE_PATIENT_ID'];
-  if (!patient) throw new UsageError('--patient is required (or set HIE_PATIENT_ID, which other users cannot see in the process list)');
+  const patient = patientOf(values);
   const type = (values['type'] as string | undefined) ?? (/\.json$/i.test(file) ? 'application/fhir+json' : /\.dcm$/i.test(file) ? 'application/dicom' : 'application/octet-stream');
   const bar = values['quiet'] === true || values['json'] === true ? undefined : new cliProgress.SingleBar({ format: 'upload |{bar}| {percentage}% {value_mb}/{total_mb} MB {rate} MB/s ETA {eta_formatted}', stream: process.stderr, hideCursor: true }, cliProgress.Presets.shades_classic);
   const started = Date.now();
@@ -195,10 +200,8 @@ async function runConsent(args: string[], io: CliIo): Promise<number> {
   if (sub === 'grant') {
     const { values } = parse(rest, { ...CLIENT_OPTIONS, patient: { type: 'string' }, to: { type: 'string', multiple: true }, until: { type: 'string' }, from: { type: 'string' }, purpose: { type: 'string', multiple: true }, scope: { type: 'string', multiple: true } }, 'hie-agent consent grant --patient P --to ID --until DATE');
     const t = target(values);
-    const patientId = (values['patient'] as string | undefined) ?? process.env['HIE_PATIENT_ID'];
-    if (!patientId) throw new UsageError('--patient is required (or set HIE_PATIENT_ID, which other users cannot see in the process list)');
     const body = {
-      patientId,
+      patientId: patientOf(values),
       grantees: (values['to'] as string[] | undefined) ?? [],
       validUntil: need(values, 'until'),
       ...(values['from'] ? { validFrom: values['from'] } : {}),

@@ -79,10 +79,10 @@ export function monthPeriod(period: string): { start: Date; end: Date } {
 export async function settlementStatement(ledger: Ledger, hospital: string, start: Date, end: Date): Promise<SettlementStatement> {
   const seen = new Set<string>();
   const lines = new Map<string, SettlementLine>();
+  const inPeriod = (ts: string): boolean => Date.parse(ts) >= start.getTime() && Date.parse(ts) < end.getTime();
   for (const { entry } of await ledger.byType('payment.charged')) {
     const c = entry.body as BodyOf<'payment.charged'>;
-    const t = Date.parse(entry.ts);
-    if (t < start.getTime() || t >= end.getTime() || seen.has(c.charge)) continue;
+    if (!inPeriod(entry.ts) || seen.has(c.charge)) continue;
     if (c.payer !== hospital && c.payee !== hospital) continue;
     seen.add(c.charge);
     const counterparty = c.payer === hospital ? c.payee : c.payer;
@@ -104,7 +104,6 @@ export async function settlementStatement(ledger: Ledger, hospital: string, star
   }
   const held = new Set(ledger.feeds());
   const partners = new Set<string>();
-  const inPeriod = (ts: string): boolean => Date.parse(ts) >= start.getTime() && Date.parse(ts) < end.getTime();
   for (const { entry } of await ledger.byType('exchange.sent', hospital)) if (inPeriod(entry.ts)) partners.add((entry.body as BodyOf<'exchange.sent'>).to);
   for (const { entry } of await ledger.byType('exchange.received', hospital)) if (inPeriod(entry.ts)) partners.add((entry.body as BodyOf<'exchange.received'>).from);
   const unreplicated = [...partners].filter((p) => !held.has(p)).sort();

@@ -298,15 +298,18 @@ export class Receiver {
   private async forgetUndelivered(from: string, exchangeId: string): Promise<void> {
     const key = replayKey(from, exchangeId);
     if (!(await this.o.replay.has(key, new Date()))) return;
-    const logged = (await this.o.ledger.byExchange(exchangeId)).some((e) => e.entry.feed === this.o.self && e.entry.type === 'exchange.received');
-    if (logged) return;
+    if (await this.loggedReceived(exchangeId)) return;
     await this.o.replay.forget(key);
     this.o.logger.warn({ exchange: exchangeId, from }, 'opened before a stop but never delivered; opening the resend');
   }
 
+  /** Whether this agent's own feed already has `exchange.received` for the exchange. */
+  private async loggedReceived(exchangeId: string): Promise<boolean> {
+    return (await this.o.ledger.byExchange(exchangeId)).some((e) => e.entry.feed === this.o.self && e.entry.type === 'exchange.received');
+  }
+
   private async logReceived(meta: InboxMeta): Promise<void> {
-    const already = (await this.o.ledger.byExchange(meta.exchangeId)).some((e) => e.entry.feed === this.o.self && e.entry.type === 'exchange.received');
-    if (already) return;
+    if (await this.loggedReceived(meta.exchangeId)) return;
     await this.o.ledger.append(receivedEntry(meta));
   }
 

@@ -4,7 +4,7 @@ import { fileURLToPath } from 'node:url';
 import { expect } from 'chai';
 import type { BodyOf } from '../../ledger/index.ts';
 import { KeyRing, verifyReceipt, type Receipt } from '../../hospital-agent/crypto/index.ts';
-import { startNetwork, waitFor, type TestNetwork } from '../support/agents.ts';
+import { grantConsent, startNetwork, waitFor, type TestNetwork } from '../support/agents.ts';
 import { tempDir } from '../support/tmp.ts';
 
 const BUNDLE = readFileSync(fileURLToPath(new URL('../../scripts/fixtures/patient-bundle.json', import.meta.url)));
@@ -25,17 +25,13 @@ describe('small exchanges in batch envelopes (integration)', function () {
   });
 
   it('sends a burst in a few batch envelopes: each exchange delivered once, byte-identical, with its own verifiable receipt, charged once per transfer', async function () {
-    const consent = (await (await net.api('myongji', '/v1/consents', {
-      method: 'POST',
-      headers: { 'content-type': 'application/json' },
-      body: JSON.stringify({ patientId: 'SYN-BATCH-1', grantee: 'severance', validUntil: new Date(Date.now() + 86_400_000).toISOString() }),
-    })).json()) as { id: string };
+    const consent = await grantConsent(net, 'myongji', 'severance', 'SYN-BATCH-1');
     const batchesBefore = (await net.agents['myongji']!.metrics.batchSize.get()).values.find((v) => v.metricName?.endsWith('_count'))?.value ?? 0;
     const ids = await Promise.all(
       Array.from({ length: 40 }, async () => {
         const res = await net.api('myongji', '/v1/exchanges', {
           method: 'POST',
-          headers: { 'content-type': 'application/fhir+json', 'hie-recipient': 'severance', 'hie-patient-id': 'SYN-BATCH-1', 'hie-consent-id': consent.id },
+          headers: { 'content-type': 'application/fhir+json', 'hie-recipient': 'severance', 'hie-patient-id': 'SYN-BATCH-1', 'hie-consent-id': consent },
           body: BUNDLE,
         });
         expect(res.status).to.equal(202);
