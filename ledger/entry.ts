@@ -1,4 +1,4 @@
-import { createHash } from 'node:crypto';
+import { hash } from 'node:crypto';
 import { jcs } from '../certs/index.ts';
 import { LedgerError } from './errors.ts';
 import { checkEntry, MAX_ENTRY_BYTES, type Entry } from './schema.ts';
@@ -13,7 +13,7 @@ export interface StoredEntry {
 
 /** SHA-256 of bytes as lowercase hex. */
 export function sha256Hex(bytes: Uint8Array): string {
-  return createHash('sha256').update(bytes).digest('hex');
+  return hash('sha256', bytes, 'hex');
 }
 
 /** Encodes an entry as its JCS (RFC 8785) bytes and hashes them. */

@@ -1,4 +1,4 @@
-import { createHash } from 'node:crypto';
+import { hash } from 'node:crypto';
 
 /**
  * Merkle trees as RFC 9162 (Certificate Transparency 2.0) section 2.1
@@ -18,11 +18,11 @@ const NODE = Buffer.of(1);
 
 /** The hash of a leaf's data. */
 export function leafHash(data: Uint8Array): Buffer {
-  return createHash('sha256').update(LEAF).update(data).digest();
+  return hash('sha256', Buffer.concat([LEAF, data]), 'buffer');
 }
 
 function nodeHash(left: Buffer, right: Buffer): Buffer {
-  return createHash('sha256').update(NODE).update(left).update(right).digest();
+  return hash('sha256', Buffer.concat([NODE, left, right]), 'buffer');
 }
 
 /**

@@ -1,4 +1,4 @@
-import { createHash, randomUUID } from 'node:crypto';
+import { createHash, hash, randomUUID } from 'node:crypto';
 import { open } from 'node:fs/promises';
 import { join } from 'node:path';
 import { finished, type Readable } from 'node:stream';
@@ -160,7 +160,7 @@ export class ExchangeService {
       await this.o.consents.check(req.consentId, { patientHash: x.hash, recipient: req.to, purpose: x.purpose, scope, at: x.at });
     }
     const result = await this.o.store.create(
-      { id, to: req.to, patientHash: x.hash, consentId: req.consentId, purpose: x.purpose, contentType: x.contentType, scope, bytes: length, contentSha256: createHash('sha256').update(body).digest('hex'), ...(req.requestId ? { requestId: req.requestId } : {}) },
+      { id, to: req.to, patientHash: x.hash, consentId: req.consentId, purpose: x.purpose, contentType: x.contentType, scope, bytes: length, contentSha256: hash('sha256', body, 'hex'), ...(req.requestId ? { requestId: req.requestId } : {}) },
       req.idempotencyKey ? { principal: req.principal, key: req.idempotencyKey } : undefined,
       { body },
     );

@@ -35,12 +35,24 @@ describe('ExchangeStore', function () {
 
   it('writes every new exchange durably (synced) before create resolves, with or without an inline body', async function () {
     // The API acknowledges with 202 once create resolves: the record must be on disk, not only in the page cache.
-    const db = (store as unknown as { db: { _batch(ops: unknown[], options: { sync?: boolean }): Promise<void> } }).db;
-    const original = db._batch.bind(db);
+    type Batch = { _put(key: string, value: unknown, o: object): void; _write(options: { sync?: boolean }): Promise<void> };
+    const db = (store as unknown as { db: { _chainedBatch(): Batch } }).db;
+    const original = db._chainedBatch.bind(db);
     const writes: Array<{ keys: string[]; sync: boolean }> = [];
-    db._batch = (ops, options) => {
-      writes.push({ keys: (ops as Array<{ key: string }>).map((o) => o.key), sync: options?.sync === true });
-      return original(ops, options);
+    db._chainedBatch = () => {
+      const batch = original();
+      const keys: string[] = [];
+      const put = batch._put.bind(batch);
+      const write = batch._write.bind(batch);
+      batch._put = (key, value, o) => {
+        keys.push(key);
+        put(key, value, o);
+      };
+      batch._write = (options) => {
+        writes.push({ keys, sync: options?.sync === true });
+        return write(options);
+      };
+      return batch;
     };
     const large = exchange({ bytes: 5_000_000_000 });
     const small = exchange();
