@@ -49,26 +49,18 @@ export async function writeBatch(db: AbstractLevel<any, any, any>, ops: readonly
     await db.batch(ops as never, options as never);
     return;
   }
-  const keys = new Array<string>(ops.length);
-  const values = new Array<unknown>(ops.length);
-  const putOpts = new Array<object | undefined>(ops.length);
-  for (let i = 0; i < ops.length; i += 1) {
-    const op = ops[i] as SublevelOp;
-    if (typeof op.key !== 'string') throw new TypeError('writeBatch keys must be strings');
-    keys[i] = `${op.sublevel.prefix as string}${op.key}`;
-    if (op.type === 'put') {
-      if (op.value === undefined || op.value === null) throw new TypeError('writeBatch values must not be null or undefined');
-      const encoding = op.sublevel.valueEncoding() as { encode(v: unknown): unknown; format: string };
-      values[i] = encoding.encode(op.value);
-      putOpts[i] = putOptions(encoding.format);
-    } else if (op.type !== 'del') throw new TypeError("writeBatch operations are 'put' or 'del'");
-  }
+  // Nothing reaches the store before _write: an invalid operation throws with the batch unwritten.
   const batch = (db as unknown as { _chainedBatch(): NativeBatch })._chainedBatch();
   try {
-    for (let i = 0; i < ops.length; i += 1) {
-      const o = putOpts[i];
-      if (o === undefined) batch._del(keys[i] as string, KEY_UTF8);
-      else batch._put(keys[i] as string, values[i], o);
+    for (const op of ops) {
+      if (typeof op.key !== 'string') throw new TypeError('writeBatch keys must be strings');
+      const key = `${op.sublevel.prefix as string}${op.key}`;
+      if (op.type === 'put') {
+        if (op.value === undefined || op.value === null) throw new TypeError('writeBatch values must not be null or undefined');
+        const encoding = op.sublevel.valueEncoding() as { encode(v: unknown): unknown; format: string };
+        batch._put(key, encoding.encode(op.value), putOptions(encoding.format));
+      } else if (op.type === 'del') batch._del(key, KEY_UTF8);
+      else throw new TypeError("writeBatch operations are 'put' or 'del'");
     }
     await batch._write(options);
   } finally {

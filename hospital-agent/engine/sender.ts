@@ -1,8 +1,8 @@
-import { createHash, randomUUID } from 'node:crypto';
+import { randomUUID } from 'node:crypto';
 import { EventEmitter } from 'node:events';
 import { PassThrough, Readable, type Writable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
-import type { BodyOf, Ledger } from '../../ledger/index.ts';
+import { sha256Hex, type BodyOf, type Ledger } from '../../ledger/index.ts';
 import { backoffDelay, TransferAbortedError, RelayError, type VerifiedUsage } from '../../relay/protocol/index.ts';
 import { scopeOf, type Purpose } from '../consent/model.ts';
 import { BATCH_CONTENT_TYPE, receiptSignature, sealEnvelope, verifyReceipt, type BatchItemInput, type Receipt, type SealStream, type SenderKeys, type VerifiedReceipt } from '../crypto/index.ts';
@@ -728,7 +728,7 @@ export class ExchangeEngine extends EventEmitter<EngineEvents> {
       // The copy the API stored is in memory; one read back from disk (after a restart) is checked against its hash.
       const cached = this.o.store.cachedBody(record.id);
       const body = cached ?? (await this.o.store.body(record.id).catch(() => undefined));
-      if (!body || body.length !== record.bytes || (!cached && createHash('sha256').update(body).digest('hex') !== record.contentSha256)) {
+      if (!body || body.length !== record.bytes || (!cached && sha256Hex(body) !== record.contentSha256)) {
         await this.handleFailure(record, new Final('internal', 'ERR_OUTBOX_MISSING', 'the stored body is missing or damaged'));
         continue;
       }

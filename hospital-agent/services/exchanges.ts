@@ -1,9 +1,9 @@
-import { createHash, hash, randomUUID } from 'node:crypto';
+import { createHash, randomUUID } from 'node:crypto';
 import { open } from 'node:fs/promises';
 import { join } from 'node:path';
 import { finished, type Readable } from 'node:stream';
 import { isHospitalId } from '../../certs/index.ts';
-import { CONTENT_TYPE_PATTERN, ID_PATTERN } from '../../ledger/index.ts';
+import { CONTENT_TYPE_PATTERN, ID_PATTERN, sha256Hex } from '../../ledger/index.ts';
 import { scopeOf, PURPOSES, type Purpose } from '../consent/model.ts';
 import { patientHash } from '../consent/patient.ts';
 import { AgentError } from '../errors.ts';
@@ -160,7 +160,7 @@ export class ExchangeService {
       await this.o.consents.check(req.consentId, { patientHash: x.hash, recipient: req.to, purpose: x.purpose, scope, at: x.at });
     }
     const result = await this.o.store.create(
-      { id, to: req.to, patientHash: x.hash, consentId: req.consentId, purpose: x.purpose, contentType: x.contentType, scope, bytes: length, contentSha256: hash('sha256', body, 'hex'), ...(req.requestId ? { requestId: req.requestId } : {}) },
+      { id, to: req.to, patientHash: x.hash, consentId: req.consentId, purpose: x.purpose, contentType: x.contentType, scope, bytes: length, contentSha256: sha256Hex(body), ...(req.requestId ? { requestId: req.requestId } : {}) },
       req.idempotencyKey ? { principal: req.principal, key: req.idempotencyKey } : undefined,
       { body },
     );
