@@ -110,6 +110,25 @@ describe('ExchangeEngine: batch envelopes', function () {
     }
   });
 
+  it('checks a small body read back from disk against its hash: a damaged one fails alone, the rest still travel', async function () {
+    const [damaged, intact] = await queue(2);
+    // As after a restart: nothing held in memory, so both bodies are read back from the state database.
+    const internals = store as unknown as { bodyCache: Map<string, Buffer>; bodies: { put(k: string, v: Buffer): Promise<void> } };
+    internals.bodyCache.clear();
+    const original = await store.body(damaged!.id);
+    internals.bodyCache.clear();
+    const flipped = Buffer.from(original!);
+    flipped[0] = flipped[0]! ^ 1;
+    await internals.bodies.put(damaged!.id, flipped);
+    await engine.start();
+    await waitFor(async () => (await store.get(damaged!.id))?.status === 'failed', 10_000, 'the damaged exchange to fail');
+    expect((await store.get(damaged!.id))?.failure?.code).to.equal('ERR_OUTBOX_MISSING');
+    await waitFor(() => relay.transfers.length > 0, 10_000, 'a transfer');
+    await relay.transfers[0]!.done;
+    expect(decodeTransferMeta(relay.transfers[0]!.meta)?.n).to.equal(1);
+    expect((await store.get(intact!.id))?.status).to.equal('sending');
+  });
+
   it('fails every exchange of a batch the recipient refused as a whole, logging exchange.failed for each', async function () {
     const records = await queue(3);
     await engine.start();
