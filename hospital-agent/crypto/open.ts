@@ -43,6 +43,9 @@ export interface RecipientKeys {
  */
 export type SenderLookup = (agent: string, kid: string, at: Date) => Promise<VerifiedKeyBundle | undefined> | VerifiedKeyBundle | undefined;
 
+/** How long a refused envelope whose trailer arrived waits for its source to end before it is cut off. */
+export const DEFAULT_END_WAIT_MS = 5_000;
+
 /** Options of {@link openEnvelope}. */
 export interface OpenOptions {
   recipient: RecipientKeys;
@@ -57,6 +60,8 @@ export interface OpenOptions {
   maxClockSkewMs?: number | undefined;
   /** Clock (default: the system clock). */
   now?: (() => Date) | undefined;
+  /** How long a refused envelope whose trailer arrived waits for its source to end (default {@link DEFAULT_END_WAIT_MS}). */
+  endWaitMs?: number | undefined;
 }
 
 /** A verified envelope whose plaintext is complete in the quarantine. */
@@ -169,9 +174,30 @@ export async function openEnvelope(source: AsyncIterable<Uint8Array>, options: O
   } catch (err) {
     const error = err instanceof CryptoError ? err : new CryptoError('ERR_ENVELOPE_MALFORMED', `envelope could not be processed: ${(err as Error).message}`, { cause: err, context: reader.context });
     await quarantine.discard(error);
-    await reader.release();
+    await stopSource(reader, source, options.endWaitMs ?? DEFAULT_END_WAIT_MS);
     throw error;
   }
+}
+
+/**
+ * Stops the source of a refused envelope. One refused after its trailer (a
+ * signature, hash or count that does not match) has nothing left to send
+ * but its end: waiting for it lets the transfer complete, as every byte was
+ * carried, so the relay meters it whichever of the refusal and the sender's
+ * end reaches it first. A byte more, a failing source or a stall of
+ * `waitMs` cuts it off, as does a refusal before the trailer.
+ */
+async function stopSource(reader: ByteReader, source: AsyncIterable<Uint8Array>, waitMs: number): Promise<void> {
+  if (reader.whole && source instanceof Readable) {
+    // Destroying the source wakes a read that waits for bytes that never come.
+    const timer = setTimeout(() => source.destroy(), waitMs);
+    try {
+      if (await reader.endsCleanly()) return;
+    } finally {
+      clearTimeout(timer);
+    }
+  }
+  await reader.release();
 }
 
 async function readHeader(reader: ByteReader): Promise<{ header: EnvelopeHeader; bytes: Buffer; sig: Buffer }> {
@@ -278,6 +304,8 @@ async function readEnvelope(
   if (tlen < 2 || tlen > MAX_TRAILER_BYTES) fail('ERR_ENVELOPE_MALFORMED', `trailer length ${tlen} is outside 2..${MAX_TRAILER_BYTES}`, ctx);
   const trailerBytes = Buffer.from(await reader.read(tlen, 'trailer'));
   const trailerSig = await reader.read(SIGNATURE_BYTES, 'trailer signature');
+  // Every byte the sender meant to send is here: a refusal from now on lets the transfer end (see openEnvelope).
+  reader.whole = true;
   const trailer = parseTrailer(trailerBytes, ctx);
   if (!verify(null, trailerBytes, sender.signingKey, trailerSig)) fail('ERR_ENVELOPE_BAD_SIGNATURE', `envelope trailer is not signed by '${header.from}'`, ctx);
   const contentSha256 = hash.digest();

@@ -68,6 +68,8 @@ export class ByteReader {
   private ended = false;
   /** Context put on errors; set by the opener as it learns it. */
   context: EnvelopeContext = {};
+  /** Set by the opener once the envelope's last part (the trailer and its signature) is read. */
+  whole = false;
 
   constructor(private readonly it: AsyncIterator<Uint8Array>) {}
 
@@ -131,6 +133,18 @@ export class ByteReader {
   /** True when the source has no more bytes. */
   async atEnd(): Promise<boolean> {
     return !(await this.fill('end'));
+  }
+
+  /**
+   * Waits for the source to end with no further byte: true when it did. A
+   * byte (or a failing source) means false; the caller then stops it.
+   */
+  async endsCleanly(): Promise<boolean> {
+    try {
+      return await this.atEnd();
+    } catch {
+      return false;
+    }
   }
 
   /** Stops the source (destroys a Readable) after a failure. */

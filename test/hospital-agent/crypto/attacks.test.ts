@@ -1,13 +1,14 @@
 import { createHash, sign } from 'node:crypto';
 import { existsSync, readdirSync } from 'node:fs';
+import { Readable } from 'node:stream';
 import { expect } from 'chai';
 import { createKeyBundle, generateAgentKeys, jcs, loadIdentity, PkiError } from '../../../certs/index.ts';
-import { CryptoError, MemoryReplayStore, senderKeys, withKids, type CryptoErrorCode, type OpenOptions } from '../../../hospital-agent/crypto/index.ts';
+import { CryptoError, MemoryReplayStore, openEnvelope, senderKeys, withKids, type CryptoErrorCode, type OpenOptions } from '../../../hospital-agent/crypto/index.ts';
 import { deriveContentKeys, sealMeta, unwrapContentKey, wrapContentKey } from '../../../hospital-agent/crypto/keys.ts';
 import { PeerDirectory, PeerKeyUnavailableError, RecipientRevokedError } from '../../../hospital-agent/engine/peers.ts';
 import { tempDir } from '../../support/tmp.ts';
 import { makeFederation } from '../../support/federation.ts';
-import { contentAt, flip, getWorld, layout, makeParty, openBuffer, sealBuffer, sealOpts, type World } from './fixtures.ts';
+import { Collector, contentAt, flip, getWorld, layout, makeParty, openBuffer, sealBuffer, sealOpts, type World } from './fixtures.ts';
 
 async function expectCode(p: Promise<unknown>, code: CryptoErrorCode): Promise<CryptoError> {
   try {
@@ -374,5 +375,48 @@ describe('envelope attacks', function () {
     } finally {
       t.cleanup();
     }
+  });
+
+  describe('the source of a refused envelope (an inbound transfer: cut off, the relay aborts it; ended, it completes and is metered)', function () {
+    /** Yields `bytes` at once; after `ms`, `extra` bytes (if any) and the end (unless `end` is false). */
+    function endsLater(bytes: Buffer, ms: number, o: { extra?: Buffer; end?: boolean } = {}): Readable {
+      const source = new Readable({ read() {} });
+      source.push(bytes);
+      setTimeout(() => {
+        if (source.destroyed) return;
+        if (o.extra) source.push(o.extra);
+        if (o.end !== false) source.push(null);
+      }, ms).unref();
+      return source;
+    }
+    const open = (source: Readable, extra: Partial<OpenOptions> = {}) =>
+      openEnvelope(source, { recipient: w.parties['bravo']!.recipient, resolveSender: w.ring.signerLookup(), replay: new MemoryReplayStore(), quarantine: { writable: new Collector() }, ...extra });
+
+    it('refused after its trailer: waits for the end, so the transfer completes rather than being cut off', async function () {
+      const source = endsLater(flip(env, layout(env).trailer.sig), 150);
+      await expectCode(open(source), 'ERR_ENVELOPE_BAD_SIGNATURE');
+      expect(source.readableEnded, 'the source ended by itself').to.equal(true);
+    });
+
+    it('refused after its trailer, then a byte more: cut off', async function () {
+      const source = endsLater(flip(env, layout(env).trailer.sig), 50, { extra: Buffer.from([0]), end: false });
+      await expectCode(open(source), 'ERR_ENVELOPE_BAD_SIGNATURE');
+      expect(source.readableEnded).to.equal(false);
+      expect(source.destroyed).to.equal(true);
+    });
+
+    it('refused after its trailer, and the end never comes: cut off after the wait', async function () {
+      const source = endsLater(flip(env, layout(env).trailer.sig), 0, { end: false });
+      await expectCode(open(source, { endWaitMs: 100 }), 'ERR_ENVELOPE_BAD_SIGNATURE');
+      expect(source.readableEnded).to.equal(false);
+      expect(source.destroyed).to.equal(true);
+    });
+
+    it('refused before its trailer: cut off at once, the rest is not waited for', async function () {
+      const source = endsLater(flip(env, layout(env).chunks[1]!.body), 10_000);
+      await expectCode(open(source), 'ERR_ENVELOPE_TAMPERED');
+      expect(source.readableEnded).to.equal(false);
+      expect(source.destroyed).to.equal(true);
+    });
   });
 });
