@@ -200,25 +200,30 @@ export async function startAgent(config: AgentConfig, options: StartAgentOptions
     },
   });
 
+  // A peer's message that fails in its handler (a bug, a store error, an input no check foresaw) is logged
+  // and dropped: it must not become an unhandled rejection, which would stop the agent.
+  const handled = (from: string, t: string, work: Promise<unknown>): void => {
+    work.catch((err: Error) => log.error({ from, message: t, err: { name: err?.name, message: err?.message } }, 'an agent message could not be handled'));
+  };
   relay.on('message', (m: RelayMessage) => {
     const decoded = decodeWire(m.body);
     if (decoded.kind === 'ledger') {
       for (const h of ledgerHandlers) h(m.from, decoded.message);
     } else if (decoded.kind === 'json') {
       const msg = decoded.message;
-      if (msg.t === 'receipt') void engine.onReceipt(m.from, msg.receipt);
-      else if (msg.t === 'receipts') for (const receipt of msg.receipts) void engine.onReceipt(m.from, receipt);
-      else if (msg.t === 'receipt.get') void receiver.onReceiptGet(m.from, msg.id);
+      if (msg.t === 'receipt') handled(m.from, msg.t, engine.onReceipt(m.from, msg.receipt));
+      else if (msg.t === 'receipts') for (const receipt of msg.receipts) handled(m.from, msg.t, engine.onReceipt(m.from, receipt));
+      else if (msg.t === 'receipt.get') handled(m.from, msg.t, receiver.onReceiptGet(m.from, msg.id));
       else if (msg.t === 'receipt.none') engine.onReceiptNone(m.from, msg.id);
-      else if (msg.t === 'records.request') void requests.onRequest(m.from, msg);
-      else if (msg.t === 'request.status') void requests.onStatus(m.from, msg);
-      else void peers.onMessage(m.from, msg);
+      else if (msg.t === 'records.request') handled(m.from, msg.t, requests.onRequest(m.from, msg));
+      else if (msg.t === 'request.status') handled(m.from, msg.t, requests.onStatus(m.from, msg));
+      else handled(m.from, msg.t, peers.onMessage(m.from, msg));
     } else {
       log.warn({ from: m.from, problem: decoded.problem }, 'dropped a malformed agent message');
     }
   });
   relay.on('transfer', (t: InboundTransfer) => {
-    void receiver.onTransfer(t);
+    handled(t.from, 'transfer', receiver.onTransfer(t));
   });
   relay.on('ready', () => {
     metrics.relayConnected.set(1);

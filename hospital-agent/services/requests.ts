@@ -21,7 +21,8 @@ const payloadSchema = z.strictObject({
   id: z.uuid(),
   from: z.string().regex(HOSPITAL_ID_PATTERN),
   to: z.string().regex(HOSPITAL_ID_PATTERN),
-  patientId: z.string().min(1).max(256),
+  // As patientHash takes it: trimmed, 1-256 characters.
+  patientId: z.string().trim().min(1).max(256),
   purpose: z.enum(PURPOSES),
   scope: z.array(z.string().regex(SCOPE_PATTERN)).min(1).max(64),
   created: z.iso.datetime(),
