@@ -388,42 +388,50 @@ export class ExchangeEngine extends EventEmitter<EngineEvents> {
     return this.o.store.transition(record.id, 'sending', { attempts: record.attempts + 1, ...(sent ? { ledger: { sent } } : {}) });
   }
 
-  /** Re-checks consent at send time and logs the release (exchange.sent) once; returns the new entry's hash. */
+  /**
+   * Re-checks consent at send time and logs the release (exchange.sent) once;
+   * returns the new entry's hash. The check and the append are issued in one
+   * tick ({@link ConsentService.checkThen}): a revocation lands wholly before
+   * (refused here) or after (its entry follows this release's).
+   */
   private async release(record: ExchangeRecord): Promise<string | undefined> {
+    // Looked up, not yet taken off the recovered list: a consent refused below still leaves handleFailure to find it.
+    const logged = await this.loggedSent(record, { keep: true });
+    let checked: { result: Promise<{ hash: string }> | undefined };
     try {
-      await this.o.consents.check(record.consentId, {
-        patientHash: record.patientHash,
-        recipient: record.to,
-        purpose: record.purpose as Purpose,
-        scope: record.scope ?? scopeOf(record.contentType),
-        at: this.now(),
-      });
+      checked = await this.o.consents.checkThen(
+        record.consentId,
+        { patientHash: record.patientHash, recipient: record.to, purpose: record.purpose as Purpose, scope: record.scope ?? scopeOf(record.contentType), at: this.now() },
+        () =>
+          logged
+            ? undefined
+            : this.o.ledger.append({
+                type: 'exchange.sent',
+                body: {
+                  exchange: record.id,
+                  to: record.to,
+                  consent: record.consentId,
+                  patient: record.patientHash,
+                  purpose: record.purpose as Purpose,
+                  contentType: record.contentType.split(';')[0]?.trim().toLowerCase() ?? 'application/octet-stream',
+                  bytes: record.bytes,
+                  hash: b64(record.contentSha256),
+                },
+              }),
+      );
     } catch (err) {
       if (err instanceof AgentError) throw new Final('consent', err.code, err.message);
       throw err;
     }
-    if (record.ledger?.sent) return undefined;
-    const logged = await this.loggedSent(record);
-    if (logged) return logged;
-    const sent = await this.o.ledger.append({
-      type: 'exchange.sent',
-      body: {
-        exchange: record.id,
-        to: record.to,
-        consent: record.consentId,
-        patient: record.patientHash,
-        purpose: record.purpose as Purpose,
-        contentType: record.contentType.split(';')[0]?.trim().toLowerCase() ?? 'application/octet-stream',
-        bytes: record.bytes,
-        hash: b64(record.contentSha256),
-      },
-    });
-    return sent.hash;
+    this.recovered.delete(record.id);
+    if (checked.result) return (await checked.result).hash;
+    // Logged before: by the store (nothing new to record) or only by the ledger (recovered after a restart).
+    return record.ledger?.sent ? undefined : logged;
   }
 
   /** The hash of this exchange's `exchange.sent` when the ledger has one the store does not know of (a restart came between them). */
-  private async loggedSent(record: ExchangeRecord): Promise<string | undefined> {
-    if (record.ledger?.sent || !this.recovered.delete(record.id)) return record.ledger?.sent;
+  private async loggedSent(record: ExchangeRecord, options: { keep?: boolean } = {}): Promise<string | undefined> {
+    if (record.ledger?.sent || !(options.keep ? this.recovered.has(record.id) : this.recovered.delete(record.id))) return record.ledger?.sent;
     return (await this.o.ledger.byExchange(record.id)).find((e) => e.entry.feed === this.o.self && e.entry.type === 'exchange.sent')?.hash;
   }
 

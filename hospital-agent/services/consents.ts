@@ -16,6 +16,8 @@ export type RevocationReason = 'patient-request' | 'expired' | 'superseded' | 'e
 export class ConsentService {
   /** Every consent of this feed, by id; this agent is the only writer of its feed, so the cache is authoritative. */
   private cache: Promise<Map<string, Consent>> | undefined;
+  /** Consents whose `consent.revoked` entry is queued but not yet written: refused already. */
+  private readonly revoking = new Set<string>();
 
   constructor(
     private readonly ledger: Ledger,
@@ -57,16 +59,29 @@ export class ConsentService {
     return { ...consent };
   }
 
-  /** Revokes a consent; revoking twice is refused with ERR_CONFLICT. */
+  /**
+   * Revokes a consent; revoking twice is refused with ERR_CONFLICT. From the
+   * moment its `consent.revoked` entry is queued (not when it is on disk),
+   * every check refuses the consent: a release checked before that moment
+   * was logged before the revocation ({@link checkThen}).
+   */
   async revoke(id: string, reason: RevocationReason = 'patient-request'): Promise<Consent> {
-    const current = await this.get(id);
-    if (!current) throw new AgentError('ERR_NOT_FOUND', `no consent ${id}`);
-    if (current.revokedAt) throw new AgentError('ERR_CONFLICT', `consent ${id} was already revoked at ${current.revokedAt}`);
+    const consents = await this.all();
+    const found = consents.get(id);
+    if (!found) throw new AgentError('ERR_NOT_FOUND', `no consent ${id}`);
     const granted = (await this.ledger.byConsent(id)).find((e) => e.entry.feed === this.feed && e.entry.type === 'consent.granted');
-    const appended = await this.ledger.append({ type: 'consent.revoked', body: { consent: id, reason }, ...(granted ? { refs: [granted.hash] } : {}) });
-    const revoked = { ...current, revokedAt: appended.ts };
-    (await this.all()).set(id, revoked);
-    return { ...revoked };
+    // Checked after the last await: two revocations at once write one entry.
+    const current = consents.get(id) as Consent;
+    if (current.revokedAt || this.revoking.has(id)) throw new AgentError('ERR_CONFLICT', `consent ${id} was already revoked${current.revokedAt ? ` at ${current.revokedAt}` : ''}`);
+    this.revoking.add(id);
+    try {
+      const appended = await this.ledger.append({ type: 'consent.revoked', body: { consent: id, reason }, ...(granted ? { refs: [granted.hash] } : {}) });
+      const revoked = { ...current, revokedAt: appended.ts };
+      consents.set(id, revoked);
+      return { ...revoked };
+    } finally {
+      this.revoking.delete(id);
+    }
   }
 
   /** One consent of this hospital, or undefined. */
@@ -111,9 +126,25 @@ export class ConsentService {
 
   /** Checks that consent `id` covers `request`; throws the ERR_CONSENT_* refusal otherwise. */
   async check(id: string, request: ReleaseRequest): Promise<Consent> {
-    const consent = await this.get(id);
+    return this.checkLoaded(await this.all(), id, request);
+  }
+
+  /**
+   * Checks consent `id` as {@link check} does, then runs `then` (e.g. the
+   * `append` of `exchange.sent`) in the same tick: nothing can revoke the
+   * consent in between, so the ledger never logs a release after the
+   * revocation that should have stopped it.
+   */
+  async checkThen<T>(id: string, request: ReleaseRequest, then: (consent: Consent) => T): Promise<{ consent: Consent; result: T }> {
+    const consent = this.checkLoaded(await this.all(), id, request);
+    return { consent, result: then(consent) };
+  }
+
+  private checkLoaded(consents: Map<string, Consent>, id: string, request: ReleaseRequest): Consent {
+    const consent = consents.get(id);
+    if (consent && this.revoking.has(id)) throw new AgentError('ERR_CONSENT_REVOKED', `consent ${id} is being revoked`, { detail: { consentId: id } });
     checkConsent(consent, request);
-    return consent as Consent;
+    return { ...(consent as Consent) };
   }
 
   private fold(entries: StoredEntry[]): Consent[] {

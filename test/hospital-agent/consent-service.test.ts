@@ -67,6 +67,35 @@ describe('ConsentService', function () {
     expect(listed.find((x) => x.id === c.id)?.revokedAt).to.equal(revoked.revokedAt);
   });
 
+  it('refuses a release from the moment the revocation is queued, before its entry is on disk', async function () {
+    const c = await service.grant(grant);
+    const request = { patientHash: patientHash(secret, grant.patientId), recipient: 'bravo', purpose: 'TREAT' as const, scope: ['Patient'], at: new Date() };
+    // Checked while consent.revoked waits for its write: the engine's release (check, then exchange.sent) in that
+    // window would otherwise be logged after the revocation that should have stopped it.
+    const append = ledger.append.bind(ledger);
+    let checked: Promise<unknown> | undefined;
+    ledger.append = ((input: Parameters<Ledger['append']>[0]) => {
+      const written = append(input);
+      if (input.type === 'consent.revoked') checked = service.check(c.id, request).then(() => 'released', (err: AgentError) => err.code);
+      return written;
+    }) as Ledger['append'];
+    try {
+      const revoked = await service.revoke(c.id);
+      expect(await checked).to.equal('ERR_CONSENT_REVOKED');
+      expect(revoked.revokedAt).to.be.a('string');
+    } finally {
+      ledger.append = append;
+    }
+  });
+
+  it('two revocations at once write one entry; the other is refused with ERR_CONFLICT', async function () {
+    const c = await service.grant(grant);
+    const outcomes = await Promise.allSettled([service.revoke(c.id), service.revoke(c.id)]);
+    expect(outcomes.map((o) => o.status).sort()).to.deep.equal(['fulfilled', 'rejected']);
+    expect(((outcomes.find((o) => o.status === 'rejected') as PromiseRejectedResult).reason as AgentError).code).to.equal('ERR_CONFLICT');
+    expect((await ledger.byConsent(c.id)).filter((e) => e.entry.type === 'consent.revoked')).to.have.length(1);
+  });
+
   it('refuses unknown consents and nonsense grants', async function () {
     try {
       await service.check('00000000-0000-4000-8000-000000000000', { patientHash: 'a'.repeat(64), recipient: 'bravo', purpose: 'TREAT', scope: ['Patient'], at: new Date() });
