@@ -100,6 +100,12 @@ export class Receiver {
         return;
       }
       const existing = await this.o.inbox.get(exchangeId);
+      if (existing && existing.from !== from) {
+        // Another hospital's item has this id: it is neither answered for nor replaced.
+        this.refuse(transfer, exchangeId, idInUse(exchangeId));
+        transfer.abort('rejected', 'exchange id in use');
+        return;
+      }
       if (existing) {
         // Released before a crash took the receipt: rebuild it from what was verified.
         const receipt = await this.recoverReceipt(existing);
@@ -127,6 +133,8 @@ export class Receiver {
       transfer.abort('cancelled', 'already being received');
       return;
     }
+    let receipt: Receipt;
+    let released: InboxMeta;
     try {
       const opened = await openEnvelope(transfer, {
         recipient: this.o.recipientKeys(),
@@ -138,8 +146,8 @@ export class Receiver {
         // The relay-authenticated sender and the signed header must agree.
         throw Object.assign(new Error('envelope does not match its transfer'), { code: 'ERR_ENVELOPE_WRONG_RECIPIENT' });
       }
-      const receipt = deliveredReceipt(opened, this.o.signer());
-      const released = await quarantine.release({
+      receipt = deliveredReceipt(opened, this.o.signer());
+      released = await quarantine.release({
         from,
         contentType: opened.contentType,
         bytes: opened.contentLength,
@@ -152,15 +160,23 @@ export class Receiver {
           consentRef: opened.consentRef,
         },
       }, { contentSynced: true });
-      await this.logReceived(released);
-      await this.o.store.saveIssuedReceipt(from, exchangeId, receipt);
-      this.o.send(from, { t: 'receipt', receipt: receipt as unknown as Record<string, unknown> });
-      this.o.logger.info({ exchange: exchangeId, from, bytes: opened.contentLength }, 'exchange received');
-      this.o.onDelivered?.(released);
     } catch (err) {
       await quarantine.discard();
       this.refuse(transfer, exchangeId, err);
+      return;
     }
+    // In the inbox now: whatever fails from here, the answer is never a failed receipt. Without a stored
+    // receipt the sender asks again, is told there is none and resends; the resend is answered from the inbox
+    // item (recoverReceipt), which logs exchange.received then if it is missing.
+    try {
+      await this.logReceived(released);
+      await this.o.store.saveIssuedReceipt(from, exchangeId, receipt);
+      this.o.send(from, { t: 'receipt', receipt: receipt as unknown as Record<string, unknown> });
+    } catch (err) {
+      this.o.logger.error({ exchange: exchangeId, from, err: { message: (err as Error).message } }, 'exchange delivered, but its receipt could not be recorded; the resend will be answered from the inbox');
+    }
+    this.o.logger.info({ exchange: exchangeId, from, bytes: released.bytes }, 'exchange received');
+    this.o.onDelivered?.(released);
   }
 
   /** Reports a refused envelope (metrics, log) and, unless the sender will retry anyway, answers with a failed receipt. */
@@ -237,16 +253,25 @@ export class Receiver {
     const content = opened.content as Buffer;
     const signer = this.o.signer();
     const receivedAt = new Date();
-    const previous = await this.o.store.issuedReceipts(from, items.map((i) => i.exchangeId));
+    const ids = items.map((i) => i.exchangeId);
+    const previous = await this.o.store.issuedReceipts(from, ids);
     // The same exchange id with other content than delivered before: answer with what was delivered (the sender sees the mismatch).
     const conflicting = items.filter((item, n) => (previous[n] as Receipt | undefined)?.contentHash !== undefined && (previous[n] as Receipt).contentHash !== item.sha256);
     const answers: Receipt[] = conflicting.map((item) => previous[items.indexOf(item)] as Receipt);
-    const accepted = items.filter((item) => !conflicting.includes(item));
+    // An id another hospital's inbox item has is refused (its own failed receipt), not delivered over that item.
+    const holders = await this.o.inbox.sendersOf(ids);
+    const taken = items.filter((item, n) => previous[n] === undefined && holders[n] !== undefined && holders[n] !== from);
+    const accepted = items.filter((item) => !conflicting.includes(item) && !taken.includes(item));
     // One signature for all of them: each receipt carries its proof of being under the signed Merkle root.
     const receipts = createReceipts(
-      accepted.map((item) => ({ exchangeId: item.exchangeId, sender: from, headerHash: opened.headerHash, contentHash: item.sha256, disposition: 'delivered' as const, receivedAt })),
+      [
+        ...accepted.map((item) => ({ exchangeId: item.exchangeId, sender: from, headerHash: opened.headerHash, contentHash: item.sha256, disposition: 'delivered' as const, receivedAt })),
+        ...taken.map((item) => ({ exchangeId: item.exchangeId, sender: from, headerHash: opened.headerHash, contentHash: null, disposition: { failed: ID_IN_USE }, receivedAt })),
+      ],
       signer,
     );
+    answers.push(...receipts.slice(accepted.length));
+    for (const item of taken) this.o.logger.warn({ exchange: item.exchangeId, from, batch: opened.exchangeId, code: ID_IN_USE }, 'inbound exchange refused');
     const fresh: InlineDelivery[] = [];
     const again: Array<{ meta: InboxMeta; receipt: Receipt }> = [];
     accepted.forEach((item, n) => {
@@ -323,6 +348,13 @@ export class Receiver {
     await this.o.store.saveIssuedReceipt(meta.from, meta.exchangeId, receipt);
     return receipt;
   }
+}
+
+/** The failed receipt's code for an exchange id that another hospital's inbox item already has. */
+const ID_IN_USE = 'ERR_EXCHANGE_ID_IN_USE';
+
+function idInUse(exchangeId: string): Error {
+  return Object.assign(new Error(`exchange id ${exchangeId} names another hospital's inbox item`), { code: ID_IN_USE });
 }
 
 /** The `exchange.received` entry of an inbox item. */

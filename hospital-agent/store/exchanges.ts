@@ -455,6 +455,11 @@ export class ExchangeStore {
     return this.inboxMeta.get(id);
   }
 
+  /** The metadata of several small received items (undefined where there is none). */
+  async inlineItemsOf(ids: readonly string[]): Promise<Array<InboxMeta | undefined>> {
+    return ids.length === 0 ? [] : this.inboxMeta.getMany([...ids]);
+  }
+
   /** The content of a small received item, or undefined. */
   async inlineContent(id: string): Promise<Buffer | undefined> {
     return this.inboxContent.get(id);

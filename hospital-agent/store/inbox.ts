@@ -87,6 +87,8 @@ export class Quarantine {
 /** Where small items delivered in batch envelopes live (the agent's state database; see ExchangeStore). */
 export interface InlineItems {
   inlineItem(id: string): Promise<InboxMeta | undefined>;
+  /** Several at once (undefined where none). */
+  inlineItemsOf(ids: readonly string[]): Promise<Array<InboxMeta | undefined>>;
   inlineContent(id: string): Promise<Buffer | undefined>;
   inlineItems(): Promise<InboxMeta[]>;
   putInlineItem(meta: InboxMeta): Promise<void>;
@@ -182,6 +184,17 @@ export class Inbox {
   /** Metadata of one item, or undefined. */
   async get(exchangeId: string): Promise<InboxMeta | undefined> {
     return (await this.inline?.inlineItem(safeId(exchangeId))) ?? this.fileItem(exchangeId);
+  }
+
+  /**
+   * Who sent the item each id names, where the inbox holds one (undefined
+   * where it holds none): an exchange id is the sender's choice, and an item
+   * of one sender must not be answered for, or replaced, by another's
+   * exchange of the same id.
+   */
+  async sendersOf(exchangeIds: readonly string[]): Promise<Array<string | undefined>> {
+    const inline = (await this.inline?.inlineItemsOf(exchangeIds)) ?? [];
+    return Promise.all(exchangeIds.map(async (id, i) => inline[i]?.from ?? (SAFE_ID.test(id) ? (await this.fileItem(id))?.from : undefined)));
   }
 
   private async fileItem(exchangeId: string): Promise<InboxMeta | undefined> {

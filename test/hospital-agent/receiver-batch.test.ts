@@ -60,10 +60,10 @@ describe('Receiver: batch envelopes', function () {
     tmp.cleanup();
   });
 
-  async function seal(items: Item[], batchId = randomUUID()): Promise<{ batchId: string; envelope: Buffer; headerHash: string }> {
+  async function seal(items: Item[], batchId = randomUUID(), from = 'alpha'): Promise<{ batchId: string; envelope: Buffer; headerHash: string }> {
     const stream = sealEnvelope(Readable.from([Buffer.concat(items.map((i) => i.body))]), {
       exchangeId: batchId,
-      sender: w.parties['alpha']!.sender,
+      sender: w.parties[from]!.sender,
       recipients: [w.parties['bravo']!.verified],
       contentType: BATCH_CONTENT_TYPE,
       consentRef: null,
@@ -75,9 +75,17 @@ describe('Receiver: batch envelopes', function () {
     return { batchId, envelope: Buffer.concat(parts), headerHash: (await stream.summary).headerHash };
   }
 
-  function transfer(envelope: Buffer, meta: Buffer): IncomingTransfer & { aborted?: string } {
+  /** A single (not batch) envelope of one exchange. */
+  async function sealOne(one: Item, from = 'alpha'): Promise<Buffer> {
+    const stream = sealEnvelope(Readable.from([one.body]), { exchangeId: one.id, sender: w.parties[from]!.sender, recipients: [w.parties['bravo']!.verified], contentType: 'application/fhir+json', consentRef: 'consent-1' });
+    const parts: Buffer[] = [];
+    for await (const p of stream) parts.push(p as Buffer);
+    return Buffer.concat(parts);
+  }
+
+  function transfer(envelope: Buffer, meta: Buffer, from = 'alpha'): IncomingTransfer & { aborted?: string } {
     const t = Readable.from([envelope]) as unknown as IncomingTransfer & { from: string; meta: Buffer; aborted?: string };
-    t.from = 'alpha';
+    t.from = from;
     t.meta = meta;
     t.abort = (code) => {
       t.aborted = code;
@@ -203,5 +211,68 @@ describe('Receiver: batch envelopes', function () {
       () => expect.fail('removed twice'),
       (err: { code?: string }) => expect(err.code).to.equal('ERR_NOT_FOUND'),
     );
+  });
+
+  describe("an exchange id another hospital's inbox item has", function () {
+    async function content(id: string): Promise<Buffer> {
+      const parts: Buffer[] = [];
+      for await (const p of await inbox.openContent(id)) parts.push(p as Buffer);
+      return Buffer.concat(parts);
+    }
+
+    it('in a batch: refused with its own failed receipt, the item untouched, the rest of the batch delivered', async function () {
+      const first = item('from alpha');
+      const a = await seal([first]);
+      await receiver.onTransfer(transfer(a.envelope, encodeTransferMeta(a.batchId, 1)));
+      expect(receipts().map((r) => r.disposition)).to.deep.equal(['delivered']);
+      // charlie reads alpha's exchange ids in the replicated ledger and sends one of them.
+      const copy = item('from charlie, same id', first.id);
+      const other = item('from charlie');
+      const c = await seal([copy, other], randomUUID(), 'charlie');
+      await receiver.onTransfer(transfer(c.envelope, encodeTransferMeta(c.batchId, 2), 'charlie'));
+      const answers = receipts();
+      for (const r of answers) await verifyReceipt(r, { resolveSigner: w.ring.signerLookup(), expect: { sender: 'charlie', recipient: 'bravo', headerHash: c.headerHash } });
+      const byId = new Map(answers.map((r) => [r.exchangeId, r.disposition]));
+      expect(byId.get(first.id)).to.deep.equal({ failed: 'ERR_EXCHANGE_ID_IN_USE' });
+      expect(byId.get(other.id)).to.equal('delivered');
+      expect(await inbox.get(first.id)).to.include({ from: 'alpha' });
+      expect((await content(first.id)).equals(first.body)).to.equal(true);
+      expect((await inbox.get(other.id))?.from).to.equal('charlie');
+      expect(await received(first.id)).to.equal(1);
+    });
+
+    it("alone: refused with a failed receipt, never answered with the other hospital's receipt", async function () {
+      const first = item('from alpha');
+      const a = await seal([first]);
+      await receiver.onTransfer(transfer(a.envelope, encodeTransferMeta(a.batchId, 1)));
+      receipts();
+      const t = transfer(await sealOne(item('from charlie, same id', first.id), 'charlie'), encodeTransferMeta(first.id), 'charlie');
+      await receiver.onTransfer(t);
+      expect(t.aborted).to.equal('rejected');
+      const answers = receipts();
+      expect(answers.map((r) => [r.exchangeId, r.sender, r.disposition])).to.deep.equal([[first.id, 'charlie', { failed: 'ERR_EXCHANGE_ID_IN_USE' }]]);
+      expect(await inbox.get(first.id)).to.include({ from: 'alpha' });
+      expect((await content(first.id)).equals(first.body)).to.equal(true);
+    });
+  });
+
+  it('an exchange released to the inbox is never answered with a failed receipt: when logging it fails, its resend is answered from the inbox', async function () {
+    const one = item('large enough to travel alone');
+    const append = ledger.append.bind(ledger);
+    ledger.append = ((input: Parameters<Ledger['append']>[0]) => (input.type === 'exchange.received' ? Promise.reject(new Error('disk full')) : append(input))) as Ledger['append'];
+    try {
+      await receiver.onTransfer(transfer(await sealOne(one), encodeTransferMeta(one.id)));
+    } finally {
+      ledger.append = append;
+    }
+    expect(receipts(), 'no receipt, and above all no failed one').to.deep.equal([]);
+    expect(await inbox.get(one.id)).to.include({ from: 'alpha' });
+    // The sender, told there is no receipt, resends; the resend is answered from the inbox and logged then.
+    const resend = transfer(await sealOne(one), encodeTransferMeta(one.id));
+    await receiver.onTransfer(resend);
+    expect(receipts().map((r) => r.disposition)).to.deep.equal(['delivered']);
+    expect(resend.aborted).to.equal('rejected');
+    expect(await received(one.id)).to.equal(1);
+    expect((await inbox.list()).filter((m) => m.exchangeId === one.id)).to.have.length(1);
   });
 });
