@@ -55,6 +55,9 @@ export interface StartAgentOptions {
   logger?: Logger;
 }
 
+/** How often the replay list forgets exchange ids past the replay window. */
+export const REPLAY_PRUNE_MS = 3600_000;
+
 function loadKeys(dir: string): Promise<LocalKeys> {
   if (existsSync(join(dir, 'signing.key.pem'))) return loadAgentKeys(dir);
   return saveAgentKeys(dir, generateAgentKeys());
@@ -106,6 +109,16 @@ export async function startAgent(config: AgentConfig, options: StartAgentOptions
   const outbox = new Outbox(join(config.dataDir, 'outbox'));
   await outbox.recover(new Set((await store.unfinished()).map((r) => r.id)));
   const replay = await FileReplayStore.open(join(config.dataDir, 'replay.log'));
+  // Ids past the replay window would be refused as stale anyway: forgetting them keeps the set (in memory and
+  // on disk, read whole at start-up) to about a window's worth of envelopes.
+  const pruneReplay = (): Promise<void> =>
+    replay.prune(new Date()).then(
+      (n) => void (n > 0 && log.info({ forgotten: n }, 'replay list pruned')),
+      (err: Error) => log.warn({ err: { message: err.message } }, 'cannot prune the replay list'),
+    );
+  await pruneReplay();
+  const replayTimer = setInterval(() => void pruneReplay(), REPLAY_PRUNE_MS);
+  replayTimer.unref();
   const metrics = new AgentMetrics();
 
   const keyring = new KeyRing({ caPem: identity.caPem, crl: () => watcher?.current });
@@ -284,6 +297,7 @@ export async function startAgent(config: AgentConfig, options: StartAgentOptions
       engine.stop();
       replicator.stop();
       if (learnTimer) clearTimeout(learnTimer);
+      clearInterval(replayTimer);
       server.closeAllConnections();
       await new Promise<void>((resolve) => server.close(() => resolve()));
       await relay.close().catch(() => undefined);
