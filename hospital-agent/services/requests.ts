@@ -6,7 +6,7 @@ import { SCOPE_PATTERN } from '../../ledger/index.ts';
 import { PURPOSES, type Purpose } from '../consent/model.ts';
 import { patientHash } from '../consent/patient.ts';
 import type { LocalKeys } from '../crypto/index.ts';
-import { PeerKeyUnavailableError, type PeerDirectory } from '../engine/peers.ts';
+import { PeerKeyUnavailableError, RecipientRevokedError, type PeerDirectory } from '../engine/peers.ts';
 import type { EngineLogger } from '../engine/sender.ts';
 import type { WireMessage } from '../engine/wire.ts';
 import { AgentError } from '../errors.ts';
@@ -65,6 +65,7 @@ export class RequestService {
       bundle = await this.o.peers.encryptionBundle(input.holder);
     } catch (err) {
       if (err instanceof PeerKeyUnavailableError) throw new AgentError('ERR_RELAY_UNAVAILABLE', `cannot reach '${input.holder}' to deliver the request; try again later`);
+      if (err instanceof RecipientRevokedError) throw new AgentError('ERR_UNKNOWN_RECIPIENT', `'${input.holder}' is not a hospital of the federation any more: its certificate is revoked`);
       throw err;
     }
     const now = this.now().toISOString();

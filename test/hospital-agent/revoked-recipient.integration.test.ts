@@ -55,5 +55,9 @@ describe('a recipient whose certificate is revoked', function () {
     expect(refused.status).to.equal(422);
     expect(((await refused.json()) as { error: { code: string } }).error.code).to.equal('ERR_UNKNOWN_RECIPIENT');
     expect(((await (await net.api('myongji', '/v1/exchanges')).json()) as { exchanges: unknown[] }).exchanges.length).to.equal(before);
+    // A records request to it likewise: 422 with the code, not an internal error.
+    const asked = await net.api('myongji', '/v1/requests', { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ holder: 'severance', patientId: 'SYN-000070' }) });
+    expect(asked.status, await asked.clone().text()).to.equal(422);
+    expect(((await asked.json()) as { error: { code: string } }).error.code).to.equal('ERR_UNKNOWN_RECIPIENT');
   });
 });
