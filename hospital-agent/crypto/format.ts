@@ -73,10 +73,17 @@ const headerSchema = z.strictObject({
 /** The envelope header (JCS JSON, sent in the clear, signed by the sender): routing data only; the rest is in `meta`. */
 export type EnvelopeHeader = z.infer<typeof headerSchema>;
 
+/**
+ * A content type as the recipient's API will serve it back (a `Content-Type`
+ * header): printable ASCII only, no control characters, which a header may
+ * not carry.
+ */
+const contentType = z.string().regex(/^[\x21-\x7e][\x20-\x7e]{0,254}$/, 'must be printable ASCII (a media type)');
+
 /** One exchange of a batch envelope: where its body is in the plaintext (in order), and what it is. */
 export const batchItemSchema = z.strictObject({
   exchangeId: z.string().regex(EXCHANGE_ID_PATTERN),
-  contentType: z.string().min(1).max(255),
+  contentType,
   consentRef: z.string().min(1).max(256).nullable(),
   length: z.number().int().min(0).max(Number.MAX_SAFE_INTEGER),
   sha256: b64(32),
@@ -95,7 +102,7 @@ export const metaSchema = z
     exchangeId: z.string().regex(EXCHANGE_ID_PATTERN),
     from: agentId,
     to: z.array(agentId).min(1).max(MAX_RECIPIENTS),
-    contentType: z.string().min(1).max(255),
+    contentType,
     consentRef: z.string().min(1).max(256).nullable(),
     items: z.array(batchItemSchema).min(1).max(MAX_BATCH_ITEMS).optional(),
   })

@@ -27,11 +27,17 @@ export function inboxRoutes(inbox: Inbox): Router {
     const meta = await inbox.get(id);
     if (!meta) throw new AgentError('ERR_NOT_FOUND', 'no such inbox item');
     const stream = await inbox.openContent(id);
-    res.status(200);
-    res.setHeader('Content-Type', meta.contentType);
-    res.setHeader('Content-Length', String(meta.bytes));
-    res.setHeader('Digest', `sha-256=${Buffer.from(meta.contentSha256, meta.contentSha256.length === 64 ? 'hex' : 'base64url').toString('base64')}`);
-    res.setHeader('Content-Disposition', `attachment; filename="${id}"`);
+    try {
+      res.status(200);
+      res.setHeader('Content-Type', meta.contentType);
+      res.setHeader('Content-Length', String(meta.bytes));
+      res.setHeader('Digest', `sha-256=${Buffer.from(meta.contentSha256, meta.contentSha256.length === 64 ? 'hex' : 'base64url').toString('base64')}`);
+      res.setHeader('Content-Disposition', `attachment; filename="${id}"`);
+    } catch (err) {
+      // An answer that cannot be sent leaves no file open behind it.
+      stream.destroy();
+      throw err;
+    }
     await pipeline(stream, res);
   });
   r.post('/inbox/:id/ack', async (req, res) => {

@@ -197,6 +197,15 @@ describe('envelope attacks', function () {
     });
   });
 
+  it('a content type the recipient could not serve back as a header (control or non-ASCII characters) is malformed', async function () {
+    for (const contentType of ['text/plain\r\nX-Injected: 1', 'application/pdf; name="\u5831\u544a"', ' application/dicom']) {
+      const { envelope } = await sealBuffer(data, sealOpts(w, 'alpha', ['bravo'], { contentType }));
+      await expectCode(openBuffer(w, envelope, 'bravo'), 'ERR_ENVELOPE_MALFORMED');
+    }
+    const { envelope } = await sealBuffer(data, sealOpts(w, 'alpha', ['bravo'], { contentType: 'application/dicom; transfer-syntax=1.2.840.10008.1.2.1' }));
+    expect((await openBuffer(w, envelope, 'bravo')).opened.contentType).to.equal('application/dicom; transfer-syntax=1.2.840.10008.1.2.1');
+  });
+
   it('a replayed envelope is refused, with the store the agent keeps between opens', async function () {
     const replay = new MemoryReplayStore();
     await openBuffer(w, env, 'bravo', { replay });
