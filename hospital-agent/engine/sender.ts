@@ -501,7 +501,13 @@ export class ExchangeEngine extends EventEmitter<EngineEvents> {
         poll = setInterval(() => this.o.send?.(record.to, { t: 'receipt.get', id: record.id }), DEFAULT_RECEIPT_POLL_MS);
         poll.unref();
       }
-      const receipt = await Promise.race([send.receipt, gaveUp, new Promise<undefined>((resolve) => setTimeout(() => resolve(undefined), timeoutMs).unref())]);
+      let timer: NodeJS.Timeout | undefined;
+      const timedOut = new Promise<undefined>((resolve) => {
+        timer = setTimeout(() => resolve(undefined), timeoutMs);
+        timer.unref();
+      });
+      const receipt = await Promise.race([send.receipt, gaveUp, timedOut]);
+      clearTimeout(timer);
       if (poll) clearInterval(poll);
       this.awaitingReceipt.delete(record.id);
       if (receipt !== undefined) return receipt;
