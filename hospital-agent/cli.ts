@@ -1,4 +1,4 @@
-import { createReadStream, statSync } from 'node:fs';
+import { accessSync, constants, createReadStream, statSync } from 'node:fs';
 import { Transform } from 'node:stream';
 import { parseArgs, type ParseArgsConfig } from 'node:util';
 import cliProgress from 'cli-progress';
@@ -139,9 +139,12 @@ async function runSend(args: string[], io: CliIo): Promise<number> {
   const file = positionals[0] as string;
   let size: number;
   try {
-    size = statSync(file).size;
+    const st = statSync(file);
+    if (!st.isFile()) throw new Error('not a file');
+    accessSync(file, constants.R_OK);
+    size = st.size;
   } catch {
-    throw new UsageError(`cannot read ${file}`);
+    throw new UsageError(`cannot read ${file} (a readable file is needed)`);
   }
   const t = target(values);
   // Every flag is checked before the progress bar takes the terminal.
@@ -171,7 +174,10 @@ async function runSend(args: string[], io: CliIo): Promise<number> {
   };
   let exchange: { id: string; status: string };
   try {
-    exchange = (await call(t, '/v1/exchanges', { method: 'POST', headers, body: createReadStream(file).pipe(counter) as unknown as RequestInit["body"], duplex: 'half' })) as { id: string; status: string };
+    // A read error mid-file fails the upload (the agent stores nothing of an incomplete body), not the process.
+    const source = createReadStream(file);
+    source.on('error', (err) => counter.destroy(err));
+    exchange = (await call(t, '/v1/exchanges', { method: 'POST', headers, body: source.pipe(counter) as unknown as RequestInit["body"], duplex: 'half' })) as { id: string; status: string };
   } finally {
     bar?.stop();
   }

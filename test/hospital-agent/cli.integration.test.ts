@@ -82,6 +82,12 @@ describe('hie-agent CLI', function () {
     const noPatient = await run(['send', '--api', api('myongji'), '--to', 'severance', '--consent', c.id, BUNDLE], { HIE_PATIENT_ID: '' });
     expect(noPatient.code).to.equal(2);
     expect(noPatient.stderr).to.match(/--patient is required \(or set HIE_PATIENT_ID/);
+    // A directory, or a file it may not read: a one-line usage error, not a stack trace.
+    for (const path of [tmp.dir, join(tmp.dir, 'missing.dcm')]) {
+      const unreadable = await run(['send', '--api', api('myongji'), '--to', 'severance', '--patient', 'SYN-2', '--consent', c.id, path]);
+      expect(unreadable.code, unreadable.stderr).to.equal(2);
+      expect(unreadable.stderr).to.match(/^hie-agent: error: cannot read .* \(a readable file is needed\) \[ERR_USAGE\]\n$/);
+    }
     const help = await run(['--help']);
     expect(help.code).to.equal(0);
     for (const c of ['start', 'check-config', 'send', 'consent grant', 'inbox', 'status', 'settlement', 'verify']) expect(help.stdout).to.contain(c);
