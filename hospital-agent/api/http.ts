@@ -138,7 +138,9 @@ export function createApiHandler(options: ApiAppOptions & { fast?: readonly Fast
   app.set('trust proxy', false);
   app.use(security);
   app.use((req: Request, res: Response, next: NextFunction) => {
-    res.locals['requestId'] = requestId(req, res, () => req.route?.path ?? req.path, () => res.locals['principal']);
+    // A route's pattern (`/inbox/:id`), never the path itself: a path no route matched may carry anything,
+    // a patient id among it.
+    res.locals['requestId'] = requestId(req, res, () => (req.route?.path as string | undefined) ?? '(no route)', () => res.locals['principal']);
     next();
   });
   if (options.open) app.use(options.open);

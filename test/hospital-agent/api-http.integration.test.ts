@@ -78,6 +78,12 @@ describe('local API framework', function () {
     const res = await fetch(`${base}/nothing-here`);
     expect(res.status).to.equal(404);
     expect(((await res.json()) as { error: { code: string } }).error.code).to.equal('ERR_NOT_FOUND');
+    // A path no route matched is not logged: an EHR that puts a patient id in one would put it in the log.
+    const stray = await fetch(`${base}/v1/patients/MRN-5150/records`, { headers: auth });
+    expect(stray.status).to.equal(404);
+    const line = logged.find((l) => l.msg === 'api request' && (l.obj as { requestId?: string }).requestId === stray.headers.get('x-request-id'));
+    expect((line?.obj as { route?: string } | undefined)?.route).to.equal('(no route)');
+    expect(JSON.stringify(logged)).not.to.contain('MRN-5150');
     expect((await fetch(`${base}/healthz`)).status).to.equal(200);
     expect((await fetch(`${base}/openapi.json`)).status).to.equal(200);
   });
