@@ -3,7 +3,7 @@ import { Transform } from 'node:stream';
 import { parseArgs, type ParseArgsConfig } from 'node:util';
 import cliProgress from 'cli-progress';
 import { startAgent } from './agent.ts';
-import { AgentConfigError, loadAgentConfig, loadApiTokens } from './config.ts';
+import { AgentConfigError, loadAgentConfig, loadApiTokens, loadPatientSecret } from './config.ts';
 
 const USAGE = `Usage: hie-agent <command> [options]
 
@@ -11,7 +11,7 @@ The on-premise hospital agent and the tools hospital IT uses with it.
 
 Server:
   start --config FILE                 run the agent (SIGTERM/SIGINT stop it; SIGHUP re-reads the CRL)
-  check-config --config FILE          validate a config file and print the result
+  check-config --config FILE          validate a config file, the API tokens and the patient secret
 
 Talking to a running agent (--config FILE, or --api URL with HIE_AGENT_TOKEN set):
   send --to ID --patient P --consent C [--purpose TREAT] [--type MEDIA_TYPE] [--idempotency-key K] FILE
@@ -24,7 +24,7 @@ Talking to a running agent (--config FILE, or --api URL with HIE_AGENT_TOKEN set
   status                              relay connection, ledger feeds, queue
   settlement [--period YYYY-MM]       what this hospital owes and is owed
   verify [--grace SECONDS]            verify the agent's ledger (an exchange counts as unanswered after
-                                      --grace; default: as long as the agent retries, 24 h)
+                                      --grace; default: as long as the agent retries (24 h) and an hour)
 `;
 
 type Options = NonNullable<ParseArgsConfig['options']>;
@@ -296,7 +296,10 @@ export async function main(argv: string[], io: CliIo = defaultIo): Promise<numbe
     case 'check-config': {
       const { values } = parse(rest, { config: { type: 'string' } }, 'hie-agent check-config --config FILE');
       const config = loadAgentConfig(need(values, 'config'));
-      io.out(`config OK: agent ${config.id}, API ${config.api.host}:${config.api.port}, relay ${config.relay.urls.join(', ')}, data ${config.dataDir}\n`);
+      // What start reads besides the file: the API tokens and the patient secret (from this environment).
+      const tokens = loadApiTokens(config);
+      loadPatientSecret(config);
+      io.out(`config OK: agent ${config.id}, API ${config.api.host}:${config.api.port}, relay ${config.relay.urls.join(', ')}, data ${config.dataDir}, ${tokens.length} API token(s), patient secret set\n`);
       return 0;
     }
     case 'send':

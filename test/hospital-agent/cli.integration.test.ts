@@ -93,9 +93,17 @@ describe('hie-agent CLI', function () {
     for (const c of ['start', 'check-config', 'send', 'consent grant', 'inbox', 'status', 'settlement', 'verify']) expect(help.stdout).to.contain(c);
     const good = join(tmp.dir, 'good.json');
     writeFileSync(good, JSON.stringify({ ...net.configs['myongji'], api: { host: '127.0.0.1', port: 8480 } }));
-    const okCfg = await run(['check-config', '--config', good]);
+    const secrets = { HIE_AGENT_API_TOKENS: `ehr:${TEST_TOKEN}`, HIE_AGENT_PATIENT_SECRET: 'ab'.repeat(32) };
+    const okCfg = await run(['check-config', '--config', good], secrets);
     expect(okCfg.code, okCfg.stderr).to.equal(0);
-    expect(okCfg.stdout).to.match(/^config OK: agent myongji/);
+    expect(okCfg.stdout).to.match(/^config OK: agent myongji, .*, 1 API token\(s\), patient secret set\n$/);
+    // What start would fail on is caught here too: a patient secret too short, or not set at all.
+    const weak = await run(['check-config', '--config', good], { ...secrets, HIE_AGENT_PATIENT_SECRET: 'abcd' });
+    expect(weak.code).to.equal(1);
+    expect(weak.stderr).to.match(/patient secret must be at least 32 bytes/);
+    const unset = await run(['check-config', '--config', good], { ...secrets, HIE_AGENT_API_TOKENS: '' });
+    expect(unset.code).to.equal(1);
+    expect(unset.stderr).to.match(/HIE_AGENT_API_TOKENS is not set/);
     const file = join(tmp.dir, 'bad.yaml');
     writeFileSync(file, 'id: Not-Valid\n');
     const cfg = await run(['check-config', '--config', file]);
