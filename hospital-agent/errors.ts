@@ -17,7 +17,7 @@ export const AGENT_ERRORS = {
   ERR_CONSENT_EXPIRED: { status: 403, description: 'The consent is not valid at this time (expired or not yet valid).' },
   ERR_CONSENT_SCOPE: { status: 403, description: 'The consent does not cover this purpose or kind of data.' },
   ERR_UNKNOWN_RECIPIENT: { status: 422, description: 'The recipient is not a known hospital of the federation.' },
-  ERR_RELAY_UNAVAILABLE: { status: 503, description: 'The agent cannot reach any relay right now; the exchange stays queued.' },
+  ERR_RELAY_UNAVAILABLE: { status: 503, description: 'The other hospital cannot be reached right now (records requests, which are not queued); retry later.' },
   ERR_INTERNAL: { status: 500, description: 'An unexpected error; details are in the agent log under the request id.' },
 } as const satisfies Record<string, { status: number; description: string }>;
 

@@ -24,7 +24,7 @@ Commands:
   verify  (--data DIR | --bundle FILE) --ca CA.pem [--crl CRL.pem] [--grace SECONDS] [--at ISO] [--json]
           Check every feed: links, signatures against CA-bound keys, seq continuity,
           schemas, evidence, checkpoints and the cross-feed rules. Exit 0 when clean,
-          1 with findings.
+          1 with findings, 2 when nothing could be verified (bad argument, unreadable input).
   report  (--data DIR | --bundle FILE) [--from ISO] [--to ISO] [--json]
           Exchanges, consents and charges per hospital for the period.
   export  --data DIR --format bundle|auditevent [--feed ID ...] [--out FILE]
@@ -131,8 +131,22 @@ function renderFindings(findings: Finding[], omitted: number, stats: { feeds: nu
   return `${[head, ...lines, ...(omitted > 0 ? [`... and ${omitted} more`] : [])].join('\n')}\n`;
 }
 
-/** Runs `hie-ledger` with `argv` (without node and script); returns the exit code. */
+/** Exit code of a command that could not run (a bad argument, an unreadable database, bundle, CA or CRL), as opposed to 1: findings. */
+export const EXIT_CANNOT_RUN = 2;
+
+/** Runs `hie-ledger` with `argv` (without node and script); returns the exit code (errors carry theirs). */
+
 export async function main(argv: string[], io: CliIo = defaultIo): Promise<number> {
+  try {
+    return await dispatch(argv, io);
+  } catch (err) {
+    // A script must tell "the ledger has findings" (1) from "nothing was verified" (2).
+    if (err instanceof LedgerError) Object.assign(err, { exitCode: EXIT_CANNOT_RUN });
+    throw err;
+  }
+}
+
+async function dispatch(argv: string[], io: CliIo): Promise<number> {
   const [command, ...rest] = argv;
   if (command === undefined || command === '--help' || command === '-h' || command === 'help') {
     io.out(USAGE);

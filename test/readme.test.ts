@@ -42,6 +42,6 @@ describe('README', function () {
     for (const code of Object.keys(AGENT_ERRORS)) {
       expect(listed).to.include(code);
     }
-    for (const code of ['ERR_CONSENT_MISSING', 'ERR_CONSENT_REVOKED', 'ERR_CONSENT_EXPIRED', 'ERR_CONSENT_SCOPE']) expect(readme).to.contain(code);
+    for (const [code, { status }] of Object.entries(AGENT_ERRORS)) expect(readme, code).to.contain(`| \`${code}\` | ${status} |`);
   });
 });

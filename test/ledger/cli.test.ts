@@ -74,8 +74,12 @@ describe('hie-ledger CLI', function () {
     writeFileSync(badPath, JSON.stringify(bundle));
     expect((await run(['verify', '--bundle', badPath, '--ca', ca])).code).to.equal(1);
     const fresh = dbPath(tmp.dir, 'refused');
-    const err = await run(['import', '--data', fresh, '--bundle', badPath, '--ca', ca]).catch((e: { code: string }) => e.code);
-    expect(err).to.match(/^ERR_LEDGER_/);
+    const err = await run(['import', '--data', fresh, '--bundle', badPath, '--ca', ca]).catch((e: { code: string; exitCode?: number }) => e);
+    expect((err as { code: string }).code).to.match(/^ERR_LEDGER_/);
+    // Nothing verified is not "findings": exit 2, so a script can tell the two apart.
+    expect((err as { exitCode?: number }).exitCode).to.equal(2);
+    const noCa = await run(['verify', '--data', story]).catch((e: { exitCode?: number }) => e);
+    expect((noCa as { exitCode?: number }).exitCode).to.equal(2);
   });
 
   it('exports FHIR R4 AuditEvent NDJSON without patient ids in the clear', async () => {
@@ -121,13 +125,13 @@ describe('hie-ledger CLI', function () {
     expect(await err(['verify', '--data', story, '--ca', ca, '--grace', 'soon'])).to.match(/--grace must be a whole number/);
   });
 
-  it('runs through bin/hie-ledger.js: exit code 1 and a single stderr line on error', async () => {
+  it('runs through bin/hie-ledger.js: exit code 2 (nothing verified) and a single stderr line on error', async () => {
     const bin = join(process.cwd(), 'bin', 'hie-ledger.js');
     const r = await promisify(execFile)(process.execPath, [bin, 'verify', '--data', story]).then(
       () => ({ code: 0, stderr: '' }),
       (e: { code: number; stderr: string }) => e,
     );
-    expect(r.code).to.equal(1);
+    expect(r.code).to.equal(2);
     expect(r.stderr.trim().split('\n')).to.have.length(1);
     expect(r.stderr).to.match(/^hie-ledger: error: --ca is required \[ERR_LEDGER_INVALID_ARGUMENT\]/);
   });
