@@ -27,6 +27,7 @@ import { ConsentService } from './services/consents.ts';
 import { ExchangeService } from './services/exchanges.ts';
 import { RequestService } from './services/requests.ts';
 import { ExchangeStore } from './store/exchanges.ts';
+import { InboxDirectory } from './store/directory.ts';
 import { Inbox, type InboxMeta } from './store/inbox.ts';
 import { Outbox } from './store/outbox.ts';
 
@@ -106,6 +107,8 @@ export async function startAgent(config: AgentConfig, options: StartAgentOptions
   const inbox = new Inbox(join(config.dataDir, 'inbox'), store);
   const discarded = await inbox.recover();
   if (discarded > 0) log.warn({ discarded }, 'discarded partially received exchanges left by a crash');
+  const directory = config.inbox.directory ? new InboxDirectory(config.inbox.directory, inbox, log) : undefined;
+  await directory?.open();
   const outbox = new Outbox(join(config.dataDir, 'outbox'));
   await outbox.recover(new Set((await store.unfinished()).map((r) => r.id)));
   const replay = await FileReplayStore.open(join(config.dataDir, 'replay.log'));
@@ -194,6 +197,7 @@ export async function startAgent(config: AgentConfig, options: StartAgentOptions
     logger: log,
     onDelivered: (meta: InboxMeta) => {
       metrics.exchange('in', 'delivered', meta.bytes);
+      if (directory) void directory.copy(meta);
       if (webhook) void notifyWebhook(webhook.url, webhook.tokenEnv ? env[webhook.tokenEnv] : undefined, { event: 'inbox.delivered', item: meta }, meta.exchangeId, log);
     },
     onRefused: (code) => metrics.refused.inc({ code }),
@@ -289,6 +293,13 @@ export async function startAgent(config: AgentConfig, options: StartAgentOptions
   replicator.start();
   void relay.connect().catch(() => undefined);
   await engine.start();
+  // Items delivered while the directory was not set, or whose copy a crash or an error cut short.
+  if (directory) {
+    void directory.catchUp().then(
+      (n) => void (n > 0 && log.info({ items: n, dir: directory.dir }, 'inbox items written to the EHR directory at start-up')),
+      (err: Error) => log.warn({ err: { message: err.message } }, 'cannot list the inbox for the EHR directory'),
+    );
+  }
   log.info({ api: `${config.api.host}:${apiPort}`, peers: config.peers }, 'hospital agent started');
 
   let closing: Promise<void> | undefined;

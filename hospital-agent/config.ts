@@ -73,6 +73,8 @@ export const agentConfigSchema = z.strictObject({
     .prefault({}),
   inbox: z
     .strictObject({
+      /** A directory the EHR watches: each delivered item is also written there (see InboxDirectory). */
+      directory: z.string().min(1).optional(),
       webhook: z
         .strictObject({
           // Records requests name the patient in clear: plain http only to this machine.
@@ -224,6 +226,7 @@ export function loadAgentConfig(path: string, env: NodeJS.ProcessEnv = process.e
   config.dataDir = abs(config.dataDir);
   if (config.api.tokensFile) config.api.tokensFile = abs(config.api.tokensFile);
   if (config.patientSecret.file) config.patientSecret.file = abs(config.patientSecret.file);
+  if (config.inbox.directory) config.inbox.directory = abs(config.inbox.directory);
   return config;
 }
 

@@ -4,6 +4,7 @@ import { mkdir, open, readdir, readFile, rename, rm, stat, writeFile } from 'nod
 import { join } from 'node:path';
 import { Readable } from 'node:stream';
 import { AgentError } from '../errors.ts';
+import { Mutex } from './mutex.ts';
 
 /** Exchange ids that may name a file-system entry: no separators, no dots. */
 export const SAFE_ID = /^[A-Za-z0-9][A-Za-z0-9_-]{7,127}$/;
@@ -23,6 +24,8 @@ export interface InboxMeta {
   contentSha256: string;
   receivedAt: string;
   ackedAt?: string;
+  /** When the item was written to the EHR's directory (`inbox.directory`). */
+  copiedAt?: string;
   /** How the envelope verified (sender key id, header hash, receipt state); never PHI. */
   verification?: Record<string, unknown>;
 }
@@ -218,23 +221,38 @@ export class Inbox {
 
   /** Marks an item acknowledged by the EHR; returns the updated metadata. */
   async ack(exchangeId: string): Promise<InboxMeta> {
-    const inline = await this.inline?.inlineItem(safeId(exchangeId));
-    if (inline) {
-      if (!inline.ackedAt) {
-        inline.ackedAt = new Date().toISOString();
-        await this.inline?.putInlineItem(inline);
+    return this.stamp(exchangeId, 'ackedAt');
+  }
+
+  /** Records that the item was written to the EHR's directory (once); throws ERR_NOT_FOUND. */
+  async markCopied(exchangeId: string): Promise<InboxMeta> {
+    return this.stamp(exchangeId, 'copiedAt');
+  }
+
+  /** Updates of an item's metadata, one at a time (an ack and a copy at once would each rewrite it). */
+  private readonly metaUpdates = new Mutex();
+
+  /** Sets `field` of an item's metadata to now, unless it is set already. */
+  private stamp(exchangeId: string, field: 'ackedAt' | 'copiedAt'): Promise<InboxMeta> {
+    return this.metaUpdates.run(async () => {
+      const inline = await this.inline?.inlineItem(safeId(exchangeId));
+      if (inline) {
+        if (!inline[field]) {
+          inline[field] = new Date().toISOString();
+          await this.inline?.putInlineItem(inline);
+        }
+        return inline;
       }
-      return inline;
-    }
-    const meta = await this.fileItem(exchangeId);
-    if (!meta) throw new AgentError('ERR_NOT_FOUND', `no inbox item ${exchangeId}`);
-    if (!meta.ackedAt) {
-      meta.ackedAt = new Date().toISOString();
-      const path = join(this.itemDir(exchangeId), 'meta.json');
-      await writeFile(`${path}.tmp`, `${JSON.stringify(meta, null, 2)}\n`, { mode: 0o600 });
-      await rename(`${path}.tmp`, path);
-    }
-    return meta;
+      const meta = await this.fileItem(exchangeId);
+      if (!meta) throw new AgentError('ERR_NOT_FOUND', `no inbox item ${exchangeId}`);
+      if (!meta[field]) {
+        meta[field] = new Date().toISOString();
+        const path = join(this.itemDir(exchangeId), 'meta.json');
+        await writeFile(`${path}.tmp`, `${JSON.stringify(meta, null, 2)}\n`, { mode: 0o600 });
+        await rename(`${path}.tmp`, path);
+      }
+      return meta;
+    });
   }
 
   /** Deletes an item and its content; throws ERR_NOT_FOUND. */
