@@ -1,5 +1,5 @@
 import { once } from 'node:events';
-import { createReadStream, createWriteStream, type WriteStream } from 'node:fs';
+import { createReadStream, createWriteStream, existsSync, type WriteStream } from 'node:fs';
 import { mkdir, open, readdir, readFile, rename, rm, stat, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { Readable } from 'node:stream';
@@ -197,7 +197,9 @@ export class Inbox {
    */
   async sendersOf(exchangeIds: readonly string[]): Promise<Array<string | undefined>> {
     const inline = (await this.inline?.inlineItemsOf(exchangeIds)) ?? [];
-    return Promise.all(exchangeIds.map(async (id, i) => inline[i]?.from ?? (SAFE_ID.test(id) ? (await this.fileItem(id))?.from : undefined)));
+    // A stat per id, not a failed open: almost every id of a batch names no file item, and each failed open
+    // costs an exception and a round trip through the thread pool.
+    return Promise.all(exchangeIds.map(async (id, i) => inline[i]?.from ?? (SAFE_ID.test(id) && existsSync(join(this.itemDir(id), 'meta.json')) ? (await this.fileItem(id))?.from : undefined)));
   }
 
   private async fileItem(exchangeId: string): Promise<InboxMeta | undefined> {

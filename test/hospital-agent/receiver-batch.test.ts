@@ -241,6 +241,20 @@ describe('Receiver: batch envelopes', function () {
       expect(await received(first.id)).to.equal(1);
     });
 
+    it('in a batch, when the item is a file (it came alone): refused just the same', async function () {
+      const first = item('from alpha, alone');
+      await receiver.onTransfer(transfer(await sealOne(first), encodeTransferMeta(first.id)));
+      expect(receipts().map((r) => r.disposition)).to.deep.equal(['delivered']);
+      const other = item('from charlie');
+      const c = await seal([item('from charlie, same id', first.id), other], randomUUID(), 'charlie');
+      await receiver.onTransfer(transfer(c.envelope, encodeTransferMeta(c.batchId, 2), 'charlie'));
+      const byId = new Map(receipts().map((r) => [r.exchangeId, r.disposition]));
+      expect(byId.get(first.id)).to.deep.equal({ failed: 'ERR_EXCHANGE_ID_IN_USE' });
+      expect(byId.get(other.id)).to.equal('delivered');
+      expect(await inbox.get(first.id)).to.include({ from: 'alpha' });
+      expect((await content(first.id)).equals(first.body)).to.equal(true);
+    });
+
     it("alone: refused with a failed receipt, never answered with the other hospital's receipt", async function () {
       const first = item('from alpha');
       const a = await seal([first]);
