@@ -135,7 +135,6 @@ function renderFindings(findings: Finding[], omitted: number, stats: { feeds: nu
 export const EXIT_CANNOT_RUN = 2;
 
 /** Runs `hie-ledger` with `argv` (without node and script); returns the exit code (errors carry theirs). */
-
 export async function main(argv: string[], io: CliIo = defaultIo): Promise<number> {
   try {
     return await dispatch(argv, io);

@@ -135,9 +135,10 @@ export class ConsentService {
    * consent in between, so the ledger never logs a release after the
    * revocation that should have stopped it.
    */
-  async checkThen<T>(id: string, request: ReleaseRequest, then: (consent: Consent) => T): Promise<{ consent: Consent; result: T }> {
-    const consent = this.checkLoaded(await this.all(), id, request);
-    return { consent, result: then(consent) };
+  async checkThen<T>(id: string, request: ReleaseRequest, then: () => T): Promise<{ result: T }> {
+    this.checkLoaded(await this.all(), id, request);
+    // Wrapped, so a promise `then` returns is handed over, not awaited here.
+    return { result: then() };
   }
 
   private checkLoaded(consents: Map<string, Consent>, id: string, request: ReleaseRequest): Consent {

@@ -6,6 +6,7 @@ import { isHospitalId } from '../../certs/index.ts';
 import { CONTENT_TYPE_PATTERN, ID_PATTERN, sha256Hex } from '../../ledger/index.ts';
 import { scopeOf, PURPOSES, type Purpose } from '../consent/model.ts';
 import { patientHash } from '../consent/patient.ts';
+import { RecipientRevokedError } from '../engine/peers.ts';
 import { AgentError } from '../errors.ts';
 import { DEFAULT_MAX_FHIR_BYTES, validateFhirBundle } from '../fhir/bundle.ts';
 import { requestFingerprint, type ExchangeRecord, type ExchangeStore } from '../store/exchanges.ts';
@@ -103,7 +104,7 @@ export class ExchangeService {
       const earlier = await this.o.store.byIdempotencyKey(req.principal, req.idempotencyKey);
       if (earlier) return this.retried(earlier, req, { contentType, hash, purpose });
     }
-    if (await this.o.isRevoked?.(req.to)) throw new AgentError('ERR_UNKNOWN_RECIPIENT', `'${req.to}' is not a hospital of the federation any more: its certificate is revoked`);
+    if (await this.o.isRevoked?.(req.to)) throw new AgentError('ERR_UNKNOWN_RECIPIENT', new RecipientRevokedError(req.to).message);
     const at = this.o.now?.() ?? new Date();
     // Refuse before a byte of the body is read when the consent cannot cover it.
     await this.o.consents.check(req.consentId, { patientHash: hash, recipient: req.to, purpose, scope: isFhir ? undefined : scopeOf(contentType), at });

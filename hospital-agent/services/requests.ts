@@ -65,7 +65,7 @@ export class RequestService {
       bundle = await this.o.peers.encryptionBundle(input.holder);
     } catch (err) {
       if (err instanceof PeerKeyUnavailableError) throw new AgentError('ERR_RELAY_UNAVAILABLE', `cannot reach '${input.holder}' to deliver the request; try again later`);
-      if (err instanceof RecipientRevokedError) throw new AgentError('ERR_UNKNOWN_RECIPIENT', `'${input.holder}' is not a hospital of the federation any more: its certificate is revoked`);
+      if (err instanceof RecipientRevokedError) throw new AgentError('ERR_UNKNOWN_RECIPIENT', err.message);
       throw err;
     }
     const now = this.now().toISOString();

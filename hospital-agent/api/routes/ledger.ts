@@ -2,6 +2,7 @@ import express, { type Router } from 'express';
 import { verifyLedger, withSnapshotSource, type Ledger, type Replicator, type Trust } from '../../../ledger/index.ts';
 import { monthPeriod, settlementStatement } from '../../engine/payments.ts';
 import { DEFAULT_MAX_EXCHANGE_AGE_MS } from '../../engine/sender.ts';
+import { AgentError } from '../../errors.ts';
 
 /**
  * How long (s) an exchange may go without a receipt or exchange.failed before
@@ -9,7 +10,6 @@ import { DEFAULT_MAX_EXCHANGE_AGE_MS } from '../../engine/sender.ts';
  * long as the engine retries (24 h) and an hour for the last attempt.
  */
 export const AGENT_VERIFY_GRACE_SECONDS = DEFAULT_MAX_EXCHANGE_AGE_MS / 1000 + 3600;
-import { AgentError } from '../../errors.ts';
 
 /** /v1/ledger: status (feeds, heads, replication, findings), verification, settlement. */
 export function ledgerRoutes(ledger: Ledger, replicator: Replicator, trust: () => Trust, self: string): Router {
