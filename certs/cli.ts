@@ -38,15 +38,24 @@ const COMMANDS: Record<string, { options: OptionSpec; usage: string }> = {
   'issue-relay': {
     usage: 'hie-certs issue-relay --dir PKI --host NAME_OR_IP [--host ...] --out DIR [--days N] [--force] [--passphrase-env VAR]',
     options: {
-      dir: { type: 'string' }, host: { type: 'string', multiple: true }, out: { type: 'string' }, days: { type: 'string' },
-      force: { type: 'boolean' }, 'passphrase-env': { type: 'string' },
+      dir: { type: 'string' },
+      host: { type: 'string', multiple: true },
+      out: { type: 'string' },
+      days: { type: 'string' },
+      force: { type: 'boolean' },
+      'passphrase-env': { type: 'string' },
     },
   },
   'issue-agent': {
     usage: 'hie-certs issue-agent --dir PKI --id HOSPITAL_ID [--org ORG] --out DIR [--days N] [--renew] [--passphrase-env VAR]',
     options: {
-      dir: { type: 'string' }, id: { type: 'string' }, org: { type: 'string' }, out: { type: 'string' }, days: { type: 'string' },
-      renew: { type: 'boolean' }, 'passphrase-env': { type: 'string' },
+      dir: { type: 'string' },
+      id: { type: 'string' },
+      org: { type: 'string' },
+      out: { type: 'string' },
+      days: { type: 'string' },
+      renew: { type: 'boolean' },
+      'passphrase-env': { type: 'string' },
     },
   },
   revoke: {
@@ -133,23 +142,31 @@ export async function main(argv: string[], io: CliIo = defaultIo): Promise<numbe
       if (hosts.length === 0) throw usageError('--host is required (repeat it for each name or IP)');
       const pass = passphrase(values);
       const issued = ca.issueRelay({
-        hosts, outDir: required(values, 'out'), force: values['force'] === true,
+        hosts,
+        outDir: required(values, 'out'),
+        force: values['force'] === true,
         ...(days(values) !== undefined ? { days: days(values) as number } : {}),
         ...(pass !== undefined ? { passphrase: pass } : {}),
       });
-      io.out(`issued relay certificate ${issued.serial} for ${hosts.join(', ')} (expires ${issued.notAfter})\n  ${issued.certPath}\n  ${issued.keyPath}\n  ${issued.caPath}\n`);
+      io.out(
+        `issued relay certificate ${issued.serial} for ${hosts.join(', ')} (expires ${issued.notAfter})\n  ${issued.certPath}\n  ${issued.keyPath}\n  ${issued.caPath}\n`,
+      );
       return 0;
     }
     case 'issue-agent': {
       const ca = CertificateAuthority.open(dir);
       const pass = passphrase(values);
       const issued = ca.issueAgent({
-        id: required(values, 'id'), outDir: required(values, 'out'), renew: values['renew'] === true,
+        id: required(values, 'id'),
+        outDir: required(values, 'out'),
+        renew: values['renew'] === true,
         ...(typeof values['org'] === 'string' ? { org: values['org'] } : {}),
         ...(days(values) !== undefined ? { days: days(values) as number } : {}),
         ...(pass !== undefined ? { passphrase: pass } : {}),
       });
-      io.out(`issued agent certificate ${issued.serial} for ${String(values['id'])} (expires ${issued.notAfter})\n  ${issued.certPath}\n  ${issued.keyPath}\n  ${issued.caPath}\n`);
+      io.out(
+        `issued agent certificate ${issued.serial} for ${String(values['id'])} (expires ${issued.notAfter})\n  ${issued.certPath}\n  ${issued.keyPath}\n  ${issued.caPath}\n`,
+      );
       return 0;
     }
     case 'revoke': {
@@ -193,7 +210,13 @@ export async function main(argv: string[], io: CliIo = defaultIo): Promise<numbe
       const table = [['SERIAL', 'KIND', 'SUBJECT', 'NOT AFTER', 'STATUS']];
       for (const r of rows) table.push([r.serial, r.kind, r.subject, r.notAfter, r.status]);
       const widths = table[0]!.map((_, i) => Math.max(...table.map((row) => (row[i] ?? '').length)));
-      for (const row of table) io.out(`${row.map((c, i) => c.padEnd(widths[i] ?? 0)).join('  ').trimEnd()}\n`);
+      for (const row of table)
+        io.out(
+          `${row
+            .map((c, i) => c.padEnd(widths[i] ?? 0))
+            .join('  ')
+            .trimEnd()}\n`,
+        );
       return 0;
     }
     default:

@@ -236,7 +236,10 @@ export class CrlWatcher extends EventEmitter<CrlWatcherEvents> {
     }
     if (next.pem === this.currentCrl.pem) return false;
     if (next.crlNumber !== undefined && this.currentCrl.crlNumber !== undefined && next.crlNumber < this.currentCrl.crlNumber) {
-      this.emit('rejected', new PkiError('ERR_PKI_CRL_INVALID', `CRL number ${next.crlNumber} is older than the one in force (${this.currentCrl.crlNumber}); ignored`));
+      this.emit(
+        'rejected',
+        new PkiError('ERR_PKI_CRL_INVALID', `CRL number ${next.crlNumber} is older than the one in force (${this.currentCrl.crlNumber}); ignored`),
+      );
       return false;
     }
     this.currentCrl = next;

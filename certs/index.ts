@@ -4,7 +4,17 @@
  */
 export { PkiError, type PkiErrorCode } from './errors.ts';
 export { HOSPITAL_ID_PATTERN, AGENT_URI_PREFIX, isHospitalId, assertHospitalId, agentUri, classifyHost } from './names.ts';
-export { CertificateAuthority, PKI_FILES, DEFAULT_CA_DAYS, DEFAULT_LEAF_DAYS, DEFAULT_CRL_DAYS, type IndexEntry, type ListedCertificate, type CertStatus, type IssuedFiles } from './pki.ts';
+export {
+  CertificateAuthority,
+  PKI_FILES,
+  DEFAULT_CA_DAYS,
+  DEFAULT_LEAF_DAYS,
+  DEFAULT_CRL_DAYS,
+  type IndexEntry,
+  type ListedCertificate,
+  type CertStatus,
+  type IssuedFiles,
+} from './pki.ts';
 export { buildCrl, parseCrl, CRL_REASONS, isCrlReason, type CrlReason, type ParsedCrl, type RevokedEntry } from './crl.ts';
 export { normalizeSerial, fingerprint256 } from './x509.ts';
 export {

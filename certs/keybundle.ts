@@ -17,8 +17,7 @@ export const KEY_BUNDLE_VERSION = 1;
 const DAY_MS = 86_400_000;
 const B64URL = /^[A-Za-z0-9_-]+$/;
 
-const okpJwk = (crv: 'Ed25519' | 'X25519') =>
-  z.strictObject({ kty: z.literal('OKP'), crv: z.literal(crv), x: z.string().regex(B64URL).length(43) });
+const okpJwk = (crv: 'Ed25519' | 'X25519') => z.strictObject({ kty: z.literal('OKP'), crv: z.literal(crv), x: z.string().regex(B64URL).length(43) });
 
 const bundleSchema = z.strictObject({
   v: z.literal(KEY_BUNDLE_VERSION),
@@ -29,7 +28,11 @@ const bundleSchema = z.strictObject({
   encryption: z.strictObject({ kid: z.string().regex(B64URL).length(43), jwk: okpJwk('X25519') }),
   cert: z.string().min(1).max(16_384),
   // Canonical only: base64url keeps spare bits in the last character, and a second spelling of one signature must not verify.
-  sig: z.string().regex(B64URL).max(2048).refine((s) => Buffer.from(s, 'base64url').toString('base64url') === s, 'must be canonical base64url'),
+  sig: z
+    .string()
+    .regex(B64URL)
+    .max(2048)
+    .refine((s) => Buffer.from(s, 'base64url').toString('base64url') === s, 'must be canonical base64url'),
 });
 
 /**
@@ -172,7 +175,10 @@ export async function verifyKeyBundle(input: unknown, options: VerifyBundleOptio
   const created = new Date(bundle.created);
   const expires = new Date(bundle.expires);
   if (t < created.getTime() || t > expires.getTime()) {
-    throw new PkiError('ERR_PKI_BUNDLE_EXPIRED', `key bundle of '${bundle.agent}' is not valid at ${now.toISOString()} (valid ${bundle.created} to ${bundle.expires})`);
+    throw new PkiError(
+      'ERR_PKI_BUNDLE_EXPIRED',
+      `key bundle of '${bundle.agent}' is not valid at ${now.toISOString()} (valid ${bundle.created} to ${bundle.expires})`,
+    );
   }
   const certSerial = normalizeSerial(cert.serialNumber);
   const revoked = options.crl?.revoked.get(certSerial);

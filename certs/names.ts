@@ -16,10 +16,7 @@ export function isHospitalId(id: unknown): id is string {
 export function assertHospitalId(id: unknown): string {
   if (!isHospitalId(id)) {
     const shown = typeof id === 'string' ? JSON.stringify(id.slice(0, 80)) : typeof id;
-    throw new PkiError(
-      'ERR_PKI_INVALID_ID',
-      `invalid hospital id ${shown}: use 2-63 characters of a-z, 0-9 and '-'`,
-    );
+    throw new PkiError('ERR_PKI_INVALID_ID', `invalid hospital id ${shown}: use 2-63 characters of a-z, 0-9 and '-'`);
   }
   return id;
 }

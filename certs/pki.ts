@@ -181,7 +181,12 @@ export class CertificateAuthority {
       const files = { cert: join(out, 'relay.crt.pem'), key: join(out, 'relay.key.pem'), ca: join(out, 'ca.crt.pem') };
       if (!options.force) this.refuseExisting([files.cert, files.key]);
       return this.issue(index, caKey, {
-        kind: 'relay', subject: { commonName: options.name ?? hosts[0] ?? 'relay' }, hosts, days, now: options.now ?? new Date(), files,
+        kind: 'relay',
+        subject: { commonName: options.name ?? hosts[0] ?? 'relay' },
+        hosts,
+        days,
+        now: options.now ?? new Date(),
+        files,
       });
     });
   }
@@ -201,7 +206,10 @@ export class CertificateAuthority {
       const now = options.now ?? new Date();
       const live = index.certificates.filter((c) => c.kind === 'agent' && c.id === id && statusOf(c, now) === 'valid');
       if (live.length > 0 && !options.renew) {
-        throw new PkiError('ERR_PKI_DUPLICATE_ID', `hospital '${id}' already has a live certificate (serial ${live[0]?.serial}); use --renew to issue another, or revoke it first`);
+        throw new PkiError(
+          'ERR_PKI_DUPLICATE_ID',
+          `hospital '${id}' already has a live certificate (serial ${live[0]?.serial}); use --renew to issue another, or revoke it first`,
+        );
       }
       const caKey = this.loadCaKey(options.passphrase);
       const out = resolve(options.outDir);
@@ -266,7 +274,16 @@ export class CertificateAuthority {
   private issue(
     index: IndexFile,
     caKey: KeyObject,
-    spec: { kind: 'relay' | 'agent'; subject: { commonName: string; organization?: string }; id?: string; hosts?: string[]; days: number; now: Date; notBefore?: Date; files: { cert: string; key: string; ca: string } },
+    spec: {
+      kind: 'relay' | 'agent';
+      subject: { commonName: string; organization?: string };
+      id?: string;
+      hosts?: string[];
+      days: number;
+      now: Date;
+      notBefore?: Date;
+      files: { cert: string; key: string; ca: string };
+    },
   ): IssuedFiles {
     const caPem = this.caCertPem();
     const issuer: forge.pki.Certificate = parseForgeCertificate(caPem);
@@ -275,7 +292,10 @@ export class CertificateAuthority {
     const notAfter = new Date((spec.notBefore ?? spec.now).getTime() + spec.days * DAY_MS);
     const caNotAfter = new X509Certificate(caPem).validTo;
     if (notAfter.getTime() > new Date(caNotAfter).getTime()) {
-      throw new PkiError('ERR_PKI_INVALID_ARGUMENT', `certificate would outlive the CA (CA expires ${new Date(caNotAfter).toISOString()}); use a smaller --days`);
+      throw new PkiError(
+        'ERR_PKI_INVALID_ARGUMENT',
+        `certificate would outlive the CA (CA expires ${new Date(caNotAfter).toISOString()}); use a smaller --days`,
+      );
     }
     const { pem, serial } = buildCertificate({
       kind: spec.kind,

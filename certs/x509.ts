@@ -113,7 +113,10 @@ export function parseForgeCertificate(pem: string): forge.pki.Certificate {
 
 /** Normalizes a certificate serial (any case, optional colons or leading zeros) to lowercase hex. */
 export function normalizeSerial(serial: string): string {
-  const hex = serial.replace(/:/g, '').toLowerCase().replace(/^0+(?=.)/, '');
+  const hex = serial
+    .replace(/:/g, '')
+    .toLowerCase()
+    .replace(/^0+(?=.)/, '');
   return hex;
 }
 

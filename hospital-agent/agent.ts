@@ -101,7 +101,11 @@ export async function startAgent(config: AgentConfig, options: StartAgentOptions
   const keys = await loadKeys(keysDir);
   const bundle = await loadBundle(keysDir, identity, keys);
 
-  const ledger = await Ledger.open({ path: join(config.dataDir, 'ledger'), trust: trust(), author: { feed: config.id, signingKey: keys.signing.privateKey, bundle } });
+  const ledger = await Ledger.open({
+    path: join(config.dataDir, 'ledger'),
+    trust: trust(),
+    author: { feed: config.id, signingKey: keys.signing.privateKey, bundle },
+  });
   const store = new ExchangeStore(join(config.dataDir, 'state'));
   await store.open();
   const inbox = new Inbox(join(config.dataDir, 'inbox'), store);
@@ -198,7 +202,8 @@ export async function startAgent(config: AgentConfig, options: StartAgentOptions
     onDelivered: (meta: InboxMeta) => {
       metrics.exchange('in', 'delivered', meta.bytes);
       if (directory) void directory.copy(meta);
-      if (webhook) void notifyWebhook(webhook.url, webhook.tokenEnv ? env[webhook.tokenEnv] : undefined, { event: 'inbox.delivered', item: meta }, meta.exchangeId, log);
+      if (webhook)
+        void notifyWebhook(webhook.url, webhook.tokenEnv ? env[webhook.tokenEnv] : undefined, { event: 'inbox.delivered', item: meta }, meta.exchangeId, log);
     },
     onRefused: (code) => metrics.refused.inc({ code }),
   });
@@ -213,7 +218,8 @@ export async function startAgent(config: AgentConfig, options: StartAgentOptions
     send,
     logger: log,
     onIncoming: (request) => {
-      if (webhook) void notifyWebhook(webhook.url, webhook.tokenEnv ? env[webhook.tokenEnv] : undefined, { event: 'request.received', request }, request.id, log);
+      if (webhook)
+        void notifyWebhook(webhook.url, webhook.tokenEnv ? env[webhook.tokenEnv] : undefined, { event: 'request.received', request }, request.id, log);
     },
   });
 
@@ -258,7 +264,18 @@ export async function startAgent(config: AgentConfig, options: StartAgentOptions
     peers.onUndeliverable(err.to);
   });
 
-  const exchanges = new ExchangeService({ self: config.id, secret, consents, store, outbox, maxBytes: config.limits.maxExchangeBytes, inlineBodyBytes: config.limits.inlineBodyBytes, isRevoked: (to) => peers.isRevoked(to), enqueue: (id) => engine.enqueue(id), ...(config.limits.sendWhileUploading ? { live: (x: Parameters<ExchangeEngine['live']>[0]) => engine.live(x) } : {}) });
+  const exchanges = new ExchangeService({
+    self: config.id,
+    secret,
+    consents,
+    store,
+    outbox,
+    maxBytes: config.limits.maxExchangeBytes,
+    inlineBodyBytes: config.limits.inlineBodyBytes,
+    isRevoked: (to) => peers.isRevoked(to),
+    enqueue: (id) => engine.enqueue(id),
+    ...(config.limits.sendWhileUploading ? { live: (x: Parameters<ExchangeEngine['live']>[0]) => engine.live(x) } : {}),
+  });
   const v1 = express.Router();
   v1.use(consentRoutes(consents, config.id, { jsonLimit: DEFAULT_JSON_LIMIT }));
   v1.use(exchangeRoutes(exchanges, store, requests));
@@ -272,7 +289,10 @@ export async function startAgent(config: AgentConfig, options: StartAgentOptions
     path: '/healthz',
     route: '/healthz',
     open: true,
-    handle: async () => ({ status: 200, body: { status: 'ok', agent: config.id, relay: relay.connected ? 'connected' : 'disconnected', outbox: await store.countUnfinished() } }),
+    handle: async () => ({
+      status: 200,
+      body: { status: 'ok', agent: config.id, relay: relay.connected ? 'connected' : 'disconnected', outbox: await store.countUnfinished() },
+    }),
   };
   open.get('/healthz', async (req, res) => {
     const answer = await health.handle(req, '');

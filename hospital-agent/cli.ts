@@ -89,9 +89,12 @@ function target(values: Record<string, unknown>): ApiTarget {
 async function call(t: ApiTarget, path: string, init: RequestInit & { duplex?: 'half' } = {}): Promise<unknown> {
   let res: Response;
   try {
-    res = await fetch(`${t.base}${path}`, { ...init, headers: { authorization: `Bearer ${t.token}`, ...(init.headers as Record<string, string> | undefined) } });
+    res = await fetch(`${t.base}${path}`, {
+      ...init,
+      headers: { authorization: `Bearer ${t.token}`, ...(init.headers as Record<string, string> | undefined) },
+    });
   } catch (err) {
-    throw new Error(`cannot reach the agent at ${t.base}: ${((err as Error).cause as Error | undefined)?.message ?? (err as Error).message}`);
+    throw new Error(`cannot reach the agent at ${t.base}: ${((err as Error).cause as Error | undefined)?.message ?? (err as Error).message}`, { cause: err });
   }
   const text = await res.text();
   const body = text ? (JSON.parse(text) as unknown) : undefined;
@@ -132,7 +135,17 @@ async function runSend(args: string[], io: CliIo): Promise<number> {
   const usage = 'hie-agent send --to ID --patient P --consent C [--purpose CODE] [--type MEDIA_TYPE] [--idempotency-key K] [--no-wait] FILE';
   const { values, positionals } = parse(
     args,
-    { ...CLIENT_OPTIONS, to: { type: 'string' }, patient: { type: 'string' }, consent: { type: 'string' }, purpose: { type: 'string' }, type: { type: 'string' }, 'idempotency-key': { type: 'string' }, 'no-wait': { type: 'boolean' }, quiet: { type: 'boolean' } },
+    {
+      ...CLIENT_OPTIONS,
+      to: { type: 'string' },
+      patient: { type: 'string' },
+      consent: { type: 'string' },
+      purpose: { type: 'string' },
+      type: { type: 'string' },
+      'idempotency-key': { type: 'string' },
+      'no-wait': { type: 'boolean' },
+      quiet: { type: 'boolean' },
+    },
     usage,
   );
   if (positionals.length !== 1) throw new UsageError(`exactly one FILE to send (usage: ${usage})`);
@@ -151,15 +164,27 @@ async function runSend(args: string[], io: CliIo): Promise<number> {
   const to = need(values, 'to');
   const consent = need(values, 'consent');
   const patient = patientOf(values);
-  const type = (values['type'] as string | undefined) ?? (/\.json$/i.test(file) ? 'application/fhir+json' : /\.dcm$/i.test(file) ? 'application/dicom' : 'application/octet-stream');
-  const bar = values['quiet'] === true || values['json'] === true ? undefined : new cliProgress.SingleBar({ format: 'upload |{bar}| {percentage}% {value_mb}/{total_mb} MB {rate} MB/s ETA {eta_formatted}', stream: process.stderr, hideCursor: true }, cliProgress.Presets.shades_classic);
+  const type =
+    (values['type'] as string | undefined) ??
+    (/\.json$/i.test(file) ? 'application/fhir+json' : /\.dcm$/i.test(file) ? 'application/dicom' : 'application/octet-stream');
+  const bar =
+    values['quiet'] === true || values['json'] === true
+      ? undefined
+      : new cliProgress.SingleBar(
+          { format: 'upload |{bar}| {percentage}% {value_mb}/{total_mb} MB {rate} MB/s ETA {eta_formatted}', stream: process.stderr, hideCursor: true },
+          cliProgress.Presets.shades_classic,
+        );
   const started = Date.now();
   let sent = 0;
   bar?.start(size, 0, { value_mb: '0', total_mb: (size / 1e6).toFixed(1), rate: '0' });
   const counter = new Transform({
     transform(chunk: Buffer, _enc, cb) {
       sent += chunk.length;
-      bar?.update(sent, { value_mb: (sent / 1e6).toFixed(1), total_mb: (size / 1e6).toFixed(1), rate: (sent / 1e6 / Math.max(0.001, (Date.now() - started) / 1000)).toFixed(1) });
+      bar?.update(sent, {
+        value_mb: (sent / 1e6).toFixed(1),
+        total_mb: (size / 1e6).toFixed(1),
+        rate: (sent / 1e6 / Math.max(0.001, (Date.now() - started) / 1000)).toFixed(1),
+      });
       cb(null, chunk);
     },
   });
@@ -177,7 +202,10 @@ async function runSend(args: string[], io: CliIo): Promise<number> {
     // A read error mid-file fails the upload (the agent stores nothing of an incomplete body), not the process.
     const source = createReadStream(file);
     source.on('error', (err) => counter.destroy(err));
-    exchange = (await call(t, '/v1/exchanges', { method: 'POST', headers, body: source.pipe(counter) as unknown as RequestInit["body"], duplex: 'half' })) as { id: string; status: string };
+    exchange = (await call(t, '/v1/exchanges', { method: 'POST', headers, body: source.pipe(counter) as unknown as RequestInit['body'], duplex: 'half' })) as {
+      id: string;
+      status: string;
+    };
   } finally {
     bar?.stop();
   }
@@ -186,9 +214,15 @@ async function runSend(args: string[], io: CliIo): Promise<number> {
     return 0;
   }
   // The id first, so an interrupted wait can be picked up with GET /v1/exchanges/ID.
-  if (values['json'] !== true && values['quiet'] !== true) io.err(`exchange ${exchange.id} accepted; waiting for the receipt (retried while ${to} is unreachable)\n`);
+  if (values['json'] !== true && values['quiet'] !== true)
+    io.err(`exchange ${exchange.id} accepted; waiting for the receipt (retried while ${to} is unreachable)\n`);
   for (;;) {
-    const x = (await call(t, `/v1/exchanges/${exchange.id}`)) as { id: string; status: string; failure?: { code: string; message: string }; receipt?: { receivedAt?: string; contentHash?: string } };
+    const x = (await call(t, `/v1/exchanges/${exchange.id}`)) as {
+      id: string;
+      status: string;
+      failure?: { code: string; message: string };
+      receipt?: { receivedAt?: string; contentHash?: string };
+    };
     if (x.status === 'delivered' || x.status === 'failed') {
       print(io, values['json'] === true, x, () =>
         x.status === 'delivered'
@@ -204,7 +238,19 @@ async function runSend(args: string[], io: CliIo): Promise<number> {
 async function runConsent(args: string[], io: CliIo): Promise<number> {
   const [sub, ...rest] = args;
   if (sub === 'grant') {
-    const { values } = parse(rest, { ...CLIENT_OPTIONS, patient: { type: 'string' }, to: { type: 'string', multiple: true }, until: { type: 'string' }, from: { type: 'string' }, purpose: { type: 'string', multiple: true }, scope: { type: 'string', multiple: true } }, 'hie-agent consent grant --patient P --to ID --until DATE');
+    const { values } = parse(
+      rest,
+      {
+        ...CLIENT_OPTIONS,
+        patient: { type: 'string' },
+        to: { type: 'string', multiple: true },
+        until: { type: 'string' },
+        from: { type: 'string' },
+        purpose: { type: 'string', multiple: true },
+        scope: { type: 'string', multiple: true },
+      },
+      'hie-agent consent grant --patient P --to ID --until DATE',
+    );
     const t = target(values);
     const body = {
       patientId: patientOf(values),
@@ -215,7 +261,10 @@ async function runConsent(args: string[], io: CliIo): Promise<number> {
       ...(values['scope'] ? { scope: values['scope'] } : {}),
     };
     if (body.grantees.length === 0) throw new UsageError('--to is required');
-    const c = (await call(t, '/v1/consents', { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify(body) })) as { id: string; validUntil: string };
+    const c = (await call(t, '/v1/consents', { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify(body) })) as {
+      id: string;
+      validUntil: string;
+    };
     print(io, values['json'] === true, c, () => `consent ${c.id} granted to ${body.grantees.join(', ')} until ${c.validUntil}\n`);
     return 0;
   }
@@ -230,21 +279,47 @@ async function runConsent(args: string[], io: CliIo): Promise<number> {
   }
   if (sub === 'list') {
     const { values } = parse(rest, CLIENT_OPTIONS, 'hie-agent consent list');
-    const r = (await call(target(values), '/v1/consents')) as { consents: Array<{ id: string; grantees: string[]; purposes: string[]; validUntil: string; revokedAt?: string }> };
-    print(io, values['json'] === true, r, () => r.consents.map((c) => `${c.id}  ${c.grantees.join(',')}  ${c.purposes.join(',')}  until ${c.validUntil}${c.revokedAt ? `  REVOKED ${c.revokedAt}` : ''}\n`).join('') || 'no consents\n');
+    const r = (await call(target(values), '/v1/consents')) as {
+      consents: Array<{ id: string; grantees: string[]; purposes: string[]; validUntil: string; revokedAt?: string }>;
+    };
+    print(
+      io,
+      values['json'] === true,
+      r,
+      () =>
+        r.consents
+          .map((c) => `${c.id}  ${c.grantees.join(',')}  ${c.purposes.join(',')}  until ${c.validUntil}${c.revokedAt ? `  REVOKED ${c.revokedAt}` : ''}\n`)
+          .join('') || 'no consents\n',
+    );
     return 0;
   }
   throw new UsageError('consent needs grant, revoke or list');
 }
 
 async function runSimple(command: string, args: string[], io: CliIo): Promise<number> {
-  const extra: Options = command === 'inbox' ? { unacked: { type: 'boolean' } } : command === 'settlement' ? { period: { type: 'string' } } : command === 'verify' ? { grace: { type: 'string' } } : {};
+  const extra: Options =
+    command === 'inbox'
+      ? { unacked: { type: 'boolean' } }
+      : command === 'settlement'
+        ? { period: { type: 'string' } }
+        : command === 'verify'
+          ? { grace: { type: 'string' } }
+          : {};
   const { values } = parse(args, { ...CLIENT_OPTIONS, ...extra }, `hie-agent ${command}`);
   const t = target(values);
   const json = values['json'] === true;
   if (command === 'inbox') {
-    const r = (await call(t, `/v1/inbox${values['unacked'] ? '?unacked=true' : ''}`)) as { items: Array<{ exchangeId: string; from: string; contentType: string; bytes: number; receivedAt: string; ackedAt?: string }> };
-    print(io, json, r, () => r.items.map((i) => `${i.exchangeId}  from ${i.from}  ${i.contentType}  ${i.bytes} bytes  ${i.receivedAt}${i.ackedAt ? '  acked' : ''}\n`).join('') || 'inbox is empty\n');
+    const r = (await call(t, `/v1/inbox${values['unacked'] ? '?unacked=true' : ''}`)) as {
+      items: Array<{ exchangeId: string; from: string; contentType: string; bytes: number; receivedAt: string; ackedAt?: string }>;
+    };
+    print(
+      io,
+      json,
+      r,
+      () =>
+        r.items.map((i) => `${i.exchangeId}  from ${i.from}  ${i.contentType}  ${i.bytes} bytes  ${i.receivedAt}${i.ackedAt ? '  acked' : ''}\n`).join('') ||
+        'inbox is empty\n',
+    );
     return 0;
   }
   if (command === 'status') {
@@ -252,19 +327,33 @@ async function runSimple(command: string, args: string[], io: CliIo): Promise<nu
     const health = (await call(t, '/healthz')) as { agent: string; relay: string; outbox: number };
     const ledger = (await call(t, '/v1/ledger/status')) as { feeds: Array<{ feed: string; seq: number }>; evidence: unknown[] };
     const value = { ...health, feeds: ledger.feeds, evidence: ledger.evidence.length };
-    print(io, json, value, () => `agent ${health.agent}: relay ${health.relay}; ${health.outbox} unfinished (queued or sending); ledger feeds ${ledger.feeds.map((f) => `${f.feed}@${f.seq}`).join(' ')}${ledger.evidence.length ? `; ${ledger.evidence.length} EQUIVOCATION finding(s)` : ''}\n`);
+    print(
+      io,
+      json,
+      value,
+      () =>
+        `agent ${health.agent}: relay ${health.relay}; ${health.outbox} unfinished (queued or sending); ledger feeds ${ledger.feeds.map((f) => `${f.feed}@${f.seq}`).join(' ')}${ledger.evidence.length ? `; ${ledger.evidence.length} EQUIVOCATION finding(s)` : ''}\n`,
+    );
     return 0;
   }
   if (command === 'settlement') {
     const period = (values['period'] as string | undefined) ?? new Date().toISOString().slice(0, 7);
     if (!/^\d{4}-(0[1-9]|1[0-2])$/.test(period)) throw new UsageError('--period must be YYYY-MM');
-    const s = (await call(t, `/v1/ledger/settlement?period=${period}`)) as { hospital: string; lines: Array<{ counterparty: string; currency: string; owes: number; owed: number; charges: number }>; totals: Array<{ currency: string; owes: number; owed: number; net: number }>; unreplicated: string[] };
+    const s = (await call(t, `/v1/ledger/settlement?period=${period}`)) as {
+      hospital: string;
+      lines: Array<{ counterparty: string; currency: string; owes: number; owed: number; charges: number }>;
+      totals: Array<{ currency: string; owes: number; owed: number; net: number }>;
+      unreplicated: string[];
+    };
     print(io, json, s, () => {
       const lines = [`settlement for ${s.hospital}, ${period}`];
       for (const l of s.lines) lines.push(`  ${l.counterparty.padEnd(20)} ${l.currency} owes ${l.owes} owed ${l.owed} (${l.charges} charges)`);
       for (const tot of s.totals) lines.push(`  total ${tot.currency}: owes ${tot.owes}, owed ${tot.owed}, net ${tot.net} (minor units)`);
       if (s.lines.length === 0) lines.push('  no charges in this period');
-      if (s.unreplicated.length > 0) lines.push(`  INCOMPLETE: the ledger feeds of ${s.unreplicated.join(', ')} are not replicated here, so their charges (e.g. release fees they bill) are missing: add them to \`peers\``);
+      if (s.unreplicated.length > 0)
+        lines.push(
+          `  INCOMPLETE: the ledger feeds of ${s.unreplicated.join(', ')} are not replicated here, so their charges (e.g. release fees they bill) are missing: add them to \`peers\``,
+        );
       return `${lines.join('\n')}\n`;
     });
     return 0;
@@ -272,8 +361,16 @@ async function runSimple(command: string, args: string[], io: CliIo): Promise<nu
   if (command === 'verify') {
     const grace = values['grace'] as string | undefined;
     if (grace !== undefined && !/^\d{1,9}$/.test(grace)) throw new UsageError('--grace must be a whole number of seconds');
-    const r = (await call(t, `/v1/ledger/verify${grace !== undefined ? `?grace=${grace}` : ''}`)) as { ok: boolean; findings: Array<{ feed: string | null; seq: number | null; rule: string; detail: string }>; stats: { feeds: number; entries: number } };
-    print(io, json, r, () => (r.ok ? `ledger OK: ${r.stats.feeds} feeds, ${r.stats.entries} entries\n` : r.findings.map((f) => `${f.feed ?? '-'}:${f.seq ?? '-'} ${f.rule}: ${f.detail}\n`).join('')));
+    const r = (await call(t, `/v1/ledger/verify${grace !== undefined ? `?grace=${grace}` : ''}`)) as {
+      ok: boolean;
+      findings: Array<{ feed: string | null; seq: number | null; rule: string; detail: string }>;
+      stats: { feeds: number; entries: number };
+    };
+    print(io, json, r, () =>
+      r.ok
+        ? `ledger OK: ${r.stats.feeds} feeds, ${r.stats.entries} entries\n`
+        : r.findings.map((f) => `${f.feed ?? '-'}:${f.seq ?? '-'} ${f.rule}: ${f.detail}\n`).join(''),
+    );
     return r.ok ? 0 : 1;
   }
   throw new UsageError(`unknown command '${command}'`);
@@ -299,7 +396,9 @@ export async function main(argv: string[], io: CliIo = defaultIo): Promise<numbe
       // What start reads besides the file: the API tokens and the patient secret (from this environment).
       const tokens = loadApiTokens(config);
       loadPatientSecret(config);
-      io.out(`config OK: agent ${config.id}, API ${config.api.host}:${config.api.port}, relay ${config.relay.urls.join(', ')}, data ${config.dataDir}, ${tokens.length} API token(s), patient secret set\n`);
+      io.out(
+        `config OK: agent ${config.id}, API ${config.api.host}:${config.api.port}, relay ${config.relay.urls.join(', ')}, data ${config.dataDir}, ${tokens.length} API token(s), patient secret set\n`,
+      );
       return 0;
     }
     case 'send':

@@ -146,13 +146,23 @@ export function configLeaves(schema: z.ZodObject = agentConfigSchema, prefix = '
 
 /** The env var that sets a dotted key: `limits.maxExchangeBytes` -> HIE_AGENT_LIMITS_MAX_EXCHANGE_BYTES. */
 export function agentEnvVar(key: string): string {
-  return AGENT_ENV_PREFIX + key.split('.').map((p) => p.replace(/([a-z0-9])([A-Z])/g, '$1_$2').toUpperCase()).join('_');
+  return (
+    AGENT_ENV_PREFIX +
+    key
+      .split('.')
+      .map((p) => p.replace(/([a-z0-9])([A-Z])/g, '$1_$2').toUpperCase())
+      .join('_')
+  );
 }
 
 function coerce(raw: string, kind: Kind): unknown {
   if (kind === 'number') return /^-?\d+$/.test(raw.trim()) ? Number(raw) : raw;
   if (kind === 'boolean') return raw === 'true' ? true : raw === 'false' ? false : raw;
-  if (kind === 'list') return raw.split(',').map((s) => s.trim()).filter(Boolean);
+  if (kind === 'list')
+    return raw
+      .split(',')
+      .map((s) => s.trim())
+      .filter(Boolean);
   return raw;
 }
 
@@ -214,7 +224,10 @@ export function loadAgentConfig(path: string, env: NodeJS.ProcessEnv = process.e
   try {
     data = extname(path).toLowerCase() === '.json' ? JSON.parse(text) : YAML.parse(text);
   } catch (err) {
-    throw new AgentConfigError(`config file ${path} is not valid ${extname(path).toLowerCase() === '.json' ? 'JSON' : 'YAML'}: ${(err as Error).message.split('\n')[0]}`, ['(file)']);
+    throw new AgentConfigError(
+      `config file ${path} is not valid ${extname(path).toLowerCase() === '.json' ? 'JSON' : 'YAML'}: ${(err as Error).message.split('\n')[0]}`,
+      ['(file)'],
+    );
   }
   const config = parseAgentConfig(data ?? {}, env);
   const base = dirname(resolve(path));
@@ -256,7 +269,9 @@ export function loadApiTokens(config: AgentConfig, env: NodeJS.ProcessEnv = proc
     try {
       text = readFileSync(config.api.tokensFile, 'utf8');
     } catch (err) {
-      throw new AgentConfigError(`config key api.tokensFile: cannot read ${config.api.tokensFile}: ${(err as NodeJS.ErrnoException).code ?? 'error'}`, ['api.tokensFile']);
+      throw new AgentConfigError(`config key api.tokensFile: cannot read ${config.api.tokensFile}: ${(err as NodeJS.ErrnoException).code ?? 'error'}`, [
+        'api.tokensFile',
+      ]);
     }
     return parseTokens(text, 'api.tokensFile');
   }
@@ -274,7 +289,9 @@ export function loadPatientSecret(config: AgentConfig, env: NodeJS.ProcessEnv = 
     try {
       hex = readFileSync(config.patientSecret.file, 'utf8').trim();
     } catch (err) {
-      throw new AgentConfigError(`config key patientSecret.file: cannot read ${config.patientSecret.file}: ${(err as NodeJS.ErrnoException).code ?? 'error'}`, [source]);
+      throw new AgentConfigError(`config key patientSecret.file: cannot read ${config.patientSecret.file}: ${(err as NodeJS.ErrnoException).code ?? 'error'}`, [
+        source,
+      ]);
     }
   } else {
     source = 'patientSecret.env';
@@ -282,7 +299,10 @@ export function loadPatientSecret(config: AgentConfig, env: NodeJS.ProcessEnv = 
     if (!hex) throw new AgentConfigError(`config key patientSecret.env: environment variable ${config.patientSecret.env} is not set`, [source]);
   }
   if (!/^[0-9a-fA-F]+$/.test(hex) || hex.length % 2 !== 0 || hex.length < MIN_PATIENT_SECRET_BYTES * 2) {
-    throw new AgentConfigError(`config key ${source}: the patient secret must be at least ${MIN_PATIENT_SECRET_BYTES} bytes of hex (e.g. openssl rand -hex 32)`, [source]);
+    throw new AgentConfigError(
+      `config key ${source}: the patient secret must be at least ${MIN_PATIENT_SECRET_BYTES} bytes of hex (e.g. openssl rand -hex 32)`,
+      [source],
+    );
   }
   return Buffer.from(hex, 'hex');
 }

@@ -32,7 +32,9 @@ const agentRef = (id: string) => ({ identifier: { system: 'urn:hie:agent', value
 export function toAuditEvent(stored: StoredEntry): AuditEvent {
   const e = stored.entry;
   const t = TYPES[e.type] ?? { code: '110110', display: 'Patient Record', action: 'E' };
-  const body = e.body as Partial<BodyOf<'exchange.sent'> & BodyOf<'exchange.received'> & BodyOf<'exchange.failed'> & BodyOf<'receipt'> & BodyOf<'payment.charged'>>;
+  const body = e.body as Partial<
+    BodyOf<'exchange.sent'> & BodyOf<'exchange.received'> & BodyOf<'exchange.failed'> & BodyOf<'receipt'> & BodyOf<'payment.charged'>
+  >;
   const failed = e.type === 'exchange.failed' || (e.type === 'receipt' && body.disposition === 'failed');
   const counterpart = body.to ?? body.from ?? body.peer ?? (body.payer && body.payer !== e.feed ? body.payer : body.payee);
   const agents: unknown[] = [{ who: agentRef(e.feed), requestor: true }];
@@ -44,7 +46,11 @@ export function toAuditEvent(stored: StoredEntry): AuditEvent {
   const consent = (e.body as { consent?: string }).consent;
   if (consent) entities.push({ what: { identifier: { system: 'urn:hie:consent', value: consent } } });
   const patient = (e.body as { patient?: string }).patient;
-  if (patient) entities.push({ what: { identifier: { system: `urn:hie:patient-hmac:${e.feed}`, value: patient } }, type: { system: 'http://terminology.hl7.org/CodeSystem/audit-entity-type', code: '1', display: 'Person' } });
+  if (patient)
+    entities.push({
+      what: { identifier: { system: `urn:hie:patient-hmac:${e.feed}`, value: patient } },
+      type: { system: 'http://terminology.hl7.org/CodeSystem/audit-entity-type', code: '1', display: 'Person' },
+    });
   return {
     resourceType: 'AuditEvent',
     id: stored.hash,
@@ -55,7 +61,10 @@ export function toAuditEvent(stored: StoredEntry): AuditEvent {
     outcome: failed ? '4' : '0',
     ...(failed && body.reason ? { outcomeDesc: body.reason } : {}),
     agent: agents,
-    source: { observer: agentRef(e.feed), type: [{ system: 'http://terminology.hl7.org/CodeSystem/security-source-type', code: '4', display: 'Application Server' }] },
+    source: {
+      observer: agentRef(e.feed),
+      type: [{ system: 'http://terminology.hl7.org/CodeSystem/security-source-type', code: '4', display: 'Application Server' }],
+    },
     entity: entities,
   } as AuditEvent;
 }

@@ -125,9 +125,10 @@ async function withSource<T>(values: Record<string, unknown>, fn: (src: LedgerSo
 
 function renderFindings(findings: Finding[], omitted: number, stats: { feeds: number; entries: number; ms: number }): string {
   const lines = findings.map((f) => `${f.feed ?? '-'}\t${f.seq ?? '-'}\t${f.rule}\t${f.detail}`);
-  const head = findings.length === 0
-    ? `OK: ${stats.entries} entries in ${stats.feeds} feeds verified in ${stats.ms} ms, no findings`
-    : `FAILED: ${findings.length + omitted} findings in ${stats.entries} entries of ${stats.feeds} feeds (feed, seq, rule, detail):`;
+  const head =
+    findings.length === 0
+      ? `OK: ${stats.entries} entries in ${stats.feeds} feeds verified in ${stats.ms} ms, no findings`
+      : `FAILED: ${findings.length + omitted} findings in ${stats.entries} entries of ${stats.feeds} feeds (feed, seq, rule, detail):`;
   return `${[head, ...lines, ...(omitted > 0 ? [`... and ${omitted} more`] : [])].join('\n')}\n`;
 }
 
@@ -171,7 +172,8 @@ async function dispatch(argv: string[], io: CliIo): Promise<number> {
       if (graceText !== undefined && !/^\d+$/.test(graceText)) throw usageError(`--grace must be a whole number of seconds, got ${JSON.stringify(graceText)}`);
       const at = date(values, 'at');
       const result = await withSource(values, (src) =>
-        verifyLedger(src, { trust, graceSeconds: graceText === undefined ? DEFAULT_GRACE_SECONDS : Number(graceText), ...(at ? { now: at } : {}) }));
+        verifyLedger(src, { trust, graceSeconds: graceText === undefined ? DEFAULT_GRACE_SECONDS : Number(graceText), ...(at ? { now: at } : {}) }),
+      );
       io.out(values['json'] ? `${JSON.stringify(result, null, 2)}\n` : renderFindings(result.findings, result.omitted, result.stats));
       return result.ok ? 0 : 1;
     }
@@ -239,8 +241,14 @@ async function importFeed(ledger: Ledger, f: { feed: string; from: number; entri
     if (head.seq <= have) continue;
     const start = have + 1 - f.from;
     const end = head.seq - f.from;
-    if (start < 0 || end >= f.entries.length) throw new LedgerError('ERR_LEDGER_BUNDLE_INVALID', `bundle feed ${f.feed} does not hold entries ${have + 1}..${head.seq}`);
-    const r = await ledger.ingest(f.feed, f.entries.slice(start, end + 1).map((b) => Buffer.from(b, 'base64')), head, 'import');
+    if (start < 0 || end >= f.entries.length)
+      throw new LedgerError('ERR_LEDGER_BUNDLE_INVALID', `bundle feed ${f.feed} does not hold entries ${have + 1}..${head.seq}`);
+    const r = await ledger.ingest(
+      f.feed,
+      f.entries.slice(start, end + 1).map((b) => Buffer.from(b, 'base64')),
+      head,
+      'import',
+    );
     stored += r.stored;
   }
   const top = ledger.head(f.feed);

@@ -13,7 +13,10 @@ export const MAX_HEADS_PER_MESSAGE = 256;
 
 const feed = z.string().regex(HOSPITAL_ID_PATTERN);
 const seq = z.number().int().min(0).max(Number.MAX_SAFE_INTEGER);
-const b64 = z.string().regex(/^[A-Za-z0-9+/]*={0,2}$/).max(Math.ceil((MAX_ENTRY_BYTES * 4) / 3) + 4);
+const b64 = z
+  .string()
+  .regex(/^[A-Za-z0-9+/]*={0,2}$/)
+  .max(Math.ceil((MAX_ENTRY_BYTES * 4) / 3) + 4);
 
 const messageSchema = z.discriminatedUnion('t', [
   z.strictObject({ t: z.literal('heads'), heads: z.array(signedHeadSchema).max(MAX_HEADS_PER_MESSAGE), checkpoint: checkpointSchema.optional() }),
@@ -32,7 +35,8 @@ export type ReplicationMessage =
 /** Encodes a message as JSON text; throws ERR_LEDGER_MESSAGE_TOO_LARGE past `maxBytes`. */
 export function encodeMessage(message: ReplicationMessage, maxBytes = DEFAULT_MAX_MESSAGE_BYTES): string {
   const text = JSON.stringify(message);
-  if (Buffer.byteLength(text) > maxBytes) throw new LedgerError('ERR_LEDGER_MESSAGE_TOO_LARGE', `replication message of ${Buffer.byteLength(text)} bytes exceeds ${maxBytes}`);
+  if (Buffer.byteLength(text) > maxBytes)
+    throw new LedgerError('ERR_LEDGER_MESSAGE_TOO_LARGE', `replication message of ${Buffer.byteLength(text)} bytes exceeds ${maxBytes}`);
   return text;
 }
 
@@ -49,7 +53,10 @@ export function decodeMessage(data: string | Uint8Array, maxBytes = DEFAULT_MAX_
   const r = messageSchema.safeParse(value);
   if (!r.success) {
     const issue = r.error.issues[0];
-    throw new LedgerError('ERR_LEDGER_MESSAGE_INVALID', `replication message is malformed at ${issue?.path.join('.') || '(root)'}: ${issue?.message ?? 'invalid'}`);
+    throw new LedgerError(
+      'ERR_LEDGER_MESSAGE_INVALID',
+      `replication message is malformed at ${issue?.path.join('.') || '(root)'}: ${issue?.message ?? 'invalid'}`,
+    );
   }
   return r.data as ReplicationMessage;
 }

@@ -5,10 +5,30 @@
  */
 export { LedgerError, type LedgerErrorCode } from './errors.ts';
 export {
-  BODY_SCHEMAS, ENTRY_TYPES, ENTRY_VERSION, GENESIS_PREV, MAX_ENTRY_BYTES, PURPOSES, FAILURE_REASONS, REVOCATION_REASONS, CHARGE_KINDS,
-  ID_PATTERN, HEX64_PATTERN, DIGEST_PATTERN, TS_PATTERN, CURRENCY_PATTERN, CONTENT_TYPE_PATTERN, SCOPE_PATTERN,
-  checkEntry, checkBody,
-  type Entry, type EntryType, type AppendableType, type AppendInput, type BodyOf, type EntryCheck,
+  BODY_SCHEMAS,
+  ENTRY_TYPES,
+  ENTRY_VERSION,
+  GENESIS_PREV,
+  MAX_ENTRY_BYTES,
+  PURPOSES,
+  FAILURE_REASONS,
+  REVOCATION_REASONS,
+  CHARGE_KINDS,
+  ID_PATTERN,
+  HEX64_PATTERN,
+  DIGEST_PATTERN,
+  TS_PATTERN,
+  CURRENCY_PATTERN,
+  CONTENT_TYPE_PATTERN,
+  SCOPE_PATTERN,
+  checkEntry,
+  checkBody,
+  type Entry,
+  type EntryType,
+  type AppendableType,
+  type AppendInput,
+  type BodyOf,
+  type EntryCheck,
 } from './schema.ts';
 export { encodeEntry, decodeEntry, sha256Hex, type StoredEntry } from './entry.ts';
 export { writeBatch, type SublevelOp } from './batch.ts';
@@ -16,16 +36,54 @@ export { signedHeadSchema, checkpointSchema, verifyHeadSignature, verifyCheckpoi
 export { KeyHistory, keyEraFromEntry, type KeyEra, type Trust } from './keys.ts';
 export { evidenceSchema, type Evidence } from './evidence.ts';
 export {
-  Ledger, DEFAULT_MAX_APPEND_BATCH, DEFAULT_CHECKPOINTS_KEPT,
-  type LedgerOptions, type AuthorOptions, type Head, type AppendResult, type HeadCheck, type CheckpointOutcome, type FeedStatus, type LedgerStatus, type EntryProof,
+  Ledger,
+  DEFAULT_MAX_APPEND_BATCH,
+  DEFAULT_CHECKPOINTS_KEPT,
+  type LedgerOptions,
+  type AuthorOptions,
+  type Head,
+  type AppendResult,
+  type HeadCheck,
+  type CheckpointOutcome,
+  type FeedStatus,
+  type LedgerStatus,
+  type EntryProof,
 } from './ledger.ts';
-export { levelSource, withSnapshotSource, bundleSource, exportBundle, parseBundle, bundleFileSchema, BUNDLE_FORMAT, BUNDLE_VERSION, type LedgerSource, type BundleFile } from './source.ts';
-export { verifyLedger, VERIFY_RULES, DEFAULT_GRACE_SECONDS, DEFAULT_MAX_FINDINGS, type VerifyRule, type Finding, type VerifyResult, type VerifyOptions } from './verify.ts';
+export {
+  levelSource,
+  withSnapshotSource,
+  bundleSource,
+  exportBundle,
+  parseBundle,
+  bundleFileSchema,
+  BUNDLE_FORMAT,
+  BUNDLE_VERSION,
+  type LedgerSource,
+  type BundleFile,
+} from './source.ts';
+export {
+  verifyLedger,
+  VERIFY_RULES,
+  DEFAULT_GRACE_SECONDS,
+  DEFAULT_MAX_FINDINGS,
+  type VerifyRule,
+  type Finding,
+  type VerifyResult,
+  type VerifyOptions,
+} from './verify.ts';
 export { encodeMessage, decodeMessage, DEFAULT_MAX_MESSAGE_BYTES, MAX_RANGE_ENTRIES, MAX_HEADS_PER_MESSAGE, type ReplicationMessage } from './codec.ts';
 export { MemoryNetwork, type ReplicationTransport } from './transport.ts';
 export {
-  Replicator, DEFAULT_GOSSIP_INTERVAL_MS, DEFAULT_CHECKPOINT_INTERVAL_MS, DEFAULT_RANGE_ENTRIES, DEFAULT_REQUEST_TIMEOUT_MS, DEFAULT_DROP_MS, DEFAULT_MAX_INBOX,
-  type ReplicatorOptions, type ReplicatorStatus, type DroppedPeer,
+  Replicator,
+  DEFAULT_GOSSIP_INTERVAL_MS,
+  DEFAULT_CHECKPOINT_INTERVAL_MS,
+  DEFAULT_RANGE_ENTRIES,
+  DEFAULT_REQUEST_TIMEOUT_MS,
+  DEFAULT_DROP_MS,
+  DEFAULT_MAX_INBOX,
+  type ReplicatorOptions,
+  type ReplicatorStatus,
+  type DroppedPeer,
 } from './replication.ts';
 export { buildReport, renderReport, type LedgerReport, type HospitalReport } from './report.ts';
 export { toAuditEvent, LEDGER_TYPE_SYSTEM, type AuditEvent } from './auditevent.ts';

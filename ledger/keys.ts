@@ -28,7 +28,8 @@ export interface KeyEra {
  */
 export async function keyEraFromEntry(entry: Entry, current: KeyEra | undefined, trust: Trust): Promise<KeyEra> {
   if (entry.type === 'genesis') {
-    if (entry.seq !== 0 || entry.prev !== GENESIS_PREV) throw new LedgerError('ERR_LEDGER_CHAIN_BROKEN', `genesis of ${entry.feed} is not at seq 0 with the fixed prev`);
+    if (entry.seq !== 0 || entry.prev !== GENESIS_PREV)
+      throw new LedgerError('ERR_LEDGER_CHAIN_BROKEN', `genesis of ${entry.feed} is not at seq 0 with the fixed prev`);
   } else if (entry.type !== 'key.rotated') {
     throw new TypeError(`entry type ${entry.type} carries no key`);
   }

@@ -129,7 +129,8 @@ export class Ledger {
     if (typeof options.trust?.caPem !== 'string') throw new TypeError('options.trust.caPem must be the CA certificate PEM');
     const maxBatch = options.maxAppendBatch ?? DEFAULT_MAX_APPEND_BATCH;
     if (!Number.isInteger(maxBatch) || maxBatch < 1) throw new TypeError('options.maxAppendBatch must be a positive integer');
-    if (options.author && options.author.signingKey?.asymmetricKeyType !== 'ed25519') throw new TypeError('options.author.signingKey must be an Ed25519 private key');
+    if (options.author && options.author.signingKey?.asymmetricKeyType !== 'ed25519')
+      throw new TypeError('options.author.signingKey must be an Ed25519 private key');
     const store = await Store.open(options.path, { createIfMissing: options.createIfMissing ?? true });
     const ledger = new Ledger(store, options.trust, options.author, options.now ?? (() => new Date()), maxBatch);
     try {
@@ -179,7 +180,16 @@ export class Ledger {
     if (!head) {
       if (author.bundle?.agent !== author.feed) throw new TypeError(`options.author.bundle must be the key bundle of '${author.feed}'`);
       if (author.bundle.signing.kid !== kid) throw new LedgerError('ERR_LEDGER_KEY_MISMATCH', 'options.author.bundle does not carry options.author.signingKey');
-      const entry: Entry = { v: ENTRY_VERSION, feed: author.feed, seq: 0, prev: GENESIS_PREV, ts: this.now().toISOString(), type: 'genesis', body: { bundle: author.bundle }, refs: [] };
+      const entry: Entry = {
+        v: ENTRY_VERSION,
+        feed: author.feed,
+        seq: 0,
+        prev: GENESIS_PREV,
+        ts: this.now().toISOString(),
+        type: 'genesis',
+        body: { bundle: author.bundle },
+        refs: [],
+      };
       const era = await keyEraFromEntry(entry, undefined, this.trust);
       const stored = encodeEntry(entry);
       const signed = signHead({ feed: author.feed, seq: 0, hash: stored.hash, ts: entry.ts }, author.signingKey, kid);
@@ -191,7 +201,10 @@ export class Ledger {
     }
     const current = this.keys.get(author.feed)?.current();
     if (current?.kid !== kid) {
-      throw new LedgerError('ERR_LEDGER_KEY_MISMATCH', `options.author.signingKey is not the current key of feed '${author.feed}' (rotate keys with rotateKey)`);
+      throw new LedgerError(
+        'ERR_LEDGER_KEY_MISMATCH',
+        `options.author.signingKey is not the current key of feed '${author.feed}' (rotate keys with rotateKey)`,
+      );
     }
     // A database written by an older version (or restored from a copy) may end without a signed head.
     const top = await this.signedHead(author.feed);
@@ -208,7 +221,8 @@ export class Ledger {
   private assertAuthor(): { feed: string; signing: { key: KeyObject; kid: string } } {
     this.assertOpen();
     if (!this.author || !this.signing) throw new LedgerError('ERR_LEDGER_READ_ONLY', 'this ledger was opened without an author key');
-    if (this.stopped.has(this.author.feed)) throw new LedgerError('ERR_LEDGER_FEED_STOPPED', `feed '${this.author.feed}' has equivocation evidence; appends are stopped`);
+    if (this.stopped.has(this.author.feed))
+      throw new LedgerError('ERR_LEDGER_FEED_STOPPED', `feed '${this.author.feed}' has equivocation evidence; appends are stopped`);
     return { feed: this.author.feed, signing: this.signing };
   }
 
@@ -231,7 +245,8 @@ export class Ledger {
     try {
       this.assertAuthor();
       if (typeof input !== 'object' || input === null) throw new TypeError('append expects { type, body, refs? }');
-      if (input.type === ('genesis' as string) || input.type === ('key.rotated' as string)) throw new TypeError(`${input.type} entries are written by the ledger (use rotateKey)`);
+      if (input.type === ('genesis' as string) || input.type === ('key.rotated' as string))
+        throw new TypeError(`${input.type} entries are written by the ledger (use rotateKey)`);
       const problem = checkBody(input.type, input.body);
       if (problem) throw new LedgerError('ERR_LEDGER_INVALID_ENTRY', problem);
       const refs = input.refs ?? [];
@@ -377,7 +392,8 @@ export class Ledger {
       const e = s.entry;
       if (e.feed !== feed) throw new LedgerError('ERR_LEDGER_INVALID_ENTRY', `entry of feed '${e.feed}' in a range of '${feed}'`);
       if (e.seq !== expected + i) throw new LedgerError('ERR_LEDGER_SEQ', `range of ${feed} is not contiguous at ${e.seq}`);
-      if (prevHash !== undefined && e.prev !== prevHash) throw new LedgerError('ERR_LEDGER_CHAIN_BROKEN', `${feed}:${e.seq} does not link to the entry before it`);
+      if (prevHash !== undefined && e.prev !== prevHash)
+        throw new LedgerError('ERR_LEDGER_CHAIN_BROKEN', `${feed}:${e.seq} does not link to the entry before it`);
       if (e.ts < prevTs) throw new LedgerError('ERR_LEDGER_INVALID_ENTRY', `${feed}:${e.seq} is older than the entry before it`);
       if (e.type === 'genesis' || e.type === 'key.rotated') history.push(await keyEraFromEntry(e, history.current(), this.trust));
       else if (e.seq === 0) throw new LedgerError('ERR_LEDGER_CHAIN_BROKEN', `${feed}:0 is not a genesis entry`);
@@ -385,14 +401,19 @@ export class Ledger {
       prevTs = e.ts;
     }
     const last = entries.at(-1) as StoredEntry;
-    if (head.seq !== last.entry.seq || head.hash !== last.hash) throw new LedgerError('ERR_LEDGER_NOT_COVERED', `signed head ${feed}:${head.seq} does not cover the range`);
+    if (head.seq !== last.entry.seq || head.hash !== last.hash)
+      throw new LedgerError('ERR_LEDGER_NOT_COVERED', `signed head ${feed}:${head.seq} does not cover the range`);
     this.checkHeadKey(history, head);
     const linkOk = local ? first.prev === local.hash : first.prev === GENESIS_PREV;
     if (!linkOk && local) {
       // Validly signed yet not extending our copy: the author forked the feed.
       const ours = await this.signedHeadCovering(feed, local.seq);
       await this.recordEvidence({
-        kind: 'equivocation', feed, seq: local.seq, detectedAt: this.now().toISOString(), ...(peer ? { peer } : {}),
+        kind: 'equivocation',
+        feed,
+        seq: local.seq,
+        detectedAt: this.now().toISOString(),
+        ...(peer ? { peer } : {}),
         ours: { hash: local.hash, ...(ours ? { head: ours } : {}) },
         theirs: { head, chain: range.slice(0, MAX_EVIDENCE_CHAIN).map((b) => b.toString('base64')) },
       });
@@ -407,8 +428,10 @@ export class Ledger {
   private checkHeadKey(history: KeyHistory, head: SignedHead): KeyEra {
     const era = history.at(head.seq);
     if (!era) throw new LedgerError('ERR_LEDGER_UNKNOWN_KEY', `no key known for ${head.feed}:${head.seq}`);
-    if (era.kid !== head.kid || !verifyHeadSignature(head, era.key)) throw new LedgerError('ERR_LEDGER_BAD_SIGNATURE', `signed head ${head.feed}:${head.seq} does not verify under the feed's key`);
-    if (Date.parse(head.ts) > era.notAfter) throw new LedgerError('ERR_LEDGER_BAD_SIGNATURE', `signed head ${head.feed}:${head.seq} was made after its key expired or was revoked`);
+    if (era.kid !== head.kid || !verifyHeadSignature(head, era.key))
+      throw new LedgerError('ERR_LEDGER_BAD_SIGNATURE', `signed head ${head.feed}:${head.seq} does not verify under the feed's key`);
+    if (Date.parse(head.ts) > era.notAfter)
+      throw new LedgerError('ERR_LEDGER_BAD_SIGNATURE', `signed head ${head.feed}:${head.seq} was made after its key expired or was revoked`);
     return era;
   }
 
@@ -433,7 +456,11 @@ export class Ledger {
       if (this.stopped.has(head.feed)) return 'stopped' as const;
       const covering = await this.signedHeadCovering(head.feed, head.seq);
       await this.recordEvidence({
-        kind: 'equivocation', feed: head.feed, seq: head.seq, detectedAt: this.now().toISOString(), ...(peer ? { peer } : {}),
+        kind: 'equivocation',
+        feed: head.feed,
+        seq: head.seq,
+        detectedAt: this.now().toISOString(),
+        ...(peer ? { peer } : {}),
         ours: { hash: ours?.hash ?? '0'.repeat(64), ...(covering ? { head: covering } : {}) },
         theirs: { head },
       });
@@ -477,8 +504,13 @@ export class Ledger {
         if (ours && ours.hash !== h.hash) {
           outcome = 'conflict';
           await this.recordEvidence({
-            kind: 'checkpoint', feed: h.feed, seq: h.seq, detectedAt: this.now().toISOString(), ...(peer ? { peer } : {}),
-            ours: { hash: ours.hash }, theirs: { checkpoint: cp },
+            kind: 'checkpoint',
+            feed: h.feed,
+            seq: h.seq,
+            detectedAt: this.now().toISOString(),
+            ...(peer ? { peer } : {}),
+            ours: { hash: ours.hash },
+            theirs: { checkpoint: cp },
           });
         }
       }
@@ -544,7 +576,8 @@ export class Ledger {
 
   /** The stored signed head with the largest seq in [from, to]. */
   async signedHeadWithin(feed: string, from: number, to: number): Promise<SignedHead | undefined> {
-    for await (const v of this.store.signedHeads.values({ gte: feedKey(feed, from), lte: feedKey(feed, to), reverse: true, limit: 1 })) return JSON.parse(v) as SignedHead;
+    for await (const v of this.store.signedHeads.values({ gte: feedKey(feed, from), lte: feedKey(feed, to), reverse: true, limit: 1 }))
+      return JSON.parse(v) as SignedHead;
     return undefined;
   }
 
@@ -559,7 +592,8 @@ export class Ledger {
     const stored = await this.get(feed, seq);
     if (!stored) throw new LedgerError('ERR_LEDGER_SEQ', `no entry ${feed}:${seq}`);
     const era = this.keys.get(feed)?.at(seq);
-    if (era?.kid !== signing.kid) throw new LedgerError('ERR_LEDGER_UNKNOWN_KEY', `entry ${feed}:${seq} predates the current key; no fresh head can be signed for it`);
+    if (era?.kid !== signing.kid)
+      throw new LedgerError('ERR_LEDGER_UNKNOWN_KEY', `entry ${feed}:${seq} predates the current key; no fresh head can be signed for it`);
     const signed = signHead({ feed, seq, hash: stored.hash, ts: maxTs(this.now().toISOString(), stored.entry.ts) }, signing.key, signing.kid);
     await this.store.batch([{ type: 'put', sublevel: this.store.signedHeads, key: feedKey(feed, seq), value: JSON.stringify(signed) }]);
     return signed;

@@ -134,7 +134,11 @@ export class Replicator extends EventEmitter {
       if (h) heads.push(h);
     }
     for (let i = 0; i < Math.max(1, heads.length); i += MAX_HEADS_PER_MESSAGE) {
-      const msg: ReplicationMessage = { t: 'heads', heads: heads.slice(i, i + MAX_HEADS_PER_MESSAGE), ...(i === 0 && this.lastCheckpoint ? { checkpoint: this.lastCheckpoint } : {}) };
+      const msg: ReplicationMessage = {
+        t: 'heads',
+        heads: heads.slice(i, i + MAX_HEADS_PER_MESSAGE),
+        ...(i === 0 && this.lastCheckpoint ? { checkpoint: this.lastCheckpoint } : {}),
+      };
       for (const peer of this.peers) if (this.isLive(peer)) await this.send(peer, msg);
     }
   }
@@ -200,9 +204,12 @@ export class Replicator extends EventEmitter {
   private async handle(peer: string, raw: string | Uint8Array): Promise<void> {
     const msg = decodeMessage(raw, this.o.maxMessageBytes);
     switch (msg.t) {
-      case 'heads': return this.onHeads(peer, msg.heads, msg.checkpoint);
-      case 'want': return this.onWant(peer, msg.feed, msg.from, msg.max);
-      case 'range': return this.onRange(peer, msg);
+      case 'heads':
+        return this.onHeads(peer, msg.heads, msg.checkpoint);
+      case 'want':
+        return this.onWant(peer, msg.feed, msg.from, msg.max);
+      case 'range':
+        return this.onRange(peer, msg);
       case 'none': {
         const p = this.pending.get(msg.feed);
         if (p?.peer === peer && p.from === msg.from) this.pending.delete(msg.feed);
@@ -270,7 +277,12 @@ export class Replicator extends EventEmitter {
     if (!p || p.peer !== peer || p.from !== msg.from) return;
     this.pending.delete(msg.feed);
     try {
-      const r = await this.ledger.ingest(msg.feed, msg.entries.map((e) => Buffer.from(e, 'base64')), msg.head, peer);
+      const r = await this.ledger.ingest(
+        msg.feed,
+        msg.entries.map((e) => Buffer.from(e, 'base64')),
+        msg.head,
+        peer,
+      );
       this.emit('stored', { feed: msg.feed, peer, seq: msg.head.seq, count: r.stored });
     } catch (err) {
       if (err instanceof LedgerError && err.code === 'ERR_LEDGER_EQUIVOCATION') {

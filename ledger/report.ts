@@ -59,13 +59,30 @@ export async function buildReport(source: LedgerSource, options: { from?: Date; 
       if ((from && e.ts < from) || (to && e.ts >= to)) continue;
       const r = row(feed);
       switch (e.type) {
-        case 'exchange.sent': r.exchanges.sent += 1; r.exchanges.bytesSent += (e.body as BodyOf<'exchange.sent'>).bytes; break;
-        case 'exchange.received': r.exchanges.received += 1; r.exchanges.bytesReceived += (e.body as BodyOf<'exchange.received'>).bytes; break;
-        case 'receipt': if ((e.body as BodyOf<'receipt'>).disposition === 'delivered') r.exchanges.delivered += 1; else r.exchanges.failed += 1; break;
-        case 'exchange.failed': r.exchanges.failed += 1; break;
-        case 'consent.granted': r.consents.granted += 1; break;
-        case 'consent.revoked': r.consents.revoked += 1; break;
-        case 'payment.settled': r.settlements += 1; break;
+        case 'exchange.sent':
+          r.exchanges.sent += 1;
+          r.exchanges.bytesSent += (e.body as BodyOf<'exchange.sent'>).bytes;
+          break;
+        case 'exchange.received':
+          r.exchanges.received += 1;
+          r.exchanges.bytesReceived += (e.body as BodyOf<'exchange.received'>).bytes;
+          break;
+        case 'receipt':
+          if ((e.body as BodyOf<'receipt'>).disposition === 'delivered') r.exchanges.delivered += 1;
+          else r.exchanges.failed += 1;
+          break;
+        case 'exchange.failed':
+          r.exchanges.failed += 1;
+          break;
+        case 'consent.granted':
+          r.consents.granted += 1;
+          break;
+        case 'consent.revoked':
+          r.consents.revoked += 1;
+          break;
+        case 'payment.settled':
+          r.settlements += 1;
+          break;
         case 'payment.charged': {
           const c = e.body as BodyOf<'payment.charged'>;
           if (charges.has(c.charge)) break;
@@ -76,14 +93,18 @@ export async function buildReport(source: LedgerSource, options: { from?: Date; 
           payee[c.currency] = (payee[c.currency] ?? 0) + c.amount;
           break;
         }
-        default: break;
+        default:
+          break;
       }
     }
   }
   return { from: from ?? null, to: to ?? null, hospitals: [...rows.values()].sort((a, b) => (a.hospital < b.hospital ? -1 : 1)), skipped };
 }
 
-const money = (m: Record<string, number>): string => Object.entries(m).map(([c, v]) => `${v} ${c}`).join(', ') || '-';
+const money = (m: Record<string, number>): string =>
+  Object.entries(m)
+    .map(([c, v]) => `${v} ${c}`)
+    .join(', ') || '-';
 
 /** Renders a report as plain text (amounts in minor units). */
 export function renderReport(r: LedgerReport): string {
@@ -91,7 +112,9 @@ export function renderReport(r: LedgerReport): string {
   for (const h of r.hospitals) {
     const x = h.exchanges;
     lines.push(`${h.hospital}`);
-    lines.push(`  exchanges: ${x.sent} sent (${x.bytesSent} bytes), ${x.received} received (${x.bytesReceived} bytes), ${x.delivered} delivered, ${x.failed} failed`);
+    lines.push(
+      `  exchanges: ${x.sent} sent (${x.bytesSent} bytes), ${x.received} received (${x.bytesReceived} bytes), ${x.delivered} delivered, ${x.failed} failed`,
+    );
     lines.push(`  consents:  ${h.consents.granted} granted, ${h.consents.revoked} revoked`);
     lines.push(`  charges:   paid ${money(h.charges.paid)}; earned ${money(h.charges.earned)}; ${h.settlements} settlements`);
   }

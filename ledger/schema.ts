@@ -28,7 +28,16 @@ const B64URL = /^[A-Za-z0-9_-]+$/;
 export const PURPOSES = ['TREAT', 'ETREAT', 'COC', 'HPAYMT', 'HOPERAT', 'PUBHLTH', 'HRESCH', 'PATRQT', 'HLEGAL'] as const;
 /** Why an exchange failed (enumerated so no free text can carry PHI). */
 export const FAILURE_REASONS = [
-  'timeout', 'rejected', 'undeliverable', 'integrity', 'consent', 'cancelled', 'expired', 'too-large', 'unknown-recipient', 'internal',
+  'timeout',
+  'rejected',
+  'undeliverable',
+  'integrity',
+  'consent',
+  'cancelled',
+  'expired',
+  'too-large',
+  'unknown-recipient',
+  'internal',
 ] as const;
 /** Why a consent was revoked. */
 export const REVOCATION_REASONS = ['patient-request', 'expired', 'superseded', 'entered-in-error', 'legal'] as const;
@@ -52,19 +61,39 @@ export const BODY_SCHEMAS = {
   genesis: z.strictObject({ bundle: keyBundle }),
   'key.rotated': z.strictObject({ bundle: keyBundle, endorsement: z.string().regex(B64URL).length(86) }),
   'exchange.sent': z.strictObject({
-    exchange: id, to: hospital, consent: id, patient: hex64, purpose, contentType: z.string().regex(CONTENT_TYPE_PATTERN), bytes: count, hash: digest,
+    exchange: id,
+    to: hospital,
+    consent: id,
+    patient: hex64,
+    purpose,
+    contentType: z.string().regex(CONTENT_TYPE_PATTERN),
+    bytes: count,
+    hash: digest,
   }),
   'exchange.received': z.strictObject({
-    exchange: id, from: hospital, contentType: z.string().regex(CONTENT_TYPE_PATTERN), bytes: count, hash: digest,
+    exchange: id,
+    from: hospital,
+    contentType: z.string().regex(CONTENT_TYPE_PATTERN),
+    bytes: count,
+    hash: digest,
   }),
   receipt: z.strictObject({
-    exchange: id, from: hospital, disposition: z.enum(['delivered', 'failed']), reason: z.enum(FAILURE_REASONS).optional(), hash: digest,
+    exchange: id,
+    from: hospital,
+    disposition: z.enum(['delivered', 'failed']),
+    reason: z.enum(FAILURE_REASONS).optional(),
+    hash: digest,
     signature: z.string().regex(B64URL).max(1024).optional(),
   }),
   'exchange.failed': z.strictObject({ exchange: id, peer: hospital, reason: z.enum(FAILURE_REASONS) }),
   'consent.granted': z.strictObject({
-    consent: id, patient: hex64, grantees: z.array(hospital).min(1).max(32), purposes: z.array(purpose).min(1).max(PURPOSES.length),
-    scope: z.array(z.string().regex(SCOPE_PATTERN)).min(1).max(64), validFrom: ts, validUntil: ts.optional(),
+    consent: id,
+    patient: hex64,
+    grantees: z.array(hospital).min(1).max(32),
+    purposes: z.array(purpose).min(1).max(PURPOSES.length),
+    scope: z.array(z.string().regex(SCOPE_PATTERN)).min(1).max(64),
+    validFrom: ts,
+    validUntil: ts.optional(),
   }),
   'consent.revoked': z.strictObject({ consent: id, reason: z.enum(REVOCATION_REASONS) }),
   'payment.charged': z.strictObject({ charge: id, exchange: id, kind: z.enum(CHARGE_KINDS), payer: hospital, payee: hospital, amount, currency }),

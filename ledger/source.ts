@@ -101,7 +101,12 @@ export const bundleFileSchema = z.strictObject({
     z.strictObject({
       feed: z.string().regex(HOSPITAL_ID_PATTERN),
       from: z.number().int().min(0),
-      entries: z.array(z.string().regex(B64).max(Math.ceil((MAX_ENTRY_BYTES * 4) / 3) + 4)),
+      entries: z.array(
+        z
+          .string()
+          .regex(B64)
+          .max(Math.ceil((MAX_ENTRY_BYTES * 4) / 3) + 4),
+      ),
       signedHeads: z.array(z.unknown()),
     }),
   ),

@@ -97,20 +97,35 @@ class Facts {
       else m.set(k, [v]);
     };
     switch (e.type) {
-      case 'exchange.sent': push(this.sent, (e.body as Sent).exchange, { ...loc, ...(e.body as BodyOf<'exchange.sent'>) }); break;
-      case 'exchange.received': push(this.received, (e.body as BodyOf<'exchange.received'>).exchange, { ...loc, ...(e.body as BodyOf<'exchange.received'>) }); break;
-      case 'receipt': push(this.receipts, (e.body as BodyOf<'receipt'>).exchange, { ...loc, ...(e.body as BodyOf<'receipt'>) }); break;
-      case 'exchange.failed': push(this.failed, (e.body as BodyOf<'exchange.failed'>).exchange, { ...loc, ...(e.body as BodyOf<'exchange.failed'>) }); break;
+      case 'exchange.sent':
+        push(this.sent, (e.body as Sent).exchange, { ...loc, ...(e.body as BodyOf<'exchange.sent'>) });
+        break;
+      case 'exchange.received':
+        push(this.received, (e.body as BodyOf<'exchange.received'>).exchange, { ...loc, ...(e.body as BodyOf<'exchange.received'>) });
+        break;
+      case 'receipt':
+        push(this.receipts, (e.body as BodyOf<'receipt'>).exchange, { ...loc, ...(e.body as BodyOf<'receipt'>) });
+        break;
+      case 'exchange.failed':
+        push(this.failed, (e.body as BodyOf<'exchange.failed'>).exchange, { ...loc, ...(e.body as BodyOf<'exchange.failed'>) });
+        break;
       case 'consent.granted': {
         const b = e.body as BodyOf<'consent.granted'>;
         const key = `${e.feed}!${b.consent}`;
         if (!this.consents.has(key)) this.consents.set(key, { ...loc, ...b });
         break;
       }
-      case 'consent.revoked': push(this.revocations, `${e.feed}!${(e.body as BodyOf<'consent.revoked'>).consent}`, loc); break;
-      case 'payment.charged': push(this.charges, (e.body as BodyOf<'payment.charged'>).charge, { ...loc, ...(e.body as BodyOf<'payment.charged'>) }); break;
-      case 'payment.settled': this.settlements.push({ ...loc, ...(e.body as BodyOf<'payment.settled'>) }); break;
-      default: break;
+      case 'consent.revoked':
+        push(this.revocations, `${e.feed}!${(e.body as BodyOf<'consent.revoked'>).consent}`, loc);
+        break;
+      case 'payment.charged':
+        push(this.charges, (e.body as BodyOf<'payment.charged'>).charge, { ...loc, ...(e.body as BodyOf<'payment.charged'>) });
+        break;
+      case 'payment.settled':
+        this.settlements.push({ ...loc, ...(e.body as BodyOf<'payment.settled'>) });
+        break;
+      default:
+        break;
     }
   }
 }
@@ -167,15 +182,22 @@ export async function verifyLedger(source: LedgerSource, options: VerifyOptions)
       }
       if (entry.feed !== feed) report(feed, seq, 'entry.feed', `entry names feed '${entry.feed}'`);
       if (entry.seq !== seq) report(feed, seq, 'entry.seq', `entry stored at ${seq} carries seq ${entry.seq}`);
-      if (!gap && entry.prev !== prevHash) report(feed, seq, 'chain.link', `prev ${entry.prev.slice(0, 16)}... is not the hash of entry ${seq - 1} (${prevHash.slice(0, 16)}...)`);
+      if (!gap && entry.prev !== prevHash)
+        report(feed, seq, 'chain.link', `prev ${entry.prev.slice(0, 16)}... is not the hash of entry ${seq - 1} (${prevHash.slice(0, 16)}...)`);
       if (entry.ts < prevTs) report(feed, seq, 'entry.time', `ts ${entry.ts} is before ${prevTs}`);
-      if ((seq === 0) !== (entry.type === 'genesis')) report(feed, seq, 'chain.genesis', seq === 0 ? `seq 0 is a ${entry.type} entry` : 'genesis entry after seq 0');
+      if ((seq === 0) !== (entry.type === 'genesis'))
+        report(feed, seq, 'chain.genesis', seq === 0 ? `seq 0 is a ${entry.type} entry` : 'genesis entry after seq 0');
       else if (entry.type === 'genesis' || entry.type === 'key.rotated') {
         try {
           history.push(await keyEraFromEntry(entry, history.current(), options.trust));
         } catch (err) {
           const code = err instanceof LedgerError ? err.code : '';
-          report(feed, seq, code === 'ERR_LEDGER_BAD_SIGNATURE' || code === 'ERR_LEDGER_UNKNOWN_KEY' ? 'key.endorsement' : 'key.bundle', (err as Error).message);
+          report(
+            feed,
+            seq,
+            code === 'ERR_LEDGER_BAD_SIGNATURE' || code === 'ERR_LEDGER_UNKNOWN_KEY' ? 'key.endorsement' : 'key.bundle',
+            (err as Error).message,
+          );
         }
       }
       facts.add(entry);
@@ -202,8 +224,14 @@ export async function verifyLedger(source: LedgerSource, options: VerifyOptions)
         const era = history.at(h.seq);
         stats.signaturesChecked += 1;
         const valid = era !== undefined && era.kid === h.kid && verifyHeadSignature(h, era.key);
-        report(feed, h.seq, valid ? 'head.mismatch' : 'head.signature',
-          valid ? `validly signed head names hash ${h.hash.slice(0, 16)}... but the stored entry hashes to ${ours.slice(0, 16)}... (entry altered or feed forked)` : 'signed head does not match the entry and its signature does not verify');
+        report(
+          feed,
+          h.seq,
+          valid ? 'head.mismatch' : 'head.signature',
+          valid
+            ? `validly signed head names hash ${h.hash.slice(0, 16)}... but the stored entry hashes to ${ours.slice(0, 16)}... (entry altered or feed forked)`
+            : 'signed head does not match the entry and its signature does not verify',
+        );
         continue;
       }
       if (!top || h.seq > top.seq) top = h;
@@ -214,8 +242,20 @@ export async function verifyLedger(source: LedgerSource, options: VerifyOptions)
       const era = history.at(top.seq);
       stats.signaturesChecked += 1;
       if (!era) report(feed, top.seq, 'head.signature', 'no CA-bound key is in force at the head');
-      else if (era.kid !== top.kid || !verifyHeadSignature(top, era.key)) report(feed, top.seq, 'head.signature', `head signed with key ${top.kid.slice(0, 12)}..., which is not the feed's key in force (${era.kid.slice(0, 12)}...) or the signature is bad`);
-      else if (Date.parse(top.ts) > era.notAfter) report(feed, top.seq, 'head.key-validity', `head signed at ${top.ts}, after its key expired or its certificate was revoked (${new Date(era.notAfter).toISOString()})`);
+      else if (era.kid !== top.kid || !verifyHeadSignature(top, era.key))
+        report(
+          feed,
+          top.seq,
+          'head.signature',
+          `head signed with key ${top.kid.slice(0, 12)}..., which is not the feed's key in force (${era.kid.slice(0, 12)}...) or the signature is bad`,
+        );
+      else if (Date.parse(top.ts) > era.notAfter)
+        report(
+          feed,
+          top.seq,
+          'head.key-validity',
+          `head signed at ${top.ts}, after its key expired or its certificate was revoked (${new Date(era.notAfter).toISOString()})`,
+        );
       if (lastSeq > top.seq) report(feed, top.seq + 1, 'head.unsigned', `entries ${top.seq + 1}..${lastSeq} are not covered by a signed head`);
     }
   }
@@ -238,7 +278,12 @@ async function checkEvidence(source: LedgerSource, histories: Map<string, KeyHis
     }
     const ev = parsed.data;
     if (ev.kind === 'checkpoint') {
-      report(ev.feed, ev.seq, 'checkpoint.conflict', `checkpoint of '${ev.theirs.checkpoint?.agent ?? '?'}' names a different hash for this entry (recorded ${ev.detectedAt})`);
+      report(
+        ev.feed,
+        ev.seq,
+        'checkpoint.conflict',
+        `checkpoint of '${ev.theirs.checkpoint?.agent ?? '?'}' names a different hash for this entry (recorded ${ev.detectedAt})`,
+      );
       continue;
     }
     const head = ev.theirs.head;
@@ -247,7 +292,12 @@ async function checkEvidence(source: LedgerSource, histories: Map<string, KeyHis
       report(ev.feed, ev.seq, 'evidence.invalid', 'equivocation evidence carries no head that verifies under the feed key');
       continue;
     }
-    report(ev.feed, ev.seq, 'equivocation', `the author signed a head (seq ${head.seq}, ${head.hash.slice(0, 16)}...) that contradicts the stored chain at seq ${ev.seq} (${ev.ours.hash.slice(0, 16)}...); seen from ${ev.peer ?? 'a peer'} at ${ev.detectedAt}`);
+    report(
+      ev.feed,
+      ev.seq,
+      'equivocation',
+      `the author signed a head (seq ${head.seq}, ${head.hash.slice(0, 16)}...) that contradicts the stored chain at seq ${ev.seq} (${ev.ours.hash.slice(0, 16)}...); seen from ${ev.peer ?? 'a peer'} at ${ev.detectedAt}`,
+    );
   }
 }
 
@@ -276,10 +326,17 @@ async function checkCheckpoints(
     }
     for (const h of cp.heads) {
       const ours = hashes.get(h.feed)?.get(h.seq);
-      if (ours !== undefined && ours !== h.hash) report(h.feed, h.seq, 'checkpoint.conflict', `checkpoint of '${cp.agent}' at ${cp.ts} names ${h.hash.slice(0, 16)}..., the stored entry hashes to ${ours.slice(0, 16)}...`);
+      if (ours !== undefined && ours !== h.hash)
+        report(
+          h.feed,
+          h.seq,
+          'checkpoint.conflict',
+          `checkpoint of '${cp.agent}' at ${cp.ts} names ${h.hash.slice(0, 16)}..., the stored entry hashes to ${ours.slice(0, 16)}...`,
+        );
       const key = `${h.feed}!${h.seq}`;
       const seen = claims.get(key);
-      if (seen && seen.hash !== h.hash) report(h.feed, h.seq, 'checkpoint.conflict', `checkpoints of '${seen.agent}' and '${cp.agent}' name different hashes for this entry`);
+      if (seen && seen.hash !== h.hash)
+        report(h.feed, h.seq, 'checkpoint.conflict', `checkpoints of '${seen.agent}' and '${cp.agent}' name different hashes for this entry`);
       else if (!seen) claims.set(key, { hash: h.hash, agent: cp.agent });
     }
   }
@@ -294,10 +351,12 @@ function crossFeedRules(facts: Facts, now: Date, graceMs: number, report: Report
         report(s.feed, s.seq, 'exchange.unanswered', `exchange ${exchange} to '${s.to}' has no receipt or exchange.failed after the grace period`);
       }
       for (const r of receipts) {
-        if (r.disposition === 'delivered' && r.hash !== s.hash) report(r.feed, r.seq, 'exchange.hash', `receipt for ${exchange} names a different hash than the sender logged`);
+        if (r.disposition === 'delivered' && r.hash !== s.hash)
+          report(r.feed, r.seq, 'exchange.hash', `receipt for ${exchange} names a different hash than the sender logged`);
       }
       for (const rx of facts.received.get(exchange) ?? []) {
-        if (rx.feed === s.to && rx.from === s.feed && rx.hash !== s.hash) report(rx.feed, rx.seq, 'exchange.hash', `exchange.received for ${exchange} names a different hash than '${s.feed}' sent`);
+        if (rx.feed === s.to && rx.from === s.feed && rx.hash !== s.hash)
+          report(rx.feed, rx.seq, 'exchange.hash', `exchange.received for ${exchange} names a different hash than '${s.feed}' sent`);
       }
       const consent = facts.consents.get(`${s.feed}!${s.consent}`);
       if (!consent || consent.seq > s.seq) {
@@ -337,6 +396,12 @@ function crossFeedRules(facts: Facts, now: Date, graceMs: number, report: Report
     const due = distinctCharges
       .filter((c) => c.payer === st.payer && c.payee === st.payee && c.currency === st.currency && c.ts >= st.periodStart && c.ts < st.periodEnd)
       .reduce((sum, c) => sum + c.amount, 0);
-    if (due !== st.amount) report(st.feed, st.seq, 'settlement.balance', `settlement ${st.settlement} (${st.payer} -> ${st.payee}) is ${st.amount} ${st.currency} but the charges in its period sum to ${due}`);
+    if (due !== st.amount)
+      report(
+        st.feed,
+        st.seq,
+        'settlement.balance',
+        `settlement ${st.settlement} (${st.payer} -> ${st.payee}) is ${st.amount} ${st.currency} but the charges in its period sum to ${due}`,
+      );
   }
 }

@@ -31,12 +31,15 @@ export async function main(argv: string[]): Promise<number> {
     return 0;
   }
   const command = positionals[0] ?? 'run';
-  if (!['run', 'check-config'].includes(command) || positionals.length > 1) throw new ConfigError(`unknown command '${positionals.join(' ')}'; see hie-relay --help`, ['(argv)']);
+  if (!['run', 'check-config'].includes(command) || positionals.length > 1)
+    throw new ConfigError(`unknown command '${positionals.join(' ')}'; see hie-relay --help`, ['(argv)']);
   const configPath = values.config ?? process.env.HIE_RELAY_CONFIG;
   if (!configPath) throw new ConfigError('--config FILE is required (or HIE_RELAY_CONFIG)', ['(argv)']);
   const config = loadRelayConfig(configPath, process.env);
   if (command === 'check-config') {
-    process.stdout.write(`config ok: agents on ${config.listen.host}:${config.listen.port}, admin ${config.admin.enabled ? `${config.admin.host}:${config.admin.port}` : 'disabled'}\n`);
+    process.stdout.write(
+      `config ok: agents on ${config.listen.host}:${config.listen.port}, admin ${config.admin.enabled ? `${config.admin.host}:${config.admin.port}` : 'disabled'}\n`,
+    );
     return 0;
   }
   const relay = await startRelay(config);

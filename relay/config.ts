@@ -65,7 +65,10 @@ export const relayConfigSchema = z.strictObject({
     .prefault({}),
   tariff: z
     .strictObject({
-      currency: z.string().regex(/^[A-Z]{3}$/, 'must be an ISO 4217 code like EUR').default('EUR'),
+      currency: z
+        .string()
+        .regex(/^[A-Z]{3}$/, 'must be an ISO 4217 code like EUR')
+        .default('EUR'),
       perTransfer: int(0).default(0),
       perGiB: int(0).default(0),
       /** Fee a requesting hospital pays the hospital that released records to it (0: none). */
@@ -73,15 +76,28 @@ export const relayConfigSchema = z.strictObject({
     })
     .prefault({}),
   log: z.strictObject({ level: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info') }).prefault({}),
-  node: z.strictObject({ id: z.string().regex(/^[A-Za-z0-9_-]{1,64}$/, 'must be 1-64 of A-Z a-z 0-9 _ -').optional() }).prefault({}),
+  node: z
+    .strictObject({
+      id: z
+        .string()
+        .regex(/^[A-Za-z0-9_-]{1,64}$/, 'must be 1-64 of A-Z a-z 0-9 _ -')
+        .optional(),
+    })
+    .prefault({}),
   nats: z
     .strictObject({
-      servers: z.array(z.string().regex(/^(nats|tls):\/\/[^\s/]+$/, 'must be nats://host:port or tls://host:port')).min(1).max(32),
+      servers: z
+        .array(z.string().regex(/^(nats|tls):\/\/[^\s/]+$/, 'must be nats://host:port or tls://host:port'))
+        .min(1)
+        .max(32),
       userEnv: z.string().min(1).optional(),
       passwordEnv: z.string().min(1).optional(),
       tokenEnv: z.string().min(1).optional(),
       tls: z.strictObject({ ca: z.string().min(1), cert: z.string().min(1).optional(), key: z.string().min(1).optional() }).optional(),
-      subjectPrefix: z.string().regex(/^[A-Za-z0-9_-]+(\.[A-Za-z0-9_-]+)*$/, 'must be dot-separated tokens of A-Z a-z 0-9 _ -').default(DEFAULT_NATS_SUBJECT_PREFIX),
+      subjectPrefix: z
+        .string()
+        .regex(/^[A-Za-z0-9_-]+(\.[A-Za-z0-9_-]+)*$/, 'must be dot-separated tokens of A-Z a-z 0-9 _ -')
+        .default(DEFAULT_NATS_SUBJECT_PREFIX),
       requestTimeoutMs: int(50, 60_000).default(DEFAULT_NATS_REQUEST_TIMEOUT_MS),
       window: int(64 * 1024, 256 * 1024 * 1024).default(DEFAULT_NATS_WINDOW),
       nodeCheckMs: int(100, 600_000).default(DEFAULT_NATS_NODE_CHECK_MS),
@@ -140,7 +156,13 @@ const LIST_LEAVES = new Set(['nats.servers']);
 
 /** The env var that sets a dotted key: `limits.maxFrame` -> HIE_RELAY_LIMITS_MAX_FRAME. */
 export function envVarFor(key: string): string {
-  return ENV_PREFIX + key.split('.').map((p) => p.replace(/([a-z0-9])([A-Z])/g, '$1_$2').toUpperCase()).join('_');
+  return (
+    ENV_PREFIX +
+    key
+      .split('.')
+      .map((p) => p.replace(/([a-z0-9])([A-Z])/g, '$1_$2').toUpperCase())
+      .join('_')
+  );
 }
 
 function coerce(raw: string, kind: Kind): unknown {
@@ -175,7 +197,15 @@ export function parseRelayConfig(input: unknown, env: NodeJS.ProcessEnv = {}): R
   for (const key of LIST_LEAVES) {
     const name = envVarFor(key);
     const raw = env[name];
-    if (raw !== undefined) set(key, raw.split(',').map((v) => v.trim()).filter(Boolean), name);
+    if (raw !== undefined)
+      set(
+        key,
+        raw
+          .split(',')
+          .map((v) => v.trim())
+          .filter(Boolean),
+        name,
+      );
   }
   const result = relayConfigSchema.safeParse(merged);
   if (result.success) return result.data;
@@ -211,7 +241,9 @@ export function loadRelayConfig(path: string, env: NodeJS.ProcessEnv = process.e
   try {
     data = extname(path).toLowerCase() === '.json' ? JSON.parse(text) : YAML.parse(text);
   } catch (err) {
-    throw new ConfigError(`config file ${path} is not valid ${extname(path) === '.json' ? 'JSON' : 'YAML'}: ${(err as Error).message.split('\n')[0]}`, ['(file)']);
+    throw new ConfigError(`config file ${path} is not valid ${extname(path) === '.json' ? 'JSON' : 'YAML'}: ${(err as Error).message.split('\n')[0]}`, [
+      '(file)',
+    ]);
   }
   const config = parseRelayConfig(data ?? {}, env);
   const base = dirname(resolve(path));

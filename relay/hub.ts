@@ -194,7 +194,8 @@ export class Hub {
       conn.deliver(encodeAbort(id, code, why));
     };
     if (this.draining) return refuse('shutting-down', 'relay is shutting down');
-    if (conn.outgoing.size >= this.opts.limits.maxOpenTransfers) return refuse('too-many-transfers', `at most ${this.opts.limits.maxOpenTransfers} open transfers per connection`);
+    if (conn.outgoing.size >= this.opts.limits.maxOpenTransfers)
+      return refuse('too-many-transfers', `at most ${this.opts.limits.maxOpenTransfers} open transfers per connection`);
     const dst = this.opts.router.resolve(peer);
     if (!(dst instanceof AgentConnection) && this.remote) return this.openRemote(conn, this.remote, id, peer, meta);
     if (!(dst instanceof AgentConnection) || dst.closing) return refuse('no-route', `${peer} is not connected`);
@@ -234,7 +235,17 @@ export class Hub {
   /** OPEN to an agent not connected here: ask the cluster; the sender waits for credit meanwhile. */
   private openRemote(conn: AgentConnection, remote: RemoteDelivery, id: number, peer: string, meta: Buffer): void {
     const end = new RemoteEnd(peer, remote);
-    const t: Transfer = { key: randomBytes(16).toString('hex'), src: conn, srcId: id, dst: end, dstId: 1, credit: 0, bytes: 0, ending: false, leg: this.allocateLeg() };
+    const t: Transfer = {
+      key: randomBytes(16).toString('hex'),
+      src: conn,
+      srcId: id,
+      dst: end,
+      dstId: 1,
+      credit: 0,
+      bytes: 0,
+      ending: false,
+      leg: this.allocateLeg(),
+    };
     conn.outgoing.set(id, t);
     this.legs.set(t.leg as number, t);
     this.transfers.add(t);

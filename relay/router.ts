@@ -92,8 +92,6 @@ export class LocalRouter implements Router {
   }
 
   list(): AgentInfo[] {
-    return [...this.ports.values()]
-      .map((p) => ({ id: p.id, since: p.since.toISOString(), serial: p.serial }))
-      .sort((a, b) => a.id.localeCompare(b.id));
+    return [...this.ports.values()].map((p) => ({ id: p.id, since: p.since.toISOString(), serial: p.serial })).sort((a, b) => a.id.localeCompare(b.id));
   }
 }

@@ -45,7 +45,9 @@ export interface StartOptions {
 
 function refuse(socket: Socket, status: number, why: string): void {
   const body = `${why}\n`;
-  socket.end(`HTTP/1.1 ${status} ${STATUS_CODES[status] ?? ''}\r\nConnection: close\r\nContent-Type: text/plain\r\nContent-Length: ${Buffer.byteLength(body)}\r\n\r\n${body}`);
+  socket.end(
+    `HTTP/1.1 ${status} ${STATUS_CODES[status] ?? ''}\r\nConnection: close\r\nContent-Type: text/plain\r\nContent-Length: ${Buffer.byteLength(body)}\r\n\r\n${body}`,
+  );
   setTimeout(() => socket.destroy(), 1000).unref();
 }
 
@@ -60,7 +62,11 @@ export async function startRelay(input: RelayConfigInput | RelayConfig, options:
   const limits = { ...config.limits };
   let nats: NatsRouter | undefined;
   if (config.nats && !options.router) {
-    const nodeId = config.node.id ?? `${hostname().replace(/[^A-Za-z0-9_-]/g, '-').slice(0, 48)}-${randomBytes(4).toString('hex')}`;
+    const nodeId =
+      config.node.id ??
+      `${hostname()
+        .replace(/[^A-Za-z0-9_-]/g, '-')
+        .slice(0, 48)}-${randomBytes(4).toString('hex')}`;
     nats = await connectNatsRouter({ config: config.nats, nodeId, limits, metrics, log, env });
   }
   const router = options.router ?? nats ?? new LocalRouter();

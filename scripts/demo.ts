@@ -20,7 +20,6 @@ type Hospital = (typeof HOSPITALS)[number];
 const BUNDLE = readFileSync(join(ROOT, 'scripts/fixtures/patient-bundle.json'));
 const PATIENT = 'SYN-000001';
 
-
 const say = (text: string): void => {
   process.stdout.write(`${text}\n`);
 };
@@ -28,7 +27,10 @@ const step = (n: number, text: string): void => say(`\n[${n}] ${text}`);
 const ok = (text: string): void => say(`    ✔ ${text}`);
 
 async function main(): Promise<number> {
-  const { values } = parseArgs({ options: { size: { type: 'string', default: '256MiB' }, keep: { type: 'boolean', default: false }, dir: { type: 'string' }, help: { type: 'boolean' } }, strict: true });
+  const { values } = parseArgs({
+    options: { size: { type: 'string', default: '256MiB' }, keep: { type: 'boolean', default: false }, dir: { type: 'string' }, help: { type: 'boolean' } },
+    strict: true,
+  });
   if (values.help) {
     say('Usage: npm run demo [-- --size 256MiB] [--keep] [--dir DIR]');
     return 0;
@@ -61,7 +63,13 @@ async function main(): Promise<number> {
     step(3, 'Myongji sends a synthetic FHIR R4 patient bundle to Severance, end-to-end encrypted.');
     const sent = await api('myongji', '/v1/exchanges', {
       method: 'POST',
-      headers: { 'content-type': 'application/fhir+json', 'hie-recipient': 'severance', 'hie-patient-id': PATIENT, 'hie-consent-id': consentId, 'idempotency-key': 'demo-bundle-1' },
+      headers: {
+        'content-type': 'application/fhir+json',
+        'hie-recipient': 'severance',
+        'hie-patient-id': PATIENT,
+        'hie-consent-id': consentId,
+        'idempotency-key': 'demo-bundle-1',
+      },
       body: BUNDLE,
     });
     if (sent.status !== 202) throw new Error(`send refused: ${JSON.stringify(sent.body)}`);
@@ -74,19 +82,33 @@ async function main(): Promise<number> {
     const receipt = delivered['receipt'] as { receivedAt: string; contentHash: string; recipient: string };
     ok(`exchange ${bundleId} delivered; receipt signed by ${receipt.recipient} at ${receipt.receivedAt}`);
     const inboxItem = (await api('severance', `/v1/inbox/${bundleId}`)).body;
-    const content = Buffer.from(await (await fetch(`${apis['severance']}/v1/inbox/${bundleId}/content`, { headers: { authorization: `Bearer ${tokens['severance']}` } })).arrayBuffer());
+    const content = Buffer.from(
+      await (await fetch(`${apis['severance']}/v1/inbox/${bundleId}/content`, { headers: { authorization: `Bearer ${tokens['severance']}` } })).arrayBuffer(),
+    );
     if (!content.equals(BUNDLE)) throw new Error('the delivered bundle differs from the one sent');
-    ok(`Severance's inbox: ${inboxItem['bytes']} bytes from ${inboxItem['from']}, signature ${String((inboxItem['verification'] as { signature?: string })?.signature)}, byte-identical`);
+    ok(
+      `Severance's inbox: ${inboxItem['bytes']} bytes from ${inboxItem['from']}, signature ${String((inboxItem['verification'] as { signature?: string })?.signature)}, byte-identical`,
+    );
 
-    step(4, 'MGH asks Severance for the same patient\'s records; Severance holds a consent for MGH and answers.');
+    step(4, "MGH asks Severance for the same patient's records; Severance holds a consent for MGH and answers.");
     const summaryScope = ['Patient', 'Condition', 'Observation', 'MedicationStatement', 'AllergyIntolerance'];
     const mghConsent = await api('severance', '/v1/consents', {
       method: 'POST',
       headers: { 'content-type': 'application/json' },
-      body: JSON.stringify({ patientId: PATIENT, grantee: 'mgh', purposes: ['TREAT'], scope: summaryScope, validUntil: new Date(Date.now() + 86_400_000).toISOString() }),
+      body: JSON.stringify({
+        patientId: PATIENT,
+        grantee: 'mgh',
+        purposes: ['TREAT'],
+        scope: summaryScope,
+        validUntil: new Date(Date.now() + 86_400_000).toISOString(),
+      }),
     });
     if (mghConsent.status !== 201) throw new Error('consent at severance refused');
-    const asked = await api('mgh', '/v1/requests', { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ holder: 'severance', patientId: PATIENT, purpose: 'TREAT', scope: summaryScope }) });
+    const asked = await api('mgh', '/v1/requests', {
+      method: 'POST',
+      headers: { 'content-type': 'application/json' },
+      body: JSON.stringify({ holder: 'severance', patientId: PATIENT, purpose: 'TREAT', scope: summaryScope }),
+    });
     if (asked.status !== 202) throw new Error(`request refused: ${JSON.stringify(asked.body)}`);
     const requestId = asked.body['id'] as string;
     const incoming = await waitFor('the request at severance', async () => {
@@ -97,7 +119,13 @@ async function main(): Promise<number> {
     ok(`severance's EHR sees request ${requestId} from mgh, covered by consent ${String(incoming['consentId'])}`);
     const answered = await api('severance', '/v1/exchanges', {
       method: 'POST',
-      headers: { 'content-type': 'application/fhir+json', 'hie-recipient': 'mgh', 'hie-patient-id': PATIENT, 'hie-consent-id': incoming['consentId'] as string, 'hie-request-id': requestId },
+      headers: {
+        'content-type': 'application/fhir+json',
+        'hie-recipient': 'mgh',
+        'hie-patient-id': PATIENT,
+        'hie-consent-id': incoming['consentId'] as string,
+        'hie-request-id': requestId,
+      },
       body: BUNDLE,
     });
     if (answered.status !== 202) throw new Error(`answer refused: ${JSON.stringify(answered.body)}`);
@@ -115,14 +143,21 @@ async function main(): Promise<number> {
       body: BUNDLE,
     });
     const refusal = (refused.body['error'] as { code?: string } | undefined)?.code;
-    if (refused.status !== 403 || refusal !== 'ERR_CONSENT_REVOKED') throw new Error(`expected ERR_CONSENT_REVOKED, got ${refused.status} ${JSON.stringify(refused.body)}`);
+    if (refused.status !== 403 || refusal !== 'ERR_CONSENT_REVOKED')
+      throw new Error(`expected ERR_CONSENT_REVOKED, got ${refused.status} ${JSON.stringify(refused.body)}`);
     ok(`refused with ${refused.status} ${refusal}`);
 
     step(6, `Severance sends a large synthetic imaging study (${(size / 2 ** 20).toFixed(0)} MiB) to MGH under a new consent.`);
     const imagingConsent = await api('severance', '/v1/consents', {
       method: 'POST',
       headers: { 'content-type': 'application/json' },
-      body: JSON.stringify({ patientId: 'SYN-000002', grantee: 'mgh', purposes: ['TREAT'], scope: ['ImagingStudy'], validUntil: new Date(Date.now() + 86_400_000).toISOString() }),
+      body: JSON.stringify({
+        patientId: 'SYN-000002',
+        grantee: 'mgh',
+        purposes: ['TREAT'],
+        scope: ['ImagingStudy'],
+        validUntil: new Date(Date.now() + 86_400_000).toISOString(),
+      }),
     });
     if (imagingConsent.status !== 201) throw new Error('imaging consent refused');
     const hash = createHash('sha256');
@@ -144,42 +179,69 @@ async function main(): Promise<number> {
         this.push(buf);
       },
     });
-    const bar = new cliProgress.SingleBar({ format: '    upload |{bar}| {percentage}% {value_mb}/{total_mb} MB {rate} MB/s ETA {eta_formatted}', hideCursor: true }, cliProgress.Presets.shades_classic);
+    const bar = new cliProgress.SingleBar(
+      { format: '    upload |{bar}| {percentage}% {value_mb}/{total_mb} MB {rate} MB/s ETA {eta_formatted}', hideCursor: true },
+      cliProgress.Presets.shades_classic,
+    );
     const t0 = Date.now();
     let uploaded = 0;
     bar.start(size, 0, { value_mb: '0', total_mb: (size / 1e6).toFixed(0), rate: '0' });
     const counter = new Transform({
       transform(chunk: Buffer, _e, cb) {
         uploaded += chunk.length;
-        bar.update(uploaded, { value_mb: (uploaded / 1e6).toFixed(0), total_mb: (size / 1e6).toFixed(0), rate: (uploaded / 1e6 / Math.max(0.001, (Date.now() - t0) / 1000)).toFixed(0) });
+        bar.update(uploaded, {
+          value_mb: (uploaded / 1e6).toFixed(0),
+          total_mb: (size / 1e6).toFixed(0),
+          rate: (uploaded / 1e6 / Math.max(0.001, (Date.now() - t0) / 1000)).toFixed(0),
+        });
         cb(null, chunk);
       },
     });
     const big = await api('severance', '/v1/exchanges', {
       method: 'POST',
-      headers: { 'content-type': 'application/dicom', 'content-length': String(size), 'hie-recipient': 'mgh', 'hie-patient-id': 'SYN-000002', 'hie-consent-id': imagingConsent.body['id'] as string },
+      headers: {
+        'content-type': 'application/dicom',
+        'content-length': String(size),
+        'hie-recipient': 'mgh',
+        'hie-patient-id': 'SYN-000002',
+        'hie-consent-id': imagingConsent.body['id'] as string,
+      },
       body: source.pipe(counter) as unknown as RequestInit['body'],
       duplex: 'half',
     });
     bar.stop();
     if (big.status !== 202) throw new Error(`imaging send refused: ${JSON.stringify(big.body)}`);
     const bigId = big.body['id'] as string;
-    await waitFor('the imaging study to be delivered', async () => {
-      const s = (await api('severance', `/v1/exchanges/${bigId}`)).body;
-      if (s['status'] === 'failed') throw new Error(`exchange failed: ${JSON.stringify(s['failure'])}`);
-      return s['status'] === 'delivered' ? s : undefined;
-    }, 600_000);
+    await waitFor(
+      'the imaging study to be delivered',
+      async () => {
+        const s = (await api('severance', `/v1/exchanges/${bigId}`)).body;
+        if (s['status'] === 'failed') throw new Error(`exchange failed: ${JSON.stringify(s['failure'])}`);
+        return s['status'] === 'delivered' ? s : undefined;
+      },
+      600_000,
+    );
     const seconds = (Date.now() - t0) / 1000;
     const got = createHash('sha256');
-    for await (const chunk of (await fetch(`${apis['mgh']}/v1/inbox/${bigId}/content`, { headers: { authorization: `Bearer ${tokens['mgh']}` } })).body as unknown as AsyncIterable<Uint8Array>) got.update(chunk);
+    for await (const chunk of (await fetch(`${apis['mgh']}/v1/inbox/${bigId}/content`, { headers: { authorization: `Bearer ${tokens['mgh']}` } }))
+      .body as unknown as AsyncIterable<Uint8Array>)
+      got.update(chunk);
     if (got.digest('hex') !== hash.digest('hex')) throw new Error('the imaging study arrived altered');
     ok(`delivered with a verified receipt in ${seconds.toFixed(1)} s (${(size / 1e6 / seconds).toFixed(0)} MB/s end to end), SHA-256 identical at MGH`);
 
     step(7, 'Ledgers replicate through the relay; every agent verifies every feed offline.');
-    await waitFor('ledger replication', async () => {
-      const views = await Promise.all(HOSPITALS.map(async (h) => JSON.stringify(((await api(h, '/v1/ledger/status')).body['feeds'] as Array<{ feed: string; seq: number }>).map((f) => [f.feed, f.seq]).sort())));
-      return new Set(views).size === 1 && JSON.parse(views[0] as string).length === HOSPITALS.length ? true : undefined;
-    }, 60_000);
+    await waitFor(
+      'ledger replication',
+      async () => {
+        const views = await Promise.all(
+          HOSPITALS.map(async (h) =>
+            JSON.stringify(((await api(h, '/v1/ledger/status')).body['feeds'] as Array<{ feed: string; seq: number }>).map((f) => [f.feed, f.seq]).sort()),
+          ),
+        );
+        return new Set(views).size === 1 && JSON.parse(views[0] as string).length === HOSPITALS.length ? true : undefined;
+      },
+      60_000,
+    );
     for (const h of HOSPITALS) {
       const v = (await api(h, '/v1/ledger/verify?grace=0')).body as { ok: boolean; findings: unknown[]; stats: { feeds: number; entries: number } };
       if (!v.ok) throw new Error(`ledger of ${h} has findings: ${JSON.stringify(v.findings)}`);
@@ -191,9 +253,13 @@ async function main(): Promise<number> {
     let fees = 0;
     let releaseFees = 0;
     for (const h of HOSPITALS) {
-      const s = (await api(h, `/v1/ledger/settlement?period=${period}`)).body as { lines: Array<{ counterparty: string; currency: string; owes: number; owed: number }> };
+      const s = (await api(h, `/v1/ledger/settlement?period=${period}`)).body as {
+        lines: Array<{ counterparty: string; currency: string; owes: number; owed: number }>;
+      };
       for (const l of s.lines) {
-        say(`    ${h.padEnd(10)} owes ${l.counterparty.padEnd(15)} ${(l.owes / 100).toFixed(2)} ${l.currency}, is owed ${(l.owed / 100).toFixed(2)} ${l.currency}`);
+        say(
+          `    ${h.padEnd(10)} owes ${l.counterparty.padEnd(15)} ${(l.owes / 100).toFixed(2)} ${l.currency}, is owed ${(l.owed / 100).toFixed(2)} ${l.currency}`,
+        );
         if (l.counterparty === RELAY_ACCOUNT) fees += l.owes;
         else if (h === 'mgh' && l.counterparty === 'severance') releaseFees += l.owes;
       }

@@ -25,7 +25,13 @@ interface Outcome {
   ms: number;
 }
 
-async function runTarget(target: FuzzTarget<unknown>, budgetMs: number, replay: { seed?: number; path?: string }, only: string | undefined, log: (s: string) => void): Promise<Outcome[]> {
+async function runTarget(
+  target: FuzzTarget<unknown>,
+  budgetMs: number,
+  replay: { seed?: number; path?: string },
+  only: string | undefined,
+  log: (s: string) => void,
+): Promise<Outcome[]> {
   const tmp = tempDir(`hie-fuzz-${target.name}-`);
   const started = Date.now();
   const outcomes: Outcome[] = [];
@@ -78,7 +84,14 @@ async function runTarget(target: FuzzTarget<unknown>, budgetMs: number, replay: 
 
 async function main(): Promise<number> {
   const { values } = parseArgs({
-    options: { time: { type: 'string' }, target: { type: 'string' }, property: { type: 'string' }, seed: { type: 'string' }, path: { type: 'string' }, list: { type: 'boolean' } },
+    options: {
+      time: { type: 'string' },
+      target: { type: 'string' },
+      property: { type: 'string' },
+      seed: { type: 'string' },
+      path: { type: 'string' },
+      list: { type: 'boolean' },
+    },
   });
   const log = (s: string): void => void process.stdout.write(`${s}\n`);
   if (values.list) {
@@ -90,7 +103,10 @@ async function main(): Promise<number> {
     process.stderr.write(`--time must be a positive number of seconds, got ${values.time}\n`);
     return 2;
   }
-  const wanted = values.target?.split(',').map((s) => s.trim()).filter(Boolean);
+  const wanted = values.target
+    ?.split(',')
+    .map((s) => s.trim())
+    .filter(Boolean);
   const targets = wanted ? FUZZ_TARGETS.filter((t) => wanted.includes(t.name)) : FUZZ_TARGETS;
   const unknown = wanted?.filter((w) => !FUZZ_TARGETS.some((t) => t.name === w)) ?? [];
   if (unknown.length > 0 || targets.length === 0) {

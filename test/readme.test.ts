@@ -18,7 +18,10 @@ function files(dir: string, out: string[] = []): string[] {
 
 describe('README', function () {
   const readme = readFileSync(join(ROOT, 'README.md'), 'utf8');
-  const exercisers = [...files(join(ROOT, 'test')), join(ROOT, 'scripts/demo.ts'), join(ROOT, 'scripts/lib/federation.ts')].map((f) => ({ f: relative(ROOT, f), text: readFileSync(f, 'utf8') }));
+  const exercisers = [...files(join(ROOT, 'test')), join(ROOT, 'scripts/demo.ts'), join(ROOT, 'scripts/lib/federation.ts')].map((f) => ({
+    f: relative(ROOT, f),
+    text: readFileSync(f, 'utf8'),
+  }));
 
   it('every hie-* command it shows is run by a test or by the demo', function () {
     const commands = new Set<string>();
@@ -30,7 +33,11 @@ describe('README', function () {
     const missing: string[] = [];
     for (const c of commands) {
       const [bin, ...words] = c.split(' ');
-      const covered = exercisers.some(({ text }) => text.includes(`${bin as string}.js`) && words.every((w) => text.includes(`'${w}'`) || text.includes(`"${w}"`) || text.includes(` ${w} `) || text.includes(`'${w} `)));
+      const covered = exercisers.some(
+        ({ text }) =>
+          text.includes(`${bin as string}.js`) &&
+          words.every((w) => text.includes(`'${w}'`) || text.includes(`"${w}"`) || text.includes(` ${w} `) || text.includes(`'${w} `)),
+      );
       if (!covered) missing.push(c);
     }
     expect(missing, 'README commands no test or demo runs').to.deep.equal([]);

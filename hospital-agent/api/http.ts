@@ -111,7 +111,11 @@ export function createApiHandler(options: ApiAppOptions & { fast?: readonly Fast
   // routes, which then set them without running its eleven middlewares each time.
   // (A fresh response has none of the headers helmet removes, so only what it sets is kept: name, value, name, ...)
   const securityHeaders: string[] = [];
-  security({ headers: {} } as IncomingMessage, { setHeader: (name: string, value: string) => securityHeaders.push(name, value), removeHeader: () => undefined } as unknown as ServerResponse, () => undefined);
+  security(
+    { headers: {} } as IncomingMessage,
+    { setHeader: (name: string, value: string) => securityHeaders.push(name, value), removeHeader: () => undefined } as unknown as ServerResponse,
+    () => undefined,
+  );
   const auth = new Authenticator(options.tokens, options.auth);
   const logRequests = !options.logger.isLevelEnabled || options.logger.isLevelEnabled('info');
   // Paths only, never query strings or bodies: they may name a patient.
@@ -122,12 +126,23 @@ export function createApiHandler(options: ApiAppOptions & { fast?: readonly Fast
     if (logRequests) {
       const started = process.hrtime.bigint();
       res.on('finish', () => {
-        options.logger.info({ requestId: id, method: req.method, route: route(), status: res.statusCode, ms: Number(process.hrtime.bigint() - started) / 1e6, principal: principal() }, 'api request');
+        options.logger.info(
+          {
+            requestId: id,
+            method: req.method,
+            route: route(),
+            status: res.statusCode,
+            ms: Number(process.hrtime.bigint() - started) / 1e6,
+            principal: principal(),
+          },
+          'api request',
+        );
       });
     }
     return id;
   };
-  const authFailed = (req: IncomingMessage, id: string, reason: string): void => options.logger.warn({ requestId: id, ip: req.socket.remoteAddress, reason }, 'api authentication failed');
+  const authFailed = (req: IncomingMessage, id: string, reason: string): void =>
+    options.logger.warn({ requestId: id, ip: req.socket.remoteAddress, reason }, 'api authentication failed');
   const internal = (id: string, route: string, err: unknown): void =>
     options.logger.error({ requestId: id, route, err: { name: (err as Error)?.name, message: (err as Error)?.message } }, 'api internal error');
 
@@ -140,7 +155,12 @@ export function createApiHandler(options: ApiAppOptions & { fast?: readonly Fast
   app.use((req: Request, res: Response, next: NextFunction) => {
     // A route's pattern (`/inbox/:id`), never the path itself: a path no route matched may carry anything,
     // a patient id among it.
-    res.locals['requestId'] = requestId(req, res, () => (req.route?.path as string | undefined) ?? '(no route)', () => res.locals['principal']);
+    res.locals['requestId'] = requestId(
+      req,
+      res,
+      () => (req.route?.path as string | undefined) ?? '(no route)',
+      () => res.locals['principal'],
+    );
     next();
   });
   if (options.open) app.use(options.open);
@@ -180,7 +200,10 @@ export function createApiHandler(options: ApiAppOptions & { fast?: readonly Fast
     if (logRequests) {
       const started = process.hrtime.bigint();
       res.on('finish', () => {
-        options.logger.info({ requestId: id, method: req.method, route: route.route, status: res.statusCode, ms: Number(process.hrtime.bigint() - started) / 1e6, principal }, 'api request');
+        options.logger.info(
+          { requestId: id, method: req.method, route: route.route, status: res.statusCode, ms: Number(process.hrtime.bigint() - started) / 1e6, principal },
+          'api request',
+        );
       });
     }
     try {

@@ -32,7 +32,12 @@ export function buildOpenApi(agentId: string): Record<string, unknown> {
             error: {
               type: 'object',
               required: ['code', 'message', 'requestId'],
-              properties: { code: { type: 'string', enum: Object.keys(AGENT_ERRORS) }, message: { type: 'string' }, requestId: { type: 'string' }, detail: { type: 'object' } },
+              properties: {
+                code: { type: 'string', enum: Object.keys(AGENT_ERRORS) },
+                message: { type: 'string' },
+                requestId: { type: 'string' },
+                detail: { type: 'object' },
+              },
             },
           },
         },
@@ -50,21 +55,66 @@ export function buildOpenApi(agentId: string): Record<string, unknown> {
           },
           description: 'Or a FHIR R4 Consent resource (application/fhir+json).',
         },
-        Consent: { type: 'object', properties: { id: { type: 'string' }, patientHash: { type: 'string' }, grantees: { type: 'array', items: { type: 'string' } }, purposes: { type: 'array', items: { type: 'string' } }, scope: { type: 'array', items: { type: 'string' } }, validFrom: { type: 'string' }, validUntil: { type: 'string' }, grantedAt: { type: 'string' }, revokedAt: { type: 'string' } } },
-        Exchange: { type: 'object', properties: { id: { type: 'string' }, to: { type: 'string' }, status: { type: 'string', enum: ['queued', 'sending', 'delivered', 'failed'] }, bytes: { type: 'integer' }, attempts: { type: 'integer' }, failure: { type: 'object' }, receipt: { type: 'object' } } },
+        Consent: {
+          type: 'object',
+          properties: {
+            id: { type: 'string' },
+            patientHash: { type: 'string' },
+            grantees: { type: 'array', items: { type: 'string' } },
+            purposes: { type: 'array', items: { type: 'string' } },
+            scope: { type: 'array', items: { type: 'string' } },
+            validFrom: { type: 'string' },
+            validUntil: { type: 'string' },
+            grantedAt: { type: 'string' },
+            revokedAt: { type: 'string' },
+          },
+        },
+        Exchange: {
+          type: 'object',
+          properties: {
+            id: { type: 'string' },
+            to: { type: 'string' },
+            status: { type: 'string', enum: ['queued', 'sending', 'delivered', 'failed'] },
+            bytes: { type: 'integer' },
+            attempts: { type: 'integer' },
+            failure: { type: 'object' },
+            receipt: { type: 'object' },
+          },
+        },
       },
     },
     security: [{ bearer: [] }],
     paths: {
-      '/healthz': { get: { security: [], summary: 'Liveness, relay connection state and the number of unfinished outgoing exchanges (outbox)', responses: { 200: { description: 'ok' } } } },
+      '/healthz': {
+        get: {
+          security: [],
+          summary: 'Liveness, relay connection state and the number of unfinished outgoing exchanges (outbox)',
+          responses: { 200: { description: 'ok' } },
+        },
+      },
       '/metrics': { get: { security: [], summary: 'Prometheus metrics', responses: { 200: { description: 'text exposition format' } } } },
       '/v1/consents': {
-        post: { summary: 'Grant a consent (own JSON form or FHIR R4 Consent)', requestBody: json({ $ref: '#/components/schemas/ConsentRequest' }), responses: { 201: { description: 'granted', ...json({ $ref: '#/components/schemas/Consent' }) }, ...errors('ERR_BAD_REQUEST', 'ERR_INVALID_FHIR', 'ERR_UNSUPPORTED_MEDIA_TYPE', 'ERR_UNAUTHORIZED') } },
+        post: {
+          summary: 'Grant a consent (own JSON form or FHIR R4 Consent)',
+          requestBody: json({ $ref: '#/components/schemas/ConsentRequest' }),
+          responses: {
+            201: { description: 'granted', ...json({ $ref: '#/components/schemas/Consent' }) },
+            ...errors('ERR_BAD_REQUEST', 'ERR_INVALID_FHIR', 'ERR_UNSUPPORTED_MEDIA_TYPE', 'ERR_UNAUTHORIZED'),
+          },
+        },
         get: { summary: 'List consents', responses: { 200: { description: 'consents' } } },
       },
       '/v1/consents/{id}': {
-        get: { summary: 'One consent; ?format=fhir returns a FHIR Consent', parameters: [idParam('id', 'consent id')], responses: { 200: { description: 'consent' }, ...errors('ERR_NOT_FOUND') } },
-        delete: { summary: 'Revoke a consent (?reason=patient-request|expired|superseded|entered-in-error|legal)', parameters: [idParam('id', 'consent id')], responses: { 200: { description: 'revoked' }, ...errors('ERR_NOT_FOUND', 'ERR_CONFLICT') } },
+        get: {
+          summary: 'One consent; ?format=fhir returns a FHIR Consent',
+          parameters: [idParam('id', 'consent id')],
+          responses: { 200: { description: 'consent' }, ...errors('ERR_NOT_FOUND') },
+        },
+        delete: {
+          summary: 'Revoke a consent (?reason=patient-request|expired|superseded|entered-in-error|legal)',
+          parameters: [idParam('id', 'consent id')],
+          responses: { 200: { description: 'revoked' }, ...errors('ERR_NOT_FOUND', 'ERR_CONFLICT') },
+        },
       },
       '/v1/exchanges': {
         post: {
@@ -75,37 +125,100 @@ export function buildOpenApi(agentId: string): Record<string, unknown> {
             { name: 'Hie-Consent-Id', in: 'header', required: true, schema: { type: 'string' } },
             { name: 'Hie-Purpose', in: 'header', required: false, schema: { type: 'string', default: 'TREAT' } },
             { name: 'Idempotency-Key', in: 'header', required: false, schema: { type: 'string' } },
-            { name: 'Hie-Request-Id', in: 'header', required: false, schema: { type: 'string' }, description: 'the incoming records request this exchange answers' },
+            {
+              name: 'Hie-Request-Id',
+              in: 'header',
+              required: false,
+              schema: { type: 'string' },
+              description: 'the incoming records request this exchange answers',
+            },
           ],
           requestBody: { required: true, content: { 'application/fhir+json': {}, 'application/dicom': {}, 'application/octet-stream': {} } },
           responses: {
             202: { description: 'accepted and queued', ...json({ $ref: '#/components/schemas/Exchange' }) },
             200: { description: 'the same Idempotency-Key was used before: the earlier exchange' },
-            ...errors('ERR_BAD_REQUEST', 'ERR_INVALID_FHIR', 'ERR_CONSENT_MISSING', 'ERR_CONSENT_REVOKED', 'ERR_CONSENT_EXPIRED', 'ERR_CONSENT_SCOPE', 'ERR_CONFLICT', 'ERR_PAYLOAD_TOO_LARGE', 'ERR_UNSUPPORTED_MEDIA_TYPE'),
+            ...errors(
+              'ERR_BAD_REQUEST',
+              'ERR_INVALID_FHIR',
+              'ERR_CONSENT_MISSING',
+              'ERR_CONSENT_REVOKED',
+              'ERR_CONSENT_EXPIRED',
+              'ERR_CONSENT_SCOPE',
+              'ERR_CONFLICT',
+              'ERR_PAYLOAD_TOO_LARGE',
+              'ERR_UNSUPPORTED_MEDIA_TYPE',
+            ),
           },
         },
         get: { summary: 'List exchanges (?status=&limit=)', responses: { 200: { description: 'exchanges' } } },
       },
-      '/v1/exchanges/{id}': { get: { summary: 'Status of an exchange: queued, sending, delivered (with the verified receipt) or failed (with the reason)', parameters: [idParam('id', 'exchange id')], responses: { 200: { description: 'exchange' }, ...errors('ERR_NOT_FOUND') } } },
+      '/v1/exchanges/{id}': {
+        get: {
+          summary: 'Status of an exchange: queued, sending, delivered (with the verified receipt) or failed (with the reason)',
+          parameters: [idParam('id', 'exchange id')],
+          responses: { 200: { description: 'exchange' }, ...errors('ERR_NOT_FOUND') },
+        },
+      },
       '/v1/requests': {
         post: {
-          summary: "Ask another hospital for a patient's records: {holder, patientId, purpose?, scope?}. The patient id travels only inside a JWE to the holder, signed by this agent; the holder checks its own consents and answers with an exchange",
-          requestBody: json({ type: 'object', required: ['holder', 'patientId'], properties: { holder: { type: 'string' }, patientId: { type: 'string' }, purpose: { type: 'string' }, scope: { type: 'array', items: { type: 'string' } } } }),
+          summary:
+            "Ask another hospital for a patient's records: {holder, patientId, purpose?, scope?}. The patient id travels only inside a JWE to the holder, signed by this agent; the holder checks its own consents and answers with an exchange",
+          requestBody: json({
+            type: 'object',
+            required: ['holder', 'patientId'],
+            properties: {
+              holder: { type: 'string' },
+              patientId: { type: 'string' },
+              purpose: { type: 'string' },
+              scope: { type: 'array', items: { type: 'string' } },
+            },
+          }),
           responses: { 202: { description: 'sent' }, ...errors('ERR_BAD_REQUEST', 'ERR_RELAY_UNAVAILABLE') },
         },
-        get: { summary: 'Requests this hospital sent (outgoing: sent, accepted, refused with a code) and received (incoming: accepted with the patient id and matching consent for the EHR, answered, refused); ?direction=', responses: { 200: { description: 'requests' } } },
+        get: {
+          summary:
+            'Requests this hospital sent (outgoing: sent, accepted, refused with a code) and received (incoming: accepted with the patient id and matching consent for the EHR, answered, refused); ?direction=',
+          responses: { 200: { description: 'requests' } },
+        },
       },
-      '/v1/requests/{id}': { get: { summary: 'One request', parameters: [idParam('id', 'request id')], responses: { 200: { description: 'request' }, ...errors('ERR_NOT_FOUND') } } },
+      '/v1/requests/{id}': {
+        get: { summary: 'One request', parameters: [idParam('id', 'request id')], responses: { 200: { description: 'request' }, ...errors('ERR_NOT_FOUND') } },
+      },
       '/v1/inbox': { get: { summary: 'Verified inbound exchanges (?unacked=true)', responses: { 200: { description: 'items' } } } },
       '/v1/inbox/{id}': {
-        get: { summary: 'Metadata of one item: sender, content type, size, hash, verified signature', parameters: [idParam('id', 'exchange id')], responses: { 200: { description: 'item' }, ...errors('ERR_NOT_FOUND') } },
-        delete: { summary: 'Delete an item and its content', parameters: [idParam('id', 'exchange id')], responses: { 204: { description: 'deleted' }, ...errors('ERR_NOT_FOUND') } },
+        get: {
+          summary: 'Metadata of one item: sender, content type, size, hash, verified signature',
+          parameters: [idParam('id', 'exchange id')],
+          responses: { 200: { description: 'item' }, ...errors('ERR_NOT_FOUND') },
+        },
+        delete: {
+          summary: 'Delete an item and its content',
+          parameters: [idParam('id', 'exchange id')],
+          responses: { 204: { description: 'deleted' }, ...errors('ERR_NOT_FOUND') },
+        },
       },
-      '/v1/inbox/{id}/content': { get: { summary: 'The content, streamed', parameters: [idParam('id', 'exchange id')], responses: { 200: { description: 'content' }, ...errors('ERR_NOT_FOUND') } } },
-      '/v1/inbox/{id}/ack': { post: { summary: 'Mark an item as taken over by the EHR', parameters: [idParam('id', 'exchange id')], responses: { 200: { description: 'acknowledged' }, ...errors('ERR_NOT_FOUND') } } },
+      '/v1/inbox/{id}/content': {
+        get: {
+          summary: 'The content, streamed',
+          parameters: [idParam('id', 'exchange id')],
+          responses: { 200: { description: 'content' }, ...errors('ERR_NOT_FOUND') },
+        },
+      },
+      '/v1/inbox/{id}/ack': {
+        post: {
+          summary: 'Mark an item as taken over by the EHR',
+          parameters: [idParam('id', 'exchange id')],
+          responses: { 200: { description: 'acknowledged' }, ...errors('ERR_NOT_FOUND') },
+        },
+      },
       '/v1/ledger/status': { get: { summary: 'Feeds, heads, replication state and equivocation evidence', responses: { 200: { description: 'status' } } } },
       '/v1/ledger/verify': { get: { summary: 'Verify the whole local ledger (?grace=seconds)', responses: { 200: { description: 'result with findings' } } } },
-      '/v1/ledger/settlement': { get: { summary: 'What this hospital owes and is owed (?period=YYYY-MM)', responses: { 200: { description: 'statement' }, ...errors('ERR_BAD_REQUEST') } } },
+      '/v1/ledger/settlement': {
+        get: {
+          summary: 'What this hospital owes and is owed (?period=YYYY-MM)',
+          responses: { 200: { description: 'statement' }, ...errors('ERR_BAD_REQUEST') },
+        },
+      },
     },
   };
 }

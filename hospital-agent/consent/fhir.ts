@@ -34,7 +34,9 @@ const fhirConsent = z
       .object({
         type: z.string().optional(),
         period: z.object({ start: z.string().optional(), end: z.string().optional() }).passthrough().optional(),
-        actor: z.array(z.object({ reference: z.object({ reference: z.string().optional(), identifier: identifier.optional() }).passthrough() }).passthrough()).optional(),
+        actor: z
+          .array(z.object({ reference: z.object({ reference: z.string().optional(), identifier: identifier.optional() }).passthrough() }).passthrough())
+          .optional(),
         purpose: z.array(coding).optional(),
         class: z.array(coding).optional(),
       })
@@ -46,7 +48,9 @@ function invalid(message: string): AgentError {
   return new AgentError('ERR_INVALID_FHIR', `FHIR Consent: ${message}`);
 }
 
-function granteeOf(actor: { reference: { reference?: string | undefined; identifier?: { system?: string | undefined; value?: string | undefined } | undefined } }): string | undefined {
+function granteeOf(actor: {
+  reference: { reference?: string | undefined; identifier?: { system?: string | undefined; value?: string | undefined } | undefined };
+}): string | undefined {
   const id = actor.reference.identifier;
   if (id?.value?.startsWith(AGENT_URI_PREFIX)) return id.value.slice(AGENT_URI_PREFIX.length);
   if (id?.system === 'urn:hie:agent' && id.value) return id.value;
@@ -91,7 +95,8 @@ export function grantFromFhirConsent(resource: unknown): ConsentGrant {
   if (purposes.length === 0) throw invalid('provision.purpose needs at least one v3 ActReason code');
   for (const p of purposes) if (!PURPOSES.includes(p as Purpose)) throw invalid(`unsupported purpose '${String(p)}' (use ${PURPOSES.join(', ')})`);
   const classes = (c.provision.class ?? []).map((k) => k.code);
-  for (const k of classes) if (typeof k !== 'string' || !SCOPE_PATTERN.test(k)) throw invalid(`provision.class '${String(k).slice(0, 64)}' is not a FHIR resource type`);
+  for (const k of classes)
+    if (typeof k !== 'string' || !SCOPE_PATTERN.test(k)) throw invalid(`provision.class '${String(k).slice(0, 64)}' is not a FHIR resource type`);
   return {
     patientId,
     grantees,

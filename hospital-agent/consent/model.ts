@@ -66,14 +66,20 @@ function sameHash(a: string, b: string): boolean {
  */
 export function checkConsent(consent: Consent | undefined, request: ReleaseRequest): void {
   if (!consent || !sameHash(consent.patientHash, request.patientHash) || !consent.grantees.includes(request.recipient)) {
-    throw new AgentError('ERR_CONSENT_MISSING', `no consent covers this patient for recipient '${request.recipient}'`, consent ? { detail: { consentId: consent.id } } : undefined);
+    throw new AgentError(
+      'ERR_CONSENT_MISSING',
+      `no consent covers this patient for recipient '${request.recipient}'`,
+      consent ? { detail: { consentId: consent.id } } : undefined,
+    );
   }
   const t = request.at.getTime();
   if (consent.revokedAt !== undefined && new Date(consent.revokedAt).getTime() <= t) {
     throw new AgentError('ERR_CONSENT_REVOKED', `consent ${consent.id} was revoked at ${consent.revokedAt}`, { detail: { consentId: consent.id } });
   }
   if (t < new Date(consent.validFrom).getTime() || t > new Date(consent.validUntil).getTime()) {
-    throw new AgentError('ERR_CONSENT_EXPIRED', `consent ${consent.id} is valid from ${consent.validFrom} until ${consent.validUntil}`, { detail: { consentId: consent.id } });
+    throw new AgentError('ERR_CONSENT_EXPIRED', `consent ${consent.id} is valid from ${consent.validFrom} until ${consent.validUntil}`, {
+      detail: { consentId: consent.id },
+    });
   }
   if (!consent.purposes.includes(request.purpose)) {
     throw new AgentError('ERR_CONSENT_SCOPE', `consent ${consent.id} does not permit purpose ${request.purpose}`, { detail: { consentId: consent.id } });
@@ -81,7 +87,9 @@ export function checkConsent(consent: Consent | undefined, request: ReleaseReque
   if (request.scope !== undefined && !consent.scope.includes(ALL_SCOPE)) {
     const outside = request.scope.filter((s) => !consent.scope.includes(s));
     if (outside.length > 0 || request.scope.length === 0) {
-      throw new AgentError('ERR_CONSENT_SCOPE', `consent ${consent.id} does not cover ${outside.join(', ') || 'this data'}`, { detail: { consentId: consent.id, outside } });
+      throw new AgentError('ERR_CONSENT_SCOPE', `consent ${consent.id} does not cover ${outside.join(', ') || 'this data'}`, {
+        detail: { consentId: consent.id, outside },
+      });
     }
   }
 }

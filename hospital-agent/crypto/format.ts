@@ -46,7 +46,11 @@ export const BATCH_CONTENT_TYPE = 'application/vnd.hie.batch';
 export const FrameKind = { chunk: 0x43, final: 0x46, trailer: 0x54 } as const;
 
 const B64URL = /^[A-Za-z0-9_-]*$/;
-const b64 = (bytes: number) => z.string().regex(B64URL).length(Math.ceil((bytes * 4) / 3));
+const b64 = (bytes: number) =>
+  z
+    .string()
+    .regex(B64URL)
+    .length(Math.ceil((bytes * 4) / 3));
 /** Exchange ids: idempotency keys chosen by the sender (e.g. UUIDs). */
 export const EXCHANGE_ID_PATTERN = /^[A-Za-z0-9][A-Za-z0-9._:-]{0,127}$/;
 const agentId = z.string().regex(HOSPITAL_ID_PATTERN);
@@ -59,7 +63,16 @@ const headerSchema = z.strictObject({
   from: agentId,
   senderKid: b64(32),
   to: z
-    .array(z.strictObject({ agent: agentId, kid: b64(32), cek: z.string().max(4096).regex(/^[A-Za-z0-9_.-]+$/) }))
+    .array(
+      z.strictObject({
+        agent: agentId,
+        kid: b64(32),
+        cek: z
+          .string()
+          .max(4096)
+          .regex(/^[A-Za-z0-9_.-]+$/),
+      }),
+    )
     .min(1)
     .max(MAX_RECIPIENTS),
   created: z.iso.datetime(),
@@ -106,7 +119,9 @@ export const metaSchema = z
     consentRef: z.string().min(1).max(256).nullable(),
     items: z.array(batchItemSchema).min(1).max(MAX_BATCH_ITEMS).optional(),
   })
-  .refine((m) => (m.contentType === BATCH_CONTENT_TYPE) === (m.items !== undefined), { message: `a batch names its items and has content type ${BATCH_CONTENT_TYPE}; nothing else does` })
+  .refine((m) => (m.contentType === BATCH_CONTENT_TYPE) === (m.items !== undefined), {
+    message: `a batch names its items and has content type ${BATCH_CONTENT_TYPE}; nothing else does`,
+  })
   .refine((m) => m.items === undefined || new Set(m.items.map((i) => i.exchangeId)).size === m.items.length, { message: 'a batch names an exchange twice' });
 
 /** Decrypted header metadata. */
@@ -156,7 +171,8 @@ function parseCanonical<T>(bytes: Buffer, schema: z.ZodType<T>, what: string, co
 export function parseHeader(bytes: Buffer): EnvelopeHeader {
   const header = parseCanonical(bytes, headerSchema, 'header', {});
   const agents = header.to.map((r) => r.agent);
-  if (new Set(agents).size !== agents.length) fail('ERR_ENVELOPE_MALFORMED', 'envelope header names a recipient twice', { exchangeId: header.exchangeId, from: header.from });
+  if (new Set(agents).size !== agents.length)
+    fail('ERR_ENVELOPE_MALFORMED', 'envelope header names a recipient twice', { exchangeId: header.exchangeId, from: header.from });
   return header;
 }
 

@@ -26,14 +26,7 @@ export {
 export { SealStream, sealEnvelope, type BatchItemInput, type SealOptions, type SealSummary, type SenderKeys } from './seal.ts';
 export { openEnvelope, type OpenOptions, type OpenedEnvelope, type OpenedItem, type RecipientKeys, type DecryptionKey, type SenderLookup } from './open.ts';
 export type { QuarantineTarget } from './sink.ts';
-export {
-  MemoryReplayStore,
-  FileReplayStore,
-  replayKey,
-  DEFAULT_REPLAY_WINDOW_MS,
-  DEFAULT_MAX_CLOCK_SKEW_MS,
-  type ReplayStore,
-} from './replay.ts';
+export { MemoryReplayStore, FileReplayStore, replayKey, DEFAULT_REPLAY_WINDOW_MS, DEFAULT_MAX_CLOCK_SKEW_MS, type ReplayStore } from './replay.ts';
 export {
   createReceipt,
   createReceipts,

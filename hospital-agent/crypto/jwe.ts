@@ -1,4 +1,14 @@
-import { createCipheriv, createDecipheriv, createHash, createPublicKey, diffieHellman, generateKeyPairSync, randomBytes, timingSafeEqual, type KeyObject } from 'node:crypto';
+import {
+  createCipheriv,
+  createDecipheriv,
+  createHash,
+  createPublicKey,
+  diffieHellman,
+  generateKeyPairSync,
+  randomBytes,
+  timingSafeEqual,
+  type KeyObject,
+} from 'node:crypto';
 
 /**
  * Compact JWE (RFC 7516) with `ECDH-ES+A256KW` key agreement over X25519 and
@@ -73,7 +83,14 @@ export function sealJwe(plaintext: Buffer, recipientKey: KeyObject, header: { ki
   const epk = eph.publicKey.export({ format: 'jwk' }) as { kty: string; crv: string; x: string };
   const protectedB64 = b64(
     Buffer.from(
-      JSON.stringify({ alg: JWE_ALG, enc: JWE_ENC, kid: header.kid, epk: { x: epk.x, crv: epk.crv, kty: epk.kty }, apu: b64(header.apu), apv: b64(header.apv) }),
+      JSON.stringify({
+        alg: JWE_ALG,
+        enc: JWE_ENC,
+        kid: header.kid,
+        epk: { x: epk.x, crv: epk.crv, kty: epk.kty },
+        apu: b64(header.apu),
+        apv: b64(header.apv),
+      }),
       'utf8',
     ),
   );
@@ -124,9 +141,17 @@ export function openJwe(jwe: string, privateKey: KeyObject): OpenedJwe {
   if (typeof header !== 'object' || header === null || Array.isArray(header)) throw new JweError('JWE protected header is not an object');
   if (Object.keys(header).sort().join(',') !== HEADER_FIELDS.join(',')) throw new JweError('JWE protected header has unexpected fields');
   if (header['alg'] !== JWE_ALG || header['enc'] !== JWE_ENC) throw new JweError('JWE uses other algorithms');
-  if (typeof header['kid'] !== 'string' || typeof header['apu'] !== 'string' || typeof header['apv'] !== 'string') throw new JweError('JWE kid, apu or apv is missing');
+  if (typeof header['kid'] !== 'string' || typeof header['apu'] !== 'string' || typeof header['apv'] !== 'string')
+    throw new JweError('JWE kid, apu or apv is missing');
   const epk = header['epk'] as Record<string, unknown> | null;
-  if (typeof epk !== 'object' || epk === null || Object.keys(epk).sort().join(',') !== 'crv,kty,x' || epk['kty'] !== 'OKP' || epk['crv'] !== 'X25519' || typeof epk['x'] !== 'string') {
+  if (
+    typeof epk !== 'object' ||
+    epk === null ||
+    Object.keys(epk).sort().join(',') !== 'crv,kty,x' ||
+    epk['kty'] !== 'OKP' ||
+    epk['crv'] !== 'X25519' ||
+    typeof epk['x'] !== 'string'
+  ) {
     throw new JweError('JWE epk is not an X25519 public key');
   }
   part(epk['x'], 'epk', 32);

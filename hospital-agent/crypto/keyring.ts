@@ -71,7 +71,8 @@ export class KeyRing {
       }
     }
     // Every bundle known for the agent has a revoked certificate: it is no longer a member (until it gets a new one).
-    if (revoked > 0 && revoked === reasons.length) throw new CryptoError('ERR_KEYRING_REVOKED', `every key bundle of '${agent}' has a revoked certificate: ${reasons[0]}`);
+    if (revoked > 0 && revoked === reasons.length)
+      throw new CryptoError('ERR_KEYRING_REVOKED', `every key bundle of '${agent}' has a revoked certificate: ${reasons[0]}`);
     throw new CryptoError('ERR_KEYRING_NO_KEY', `no valid key bundle for '${agent}'${reasons.length ? `: ${reasons[0]}` : ''}`);
   }
 

@@ -38,7 +38,7 @@ export function unwrapContentKey(jwe: string, from: string, to: string, kid: str
   try {
     result = openJwe(jwe, privateKey);
   } catch (err) {
-    throw new CryptoError('ERR_ENVELOPE_TAMPERED', 'the wrapped content key does not open with this agent\'s key', { cause: err, context });
+    throw new CryptoError('ERR_ENVELOPE_TAMPERED', "the wrapped content key does not open with this agent's key", { cause: err, context });
   }
   if (result.kid !== kid || !result.apu.equals(Buffer.from(from)) || !result.apv.equals(Buffer.from(to)) || result.plaintext.length !== 32) {
     throw new CryptoError('ERR_ENVELOPE_TAMPERED', 'the wrapped content key names other parties or keys than the header', { context });

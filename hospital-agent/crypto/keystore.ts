@@ -31,7 +31,10 @@ export async function withKids(keys: AgentKeys): Promise<LocalKeys> {
 export async function saveAgentKeys(dir: string, keys: AgentKeys): Promise<LocalKeys> {
   await mkdir(dir, { recursive: true, mode: 0o700 });
   for (const name of Object.values(KEY_FILES)) {
-    const exists = await stat(join(dir, name)).then(() => true, () => false);
+    const exists = await stat(join(dir, name)).then(
+      () => true,
+      () => false,
+    );
     if (exists) throw new TypeError(`${join(dir, name)} already exists; keys are never overwritten`);
   }
   writeFileAtomic(join(dir, KEY_FILES.signing), keys.signing.privateKey.export({ type: 'pkcs8', format: 'pem' }) as string, 0o600);
@@ -46,7 +49,9 @@ async function loadKey(path: string, type: 'ed25519' | 'x25519'): Promise<{ priv
     if ((st.mode & 0o077) !== 0) throw new Error(`mode ${(st.mode & 0o777).toString(8)} lets others read it (want 600)`);
     pem = await readFile(path, 'utf8');
   } catch (err) {
-    throw new CryptoError('ERR_KEYS_UNREADABLE', `cannot use key file ${path}: ${(err as NodeJS.ErrnoException).code ?? (err as Error).message}`, { cause: err });
+    throw new CryptoError('ERR_KEYS_UNREADABLE', `cannot use key file ${path}: ${(err as NodeJS.ErrnoException).code ?? (err as Error).message}`, {
+      cause: err,
+    });
   }
   let privateKey: KeyObject;
   try {
@@ -54,7 +59,8 @@ async function loadKey(path: string, type: 'ed25519' | 'x25519'): Promise<{ priv
   } catch (err) {
     throw new CryptoError('ERR_KEYS_UNREADABLE', `key file ${path} is not a PEM private key`, { cause: err });
   }
-  if (privateKey.asymmetricKeyType !== type) throw new CryptoError('ERR_KEYS_UNREADABLE', `key file ${path} holds a ${privateKey.asymmetricKeyType} key, expected ${type}`);
+  if (privateKey.asymmetricKeyType !== type)
+    throw new CryptoError('ERR_KEYS_UNREADABLE', `key file ${path} holds a ${privateKey.asymmetricKeyType} key, expected ${type}`);
   return { privateKey, publicKey: createPublicKey(privateKey) };
 }
 

@@ -34,7 +34,7 @@ function nodeHash(left: Buffer, right: Buffer): Buffer {
 function levels(leaves: readonly Buffer[]): Buffer[][] {
   if (leaves.length === 0) throw new TypeError('a Merkle tree needs at least one leaf');
   const out: Buffer[][] = [leaves.slice()];
-  for (let level = out[0] as Buffer[]; level.length > 1; ) {
+  for (let level = out[0] as Buffer[]; level.length > 1;) {
     const up: Buffer[] = [];
     for (let i = 0; i + 1 < level.length; i += 2) up.push(nodeHash(level[i] as Buffer, level[i + 1] as Buffer));
     if (level.length % 2 === 1) up.push(level[level.length - 1] as Buffer);
@@ -51,7 +51,12 @@ export function merkleRoot(leaves: readonly Buffer[]): Buffer {
 
 /** PATH(index, leaves): the sibling hashes from the leaf up to the root. */
 export function inclusionProof(index: number, leaves: readonly Buffer[]): Buffer[] {
-  return inclusionProofs(leaves)[index] ?? (() => { throw new TypeError('leaf index out of range'); })();
+  return (
+    inclusionProofs(leaves)[index] ??
+    (() => {
+      throw new TypeError('leaf index out of range');
+    })()
+  );
 }
 
 /** The root and the inclusion proof of every leaf, from one pass over the tree. */

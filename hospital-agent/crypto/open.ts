@@ -130,11 +130,13 @@ class ItemHasher {
   /** The items with their offsets, or the failure. */
   finish(contentLength: number): { items: OpenedItem[] } | { code: CryptoErrorCode; message: string } {
     const listed = this.items.reduce((sum, i) => sum + i.length, 0);
-    if (listed !== contentLength) return { code: 'ERR_ENVELOPE_MALFORMED', message: `the batch items add up to ${listed} bytes, the content is ${contentLength}` };
+    if (listed !== contentLength)
+      return { code: 'ERR_ENVELOPE_MALFORMED', message: `the batch items add up to ${listed} bytes, the content is ${contentLength}` };
     let offset = 0;
     const out: OpenedItem[] = [];
     for (const [i, item] of this.items.entries()) {
-      if (!eq((this.hashes[i] as Hash).digest(), Buffer.from(item.sha256, 'base64url'))) return { code: 'ERR_ENVELOPE_TAMPERED', message: `batch item ${i} differs from its signed hash` };
+      if (!eq((this.hashes[i] as Hash).digest(), Buffer.from(item.sha256, 'base64url')))
+        return { code: 'ERR_ENVELOPE_TAMPERED', message: `batch item ${i} differs from its signed hash` };
       out.push({ ...item, offset });
       offset += item.length;
     }
@@ -172,7 +174,10 @@ export async function openEnvelope(source: AsyncIterable<Uint8Array>, options: O
     }
     return opened;
   } catch (err) {
-    const error = err instanceof CryptoError ? err : new CryptoError('ERR_ENVELOPE_MALFORMED', `envelope could not be processed: ${(err as Error).message}`, { cause: err, context: reader.context });
+    const error =
+      err instanceof CryptoError
+        ? err
+        : new CryptoError('ERR_ENVELOPE_MALFORMED', `envelope could not be processed: ${(err as Error).message}`, { cause: err, context: reader.context });
     await quarantine.discard(error);
     await stopSource(reader, source, options.endWaitMs ?? DEFAULT_END_WAIT_MS);
     throw error;
@@ -253,7 +258,8 @@ async function readEnvelope(
   const cek = unwrapContentKey(mine.cek, header.from, me, mine.kid, key.privateKey, ctx);
   const keys = deriveContentKeys(cek);
   cek.fill(0);
-  if (!eq(keys.commitment, Buffer.from(header.keyCommitment, 'base64url'))) fail('ERR_ENVELOPE_TAMPERED', 'the content key does not match the header\'s key commitment', ctx);
+  if (!eq(keys.commitment, Buffer.from(header.keyCommitment, 'base64url')))
+    fail('ERR_ENVELOPE_TAMPERED', "the content key does not match the header's key commitment", ctx);
   const metaParsed = metaSchema.safeParse(openMeta(header.meta, keys.meta, ctx));
   if (!metaParsed.success) fail('ERR_ENVELOPE_MALFORMED', 'the encrypted header metadata is malformed', ctx);
   const meta: EnvelopeMeta = metaParsed.data;
@@ -276,7 +282,8 @@ async function readEnvelope(
     if (kind !== FrameKind.chunk && kind !== FrameKind.final) fail('ERR_ENVELOPE_MALFORMED', `unknown frame kind 0x${kind.toString(16)}`, ctx);
     if (frameSeq !== seq) fail('ERR_ENVELOPE_REORDERED', `chunk ${frameSeq} arrived where chunk ${seq} belongs`, ctx);
     const final = kind === FrameKind.final;
-    if (len > header.chunkSize || (!final && len !== header.chunkSize)) fail('ERR_ENVELOPE_MALFORMED', `chunk ${seq} has length ${len} (chunk size ${header.chunkSize})`, ctx);
+    if (len > header.chunkSize || (!final && len !== header.chunkSize))
+      fail('ERR_ENVELOPE_MALFORMED', `chunk ${seq} has length ${len} (chunk size ${header.chunkSize})`, ctx);
     const decipher = createDecipheriv('aes-256-gcm', keys.payload, chunkNonce(prefix, seq, final));
     decipher.setAAD(headerHash);
     for await (const piece of reader.pieces(len, `chunk ${seq}`)) {
@@ -318,7 +325,8 @@ async function readEnvelope(
   ) {
     fail('ERR_ENVELOPE_TAMPERED', 'the signed trailer belongs to another header', ctx);
   }
-  if (trailer.chunks !== seq || trailer.contentLength !== length) fail('ERR_ENVELOPE_TRUNCATED', `the trailer counts ${trailer.chunks} chunks / ${trailer.contentLength} bytes, received ${seq} / ${length}`, ctx);
+  if (trailer.chunks !== seq || trailer.contentLength !== length)
+    fail('ERR_ENVELOPE_TRUNCATED', `the trailer counts ${trailer.chunks} chunks / ${trailer.contentLength} bytes, received ${seq} / ${length}`, ctx);
   if (!eq(Buffer.from(trailer.contentSha256, 'base64url'), contentSha256)) fail('ERR_ENVELOPE_TAMPERED', 'the content hash differs from the signed one', ctx);
   if (!(await reader.atEnd())) fail('ERR_ENVELOPE_MALFORMED', 'bytes follow the trailer', ctx);
   let items: OpenedItem[] | undefined;

@@ -37,7 +37,11 @@ const canonicalHash = z.string().regex(/^[A-Za-z0-9_-]{42}[AEIMQUYcgkosw048]$/, 
 const batchProof = z
   .strictObject({
     size: z.number().int().min(2).max(MAX_RECEIPT_BATCH),
-    index: z.number().int().min(0).max(MAX_RECEIPT_BATCH - 1),
+    index: z
+      .number()
+      .int()
+      .min(0)
+      .max(MAX_RECEIPT_BATCH - 1),
     path: z.array(canonicalHash).max(11),
     sig: signature,
   })
@@ -102,7 +106,8 @@ function receiptBody(input: ReceiptInput, recipient: SenderKeys): z.infer<typeof
   };
   const checked = bodySchema.safeParse(body);
   if (!checked.success) throw new TypeError(`receipt field ${checked.error.issues[0]?.path.join('.')} is invalid: ${checked.error.issues[0]?.message}`);
-  if (body.disposition === 'delivered' && (body.headerHash === null || body.contentHash === null)) throw new TypeError('a delivered receipt needs headerHash and contentHash');
+  if (body.disposition === 'delivered' && (body.headerHash === null || body.contentHash === null))
+    throw new TypeError('a delivered receipt needs headerHash and contentHash');
   return body;
 }
 
@@ -125,7 +130,10 @@ export function createReceipts(inputs: readonly ReceiptInput[], recipient: Sende
   const leaves = bodies.map((b) => leafHash(jcs(b)));
   const { root, proofs } = merkleTree(leaves);
   const sig = sign(null, batchStatement(recipient.agent, recipient.signingKid, leaves.length, root), recipient.signingKey).toString('base64url');
-  return bodies.map((body, index) => ({ ...body, batch: { size: leaves.length, index, path: (proofs[index] as Buffer[]).map((h) => h.toString('base64url')), sig } }));
+  return bodies.map((body, index) => ({
+    ...body,
+    batch: { size: leaves.length, index, path: (proofs[index] as Buffer[]).map((h) => h.toString('base64url')), sig },
+  }));
 }
 
 /**
@@ -139,7 +147,14 @@ const VERIFIED_BATCHES_KEPT = 1024;
 /** The 'delivered' receipt for an opened envelope. */
 export function deliveredReceipt(opened: OpenedEnvelope, recipient: SenderKeys, receivedAt?: Date): Receipt {
   return createReceipt(
-    { exchangeId: opened.exchangeId, sender: opened.from, headerHash: opened.headerHash, contentHash: opened.contentSha256, disposition: 'delivered', receivedAt },
+    {
+      exchangeId: opened.exchangeId,
+      sender: opened.from,
+      headerHash: opened.headerHash,
+      contentHash: opened.contentSha256,
+      disposition: 'delivered',
+      receivedAt,
+    },
     recipient,
   );
 }
@@ -170,17 +185,26 @@ export async function verifyReceipt(input: unknown, options: { resolveSigner: Se
   try {
     signer = await options.resolveSigner(receipt.recipient, receipt.kid, new Date(receipt.receivedAt));
   } catch (err) {
-    throw new CryptoError('ERR_RECEIPT_UNTRUSTED', `no trusted key bundle for '${receipt.recipient}' key ${receipt.kid}: ${(err as Error).message}`, { cause: err, context });
+    throw new CryptoError('ERR_RECEIPT_UNTRUSTED', `no trusted key bundle for '${receipt.recipient}' key ${receipt.kid}: ${(err as Error).message}`, {
+      cause: err,
+      context,
+    });
   }
   if (!signer || signer.agent !== receipt.recipient || signer.signingKid !== receipt.kid) {
     throw new CryptoError('ERR_RECEIPT_UNTRUSTED', `no trusted key bundle for '${receipt.recipient}' key ${receipt.kid}`, { context });
   }
   const { sig, batch, ...body } = receipt;
-  const bad = (): CryptoError => new CryptoError('ERR_RECEIPT_BAD_SIGNATURE', `receipt for exchange ${receipt.exchangeId} is not signed by '${receipt.recipient}'`, { context });
+  const bad = (): CryptoError =>
+    new CryptoError('ERR_RECEIPT_BAD_SIGNATURE', `receipt for exchange ${receipt.exchangeId} is not signed by '${receipt.recipient}'`, { context });
   if (sig !== undefined) {
     if (!verify(null, jcs(body), signer.signingKey, Buffer.from(sig, 'base64url'))) throw bad();
   } else if (batch) {
-    const root = rootFromProof(batch.index, batch.size, leafHash(jcs(body)), batch.path.map((h) => Buffer.from(h, 'base64url')));
+    const root = rootFromProof(
+      batch.index,
+      batch.size,
+      leafHash(jcs(body)),
+      batch.path.map((h) => Buffer.from(h, 'base64url')),
+    );
     if (!root) throw bad();
     // Everything the signed statement is made of (it is canonical JSON of these), and the signature: the
     // statement itself is built only for a batch not verified yet.

@@ -93,30 +93,40 @@ export interface SealSummary {
 function validate(o: SealOptions): number {
   if (typeof o.exchangeId !== 'string' || !EXCHANGE_ID_PATTERN.test(o.exchangeId)) throw new TypeError(`exchangeId must match ${EXCHANGE_ID_PATTERN}`);
   if (!isHospitalId(o.sender?.agent)) throw new TypeError('sender.agent must be a hospital id');
-  if (o.sender.signingKey?.type !== 'private' || o.sender.signingKey.asymmetricKeyType !== 'ed25519') throw new TypeError('sender.signingKey must be an Ed25519 private key');
+  if (o.sender.signingKey?.type !== 'private' || o.sender.signingKey.asymmetricKeyType !== 'ed25519')
+    throw new TypeError('sender.signingKey must be an Ed25519 private key');
   if (typeof o.sender.signingKid !== 'string' || o.sender.signingKid.length !== 43) throw new TypeError('sender.signingKid must be the signing key thumbprint');
-  if (!Array.isArray(o.recipients) || o.recipients.length === 0 || o.recipients.length > MAX_RECIPIENTS) throw new TypeError(`recipients must hold 1 to ${MAX_RECIPIENTS} verified bundles`);
+  if (!Array.isArray(o.recipients) || o.recipients.length === 0 || o.recipients.length > MAX_RECIPIENTS)
+    throw new TypeError(`recipients must hold 1 to ${MAX_RECIPIENTS} verified bundles`);
   const names = o.recipients.map((r) => r.agent);
   if (new Set(names).size !== names.length) throw new TypeError('recipients must not repeat an agent');
   for (const r of o.recipients) {
     if (r.encryptionKey?.asymmetricKeyType !== 'x25519') throw new TypeError(`recipient '${r.agent}' has no X25519 key`);
   }
-  if (typeof o.contentType !== 'string' || o.contentType.length < 1 || o.contentType.length > 255) throw new TypeError('contentType must be 1 to 255 characters');
-  if (o.consentRef != null && (typeof o.consentRef !== 'string' || o.consentRef.length < 1 || o.consentRef.length > 256)) throw new TypeError('consentRef must be 1 to 256 characters or null');
+  if (typeof o.contentType !== 'string' || o.contentType.length < 1 || o.contentType.length > 255)
+    throw new TypeError('contentType must be 1 to 255 characters');
+  if (o.consentRef != null && (typeof o.consentRef !== 'string' || o.consentRef.length < 1 || o.consentRef.length > 256))
+    throw new TypeError('consentRef must be 1 to 256 characters or null');
   if (o.batch !== undefined) {
-    if (!Array.isArray(o.batch) || o.batch.length === 0 || o.batch.length > MAX_BATCH_ITEMS) throw new TypeError(`batch must hold 1 to ${MAX_BATCH_ITEMS} items`);
-    if (o.contentType !== BATCH_CONTENT_TYPE || o.consentRef != null) throw new TypeError(`a batch has contentType ${BATCH_CONTENT_TYPE} and no consentRef (each item names its own)`);
+    if (!Array.isArray(o.batch) || o.batch.length === 0 || o.batch.length > MAX_BATCH_ITEMS)
+      throw new TypeError(`batch must hold 1 to ${MAX_BATCH_ITEMS} items`);
+    if (o.contentType !== BATCH_CONTENT_TYPE || o.consentRef != null)
+      throw new TypeError(`a batch has contentType ${BATCH_CONTENT_TYPE} and no consentRef (each item names its own)`);
     if (new Set(o.batch.map((i) => i.exchangeId)).size !== o.batch.length) throw new TypeError('batch must not repeat an exchange');
     for (const i of o.batch) {
-      if (typeof i.exchangeId !== 'string' || !EXCHANGE_ID_PATTERN.test(i.exchangeId)) throw new TypeError(`batch item exchangeId must match ${EXCHANGE_ID_PATTERN}`);
-      if (typeof i.contentType !== 'string' || i.contentType.length < 1 || i.contentType.length > 255 || i.contentType === BATCH_CONTENT_TYPE) throw new TypeError('batch item contentType must be 1 to 255 characters');
-      if (i.consentRef !== null && (typeof i.consentRef !== 'string' || i.consentRef.length < 1 || i.consentRef.length > 256)) throw new TypeError('batch item consentRef must be 1 to 256 characters or null');
+      if (typeof i.exchangeId !== 'string' || !EXCHANGE_ID_PATTERN.test(i.exchangeId))
+        throw new TypeError(`batch item exchangeId must match ${EXCHANGE_ID_PATTERN}`);
+      if (typeof i.contentType !== 'string' || i.contentType.length < 1 || i.contentType.length > 255 || i.contentType === BATCH_CONTENT_TYPE)
+        throw new TypeError('batch item contentType must be 1 to 255 characters');
+      if (i.consentRef !== null && (typeof i.consentRef !== 'string' || i.consentRef.length < 1 || i.consentRef.length > 256))
+        throw new TypeError('batch item consentRef must be 1 to 256 characters or null');
       if (!Number.isSafeInteger(i.length) || i.length < 0) throw new TypeError('batch item length must be a non-negative integer');
       if (!Buffer.isBuffer(i.sha256) || i.sha256.length !== 32) throw new TypeError('batch item sha256 must be 32 bytes');
     }
   } else if (o.contentType === BATCH_CONTENT_TYPE) throw new TypeError(`contentType ${BATCH_CONTENT_TYPE} is for batches`);
   const chunkSize = o.chunkSize ?? DEFAULT_CHUNK_SIZE;
-  if (!Number.isInteger(chunkSize) || chunkSize < MIN_CHUNK_SIZE || chunkSize > MAX_CHUNK_SIZE) throw new TypeError(`chunkSize must be an integer from ${MIN_CHUNK_SIZE} to ${MAX_CHUNK_SIZE}`);
+  if (!Number.isInteger(chunkSize) || chunkSize < MIN_CHUNK_SIZE || chunkSize > MAX_CHUNK_SIZE)
+    throw new TypeError(`chunkSize must be an integer from ${MIN_CHUNK_SIZE} to ${MAX_CHUNK_SIZE}`);
   return chunkSize;
 }
 
@@ -171,7 +181,11 @@ export class SealStream extends Transform {
     const cek = randomBytes(32);
     const keys = deriveContentKeys(cek);
     this.payloadKey = keys.payload;
-    const to = o.recipients.map((r) => ({ agent: r.agent, kid: r.encryptionKid, cek: wrapContentKey(cek, o.sender.agent, r.agent, r.encryptionKid, r.encryptionKey) }));
+    const to = o.recipients.map((r) => ({
+      agent: r.agent,
+      kid: r.encryptionKid,
+      cek: wrapContentKey(cek, o.sender.agent, r.agent, r.encryptionKid, r.encryptionKey),
+    }));
     cek.fill(0);
     const names = o.recipients.map((r) => r.agent);
     const header: EnvelopeHeader = {
@@ -193,7 +207,17 @@ export class SealStream extends Transform {
           to: names,
           contentType: o.contentType,
           consentRef: o.consentRef ?? null,
-          ...(o.batch ? { items: o.batch.map((i) => ({ exchangeId: i.exchangeId, contentType: i.contentType, consentRef: i.consentRef, length: i.length, sha256: i.sha256.toString('base64url') })) } : {}),
+          ...(o.batch
+            ? {
+                items: o.batch.map((i) => ({
+                  exchangeId: i.exchangeId,
+                  contentType: i.contentType,
+                  consentRef: i.consentRef,
+                  length: i.length,
+                  sha256: i.sha256.toString('base64url'),
+                })),
+              }
+            : {}),
         },
         keys.meta,
       ),

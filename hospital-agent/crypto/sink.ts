@@ -70,7 +70,8 @@ class MemoryQuarantine implements Quarantine {
 
   async write(buf: Buffer): Promise<void> {
     this.bytes += buf.length;
-    if (this.bytes > this.maxBytes) throw new CryptoError('ERR_ENVELOPE_TOO_LARGE', `the envelope holds more than the ${this.maxBytes} bytes its memory quarantine takes`);
+    if (this.bytes > this.maxBytes)
+      throw new CryptoError('ERR_ENVELOPE_TOO_LARGE', `the envelope holds more than the ${this.maxBytes} bytes its memory quarantine takes`);
     // Decipher output is a fresh buffer per call, so keeping a reference is safe.
     this.parts.push(buf);
   }
@@ -158,7 +159,8 @@ class FileQuarantine implements Quarantine {
 export async function openQuarantine(target: QuarantineTarget): Promise<Quarantine> {
   if ('writable' in target) return new WritableQuarantine(target.writable);
   if ('memory' in target) {
-    if (!Number.isSafeInteger(target.memory?.maxBytes) || target.memory.maxBytes < 0) throw new TypeError('quarantine.memory.maxBytes must be a non-negative integer');
+    if (!Number.isSafeInteger(target.memory?.maxBytes) || target.memory.maxBytes < 0)
+      throw new TypeError('quarantine.memory.maxBytes must be a non-negative integer');
     return new MemoryQuarantine(target.memory.maxBytes);
   }
   const path = 'path' in target ? target.path : join(target.dir, `.quarantine-${randomBytes(12).toString('hex')}.part`);

@@ -19,17 +19,40 @@ export const RELAY_ACCOUNT = 'relay-operator';
  * (id derived from the exchange, so a resent exchange is charged once). Zero
  * amounts yield nothing.
  */
-export function chargesFromUsage(exchanges: ReadonlyArray<{ id: string; to: string; requestId?: string | undefined }>, usage: VerifiedUsage, delivered: ReadonlySet<string>): Array<Array<BodyOf<'payment.charged'>>> {
+export function chargesFromUsage(
+  exchanges: ReadonlyArray<{ id: string; to: string; requestId?: string | undefined }>,
+  usage: VerifiedUsage,
+  delivered: ReadonlySet<string>,
+): Array<Array<BodyOf<'payment.charged'>>> {
   const s = usage.statement;
   return exchanges.map((exchange, i) => {
     const out: Array<BodyOf<'payment.charged'>> = [];
     if (i === 0 && s.fee.amount > 0) {
-      const id = createHash('sha256').update(canonicalize(s) ?? '').digest('hex').slice(0, 40);
-      out.push({ charge: `t${id}`, exchange: exchange.id, kind: 'transport', payer: s.from, payee: RELAY_ACCOUNT, amount: s.fee.amount, currency: s.fee.currency });
+      const id = createHash('sha256')
+        .update(canonicalize(s) ?? '')
+        .digest('hex')
+        .slice(0, 40);
+      out.push({
+        charge: `t${id}`,
+        exchange: exchange.id,
+        kind: 'transport',
+        payer: s.from,
+        payee: RELAY_ACCOUNT,
+        amount: s.fee.amount,
+        currency: s.fee.currency,
+      });
     }
     if (exchange.requestId && delivered.has(exchange.id) && s.releaseFee && s.releaseFee.amount > 0 && s.to === exchange.to) {
       const id = createHash('sha256').update(`release\u0000${exchange.id}`).digest('hex').slice(0, 40);
-      out.push({ charge: `r${id}`, exchange: exchange.id, kind: 'release', payer: exchange.to, payee: s.from, amount: s.releaseFee.amount, currency: s.releaseFee.currency });
+      out.push({
+        charge: `r${id}`,
+        exchange: exchange.id,
+        kind: 'release',
+        payer: exchange.to,
+        payee: s.from,
+        amount: s.releaseFee.amount,
+        currency: s.releaseFee.currency,
+      });
     }
     return out;
   });
@@ -105,7 +128,8 @@ export async function settlementStatement(ledger: Ledger, hospital: string, star
   const held = new Set(ledger.feeds());
   const partners = new Set<string>();
   for (const { entry } of await ledger.byType('exchange.sent', hospital)) if (inPeriod(entry.ts)) partners.add((entry.body as BodyOf<'exchange.sent'>).to);
-  for (const { entry } of await ledger.byType('exchange.received', hospital)) if (inPeriod(entry.ts)) partners.add((entry.body as BodyOf<'exchange.received'>).from);
+  for (const { entry } of await ledger.byType('exchange.received', hospital))
+    if (inPeriod(entry.ts)) partners.add((entry.body as BodyOf<'exchange.received'>).from);
   const unreplicated = [...partners].filter((p) => !held.has(p)).sort();
   return { hospital, period: { start: start.toISOString(), end: end.toISOString() }, lines: sorted, totals: [...totals.values()], unreplicated };
 }

@@ -147,19 +147,22 @@ export class Receiver {
         throw Object.assign(new Error('envelope does not match its transfer'), { code: 'ERR_ENVELOPE_WRONG_RECIPIENT' });
       }
       receipt = deliveredReceipt(opened, this.o.signer());
-      released = await quarantine.release({
-        from,
-        contentType: opened.contentType,
-        bytes: opened.contentLength,
-        contentSha256: opened.contentSha256,
-        verification: {
-          signature: 'verified',
-          senderKid: opened.sender.signingKid,
-          headerHash: opened.headerHash,
-          created: opened.created.toISOString(),
-          consentRef: opened.consentRef,
+      released = await quarantine.release(
+        {
+          from,
+          contentType: opened.contentType,
+          bytes: opened.contentLength,
+          contentSha256: opened.contentSha256,
+          verification: {
+            signature: 'verified',
+            senderKid: opened.sender.signingKid,
+            headerHash: opened.headerHash,
+            created: opened.created.toISOString(),
+            consentRef: opened.consentRef,
+          },
         },
-      }, { contentSynced: true });
+        { contentSynced: true },
+      );
     } catch (err) {
       await quarantine.discard();
       this.refuse(transfer, exchangeId, err);
@@ -173,7 +176,10 @@ export class Receiver {
       await this.o.store.saveIssuedReceipt(from, exchangeId, receipt);
       this.o.send(from, { t: 'receipt', receipt: receipt as unknown as Record<string, unknown> });
     } catch (err) {
-      this.o.logger.error({ exchange: exchangeId, from, err: { message: (err as Error).message } }, 'exchange delivered, but its receipt could not be recorded; the resend will be answered from the inbox');
+      this.o.logger.error(
+        { exchange: exchangeId, from, err: { message: (err as Error).message } },
+        'exchange delivered, but its receipt could not be recorded; the resend will be answered from the inbox',
+      );
     }
     this.o.logger.info({ exchange: exchangeId, from, bytes: released.bytes }, 'exchange received');
     this.o.onDelivered?.(released);
@@ -256,7 +262,9 @@ export class Receiver {
     const ids = items.map((i) => i.exchangeId);
     const previous = await this.o.store.issuedReceipts(from, ids);
     // The same exchange id with other content than delivered before: answer with what was delivered (the sender sees the mismatch).
-    const conflicting = items.filter((item, n) => (previous[n] as Receipt | undefined)?.contentHash !== undefined && (previous[n] as Receipt).contentHash !== item.sha256);
+    const conflicting = items.filter(
+      (item, n) => (previous[n] as Receipt | undefined)?.contentHash !== undefined && (previous[n] as Receipt).contentHash !== item.sha256,
+    );
     const answers: Receipt[] = conflicting.map((item) => previous[items.indexOf(item)] as Receipt);
     // An id another hospital's inbox item has is refused (its own failed receipt), not delivered over that item.
     const holders = await this.o.inbox.sendersOf(ids);
@@ -265,8 +273,22 @@ export class Receiver {
     // One signature for all of them: each receipt carries its proof of being under the signed Merkle root.
     const receipts = createReceipts(
       [
-        ...accepted.map((item) => ({ exchangeId: item.exchangeId, sender: from, headerHash: opened.headerHash, contentHash: item.sha256, disposition: 'delivered' as const, receivedAt })),
-        ...taken.map((item) => ({ exchangeId: item.exchangeId, sender: from, headerHash: opened.headerHash, contentHash: null, disposition: { failed: ID_IN_USE }, receivedAt })),
+        ...accepted.map((item) => ({
+          exchangeId: item.exchangeId,
+          sender: from,
+          headerHash: opened.headerHash,
+          contentHash: item.sha256,
+          disposition: 'delivered' as const,
+          receivedAt,
+        })),
+        ...taken.map((item) => ({
+          exchangeId: item.exchangeId,
+          sender: from,
+          headerHash: opened.headerHash,
+          contentHash: null,
+          disposition: { failed: ID_IN_USE },
+          receivedAt,
+        })),
       ],
       signer,
     );
@@ -342,7 +364,14 @@ export class Receiver {
     await this.logReceived(meta);
     const v = meta.verification as { headerHash?: string } | undefined;
     const receipt = createReceipt(
-      { exchangeId: meta.exchangeId, sender: meta.from, headerHash: v?.headerHash ?? null, contentHash: meta.contentSha256, disposition: 'delivered', receivedAt: new Date(meta.receivedAt) },
+      {
+        exchangeId: meta.exchangeId,
+        sender: meta.from,
+        headerHash: v?.headerHash ?? null,
+        contentHash: meta.contentSha256,
+        disposition: 'delivered',
+        receivedAt: new Date(meta.receivedAt),
+      },
       this.o.signer(),
     );
     await this.o.store.saveIssuedReceipt(meta.from, meta.exchangeId, receipt);
@@ -358,7 +387,10 @@ function idInUse(exchangeId: string): Error {
 }
 
 /** The `exchange.received` entry of an inbox item. */
-function receivedEntry(meta: InboxMeta): { type: 'exchange.received'; body: { exchange: string; from: string; contentType: string; bytes: number; hash: string } } {
+function receivedEntry(meta: InboxMeta): {
+  type: 'exchange.received';
+  body: { exchange: string; from: string; contentType: string; bytes: number; hash: string };
+} {
   return {
     type: 'exchange.received',
     body: {

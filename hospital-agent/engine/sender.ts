@@ -5,7 +5,17 @@ import { pipeline } from 'node:stream/promises';
 import { sha256Hex, type BodyOf, type Ledger } from '../../ledger/index.ts';
 import { backoffDelay, TransferAbortedError, RelayError, type VerifiedUsage } from '../../relay/protocol/index.ts';
 import { scopeOf, type Purpose } from '../consent/model.ts';
-import { BATCH_CONTENT_TYPE, receiptSignature, sealEnvelope, verifyReceipt, type BatchItemInput, type Receipt, type SealStream, type SenderKeys, type VerifiedReceipt } from '../crypto/index.ts';
+import {
+  BATCH_CONTENT_TYPE,
+  receiptSignature,
+  sealEnvelope,
+  verifyReceipt,
+  type BatchItemInput,
+  type Receipt,
+  type SealStream,
+  type SenderKeys,
+  type VerifiedReceipt,
+} from '../crypto/index.ts';
 import { AgentError } from '../errors.ts';
 import type { ConsentService } from '../services/consents.ts';
 import type { ExchangeRecord, ExchangeStore } from '../store/exchanges.ts';
@@ -66,7 +76,8 @@ export interface LiveSend {
 }
 
 /** Ledger failure reasons (enumerated, no free text). */
-type FailureReason = 'timeout' | 'rejected' | 'undeliverable' | 'integrity' | 'consent' | 'cancelled' | 'expired' | 'too-large' | 'unknown-recipient' | 'internal';
+type FailureReason =
+  'timeout' | 'rejected' | 'undeliverable' | 'integrity' | 'consent' | 'cancelled' | 'expired' | 'too-large' | 'unknown-recipient' | 'internal';
 
 /** Minimal logger (pino-compatible). */
 export interface EngineLogger {
@@ -112,7 +123,11 @@ export interface EngineEvents {
 }
 
 class Final extends Error {
-  constructor(readonly reason: FailureReason, readonly code: string, message: string) {
+  constructor(
+    readonly reason: FailureReason,
+    readonly code: string,
+    message: string,
+  ) {
     super(message);
   }
 }
@@ -273,7 +288,8 @@ export class ExchangeEngine extends EventEmitter<EngineEvents> {
           this.active.add(id);
           continue;
         }
-        if (open || this.sends >= this.o.maxConcurrent || (this.batchesTo.get(record.to) ?? 0) >= (this.o.batchesPerRecipient ?? DEFAULT_BATCHES_PER_RECIPIENT)) continue;
+        if (open || this.sends >= this.o.maxConcurrent || (this.batchesTo.get(record.to) ?? 0) >= (this.o.batchesPerRecipient ?? DEFAULT_BATCHES_PER_RECIPIENT))
+          continue;
         this.sends += 1;
         this.batchesTo.set(record.to, (this.batchesTo.get(record.to) ?? 0) + 1);
         batches.set(record.to, { records: [record], bytes: record.bytes });
@@ -401,7 +417,13 @@ export class ExchangeEngine extends EventEmitter<EngineEvents> {
     try {
       checked = await this.o.consents.checkThen(
         record.consentId,
-        { patientHash: record.patientHash, recipient: record.to, purpose: record.purpose as Purpose, scope: record.scope ?? scopeOf(record.contentType), at: this.now() },
+        {
+          patientHash: record.patientHash,
+          recipient: record.to,
+          purpose: record.purpose as Purpose,
+          scope: record.scope ?? scopeOf(record.contentType),
+          at: this.now(),
+        },
         () =>
           logged
             ? undefined
@@ -447,7 +469,10 @@ export class ExchangeEngine extends EventEmitter<EngineEvents> {
       if (!body) throw new Final('internal', 'ERR_OUTBOX_MISSING', 'the stored body is missing');
       source = Readable.from([body], { objectMode: false });
     } else source = this.o.outbox.read(record.id);
-    return this.awaitReceipt(record, this.startSend(record, bundle, source, () => known));
+    return this.awaitReceipt(
+      record,
+      this.startSend(record, bundle, source, () => known),
+    );
   }
 
   /**
@@ -455,7 +480,12 @@ export class ExchangeEngine extends EventEmitter<EngineEvents> {
    * receipt waiter is registered before a byte leaves, so a fast receipt is
    * never missed.
    */
-  private startSend(x: Pick<ExchangeRecord, 'id' | 'to' | 'contentType' | 'consentId'>, bundle: RecipientBundle, source: Readable, knownContent: () => { sha256: Buffer; length: number }): Send {
+  private startSend(
+    x: Pick<ExchangeRecord, 'id' | 'to' | 'contentType' | 'consentId'>,
+    bundle: RecipientBundle,
+    source: Readable,
+    knownContent: () => { sha256: Buffer; length: number },
+  ): Send {
     let onReceipt!: (r: unknown) => void;
     const receipt = new Promise<unknown>((resolve) => {
       onReceipt = resolve;
@@ -660,10 +690,14 @@ export class ExchangeEngine extends EventEmitter<EngineEvents> {
     for (const { record, receipt, headerHash, charges = [] } of list) {
       let verified: VerifiedReceipt;
       try {
-        verified = await verifyReceipt(receipt, { resolveSigner: this.o.peers.signerLookup(), expect: { exchangeId: record.id, sender: this.o.self, recipient: record.to } });
+        verified = await verifyReceipt(receipt, {
+          resolveSigner: this.o.peers.signerLookup(),
+          expect: { exchangeId: record.id, sender: this.o.self, recipient: record.to },
+        });
         // It must be about the envelope sent; a refusal may come before the header was read, and names none (null).
         const named = verified.receipt.headerHash;
-        if (headerHash && named !== headerHash && (named !== null || verified.receipt.disposition === 'delivered')) throw new Error('receipt headerHash is not the expected one');
+        if (headerHash && named !== headerHash && (named !== null || verified.receipt.disposition === 'delivered'))
+          throw new Error('receipt headerHash is not the expected one');
       } catch (err) {
         this.o.logger.warn({ exchange: record.id, err: { message: (err as Error).message } }, 'receipt rejected');
         errors.set(record.id, new RelayError('ERR_RELAY_UNDELIVERABLE', 'the receipt did not verify'));
@@ -707,7 +741,11 @@ export class ExchangeEngine extends EventEmitter<EngineEvents> {
     const refused = accepted.map((a, i) => ({ ...a, ledger: logged[i] ?? {} })).filter((a) => a.r.disposition !== 'delivered');
     if (delivered.length > 0) {
       const done = await this.o.store.transitionMany(
-        delivered.map(({ record, r, headerHash, ledger }) => ({ id: record.id, status: 'delivered' as const, patch: { receipt: r, ledger, ...(headerHash ? { headerHash } : {}) } })),
+        delivered.map(({ record, r, headerHash, ledger }) => ({
+          id: record.id,
+          status: 'delivered' as const,
+          patch: { receipt: r, ledger, ...(headerHash ? { headerHash } : {}) },
+        })),
       );
       for (const record of done) {
         this.sentHeaders.delete(record.id);
@@ -760,7 +798,13 @@ export class ExchangeEngine extends EventEmitter<EngineEvents> {
       this.receiptWaiters.set(batchId, (receipt) => receipts.fail(receipt));
       const transfer = this.o.relay.openTransfer(to, { meta: encodeTransferMeta(batchId, ready.length) });
       this.emit('batch', ready.length);
-      const items: BatchItemInput[] = ready.map((r) => ({ exchangeId: r.id, contentType: r.contentType, consentRef: r.consentId, length: r.bytes, sha256: Buffer.from(r.contentSha256, 'hex') }));
+      const items: BatchItemInput[] = ready.map((r) => ({
+        exchangeId: r.id,
+        contentType: r.contentType,
+        consentRef: r.consentId,
+        length: r.bytes,
+        sha256: Buffer.from(r.contentSha256, 'hex'),
+      }));
       const seal = sealEnvelope(Readable.from([Buffer.concat(bodies)], { objectMode: false }), {
         exchangeId: batchId,
         sender: this.o.sender(),
@@ -776,7 +820,11 @@ export class ExchangeEngine extends EventEmitter<EngineEvents> {
       let settled = false;
       transfer.usage.then(
         (u) => {
-          if (settled) void this.recordCharges(ready.map((r) => r.id), u).catch(() => undefined);
+          if (settled)
+            void this.recordCharges(
+              ready.map((r) => r.id),
+              u,
+            ).catch(() => undefined);
           else usage = u;
         },
         () => undefined,
@@ -823,7 +871,12 @@ export class ExchangeEngine extends EventEmitter<EngineEvents> {
    * Waits for a batch to leave, then for its receipts (asking again for
    * missing ones, as for a single send), up to the receipt timeout.
    */
-  private async collectReceipts(to: string, records: readonly ExchangeRecord[], receipts: BatchReceipts, sent: Promise<string>): Promise<{ headerHash: string | undefined; sendError: Error | undefined }> {
+  private async collectReceipts(
+    to: string,
+    records: readonly ExchangeRecord[],
+    receipts: BatchReceipts,
+    sent: Promise<string>,
+  ): Promise<{ headerHash: string | undefined; sendError: Error | undefined }> {
     let headerHash: string | undefined;
     let sendError: Error | undefined;
     try {
@@ -834,9 +887,12 @@ export class ExchangeEngine extends EventEmitter<EngineEvents> {
     }
     const waiting = sendError ? [] : records.filter((r) => !receipts.results.has(r.id));
     for (const r of waiting) this.awaitingReceipt.set(r.id, { to, giveUp: () => receipts.put(r.id, undefined) });
-    const poll = waiting.length > 0 ? setInterval(() => {
-      for (const r of waiting) if (!receipts.results.has(r.id)) this.o.send?.(to, { t: 'receipt.get', id: r.id });
-    }, DEFAULT_RECEIPT_POLL_MS) : undefined;
+    const poll =
+      waiting.length > 0
+        ? setInterval(() => {
+            for (const r of waiting) if (!receipts.results.has(r.id)) this.o.send?.(to, { t: 'receipt.get', id: r.id });
+          }, DEFAULT_RECEIPT_POLL_MS)
+        : undefined;
     poll?.unref();
     try {
       await receipts.wait(sendError ? 2_000 : (this.o.receiptTimeoutMs ?? DEFAULT_RECEIPT_TIMEOUT_MS));
@@ -848,26 +904,62 @@ export class ExchangeEngine extends EventEmitter<EngineEvents> {
   }
 
   /** Settles what a batch's receipts say; exchanges without a usable receipt go back to the queue (or fail) one by one. */
-  private async finishBatch(to: string, records: readonly ExchangeRecord[], receipts: BatchReceipts, headerHash: string | undefined, sendError: Error | undefined, usage: VerifiedUsage | undefined): Promise<void> {
+  private async finishBatch(
+    to: string,
+    records: readonly ExchangeRecord[],
+    receipts: BatchReceipts,
+    headerHash: string | undefined,
+    sendError: Error | undefined,
+    usage: VerifiedUsage | undefined,
+  ): Promise<void> {
     // Release fees included: settling drops them for exchanges whose receipt is not 'delivered'.
     const charges = usage ? chargesFromUsage(records, usage, new Set(records.map((r) => r.id))) : [];
     const chargesFor = (record: ExchangeRecord): Array<BodyOf<'payment.charged'>> => charges[records.indexOf(record)] ?? [];
     if (receipts.failure !== undefined) {
-      if (usage) await this.recordCharges(records.map((r) => r.id), usage);
+      if (usage)
+        await this.recordCharges(
+          records.map((r) => r.id),
+          usage,
+        );
       // The recipient refused the envelope as a whole: its signed failed receipt names the batch.
       const code = await this.batchRefusal(to, receipts.failure);
-      await Promise.all(records.map((r) => this.handleFailure(r, code ? new Final('integrity', code, `the recipient refused the batch envelope (${code})`) : new RelayError('ERR_RELAY_UNDELIVERABLE', 'the batch receipt did not verify'))));
+      await Promise.all(
+        records.map((r) =>
+          this.handleFailure(
+            r,
+            code
+              ? new Final('integrity', code, `the recipient refused the batch envelope (${code})`)
+              : new RelayError('ERR_RELAY_UNDELIVERABLE', 'the batch receipt did not verify'),
+          ),
+        ),
+      );
       return;
     }
     const answered = records.filter((r) => receipts.results.get(r.id) !== undefined);
     const charged = new Set<string>();
-    const errors = await this.settleReceipts(answered.map((record) => ({ record, receipt: receipts.results.get(record.id), headerHash: headerHash ?? record.headerHash, charges: chargesFor(record) })), charged);
+    const errors = await this.settleReceipts(
+      answered.map((record) => ({
+        record,
+        receipt: receipts.results.get(record.id),
+        headerHash: headerHash ?? record.headerHash,
+        charges: chargesFor(record),
+      })),
+      charged,
+    );
     // The transfer was carried (and charged) whatever became of the receipts: log the charges of the rest.
     const uncharged = records.filter((r) => !charged.has(r.id) && chargesFor(r).length > 0);
-    if (usage && uncharged.length > 0) await this.recordCharges(records.map((r) => r.id), usage, new Set(uncharged.map((r) => r.id)));
+    if (usage && uncharged.length > 0)
+      await this.recordCharges(
+        records.map((r) => r.id),
+        usage,
+        new Set(uncharged.map((r) => r.id)),
+      );
     await Promise.all(
       records.map((record) => {
-        const error = receipts.results.get(record.id) === undefined ? (sendError ?? new RelayError('ERR_RELAY_UNDELIVERABLE', 'no receipt from the recipient in time')) : errors.get(record.id);
+        const error =
+          receipts.results.get(record.id) === undefined
+            ? (sendError ?? new RelayError('ERR_RELAY_UNDELIVERABLE', 'no receipt from the recipient in time'))
+            : errors.get(record.id);
         return error ? this.handleFailure(record, error) : undefined;
       }),
     );
@@ -894,7 +986,10 @@ export class ExchangeEngine extends EventEmitter<EngineEvents> {
       const due = this.now().getTime() + delay;
       const next = await this.o.store.transition(record.id, 'queued', { nextAttemptAt: new Date(due).toISOString() });
       this.queue.set(record.id, due);
-      this.o.logger.info({ exchange: record.id, attempt: record.attempts, retryInMs: delay, code: (err as { code?: string }).code ?? err.name }, 'exchange will be retried');
+      this.o.logger.info(
+        { exchange: record.id, attempt: record.attempts, retryInMs: delay, code: (err as { code?: string }).code ?? err.name },
+        'exchange will be retried',
+      );
       this.emit('retry', next, err);
       return;
     }

@@ -34,7 +34,15 @@ export const wireMessageSchema = z.discriminatedUnion('t', [
   /** A request for a patient's records: a JWE (to the holder's X25519 key) of a JWS (by the requester's Ed25519 key). */
   z.strictObject({ t: z.literal('records.request'), id: z.uuid(), jwe: z.string().min(1).max(16_384) }),
   /** The holder's answer to a records request (no PHI: an id, a status, a code). */
-  z.strictObject({ t: z.literal('request.status'), id: z.uuid(), status: z.enum(['accepted', 'refused']), code: z.string().regex(/^ERR_[A-Z0-9_]{1,60}$/).optional() }),
+  z.strictObject({
+    t: z.literal('request.status'),
+    id: z.uuid(),
+    status: z.enum(['accepted', 'refused']),
+    code: z
+      .string()
+      .regex(/^ERR_[A-Z0-9_]{1,60}$/)
+      .optional(),
+  }),
 ]);
 
 /** A JSON agent message. */
@@ -77,7 +85,11 @@ export function decodeWire(body: Uint8Array): DecodedWire {
  * it: ids and a count only): the exchange id, or for a batch envelope the
  * batch id and how many exchanges it carries (`n`).
  */
-export const transferMetaSchema = z.strictObject({ v: z.literal(1), x: z.string().regex(/^[A-Za-z0-9][A-Za-z0-9_-]{7,63}$/), n: z.number().int().min(1).max(MAX_BATCH_ITEMS).optional() });
+export const transferMetaSchema = z.strictObject({
+  v: z.literal(1),
+  x: z.string().regex(/^[A-Za-z0-9][A-Za-z0-9_-]{7,63}$/),
+  n: z.number().int().min(1).max(MAX_BATCH_ITEMS).optional(),
+});
 
 /** Encodes the OPEN meta of an exchange transfer (`count`: a batch of that many exchanges). */
 export function encodeTransferMeta(exchangeId: string, count?: number): Buffer {

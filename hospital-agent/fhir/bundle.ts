@@ -1,7 +1,17 @@
 import { AgentError } from '../errors.ts';
 
 /** Bundle types an exchange may carry (FHIR R4 Bundle.type). */
-export const BUNDLE_TYPES = ['document', 'message', 'transaction', 'transaction-response', 'batch', 'batch-response', 'history', 'searchset', 'collection'] as const;
+export const BUNDLE_TYPES = [
+  'document',
+  'message',
+  'transaction',
+  'transaction-response',
+  'batch',
+  'batch-response',
+  'history',
+  'searchset',
+  'collection',
+] as const;
 
 /** Largest FHIR Bundle the agent parses in memory for validation (bigger payloads go as binary). */
 export const DEFAULT_MAX_FHIR_BYTES = 32 * 1024 * 1024;

@@ -72,7 +72,8 @@ export class ConsentService {
     const granted = (await this.ledger.byConsent(id)).find((e) => e.entry.feed === this.feed && e.entry.type === 'consent.granted');
     // Checked after the last await: two revocations at once write one entry.
     const current = consents.get(id) as Consent;
-    if (current.revokedAt || this.revoking.has(id)) throw new AgentError('ERR_CONFLICT', `consent ${id} was already revoked${current.revokedAt ? ` at ${current.revokedAt}` : ''}`);
+    if (current.revokedAt || this.revoking.has(id))
+      throw new AgentError('ERR_CONFLICT', `consent ${id} was already revoked${current.revokedAt ? ` at ${current.revokedAt}` : ''}`);
     this.revoking.add(id);
     try {
       const appended = await this.ledger.append({ type: 'consent.revoked', body: { consent: id, reason }, ...(granted ? { refs: [granted.hash] } : {}) });
@@ -153,7 +154,15 @@ export class ConsentService {
     const revocations = new Map<string, string>();
     for (const { entry } of entries) {
       if (entry.type === 'consent.granted') {
-        const b = entry.body as { consent: string; patient: string; grantees: string[]; purposes: Consent['purposes']; scope: string[]; validFrom: string; validUntil?: string };
+        const b = entry.body as {
+          consent: string;
+          patient: string;
+          grantees: string[];
+          purposes: Consent['purposes'];
+          scope: string[];
+          validFrom: string;
+          validUntil?: string;
+        };
         byId.set(b.consent, {
           id: b.consent,
           patientHash: b.patient,

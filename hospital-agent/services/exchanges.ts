@@ -84,12 +84,14 @@ export class ExchangeService {
   /** Validates, stores and queues one exchange. */
   async submit(req: SubmitRequest): Promise<Submitted> {
     const contentType = req.contentType.split(';')[0]?.trim().toLowerCase() ?? '';
-    if (!CONTENT_TYPE_PATTERN.test(contentType)) throw new AgentError('ERR_UNSUPPORTED_MEDIA_TYPE', 'Content-Type must be a media type such as application/fhir+json or application/dicom');
+    if (!CONTENT_TYPE_PATTERN.test(contentType))
+      throw new AgentError('ERR_UNSUPPORTED_MEDIA_TYPE', 'Content-Type must be a media type such as application/fhir+json or application/dicom');
     if (!isHospitalId(req.to)) throw new AgentError('ERR_BAD_REQUEST', 'recipient must be a hospital id');
     if (req.to === this.o.self) throw new AgentError('ERR_BAD_REQUEST', 'an exchange cannot be sent to this hospital itself');
     if (!ID_PATTERN.test(req.consentId)) throw new AgentError('ERR_BAD_REQUEST', 'consent id is malformed');
     if (!(PURPOSES as readonly string[]).includes(req.purpose)) throw new AgentError('ERR_BAD_REQUEST', `purpose must be one of ${PURPOSES.join(', ')}`);
-    if (req.idempotencyKey !== undefined && !/^[\x21-\x7e]{1,128}$/.test(req.idempotencyKey)) throw new AgentError('ERR_BAD_REQUEST', 'Idempotency-Key must be 1-128 visible ASCII characters');
+    if (req.idempotencyKey !== undefined && !/^[\x21-\x7e]{1,128}$/.test(req.idempotencyKey))
+      throw new AgentError('ERR_BAD_REQUEST', 'Idempotency-Key must be 1-128 visible ASCII characters');
     let hash: string;
     try {
       hash = patientHash(this.o.secret, req.patientId);
@@ -130,7 +132,18 @@ export class ExchangeService {
         await this.o.consents.check(req.consentId, { patientHash: hash, recipient: req.to, purpose, scope, at });
       }
       const result = await this.o.store.create(
-        { id, to: req.to, patientHash: hash, consentId: req.consentId, purpose, contentType, scope, bytes: stored.bytes, contentSha256: stored.sha256, ...(req.requestId ? { requestId: req.requestId } : {}) },
+        {
+          id,
+          to: req.to,
+          patientHash: hash,
+          consentId: req.consentId,
+          purpose,
+          contentType,
+          scope,
+          bytes: stored.bytes,
+          contentSha256: stored.sha256,
+          ...(req.requestId ? { requestId: req.requestId } : {}),
+        },
         req.idempotencyKey ? { principal: req.principal, key: req.idempotencyKey } : undefined,
       );
       if (!result.created) {
@@ -151,7 +164,11 @@ export class ExchangeService {
    * with its record in one atomic, synced database write (no outbox file);
    * the engine sends such exchanges in batch envelopes.
    */
-  private async submitInline(req: SubmitRequest, id: string, x: { contentType: string; hash: string; purpose: Purpose; isFhir: boolean; at: Date }): Promise<Submitted> {
+  private async submitInline(
+    req: SubmitRequest,
+    id: string,
+    x: { contentType: string; hash: string; purpose: Purpose; isFhir: boolean; at: Date },
+  ): Promise<Submitted> {
     const length = req.length as number;
     if (length > this.o.maxBytes) throw new AgentError('ERR_PAYLOAD_TOO_LARGE', `body exceeds the limit of ${this.o.maxBytes} bytes`);
     const body = await readExactly(req.body, length);
@@ -161,7 +178,18 @@ export class ExchangeService {
       await this.o.consents.check(req.consentId, { patientHash: x.hash, recipient: req.to, purpose: x.purpose, scope, at: x.at });
     }
     const result = await this.o.store.create(
-      { id, to: req.to, patientHash: x.hash, consentId: req.consentId, purpose: x.purpose, contentType: x.contentType, scope, bytes: length, contentSha256: sha256Hex(body), ...(req.requestId ? { requestId: req.requestId } : {}) },
+      {
+        id,
+        to: req.to,
+        patientHash: x.hash,
+        consentId: req.consentId,
+        purpose: x.purpose,
+        contentType: x.contentType,
+        scope,
+        bytes: length,
+        contentSha256: sha256Hex(body),
+        ...(req.requestId ? { requestId: req.requestId } : {}),
+      },
       req.idempotencyKey ? { principal: req.principal, key: req.idempotencyKey } : undefined,
       { body },
     );
@@ -192,7 +220,14 @@ export class ExchangeService {
     });
     const same =
       bytes === earlier.bytes &&
-      requestFingerprint({ to: req.to, patientHash: x.hash, consentId: req.consentId, purpose: x.purpose, contentType: x.contentType, contentSha256: digest.digest('hex') }) === earlier.requestFingerprint;
+      requestFingerprint({
+        to: req.to,
+        patientHash: x.hash,
+        consentId: req.consentId,
+        purpose: x.purpose,
+        contentType: x.contentType,
+        contentSha256: digest.digest('hex'),
+      }) === earlier.requestFingerprint;
     if (!same) throw new AgentError('ERR_CONFLICT', 'Idempotency-Key was already used for a different request');
     return { record: earlier, created: false };
   }

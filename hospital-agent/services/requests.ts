@@ -64,19 +64,38 @@ export class RequestService {
     try {
       bundle = await this.o.peers.encryptionBundle(input.holder);
     } catch (err) {
-      if (err instanceof PeerKeyUnavailableError) throw new AgentError('ERR_RELAY_UNAVAILABLE', `cannot reach '${input.holder}' to deliver the request; try again later`);
+      if (err instanceof PeerKeyUnavailableError)
+        throw new AgentError('ERR_RELAY_UNAVAILABLE', `cannot reach '${input.holder}' to deliver the request; try again later`);
       if (err instanceof RecipientRevokedError) throw new AgentError('ERR_UNKNOWN_RECIPIENT', err.message);
       throw err;
     }
     const now = this.now().toISOString();
     const id = randomUUID();
     const keys = this.o.keys();
-    const payload = { v: 1 as const, id, from: this.o.self, to: input.holder, patientId: input.patientId.trim(), purpose: input.purpose, scope: input.scope, created: now };
+    const payload = {
+      v: 1 as const,
+      id,
+      from: this.o.self,
+      to: input.holder,
+      patientId: input.patientId.trim(),
+      purpose: input.purpose,
+      scope: input.scope,
+      created: now,
+    };
     const jws = await new CompactSign(jcs(payload)).setProtectedHeader({ alg: 'EdDSA', kid: keys.signingKid }).sign(keys.signing.privateKey);
     const jwe = await new CompactEncrypt(Buffer.from(jws, 'utf8'))
       .setProtectedHeader({ alg: 'ECDH-ES+A256KW', enc: 'A256GCM', kid: bundle.encryptionKid })
       .encrypt(bundle.encryptionKey);
-    const request: RecordsRequest = { id, direction: 'outgoing', peer: input.holder, purpose: input.purpose, scope: input.scope, status: 'sent', createdAt: now, updatedAt: now };
+    const request: RecordsRequest = {
+      id,
+      direction: 'outgoing',
+      peer: input.holder,
+      purpose: input.purpose,
+      scope: input.scope,
+      status: 'sent',
+      createdAt: now,
+      updatedAt: now,
+    };
     await this.o.store.putRequest(request);
     this.o.send(input.holder, { t: 'records.request', id, jwe });
     return request;
@@ -95,7 +114,8 @@ export class RequestService {
       if (!signer) throw new Error('unknown signer');
       const { payload: bytes } = await compactVerify(jws, signer.signingKey);
       payload = payloadSchema.parse(JSON.parse(Buffer.from(bytes).toString('utf8')));
-      if (payload.from !== from || payload.to !== this.o.self || payload.id !== message.id) throw new Error('request is not addressed from the sender to this hospital');
+      if (payload.from !== from || payload.to !== this.o.self || payload.id !== message.id)
+        throw new Error('request is not addressed from the sender to this hospital');
       if (Math.abs(this.now().getTime() - Date.parse(payload.created)) > MAX_REQUEST_AGE_MS) throw new Error('request is too old');
     } catch (err) {
       this.o.logger.warn({ from, request: message.id, err: { message: (err as Error).message } }, 'records request rejected');
@@ -103,7 +123,13 @@ export class RequestService {
     }
     if (await this.o.store.getRequest(payload.id)) return;
     const now = this.now().toISOString();
-    const found = await this.o.consents.findCovering({ patientHash: patientHash(this.o.secret, payload.patientId), recipient: from, purpose: payload.purpose, scope: payload.scope, at: this.now() });
+    const found = await this.o.consents.findCovering({
+      patientHash: patientHash(this.o.secret, payload.patientId),
+      recipient: from,
+      purpose: payload.purpose,
+      scope: payload.scope,
+      at: this.now(),
+    });
     const base = { id: payload.id, direction: 'incoming' as const, peer: from, purpose: payload.purpose, scope: payload.scope, createdAt: now, updatedAt: now };
     if ('consent' in found) {
       const request: RecordsRequest = { ...base, status: 'accepted', patientId: payload.patientId, consentId: found.consent.id };

@@ -58,7 +58,11 @@ export class InboxDirectory {
     const run = this.write(meta)
       .then(
         () => this.log.info({ exchange: id, dir: this.dir }, 'inbox item written to the EHR directory'),
-        (err: Error) => this.log.warn({ exchange: id, dir: this.dir, err: { message: err.message } }, 'cannot write an inbox item to the EHR directory; it stays in the inbox and is tried again at the next start'),
+        (err: Error) =>
+          this.log.warn(
+            { exchange: id, dir: this.dir, err: { message: err.message } },
+            'cannot write an inbox item to the EHR directory; it stays in the inbox and is tried again at the next start',
+          ),
       )
       .finally(() => this.running.delete(id));
     this.running.set(id, run);

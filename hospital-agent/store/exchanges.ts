@@ -91,7 +91,10 @@ export interface RecordsRequest {
 export type ExchangePatch = Partial<Pick<ExchangeRecord, 'failure' | 'receipt' | 'nextAttemptAt' | 'attempts' | 'headerHash' | 'ledger'>>;
 
 /** Fields a caller supplies to create an exchange. */
-export type NewExchange = Omit<ExchangeRecord, 'status' | 'attempts' | 'createdAt' | 'updatedAt' | 'requestFingerprint' | 'receipt' | 'headerHash' | 'ledger' | 'failure' | 'nextAttemptAt' | 'inline'>;
+export type NewExchange = Omit<
+  ExchangeRecord,
+  'status' | 'attempts' | 'createdAt' | 'updatedAt' | 'requestFingerprint' | 'receipt' | 'headerHash' | 'ledger' | 'failure' | 'nextAttemptAt' | 'inline'
+>;
 
 /** One put or del of an atomic batch, on a sublevel of the state database. */
 type BatchOp = SublevelOp;
@@ -105,7 +108,9 @@ export interface Transition {
 
 /** Digest of the parts of a request that an idempotent retry must repeat. */
 export function requestFingerprint(x: Pick<NewExchange, 'to' | 'patientHash' | 'consentId' | 'purpose' | 'contentType' | 'contentSha256'>): string {
-  return createHash('sha256').update(JSON.stringify([x.to, x.patientHash, x.consentId, x.purpose, x.contentType, x.contentSha256])).digest('hex');
+  return createHash('sha256')
+    .update(JSON.stringify([x.to, x.patientHash, x.consentId, x.purpose, x.contentType, x.contentSha256]))
+    .digest('hex');
 }
 
 /**
@@ -254,7 +259,11 @@ export class ExchangeStore {
    * the same principal, returns the earlier record (`created: false`) when the
    * request matches, and throws ERR_CONFLICT when it differs.
    */
-  async create(input: NewExchange, idempotency?: { principal: string; key: string }, options: { body?: Buffer } = {}): Promise<{ record: ExchangeRecord; created: boolean }> {
+  async create(
+    input: NewExchange,
+    idempotency?: { principal: string; key: string },
+    options: { body?: Buffer } = {},
+  ): Promise<{ record: ExchangeRecord; created: boolean }> {
     if (!idempotency) return { record: await this.insert(input, undefined, undefined, options.body), created: true };
     const fingerprint = requestFingerprint(input);
     const indexKey = idempotencyIndexKey(idempotency.principal, idempotency.key);
@@ -263,7 +272,8 @@ export class ExchangeStore {
       if (existingId !== undefined) {
         const existing = await this.get(existingId);
         if (existing) {
-          const same = existing.requestFingerprint !== undefined && timingSafeEqual(Buffer.from(existing.requestFingerprint, 'hex'), Buffer.from(fingerprint, 'hex'));
+          const same =
+            existing.requestFingerprint !== undefined && timingSafeEqual(Buffer.from(existing.requestFingerprint, 'hex'), Buffer.from(fingerprint, 'hex'));
           if (!same) throw new AgentError('ERR_CONFLICT', 'Idempotency-Key was already used for a different request');
           return { record: existing, created: false };
         }
@@ -292,7 +302,16 @@ export class ExchangeStore {
   private async insert(input: NewExchange, fingerprint: string | undefined, indexKey: string | undefined, body: Buffer | undefined): Promise<ExchangeRecord> {
     if (this.unfinishedCache.has(input.id)) throw new AgentError('ERR_CONFLICT', `exchange ${input.id} already exists`);
     const now = new Date().toISOString();
-    const record: ExchangeRecord = { ...input, status: 'queued', statusAt: now, attempts: 0, createdAt: now, updatedAt: now, ...(fingerprint ? { requestFingerprint: fingerprint } : {}), ...(body ? { inline: true } : {}) };
+    const record: ExchangeRecord = {
+      ...input,
+      status: 'queued',
+      statusAt: now,
+      attempts: 0,
+      createdAt: now,
+      updatedAt: now,
+      ...(fingerprint ? { requestFingerprint: fingerprint } : {}),
+      ...(body ? { inline: true } : {}),
+    };
     const ops: BatchOp[] = [
       { type: 'put', key: record.id, value: record, sublevel: this.records },
       { type: 'put', key: statusKey(record), value: record.id, sublevel: this.byStatus },
@@ -357,7 +376,13 @@ export class ExchangeStore {
         if (current.status !== status && !NEXT[current.status].includes(status)) {
           throw new TypeError(`exchange ${id} cannot go from ${current.status} to ${status}`);
         }
-        const next: ExchangeRecord = { ...current, ...withLedger(current, patch), status, updatedAt: now, statusAt: current.status === status ? (current.statusAt ?? now) : now };
+        const next: ExchangeRecord = {
+          ...current,
+          ...withLedger(current, patch),
+          status,
+          updatedAt: now,
+          statusAt: current.status === status ? (current.statusAt ?? now) : now,
+        };
         if (status !== 'queued') delete next.nextAttemptAt;
         out.push(next);
         // `sending` stays in memory (see `durable`).
@@ -433,7 +458,11 @@ export class ExchangeStore {
         const group = this.syncQueue;
         this.syncQueue = [];
         try {
-          await writeBatch(this.db, group.flatMap((g) => g.ops), { sync: true });
+          await writeBatch(
+            this.db,
+            group.flatMap((g) => g.ops),
+            { sync: true },
+          );
           for (const g of group) g.resolve();
         } catch (err) {
           // One write of the group may be at fault: retry each alone, so the others still land.
@@ -524,7 +553,12 @@ export class ExchangeStore {
 
   private async byStatusOrder(status: ExchangeStatus, o: { reverse?: boolean; limit?: number }): Promise<ExchangeRecord[]> {
     const out: ExchangeRecord[] = [];
-    for await (const id of this.byStatus.values({ gt: `${status}!`, lt: `${status}"`, reverse: o.reverse ?? false, ...(o.limit !== undefined ? { limit: o.limit } : {}) })) {
+    for await (const id of this.byStatus.values({
+      gt: `${status}!`,
+      lt: `${status}"`,
+      reverse: o.reverse ?? false,
+      ...(o.limit !== undefined ? { limit: o.limit } : {}),
+    })) {
       const r = await this.get(id);
       if (r && r.status === status) out.push(r);
     }

@@ -165,7 +165,8 @@ export class Inbox {
   /** Starts receiving `exchangeId`; throws ERR_CONFLICT when it is already in the inbox or being received. */
   async quarantine(exchangeId: string): Promise<Quarantine> {
     const id = safeId(exchangeId);
-    if ((await this.exists(this.itemDir(id))) || (await this.inline?.inlineItem(id))) throw new AgentError('ERR_CONFLICT', `exchange ${id} is already in the inbox`);
+    if ((await this.exists(this.itemDir(id))) || (await this.inline?.inlineItem(id)))
+      throw new AgentError('ERR_CONFLICT', `exchange ${id} is already in the inbox`);
     const dir = join(this.quarantineDir, id);
     try {
       await mkdir(dir, { mode: 0o700 });
@@ -199,7 +200,11 @@ export class Inbox {
     const inline = (await this.inline?.inlineItemsOf(exchangeIds)) ?? [];
     // A stat per id, not a failed open: almost every id of a batch names no file item, and each failed open
     // costs an exception and a round trip through the thread pool.
-    return Promise.all(exchangeIds.map(async (id, i) => inline[i]?.from ?? (SAFE_ID.test(id) && existsSync(join(this.itemDir(id), 'meta.json')) ? (await this.fileItem(id))?.from : undefined)));
+    return Promise.all(
+      exchangeIds.map(
+        async (id, i) => inline[i]?.from ?? (SAFE_ID.test(id) && existsSync(join(this.itemDir(id), 'meta.json')) ? (await this.fileItem(id))?.from : undefined),
+      ),
+    );
   }
 
   private async fileItem(exchangeId: string): Promise<InboxMeta | undefined> {

@@ -87,7 +87,11 @@ class Meter extends Transform {
     // A mirror that stops taking bytes (a recipient that hangs) must not hold the upload: drop it.
     const stalled = setTimeout(() => {
       this.mirror = undefined;
-      m.destroy(Object.assign(new Error(`the live send took no bytes for ${this.mirrorStallMs} ms; the body will be sent once stored`), { code: 'ERR_LIVE_SEND_STALLED' }));
+      m.destroy(
+        Object.assign(new Error(`the live send took no bytes for ${this.mirrorStallMs} ms; the body will be sent once stored`), {
+          code: 'ERR_LIVE_SEND_STALLED',
+        }),
+      );
     }, this.mirrorStallMs);
     m.on('drain', go);
     m.on('close', go);

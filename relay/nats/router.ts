@@ -30,7 +30,13 @@ const ABORT_NAMES = new Set(Object.keys(ABORT_CODES));
 const enc = new TextEncoder();
 const dec = new TextDecoder();
 
-const KIND_NAMES: Record<number, string> = { [FrameKind.DATA]: 'data', [FrameKind.END]: 'end', [FrameKind.CREDIT]: 'credit', [FrameKind.ABORT]: 'abort', [FrameKind.NOTICE]: 'usage' };
+const KIND_NAMES: Record<number, string> = {
+  [FrameKind.DATA]: 'data',
+  [FrameKind.END]: 'end',
+  [FrameKind.CREDIT]: 'credit',
+  [FrameKind.ABORT]: 'abort',
+  [FrameKind.NOTICE]: 'usage',
+};
 
 function isNoResponders(err: unknown): boolean {
   return (err as NatsError | undefined)?.code === ErrorCode.NoResponders;
@@ -70,18 +76,17 @@ export class NatsRouter implements Router {
   ) {
     this.prefix = config.subjectPrefix;
     this.limits = limits;
-    const self = this;
     this.remote = {
       nodeId,
       window: config.window,
       nodeCheckMs: config.nodeCheckMs,
       bind: (h) => {
-        self.handlers = h;
+        this.handlers = h;
       },
-      open: (to, from, leg, meta) => self.open(to, from, leg, meta),
-      message: (to, frame) => self.message(to, frame),
-      send: (node, frame) => self.send(node, frame),
-      probe: (node) => self.probe(node),
+      open: (to, from, leg, meta) => this.open(to, from, leg, meta),
+      message: (to, frame) => this.message(to, frame),
+      send: (node, frame) => this.send(node, frame),
+      probe: (node) => this.probe(node),
     };
     nc.subscribe(`${this.prefix}.node.${nodeId}`, { callback: (err, msg) => this.onNodeMessage(err, msg) });
   }

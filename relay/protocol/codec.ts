@@ -89,7 +89,14 @@ export function encodeAbort(id: number, code: AbortCode, reason = ''): Buffer {
   const n = ABORT_CODES[code];
   if (n === undefined) throw new TypeError(`unknown abort code ${String(code)}`);
   let r = Buffer.from(reason, 'utf8');
-  if (r.length > MAX_REASON) r = Buffer.from(r.subarray(0, MAX_REASON).toString('utf8').replace(/\uFFFD+$/, ''), 'utf8').subarray(0, MAX_REASON);
+  if (r.length > MAX_REASON)
+    r = Buffer.from(
+      r
+        .subarray(0, MAX_REASON)
+        .toString('utf8')
+        .replace(/\uFFFD+$/, ''),
+      'utf8',
+    ).subarray(0, MAX_REASON);
   const buf = header(FrameKind.ABORT, id, 3 + r.length);
   buf.writeUInt16BE(n, FRAME_PREFIX);
   buf[FRAME_PREFIX + 2] = r.length;

@@ -24,26 +24,8 @@ export {
   type FrameLimits,
 } from './constants.ts';
 export { RelayError, ProtocolError, TransferAbortedError, type RelayErrorCode, type ProtocolCloseCode } from './errors.ts';
-export {
-  decodeFrame,
-  encodeOpen,
-  encodeData,
-  encodeEnd,
-  encodeCredit,
-  encodeAbort,
-  encodeMessage,
-  encodeNotice,
-  setFrameId,
-  type Frame,
-} from './codec.ts';
-export {
-  USAGE_STATEMENT_VERSION,
-  usageStatementBytes,
-  verifyUsageStatement,
-  type UsageStatement,
-  type SignedUsageStatement,
-  type Fee,
-} from './usage.ts';
+export { decodeFrame, encodeOpen, encodeData, encodeEnd, encodeCredit, encodeAbort, encodeMessage, encodeNotice, setFrameId, type Frame } from './codec.ts';
+export { USAGE_STATEMENT_VERSION, usageStatementBytes, verifyUsageStatement, type UsageStatement, type SignedUsageStatement, type Fee } from './usage.ts';
 export {
   RelayClient,
   RELAY_AGENT_PATH,

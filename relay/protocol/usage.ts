@@ -60,7 +60,8 @@ function checkShape(s: unknown): UsageStatement {
   if (typeof s !== 'object' || s === null) bad('statement is not an object');
   const o = s as Record<string, unknown>;
   const keys = Object.keys(o).sort().join(',');
-  if (keys !== 'bytes,completedAt,fee,from,to,transferId,v' && keys !== 'bytes,completedAt,fee,from,releaseFee,to,transferId,v') bad(`unexpected fields ${keys}`);
+  if (keys !== 'bytes,completedAt,fee,from,to,transferId,v' && keys !== 'bytes,completedAt,fee,from,releaseFee,to,transferId,v')
+    bad(`unexpected fields ${keys}`);
   if (o.v !== USAGE_STATEMENT_VERSION) bad(`unsupported version ${String(o.v)}`);
   if (typeof o.transferId !== 'string' || !/^[0-9a-f]{8,64}$/.test(o.transferId)) bad('transferId');
   if (typeof o.from !== 'string' || typeof o.to !== 'string') bad('from/to');

@@ -25,8 +25,6 @@ const DEFAULT_SMALL_ROUNDS = 3;
 /** The small exchange: a 2 KB FHIR Bundle (a patient, a condition, a blood pressure panel), as the issue sizes it. */
 const SMALL_BUNDLE = fileURLToPath(new URL('../fixtures/small-bundle.json', import.meta.url));
 
-
-
 /** CPU seconds each process used in one lap. */
 type CpuLap = Array<{ name: string; seconds: number }>;
 
@@ -44,7 +42,10 @@ interface SmallRound {
 function cpuMeter(fed: LocalFederation): { lap(): CpuLap } {
   const read = (): CpuLap => {
     const own = process.cpuUsage();
-    return [...fed.procs.map((p) => ({ name: p.name, seconds: cpuSecondsOfPid(p.child.pid as number) })), { name: 'bench client', seconds: (own.user + own.system) / 1e6 }];
+    return [
+      ...fed.procs.map((p) => ({ name: p.name, seconds: cpuSecondsOfPid(p.child.pid as number) })),
+      { name: 'bench client', seconds: (own.user + own.system) / 1e6 },
+    ];
   };
   let last = read();
   return {
@@ -59,7 +60,9 @@ function cpuMeter(fed: LocalFederation): { lap(): CpuLap } {
 
 /** `relay 1.2, myongji 3.4, ...` (seconds), or per item in ms when `items` is given. */
 function formatCpu(lap: CpuLap, items?: number): string {
-  return lap.map(({ name, seconds }) => (items === undefined ? `${name} ${seconds.toFixed(1)}` : `${name} ${((seconds / Math.max(1, items)) * 1000).toFixed(2)} ms`)).join(', ');
+  return lap
+    .map(({ name, seconds }) => (items === undefined ? `${name} ${seconds.toFixed(1)}` : `${name} ${((seconds / Math.max(1, items)) * 1000).toFixed(2)} ms`))
+    .join(', ');
 }
 
 async function grant(fed: LocalFederation, from: string, to: string, patient: string): Promise<string> {
@@ -98,11 +101,15 @@ async function relayOnly(fed: LocalFederation, size: number): Promise<number> {
 }
 
 async function finished(fed: LocalFederation, from: string, id: string): Promise<void> {
-  await waitFor(`exchange ${id}`, async () => {
-    const x = (await fed.api(from, `/v1/exchanges/${id}`)).body;
-    if (x['status'] === 'failed') throw new Error(`exchange failed: ${JSON.stringify(x['failure'])}`);
-    return x['status'] === 'delivered' ? true : undefined;
-  }, 3_600_000);
+  await waitFor(
+    `exchange ${id}`,
+    async () => {
+      const x = (await fed.api(from, `/v1/exchanges/${id}`)).body;
+      if (x['status'] === 'failed') throw new Error(`exchange failed: ${JSON.stringify(x['failure'])}`);
+      return x['status'] === 'delivered' ? true : undefined;
+    },
+    3_600_000,
+  );
 }
 
 /**
@@ -110,14 +117,25 @@ async function finished(fed: LocalFederation, from: string, id: string): Promise
  * costs several times more CPU per request and per streamed byte on this machine, which would be taken
  * from the agents sharing its cores). The body is a buffer or a stream of `length` bytes.
  */
-function post(fed: LocalFederation, body: Buffer | { stream: Readable; length: number }, headers: Record<string, string>, agent?: Agent): Promise<{ status: number; body: Record<string, unknown> }> {
+function post(
+  fed: LocalFederation,
+  body: Buffer | { stream: Readable; length: number },
+  headers: Record<string, string>,
+  agent?: Agent,
+): Promise<{ status: number; body: Record<string, unknown> }> {
   return new Promise((resolve, reject) => {
-    const req = request(`${fed.apis['myongji']}/v1/exchanges`, { method: 'POST', agent, headers: { ...headers, authorization: `Bearer ${fed.tokens['myongji']}`, 'content-length': String(body.length) } }, (res) => {
-      const parts: Buffer[] = [];
-      res.on('data', (d: Buffer) => parts.push(d));
-      res.on('end', () => resolve({ status: res.statusCode ?? 0, body: JSON.parse(Buffer.concat(parts).toString('utf8') || '{}') as Record<string, unknown> }));
-      res.on('error', reject);
-    });
+    const req = request(
+      `${fed.apis['myongji']}/v1/exchanges`,
+      { method: 'POST', agent, headers: { ...headers, authorization: `Bearer ${fed.tokens['myongji']}`, 'content-length': String(body.length) } },
+      (res) => {
+        const parts: Buffer[] = [];
+        res.on('data', (d: Buffer) => parts.push(d));
+        res.on('end', () =>
+          resolve({ status: res.statusCode ?? 0, body: JSON.parse(Buffer.concat(parts).toString('utf8') || '{}') as Record<string, unknown> }),
+        );
+        res.on('error', reject);
+      },
+    );
     req.on('error', reject);
     if (Buffer.isBuffer(body)) req.end(body);
     else pipeline(body.stream, req).catch(reject);
@@ -127,7 +145,11 @@ function post(fed: LocalFederation, body: Buffer | { stream: Readable; length: n
 /** One large exchange through the agents' API, timed from the first byte posted to the verified receipt; the delivered copy is deleted after. */
 async function endToEnd(fed: LocalFederation, size: number, consent: string): Promise<{ ms: number; acknowledgedMs: number }> {
   const started = performance.now();
-  const res = await post(fed, { stream: patternStream(size, 5).stream, length: size }, { 'content-type': 'application/octet-stream', 'hie-recipient': 'severance', 'hie-patient-id': 'SYN-BENCH', 'hie-consent-id': consent });
+  const res = await post(
+    fed,
+    { stream: patternStream(size, 5).stream, length: size },
+    { 'content-type': 'application/octet-stream', 'hie-recipient': 'severance', 'hie-patient-id': 'SYN-BENCH', 'hie-consent-id': consent },
+  );
   if (res.status !== 202) throw new Error(`POST failed: ${res.status} ${JSON.stringify(res.body)}`);
   const acknowledgedMs = performance.now() - started;
   const id = res.body['id'] as string;
@@ -176,7 +198,14 @@ const POLL_MS = 25;
  * for the next count otherwise. Afterwards, time to receipt comes from each exchange's own record
  * (accepted -> delivered).
  */
-async function smallExchanges(fed: LocalFederation, bundle: Buffer, count: number, concurrency: number, consent: string, cpu: { lap(): CpuLap }): Promise<{ ms: number; lat: number[]; failed: number; cpu: CpuLap; batches: { count: number; exchanges: number } }> {
+async function smallExchanges(
+  fed: LocalFederation,
+  bundle: Buffer,
+  count: number,
+  concurrency: number,
+  consent: string,
+  cpu: { lap(): CpuLap },
+): Promise<{ ms: number; lat: number[]; failed: number; cpu: CpuLap; batches: { count: number; exchanges: number } }> {
   const batchesBefore = await batches(fed);
   const keepAlive = new Agent({ keepAlive: true, maxSockets: 8 });
   const pollAgent = new Agent({ keepAlive: true, maxSockets: 1 });
@@ -196,7 +225,12 @@ async function smallExchanges(fed: LocalFederation, bundle: Buffer, count: numbe
         continue;
       }
       posted += 1;
-      const res = await post(fed, bundle, { 'content-type': 'application/fhir+json', 'hie-recipient': 'severance', 'hie-patient-id': 'SYN-BENCH', 'hie-consent-id': consent }, keepAlive);
+      const res = await post(
+        fed,
+        bundle,
+        { 'content-type': 'application/fhir+json', 'hie-recipient': 'severance', 'hie-patient-id': 'SYN-BENCH', 'hie-consent-id': consent },
+        keepAlive,
+      );
       if (res.status !== 202) throw new Error(`POST failed: ${res.status} ${JSON.stringify(res.body)}`);
       answered += 1;
       unfinished += 1;
@@ -234,7 +268,13 @@ async function smallExchanges(fed: LocalFederation, bundle: Buffer, count: numbe
     lat.push(Date.parse(x.updatedAt) - Date.parse(x.createdAt));
     lastDone = Math.max(lastDone, Date.parse(x.updatedAt));
   }
-  return { ms: lastDone - t0, lat, failed, cpu: used, batches: { count: batchesAfter.count - batchesBefore.count, exchanges: batchesAfter.exchanges - batchesBefore.exchanges } };
+  return {
+    ms: lastDone - t0,
+    lat,
+    failed,
+    cpu: used,
+    batches: { count: batchesAfter.count - batchesBefore.count, exchanges: batchesAfter.exchanges - batchesBefore.exchanges },
+  };
 }
 
 export async function run(args: string[]): Promise<BenchTable[]> {
@@ -246,7 +286,12 @@ export async function run(args: string[]): Promise<BenchTable[]> {
   const roundCount = Math.max(1, Number(option(args, 'rounds') ?? DEFAULT_ROUNDS));
   const smallRoundCount = Math.max(1, Number(option(args, 'small-rounds') ?? DEFAULT_SMALL_ROUNDS));
   const dir = mkdtempSync(join(tmpdir(), 'hie-bench-agent-'));
-  const fed = await startLocalFederation({ dir, hospitals: ['myongji', 'severance'], logLevel: 'warn', tariff: { currency: 'EUR', perTransfer: 1, perGiB: 1 } });
+  const fed = await startLocalFederation({
+    dir,
+    hospitals: ['myongji', 'severance'],
+    logLevel: 'warn',
+    tariff: { currency: 'EUR', perTransfer: 1, perGiB: 1 },
+  });
   try {
     const consent = await grant(fed, 'myongji', 'severance', 'SYN-BENCH');
     const cpu = cpuMeter(fed);
@@ -262,7 +307,10 @@ export async function run(args: string[]): Promise<BenchTable[]> {
       const x = await smallExchanges(fed, bundle, count, concurrency, consent, cpu);
       smallRounds.push({ ...x, rate: (x.lat.length / x.ms) * 1000 });
     }
-    const smallRate = percentile(smallRounds.map((x) => x.rate), 50);
+    const smallRate = percentile(
+      smallRounds.map((x) => x.rate),
+      50,
+    );
     const small = smallRounds.find((x) => x.rate === smallRate) as SmallRound;
     const smallCpu = small.cpu;
     execFileSync('sync');
@@ -284,8 +332,20 @@ export async function run(args: string[]): Promise<BenchTable[]> {
       {
         title: `agent: end-to-end exchange of ${mib(size)} MiB (API in -> outbox -> seal -> relay -> open -> inbox -> receipt) vs relay-only, same run, ${rounds.length} round(s)`,
         rows: rounds.flatMap((r, i) => [
-          { round: i + 1, path: 'relay only (raw transfer between two clients through the relay process)', 'MB/s': mbps(size, r.relayMs), seconds: (r.relayMs / 1000).toFixed(1), ratio: '' },
-          { round: i + 1, path: 'end to end through both agent processes', 'MB/s': mbps(size, r.e2eMs), seconds: (r.e2eMs / 1000).toFixed(1), ratio: (r.relayMs / r.e2eMs).toFixed(2) },
+          {
+            round: i + 1,
+            path: 'relay only (raw transfer between two clients through the relay process)',
+            'MB/s': mbps(size, r.relayMs),
+            seconds: (r.relayMs / 1000).toFixed(1),
+            ratio: '',
+          },
+          {
+            round: i + 1,
+            path: 'end to end through both agent processes',
+            'MB/s': mbps(size, r.e2eMs),
+            seconds: (r.e2eMs / 1000).toFixed(1),
+            ratio: (r.relayMs / r.e2eMs).toFixed(2),
+          },
         ]),
         notes: [
           `Ratio end-to-end / relay-only, median of ${rounds.length} round(s): ${ratio.toFixed(2)} (target >= 0.50; rounds: ${ratios.map((x) => x.toFixed(2)).join(', ')}). Each round runs relay-only, then end to end, back to back. Relay and the two agents are separate processes (as deployed); RSS after the run (MiB): ${rss.join(', ')}.`,
@@ -306,11 +366,20 @@ export async function run(args: string[]): Promise<BenchTable[]> {
           failed: x.failed,
           'batch size': (x.batches.exchanges / Math.max(1, x.batches.count)).toFixed(1),
         })),
-        summary: [{ metric: `agent small exchanges/s (${(bundle.length / 1024).toFixed(1)} KB FHIR), median of ${smallRounds.length} round(s)`, value: smallRate.toFixed(0), target: '>= 500', met: smallRate >= 500 }],
+        summary: [
+          {
+            metric: `agent small exchanges/s (${(bundle.length / 1024).toFixed(1)} KB FHIR), median of ${smallRounds.length} round(s)`,
+            value: smallRate.toFixed(0),
+            target: '>= 500',
+            met: smallRate >= 500,
+          },
+        ],
         notes: [
           `Median of ${smallRounds.length} round(s): ${smallRate.toFixed(0)} exchanges/s (rounds: ${smallRounds.map((x) => x.rate.toFixed(0)).join(', ')}).`,
           `CPU seconds (user + system) per process in the median round: ${formatCpu(smallCpu)}; per exchange: ${formatCpu(smallCpu, small.lat.length + small.failed)}.`,
-          `In the median round the sending agent sealed them into ${small.batches.count} batch envelopes, ${(small.batches.exchanges / Math.max(1, small.batches.count)).toFixed(1)} exchanges each on average (a batch takes whatever is due when a send slot frees up: nothing waits to fill one).`, 'Target: >= 500 small exchanges/s. Time to receipt is from acceptance by the API to the verified receipt, on the sending agent\'s clock. Each exchange is consent-checked, fsynced to the outbox, sealed, relayed, opened, released to the inbox, receipted and logged on both ledgers (plus a charge).'],
+          `In the median round the sending agent sealed them into ${small.batches.count} batch envelopes, ${(small.batches.exchanges / Math.max(1, small.batches.count)).toFixed(1)} exchanges each on average (a batch takes whatever is due when a send slot frees up: nothing waits to fill one).`,
+          "Target: >= 500 small exchanges/s. Time to receipt is from acceptance by the API to the verified receipt, on the sending agent's clock. Each exchange is consent-checked, fsynced to the outbox, sealed, relayed, opened, released to the inbox, receipted and logged on both ledgers (plus a charge).",
+        ],
       },
     ];
   } finally {

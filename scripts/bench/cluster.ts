@@ -17,10 +17,13 @@ import { RELAY_NODE_FLAGS } from '../lib/federation.ts';
 const CHUNK = 1024 * 1024;
 const BIN = fileURLToPath(new URL('../../bin/hie-relay.js', import.meta.url));
 
-
-
-
-async function startNode(dir: string, node: string, pki: { cert: string; key: string; ca: string }, nats: string, env: NodeJS.ProcessEnv): Promise<{ child: ChildProcess; port: number }> {
+async function startNode(
+  dir: string,
+  node: string,
+  pki: { cert: string; key: string; ca: string },
+  nats: string,
+  env: NodeJS.ProcessEnv,
+): Promise<{ child: ChildProcess; port: number }> {
   const file = join(dir, `${node}.json`);
   writeFileSync(
     file,
@@ -33,7 +36,10 @@ async function startNode(dir: string, node: string, pki: { cert: string; key: st
       nats: { servers: [nats], userEnv: 'NATS_USER', passwordEnv: 'NATS_PASSWORD', tls: { ca: pki.ca } },
     }),
   );
-  const child = spawn(process.execPath, [...RELAY_NODE_FLAGS, BIN, '--config', file], { env: { ...process.env, ...env }, stdio: ['ignore', 'pipe', 'inherit'] });
+  const child = spawn(process.execPath, [...RELAY_NODE_FLAGS, BIN, '--config', file], {
+    env: { ...process.env, ...env },
+    stdio: ['ignore', 'pipe', 'inherit'],
+  });
   const port = await new Promise<number>((resolve, reject) => {
     let buf = '';
     child.stdout?.setEncoding('utf8').on('data', (d: string) => {
@@ -52,7 +58,6 @@ async function client(port: number, identity: Identity): Promise<RelayClient> {
   await c.connect();
   return c;
 }
-
 
 /** 1 KiB messages a -> b with at most `window` in flight; returns messages per second. */
 async function messageRate(a: RelayClient, b: RelayClient, to: string, count: number, window = 256): Promise<number> {
@@ -125,7 +130,10 @@ export async function run(args: string[]): Promise<BenchTable[]> {
           { path: 'same node (alpha -> n1 -> bravo)', 'MB/s': mbps(total, sameMs), 'messages/s': Math.round(sameRate) },
           { path: 'cross node (alpha -> n1 -> NATS -> n2 -> charlie)', 'MB/s': mbps(total, crossMs), 'messages/s': Math.round(crossRate) },
         ],
-        notes: [`cross-node / same-node throughput: ${ratio.toFixed(2)} (target >= 0.6) ${ratio >= 0.6 ? 'MET' : 'NOT MET'}`, `message rate ratio: ${(crossRate / sameRate).toFixed(2)}`],
+        notes: [
+          `cross-node / same-node throughput: ${ratio.toFixed(2)} (target >= 0.6) ${ratio >= 0.6 ? 'MET' : 'NOT MET'}`,
+          `message rate ratio: ${(crossRate / sameRate).toFixed(2)}`,
+        ],
         summary: [{ metric: 'cluster cross-node vs same-node throughput', value: ratio.toFixed(2), target: '>= 0.60', met: ratio >= 0.6 }],
       },
     ];

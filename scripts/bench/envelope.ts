@@ -27,7 +27,6 @@ export const DEFAULT_ROUNDS = 3;
 const SOURCE_PIECE = 1024 * 1024;
 const POOL = 16 * 1024 * 1024;
 
-
 function parseArgs(args: string[]): { size: number; chunk: number; recipients: number; rounds: number } {
   const out = { size: DEFAULT_BENCH_SIZE, chunk: DEFAULT_CHUNK_SIZE, recipients: 1, rounds: DEFAULT_ROUNDS };
   for (let i = 0; i < args.length; i++) {

@@ -80,16 +80,27 @@ export async function run(args: string[]): Promise<BenchTable[]> {
         title: `ledger: ${total.toLocaleString('en')} entries, LevelDB on disk`,
         rows: [
           { measure: 'signed appends/s, sequential (each awaited, one signed head each)', value: rate(SEQUENTIAL_APPENDS, seqMs), target: '-' },
-          { measure: `signed appends/s, ${CONCURRENCY} concurrent callers (group commit, one signed head per batch)`, value: rate(concN, concMs), target: '>= 10,000' },
+          {
+            measure: `signed appends/s, ${CONCURRENCY} concurrent callers (group commit, one signed head per batch)`,
+            value: rate(concN, concMs),
+            target: '>= 10,000',
+          },
           { measure: 'verified entries/s (offline verify of the whole feed)', value: rate(v.stats.entries, verifyMs), target: '>= 30,000' },
           { measure: `replicate ${(target + 1).toLocaleString('en')} entries to an empty replica, s`, value: (replMs / 1000).toFixed(1), target: '< 15' },
         ],
         summary: [
           { metric: 'ledger signed appends/s (concurrent)', value: String(rate(concN, concMs)), target: '>= 10,000', met: (concN / concMs) * 1000 >= 10_000 },
-          { metric: 'ledger verified entries/s', value: String(rate(v.stats.entries, verifyMs)), target: '>= 30,000', met: (v.stats.entries / verifyMs) * 1000 >= 30_000 },
+          {
+            metric: 'ledger verified entries/s',
+            value: String(rate(v.stats.entries, verifyMs)),
+            target: '>= 30,000',
+            met: (v.stats.entries / verifyMs) * 1000 >= 30_000,
+          },
           { metric: 'ledger replicate 100k entries, s', value: (replMs / 1000).toFixed(1), target: '< 15', met: replMs < 15_000 },
         ],
-        notes: [`Ed25519 signatures checked by verify: ${v.stats.signaturesChecked} (one per feed head); replication batches of 512 entries, one signed head each.`],
+        notes: [
+          `Ed25519 signatures checked by verify: ${v.stats.signaturesChecked} (one per feed head); replication batches of 512 entries, one signed head each.`,
+        ],
       },
     ];
   } finally {

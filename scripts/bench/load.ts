@@ -50,9 +50,16 @@ function pickSize(): number {
   return 1024;
 }
 
-async function startRelay(dir: string, ca: CertificateAuthority, files: { cert: string; key: string; ca: string }): Promise<{ child: ChildProcess; port: number }> {
+async function startRelay(
+  dir: string,
+  ca: CertificateAuthority,
+  files: { cert: string; key: string; ca: string },
+): Promise<{ child: ChildProcess; port: number }> {
   const cfg = join(dir, 'relay.json');
-  writeFileSync(cfg, JSON.stringify({ listen: { host: '127.0.0.1', port: 0 }, tls: { ...files, crl: ca.crlPath }, admin: { enabled: false }, log: { level: 'info' } }));
+  writeFileSync(
+    cfg,
+    JSON.stringify({ listen: { host: '127.0.0.1', port: 0 }, tls: { ...files, crl: ca.crlPath }, admin: { enabled: false }, log: { level: 'info' } }),
+  );
   const child = spawn(process.execPath, [...RELAY_NODE_FLAGS, BIN, '--config', cfg], { stdio: ['ignore', 'pipe', 'inherit'] });
   const port = await new Promise<number>((resolve, reject) => {
     let buf = '';
@@ -86,7 +93,16 @@ function identities(dir: string, ca: CertificateAuthority, n: number): Identity[
   const ids: Identity[] = [];
   for (let i = 0; i < n; i += 1) {
     const id = `load-${i}`;
-    const { pem } = buildCertificate({ kind: 'agent', subject: { commonName: id }, hospitalId: id, publicKey: pair.publicKey, signingKey: caKey, issuer, notBefore: new Date(now - 60_000), notAfter: new Date(now + 86_400_000) });
+    const { pem } = buildCertificate({
+      kind: 'agent',
+      subject: { commonName: id },
+      hospitalId: id,
+      publicKey: pair.publicKey,
+      signingKey: caKey,
+      issuer,
+      notBefore: new Date(now - 60_000),
+      notAfter: new Date(now + 86_400_000),
+    });
     const certPath = join(out, `${id}.crt.pem`);
     writeFileSync(certPath, pem);
     ids.push(loadIdentity({ cert: certPath, key: keyPath, ca: caPath }));
@@ -234,14 +250,14 @@ export async function run(args: string[]): Promise<BenchTable[]> {
             'p99 ms to ack': percentile(latencies, 99).toFixed(1),
             'relay KiB / idle conn': ((rssIdle - rssBefore) / 1024 / Math.max(1, held)).toFixed(1),
             'relay RSS MiB idle / warm / end / peak': `${mib(rssIdle)} / ${mib(warm?.rss ?? 0)} / ${mib(rssEnd)} / ${mib(peak)}`,
-            'lost': lost,
-            'duplicated': duplicates,
+            lost: lost,
+            duplicated: duplicates,
             'size mismatch': corrupt,
           },
         ],
         notes: [
           `Transfers: ${started} started, ${acked} acked end to end, ${failed} refused or aborted at the sender (counted, not retried). Sizes: 60% 1 KiB, 30% 64 KiB, 9% 1 MiB, 1% 8 MiB; sender i -> agent i+1.`,
-          'What is measured: RelayClient agents (the agents\' relay protocol, mTLS WebSocket, credit flow control) in the bench process, not full hospital agents (no envelope crypto, no ledger);',
+          "What is measured: RelayClient agents (the agents' relay protocol, mTLS WebSocket, credit flow control) in the bench process, not full hospital agents (no envelope crypto, no ledger);",
           'an exchange counts when the receiving client has read every byte and its application-level ack message has come back to the sender. Lost = started and not acked nor reported failed; duplicated = an id received twice.',
           `Memory growth over the soak: ${mib(rssEnd - (warm?.rss ?? rssIdle))} MiB from ${Math.round(warm?.s ?? 0)} s to the end. ${nAgents} certificates over one shared key pair in ${(certMs / 1000).toFixed(1)} s; connections opened in ${(connectMs / 1000).toFixed(1)} s (batches of 50).`,
         ],

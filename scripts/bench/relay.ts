@@ -19,8 +19,6 @@ import { RELAY_NODE_FLAGS } from '../lib/federation.ts';
 const SELF = fileURLToPath(import.meta.url);
 const BIN = fileURLToPath(new URL('../../bin/hie-relay.js', import.meta.url));
 
-
-
 function rssNow(pid: number): number {
   try {
     const kb = /VmRSS:\s+(\d+) kB/.exec(readFileSync(`/proc/${pid}/status`, 'utf8'))?.[1];
@@ -53,7 +51,6 @@ function peakRss(pid: number): { stop: () => number } {
     },
   };
 }
-
 
 async function waitForLine(child: ChildProcess, match: string): Promise<Record<string, unknown>> {
   let buf = '';
@@ -91,7 +88,11 @@ async function proxyChild(): Promise<void> {
   server.listen(0, '127.0.0.1', () => process.stdout.write(`${JSON.stringify({ msg: 'proxy listening', port: (server.address() as AddressInfo).port })}\n`));
 }
 
-async function baseline(dir: string, ids: { relayFiles: { cert: string; key: string; ca: string }; alpha: Identity; bravo: Identity }, total: number): Promise<{ ms: number; rss: number; cpu: number; selfCpu: number }> {
+async function baseline(
+  dir: string,
+  ids: { relayFiles: { cert: string; key: string; ca: string }; alpha: Identity; bravo: Identity },
+  total: number,
+): Promise<{ ms: number; rss: number; cpu: number; selfCpu: number }> {
   let received = 0;
   let done!: () => void;
   const finished = new Promise<void>((r) => {
@@ -128,7 +129,13 @@ async function baseline(dir: string, ids: { relayFiles: { cert: string; key: str
   }
 }
 
-async function relayThroughput(port: number, pid: number, alpha: Identity, bravo: Identity, total: number): Promise<{ ms: number; rss: number; cpu: number; selfCpu: number }> {
+async function relayThroughput(
+  port: number,
+  pid: number,
+  alpha: Identity,
+  bravo: Identity,
+  total: number,
+): Promise<{ ms: number; rss: number; cpu: number; selfCpu: number }> {
   const url = `wss://127.0.0.1:${port}`;
   const a = new RelayClient({ url, identity: alpha, reconnect: false });
   const b = new RelayClient({ url, identity: bravo, reconnect: false });
@@ -209,7 +216,10 @@ export async function run(args: string[]): Promise<BenchTable[]> {
     const relayFiles = { cert: r.certPath, key: r.keyPath, ca: r.caPath };
 
     const cfg = join(dir, 'relay.json');
-    writeFileSync(cfg, JSON.stringify({ listen: { host: '127.0.0.1', port: 0 }, tls: { ...relayFiles, crl: ca.crlPath }, admin: { enabled: false }, log: { level: 'info' } }));
+    writeFileSync(
+      cfg,
+      JSON.stringify({ listen: { host: '127.0.0.1', port: 0 }, tls: { ...relayFiles, crl: ca.crlPath }, admin: { enabled: false }, log: { level: 'info' } }),
+    );
     const child = spawn(process.execPath, [...RELAY_NODE_FLAGS, BIN, '--config', cfg], { stdio: ['ignore', 'pipe', 'inherit'] });
     try {
       const { port } = (await waitForLine(child, 'relay listening')) as { port: number };
@@ -234,8 +244,22 @@ export async function run(args: string[]): Promise<BenchTable[]> {
         {
           title: `relay: ${mib(total)} MiB transfer agent -> relay -> agent (relay as child process)`,
           rows: [
-            { path: 'TLS socket-pipe proxy (baseline)', 'MB/s': mbps(total, base.ms), seconds: (base.ms / 1000).toFixed(2), 'peak RSS MiB (middle process)': mib(base.rss), 'CPU s middle': base.cpu.toFixed(2), 'CPU s agents': base.selfCpu.toFixed(2) },
-            { path: 'hie-relay (mTLS WebSocket, credit flow control)', 'MB/s': mbps(total, relay.ms), seconds: (relay.ms / 1000).toFixed(2), 'peak RSS MiB (middle process)': mib(relay.rss), 'CPU s middle': relay.cpu.toFixed(2), 'CPU s agents': relay.selfCpu.toFixed(2) },
+            {
+              path: 'TLS socket-pipe proxy (baseline)',
+              'MB/s': mbps(total, base.ms),
+              seconds: (base.ms / 1000).toFixed(2),
+              'peak RSS MiB (middle process)': mib(base.rss),
+              'CPU s middle': base.cpu.toFixed(2),
+              'CPU s agents': base.selfCpu.toFixed(2),
+            },
+            {
+              path: 'hie-relay (mTLS WebSocket, credit flow control)',
+              'MB/s': mbps(total, relay.ms),
+              seconds: (relay.ms / 1000).toFixed(2),
+              'peak RSS MiB (middle process)': mib(relay.rss),
+              'CPU s middle': relay.cpu.toFixed(2),
+              'CPU s agents': relay.selfCpu.toFixed(2),
+            },
           ],
           notes: [
             `Ratio relay/baseline: ${ratio.toFixed(2)} (target >= 0.80). Relay RSS idle ${mib(idleRss)} MiB, peak ${mib(relay.rss)} MiB (target < 150 MiB).`,

@@ -94,7 +94,7 @@ export function cpuSecondsOfPid(pid: number): number {
 
 /** Formats bytes/second as MB/s (10^6). */
 export function mbps(bytes: number, ms: number): string {
-  return ((bytes / 1e6) / (ms / 1000)).toFixed(1);
+  return (bytes / 1e6 / (ms / 1000)).toFixed(1);
 }
 
 /** Formats bytes as MiB with one decimal. */

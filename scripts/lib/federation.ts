@@ -68,7 +68,11 @@ export function startProc(name: string, bin: string, args: string[], env: Record
   const profileDir = process.env['HIE_CPU_PROFILE_DIR'];
   const nodeArgs = profileDir ? ['--cpu-prof', `--cpu-prof-dir=${profileDir}`, `--cpu-prof-name=${name}.cpuprofile`] : [];
   const extra = (process.env['HIE_EXTRA_NODE_FLAGS'] ?? '').split(' ').filter(Boolean);
-  const child = spawn(process.execPath, [...nodeArgs, ...(bin === 'hie-agent.js' ? AGENT_NODE_FLAGS : RELAY_NODE_FLAGS), ...extra, join(ROOT, 'bin', bin), ...args], { env: { ...process.env, ...env }, stdio: ['ignore', 'pipe', 'pipe'] });
+  const child = spawn(
+    process.execPath,
+    [...nodeArgs, ...(bin === 'hie-agent.js' ? AGENT_NODE_FLAGS : RELAY_NODE_FLAGS), ...extra, join(ROOT, 'bin', bin), ...args],
+    { env: { ...process.env, ...env }, stdio: ['ignore', 'pipe', 'pipe'] },
+  );
   const log: string[] = [];
   const keep = (d: Buffer): void => {
     log.push(...d.toString('utf8').split('\n').filter(Boolean));
@@ -172,7 +176,10 @@ export async function startLocalFederation(o: FederationOptions): Promise<LocalF
           2,
         ),
       );
-      const agent = startProc(h, 'hie-agent.js', ['start', '--config', config], { HIE_AGENT_API_TOKENS: `local:${tokens[h]}`, HIE_AGENT_PATIENT_SECRET: randomBytes(32).toString('hex') });
+      const agent = startProc(h, 'hie-agent.js', ['start', '--config', config], {
+        HIE_AGENT_API_TOKENS: `local:${tokens[h]}`,
+        HIE_AGENT_PATIENT_SECRET: randomBytes(32).toString('hex'),
+      });
       procs.push(agent);
       const port = await waitFor(`agent ${h} to start`, async () => {
         const m = agent.log.map((l) => /API on [^\s]+:(\d+),/.exec(l)).find(Boolean);
@@ -181,7 +188,10 @@ export async function startLocalFederation(o: FederationOptions): Promise<LocalF
       apis[h] = `http://127.0.0.1:${port}`;
     }
     const api: LocalFederation['api'] = async (h, path, init = {}) => {
-      const res = await fetch(`${apis[h]}${path}`, { ...init, headers: { authorization: `Bearer ${tokens[h]}`, ...(init.headers as Record<string, string> | undefined) } });
+      const res = await fetch(`${apis[h]}${path}`, {
+        ...init,
+        headers: { authorization: `Bearer ${tokens[h]}`, ...(init.headers as Record<string, string> | undefined) },
+      });
       const text = await res.text();
       return { status: res.status, body: text ? (JSON.parse(text) as Record<string, unknown>) : {} };
     };

@@ -44,13 +44,22 @@ describe('hie-certs CLI', function () {
   it('runs the operator workflow with a passphrase-protected CA', function () {
     const env = { CA_PASS: 'a long enough passphrase' };
     expect(run(['init', '--dir', pki, '--name', 'CLI CA', '--days', '400', '--passphrase-env', 'CA_PASS'], env).code).to.equal(0);
-    const relay = run(['issue-relay', '--dir', pki, '--host', 'localhost', '--host', '127.0.0.1', '--out', join(tmp.dir, 'relay'), '--passphrase-env', 'CA_PASS'], env);
+    const relay = run(
+      ['issue-relay', '--dir', pki, '--host', 'localhost', '--host', '127.0.0.1', '--out', join(tmp.dir, 'relay'), '--passphrase-env', 'CA_PASS'],
+      env,
+    );
     expect(relay.code, relay.stderr).to.equal(0);
-    const agent = run(['issue-agent', '--dir', pki, '--id', 'myongji', '--org', 'Myongji', '--out', join(tmp.dir, 'agents'), '--passphrase-env', 'CA_PASS'], env);
+    const agent = run(
+      ['issue-agent', '--dir', pki, '--id', 'myongji', '--org', 'Myongji', '--out', join(tmp.dir, 'agents'), '--passphrase-env', 'CA_PASS'],
+      env,
+    );
     expect(agent.code, agent.stderr).to.equal(0);
     const list = run(['list', '--dir', pki, '--json']);
     const rows = JSON.parse(list.stdout) as Array<{ kind: string; status: string; id?: string; serial: string }>;
-    expect(rows.map((r) => [r.kind, r.status])).to.deep.equal([['relay', 'valid'], ['agent', 'valid']]);
+    expect(rows.map((r) => [r.kind, r.status])).to.deep.equal([
+      ['relay', 'valid'],
+      ['agent', 'valid'],
+    ]);
     const revoke = run(['revoke', '--dir', pki, '--id', 'myongji', '--reason', 'superseded', '--passphrase-env', 'CA_PASS'], env);
     expect(revoke.code, revoke.stderr).to.equal(0);
     const crlOut = join(tmp.dir, 'published.crl.pem');
@@ -62,11 +71,20 @@ describe('hie-certs CLI', function () {
 
   it('gives one-line errors for bad input and changes nothing on disk', function () {
     const before = snapshot(tmp.dir);
-    expectOneLineError(run(['issue-agent', '--dir', pki, '--id', 'Bad_Id', '--out', join(tmp.dir, 'x'), '--passphrase-env', 'CA_PASS'], { CA_PASS: 'a long enough passphrase' }), /invalid hospital id/);
+    expectOneLineError(
+      run(['issue-agent', '--dir', pki, '--id', 'Bad_Id', '--out', join(tmp.dir, 'x'), '--passphrase-env', 'CA_PASS'], { CA_PASS: 'a long enough passphrase' }),
+      /invalid hospital id/,
+    );
     expectOneLineError(run(['issue-agent', '--dir', join(tmp.dir, 'no-pki'), '--id', 'abc', '--out', join(tmp.dir, 'x')]), /no CA in/);
-    expectOneLineError(run(['issue-agent', '--dir', pki, '--id', 'abc', '--out', join(tmp.dir, 'x'), '--passphrase-env', 'CA_PASS'], { CA_PASS: 'wrong passphrase!' }), /wrong passphrase/);
+    expectOneLineError(
+      run(['issue-agent', '--dir', pki, '--id', 'abc', '--out', join(tmp.dir, 'x'), '--passphrase-env', 'CA_PASS'], { CA_PASS: 'wrong passphrase!' }),
+      /wrong passphrase/,
+    );
     expectOneLineError(run(['issue-agent', '--dir', pki, '--id', 'abc', '--out', join(tmp.dir, 'x')]), /passphrase-protected/);
-    expectOneLineError(run(['issue-agent', '--dir', pki, '--id', 'abc', '--out', join(tmp.dir, 'x'), '--passphrase-env', 'UNSET_VAR_X']), /UNSET_VAR_X.*not set/);
+    expectOneLineError(
+      run(['issue-agent', '--dir', pki, '--id', 'abc', '--out', join(tmp.dir, 'x'), '--passphrase-env', 'UNSET_VAR_X']),
+      /UNSET_VAR_X.*not set/,
+    );
     expectOneLineError(run(['init', '--dir', pki]), /already exists/);
     expectOneLineError(run(['frobnicate']), /unknown command/);
     expectOneLineError(run(['list', '--dir', pki, '--bogus']), /bogus/);

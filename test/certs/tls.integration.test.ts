@@ -61,7 +61,9 @@ describe('mTLS with the identity helpers', function () {
       const socket = tls.connect({ host: '127.0.0.1', port, servername: 'localhost', ...options });
       let data = '';
       socket.setEncoding('utf8');
-      socket.on('data', (d) => { data += d; });
+      socket.on('data', (d) => {
+        data += d;
+      });
       socket.on('end', () => resolve(data.startsWith('hello ') ? { ok: true, id: data.trim().slice(6) } : { ok: false, error: 'closed without greeting' }));
       socket.on('error', (err) => resolve({ ok: false, error: (err as NodeJS.ErrnoException).code ?? err.message }));
     });

@@ -32,7 +32,10 @@ describe('deployment artifacts', function () {
   it('the relay and the agent each get their Node flags however they are started', async function () {
     const { AGENT_NODE_FLAGS, RELAY_NODE_FLAGS } = await import('../../scripts/lib/federation.ts');
     expect(RELAY_NODE_FLAGS.length).to.be.greaterThan(0);
-    for (const [part, flags] of [['relay', RELAY_NODE_FLAGS], ['agent', AGENT_NODE_FLAGS]] as const) {
+    for (const [part, flags] of [
+      ['relay', RELAY_NODE_FLAGS],
+      ['agent', AGENT_NODE_FLAGS],
+    ] as const) {
       const places = {
         [`bin/hie-${part}.js`]: read(`bin/hie-${part}.js`).split('\n')[0] as string,
         [`deploy/systemd/hie-${part}.service`]: /^ExecStart=.*$/m.exec(read(`deploy/systemd/hie-${part}.service`))?.[0] ?? '',
@@ -46,7 +49,10 @@ describe('deployment artifacts', function () {
   });
 
   it('the systemd units start existing commands with the promised hardening', function () {
-    for (const [unit, bin] of [['hie-relay', 'hie-relay.js'], ['hie-agent', 'hie-agent.js']] as const) {
+    for (const [unit, bin] of [
+      ['hie-relay', 'hie-relay.js'],
+      ['hie-agent', 'hie-agent.js'],
+    ] as const) {
       const text = read(`deploy/systemd/${unit}.service`);
       expect(text).to.contain(`/opt/hie/bin/${bin}`);
       expect(existsSync(join(ROOT, 'bin', bin))).to.equal(true);

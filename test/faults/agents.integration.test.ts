@@ -85,11 +85,22 @@ describe('fault injection: agents killed, partitioned, and with a skewed clock',
     await startAlpha();
     try {
       const consent = await grant(a, 'bravo', 'SYN-LIVE-KILL');
-      const [inboxBefore, sentBefore] = [(await call<{ items: unknown[] }>(b, '/v1/inbox')).body.items.length, (await call<{ exchanges: unknown[] }>(a, '/v1/exchanges?limit=1000')).body.exchanges.length];
+      const [inboxBefore, sentBefore] = [
+        (await call<{ items: unknown[] }>(b, '/v1/inbox')).body.items.length,
+        (await call<{ exchanges: unknown[] }>(a, '/v1/exchanges?limit=1000')).body.exchanges.length,
+      ];
       const quarantine = join(b.dataDir, 'inbox', 'quarantine');
-      const arriving = (): boolean => existsSync(quarantine) && readdirSync(quarantine).some((d) => existsSync(join(quarantine, d, 'content')) && statSync(join(quarantine, d, 'content')).size > 16 * 1024 * 1024);
+      const arriving = (): boolean =>
+        existsSync(quarantine) &&
+        readdirSync(quarantine).some((d) => existsSync(join(quarantine, d, 'content')) && statSync(join(quarantine, d, 'content')).size > 16 * 1024 * 1024);
       const size = 150 * 1024 * 1024;
-      const upload = submit(a, 'bravo', { consent, patientId: 'SYN-LIVE-KILL', body: patternStream(size, 29).stream, contentType: 'application/octet-stream', length: size }).then(
+      const upload = submit(a, 'bravo', {
+        consent,
+        patientId: 'SYN-LIVE-KILL',
+        body: patternStream(size, 29).stream,
+        contentType: 'application/octet-stream',
+        length: size,
+      }).then(
         () => 'accepted',
         () => 'cut',
       );
@@ -138,7 +149,11 @@ describe('fault injection: agents killed, partitioned, and with a skewed clock',
     const consent = await grant(a, 'charlie', 'SYN-PARTITION');
     await net.agents['charlie']!.close();
     delete net.agents['charlie'];
-    const queued = await Promise.all(Array.from({ length: 3 }, () => submit(a, 'charlie', { consent, patientId: 'SYN-PARTITION', body: Buffer.from('{"resourceType":"Binary"}'), contentType: 'application/octet-stream' })));
+    const queued = await Promise.all(
+      Array.from({ length: 3 }, () =>
+        submit(a, 'charlie', { consent, patientId: 'SYN-PARTITION', body: Buffer.from('{"resourceType":"Binary"}'), contentType: 'application/octet-stream' }),
+      ),
+    );
     // Others keep appending while charlie is away: several hundred entries across two feeds.
     for (let round = 0; round < 15; round += 1) {
       await Promise.all([
@@ -147,7 +162,10 @@ describe('fault injection: agents killed, partitioned, and with a skewed clock',
       ]);
     }
     const pending = await Promise.all(queued.map(async (id) => (await call<{ status: string }>(a, `/v1/exchanges/${id}`)).body.status));
-    expect(pending.every((s) => s !== 'delivered'), 'nothing delivered to an offline agent').to.equal(true);
+    expect(
+      pending.every((s) => s !== 'delivered'),
+      'nothing delivered to an offline agent',
+    ).to.equal(true);
     await net.startAgent('charlie');
     await assertSound(all(), [{ from: a, ids: queued }]);
   });
@@ -158,10 +176,16 @@ describe('fault injection: agents killed, partitioned, and with a skewed clock',
     const [a, b] = [alphaHandle(), handle('bravo')];
     const c1 = await grant(a, 'bravo', 'SYN-SKEW-A');
     const c2 = await grant(b, 'alpha', 'SYN-SKEW-B');
-    const fromA = [await submit(a, 'bravo', { consent: c1, patientId: 'SYN-SKEW-A', body: Buffer.from('skewed sender'), contentType: 'application/octet-stream' })];
-    const fromB = [await submit(b, 'alpha', { consent: c2, patientId: 'SYN-SKEW-B', body: Buffer.from('skewed receiver'), contentType: 'application/octet-stream' })];
+    const fromA = [
+      await submit(a, 'bravo', { consent: c1, patientId: 'SYN-SKEW-A', body: Buffer.from('skewed sender'), contentType: 'application/octet-stream' }),
+    ];
+    const fromB = [
+      await submit(b, 'alpha', { consent: c2, patientId: 'SYN-SKEW-B', body: Buffer.from('skewed receiver'), contentType: 'application/octet-stream' }),
+    ];
     const aHead = (await call<{ feeds: Array<{ feed: string; ts: string }> }>(a, '/v1/ledger/status')).body.feeds.find((f) => f.feed === 'alpha')!;
-    expect(Date.parse(aHead.ts) - Date.now(), "the preload is in effect: alpha stamps its ledger ahead of this process's clock").to.be.greaterThan(SKEW_MS - 30_000);
+    expect(Date.parse(aHead.ts) - Date.now(), "the preload is in effect: alpha stamps its ledger ahead of this process's clock").to.be.greaterThan(
+      SKEW_MS - 30_000,
+    );
     await assertSound(all(), [
       { from: a, ids: fromA },
       { from: b, ids: fromB },

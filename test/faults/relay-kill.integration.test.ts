@@ -70,21 +70,33 @@ describe('fault injection: the relay process SIGKILLed and restarted on the same
     const cb = await grant(b, 'charlie', 'SYN-BURST-B');
     const completedBefore = await relayMetric(relay, 'hie_relay_transfers_completed_total');
     const [fromA, fromB] = await Promise.all([
-      Promise.all(Array.from({ length: 25 }, () => submit(a, 'charlie', { consent: ca, patientId: 'SYN-BURST-A', body: BUNDLE, contentType: 'application/fhir+json' }))),
-      Promise.all(Array.from({ length: 25 }, () => submit(b, 'charlie', { consent: cb, patientId: 'SYN-BURST-B', body: BUNDLE, contentType: 'application/fhir+json' }))),
+      Promise.all(
+        Array.from({ length: 25 }, () => submit(a, 'charlie', { consent: ca, patientId: 'SYN-BURST-A', body: BUNDLE, contentType: 'application/fhir+json' })),
+      ),
+      Promise.all(
+        Array.from({ length: 25 }, () => submit(b, 'charlie', { consent: cb, patientId: 'SYN-BURST-B', body: BUNDLE, contentType: 'application/fhir+json' })),
+      ),
     ]);
     // Kill once the burst is moving (small exchanges travel in batch envelopes, so a few transfers carry them
     // all): right after the first transfer went through, most are still queued, on the wire or unanswered.
     await waitFor(async () => (await relayMetric(relay, 'hie_relay_transfers_completed_total')) > completedBefore, 30_000, 'a first transfer');
-    const unfinished = async (x: AgentHandle, list: string[]): Promise<number> => (await Promise.all(list.map((id) => call<{ status: string }>(x, `/v1/exchanges/${id}`)))).filter((r) => r.body.status !== 'delivered').length;
+    const unfinished = async (x: AgentHandle, list: string[]): Promise<number> =>
+      (await Promise.all(list.map((id) => call<{ status: string }>(x, `/v1/exchanges/${id}`)))).filter((r) => r.body.status !== 'delivered').length;
     await restart();
     expect((await unfinished(a, fromA)) + (await unfinished(b, fromB)), 'the kill landed while exchanges were in flight').to.be.greaterThan(0);
-    await assertSound([a, b, c], [
-      { from: a, ids: fromA },
-      { from: b, ids: fromB },
-    ]);
+    await assertSound(
+      [a, b, c],
+      [
+        { from: a, ids: fromA },
+        { from: b, ids: fromB },
+      ],
+    );
     const items = (await call<{ items: Array<{ exchangeId: string }> }>(c, '/v1/inbox')).body.items.map((i) => i.exchangeId);
-    for (const id of [...fromA, ...fromB]) expect(items.filter((x) => x === id), id).to.have.length(1);
+    for (const id of [...fromA, ...fromB])
+      expect(
+        items.filter((x) => x === id),
+        id,
+      ).to.have.length(1);
   });
 
   it('converges and verifies when the relay dies while ledgers replicate', async function () {
@@ -98,7 +110,8 @@ describe('fault injection: the relay process SIGKILLed and restarted on the same
     }
     const headA = (await call<{ feeds: Array<{ feed: string; seq: number }> }>(a, '/v1/ledger/status')).body.feeds.find((f) => f.feed === 'alpha')!.seq;
     await net.startAgent('charlie');
-    const seen = async (): Promise<number> => (await call<{ feeds: Array<{ feed: string; seq: number }> }>(c, '/v1/ledger/status')).body.feeds.find((f) => f.feed === 'alpha')?.seq ?? -1;
+    const seen = async (): Promise<number> =>
+      (await call<{ feeds: Array<{ feed: string; seq: number }> }>(c, '/v1/ledger/status')).body.feeds.find((f) => f.feed === 'alpha')?.seq ?? -1;
     const atStart = await seen();
     expect(atStart, 'charlie was behind').to.be.lessThan(headA);
     // Kill while charlie catches up and alpha keeps appending.

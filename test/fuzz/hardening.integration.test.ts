@@ -107,7 +107,12 @@ describe('hardening (agent API, relay admin, relay TLS)', function () {
   it('refuses JSON bodies over the limit with 413 ERR_PAYLOAD_TOO_LARGE', async function () {
     const big = Buffer.from(JSON.stringify({ patientId: 'p', grantee: 'bravo', validUntil: '2099-01-01T00:00:00Z', pad: 'x'.repeat(1_100_000) }));
     for (const path of ['/v1/consents', '/v1/requests']) {
-      const res = await rawRequest(alpha.apiPort, { method: 'POST', path, headers: { authorization: `Bearer ${TEST_TOKEN}`, 'content-type': 'application/json' }, body: big });
+      const res = await rawRequest(alpha.apiPort, {
+        method: 'POST',
+        path,
+        headers: { authorization: `Bearer ${TEST_TOKEN}`, 'content-type': 'application/json' },
+        body: big,
+      });
       expect(res.status, path).to.equal(413);
       expect(JSON.parse(res.body.toString()).error.code, path).to.equal('ERR_PAYLOAD_TOO_LARGE');
     }
@@ -131,7 +136,8 @@ describe('hardening (agent API, relay admin, relay TLS)', function () {
     expect(ok.status).to.equal(200);
     const wrong = 'wrong-token-that-must-not-be-logged-0123456789';
     const statuses: number[] = [];
-    for (let i = 0; i < 22; i++) statuses.push((await rawRequest(bravo.apiPort, { method: 'GET', path: '/v1/consents', headers: { authorization: `Bearer ${wrong}` } })).status);
+    for (let i = 0; i < 22; i++)
+      statuses.push((await rawRequest(bravo.apiPort, { method: 'GET', path: '/v1/consents', headers: { authorization: `Bearer ${wrong}` } })).status);
     expect(statuses[0]).to.equal(401);
     expect(statuses.at(-1)).to.equal(429);
     const limited = await rawRequest(bravo.apiPort, { method: 'GET', path: '/v1/consents', headers: { authorization: `Bearer ${wrong}` } });
@@ -151,7 +157,15 @@ describe('hardening (agent API, relay admin, relay TLS)', function () {
     for (const s of sentinels) writeFileSync(s, secret);
     // A real item too, so the inbox routes have something a traversal could reach next to.
     const auth = { authorization: `Bearer ${TEST_TOKEN}` };
-    const extra = ['..%2fsentinel.txt', '..%2f..%2fsentinel.txt', '%2e%2e%2fsentinel.txt', 'items%2f..%2f..%2fsentinel.txt', '..%5csentinel.txt', 'sentinel.txt', join(data, 'sentinel.txt').replaceAll('/', '%2f')];
+    const extra = [
+      '..%2fsentinel.txt',
+      '..%2f..%2fsentinel.txt',
+      '%2e%2e%2fsentinel.txt',
+      'items%2f..%2f..%2fsentinel.txt',
+      '..%5csentinel.txt',
+      'sentinel.txt',
+      join(data, 'sentinel.txt').replaceAll('/', '%2f'),
+    ];
     for (const r of API_ROUTES.filter((x) => x.path.includes(':id'))) {
       for (const id of [...HOSTILE_IDS, ...extra]) {
         const res = await rawRequest(alpha.apiPort, { method: r.method, path: r.path.replace(':id', id), headers: auth });

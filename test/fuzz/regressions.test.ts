@@ -43,7 +43,10 @@ describe('fuzz findings (regressions)', function () {
     const keys = await withKids(generateAgentKeys());
     bundle = await createKeyBundle(loadIdentity(fed.agents['bravo']!), keys);
     await ring.add(bundle);
-    receipt = createReceipt({ exchangeId: 'regress-exchange-1', sender: 'alpha', headerHash: null, contentHash: null, disposition: { failed: 'ERR_ENVELOPE_TAMPERED' } }, senderKeys('bravo', keys));
+    receipt = createReceipt(
+      { exchangeId: 'regress-exchange-1', sender: 'alpha', headerHash: null, contentHash: null, disposition: { failed: 'ERR_ENVELOPE_TAMPERED' } },
+      senderKeys('bravo', keys),
+    );
     world = await makeWorld(join(tmp.dir, 'ledger'), ['alpha', 'bravo']);
     author = await world.open('alpha', join(tmp.dir, 'alpha-db'));
     replica = await world.open(undefined, join(tmp.dir, 'replica-db'));

@@ -21,14 +21,33 @@ describe('local API framework', function () {
   before(async function () {
     const v1 = express.Router();
     v1.use(express.json({ limit: '1kb' }));
-    v1.get('/ok', (_req, res) => { res.json({ ok: true, principal: res.locals['principal'] }); });
-    v1.get('/slow', (_req, res) => { setTimeout(() => res.json({ ok: true }), 200); });
-    v1.post('/echo-size', (req, res) => { res.json({ keys: Object.keys(req.body as object).length }); });
-    v1.get('/refused', () => { throw new AgentError('ERR_CONSENT_REVOKED', 'consent c1 was revoked', { detail: { consentId: 'c1' } }); });
-    v1.get('/boom', () => { throw new Error('database password is hunter2'); });
+    v1.get('/ok', (_req, res) => {
+      res.json({ ok: true, principal: res.locals['principal'] });
+    });
+    v1.get('/slow', (_req, res) => {
+      setTimeout(() => res.json({ ok: true }), 200);
+    });
+    v1.post('/echo-size', (req, res) => {
+      res.json({ keys: Object.keys(req.body as object).length });
+    });
+    v1.get('/refused', () => {
+      throw new AgentError('ERR_CONSENT_REVOKED', 'consent c1 was revoked', { detail: { consentId: 'c1' } });
+    });
+    v1.get('/boom', () => {
+      throw new Error('database password is hunter2');
+    });
     const open = express.Router();
-    open.get('/healthz', (_req, res) => { res.json({ status: 'ok' }); });
-    const app = createApiApp({ tokens: [{ name: 'ehr', token: TOKEN }], logger, v1, open, openapi: { openapi: '3.1.0' }, auth: { failuresPerWindow: 3, windowMs: 60_000 } });
+    open.get('/healthz', (_req, res) => {
+      res.json({ status: 'ok' });
+    });
+    const app = createApiApp({
+      tokens: [{ name: 'ehr', token: TOKEN }],
+      logger,
+      v1,
+      open,
+      openapi: { openapi: '3.1.0' },
+      auth: { failuresPerWindow: 3, windowMs: 60_000 },
+    });
     server = app.listen(0, '127.0.0.1');
     await once(server, 'listening');
     base = `http://127.0.0.1:${(server.address() as AddressInfo).port}`;
@@ -69,7 +88,11 @@ describe('local API framework', function () {
     const bad = await fetch(`${base}/v1/echo-size`, { method: 'POST', headers: { ...auth, 'content-type': 'application/json' }, body: '{nope' });
     expect(bad.status).to.equal(400);
     expect(((await bad.json()) as { error: { code: string } }).error.code).to.equal('ERR_BAD_REQUEST');
-    const big = await fetch(`${base}/v1/echo-size`, { method: 'POST', headers: { ...auth, 'content-type': 'application/json' }, body: JSON.stringify({ x: 'y'.repeat(5000) }) });
+    const big = await fetch(`${base}/v1/echo-size`, {
+      method: 'POST',
+      headers: { ...auth, 'content-type': 'application/json' },
+      body: JSON.stringify({ x: 'y'.repeat(5000) }),
+    });
     expect(big.status).to.equal(413);
     expect(((await big.json()) as { error: { code: string } }).error.code).to.equal('ERR_PAYLOAD_TOO_LARGE');
   });
@@ -161,7 +184,8 @@ describe('local API framework', function () {
       expect(res.headers.get('location')).to.equal('/v1/things/1');
       expect(res.headers.get('x-request-id')).to.equal('req-fast');
       expect(res.headers.get('content-type')).to.equal('application/json; charset=utf-8');
-      for (const h of ['content-security-policy', 'x-content-type-options', 'strict-transport-security', 'x-frame-options']) expect(res.headers.get(h), h).to.be.a('string');
+      for (const h of ['content-security-policy', 'x-content-type-options', 'strict-transport-security', 'x-frame-options'])
+        expect(res.headers.get(h), h).to.be.a('string');
       expect(res.headers.get('x-powered-by')).to.equal(null);
       const line = fastLogged.find((l) => l.msg === 'api request') as { obj: Record<string, unknown> };
       expect(line.obj).to.include({ requestId: 'req-fast', method: 'POST', route: '/things', status: 202, principal: 'ehr' });

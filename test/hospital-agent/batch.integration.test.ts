@@ -40,10 +40,14 @@ describe('small exchanges in batch envelopes (integration)', function () {
     );
     const records = await Promise.all(
       ids.map((id) =>
-        waitFor(async () => {
-          const r = (await (await net.api('myongji', `/v1/exchanges/${id}`)).json()) as { status: string; receipt?: Receipt };
-          return r.status === 'delivered' || r.status === 'failed' ? r : undefined;
-        }, 60_000, `exchange ${id}`),
+        waitFor(
+          async () => {
+            const r = (await (await net.api('myongji', `/v1/exchanges/${id}`)).json()) as { status: string; receipt?: Receipt };
+            return r.status === 'delivered' || r.status === 'failed' ? r : undefined;
+          },
+          60_000,
+          `exchange ${id}`,
+        ),
       ),
     );
     expect(records.map((r) => r.status)).to.deep.equal(ids.map(() => 'delivered'));
@@ -54,26 +58,41 @@ describe('small exchanges in batch envelopes (integration)', function () {
     const ring = new KeyRing({ caPem: readFileSync(net.fed.caPath, 'utf8') });
     for (const { entry } of await net.agents['myongji']!.ledger.byType('genesis')) await ring.add((entry.body as { bundle: unknown }).bundle);
     for (const [i, r] of records.entries()) {
-      const v = await verifyReceipt(r.receipt, { resolveSigner: ring.signerLookup(), expect: { exchangeId: ids[i], sender: 'myongji', recipient: 'severance' } });
+      const v = await verifyReceipt(r.receipt, {
+        resolveSigner: ring.signerLookup(),
+        expect: { exchangeId: ids[i], sender: 'myongji', recipient: 'severance' },
+      });
       expect(v.receipt.contentHash).to.equal(createHash('sha256').update(BUNDLE).digest('base64url'));
     }
-    expect(records.some((r) => r.receipt?.batch !== undefined), 'some receipts were signed together').to.equal(true);
+    expect(
+      records.some((r) => r.receipt?.batch !== undefined),
+      'some receipts were signed together',
+    ).to.equal(true);
     // Delivered once each, byte-identical.
     const inbox = ((await (await net.api('severance', '/v1/inbox')).json()) as { items: Array<{ exchangeId: string }> }).items.map((i) => i.exchangeId);
     for (const id of ids) {
-      expect(inbox.filter((x) => x === id), id).to.have.length(1);
+      expect(
+        inbox.filter((x) => x === id),
+        id,
+      ).to.have.length(1);
       expect(Buffer.from(await (await net.api('severance', `/v1/inbox/${id}/content`)).arrayBuffer()).equals(BUNDLE)).to.equal(true);
     }
     // One transport charge per transfer (the batch), on its first exchange.
-    const charges = (await net.agents['myongji']!.ledger.byType('payment.charged', 'myongji')).map((e) => e.entry.body as BodyOf<'payment.charged'>).filter((c) => ids.includes(c.exchange));
+    const charges = (await net.agents['myongji']!.ledger.byType('payment.charged', 'myongji'))
+      .map((e) => e.entry.body as BodyOf<'payment.charged'>)
+      .filter((c) => ids.includes(c.exchange));
     expect(charges.filter((c) => c.kind === 'transport')).to.have.length(batches);
     // Every ledger verifies (receipts answer every release, hashes agree across feeds).
-    await waitFor(async () => {
-      for (const id of Object.keys(net.agents)) {
-        const result = (await (await net.api(id, '/v1/ledger/verify?grace=0')).json()) as { ok: boolean };
-        if (!result.ok) return undefined;
-      }
-      return true;
-    }, 30_000, 'ledgers to converge and verify');
+    await waitFor(
+      async () => {
+        for (const id of Object.keys(net.agents)) {
+          const result = (await (await net.api(id, '/v1/ledger/verify?grace=0')).json()) as { ok: boolean };
+          if (!result.ok) return undefined;
+        }
+        return true;
+      },
+      30_000,
+      'ledgers to converge and verify',
+    );
   });
 });

@@ -14,8 +14,12 @@ function run(args: string[], env: Record<string, string> = {}): Promise<{ code: 
     const child = spawn(process.execPath, [BIN, ...args], { env: { ...process.env, HIE_AGENT_TOKEN: TEST_TOKEN, HIE_DEBUG: '', ...env } });
     let stdout = '';
     let stderr = '';
-    child.stdout.on('data', (d) => { stdout += d; });
-    child.stderr.on('data', (d) => { stderr += d; });
+    child.stdout.on('data', (d) => {
+      stdout += d;
+    });
+    child.stderr.on('data', (d) => {
+      stderr += d;
+    });
     child.on('close', (code) => resolve({ code, stdout, stderr }));
   });
 }
@@ -70,7 +74,9 @@ describe('hie-agent CLI', function () {
 
   it('refuses a send under a revoked consent with the code, and gives one-line errors on bad input', async function () {
     const until = new Date(Date.now() + 86_400_000).toISOString();
-    const c = JSON.parse((await run(['consent', 'grant', '--api', api('myongji'), '--patient', 'SYN-2', '--to', 'severance', '--until', until, '--json'])).stdout) as { id: string };
+    const c = JSON.parse(
+      (await run(['consent', 'grant', '--api', api('myongji'), '--patient', 'SYN-2', '--to', 'severance', '--until', until, '--json'])).stdout,
+    ) as { id: string };
     expect((await run(['consent', 'revoke', '--api', api('myongji'), c.id])).code).to.equal(0);
     const refused = await run(['send', '--api', api('myongji'), '--to', 'severance', '--patient', 'SYN-2', '--consent', c.id, '--quiet', BUNDLE]);
     expect(refused.code).to.not.equal(0);

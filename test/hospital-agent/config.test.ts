@@ -68,7 +68,10 @@ describe('agent configuration', function () {
     const t = tempDir();
     try {
       const file = join(t.dir, 'agent.yaml');
-      writeFileSync(file, 'id: severance\nidentity:\n  cert: certs/s.crt.pem\n  key: certs/s.key.pem\n  ca: /etc/hie/ca.pem\nrelay:\n  urls: [wss://relay:8443]\ndataDir: ./data\n');
+      writeFileSync(
+        file,
+        'id: severance\nidentity:\n  cert: certs/s.crt.pem\n  key: certs/s.key.pem\n  ca: /etc/hie/ca.pem\nrelay:\n  urls: [wss://relay:8443]\ndataDir: ./data\n',
+      );
       const c = loadAgentConfig(file, {});
       expect(c.identity.cert).to.equal(join(t.dir, 'certs/s.crt.pem'));
       expect(c.identity.ca).to.equal('/etc/hie/ca.pem');

@@ -76,7 +76,11 @@ describe('ConsentService', function () {
     let checked: Promise<unknown> | undefined;
     ledger.append = ((input: Parameters<Ledger['append']>[0]) => {
       const written = append(input);
-      if (input.type === 'consent.revoked') checked = service.check(c.id, request).then(() => 'released', (err: AgentError) => err.code);
+      if (input.type === 'consent.revoked')
+        checked = service.check(c.id, request).then(
+          () => 'released',
+          (err: AgentError) => err.code,
+        );
       return written;
     }) as Ledger['append'];
     try {
@@ -98,12 +102,21 @@ describe('ConsentService', function () {
 
   it('refuses unknown consents and nonsense grants', async function () {
     try {
-      await service.check('00000000-0000-4000-8000-000000000000', { patientHash: 'a'.repeat(64), recipient: 'bravo', purpose: 'TREAT', scope: ['Patient'], at: new Date() });
+      await service.check('00000000-0000-4000-8000-000000000000', {
+        patientHash: 'a'.repeat(64),
+        recipient: 'bravo',
+        purpose: 'TREAT',
+        scope: ['Patient'],
+        at: new Date(),
+      });
       throw new Error('accepted');
     } catch (err) {
       expect((err as AgentError).code).to.equal('ERR_CONSENT_MISSING');
     }
-    for (const bad of [{ ...grant, validUntil: new Date(Date.now() - 1000).toISOString() }, { ...grant, grantees: ['alpha'] }]) {
+    for (const bad of [
+      { ...grant, validUntil: new Date(Date.now() - 1000).toISOString() },
+      { ...grant, grantees: ['alpha'] },
+    ]) {
       try {
         await service.grant(bad);
         throw new Error('accepted');

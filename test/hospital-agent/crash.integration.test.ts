@@ -31,7 +31,13 @@ describe('an agent killed while receiving', function () {
     const data = patternStream(size, seed);
     const res = await net.api('myongji', '/v1/exchanges', {
       method: 'POST',
-      headers: { 'content-type': 'application/octet-stream', 'content-length': String(size), 'hie-recipient': 'severance', 'hie-patient-id': patientId, 'hie-consent-id': consent },
+      headers: {
+        'content-type': 'application/octet-stream',
+        'content-length': String(size),
+        'hie-recipient': 'severance',
+        'hie-patient-id': patientId,
+        'hie-consent-id': consent,
+      },
       body: data.stream as unknown as RequestInit['body'],
       duplex: 'half',
     } as RequestInit);
@@ -39,7 +45,8 @@ describe('an agent killed while receiving', function () {
     return { id: ((await res.json()) as { id: string }).id, data };
   }
 
-  const receiverApi = (path: string): Promise<Response> => fetch(`http://127.0.0.1:${receiver!.apiPort}${path}`, { headers: { authorization: `Bearer ${TEST_TOKEN}` } });
+  const receiverApi = (path: string): Promise<Response> =>
+    fetch(`http://127.0.0.1:${receiver!.apiPort}${path}`, { headers: { authorization: `Bearer ${TEST_TOKEN}` } });
 
   it('never exposes a partial file, and the resent exchange is delivered once after restart', async function () {
     const config = net.configs['severance']!;
@@ -55,10 +62,14 @@ describe('an agent killed while receiving', function () {
 
     receiver = await spawnAgent(config, net.secrets['severance']!);
     expect(readdirSync(join(config.dataDir, 'inbox', 'quarantine')).filter((n) => n === id)).to.deep.equal([]);
-    const done = await waitFor(async () => {
-      const r = (await (await net.api('myongji', `/v1/exchanges/${id}`)).json()) as { status: string; attempts: number };
-      return r.status === 'delivered' || r.status === 'failed' ? r : undefined;
-    }, 180_000, 'delivery after restart');
+    const done = await waitFor(
+      async () => {
+        const r = (await (await net.api('myongji', `/v1/exchanges/${id}`)).json()) as { status: string; attempts: number };
+        return r.status === 'delivered' || r.status === 'failed' ? r : undefined;
+      },
+      180_000,
+      'delivery after restart',
+    );
     expect(done.status).to.equal('delivered');
     expect(done.attempts).to.be.greaterThan(1);
     const items = ((await (await receiverApi('/v1/inbox')).json()) as { items: Array<{ exchangeId: string }> }).items;
@@ -78,10 +89,14 @@ describe('an agent killed while receiving', function () {
     appendFileSync(join(config.dataDir, 'replay.log'), `${JSON.stringify({ k: `myongji/${id}`, e: Date.now() + 7 * 86_400_000 })}\n`);
 
     receiver = await spawnAgent(config, net.secrets['severance']!);
-    const done = await waitFor(async () => {
-      const r = (await (await net.api('myongji', `/v1/exchanges/${id}`)).json()) as { status: string };
-      return r.status === 'delivered' || r.status === 'failed' ? r : undefined;
-    }, 180_000, 'delivery of the resend');
+    const done = await waitFor(
+      async () => {
+        const r = (await (await net.api('myongji', `/v1/exchanges/${id}`)).json()) as { status: string };
+        return r.status === 'delivered' || r.status === 'failed' ? r : undefined;
+      },
+      180_000,
+      'delivery of the resend',
+    );
     expect(done.status, JSON.stringify(done)).to.equal('delivered');
     const items = ((await (await receiverApi('/v1/inbox')).json()) as { items: Array<{ exchangeId: string }> }).items;
     expect(items.filter((i) => i.exchangeId === id)).to.have.length(1);

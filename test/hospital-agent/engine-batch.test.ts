@@ -57,7 +57,11 @@ describe('ExchangeEngine: batch envelopes', function () {
     const alpha = w.parties['alpha']!;
     store = new ExchangeStore(join(tmp.dir, 'state'));
     await store.open();
-    ledger = await Ledger.open({ path: join(tmp.dir, 'ledger'), trust: { caPem: w.caPem }, author: { feed: 'alpha', signingKey: alpha.keys.signing.privateKey, bundle: alpha.bundle } });
+    ledger = await Ledger.open({
+      path: join(tmp.dir, 'ledger'),
+      trust: { caPem: w.caPem },
+      author: { feed: 'alpha', signingKey: alpha.keys.signing.privateKey, bundle: alpha.bundle },
+    });
     consents = new ConsentService(ledger, 'alpha', randomBytes(32));
     relay = memoryRelay();
     engine = new ExchangeEngine({
@@ -65,7 +69,11 @@ describe('ExchangeEngine: batch envelopes', function () {
       store,
       outbox: new Outbox(join(tmp.dir, 'outbox')),
       consents,
-      peers: new PeerDirectory(w.ring, () => alpha.bundle, () => undefined),
+      peers: new PeerDirectory(
+        w.ring,
+        () => alpha.bundle,
+        () => undefined,
+      ),
       ledger,
       relay,
       sender: () => alpha.sender,
@@ -82,12 +90,28 @@ describe('ExchangeEngine: batch envelopes', function () {
   });
 
   async function queue(n: number): Promise<ExchangeRecord[]> {
-    const consent = await consents.grant({ patientId: 'SYN-ENGINE', grantees: ['bravo'], purposes: ['TREAT'], scope: ['*'], validUntil: new Date(Date.now() + 86_400_000).toISOString() });
+    const consent = await consents.grant({
+      patientId: 'SYN-ENGINE',
+      grantees: ['bravo'],
+      purposes: ['TREAT'],
+      scope: ['*'],
+      validUntil: new Date(Date.now() + 86_400_000).toISOString(),
+    });
     const out: ExchangeRecord[] = [];
     for (let i = 0; i < n; i += 1) {
       const body = Buffer.from(JSON.stringify({ resourceType: 'Bundle', type: 'collection', n: i }));
       const { record } = await store.create(
-        { id: randomUUID(), to: 'bravo', patientHash: consent.patientHash, consentId: consent.id, purpose: 'TREAT', contentType: 'application/fhir+json', scope: ['*'], bytes: body.length, contentSha256: createHash('sha256').update(body).digest('hex') },
+        {
+          id: randomUUID(),
+          to: 'bravo',
+          patientHash: consent.patientHash,
+          consentId: consent.id,
+          purpose: 'TREAT',
+          contentType: 'application/fhir+json',
+          scope: ['*'],
+          bytes: body.length,
+          contentSha256: createHash('sha256').update(body).digest('hex'),
+        },
         undefined,
         { body },
       );
@@ -136,13 +160,20 @@ describe('ExchangeEngine: batch envelopes', function () {
     await relay.transfers[0]!.done;
     const batchId = decodeTransferMeta(relay.transfers[0]!.meta)?.x as string;
     // The recipient could not open it: its signed failed receipt names the batch.
-    const refusal = createReceipt({ exchangeId: batchId, sender: 'alpha', headerHash: null, contentHash: null, disposition: { failed: 'ERR_ENVELOPE_TAMPERED' } }, w.parties['bravo']!.sender);
+    const refusal = createReceipt(
+      { exchangeId: batchId, sender: 'alpha', headerHash: null, contentHash: null, disposition: { failed: 'ERR_ENVELOPE_TAMPERED' } },
+      w.parties['bravo']!.sender,
+    );
     await engine.onReceipt('bravo', refusal);
     for (const r of records) {
-      const done = await waitFor(async () => {
-        const x = await store.get(r.id);
-        return x?.status === 'failed' ? x : undefined;
-      }, 10_000, `exchange ${r.id} to fail`);
+      const done = await waitFor(
+        async () => {
+          const x = await store.get(r.id);
+          return x?.status === 'failed' ? x : undefined;
+        },
+        10_000,
+        `exchange ${r.id} to fail`,
+      );
       expect(done.failure?.code).to.equal('ERR_ENVELOPE_TAMPERED');
       const failed = (await ledger.byExchange(r.id)).filter((e) => e.entry.type === 'exchange.failed');
       expect(failed.map((e) => (e.entry.body as { reason: string }).reason)).to.deep.equal(['integrity']);
@@ -156,7 +187,10 @@ describe('ExchangeEngine: batch envelopes', function () {
     await relay.transfers[0]!.done;
     const batchId = decodeTransferMeta(relay.transfers[0]!.meta)?.x as string;
     const charlie = w.parties['charlie']!;
-    const forged = createReceipt({ exchangeId: batchId, sender: 'alpha', headerHash: null, contentHash: null, disposition: { failed: 'ERR_ENVELOPE_TAMPERED' } }, { ...charlie.sender, agent: 'bravo', signingKid: w.parties['bravo']!.verified.signingKid });
+    const forged = createReceipt(
+      { exchangeId: batchId, sender: 'alpha', headerHash: null, contentHash: null, disposition: { failed: 'ERR_ENVELOPE_TAMPERED' } },
+      { ...charlie.sender, agent: 'bravo', signingKid: w.parties['bravo']!.verified.signingKid },
+    );
     await engine.onReceipt('bravo', forged);
     // Not final: the exchanges go back to the queue to be tried again.
     for (const r of records) {

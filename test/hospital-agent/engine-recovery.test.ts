@@ -39,17 +39,49 @@ describe('ExchangeEngine after a restart', function () {
   it('does not log exchange.sent twice for an exchange released just before a crash', async function () {
     const secret = randomBytes(32);
     const consents = new ConsentService(ledger, 'alpha', secret);
-    const consent = await consents.grant({ patientId: 'SYN-RECOVER', grantees: ['bravo'], purposes: ['TREAT'], scope: ['*'], validUntil: new Date(Date.now() + 86_400_000).toISOString() });
+    const consent = await consents.grant({
+      patientId: 'SYN-RECOVER',
+      grantees: ['bravo'],
+      purposes: ['TREAT'],
+      scope: ['*'],
+      validUntil: new Date(Date.now() + 86_400_000).toISOString(),
+    });
     const body = Buffer.from('{"resourceType":"Bundle","type":"collection"}');
     const sha = createHash('sha256').update(body).digest('hex');
-    const { record } = await store.create({ id: randomUUID(), to: 'bravo', patientHash: consent.patientHash, consentId: consent.id, purpose: 'TREAT', contentType: 'application/fhir+json', scope: ['*'], bytes: body.length, contentSha256: sha }, undefined, { body });
+    const { record } = await store.create(
+      {
+        id: randomUUID(),
+        to: 'bravo',
+        patientHash: consent.patientHash,
+        consentId: consent.id,
+        purpose: 'TREAT',
+        contentType: 'application/fhir+json',
+        scope: ['*'],
+        bytes: body.length,
+        contentSha256: sha,
+      },
+      undefined,
+      { body },
+    );
     // The release reached the ledger; the crash came before the store wrote it down.
     const logged = await ledger.append({
       type: 'exchange.sent',
-      body: { exchange: record.id, to: 'bravo', consent: consent.id, patient: consent.patientHash, purpose: 'TREAT', contentType: 'application/fhir+json', bytes: body.length, hash: Buffer.from(sha, 'hex').toString('base64url') },
+      body: {
+        exchange: record.id,
+        to: 'bravo',
+        consent: consent.id,
+        patient: consent.patientHash,
+        purpose: 'TREAT',
+        contentType: 'application/fhir+json',
+        bytes: body.length,
+        hash: Buffer.from(sha, 'hex').toString('base64url'),
+      },
     });
     // The recipient's key is not to be had: the attempt goes back to the queue (a durable step).
-    const peers = { encryptionBundle: async (agent: string) => Promise.reject(new PeerKeyUnavailableError(agent)), signerLookup: () => async () => undefined } as unknown as PeerDirectory;
+    const peers = {
+      encryptionBundle: async (agent: string) => Promise.reject(new PeerKeyUnavailableError(agent)),
+      signerLookup: () => async () => undefined,
+    } as unknown as PeerDirectory;
     const relay: RelayPort = {
       connected: true,
       openTransfer: () => {
@@ -70,10 +102,14 @@ describe('ExchangeEngine after a restart', function () {
       retry: { baseMs: 60_000, maxMs: 60_000 },
     });
     await engine.start();
-    const retried = await waitFor(async () => {
-      const r = await store.get(record.id);
-      return r?.status === 'queued' && r.attempts === 1 ? r : undefined;
-    }, 10_000, 'the attempt to go back to the queue');
+    const retried = await waitFor(
+      async () => {
+        const r = await store.get(record.id);
+        return r?.status === 'queued' && r.attempts === 1 ? r : undefined;
+      },
+      10_000,
+      'the attempt to go back to the queue',
+    );
     engine.stop();
     const sent = (await ledger.byExchange(record.id)).filter((e) => e.entry.type === 'exchange.sent');
     expect(sent.map((e) => e.hash)).to.deep.equal([logged.hash]);

@@ -122,7 +122,7 @@ describe('ExchangeStore', function () {
     expect((await store.list({ status: 'delivered' })).map((r) => r.id)).to.deep.equal([ids[3], ids[1]]);
     expect((await store.list({ status: 'delivered', limit: 1 })).map((r) => r.id)).to.deep.equal([ids[3]]);
     expect((await store.list({ status: 'queued' })).map((r) => r.id)).to.have.members([ids[0], ids[2]]);
-    expect((await store.list({ status: 'sending' }))).to.deep.equal([]);
+    expect(await store.list({ status: 'sending' })).to.deep.equal([]);
     expect((await store.unfinished()).map((r) => r.id)).to.deep.equal([ids[0], ids[2]]);
     expect(await store.countUnfinished()).to.equal(2);
   });

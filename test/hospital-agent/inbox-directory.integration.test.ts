@@ -34,7 +34,11 @@ describe('inbox delivery to a directory the EHR watches (inbox.directory)', func
     });
     expect(res.status, await res.clone().text()).to.equal(202);
     const id = ((await res.json()) as { id: string }).id;
-    await waitFor(async () => ((await (await net.api('myongji', `/v1/exchanges/${id}`)).json()) as { status: string }).status === 'delivered', 30_000, `exchange ${id} delivered`);
+    await waitFor(
+      async () => ((await (await net.api('myongji', `/v1/exchanges/${id}`)).json()) as { status: string }).status === 'delivered',
+      30_000,
+      `exchange ${id} delivered`,
+    );
     return id;
   }
 
@@ -50,9 +54,18 @@ describe('inbox delivery to a directory the EHR watches (inbox.directory)', func
     await net.startAgent('severance');
     await waitFor(() => existsSync(metaFile(waiting)), 20_000, 'the waiting item in the directory');
     expect(readFileSync(join(dir, `${waiting}.dcm`)).equals(Buffer.alloc(400 * 1024, 9))).to.equal(true);
-    expect(JSON.parse(readFileSync(metaFile(waiting), 'utf8'))).to.include({ exchangeId: waiting, from: 'myongji', contentType: 'application/dicom', bytes: 400 * 1024 });
+    expect(JSON.parse(readFileSync(metaFile(waiting), 'utf8'))).to.include({
+      exchangeId: waiting,
+      from: 'myongji',
+      contentType: 'application/dicom',
+      bytes: 400 * 1024,
+    });
     expect(existsSync(metaFile(acked)), 'an item the EHR acked is not written').to.equal(false);
-    await waitFor(async () => ((await (await net.api('severance', `/v1/inbox/${waiting}`)).json()) as { copiedAt?: string }).copiedAt !== undefined, 10_000, 'copiedAt');
+    await waitFor(
+      async () => ((await (await net.api('severance', `/v1/inbox/${waiting}`)).json()) as { copiedAt?: string }).copiedAt !== undefined,
+      10_000,
+      'copiedAt',
+    );
 
     // Live: a FHIR Bundle delivered now is written as it comes.
     await waitFor(() => net.agents['severance']!.relay.connected, 20_000, 'severance reconnected');

@@ -90,7 +90,12 @@ describe('Outbox', function () {
     await outbox.write(keep, Readable.from([Buffer.from('keep')]), 100);
     const orphan = randomUUID();
     await outbox.write(orphan, Readable.from([Buffer.from('orphan')]), 100);
-    const broken = new Readable({ read() { this.push(Buffer.from('half')); this.destroy(new Error('client went away')); } });
+    const broken = new Readable({
+      read() {
+        this.push(Buffer.from('half'));
+        this.destroy(new Error('client went away'));
+      },
+    });
     try {
       await outbox.write(randomUUID(), broken, 100);
     } catch {

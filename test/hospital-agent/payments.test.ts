@@ -12,9 +12,27 @@ describe('settlement statements', function () {
       const alpha = await world.open('alpha', dbPath(tmp.dir, 'alpha'));
       const bravo = await world.open('bravo', dbPath(tmp.dir, 'bravo'));
       // alpha asked bravo for records; bravo's answer came, and bravo bills alpha the release fee in its own feed.
-      await bravo.append({ type: 'exchange.sent', body: { exchange: 'exchange-0001', to: 'alpha', consent: 'consent-0001', patient: patientHmac(1), purpose: 'TREAT', contentType: 'application/fhir+json', bytes: 100, hash: contentHash(1) } });
-      await alpha.append({ type: 'exchange.received', body: { exchange: 'exchange-0001', from: 'bravo', contentType: 'application/fhir+json', bytes: 100, hash: contentHash(1) } });
-      await bravo.append({ type: 'payment.charged', body: { charge: 'charge-0001', exchange: 'exchange-0001', kind: 'release', payer: 'alpha', payee: 'bravo', amount: 250, currency: 'EUR' } });
+      await bravo.append({
+        type: 'exchange.sent',
+        body: {
+          exchange: 'exchange-0001',
+          to: 'alpha',
+          consent: 'consent-0001',
+          patient: patientHmac(1),
+          purpose: 'TREAT',
+          contentType: 'application/fhir+json',
+          bytes: 100,
+          hash: contentHash(1),
+        },
+      });
+      await alpha.append({
+        type: 'exchange.received',
+        body: { exchange: 'exchange-0001', from: 'bravo', contentType: 'application/fhir+json', bytes: 100, hash: contentHash(1) },
+      });
+      await bravo.append({
+        type: 'payment.charged',
+        body: { charge: 'charge-0001', exchange: 'exchange-0001', kind: 'release', payer: 'alpha', payee: 'bravo', amount: 250, currency: 'EUR' },
+      });
       const { start, end } = monthPeriod(new Date().toISOString().slice(0, 7));
 
       const blind = await settlementStatement(alpha, 'alpha', start, end);

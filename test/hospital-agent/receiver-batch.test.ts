@@ -17,7 +17,10 @@ interface Item {
   body: Buffer;
 }
 
-const item = (text: string, id: string = randomUUID()): Item => ({ id, body: Buffer.from(JSON.stringify({ resourceType: 'Bundle', type: 'collection', note: text })) });
+const item = (text: string, id: string = randomUUID()): Item => ({
+  id,
+  body: Buffer.from(JSON.stringify({ resourceType: 'Bundle', type: 'collection', note: text })),
+});
 
 describe('Receiver: batch envelopes', function () {
   let w: World;
@@ -35,7 +38,11 @@ describe('Receiver: batch envelopes', function () {
     const bravo = w.parties['bravo']!;
     store = new ExchangeStore(join(tmp.dir, 'state'));
     await store.open();
-    ledger = await Ledger.open({ path: join(tmp.dir, 'ledger'), trust: { caPem: w.caPem }, author: { feed: 'bravo', signingKey: bravo.keys.signing.privateKey, bundle: bravo.bundle } });
+    ledger = await Ledger.open({
+      path: join(tmp.dir, 'ledger'),
+      trust: { caPem: w.caPem },
+      author: { feed: 'bravo', signingKey: bravo.keys.signing.privateKey, bundle: bravo.bundle },
+    });
     inbox = new Inbox(join(tmp.dir, 'inbox'), store);
     await inbox.recover();
     sent = [];
@@ -67,7 +74,13 @@ describe('Receiver: batch envelopes', function () {
       recipients: [w.parties['bravo']!.verified],
       contentType: BATCH_CONTENT_TYPE,
       consentRef: null,
-      batch: items.map((i) => ({ exchangeId: i.id, contentType: 'application/fhir+json', consentRef: 'consent-1', length: i.body.length, sha256: createHash('sha256').update(i.body).digest() })),
+      batch: items.map((i) => ({
+        exchangeId: i.id,
+        contentType: 'application/fhir+json',
+        consentRef: 'consent-1',
+        length: i.body.length,
+        sha256: createHash('sha256').update(i.body).digest(),
+      })),
       chunkSize: 64,
     });
     const parts: Buffer[] = [];
@@ -77,7 +90,13 @@ describe('Receiver: batch envelopes', function () {
 
   /** A single (not batch) envelope of one exchange. */
   async function sealOne(one: Item, from = 'alpha'): Promise<Buffer> {
-    const stream = sealEnvelope(Readable.from([one.body]), { exchangeId: one.id, sender: w.parties[from]!.sender, recipients: [w.parties['bravo']!.verified], contentType: 'application/fhir+json', consentRef: 'consent-1' });
+    const stream = sealEnvelope(Readable.from([one.body]), {
+      exchangeId: one.id,
+      sender: w.parties[from]!.sender,
+      recipients: [w.parties['bravo']!.verified],
+      contentType: 'application/fhir+json',
+      consentRef: 'consent-1',
+    });
     const parts: Buffer[] = [];
     for await (const p of stream) parts.push(p as Buffer);
     return Buffer.concat(parts);
@@ -95,7 +114,9 @@ describe('Receiver: batch envelopes', function () {
   }
 
   function receipts(): Receipt[] {
-    const out = sent.flatMap((s) => (s.message.t === 'receipts' ? s.message.receipts : s.message.t === 'receipt' ? [s.message.receipt] : [])) as unknown as Receipt[];
+    const out = sent.flatMap((s) =>
+      s.message.t === 'receipts' ? s.message.receipts : s.message.t === 'receipt' ? [s.message.receipt] : [],
+    ) as unknown as Receipt[];
     sent = [];
     return out;
   }
@@ -231,7 +252,8 @@ describe('Receiver: batch envelopes', function () {
       const c = await seal([copy, other], randomUUID(), 'charlie');
       await receiver.onTransfer(transfer(c.envelope, encodeTransferMeta(c.batchId, 2), 'charlie'));
       const answers = receipts();
-      for (const r of answers) await verifyReceipt(r, { resolveSigner: w.ring.signerLookup(), expect: { sender: 'charlie', recipient: 'bravo', headerHash: c.headerHash } });
+      for (const r of answers)
+        await verifyReceipt(r, { resolveSigner: w.ring.signerLookup(), expect: { sender: 'charlie', recipient: 'bravo', headerHash: c.headerHash } });
       const byId = new Map(answers.map((r) => [r.exchangeId, r.disposition]));
       expect(byId.get(first.id)).to.deep.equal({ failed: 'ERR_EXCHANGE_ID_IN_USE' });
       expect(byId.get(other.id)).to.equal('delivered');
@@ -273,7 +295,8 @@ describe('Receiver: batch envelopes', function () {
   it('an exchange released to the inbox is never answered with a failed receipt: when logging it fails, its resend is answered from the inbox', async function () {
     const one = item('large enough to travel alone');
     const append = ledger.append.bind(ledger);
-    ledger.append = ((input: Parameters<Ledger['append']>[0]) => (input.type === 'exchange.received' ? Promise.reject(new Error('disk full')) : append(input))) as Ledger['append'];
+    ledger.append = ((input: Parameters<Ledger['append']>[0]) =>
+      input.type === 'exchange.received' ? Promise.reject(new Error('disk full')) : append(input)) as Ledger['append'];
     try {
       await receiver.onTransfer(transfer(await sealOne(one), encodeTransferMeta(one.id)));
     } finally {

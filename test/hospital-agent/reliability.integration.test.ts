@@ -32,7 +32,13 @@ describe('hospital agents under load and faults', function () {
   async function submit(from: string, to: string, consent: string, body: Readable | Buffer, contentType: string, length?: number): Promise<string> {
     const res = await net.api(from, '/v1/exchanges', {
       method: 'POST',
-      headers: { 'content-type': contentType, 'hie-recipient': to, 'hie-patient-id': PATIENT, 'hie-consent-id': consent, ...(length !== undefined ? { 'content-length': String(length) } : {}) },
+      headers: {
+        'content-type': contentType,
+        'hie-recipient': to,
+        'hie-patient-id': PATIENT,
+        'hie-consent-id': consent,
+        ...(length !== undefined ? { 'content-length': String(length) } : {}),
+      },
       body: body as unknown as RequestInit['body'],
       duplex: 'half',
     } as RequestInit);
@@ -41,10 +47,14 @@ describe('hospital agents under load and faults', function () {
   }
 
   async function finalStatus(from: string, id: string, ms = 120_000): Promise<{ status: string; failure?: unknown; attempts: number }> {
-    return waitFor(async () => {
-      const r = (await (await net.api(from, `/v1/exchanges/${id}`)).json()) as { status: string; failure?: unknown; attempts: number };
-      return r.status === 'delivered' || r.status === 'failed' ? r : undefined;
-    }, ms, `exchange ${id} to finish`);
+    return waitFor(
+      async () => {
+        const r = (await (await net.api(from, `/v1/exchanges/${id}`)).json()) as { status: string; failure?: unknown; attempts: number };
+        return r.status === 'delivered' || r.status === 'failed' ? r : undefined;
+      },
+      ms,
+      `exchange ${id} to finish`,
+    );
   }
 
   async function contentHash(at: string, id: string): Promise<string> {
@@ -101,7 +111,8 @@ describe('hospital agents under load and faults', function () {
   it('an upload cut off while its envelope is already flowing leaves nothing at the recipient and no exchange', async function () {
     const consent = await grant('myongji', 'severance', PATIENT);
     const inbox = async (): Promise<number> => ((await (await net.api('severance', '/v1/inbox')).json()) as { items: unknown[] }).items.length;
-    const exchanges = async (): Promise<number> => ((await (await net.api('myongji', '/v1/exchanges?limit=1000')).json()) as { exchanges: unknown[] }).exchanges.length;
+    const exchanges = async (): Promise<number> =>
+      ((await (await net.api('myongji', '/v1/exchanges?limit=1000')).json()) as { exchanges: unknown[] }).exchanges.length;
     const [inboxBefore, exchangesBefore, bytesBefore] = [await inbox(), await exchanges(), await relayBytesIn()];
     const data = patternStream(64 * 1024 * 1024, 11);
     let sent = 0;
@@ -122,11 +133,20 @@ describe('hospital agents under load and faults', function () {
     const outcome = await net
       .api('myongji', '/v1/exchanges', {
         method: 'POST',
-        headers: { 'content-type': 'application/dicom', 'content-length': String(64 * 1024 * 1024), 'hie-recipient': 'severance', 'hie-patient-id': PATIENT, 'hie-consent-id': consent },
+        headers: {
+          'content-type': 'application/dicom',
+          'content-length': String(64 * 1024 * 1024),
+          'hie-recipient': 'severance',
+          'hie-patient-id': PATIENT,
+          'hie-consent-id': consent,
+        },
         body: cut as unknown as RequestInit['body'],
         duplex: 'half',
       } as RequestInit)
-      .then((r) => r.status, (err: Error) => err.message);
+      .then(
+        (r) => r.status,
+        (err: Error) => err.message,
+      );
     expect(outcome).not.to.equal(202);
     // The envelope really was on its way (the relay carried part of it), so the check below can fail.
     expect((await relayBytesIn()) - bytesBefore).to.be.greaterThan(1024 * 1024);
@@ -134,14 +154,21 @@ describe('hospital agents under load and faults', function () {
     expect(await inbox()).to.equal(inboxBefore);
     expect(await exchanges()).to.equal(exchangesBefore);
     const received = [] as string[];
-    for await (const e of net.agents['severance']!.ledger.entries('severance')) if (e.entry.type === 'exchange.received') received.push((e.entry.body as { exchange: string }).exchange);
-    const known = new Set(((await (await net.api('myongji', '/v1/exchanges?limit=1000')).json()) as { exchanges: Array<{ id: string }> }).exchanges.map((x) => x.id));
-    expect(received.filter((x) => !known.has(x)), 'exchange.received for an exchange the sender never recorded').to.deep.equal([]);
+    for await (const e of net.agents['severance']!.ledger.entries('severance'))
+      if (e.entry.type === 'exchange.received') received.push((e.entry.body as { exchange: string }).exchange);
+    const known = new Set(
+      ((await (await net.api('myongji', '/v1/exchanges?limit=1000')).json()) as { exchanges: Array<{ id: string }> }).exchanges.map((x) => x.id),
+    );
+    expect(
+      received.filter((x) => !known.has(x)),
+      'exchange.received for an exchange the sender never recorded',
+    ).to.deep.equal([]);
   });
 
   it('refuses a FHIR Bundle over 32 MiB (parsed whole to be validated) with 413, and keeps nothing of it', async function () {
     const consent = await grant('myongji', 'severance', PATIENT);
-    const exchanges = async (): Promise<number> => ((await (await net.api('myongji', '/v1/exchanges?limit=1000')).json()) as { exchanges: unknown[] }).exchanges.length;
+    const exchanges = async (): Promise<number> =>
+      ((await (await net.api('myongji', '/v1/exchanges?limit=1000')).json()) as { exchanges: unknown[] }).exchanges.length;
     const outbox = (): string[] => readdirSync(join(net.configs['myongji']!.dataDir, 'outbox'));
     const [before, filesBefore] = [await exchanges(), outbox()];
     const body = Buffer.alloc(33 * 1024 * 1024, 0x20);
@@ -178,10 +205,22 @@ describe('hospital agents under load and faults', function () {
   });
 
   it('leaves every ledger clean and converged after all of this', async function () {
-    await waitFor(async () => {
-      const views = await Promise.all(Object.keys(net.agents).map(async (id) => JSON.stringify(((await (await net.api(id, '/v1/ledger/status')).json()) as { feeds: Array<{ feed: string; seq: number }> }).feeds.map((f) => [f.feed, f.seq]).sort())));
-      return new Set(views).size === 1;
-    }, 60_000, 'convergence');
+    await waitFor(
+      async () => {
+        const views = await Promise.all(
+          Object.keys(net.agents).map(async (id) =>
+            JSON.stringify(
+              ((await (await net.api(id, '/v1/ledger/status')).json()) as { feeds: Array<{ feed: string; seq: number }> }).feeds
+                .map((f) => [f.feed, f.seq])
+                .sort(),
+            ),
+          ),
+        );
+        return new Set(views).size === 1;
+      },
+      60_000,
+      'convergence',
+    );
     for (const id of Object.keys(net.agents)) {
       const v = (await (await net.api(id, '/v1/ledger/verify?grace=0')).json()) as { ok: boolean; findings: unknown[] };
       expect(v.findings, `${id}: ${JSON.stringify(v.findings)}`).to.deep.equal([]);

@@ -24,9 +24,14 @@ describe('the replay list of a starting agent', function () {
     const log = join(dir, 'replay.log');
     const past = Date.now() - 1000;
     const future = Date.now() + 86_400_000;
-    writeFileSync(log, `${JSON.stringify({ k: 'myongji/expired-exchange', e: past })}\n${JSON.stringify({ k: 'myongji/recent-exchange', e: future })}\n`, { mode: 0o600 });
+    writeFileSync(log, `${JSON.stringify({ k: 'myongji/expired-exchange', e: past })}\n${JSON.stringify({ k: 'myongji/recent-exchange', e: future })}\n`, {
+      mode: 0o600,
+    });
     await net.startAgent('severance');
-    const keys = readFileSync(log, 'utf8').split('\n').filter(Boolean).map((l) => (JSON.parse(l) as { k: string }).k);
+    const keys = readFileSync(log, 'utf8')
+      .split('\n')
+      .filter(Boolean)
+      .map((l) => (JSON.parse(l) as { k: string }).k);
     expect(keys).to.deep.equal(['myongji/recent-exchange']);
   });
 });

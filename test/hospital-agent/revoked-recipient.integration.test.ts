@@ -34,19 +34,31 @@ describe('a recipient whose certificate is revoked', function () {
     const first = await send(consent);
     expect(first.status).to.equal(202);
     const firstId = ((await first.json()) as { id: string }).id;
-    await waitFor(async () => ((await (await net.api('myongji', `/v1/exchanges/${firstId}`)).json()) as { status: string }).status === 'delivered', 30_000, 'the first exchange');
+    await waitFor(
+      async () => ((await (await net.api('myongji', `/v1/exchanges/${firstId}`)).json()) as { status: string }).status === 'delivered',
+      30_000,
+      'the first exchange',
+    );
     await net.agents['severance']!.close();
     const queued = await send(consent);
     expect(queued.status).to.equal(202);
     const id = ((await queued.json()) as { id: string }).id;
-    await waitFor(async () => ((await (await net.api('myongji', `/v1/exchanges/${id}`)).json()) as { attempts: number }).attempts >= 1, 30_000, 'a first attempt');
+    await waitFor(
+      async () => ((await (await net.api('myongji', `/v1/exchanges/${id}`)).json()) as { attempts: number }).attempts >= 1,
+      30_000,
+      'a first attempt',
+    );
 
     net.fed.ca.revoke({ id: 'severance', now: new Date(Date.now() - 1000) });
     net.agents['myongji']!.reloadCrl();
-    const failed = await waitFor(async () => {
-      const x = (await (await net.api('myongji', `/v1/exchanges/${id}`)).json()) as { status: string; failure?: { code: string } };
-      return x.status === 'failed' || x.status === 'delivered' ? x : undefined;
-    }, 60_000, 'the queued exchange to end');
+    const failed = await waitFor(
+      async () => {
+        const x = (await (await net.api('myongji', `/v1/exchanges/${id}`)).json()) as { status: string; failure?: { code: string } };
+        return x.status === 'failed' || x.status === 'delivered' ? x : undefined;
+      },
+      60_000,
+      'the queued exchange to end',
+    );
     expect(failed.status).to.equal('failed');
     expect(failed.failure?.code).to.equal('ERR_UNKNOWN_RECIPIENT');
 
@@ -56,7 +68,11 @@ describe('a recipient whose certificate is revoked', function () {
     expect(((await refused.json()) as { error: { code: string } }).error.code).to.equal('ERR_UNKNOWN_RECIPIENT');
     expect(((await (await net.api('myongji', '/v1/exchanges')).json()) as { exchanges: unknown[] }).exchanges.length).to.equal(before);
     // A records request to it likewise: 422 with the code, not an internal error.
-    const asked = await net.api('myongji', '/v1/requests', { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ holder: 'severance', patientId: 'SYN-000070' }) });
+    const asked = await net.api('myongji', '/v1/requests', {
+      method: 'POST',
+      headers: { 'content-type': 'application/json' },
+      body: JSON.stringify({ holder: 'severance', patientId: 'SYN-000070' }),
+    });
     expect(asked.status, await asked.clone().text()).to.equal(422);
     expect(((await asked.json()) as { error: { code: string } }).error.code).to.equal('ERR_UNKNOWN_RECIPIENT');
   });

@@ -15,7 +15,7 @@ interface Notification {
   event: { event: string; item?: Record<string, unknown>; request?: Record<string, unknown> };
 }
 
-describe("the EHR webhook (inbox.webhook)", function () {
+describe('the EHR webhook (inbox.webhook)', function () {
   this.timeout(120_000);
   let tmp: ReturnType<typeof tempDir>;
   let net: TestNetwork;
@@ -57,11 +57,17 @@ describe("the EHR webhook (inbox.webhook)", function () {
     });
     expect(res.status).to.equal(202);
     const id = ((await res.json()) as { id: string }).id;
-    const note = await waitFor(async () => received.find((n) => n.event.event === 'inbox.delivered' && n.event.item?.['exchangeId'] === id), 30_000, 'the inbox notification');
+    const note = await waitFor(
+      async () => received.find((n) => n.event.event === 'inbox.delivered' && n.event.item?.['exchangeId'] === id),
+      30_000,
+      'the inbox notification',
+    );
     expect(note.authorization).to.equal(`Bearer ${TEST_WEBHOOK_TOKEN}`);
     expect(note.event.item).to.include({ exchangeId: id, from: 'myongji', contentType: 'application/fhir+json', bytes: BUNDLE.length });
     // Metadata only: the EHR fetches the content from the agent's API.
-    const resource = (JSON.parse(BUNDLE.toString('utf8')) as { entry: Array<{ resource: { resourceType: string; name?: Array<{ family?: string }> } }> }).entry.find((e) => e.resource.resourceType === 'Patient');
+    const resource = (
+      JSON.parse(BUNDLE.toString('utf8')) as { entry: Array<{ resource: { resourceType: string; name?: Array<{ family?: string }> } }> }
+    ).entry.find((e) => e.resource.resourceType === 'Patient');
     const family = resource?.resource.name?.[0]?.family;
     expect(family, 'the fixture names its patient').to.be.a('string');
     expect(note.text).not.to.contain(family as string);
@@ -70,10 +76,18 @@ describe("the EHR webhook (inbox.webhook)", function () {
 
   it('hands the EHR each records request the consent covers, so it can answer', async function () {
     await grant('severance', 'myongji', 'SYN-000081');
-    const asked = await net.api('myongji', '/v1/requests', { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ holder: 'severance', patientId: 'SYN-000081' }) });
+    const asked = await net.api('myongji', '/v1/requests', {
+      method: 'POST',
+      headers: { 'content-type': 'application/json' },
+      body: JSON.stringify({ holder: 'severance', patientId: 'SYN-000081' }),
+    });
     expect(asked.status, await asked.clone().text()).to.equal(202);
     const requestId = ((await asked.json()) as { id: string }).id;
-    const note = await waitFor(async () => received.find((n) => n.event.event === 'request.received' && n.event.request?.['id'] === requestId), 30_000, 'the request notification');
+    const note = await waitFor(
+      async () => received.find((n) => n.event.event === 'request.received' && n.event.request?.['id'] === requestId),
+      30_000,
+      'the request notification',
+    );
     expect(note.authorization).to.equal(`Bearer ${TEST_WEBHOOK_TOKEN}`);
     // The holder's EHR needs to know whose records: the request carries the patient id (inside the hospital only).
     expect(note.event.request).to.include({ id: requestId, peer: 'myongji', status: 'accepted', patientId: 'SYN-000081' });

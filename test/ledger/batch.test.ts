@@ -41,7 +41,11 @@ describe('writeBatch (sublevel operations straight to the store)', function () {
 
   it('writes nothing when an operation is invalid (all or nothing)', async function () {
     const text = db.sublevel<string, string>('u', {});
-    for (const bad of [{ type: 'put', sublevel: text, key: 'k2' }, { type: 'put', sublevel: text, key: 7, value: 'x' }, { type: 'merge', sublevel: text, key: 'k2', value: 'x' }]) {
+    for (const bad of [
+      { type: 'put', sublevel: text, key: 'k2' },
+      { type: 'put', sublevel: text, key: 7, value: 'x' },
+      { type: 'merge', sublevel: text, key: 'k2', value: 'x' },
+    ]) {
       try {
         await writeBatch(db, [{ type: 'put', sublevel: text, key: 'k1', value: 'v1' }, bad as never]);
         expect.fail('accepted an invalid operation');

@@ -84,7 +84,20 @@ describe('hie-ledger CLI', function () {
 
   it('exports FHIR R4 AuditEvent NDJSON without patient ids in the clear', async () => {
     const r = await run(['export', '--data', story, '--format', 'auditevent']);
-    const events = r.out.trim().split('\n').map((l) => JSON.parse(l) as { resourceType: string; recorded: string; agent: unknown[]; source: unknown; type: { code: string }; subtype: Array<{ code: string }> });
+    const events = r.out
+      .trim()
+      .split('\n')
+      .map(
+        (l) =>
+          JSON.parse(l) as {
+            resourceType: string;
+            recorded: string;
+            agent: unknown[];
+            source: unknown;
+            type: { code: string };
+            subtype: Array<{ code: string }>;
+          },
+      );
     expect(events.length).to.equal(15);
     for (const e of events) {
       expect(e.resourceType).to.equal('AuditEvent');
@@ -99,7 +112,14 @@ describe('hie-ledger CLI', function () {
 
   it('reports exchanges, consents and charges per hospital', async () => {
     const r = await run(['report', '--data', story, '--json']);
-    const rep = JSON.parse(r.out) as { hospitals: Array<{ hospital: string; exchanges: Record<string, number>; consents: Record<string, number>; charges: { paid: Record<string, number>; earned: Record<string, number> } }> };
+    const rep = JSON.parse(r.out) as {
+      hospitals: Array<{
+        hospital: string;
+        exchanges: Record<string, number>;
+        consents: Record<string, number>;
+        charges: { paid: Record<string, number>; earned: Record<string, number> };
+      }>;
+    };
     const alpha = rep.hospitals.find((h) => h.hospital === 'alpha')!;
     const bravo = rep.hospitals.find((h) => h.hospital === 'bravo')!;
     expect(alpha.exchanges).to.include({ sent: 3, delivered: 2, failed: 1, bytesSent: 6000 });
@@ -116,7 +136,11 @@ describe('hie-ledger CLI', function () {
   it('prints help and fails with one-line errors naming the problem', async () => {
     expect((await run(['--help'])).out).to.contain('verify');
     expect((await run(['verify', '--help'])).out).to.match(/^Usage: hie-ledger verify/);
-    const err = (argv: string[]) => run(argv).then(() => 'no error', (e: Error & { code: string }) => `${e.code} ${e.message}`);
+    const err = (argv: string[]) =>
+      run(argv).then(
+        () => 'no error',
+        (e: Error & { code: string }) => `${e.code} ${e.message}`,
+      );
     expect(await err(['verify', '--data', story])).to.match(/ERR_LEDGER_INVALID_ARGUMENT --ca is required/);
     expect(await err(['verify', '--ca', ca])).to.match(/exactly one of --data DIR or --bundle FILE/);
     expect(await err(['verify', '--data', tmp.dir, '--ca', ca])).to.match(/not a ledger database/);

@@ -18,10 +18,22 @@ describe('Ledger', function () {
   after(() => tmp.cleanup());
   const fresh = (id = 'alpha') => world.open(id, dbPath(tmp.dir, `l${n++}`));
   // Integrity findings only: these tests log releases without the consent story the cross-feed rules want.
-  const clean = async (l: Ledger) => (await verifyLedger(levelSource(l._store), { trust: { caPem: world.caPem } })).findings.filter((f) => !/^(consent|exchange|charge|settlement)\./.test(f.rule));
+  const clean = async (l: Ledger) =>
+    (await verifyLedger(levelSource(l._store), { trust: { caPem: world.caPem } })).findings.filter(
+      (f) => !/^(consent|exchange|charge|settlement)\./.test(f.rule),
+    );
   const sent = (exchange: string): AppendInput => ({
     type: 'exchange.sent',
-    body: { exchange, to: 'bravo', consent: 'consent-0001', patient: patientHmac(1), purpose: 'TREAT', contentType: 'application/fhir+json', bytes: 10, hash: contentHash(1) },
+    body: {
+      exchange,
+      to: 'bravo',
+      consent: 'consent-0001',
+      patient: patientHmac(1),
+      purpose: 'TREAT',
+      contentType: 'application/fhir+json',
+      bytes: 10,
+      hash: contentHash(1),
+    },
   });
 
   it('writes a genesis entry carrying the key bundle and hashes the exact stored bytes', async () => {
@@ -39,14 +51,30 @@ describe('Ledger', function () {
 
   it('refuses bodies that break the schema: unknown fields, free text, floats, clear patient ids', async () => {
     const l = await fresh();
-    const bad = async (input: unknown) => l.append(input as AppendInput).then(() => 'accepted', (e: { code?: string; name: string }) => e.code ?? e.name);
+    const bad = async (input: unknown) =>
+      l.append(input as AppendInput).then(
+        () => 'accepted',
+        (e: { code?: string; name: string }) => e.code ?? e.name,
+      );
     const base = sent('exchange-0002').body as Record<string, unknown>;
     expect(await bad({ type: 'exchange.sent', body: { ...base, note: 'patient John Doe, 1970-01-01' } })).to.equal('ERR_LEDGER_INVALID_ENTRY');
     expect(await bad({ type: 'exchange.sent', body: { ...base, patient: 'MRN-12345' } })).to.equal('ERR_LEDGER_INVALID_ENTRY');
     expect(await bad({ type: 'exchange.sent', body: { ...base, exchange: 'John Doe' } })).to.equal('ERR_LEDGER_INVALID_ENTRY');
-    expect(await bad({ type: 'payment.charged', body: { charge: 'charge-0001', exchange: 'exchange-0002', kind: 'release', payer: 'bravo', payee: 'alpha', amount: 2.5, currency: 'EUR' } })).to.equal('ERR_LEDGER_INVALID_ENTRY');
-    expect(await bad({ type: 'payment.charged', body: { charge: 'charge-0001', exchange: 'exchange-0002', kind: 'release', payer: 'bravo', payee: 'alpha', amount: 250, currency: 'euro' } })).to.equal('ERR_LEDGER_INVALID_ENTRY');
-    expect(await bad({ type: 'exchange.failed', body: { exchange: 'exchange-0002', peer: 'bravo', reason: 'the patient was angry' } })).to.equal('ERR_LEDGER_INVALID_ENTRY');
+    expect(
+      await bad({
+        type: 'payment.charged',
+        body: { charge: 'charge-0001', exchange: 'exchange-0002', kind: 'release', payer: 'bravo', payee: 'alpha', amount: 2.5, currency: 'EUR' },
+      }),
+    ).to.equal('ERR_LEDGER_INVALID_ENTRY');
+    expect(
+      await bad({
+        type: 'payment.charged',
+        body: { charge: 'charge-0001', exchange: 'exchange-0002', kind: 'release', payer: 'bravo', payee: 'alpha', amount: 250, currency: 'euro' },
+      }),
+    ).to.equal('ERR_LEDGER_INVALID_ENTRY');
+    expect(await bad({ type: 'exchange.failed', body: { exchange: 'exchange-0002', peer: 'bravo', reason: 'the patient was angry' } })).to.equal(
+      'ERR_LEDGER_INVALID_ENTRY',
+    );
     expect(await bad({ type: 'genesis', body: {} })).to.equal('TypeError');
     expect(await bad({ type: 'no.such', body: {} })).to.equal('ERR_LEDGER_INVALID_ENTRY');
     expect(l.head()?.seq).to.equal(0);
@@ -68,7 +96,10 @@ describe('Ledger', function () {
       // Several passes, each racing the writer: without the snapshot, a head read after the entries names one never seen (head.beyond).
       for (let pass = 0; pass < 5; pass++) {
         const r = await withSnapshotSource(l._store, (source) => verifyLedger(source, { trust: { caPem: world.caPem } }));
-        expect(r.findings.filter((f) => !/^(consent|exchange|charge|settlement)\./.test(f.rule)), `pass ${pass}`).to.deep.equal([]);
+        expect(
+          r.findings.filter((f) => !/^(consent|exchange|charge|settlement)\./.test(f.rule)),
+          `pass ${pass}`,
+        ).to.deep.equal([]);
       }
     } finally {
       writing = false;
@@ -83,7 +114,9 @@ describe('Ledger', function () {
     const results = await Promise.all(Array.from({ length: 300 }, (_, i) => l.append(sent(`exchange-${String(i).padStart(6, '0')}`))));
     expect(results.map((r) => r.seq)).to.deep.equal(Array.from({ length: 300 }, (_, i) => i + 1));
     for (const r of results.slice(0, 5)) {
-      expect((decodeEntry((await l.rawRange('alpha', r.seq, r.seq))[0]!).entry.body as { exchange: string }).exchange).to.equal(`exchange-${String(r.seq - 1).padStart(6, '0')}`);
+      expect((decodeEntry((await l.rawRange('alpha', r.seq, r.seq))[0]!).entry.body as { exchange: string }).exchange).to.equal(
+        `exchange-${String(r.seq - 1).padStart(6, '0')}`,
+      );
     }
     expect((await l.signedHead())?.seq).to.equal(300);
     expect(await clean(l)).to.deep.equal([]);
@@ -92,7 +125,10 @@ describe('Ledger', function () {
 
   it('indexes entries by exchange, consent and type', async () => {
     const l = await fresh();
-    await l.append({ type: 'consent.granted', body: { consent: 'consent-0001', patient: patientHmac(1), grantees: ['bravo'], purposes: ['TREAT'], scope: ['*'], validFrom: new Date().toISOString() } });
+    await l.append({
+      type: 'consent.granted',
+      body: { consent: 'consent-0001', patient: patientHmac(1), grantees: ['bravo'], purposes: ['TREAT'], scope: ['*'], validFrom: new Date().toISOString() },
+    });
     await l.append(sent('exchange-0003'));
     await l.append({ type: 'exchange.failed', body: { exchange: 'exchange-0003', peer: 'bravo', reason: 'timeout' } });
     expect((await l.byExchange('exchange-0003')).map((e) => e.entry.type)).to.deep.equal(['exchange.sent', 'exchange.failed']);
@@ -122,7 +158,9 @@ describe('Ledger', function () {
     const path = dbPath(tmp.dir, `l${n++}`);
     await (await world.open('alpha', path)).close();
     const other = await world.newKeys('alpha');
-    const err = await Ledger.open({ path, trust: { caPem: world.caPem }, author: { feed: 'alpha', signingKey: other.signingKey, bundle: other.bundle } }).catch((e: { code: string }) => e.code);
+    const err = await Ledger.open({ path, trust: { caPem: world.caPem }, author: { feed: 'alpha', signingKey: other.signingKey, bundle: other.bundle } }).catch(
+      (e: { code: string }) => e.code,
+    );
     expect(err).to.equal('ERR_LEDGER_KEY_MISMATCH');
   });
 
@@ -134,7 +172,10 @@ describe('Ledger', function () {
     store.batch = async () => {
       throw new Error('disk full');
     };
-    const failed = await l.append(sent('exchange-c0000002')).then(() => 'ok', (e: Error) => e.message);
+    const failed = await l.append(sent('exchange-c0000002')).then(
+      () => 'ok',
+      (e: Error) => e.message,
+    );
     expect(failed).to.equal('disk full');
     store.batch = real;
     expect(l.head()?.seq).to.equal(1);
@@ -151,7 +192,11 @@ describe('Ledger', function () {
     const bundlePath = join(tmp.dir, 'alpha-bundle.json');
     writeFileSync(keyPath, a.signingKey.export({ format: 'pem', type: 'pkcs8' }));
     writeFileSync(bundlePath, JSON.stringify(a.bundle));
-    const child = spawn(process.execPath, ['--import', 'tsx', join('test', 'ledger', 'fixtures', 'append-child.ts'), path, keyPath, bundlePath, world.fed.caPath], { stdio: ['ignore', 'pipe', 'inherit'] });
+    const child = spawn(
+      process.execPath,
+      ['--import', 'tsx', join('test', 'ledger', 'fixtures', 'append-child.ts'), path, keyPath, bundlePath, world.fed.caPath],
+      { stdio: ['ignore', 'pipe', 'inherit'] },
+    );
     let last = 0;
     await new Promise<void>((resolve, reject) => {
       const timer = setTimeout(() => reject(new Error('child made no progress')), 30_000);

@@ -1,8 +1,6 @@
 import { expect } from 'chai';
 import { cpSync } from 'node:fs';
-import {
-  encodeMessage, levelSource, MemoryNetwork, Replicator, verifyLedger, type DroppedPeer, type Ledger, type SignedHead,
-} from '../../ledger/index.ts';
+import { encodeMessage, levelSource, MemoryNetwork, Replicator, verifyLedger, type DroppedPeer, type Ledger, type SignedHead } from '../../ledger/index.ts';
 import { tempDir } from '../support/tmp.ts';
 import { dbPath, makeWorld, type LedgerWorld } from './support.ts';
 
@@ -16,7 +14,8 @@ async function until(cond: () => boolean | Promise<boolean>, what: string, ms = 
 
 async function fill(ledger: Ledger, n: number, tag: string): Promise<void> {
   const all: Array<Promise<unknown>> = [];
-  for (let i = 0; i < n; i++) all.push(ledger.append({ type: 'exchange.failed', body: { exchange: `${tag}-${String(i).padStart(8, '0')}`, peer: 'bravo', reason: 'timeout' } }));
+  for (let i = 0; i < n; i++)
+    all.push(ledger.append({ type: 'exchange.failed', body: { exchange: `${tag}-${String(i).padStart(8, '0')}`, peer: 'bravo', reason: 'timeout' } }));
   await Promise.all(all);
 }
 
@@ -167,7 +166,9 @@ describe('Replicator', function () {
     const stoppedAt = charlie.head('alpha')?.seq;
     await fill(alpha2, 3, 'more');
     expect(rc.status().stopped).to.deep.equal(['alpha']);
-    const rejected = await charlie.ingest('alpha', await alpha2.rawRange('alpha', (stoppedAt as number) + 1, 100), (await alpha2.signedHead()) as SignedHead).catch((e: { code: string }) => e.code);
+    const rejected = await charlie
+      .ingest('alpha', await alpha2.rawRange('alpha', (stoppedAt as number) + 1, 100), (await alpha2.signedHead()) as SignedHead)
+      .catch((e: { code: string }) => e.code);
     expect(rejected).to.equal('ERR_LEDGER_FEED_STOPPED');
   });
 
@@ -183,7 +184,10 @@ describe('Replicator', function () {
     await fill(alpha2, 2, 'dos');
     const bravo = await openAs('bravo', 'c-bravo');
     const charlie = await openAs('charlie', 'c-charlie');
-    for (const [l, src] of [[bravo, alpha1], [charlie, alpha2]] as const) {
+    for (const [l, src] of [
+      [bravo, alpha1],
+      [charlie, alpha2],
+    ] as const) {
       await l.ingest('alpha', await src.rawRange('alpha', 0, 100), (await src.signedHead()) as SignedHead);
     }
     // bravo needs charlie's feed (its key) to check charlie's checkpoint.

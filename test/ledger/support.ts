@@ -85,19 +85,51 @@ export async function buildStory(world: LedgerWorld, root: string, name = 'story
   const alpha = await world.open('alpha', aPath);
   const bravo = await world.open('bravo', bPath);
   const t0 = new Date(Date.now() - 3_600_000 * 3).toISOString();
-  await alpha.append({ type: 'consent.granted', body: { consent: 'consent-0001', patient: patientHmac(1), grantees: ['bravo'], purposes: ['TREAT'], scope: ['*'], validFrom: t0 } });
+  await alpha.append({
+    type: 'consent.granted',
+    body: { consent: 'consent-0001', patient: patientHmac(1), grantees: ['bravo'], purposes: ['TREAT'], scope: ['*'], validFrom: t0 },
+  });
   for (let i = 1; i <= 3; i++) {
     const exchange = `exchange-000${i}`;
-    await alpha.append({ type: 'exchange.sent', body: { exchange, to: 'bravo', consent: 'consent-0001', patient: patientHmac(1), purpose: 'TREAT', contentType: 'application/fhir+json', bytes: 1000 * i, hash: contentHash(i) } });
+    await alpha.append({
+      type: 'exchange.sent',
+      body: {
+        exchange,
+        to: 'bravo',
+        consent: 'consent-0001',
+        patient: patientHmac(1),
+        purpose: 'TREAT',
+        contentType: 'application/fhir+json',
+        bytes: 1000 * i,
+        hash: contentHash(i),
+      },
+    });
     if (i < 3) {
-      await bravo.append({ type: 'exchange.received', body: { exchange, from: 'alpha', contentType: 'application/fhir+json', bytes: 1000 * i, hash: contentHash(i) } });
+      await bravo.append({
+        type: 'exchange.received',
+        body: { exchange, from: 'alpha', contentType: 'application/fhir+json', bytes: 1000 * i, hash: contentHash(i) },
+      });
       await alpha.append({ type: 'receipt', body: { exchange, from: 'bravo', disposition: 'delivered', hash: contentHash(i) } });
-      await alpha.append({ type: 'payment.charged', body: { charge: `charge-000${i}`, exchange, kind: 'release', payer: 'bravo', payee: 'alpha', amount: 250, currency: 'EUR' } });
+      await alpha.append({
+        type: 'payment.charged',
+        body: { charge: `charge-000${i}`, exchange, kind: 'release', payer: 'bravo', payee: 'alpha', amount: 250, currency: 'EUR' },
+      });
     } else {
       await alpha.append({ type: 'exchange.failed', body: { exchange, peer: 'bravo', reason: 'timeout' } });
     }
   }
-  await alpha.append({ type: 'payment.settled', body: { settlement: 'settle-0001', payer: 'bravo', payee: 'alpha', amount: 500, currency: 'EUR', periodStart: t0, periodEnd: new Date(Date.now() + 60_000).toISOString() } });
+  await alpha.append({
+    type: 'payment.settled',
+    body: {
+      settlement: 'settle-0001',
+      payer: 'bravo',
+      payee: 'alpha',
+      amount: 500,
+      currency: 'EUR',
+      periodStart: t0,
+      periodEnd: new Date(Date.now() + 60_000).toISOString(),
+    },
+  });
   await alpha.append({ type: 'consent.revoked', body: { consent: 'consent-0001', reason: 'patient-request' } });
   const bHead = bravo.head() as { seq: number };
   await alpha.ingest('bravo', await bravo.rawRange('bravo', 0, bHead.seq), (await bravo.signedHead()) as SignedHead);

@@ -59,7 +59,10 @@ describe('verifyLedger', function () {
   it('catches a rewrite of any byte of a stored entry (chain.link, entry.schema or head.mismatch)', async () => {
     const p = copy();
     await withStore(p, async (s) => {
-      for (const [seq, last] of [[3, false], [LAST, true]] as const) {
+      for (const [seq, last] of [
+        [3, false],
+        [LAST, true],
+      ] as const) {
         const key = feedKey('alpha', seq);
         const original = (await s.entries.get(key)) as Buffer;
         const step = Math.max(1, Math.floor(original.length / 9));
@@ -70,7 +73,10 @@ describe('verifyLedger', function () {
           const r = await verifyLedger(levelSource(s), { trust: { caPem: world.caPem } });
           expect(r.ok, `byte ${i} of entry ${seq}`).to.equal(false);
           const expected = last ? ['head.mismatch', 'head.signature', 'entry.schema'] : ['chain.link', 'entry.schema'];
-          expect(r.findings.some((f) => f.feed === 'alpha' && expected.includes(f.rule)), JSON.stringify(r.findings)).to.equal(true);
+          expect(
+            r.findings.some((f) => f.feed === 'alpha' && expected.includes(f.rule)),
+            JSON.stringify(r.findings),
+          ).to.equal(true);
         }
         await s.entries.put(key, original);
       }
@@ -134,12 +140,26 @@ describe('verifyLedger', function () {
       }
       const { createHash } = await import('node:crypto');
       const { jcs } = await import('../../certs/index.ts');
-      const prev = createHash('sha256').update((await s.entries.get(feedKey('alpha', 2))) as Buffer).digest('hex');
-      const entry = { v: 1, feed: 'alpha', seq: 3, prev, ts: new Date().toISOString(), type: 'exchange.failed', body: { exchange: 'exchange-9999', peer: 'bravo', reason: 'timeout' }, refs: [] };
+      const prev = createHash('sha256')
+        .update((await s.entries.get(feedKey('alpha', 2))) as Buffer)
+        .digest('hex');
+      const entry = {
+        v: 1,
+        feed: 'alpha',
+        seq: 3,
+        prev,
+        ts: new Date().toISOString(),
+        type: 'exchange.failed',
+        body: { exchange: 'exchange-9999', peer: 'bravo', reason: 'timeout' },
+        refs: [],
+      };
       const bytes = jcs(entry);
       await s.entries.put(feedKey('alpha', 3), bytes);
       const hash = createHash('sha256').update(bytes).digest('hex');
-      await s.signedHeads.put(feedKey('alpha', 3), JSON.stringify(signHead({ feed: 'alpha', seq: 3, hash, ts: entry.ts }, other.signingKey, other.bundle.signing.kid)));
+      await s.signedHeads.put(
+        feedKey('alpha', 3),
+        JSON.stringify(signHead({ feed: 'alpha', seq: 3, hash, ts: entry.ts }, other.signingKey, other.bundle.signing.kid)),
+      );
     });
     expect(rules(await verifyAt(p))).to.include('head.signature');
   });
@@ -156,17 +176,49 @@ describe('verifyLedger', function () {
     const charlie = await world.open('charlie', path);
     const t0 = new Date(Date.now() - 7_200_000).toISOString();
     const sent = (exchange: string, consent: string, extra: Partial<{ to: string; patient: string; purpose: 'TREAT' | 'HRESCH' }> = {}) =>
-      charlie.append({ type: 'exchange.sent', body: { exchange, to: extra.to ?? 'bravo', consent, patient: extra.patient ?? patientHmac(7), purpose: extra.purpose ?? 'TREAT', contentType: 'application/pdf', bytes: 10, hash: contentHash(7) } });
+      charlie.append({
+        type: 'exchange.sent',
+        body: {
+          exchange,
+          to: extra.to ?? 'bravo',
+          consent,
+          patient: extra.patient ?? patientHmac(7),
+          purpose: extra.purpose ?? 'TREAT',
+          contentType: 'application/pdf',
+          bytes: 10,
+          hash: contentHash(7),
+        },
+      });
     await sent('exchange-nocons', 'consent-unknown');
-    await charlie.append({ type: 'consent.granted', body: { consent: 'consent-c001', patient: patientHmac(7), grantees: ['bravo'], purposes: ['TREAT'], scope: ['DiagnosticReport'], validFrom: t0 } });
+    await charlie.append({
+      type: 'consent.granted',
+      body: { consent: 'consent-c001', patient: patientHmac(7), grantees: ['bravo'], purposes: ['TREAT'], scope: ['DiagnosticReport'], validFrom: t0 },
+    });
     await sent('exchange-scope1', 'consent-c001', { to: 'alpha' });
     await sent('exchange-scope2', 'consent-c001', { purpose: 'HRESCH' });
     await charlie.append({ type: 'receipt', body: { exchange: 'exchange-scope2', from: 'bravo', disposition: 'delivered', hash: contentHash(8) } });
     await charlie.append({ type: 'consent.revoked', body: { consent: 'consent-c001', reason: 'patient-request' } });
     await sent('exchange-revoked', 'consent-c001');
-    await charlie.append({ type: 'payment.charged', body: { charge: 'charge-c001', exchange: 'exchange-ghost', kind: 'transport', payer: 'charlie', payee: 'relay', amount: 5, currency: 'USD' } });
-    await charlie.append({ type: 'payment.charged', body: { charge: 'charge-c002', exchange: 'exchange-scope2', kind: 'release', payer: 'alpha', payee: 'charlie', amount: 5, currency: 'USD' } });
-    await charlie.append({ type: 'payment.settled', body: { settlement: 'settle-c001', payer: 'alpha', payee: 'charlie', amount: 7, currency: 'USD', periodStart: t0, periodEnd: new Date(Date.now() + 60_000).toISOString() } });
+    await charlie.append({
+      type: 'payment.charged',
+      body: { charge: 'charge-c001', exchange: 'exchange-ghost', kind: 'transport', payer: 'charlie', payee: 'relay', amount: 5, currency: 'USD' },
+    });
+    await charlie.append({
+      type: 'payment.charged',
+      body: { charge: 'charge-c002', exchange: 'exchange-scope2', kind: 'release', payer: 'alpha', payee: 'charlie', amount: 5, currency: 'USD' },
+    });
+    await charlie.append({
+      type: 'payment.settled',
+      body: {
+        settlement: 'settle-c001',
+        payer: 'alpha',
+        payee: 'charlie',
+        amount: 7,
+        currency: 'USD',
+        periodStart: t0,
+        periodEnd: new Date(Date.now() + 60_000).toISOString(),
+      },
+    });
     await charlie.close();
     const store = await Store.open(path);
     try {

@@ -31,7 +31,14 @@ describe('relay cluster config (nats.*, node.*)', function () {
 
   it('refuses to connect when the env var named for the NATS user is unset, naming the key', async function () {
     const config = parseRelayConfig({ tls, nats: { servers: ['nats://127.0.0.1:1'], userEnv: 'NO_SUCH_USER_VAR', passwordEnv: 'NO_SUCH_PW_VAR' } });
-    const err = await connectNatsRouter({ config: config.nats!, nodeId: 'n1', limits: config.limits, metrics: new RelayMetrics(), log: pino({ level: 'silent' }), env: {} }).then(
+    const err = await connectNatsRouter({
+      config: config.nats!,
+      nodeId: 'n1',
+      limits: config.limits,
+      metrics: new RelayMetrics(),
+      log: pino({ level: 'silent' }),
+      env: {},
+    }).then(
       () => undefined,
       (e: unknown) => e,
     );

@@ -44,7 +44,7 @@ async function spawnRelay(config: object, env: NodeJS.ProcessEnv, dir: string): 
   return { child, port };
 }
 
-describe('relay cluster failover with full agents (integration: SIGKILL of the sender\'s relay node mid-transfer)', function () {
+describe("relay cluster failover with full agents (integration: SIGKILL of the sender's relay node mid-transfer)", function () {
   this.timeout(180_000);
   let tmp: ReturnType<typeof tempDir>;
   let fed: TestFederation;
@@ -53,7 +53,10 @@ describe('relay cluster failover with full agents (integration: SIGKILL of the s
   const agents: Record<string, RunningAgent> = {};
 
   const api = (id: string, path: string, init: RequestInit = {}): Promise<Response> =>
-    fetch(`http://127.0.0.1:${agents[id]!.apiPort}${path}`, { ...init, headers: { authorization: `Bearer ${TEST_TOKEN}`, ...(init.headers as Record<string, string> | undefined) } });
+    fetch(`http://127.0.0.1:${agents[id]!.apiPort}${path}`, {
+      ...init,
+      headers: { authorization: `Bearer ${TEST_TOKEN}`, ...(init.headers as Record<string, string> | undefined) },
+    });
 
   before(async function () {
     tmp = tempDir();
@@ -110,26 +113,45 @@ describe('relay cluster failover with full agents (integration: SIGKILL of the s
     // The agent sends while the body uploads, so the upload is still running when n1 dies.
     const posted = api('myongji', '/v1/exchanges', {
       method: 'POST',
-      headers: { 'content-type': 'application/octet-stream', 'hie-recipient': 'severance', 'hie-patient-id': PATIENT, 'hie-consent-id': consent, 'content-length': String(size) },
+      headers: {
+        'content-type': 'application/octet-stream',
+        'hie-recipient': 'severance',
+        'hie-patient-id': PATIENT,
+        'hie-consent-id': consent,
+        'content-length': String(size),
+      },
       body: data.stream as unknown as RequestInit['body'],
       duplex: 'half',
     } as RequestInit);
 
     // Bytes flow n1 -> NATS -> n2; kill n1 without any chance to say goodbye.
-    await waitFor(async () => metricValue((await admin(cluster.relays[0]!, '/metrics')).text, 'hie_relay_nats_forwarded_bytes_total', { direction: 'in' }) > 10 * 1024 * 1024, 60_000, 'bytes crossing nodes');
+    await waitFor(
+      async () =>
+        metricValue((await admin(cluster.relays[0]!, '/metrics')).text, 'hie_relay_nats_forwarded_bytes_total', { direction: 'in' }) > 10 * 1024 * 1024,
+      60_000,
+      'bytes crossing nodes',
+    );
     n1.child.kill('SIGKILL');
     const res = await posted;
     expect(res.status, await res.clone().text()).to.equal(202);
     const id = ((await res.json()) as { id: string }).id;
 
     // n2 notices n1 is gone (no responders to its probe) and aborts the recipient's half of the transfer.
-    await waitFor(async () => metricValue((await admin(cluster.relays[0]!, '/metrics')).text, 'hie_relay_transfers_aborted_total', { reason: 'peer-gone' }) >= 1, 30_000, 'n2 aborts the orphaned leg');
+    await waitFor(
+      async () => metricValue((await admin(cluster.relays[0]!, '/metrics')).text, 'hie_relay_transfers_aborted_total', { reason: 'peer-gone' }) >= 1,
+      30_000,
+      'n2 aborts the orphaned leg',
+    );
     await waitFor(() => agents['myongji']!.relay.connected && !agents['myongji']!.relay.url.includes(`:${n1.port}/`), 30_000, 'sender failed over');
 
-    const done = await waitFor(async () => {
-      const r = (await (await api('myongji', `/v1/exchanges/${id}`)).json()) as { status: string; attempts: number };
-      return r.status === 'delivered' || r.status === 'failed' ? r : undefined;
-    }, 120_000, 'exchange finished');
+    const done = await waitFor(
+      async () => {
+        const r = (await (await api('myongji', `/v1/exchanges/${id}`)).json()) as { status: string; attempts: number };
+        return r.status === 'delivered' || r.status === 'failed' ? r : undefined;
+      },
+      120_000,
+      'exchange finished',
+    );
     expect(done.status, JSON.stringify(done)).to.equal('delivered');
     expect(done.attempts).to.be.greaterThan(1);
     const items = ((await (await api('severance', '/v1/inbox')).json()) as { items: Array<{ exchangeId: string }> }).items;

@@ -20,7 +20,13 @@ export interface TestCluster {
  * Starts nats-server with TLS (the relay certificate) and a user per node, then
  * relay nodes using it: all `count`, or only the node indexes in `only`.
  */
-export async function startCluster(fed: TestFederation, dir: string, count = 3, overrides: Partial<RelayConfigInput> = {}, only?: number[]): Promise<TestCluster> {
+export async function startCluster(
+  fed: TestFederation,
+  dir: string,
+  count = 3,
+  overrides: Partial<RelayConfigInput> = {},
+  only?: number[],
+): Promise<TestCluster> {
   const users = Array.from({ length: count }, (_, i) => ({ user: `relay-n${i + 1}`, password: `pw-${i + 1}-${Math.random().toString(36).slice(2)}` }));
   const nats = await startNats({ dir, tls: { cert: fed.relay.cert, key: fed.relay.key, ca: fed.caPath }, users });
   const env: NodeJS.ProcessEnv = {};
@@ -36,7 +42,14 @@ export async function startCluster(fed: TestFederation, dir: string, count = 3, 
       tariff: { currency: 'EUR', perTransfer: 5, perGiB: 100 },
       log: { level: 'silent' },
       node: { id: `n${i + 1}` },
-      nats: { servers: [nats.url], userEnv: `NATS_USER_N${i + 1}`, passwordEnv: `NATS_PASSWORD_N${i + 1}`, tls: { ca: fed.caPath }, nodeCheckMs: 500, requestTimeoutMs: 1000 },
+      nats: {
+        servers: [nats.url],
+        userEnv: `NATS_USER_N${i + 1}`,
+        passwordEnv: `NATS_PASSWORD_N${i + 1}`,
+        tls: { ca: fed.caPath },
+        nodeCheckMs: 500,
+        requestTimeoutMs: 1000,
+      },
       ...overrides,
     }) as RelayConfigInput;
   const logger = pino({ level: process.env['HIE_TEST_LOG'] ?? 'silent' });
@@ -62,7 +75,12 @@ export function metricValue(text: string, name: string, labels: Record<string, s
     if (!line.startsWith(name)) continue;
     const m = /^([a-z_]+)(\{([^}]*)\})? (\S+)$/.exec(line);
     if (!m || m[1] !== name) continue;
-    const got = Object.fromEntries((m[3] ?? '').split(',').filter(Boolean).map((kv) => kv.split('=').map((x) => x.replace(/"/g, '')) as [string, string]));
+    const got = Object.fromEntries(
+      (m[3] ?? '')
+        .split(',')
+        .filter(Boolean)
+        .map((kv) => kv.split('=').map((x) => x.replace(/"/g, '')) as [string, string]),
+    );
     if (Object.entries(labels).every(([k, v]) => got[k] === v)) sum += Number(m[4]);
   }
   return sum;

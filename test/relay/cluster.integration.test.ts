@@ -24,7 +24,12 @@ describe('relay cluster over NATS (integration: real nats-server with TLS and a 
   async function client(id: string, urls: string[], options: { reconnect?: boolean; chunkSize?: number } = {}): Promise<RelayClient> {
     const files = fed.agents[id];
     if (!files) throw new Error(`no agent ${id}`);
-    const c = new RelayClient({ urls, identity: loadIdentity({ ...files, crl: fed.crlPath }), reconnect: options.reconnect ?? false, ...(options.chunkSize ? { chunkSize: options.chunkSize } : {}) });
+    const c = new RelayClient({
+      urls,
+      identity: loadIdentity({ ...files, crl: fed.crlPath }),
+      reconnect: options.reconnect ?? false,
+      ...(options.chunkSize ? { chunkSize: options.chunkSize } : {}),
+    });
     clients.push(c);
     await c.connect();
     return c;
@@ -98,7 +103,9 @@ describe('relay cluster over NATS (integration: real nats-server with TLS and a 
     const m2 = (await admin(cluster.relays[1]!, '/metrics')).text;
     expect(metricValue(m1, 'hie_relay_nats_forwarded_bytes_total', { direction: 'out' })).to.equal(total);
     // Full 1 MiB DATA frames (plus header) exceed max_payload: each went out as two NATS messages.
-    expect(metricValue(m1, 'hie_relay_nats_forwarded_messages_total', { direction: 'out', kind: 'data' })).to.be.at.least(2 * Math.floor(total / (1024 * 1024)));
+    expect(metricValue(m1, 'hie_relay_nats_forwarded_messages_total', { direction: 'out', kind: 'data' })).to.be.at.least(
+      2 * Math.floor(total / (1024 * 1024)),
+    );
     expect(metricValue(m2, 'hie_relay_nats_forwarded_bytes_total', { direction: 'in' })).to.equal(total);
     expect(metricValue(m1, 'hie_relay_transfers_completed_total')).to.equal(1);
     expect(metricValue(m2, 'hie_relay_transfers_completed_total')).to.equal(1);
@@ -137,7 +144,11 @@ describe('relay cluster over NATS (integration: real nats-server with TLS and a 
     const err = await sending;
     expect(err).to.be.instanceOf(TransferAbortedError);
     expect((err as TransferAbortedError).reason).to.equal('rejected');
-    await until(async () => metricValue((await admin(cluster.relays[0]!, '/metrics')).text, 'hie_relay_transfers_active') === 0, 5000, 'n1 forgets the transfer');
+    await until(
+      async () => metricValue((await admin(cluster.relays[0]!, '/metrics')).text, 'hie_relay_transfers_active') === 0,
+      5000,
+      'n1 forgets the transfer',
+    );
   });
 
   it('fails a client over to the next node when its node goes away, and routes to it there', async function () {

@@ -33,7 +33,10 @@ function rejects(buf: Buffer, code: string, closeCode?: number): void {
 describe('frame codec', function () {
   it('round-trips every frame kind', function () {
     expect(decodeFrame(encodeOpen(7, 'bravo', Buffer.from('{"x":1}')))).to.deep.include({ kind: 'open', id: 7, peer: 'bravo' });
-    expect(decodeFrame(encodeOpen(7, 'bravo', Buffer.from('meta'))).kind === 'open' && (decodeFrame(encodeOpen(7, 'bravo', Buffer.from('meta'))) as { meta: Buffer }).meta.toString()).to.equal('meta');
+    expect(
+      decodeFrame(encodeOpen(7, 'bravo', Buffer.from('meta'))).kind === 'open' &&
+        (decodeFrame(encodeOpen(7, 'bravo', Buffer.from('meta'))) as { meta: Buffer }).meta.toString(),
+    ).to.equal('meta');
     const data = decodeFrame(encodeData(9, Buffer.from('hello')));
     expect(data.kind).to.equal('data');
     expect(data.kind === 'data' && data.payload.toString()).to.equal('hello');
@@ -42,7 +45,12 @@ describe('frame codec', function () {
     expect(decodeFrame(encodeAbort(9, 'no-route', 'bravo is offline'))).to.deep.equal({ kind: 'abort', id: 9, code: 'no-route', reason: 'bravo is offline' });
     const msg = decodeFrame(encodeMessage(3, 'alpha', Buffer.from([1, 2, 3])));
     expect(msg.kind === 'message' && [msg.id, msg.peer, [...msg.body]]).to.deep.equal([3, 'alpha', [1, 2, 3]]);
-    expect(decodeFrame(encodeNotice('shutting-down', { deadlineMs: 5000 }))).to.deep.equal({ kind: 'notice', id: 0, type: 'shutting-down', body: { deadlineMs: 5000 } });
+    expect(decodeFrame(encodeNotice('shutting-down', { deadlineMs: 5000 }))).to.deep.equal({
+      kind: 'notice',
+      id: 0,
+      type: 'shutting-down',
+      body: { deadlineMs: 5000 },
+    });
   });
 
   it('decodes data as a view of the input (no payload copy) and setFrameId patches in place', function () {
@@ -126,7 +134,9 @@ describe('frame codec', function () {
 
   it('rejects a message over maxMessage and a notice that is not a JSON object', function () {
     const big = encodeMessage(1, 'alpha', Buffer.alloc(10));
-    expect(() => decodeFrame(big, { ...DEFAULT_LIMITS, maxMessage: 5 })).to.throw(ProtocolError).with.property('code', 'ERR_PROTOCOL_TOO_LARGE');
+    expect(() => decodeFrame(big, { ...DEFAULT_LIMITS, maxMessage: 5 }))
+      .to.throw(ProtocolError)
+      .with.property('code', 'ERR_PROTOCOL_TOO_LARGE');
     const n = encodeNotice('ready', {});
     rejects(Buffer.concat([n.subarray(0, FRAME_PREFIX + 1), Buffer.from('[1]')]), 'ERR_PROTOCOL_BAD_NOTICE');
     rejects(Buffer.concat([n.subarray(0, FRAME_PREFIX + 1), Buffer.from('{nope')]), 'ERR_PROTOCOL_BAD_NOTICE');

@@ -35,7 +35,10 @@ describe('relay config', function () {
 
   it('lets env vars override file values and says which env var was bad', function () {
     expect(envVarFor('limits.maxFrame')).to.equal('HIE_RELAY_LIMITS_MAX_FRAME');
-    const c = parseRelayConfig({ tls, listen: { port: 1 } }, { HIE_RELAY_LISTEN_PORT: '8555', HIE_RELAY_ADMIN_ENABLED: 'false', HIE_RELAY_TARIFF_CURRENCY: 'CHF' });
+    const c = parseRelayConfig(
+      { tls, listen: { port: 1 } },
+      { HIE_RELAY_LISTEN_PORT: '8555', HIE_RELAY_ADMIN_ENABLED: 'false', HIE_RELAY_TARIFF_CURRENCY: 'CHF' },
+    );
     expect(c.listen.port).to.equal(8555);
     expect(c.admin.enabled).to.equal(false);
     expect(c.tariff.currency).to.equal('CHF');

@@ -30,7 +30,11 @@ describe('heartbeats', function () {
     const healthy = await connectAgent(fed, relay, 'alpha', { pingIntervalMs: 200 });
     const files = fed.agents['silent']!;
     // autoPong off: the peer reads frames but never answers a ping, like a stalled or half-dead agent.
-    const silent = new WebSocket(`wss://127.0.0.1:${relay.port}/v1/agent`, { ...clientTlsOptions(loadIdentity(files)), perMessageDeflate: false, autoPong: false });
+    const silent = new WebSocket(`wss://127.0.0.1:${relay.port}/v1/agent`, {
+      ...clientTlsOptions(loadIdentity(files)),
+      perMessageDeflate: false,
+      autoPong: false,
+    });
     await once(silent, 'open');
     const closed = once(silent, 'close');
     await until(async () => (await admin(relay, '/v1/agents')).text.includes('"silent"'), 5000, 'silent agent listed');
@@ -50,7 +54,13 @@ describe('heartbeats', function () {
     server.listen(0, '127.0.0.1');
     await once(server, 'listening');
     try {
-      const client = new RelayClient({ url: `wss://127.0.0.1:${(server.address() as AddressInfo).port}`, servername: 'localhost', identity: loadIdentity(fed.agents['bravo']!), reconnect: false, pingIntervalMs: 200 });
+      const client = new RelayClient({
+        url: `wss://127.0.0.1:${(server.address() as AddressInfo).port}`,
+        servername: 'localhost',
+        identity: loadIdentity(fed.agents['bravo']!),
+        reconnect: false,
+        pingIntervalMs: 200,
+      });
       await client.connect();
       const t0 = Date.now();
       const [info] = (await once(client, 'disconnected')) as [{ code: number; reason: string }];

@@ -25,7 +25,13 @@ export async function startTestRelay(fed: TestFederation, overrides: Partial<{ [
 export async function connectAgent(fed: TestFederation, relay: RunningRelay, id: string, options: Partial<RelayClientOptions> = {}): Promise<RelayClient> {
   const files = fed.agents[id];
   if (!files) throw new Error(`no agent ${id}`);
-  const client = new RelayClient({ url: `wss://127.0.0.1:${relay.port}`, servername: 'localhost', identity: loadIdentity({ ...files, crl: fed.crlPath }), reconnect: false, ...options });
+  const client = new RelayClient({
+    url: `wss://127.0.0.1:${relay.port}`,
+    servername: 'localhost',
+    identity: loadIdentity({ ...files, crl: fed.crlPath }),
+    reconnect: false,
+    ...options,
+  });
   await client.connect();
   return client;
 }

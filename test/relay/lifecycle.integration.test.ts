@@ -42,7 +42,10 @@ describe('relay lifecycle (integration)', function () {
       expect(type).to.equal('shutting-down');
       const late = alpha.openTransfer('bravo');
       late.on('error', () => {});
-      const err = await late.usage.then(() => undefined, (e: unknown) => e);
+      const err = await late.usage.then(
+        () => undefined,
+        (e: unknown) => e,
+      );
       expect(err).to.be.instanceOf(TransferAbortedError).with.property('reason', 'shutting-down');
       const [received] = await Promise.all([hashOf(inbound), sending]);
       expect(received.hex).to.equal(src.digest());

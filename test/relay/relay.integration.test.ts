@@ -16,7 +16,7 @@ import {
 } from '../../relay/protocol/index.ts';
 import { makeFederation, type TestFederation } from '../support/federation.ts';
 import { tempDir } from '../support/tmp.ts';
-import { admin, connectAgent, hashOf, patternStream, rawAgent, startTestRelay, until } from './helpers.ts';
+import { admin, connectAgent, hashOf, patternStream, rawAgent, startTestRelay } from './helpers.ts';
 
 const MiB = 1024 * 1024;
 
@@ -244,7 +244,12 @@ describe('relay (integration, real mTLS on loopback)', function () {
     const [info] = (await gone) as [{ code: number; reason: string }];
     expect(info.code).to.equal(4001);
     expect(bystander.connected).to.equal(true);
-    const again = new RelayClient({ url: `wss://127.0.0.1:${relay.port}`, servername: 'localhost', identity: loadIdentity(fed.agents.delta!), reconnect: false });
+    const again = new RelayClient({
+      url: `wss://127.0.0.1:${relay.port}`,
+      servername: 'localhost',
+      identity: loadIdentity(fed.agents.delta!),
+      reconnect: false,
+    });
     const err = await again.connect().then(
       () => undefined,
       (e: unknown) => e,
@@ -269,7 +274,12 @@ describe('relay (integration, real mTLS on loopback)', function () {
 
     const other = makeFederation(`${tmp.dir}/foreign`, ['alpha']);
     const foreign = loadIdentity(other.agents.alpha!);
-    const client = new RelayClient({ url: `wss://127.0.0.1:${relay.port}`, servername: 'localhost', identity: { ...foreign, caPem: loadIdentity(fed.agents.alpha!).caPem }, reconnect: false });
+    const client = new RelayClient({
+      url: `wss://127.0.0.1:${relay.port}`,
+      servername: 'localhost',
+      identity: { ...foreign, caPem: loadIdentity(fed.agents.alpha!).caPem },
+      reconnect: false,
+    });
     const err = await client.connect().then(
       () => undefined,
       (e: unknown) => e,
@@ -295,7 +305,14 @@ describe('relay (integration, real mTLS on loopback)', function () {
     expect((await admin(relay, '/healthz')).status).to.equal(200);
     expect((await admin(relay, '/readyz')).status).to.equal(200);
     const m = await admin(relay, '/metrics');
-    for (const name of ['hie_relay_connections', 'hie_relay_transfers_active', 'hie_relay_transfers_aborted_total', 'hie_relay_bytes_out_total', 'hie_relay_crl_next_update_seconds', 'hie_relay_cert_expiry_seconds']) {
+    for (const name of [
+      'hie_relay_connections',
+      'hie_relay_transfers_active',
+      'hie_relay_transfers_aborted_total',
+      'hie_relay_bytes_out_total',
+      'hie_relay_crl_next_update_seconds',
+      'hie_relay_cert_expiry_seconds',
+    ]) {
       expect(m.text).to.contain(name);
     }
     expect(m.text).to.match(/hie_relay_transfers_aborted_total\{reason="no-route"\} [1-9]/);

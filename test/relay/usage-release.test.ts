@@ -12,7 +12,12 @@ describe('release fee in signed usage statements', function () {
   let relay: ReturnType<typeof loadIdentity>;
   // Completed now, at each use: the relay certificate is issued in before(), after this file was loaded.
   const base = { transferId: 'ab12cd34ef56', from: 'mgh', to: 'myongji', bytes: 2048 };
-  const input = { ...base, get completedAt(): Date { return new Date(); } };
+  const input = {
+    ...base,
+    get completedAt(): Date {
+      return new Date();
+    },
+  };
   const tariff = { currency: 'EUR', perTransfer: 10, perGiB: 100 };
 
   before(function () {
@@ -22,7 +27,7 @@ describe('release fee in signed usage statements', function () {
   });
   after(() => tmp.cleanup());
 
-  it('signs the tariff\'s release fee with the statement, and only when there is one', function () {
+  it("signs the tariff's release fee with the statement, and only when there is one", function () {
     const withFee = signUsage(input, { ...tariff, releaseFee: 250 }, relay.privateKey, relay.certPem);
     expect(verifyUsageStatement(withFee, relay.caPem).releaseFee).to.deep.equal({ amount: 250, currency: 'EUR' });
     const without = signUsage(input, tariff, relay.privateKey, relay.certPem);
@@ -47,13 +52,19 @@ describe('release fee in signed usage statements', function () {
     ]);
     // A resent exchange (another transfer, another statement) is charged transport again, the release fee not.
     const again = signUsage({ ...input, transferId: 'ab12cd34ef57' }, { ...tariff, releaseFee: 250 }, relay.privateKey, relay.certPem);
-    const [second = []] = chargesFromUsage([{ id: 'x-answer-0001', to: 'myongji', requestId: 'req-1' }], { statement: verifyUsageStatement(again, relay.caPem), signed: again } as Parameters<typeof chargesFromUsage>[1], delivered);
+    const [second = []] = chargesFromUsage(
+      [{ id: 'x-answer-0001', to: 'myongji', requestId: 'req-1' }],
+      { statement: verifyUsageStatement(again, relay.caPem), signed: again } as Parameters<typeof chargesFromUsage>[1],
+      delivered,
+    );
     expect(second[0]?.charge).not.to.equal(answer[0]?.charge);
     expect(second[1]?.charge).to.equal(answer[1]?.charge);
     // An exchange that answers no request carries no release fee.
     expect(chargesFromUsage([{ id: 'x-plain-0001', to: 'myongji' }], usage, delivered)[0]?.map((c) => c.kind)).to.deep.equal(['transport']);
     // Records that did not reach the requester (refused, or not delivered yet) cost it nothing: transport only.
-    expect(chargesFromUsage([{ id: 'x-answer-0001', to: 'myongji', requestId: 'req-1' }], usage, new Set())[0]?.map((c) => c.kind)).to.deep.equal(['transport']);
+    expect(chargesFromUsage([{ id: 'x-answer-0001', to: 'myongji', requestId: 'req-1' }], usage, new Set())[0]?.map((c) => c.kind)).to.deep.equal([
+      'transport',
+    ]);
   });
 
   it('charges a batch transfer once, as the relay signed it, on its first exchange; release fees stay per exchange', function () {

@@ -11,8 +11,12 @@ describe('npm run demo', function () {
     const { code, out } = await new Promise<{ code: number | null; out: string }>((resolve) => {
       const child = spawn(process.execPath, ['--import', 'tsx', 'scripts/demo.ts', '--size', '8MiB'], { cwd: ROOT, stdio: ['ignore', 'pipe', 'pipe'] });
       let out = '';
-      child.stdout.on('data', (d) => { out += d; });
-      child.stderr.on('data', (d) => { out += d; });
+      child.stdout.on('data', (d) => {
+        out += d;
+      });
+      child.stderr.on('data', (d) => {
+        out += d;
+      });
       child.on('close', (c) => resolve({ code: c, out }));
     });
     expect(code, out).to.equal(0);

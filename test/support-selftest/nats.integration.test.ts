@@ -14,7 +14,11 @@ describe('nats-server test harness', function () {
     tmp = tempDir();
     const fed = makeFederation(tmp.dir, []);
     ca = readFileSync(fed.caPath, 'utf8');
-    nats = await startNats({ dir: tmp.dir, tls: { cert: fed.relay.cert, key: fed.relay.key, ca: fed.caPath }, users: [{ user: 'relay-1', password: 'secret-1' }] });
+    nats = await startNats({
+      dir: tmp.dir,
+      tls: { cert: fed.relay.cert, key: fed.relay.key, ca: fed.caPath },
+      users: [{ user: 'relay-1', password: 'secret-1' }],
+    });
   });
   after(async function () {
     await nats?.stop();

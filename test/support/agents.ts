@@ -92,7 +92,10 @@ export async function startNetwork(root: string, ids: string[], options: { agent
     api: (id, path, init = {}) => {
       const a = agents[id];
       if (!a) throw new Error(`agent ${id} is not running`);
-      return fetch(`http://127.0.0.1:${a.apiPort}${path}`, { ...init, headers: { authorization: `Bearer ${TEST_TOKEN}`, ...(init.headers as Record<string, string> | undefined) } });
+      return fetch(`http://127.0.0.1:${a.apiPort}${path}`, {
+        ...init,
+        headers: { authorization: `Bearer ${TEST_TOKEN}`, ...(init.headers as Record<string, string> | undefined) },
+      });
     },
     close: async () => {
       for (const a of Object.values(agents)) await a.close().catch(() => undefined);

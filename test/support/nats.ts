@@ -28,7 +28,9 @@ export interface NatsOptions {
 export async function startNats(options: NatsOptions): Promise<NatsServer> {
   const lines = ['listen: "127.0.0.1:-1"', 'max_payload: 1048576', 'no_sys_acc: true'];
   if (options.tls) {
-    lines.push(`tls { cert_file: ${JSON.stringify(options.tls.cert)}, key_file: ${JSON.stringify(options.tls.key)}, ca_file: ${JSON.stringify(options.tls.ca)}, timeout: 5 }`);
+    lines.push(
+      `tls { cert_file: ${JSON.stringify(options.tls.cert)}, key_file: ${JSON.stringify(options.tls.key)}, ca_file: ${JSON.stringify(options.tls.ca)}, timeout: 5 }`,
+    );
   }
   if (options.users) {
     const users = options.users.map((u) => `{ user: ${JSON.stringify(u.user)}, password: ${JSON.stringify(u.password)} }`).join(', ');

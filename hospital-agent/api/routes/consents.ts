@@ -53,7 +53,8 @@ export function consentRoutes(service: ConsentService, self: string, options: { 
   const r = express.Router();
   const json = express.json({ limit: options.jsonLimit, type: ['application/json', 'application/fhir+json'] });
   r.post('/consents', json, async (req, res) => {
-    if (!req.is(['application/json', 'application/fhir+json'])) throw new AgentError('ERR_UNSUPPORTED_MEDIA_TYPE', 'send application/json or application/fhir+json');
+    if (!req.is(['application/json', 'application/fhir+json']))
+      throw new AgentError('ERR_UNSUPPORTED_MEDIA_TYPE', 'send application/json or application/fhir+json');
     const consent = await service.grant(grantFromRequest(req.body));
     res.status(201).location(`/v1/consents/${consent.id}`).json(consent);
   });

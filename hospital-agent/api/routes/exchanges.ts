@@ -70,11 +70,15 @@ export function exchangeRoutes(service: ExchangeService, store: ExchangeStore, r
   const submit = submitRoute(service, requests);
   r.post('/exchanges', async (req, res) => {
     const answer = await submit.handle(req, String(res.locals['principal'] ?? ''));
-    res.status(answer.status).set(answer.headers ?? {}).json(answer.body);
+    res
+      .status(answer.status)
+      .set(answer.headers ?? {})
+      .json(answer.body);
   });
   r.get('/exchanges', async (req, res) => {
     const status = req.query['status'];
-    if (status !== undefined && !['queued', 'sending', 'delivered', 'failed'].includes(String(status))) throw new AgentError('ERR_BAD_REQUEST', 'status must be queued, sending, delivered or failed');
+    if (status !== undefined && !['queued', 'sending', 'delivered', 'failed'].includes(String(status)))
+      throw new AgentError('ERR_BAD_REQUEST', 'status must be queued, sending, delivered or failed');
     const limit = Math.min(1000, Math.max(1, Number.parseInt(String(req.query['limit'] ?? '100'), 10) || 100));
     const list = await store.list({ ...(status ? { status: status as ExchangeStatus } : {}), limit });
     res.json({ exchanges: list.map((x) => ExchangeService.view(x)) });

@@ -23,7 +23,9 @@ export function ledgerRoutes(ledger: Ledger, replicator: Replicator, trust: () =
     const grace = req.query['grace'] === undefined ? undefined : Number(req.query['grace']);
     if (grace !== undefined && (!Number.isInteger(grace) || grace < 0)) throw new AgentError('ERR_BAD_REQUEST', 'grace must be a whole number of seconds');
     // One snapshot: the agent keeps appending and replicating while this reads.
-    const result = await withSnapshotSource(ledger._store, (source) => verifyLedger(source, { trust: trust(), graceSeconds: grace ?? AGENT_VERIFY_GRACE_SECONDS }));
+    const result = await withSnapshotSource(ledger._store, (source) =>
+      verifyLedger(source, { trust: trust(), graceSeconds: grace ?? AGENT_VERIFY_GRACE_SECONDS }),
+    );
     res.json(result);
   });
   r.get('/ledger/settlement', async (req, res) => {

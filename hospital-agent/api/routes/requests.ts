@@ -1,6 +1,6 @@
 import express, { type Router } from 'express';
 import { z } from 'zod';
-import { HOSPITAL_ID_PATTERN, } from '../../../certs/index.ts';
+import { HOSPITAL_ID_PATTERN } from '../../../certs/index.ts';
 import { SCOPE_PATTERN } from '../../../ledger/index.ts';
 import { ALL_SCOPE, PURPOSES } from '../../consent/model.ts';
 import { AgentError } from '../../errors.ts';
@@ -25,7 +25,8 @@ export function requestRoutes(service: RequestService, store: ExchangeStore, opt
   });
   r.get('/requests', async (req, res) => {
     const direction = req.query['direction'];
-    if (direction !== undefined && direction !== 'incoming' && direction !== 'outgoing') throw new AgentError('ERR_BAD_REQUEST', 'direction must be incoming or outgoing');
+    if (direction !== undefined && direction !== 'incoming' && direction !== 'outgoing')
+      throw new AgentError('ERR_BAD_REQUEST', 'direction must be incoming or outgoing');
     res.json({ requests: await store.listRequests(direction) });
   });
   r.get('/requests/:id', async (req, res) => {

@@ -106,7 +106,8 @@ export class RelayClient extends EventEmitter<RelayClientEvents> {
     super();
     const given = options?.urls ?? (options?.url !== undefined ? [options.url] : []);
     if (!Array.isArray(given) || given.length === 0) throw new TypeError('url or urls (wss:// URLs of relay nodes) is required');
-    for (const url of given) if (typeof url !== 'string' || !/^wss:\/\//.test(url)) throw new TypeError(`relay URL must be a wss:// URL, got ${JSON.stringify(url)}`);
+    for (const url of given)
+      if (typeof url !== 'string' || !/^wss:\/\//.test(url)) throw new TypeError(`relay URL must be a wss:// URL, got ${JSON.stringify(url)}`);
     if (!options.identity?.certPem) throw new TypeError('identity is required (use loadIdentity)');
     this.urls = given.map((url) => {
       const u = new URL(url);
@@ -115,39 +116,43 @@ export class RelayClient extends EventEmitter<RelayClientEvents> {
     });
     this.tls = { ...clientTlsOptions(options.identity), ...(options.servername ? { servername: options.servername } : {}) };
     this.window = options.window ?? DEFAULT_WINDOW;
-    if (options.chunkSize !== undefined && (!Number.isInteger(options.chunkSize) || options.chunkSize < 1024)) throw new TypeError('chunkSize must be an integer >= 1024');
-    if (!Number.isInteger(this.window) || this.window < 1024 || this.window > MAX_CREDIT) throw new TypeError(`window must be an integer in 1024..${MAX_CREDIT}`);
-    this.backoff = options.reconnect === false ? undefined : { baseMs: DEFAULT_BACKOFF_BASE_MS, maxMs: DEFAULT_BACKOFF_MAX_MS, ...(typeof options.reconnect === 'object' ? options.reconnect : {}) };
+    if (options.chunkSize !== undefined && (!Number.isInteger(options.chunkSize) || options.chunkSize < 1024))
+      throw new TypeError('chunkSize must be an integer >= 1024');
+    if (!Number.isInteger(this.window) || this.window < 1024 || this.window > MAX_CREDIT)
+      throw new TypeError(`window must be an integer in 1024..${MAX_CREDIT}`);
+    this.backoff =
+      options.reconnect === false
+        ? undefined
+        : { baseMs: DEFAULT_BACKOFF_BASE_MS, maxMs: DEFAULT_BACKOFF_MAX_MS, ...(typeof options.reconnect === 'object' ? options.reconnect : {}) };
     this.makeTransport = options.transport ?? wsTransport;
-    const self = this;
     this.link = {
       limits: { ...DEFAULT_LIMITS },
       chunkSize: Math.min(DEFAULT_LIMITS.maxFrame - FRAME_PREFIX, options.chunkSize ?? DEFAULT_CHUNK_SIZE),
-      send(frame, cb) {
-        if (!self.transport) return cb?.(new RelayError('ERR_RELAY_NOT_CONNECTED', 'not connected to the relay'));
+      send: (frame, cb) => {
+        if (!this.transport) return cb?.(new RelayError('ERR_RELAY_NOT_CONNECTED', 'not connected to the relay'));
         const len = frame.length;
-        const transport = self.transport;
-        self.queued += len;
+        const transport = this.transport;
+        this.queued += len;
         transport.send(frame, (err) => {
           // Callbacks of a transport already replaced must not skew the new one's count.
-          if (self.transport === transport) self.queued -= len;
-          if (self.queued <= DEFAULT_SEND_HIGH_WATER_MARK / 2 && self.drainWaiters.length > 0) {
-            const waiters = self.drainWaiters;
-            self.drainWaiters = [];
+          if (this.transport === transport) this.queued -= len;
+          if (this.queued <= DEFAULT_SEND_HIGH_WATER_MARK / 2 && this.drainWaiters.length > 0) {
+            const waiters = this.drainWaiters;
+            this.drainWaiters = [];
             for (const fn of waiters) fn();
           }
           cb?.(err);
         });
       },
-      congested() {
-        return self.queued > DEFAULT_SEND_HIGH_WATER_MARK;
+      congested: () => {
+        return this.queued > DEFAULT_SEND_HIGH_WATER_MARK;
       },
-      whenDrained(fn) {
-        if (self.queued <= DEFAULT_SEND_HIGH_WATER_MARK / 2) queueMicrotask(fn);
-        else self.drainWaiters.push(fn);
+      whenDrained: (fn) => {
+        if (this.queued <= DEFAULT_SEND_HIGH_WATER_MARK / 2) queueMicrotask(fn);
+        else this.drainWaiters.push(fn);
       },
-      release(id) {
-        self.streams.delete(id);
+      release: (id) => {
+        this.streams.delete(id);
       },
     };
   }
@@ -172,13 +177,21 @@ export class RelayClient extends EventEmitter<RelayClientEvents> {
   private settleReady(err?: Error): void {
     const waiters = this.readyWaiters;
     this.readyWaiters = [];
-    for (const w of waiters) (err ? w.reject(err) : w.resolve());
+    for (const w of waiters) {
+      if (err) w.reject(err);
+      else w.resolve();
+    }
   }
 
   private dial(): void {
     this.timer = undefined;
     if (this.closed) return;
-    const t = this.makeTransport(this.url, this.tls, this.link.limits.maxFrame, this.options.pingIntervalMs === undefined ? {} : { pingIntervalMs: this.options.pingIntervalMs });
+    const t = this.makeTransport(
+      this.url,
+      this.tls,
+      this.link.limits.maxFrame,
+      this.options.pingIntervalMs === undefined ? {} : { pingIntervalMs: this.options.pingIntervalMs },
+    );
     this.dialed = this.url;
     this.transport = t;
     let failure: RelayError | undefined;
@@ -204,7 +217,11 @@ export class RelayClient extends EventEmitter<RelayClientEvents> {
     this.drainWaiters = [];
     this.queued = 0;
     if (wasConnected) this.emit('disconnected', { code, reason });
-    else this.emit('connectError', failure ?? new RelayError('ERR_RELAY_REFUSED', `connection closed before the relay greeted us (${code}${reason ? ` ${reason}` : ''})`));
+    else
+      this.emit(
+        'connectError',
+        failure ?? new RelayError('ERR_RELAY_REFUSED', `connection closed before the relay greeted us (${code}${reason ? ` ${reason}` : ''})`),
+      );
     if (this.closed) return;
     if (!this.backoff) {
       this.settleReady(wasConnected ? lost : (failure ?? lost));
@@ -255,7 +272,11 @@ export class RelayClient extends EventEmitter<RelayClientEvents> {
     if (type === 'ready') {
       const limits = body.limits as Partial<FrameLimits> | undefined;
       const num = (v: unknown, d: number): number => (typeof v === 'number' && Number.isInteger(v) && v > FRAME_PREFIX ? v : d);
-      this.link.limits = { maxFrame: num(limits?.maxFrame, DEFAULT_LIMITS.maxFrame), maxHeader: num(limits?.maxHeader, DEFAULT_LIMITS.maxHeader), maxMessage: num(limits?.maxMessage, DEFAULT_LIMITS.maxMessage) };
+      this.link.limits = {
+        maxFrame: num(limits?.maxFrame, DEFAULT_LIMITS.maxFrame),
+        maxHeader: num(limits?.maxHeader, DEFAULT_LIMITS.maxHeader),
+        maxMessage: num(limits?.maxMessage, DEFAULT_LIMITS.maxMessage),
+      };
       this.link.chunkSize = Math.min(this.link.limits.maxFrame - FRAME_PREFIX, this.options.chunkSize ?? DEFAULT_CHUNK_SIZE);
       this.agentId = typeof body.agent === 'string' ? body.agent : undefined;
       this.connected = true;
@@ -267,10 +288,13 @@ export class RelayClient extends EventEmitter<RelayClientEvents> {
       if (stream instanceof InboundTransfer) stream.onUsage(() => this.verifyUsage(body));
       else if (stream) stream.onUsage(this.verifyUsage(body));
     } else if (type === 'undeliverable') {
-      const err = Object.assign(new RelayError('ERR_RELAY_UNDELIVERABLE', `message ${String(body.id)} to ${String(body.to)} undeliverable: ${String(body.code)}`), {
-        messageId: Number(body.id),
-        to: String(body.to),
-      });
+      const err = Object.assign(
+        new RelayError('ERR_RELAY_UNDELIVERABLE', `message ${String(body.id)} to ${String(body.to)} undeliverable: ${String(body.code)}`),
+        {
+          messageId: Number(body.id),
+          to: String(body.to),
+        },
+      );
       this.emit('undeliverable', err);
     }
     this.emit('notice', type, body);

@@ -23,7 +23,13 @@ export class InboundTransfer extends Readable {
   private wanted = false;
 
   /** @internal Created by RelayClient when the relay delivers an OPEN. */
-  constructor(private readonly link: Link, id: number, from: string, meta: Buffer, private readonly window: number) {
+  constructor(
+    private readonly link: Link,
+    id: number,
+    from: string,
+    meta: Buffer,
+    private readonly window: number,
+  ) {
     super({ highWaterMark: window });
     this.id = id;
     this.from = from;

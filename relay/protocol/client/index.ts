@@ -1,5 +1,13 @@
 /** The agent-side relay client: connection, transfers as streams, messages, transports. */
-export { RelayClient, RELAY_AGENT_PATH, DEFAULT_SEND_HIGH_WATER_MARK, DEFAULT_CHUNK_SIZE, type RelayClientOptions, type RelayClientEvents, type RelayMessage } from './client.ts';
+export {
+  RelayClient,
+  RELAY_AGENT_PATH,
+  DEFAULT_SEND_HIGH_WATER_MARK,
+  DEFAULT_CHUNK_SIZE,
+  type RelayClientOptions,
+  type RelayClientEvents,
+  type RelayMessage,
+} from './client.ts';
 export { OutboundTransfer, DEFAULT_OUTBOUND_HIGH_WATER_MARK } from './outbound.ts';
 export { InboundTransfer } from './inbound.ts';
 export type { VerifiedUsage } from './link.ts';

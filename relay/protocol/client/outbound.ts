@@ -32,7 +32,12 @@ export class OutboundTransfer extends Writable {
   private readonly settle = deferred<VerifiedUsage>();
 
   /** @internal Use RelayClient.openTransfer. */
-  constructor(private readonly link: Link, id: number, to: string, meta: Uint8Array) {
+  constructor(
+    private readonly link: Link,
+    id: number,
+    to: string,
+    meta: Uint8Array,
+  ) {
     super({ highWaterMark: DEFAULT_OUTBOUND_HIGH_WATER_MARK });
     this.id = id;
     this.to = to;
@@ -66,7 +71,6 @@ export class OutboundTransfer extends Writable {
         return;
       }
       const n = Math.min(this.credit, this.link.chunkSize, this.queued);
-      const head = this.queue[0] as Buffer;
       const frame = this.frameBuffer(n);
       let at = FRAME_PREFIX;
       while (at < frame.length) {

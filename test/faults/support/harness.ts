@@ -96,8 +96,15 @@ export interface AgentHandle {
 }
 
 /** Calls an agent's API with the test token and parses the JSON answer. */
-export async function call<T = Record<string, unknown>>(a: AgentHandle, path: string, init: RequestInit & { duplex?: 'half' } = {}): Promise<{ status: number; body: T }> {
-  const res = await fetch(`http://127.0.0.1:${a.port()}${path}`, { ...init, headers: { authorization: `Bearer ${TEST_TOKEN}`, ...(init.headers as Record<string, string> | undefined) } });
+export async function call<T = Record<string, unknown>>(
+  a: AgentHandle,
+  path: string,
+  init: RequestInit & { duplex?: 'half' } = {},
+): Promise<{ status: number; body: T }> {
+  const res = await fetch(`http://127.0.0.1:${a.port()}${path}`, {
+    ...init,
+    headers: { authorization: `Bearer ${TEST_TOKEN}`, ...(init.headers as Record<string, string> | undefined) },
+  });
   const text = await res.text();
   return { status: res.status, body: (text ? JSON.parse(text) : {}) as T };
 }
@@ -114,7 +121,11 @@ export async function grant(from: AgentHandle, to: string, patientId: string): P
 }
 
 /** Submits one exchange; returns its id once the API accepted it (202). */
-export async function submit(from: AgentHandle, to: string, o: { consent: string; patientId: string; body: Buffer | NodeJS.ReadableStream; contentType: string; length?: number }): Promise<string> {
+export async function submit(
+  from: AgentHandle,
+  to: string,
+  o: { consent: string; patientId: string; body: Buffer | NodeJS.ReadableStream; contentType: string; length?: number },
+): Promise<string> {
   const r = await call<{ id: string }>(from, '/v1/exchanges', {
     method: 'POST',
     headers: {
@@ -146,10 +157,14 @@ export async function settle(from: AgentHandle, ids: string[], ms = 90_000): Pro
   const out: ExchangeView[] = [];
   for (const id of ids) {
     out.push(
-      await waitFor(async () => {
-        const r = await call<ExchangeView>(from, `/v1/exchanges/${id}`).catch(() => undefined);
-        return r && (r.body.status === 'delivered' || r.body.status === 'failed') ? r.body : undefined;
-      }, ms, `exchange ${id} from ${from.id} to finish`),
+      await waitFor(
+        async () => {
+          const r = await call<ExchangeView>(from, `/v1/exchanges/${id}`).catch(() => undefined);
+          return r && (r.body.status === 'delivered' || r.body.status === 'failed') ? r.body : undefined;
+        },
+        ms,
+        `exchange ${id} from ${from.id} to finish`,
+      ),
     );
   }
   return out;
@@ -208,12 +223,22 @@ export async function assertSound(agents: AgentHandle[], sent: Array<{ from: Age
 /** Every ledger converges (same feeds at the same heads) and verifies with grace=0. */
 export async function assertLedgers(agents: AgentHandle[], ms = 60_000): Promise<void> {
   let views: string[] = [];
-  await waitFor(async () => {
-    views = await Promise.all(
-      agents.map(async (a) => JSON.stringify((await call<{ feeds: Array<{ feed: string; seq: number; hash?: string }> }>(a, '/v1/ledger/status')).body.feeds.map((f) => [f.feed, f.seq, f.hash]).sort())),
-    );
-    return new Set(views).size === 1;
-  }, ms, 'ledgers to converge').catch((err: Error) => {
+  await waitFor(
+    async () => {
+      views = await Promise.all(
+        agents.map(async (a) =>
+          JSON.stringify(
+            (await call<{ feeds: Array<{ feed: string; seq: number; hash?: string }> }>(a, '/v1/ledger/status')).body.feeds
+              .map((f) => [f.feed, f.seq, f.hash])
+              .sort(),
+          ),
+        ),
+      );
+      return new Set(views).size === 1;
+    },
+    ms,
+    'ledgers to converge',
+  ).catch((err: Error) => {
     throw new Error(`${err.message}: ${views.join(' | ')}`);
   });
   for (const a of agents) {

@@ -25,7 +25,14 @@ const pos = fc.nat({ max: 1 << 20 });
 /** Arbitrary edit operations (the mix favours small, structure-preserving edits). */
 export const byteOpArb: fc.Arbitrary<ByteOp> = fc.oneof(
   { weight: 4, arbitrary: fc.record({ op: fc.constant('flip' as const), at: pos, bit: fc.integer({ min: 0, max: 7 }) }) },
-  { weight: 2, arbitrary: fc.record({ op: fc.constant('set' as const), at: pos, value: fc.oneof(fc.constantFrom(0, 1, 0x7f, 0x80, 0xff), fc.integer({ min: 0, max: 255 })) }) },
+  {
+    weight: 2,
+    arbitrary: fc.record({
+      op: fc.constant('set' as const),
+      at: pos,
+      value: fc.oneof(fc.constantFrom(0, 1, 0x7f, 0x80, 0xff), fc.integer({ min: 0, max: 255 })),
+    }),
+  },
   { weight: 2, arbitrary: fc.record({ op: fc.constant('u32' as const), at: pos, value: fc.oneof(fc.constantFrom(...INTERESTING_U32), fc.nat()) }) },
   { weight: 2, arbitrary: fc.record({ op: fc.constant('truncate' as const), at: pos }) },
   { weight: 2, arbitrary: fc.record({ op: fc.constant('insert' as const), at: pos, bytes: fc.uint8Array({ minLength: 1, maxLength: 24 }) }) },
@@ -108,14 +115,33 @@ export const jsonOpArb: fc.Arbitrary<JsonOp> = fc.oneof(
     arbitrary: fc.record({
       op: fc.constant('replace' as const),
       at: fc.nat(),
-      value: fc.oneof(fc.jsonValue({ maxDepth: 2 }), fc.constantFrom<unknown>(null, '', 0, -1, 1e308, true, [], {}, '../../etc/passwd', 'a'.repeat(5000), '\u0000', '__proto__')),
+      value: fc.oneof(
+        fc.jsonValue({ maxDepth: 2 }),
+        fc.constantFrom<unknown>(null, '', 0, -1, 1e308, true, [], {}, '../../etc/passwd', 'a'.repeat(5000), '\u0000', '__proto__'),
+      ),
     }),
   },
   { weight: 2, arbitrary: fc.record({ op: fc.constant('delete' as const), at: fc.nat() }) },
-  { weight: 1, arbitrary: fc.record({ op: fc.constant('add' as const), at: fc.nat(), key: fc.oneof(fc.string({ maxLength: 12 }), fc.constantFrom('__proto__', 'constructor', 'sig', 'v')), value: fc.jsonValue({ maxDepth: 1 }) }) },
+  {
+    weight: 1,
+    arbitrary: fc.record({
+      op: fc.constant('add' as const),
+      at: fc.nat(),
+      key: fc.oneof(fc.string({ maxLength: 12 }), fc.constantFrom('__proto__', 'constructor', 'sig', 'v')),
+      value: fc.jsonValue({ maxDepth: 1 }),
+    }),
+  },
   { weight: 4, arbitrary: fc.record({ op: fc.constant('text' as const), at: fc.nat(), edits: fc.array(byteOpArb, { minLength: 1, maxLength: 2 }) }) },
   // Mostly the last characters of a string, where base64 keeps its spare bits.
-  { weight: 2, arbitrary: fc.record({ op: fc.constant('b64' as const), at: fc.nat(), pos: fc.oneof(fc.integer({ min: 0, max: 2 }), fc.nat()), xor: fc.integer({ min: 1, max: 63 }) }) },
+  {
+    weight: 2,
+    arbitrary: fc.record({
+      op: fc.constant('b64' as const),
+      at: fc.nat(),
+      pos: fc.oneof(fc.integer({ min: 0, max: 2 }), fc.nat()),
+      xor: fc.integer({ min: 1, max: 63 }),
+    }),
+  },
 );
 
 type Slot = { parent: Record<string, unknown> | unknown[] | undefined; key: string | number; value: unknown };

@@ -40,8 +40,26 @@ export const API_ROUTES: ReadonlyArray<{ method: string; path: string }> = [
 
 /** Ids that try to leave the data directory or break parsing. */
 export const HOSTILE_IDS = [
-  '..', '.', '../../../../etc/passwd', '..%2f..%2f..%2fetc%2fpasswd', '%2e%2e', '%2e%2e%2f%2e%2e%2fsecret', '..%5c..%5cwindows', '%00', 'abc%00def-12345678',
-  '%2fetc%2fpasswd', '~', '%', '%zz', '%c0%ae%c0%ae%2f', 'a'.repeat(300), 'inbox-item..', 'CON', '%20', '..;', 'x%0d%0aSet-Cookie:a=b',
+  '..',
+  '.',
+  '../../../../etc/passwd',
+  '..%2f..%2f..%2fetc%2fpasswd',
+  '%2e%2e',
+  '%2e%2e%2f%2e%2e%2fsecret',
+  '..%5c..%5cwindows',
+  '%00',
+  'abc%00def-12345678',
+  '%2fetc%2fpasswd',
+  '~',
+  '%',
+  '%zz',
+  '%c0%ae%c0%ae%2f',
+  'a'.repeat(300),
+  'inbox-item..',
+  'CON',
+  '%20',
+  '..;',
+  'x%0d%0aSet-Cookie:a=b',
 ];
 
 const printable = fc.string({ unit: fc.integer({ min: 0x20, max: 0x7e }).map((c) => String.fromCharCode(c)), maxLength: 40 });
@@ -54,11 +72,25 @@ const pathSegmentArb = (ctx: ApiCtx) =>
 
 const queryArb = fc.dictionary(
   fc.constantFrom('status', 'limit', 'format', 'reason', 'grace', 'period', 'direction', 'unacked', 'x', 'status[]', '__proto__'),
-  fc.oneof(fc.constantFrom('fhir', 'true', '-1', '1e999', 'queued', '2024-13', 'incoming', '%', '..', ''), printable.map((s) => encodeURIComponent(s))),
+  fc.oneof(
+    fc.constantFrom('fhir', 'true', '-1', '1e999', 'queued', '2024-13', 'incoming', '%', '..', ''),
+    printable.map((s) => encodeURIComponent(s)),
+  ),
   { maxKeys: 3 },
 );
 
-const CONTENT_TYPES = ['application/json', 'application/fhir+json', 'application/dicom', 'application/octet-stream', 'text/plain', 'application/json; charset=utf-16', 'application/json; charset=latin1', 'multipart/form-data; boundary=x', 'application/x-www-form-urlencoded', ''];
+const CONTENT_TYPES = [
+  'application/json',
+  'application/fhir+json',
+  'application/dicom',
+  'application/octet-stream',
+  'text/plain',
+  'application/json; charset=utf-16',
+  'application/json; charset=latin1',
+  'multipart/form-data; boundary=x',
+  'application/x-www-form-urlencoded',
+  '',
+];
 
 const headerArb = fc.record(
   {
@@ -78,21 +110,38 @@ const headerArb = fc.record(
 
 const VALID_BODIES: unknown[] = [
   { patientId: 'patient-1', grantee: 'bravo', purposes: ['TREAT'], scope: ['*'], validUntil: '2099-01-01T00:00:00Z' },
-  { resourceType: 'Consent', status: 'active', scope: { coding: [{ code: 'patient-privacy' }] }, patient: { identifier: { value: 'patient-2' } }, provision: { actor: [{ reference: { identifier: { value: 'bravo' } } }], period: { end: '2099-01-01' } } },
+  {
+    resourceType: 'Consent',
+    status: 'active',
+    scope: { coding: [{ code: 'patient-privacy' }] },
+    patient: { identifier: { value: 'patient-2' } },
+    provision: { actor: [{ reference: { identifier: { value: 'bravo' } } }], period: { end: '2099-01-01' } },
+  },
   { holder: 'bravo', patientId: 'patient-1', purpose: 'TREAT', scope: ['*'] },
   { resourceType: 'Bundle', type: 'collection', entry: [{ resource: { resourceType: 'Patient', id: 'p1' } }] },
 ];
 
 const bodyArb = fc.oneof(
   fc.constant(undefined),
-  fc.tuple(fc.nat(), fc.array(jsonOpArb, { maxLength: 3 })).map(([i, ops]) => Buffer.from(JSON.stringify(applyJsonOps(VALID_BODIES[i % VALID_BODIES.length], ops)) ?? '')),
-  fc.tuple(fc.nat(), fc.array(byteOpArb, { minLength: 1, maxLength: 3 })).map(([i, ops]) => applyOps(Buffer.from(JSON.stringify(VALID_BODIES[i % VALID_BODIES.length])), ops)),
+  fc
+    .tuple(fc.nat(), fc.array(jsonOpArb, { maxLength: 3 }))
+    .map(([i, ops]) => Buffer.from(JSON.stringify(applyJsonOps(VALID_BODIES[i % VALID_BODIES.length], ops)) ?? '')),
+  fc
+    .tuple(fc.nat(), fc.array(byteOpArb, { minLength: 1, maxLength: 3 }))
+    .map(([i, ops]) => applyOps(Buffer.from(JSON.stringify(VALID_BODIES[i % VALID_BODIES.length])), ops)),
   fc.jsonValue({ maxDepth: 3 }).map((v) => Buffer.from(JSON.stringify(v) ?? '')),
   fc.uint8Array({ maxLength: 512 }).map((u) => Buffer.from(u)),
-  fc.constantFrom(Buffer.from('{"__proto__":{"isAdmin":true},"constructor":{"prototype":{"x":1}}}'), Buffer.from('['.repeat(5000)), Buffer.from('{"a":' + '1'.repeat(400) + '}')),
+  fc.constantFrom(
+    Buffer.from('{"__proto__":{"isAdmin":true},"constructor":{"prototype":{"x":1}}}'),
+    Buffer.from('['.repeat(5000)),
+    Buffer.from('{"a":' + '1'.repeat(400) + '}'),
+  ),
 );
 
-const methodArb = fc.oneof({ weight: 8, arbitrary: fc.constant(undefined) }, { weight: 1, arbitrary: fc.constantFrom('PUT', 'PATCH', 'OPTIONS', 'HEAD', 'POST', 'GET', 'DELETE') });
+const methodArb = fc.oneof(
+  { weight: 8, arbitrary: fc.constant(undefined) },
+  { weight: 1, arbitrary: fc.constantFrom('PUT', 'PATCH', 'OPTIONS', 'HEAD', 'POST', 'GET', 'DELETE') },
+);
 
 /** The failure a response shows, or undefined when it is a 2xx/3xx or a documented 4xx JSON error. */
 export function badAnswer(method: string, r: RawResponse): string | undefined {
@@ -117,7 +166,9 @@ export const apiTarget: FuzzTarget<ApiCtx> = {
   async setup(dir) {
     const net = await startNetwork(dir, ['alpha', 'bravo']);
     const port = net.agents['alpha']!.apiPort;
-    const consent = await (await net.api('alpha', '/v1/consents', { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify(VALID_BODIES[0]) })).json() as { id: string };
+    const consent = (await (
+      await net.api('alpha', '/v1/consents', { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify(VALID_BODIES[0]) })
+    ).json()) as { id: string };
     const ex = await net.api('alpha', '/v1/exchanges', {
       method: 'POST',
       headers: { 'content-type': 'application/octet-stream', 'hie-recipient': 'bravo', 'hie-patient-id': 'patient-1', 'hie-consent-id': consent.id },
@@ -141,19 +192,22 @@ export const apiTarget: FuzzTarget<ApiCtx> = {
           queryArb,
           headerArb,
           bodyArb,
-          (routeIndex, methodOverride, id, query, headers, body) => tracked(ctx.runs, async () => {
-            const route = API_ROUTES[routeIndex]!;
-            const method = methodOverride ?? route.method;
-            const qs = Object.entries(query).map(([k, v]) => `${encodeURIComponent(k)}=${v}`).join('&');
-            const path = route.path.replace(':id', id) + (qs ? `?${qs}` : '');
-            const h: Record<string, string> = { authorization: `Bearer ${TEST_TOKEN}` };
-            for (const [k, v] of Object.entries(headers)) if (v !== undefined) h[k] = k === 'hie-consent-id' && v === '__consent__' ? ctx.consentId : v;
-            const r = await rawRequest(ctx.port, { method, path, headers: h, ...(body && method !== 'GET' && method !== 'HEAD' ? { body } : {}) });
-            const bad = badAnswer(method, r);
-            if (bad) throw new Error(`${method} ${path}: ${bad}`);
-            const health = await rawRequest(ctx.port, { method: 'GET', path: '/healthz' });
-            if (health.status !== 200) throw new Error(`agent stopped serving: /healthz ${health.status}`);
-          }),
+          (routeIndex, methodOverride, id, query, headers, body) =>
+            tracked(ctx.runs, async () => {
+              const route = API_ROUTES[routeIndex]!;
+              const method = methodOverride ?? route.method;
+              const qs = Object.entries(query)
+                .map(([k, v]) => `${encodeURIComponent(k)}=${v}`)
+                .join('&');
+              const path = route.path.replace(':id', id) + (qs ? `?${qs}` : '');
+              const h: Record<string, string> = { authorization: `Bearer ${TEST_TOKEN}` };
+              for (const [k, v] of Object.entries(headers)) if (v !== undefined) h[k] = k === 'hie-consent-id' && v === '__consent__' ? ctx.consentId : v;
+              const r = await rawRequest(ctx.port, { method, path, headers: h, ...(body && method !== 'GET' && method !== 'HEAD' ? { body } : {}) });
+              const bad = badAnswer(method, r);
+              if (bad) throw new Error(`${method} ${path}: ${bad}`);
+              const health = await rawRequest(ctx.port, { method: 'GET', path: '/healthz' });
+              if (health.status !== 200) throw new Error(`agent stopped serving: /healthz ${health.status}`);
+            }),
         ),
     },
   },

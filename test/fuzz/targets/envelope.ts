@@ -39,8 +39,21 @@ interface EnvelopeCtx {
   runs: number;
 }
 
-async function seal(data: Buffer, exchangeId: string, sender: SenderKeys, recipients: Awaited<ReturnType<typeof verifyKeyBundle>>[], chunkSize: number): Promise<Buffer> {
-  const s = sealEnvelope(Readable.from(data.length ? [data] : []), { exchangeId, sender, recipients, contentType: 'application/fhir+json', consentRef: 'consent-fuzz', chunkSize });
+async function seal(
+  data: Buffer,
+  exchangeId: string,
+  sender: SenderKeys,
+  recipients: Awaited<ReturnType<typeof verifyKeyBundle>>[],
+  chunkSize: number,
+): Promise<Buffer> {
+  const s = sealEnvelope(Readable.from(data.length ? [data] : []), {
+    exchangeId,
+    sender,
+    recipients,
+    contentType: 'application/fhir+json',
+    consentRef: 'consent-fuzz',
+    chunkSize,
+  });
   const parts: Buffer[] = [];
   for await (const p of s) parts.push(p as Buffer);
   return Buffer.concat(parts);
@@ -72,7 +85,9 @@ export const envelopeTarget: FuzzTarget<EnvelopeCtx> = {
     const alpha = await party('alpha');
     const bravo = await party('bravo');
     const charlie = await party('charlie');
-    const data = Buffer.from(JSON.stringify({ resourceType: 'Bundle', type: 'collection', entry: Array.from({ length: 12 }, (_, i) => ({ i, text: 'x'.repeat(40) })) }));
+    const data = Buffer.from(
+      JSON.stringify({ resourceType: 'Bundle', type: 'collection', entry: Array.from({ length: 12 }, (_, i) => ({ i, text: 'x'.repeat(40) })) }),
+    );
     const from = senderKeys('alpha', alpha.keys);
     // Several envelopes (sizes, chunk sizes, recipient sets) so splices mix real frames of different exchanges.
     const envelopes = [
@@ -92,7 +107,12 @@ export const envelopeTarget: FuzzTarget<EnvelopeCtx> = {
         fc.asyncProperty(fc.integer({ min: 0, max: 3 }), fc.array(fc.integer({ min: 1, max: 500 }), { minLength: 1, maxLength: 4 }), async (i, cuts) => {
           const q = join(ctx.dir, `q-${ctx.runs++}`);
           mkdirSync(q);
-          await openEnvelope(Readable.from(pieces(ctx.envelopes[i]!, cuts)), { recipient: ctx.bravo, resolveSender: ctx.ring.signerLookup(), replay: new MemoryReplayStore(), quarantine: { dir: q } });
+          await openEnvelope(Readable.from(pieces(ctx.envelopes[i]!, cuts)), {
+            recipient: ctx.bravo,
+            resolveSender: ctx.ring.signerLookup(),
+            replay: new MemoryReplayStore(),
+            quarantine: { dir: q },
+          });
           if (readdirSync(q).length !== 1) throw new Error('an opened envelope left no plaintext in quarantine');
         }),
     },
@@ -107,12 +127,17 @@ export const envelopeTarget: FuzzTarget<EnvelopeCtx> = {
           mkdirSync(q);
           let opened: unknown;
           try {
-            opened = await openEnvelope(Readable.from(pieces(bad, cuts)), { recipient: ctx.bravo, resolveSender: ctx.ring.signerLookup(), replay: new MemoryReplayStore(), quarantine: { dir: q } });
+            opened = await openEnvelope(Readable.from(pieces(bad, cuts)), {
+              recipient: ctx.bravo,
+              resolveSender: ctx.ring.signerLookup(),
+              replay: new MemoryReplayStore(),
+              quarantine: { dir: q },
+            });
           } catch (err) {
-            if (!(err instanceof CryptoError)) throw new Error(`openEnvelope threw ${(err as Error)?.name}: ${(err as Error)?.message}`);
-            if (!ENVELOPE_REJECTIONS.has(err.code)) throw new Error(`unexpected code ${err.code}: ${err.message}`);
+            if (!(err instanceof CryptoError)) throw new Error(`openEnvelope threw ${(err as Error)?.name}: ${(err as Error)?.message}`, { cause: err });
+            if (!ENVELOPE_REJECTIONS.has(err.code)) throw new Error(`unexpected code ${err.code}: ${err.message}`, { cause: err });
             const left = readdirSync(q);
-            if (left.length > 0) throw new Error(`quarantine kept ${left.join(', ')} after ${err.code}`);
+            if (left.length > 0) throw new Error(`quarantine kept ${left.join(', ')} after ${err.code}`, { cause: err });
             return;
           }
           throw new Error(`an altered envelope opened: ${JSON.stringify(opened)}`);

@@ -32,18 +32,30 @@ const bytes = (max: number) => fc.uint8Array({ maxLength: max }).map((u) => Buff
 /** A valid frame of any kind, encoded by the codec's own encoders. */
 export const validFrameArb: fc.Arbitrary<Buffer> = fc.oneof(
   fc.tuple(idArb, peerArb, bytes(300)).map(([id, peer, meta]) => encodeOpen(id, peer, meta)),
-  fc.tuple(idArb, bytes(600).filter((b) => b.length > 0)).map(([id, p]) => encodeData(id, p)),
+  fc
+    .tuple(
+      idArb,
+      bytes(600).filter((b) => b.length > 0),
+    )
+    .map(([id, p]) => encodeData(id, p)),
   idArb.map((id) => encodeEnd(id)),
   fc.tuple(idArb, fc.integer({ min: 1, max: 256 * 1024 * 1024 })).map(([id, n]) => encodeCredit(id, n)),
   fc.tuple(idArb, fc.constantFrom(...(Object.keys(ABORT_CODES) as AbortCode[])), fc.string({ maxLength: 250 })).map(([id, c, r]) => encodeAbort(id, c, r)),
   fc.tuple(fc.nat(), peerArb, bytes(600)).map(([id, peer, body]) => encodeMessage(id, peer, body)),
-  fc.tuple(fc.constantFrom(...(Object.keys(NOTICE_TYPES) as NoticeType[])), fc.dictionary(fc.string({ maxLength: 8 }), fc.jsonValue({ maxDepth: 2 }), { maxKeys: 5 })).map(([t, b]) => encodeNotice(t, b)),
+  fc
+    .tuple(
+      fc.constantFrom(...(Object.keys(NOTICE_TYPES) as NoticeType[])),
+      fc.dictionary(fc.string({ maxLength: 8 }), fc.jsonValue({ maxDepth: 2 }), { maxKeys: 5 }),
+    )
+    .map(([t, b]) => encodeNotice(t, b)),
 );
 
 /** Random bytes, often with a plausible version/kind prefix so the decoder goes past the first checks. */
 export const garbageArb: fc.Arbitrary<Buffer> = fc.oneof(
   bytes(200),
-  fc.tuple(fc.integer({ min: 0, max: 9 }), fc.uint8Array({ maxLength: 120 })).map(([kind, rest]) => Buffer.concat([Buffer.from([PROTOCOL_VERSION, kind]), rest])),
+  fc
+    .tuple(fc.integer({ min: 0, max: 9 }), fc.uint8Array({ maxLength: 120 }))
+    .map(([kind, rest]) => Buffer.concat([Buffer.from([PROTOCOL_VERSION, kind]), rest])),
 );
 
 /** Re-encodes a decoded frame with the codec's encoders (kinds whose bytes are canonical). */
@@ -71,9 +83,9 @@ export function decodeOrTypedError(buf: Buffer, limits: FrameLimits = DEFAULT_LI
   try {
     return decodeFrame(buf, limits);
   } catch (err) {
-    if (!(err instanceof ProtocolError)) throw new Error(`decodeFrame threw ${(err as Error)?.name}: ${(err as Error)?.message}`);
-    if (!/^ERR_PROTOCOL_[A-Z_]+$/.test(err.code)) throw new Error(`ProtocolError without a protocol code: ${err.code}`);
-    if (!CLOSE_CODES.has(err.closeCode)) throw new Error(`ProtocolError ${err.code} with close code ${err.closeCode}`);
+    if (!(err instanceof ProtocolError)) throw new Error(`decodeFrame threw ${(err as Error)?.name}: ${(err as Error)?.message}`, { cause: err });
+    if (!/^ERR_PROTOCOL_[A-Z_]+$/.test(err.code)) throw new Error(`ProtocolError without a protocol code: ${err.code}`, { cause: err });
+    if (!CLOSE_CODES.has(err.closeCode)) throw new Error(`ProtocolError ${err.code} with close code ${err.closeCode}`, { cause: err });
     return err;
   }
 }
@@ -94,7 +106,11 @@ function checkDecoded(buf: Buffer, f: Frame, limits: FrameLimits): void {
 
 const limitsArb: fc.Arbitrary<FrameLimits> = fc.oneof(
   { weight: 3, arbitrary: fc.constant({ ...DEFAULT_LIMITS }) },
-  fc.record({ maxFrame: fc.integer({ min: FRAME_PREFIX, max: 2048 }), maxHeader: fc.integer({ min: 0, max: 512 }), maxMessage: fc.integer({ min: 0, max: 512 }) }),
+  fc.record({
+    maxFrame: fc.integer({ min: FRAME_PREFIX, max: 2048 }),
+    maxHeader: fc.integer({ min: 0, max: 512 }),
+    maxMessage: fc.integer({ min: 0, max: 512 }),
+  }),
 );
 
 /** relay/protocol decodeFrame: valid frames round-trip; random and mutated ones decode or fail with a ProtocolError. */
@@ -125,11 +141,19 @@ export const frameTarget: FuzzTarget<{ seeds: Buffer[] }> = {
     'mutated valid frames decode to a consistent frame or a ProtocolError': {
       quickRuns: 600,
       build: ({ seeds }) =>
-        fc.property(fc.oneof(validFrameArb.map((b) => [b]), fc.constant(seeds)), mutationArb(64), limitsArb, (bases, m, limits) => {
-          const buf = mutate(bases, m);
-          const r = decodeOrTypedError(buf, limits);
-          if (!(r instanceof ProtocolError)) checkDecoded(buf, r, limits);
-        }),
+        fc.property(
+          fc.oneof(
+            validFrameArb.map((b) => [b]),
+            fc.constant(seeds),
+          ),
+          mutationArb(64),
+          limitsArb,
+          (bases, m, limits) => {
+            const buf = mutate(bases, m);
+            const r = decodeOrTypedError(buf, limits);
+            if (!(r instanceof ProtocolError)) checkDecoded(buf, r, limits);
+          },
+        ),
     },
   },
 };

@@ -32,8 +32,8 @@ interface LedgerCtx {
 }
 
 function typed(err: unknown, codes: readonly string[]): LedgerError {
-  if (!(err instanceof LedgerError)) throw new Error(`threw ${(err as Error)?.name}: ${(err as Error)?.message}`);
-  if (!codes.includes(err.code)) throw new Error(`unexpected code ${err.code}: ${err.message}`);
+  if (!(err instanceof LedgerError)) throw new Error(`threw ${(err as Error)?.name}: ${(err as Error)?.message}`, { cause: err });
+  if (!codes.includes(err.code)) throw new Error(`unexpected code ${err.code}: ${err.message}`, { cause: err });
   return err;
 }
 
@@ -101,8 +101,12 @@ export const ledgerTarget: FuzzTarget<LedgerCtx> = {
     const author = await world.open('alpha', join(dir, 'alpha'));
     const t0 = new Date(Date.now() - 3_600_000).toISOString();
     // Appended one at a time so a signed head covers every seq.
-    await author.append({ type: 'consent.granted', body: { consent: 'consent-0001', patient: patientHmac(1), grantees: ['bravo'], purposes: ['TREAT'], scope: ['*'], validFrom: t0 } });
-    for (let i = 0; i < 6; i++) await author.append({ type: 'exchange.failed', body: { exchange: `exchange-fz-${String(i).padStart(4, '0')}`, peer: 'bravo', reason: 'timeout' } });
+    await author.append({
+      type: 'consent.granted',
+      body: { consent: 'consent-0001', patient: patientHmac(1), grantees: ['bravo'], purposes: ['TREAT'], scope: ['*'], validFrom: t0 },
+    });
+    for (let i = 0; i < 6; i++)
+      await author.append({ type: 'exchange.failed', body: { exchange: `exchange-fz-${String(i).padStart(4, '0')}`, peer: 'bravo', reason: 'timeout' } });
     await author.append({ type: 'consent.revoked', body: { consent: 'consent-0001', reason: 'patient-request' } });
     const top = author.head() as { seq: number };
     const prefixEnd = 3;
@@ -135,23 +139,34 @@ export const ledgerTarget: FuzzTarget<LedgerCtx> = {
     'decodeEntry: random and mutated bytes give a checked entry hashed as received, or ERR_LEDGER_INVALID_ENTRY / ENTRY_TOO_LARGE': {
       quickRuns: 400,
       build: (ctx) =>
-        fc.property(fc.oneof(mutationArb(ctx.all.length).map((m) => mutate(ctx.all, m)), fc.uint8Array({ maxLength: 300 }).map((u) => Buffer.from(u))), (bytes) => {
-          let s: ReturnType<typeof decodeEntry>;
-          try {
-            s = decodeEntry(bytes);
-          } catch (err) {
-            typed(err, ['ERR_LEDGER_INVALID_ENTRY', 'ERR_LEDGER_ENTRY_TOO_LARGE']);
-            return;
-          }
-          if (s.hash !== sha256Hex(bytes) || !s.bytes.equals(bytes)) throw new Error('decoded entry is not hashed over the bytes received');
-          if (!checkEntry(JSON.parse(bytes.toString('utf8'))).ok) throw new Error('decodeEntry accepted what checkEntry refuses');
-        }),
+        fc.property(
+          fc.oneof(
+            mutationArb(ctx.all.length).map((m) => mutate(ctx.all, m)),
+            fc.uint8Array({ maxLength: 300 }).map((u) => Buffer.from(u)),
+          ),
+          (bytes) => {
+            let s: ReturnType<typeof decodeEntry>;
+            try {
+              s = decodeEntry(bytes);
+            } catch (err) {
+              typed(err, ['ERR_LEDGER_INVALID_ENTRY', 'ERR_LEDGER_ENTRY_TOO_LARGE']);
+              return;
+            }
+            if (s.hash !== sha256Hex(bytes) || !s.bytes.equals(bytes)) throw new Error('decoded entry is not hashed over the bytes received');
+            if (!checkEntry(JSON.parse(bytes.toString('utf8'))).ok) throw new Error('decodeEntry accepted what checkEntry refuses');
+          },
+        ),
     },
     'checkEntry: any JSON value or mutated entry is checked without throwing': {
       quickRuns: 400,
       build: (ctx) =>
         fc.property(
-          fc.oneof(fc.jsonValue(), fc.tuple(fc.nat(), fc.array(jsonOpArb, { minLength: 1, maxLength: 3 })).map(([i, ops]) => applyJsonOps(JSON.parse(ctx.all[i % ctx.all.length]!.toString()), ops))),
+          fc.oneof(
+            fc.jsonValue(),
+            fc
+              .tuple(fc.nat(), fc.array(jsonOpArb, { minLength: 1, maxLength: 3 }))
+              .map(([i, ops]) => applyJsonOps(JSON.parse(ctx.all[i % ctx.all.length]!.toString()), ops)),
+          ),
           (value) => {
             const r = checkEntry(value);
             if (typeof r.ok !== 'boolean') throw new Error('checkEntry returned no verdict');
@@ -166,7 +181,9 @@ export const ledgerTarget: FuzzTarget<LedgerCtx> = {
         return fc.property(
           fc.oneof(
             mutationArb(texts.length).map((m) => mutate(texts, m)),
-            fc.tuple(fc.nat(), fc.array(jsonOpArb, { minLength: 1, maxLength: 3 })).map(([i, ops]) => Buffer.from(JSON.stringify(applyJsonOps(JSON.parse(ctx.messages[i % ctx.messages.length]!), ops)) ?? '')),
+            fc
+              .tuple(fc.nat(), fc.array(jsonOpArb, { minLength: 1, maxLength: 3 }))
+              .map(([i, ops]) => Buffer.from(JSON.stringify(applyJsonOps(JSON.parse(ctx.messages[i % ctx.messages.length]!), ops)) ?? '')),
             fc.string({ maxLength: 200 }).map((s) => Buffer.from(s)),
           ),
           fc.boolean(),
@@ -198,10 +215,17 @@ export const ledgerTarget: FuzzTarget<LedgerCtx> = {
               await replica.ingest('alpha', entries, head as SignedHead);
               stored = true;
             } catch (err) {
-              if (err instanceof TypeError) throw new Error(`ingest threw a TypeError on peer data: ${err.message}`);
+              if (err instanceof TypeError) throw new Error(`ingest threw a TypeError on peer data: ${err.message}`, { cause: err });
               typed(err, [
-                'ERR_LEDGER_INVALID_ENTRY', 'ERR_LEDGER_ENTRY_TOO_LARGE', 'ERR_LEDGER_CHAIN_BROKEN', 'ERR_LEDGER_SEQ', 'ERR_LEDGER_BAD_SIGNATURE',
-                'ERR_LEDGER_UNKNOWN_KEY', 'ERR_LEDGER_KEY_BUNDLE', 'ERR_LEDGER_KEY_MISMATCH', 'ERR_LEDGER_NOT_COVERED',
+                'ERR_LEDGER_INVALID_ENTRY',
+                'ERR_LEDGER_ENTRY_TOO_LARGE',
+                'ERR_LEDGER_CHAIN_BROKEN',
+                'ERR_LEDGER_SEQ',
+                'ERR_LEDGER_BAD_SIGNATURE',
+                'ERR_LEDGER_UNKNOWN_KEY',
+                'ERR_LEDGER_KEY_BUNDLE',
+                'ERR_LEDGER_KEY_MISMATCH',
+                'ERR_LEDGER_NOT_COVERED',
               ]);
             }
             const h = replica.head('alpha');
@@ -214,9 +238,11 @@ export const ledgerTarget: FuzzTarget<LedgerCtx> = {
             if (h?.seq !== expectSeq) throw new Error(`replica head ${h?.seq} after ${stored ? 'a stored' : 'a refused'} range`);
             // A stored range is stored under the author's own signed head, spelled exactly as signed.
             if (stored && !jsonEqual(await replica.signedHead('alpha'), head)) throw new Error('stored head differs from the one received');
-            if (stored && !jsonEqual(head, ctx.rest.head) && !jsonEqual(head, ctx.prefix.head)) throw new Error(`stored a range under an altered head: ${JSON.stringify(head)}`);
+            if (stored && !jsonEqual(head, ctx.rest.head) && !jsonEqual(head, ctx.prefix.head))
+              throw new Error(`stored a range under an altered head: ${JSON.stringify(head)}`);
             const result = await verifyLedger(levelSource(replica._store), { trust: { caPem: ctx.world.caPem } });
-            if (result.findings.length > 0) throw new Error(`replica does not verify: ${result.findings.map((f) => `${f.feed}:${f.seq}:${f.rule}`).join(', ')}`);
+            if (result.findings.length > 0)
+              throw new Error(`replica does not verify: ${result.findings.map((f) => `${f.feed}:${f.seq}:${f.rule}`).join(', ')}`);
           } finally {
             await replica.close();
             rmSync(path, { recursive: true, force: true });

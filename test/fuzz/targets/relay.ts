@@ -31,7 +31,11 @@ interface RelayCtx {
 const POISON = Buffer.from([PROTOCOL_VERSION, 0xee, 0, 0, 0, 1]);
 
 async function hostile(ctx: RelayCtx, frames: Buffer[]): Promise<{ code: number; opened: boolean }> {
-  const ws = new WebSocket(`wss://127.0.0.1:${ctx.relay.port}/v1/agent`, { ...clientTlsOptions(loadIdentity(ctx.fed.agents['mallory']!)), perMessageDeflate: false, maxPayload: 4 * 1024 * 1024 });
+  const ws = new WebSocket(`wss://127.0.0.1:${ctx.relay.port}/v1/agent`, {
+    ...clientTlsOptions(loadIdentity(ctx.fed.agents['mallory']!)),
+    perMessageDeflate: false,
+    maxPayload: 4 * 1024 * 1024,
+  });
   return new Promise((resolve, reject) => {
     let opened = false;
     const timer = setTimeout(() => {
@@ -108,7 +112,12 @@ export const relayTarget: FuzzTarget<RelayCtx> = {
       { logger: pino({ level: 'silent' }) },
     );
     const client = async (id: string) => {
-      const c = new RelayClient({ url: `wss://127.0.0.1:${relay.port}`, servername: 'localhost', identity: loadIdentity({ ...fed.agents[id]!, crl: fed.crlPath }), reconnect: false });
+      const c = new RelayClient({
+        url: `wss://127.0.0.1:${relay.port}`,
+        servername: 'localhost',
+        identity: loadIdentity({ ...fed.agents[id]!, crl: fed.crlPath }),
+        reconnect: false,
+      });
       await c.connect();
       return c;
     };
@@ -133,17 +142,21 @@ export const relayTarget: FuzzTarget<RelayCtx> = {
     'a connection sending garbage or mutated frames is closed with a protocol close code; alpha and bravo keep exchanging; the relay stays up': {
       quickRuns: 12,
       build: (ctx) =>
-        fc.asyncProperty(hostileFramesArb, (frames) => tracked(ctx.runs, async () => {
-          const [closed] = await Promise.all([hostile(ctx, frames), healthyExchange(ctx)]);
-          if (!closed.opened) throw new Error(`the hostile agent could not connect (close ${closed.code})`);
-          if (!HOSTILE_CLOSE_CODES.has(closed.code)) throw new Error(`hostile connection closed with ${closed.code}, not a protocol close code`);
-          if (ctx.disconnects > 0) throw new Error('a healthy agent was disconnected');
-          await healthyExchange(ctx);
-          const health = await fetch(`http://127.0.0.1:${ctx.relay.adminPort}/healthz`);
-          if (health.status !== 200) throw new Error(`relay /healthz answered ${health.status}`);
-          const agents = ((await (await fetch(`http://127.0.0.1:${ctx.relay.adminPort}/v1/agents`)).json()) as { agents: Array<{ id: string }> }).agents.map((a) => a.id);
-          if (!agents.includes('alpha') || !agents.includes('bravo')) throw new Error(`relay lost healthy agents: ${agents.join(', ')}`);
-        })),
+        fc.asyncProperty(hostileFramesArb, (frames) =>
+          tracked(ctx.runs, async () => {
+            const [closed] = await Promise.all([hostile(ctx, frames), healthyExchange(ctx)]);
+            if (!closed.opened) throw new Error(`the hostile agent could not connect (close ${closed.code})`);
+            if (!HOSTILE_CLOSE_CODES.has(closed.code)) throw new Error(`hostile connection closed with ${closed.code}, not a protocol close code`);
+            if (ctx.disconnects > 0) throw new Error('a healthy agent was disconnected');
+            await healthyExchange(ctx);
+            const health = await fetch(`http://127.0.0.1:${ctx.relay.adminPort}/healthz`);
+            if (health.status !== 200) throw new Error(`relay /healthz answered ${health.status}`);
+            const agents = ((await (await fetch(`http://127.0.0.1:${ctx.relay.adminPort}/v1/agents`)).json()) as { agents: Array<{ id: string }> }).agents.map(
+              (a) => a.id,
+            );
+            if (!agents.includes('alpha') || !agents.includes('bravo')) throw new Error(`relay lost healthy agents: ${agents.join(', ')}`);
+          }),
+        ),
     },
   },
 };

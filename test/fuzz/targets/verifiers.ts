@@ -23,7 +23,12 @@ const b64 = (s: string) => createHash('sha256').update(s).digest('base64url');
  */
 function mutatedDocArb(docs: readonly object[]): fc.Arbitrary<{ base: number; value: unknown }> {
   return fc.oneof(
-    { weight: 3, arbitrary: fc.record({ base: fc.nat({ max: docs.length - 1 }), ops: fc.array(jsonOpArb, { minLength: 1, maxLength: 3 }) }).map(({ base, ops }) => ({ base, value: applyJsonOps(docs[base], ops) })) },
+    {
+      weight: 3,
+      arbitrary: fc
+        .record({ base: fc.nat({ max: docs.length - 1 }), ops: fc.array(jsonOpArb, { minLength: 1, maxLength: 3 }) })
+        .map(({ base, ops }) => ({ base, value: applyJsonOps(docs[base], ops) })),
+    },
     {
       weight: 2,
       arbitrary: mutationArb(1, 3).chain((m) =>
@@ -59,9 +64,13 @@ export const verifiersTarget: FuzzTarget<VerifierCtx> = {
       bundles.push(bundle);
       const sender = id === 'alpha' ? 'bravo' : 'alpha';
       const me = senderKeys(id, keys);
-      receipts.push(createReceipt({ exchangeId: `fuzz-exchange-${id}`, sender, headerHash: b64(`h-${id}`), contentHash: b64(`c-${id}`), disposition: 'delivered' }, me));
+      receipts.push(
+        createReceipt({ exchangeId: `fuzz-exchange-${id}`, sender, headerHash: b64(`h-${id}`), contentHash: b64(`c-${id}`), disposition: 'delivered' }, me),
+      );
       expectations.push({ exchangeId: `fuzz-exchange-${id}`, sender, recipient: id });
-      receipts.push(createReceipt({ exchangeId: `fuzz-failed-${id}`, sender, headerHash: null, contentHash: null, disposition: { failed: 'ERR_ENVELOPE_TAMPERED' } }, me));
+      receipts.push(
+        createReceipt({ exchangeId: `fuzz-failed-${id}`, sender, headerHash: null, contentHash: null, disposition: { failed: 'ERR_ENVELOPE_TAMPERED' } }, me),
+      );
       expectations.push({ exchangeId: `fuzz-failed-${id}`, sender, recipient: id });
     }
     return { caPem, ring, bundles, receipts, expectations };
@@ -74,7 +83,8 @@ export const verifiersTarget: FuzzTarget<VerifierCtx> = {
       build: (ctx) =>
         fc.asyncProperty(fc.constant(0), async () => {
           for (const b of ctx.bundles) await verifyKeyBundle(structuredClone(b), { caPem: ctx.caPem });
-          for (const [i, r] of ctx.receipts.entries()) await verifyReceipt(structuredClone(r), { resolveSigner: ctx.ring.signerLookup(), expect: ctx.expectations[i]! });
+          for (const [i, r] of ctx.receipts.entries())
+            await verifyReceipt(structuredClone(r), { resolveSigner: ctx.ring.signerLookup(), expect: ctx.expectations[i]! });
         }),
     },
     'verifyKeyBundle refuses every altered bundle with a PkiError ERR_PKI_BUNDLE_*': {
@@ -85,7 +95,8 @@ export const verifiersTarget: FuzzTarget<VerifierCtx> = {
           try {
             await verifyKeyBundle(value, { caPem: ctx.caPem });
           } catch (err) {
-            if (!(err instanceof PkiError) || !err.code.startsWith('ERR_PKI_BUNDLE_')) throw new Error(`threw ${(err as Error)?.name} ${(err as PkiError)?.code}: ${(err as Error)?.message}`);
+            if (!(err instanceof PkiError) || !err.code.startsWith('ERR_PKI_BUNDLE_'))
+              throw new Error(`threw ${(err as Error)?.name} ${(err as PkiError)?.code}: ${(err as Error)?.message}`, { cause: err });
             return;
           }
           throw new Error(`an altered bundle verified: ${JSON.stringify(value)}`);
@@ -99,7 +110,8 @@ export const verifiersTarget: FuzzTarget<VerifierCtx> = {
           try {
             await verifyReceipt(value, { resolveSigner: ctx.ring.signerLookup(), expect: ctx.expectations[base]! });
           } catch (err) {
-            if (!(err instanceof CryptoError) || !err.code.startsWith('ERR_RECEIPT_')) throw new Error(`threw ${(err as Error)?.name} ${(err as CryptoError)?.code}: ${(err as Error)?.message}`);
+            if (!(err instanceof CryptoError) || !err.code.startsWith('ERR_RECEIPT_'))
+              throw new Error(`threw ${(err as Error)?.name} ${(err as CryptoError)?.code}: ${(err as Error)?.message}`, { cause: err });
             return;
           }
           throw new Error(`an altered receipt verified: ${JSON.stringify(value)}`);

@@ -112,7 +112,10 @@ describe('FHIR Consent', function () {
       period: { start: '2026-11-01T00:00:00Z', end: '2026-12-31T00:00:00Z' },
       actor: [{ reference: { identifier: { system: 'urn:ietf:rfc:3986', value: 'urn:hie:agent:severance' } } }],
       purpose: [{ system: 'http://terminology.hl7.org/CodeSystem/v3-ActReason', code: 'TREAT' }],
-      class: [{ system: 'http://hl7.org/fhir/resource-types', code: 'Patient' }, { system: 'http://hl7.org/fhir/resource-types', code: 'Observation' }],
+      class: [
+        { system: 'http://hl7.org/fhir/resource-types', code: 'Patient' },
+        { system: 'http://hl7.org/fhir/resource-types', code: 'Observation' },
+      ],
     },
   };
 

@@ -3,7 +3,15 @@ import { existsSync, readdirSync } from 'node:fs';
 import { Readable } from 'node:stream';
 import { expect } from 'chai';
 import { createKeyBundle, generateAgentKeys, jcs, loadIdentity, PkiError } from '../../../certs/index.ts';
-import { CryptoError, MemoryReplayStore, openEnvelope, senderKeys, withKids, type CryptoErrorCode, type OpenOptions } from '../../../hospital-agent/crypto/index.ts';
+import {
+  CryptoError,
+  MemoryReplayStore,
+  openEnvelope,
+  senderKeys,
+  withKids,
+  type CryptoErrorCode,
+  type OpenOptions,
+} from '../../../hospital-agent/crypto/index.ts';
 import { deriveContentKeys, sealMeta, unwrapContentKey, wrapContentKey } from '../../../hospital-agent/crypto/keys.ts';
 import { PeerDirectory, PeerKeyUnavailableError, RecipientRevokedError } from '../../../hospital-agent/engine/peers.ts';
 import { tempDir } from '../../support/tmp.ts';
@@ -169,7 +177,10 @@ describe('envelope attacks', function () {
       const out = rewriteHeader(env, (h) => {
         (h['to'] as Array<{ agent: string }>)[1]!.agent = 'delta';
       });
-      await expectCode(openBuffer(w, out, 'delta', { recipient: { agent: 'delta', keys: w.parties['charlie']!.recipient.keys } }), 'ERR_ENVELOPE_BAD_SIGNATURE');
+      await expectCode(
+        openBuffer(w, out, 'delta', { recipient: { agent: 'delta', keys: w.parties['charlie']!.recipient.keys } }),
+        'ERR_ENVELOPE_BAD_SIGNATURE',
+      );
     });
 
     it('by a recipient who knows the content key, forwarding to another agent as if from the sender', async function () {
@@ -185,7 +196,10 @@ describe('envelope attacks', function () {
       const lf = layout(forged);
       const fh = JSON.parse(forged.subarray(lf.headerStart, lf.headerEnd).toString());
       fh.to[0].cek = await wrapContentKey(cek, 'alpha', 'delta', d.encryptionKid, d.encryptionKey);
-      fh.meta = sealMeta({ exchangeId: fh.exchangeId, from: 'alpha', to: ['delta'], contentType: 'application/fhir+json', consentRef: 'consent-123' }, deriveContentKeys(cek).meta);
+      fh.meta = sealMeta(
+        { exchangeId: fh.exchangeId, from: 'alpha', to: ['delta'], contentType: 'application/fhir+json', consentRef: 'consent-123' },
+        deriveContentKeys(cek).meta,
+      );
       const out = rewriteHeader(forged, (h) => Object.assign(h, fh));
       await expectCode(openBuffer(w, out, 'delta'), 'ERR_ENVELOPE_BAD_SIGNATURE');
       // Were the header signature not checked (simulated by re-signing with alpha's key), the chunks
@@ -294,7 +308,12 @@ describe('envelope attacks', function () {
       }
       // The agent's directory tells a revoked recipient (final: ERR_UNKNOWN_RECIPIENT) from one it cannot reach (retried).
       const asked: string[] = [];
-      const peers = new PeerDirectory(w.ring, () => w.parties['bravo']!.bundle, (to) => asked.push(to), 50);
+      const peers = new PeerDirectory(
+        w.ring,
+        () => w.parties['bravo']!.bundle,
+        (to) => asked.push(to),
+        50,
+      );
       expect(await peers.isRevoked('golf')).to.equal(true);
       expect(await peers.isRevoked('bravo')).to.equal(false);
       expect(await peers.isRevoked('nobody-known')).to.equal(false);
@@ -314,7 +333,12 @@ describe('envelope attacks', function () {
       }
       // A bundle request the relay reports undeliverable (the peer is not connected) ends then, not after the
       // (here: hour-long) wait for an answer: a send slot is not held for nothing.
-      const away: PeerDirectory = new PeerDirectory(w.ring, () => w.parties['bravo']!.bundle, (to) => queueMicrotask(() => away.onUndeliverable(to)), 3_600_000);
+      const away: PeerDirectory = new PeerDirectory(
+        w.ring,
+        () => w.parties['bravo']!.bundle,
+        (to) => queueMicrotask(() => away.onUndeliverable(to)),
+        3_600_000,
+      );
       try {
         await away.encryptionBundle('nobody-known');
         expect.fail('an unknown agent was a recipient');
@@ -343,7 +367,14 @@ describe('envelope attacks', function () {
     });
 
     it('refuses a header asking for a huge chunk size, an unknown frame kind, and bytes after the trailer', async function () {
-      await expectCode(openBuffer(w, rewriteHeader(env, (h) => (h['chunkSize'] = 2 ** 31)), 'bravo'), 'ERR_ENVELOPE_MALFORMED');
+      await expectCode(
+        openBuffer(
+          w,
+          rewriteHeader(env, (h) => (h['chunkSize'] = 2 ** 31)),
+          'bravo',
+        ),
+        'ERR_ENVELOPE_MALFORMED',
+      );
       const kind = Buffer.from(env);
       kind[layout(env).chunks[0]!.start] = 0x58;
       await expectCode(openBuffer(w, kind, 'bravo'), 'ERR_ENVELOPE_MALFORMED');
@@ -399,7 +430,13 @@ describe('envelope attacks', function () {
       return source;
     }
     const open = (source: Readable, extra: Partial<OpenOptions> = {}) =>
-      openEnvelope(source, { recipient: w.parties['bravo']!.recipient, resolveSender: w.ring.signerLookup(), replay: new MemoryReplayStore(), quarantine: { writable: new Collector() }, ...extra });
+      openEnvelope(source, {
+        recipient: w.parties['bravo']!.recipient,
+        resolveSender: w.ring.signerLookup(),
+        replay: new MemoryReplayStore(),
+        quarantine: { writable: new Collector() },
+        ...extra,
+      });
 
     it('refused after its trailer: waits for the end, so the transfer completes rather than being cut off', async function () {
       const source = endsLater(flip(env, layout(env).trailer.sig), 150);

@@ -1,14 +1,29 @@
 import { createHash } from 'node:crypto';
 import { Readable } from 'node:stream';
 import { expect } from 'chai';
-import { BATCH_CONTENT_TYPE, CryptoError, MAX_BATCH_ITEMS, MemoryReplayStore, openEnvelope, SealStream, type BatchItemInput, type SealOptions } from '../../../hospital-agent/crypto/index.ts';
+import {
+  BATCH_CONTENT_TYPE,
+  CryptoError,
+  MAX_BATCH_ITEMS,
+  MemoryReplayStore,
+  openEnvelope,
+  SealStream,
+  type BatchItemInput,
+  type SealOptions,
+} from '../../../hospital-agent/crypto/index.ts';
 import { metaSchema } from '../../../hospital-agent/crypto/format.ts';
 import { contentAt, getWorld, nextId, openBuffer, sealBuffer, sealOpts, type World } from './fixtures.ts';
 
 const sha = (b: Buffer): Buffer => createHash('sha256').update(b).digest();
 
 function items(bodies: Buffer[]): BatchItemInput[] {
-  return bodies.map((b, i) => ({ exchangeId: nextId(), contentType: i % 2 ? 'application/dicom' : 'application/fhir+json', consentRef: i === 1 ? null : `consent-${i}`, length: b.length, sha256: sha(b) }));
+  return bodies.map((b, i) => ({
+    exchangeId: nextId(),
+    contentType: i % 2 ? 'application/dicom' : 'application/fhir+json',
+    consentRef: i === 1 ? null : `consent-${i}`,
+    length: b.length,
+    sha256: sha(b),
+  }));
 }
 
 function batchOpts(w: World, list: BatchItemInput[], extra: Partial<SealOptions> = {}): SealOptions {
@@ -56,7 +71,12 @@ describe('batch envelopes', function () {
     const bodies = [contentAt(6, Buffer.alloc(300)), contentAt(7, Buffer.alloc(300))];
     const { envelope } = await sealBuffer(Buffer.concat(bodies), batchOpts(w, items(bodies)));
     const open = (maxBytes: number): Promise<Awaited<ReturnType<typeof openEnvelope>>> =>
-      openEnvelope(Readable.from([envelope]), { recipient: w.parties['bravo']!.recipient, resolveSender: w.ring.signerLookup(), replay: new MemoryReplayStore(), quarantine: { memory: { maxBytes } } });
+      openEnvelope(Readable.from([envelope]), {
+        recipient: w.parties['bravo']!.recipient,
+        resolveSender: w.ring.signerLookup(),
+        replay: new MemoryReplayStore(),
+        quarantine: { memory: { maxBytes } },
+      });
     const opened = await open(600);
     expect(opened.content?.equals(Buffer.concat(bodies))).to.equal(true);
     expect(await refusal(open(599))).to.equal('ERR_ENVELOPE_TOO_LARGE');
@@ -119,7 +139,12 @@ describe('batch envelopes', function () {
     const { envelope } = await sealBuffer(a, batchOpts(w, items([a])));
     const replay = new MemoryReplayStore();
     const cut = envelope.subarray(0, envelope.length - 10);
-    const err = await openEnvelope(Readable.from([cut]), { recipient: w.parties['bravo']!.recipient, resolveSender: w.ring.signerLookup(), replay, quarantine: { memory: { maxBytes: 1000 } } }).then(
+    const err = await openEnvelope(Readable.from([cut]), {
+      recipient: w.parties['bravo']!.recipient,
+      resolveSender: w.ring.signerLookup(),
+      replay,
+      quarantine: { memory: { maxBytes: 1000 } },
+    }).then(
       () => undefined,
       (e: CryptoError) => e,
     );

@@ -65,17 +65,59 @@ describe('JWE ECDH-ES+A256KW over X25519 (node:crypto)', function () {
 
   it('refuses a protected header changed in transit (other party names or key id)', function () {
     const jwe = sealJwe(cek, bravo.publicKey, parties);
-    refused(() => openJwe(withHeader(jwe, (h) => void (h['kid'] = 'kid-other')), bravo.privateKey), /does not authenticate/);
+    refused(
+      () =>
+        openJwe(
+          withHeader(jwe, (h) => void (h['kid'] = 'kid-other')),
+          bravo.privateKey,
+        ),
+      /does not authenticate/,
+    );
     // Another apv derives another key-encryption key, so the wrapped key no longer unwraps.
-    refused(() => openJwe(withHeader(jwe, (h) => void (h['apv'] = Buffer.from('delta').toString('base64url'))), bravo.privateKey), /does not unwrap/);
+    refused(
+      () =>
+        openJwe(
+          withHeader(jwe, (h) => void (h['apv'] = Buffer.from('delta').toString('base64url'))),
+          bravo.privateKey,
+        ),
+      /does not unwrap/,
+    );
   });
 
   it('refuses other algorithms, extra header fields and a low-order ephemeral key', function () {
     const jwe = sealJwe(cek, bravo.publicKey, parties);
-    refused(() => openJwe(withHeader(jwe, (h) => void (h['alg'] = 'ECDH-ES')), bravo.privateKey), /other algorithms/);
-    refused(() => openJwe(withHeader(jwe, (h) => void (h['zip'] = 'DEF')), bravo.privateKey), /unexpected fields/);
-    refused(() => openJwe(withHeader(jwe, (h) => void (h['epk'] = { kty: 'OKP', crv: 'X25519', x: Buffer.alloc(32).toString('base64url') })), bravo.privateKey), /key agreement|no secret/);
-    refused(() => openJwe(withHeader(jwe, (h) => void (h['epk'] = { kty: 'EC', crv: 'P-256', x: 'AA', y: 'AA' })), bravo.privateKey), /epk/);
+    refused(
+      () =>
+        openJwe(
+          withHeader(jwe, (h) => void (h['alg'] = 'ECDH-ES')),
+          bravo.privateKey,
+        ),
+      /other algorithms/,
+    );
+    refused(
+      () =>
+        openJwe(
+          withHeader(jwe, (h) => void (h['zip'] = 'DEF')),
+          bravo.privateKey,
+        ),
+      /unexpected fields/,
+    );
+    refused(
+      () =>
+        openJwe(
+          withHeader(jwe, (h) => void (h['epk'] = { kty: 'OKP', crv: 'X25519', x: Buffer.alloc(32).toString('base64url') })),
+          bravo.privateKey,
+        ),
+      /key agreement|no secret/,
+    );
+    refused(
+      () =>
+        openJwe(
+          withHeader(jwe, (h) => void (h['epk'] = { kty: 'EC', crv: 'P-256', x: 'AA', y: 'AA' })),
+          bravo.privateKey,
+        ),
+      /epk/,
+    );
   });
 
   it('refuses a flipped bit in the wrapped key, the iv, the ciphertext or the tag, and a truncated JWE', function () {

@@ -28,7 +28,11 @@ describe('Merkle trees (RFC 9162 hashing)', function () {
     for (let n = 1; n <= 40; n += 1) {
       const l = leaves(n);
       expect(merkleRoot(l).equals(mth(l)), `root of ${n}`).to.equal(true);
-      for (let i = 0; i < n; i += 1) expect(inclusionProof(i, l).map((h) => h.toString('hex')), `path ${i} of ${n}`).to.deep.equal(path(i, l).map((h) => h.toString('hex')));
+      for (let i = 0; i < n; i += 1)
+        expect(
+          inclusionProof(i, l).map((h) => h.toString('hex')),
+          `path ${i} of ${n}`,
+        ).to.deep.equal(path(i, l).map((h) => h.toString('hex')));
     }
   });
 
@@ -55,7 +59,7 @@ describe('Merkle trees (RFC 9162 hashing)', function () {
     expect(other(rootFromProof(5, 6, l[5] as Buffer, proof))).to.equal(true);
     expect(other(rootFromProof(5, 13, l[5] as Buffer, proof.slice(1)))).to.equal(true);
     expect(other(rootFromProof(5, 13, l[5] as Buffer, [...proof, l[0] as Buffer]))).to.equal(true);
-    const flipped = proof.map((p, i) => (i === 1 ? Buffer.from(p).fill(p[0] as number ^ 1, 0, 1) : p));
+    const flipped = proof.map((p, i) => (i === 1 ? Buffer.from(p).fill((p[0] as number) ^ 1, 0, 1) : p));
     expect(other(rootFromProof(5, 13, l[5] as Buffer, flipped))).to.equal(true);
     // Hostile positions and sizes are refused outright.
     expect(rootFromProof(13, 13, l[5] as Buffer, proof)).to.equal(undefined);

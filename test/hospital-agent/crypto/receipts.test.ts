@@ -1,7 +1,18 @@
 import { createHash, sign } from 'node:crypto';
 import { expect } from 'chai';
 import { createKeyBundle, generateAgentKeys, jcs } from '../../../certs/index.ts';
-import { createReceipt, createReceipts, CryptoError, deliveredReceipt, receiptSignature, senderKeys, verifyReceipt, withKids, type CryptoErrorCode, type Receipt } from '../../../hospital-agent/crypto/index.ts';
+import {
+  createReceipt,
+  createReceipts,
+  CryptoError,
+  deliveredReceipt,
+  receiptSignature,
+  senderKeys,
+  verifyReceipt,
+  withKids,
+  type CryptoErrorCode,
+  type Receipt,
+} from '../../../hospital-agent/crypto/index.ts';
 import { contentAt, getWorld, openBuffer, sealBuffer, sealOpts, type World } from './fixtures.ts';
 
 async function expectCode(p: Promise<unknown>, code: CryptoErrorCode): Promise<void> {
@@ -52,12 +63,18 @@ describe('receipts', function () {
     const forged = createReceipt({ ...expected, disposition: 'delivered' }, { ...charlie.sender, agent: 'bravo' });
     await expectCode(verifyReceipt(forged, { resolveSigner: w.ring.signerLookup() }), 'ERR_RECEIPT_UNTRUSTED');
     // ... or it names bravo's kid, and the signature does not verify.
-    const forged2 = createReceipt({ ...expected, disposition: 'delivered' }, { ...charlie.sender, agent: 'bravo', signingKid: w.parties['bravo']!.keys.signingKid });
+    const forged2 = createReceipt(
+      { ...expected, disposition: 'delivered' },
+      { ...charlie.sender, agent: 'bravo', signingKid: w.parties['bravo']!.keys.signingKid },
+    );
     await expectCode(verifyReceipt(forged2, { resolveSigner: w.ring.signerLookup() }), 'ERR_RECEIPT_BAD_SIGNATURE');
   });
 
   it('refuses a valid receipt about another exchange than expected', async function () {
-    await expectCode(verifyReceipt(receipt, { resolveSigner: w.ring.signerLookup(), expect: { ...expected, contentHash: 'C'.repeat(43) } }), 'ERR_RECEIPT_MISMATCH');
+    await expectCode(
+      verifyReceipt(receipt, { resolveSigner: w.ring.signerLookup(), expect: { ...expected, contentHash: 'C'.repeat(43) } }),
+      'ERR_RECEIPT_MISMATCH',
+    );
     await expectCode(verifyReceipt(receipt, { resolveSigner: w.ring.signerLookup(), expect: { recipient: 'charlie' } }), 'ERR_RECEIPT_MISMATCH');
   });
 
@@ -71,7 +88,10 @@ describe('receipts', function () {
   });
 
   it('signs and verifies a failure receipt with the error code', async function () {
-    const r = createReceipt({ exchangeId: 'x-failed-1', sender: 'alpha', headerHash: null, contentHash: null, disposition: { failed: 'ERR_ENVELOPE_TRUNCATED' } }, w.parties['bravo']!.sender);
+    const r = createReceipt(
+      { exchangeId: 'x-failed-1', sender: 'alpha', headerHash: null, contentHash: null, disposition: { failed: 'ERR_ENVELOPE_TRUNCATED' } },
+      w.parties['bravo']!.sender,
+    );
     const v = await verifyReceipt(r, { resolveSigner: w.ring.signerLookup() });
     expect(v.receipt.disposition).to.deep.equal({ failed: 'ERR_ENVELOPE_TRUNCATED' });
   });
@@ -93,7 +113,14 @@ describe('receipts', function () {
 
   describe('signed together (a batch)', function () {
     const inputs = (n: number): Array<Parameters<typeof createReceipt>[0]> =>
-      Array.from({ length: n }, (_, i) => ({ exchangeId: `x-batch-${i}-0001`, sender: 'alpha', headerHash: 'H'.repeat(43), contentHash: createHash('sha256').update(`content ${i}`).digest('base64url'), disposition: 'delivered' as const, receivedAt: new Date() }));
+      Array.from({ length: n }, (_, i) => ({
+        exchangeId: `x-batch-${i}-0001`,
+        sender: 'alpha',
+        headerHash: 'H'.repeat(43),
+        contentHash: createHash('sha256').update(`content ${i}`).digest('base64url'),
+        disposition: 'delivered' as const,
+        receivedAt: new Date(),
+      }));
 
     it('gives each receipt a proof under one signature, and each verifies alone', async function () {
       for (const n of [2, 3, 7, 32]) {
@@ -102,7 +129,10 @@ describe('receipts', function () {
         for (const [i, r] of batch.entries()) {
           expect(r.sig).to.equal(undefined);
           expect(r.batch).to.include({ size: n, index: i });
-          const v = await verifyReceipt(JSON.parse(JSON.stringify(r)), { resolveSigner: w.ring.signerLookup(), expect: { exchangeId: `x-batch-${i}-0001`, sender: 'alpha', recipient: 'bravo' } });
+          const v = await verifyReceipt(JSON.parse(JSON.stringify(r)), {
+            resolveSigner: w.ring.signerLookup(),
+            expect: { exchangeId: `x-batch-${i}-0001`, sender: 'alpha', recipient: 'bravo' },
+          });
           expect(v.receipt.contentHash).to.equal(r.contentHash);
         }
       }

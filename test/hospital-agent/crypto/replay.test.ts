@@ -43,7 +43,10 @@ describe('replay stores', function () {
       expect(await s2.prune(at(2_000))).to.equal(1);
       expect(await s2.add('bravo/y', at(10_000), at(2_000))).to.equal(true);
       await s2.close();
-      const lines = readFileSync(path, 'utf8').trim().split('\n').map((l) => JSON.parse(l).k);
+      const lines = readFileSync(path, 'utf8')
+        .trim()
+        .split('\n')
+        .map((l) => JSON.parse(l).k);
       expect(lines).to.deep.equal(['alpha/x1', 'bravo/y']);
     } finally {
       t.cleanup();

@@ -47,10 +47,16 @@ describe('envelope round trips', function () {
     // A hash that does not match the bytes (e.g. a body changed on disk after it was stored) is refused by the recipient.
     const wrong = { sha256: createHash('sha256').update('something else').digest(), length: data.length };
     const bad = await sealBuffer(data, sealOpts(w, 'alpha', ['bravo'], { chunkSize: 64, knownContent: () => wrong }));
-    const refused = await openBuffer(w, bad.envelope, 'bravo').then(() => undefined, (err: { code?: string }) => err.code);
+    const refused = await openBuffer(w, bad.envelope, 'bravo').then(
+      () => undefined,
+      (err: { code?: string }) => err.code,
+    );
     expect(refused).to.equal('ERR_ENVELOPE_TAMPERED');
     // A length other than what was sealed fails the sealer itself.
-    const short = await sealBuffer(data, sealOpts(w, 'alpha', ['bravo'], { knownContent: () => ({ ...right, length: 999 }) })).then(() => undefined, (err: { code?: string }) => err.code);
+    const short = await sealBuffer(data, sealOpts(w, 'alpha', ['bravo'], { knownContent: () => ({ ...right, length: 999 }) })).then(
+      () => undefined,
+      (err: { code?: string }) => err.code,
+    );
     expect(short).to.equal('ERR_ENVELOPE_MALFORMED');
   });
 
@@ -70,7 +76,12 @@ describe('envelope round trips', function () {
     const { envelope } = await sealBuffer(contentAt(0, Buffer.alloc(300)), sealOpts(w, 'alpha', ['bravo'], { chunkSize: 100 }));
     expect(envelope.subarray(0, 5).toString('hex')).to.equal('8948454e01');
     const l = layout(envelope);
-    expect(l.chunks.map((c) => [String.fromCharCode(c.kind), c.len])).to.deep.equal([['C', 100], ['C', 100], ['C', 100], ['F', 0]]);
+    expect(l.chunks.map((c) => [String.fromCharCode(c.kind), c.len])).to.deep.equal([
+      ['C', 100],
+      ['C', 100],
+      ['C', 100],
+      ['F', 0],
+    ]);
     expect(l.chunks.map((c) => envelope.readUInt32BE(c.start + 1))).to.deep.equal([0, 1, 2, 3]);
     expect(l.trailer.end).to.equal(envelope.length);
     const header = JSON.parse(envelope.subarray(l.headerStart, l.headerEnd).toString());
