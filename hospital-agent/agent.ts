@@ -20,13 +20,13 @@ import { loadApiTokens, loadPatientSecret, type AgentConfig } from './config.ts'
 import { FileReplayStore, KeyRing, loadAgentKeys, recipientKeys, saveAgentKeys, senderKeys, type LocalKeys } from './crypto/index.ts';
 import { PeerDirectory } from './engine/peers.ts';
 import { Receiver } from './engine/receiver.ts';
-import { ExchangeEngine } from './engine/sender.ts';
+import { ExchangeEngine } from './engine/index.ts';
 import { decodeWire, encodeLedgerWire, encodeWire, type WireMessage } from './engine/wire.ts';
 import { AgentMetrics } from './metrics.ts';
 import { ConsentService } from './services/consents.ts';
 import { ExchangeService } from './services/exchanges.ts';
 import { RequestService } from './services/requests.ts';
-import { ExchangeStore } from './store/exchanges.ts';
+import { StateStore } from './store/state.ts';
 import { InboxDirectory } from './store/directory.ts';
 import { Inbox, type InboxMeta } from './store/inbox.ts';
 import { Outbox } from './store/outbox.ts';
@@ -106,9 +106,10 @@ export async function startAgent(config: AgentConfig, options: StartAgentOptions
     trust: trust(),
     author: { feed: config.id, signingKey: keys.signing.privateKey, bundle },
   });
-  const store = new ExchangeStore(join(config.dataDir, 'state'));
-  await store.open();
-  const inbox = new Inbox(join(config.dataDir, 'inbox'), store);
+  const state = new StateStore(join(config.dataDir, 'state'));
+  await state.open();
+  const store = state.exchanges;
+  const inbox = new Inbox(join(config.dataDir, 'inbox'), state.inbox);
   const discarded = await inbox.recover();
   if (discarded > 0) log.warn({ discarded }, 'discarded partially received exchanges left by a crash');
   const directory = config.inbox.directory ? new InboxDirectory(config.inbox.directory, inbox, log) : undefined;
@@ -191,7 +192,7 @@ export async function startAgent(config: AgentConfig, options: StartAgentOptions
   const receiver = new Receiver({
     self: config.id,
     inbox,
-    store,
+    receipts: state.receipts,
     ledger,
     peers,
     replay,
@@ -211,7 +212,7 @@ export async function startAgent(config: AgentConfig, options: StartAgentOptions
   const requests = new RequestService({
     self: config.id,
     secret,
-    store,
+    store: state.requests,
     consents,
     peers,
     keys: local,
@@ -267,7 +268,7 @@ export async function startAgent(config: AgentConfig, options: StartAgentOptions
   const exchanges = new ExchangeService({
     self: config.id,
     secret,
-    consents,
+    gate: engine.gate,
     store,
     outbox,
     maxBytes: config.limits.maxExchangeBytes,
@@ -279,7 +280,7 @@ export async function startAgent(config: AgentConfig, options: StartAgentOptions
   const v1 = express.Router();
   v1.use(consentRoutes(consents, config.id, { jsonLimit: DEFAULT_JSON_LIMIT }));
   v1.use(exchangeRoutes(exchanges, store, requests));
-  v1.use(requestRoutes(requests, store, { jsonLimit: DEFAULT_JSON_LIMIT }));
+  v1.use(requestRoutes(requests, state.requests, { jsonLimit: DEFAULT_JSON_LIMIT }));
   v1.use(inboxRoutes(inbox));
   v1.use(ledgerRoutes(ledger, replicator, trust, config.id));
   const open = express.Router();
@@ -334,7 +335,7 @@ export async function startAgent(config: AgentConfig, options: StartAgentOptions
       await relay.close().catch(() => undefined);
       watcher?.stop();
       await replay.close().catch(() => undefined);
-      await store.close();
+      await state.close();
       await ledger.close();
       log.info('hospital agent stopped');
     })();

@@ -6,7 +6,7 @@ import { HOSPITAL_ID_PATTERN } from '../certs/index.ts';
 import { MIN_TOKEN_LENGTH, type ApiToken } from './api/auth.ts';
 import { MIN_PATIENT_SECRET_BYTES } from './consent/patient.ts';
 import { MAX_BATCH_ITEMS } from './crypto/format.ts';
-import { DEFAULT_MAX_BATCH } from './engine/sender.ts';
+import { DEFAULT_MAX_BATCH } from './engine/index.ts';
 
 /** Default local API address: loopback only, so only the EHR host can reach it. */
 export const DEFAULT_API_HOST = '127.0.0.1';

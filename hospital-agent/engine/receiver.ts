@@ -13,9 +13,9 @@ import {
   type ReplayStore,
   type SenderKeys,
 } from '../crypto/index.ts';
-import type { ExchangeStore, InlineDelivery } from '../store/exchanges.ts';
-import type { Inbox, InboxMeta } from '../store/inbox.ts';
-import type { EngineLogger } from './sender.ts';
+import type { Inbox, InboxMeta, InlineDelivery } from '../store/inbox.ts';
+import type { IssuedReceipts } from '../store/issued-receipts.ts';
+import type { EngineLogger } from './options.ts';
 import type { PeerDirectory } from './peers.ts';
 import { decodeTransferMeta, MAX_RECEIPTS_PER_MESSAGE, type WireMessage } from './wire.ts';
 
@@ -33,7 +33,8 @@ export interface IncomingTransfer extends Readable {
 export interface ReceiverOptions {
   self: string;
   inbox: Inbox;
-  store: ExchangeStore;
+  /** Receipts this agent issued, to answer a resend. */
+  receipts: IssuedReceipts;
   ledger: Ledger;
   peers: PeerDirectory;
   replay: ReplayStore;
@@ -65,7 +66,7 @@ export class Receiver {
   /** Answers `receipt.get`: the stored receipt for `from`'s exchange, or `receipt.none`. */
   async onReceiptGet(from: string, id: string): Promise<void> {
     try {
-      const stored = await this.o.store.issuedReceipt(from, id);
+      const stored = await this.o.receipts.get(from, id);
       if (stored) this.o.send(from, { t: 'receipt', receipt: stored as Record<string, unknown> });
       // Still being received (e.g. the last chunks are being verified): the receipt will follow on its own.
       else if (!this.receiving.has(`${from}!${id}`)) this.o.send(from, { t: 'receipt.none', id });
@@ -93,7 +94,7 @@ export class Receiver {
     }
     this.receiving.add(key);
     try {
-      const previous = await this.o.store.issuedReceipt(from, exchangeId);
+      const previous = await this.o.receipts.get(from, exchangeId);
       if (previous) {
         this.o.send(from, { t: 'receipt', receipt: previous as Record<string, unknown> });
         transfer.abort('rejected', 'duplicate');
@@ -173,7 +174,7 @@ export class Receiver {
     // item (recoverReceipt), which logs exchange.received then if it is missing.
     try {
       await this.logReceived(released);
-      await this.o.store.saveIssuedReceipt(from, exchangeId, receipt);
+      await this.o.receipts.save(from, exchangeId, receipt);
       this.o.send(from, { t: 'receipt', receipt: receipt as unknown as Record<string, unknown> });
     } catch (err) {
       this.o.logger.error(
@@ -260,7 +261,7 @@ export class Receiver {
     const signer = this.o.signer();
     const receivedAt = new Date();
     const ids = items.map((i) => i.exchangeId);
-    const previous = await this.o.store.issuedReceipts(from, ids);
+    const previous = await this.o.receipts.getMany(from, ids);
     // The same exchange id with other content than delivered before: answer with what was delivered (the sender sees the mismatch).
     const conflicting = items.filter(
       (item, n) => (previous[n] as Receipt | undefined)?.contentHash !== undefined && (previous[n] as Receipt).contentHash !== item.sha256,
@@ -319,12 +320,12 @@ export class Receiver {
       if (before) again.push({ meta, receipt });
       else fresh.push({ meta, content: content.subarray(item.offset, item.offset + item.length), receipt });
     });
-    await this.o.store.releaseInline(fresh);
+    await this.o.inbox.releaseInline(fresh);
     await Promise.all(fresh.map(({ meta }) => this.o.ledger.append(receivedEntry(meta))));
     // Delivered before (its receipt got lost): the new receipt names this envelope; the ledger entry is there
     // unless a crash came between the release and the log.
     for (const { meta, receipt } of again) {
-      await this.o.store.saveIssuedReceipt(from, meta.exchangeId, receipt);
+      await this.o.receipts.save(from, meta.exchangeId, receipt);
       await this.logReceived(meta);
     }
     for (let i = 0; i < answers.length; i += MAX_RECEIPTS_PER_MESSAGE) {
@@ -374,7 +375,7 @@ export class Receiver {
       },
       this.o.signer(),
     );
-    await this.o.store.saveIssuedReceipt(meta.from, meta.exchangeId, receipt);
+    await this.o.receipts.save(meta.from, meta.exchangeId, receipt);
     return receipt;
   }
 }

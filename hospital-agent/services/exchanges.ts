@@ -11,8 +11,7 @@ import { AgentError } from '../errors.ts';
 import { DEFAULT_MAX_FHIR_BYTES, validateFhirBundle } from '../fhir/bundle.ts';
 import { requestFingerprint, type ExchangeRecord, type ExchangeStore } from '../store/exchanges.ts';
 import type { Outbox, StoredBody } from '../store/outbox.ts';
-import type { LiveSend } from '../engine/sender.ts';
-import type { ConsentService } from './consents.ts';
+import type { LiveSend, ReleaseGate } from '../engine/index.ts';
 
 /** What the EHR asks for when it submits an exchange. */
 export interface SubmitRequest {
@@ -66,7 +65,8 @@ export class ExchangeService {
     private readonly o: {
       self: string;
       secret: Buffer;
-      consents: ConsentService;
+      /** The engine's consent gate: submissions are admitted by the rule the engine releases by. */
+      gate: Pick<ReleaseGate, 'admit'>;
       store: ExchangeStore;
       outbox: Outbox;
       maxBytes: number;
@@ -109,7 +109,7 @@ export class ExchangeService {
     if (await this.o.isRevoked?.(req.to)) throw new AgentError('ERR_UNKNOWN_RECIPIENT', new RecipientRevokedError(req.to).message);
     const at = this.o.now?.() ?? new Date();
     // Refuse before a byte of the body is read when the consent cannot cover it.
-    await this.o.consents.check(req.consentId, { patientHash: hash, recipient: req.to, purpose, scope: isFhir ? undefined : scopeOf(contentType), at });
+    await this.o.gate.admit({ consentId: req.consentId, patientHash: hash, to: req.to, purpose, scope: isFhir ? undefined : scopeOf(contentType), at });
 
     const id = randomUUID();
     if (req.length !== undefined && req.length <= (this.o.inlineBodyBytes ?? 0)) {
@@ -129,7 +129,7 @@ export class ExchangeService {
       if (isFhir) {
         const summary = validateFhirBundle(stored.content ?? (await this.readBody(id, stored.bytes)));
         scope = scopeOf(contentType, summary.resourceTypes);
-        await this.o.consents.check(req.consentId, { patientHash: hash, recipient: req.to, purpose, scope, at });
+        await this.o.gate.admit({ consentId: req.consentId, patientHash: hash, to: req.to, purpose, scope, at });
       }
       const result = await this.o.store.create(
         {
@@ -175,7 +175,7 @@ export class ExchangeService {
     let scope = scopeOf(x.contentType);
     if (x.isFhir) {
       scope = scopeOf(x.contentType, validateFhirBundle(body).resourceTypes);
-      await this.o.consents.check(req.consentId, { patientHash: x.hash, recipient: req.to, purpose: x.purpose, scope, at: x.at });
+      await this.o.gate.admit({ consentId: req.consentId, patientHash: x.hash, to: req.to, purpose: x.purpose, scope, at: x.at });
     }
     const result = await this.o.store.create(
       {

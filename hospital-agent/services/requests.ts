@@ -7,10 +7,10 @@ import { PURPOSES, type Purpose } from '../consent/model.ts';
 import { patientHash } from '../consent/patient.ts';
 import type { LocalKeys } from '../crypto/index.ts';
 import { PeerKeyUnavailableError, RecipientRevokedError, type PeerDirectory } from '../engine/peers.ts';
-import type { EngineLogger } from '../engine/sender.ts';
+import type { EngineLogger } from '../engine/index.ts';
 import type { WireMessage } from '../engine/wire.ts';
 import { AgentError } from '../errors.ts';
-import type { ExchangeStore, RecordsRequest } from '../store/exchanges.ts';
+import type { RecordsRequest, RecordsRequests } from '../store/requests.ts';
 import type { ConsentService } from './consents.ts';
 
 /** How old a records request may be when it arrives. */
@@ -42,7 +42,7 @@ export class RequestService {
     private readonly o: {
       self: string;
       secret: Buffer;
-      store: ExchangeStore;
+      store: RecordsRequests;
       consents: ConsentService;
       peers: PeerDirectory;
       keys: () => LocalKeys;
@@ -96,7 +96,7 @@ export class RequestService {
       createdAt: now,
       updatedAt: now,
     };
-    await this.o.store.putRequest(request);
+    await this.o.store.put(request);
     this.o.send(input.holder, { t: 'records.request', id, jwe });
     return request;
   }
@@ -121,7 +121,7 @@ export class RequestService {
       this.o.logger.warn({ from, request: message.id, err: { message: (err as Error).message } }, 'records request rejected');
       return;
     }
-    if (await this.o.store.getRequest(payload.id)) return;
+    if (await this.o.store.get(payload.id)) return;
     const now = this.now().toISOString();
     const found = await this.o.consents.findCovering({
       patientHash: patientHash(this.o.secret, payload.patientId),
@@ -133,12 +133,12 @@ export class RequestService {
     const base = { id: payload.id, direction: 'incoming' as const, peer: from, purpose: payload.purpose, scope: payload.scope, createdAt: now, updatedAt: now };
     if ('consent' in found) {
       const request: RecordsRequest = { ...base, status: 'accepted', patientId: payload.patientId, consentId: found.consent.id };
-      await this.o.store.putRequest(request);
+      await this.o.store.put(request);
       this.o.send(from, { t: 'request.status', id: payload.id, status: 'accepted' });
       this.o.logger.info({ from, request: payload.id, consent: found.consent.id }, 'records request accepted; handed to the EHR');
       this.o.onIncoming?.(request);
     } else {
-      await this.o.store.putRequest({ ...base, status: 'refused', code: found.refusal.code });
+      await this.o.store.put({ ...base, status: 'refused', code: found.refusal.code });
       this.o.send(from, { t: 'request.status', id: payload.id, status: 'refused', code: found.refusal.code });
       this.o.logger.info({ from, request: payload.id, code: found.refusal.code }, 'records request refused');
     }
@@ -146,21 +146,21 @@ export class RequestService {
 
   /** Records the holder's answer to one of our requests. */
   async onStatus(from: string, message: Extract<WireMessage, { t: 'request.status' }>): Promise<void> {
-    const r = await this.o.store.getRequest(message.id);
+    const r = await this.o.store.get(message.id);
     if (!r || r.direction !== 'outgoing' || r.peer !== from || r.status !== 'sent') return;
-    await this.o.store.putRequest({ ...r, status: message.status, ...(message.code ? { code: message.code } : {}), updatedAt: this.now().toISOString() });
+    await this.o.store.put({ ...r, status: message.status, ...(message.code ? { code: message.code } : {}), updatedAt: this.now().toISOString() });
   }
 
   /** Whether an exchange to `to` can answer incoming request `requestId` (the request is from `to` and was accepted). */
   async answerable(requestId: string, to: string): Promise<boolean> {
-    const r = await this.o.store.getRequest(requestId);
+    const r = await this.o.store.get(requestId);
     return r?.direction === 'incoming' && r.peer === to && (r.status === 'accepted' || r.status === 'answered');
   }
 
   /** Marks an incoming request answered by an exchange sent to its requester. */
   async markAnswered(requestId: string, to: string): Promise<void> {
-    const r = await this.o.store.getRequest(requestId);
+    const r = await this.o.store.get(requestId);
     if (!r || r.direction !== 'incoming' || r.peer !== to) throw new AgentError('ERR_NOT_FOUND', 'no such incoming request from that hospital');
-    if (r.status === 'accepted') await this.o.store.putRequest({ ...r, status: 'answered', updatedAt: this.now().toISOString() });
+    if (r.status === 'accepted') await this.o.store.put({ ...r, status: 'answered', updatedAt: this.now().toISOString() });
   }
 }

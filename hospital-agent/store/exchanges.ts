@@ -1,9 +1,14 @@
+/**
+ * Outgoing exchanges, a table of the state database: records by id, an
+ * index by status, the bodies of small (inline) exchanges, and the
+ * Idempotency-Key index entry of each, written in one batch so a crash never
+ * leaves one without the other.
+ */
 import { createHash, timingSafeEqual } from 'node:crypto';
-import { Level } from 'level';
-import { writeBatch, type SublevelOp } from '../../ledger/index.ts';
 import { AgentError } from '../errors.ts';
-import type { InboxMeta } from './inbox.ts';
+import { idempotencyIndexKey, type IdempotencyIndex } from './idempotency.ts';
 import { Mutex } from './mutex.ts';
+import type { BatchOp, StateDb } from './state-db.ts';
 
 /** Life cycle of an outgoing exchange. `delivered` and `failed` are final. */
 export type ExchangeStatus = 'queued' | 'sending' | 'delivered' | 'failed';
@@ -60,33 +65,6 @@ export interface ExchangeRecord {
   inline?: boolean;
 }
 
-/** A small received item kept in the state database: its inbox metadata and its content. */
-export interface InlineDelivery {
-  meta: InboxMeta;
-  content: Buffer;
-  /** The delivered receipt issued for it (saved in the same atomic batch). */
-  receipt: unknown;
-}
-
-/** A request for a patient's records, as the asking or the holding hospital keeps it. */
-export interface RecordsRequest {
-  id: string;
-  direction: 'outgoing' | 'incoming';
-  /** The other hospital: the holder for an outgoing request, the requester for an incoming one. */
-  peer: string;
-  purpose: string;
-  scope: string[];
-  status: 'sent' | 'accepted' | 'refused' | 'answered';
-  createdAt: string;
-  updatedAt: string;
-  /** Incoming only: the patient as the requester named them (kept inside this hospital, for the EHR). */
-  patientId?: string;
-  /** Incoming and accepted: the local consent that covers the release. */
-  consentId?: string;
-  /** Refused: why (an ERR_CONSENT_* code). */
-  code?: string;
-}
-
 /** Fields the engine may change; `ledger` is merged into the stored bookkeeping, not replaced. */
 export type ExchangePatch = Partial<Pick<ExchangeRecord, 'failure' | 'receipt' | 'nextAttemptAt' | 'attempts' | 'headerHash' | 'ledger'>>;
 
@@ -95,9 +73,6 @@ export type NewExchange = Omit<
   ExchangeRecord,
   'status' | 'attempts' | 'createdAt' | 'updatedAt' | 'requestFingerprint' | 'receipt' | 'headerHash' | 'ledger' | 'failure' | 'nextAttemptAt' | 'inline'
 >;
-
-/** One put or del of an atomic batch, on a sublevel of the state database. */
-type BatchOp = SublevelOp;
 
 /** One status change of {@link ExchangeStore.transitionMany}. */
 export interface Transition {
@@ -128,37 +103,19 @@ function statusKey(r: Pick<ExchangeRecord, 'status' | 'statusAt' | 'createdAt' |
   return `${r.status}!${r.statusAt ?? r.createdAt}!${r.id}`;
 }
 
-function idempotencyIndexKey(principal: string, key: string): string {
-  return createHash('sha256').update(`${principal}\u0000${key}`).digest('hex');
-}
-
 /**
- * Outgoing exchanges in the agent's own LevelDB (`<dataDir>/state`): records
- * by id and an Idempotency-Key index, written in one batch so a crash never
- * leaves one without the other. Every change goes through one mutex, so
+ * See the module comment. Every change goes through one mutex, so
  * concurrent API calls and the engine see transitions in order.
  */
 export class ExchangeStore {
-  private readonly db: Level<string, string>;
   private readonly records;
   /** Index `status!statusAt!id`, so listing one status (e.g. what is queued) never scans every exchange. */
   private readonly byStatus;
-  private readonly idempotency;
-  private readonly issued;
-  private readonly requests;
   /** Bodies of unfinished inline exchanges. */
   private readonly bodies;
-  /** Small received items: metadata and content. */
-  private readonly inboxMeta;
-  private readonly inboxContent;
   private readonly mutex = new Mutex();
-  /** Creations with an Idempotency-Key, serialized per key (other creations need no lock: their ids are new). */
-  private readonly keyLocks = new Map<string, Promise<unknown>>();
   /** Inline bodies of unfinished exchanges, so sending them reads nothing (the store keeps the durable copy). */
   private readonly bodyCache = new Map<string, Buffer>();
-  /** Synced writes waiting for the one in progress: they go to disk together, with one fsync (group commit). */
-  private syncQueue: Array<{ ops: BatchOp[]; resolve: () => void; reject: (err: unknown) => void }> = [];
-  private syncing = false;
   /**
    * Unfinished exchanges as last written, so the engine's many reads of the
    * exchanges it is working on skip LevelDB. Every write goes through this
@@ -197,60 +154,24 @@ export class ExchangeStore {
     return d ? statusKey({ status: d.status, statusAt: d.statusAt, createdAt: record.createdAt, id: record.id }) : statusKey(record);
   }
 
-  constructor(path: string) {
-    this.db = new Level<string, string>(path);
-    this.records = this.db.sublevel<string, ExchangeRecord>('exchanges', { valueEncoding: 'json' });
-    this.byStatus = this.db.sublevel<string, string>('by-status', { valueEncoding: 'utf8' });
-    this.idempotency = this.db.sublevel<string, string>('idempotency', { valueEncoding: 'utf8' });
-    this.issued = this.db.sublevel<string, unknown>('issued-receipts', { valueEncoding: 'json' });
-    this.requests = this.db.sublevel<string, RecordsRequest>('requests', { valueEncoding: 'json' });
-    this.bodies = this.db.sublevel<string, Buffer>('bodies', { valueEncoding: 'buffer' });
-    this.inboxMeta = this.db.sublevel<string, InboxMeta>('inbox-meta', { valueEncoding: 'json' });
-    this.inboxContent = this.db.sublevel<string, Buffer>('inbox-content', { valueEncoding: 'buffer' });
+  constructor(
+    private readonly db: StateDb,
+    private readonly idempotency: IdempotencyIndex,
+  ) {
+    this.records = db.table<ExchangeRecord>('exchanges', 'json');
+    this.byStatus = db.table<string>('by-status', 'utf8');
+    this.bodies = db.table<Buffer>('bodies', 'buffer');
   }
 
-  /** Stores a records request (outgoing or incoming). */
-  async putRequest(request: RecordsRequest): Promise<void> {
-    await this.mutex.run(() => this.requests.put(request.id, request));
-  }
-
-  /** One records request, or undefined. */
-  async getRequest(id: string): Promise<RecordsRequest | undefined> {
-    return this.requests.get(id);
-  }
-
-  /** Records requests, newest first. */
-  async listRequests(direction?: 'outgoing' | 'incoming'): Promise<RecordsRequest[]> {
-    const out: RecordsRequest[] = [];
-    for await (const r of this.requests.values()) if (!direction || r.direction === direction) out.push(r);
-    return out.sort((a, b) => b.createdAt.localeCompare(a.createdAt));
-  }
-
-  /** The delivered receipt this agent issued for `from`'s exchange `id`, if any (to answer a resend). */
-  async issuedReceipt(from: string, id: string): Promise<unknown> {
-    return this.issued.get(`${from}!${id}`);
-  }
-
-  /** Keeps a delivered receipt this agent issued, so a resent exchange is answered, not delivered twice. */
-  async saveIssuedReceipt(from: string, id: string, receipt: unknown): Promise<void> {
-    await this.issued.put(`${from}!${id}`, receipt);
-  }
-
-  /** Opens the database and loads the unfinished exchanges into memory (the engine works on them; the count is a gauge). */
-  async open(): Promise<void> {
-    await this.db.open();
+  /** Loads the unfinished exchanges into memory once the database is open (the engine works on them; the count is a gauge). */
+  async load(): Promise<void> {
     const all = [...(await this.byStatusOrder('queued', {})), ...(await this.byStatusOrder('sending', {}))];
     for (const r of all) this.remember(r, true);
   }
 
-  /** Closes the database. */
-  async close(): Promise<void> {
-    await this.db.close();
-  }
-
   /** The exchange an idempotency key of `principal` created, if any. */
   async byIdempotencyKey(principal: string, key: string): Promise<ExchangeRecord | undefined> {
-    const id = await this.idempotency.get(idempotencyIndexKey(principal, key));
+    const id = await this.idempotency.lookup(idempotencyIndexKey(principal, key));
     return id === undefined ? undefined : this.get(id);
   }
 
@@ -267,8 +188,8 @@ export class ExchangeStore {
     if (!idempotency) return { record: await this.insert(input, undefined, undefined, options.body), created: true };
     const fingerprint = requestFingerprint(input);
     const indexKey = idempotencyIndexKey(idempotency.principal, idempotency.key);
-    return this.keyed(indexKey, async () => {
-      const existingId = await this.idempotency.get(indexKey);
+    return this.idempotency.serialized(indexKey, async () => {
+      const existingId = await this.idempotency.lookup(indexKey);
       if (existingId !== undefined) {
         const existing = await this.get(existingId);
         if (existing) {
@@ -280,17 +201,6 @@ export class ExchangeStore {
       }
       return { record: await this.insert(input, fingerprint, indexKey, options.body), created: true };
     });
-  }
-
-  /** Runs `fn` after every earlier call with the same key has settled. */
-  private keyed<T>(key: string, fn: () => Promise<T>): Promise<T> {
-    const run = (this.keyLocks.get(key) ?? Promise.resolve()).then(fn, fn);
-    const tail = run.catch(() => undefined);
-    this.keyLocks.set(key, tail);
-    void tail.then(() => {
-      if (this.keyLocks.get(key) === tail) this.keyLocks.delete(key);
-    });
-    return run;
   }
 
   /**
@@ -316,11 +226,11 @@ export class ExchangeStore {
       { type: 'put', key: record.id, value: record, sublevel: this.records },
       { type: 'put', key: statusKey(record), value: record.id, sublevel: this.byStatus },
     ];
-    if (indexKey) ops.push({ type: 'put', key: indexKey, value: record.id, sublevel: this.idempotency });
+    if (indexKey) ops.push(this.idempotency.putOp(indexKey, record.id));
     if (body) ops.push({ type: 'put', key: record.id, value: body, sublevel: this.bodies });
     // Synced either way: the API answers 202 once this resolves, and an outbox body without its record is
     // deleted at start-up (recover), so a record lost to a power cut would lose an acknowledged exchange.
-    await this.writeSynced(ops);
+    await this.db.writeSynced(ops);
     this.remember(record, true);
     if (body) this.bodyCache.set(record.id, body);
     return record;
@@ -392,7 +302,7 @@ export class ExchangeStore {
         ops.push({ type: 'put', key: statusKey(next), value: id, sublevel: this.byStatus });
         if (next.inline && (status === 'delivered' || status === 'failed')) ops.push({ type: 'del', key: id, sublevel: this.bodies });
       }
-      await writeBatch(this.db, ops);
+      await this.db.write(ops);
       for (const next of out) this.remember(next, next.status !== 'sending');
       return out;
     });
@@ -416,107 +326,10 @@ export class ExchangeStore {
         ops.push({ type: 'put', key: id, value: this.stored(next), sublevel: this.records });
         out.push(next);
       }
-      await writeBatch(this.db, ops);
+      await this.db.write(ops);
       for (const next of out) this.remember(next, false);
       return out;
     });
-  }
-
-  /**
-   * Releases small received items to the inbox: their metadata, content and
-   * the receipts issued for them, in one atomic batch synced to disk, so a
-   * crash leaves either all of an item (with its receipt) or none of it.
-   */
-  async releaseInline(deliveries: readonly InlineDelivery[]): Promise<void> {
-    if (deliveries.length === 0) return;
-    const ops: BatchOp[] = [];
-    for (const d of deliveries) {
-      ops.push({ type: 'put', key: d.meta.exchangeId, value: d.meta, sublevel: this.inboxMeta });
-      ops.push({ type: 'put', key: d.meta.exchangeId, value: d.content, sublevel: this.inboxContent });
-      ops.push({ type: 'put', key: `${d.meta.from}!${d.meta.exchangeId}`, value: d.receipt, sublevel: this.issued });
-    }
-    await this.writeSynced(ops);
-  }
-
-  /**
-   * Writes `ops` atomically and durably (LevelDB `sync`: fsynced before this
-   * resolves). Writes that arrive while one is on its way to disk wait for it
-   * and then go together in one batch with one fsync: under load the cost of
-   * the fsync is shared; alone, a write goes at once.
-   */
-  private writeSynced(ops: BatchOp[]): Promise<void> {
-    return new Promise((resolve, reject) => {
-      this.syncQueue.push({ ops, resolve, reject });
-      if (!this.syncing) void this.drainSynced();
-    });
-  }
-
-  private async drainSynced(): Promise<void> {
-    this.syncing = true;
-    try {
-      while (this.syncQueue.length > 0) {
-        const group = this.syncQueue;
-        this.syncQueue = [];
-        try {
-          await writeBatch(
-            this.db,
-            group.flatMap((g) => g.ops),
-            { sync: true },
-          );
-          for (const g of group) g.resolve();
-        } catch (err) {
-          // One write of the group may be at fault: retry each alone, so the others still land.
-          if (group.length === 1) (group[0] as (typeof group)[number]).reject(err);
-          else {
-            for (const g of group) {
-              await writeBatch(this.db, g.ops, { sync: true }).then(g.resolve, g.reject);
-            }
-          }
-        }
-      }
-    } finally {
-      this.syncing = false;
-    }
-  }
-
-  /** The metadata of a small received item, or undefined. */
-  async inlineItem(id: string): Promise<InboxMeta | undefined> {
-    return this.inboxMeta.get(id);
-  }
-
-  /** The metadata of several small received items (undefined where there is none). */
-  async inlineItemsOf(ids: readonly string[]): Promise<Array<InboxMeta | undefined>> {
-    return ids.length === 0 ? [] : this.inboxMeta.getMany([...ids]);
-  }
-
-  /** The content of a small received item, or undefined. */
-  async inlineContent(id: string): Promise<Buffer | undefined> {
-    return this.inboxContent.get(id);
-  }
-
-  /** Every small received item's metadata. */
-  async inlineItems(): Promise<InboxMeta[]> {
-    const out: InboxMeta[] = [];
-    for await (const meta of this.inboxMeta.values()) out.push(meta);
-    return out;
-  }
-
-  /** Replaces a small received item's metadata (e.g. to record the EHR's ack). */
-  async putInlineItem(meta: InboxMeta): Promise<void> {
-    await this.inboxMeta.put(meta.exchangeId, meta, { sync: true } as object);
-  }
-
-  /** Deletes a small received item and its content. */
-  async deleteInlineItem(id: string): Promise<void> {
-    await writeBatch(this.db, [
-      { type: 'del', key: id, sublevel: this.inboxMeta },
-      { type: 'del', key: id, sublevel: this.inboxContent },
-    ]);
-  }
-
-  /** The delivered receipts this agent issued for `from`'s exchanges (undefined where none), in one read. */
-  async issuedReceipts(from: string, ids: readonly string[]): Promise<unknown[]> {
-    return this.issued.getMany(ids.map((id) => `${from}!${id}`));
   }
 
   /**

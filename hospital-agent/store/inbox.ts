@@ -87,8 +87,18 @@ export class Quarantine {
   }
 }
 
-/** Where small items delivered in batch envelopes live (the agent's state database; see ExchangeStore). */
+/** A small received item to keep in the state database: its inbox metadata and its content. */
+export interface InlineDelivery {
+  meta: InboxMeta;
+  content: Buffer;
+  /** The delivered receipt issued for it (saved in the same atomic batch). */
+  receipt: unknown;
+}
+
+/** Where small items delivered in batch envelopes live (the agent's state database; see InlineInbox). */
 export interface InlineItems {
+  /** Keeps the items with their receipts, atomically and durably. */
+  release(deliveries: readonly InlineDelivery[]): Promise<void>;
   inlineItem(id: string): Promise<InboxMeta | undefined>;
   /** Several at once (undefined where none). */
   inlineItemsOf(ids: readonly string[]): Promise<Array<InboxMeta | undefined>>;
@@ -183,6 +193,15 @@ export class Inbox {
     const metas = await Promise.all(names.filter((n) => SAFE_ID.test(n)).map((n) => this.fileItem(n)));
     const inline = (await this.inline?.inlineItems()) ?? [];
     return [...metas.filter((m): m is InboxMeta => m !== undefined), ...inline].sort((a, b) => a.receivedAt.localeCompare(b.receivedAt));
+  }
+
+  /**
+   * Releases small received items (from a batch envelope) to the inbox with
+   * the receipts issued for them, in one atomic, synced write.
+   */
+  async releaseInline(deliveries: readonly InlineDelivery[]): Promise<void> {
+    if (!this.inline) throw new TypeError('this inbox has no store for small items');
+    await this.inline.release(deliveries);
   }
 
   /** Metadata of one item, or undefined. */

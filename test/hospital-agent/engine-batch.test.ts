@@ -4,11 +4,12 @@ import { Writable } from 'node:stream';
 import { expect } from 'chai';
 import { Ledger } from '../../ledger/index.ts';
 import { createReceipt } from '../../hospital-agent/crypto/index.ts';
-import { ExchangeEngine, type RelayPort } from '../../hospital-agent/engine/sender.ts';
+import { ExchangeEngine, type RelayPort } from '../../hospital-agent/engine/index.ts';
 import { PeerDirectory } from '../../hospital-agent/engine/peers.ts';
 import { decodeTransferMeta } from '../../hospital-agent/engine/wire.ts';
 import { ConsentService } from '../../hospital-agent/services/consents.ts';
-import { ExchangeStore, type ExchangeRecord } from '../../hospital-agent/store/exchanges.ts';
+import type { ExchangeStore, ExchangeRecord } from '../../hospital-agent/store/exchanges.ts';
+import { StateStore } from '../../hospital-agent/store/state.ts';
 import { Outbox } from '../../hospital-agent/store/outbox.ts';
 import type { VerifiedUsage } from '../../relay/protocol/index.ts';
 import { waitFor } from '../support/agents.ts';
@@ -46,6 +47,7 @@ describe('ExchangeEngine: batch envelopes', function () {
   let w: World;
   let tmp: ReturnType<typeof tempDir>;
   let store: ExchangeStore;
+  let state: StateStore;
   let ledger: Ledger;
   let consents: ConsentService;
   let engine: ExchangeEngine;
@@ -55,8 +57,9 @@ describe('ExchangeEngine: batch envelopes', function () {
     w = await getWorld();
     tmp = tempDir();
     const alpha = w.parties['alpha']!;
-    store = new ExchangeStore(join(tmp.dir, 'state'));
-    await store.open();
+    state = new StateStore(join(tmp.dir, 'state'));
+    await state.open();
+    store = state.exchanges;
     ledger = await Ledger.open({
       path: join(tmp.dir, 'ledger'),
       trust: { caPem: w.caPem },
@@ -85,7 +88,7 @@ describe('ExchangeEngine: batch envelopes', function () {
   afterEach(async function () {
     engine.stop();
     await ledger.close();
-    await store.close();
+    await state.close();
     tmp.cleanup();
   });
 

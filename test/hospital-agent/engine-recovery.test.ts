@@ -2,10 +2,11 @@ import { createHash, generateKeyPairSync, randomBytes, randomUUID } from 'node:c
 import { join } from 'node:path';
 import { expect } from 'chai';
 import type { Ledger } from '../../ledger/index.ts';
-import { ExchangeEngine, type RelayPort } from '../../hospital-agent/engine/sender.ts';
+import { ExchangeEngine, type RelayPort } from '../../hospital-agent/engine/index.ts';
 import { PeerKeyUnavailableError, type PeerDirectory } from '../../hospital-agent/engine/peers.ts';
 import { ConsentService } from '../../hospital-agent/services/consents.ts';
-import { ExchangeStore } from '../../hospital-agent/store/exchanges.ts';
+import type { ExchangeStore } from '../../hospital-agent/store/exchanges.ts';
+import { StateStore } from '../../hospital-agent/store/state.ts';
 import { Outbox } from '../../hospital-agent/store/outbox.ts';
 import { RelayError } from '../../relay/protocol/index.ts';
 import { dbPath, makeWorld } from '../ledger/support.ts';
@@ -22,16 +23,18 @@ describe('ExchangeEngine after a restart', function () {
   let tmp: ReturnType<typeof tempDir>;
   let ledger: Ledger;
   let store: ExchangeStore;
+  let state: StateStore;
 
   beforeEach(async function () {
     tmp = tempDir();
     const world = await makeWorld(tmp.dir, ['alpha', 'bravo']);
     ledger = await world.open('alpha', dbPath(tmp.dir, 'alpha'));
-    store = new ExchangeStore(join(tmp.dir, 'state'));
-    await store.open();
+    state = new StateStore(join(tmp.dir, 'state'));
+    await state.open();
+    store = state.exchanges;
   });
   afterEach(async function () {
-    await store.close();
+    await state.close();
     await ledger.close();
     tmp.cleanup();
   });

@@ -2,7 +2,8 @@ import { randomUUID } from 'node:crypto';
 import { join } from 'node:path';
 import { expect } from 'chai';
 import { AgentError } from '../../hospital-agent/errors.ts';
-import { ExchangeStore, type NewExchange } from '../../hospital-agent/store/exchanges.ts';
+import type { ExchangeStore, NewExchange } from '../../hospital-agent/store/exchanges.ts';
+import { StateStore } from '../../hospital-agent/store/state.ts';
 import { tempDir } from '../support/tmp.ts';
 
 function exchange(overrides: Partial<NewExchange> = {}): NewExchange {
@@ -22,14 +23,16 @@ function exchange(overrides: Partial<NewExchange> = {}): NewExchange {
 describe('ExchangeStore', function () {
   let tmp: ReturnType<typeof tempDir>;
   let store: ExchangeStore;
+  let state: StateStore;
 
   beforeEach(async function () {
     tmp = tempDir();
-    store = new ExchangeStore(join(tmp.dir, 'state'));
-    await store.open();
+    state = new StateStore(join(tmp.dir, 'state'));
+    await state.open();
+    store = state.exchanges;
   });
   afterEach(async function () {
-    await store.close();
+    await state.close();
     tmp.cleanup();
   });
 
@@ -145,9 +148,10 @@ describe('ExchangeStore', function () {
     await store.transition(b.id, 'sending');
     const c = (await store.create(exchange())).record;
     await store.transition(c.id, 'failed', { failure: { code: 'ERR_CONSENT_REVOKED', message: 'revoked' } });
-    await store.close();
-    store = new ExchangeStore(join(tmp.dir, 'state'));
-    await store.open();
+    await state.close();
+    state = new StateStore(join(tmp.dir, 'state'));
+    await state.open();
+    store = state.exchanges;
     expect((await store.unfinished()).map((r) => r.id)).to.have.members([a.id, b.id]);
     expect((await store.get(c.id))?.failure?.code).to.equal('ERR_CONSENT_REVOKED');
     // `sending` was never written: the restart finds it queued, which is where a resumed send starts anyway.
@@ -155,9 +159,10 @@ describe('ExchangeStore', function () {
     await store.transition(b.id, 'sending');
     await store.transition(b.id, 'delivered');
     expect((await store.get(b.id))?.status).to.equal('delivered');
-    await store.close();
-    store = new ExchangeStore(join(tmp.dir, 'state'));
-    await store.open();
+    await state.close();
+    state = new StateStore(join(tmp.dir, 'state'));
+    await state.open();
+    store = state.exchanges;
     expect((await store.get(b.id))?.status).to.equal('delivered');
   });
 
@@ -170,9 +175,10 @@ describe('ExchangeStore', function () {
     expect((await store.list({ status: 'queued' })).map((r) => r.id)).to.deep.equal([other.id]);
     // A change while sending is written with the durable status, so record and index agree on disk.
     await store.update(record.id, { ledger: { charges: ['t1'] } });
-    await store.close();
-    store = new ExchangeStore(join(tmp.dir, 'state'));
-    await store.open();
+    await state.close();
+    state = new StateStore(join(tmp.dir, 'state'));
+    await state.open();
+    store = state.exchanges;
     const resumed = await store.get(record.id);
     expect(resumed?.status).to.equal('queued');
     expect(resumed?.ledger).to.deep.equal({ sent: 'a'.repeat(64), charges: ['t1'] });
@@ -182,9 +188,10 @@ describe('ExchangeStore', function () {
     await store.transition(record.id, 'queued', { nextAttemptAt: new Date().toISOString() });
     await store.transition(record.id, 'sending', { attempts: 3 });
     await store.transition(record.id, 'delivered', { receipt: { ok: true } });
-    await store.close();
-    store = new ExchangeStore(join(tmp.dir, 'state'));
-    await store.open();
+    await state.close();
+    state = new StateStore(join(tmp.dir, 'state'));
+    await state.open();
+    store = state.exchanges;
     expect((await store.list({ status: 'delivered' })).map((r) => [r.id, r.attempts])).to.deep.equal([[record.id, 3]]);
     expect((await store.list({ status: 'queued' })).map((r) => r.id)).to.deep.equal([other.id]);
     expect(await store.countUnfinished()).to.equal(1);

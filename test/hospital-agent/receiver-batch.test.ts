@@ -7,7 +7,7 @@ import { BATCH_CONTENT_TYPE, MemoryReplayStore, sealEnvelope, verifyReceipt, typ
 import { PeerDirectory } from '../../hospital-agent/engine/peers.ts';
 import { Receiver, type IncomingTransfer } from '../../hospital-agent/engine/receiver.ts';
 import { encodeTransferMeta, type WireMessage } from '../../hospital-agent/engine/wire.ts';
-import { ExchangeStore } from '../../hospital-agent/store/exchanges.ts';
+import { StateStore } from '../../hospital-agent/store/state.ts';
 import { Inbox } from '../../hospital-agent/store/inbox.ts';
 import { getWorld, type World } from './crypto/fixtures.ts';
 import { tempDir } from '../support/tmp.ts';
@@ -25,7 +25,7 @@ const item = (text: string, id: string = randomUUID()): Item => ({
 describe('Receiver: batch envelopes', function () {
   let w: World;
   let tmp: ReturnType<typeof tempDir>;
-  let store: ExchangeStore;
+  let state: StateStore;
   let ledger: Ledger;
   let inbox: Inbox;
   let receiver: Receiver;
@@ -36,14 +36,14 @@ describe('Receiver: batch envelopes', function () {
     w = await getWorld();
     tmp = tempDir();
     const bravo = w.parties['bravo']!;
-    store = new ExchangeStore(join(tmp.dir, 'state'));
-    await store.open();
+    state = new StateStore(join(tmp.dir, 'state'));
+    await state.open();
     ledger = await Ledger.open({
       path: join(tmp.dir, 'ledger'),
       trust: { caPem: w.caPem },
       author: { feed: 'bravo', signingKey: bravo.keys.signing.privateKey, bundle: bravo.bundle },
     });
-    inbox = new Inbox(join(tmp.dir, 'inbox'), store);
+    inbox = new Inbox(join(tmp.dir, 'inbox'), state.inbox);
     await inbox.recover();
     sent = [];
     replay = new MemoryReplayStore();
@@ -51,7 +51,7 @@ describe('Receiver: batch envelopes', function () {
     receiver = new Receiver({
       self: 'bravo',
       inbox,
-      store,
+      receipts: state.receipts,
       ledger,
       peers: new PeerDirectory(w.ring, () => bravo.bundle, send),
       replay,
@@ -63,7 +63,7 @@ describe('Receiver: batch envelopes', function () {
   });
   afterEach(async function () {
     await ledger.close();
-    await store.close();
+    await state.close();
     tmp.cleanup();
   });
 

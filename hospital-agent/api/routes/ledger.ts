@@ -1,7 +1,7 @@
 import express, { type Router } from 'express';
 import { verifyLedger, withSnapshotSource, type Ledger, type Replicator, type Trust } from '../../../ledger/index.ts';
 import { monthPeriod, settlementStatement } from '../../engine/payments.ts';
-import { DEFAULT_MAX_EXCHANGE_AGE_MS } from '../../engine/sender.ts';
+import { DEFAULT_MAX_EXCHANGE_AGE_MS } from '../../engine/index.ts';
 import { AgentError } from '../../errors.ts';
 
 /**

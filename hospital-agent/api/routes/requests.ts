@@ -5,7 +5,7 @@ import { SCOPE_PATTERN } from '../../../ledger/index.ts';
 import { ALL_SCOPE, PURPOSES } from '../../consent/model.ts';
 import { AgentError } from '../../errors.ts';
 import type { RequestService } from '../../services/requests.ts';
-import type { ExchangeStore } from '../../store/exchanges.ts';
+import type { RecordsRequests } from '../../store/requests.ts';
 import { parseRequest } from '../validate.ts';
 
 const requestSchema = z.strictObject({
@@ -16,7 +16,7 @@ const requestSchema = z.strictObject({
 });
 
 /** /v1/requests: ask another hospital for a patient's records; see requests to and from this hospital. */
-export function requestRoutes(service: RequestService, store: ExchangeStore, options: { jsonLimit: string }): Router {
+export function requestRoutes(service: RequestService, store: RecordsRequests, options: { jsonLimit: string }): Router {
   const r = express.Router();
   r.post('/requests', express.json({ limit: options.jsonLimit }), async (req, res) => {
     const body = parseRequest(requestSchema, req.body, 'request');
@@ -27,11 +27,11 @@ export function requestRoutes(service: RequestService, store: ExchangeStore, opt
     const direction = req.query['direction'];
     if (direction !== undefined && direction !== 'incoming' && direction !== 'outgoing')
       throw new AgentError('ERR_BAD_REQUEST', 'direction must be incoming or outgoing');
-    res.json({ requests: await store.listRequests(direction) });
+    res.json({ requests: await store.list(direction) });
   });
   r.get('/requests/:id', async (req, res) => {
     const id = String(req.params['id']);
-    const found = /^[0-9a-f-]{36}$/.test(id) ? await store.getRequest(id) : undefined;
+    const found = /^[0-9a-f-]{36}$/.test(id) ? await store.get(id) : undefined;
     if (!found) throw new AgentError('ERR_NOT_FOUND', 'no such request');
     res.json(found);
   });

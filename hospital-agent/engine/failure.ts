@@ -1,0 +1,40 @@
+/**
+ * Failure classification: which errors end an exchange (a
+ * {@link NotRetryableError}, with the ledger's enumerated reason) and which
+ * send it back to the queue with backoff.
+ */
+import { RelayError, TransferAbortedError } from '../../relay/protocol/index.ts';
+import { CryptoError } from '../crypto/index.ts';
+import { PeerKeyUnavailableError, RecipientRevokedError } from './peers.ts';
+
+/** Ledger failure reasons (enumerated, no free text). */
+export type FailureReason =
+  'timeout' | 'rejected' | 'undeliverable' | 'integrity' | 'consent' | 'cancelled' | 'expired' | 'too-large' | 'unknown-recipient' | 'internal';
+
+/** An exchange that will not be retried: it fails with this reason and code. */
+export class NotRetryableError extends Error {
+  constructor(
+    readonly reason: FailureReason,
+    readonly code: string,
+    message: string,
+  ) {
+    super(message);
+    this.name = this.constructor.name;
+  }
+}
+
+/** What `err` means for its exchange: a final failure, or undefined to retry. */
+export function classify(err: Error): NotRetryableError | undefined {
+  if (err instanceof NotRetryableError) return err;
+  if (err instanceof PeerKeyUnavailableError) return undefined;
+  if (err instanceof RecipientRevokedError) return new NotRetryableError('unknown-recipient', 'ERR_UNKNOWN_RECIPIENT', err.message);
+  if (err instanceof TransferAbortedError) {
+    if (err.reason === 'rejected' || err.reason === 'protocol-error') return new NotRetryableError('rejected', 'ERR_EXCHANGE_REJECTED', err.message);
+    return undefined;
+  }
+  if (err instanceof RelayError) return undefined;
+  // The sealer refused this exchange's own envelope (it would be refused again).
+  if (err instanceof CryptoError && err.code.startsWith('ERR_ENVELOPE')) return new NotRetryableError('internal', err.code, err.message);
+  if ((err as NodeJS.ErrnoException).code === 'ENOENT') return new NotRetryableError('internal', 'ERR_OUTBOX_MISSING', 'the stored body is missing');
+  return undefined;
+}
