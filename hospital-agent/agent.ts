@@ -21,7 +21,8 @@ import { FileReplayStore, KeyRing, loadAgentKeys, recipientKeys, saveAgentKeys, 
 import { PeerDirectory } from './engine/peers.ts';
 import { Receiver } from './engine/receiver.ts';
 import { ExchangeEngine } from './engine/index.ts';
-import { decodeWire, encodeLedgerWire, encodeWire, type WireMessage } from './engine/wire.ts';
+import { MessageDispatcher } from './engine/dispatch.ts';
+import { encodeLedgerWire, encodeWire, type WireMessage } from './engine/wire.ts';
 import { AgentMetrics } from './metrics.ts';
 import { ConsentService } from './services/consents.ts';
 import { ExchangeService } from './services/exchanges.ts';
@@ -76,14 +77,18 @@ async function loadBundle(dir: string, identity: Identity, keys: LocalKeys): Pro
   return bundle;
 }
 
-/**
- * Starts a hospital agent from a validated config: identity and end-to-end
- * keys, the ledger and its replication over the relay, the exchange engine
- * (send and receive), and the local API.
- */
-export async function startAgent(config: AgentConfig, options: StartAgentOptions = {}): Promise<RunningAgent> {
-  const env = options.env ?? process.env;
-  const log = options.logger ?? createLogger({ level: config.log.level, base: { svc: 'hie-agent', agent: config.id } });
+/** Identity, trust and keys: who this agent is (checked against its certificate). */
+interface Base {
+  identity: Identity;
+  watcher: CrlWatcher | undefined;
+  trust: () => Trust;
+  keys: LocalKeys;
+  bundle: KeyBundle;
+  tokens: ReturnType<typeof loadApiTokens>;
+  secret: Buffer;
+}
+
+async function loadBase(config: AgentConfig, env: NodeJS.ProcessEnv, log: Logger): Promise<Base> {
   const passphrase = config.identity.passphraseEnv ? env[config.identity.passphraseEnv] : undefined;
   const identity = loadIdentity({ ...config.identity, passphrase });
   if (identity.hospitalId !== config.id) {
@@ -92,30 +97,41 @@ export async function startAgent(config: AgentConfig, options: StartAgentOptions
   const tokens = loadApiTokens(config, env);
   const secret = loadPatientSecret(config, env);
   const watcher = config.identity.crl ? new CrlWatcher(config.identity.crl, identity.caPem).start() : undefined;
-  const trust = (): Trust => ({ caPem: identity.caPem, crl: watcher?.current });
   watcher?.on('change', (crl) => log.info({ crlNumber: crl.crlNumber, revoked: crl.revoked.size }, 'CRL reloaded'));
   watcher?.on('rejected', (err) => log.error({ code: err.code, msg: err.message }, 'CRL reload rejected; previous CRL stays in force'));
-
   mkdirSync(config.dataDir, { recursive: true, mode: 0o700 });
   const keysDir = join(config.dataDir, 'keys');
   const keys = await loadKeys(keysDir);
   const bundle = await loadBundle(keysDir, identity, keys);
+  return { identity, watcher, trust: () => ({ caPem: identity.caPem, crl: watcher?.current }), keys, bundle, tokens, secret };
+}
 
+/** What the agent keeps on disk, opened and recovered after a crash. */
+interface Stores {
+  ledger: Ledger;
+  state: StateStore;
+  inbox: Inbox;
+  directory: InboxDirectory | undefined;
+  outbox: Outbox;
+  replay: FileReplayStore;
+  replayTimer: NodeJS.Timeout;
+}
+
+async function openStores(config: AgentConfig, base: Base, log: Logger): Promise<Stores> {
   const ledger = await Ledger.open({
     path: join(config.dataDir, 'ledger'),
-    trust: trust(),
-    author: { feed: config.id, signingKey: keys.signing.privateKey, bundle },
+    trust: base.trust(),
+    author: { feed: config.id, signingKey: base.keys.signing.privateKey, bundle: base.bundle },
   });
   const state = new StateStore(join(config.dataDir, 'state'));
   await state.open();
-  const store = state.exchanges;
   const inbox = new Inbox(join(config.dataDir, 'inbox'), state.inbox);
   const discarded = await inbox.recover();
   if (discarded > 0) log.warn({ discarded }, 'discarded partially received exchanges left by a crash');
   const directory = config.inbox.directory ? new InboxDirectory(config.inbox.directory, inbox, log) : undefined;
   await directory?.open();
   const outbox = new Outbox(join(config.dataDir, 'outbox'));
-  await outbox.recover(new Set((await store.unfinished()).map((r) => r.id)));
+  await outbox.recover(new Set((await state.exchanges.unfinished()).map((r) => r.id)));
   const replay = await FileReplayStore.open(join(config.dataDir, 'replay.log'));
   // Ids past the replay window would be refused as stale anyway: forgetting them keeps the set (in memory and
   // on disk, read whole at start-up) to about a window's worth of envelopes.
@@ -127,11 +143,24 @@ export async function startAgent(config: AgentConfig, options: StartAgentOptions
   await pruneReplay();
   const replayTimer = setInterval(() => void pruneReplay(), REPLAY_PRUNE_MS);
   replayTimer.unref();
-  const metrics = new AgentMetrics();
+  return { ledger, state, inbox, directory, outbox, replay, replayTimer };
+}
 
-  const keyring = new KeyRing({ caPem: identity.caPem, crl: () => watcher?.current });
-  await keyring.add(bundle);
-  const relay = new RelayClient({ urls: config.relay.urls, identity });
+/** The relay connection and what rides on it: peer key bundles, agent messages and ledger replication. */
+interface Link {
+  relay: RelayClient;
+  send: (to: string, message: WireMessage) => void;
+  peers: PeerDirectory;
+  replicator: Replicator;
+  ledgerHandlers: Set<(peer: string, message: string | Uint8Array) => void>;
+  /** Stops the timer that learns new bundles from replicated feeds. */
+  stop(): void;
+}
+
+async function linkRelay(config: AgentConfig, base: Base, ledger: Ledger, log: Logger): Promise<Link> {
+  const keyring = new KeyRing({ caPem: base.identity.caPem, crl: () => base.watcher?.current });
+  await keyring.add(base.bundle);
+  const relay = new RelayClient({ urls: config.relay.urls, identity: base.identity });
   const send = (to: string, message: WireMessage): void => {
     try {
       relay.sendMessage(to, encodeWire(message));
@@ -139,10 +168,8 @@ export async function startAgent(config: AgentConfig, options: StartAgentOptions
       log.debug({ to, t: message.t, err: { message: (err as Error).message } }, 'agent message not sent');
     }
   };
-  const peers = new PeerDirectory(keyring, () => bundle, send);
+  const peers = new PeerDirectory(keyring, () => base.bundle, send);
   await peers.learnFromLedger(ledger);
-  const consents = new ConsentService(ledger, config.id, secret);
-
   const ledgerHandlers = new Set<(peer: string, message: string | Uint8Array) => void>();
   const transport: ReplicationTransport = {
     send: (peer, message) => {
@@ -167,11 +194,25 @@ export async function startAgent(config: AgentConfig, options: StartAgentOptions
     }, 1000);
   });
   replicator.on('equivocation', (info: unknown) => log.error({ info }, 'ledger equivocation detected'));
+  return { relay, send, peers, replicator, ledgerHandlers, stop: () => learnTimer && clearTimeout(learnTimer) };
+}
 
-  const local = (): LocalKeys => keys;
+/** The exchange machinery: consents, the engine (send), the receiver, records requests, and the submission service. */
+interface Exchange {
+  consents: ConsentService;
+  engine: ExchangeEngine;
+  requests: RequestService;
+  exchanges: ExchangeService;
+}
+
+function buildExchange(config: AgentConfig, env: NodeJS.ProcessEnv, base: Base, stores: Stores, link: Link, metrics: AgentMetrics, log: Logger): Exchange {
+  const { ledger, state, inbox, directory, outbox, replay } = stores;
+  const { relay, send, peers } = link;
+  const local = (): LocalKeys => base.keys;
+  const consents = new ConsentService(ledger, config.id, base.secret);
   const engine = new ExchangeEngine({
     self: config.id,
-    store,
+    store: state.exchanges,
     outbox,
     consents,
     peers,
@@ -187,8 +228,10 @@ export async function startAgent(config: AgentConfig, options: StartAgentOptions
   engine.on('failed', (r) => metrics.exchange('out', 'failed', r.bytes));
   engine.on('retry', () => metrics.retries.inc());
   engine.on('batch', (size) => metrics.batchSize.observe(size));
-
   const webhook = config.inbox.webhook;
+  const notify = (event: Record<string, unknown>, id: string): void => {
+    if (webhook) void notifyWebhook(webhook.url, webhook.tokenEnv ? env[webhook.tokenEnv] : undefined, event, id, log);
+  };
   const receiver = new Receiver({
     self: config.id,
     inbox,
@@ -203,52 +246,56 @@ export async function startAgent(config: AgentConfig, options: StartAgentOptions
     onDelivered: (meta: InboxMeta) => {
       metrics.exchange('in', 'delivered', meta.bytes);
       if (directory) void directory.copy(meta);
-      if (webhook)
-        void notifyWebhook(webhook.url, webhook.tokenEnv ? env[webhook.tokenEnv] : undefined, { event: 'inbox.delivered', item: meta }, meta.exchangeId, log);
+      notify({ event: 'inbox.delivered', item: meta }, meta.exchangeId);
     },
     onRefused: (code) => metrics.refused.inc({ code }),
   });
-
   const requests = new RequestService({
     self: config.id,
-    secret,
+    secret: base.secret,
     store: state.requests,
     consents,
     peers,
     keys: local,
     send,
     logger: log,
-    onIncoming: (request) => {
-      if (webhook)
-        void notifyWebhook(webhook.url, webhook.tokenEnv ? env[webhook.tokenEnv] : undefined, { event: 'request.received', request }, request.id, log);
+    onIncoming: (request) => notify({ event: 'request.received', request }, request.id),
+  });
+  const dispatcher = new MessageDispatcher({
+    engine,
+    receiver,
+    requests,
+    peers,
+    ledger: (from, message) => {
+      for (const h of link.ledgerHandlers) h(from, message);
     },
+    logger: log,
   });
-
-  // A peer's message that fails in its handler (a bug, a store error, an input no check foresaw) is logged
-  // and dropped: it must not become an unhandled rejection, which would stop the agent.
-  const handled = (from: string, t: string, work: Promise<unknown>): void => {
-    work.catch((err: Error) => log.error({ from, message: t, err: { name: err?.name, message: err?.message } }, 'an agent message could not be handled'));
-  };
-  relay.on('message', (m: RelayMessage) => {
-    const decoded = decodeWire(m.body);
-    if (decoded.kind === 'ledger') {
-      for (const h of ledgerHandlers) h(m.from, decoded.message);
-    } else if (decoded.kind === 'json') {
-      const msg = decoded.message;
-      if (msg.t === 'receipt') handled(m.from, msg.t, engine.onReceipt(m.from, msg.receipt));
-      else if (msg.t === 'receipts') for (const receipt of msg.receipts) handled(m.from, msg.t, engine.onReceipt(m.from, receipt));
-      else if (msg.t === 'receipt.get') handled(m.from, msg.t, receiver.onReceiptGet(m.from, msg.id));
-      else if (msg.t === 'receipt.none') engine.onReceiptNone(m.from, msg.id);
-      else if (msg.t === 'records.request') handled(m.from, msg.t, requests.onRequest(m.from, msg));
-      else if (msg.t === 'request.status') handled(m.from, msg.t, requests.onStatus(m.from, msg));
-      else handled(m.from, msg.t, peers.onMessage(m.from, msg));
-    } else {
-      log.warn({ from: m.from, problem: decoded.problem }, 'dropped a malformed agent message');
-    }
-  });
+  relay.on('message', (m: RelayMessage) => dispatcher.dispatch(m));
   relay.on('transfer', (t: InboundTransfer) => {
-    handled(t.from, 'transfer', receiver.onTransfer(t));
+    // onTransfer never throws; a rejection here would be a bug worth a log line, not a stopped agent.
+    receiver
+      .onTransfer(t)
+      .catch((err: Error) => log.error({ from: t.from, err: { name: err?.name, message: err?.message } }, 'an inbound transfer could not be handled'));
   });
+  const exchanges = new ExchangeService({
+    self: config.id,
+    secret: base.secret,
+    gate: engine.gate,
+    store: state.exchanges,
+    outbox,
+    maxBytes: config.limits.maxExchangeBytes,
+    inlineBodyBytes: config.limits.inlineBodyBytes,
+    isRevoked: (to) => peers.isRevoked(to),
+    enqueue: (id) => engine.enqueue(id),
+    ...(config.limits.sendWhileUploading ? { live: (x: Parameters<ExchangeEngine['live']>[0]) => engine.live(x) } : {}),
+  });
+  return { consents, engine, requests, exchanges };
+}
+
+/** Logs the relay link's state changes and tells the engine and the replicator when it is up. */
+function watchRelay(link: Link, engine: ExchangeEngine, metrics: AgentMetrics, log: Logger): void {
+  const { relay, replicator, peers } = link;
   relay.on('ready', () => {
     metrics.relayConnected.set(1);
     log.info({ relay: relay.url }, 'connected to the relay');
@@ -264,25 +311,18 @@ export async function startAgent(config: AgentConfig, options: StartAgentOptions
     log.debug({ to: err.to, code: err.code }, 'message undeliverable');
     peers.onUndeliverable(err.to);
   });
+}
 
-  const exchanges = new ExchangeService({
-    self: config.id,
-    secret,
-    gate: engine.gate,
-    store,
-    outbox,
-    maxBytes: config.limits.maxExchangeBytes,
-    inlineBodyBytes: config.limits.inlineBodyBytes,
-    isRevoked: (to) => peers.isRevoked(to),
-    enqueue: (id) => engine.enqueue(id),
-    ...(config.limits.sendWhileUploading ? { live: (x: Parameters<ExchangeEngine['live']>[0]) => engine.live(x) } : {}),
-  });
+/** The local API (`/v1`, `/healthz`, `/metrics`, the OpenAPI document), listening. */
+async function serveApi(config: AgentConfig, base: Base, stores: Stores, link: Link, x: Exchange, metrics: AgentMetrics, log: Logger): Promise<Server> {
+  const { ledger, state, inbox } = stores;
+  const { relay, replicator } = link;
   const v1 = express.Router();
-  v1.use(consentRoutes(consents, config.id, { jsonLimit: DEFAULT_JSON_LIMIT }));
-  v1.use(exchangeRoutes(exchanges, store, requests));
-  v1.use(requestRoutes(requests, state.requests, { jsonLimit: DEFAULT_JSON_LIMIT }));
+  v1.use(consentRoutes(x.consents, config.id, { jsonLimit: DEFAULT_JSON_LIMIT }));
+  v1.use(exchangeRoutes(x.exchanges, state.exchanges, x.requests));
+  v1.use(requestRoutes(x.requests, state.requests, { jsonLimit: DEFAULT_JSON_LIMIT }));
   v1.use(inboxRoutes(inbox));
-  v1.use(ledgerRoutes(ledger, replicator, trust, config.id));
+  v1.use(ledgerRoutes(ledger, replicator, base.trust, config.id));
   const open = express.Router();
   // Outgoing exchanges not yet delivered or failed (`outbox`): a queue that only grows means the relay or a recipient is away.
   const health: FastRoute = {
@@ -292,7 +332,7 @@ export async function startAgent(config: AgentConfig, options: StartAgentOptions
     open: true,
     handle: async () => ({
       status: 200,
-      body: { status: 'ok', agent: config.id, relay: relay.connected ? 'connected' : 'disconnected', outbox: await store.countUnfinished() },
+      body: { status: 'ok', agent: config.id, relay: relay.connected ? 'connected' : 'disconnected', outbox: await state.exchanges.countUnfinished() },
     }),
   };
   open.get('/healthz', async (req, res) => {
@@ -300,21 +340,47 @@ export async function startAgent(config: AgentConfig, options: StartAgentOptions
     res.status(answer.status).json(answer.body);
   });
   open.get('/metrics', async (_req, res) => {
-    metrics.outboxQueued.set(await store.countUnfinished());
+    metrics.outboxQueued.set(await state.exchanges.countUnfinished());
     const head = ledger.head();
     if (head) metrics.ledgerSeq.set(head.seq);
     res.type(metrics.registry.contentType).send(await metrics.registry.metrics());
   });
-  const handler = createApiHandler({ tokens, logger: log, v1, open, openapi: buildOpenApi(config.id), fast: [submitRoute(exchanges, requests), health] });
+  const handler = createApiHandler({
+    tokens: base.tokens,
+    logger: log,
+    v1,
+    open,
+    openapi: buildOpenApi(config.id),
+    fast: [submitRoute(x.exchanges, x.requests), health],
+  });
   const server: Server = createServer(handler).listen(config.api.port, config.api.host);
   await once(server, 'listening');
   server.requestTimeout = 0; // Large uploads stream for as long as they need; idle sockets still time out.
+  return server;
+}
+
+/**
+ * Starts a hospital agent from a validated config: identity and end-to-end
+ * keys, the stores, the relay link with ledger replication, the exchange
+ * engine (send and receive), and the local API.
+ */
+export async function startAgent(config: AgentConfig, options: StartAgentOptions = {}): Promise<RunningAgent> {
+  const env = options.env ?? process.env;
+  const log = options.logger ?? createLogger({ level: config.log.level, base: { svc: 'hie-agent', agent: config.id } });
+  const base = await loadBase(config, env, log);
+  const stores = await openStores(config, base, log);
+  const metrics = new AgentMetrics();
+  const link = await linkRelay(config, base, stores.ledger, log);
+  const x = buildExchange(config, env, base, stores, link, metrics, log);
+  watchRelay(link, x.engine, metrics, log);
+  const server = await serveApi(config, base, stores, link, x, metrics, log);
   const apiPort = (server.address() as AddressInfo).port;
 
-  replicator.start();
-  void relay.connect().catch(() => undefined);
-  await engine.start();
+  link.replicator.start();
+  void link.relay.connect().catch(() => undefined);
+  await x.engine.start();
   // Items delivered while the directory was not set, or whose copy a crash or an error cut short.
+  const directory = stores.directory;
   if (directory) {
     void directory.catchUp().then(
       (n) => void (n > 0 && log.info({ items: n, dir: directory.dir }, 'inbox items written to the EHR directory at start-up')),
@@ -326,22 +392,33 @@ export async function startAgent(config: AgentConfig, options: StartAgentOptions
   let closing: Promise<void> | undefined;
   const close = (): Promise<void> => {
     closing ??= (async () => {
-      engine.stop();
-      replicator.stop();
-      if (learnTimer) clearTimeout(learnTimer);
-      clearInterval(replayTimer);
+      x.engine.stop();
+      link.replicator.stop();
+      link.stop();
+      clearInterval(stores.replayTimer);
       server.closeAllConnections();
       await new Promise<void>((resolve) => server.close(() => resolve()));
-      await relay.close().catch(() => undefined);
-      watcher?.stop();
-      await replay.close().catch(() => undefined);
-      await state.close();
-      await ledger.close();
+      await link.relay.close().catch(() => undefined);
+      base.watcher?.stop();
+      await stores.replay.close().catch(() => undefined);
+      await stores.state.close();
+      await stores.ledger.close();
       log.info('hospital agent stopped');
     })();
     return closing;
   };
-  return { id: config.id, config, apiPort, ledger, engine, relay, replicator, metrics, reloadCrl: () => watcher?.reload() ?? false, close };
+  return {
+    id: config.id,
+    config,
+    apiPort,
+    ledger: stores.ledger,
+    engine: x.engine,
+    relay: link.relay,
+    replicator: link.replicator,
+    metrics,
+    reloadCrl: () => base.watcher?.reload() ?? false,
+    close,
+  };
 }
 
 /** Tells the EHR about a new inbox item or records request (one attempt; the EHR can also poll the API). */

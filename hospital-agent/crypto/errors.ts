@@ -36,8 +36,14 @@ export type CryptoErrorCode =
   | 'ERR_KEYRING_NO_KEY'
   /** Every bundle known for an agent has a revoked certificate. */
   | 'ERR_KEYRING_REVOKED'
+  /** No valid key bundle can be had for a peer (not in the ledger yet, and the peer did not answer). */
+  | 'ERR_PEER_KEY_UNAVAILABLE'
   /** The agent's private key files are missing, unreadable, of the wrong type, or readable by others. */
-  | 'ERR_KEYS_UNREADABLE';
+  | 'ERR_KEYS_UNREADABLE'
+  /** A compact JWE is malformed, uses other algorithms than ours, or does not open with the key given. */
+  | 'ERR_JWE_INVALID'
+  /** A signed, encrypted message (a records request) does not open, or its signature does not verify. */
+  | 'ERR_SEALED_MESSAGE_INVALID';
 
 /** Safe, non-PHI context about the envelope an error is about (for failure receipts and logs). */
 export interface EnvelopeContext {

@@ -43,3 +43,4 @@ export {
 } from './receipt.ts';
 export { KeyRing, type KeyRingTrust } from './keyring.ts';
 export { saveAgentKeys, loadAgentKeys, withKids, senderKeys, recipientKeys, KEY_FILES, type LocalKeys } from './keystore.ts';
+export { sealSignedMessage, openSignedMessage, type KeyWithId } from './sealed-message.ts';

@@ -9,6 +9,7 @@ import {
   timingSafeEqual,
   type KeyObject,
 } from 'node:crypto';
+import { CryptoError } from './errors.ts';
 
 /**
  * Compact JWE (RFC 7516) with `ECDH-ES+A256KW` key agreement over X25519 and
@@ -32,11 +33,10 @@ const KW_IV = Buffer.from('a6a6a6a6a6a6a6a6', 'hex');
 const B64URL = /^[A-Za-z0-9_-]*$/;
 const ZERO32 = Buffer.alloc(32);
 
-/** Why a JWE did not open; the message names the part, never key material. */
-export class JweError extends Error {
+/** Why a JWE did not open (`ERR_JWE_INVALID`); the message names the part, never key material. */
+export class JweError extends CryptoError {
   constructor(message: string) {
-    super(message);
-    this.name = this.constructor.name;
+    super('ERR_JWE_INVALID', message);
   }
 }
 

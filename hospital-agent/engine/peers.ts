@@ -1,28 +1,23 @@
 import type { KeyBundle, VerifiedKeyBundle } from '../../certs/index.ts';
 import type { Ledger } from '../../ledger/index.ts';
-import { KeyRing, type SenderLookup } from '../crypto/index.ts';
+import { CryptoError, KeyRing, type SenderLookup } from '../crypto/index.ts';
+import { AgentError } from '../errors.ts';
 import type { WireMessage } from './wire.ts';
 
 /** How long to wait for a peer to answer `bundle.get`. */
 export const DEFAULT_BUNDLE_TIMEOUT_MS = 10_000;
 
 /** Thrown when a peer's key bundle cannot be had (offline, or it never answered). */
-export class PeerKeyUnavailableError extends Error {
-  readonly code = 'ERR_PEER_KEY_UNAVAILABLE';
-
+export class PeerKeyUnavailableError extends CryptoError {
   constructor(readonly agent: string) {
-    super(`no valid key bundle for '${agent}' (not in the ledger yet and the peer did not answer)`);
-    this.name = this.constructor.name;
+    super('ERR_PEER_KEY_UNAVAILABLE', `no valid key bundle for '${agent}' (not in the ledger yet and the peer did not answer)`);
   }
 }
 
 /** Thrown when every certificate known for the recipient is revoked: it is no longer a hospital of the federation. */
-export class RecipientRevokedError extends Error {
-  readonly code = 'ERR_UNKNOWN_RECIPIENT';
-
+export class RecipientRevokedError extends AgentError {
   constructor(readonly agent: string) {
-    super(`'${agent}' is not a hospital of the federation any more: its certificate is revoked`);
-    this.name = this.constructor.name;
+    super('ERR_UNKNOWN_RECIPIENT', `'${agent}' is not a hospital of the federation any more: its certificate is revoked`);
   }
 }
 

@@ -1,6 +1,7 @@
 import type { Readable } from 'node:stream';
 import type { Ledger } from '../../ledger/index.ts';
 import {
+  CryptoError,
   createReceipt,
   createReceipts,
   deliveredReceipt,
@@ -145,7 +146,7 @@ export class Receiver {
       });
       if (opened.exchangeId !== exchangeId || opened.from !== from || !opened.to.includes(this.o.self)) {
         // The relay-authenticated sender and the signed header must agree.
-        throw Object.assign(new Error('envelope does not match its transfer'), { code: 'ERR_ENVELOPE_WRONG_RECIPIENT' });
+        throw new CryptoError('ERR_ENVELOPE_WRONG_RECIPIENT', 'envelope does not match its transfer');
       }
       receipt = deliveredReceipt(opened, this.o.signer());
       released = await quarantine.release(
@@ -232,7 +233,7 @@ export class Receiver {
           replay: this.o.replay,
         });
         if (opened.exchangeId !== batchId || opened.from !== from || !opened.to.includes(this.o.self) || opened.items?.length !== count || !opened.content) {
-          throw Object.assign(new Error('envelope does not match its transfer'), { code: 'ERR_ENVELOPE_WRONG_RECIPIENT' });
+          throw new CryptoError('ERR_ENVELOPE_WRONG_RECIPIENT', 'envelope does not match its transfer');
         }
       } catch (err) {
         this.refuse(transfer, batchId, err);
@@ -383,8 +384,19 @@ export class Receiver {
 /** The failed receipt's code for an exchange id that another hospital's inbox item already has. */
 const ID_IN_USE = 'ERR_EXCHANGE_ID_IN_USE';
 
-function idInUse(exchangeId: string): Error {
-  return Object.assign(new Error(`exchange id ${exchangeId} names another hospital's inbox item`), { code: ID_IN_USE });
+/** An inbound exchange refused for what it collides with here (its code goes into the failed receipt). */
+export class InboundRefusedError extends Error {
+  constructor(
+    readonly code: typeof ID_IN_USE,
+    message: string,
+  ) {
+    super(message);
+    this.name = this.constructor.name;
+  }
+}
+
+function idInUse(exchangeId: string): InboundRefusedError {
+  return new InboundRefusedError(ID_IN_USE, `exchange id ${exchangeId} names another hospital's inbox item`);
 }
 
 /** The `exchange.received` entry of an inbox item. */

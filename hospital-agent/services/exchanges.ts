@@ -1,6 +1,4 @@
 import { createHash, randomUUID } from 'node:crypto';
-import { open } from 'node:fs/promises';
-import { join } from 'node:path';
 import { finished, type Readable } from 'node:stream';
 import { isHospitalId } from '../../certs/index.ts';
 import { CONTENT_TYPE_PATTERN, ID_PATTERN, sha256Hex } from '../../ledger/index.ts';
@@ -106,7 +104,7 @@ export class ExchangeService {
       const earlier = await this.o.store.byIdempotencyKey(req.principal, req.idempotencyKey);
       if (earlier) return this.retried(earlier, req, { contentType, hash, purpose });
     }
-    if (await this.o.isRevoked?.(req.to)) throw new AgentError('ERR_UNKNOWN_RECIPIENT', new RecipientRevokedError(req.to).message);
+    if (await this.o.isRevoked?.(req.to)) throw new RecipientRevokedError(req.to);
     const at = this.o.now?.() ?? new Date();
     // Refuse before a byte of the body is read when the consent cannot cover it.
     await this.o.gate.admit({ consentId: req.consentId, patientHash: hash, to: req.to, purpose, scope: isFhir ? undefined : scopeOf(contentType), at });
@@ -127,7 +125,7 @@ export class ExchangeService {
     try {
       let scope = scopeOf(contentType);
       if (isFhir) {
-        const summary = validateFhirBundle(stored.content ?? (await this.readBody(id, stored.bytes)));
+        const summary = validateFhirBundle(stored.content ?? (await this.o.outbox.readAll(id, stored.bytes)));
         scope = scopeOf(contentType, summary.resourceTypes);
         await this.o.gate.admit({ consentId: req.consentId, patientHash: hash, to: req.to, purpose, scope, at });
       }
@@ -230,17 +228,6 @@ export class ExchangeService {
       }) === earlier.requestFingerprint;
     if (!same) throw new AgentError('ERR_CONFLICT', 'Idempotency-Key was already used for a different request');
     return { record: earlier, created: false };
-  }
-
-  private async readBody(id: string, bytes: number): Promise<Buffer> {
-    const fh = await open(join(this.o.outbox.dir, `${id}.body`), 'r');
-    try {
-      const buf = Buffer.alloc(bytes);
-      await fh.read(buf, 0, bytes, 0);
-      return buf;
-    } finally {
-      await fh.close();
-    }
   }
 
   /** One exchange as the API shows it (no patient hash). */

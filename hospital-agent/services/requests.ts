@@ -1,12 +1,11 @@
 import { randomUUID } from 'node:crypto';
-import { CompactEncrypt, CompactSign, compactDecrypt, compactVerify, decodeProtectedHeader } from 'jose';
 import { z } from 'zod';
 import { HOSPITAL_ID_PATTERN, jcs } from '../../certs/index.ts';
 import { SCOPE_PATTERN } from '../../ledger/index.ts';
 import { PURPOSES, type Purpose } from '../consent/model.ts';
 import { patientHash } from '../consent/patient.ts';
-import type { LocalKeys } from '../crypto/index.ts';
-import { PeerKeyUnavailableError, RecipientRevokedError, type PeerDirectory } from '../engine/peers.ts';
+import { openSignedMessage, sealSignedMessage, type LocalKeys } from '../crypto/index.ts';
+import { PeerKeyUnavailableError, type PeerDirectory } from '../engine/peers.ts';
 import type { EngineLogger } from '../engine/index.ts';
 import type { WireMessage } from '../engine/wire.ts';
 import { AgentError } from '../errors.ts';
@@ -66,7 +65,6 @@ export class RequestService {
     } catch (err) {
       if (err instanceof PeerKeyUnavailableError)
         throw new AgentError('ERR_RELAY_UNAVAILABLE', `cannot reach '${input.holder}' to deliver the request; try again later`);
-      if (err instanceof RecipientRevokedError) throw new AgentError('ERR_UNKNOWN_RECIPIENT', err.message);
       throw err;
     }
     const now = this.now().toISOString();
@@ -82,10 +80,11 @@ export class RequestService {
       scope: input.scope,
       created: now,
     };
-    const jws = await new CompactSign(jcs(payload)).setProtectedHeader({ alg: 'EdDSA', kid: keys.signingKid }).sign(keys.signing.privateKey);
-    const jwe = await new CompactEncrypt(Buffer.from(jws, 'utf8'))
-      .setProtectedHeader({ alg: 'ECDH-ES+A256KW', enc: 'A256GCM', kid: bundle.encryptionKid })
-      .encrypt(bundle.encryptionKey);
+    const jwe = await sealSignedMessage(
+      jcs(payload),
+      { key: keys.signing.privateKey, kid: keys.signingKid },
+      { key: bundle.encryptionKey, kid: bundle.encryptionKid },
+    );
     const request: RecordsRequest = {
       id,
       direction: 'outgoing',
@@ -106,13 +105,8 @@ export class RequestService {
     let payload: z.infer<typeof payloadSchema>;
     try {
       const keys = this.o.keys();
-      const { plaintext } = await compactDecrypt(message.jwe, keys.encryption.privateKey);
-      const jws = Buffer.from(plaintext).toString('utf8');
-      const kid = decodeProtectedHeader(jws).kid;
-      if (typeof kid !== 'string') throw new Error('no kid');
-      const signer = await this.o.peers.signerLookup()(from, kid, this.now());
-      if (!signer) throw new Error('unknown signer');
-      const { payload: bytes } = await compactVerify(jws, signer.signingKey);
+      const lookup = this.o.peers.signerLookup();
+      const bytes = await openSignedMessage(message.jwe, keys.encryption.privateKey, async (kid) => (await lookup(from, kid, this.now()))?.signingKey);
       payload = payloadSchema.parse(JSON.parse(Buffer.from(bytes).toString('utf8')));
       if (payload.from !== from || payload.to !== this.o.self || payload.id !== message.id)
         throw new Error('request is not addressed from the sender to this hospital');

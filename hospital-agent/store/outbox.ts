@@ -1,6 +1,6 @@
 import { createHash } from 'node:crypto';
 import { createReadStream, createWriteStream } from 'node:fs';
-import { mkdir, readdir, rename, rm, unlink } from 'node:fs/promises';
+import { mkdir, open, readdir, rename, rm, unlink } from 'node:fs/promises';
 import { join } from 'node:path';
 import { Readable, Transform, type TransformCallback, type Writable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
@@ -163,6 +163,20 @@ export class Outbox {
   read(id: string): Readable {
     const cached = this.cache.get(id);
     return cached ? Readable.from([cached], { objectMode: false }) : createReadStream(this.path(id, 'body'));
+  }
+
+  /** A stored body of `bytes` bytes, read whole into memory (a FHIR Bundle to validate; never a large one). */
+  async readAll(id: string, bytes: number): Promise<Buffer> {
+    const cached = this.cache.get(id);
+    if (cached) return cached;
+    const fh = await open(this.path(id, 'body'), 'r');
+    try {
+      const buf = Buffer.alloc(bytes);
+      await fh.read(buf, 0, bytes, 0);
+      return buf;
+    } finally {
+      await fh.close();
+    }
   }
 
   /** Deletes a stored body (once the exchange is final). */

@@ -39,7 +39,8 @@ describe('ExchangeStore', function () {
   it('writes every new exchange durably (synced) before create resolves, with or without an inline body', async function () {
     // The API acknowledges with 202 once create resolves: the record must be on disk, not only in the page cache.
     type Batch = { _put(key: string, value: unknown, o: object): void; _write(options: { sync?: boolean }): Promise<void> };
-    const db = (store as unknown as { db: { _chainedBatch(): Batch } }).db;
+    // The LevelDB instance the state database owns (StateDb.db).
+    const db = (state.db as unknown as { db: { _chainedBatch(): Batch } }).db;
     const original = db._chainedBatch.bind(db);
     const writes: Array<{ keys: string[]; sync: boolean }> = [];
     db._chainedBatch = () => {

@@ -1,0 +1,71 @@
+/**
+ * Dispatches the small messages other agents send through the relay to the
+ * part that handles each: receipts to the sender side of the engine,
+ * receipt requests to the receiver, records requests and their answers to
+ * the request service, key bundles to the peer directory, and ledger
+ * replication to the replicator. A handler's failure is logged and dropped:
+ * a peer's message must never stop the agent.
+ */
+import type { RelayMessage } from '../../relay/protocol/index.ts';
+import type { RequestService } from '../services/requests.ts';
+import type { ExchangeEngine } from './engine.ts';
+import type { EngineLogger } from './options.ts';
+import type { PeerDirectory } from './peers.ts';
+import type { Receiver } from './receiver.ts';
+import { decodeWire, type WireMessage } from './wire.ts';
+
+/** Who handles what. */
+export interface DispatchTargets {
+  engine: Pick<ExchangeEngine, 'onReceipt' | 'onReceiptNone'>;
+  receiver: Pick<Receiver, 'onReceiptGet'>;
+  requests: Pick<RequestService, 'onRequest' | 'onStatus'>;
+  peers: Pick<PeerDirectory, 'onMessage'>;
+  /** Ledger replication messages. */
+  ledger: (from: string, message: string) => void;
+  logger: EngineLogger & { debug?(obj: object, msg?: string): void };
+}
+
+/** See the module comment. */
+export class MessageDispatcher {
+  constructor(private readonly to: DispatchTargets) {}
+
+  /** Handles one message from the relay; never throws. */
+  dispatch(m: RelayMessage): void {
+    const decoded = decodeWire(m.body);
+    if (decoded.kind === 'ledger') this.to.ledger(m.from, decoded.message);
+    else if (decoded.kind === 'json') this.json(m.from, decoded.message);
+    else this.to.logger.warn({ from: m.from, problem: decoded.problem }, 'dropped a malformed agent message');
+  }
+
+  private json(from: string, msg: WireMessage): void {
+    const { engine, receiver, requests, peers } = this.to;
+    switch (msg.t) {
+      case 'receipt':
+        return this.handled(from, msg.t, engine.onReceipt(from, msg.receipt));
+      case 'receipts':
+        for (const receipt of msg.receipts) this.handled(from, msg.t, engine.onReceipt(from, receipt));
+        return;
+      case 'receipt.get':
+        return this.handled(from, msg.t, receiver.onReceiptGet(from, msg.id));
+      case 'receipt.none':
+        return engine.onReceiptNone(from, msg.id);
+      case 'records.request':
+        return this.handled(from, msg.t, requests.onRequest(from, msg));
+      case 'request.status':
+        return this.handled(from, msg.t, requests.onStatus(from, msg));
+      default:
+        return this.handled(from, msg.t, peers.onMessage(from, msg));
+    }
+  }
+
+  /**
+   * A peer's message that fails in its handler (a bug, a store error, an input
+   * no check foresaw) is logged and dropped: it must not become an unhandled
+   * rejection, which would stop the agent.
+   */
+  private handled(from: string, t: string, work: Promise<unknown>): void {
+    work.catch((err: Error) =>
+      this.to.logger.error({ from, message: t, err: { name: err?.name, message: err?.message } }, 'an agent message could not be handled'),
+    );
+  }
+}
