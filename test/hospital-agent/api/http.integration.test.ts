@@ -3,8 +3,8 @@ import type { Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { expect } from 'chai';
 import express from 'express';
-import { AgentError } from '../../hospital-agent/errors.ts';
-import { createApiApp, type ApiLogger } from '../../hospital-agent/api/http.ts';
+import { AgentError } from '../../../hospital-agent/errors.ts';
+import { createApiApp, type ApiLogger } from '../../../hospital-agent/api/http.ts';
 
 const TOKEN = 'test-token-0123456789abcdef0123456789abcdef';
 

@@ -1,17 +1,17 @@
 import { createHash, generateKeyPairSync, randomBytes, randomUUID } from 'node:crypto';
 import { join } from 'node:path';
 import { expect } from 'chai';
-import type { Ledger } from '../../ledger/index.ts';
-import { ExchangeEngine, type RelayPort } from '../../hospital-agent/engine/index.ts';
-import { PeerKeyUnavailableError, type PeerDirectory } from '../../hospital-agent/engine/peers.ts';
-import { ConsentService } from '../../hospital-agent/services/consents.ts';
-import type { ExchangeStore } from '../../hospital-agent/store/exchanges.ts';
-import { StateStore } from '../../hospital-agent/store/state.ts';
-import { Outbox } from '../../hospital-agent/store/outbox.ts';
-import { RelayError } from '../../relay/protocol/index.ts';
-import { dbPath, makeWorld } from '../ledger/support.ts';
-import { tempDir } from '../support/tmp.ts';
-import { waitFor } from '../support/agents.ts';
+import type { Ledger } from '../../../ledger/index.ts';
+import { ExchangeEngine, type RelayPort } from '../../../hospital-agent/engine/index.ts';
+import { PeerKeyUnavailableError, type PeerDirectory } from '../../../hospital-agent/engine/peers.ts';
+import { ConsentService } from '../../../hospital-agent/services/consents.ts';
+import type { ExchangeStore } from '../../../hospital-agent/store/exchanges.ts';
+import { StateStore } from '../../../hospital-agent/store/state.ts';
+import { Outbox } from '../../../hospital-agent/store/outbox.ts';
+import { RelayError } from '../../../relay/protocol/index.ts';
+import { dbPath, makeWorld } from '../../ledger/support.ts';
+import { tempDir } from '../../support/tmp.ts';
+import { waitFor } from '../../support/agents.ts';
 
 /**
  * The store keeps `sending` in memory only: an exchange whose `exchange.sent`

@@ -3,9 +3,9 @@ import { readdirSync } from 'node:fs';
 import { join } from 'node:path';
 import { PassThrough, Readable } from 'node:stream';
 import { expect } from 'chai';
-import { AgentError } from '../../hospital-agent/errors.ts';
-import { Outbox } from '../../hospital-agent/store/outbox.ts';
-import { tempDir } from '../support/tmp.ts';
+import { AgentError } from '../../../hospital-agent/errors.ts';
+import { Outbox } from '../../../hospital-agent/store/outbox.ts';
+import { tempDir } from '../../support/tmp.ts';
 
 describe('Outbox', function () {
   let tmp: ReturnType<typeof tempDir>;

@@ -4,10 +4,10 @@ import { readdirSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { expect } from 'chai';
-import { AgentError } from '../../hospital-agent/errors.ts';
-import { validateFhirBundle } from '../../hospital-agent/fhir/bundle.ts';
-import { Inbox } from '../../hospital-agent/store/inbox.ts';
-import { tempDir } from '../support/tmp.ts';
+import { AgentError } from '../../../hospital-agent/errors.ts';
+import { validateFhirBundle } from '../../../hospital-agent/fhir/bundle.ts';
+import { Inbox } from '../../../hospital-agent/store/inbox.ts';
+import { tempDir } from '../../support/tmp.ts';
 
 describe('Inbox', function () {
   let tmp: ReturnType<typeof tempDir>;
@@ -96,7 +96,7 @@ describe('Inbox', function () {
   });
 
   it('never turns an id into a path outside the inbox', async function () {
-    for (const bad of ['../../etc/passwd', '..', 'a/b/c/d/e/f', 'short', '', 'x'.repeat(200), 'abc.defgh']) {
+    for (const bad of ['../../../etc/passwd', '..', 'a/b/c/d/e/f', 'short', '', 'x'.repeat(200), 'abc.defgh']) {
       try {
         await inbox.quarantine(bad);
         throw new Error(`accepted ${bad}`);
@@ -114,7 +114,7 @@ describe('Inbox', function () {
 });
 
 describe('validateFhirBundle', function () {
-  const fixture = readFileSync(fileURLToPath(new URL('../../scripts/fixtures/patient-bundle.json', import.meta.url)));
+  const fixture = readFileSync(fileURLToPath(new URL('../../../scripts/fixtures/patient-bundle.json', import.meta.url)));
 
   it('accepts the shipped synthetic bundle', function () {
     const s = validateFhirBundle(fixture);

@@ -1,12 +1,12 @@
 import { randomBytes } from 'node:crypto';
 import { expect } from 'chai';
-import type { Ledger } from '../../ledger/index.ts';
-import { verifyLedger, levelSource } from '../../ledger/index.ts';
-import { AgentError } from '../../hospital-agent/errors.ts';
-import { patientHash } from '../../hospital-agent/consent/index.ts';
-import { ConsentService } from '../../hospital-agent/services/consents.ts';
-import { dbPath, makeWorld, type LedgerWorld } from '../ledger/support.ts';
-import { tempDir } from '../support/tmp.ts';
+import type { Ledger } from '../../../ledger/index.ts';
+import { verifyLedger, levelSource } from '../../../ledger/index.ts';
+import { AgentError } from '../../../hospital-agent/errors.ts';
+import { patientHash } from '../../../hospital-agent/consent/index.ts';
+import { ConsentService } from '../../../hospital-agent/services/consents.ts';
+import { dbPath, makeWorld, type LedgerWorld } from '../../ledger/support.ts';
+import { tempDir } from '../../support/tmp.ts';
 
 describe('ConsentService', function () {
   let tmp: ReturnType<typeof tempDir>;

@@ -1,10 +1,10 @@
 import { expect } from 'chai';
-import { loadIdentity } from '../../certs/index.ts';
-import { chargesFromUsage, RELAY_ACCOUNT } from '../../hospital-agent/engine/payments.ts';
-import { signUsage } from '../../relay/index.ts';
-import { RelayError, verifyUsageStatement } from '../../relay/protocol/index.ts';
-import { makeFederation } from '../support/federation.ts';
-import { tempDir } from '../support/tmp.ts';
+import { loadIdentity } from '../../../certs/index.ts';
+import { chargesFromUsage, RELAY_ACCOUNT } from '../../../hospital-agent/engine/payments.ts';
+import { signUsage } from '../../../relay/index.ts';
+import { RelayError, verifyUsageStatement } from '../../../relay/protocol/index.ts';
+import { makeFederation } from '../../support/federation.ts';
+import { tempDir } from '../../support/tmp.ts';
 
 describe('release fee in signed usage statements', function () {
   this.timeout(30_000);

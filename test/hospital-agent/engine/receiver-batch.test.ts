@@ -2,15 +2,15 @@ import { createHash, randomUUID } from 'node:crypto';
 import { join } from 'node:path';
 import { Readable } from 'node:stream';
 import { expect } from 'chai';
-import { Ledger } from '../../ledger/index.ts';
-import { BATCH_CONTENT_TYPE, MemoryReplayStore, sealEnvelope, verifyReceipt, type Receipt } from '../../hospital-agent/crypto/index.ts';
-import { PeerDirectory } from '../../hospital-agent/engine/peers.ts';
-import { Receiver, type IncomingTransfer } from '../../hospital-agent/engine/receiver.ts';
-import { encodeTransferMeta, type WireMessage } from '../../hospital-agent/engine/wire.ts';
-import { StateStore } from '../../hospital-agent/store/state.ts';
-import { Inbox } from '../../hospital-agent/store/inbox.ts';
-import { getWorld, type World } from './crypto/fixtures.ts';
-import { tempDir } from '../support/tmp.ts';
+import { Ledger } from '../../../ledger/index.ts';
+import { BATCH_CONTENT_TYPE, MemoryReplayStore, sealEnvelope, verifyReceipt, type Receipt } from '../../../hospital-agent/crypto/index.ts';
+import { PeerDirectory } from '../../../hospital-agent/engine/peers.ts';
+import { Receiver, type IncomingTransfer } from '../../../hospital-agent/engine/receiver.ts';
+import { encodeTransferMeta, type WireMessage } from '../../../hospital-agent/engine/wire.ts';
+import { StateStore } from '../../../hospital-agent/store/state.ts';
+import { Inbox } from '../../../hospital-agent/store/inbox.ts';
+import { getWorld, type World } from '../crypto/fixtures.ts';
+import { tempDir } from '../../support/tmp.ts';
 
 interface Item {
   id: string;

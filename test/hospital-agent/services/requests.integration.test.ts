@@ -3,11 +3,11 @@ import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { expect } from 'chai';
 import { CompactEncrypt, CompactSign } from 'jose';
-import { jcs, type KeyBundle } from '../../certs/index.ts';
-import { loadAgentKeys } from '../../hospital-agent/crypto/index.ts';
-import { encodeWire } from '../../hospital-agent/engine/wire.ts';
-import { startNetwork, waitFor, type TestNetwork } from '../support/agents.ts';
-import { tempDir } from '../support/tmp.ts';
+import { jcs, type KeyBundle } from '../../../certs/index.ts';
+import { loadAgentKeys } from '../../../hospital-agent/crypto/index.ts';
+import { encodeWire } from '../../../hospital-agent/engine/wire.ts';
+import { startNetwork, waitFor, type TestNetwork } from '../../support/agents.ts';
+import { tempDir } from '../../support/tmp.ts';
 
 describe('a records request a member built by hand', function () {
   this.timeout(120_000);

@@ -1,10 +1,10 @@
 import { randomUUID } from 'node:crypto';
 import { join } from 'node:path';
 import { expect } from 'chai';
-import { AgentError } from '../../hospital-agent/errors.ts';
-import type { ExchangeStore, NewExchange } from '../../hospital-agent/store/exchanges.ts';
-import { StateStore } from '../../hospital-agent/store/state.ts';
-import { tempDir } from '../support/tmp.ts';
+import { AgentError } from '../../../hospital-agent/errors.ts';
+import type { ExchangeStore, NewExchange } from '../../../hospital-agent/store/exchanges.ts';
+import { StateStore } from '../../../hospital-agent/store/state.ts';
+import { tempDir } from '../../support/tmp.ts';
 
 function exchange(overrides: Partial<NewExchange> = {}): NewExchange {
   return {

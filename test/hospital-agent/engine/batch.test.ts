@@ -2,19 +2,19 @@ import { createHash, randomBytes, randomUUID } from 'node:crypto';
 import { join } from 'node:path';
 import { Writable } from 'node:stream';
 import { expect } from 'chai';
-import { Ledger } from '../../ledger/index.ts';
-import { createReceipt } from '../../hospital-agent/crypto/index.ts';
-import { ExchangeEngine, type RelayPort } from '../../hospital-agent/engine/index.ts';
-import { PeerDirectory } from '../../hospital-agent/engine/peers.ts';
-import { decodeTransferMeta } from '../../hospital-agent/engine/wire.ts';
-import { ConsentService } from '../../hospital-agent/services/consents.ts';
-import type { ExchangeStore, ExchangeRecord } from '../../hospital-agent/store/exchanges.ts';
-import { StateStore } from '../../hospital-agent/store/state.ts';
-import { Outbox } from '../../hospital-agent/store/outbox.ts';
-import type { VerifiedUsage } from '../../relay/protocol/index.ts';
-import { waitFor } from '../support/agents.ts';
-import { tempDir } from '../support/tmp.ts';
-import { getWorld, type World } from './crypto/fixtures.ts';
+import { Ledger } from '../../../ledger/index.ts';
+import { createReceipt } from '../../../hospital-agent/crypto/index.ts';
+import { ExchangeEngine, type RelayPort } from '../../../hospital-agent/engine/index.ts';
+import { PeerDirectory } from '../../../hospital-agent/engine/peers.ts';
+import { decodeTransferMeta } from '../../../hospital-agent/engine/wire.ts';
+import { ConsentService } from '../../../hospital-agent/services/consents.ts';
+import type { ExchangeStore, ExchangeRecord } from '../../../hospital-agent/store/exchanges.ts';
+import { StateStore } from '../../../hospital-agent/store/state.ts';
+import { Outbox } from '../../../hospital-agent/store/outbox.ts';
+import type { VerifiedUsage } from '../../../relay/protocol/index.ts';
+import { waitFor } from '../../support/agents.ts';
+import { tempDir } from '../../support/tmp.ts';
+import { getWorld, type World } from '../crypto/fixtures.ts';
 
 /** A relay port whose transfers land in memory (what the recipient would get), with no usage statement. */
 function memoryRelay(): RelayPort & { transfers: Array<{ to: string; meta: Buffer; bytes: Buffer; done: Promise<void> }> } {

@@ -1,8 +1,8 @@
 import { expect } from 'chai';
-import type { SignedHead } from '../../ledger/index.ts';
-import { monthPeriod, settlementStatement } from '../../hospital-agent/engine/payments.ts';
-import { tempDir } from '../support/tmp.ts';
-import { contentHash, dbPath, makeWorld, patientHmac } from '../ledger/support.ts';
+import type { SignedHead } from '../../../ledger/index.ts';
+import { monthPeriod, settlementStatement } from '../../../hospital-agent/engine/payments.ts';
+import { tempDir } from '../../support/tmp.ts';
+import { contentHash, dbPath, makeWorld, patientHmac } from '../../ledger/support.ts';
 
 describe('settlement statements', function () {
   it("say which counterparties' charges they cannot see (feed not replicated), and count them once it is", async function () {

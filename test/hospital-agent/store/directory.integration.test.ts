@@ -2,10 +2,10 @@ import { existsSync, readdirSync, readFileSync, rmSync } from 'node:fs';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { expect } from 'chai';
-import { grantConsent, startNetwork, waitFor, type TestNetwork } from '../support/agents.ts';
-import { tempDir } from '../support/tmp.ts';
+import { grantConsent, startNetwork, waitFor, type TestNetwork } from '../../support/agents.ts';
+import { tempDir } from '../../support/tmp.ts';
 
-const BUNDLE = readFileSync(fileURLToPath(new URL('../../scripts/fixtures/patient-bundle.json', import.meta.url)));
+const BUNDLE = readFileSync(fileURLToPath(new URL('../../../scripts/fixtures/patient-bundle.json', import.meta.url)));
 
 describe('inbox delivery to a directory the EHR watches (inbox.directory)', function () {
   this.timeout(120_000);
