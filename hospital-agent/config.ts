@@ -1,7 +1,6 @@
 import { readFileSync } from 'node:fs';
-import { dirname, extname, isAbsolute, resolve } from 'node:path';
-import YAML from 'yaml';
 import { z } from 'zod';
+import { ConfigError, configLeaves as commonConfigLeaves, createConfigLoader, type LeafKind } from '../common/index.ts';
 import { HOSPITAL_ID_PATTERN } from '../certs/index.ts';
 import { MIN_TOKEN_LENGTH, type ApiToken } from './api/auth.ts';
 import { MIN_PATIENT_SECRET_BYTES } from './consent/patient.ts';
@@ -23,18 +22,11 @@ export const MAX_INLINE_BODY_BYTES = 1024 * 1024;
 /** Env var prefix: `api.port` is HIE_AGENT_API_PORT. */
 export const AGENT_ENV_PREFIX = 'HIE_AGENT_';
 
-/** An invalid agent configuration; the message names the key and the problem. */
-export class AgentConfigError extends Error {
-  readonly code = 'ERR_AGENT_CONFIG';
-  /** Dotted config keys at fault. */
-  readonly keys: string[];
+/** An invalid agent configuration (code `ERR_AGENT_CONFIG`): the one config error class of common/, under the agent's name. */
+export { ConfigError as AgentConfigError };
 
-  constructor(message: string, keys: string[]) {
-    super(message);
-    this.name = this.constructor.name;
-    this.keys = keys;
-  }
-}
+/** A config error of the agent: `keys` names the dotted keys at fault. */
+const configError = (message: string, keys: string[]): ConfigError => new ConfigError(message, keys, 'ERR_AGENT_CONFIG');
 
 const int = (min: number, max = Number.MAX_SAFE_INTEGER) => z.number().int().min(min).max(max);
 const wsUrl = z.string().regex(/^wss:\/\/[^\s/]+(:\d+)?(\/\S*)?$/, 'must be a wss:// URL');
@@ -105,142 +97,34 @@ export const agentConfigSchema = z.strictObject({
 /** A validated agent configuration. */
 export type AgentConfig = z.output<typeof agentConfigSchema>;
 
-type Kind = 'string' | 'number' | 'boolean' | 'list';
+const loader = createConfigLoader({
+  schema: agentConfigSchema,
+  envPrefix: AGENT_ENV_PREFIX,
+  code: 'ERR_AGENT_CONFIG',
+  paths: ['identity.cert', 'identity.key', 'identity.ca', 'identity.crl', 'dataDir', 'api.tokensFile', 'patientSecret.file', 'inbox.directory'],
+});
 
-function leafKind(schema: z.ZodType): Kind | undefined {
-  let s: z.ZodType = schema;
-  // Unwrap defaults, prefaults and optionals to reach the value type.
-  for (;;) {
-    const def = (s as unknown as { def: { type: string; innerType?: z.ZodType } }).def;
-    if ((def.type === 'default' || def.type === 'prefault' || def.type === 'optional') && def.innerType) s = def.innerType;
-    else break;
-  }
-  const type = (s as unknown as { def: { type: string } }).def.type;
-  if (type === 'string' || type === 'enum') return 'string';
-  if (type === 'number') return 'number';
-  if (type === 'boolean') return 'boolean';
-  if (type === 'array') return 'list';
-  return undefined;
-}
-
-/** Every leaf key of the schema with its kind, e.g. `api.port` -> number. */
-export function configLeaves(schema: z.ZodObject = agentConfigSchema, prefix = ''): Map<string, Kind> {
-  const out = new Map<string, Kind>();
-  for (const [key, value] of Object.entries(schema.shape)) {
-    const path = prefix ? `${prefix}.${key}` : key;
-    let inner = value as z.ZodType;
-    for (;;) {
-      const def = (inner as unknown as { def: { type: string; innerType?: z.ZodType } }).def;
-      if ((def.type === 'default' || def.type === 'prefault' || def.type === 'optional') && def.innerType) inner = def.innerType;
-      else break;
-    }
-    if ((inner as unknown as { def: { type: string } }).def.type === 'object') {
-      for (const [k, v] of configLeaves(inner as z.ZodObject, path)) out.set(k, v);
-    } else {
-      const kind = leafKind(value as z.ZodType);
-      if (kind) out.set(path, kind);
-    }
-  }
-  return out;
+/** Every leaf key of a config schema (the agent's by default) with its kind, e.g. `api.port` -> number. */
+export function configLeaves(schema: z.ZodObject = agentConfigSchema, prefix = ''): Map<string, LeafKind> {
+  return commonConfigLeaves(schema, prefix);
 }
 
 /** The env var that sets a dotted key: `limits.maxExchangeBytes` -> HIE_AGENT_LIMITS_MAX_EXCHANGE_BYTES. */
 export function agentEnvVar(key: string): string {
-  return (
-    AGENT_ENV_PREFIX +
-    key
-      .split('.')
-      .map((p) => p.replace(/([a-z0-9])([A-Z])/g, '$1_$2').toUpperCase())
-      .join('_')
-  );
+  return loader.envVar(key);
 }
 
-function coerce(raw: string, kind: Kind): unknown {
-  if (kind === 'number') return /^-?\d+$/.test(raw.trim()) ? Number(raw) : raw;
-  if (kind === 'boolean') return raw === 'true' ? true : raw === 'false' ? false : raw;
-  if (kind === 'list')
-    return raw
-      .split(',')
-      .map((s) => s.trim())
-      .filter(Boolean);
-  return raw;
-}
-
-function setPath(target: Record<string, unknown>, path: string[], value: unknown): void {
-  let node = target;
-  for (const part of path.slice(0, -1)) {
-    const next = node[part];
-    if (!next || typeof next !== 'object' || Array.isArray(next)) node[part] = {};
-    node = node[part] as Record<string, unknown>;
-  }
-  node[path[path.length - 1] as string] = value;
-}
-
-/** Validates a config object with HIE_AGENT_* env overrides; throws AgentConfigError naming every bad key. */
+/** Validates a config object with HIE_AGENT_* env overrides (one per schema leaf), defaults applied; throws AgentConfigError naming every bad key. */
 export function parseAgentConfig(input: unknown, env: NodeJS.ProcessEnv = {}): AgentConfig {
-  if (input !== undefined && (typeof input !== 'object' || input === null || Array.isArray(input))) {
-    throw new AgentConfigError('config must be an object (keys: id, identity, relay, dataDir, api, patientSecret, inbox, limits, log)', ['(root)']);
-  }
-  const merged = structuredClone((input ?? {}) as Record<string, unknown>);
-  const fromEnv = new Map<string, string>();
-  for (const [key, kind] of configLeaves()) {
-    const name = agentEnvVar(key);
-    const raw = env[name];
-    if (raw === undefined) continue;
-    setPath(merged, key.split('.'), coerce(raw, kind));
-    fromEnv.set(key, name);
-  }
-  const result = agentConfigSchema.safeParse(merged);
-  if (result.success) return result.data;
-  const keys: string[] = [];
-  const lines = result.error.issues.map((issue) => {
-    const base = issue.path.map(String).join('.');
-    if (issue.code === 'unrecognized_keys') {
-      const names = issue.keys.map((k) => (base ? `${base}.${k}` : k));
-      keys.push(...names);
-      return `config key ${names.join(', ')}: unknown key`;
-    }
-    const key = base || '(root)';
-    keys.push(key);
-    const top = key.split('.').slice(0, 2).join('.');
-    const src = fromEnv.get(key) ?? fromEnv.get(top);
-    return `config key ${key}${src ? ` (from ${src})` : ''}: ${issue.message}`;
-  });
-  throw new AgentConfigError(lines.join('; '), keys);
+  return loader.parse(input, env);
 }
 
 /**
- * Reads a YAML or JSON agent config file, applies env overrides and
- * validates; relative paths resolve against the file's directory.
+ * Reads a YAML or JSON agent config file (`.json` in any case), applies env
+ * overrides and validates; relative paths resolve against the file's directory.
  */
 export function loadAgentConfig(path: string, env: NodeJS.ProcessEnv = process.env): AgentConfig {
-  let text: string;
-  try {
-    text = readFileSync(path, 'utf8');
-  } catch (err) {
-    throw new AgentConfigError(`cannot read config file ${path}: ${(err as NodeJS.ErrnoException).code ?? 'error'}`, ['(file)']);
-  }
-  let data: unknown;
-  try {
-    data = extname(path).toLowerCase() === '.json' ? JSON.parse(text) : YAML.parse(text);
-  } catch (err) {
-    throw new AgentConfigError(
-      `config file ${path} is not valid ${extname(path).toLowerCase() === '.json' ? 'JSON' : 'YAML'}: ${(err as Error).message.split('\n')[0]}`,
-      ['(file)'],
-    );
-  }
-  const config = parseAgentConfig(data ?? {}, env);
-  const base = dirname(resolve(path));
-  const abs = (p: string): string => (isAbsolute(p) ? p : resolve(base, p));
-  config.identity.cert = abs(config.identity.cert);
-  config.identity.key = abs(config.identity.key);
-  config.identity.ca = abs(config.identity.ca);
-  if (config.identity.crl) config.identity.crl = abs(config.identity.crl);
-  config.dataDir = abs(config.dataDir);
-  if (config.api.tokensFile) config.api.tokensFile = abs(config.api.tokensFile);
-  if (config.patientSecret.file) config.patientSecret.file = abs(config.patientSecret.file);
-  if (config.inbox.directory) config.inbox.directory = abs(config.inbox.directory);
-  return config;
+  return loader.load(path, env);
 }
 
 /** Parses `name:token` pairs (comma- or newline-separated); tokens must be at least MIN_TOKEN_LENGTH characters. */
@@ -254,11 +138,11 @@ export function parseTokens(text: string, source: string): ApiToken[] {
     const token = i > 0 ? line.slice(i + 1) : '';
     if (!/^[A-Za-z0-9_.-]{1,64}$/.test(name) || token.length < MIN_TOKEN_LENGTH || /\s/.test(token)) {
       // Never echo the token itself.
-      throw new AgentConfigError(`${source}: each entry must be name:token with a token of at least ${MIN_TOKEN_LENGTH} non-space characters`, ['api']);
+      throw configError(`${source}: each entry must be name:token with a token of at least ${MIN_TOKEN_LENGTH} non-space characters`, ['api']);
     }
     tokens.push({ name, token });
   }
-  if (tokens.length === 0) throw new AgentConfigError(`${source}: no API tokens configured`, ['api']);
+  if (tokens.length === 0) throw configError(`${source}: no API tokens configured`, ['api']);
   return tokens;
 }
 
@@ -269,14 +153,14 @@ export function loadApiTokens(config: AgentConfig, env: NodeJS.ProcessEnv = proc
     try {
       text = readFileSync(config.api.tokensFile, 'utf8');
     } catch (err) {
-      throw new AgentConfigError(`config key api.tokensFile: cannot read ${config.api.tokensFile}: ${(err as NodeJS.ErrnoException).code ?? 'error'}`, [
+      throw configError(`config key api.tokensFile: cannot read ${config.api.tokensFile}: ${(err as NodeJS.ErrnoException).code ?? 'error'}`, [
         'api.tokensFile',
       ]);
     }
     return parseTokens(text, 'api.tokensFile');
   }
   const value = env[config.api.tokensEnv];
-  if (!value) throw new AgentConfigError(`config key api.tokensEnv: environment variable ${config.api.tokensEnv} is not set`, ['api.tokensEnv']);
+  if (!value) throw configError(`config key api.tokensEnv: environment variable ${config.api.tokensEnv} is not set`, ['api.tokensEnv']);
   return parseTokens(value, config.api.tokensEnv);
 }
 
@@ -289,20 +173,17 @@ export function loadPatientSecret(config: AgentConfig, env: NodeJS.ProcessEnv = 
     try {
       hex = readFileSync(config.patientSecret.file, 'utf8').trim();
     } catch (err) {
-      throw new AgentConfigError(`config key patientSecret.file: cannot read ${config.patientSecret.file}: ${(err as NodeJS.ErrnoException).code ?? 'error'}`, [
-        source,
-      ]);
+      throw configError(`config key patientSecret.file: cannot read ${config.patientSecret.file}: ${(err as NodeJS.ErrnoException).code ?? 'error'}`, [source]);
     }
   } else {
     source = 'patientSecret.env';
     hex = env[config.patientSecret.env]?.trim();
-    if (!hex) throw new AgentConfigError(`config key patientSecret.env: environment variable ${config.patientSecret.env} is not set`, [source]);
+    if (!hex) throw configError(`config key patientSecret.env: environment variable ${config.patientSecret.env} is not set`, [source]);
   }
   if (!/^[0-9a-fA-F]+$/.test(hex) || hex.length % 2 !== 0 || hex.length < MIN_PATIENT_SECRET_BYTES * 2) {
-    throw new AgentConfigError(
-      `config key ${source}: the patient secret must be at least ${MIN_PATIENT_SECRET_BYTES} bytes of hex (e.g. openssl rand -hex 32)`,
-      [source],
-    );
+    throw configError(`config key ${source}: the patient secret must be at least ${MIN_PATIENT_SECRET_BYTES} bytes of hex (e.g. openssl rand -hex 32)`, [
+      source,
+    ]);
   }
   return Buffer.from(hex, 'hex');
 }

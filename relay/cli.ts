@@ -32,9 +32,9 @@ export async function main(argv: string[]): Promise<number> {
   }
   const command = positionals[0] ?? 'run';
   if (!['run', 'check-config'].includes(command) || positionals.length > 1)
-    throw new ConfigError(`unknown command '${positionals.join(' ')}'; see hie-relay --help`, ['(argv)']);
+    throw new ConfigError(`unknown command '${positionals.join(' ')}'; see hie-relay --help`, ['(argv)'], 'ERR_RELAY_CONFIG');
   const configPath = values.config ?? process.env.HIE_RELAY_CONFIG;
-  if (!configPath) throw new ConfigError('--config FILE is required (or HIE_RELAY_CONFIG)', ['(argv)']);
+  if (!configPath) throw new ConfigError('--config FILE is required (or HIE_RELAY_CONFIG)', ['(argv)'], 'ERR_RELAY_CONFIG');
   const config = loadRelayConfig(configPath, process.env);
   if (command === 'check-config') {
     process.stdout.write(

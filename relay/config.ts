@@ -1,9 +1,6 @@
-import { readFileSync } from 'node:fs';
-import { extname, resolve, dirname } from 'node:path';
-import YAML from 'yaml';
 import { z } from 'zod';
+import { createConfigLoader } from '../common/index.ts';
 import { DEFAULT_MAX_FRAME, DEFAULT_MAX_HEADER, DEFAULT_MAX_MESSAGE, DEFAULT_MAX_OPEN_TRANSFERS } from './protocol/constants.ts';
-import { ConfigError } from './errors.ts';
 
 /** Default agent (WebSocket) port. */
 export const DEFAULT_LISTEN_PORT = 8443;
@@ -113,150 +110,35 @@ export type RelayConfig = z.output<typeof relayConfigSchema>;
 /** What a caller may pass: every key with a default may be left out. */
 export type RelayConfigInput = z.input<typeof relayConfigSchema>;
 
-type Kind = 'string' | 'number' | 'boolean';
-/** Every leaf key and its type, for env overrides. */
-const LEAVES: Record<string, Kind> = {
-  'listen.host': 'string',
-  'listen.port': 'number',
-  'tls.cert': 'string',
-  'tls.key': 'string',
-  'tls.ca': 'string',
-  'tls.crl': 'string',
-  'tls.passphraseEnv': 'string',
-  'tls.crlPollMs': 'number',
-  'admin.enabled': 'boolean',
-  'admin.host': 'string',
-  'admin.port': 'number',
-  'limits.maxFrame': 'number',
-  'limits.maxHeader': 'number',
-  'limits.maxMessage': 'number',
-  'limits.maxOpenTransfers': 'number',
-  'limits.maxConnections': 'number',
-  'limits.highWaterMark': 'number',
-  'limits.writeTimeoutMs': 'number',
-  'limits.pingIntervalMs': 'number',
-  'limits.shutdownGraceMs': 'number',
-  'tariff.currency': 'string',
-  'tariff.perTransfer': 'number',
-  'tariff.perGiB': 'number',
-  'tariff.releaseFee': 'number',
-  'log.level': 'string',
-  'node.id': 'string',
-  'nats.userEnv': 'string',
-  'nats.passwordEnv': 'string',
-  'nats.tokenEnv': 'string',
-  'nats.subjectPrefix': 'string',
-  'nats.requestTimeoutMs': 'number',
-  'nats.window': 'number',
-  'nats.nodeCheckMs': 'number',
-};
+const loader = createConfigLoader({
+  schema: relayConfigSchema,
+  envPrefix: ENV_PREFIX,
+  code: 'ERR_RELAY_CONFIG',
+  paths: ['tls.cert', 'tls.key', 'tls.ca', 'tls.crl', 'nats.tls.ca', 'nats.tls.cert', 'nats.tls.key'],
+});
 
-/** List keys set from env as comma-separated values. */
-const LIST_LEAVES = new Set(['nats.servers']);
+/** Every leaf key of the relay config, each settable by the env var {@link envVarFor} names. */
+export const relayConfigLeaves = loader.leaves;
 
-/** The env var that sets a dotted key: `limits.maxFrame` -> HIE_RELAY_LIMITS_MAX_FRAME. */
+/** The env var that sets a dotted key: `limits.maxFrame` -> HIE_RELAY_LIMITS_MAX_FRAME, `nats.tls.ca` -> HIE_RELAY_NATS_TLS_CA. */
 export function envVarFor(key: string): string {
-  return (
-    ENV_PREFIX +
-    key
-      .split('.')
-      .map((p) => p.replace(/([a-z0-9])([A-Z])/g, '$1_$2').toUpperCase())
-      .join('_')
-  );
-}
-
-function coerce(raw: string, kind: Kind): unknown {
-  if (kind === 'number') return /^-?\d+$/.test(raw.trim()) ? Number(raw) : raw;
-  if (kind === 'boolean') return raw === 'true' ? true : raw === 'false' ? false : raw;
-  return raw;
+  return loader.envVar(key);
 }
 
 /**
- * Validates a config object, with env vars (HIE_RELAY_*) overriding file
- * values. Throws a {@link ConfigError} naming every bad key.
+ * Validates a config object, with env vars (HIE_RELAY_*, one per schema leaf)
+ * overriding its values, and returns it with every default applied. Throws a
+ * ConfigError (`ERR_RELAY_CONFIG`) naming every bad key.
  */
 export function parseRelayConfig(input: unknown, env: NodeJS.ProcessEnv = {}): RelayConfig {
-  const merged: Record<string, unknown> = input && typeof input === 'object' && !Array.isArray(input) ? structuredClone(input as Record<string, unknown>) : {};
-  if (input !== undefined && (typeof input !== 'object' || input === null || Array.isArray(input))) {
-    throw new ConfigError('config must be an object of sections (listen, tls, admin, limits, tariff, log, node, nats)', ['(root)']);
-  }
-  const fromEnv = new Map<string, string>();
-  const set = (key: string, value: unknown, name: string): void => {
-    const [section, leaf] = key.split('.') as [string, string];
-    const s = merged[section];
-    const obj = s && typeof s === 'object' && !Array.isArray(s) ? (s as Record<string, unknown>) : {};
-    obj[leaf] = value;
-    merged[section] = obj;
-    fromEnv.set(key, name);
-  };
-  for (const [key, kind] of Object.entries(LEAVES)) {
-    const name = envVarFor(key);
-    const raw = env[name];
-    if (raw !== undefined) set(key, coerce(raw, kind), name);
-  }
-  for (const key of LIST_LEAVES) {
-    const name = envVarFor(key);
-    const raw = env[name];
-    if (raw !== undefined)
-      set(
-        key,
-        raw
-          .split(',')
-          .map((v) => v.trim())
-          .filter(Boolean),
-        name,
-      );
-  }
-  const result = relayConfigSchema.safeParse(merged);
-  if (result.success) return result.data;
-  const keys: string[] = [];
-  const lines = result.error.issues.map((issue) => {
-    const base = issue.path.map(String).join('.');
-    if (issue.code === 'unrecognized_keys') {
-      const names = issue.keys.map((k) => (base ? `${base}.${k}` : k));
-      keys.push(...names);
-      return `config key ${names.join(', ')}: unknown key`;
-    }
-    const key = base || '(root)';
-    keys.push(key);
-    const src = fromEnv.get(key) ?? fromEnv.get(issue.path.slice(0, 2).map(String).join('.'));
-    return `config key ${key}${src ? ` (from ${src})` : ''}: ${issue.message}`;
-  });
-  throw new ConfigError(lines.join('; '), keys);
+  return loader.parse(input, env);
 }
 
 /**
- * Reads a YAML or JSON config file (by extension; YAML otherwise), applies
- * env overrides and validates. Relative TLS paths resolve against the file's
- * directory.
+ * Reads a YAML or JSON config file (`.json` in any case; YAML otherwise),
+ * applies env overrides and validates. Relative TLS paths (`tls.*`,
+ * `nats.tls.*`) resolve against the file's directory.
  */
 export function loadRelayConfig(path: string, env: NodeJS.ProcessEnv = process.env): RelayConfig {
-  let text: string;
-  try {
-    text = readFileSync(path, 'utf8');
-  } catch (err) {
-    throw new ConfigError(`cannot read config file ${path}: ${(err as NodeJS.ErrnoException).code ?? 'error'}`, ['(file)']);
-  }
-  let data: unknown;
-  try {
-    data = extname(path).toLowerCase() === '.json' ? JSON.parse(text) : YAML.parse(text);
-  } catch (err) {
-    throw new ConfigError(`config file ${path} is not valid ${extname(path) === '.json' ? 'JSON' : 'YAML'}: ${(err as Error).message.split('\n')[0]}`, [
-      '(file)',
-    ]);
-  }
-  const config = parseRelayConfig(data ?? {}, env);
-  const base = dirname(resolve(path));
-  const tls = config.tls;
-  for (const k of ['cert', 'key', 'ca', 'crl'] as const) {
-    const v = tls[k];
-    if (v !== undefined) tls[k] = resolve(base, v);
-  }
-  const natsTls = config.nats?.tls;
-  if (natsTls) {
-    natsTls.ca = resolve(base, natsTls.ca);
-    if (natsTls.cert !== undefined) natsTls.cert = resolve(base, natsTls.cert);
-    if (natsTls.key !== undefined) natsTls.key = resolve(base, natsTls.key);
-  }
-  return config;
+  return loader.load(path, env);
 }

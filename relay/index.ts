@@ -7,6 +7,7 @@ export {
   parseRelayConfig,
   loadRelayConfig,
   envVarFor,
+  relayConfigLeaves,
   relayConfigSchema,
   ENV_PREFIX,
   DEFAULT_LISTEN_PORT,

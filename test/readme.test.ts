@@ -4,6 +4,9 @@ import { fileURLToPath } from 'node:url';
 import { expect } from 'chai';
 import { AGENT_ERRORS } from '../hospital-agent/errors.ts';
 import { buildOpenApi } from '../hospital-agent/api/openapi.ts';
+import { configLeaves } from '../common/index.ts';
+import { agentConfigSchema } from '../hospital-agent/config.ts';
+import { relayConfigSchema } from '../relay/index.ts';
 
 const ROOT = fileURLToPath(new URL('..', import.meta.url));
 
@@ -50,5 +53,26 @@ describe('README', function () {
       expect(listed).to.include(code);
     }
     for (const [code, { status }] of Object.entries(AGENT_ERRORS)) expect(readme, code).to.contain(`| \`${code}\` | ${status} |`);
+  });
+
+  it('has a config-key table for the relay and for the agent that names every key of its schema', function () {
+    // Rows name keys in backticks, in full or by their last part after a full key (`identity.cert`, `.key`).
+    const tables = [...readme.matchAll(/^\| key \| default \| meaning \|\n\|[-|]+\|\n((?:\|.*\|\n)+)/gm)].map((m) => {
+      const keys = new Set<string>();
+      for (const row of (m[1] as string).split('\n')) {
+        let parent = '';
+        for (const [, name] of row.matchAll(/`([A-Za-z.]+)`/g)) {
+          const key = name!.startsWith('.') ? parent + name!.slice(1) : name!;
+          if (!name!.startsWith('.')) parent = key.slice(0, key.lastIndexOf('.') + 1);
+          keys.add(key);
+        }
+      }
+      return keys;
+    });
+    expect(tables).to.have.length(2);
+    for (const [i, schema] of [relayConfigSchema, agentConfigSchema].entries()) {
+      const missing = [...configLeaves(schema).keys()].filter((k) => !tables[i]!.has(k));
+      expect(missing, `keys the ${i === 0 ? 'relay' : 'agent'} table leaves out`).to.deep.equal([]);
+    }
   });
 });

@@ -273,7 +273,7 @@ export interface ConnectNatsRouterOptions {
 
 function secret(env: NodeJS.ProcessEnv, name: string, key: string): string {
   const v = env[name];
-  if (v === undefined || v === '') throw new ConfigError(`config key ${key}: environment variable ${name} is not set`, [key]);
+  if (v === undefined || v === '') throw new ConfigError(`config key ${key}: environment variable ${name} is not set`, [key], 'ERR_RELAY_CONFIG');
   return v;
 }
 
@@ -299,7 +299,7 @@ export async function connectNatsRouter(options: ConnectNatsRouterOptions): Prom
       try {
         return readFileSync(path, 'utf8');
       } catch (err) {
-        throw new ConfigError(`config key ${key}: cannot read ${path}: ${(err as NodeJS.ErrnoException).code ?? 'error'}`, [key]);
+        throw new ConfigError(`config key ${key}: cannot read ${path}: ${(err as NodeJS.ErrnoException).code ?? 'error'}`, [key], 'ERR_RELAY_CONFIG');
       }
     };
     opts.tls = { ca: read(config.tls.ca, 'nats.tls.ca') };
