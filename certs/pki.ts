@@ -7,6 +7,7 @@ import { PkiError } from './errors.ts';
 import { writeFileAtomic } from './fsutil.ts';
 import { DEFAULT_CA_KEY_BITS, DEFAULT_LEAF_KEY_BITS, exportPrivateKey, generateRsaKeyPair, parsePrivateKey } from './keys.ts';
 import { assertHospitalId, classifyHost } from './names.ts';
+import { lastMsOfSecond } from './validity.ts';
 import { buildCertificate, fingerprint256, normalizeSerial, parseForgeCertificate, type CertKind } from './x509.ts';
 
 /** Default lifetime of the federation CA, in days. */
@@ -89,7 +90,7 @@ function checkDays(days: number, what: string): number {
 
 function statusOf(entry: IndexEntry, now: Date): CertStatus {
   if (entry.revokedAt) return 'revoked';
-  return new Date(entry.notAfter).getTime() <= now.getTime() ? 'expired' : 'valid';
+  return now.getTime() > lastMsOfSecond(new Date(entry.notAfter)) ? 'expired' : 'valid';
 }
 
 /**
@@ -269,6 +270,18 @@ export class CertificateAuthority {
   /** Every certificate the CA issued, with its status at `now`. */
   list(now: Date = new Date()): ListedCertificate[] {
     return this.readIndex().certificates.map((c) => ({ ...c, status: statusOf(c, now) }));
+  }
+
+  /**
+   * The instant of each revocation as this CA recorded it, in milliseconds
+   * (serial to time). The CRL lists whole seconds only; a verifier that has
+   * this CA's index at hand passes these to decide the revocation's second
+   * exactly (`revocationTimes` of a key bundle check or a ledger's trust).
+   */
+  revocationTimes(): Map<string, Date> {
+    const times = new Map<string, Date>();
+    for (const c of this.readIndex().certificates) if (c.revokedAt) times.set(c.serial, new Date(c.revokedAt));
+    return times;
   }
 
   private issue(
