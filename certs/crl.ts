@@ -138,8 +138,13 @@ function readTime(node: forge.asn1.Asn1 | undefined): Date | undefined {
   return undefined;
 }
 
+/** A CRL that is not well formed; the caller names which part failed. */
+function malformed(problem: string): PkiError {
+  return new PkiError('ERR_PKI_CRL_INVALID', `CRL is malformed: ${problem}`);
+}
+
 function children(node: forge.asn1.Asn1 | undefined): forge.asn1.Asn1[] {
-  if (!node || !Array.isArray(node.value)) throw new Error('expected a constructed ASN.1 value');
+  if (!node || !Array.isArray(node.value)) throw malformed('expected a constructed ASN.1 value');
   return node.value as forge.asn1.Asn1[];
 }
 
@@ -154,18 +159,26 @@ export function parseCrl(pem: string, caPem: string): ParsedCrl {
   try {
     const msgs = forge.pem.decode(pem).filter((m) => m.type === 'X509 CRL');
     const first = msgs[0];
-    if (!first || msgs.length !== 1) throw new Error('expected exactly one X509 CRL PEM block');
+    if (!first || msgs.length !== 1) throw new PkiError('ERR_PKI_CRL_INVALID', 'CRL is not a valid PEM X.509 CRL: expected exactly one X509 CRL PEM block');
     const der = first.body;
     const root = asn1.fromDer(der, true);
     const [tbs, , sigBits] = children(root);
-    if (!tbs || !sigBits) throw new Error('truncated CRL');
+    if (!tbs || !sigBits) throw malformed('truncated CRL');
     tbsNode = tbs;
     tbsDer = Buffer.from(asn1.toDer(tbs).getBytes(), 'binary');
     signature = Buffer.from((sigBits.value as string).slice(1), 'binary');
   } catch (err) {
+    if (err instanceof PkiError) throw err;
     throw new PkiError('ERR_PKI_CRL_INVALID', `CRL is not a valid PEM X.509 CRL: ${(err as Error).message}`, { cause: err });
   }
-  const ca = new X509Certificate(caPem);
+  let ca: X509Certificate;
+  let caName: string;
+  try {
+    ca = new X509Certificate(caPem);
+    caName = asn1.toDer(pki.distinguishedNameToAsn1(pki.certificateFromPem(caPem).subject)).getBytes();
+  } catch (err) {
+    throw new PkiError('ERR_PKI_CERT_INVALID', 'the CA certificate a CRL is checked against is not a PEM certificate', { cause: err });
+  }
   if (!nodeVerify('sha256', tbsDer, ca.publicKey, signature)) {
     throw new PkiError('ERR_PKI_CRL_INVALID', 'CRL signature does not verify against the CA certificate');
   }
@@ -175,12 +188,11 @@ export function parseCrl(pem: string, caPem: string): ParsedCrl {
     if (fields[0]?.type === Type.INTEGER) i += 1; // version
     i += 1; // signature algorithm
     const issuerNode = fields[i];
-    if (!issuerNode) throw new Error('missing issuer');
-    const caName = asn1.toDer(pki.distinguishedNameToAsn1(pki.certificateFromPem(caPem).subject)).getBytes();
-    if (asn1.toDer(issuerNode).getBytes() !== caName) throw new Error('CRL issuer is not the CA');
+    if (!issuerNode) throw malformed('missing issuer');
+    if (asn1.toDer(issuerNode).getBytes() !== caName) throw malformed('CRL issuer is not the CA');
     i += 1;
     const thisUpdate = readTime(fields[i]);
-    if (!thisUpdate) throw new Error('missing thisUpdate');
+    if (!thisUpdate) throw malformed('missing thisUpdate');
     i += 1;
     const nextUpdate = readTime(fields[i]);
     if (nextUpdate) i += 1;
@@ -194,7 +206,7 @@ export function parseCrl(pem: string, caPem: string): ParsedCrl {
           const [serialNode, dateNode, extNode] = children(entry);
           const serial = normalizeSerial(forge.util.bytesToHex(serialNode?.value as string));
           const revokedAt = readTime(dateNode);
-          if (!revokedAt) throw new Error('revoked entry without date');
+          if (!revokedAt) throw malformed('revoked entry without date');
           let reason: CrlReason | undefined;
           if (extNode) {
             for (const ext of children(extNode)) {

@@ -32,6 +32,15 @@ export {
 } from './identity.ts';
 export { writeFileAtomic } from './fsutil.ts';
 export {
+  X509_TIME_RESOLUTION_MS,
+  x509Second,
+  lastMsOfSecond,
+  lastMsBeforeRevocation,
+  signedAfterRevocation,
+  revokedForUseAt,
+  withinCertificateValidity,
+} from './validity.ts';
+export {
   createKeyBundle,
   verifyKeyBundle,
   generateAgentKeys,

@@ -7,6 +7,7 @@ import { PkiError } from './errors.ts';
 import type { Identity } from './identity.ts';
 import { hospitalIdFromCertificate } from './identity.ts';
 import { HOSPITAL_ID_PATTERN } from './names.ts';
+import { lastMsOfSecond, revokedForUseAt, signedAfterRevocation, withinCertificateValidity } from './validity.ts';
 import { normalizeSerial } from './x509.ts';
 
 /** Default lifetime of a key bundle, in days (rotate before it runs out). */
@@ -63,6 +64,9 @@ export interface VerifiedKeyBundle {
   encryptionKid: string;
   /** Serial of the certificate that signed the bundle, lowercase hex. */
   certSerial: string;
+  /** The certificate's notBefore and notAfter (whole seconds; see `validity.ts` for how they compare). */
+  certNotBefore: Date;
+  certNotAfter: Date;
 }
 
 /** Generates a fresh Ed25519 signing pair and X25519 encryption pair. */
@@ -106,7 +110,7 @@ export async function createKeyBundle(
 ): Promise<KeyBundle> {
   if (!identity.hospitalId) throw new TypeError('a key bundle needs an agent identity (certificate with urn:hie:agent:<id>)');
   const now = options.now ?? new Date();
-  const certEnd = new Date(identity.certificate.validTo).getTime();
+  const certEnd = lastMsOfSecond(new Date(identity.certificate.validTo));
   const expires = new Date(Math.min(certEnd, now.getTime() + (options.days ?? DEFAULT_BUNDLE_DAYS) * DAY_MS));
   const signingJwk = publicJwk(keys.signing.publicKey);
   const encryptionJwk = publicJwk(keys.encryption.publicKey);
@@ -128,10 +132,18 @@ export async function createKeyBundle(
 export interface VerifyBundleOptions {
   /** The federation CA certificate, PEM. */
   caPem: string;
-  /** The CRL in force; when given, a bundle whose certificate was revoked at or before `now` is refused. */
+  /** The CRL in force; when given, a bundle whose certificate it lists as revoked by `now` (or before `signedAt`) is refused. */
   crl?: ParsedCrl | undefined;
-  /** The time at which the bundle must be valid (default: the current time). Pass a past time to check an old signature. */
+  /** The time at which the bundle must be valid for a present use (default: the current time). */
   now?: Date;
+  /**
+   * Instead of `now`: the time a past signature with the bundle's key claims.
+   * Revocation is then judged at the CRL's one-second resolution: a signature
+   * in the revocation's listed second counts as made before it (`validity.ts`).
+   */
+  signedAt?: Date;
+  /** Exact revocation instants known locally (serial, lowercase hex, to time), e.g. from the CA's index; used with `signedAt`. */
+  revocationTimes?: ReadonlyMap<string, Date> | undefined;
 }
 
 /**
@@ -146,8 +158,9 @@ export async function verifyKeyBundle(input: unknown, options: VerifyBundleOptio
     const issue = parsed.error.issues[0];
     throw new PkiError('ERR_PKI_BUNDLE_INVALID', `key bundle is malformed at ${issue?.path.join('.') || '(root)'}: ${issue?.message ?? 'invalid'}`);
   }
+  if (options.now !== undefined && options.signedAt !== undefined) throw new TypeError('give either now or signedAt, not both');
   const bundle = parsed.data;
-  const now = options.now ?? new Date();
+  const now = options.signedAt ?? options.now ?? new Date();
   let cert: X509Certificate;
   let ca: X509Certificate;
   try {
@@ -169,7 +182,9 @@ export async function verifyKeyBundle(input: unknown, options: VerifyBundleOptio
     throw new PkiError('ERR_PKI_BUNDLE_ID_MISMATCH', `key bundle claims agent '${bundle.agent}' but its certificate names '${certAgent}'`);
   }
   const t = now.getTime();
-  if (t < new Date(cert.validFrom).getTime() || t > new Date(cert.validTo).getTime()) {
+  const certNotBefore = new Date(cert.validFrom);
+  const certNotAfter = new Date(cert.validTo);
+  if (!withinCertificateValidity(t, certNotBefore, certNotAfter)) {
     throw new PkiError('ERR_PKI_BUNDLE_EXPIRED', `certificate of '${bundle.agent}' is not valid at ${now.toISOString()}`);
   }
   const created = new Date(bundle.created);
@@ -182,7 +197,12 @@ export async function verifyKeyBundle(input: unknown, options: VerifyBundleOptio
   }
   const certSerial = normalizeSerial(cert.serialNumber);
   const revoked = options.crl?.revoked.get(certSerial);
-  if (revoked && revoked.revokedAt.getTime() <= t) {
+  const revokedBefore =
+    revoked !== undefined &&
+    (options.signedAt !== undefined
+      ? signedAfterRevocation(t, revoked.revokedAt, options.revocationTimes?.get(certSerial))
+      : revokedForUseAt(t, revoked.revokedAt));
+  if (revokedBefore) {
     throw new PkiError('ERR_PKI_BUNDLE_REVOKED', `certificate ${certSerial} of '${bundle.agent}' was revoked at ${revoked.revokedAt.toISOString()}`);
   }
   if (!nodeVerify('sha256', jcs(unsigned(bundle)), cert.publicKey, Buffer.from(bundle.sig, 'base64url'))) {
@@ -209,5 +229,7 @@ export async function verifyKeyBundle(input: unknown, options: VerifyBundleOptio
     signingKid: bundle.signing.kid,
     encryptionKid: bundle.encryption.kid,
     certSerial,
+    certNotBefore,
+    certNotAfter,
   };
 }

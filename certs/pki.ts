@@ -7,6 +7,7 @@ import { PkiError } from './errors.ts';
 import { writeFileAtomic } from './fsutil.ts';
 import { DEFAULT_CA_KEY_BITS, DEFAULT_LEAF_KEY_BITS, exportPrivateKey, generateRsaKeyPair, parsePrivateKey } from './keys.ts';
 import { assertHospitalId, classifyHost } from './names.ts';
+import { lastMsOfSecond } from './validity.ts';
 import { buildCertificate, fingerprint256, normalizeSerial, parseForgeCertificate, type CertKind } from './x509.ts';
 
 /** Default lifetime of the federation CA, in days. */
@@ -89,7 +90,7 @@ function checkDays(days: number, what: string): number {
 
 function statusOf(entry: IndexEntry, now: Date): CertStatus {
   if (entry.revokedAt) return 'revoked';
-  return new Date(entry.notAfter).getTime() <= now.getTime() ? 'expired' : 'valid';
+  return now.getTime() > lastMsOfSecond(new Date(entry.notAfter)) ? 'expired' : 'valid';
 }
 
 /**
@@ -166,7 +167,25 @@ export class CertificateAuthority {
 
   /** The CA certificate, PEM. */
   caCertPem(): string {
-    return readFileSync(this.caCertPath, 'utf8');
+    try {
+      return readFileSync(this.caCertPath, 'utf8');
+    } catch (err) {
+      throw new PkiError('ERR_PKI_NO_CA', `cannot read the CA certificate ${this.caCertPath}: ${(err as NodeJS.ErrnoException).code ?? 'error'}`, {
+        cause: err,
+      });
+    }
+  }
+
+  /** The CA certificate parsed both ways; throws ERR_PKI_CERT_INVALID when the file is not a certificate. */
+  private caCertificate(): { pem: string; x509: X509Certificate; forge: forge.pki.Certificate } {
+    const pem = this.caCertPem();
+    const what = `the CA certificate ${this.caCertPath}`;
+    const parsed = parseForgeCertificate(pem, what);
+    try {
+      return { pem, x509: new X509Certificate(pem), forge: parsed };
+    } catch (err) {
+      throw new PkiError('ERR_PKI_CERT_INVALID', `${what} is not a PEM certificate`, { cause: err });
+    }
   }
 
   /** Issues a relay certificate (server auth, a SAN per host) into `outDir`. */
@@ -271,6 +290,18 @@ export class CertificateAuthority {
     return this.readIndex().certificates.map((c) => ({ ...c, status: statusOf(c, now) }));
   }
 
+  /**
+   * The instant of each revocation as this CA recorded it, in milliseconds
+   * (serial to time). The CRL lists whole seconds only; a verifier that has
+   * this CA's index at hand passes these to decide the revocation's second
+   * exactly (`revocationTimes` of a key bundle check or a ledger's trust).
+   */
+  revocationTimes(): Map<string, Date> {
+    const times = new Map<string, Date>();
+    for (const c of this.readIndex().certificates) if (c.revokedAt) times.set(c.serial, new Date(c.revokedAt));
+    return times;
+  }
+
   private issue(
     index: IndexFile,
     caKey: KeyObject,
@@ -285,12 +316,12 @@ export class CertificateAuthority {
       files: { cert: string; key: string; ca: string };
     },
   ): IssuedFiles {
-    const caPem = this.caCertPem();
-    const issuer: forge.pki.Certificate = parseForgeCertificate(caPem);
+    const ca = this.caCertificate();
+    const issuer: forge.pki.Certificate = ca.forge;
     const keys = generateRsaKeyPair(DEFAULT_LEAF_KEY_BITS);
     const notBefore = spec.notBefore ?? new Date(spec.now.getTime() - NOT_BEFORE_SKEW_MS);
     const notAfter = new Date((spec.notBefore ?? spec.now).getTime() + spec.days * DAY_MS);
-    const caNotAfter = new X509Certificate(caPem).validTo;
+    const caNotAfter = ca.x509.validTo;
     if (notAfter.getTime() > new Date(caNotAfter).getTime()) {
       throw new PkiError(
         'ERR_PKI_INVALID_ARGUMENT',
@@ -311,7 +342,7 @@ export class CertificateAuthority {
     mkdirSync(resolve(spec.files.cert, '..'), { recursive: true, mode: 0o755 });
     writeFileAtomic(spec.files.key, exportPrivateKey(keys.privateKey), 0o600);
     writeFileAtomic(spec.files.cert, pem, 0o644);
-    writeFileAtomic(spec.files.ca, caPem, 0o644);
+    writeFileAtomic(spec.files.ca, ca.pem, 0o644);
     writeFileAtomic(join(this.dir, PKI_FILES.issued, `${serial}.crt.pem`), pem, 0o600);
     const subject = [spec.subject.organization ? `O=${spec.subject.organization}` : '', `CN=${spec.subject.commonName}`].filter(Boolean).join(', ');
     const entry: IndexEntry = {
@@ -331,7 +362,7 @@ export class CertificateAuthority {
   }
 
   private publishCrl(index: IndexFile, caKey: KeyObject, now: Date, days: number): string {
-    const issuer = parseForgeCertificate(this.caCertPem());
+    const issuer = this.caCertificate().forge;
     const revoked = index.certificates
       .filter((c) => c.revokedAt)
       .map((c) => ({ serial: c.serial, revokedAt: new Date(c.revokedAt as string), ...(c.reason ? { reason: c.reason } : {}) }));
@@ -356,7 +387,7 @@ export class CertificateAuthority {
     }
     const key = parsePrivateKey(pem, passphrase, 'the CA key');
     const fromKey = createPublicKey(key).export({ type: 'spki', format: 'der' });
-    const fromCert = new X509Certificate(this.caCertPem()).publicKey.export({ type: 'spki', format: 'der' });
+    const fromCert = this.caCertificate().x509.publicKey.export({ type: 'spki', format: 'der' });
     if (!fromKey.equals(fromCert)) {
       throw new PkiError('ERR_PKI_KEY_UNREADABLE', 'the CA key does not match the CA certificate');
     }

@@ -1,5 +1,6 @@
 import { randomBytes, sign as nodeSign, X509Certificate, type KeyObject } from 'node:crypto';
 import forge from 'node-forge';
+import { PkiError } from './errors.ts';
 import { agentUri, classifyHost } from './names.ts';
 
 const { pki, asn1, md } = forge;
@@ -106,9 +107,13 @@ export function buildCertificate(spec: CertificateSpec): { pem: string; serial: 
   return { pem: pki.certificateToPem(cert), serial, cert };
 }
 
-/** Parses a PEM certificate with node-forge (for use as an issuer). */
-export function parseForgeCertificate(pem: string): forge.pki.Certificate {
-  return pki.certificateFromPem(pem);
+/** Parses a PEM certificate with node-forge (for use as an issuer); throws ERR_PKI_CERT_INVALID when it is not one. */
+export function parseForgeCertificate(pem: string, what = 'certificate'): forge.pki.Certificate {
+  try {
+    return pki.certificateFromPem(pem);
+  } catch (err) {
+    throw new PkiError('ERR_PKI_CERT_INVALID', `${what} is not a PEM certificate`, { cause: err });
+  }
 }
 
 /** Normalizes a certificate serial (any case, optional colons or leading zeros) to lowercase hex. */

@@ -1,5 +1,5 @@
 import { verify as edVerify, type KeyObject } from 'node:crypto';
-import { verifyKeyBundle, type ParsedCrl } from '../certs/index.ts';
+import { lastMsBeforeRevocation, lastMsOfSecond, verifyKeyBundle, type ParsedCrl } from '../certs/index.ts';
 import { LedgerError } from './errors.ts';
 import { endorsementMessage } from './heads.ts';
 import { GENESIS_PREV, type Entry } from './schema.ts';
@@ -8,6 +8,12 @@ import { GENESIS_PREV, type Entry } from './schema.ts';
 export interface Trust {
   caPem: string;
   crl?: ParsedCrl | undefined;
+  /**
+   * Exact revocation instants known locally (serial to time), e.g. the CA's
+   * `revocationTimes()`: they decide signatures made within a revocation's
+   * listed CRL second, which the CRL alone cannot order (certs `validity.ts`).
+   */
+  revocationTimes?: ReadonlyMap<string, Date> | undefined;
 }
 
 /** One signing key of a feed, in force from `fromSeq` until the next rotation. */
@@ -17,7 +23,13 @@ export interface KeyEra {
   key: KeyObject;
   /** Serial of the certificate that bound the key. */
   certSerial: string;
-  /** Epoch ms after which the key may not sign (bundle expiry or certificate revocation). */
+  /**
+   * Last epoch ms at which the key may sign: the earliest of the bundle's
+   * expiry (milliseconds, exact), the last ms of the certificate's notAfter
+   * second, and the last ms before its revocation at the CRL's one-second
+   * resolution (certs `validity.ts` says why a signature in the revocation's
+   * own second counts).
+   */
   notAfter: number;
 }
 
@@ -36,7 +48,12 @@ export async function keyEraFromEntry(entry: Entry, current: KeyEra | undefined,
   const body = entry.body as { bundle: unknown; endorsement?: string };
   let verified;
   try {
-    verified = await verifyKeyBundle(body.bundle, { caPem: trust.caPem, crl: trust.crl, now: new Date(entry.ts) });
+    verified = await verifyKeyBundle(body.bundle, {
+      caPem: trust.caPem,
+      crl: trust.crl,
+      signedAt: new Date(entry.ts),
+      revocationTimes: trust.revocationTimes,
+    });
   } catch (err) {
     throw new LedgerError('ERR_LEDGER_KEY_BUNDLE', `key bundle at ${entry.feed}:${entry.seq} refused: ${(err as Error).message}`, { cause: err });
   }
@@ -48,13 +65,16 @@ export async function keyEraFromEntry(entry: Entry, current: KeyEra | undefined,
     const ok = edVerify(null, endorsementMessage(entry.feed, verified.bundle.sig), current.key, Buffer.from(body.endorsement ?? '', 'base64url'));
     if (!ok) throw new LedgerError('ERR_LEDGER_BAD_SIGNATURE', `key.rotated at ${entry.feed}:${entry.seq} is not endorsed by the key it replaces`);
   }
-  const revokedAt = trust.crl?.revoked.get(verified.certSerial)?.revokedAt.getTime() ?? Number.POSITIVE_INFINITY;
+  const revocation = trust.crl?.revoked.get(verified.certSerial);
+  const lastBeforeRevocation = revocation
+    ? lastMsBeforeRevocation(revocation.revokedAt, trust.revocationTimes?.get(verified.certSerial))
+    : Number.POSITIVE_INFINITY;
   return {
     fromSeq: entry.seq,
     kid: verified.signingKid,
     key: verified.signingKey,
     certSerial: verified.certSerial,
-    notAfter: Math.min(verified.expires.getTime(), revokedAt),
+    notAfter: Math.min(verified.expires.getTime(), lastMsOfSecond(verified.certNotAfter), lastBeforeRevocation),
   };
 }
 

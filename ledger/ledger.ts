@@ -16,7 +16,7 @@ import {
 } from './heads.ts';
 import { KeyHistory, keyEraFromEntry, type KeyEra, type Trust } from './keys.ts';
 import { checkBody, ENTRY_VERSION, GENESIS_PREV, HEX64_PATTERN, type AppendInput, type Entry, type EntryType } from './schema.ts';
-import { feedKey, prefixRange, seqKey, Store, type BatchOp } from './store.ts';
+import { feedKey, prefixRange, readStoredJson, seqKey, Store, type BatchOp } from './store.ts';
 
 /** Most entries written in one atomic batch (one signed head each). */
 export const DEFAULT_MAX_APPEND_BATCH = 1024;
@@ -48,6 +48,13 @@ export interface LedgerOptions {
   /** Most entries per atomic append batch. */
   maxAppendBatch?: number;
 }
+
+const isSignedHead = (v: unknown): v is SignedHead => signedHeadSchema.safeParse(v).success;
+const isCheckpoint = (v: unknown): v is SignedCheckpoint => checkpointSchema.safeParse(v).success;
+const isStoredHead = (v: unknown): v is { seq: number; hash: string; ts: string } => {
+  const h = v as { seq?: unknown; hash?: unknown; ts?: unknown } | null;
+  return typeof h === 'object' && h !== null && Number.isSafeInteger(h.seq) && typeof h.hash === 'string' && typeof h.ts === 'string';
+};
 
 /** Position of the newest stored entry of a feed. */
 export interface Head {
@@ -149,25 +156,28 @@ export class Ledger {
 
   private async load(): Promise<void> {
     for await (const [feed, value] of this.store.heads.iterator()) {
-      const h = JSON.parse(value) as { seq: number; hash: string; ts: string };
+      const h = readStoredJson(value, `head of ${feed}`, isStoredHead);
       this.heads.set(feed, { feed, ...h });
     }
     for (const feed of this.heads.keys()) {
       const history = new KeyHistory();
-      const seqs: number[] = [];
+      const keyed: Array<{ seq: number; type: EntryType }> = [];
       for (const type of ['genesis', 'key.rotated'] as const) {
-        for await (const key of this.store.byType.keys(prefixRange(`${type}!${feed}`))) seqs.push(Number(key.slice(key.lastIndexOf('!') + 1)));
+        for await (const key of this.store.byType.keys(prefixRange(`${type}!${feed}`))) keyed.push({ seq: Number(key.slice(key.lastIndexOf('!') + 1)), type });
       }
-      seqs.sort((a, b) => a - b);
-      for (const seq of seqs) {
+      keyed.sort((a, b) => a.seq - b.seq);
+      for (const { seq, type } of keyed) {
         const stored = await this.get(feed, seq);
         if (!stored) throw new LedgerError('ERR_LEDGER_DB_UNREADABLE', `index names ${feed}:${seq} but the entry is missing`);
+        // A damaged index must not reach keyEraFromEntry/KeyHistory.push, whose TypeErrors are for callers' misuse.
+        if (stored.entry.type !== type || (history.current()?.fromSeq ?? -1) >= seq)
+          throw new LedgerError('ERR_LEDGER_DB_UNREADABLE', `the ${type} index names ${feed}:${seq}, which is not a ${type} entry in order`);
         history.push(await keyEraFromEntry(stored.entry, history.current(), this.trust));
       }
       this.keys.set(feed, history);
     }
     for await (const value of this.store.evidence.values()) {
-      const ev = evidenceSchema.safeParse(JSON.parse(value));
+      const ev = evidenceSchema.safeParse(readStoredJson(value, 'evidence'));
       if (ev.success && ev.data.kind === 'equivocation') this.stopped.add(ev.data.feed);
     }
     if (this.author) await this.initAuthor(this.author);
@@ -533,7 +543,7 @@ export class Ledger {
     this.assertOpen();
     const out: SignedCheckpoint[] = [];
     const it = agent ? this.store.checkpoints.values(prefixRange(agent)) : this.store.checkpoints.values();
-    for await (const v of it) out.push(JSON.parse(v) as SignedCheckpoint);
+    for await (const v of it) out.push(readStoredJson(v, 'checkpoint', isCheckpoint));
     return out;
   }
 
@@ -541,7 +551,7 @@ export class Ledger {
   async evidence(): Promise<Evidence[]> {
     this.assertOpen();
     const out: Evidence[] = [];
-    for await (const v of this.store.evidence.values()) out.push(JSON.parse(v) as Evidence);
+    for await (const v of this.store.evidence.values()) out.push(readStoredJson<Evidence>(v, 'evidence'));
     return out;
   }
 
@@ -564,20 +574,22 @@ export class Ledger {
   async signedHead(feed: string | undefined = this.author?.feed): Promise<SignedHead | undefined> {
     this.assertOpen();
     if (feed === undefined) return undefined;
-    for await (const v of this.store.signedHeads.values({ ...prefixRange(feed), reverse: true, limit: 1 })) return JSON.parse(v) as SignedHead;
+    for await (const v of this.store.signedHeads.values({ ...prefixRange(feed), reverse: true, limit: 1 }))
+      return readStoredJson(v, `signed head of ${feed}`, isSignedHead);
     return undefined;
   }
 
   /** The stored signed head with the smallest seq at or after `seq`. */
   async signedHeadCovering(feed: string, seq: number): Promise<SignedHead | undefined> {
-    for await (const v of this.store.signedHeads.values({ gte: feedKey(feed, seq), lt: `${feed}"`, limit: 1 })) return JSON.parse(v) as SignedHead;
+    for await (const v of this.store.signedHeads.values({ gte: feedKey(feed, seq), lt: `${feed}"`, limit: 1 }))
+      return readStoredJson(v, `signed head of ${feed}`, isSignedHead);
     return undefined;
   }
 
   /** The stored signed head with the largest seq in [from, to]. */
   async signedHeadWithin(feed: string, from: number, to: number): Promise<SignedHead | undefined> {
     for await (const v of this.store.signedHeads.values({ gte: feedKey(feed, from), lte: feedKey(feed, to), reverse: true, limit: 1 }))
-      return JSON.parse(v) as SignedHead;
+      return readStoredJson(v, `signed head of ${feed}`, isSignedHead);
     return undefined;
   }
 

@@ -26,6 +26,22 @@ export const SUBLEVELS = {
   checkpoints: 'k',
 } as const;
 
+/**
+ * Parses a JSON value read from the store, and checks it with `check` when
+ * given; a value that is not JSON or fails the check is a damaged database
+ * (ERR_LEDGER_DB_UNREADABLE), not a SyntaxError.
+ */
+export function readStoredJson<T>(value: string, what: string, check?: (v: unknown) => v is T): T {
+  let parsed: unknown;
+  try {
+    parsed = JSON.parse(value);
+  } catch (err) {
+    throw new LedgerError('ERR_LEDGER_DB_UNREADABLE', `stored ${what} is not JSON`, { cause: err });
+  }
+  if (check && !check(parsed)) throw new LedgerError('ERR_LEDGER_DB_UNREADABLE', `stored ${what} is malformed`);
+  return parsed as T;
+}
+
 /** Fixed-width decimal so keys sort in seq order. */
 export function seqKey(seq: number): string {
   return seq.toString().padStart(16, '0');

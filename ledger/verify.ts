@@ -25,7 +25,8 @@ export const VERIFY_RULES = {
   'head.schema': 'stored signed heads are well formed',
   'head.missing': 'the feed has a signed head',
   'head.signature': "the newest signed head verifies under the feed's key in force at its seq",
-  'head.key-validity': 'the head was signed while its key was valid (bundle not expired, certificate not revoked)',
+  'head.key-validity':
+    'the head was signed while its key was valid (bundle and certificate not expired, certificate not revoked; X.509 times compared at their one-second resolution)',
   'head.mismatch': 'every stored signed head names the hash of the entry stored at its seq',
   'head.beyond': 'no signed head names an entry that is not stored',
   'head.unsigned': 'every entry is covered by a signed head',

@@ -91,6 +91,48 @@ describe('key bundles', function () {
     expect(earlier.agent).to.equal('mgh');
   });
 
+  it('judges a revocation at the CRL one-second resolution for a past signature (the head.key-validity fault)', async function () {
+    const b = await createKeyBundle(loadIdentity(fed.addAgent('second-revoked')), generateAgentKeys(), { now: new Date(Date.now() - 60_000) });
+    const S = Math.floor(Date.now() / 1000) * 1000 + 5000;
+    fed.ca.revoke({ id: 'second-revoked', now: new Date(S + 380) });
+    const crl = parseCrl(readFileSync(fed.crlPath, 'utf8'), caPem);
+    const times = fed.ca.revocationTimes();
+    // Signed in the revocation's second, before it: counts, with or without the CA's exact time.
+    expect((await verifyKeyBundle(b, { caPem, crl, signedAt: new Date(S + 127) })).agent).to.equal('second-revoked');
+    expect((await verifyKeyBundle(b, { caPem, crl, signedAt: new Date(S + 379), revocationTimes: times })).agent).to.equal('second-revoked');
+    // Later in that second: the CRL alone cannot tell, the exact time can.
+    expect((await verifyKeyBundle(b, { caPem, crl, signedAt: new Date(S + 999) })).agent).to.equal('second-revoked');
+    await expectCode(verifyKeyBundle(b, { caPem, crl, signedAt: new Date(S + 380), revocationTimes: times }), 'ERR_PKI_BUNDLE_REVOKED');
+    // A later second: refused.
+    await expectCode(verifyKeyBundle(b, { caPem, crl, signedAt: new Date(S + 1000) }), 'ERR_PKI_BUNDLE_REVOKED');
+    // A present use once the listed second has begun: revoked (the CRL exists, so the revocation has happened).
+    await expectCode(verifyKeyBundle(b, { caPem, crl, now: new Date(S + 127) }), 'ERR_PKI_BUNDLE_REVOKED');
+    expect((await verifyKeyBundle(b, { caPem, crl, now: new Date(S - 1) })).agent).to.equal('second-revoked');
+    try {
+      await verifyKeyBundle(b, { caPem, crl, now: new Date(S), signedAt: new Date(S) });
+      expect.fail('both now and signedAt');
+    } catch (err) {
+      expect(err).to.be.instanceOf(TypeError);
+    }
+  });
+
+  it("compares notBefore and notAfter at one-second resolution: valid through the notAfter second's last millisecond", async function () {
+    const S = Math.floor(Date.now() / 1000) * 1000;
+    // The CA's index says notAfter S + 10.5 s, the certificate S + 10 s.
+    const files = fed.addAgent('second-expiry', { days: 1, notBefore: new Date(S + 10_500 - 86_400_000) });
+    const identity = loadIdentity(files);
+    // notBefore likewise: S - 86 389.5 s in the index, S - 86 390 s in the certificate; a bundle made in between is within it.
+    const notBefore = S - 86_390_000;
+    expect(new Date(identity.certificate.validFrom).getTime()).to.equal(notBefore);
+    const b = await createKeyBundle(identity, generateAgentKeys(), { now: new Date(notBefore + 200) });
+    expect(b.expires).to.equal(new Date(S + 10_999).toISOString());
+    for (const at of [notBefore + 200, S + 10_000, S + 10_999])
+      expect((await verifyKeyBundle(b, { caPem, signedAt: new Date(at) })).agent).to.equal('second-expiry');
+    await expectCode(verifyKeyBundle(b, { caPem, signedAt: new Date(S + 11_000) }), 'ERR_PKI_BUNDLE_EXPIRED');
+    expect(fed.ca.list(new Date(S + 10_999)).find((c) => c.id === 'second-expiry')?.status).to.equal('valid');
+    expect(fed.ca.list(new Date(S + 11_000)).find((c) => c.id === 'second-expiry')?.status).to.equal('expired');
+  });
+
   it('refuses a bundle outside its validity', async function () {
     const later = new Date(Date.now() + 400 * 86_400_000);
     await expectCode(verifyKeyBundle(bundle, { caPem, now: later }), 'ERR_PKI_BUNDLE_EXPIRED');

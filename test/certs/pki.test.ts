@@ -3,7 +3,7 @@ import { X509Certificate } from 'node:crypto';
 import { readFileSync, statSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { expect } from 'chai';
-import { CertificateAuthority, parseCrl, PkiError, type PkiErrorCode } from '../../certs/index.ts';
+import { CertificateAuthority, parseCrl, PKI_FILES, PkiError, type PkiErrorCode } from '../../certs/index.ts';
 import { snapshot, tempDir } from '../support/tmp.ts';
 
 function expectPkiError(fn: () => unknown, code: PkiErrorCode): PkiError {
@@ -162,6 +162,32 @@ describe('CertificateAuthority', function () {
     const tampered = `-----BEGIN X509 CRL-----\n${der.toString('base64')}\n-----END X509 CRL-----\n`;
     expectPkiError(() => parseCrl(tampered, ca.caCertPem()), 'ERR_PKI_CRL_INVALID');
     expectPkiError(() => parseCrl('not a crl', ca.caCertPem()), 'ERR_PKI_CRL_INVALID');
+  });
+
+  it('refuses malformed CRLs and a broken CA certificate with typed errors, never a plain Error', function () {
+    const b64 = (der: Buffer): string => `-----BEGIN X509 CRL-----\n${der.toString('base64')}\n-----END X509 CRL-----\n`;
+    const pem = readFileSync(ca.crlPath, 'utf8');
+    // Two CRL blocks, a CRL that is an empty SEQUENCE, one that is an INTEGER.
+    for (const bad of [`${pem}${pem}`, b64(Buffer.from([0x30, 0x00])), b64(Buffer.from([0x02, 0x01, 0x05]))]) {
+      const err = expectPkiError(() => parseCrl(bad, ca.caCertPem()), 'ERR_PKI_CRL_INVALID');
+      expect(err.message).to.match(/^CRL is (malformed|not a valid PEM X\.509 CRL)/);
+    }
+    expectPkiError(() => parseCrl(pem, 'not a certificate'), 'ERR_PKI_CERT_INVALID');
+  });
+
+  it('reports a damaged CA certificate file as ERR_PKI_CERT_INVALID and changes nothing', function () {
+    const t = tempDir();
+    try {
+      const dir = join(t.dir, 'pki');
+      const broken = CertificateAuthority.init(dir, { keyBits: 2048 });
+      writeFileSync(join(dir, PKI_FILES.caCert), '-----BEGIN CERTIFICATE-----\nAAAA\n-----END CERTIFICATE-----\n', { mode: 0o644 });
+      const before = snapshot(t.dir);
+      expectPkiError(() => broken.issueAgent({ id: 'x1', outDir: join(t.dir, 'out') }), 'ERR_PKI_CERT_INVALID');
+      expectPkiError(() => broken.crl(), 'ERR_PKI_CERT_INVALID');
+      expect(snapshot(t.dir)).to.deep.equal(before);
+    } finally {
+      t.cleanup();
+    }
   });
 
   it('reports a missing CA clearly', function () {

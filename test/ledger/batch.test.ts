@@ -55,4 +55,15 @@ describe('writeBatch (sublevel operations straight to the store)', function () {
     }
     expect(await db.keys().all()).to.deep.equal([]);
   });
+
+  it("goes through abstract-level's public batch: the database's write event sees every operation, prefixed", async function () {
+    const text = db.sublevel<string, string>('u', {});
+    const seen: string[] = [];
+    db.on('write', (ops: Array<{ type: string; key: string }>) => seen.push(...ops.map((o) => `${o.type} ${o.key}`)));
+    await writeBatch(db, [
+      { type: 'put', sublevel: text, key: 'k1', value: 'v1' },
+      { type: 'del', sublevel: text, key: 'k0' },
+    ]);
+    expect(seen).to.deep.equal(['put !u!k1', 'del !u!k0']);
+  });
 });

@@ -4,6 +4,7 @@ import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { createHash, verify as edVerify } from 'node:crypto';
 import { decodeEntry, Ledger, levelSource, verifyHeadSignature, verifyLedger, withSnapshotSource, type AppendInput } from '../../ledger/index.ts';
+import { feedKey } from '../../ledger/store.ts';
 import { tempDir } from '../support/tmp.ts';
 import { contentHash, dbPath, makeWorld, patientHmac, type LedgerWorld } from './support.ts';
 
@@ -162,6 +163,37 @@ describe('Ledger', function () {
       (e: { code: string }) => e.code,
     );
     expect(err).to.equal('ERR_LEDGER_KEY_MISMATCH');
+  });
+
+  it('reports damaged stored heads, signed heads and checkpoints as ERR_LEDGER_DB_UNREADABLE, not a SyntaxError', async () => {
+    const path = dbPath(tmp.dir, `l${n++}`);
+    const l = await world.open('alpha', path);
+    await l.append(sent('exchange-d0000001'));
+    await l.checkpoint();
+    const code = (p: Promise<unknown>) =>
+      p.then(
+        () => 'ok',
+        (e: { code?: string; name?: string }) => e.code ?? e.name,
+      );
+    const s = l._store;
+    const head = l.head() as { seq: number };
+    await s.signedHeads.put(feedKey('alpha', head.seq), '{"seq": 1, tr');
+    expect(await code(l.signedHead())).to.equal('ERR_LEDGER_DB_UNREADABLE');
+    await s.signedHeads.put(feedKey('alpha', head.seq), '{"seq": "one"}');
+    expect(await code(l.signedHead())).to.equal('ERR_LEDGER_DB_UNREADABLE');
+    for await (const k of s.checkpoints.keys()) await s.checkpoints.put(k, 'not json');
+    expect(await code(l.checkpoints())).to.equal('ERR_LEDGER_DB_UNREADABLE');
+    await s.heads.put('alpha', '{"seq":');
+    await l.close();
+    expect(await code(Ledger.open({ path, trust: { caPem: world.caPem } }))).to.equal('ERR_LEDGER_DB_UNREADABLE');
+
+    // A type index naming an entry of another type (it used to reach keyEraFromEntry's TypeError).
+    const other = dbPath(tmp.dir, `l${n++}`);
+    const m = await world.open('alpha', other);
+    const r = await m.append(sent('exchange-d0000002'));
+    await m._store.byType.put(`key.rotated!${feedKey('alpha', r.seq)}`, '');
+    await m.close();
+    expect(await code(Ledger.open({ path: other, trust: { caPem: world.caPem } }))).to.equal('ERR_LEDGER_DB_UNREADABLE');
   });
 
   it('loses nothing committed when a write fails between steps, and verifies clean', async () => {

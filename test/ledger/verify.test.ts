@@ -1,10 +1,11 @@
 import { expect } from 'chai';
 import { cpSync } from 'node:fs';
 import { generateKeyPairSync } from 'node:crypto';
-import { levelSource, verifyLedger, type VerifyResult, type SignedHead } from '../../ledger/index.ts';
+import { createKeyBundle, generateAgentKeys, loadIdentity, parseCrl, type ParsedCrl } from '../../certs/index.ts';
+import { Ledger, levelSource, verifyLedger, type Trust, type VerifyResult, type SignedHead } from '../../ledger/index.ts';
 import { feedKey, Store } from '../../ledger/store.ts';
 import { signHead } from '../../ledger/heads.ts';
-import { makeFederation } from '../support/federation.ts';
+import { makeFederation, type TestFederation } from '../support/federation.ts';
 import { readFileSync } from 'node:fs';
 import { tempDir } from '../support/tmp.ts';
 import { buildStory, contentHash, dbPath, makeWorld, patientHmac, type LedgerWorld } from './support.ts';
@@ -258,5 +259,106 @@ describe('verifyLedger', function () {
       await s.signedHeads.put(feedKey('alpha', r.seq), JSON.stringify(forged));
     });
     expect(rules(await verifyAt(path))).to.deep.equal(['head.signature']);
+  });
+});
+
+/**
+ * The live fault: a head signed at hh:mm:20.127 whose certificate was revoked
+ * at hh:mm:20.380 is listed by the CRL as revoked at hh:mm:20 (X.509 times are
+ * whole seconds); comparing that with the head's milliseconds reported
+ * head.key-validity on every peer, for good.
+ */
+describe('verifyLedger at the one-second resolution of X.509 times', function () {
+  let tmp: { dir: string; cleanup: () => void };
+  let fed: TestFederation;
+  let caPem: string;
+  /** A whole second comfortably inside every certificate's validity. */
+  let S: number;
+  let n = 0;
+
+  before(() => {
+    tmp = tempDir('hie-ledger-verify-second-');
+    fed = makeFederation(tmp.dir, []);
+    caPem = readFileSync(fed.caPath, 'utf8');
+    S = Math.floor(Date.now() / 1000) * 1000 + 10_000;
+  });
+  after(() => tmp.cleanup());
+
+  /** A fresh hospital whose ledger has its genesis at S - 4 s and one entry (and head) signed at `headAt`. */
+  const feedSignedAt = async (headAt: number, cert: { days?: number; notBefore?: Date } = {}): Promise<{ id: string; path: string }> => {
+    const id = `second-${n++}`;
+    const identity = loadIdentity(fed.addAgent(id, cert));
+    const keys = generateAgentKeys();
+    const bundle = await createKeyBundle(identity, keys, { now: new Date(S - 5000) });
+    let clock = S - 4000;
+    const path = dbPath(tmp.dir, id);
+    const ledger = await Ledger.open({
+      path,
+      trust: { caPem },
+      author: { feed: id, signingKey: keys.signing.privateKey, bundle },
+      now: () => new Date(clock),
+    });
+    clock = headAt;
+    await ledger.append({ type: 'exchange.failed', body: { exchange: `exchange-${id}`, peer: 'bravo', reason: 'timeout' } });
+    expect((await ledger.signedHead())?.ts).to.equal(new Date(headAt).toISOString());
+    await ledger.close();
+    return { id, path };
+  };
+  const verifyWith = async (path: string, trust: Trust): Promise<VerifyResult> => {
+    const store = await Store.open(path, { createIfMissing: false });
+    try {
+      return await verifyLedger(levelSource(store), { trust, now: new Date(S + 60_000) });
+    } finally {
+      await store.close();
+    }
+  };
+  const rulesOf = (r: VerifyResult): string[] => [...new Set(r.findings.map((f) => f.rule))].sort();
+  const revoke = (id: string, at: number): ParsedCrl => {
+    fed.ca.revoke({ id, now: new Date(at) });
+    return parseCrl(readFileSync(fed.crlPath, 'utf8'), caPem);
+  };
+
+  it('verifies a head signed in the same second as, but before, its certificate revocation (the live fault)', async () => {
+    const { id, path } = await feedSignedAt(S + 127);
+    const crl = revoke(id, S + 380);
+    expect(crl.revoked.get(fed.ca.list().find((c) => c.id === id)!.serial)?.revokedAt.getTime()).to.equal(S);
+    expect(rulesOf(await verifyWith(path, { caPem, crl }))).to.deep.equal([]);
+    expect(rulesOf(await verifyWith(path, { caPem, crl, revocationTimes: fed.ca.revocationTimes() }))).to.deep.equal([]);
+  });
+
+  it('a peer ingests a head signed in the same second as, but before, its certificate revocation', async () => {
+    const { id, path } = await feedSignedAt(S + 127);
+    const crl = revoke(id, S + 380);
+    const author = await Ledger.open({ path, trust: { caPem, crl } });
+    const peer = await Ledger.open({ path: dbPath(tmp.dir, `${id}-peer`), trust: { caPem, crl } });
+    try {
+      const head = (await author.signedHead(id)) as SignedHead;
+      expect(await peer.ingest(id, await author.rawRange(id, 0, head.seq), head)).to.deep.equal({ stored: 2 });
+    } finally {
+      await peer.close();
+      await author.close();
+    }
+  });
+
+  it('refuses a head signed in the second after its certificate revocation (head.key-validity)', async () => {
+    const { id, path } = await feedSignedAt(S + 1000);
+    const crl = revoke(id, S + 380);
+    expect(rulesOf(await verifyWith(path, { caPem, crl }))).to.deep.equal(['head.key-validity']);
+  });
+
+  it('accepts a head signed later in the revocation second from the CRL alone, and refuses it when the exact revocation time is known', async () => {
+    const { id, path } = await feedSignedAt(S + 999);
+    const crl = revoke(id, S + 380);
+    expect(rulesOf(await verifyWith(path, { caPem, crl }))).to.deep.equal([]);
+    expect(rulesOf(await verifyWith(path, { caPem, crl, revocationTimes: fed.ca.revocationTimes() }))).to.deep.equal(['head.key-validity']);
+  });
+
+  it("verifies a head signed within the certificate's notAfter second and refuses one of the second after", async () => {
+    // notAfter is S + 10.5 s in the CA's index, S + 10 s in the certificate; the bundle runs to the end of that second.
+    const cert = { days: 1, notBefore: new Date(S + 10_500 - 86_400_000) };
+    const within = await feedSignedAt(S + 10_500, cert);
+    expect(rulesOf(await verifyWith(within.path, { caPem }))).to.deep.equal([]);
+    const after = await feedSignedAt(S + 11_000, cert);
+    expect(rulesOf(await verifyWith(after.path, { caPem }))).to.deep.equal(['head.key-validity']);
   });
 });
