@@ -1,34 +1,26 @@
+// One job: a connected agent as one end of its transfers (its socket queue, its transfer ids, its soft state).
 import type { WebSocket } from 'ws';
+import { encodeCredit, encodeEnd, setFrameId } from './protocol/codec.ts';
 import { DELIVERED_ID_BIT } from './protocol/constants.ts';
-import type { RemoteEnd } from './remote-end.ts';
 import type { AgentPort } from './router.ts';
+import type { Transfer, TransferEnd } from './transfer.ts';
 
-/** One transfer in flight: the relay maps (source, srcId) <-> (destination, dstId). */
-export interface Transfer {
-  /** Relay-unique id (hex), named in the usage statement. */
-  key: string;
-  /** The sending agent: connected here, or on another node. */
-  src: AgentConnection | RemoteEnd;
-  srcId: number;
-  /** The receiving agent: connected here, or on another node. */
-  dst: AgentConnection | RemoteEnd;
-  dstId: number;
-  /** Credit granted by the recipient and not yet used by the sender. */
-  credit: number;
-  bytes: number;
-  ending: boolean;
-  /** This node's leg id when one end is on another node. */
-  leg?: number;
-  /** Cross-node credit window (destination node): granted by the recipient but not yet forwarded. */
-  held?: number;
-  /** Cross-node credit window (destination node): forwarded to the source node and not yet used. */
-  forwarded?: number;
+export type { Transfer } from './transfer.ts';
+
+/** What a connection tells the relay core about its socket. */
+export interface ConnectionHooks {
+  /** The connection's queue shrank. */
+  drained(conn: AgentConnection): void;
+  /** `n` transfer payload bytes reached the socket. */
+  wrote(n: number): void;
+  /** `src` just queued a frame towards `dst`: pause reading it if `dst` is behind. */
+  pace(src: AgentConnection, dst: AgentConnection): void;
 }
 
 const RECENT_IDS = 256;
 
 /** A connected, authenticated agent and its soft state. */
-export class AgentConnection implements AgentPort {
+export class AgentConnection implements AgentPort, TransferEnd {
   readonly since = new Date();
   /** Transfers this agent sends, by its own id. */
   readonly outgoing = new Map<number, Transfer>();
@@ -54,7 +46,7 @@ export class AgentConnection implements AgentPort {
     readonly id: string,
     readonly serial: string,
     readonly ws: WebSocket,
-    private readonly onDrained: (conn: AgentConnection) => void,
+    private readonly hooks: ConnectionHooks,
   ) {}
 
   deliver(frame: Buffer, onWritten?: (err?: Error) => void): void {
@@ -65,8 +57,40 @@ export class AgentConnection implements AgentPort {
       this.pending -= len;
       this.lastProgress = Date.now();
       onWritten?.(err ?? undefined);
-      this.onDrained(this);
+      this.hooks.drained(this);
     });
+  }
+
+  forwardData(frame: Buffer, id: number, n: number, from?: AgentConnection): void {
+    setFrameId(frame, id);
+    this.deliver(frame, (err) => {
+      if (!err) this.hooks.wrote(n);
+    });
+    if (from) this.hooks.pace(from, this);
+  }
+
+  forwardEnd(id: number, delivered: (err?: Error) => void): void {
+    this.deliver(encodeEnd(id), delivered);
+  }
+
+  forwardCredit(t: Transfer, bytes: number): void {
+    this.deliver(encodeCredit(t.srcId, bytes));
+  }
+
+  adopt(t: Transfer): void {
+    if (t.src === this) this.outgoing.set(t.srcId, t);
+    if (t.dst === this) this.incoming.set(t.dstId, t);
+  }
+
+  drop(t: Transfer): void {
+    if (t.src === this) {
+      this.outgoing.delete(t.srcId);
+      this.retire(t.srcId);
+    }
+    if (t.dst === this) {
+      this.incoming.delete(t.dstId);
+      this.retire(t.dstId);
+    }
   }
 
   pendingBytes(): number {
