@@ -24,3 +24,4 @@ export { LocalRouter, type Router, type AgentPort, type AgentInfo } from './rout
 export { feeFor, signUsage, type Tariff } from './metering.ts';
 export { RelayMetrics } from './metrics.ts';
 export { ConfigError, RelayError, ProtocolError, TransferAbortedError, type RelayErrorCode } from './errors.ts';
+export { RELAY_ERRORS, type RelayErrorInfo } from './protocol/errors.ts';

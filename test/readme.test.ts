@@ -4,6 +4,7 @@ import { fileURLToPath } from 'node:url';
 import { expect } from 'chai';
 import { AGENT_ERRORS } from '../hospital-agent/errors.ts';
 import { buildOpenApi } from '../hospital-agent/api/openapi.ts';
+import { RELAY_ERRORS, type RelayErrorInfo } from '../relay/protocol/errors.ts';
 
 const ROOT = fileURLToPath(new URL('..', import.meta.url));
 
@@ -50,5 +51,12 @@ describe('README', function () {
       expect(listed).to.include(code);
     }
     for (const [code, { status }] of Object.entries(AGENT_ERRORS)) expect(readme, code).to.contain(`| \`${code}\` | ${status} |`);
+  });
+
+  it('documents every relay error code with its close code or status', function () {
+    for (const [code, info] of Object.entries(RELAY_ERRORS) as Array<[string, RelayErrorInfo]>) {
+      const where = info.closeCode ? `close ${info.closeCode}` : info.status ? `HTTP ${info.status}` : '-';
+      expect(readme, code).to.contain(`| \`${code}\` | ${where} |`);
+    }
   });
 });

@@ -23,7 +23,16 @@ export {
   type NoticeType,
   type FrameLimits,
 } from './constants.ts';
-export { RelayError, ProtocolError, TransferAbortedError, type RelayErrorCode, type ProtocolCloseCode } from './errors.ts';
+export {
+  RELAY_ERRORS,
+  RelayError,
+  ProtocolError,
+  TransferAbortedError,
+  type RelayErrorCode,
+  type RelayErrorInfo,
+  type ProtocolErrorCode,
+  type ProtocolCloseCode,
+} from './errors.ts';
 export { decodeFrame, encodeOpen, encodeData, encodeEnd, encodeCredit, encodeAbort, encodeMessage, encodeNotice, setFrameId, type Frame } from './codec.ts';
 export { USAGE_STATEMENT_VERSION, usageStatementBytes, verifyUsageStatement, type UsageStatement, type SignedUsageStatement, type Fee } from './usage.ts';
 export {
