@@ -1,8 +1,9 @@
 // One job: the frames a locally connected agent sends (open, data, end, credit, abort, message), routed to the transfer's other end.
 import type { Logger } from 'pino';
-import { decodeFrame, encodeAbort, encodeMessage, encodeNotice, encodeOpen } from './protocol/codec.ts';
+import { decodeFrame, encodeMessage, encodeNotice, encodeOpen } from './protocol/codec.ts';
 import { DELIVERED_ID_BIT, MAX_CREDIT, type AbortCode, type FrameLimits } from './protocol/constants.ts';
 import { ProtocolError } from './protocol/errors.ts';
+import { recipientFull, type RecipientLimits } from './admission.ts';
 import type { Backpressure } from './backpressure.ts';
 import type { ClusterLegs } from './cluster-legs.ts';
 import type { AgentConnection } from './connection.ts';
@@ -11,7 +12,7 @@ import type { TransferTable } from './transfers.ts';
 
 /** What the frame handler needs from the hub. */
 export interface AgentFramesOptions {
-  limits: FrameLimits & { maxOpenTransfers: number };
+  limits: FrameLimits & RecipientLimits;
   metrics: RelayMetrics;
   log: Logger;
   transfers: TransferTable;
@@ -59,6 +60,7 @@ export class AgentFrames {
     if (t.ending) throw new ProtocolError('ERR_PROTOCOL_UNEXPECTED', 'data after end', 1008);
     t.credit -= n;
     t.bytes += n;
+    t.lastProgress = Date.now();
     if (t.credit === 0) this.o.metrics.creditStalls.inc();
     this.o.metrics.bytesIn.inc(n);
     t.dst.forwardData(buf, t.dstId, n, conn);
@@ -77,6 +79,7 @@ export class AgentFrames {
     if (!t) return this.unknown(conn, id);
     if (t.credit + bytes > MAX_CREDIT) throw new ProtocolError('ERR_PROTOCOL_CREDIT_EXCEEDED', `outstanding credit would exceed ${MAX_CREDIT}`, 1008);
     t.credit += bytes;
+    t.lastProgress = Date.now();
     t.src.forwardCredit(t, bytes);
   }
 
@@ -95,7 +98,8 @@ export class AgentFrames {
     const dst = this.o.resolveLocal(peer);
     if (!dst && this.o.cluster) return this.o.cluster.openRemote(conn, id, peer, meta);
     if (!dst || dst.closing) return this.refuse(conn, id, peer, 'no-route', `${peer} is not connected`);
-    if (dst.incoming.size >= this.o.limits.maxOpenTransfers) return this.refuse(conn, id, peer, 'too-many-transfers', `${peer} has too many open transfers`);
+    const full = recipientFull(dst, conn.id, this.o.limits, this.o.metrics);
+    if (full) return this.refuse(conn, id, peer, 'too-many-transfers', full);
     const t = this.o.transfers.open({ src: conn, srcId: id, dst, dstId: dst.allocateId() });
     this.o.log.debug({ transfer: t.key, from: conn.id, to: peer }, 'transfer opened');
     dst.deliver(encodeOpen(t.dstId, conn.id, meta, this.o.limits));
@@ -105,7 +109,7 @@ export class AgentFrames {
     conn.retire(id);
     this.o.metrics.transfersAborted.inc({ reason: code });
     this.o.log.info({ from: conn.id, to: peer, code }, 'transfer refused');
-    conn.deliver(encodeAbort(id, code, why));
+    conn.forwardAbort(id, code, why);
   }
 
   private message(conn: AgentConnection, id: number, peer: string, body: Buffer): void {

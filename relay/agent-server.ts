@@ -6,6 +6,7 @@ import type { TLSSocket } from 'node:tls';
 import type { Logger } from 'pino';
 import { WebSocketServer, type WebSocket } from 'ws';
 import { peerHospitalId, serverTlsOptions, type CrlWatcher, type Identity } from '../certs/index.ts';
+import { parseRevision, REVISION_HEADER } from './protocol/constants.ts';
 import type { Hub } from './hub.ts';
 import type { RelayMetrics } from './metrics.ts';
 
@@ -58,7 +59,7 @@ export function createAgentServer(o: AgentServerOptions): HttpsServer {
 }
 
 /** The gate: the verified peer, or undefined once the upgrade was refused with a status. */
-function admit(o: AgentServerOptions, req: IncomingMessage, socket: Socket): { id: string; serial: string } | undefined {
+function admit(o: AgentServerOptions, req: IncomingMessage, socket: Socket): { id: string; serial: string; revision: number } | undefined {
   const tlsSocket = socket as TLSSocket;
   const deny = (status: number, reason: string, why: string): undefined => {
     o.metrics.connectionsRefused.inc({ reason });
@@ -78,5 +79,5 @@ function admit(o: AgentServerOptions, req: IncomingMessage, socket: Socket): { i
   if (o.watcher?.isRevoked(peer.serial)) return deny(403, 'revoked', 'certificate revoked');
   if (peer.notAfter.getTime() <= Date.now()) return deny(403, 'expired', 'certificate expired');
   if (o.hub.connections.size >= o.limits.maxConnections) return deny(503, 'capacity', 'too many connections');
-  return { id: peer.id, serial: peer.serial };
+  return { id: peer.id, serial: peer.serial, revision: parseRevision(req.headers[REVISION_HEADER]) };
 }

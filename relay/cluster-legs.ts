@@ -1,8 +1,9 @@
 // One job: the legs of transfers and messages crossing relay nodes (opens both ways, frames from other nodes, dead-node probes).
 import type { Logger } from 'pino';
-import { decodeFrame, encodeAbort, encodeMessage, encodeNotice, encodeOpen } from './protocol/codec.ts';
+import { decodeFrame, encodeMessage, encodeNotice, encodeOpen } from './protocol/codec.ts';
 import type { AbortCode, FrameLimits } from './protocol/constants.ts';
 import { ProtocolError } from './protocol/errors.ts';
+import { recipientFull, type RecipientLimits } from './admission.ts';
 import type { AgentConnection } from './connection.ts';
 import type { RelayMetrics } from './metrics.ts';
 import { RemoteEnd } from './remote-end.ts';
@@ -16,7 +17,7 @@ const MAX_REMOTE_REQUESTS = 256;
 /** What the cluster side needs from the hub. */
 export interface ClusterLegsOptions {
   remote: RemoteDelivery;
-  limits: FrameLimits & { maxOpenTransfers: number };
+  limits: FrameLimits & RecipientLimits;
   metrics: RelayMetrics;
   log: Logger;
   transfers: TransferTable;
@@ -52,7 +53,7 @@ export class ClusterLegs {
       if (!this.o.transfers.forget(t)) return;
       this.o.metrics.transfersAborted.inc({ reason: code });
       this.o.log.info({ from: conn.id, to: peer, code }, 'transfer refused');
-      if (!conn.closing) conn.deliver(encodeAbort(id, code, why));
+      if (!conn.closing) conn.forwardAbort(id, code, why);
     };
     this.o.remote.open(peer, conn.id, t.leg as number, meta).then(
       (r) => {
@@ -91,7 +92,8 @@ export class ClusterLegs {
     if (this.o.draining()) return { refused: 'shutting-down', reason: 'relay node is shutting down' };
     const dst = this.o.resolveLocal(to);
     if (!dst || dst.closing) return { refused: 'no-route', reason: `${to} is not connected` };
-    if (dst.incoming.size >= this.o.limits.maxOpenTransfers) return { refused: 'too-many-transfers', reason: `${to} has too many open transfers` };
+    const full = recipientFull(dst, from, this.o.limits, this.o.metrics);
+    if (full) return { refused: 'too-many-transfers', reason: full };
     const src = this.remoteEnd(from, fromNode, leg);
     const t = this.o.transfers.open({ src, srcId: leg, dst, dstId: dst.allocateId(), cross: { leg: this.o.transfers.allocateLeg(), remote: src } });
     this.o.log.debug({ transfer: t.key, from, to, node: fromNode }, 'transfer opened from another node');
@@ -135,6 +137,7 @@ export class ClusterLegs {
       case 'credit':
         if (fromSrc) return;
         t.credit += frame.bytes;
+        t.lastProgress = Date.now();
         t.src.forwardCredit(t, frame.bytes);
         return;
       case 'abort':
@@ -151,6 +154,7 @@ export class ClusterLegs {
     if (n > t.credit) return this.o.transfers.abort(t, 'protocol-error', 'relay node sent data beyond credit');
     t.credit -= n;
     t.bytes += n;
+    t.lastProgress = Date.now();
     t.dst.forwardData(buf, t.dstId, n);
     end.consumed(t, n);
   }

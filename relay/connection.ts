@@ -1,7 +1,7 @@
 // One job: a connected agent as one end of its transfers (its socket queue, its transfer ids, its soft state).
 import type { WebSocket } from 'ws';
-import { encodeCredit, encodeEnd, setFrameId } from './protocol/codec.ts';
-import { DELIVERED_ID_BIT } from './protocol/constants.ts';
+import { encodeAbort, encodeCredit, encodeEnd, setFrameId } from './protocol/codec.ts';
+import { abortCodeFor, DELIVERED_ID_BIT, type AbortCode } from './protocol/constants.ts';
 import type { AgentPort } from './router.ts';
 import type { Transfer, TransferEnd } from './transfer.ts';
 
@@ -30,6 +30,8 @@ export class AgentConnection implements AgentPort, TransferEnd {
   readonly blockedOn = new Set<AgentConnection>();
   /** Sources paused because this agent is behind. */
   readonly waiters = new Set<AgentConnection>();
+  /** Open incoming transfers by sender id (the fair share of this agent's slots). */
+  private readonly incomingFrom = new Map<string, number>();
   /** Ids that ended recently: frames still in flight for them are ignored, not fatal. */
   private readonly recent = new Set<number>();
   private pending = 0;
@@ -47,6 +49,8 @@ export class AgentConnection implements AgentPort, TransferEnd {
     readonly serial: string,
     readonly ws: WebSocket,
     private readonly hooks: ConnectionHooks,
+    /** The protocol revision the agent announced (1 when it said nothing). */
+    readonly revision = 1,
   ) {}
 
   deliver(frame: Buffer, onWritten?: (err?: Error) => void): void {
@@ -77,9 +81,21 @@ export class AgentConnection implements AgentPort, TransferEnd {
     this.deliver(encodeCredit(t.srcId, bytes));
   }
 
+  forwardAbort(id: number, code: AbortCode, reason: string): void {
+    this.deliver(encodeAbort(id, abortCodeFor(code, this.revision), reason));
+  }
+
+  /** Transfers from `sender` open towards this agent now. */
+  openFrom(sender: string): number {
+    return this.incomingFrom.get(sender) ?? 0;
+  }
+
   adopt(t: Transfer): void {
     if (t.src === this) this.outgoing.set(t.srcId, t);
-    if (t.dst === this) this.incoming.set(t.dstId, t);
+    if (t.dst === this) {
+      this.incoming.set(t.dstId, t);
+      this.incomingFrom.set(t.src.id, this.openFrom(t.src.id) + 1);
+    }
   }
 
   drop(t: Transfer): void {
@@ -87,9 +103,11 @@ export class AgentConnection implements AgentPort, TransferEnd {
       this.outgoing.delete(t.srcId);
       this.retire(t.srcId);
     }
-    if (t.dst === this) {
-      this.incoming.delete(t.dstId);
+    if (t.dst === this && this.incoming.delete(t.dstId)) {
       this.retire(t.dstId);
+      const left = this.openFrom(t.src.id) - 1;
+      if (left > 0) this.incomingFrom.set(t.src.id, left);
+      else this.incomingFrom.delete(t.src.id);
     }
   }
 

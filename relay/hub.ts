@@ -2,8 +2,9 @@
 import type { Logger } from 'pino';
 import type { WebSocket } from 'ws';
 import { encodeNotice } from './protocol/codec.ts';
-import { CLOSE_CODES, type AbortCode, type FrameLimits } from './protocol/constants.ts';
+import { CLOSE_CODES, PROTOCOL_REVISION, type AbortCode, type FrameLimits } from './protocol/constants.ts';
 import { ProtocolError } from './protocol/errors.ts';
+import type { RecipientLimits } from './admission.ts';
 import { AgentFrames } from './agent-frames.ts';
 import { Backpressure } from './backpressure.ts';
 import { ClusterLegs } from './cluster-legs.ts';
@@ -14,7 +15,7 @@ import { TransferTable, type Meter } from './transfers.ts';
 
 /** Settings the hub enforces. */
 export interface HubOptions {
-  limits: FrameLimits & { maxOpenTransfers: number; highWaterMark: number; writeTimeoutMs: number };
+  limits: FrameLimits & RecipientLimits & { highWaterMark: number; writeTimeoutMs: number; transferIdleMs: number };
   router: Router;
   metrics: RelayMetrics;
   log: Logger;
@@ -42,7 +43,7 @@ export class Hub {
     const shared = { limits, metrics, log, transfers: this.transfers, resolveLocal: (id: string) => this.resolveLocal(id), draining: () => this.draining };
     this.cluster = router.remote ? new ClusterLegs({ ...shared, remote: router.remote, resumeIfFree: (c) => this.backpressure.resumeIfFree(c) }) : undefined;
     this.frames = new AgentFrames({ ...shared, backpressure: this.backpressure, cluster: this.cluster });
-    const every = Math.max(50, Math.min(1000, Math.floor(limits.writeTimeoutMs / 4)));
+    const every = Math.max(50, Math.min(1000, Math.floor(Math.min(limits.writeTimeoutMs, limits.transferIdleMs) / 4)));
     this.watchdog = setInterval(() => this.checkDeadlines(), every);
     this.watchdog.unref();
   }
@@ -66,14 +67,20 @@ export class Hub {
   }
 
   /** Takes over an upgraded, authenticated WebSocket. */
-  accept(ws: WebSocket, peer: { id: string; serial: string }): AgentConnection {
+  accept(ws: WebSocket, peer: { id: string; serial: string; revision?: number }): AgentConnection {
     const bp = this.backpressure;
     const metrics = this.opts.metrics;
-    const conn = new AgentConnection(peer.id, peer.serial, ws, {
-      drained: (c) => bp.drained(c),
-      wrote: (n) => metrics.bytesOut.inc(n),
-      pace: (src, dst) => bp.throttle(src, dst),
-    });
+    const conn = new AgentConnection(
+      peer.id,
+      peer.serial,
+      ws,
+      {
+        drained: (c) => bp.drained(c),
+        wrote: (n) => metrics.bytesOut.inc(n),
+        pace: (src, dst) => bp.throttle(src, dst),
+      },
+      peer.revision,
+    );
     this.connections.add(conn);
     metrics.connections.inc();
     const replaced = this.opts.router.attach(conn);
@@ -107,8 +114,15 @@ export class Hub {
   private greet(conn: AgentConnection): void {
     if (conn.closing) return;
     const l = this.opts.limits;
-    const limits = { maxFrame: l.maxFrame, maxHeader: l.maxHeader, maxMessage: l.maxMessage, maxOpenTransfers: l.maxOpenTransfers };
-    conn.deliver(encodeNotice('ready', { agent: conn.id, limits }, l));
+    const limits = {
+      maxFrame: l.maxFrame,
+      maxHeader: l.maxHeader,
+      maxMessage: l.maxMessage,
+      maxOpenTransfers: l.maxOpenTransfers,
+      maxTransfersPerSender: l.maxTransfersPerSender,
+      transferIdleMs: l.transferIdleMs,
+    };
+    conn.deliver(encodeNotice('ready', { agent: conn.id, limits, revision: PROTOCOL_REVISION }, l));
     if (this.draining) conn.deliver(encodeNotice('shutting-down', { deadlineMs: 0 }, l));
   }
 
@@ -128,6 +142,8 @@ export class Hub {
   private checkDeadlines(): void {
     const now = Date.now();
     if (this.cluster && this.transfers.crossingCount > 0) this.cluster.checkNodes();
+    const idle = this.transfers.abortIdle(now, this.opts.limits.transferIdleMs);
+    if (idle > 0) this.opts.log.warn({ transfers: idle, idleMs: this.opts.limits.transferIdleMs }, 'idle transfers aborted');
     for (const conn of this.connections) {
       if (conn.closing || conn.pendingBytes() === 0 || now - conn.lastProgress < this.opts.limits.writeTimeoutMs) continue;
       this.opts.metrics.writeTimeouts.inc();

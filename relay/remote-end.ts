@@ -1,5 +1,6 @@
 // One job: the far end of a transfer crossing nodes (an agent on another node, reached through that node's leg).
-import { encodeCredit, encodeEnd, setFrameId } from './protocol/codec.ts';
+import { encodeAbort, encodeCredit, encodeEnd, setFrameId } from './protocol/codec.ts';
+import type { AbortCode } from './protocol/constants.ts';
 import type { RemoteDelivery } from './router.ts';
 import type { Transfer, TransferEnd } from './transfer.ts';
 
@@ -73,6 +74,11 @@ export class RemoteEnd implements TransferEnd {
   forwardCredit(t: Transfer, bytes: number): void {
     this.held += bytes;
     this.releaseCredit(t);
+  }
+
+  forwardAbort(id: number, code: AbortCode, reason: string): void {
+    // Relay nodes of one cluster speak the same revision.
+    this.deliver(encodeAbort(id, code, reason));
   }
 
   /** `n` bytes of data arrived from the sender's node: they used forwarded credit, so more may go. */

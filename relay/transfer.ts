@@ -1,5 +1,6 @@
 // One job: what a transfer is, the one interface for either of its ends, and the one place a transfer is built.
 import { randomBytes } from 'node:crypto';
+import type { AbortCode } from './protocol/constants.ts';
 import type { AgentConnection } from './connection.ts';
 import type { RemoteEnd } from './remote-end.ts';
 
@@ -28,6 +29,8 @@ export interface TransferEnd {
   forwardEnd(id: number, delivered: (err?: Error) => void): void;
   /** Forwards `bytes` of credit the recipient granted to this end (the sender) of `t`. */
   forwardCredit(t: Transfer, bytes: number): void;
+  /** Tells this end transfer `id` is aborted (a code this end's protocol revision does not know is sent as its older equivalent). */
+  forwardAbort(id: number, code: AbortCode, reason: string): void;
   /** `t` starts: this end files it under its id. */
   adopt(t: Transfer): void;
   /** `t` is over: this end forgets it (late frames for its id are tolerated). */
@@ -49,6 +52,8 @@ export interface Transfer {
   credit: number;
   bytes: number;
   ending: boolean;
+  /** When data or credit last moved on this transfer (or when it opened): the idle deadline counts from here. */
+  lastProgress: number;
   /** This node's leg id when one end is on another node. */
   readonly leg?: number;
   /** The end that is on another node, if any (then `leg` is set). */
@@ -76,6 +81,7 @@ export function createTransfer(spec: TransferSpec): Transfer {
     credit: 0,
     bytes: 0,
     ending: false,
+    lastProgress: Date.now(),
     ...(spec.cross ? { leg: spec.cross.leg, remote: spec.cross.remote } : {}),
   };
 }

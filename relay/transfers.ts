@@ -1,6 +1,6 @@
 // One job: the table of transfers in flight (register, complete, abort) and what both ends are told when one ends.
 import type { Logger } from 'pino';
-import { encodeAbort, encodeNotice } from './protocol/codec.ts';
+import { encodeNotice } from './protocol/codec.ts';
 import type { AbortCode, FrameLimits } from './protocol/constants.ts';
 import type { SignedUsageStatement } from './protocol/usage.ts';
 import type { RelayMetrics } from './metrics.ts';
@@ -98,7 +98,20 @@ export class TransferTable {
     if (!this.forget(t)) return;
     this.o.metrics.transfersAborted.inc({ reason: code });
     this.o.log.info({ transfer: t.key, from: t.src.id, to: t.dst.id, bytes: t.bytes, code }, 'transfer aborted');
-    if (by !== t.src && !t.src.closing) t.src.deliver(encodeAbort(t.srcId, code, reason));
-    if (by !== t.dst && !t.dst.closing) t.dst.deliver(encodeAbort(t.dstId, code, reason));
+    if (by !== t.src && !t.src.closing) t.src.forwardAbort(t.srcId, code, reason);
+    if (by !== t.dst && !t.dst.closing) t.dst.forwardAbort(t.dstId, code, reason);
+  }
+
+  /** Aborts, at both ends, every transfer on which neither data nor credit moved for `idleMs`; returns how many. */
+  abortIdle(now: number, idleMs: number): number {
+    let n = 0;
+    for (const t of [...this.all]) {
+      // A transfer whose END is on its way waits on the recipient's socket, which the write deadline watches.
+      if (t.ending || now - t.lastProgress < idleMs) continue;
+      this.o.metrics.idleTimeouts.inc();
+      this.abort(t, 'idle-timeout', `no data for ${idleMs} ms`);
+      n += 1;
+    }
+    return n;
   }
 }
