@@ -14,6 +14,7 @@ import {
 } from '../../relay/protocol/index.ts';
 import { makeFederation, type TestFederation } from '../support/federation.ts';
 import { tempDir } from '../support/tmp.ts';
+import { startCluster, type TestCluster } from './cluster-helpers.ts';
 import { admin, connectAgent, hashOf, patternStream, rawAgent, startTestRelay, until } from './helpers.ts';
 
 const MiB = 1024 * 1024;
@@ -138,6 +139,46 @@ describe('fair share and idle deadline: one member cannot stall a hospital', fun
       expect(old.readyState).to.equal(old.OPEN);
       old.close();
       await once(old, 'close');
+    });
+  });
+
+  describe('across relay nodes', function () {
+    let cluster: TestCluster;
+    let alpha: RelayClient;
+    let bravo: RelayClient;
+    let mallory: RelayClient;
+
+    before(async function () {
+      cluster = await startCluster(fed, tmp.dir, 2, { limits: { maxTransfersPerSender: 4, transferIdleMs: 2500 } });
+      const [n1, n2] = cluster.relays as [RunningRelay, RunningRelay];
+      alpha = await connectAgent(fed, n1, 'alpha');
+      mallory = await connectAgent(fed, n1, 'mallory');
+      bravo = await connectAgent(fed, n2, 'bravo', { inboundIdleMs: 0 });
+    });
+
+    after(async function () {
+      await Promise.all([alpha?.close(), bravo?.close(), mallory?.close()]);
+      await cluster?.close();
+    });
+
+    it("counts the holder's share on the recipient's node and still delivers another member's 2 MiB within 5 s", async function () {
+      const inbound = collectInbound(bravo);
+      const held = holdOpen(mallory, 'bravo', 10);
+      await until(() => inbound.from('mallory').length === 4, 5000, "the holder's share delivered to the victim");
+      for (const err of await Promise.all(held.slice(4).map((h) => h.failed))) {
+        expect(err.reason).to.equal('too-many-transfers');
+        expect(err.message).to.match(/sender-share: mallory holds 4 open transfers to bravo/);
+      }
+      const t0 = Date.now();
+      const src = patternStream(2 * MiB);
+      const got = new Promise<InboundTransfer>((resolve) => bravo.once('transfer', resolve));
+      const out = alpha.openTransfer('bravo');
+      const sending = pipeline(src.stream, out);
+      const [received] = await Promise.all([got.then((t) => hashOf(t)), sending, out.usage]);
+      expect(received).to.deep.equal({ hex: src.digest(), bytes: 2 * MiB });
+      expect(Date.now() - t0, 'legitimate 2 MiB exchange to the victim across nodes (ms)').to.be.below(5000);
+      for (const err of await Promise.all(held.slice(0, 4).map((h) => h.failed))) expect(err.reason).to.equal('idle-timeout');
+      await until(() => inbound.from('mallory').every((t) => inbound.errors.has(t)), 5000, 'the victim sees the aborts');
     });
   });
 
