@@ -1,5 +1,6 @@
 import express, { type Express } from 'express';
 import helmet from 'helmet';
+import type { RelayErrorCode } from './errors.ts';
 import type { RelayMetrics } from './metrics.ts';
 import type { Router } from './router.ts';
 
@@ -32,7 +33,7 @@ export function adminApp(state: AdminState): Express {
     res.json({ agents: state.router.list() });
   });
   app.use((_req, res) => {
-    res.status(404).json({ error: 'not found', code: 'ERR_RELAY_ADMIN_NOT_FOUND' });
+    res.status(404).json({ error: 'not found', code: 'ERR_RELAY_ADMIN_NOT_FOUND' satisfies RelayErrorCode });
   });
   return app;
 }

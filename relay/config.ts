@@ -12,6 +12,10 @@ export const DEFAULT_ADMIN_PORT = 9090;
 export const DEFAULT_HIGH_WATER_MARK = 2 * 1024 * 1024;
 /** A destination that makes no write progress for this long has its transfers aborted. */
 export const DEFAULT_WRITE_TIMEOUT_MS = 15_000;
+/** Open transfers one sender may hold to one recipient (inside the recipient's `maxOpenTransfers`), so no member can take all of a hospital's slots. */
+export const DEFAULT_MAX_TRANSFERS_PER_SENDER = 16;
+/** A transfer that moves no data for this long is aborted at both ends (`idle-timeout`), so an open-and-wait holds no slot for long. */
+export const DEFAULT_TRANSFER_IDLE_MS = 30_000;
 /** How long SIGTERM waits for open transfers before closing everything. */
 export const DEFAULT_SHUTDOWN_GRACE_MS = 10_000;
 /** The relay pings every agent this often; one that has not answered the previous ping is cut off (0 disables). */
@@ -53,6 +57,8 @@ export const relayConfigSchema = z.strictObject({
       maxHeader: int(256, 1024 * 1024).default(DEFAULT_MAX_HEADER),
       maxMessage: int(256, 1024 * 1024).default(DEFAULT_MAX_MESSAGE),
       maxOpenTransfers: int(1, 65_536).default(DEFAULT_MAX_OPEN_TRANSFERS),
+      maxTransfersPerSender: int(1, 65_536).default(DEFAULT_MAX_TRANSFERS_PER_SENDER),
+      transferIdleMs: int(100, 3_600_000).default(DEFAULT_TRANSFER_IDLE_MS),
       maxConnections: int(1).default(DEFAULT_MAX_CONNECTIONS),
       highWaterMark: int(64 * 1024).default(DEFAULT_HIGH_WATER_MARK),
       writeTimeoutMs: int(100).default(DEFAULT_WRITE_TIMEOUT_MS),

@@ -1,34 +1,26 @@
+// One job: a connected agent as one end of its transfers (its socket queue, its transfer ids, its soft state).
 import type { WebSocket } from 'ws';
-import { DELIVERED_ID_BIT } from './protocol/constants.ts';
-import type { RemoteEnd } from './remote-end.ts';
+import { encodeAbort, encodeCredit, encodeEnd, setFrameId } from './protocol/codec.ts';
+import { abortCodeFor, DELIVERED_ID_BIT, type AbortCode } from './protocol/constants.ts';
 import type { AgentPort } from './router.ts';
+import type { Transfer, TransferEnd } from './transfer.ts';
 
-/** One transfer in flight: the relay maps (source, srcId) <-> (destination, dstId). */
-export interface Transfer {
-  /** Relay-unique id (hex), named in the usage statement. */
-  key: string;
-  /** The sending agent: connected here, or on another node. */
-  src: AgentConnection | RemoteEnd;
-  srcId: number;
-  /** The receiving agent: connected here, or on another node. */
-  dst: AgentConnection | RemoteEnd;
-  dstId: number;
-  /** Credit granted by the recipient and not yet used by the sender. */
-  credit: number;
-  bytes: number;
-  ending: boolean;
-  /** This node's leg id when one end is on another node. */
-  leg?: number;
-  /** Cross-node credit window (destination node): granted by the recipient but not yet forwarded. */
-  held?: number;
-  /** Cross-node credit window (destination node): forwarded to the source node and not yet used. */
-  forwarded?: number;
+export type { Transfer } from './transfer.ts';
+
+/** What a connection tells the relay core about its socket. */
+export interface ConnectionHooks {
+  /** The connection's queue shrank. */
+  drained(conn: AgentConnection): void;
+  /** `n` transfer payload bytes reached the socket. */
+  wrote(n: number): void;
+  /** `src` just queued a frame towards `dst`: pause reading it if `dst` is behind. */
+  pace(src: AgentConnection, dst: AgentConnection): void;
 }
 
 const RECENT_IDS = 256;
 
 /** A connected, authenticated agent and its soft state. */
-export class AgentConnection implements AgentPort {
+export class AgentConnection implements AgentPort, TransferEnd {
   readonly since = new Date();
   /** Transfers this agent sends, by its own id. */
   readonly outgoing = new Map<number, Transfer>();
@@ -38,6 +30,8 @@ export class AgentConnection implements AgentPort {
   readonly blockedOn = new Set<AgentConnection>();
   /** Sources paused because this agent is behind. */
   readonly waiters = new Set<AgentConnection>();
+  /** Open incoming transfers by sender id (the fair share of this agent's slots). */
+  private readonly incomingFrom = new Map<string, number>();
   /** Ids that ended recently: frames still in flight for them are ignored, not fatal. */
   private readonly recent = new Set<number>();
   private pending = 0;
@@ -54,7 +48,9 @@ export class AgentConnection implements AgentPort {
     readonly id: string,
     readonly serial: string,
     readonly ws: WebSocket,
-    private readonly onDrained: (conn: AgentConnection) => void,
+    private readonly hooks: ConnectionHooks,
+    /** The protocol revision the agent announced (1 when it said nothing). */
+    readonly revision = 1,
   ) {}
 
   deliver(frame: Buffer, onWritten?: (err?: Error) => void): void {
@@ -65,8 +61,54 @@ export class AgentConnection implements AgentPort {
       this.pending -= len;
       this.lastProgress = Date.now();
       onWritten?.(err ?? undefined);
-      this.onDrained(this);
+      this.hooks.drained(this);
     });
+  }
+
+  forwardData(frame: Buffer, id: number, n: number, from?: AgentConnection): void {
+    setFrameId(frame, id);
+    this.deliver(frame, (err) => {
+      if (!err) this.hooks.wrote(n);
+    });
+    if (from) this.hooks.pace(from, this);
+  }
+
+  forwardEnd(id: number, delivered: (err?: Error) => void): void {
+    this.deliver(encodeEnd(id), delivered);
+  }
+
+  forwardCredit(t: Transfer, bytes: number): void {
+    this.deliver(encodeCredit(t.srcId, bytes));
+  }
+
+  forwardAbort(id: number, code: AbortCode, reason: string): void {
+    this.deliver(encodeAbort(id, abortCodeFor(code, this.revision), reason));
+  }
+
+  /** Transfers from `sender` open towards this agent now. */
+  openFrom(sender: string): number {
+    return this.incomingFrom.get(sender) ?? 0;
+  }
+
+  adopt(t: Transfer): void {
+    if (t.src === this) this.outgoing.set(t.srcId, t);
+    if (t.dst === this) {
+      this.incoming.set(t.dstId, t);
+      this.incomingFrom.set(t.src.id, this.openFrom(t.src.id) + 1);
+    }
+  }
+
+  drop(t: Transfer): void {
+    if (t.src === this) {
+      this.outgoing.delete(t.srcId);
+      this.retire(t.srcId);
+    }
+    if (t.dst === this && this.incoming.delete(t.dstId)) {
+      this.retire(t.dstId);
+      const left = this.openFrom(t.src.id) - 1;
+      if (left > 0) this.incomingFrom.set(t.src.id, left);
+      else this.incomingFrom.delete(t.src.id);
+    }
   }
 
   pendingBytes(): number {

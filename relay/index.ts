@@ -15,6 +15,8 @@ export {
   DEFAULT_ADMIN_PORT,
   DEFAULT_HIGH_WATER_MARK,
   DEFAULT_WRITE_TIMEOUT_MS,
+  DEFAULT_MAX_TRANSFERS_PER_SENDER,
+  DEFAULT_TRANSFER_IDLE_MS,
   DEFAULT_SHUTDOWN_GRACE_MS,
   DEFAULT_MAX_CONNECTIONS,
   DEFAULT_CRL_POLL_MS,
@@ -25,3 +27,4 @@ export { LocalRouter, type Router, type AgentPort, type AgentInfo } from './rout
 export { feeFor, signUsage, type Tariff } from './metering.ts';
 export { RelayMetrics } from './metrics.ts';
 export { ConfigError, RelayError, ProtocolError, TransferAbortedError, type RelayErrorCode } from './errors.ts';
+export { RELAY_ERRORS, type RelayErrorInfo } from './protocol/errors.ts';

@@ -57,6 +57,16 @@ export class RelayMetrics {
     labelNames: [],
     registers: [this.registry],
   });
+  readonly idleTimeouts = new Counter({
+    name: 'hie_relay_idle_timeouts_total',
+    help: 'Transfers aborted because no data moved for limits.transferIdleMs',
+    registers: [this.registry],
+  });
+  readonly senderShareRefusals = new Counter({
+    name: 'hie_relay_sender_share_refusals_total',
+    help: "Opens refused because the sender already held limits.maxTransfersPerSender of the recipient's open transfers",
+    registers: [this.registry],
+  });
   readonly bufferedBytes = new Gauge({
     name: 'hie_relay_buffered_bytes',
     help: 'Bytes queued in the relay towards agents, not yet written',

@@ -1,23 +1,23 @@
+// One job: start a relay node from its config (identity, router, hub, listeners) and stop it gracefully.
+import { randomBytes } from 'node:crypto';
 import { once } from 'node:events';
-import { createServer as createHttpServer, STATUS_CODES, type IncomingMessage, type Server as HttpServer } from 'node:http';
-import { createServer as createHttpsServer, type Server as HttpsServer } from 'node:https';
-import type { AddressInfo, Socket } from 'node:net';
-import type { TLSSocket } from 'node:tls';
+import { createServer as createHttpServer, type Server as HttpServer } from 'node:http';
+import type { Server as HttpsServer } from 'node:https';
+import type { AddressInfo } from 'node:net';
+import { hostname } from 'node:os';
 import type { Logger } from 'pino';
 import { createLogger } from '../common/index.ts';
-import { WebSocketServer, type WebSocket } from 'ws';
-import { CrlWatcher, loadIdentity, peerHospitalId, secureContextOptions, serverTlsOptions, type Identity } from '../certs/index.ts';
+import { CrlWatcher, loadIdentity, secureContextOptions, type Identity } from '../certs/index.ts';
+import { createAgentServer } from './agent-server.ts';
 import { parseRelayConfig, type RelayConfig, type RelayConfigInput } from './config.ts';
+import { Heartbeat } from './heartbeat.ts';
 import { Hub } from './hub.ts';
 import { signUsage } from './metering.ts';
 import { RelayMetrics } from './metrics.ts';
-import { randomBytes } from 'node:crypto';
-import { hostname } from 'node:os';
 import { connectNatsRouter, type NatsRouter } from './nats/index.ts';
 import { LocalRouter, type Router } from './router.ts';
 
-/** The path agents open their WebSocket on. */
-export const AGENT_PATH = '/v1/agent';
+export { AGENT_PATH } from './agent-server.ts';
 
 /** A running relay. */
 export interface RunningRelay {
@@ -43,12 +43,22 @@ export interface StartOptions {
   env?: NodeJS.ProcessEnv;
 }
 
-function refuse(socket: Socket, status: number, why: string): void {
-  const body = `${why}\n`;
-  socket.end(
-    `HTTP/1.1 ${status} ${STATUS_CODES[status] ?? ''}\r\nConnection: close\r\nContent-Type: text/plain\r\nContent-Length: ${Buffer.byteLength(body)}\r\n\r\n${body}`,
-  );
-  setTimeout(() => socket.destroy(), 1000).unref();
+/** Everything a relay node is made of once started; the steps below fill it in. */
+interface Node {
+  config: RelayConfig;
+  limits: RelayConfig['limits'];
+  log: Logger;
+  identity: Identity;
+  metrics: RelayMetrics;
+  nats: NatsRouter | undefined;
+  router: Router;
+  watcher: CrlWatcher | undefined;
+  hub: Hub;
+  heartbeat: Heartbeat;
+  server: HttpsServer;
+  admin: HttpServer | undefined;
+  /** False once shutdown began: upgrades are refused and /readyz answers 503. */
+  gate: { accepting: boolean };
 }
 
 /** Starts a relay from a (raw or parsed) config; resolves once both listeners are bound. */
@@ -56,87 +66,62 @@ export async function startRelay(input: RelayConfigInput | RelayConfig, options:
   const env = options.env ?? process.env;
   const config = parseRelayConfig(input, {});
   const log = options.logger ?? createLogger({ level: config.log.level, base: { svc: 'hie-relay' } });
-  const passphrase = config.tls.passphraseEnv ? env[config.tls.passphraseEnv] : undefined;
-  const identity: Identity = loadIdentity({ cert: config.tls.cert, key: config.tls.key, ca: config.tls.ca, crl: config.tls.crl, passphrase });
+  const identity = loadRelayIdentity(config, env);
   const metrics = new RelayMetrics();
   const limits = { ...config.limits };
-  let nats: NatsRouter | undefined;
-  if (config.nats && !options.router) {
-    const nodeId =
-      config.node.id ??
-      `${hostname()
-        .replace(/[^A-Za-z0-9_-]/g, '-')
-        .slice(0, 48)}-${randomBytes(4).toString('hex')}`;
-    nats = await connectNatsRouter({ config: config.nats, nodeId, limits, metrics, log, env });
-  }
+  const nats = config.nats && !options.router ? await connectCluster(config, limits, metrics, log, env) : undefined;
   const router = options.router ?? nats ?? new LocalRouter();
-  const watcher = config.tls.crl ? new CrlWatcher(config.tls.crl, identity.caPem, { intervalMs: config.tls.crlPollMs }) : undefined;
-  const hub = new Hub({
-    limits,
-    router,
+  const node = buildNode({ config, limits, log, identity, metrics, nats, router });
+  const port = await listenAgents(node);
+  const adminPort = await listenAdmin(node);
+  log.info({ port, adminPort, host: config.listen.host, node: nats?.nodeId }, 'relay listening');
+  return {
+    port,
+    adminPort,
     metrics,
-    log,
-    meter: (t) => signUsage(t, config.tariff, identity.privateKey, identity.certPem),
-  });
-  let accepting = true;
+    nodeId: nats?.nodeId,
+    bufferedBytes: () => node.hub.bufferedBytes(),
+    reloadCrl: () => node.watcher?.reload() ?? false,
+    close: shutdown(node),
+  };
+}
 
-  const server: HttpsServer = createHttpsServer({ ...serverTlsOptions(identity), crl: watcher?.current.pem });
-  server.on('tlsClientError', (err: Error & { code?: string }) => {
-    metrics.connectionsRefused.inc({ reason: 'tls' });
-    log.info({ code: err.code }, 'TLS handshake refused');
-  });
-  server.on('request', (_req, res) => {
-    res.writeHead(426, { 'content-type': 'text/plain', connection: 'close' }).end(`upgrade to WebSocket on ${AGENT_PATH}\n`);
-  });
-  const wss = new WebSocketServer({ noServer: true, perMessageDeflate: false, maxPayload: limits.maxFrame, clientTracking: false, skipUTF8Validation: true });
+function loadRelayIdentity(config: RelayConfig, env: NodeJS.ProcessEnv): Identity {
+  const passphrase = config.tls.passphraseEnv ? env[config.tls.passphraseEnv] : undefined;
+  return loadIdentity({ cert: config.tls.cert, key: config.tls.key, ca: config.tls.ca, crl: config.tls.crl, passphrase });
+}
 
-  server.on('upgrade', (req: IncomingMessage, socket: Socket, head: Buffer) => {
-    const tlsSocket = socket as TLSSocket;
-    const deny = (status: number, reason: string, why: string): void => {
-      metrics.connectionsRefused.inc({ reason });
-      log.info({ status, reason }, 'upgrade refused');
-      refuse(socket, status, why);
-    };
-    if (!accepting) return deny(503, 'shutting-down', 'relay is shutting down');
-    if ((req.url ?? '').split('?')[0] !== AGENT_PATH) return deny(404, 'path', `agents connect to ${AGENT_PATH}`);
-    let peer: { id: string; serial: string; notAfter: Date };
-    try {
-      // Identity comes only from the verified certificate, checked again here even though the handshake already required it.
-      peer = peerHospitalId(tlsSocket);
-    } catch (err) {
-      return deny(tlsSocket.authorized ? 403 : 401, 'certificate', (err as Error).message);
-    }
-    if (watcher?.isRevoked(peer.serial)) return deny(403, 'revoked', 'certificate revoked');
-    if (peer.notAfter.getTime() <= Date.now()) return deny(403, 'expired', 'certificate expired');
-    if (hub.connections.size >= limits.maxConnections) return deny(503, 'capacity', 'too many connections');
-    wss.handleUpgrade(req, socket, head, (ws) => {
-      if (!accepting) return ws.close(1001, 'relay shutting down');
-      hub.accept(ws, { id: peer.id, serial: peer.serial });
-      answered.set(ws, true);
-      ws.on('pong', () => answered.set(ws, true));
-    });
-  });
+async function connectCluster(
+  config: RelayConfig,
+  limits: RelayConfig['limits'],
+  metrics: RelayMetrics,
+  log: Logger,
+  env: NodeJS.ProcessEnv,
+): Promise<NatsRouter> {
+  const host = hostname()
+    .replace(/[^A-Za-z0-9_-]/g, '-')
+    .slice(0, 48);
+  const nodeId = config.node.id ?? `${host}-${randomBytes(4).toString('hex')}`;
+  return connectNatsRouter({ config: config.nats as NonNullable<RelayConfig['nats']>, nodeId, limits, metrics, log, env });
+}
 
-  // Heartbeat: an agent that did not answer the last ping (dead link, or a peer that stopped reading its
-  // socket) is cut off, which aborts its transfers with a reason both ends see.
-  const answered = new WeakMap<WebSocket, boolean>();
-  const heartbeat =
-    limits.pingIntervalMs > 0
-      ? setInterval(() => {
-          for (const conn of hub.connections) {
-            if (answered.get(conn.ws) === false) {
-              log.warn({ agent: conn.id }, 'agent missed a heartbeat; closing its connection');
-              metrics.heartbeatTimeouts.inc();
-              conn.ws.terminate();
-              continue;
-            }
-            answered.set(conn.ws, false);
-            conn.ws.ping();
-          }
-        }, limits.pingIntervalMs)
-      : undefined;
-  heartbeat?.unref();
+/** The hub, the agent server, the heartbeat and the CRL watcher, wired together (nothing listens yet). */
+function buildNode(parts: Pick<Node, 'config' | 'limits' | 'log' | 'identity' | 'metrics' | 'nats' | 'router'>): Node {
+  const { config, limits, log, identity, metrics, router } = parts;
+  const watcher = config.tls.crl ? new CrlWatcher(config.tls.crl, identity.caPem, { intervalMs: config.tls.crlPollMs }) : undefined;
+  const meter: ConstructorParameters<typeof Hub>[0]['meter'] = (t) => signUsage(t, config.tariff, identity.privateKey, identity.certPem);
+  const hub = new Hub({ limits, router, metrics, log, meter });
+  const heartbeat = new Heartbeat(hub.connections, metrics, log);
+  const gate = { accepting: true };
+  const server = createAgentServer({ identity, watcher, hub, metrics, log, limits, accepting: () => gate.accepting, accepted: (ws) => heartbeat.track(ws) });
+  const node: Node = { ...parts, watcher, hub, heartbeat, server, admin: undefined, gate };
+  heartbeat.start(limits.pingIntervalMs);
+  watchCrl(node);
+  return node;
+}
 
+/** New CRLs take effect for new handshakes, and live connections of newly revoked certificates are closed. */
+function watchCrl({ watcher, server, hub, identity, log }: Node): void {
   watcher?.on('change', (crl) => {
     server.setSecureContext(secureContextOptions(identity, crl.pem));
     const closed = hub.revoke((serial) => crl.revoked.has(serial));
@@ -144,18 +129,30 @@ export async function startRelay(input: RelayConfigInput | RelayConfig, options:
   });
   watcher?.on('rejected', (err) => log.error({ code: err.code, msg: err.message }, 'CRL reload rejected; previous CRL stays in force'));
   watcher?.start();
+}
 
-  server.listen(config.listen.port, config.listen.host);
+/** Undoes what a failed start already began. */
+async function abandon(node: Node): Promise<void> {
+  node.heartbeat.stop();
+  node.watcher?.stop();
+  node.hub.closeAll();
+  await node.nats?.close();
+}
+
+async function listenAgents(node: Node): Promise<number> {
+  node.server.listen(node.config.listen.port, node.config.listen.host);
   try {
-    await once(server, 'listening');
+    await once(node.server, 'listening');
   } catch (err) {
-    watcher?.stop();
-    hub.closeAll();
-    await nats?.close();
+    await abandon(node);
     throw err;
   }
-  const port = (server.address() as AddressInfo).port;
+  return (node.server.address() as AddressInfo).port;
+}
 
+async function listenAdmin(node: Node): Promise<number | undefined> {
+  const { config, metrics, router, hub, identity, watcher } = node;
+  if (!config.admin.enabled) return undefined;
   const refresh = (): void => {
     metrics.bufferedBytes.set(hub.bufferedBytes());
     metrics.transfersActive.set(hub.activeTransfers);
@@ -163,57 +160,50 @@ export async function startRelay(input: RelayConfigInput | RelayConfig, options:
     const next = watcher?.current.nextUpdate;
     if (next) metrics.crlNextUpdate.set(Math.round((next.getTime() - Date.now()) / 1000));
   };
-  let admin: HttpServer | undefined;
-  if (config.admin.enabled) {
-    // Loaded only when enabled: express and helmet are the relay's largest dependencies.
-    const { adminApp } = await import('./admin.ts');
-    admin = createHttpServer(adminApp({ metrics, router, ready: () => accepting, refresh }));
-    admin.listen(config.admin.port, config.admin.host);
-    try {
-      await once(admin, 'listening');
-    } catch (err) {
-      server.close();
-      watcher?.stop();
-      hub.closeAll();
-      await nats?.close();
-      throw err;
-    }
+  // Loaded only when enabled: express and helmet are the relay's largest dependencies.
+  const { adminApp } = await import('./admin.ts');
+  const admin = createHttpServer(adminApp({ metrics, router, ready: () => node.gate.accepting, refresh }));
+  admin.listen(config.admin.port, config.admin.host);
+  try {
+    await once(admin, 'listening');
+  } catch (err) {
+    node.server.close();
+    await abandon(node);
+    throw err;
   }
-  const adminPort = admin ? (admin.address() as AddressInfo).port : undefined;
-  log.info({ port, adminPort, host: config.listen.host, node: nats?.nodeId }, 'relay listening');
+  node.admin = admin;
+  return (admin.address() as AddressInfo).port;
+}
 
+const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
+
+/** The relay's `close`: refuse new work, let open transfers finish for up to `graceMs`, then close everything (once). */
+function shutdown(node: Node): (graceMs?: number) => Promise<void> {
   let closing: Promise<void> | undefined;
-  const close = (graceMs: number = limits.shutdownGraceMs): Promise<void> => {
-    if (heartbeat) clearInterval(heartbeat);
-    closing ??= (async () => {
-      accepting = false;
-      server.close();
-      log.info({ active: hub.activeTransfers, graceMs }, 'shutting down');
-      hub.startDraining(graceMs);
-      const deadline = Date.now() + graceMs;
-      while (hub.activeTransfers > 0 && Date.now() < deadline) await new Promise((r) => setTimeout(r, 50));
-      hub.closeAll();
-      watcher?.stop();
-      const until = Date.now() + 3000;
-      while (hub.connections.size > 0 && Date.now() < until) await new Promise((r) => setTimeout(r, 20));
-      server.closeAllConnections();
-      await nats?.close();
-      if (admin) {
-        admin.closeAllConnections();
-        await new Promise<void>((r) => admin.close(() => r()));
-      }
-      log.info('relay stopped');
-    })();
+  return (graceMs: number = node.limits.shutdownGraceMs): Promise<void> => {
+    node.heartbeat.stop();
+    closing ??= drainAndClose(node, graceMs);
     return closing;
   };
+}
 
-  return {
-    port,
-    adminPort,
-    metrics,
-    nodeId: nats?.nodeId,
-    bufferedBytes: () => hub.bufferedBytes(),
-    reloadCrl: () => watcher?.reload() ?? false,
-    close,
-  };
+async function drainAndClose(node: Node, graceMs: number): Promise<void> {
+  const { hub, log, server, admin } = node;
+  node.gate.accepting = false;
+  server.close();
+  log.info({ active: hub.activeTransfers, graceMs }, 'shutting down');
+  hub.startDraining(graceMs);
+  const deadline = Date.now() + graceMs;
+  while (hub.activeTransfers > 0 && Date.now() < deadline) await sleep(50);
+  hub.closeAll();
+  node.watcher?.stop();
+  const until = Date.now() + 3000;
+  while (hub.connections.size > 0 && Date.now() < until) await sleep(20);
+  server.closeAllConnections();
+  await node.nats?.close();
+  if (admin) {
+    admin.closeAllConnections();
+    await new Promise<void>((r) => admin.close(() => r()));
+  }
+  log.info('relay stopped');
 }

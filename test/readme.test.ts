@@ -7,6 +7,7 @@ import { buildOpenApi } from '../hospital-agent/api/openapi.ts';
 import { configLeaves } from '../common/index.ts';
 import { agentConfigSchema } from '../hospital-agent/config.ts';
 import { relayConfigSchema } from '../relay/index.ts';
+import { RELAY_ERRORS, type RelayErrorInfo } from '../relay/protocol/errors.ts';
 
 const ROOT = fileURLToPath(new URL('..', import.meta.url));
 
@@ -73,6 +74,13 @@ describe('README', function () {
     for (const [i, schema] of [relayConfigSchema, agentConfigSchema].entries()) {
       const missing = [...configLeaves(schema).keys()].filter((k) => !tables[i]!.has(k));
       expect(missing, `keys the ${i === 0 ? 'relay' : 'agent'} table leaves out`).to.deep.equal([]);
+    }
+  });
+
+  it('documents every relay error code with its close code or status', function () {
+    for (const [code, info] of Object.entries(RELAY_ERRORS) as Array<[string, RelayErrorInfo]>) {
+      const where = info.closeCode ? `close ${info.closeCode}` : info.status ? `HTTP ${info.status}` : '-';
+      expect(readme, code).to.contain(`| \`${code}\` | ${where} |`);
     }
   });
 });

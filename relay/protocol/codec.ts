@@ -12,7 +12,7 @@ import {
   type FrameLimits,
   type NoticeType,
 } from './constants.ts';
-import { ProtocolError } from './errors.ts';
+import { ProtocolError, type ProtocolCloseCode, type ProtocolErrorCode } from './errors.ts';
 
 /** A decoded frame. Buffers are views into the input, never copies. */
 export type Frame =
@@ -127,7 +127,7 @@ export function encodeNotice(type: NoticeType, body: Record<string, unknown>, li
   return buf;
 }
 
-function fail(code: ConstructorParameters<typeof ProtocolError>[0], message: string, closeCode: 1002 | 1008 | 1009 = 1002): never {
+function fail(code: ProtocolErrorCode, message: string, closeCode?: ProtocolCloseCode): never {
   throw new ProtocolError(code, message, closeCode);
 }
 

@@ -63,10 +63,43 @@ export const ABORT_CODES = {
   rejected: 8,
   internal: 9,
   replaced: 10,
+  /** No data moved on the transfer for the relay's (or the recipient's) idle deadline; the sender may retry. */
+  'idle-timeout': 11,
 } as const;
 
 /** Name of an abort reason. */
 export type AbortCode = keyof typeof ABORT_CODES;
+
+/**
+ * Revision of the protocol within {@link PROTOCOL_VERSION}. Revision 2 added the
+ * `idle-timeout` abort code. Each side announces its revision (an agent in the
+ * {@link REVISION_HEADER} upgrade request header, the relay as `revision` in its
+ * `ready` notice; absent means 1), and nobody sends a peer an abort code its
+ * revision does not know: an older decoder rejects unknown codes and would close
+ * the connection.
+ */
+export const PROTOCOL_REVISION = 2;
+
+/** Upgrade request header in which an agent announces its {@link PROTOCOL_REVISION}. */
+export const REVISION_HEADER = 'hie-protocol-revision';
+
+/** Abort codes added after revision 1: the revision that introduced each, and the older code a peer below it gets instead. */
+const NEWER_ABORT_CODES: Partial<Record<AbortCode, { since: number; fallback: AbortCode }>> = {
+  // Both are retryable for a sender; write-timeout is the nearest older meaning (a deadline passed).
+  'idle-timeout': { since: 2, fallback: 'write-timeout' },
+};
+
+/** The abort code to send a peer of revision `peerRevision` for `code`. */
+export function abortCodeFor(code: AbortCode, peerRevision: number): AbortCode {
+  const newer = NEWER_ABORT_CODES[code];
+  return newer && peerRevision < newer.since ? newer.fallback : code;
+}
+
+/** A peer's announced revision: a positive integer, or 1 when absent or malformed. */
+export function parseRevision(value: unknown): number {
+  const n = typeof value === 'string' ? Number(value) : value;
+  return typeof n === 'number' && Number.isInteger(n) && n >= 1 && n <= 0xffff ? n : 1;
+}
 
 /** Relay notices (u8 type; JSON body). */
 export const NOTICE_TYPES = {

@@ -17,13 +17,26 @@ export {
   MAX_REASON,
   DELIVERED_ID_BIT,
   ABORT_CODES,
+  PROTOCOL_REVISION,
+  REVISION_HEADER,
+  abortCodeFor,
+  parseRevision,
   NOTICE_TYPES,
   CLOSE_CODES,
   type AbortCode,
   type NoticeType,
   type FrameLimits,
 } from './constants.ts';
-export { RelayError, ProtocolError, TransferAbortedError, type RelayErrorCode, type ProtocolCloseCode } from './errors.ts';
+export {
+  RELAY_ERRORS,
+  RelayError,
+  ProtocolError,
+  TransferAbortedError,
+  type RelayErrorCode,
+  type RelayErrorInfo,
+  type ProtocolErrorCode,
+  type ProtocolCloseCode,
+} from './errors.ts';
 export { decodeFrame, encodeOpen, encodeData, encodeEnd, encodeCredit, encodeAbort, encodeMessage, encodeNotice, setFrameId, type Frame } from './codec.ts';
 export { USAGE_STATEMENT_VERSION, usageStatementBytes, verifyUsageStatement, type UsageStatement, type SignedUsageStatement, type Fee } from './usage.ts';
 export {
@@ -33,6 +46,7 @@ export {
   DEFAULT_CHUNK_SIZE,
   OutboundTransfer,
   InboundTransfer,
+  DEFAULT_INBOUND_IDLE_MS,
   DEFAULT_OUTBOUND_HIGH_WATER_MARK,
   backoffDelay,
   DEFAULT_BACKOFF_BASE_MS,

@@ -88,6 +88,8 @@ const relayFull = {
     maxHeader: 4096,
     maxMessage: 32768,
     maxOpenTransfers: 8,
+    maxTransfersPerSender: 4,
+    transferIdleMs: 5000,
     maxConnections: 100,
     highWaterMark: 131072,
     writeTimeoutMs: 5000,

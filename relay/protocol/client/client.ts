@@ -2,11 +2,22 @@ import { EventEmitter } from 'node:events';
 import type { ConnectionOptions } from 'node:tls';
 import { clientTlsOptions, isHospitalId, type Identity } from '../../../certs/index.ts';
 import { decodeFrame, encodeMessage } from '../codec.ts';
-import { DEFAULT_LIMITS, DEFAULT_WINDOW, DELIVERED_ID_BIT, FRAME_PREFIX, MAX_CREDIT, type FrameLimits, type NoticeType } from '../constants.ts';
+import {
+  DEFAULT_LIMITS,
+  DEFAULT_WINDOW,
+  DELIVERED_ID_BIT,
+  FRAME_PREFIX,
+  MAX_CREDIT,
+  parseRevision,
+  PROTOCOL_REVISION,
+  REVISION_HEADER,
+  type FrameLimits,
+  type NoticeType,
+} from '../constants.ts';
 import { ProtocolError, RelayError, TransferAbortedError } from '../errors.ts';
 import { verifyUsageStatement, type SignedUsageStatement } from '../usage.ts';
 import { backoffDelay, DEFAULT_BACKOFF_BASE_MS, DEFAULT_BACKOFF_MAX_MS, type BackoffOptions } from './backoff.ts';
-import { InboundTransfer } from './inbound.ts';
+import { DEFAULT_INBOUND_IDLE_MS, InboundTransfer } from './inbound.ts';
 import type { Link, VerifiedUsage } from './link.ts';
 import { OutboundTransfer } from './outbound.ts';
 import type { Transport, TransportFactory } from './transport.ts';
@@ -37,6 +48,11 @@ export interface RelayClientOptions {
   servername?: string;
   /** Credit granted per inbound transfer (bytes); default {@link DEFAULT_WINDOW}. */
   window?: number;
+  /**
+   * Idle deadline of inbound transfers: one on which the sender, holding credit, sends no data for
+   * this long is aborted with `idle-timeout` (default {@link DEFAULT_INBOUND_IDLE_MS}; 0 disables).
+   */
+  inboundIdleMs?: number;
   /** Largest DATA payload this client sends (default {@link DEFAULT_CHUNK_SIZE}; capped by the relay's maxFrame). */
   chunkSize?: number;
   /** Reconnect after a lost connection (default true), with exponential backoff and full jitter. */
@@ -82,6 +98,7 @@ export class RelayClient extends EventEmitter<RelayClientEvents> {
   private urlIndex = 0;
   private readonly tls: ConnectionOptions;
   private readonly window: number;
+  private readonly inboundIdleMs: number;
   private readonly backoff: BackoffOptions | undefined;
   private readonly makeTransport: TransportFactory;
   private transport: Transport | undefined;
@@ -96,7 +113,7 @@ export class RelayClient extends EventEmitter<RelayClientEvents> {
   private timer: NodeJS.Timeout | undefined;
   private closed = false;
   private readyWaiters: Array<{ resolve: () => void; reject: (e: Error) => void }> = [];
-  private link: Link & { limits: FrameLimits; chunkSize: number };
+  private link: Link & { limits: FrameLimits; chunkSize: number; peerRevision: number };
   /** This agent's id as the relay named it from the certificate; set once ready. */
   agentId: string | undefined;
   /** True between `ready` and `disconnected`. */
@@ -120,6 +137,8 @@ export class RelayClient extends EventEmitter<RelayClientEvents> {
       throw new TypeError('chunkSize must be an integer >= 1024');
     if (!Number.isInteger(this.window) || this.window < 1024 || this.window > MAX_CREDIT)
       throw new TypeError(`window must be an integer in 1024..${MAX_CREDIT}`);
+    this.inboundIdleMs = options.inboundIdleMs ?? DEFAULT_INBOUND_IDLE_MS;
+    if (!Number.isInteger(this.inboundIdleMs) || this.inboundIdleMs < 0) throw new TypeError('inboundIdleMs must be an integer >= 0');
     this.backoff =
       options.reconnect === false
         ? undefined
@@ -128,6 +147,7 @@ export class RelayClient extends EventEmitter<RelayClientEvents> {
     this.link = {
       limits: { ...DEFAULT_LIMITS },
       chunkSize: Math.min(DEFAULT_LIMITS.maxFrame - FRAME_PREFIX, options.chunkSize ?? DEFAULT_CHUNK_SIZE),
+      peerRevision: 1,
       send: (frame, cb) => {
         if (!this.transport) return cb?.(new RelayError('ERR_RELAY_NOT_CONNECTED', 'not connected to the relay'));
         const len = frame.length;
@@ -186,12 +206,10 @@ export class RelayClient extends EventEmitter<RelayClientEvents> {
   private dial(): void {
     this.timer = undefined;
     if (this.closed) return;
-    const t = this.makeTransport(
-      this.url,
-      this.tls,
-      this.link.limits.maxFrame,
-      this.options.pingIntervalMs === undefined ? {} : { pingIntervalMs: this.options.pingIntervalMs },
-    );
+    const t = this.makeTransport(this.url, this.tls, this.link.limits.maxFrame, {
+      headers: { [REVISION_HEADER]: String(PROTOCOL_REVISION) },
+      ...(this.options.pingIntervalMs === undefined ? {} : { pingIntervalMs: this.options.pingIntervalMs }),
+    });
     this.dialed = this.url;
     this.transport = t;
     let failure: RelayError | undefined;
@@ -254,7 +272,7 @@ export class RelayClient extends EventEmitter<RelayClientEvents> {
         return this.streams.get(frame.id)?.onAbort(new TransferAbortedError(frame.code, frame.reason));
       case 'open': {
         if (frame.id < DELIVERED_ID_BIT || this.streams.has(frame.id)) return;
-        const t = new InboundTransfer(this.link, frame.id, frame.peer, frame.meta, this.window);
+        const t = new InboundTransfer(this.link, frame.id, frame.peer, frame.meta, this.window, this.inboundIdleMs);
         this.streams.set(frame.id, t);
         if (this.listenerCount('transfer') === 0) t.abort('rejected', 'recipient accepts no transfers');
         else this.emit('transfer', t);
@@ -278,6 +296,7 @@ export class RelayClient extends EventEmitter<RelayClientEvents> {
         maxMessage: num(limits?.maxMessage, DEFAULT_LIMITS.maxMessage),
       };
       this.link.chunkSize = Math.min(this.link.limits.maxFrame - FRAME_PREFIX, this.options.chunkSize ?? DEFAULT_CHUNK_SIZE);
+      this.link.peerRevision = parseRevision(body.revision);
       this.agentId = typeof body.agent === 'string' ? body.agent : undefined;
       this.connected = true;
       this.emit('ready', { agent: this.agentId ?? '', limits: { ...this.link.limits }, url: this.dialed });

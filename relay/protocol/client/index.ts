@@ -9,7 +9,7 @@ export {
   type RelayMessage,
 } from './client.ts';
 export { OutboundTransfer, DEFAULT_OUTBOUND_HIGH_WATER_MARK } from './outbound.ts';
-export { InboundTransfer } from './inbound.ts';
+export { InboundTransfer, DEFAULT_INBOUND_IDLE_MS } from './inbound.ts';
 export type { VerifiedUsage } from './link.ts';
 export { backoffDelay, DEFAULT_BACKOFF_BASE_MS, DEFAULT_BACKOFF_MAX_MS, type BackoffOptions } from './backoff.ts';
 export type { Transport, TransportEvents, TransportFactory } from './transport.ts';

@@ -12,6 +12,8 @@ export interface Link {
   congested(): boolean;
   /** Runs `fn` once the transport queue has drained below its low-water mark. */
   whenDrained(fn: () => void): void;
+  /** The relay's protocol revision (from its `ready` notice; 1 until then or when it names none). */
+  readonly peerRevision: number;
   /** The stream is finished with its id (completed, aborted or destroyed). */
   release(id: number): void;
 }

@@ -1,6 +1,6 @@
 import { Writable } from 'node:stream';
 import { encodeAbort, encodeEnd, encodeOpen } from '../codec.ts';
-import { FRAME_PREFIX, FrameKind, PROTOCOL_VERSION, type AbortCode } from '../constants.ts';
+import { abortCodeFor, FRAME_PREFIX, FrameKind, PROTOCOL_VERSION, type AbortCode } from '../constants.ts';
 import { RelayError, TransferAbortedError } from '../errors.ts';
 import { deferred, destroyWith, type Link, type VerifiedUsage } from './link.ts';
 
@@ -136,7 +136,7 @@ export class OutboundTransfer extends Writable {
   /** Aborts the transfer: the recipient sees `code` too. */
   abort(code: AbortCode = 'cancelled', reason = ''): void {
     if (this.state === 'done') return;
-    this.link.send(encodeAbort(this.id, code, reason));
+    this.link.send(encodeAbort(this.id, abortCodeFor(code, this.link.peerRevision), reason));
     const err = new TransferAbortedError(code, reason, true);
     this.finish(err);
     destroyWith(this, err);

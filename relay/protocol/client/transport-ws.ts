@@ -19,7 +19,7 @@ class WsTransport extends EventEmitter<TransportEvents> implements Transport {
   private closed = false;
   private heartbeat: NodeJS.Timeout | undefined;
 
-  constructor(url: string, tls: ConnectionOptions, maxFrame: number, pingIntervalMs = DEFAULT_CLIENT_PING_INTERVAL_MS) {
+  constructor(url: string, tls: ConnectionOptions, maxFrame: number, pingIntervalMs = DEFAULT_CLIENT_PING_INTERVAL_MS, headers?: Record<string, string>) {
     super();
     this.ws = new WebSocket(url, {
       ...tls,
@@ -28,6 +28,7 @@ class WsTransport extends EventEmitter<TransportEvents> implements Transport {
       skipUTF8Validation: true,
       generateMask: zeroMask,
       handshakeTimeout: DEFAULT_HANDSHAKE_TIMEOUT_MS,
+      ...(headers ? { headers } : {}),
     } as ConstructorParameters<typeof WebSocket>[2]);
     this.ws.binaryType = 'nodebuffer';
     this.ws.on('open', () => {
@@ -99,4 +100,4 @@ class WsTransport extends EventEmitter<TransportEvents> implements Transport {
 }
 
 /** The WebSocket transport (the only module of the client that imports `ws`). */
-export const wsTransport: TransportFactory = (url, tls, maxFrame, options) => new WsTransport(url, tls, maxFrame, options?.pingIntervalMs);
+export const wsTransport: TransportFactory = (url, tls, maxFrame, options) => new WsTransport(url, tls, maxFrame, options?.pingIntervalMs, options?.headers);

@@ -23,4 +23,10 @@ export interface Transport extends EventEmitter<TransportEvents> {
 }
 
 /** Opens a transport to `url` with the given TLS options and largest accepted frame. */
-export type TransportFactory = (url: string, tls: ConnectionOptions, maxFrame: number, options?: { pingIntervalMs?: number }) => Transport;
+export type TransportFactory = (
+  url: string,
+  tls: ConnectionOptions,
+  maxFrame: number,
+  /** `headers` go on the upgrade request (the client's protocol revision); a transport without headers may ignore them. */
+  options?: { pingIntervalMs?: number; headers?: Record<string, string> },
+) => Transport;
