@@ -1,6 +1,6 @@
 import { verify as cryptoVerify, X509Certificate } from 'node:crypto';
 import canonicalize from 'canonicalize';
-import { normalizeSerial } from '../../certs/index.ts';
+import { normalizeSerial, withinCertificateValidity } from '../../certs/index.ts';
 import { RelayError } from './errors.ts';
 
 /** Version of the usage statement format. */
@@ -114,8 +114,9 @@ export function verifyUsageStatement(signed: unknown, caPem: string, options: { 
   const cert = checkedSigner(s.certificate, caPem);
   if (!cert) return bad('signer certificate is not a PEM certificate issued by the federation CA');
   if (!(cert.keyUsage ?? []).includes(SERVER_AUTH) || /URI:urn:hie:agent:/.test(cert.subjectAltName ?? '')) bad('signer is not a relay certificate');
-  const at = Date.parse(statement.completedAt);
-  if (at < Date.parse(cert.validFrom) || at > Date.parse(cert.validTo)) bad('signer certificate was not valid at completedAt');
+  // X.509 validity names whole seconds, inclusive; completedAt has milliseconds (certs/validity.ts).
+  if (!withinCertificateValidity(Date.parse(statement.completedAt), new Date(cert.validFrom), new Date(cert.validTo)))
+    bad('signer certificate was not valid at completedAt');
   const serial = normalizeSerial(cert.serialNumber);
   if (options.revokedSerials?.has(serial)) bad('signer certificate is revoked');
   const ok = cryptoVerify('sha256', usageStatementBytes(statement), cert.publicKey, Buffer.from(s.signature, 'base64'));
