@@ -18,6 +18,10 @@ export const AGENT_ERRORS = {
   ERR_CONSENT_SCOPE: { status: 403, description: 'The consent does not cover this purpose or kind of data.' },
   ERR_UNKNOWN_RECIPIENT: { status: 422, description: 'The recipient is not a known hospital of the federation.' },
   ERR_RELAY_UNAVAILABLE: { status: 503, description: 'The other hospital cannot be reached right now (records requests, which are not queued); retry later.' },
+  ERR_INSUFFICIENT_STORAGE: {
+    status: 507,
+    description: "The agent's data directory is full: nothing was stored or sent for this request; retry once space is freed.",
+  },
   ERR_INTERNAL: { status: 500, description: 'An unexpected error; details are in the agent log under the request id.' },
 } as const satisfies Record<string, { status: number; description: string }>;
 
@@ -42,3 +46,22 @@ export class AgentError extends Error {
 
 /** Consent refusals, a subset of {@link AgentErrorCode}. */
 export type ConsentErrorCode = 'ERR_CONSENT_MISSING' | 'ERR_CONSENT_REVOKED' | 'ERR_CONSENT_EXPIRED' | 'ERR_CONSENT_SCOPE';
+
+/** Most causes {@link isNoSpace} follows. */
+const MAX_CAUSE_DEPTH = 8;
+
+/**
+ * True when `err` (or an error it wraps as `cause`) says the disk is full:
+ * `ENOSPC` or `EDQUOT` from node:fs, or LevelDB's IO error with the
+ * operating system's message (classic-level reports `LEVEL_IO_ERROR` and the
+ * text only).
+ */
+export function isNoSpace(err: unknown): boolean {
+  let e = err as { code?: unknown; message?: unknown; cause?: unknown } | undefined;
+  for (let depth = 0; e && depth < MAX_CAUSE_DEPTH; depth += 1) {
+    if (e.code === 'ENOSPC' || e.code === 'EDQUOT') return true;
+    if (typeof e.message === 'string' && /No space left on device|Disk quota exceeded/.test(e.message)) return true;
+    e = e.cause as typeof e;
+  }
+  return false;
+}

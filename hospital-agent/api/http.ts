@@ -2,7 +2,7 @@ import { randomUUID } from 'node:crypto';
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import express, { type ErrorRequestHandler, type NextFunction, type Request, type Response, type Router } from 'express';
 import helmet from 'helmet';
-import { AGENT_ERRORS, AgentError } from '../errors.ts';
+import { AGENT_ERRORS, AgentError, isNoSpace } from '../errors.ts';
 import { Authenticator, bearerAuth, type ApiToken } from './auth.ts';
 
 /** Largest JSON request body the API parses. */
@@ -69,6 +69,7 @@ export function toAgentError(err: unknown): AgentError {
   if (typeof e?.status === 'number' && e.status >= 400 && e.status < 500 && e.expose) return new AgentError('ERR_BAD_REQUEST', 'malformed request');
   // The router marks a path parameter it cannot percent-decode (e.g. '/v1/inbox/%') as 400 without `expose`.
   if (err instanceof URIError && e.status === 400) return new AgentError('ERR_BAD_REQUEST', 'malformed percent-encoding in the path');
+  if (isNoSpace(err)) return new AgentError('ERR_INSUFFICIENT_STORAGE', "the agent's data directory is full; nothing was stored", { cause: err });
   return new AgentError('ERR_INTERNAL', 'internal error', { cause: err });
 }
 

@@ -14,7 +14,7 @@ import { BATCH_CONTENT_TYPE, sealEnvelope, verifyReceipt, type BatchItemInput } 
 import type { ExchangeRecord } from '../store/exchanges.ts';
 import type { Charges } from './charges.ts';
 import { expired, type EngineContext } from './context.ts';
-import { NotRetryableError } from './failure.ts';
+import { NotRetryableError, refusal } from './failure.ts';
 import type { Outcomes } from './outcome.ts';
 import type { PendingReceipts, ReceiptWaiter } from './receipts.ts';
 import type { ReleaseGate } from './release.ts';
@@ -184,7 +184,7 @@ export class BatchSend {
     const code = await this.refusalCode(to, failure);
     const error = (): Error =>
       code
-        ? new NotRetryableError('integrity', code, `the recipient refused the batch envelope (${code})`)
+        ? refusal(code, `the recipient refused the batch envelope (${code})`)
         : new RelayError('ERR_RELAY_UNDELIVERABLE', 'the batch receipt did not verify');
     await Promise.all(records.map((r) => this.parts.outcomes.failed(r, error())));
   }

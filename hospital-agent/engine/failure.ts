@@ -11,6 +11,29 @@ import { PeerKeyUnavailableError, RecipientRevokedError } from './peers.ts';
 export type FailureReason =
   'timeout' | 'rejected' | 'undeliverable' | 'integrity' | 'consent' | 'cancelled' | 'expired' | 'too-large' | 'unknown-recipient' | 'internal';
 
+/**
+ * The failed-receipt code of a recipient whose disk is full: it refused this
+ * attempt, not the exchange, so the sender tries again later (an older
+ * recipient never sends it).
+ */
+export const RECIPIENT_STORAGE_FULL = 'ERR_RECIPIENT_STORAGE_FULL';
+
+/** Failed-receipt codes that mean "try again later" rather than "refused". */
+const RETRYABLE_REFUSALS: ReadonlySet<string> = new Set([RECIPIENT_STORAGE_FULL]);
+
+/** A recipient refused one attempt for a reason of its own that passes (e.g. its disk is full): retried with backoff. */
+export class RecipientUnavailableError extends Error {
+  constructor(readonly code: string) {
+    super(`the recipient cannot take the exchange now (${code}); it will be retried`);
+    this.name = this.constructor.name;
+  }
+}
+
+/** What a failed receipt's code means for its exchange: a retry, or the final refusal. */
+export function refusal(code: string, message: string): Error {
+  return RETRYABLE_REFUSALS.has(code) ? new RecipientUnavailableError(code) : new NotRetryableError('integrity', code, message);
+}
+
 /** An exchange that will not be retried: it fails with this reason and code. */
 export class NotRetryableError extends Error {
   constructor(
@@ -26,6 +49,7 @@ export class NotRetryableError extends Error {
 /** What `err` means for its exchange: a final failure, or undefined to retry. */
 export function classify(err: Error): NotRetryableError | undefined {
   if (err instanceof NotRetryableError) return err;
+  if (err instanceof RecipientUnavailableError) return undefined;
   if (err instanceof PeerKeyUnavailableError) return undefined;
   if (err instanceof RecipientRevokedError) return new NotRetryableError('unknown-recipient', 'ERR_UNKNOWN_RECIPIENT', err.message);
   if (err instanceof TransferAbortedError) {

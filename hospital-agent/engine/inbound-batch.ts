@@ -5,6 +5,7 @@
  */
 import { CryptoError, createReceipts, openEnvelope, type OpenedEnvelope, type OpenedItem, type Receipt } from '../crypto/index.ts';
 import type { InboxMeta, InlineDelivery } from '../store/inbox.ts';
+import { isNoSpace } from '../errors.ts';
 import { ID_IN_USE, receivedEntry } from './inbound.ts';
 import type { IncomingTransfer, ReceiverOptions } from './receiver.ts';
 import { MAX_RECEIPTS_PER_MESSAGE } from './wire.ts';
@@ -73,6 +74,8 @@ export class BatchReceiver {
       });
       await this.deliver(opened, items);
     } catch (err) {
+      // A full disk: the sender is told to try the batch again later (what was released stays, and is answered then).
+      if (isNoSpace(err)) this.shared.refuse(transfer, batchId, err);
       this.o.logger.error({ batch: batchId, from, err: { message: (err as Error).message } }, 'inbound batch failed');
     } finally {
       this.shared.receiving.delete(key);

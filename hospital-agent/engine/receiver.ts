@@ -17,6 +17,8 @@ import type { EngineLogger } from './options.ts';
 import type { PeerDirectory } from './peers.ts';
 import { BatchReceiver } from './inbound-batch.ts';
 import { idInUse, receivedEntry } from './inbound.ts';
+import { RECIPIENT_STORAGE_FULL } from './failure.ts';
+import { isNoSpace } from '../errors.ts';
 import { decodeTransferMeta, type WireMessage } from './wire.ts';
 
 export { InboundRefusedError } from './inbound.ts';
@@ -198,7 +200,8 @@ export class Receiver {
   private refuse(transfer: IncomingTransfer, exchangeId: string, err: unknown): void {
     const from = transfer.from;
     const raw = (err as { code?: unknown }).code;
-    const code = typeof raw === 'string' && ERR_CODE.test(raw) ? raw : 'ERR_ENVELOPE_REJECTED';
+    // A full disk is this agent's trouble, not the envelope's: the sender is told to try again later.
+    const code = isNoSpace(err) ? RECIPIENT_STORAGE_FULL : typeof raw === 'string' && ERR_CODE.test(raw) ? raw : 'ERR_ENVELOPE_REJECTED';
     this.o.onRefused?.(code);
     this.o.logger.warn({ exchange: exchangeId, from, code }, 'inbound envelope refused');
     if (code === 'ERR_ENVELOPE_REPLAYED') return;
