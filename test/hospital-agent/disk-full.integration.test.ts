@@ -66,7 +66,12 @@ describe('an agent whose data directory fills up', function () {
     net = await startNetwork(tmp.dir, ['myongji', 'severance'], { agentStart: false });
     for (const id of ['myongji', 'severance']) {
       const dir = net.configs[id]!.dataDir;
-      mountTmpfs(dir, TMPFS_MIB);
+      try {
+        mountTmpfs(dir, TMPFS_MIB);
+      } catch (err) {
+        console.log(`    (skipped: cannot mount a tmpfs for the disk-full tests: ${(err as Error).message.split('\n')[0]})`);
+        this.skip();
+      }
       mounts.push(dir);
       await net.startAgent(id);
     }
