@@ -70,7 +70,12 @@ export interface AuthOptions {
   maxPenalised?: number;
   now?: () => number;
   delay?: (ms: number) => Promise<void>;
+  /** Told of every failure, with what it got (for metrics). */
+  onFailure?: (outcome: AuthFailureOutcome) => void;
 }
+
+/** What a failed authentication got: 401 at once, 429 after the tarpit, or 429 at once with the connection closed. */
+export type AuthFailureOutcome = 'unauthorized' | 'tarpit' | 'shed';
 
 /** Counters of what authentication did since start (for tests and metrics). */
 export interface AuthStats {
@@ -129,6 +134,7 @@ export class Authenticator {
   private readonly maxHeld: number;
   private readonly now: () => number;
   private readonly delay: (ms: number) => Promise<void>;
+  private readonly onFailure: (outcome: AuthFailureOutcome) => void;
   private readonly match: (presented: string) => ApiToken | undefined;
   private readonly failures = new Map<string, Failures>();
   private readonly counts: AuthStats = { evaluated: 0, failed: 0, penalised: 0, shed: 0, held: 0 };
@@ -147,6 +153,7 @@ export class Authenticator {
     }
     this.now = options.now ?? Date.now;
     this.delay = options.delay ?? sleep;
+    this.onFailure = options.onFailure ?? (() => undefined);
     this.match = tokenMatcher(tokens);
     const sweep = setInterval(() => this.forgetExpired(), this.windowMs);
     sweep.unref();
@@ -178,17 +185,22 @@ export class Authenticator {
     const key = this.keyOf(req);
     const f = this.failuresOf(key);
     f.count += 1;
-    if (f.count <= this.limit) return { error, reason };
+    if (f.count <= this.limit) {
+      this.onFailure('unauthorized');
+      return { error, reason };
+    }
     // Penalised: the window restarts with every further failure, so only a whole quiet window ends the penalty.
     f.since = this.now();
     this.counts.penalised += 1;
     const limited = new AgentError('ERR_RATE_LIMITED', 'too many failed authentication attempts; retry later');
     if (f.held >= this.maxPerAddress || this.counts.held >= this.maxHeld) {
       this.counts.shed += 1;
+      this.onFailure('shed');
       return { error: limited, reason: `${reason}, rate limited (tarpit full)`, close: true };
     }
     f.held += 1;
     this.counts.held += 1;
+    this.onFailure('tarpit');
     const release = (): AuthOutcome => {
       f.held -= 1;
       this.counts.held -= 1;

@@ -129,13 +129,17 @@ describe('Authenticator', function () {
   });
 
   it('caps what the tarpit holds across addresses', async function () {
-    const auth = make({ failuresPerWindow: 1, maxPenalised: 3 });
+    const outcomes: string[] = [];
+    const auth = make({ failuresPerWindow: 1, maxPenalised: 3, onFailure: (o) => outcomes.push(o) });
     const held: Array<AuthOutcome | Promise<AuthOutcome>> = [];
     for (let a = 1; a <= 5; a++) {
       await auth.authenticate(from(`10.0.0.${a}`, 'wrong-wrong-wrong'));
       held.push(auth.authenticate(from(`10.0.0.${a}`, 'wrong-wrong-wrong')));
     }
     expect(auth.stats()).to.include({ held: 3, shed: 2 });
+    expect(outcomes.filter((o) => o === 'unauthorized').length).to.equal(5);
+    expect(outcomes.filter((o) => o === 'tarpit').length).to.equal(3);
+    expect(outcomes.filter((o) => o === 'shed').length).to.equal(2);
     await time.advance(1000);
     await Promise.all(held);
     expect(auth.stats().held).to.equal(0);
