@@ -352,6 +352,7 @@ async function serveApi(config: AgentConfig, base: Base, stores: Stores, link: L
     open,
     openapi: buildOpenApi(config.id),
     fast: [submitRoute(x.exchanges, x.requests), health],
+    auth: { onFailure: (outcome) => metrics.authFailures.inc({ outcome }) },
   });
   const server: Server = createServer(handler).listen(config.api.port, config.api.host);
   await once(server, 'listening');

@@ -26,6 +26,12 @@ export class AgentMetrics {
     labelNames: ['code'] as const,
     registers: [this.registry],
   });
+  readonly authFailures = new Counter({
+    name: 'hie_agent_api_auth_failures_total',
+    help: 'Failed API authentications, by outcome: unauthorized (401), tarpit (429 after the delay), shed (429 at once, connection closed)',
+    labelNames: ['outcome'] as const,
+    registers: [this.registry],
+  });
   readonly relayConnected = new Gauge({ name: 'hie_agent_relay_connected', help: '1 while connected to a relay', registers: [this.registry] });
   readonly outboxQueued = new Gauge({
     name: 'hie_agent_outbox_unfinished',

@@ -7,6 +7,7 @@ import type { Logger } from 'pino';
 import { WebSocketServer, type WebSocket } from 'ws';
 import { peerHospitalId, serverTlsOptions, type CrlWatcher, type Identity } from '../certs/index.ts';
 import { parseRevision, REVISION_HEADER } from './protocol/constants.ts';
+import { limitConnectionsPerAddress } from './address-limit.ts';
 import type { Hub } from './hub.ts';
 import type { RelayMetrics } from './metrics.ts';
 
@@ -20,7 +21,7 @@ export interface AgentServerOptions {
   hub: Hub;
   metrics: RelayMetrics;
   log: Logger;
-  limits: { maxFrame: number; maxConnections: number };
+  limits: { maxFrame: number; maxConnections: number; handshakeTimeoutMs: number; maxConnectionsPerAddress: number };
   /** False once the relay shuts down: upgrades are refused with 503. */
   accepting(): boolean;
   /** Called with every accepted socket (the heartbeat watches it). */
@@ -37,8 +38,23 @@ function refuse(socket: Socket, status: number, why: string): void {
 
 /** Creates the (not yet listening) agent server; upgrades that pass the gate are handed to the hub. */
 export function createAgentServer(o: AgentServerOptions): HttpsServer {
-  const server: HttpsServer = createHttpsServer({ ...serverTlsOptions(o.identity), crl: o.watcher?.current.pem });
+  const server: HttpsServer = createHttpsServer({
+    ...serverTlsOptions(o.identity),
+    crl: o.watcher?.current.pem,
+    // Node's default holds a handshake that never completes for 120 s.
+    handshakeTimeout: o.limits.handshakeTimeoutMs,
+  });
+  // Counted at accept, before the TLS handshake: one address cannot hold the listener with half-open handshakes.
+  limitConnectionsPerAddress(server, o.limits.maxConnectionsPerAddress, (address) => {
+    o.metrics.connectionsRefused.inc({ reason: 'per-address' });
+    o.log.debug({ address, max: o.limits.maxConnectionsPerAddress }, 'connection refused: too many from one address');
+  });
   server.on('tlsClientError', (err: Error & { code?: string }) => {
+    if (err.code === 'ERR_TLS_HANDSHAKE_TIMEOUT') {
+      o.metrics.handshakeTimeouts.inc();
+      o.log.info({ code: err.code, timeoutMs: o.limits.handshakeTimeoutMs }, 'TLS handshake timed out');
+      return;
+    }
     o.metrics.connectionsRefused.inc({ reason: 'tls' });
     o.log.info({ code: err.code }, 'TLS handshake refused');
   });

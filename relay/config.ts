@@ -22,6 +22,10 @@ export const DEFAULT_SHUTDOWN_GRACE_MS = 10_000;
 export const DEFAULT_PING_INTERVAL_MS = 20_000;
 /** Most concurrent agent connections. */
 export const DEFAULT_MAX_CONNECTIONS = 10_000;
+/** A connection that has not completed its TLS handshake this long after accept is closed (Node's own default is 120 s). */
+export const DEFAULT_HANDSHAKE_TIMEOUT_MS = 10_000;
+/** Concurrent TCP connections one remote address may hold (handshakes in progress included); more are closed at once. */
+export const DEFAULT_MAX_CONNECTIONS_PER_ADDRESS = 64;
 /** How often the CRL file is polled for changes. */
 export const DEFAULT_CRL_POLL_MS = 2_000;
 /** How long a presence lookup (request/reply to another node) may take before it counts as `no-route`. */
@@ -60,6 +64,8 @@ export const relayConfigSchema = z.strictObject({
       maxTransfersPerSender: int(1, 65_536).default(DEFAULT_MAX_TRANSFERS_PER_SENDER),
       transferIdleMs: int(100, 3_600_000).default(DEFAULT_TRANSFER_IDLE_MS),
       maxConnections: int(1).default(DEFAULT_MAX_CONNECTIONS),
+      maxConnectionsPerAddress: int(1).default(DEFAULT_MAX_CONNECTIONS_PER_ADDRESS),
+      handshakeTimeoutMs: int(100, 120_000).default(DEFAULT_HANDSHAKE_TIMEOUT_MS),
       highWaterMark: int(64 * 1024).default(DEFAULT_HIGH_WATER_MARK),
       writeTimeoutMs: int(100).default(DEFAULT_WRITE_TIMEOUT_MS),
       pingIntervalMs: int(0, 3_600_000).default(DEFAULT_PING_INTERVAL_MS),

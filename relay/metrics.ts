@@ -6,7 +6,7 @@ export class RelayMetrics {
   readonly connections = new Gauge({ name: 'hie_relay_connections', help: 'Agent connections open', registers: [this.registry] });
   readonly connectionsRefused = new Counter({
     name: 'hie_relay_connections_refused_total',
-    help: 'Upgrades refused before the WebSocket handshake',
+    help: 'Connections refused before the WebSocket handshake, by reason (tls, per-address, certificate, capacity, ...)',
     labelNames: ['reason'],
     registers: [this.registry],
   });
@@ -44,6 +44,11 @@ export class RelayMetrics {
   readonly backpressurePauses = new Counter({
     name: 'hie_relay_backpressure_pauses_total',
     help: 'Times a source socket was paused because its destination was behind',
+    registers: [this.registry],
+  });
+  readonly handshakeTimeouts = new Counter({
+    name: 'hie_relay_handshake_timeouts_total',
+    help: 'Connections closed for not completing the TLS handshake within limits.handshakeTimeoutMs',
     registers: [this.registry],
   });
   readonly heartbeatTimeouts = new Counter({

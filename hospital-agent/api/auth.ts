@@ -1,13 +1,22 @@
+// One job: bearer-token authentication of the local API, with a limiter that bounds wrong guesses without locking out a valid client.
 import { createHash, timingSafeEqual } from 'node:crypto';
 import type { IncomingHttpHeaders } from 'node:http';
 import type { NextFunction, Request, RequestHandler, Response } from 'express';
-import { ipKeyGenerator, MemoryStore, rateLimit } from 'express-rate-limit';
+import { ipKeyGenerator } from 'express-rate-limit';
 import { AgentError } from '../errors.ts';
 
-/** Failed authentications allowed per client address per window before it gets 429. */
+/** Failed authentications one client address may make per window before its wrong tokens are penalised (429, slowed). */
 export const DEFAULT_AUTH_FAILURES_PER_WINDOW = 20;
 /** Window of the failed-authentication limit. */
 export const DEFAULT_AUTH_WINDOW_MS = 60_000;
+/** How long a penalised wrong token is held before its 429 (the tarpit). */
+export const DEFAULT_AUTH_PENALTY_MS = 1_000;
+/** Penalised requests one address may have held at once; a wrong token beyond them is answered 429 at once and its connection closed. */
+export const DEFAULT_AUTH_MAX_PENALISED_PER_ADDRESS = 4;
+/** Penalised requests held at once across all addresses (bounds the tarpit's memory whatever the number of addresses). */
+export const DEFAULT_AUTH_MAX_PENALISED = 256;
+/** Addresses whose failures are remembered at once; past it the oldest without a held request is forgotten. */
+export const MAX_TRACKED_ADDRESSES = 10_000;
 /** Shortest accepted API token. */
 export const MIN_TOKEN_LENGTH = 32;
 
@@ -46,53 +55,107 @@ export interface AuthRequest {
   socket: { remoteAddress?: string | undefined };
 }
 
-/** What {@link Authenticator.authenticate} decided. */
-export type AuthOutcome = { principal: string } | { error: AgentError; reason: string };
+/**
+ * What {@link Authenticator.authenticate} decided. `close`: the answer should end
+ * the connection (a wrong token refused at once because its address's tarpit was full).
+ */
+export type AuthOutcome = { principal: string } | { error: AgentError; reason: string; close?: boolean };
+
+/** Options of {@link Authenticator}; the clock and the delay are injectable for tests. */
+export interface AuthOptions {
+  failuresPerWindow?: number;
+  windowMs?: number;
+  penaltyMs?: number;
+  maxPenalisedPerAddress?: number;
+  maxPenalised?: number;
+  now?: () => number;
+  delay?: (ms: number) => Promise<void>;
+  /** Told of every failure, with what it got (for metrics). */
+  onFailure?: (outcome: AuthFailureOutcome) => void;
+}
+
+/** What a failed authentication got: 401 at once, 429 after the tarpit, or 429 at once with the connection closed. */
+export type AuthFailureOutcome = 'unauthorized' | 'tarpit' | 'shed';
+
+/** Counters of what authentication did since start (for tests and metrics). */
+export interface AuthStats {
+  /** Requests whose token was compared with the known tokens. */
+  evaluated: number;
+  /** Of those, wrong, missing or malformed. */
+  failed: number;
+  /** Failures past the address's limit (answered 429). */
+  penalised: number;
+  /** Of those, refused at once (tarpit full) with the connection closed. */
+  shed: number;
+  /** Penalised requests held in the tarpit now. */
+  held: number;
+}
+
+/** One address's failures in its current window, and its requests held in the tarpit. */
+interface Failures {
+  count: number;
+  since: number;
+  held: number;
+}
+
+const sleep = (ms: number): Promise<void> => new Promise((resolve) => setTimeout(resolve, ms));
 
 /**
  * Bearer-token authentication for the local API: `Authorization: Bearer
- * <token>`. Failures are counted per client address; past the limit the
- * address gets 429 ERR_RATE_LIMITED until the window passes. Used by the
- * express chain ({@link bearerAuth}) and by the API's fast route alike.
+ * <token>`, used by the express chain ({@link bearerAuth}) and by the API's
+ * fast route alike.
+ *
+ * The limiter never refuses a valid token. Any process on the EHR's host
+ * shares the EHR's address, so a limiter that refuses an address outright
+ * lets that process lock the EHR out with a few bad requests. Telling the
+ * EHR's requests from a guesser's is itself comparing the token, so every
+ * request's token is compared (in constant time, over SHA-256 digests) and a
+ * match is served at once, whatever the address did before. What keeps
+ * guessing hopeless is the token: at least {@link MIN_TOKEN_LENGTH}
+ * characters, so an online guess cannot hit one by chance.
+ *
+ * What the limiter bounds is what wrong guesses get: failures are counted
+ * per address (IPv6 by /56) in a window of `windowMs`; up to
+ * `failuresPerWindow` are answered 401 at once. Past that, every wrong token
+ * is answered 429 ERR_RATE_LIMITED after a tarpit delay of `penaltyMs`, so a
+ * guesser that waits for its answers gets at most `maxPenalisedPerAddress`
+ * of them per `penaltyMs` from one address. A wrong token that finds its
+ * address's tarpit full (or the whole tarpit at `maxPenalised`) is answered
+ * 429 at once and its connection is closed, so each such guess costs a new
+ * connection and the agent holds no more than the caps. Failures keep
+ * counting while penalised: a guesser stays penalised until it stops for a
+ * whole window.
  */
 export class Authenticator {
   private readonly limit: number;
-  private readonly store = new MemoryStore();
+  private readonly windowMs: number;
+  private readonly penaltyMs: number;
+  private readonly maxPerAddress: number;
+  private readonly maxHeld: number;
+  private readonly now: () => number;
+  private readonly delay: (ms: number) => Promise<void>;
+  private readonly onFailure: (outcome: AuthFailureOutcome) => void;
   private readonly match: (presented: string) => ApiToken | undefined;
-  /**
-   * Addresses with a failure counted in the store: only their requests go
-   * through the rate limiter (which costs more per request than everything
-   * else authentication does). An address leaves the set once the store no
-   * longer counts it (its window passed), never before.
-   */
-  private readonly failing = new Set<string>();
-  readonly limiter: RequestHandler;
+  private readonly failures = new Map<string, Failures>();
+  private readonly counts: AuthStats = { evaluated: 0, failed: 0, penalised: 0, shed: 0, held: 0 };
 
-  constructor(tokens: readonly ApiToken[], options: { failuresPerWindow?: number; windowMs?: number } = {}) {
+  constructor(tokens: readonly ApiToken[], options: AuthOptions = {}) {
     this.limit = options.failuresPerWindow ?? DEFAULT_AUTH_FAILURES_PER_WINDOW;
+    this.windowMs = options.windowMs ?? DEFAULT_AUTH_WINDOW_MS;
+    this.penaltyMs = options.penaltyMs ?? DEFAULT_AUTH_PENALTY_MS;
+    this.maxPerAddress = options.maxPenalisedPerAddress ?? DEFAULT_AUTH_MAX_PENALISED_PER_ADDRESS;
+    this.maxHeld = options.maxPenalised ?? DEFAULT_AUTH_MAX_PENALISED;
+    for (const [name, v] of Object.entries({ failuresPerWindow: this.limit, windowMs: this.windowMs, maxPenalised: this.maxHeld })) {
+      if (!Number.isInteger(v) || v < 1) throw new TypeError(`${name} must be a positive integer`);
+    }
+    for (const [name, v] of Object.entries({ penaltyMs: this.penaltyMs, maxPenalisedPerAddress: this.maxPerAddress })) {
+      if (!Number.isInteger(v) || v < 0) throw new TypeError(`${name} must be a non-negative integer`);
+    }
+    this.now = options.now ?? Date.now;
+    this.delay = options.delay ?? sleep;
+    this.onFailure = options.onFailure ?? (() => undefined);
     this.match = tokenMatcher(tokens);
-    const windowMs = options.windowMs ?? DEFAULT_AUTH_WINDOW_MS;
-    // Only failed authentications are counted. Counting every request up front and un-counting successes
-    // afterwards would refuse valid requests whenever more than `limit` were in flight at once (a burst of
-    // uploads). An address over the limit is refused even with a valid token, so guesses made while blocked
-    // are never evaluated.
-    this.limiter = rateLimit({
-      windowMs,
-      limit: this.limit,
-      store: this.store,
-      keyGenerator: (req) => this.keyOf(req),
-      skip: async (req) => ((await this.store.get(this.keyOf(req)))?.totalHits ?? 0) < this.limit,
-      standardHeaders: 'draft-7',
-      legacyHeaders: false,
-      handler: (_req, _res, next) => next(new AgentError('ERR_RATE_LIMITED', 'too many failed authentication attempts; retry later')),
-    });
-    const sweep = setInterval(() => {
-      for (const key of this.failing) {
-        void this.store.get(key).then((hits) => {
-          if (!hits || hits.totalHits === 0) this.failing.delete(key);
-        });
-      }
-    }, windowMs);
+    const sweep = setInterval(() => this.forgetExpired(), this.windowMs);
     sweep.unref();
   }
 
@@ -101,46 +164,92 @@ export class Authenticator {
     return ipKeyGenerator(req.socket.remoteAddress ?? '');
   }
 
-  /** True when the address has failures counted: its requests must pass the rate limiter first. */
-  suspect(req: AuthRequest): boolean {
-    return this.failing.size > 0 && this.failing.has(this.keyOf(req));
+  /** What authentication did so far. */
+  stats(): AuthStats {
+    return { ...this.counts };
   }
 
-  /** Checks the bearer token; a failure is counted against the address before this resolves. */
+  /** Checks the bearer token; a failure is counted against the address, and a penalised one answered after the tarpit. */
   authenticate(req: AuthRequest): AuthOutcome | Promise<AuthOutcome> {
     const header = req.headers.authorization ?? '';
     const m = /^Bearer ([\x21-\x7e]{1,512})$/.exec(header);
     if (!m) return this.fail(req, header ? 'malformed' : 'missing', new AgentError('ERR_UNAUTHORIZED', 'missing or malformed bearer token'));
+    this.counts.evaluated += 1;
     const token = this.match(m[1] as string);
     if (!token) return this.fail(req, 'unknown token', new AgentError('ERR_UNAUTHORIZED', 'invalid bearer token'));
     return { principal: token.name };
   }
 
-  private async fail(req: AuthRequest, reason: string, error: AgentError): Promise<AuthOutcome> {
+  private fail(req: AuthRequest, reason: string, error: AgentError): AuthOutcome | Promise<AuthOutcome> {
+    this.counts.failed += 1;
     const key = this.keyOf(req);
-    this.failing.add(key);
-    await this.store.increment(key).catch(() => undefined);
-    return { error, reason };
+    const f = this.failuresOf(key);
+    f.count += 1;
+    if (f.count <= this.limit) {
+      this.onFailure('unauthorized');
+      return { error, reason };
+    }
+    // Penalised: the window restarts with every further failure, so only a whole quiet window ends the penalty.
+    f.since = this.now();
+    this.counts.penalised += 1;
+    const limited = new AgentError('ERR_RATE_LIMITED', 'too many failed authentication attempts; retry later');
+    if (f.held >= this.maxPerAddress || this.counts.held >= this.maxHeld) {
+      this.counts.shed += 1;
+      this.onFailure('shed');
+      return { error: limited, reason: `${reason}, rate limited (tarpit full)`, close: true };
+    }
+    f.held += 1;
+    this.counts.held += 1;
+    this.onFailure('tarpit');
+    const release = (): AuthOutcome => {
+      f.held -= 1;
+      this.counts.held -= 1;
+      return { error: limited, reason: `${reason}, rate limited` };
+    };
+    return this.delay(this.penaltyMs).then(release, release);
+  }
+
+  /** The address's record, its window restarted when it passed; the oldest idle record makes room past {@link MAX_TRACKED_ADDRESSES}. */
+  private failuresOf(key: string): Failures {
+    const now = this.now();
+    let f = this.failures.get(key);
+    if (f && now - f.since >= this.windowMs) {
+      f.count = 0;
+      f.since = now;
+    }
+    if (!f) {
+      if (this.failures.size >= MAX_TRACKED_ADDRESSES) this.forgetExpired(true);
+      f = { count: 0, since: now, held: 0 };
+      this.failures.set(key, f);
+    }
+    return f;
+  }
+
+  /** Drops records whose window passed and that hold nothing; with `room`, also the oldest idle one if that freed none. */
+  private forgetExpired(room = false): void {
+    const now = this.now();
+    const before = this.failures.size;
+    let oldestIdle: string | undefined;
+    for (const [key, f] of this.failures) {
+      if (f.held > 0) continue;
+      oldestIdle ??= key;
+      if (now - f.since >= this.windowMs) this.failures.delete(key);
+    }
+    if (room && this.failures.size === before && oldestIdle !== undefined) this.failures.delete(oldestIdle);
   }
 }
 
 /**
- * The express handlers of {@link Authenticator}: the rate limiter for
- * addresses with failures, then the token check. On success the token's name
- * is stored in `res.locals.principal`.
+ * The express handler of {@link Authenticator}: the token check (with the
+ * tarpit for penalised wrong tokens). On success the token's name is stored in
+ * `res.locals.principal`.
  */
 export function bearerAuth(auth: Authenticator, options: { onFailure?: (req: Request, reason: string) => void } = {}): RequestHandler[] {
-  const gate = (req: Request, res: Response, next: NextFunction): void => {
-    if (!auth.suspect(req)) {
-      next();
-      return;
-    }
-    void auth.limiter(req, res, next);
-  };
   const check = (req: Request, res: Response, next: NextFunction): void => {
     const settle = (outcome: AuthOutcome): void => {
       if ('error' in outcome) {
         options.onFailure?.(req, outcome.reason);
+        if (outcome.close) res.setHeader('Connection', 'close');
         next(outcome.error);
         return;
       }
@@ -151,5 +260,5 @@ export function bearerAuth(auth: Authenticator, options: { onFailure?: (req: Req
     if (outcome instanceof Promise) void outcome.then(settle);
     else settle(outcome);
   };
-  return [gate, check];
+  return [check];
 }

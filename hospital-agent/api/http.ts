@@ -3,7 +3,7 @@ import { createServer, type IncomingMessage, type Server, type ServerResponse } 
 import express, { type ErrorRequestHandler, type NextFunction, type Request, type Response, type Router } from 'express';
 import helmet from 'helmet';
 import { AGENT_ERRORS, AgentError, isNoSpace } from '../errors.ts';
-import { Authenticator, bearerAuth, type ApiToken } from './auth.ts';
+import { Authenticator, bearerAuth, type ApiToken, type AuthOptions } from './auth.ts';
 
 /** Largest JSON request body the API parses. */
 export const DEFAULT_JSON_LIMIT = '1mb';
@@ -29,7 +29,8 @@ export interface ApiAppOptions {
   openapi: object;
   /** Unauthenticated routes (/healthz, /metrics) mounted at the root. */
   open?: Router;
-  auth?: { failuresPerWindow?: number; windowMs?: number };
+  /** The limiter's settings (see {@link Authenticator}); defaults otherwise. */
+  auth?: AuthOptions;
 }
 
 /** The JSON body of every error answer. */
@@ -102,7 +103,7 @@ export type ApiHandler = (req: IncomingMessage, res: ServerResponse) => void;
 
 /**
  * The local API: an express app (helmet, request ids (`X-Request-Id`, echoed
- * or generated), bearer auth with rate-limited failures on /v1, JSON errors
+ * or generated), bearer auth on /v1 (wrong tokens past a per-address limit are slowed and refused, valid ones always served), JSON errors
  * with codes from the registry, a JSON 404, and /openapi.json) behind a
  * listener that serves the {@link FastRoute}s with the same pieces.
  */
@@ -195,6 +196,7 @@ export function createApiHandler(options: ApiAppOptions & { fast?: readonly Fast
   };
   const serveFast = async (route: FastRoute, req: IncomingMessage, res: ServerResponse): Promise<void> => {
     let principal: string | undefined;
+    let closeAfter = false;
     const incoming = req.headers['x-request-id'];
     const id = typeof incoming === 'string' && REQUEST_ID.test(incoming) ? incoming : randomUUID();
     const head = [...securityHeaders, 'X-Request-Id', id];
@@ -213,6 +215,7 @@ export function createApiHandler(options: ApiAppOptions & { fast?: readonly Fast
         const outcome = await auth.authenticate(req);
         if ('error' in outcome) {
           authFailed(req, id, outcome.reason);
+          if (outcome.close) closeAfter = true;
           throw outcome.error;
         }
         principal = outcome.principal;
@@ -225,13 +228,12 @@ export function createApiHandler(options: ApiAppOptions & { fast?: readonly Fast
       if (res.headersSent) res.destroy();
       // Refused before the whole body was read (consent, size, a bad header): the rest of it is not read either,
       // so the connection ends with this answer, and the client knows not to reuse it.
-      else answerFast(res, e.status, errorBody(e, id), req.complete ? head : [...head, 'Connection', 'close']);
+      else answerFast(res, e.status, errorBody(e, id), req.complete && !closeAfter ? head : [...head, 'Connection', 'close']);
     }
   };
   return (req, res) => {
     const route = fast.size > 0 ? fast.get(`${req.method} ${req.url}`) : undefined;
-    // An address with failed attempts goes through express, where the rate limiter stands first.
-    if (!route || (!route.open && auth.suspect(req))) {
+    if (!route) {
       app(req, res);
       return;
     }

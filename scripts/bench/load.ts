@@ -54,11 +54,14 @@ async function startRelay(
   dir: string,
   ca: CertificateAuthority,
   files: { cert: string; key: string; ca: string },
+  agents: number,
 ): Promise<{ child: ChildProcess; port: number }> {
   const cfg = join(dir, 'relay.json');
+  // Every bench agent connects from 127.0.0.1: the per-address limit must admit them all.
+  const limits = { maxConnectionsPerAddress: agents + 16 };
   writeFileSync(
     cfg,
-    JSON.stringify({ listen: { host: '127.0.0.1', port: 0 }, tls: { ...files, crl: ca.crlPath }, admin: { enabled: false }, log: { level: 'info' } }),
+    JSON.stringify({ listen: { host: '127.0.0.1', port: 0 }, tls: { ...files, crl: ca.crlPath }, admin: { enabled: false }, limits, log: { level: 'info' } }),
   );
   const child = spawn(process.execPath, [...RELAY_NODE_FLAGS, BIN, '--config', cfg], { stdio: ['ignore', 'pipe', 'inherit'] });
   const port = await new Promise<number>((resolve, reject) => {
@@ -124,7 +127,7 @@ export async function run(args: string[]): Promise<BenchTable[]> {
     const tCerts = performance.now();
     const ids = identities(dir, ca, nAgents);
     const certMs = performance.now() - tCerts;
-    relay = await startRelay(dir, ca, { cert: r.certPath, key: r.keyPath, ca: r.caPath });
+    relay = await startRelay(dir, ca, { cert: r.certPath, key: r.keyPath, ca: r.caPath }, nAgents);
     const pid = relay.child.pid as number;
     await new Promise((res) => setTimeout(res, 1000));
     const rssBefore = await rssOfPid(pid);

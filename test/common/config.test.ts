@@ -91,6 +91,8 @@ const relayFull = {
     maxTransfersPerSender: 4,
     transferIdleMs: 5000,
     maxConnections: 100,
+    maxConnectionsPerAddress: 5,
+    handshakeTimeoutMs: 2500,
     highWaterMark: 131072,
     writeTimeoutMs: 5000,
     pingIntervalMs: 0,

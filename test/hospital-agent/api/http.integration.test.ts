@@ -1,5 +1,5 @@
 import { once } from 'node:events';
-import type { Server } from 'node:http';
+import { Agent, request, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { expect } from 'chai';
 import express from 'express';
@@ -46,7 +46,7 @@ describe('local API framework', function () {
       v1,
       open,
       openapi: { openapi: '3.1.0' },
-      auth: { failuresPerWindow: 3, windowMs: 60_000 },
+      auth: { failuresPerWindow: 3, windowMs: 60_000, penaltyMs: 50 },
     });
     server = app.listen(0, '127.0.0.1');
     await once(server, 'listening');
@@ -116,7 +116,7 @@ describe('local API framework', function () {
     expect(statuses).to.deep.equal(Array.from({ length: 10 }, () => 200));
   });
 
-  it('refuses missing or wrong tokens, rate-limits repeated failures, and never logs the token', async function () {
+  it('refuses missing or wrong tokens, rate-limits repeated failures but still serves the valid token, and never logs the token', async function () {
     const missing = await fetch(`${base}/v1/ok`);
     expect(missing.status).to.equal(401);
     const statuses: number[] = [];
@@ -127,12 +127,38 @@ describe('local API framework', function () {
     expect(statuses[3]).to.equal(429);
     const limited = await fetch(`${base}/v1/ok`, { headers: { authorization: 'Bearer wrong-token-attempt' } });
     expect(((await limited.json()) as { error: { code: string } }).error.code).to.equal('ERR_RATE_LIMITED');
-    // A blocked address is refused even with the valid token, so guesses made while blocked tell nothing.
-    expect((await fetch(`${base}/v1/ok`, { headers: auth })).status).to.equal(429);
+    // The valid token is still served from the same address: a process that sends bad tokens cannot lock the EHR out.
+    expect((await fetch(`${base}/v1/ok`, { headers: auth })).status).to.equal(200);
     const all = JSON.stringify(logged);
     expect(all).not.to.contain(TOKEN);
     expect(all).not.to.contain('wrong-token-attempt');
     expect(all).to.contain('api authentication failed');
+  });
+
+  it('sheds wrong tokens beyond the tarpit cap at once with Connection: close, and still serves the valid token beside them', async function () {
+    // Keep-alive connections, so that only what the server decides says `Connection: close`.
+    const agent = new Agent({ keepAlive: true, maxSockets: 16 });
+    const get = (authorization: string): Promise<{ status: number; connection: string | undefined; code?: string }> =>
+      new Promise((resolve, reject) => {
+        const req = request(`${base}/v1/ok`, { headers: { authorization }, agent }, (res) => {
+          let text = '';
+          res.setEncoding('utf8');
+          res.on('data', (d: string) => (text += d));
+          res.on('end', () =>
+            resolve({ status: res.statusCode ?? 0, connection: res.headers.connection, code: (JSON.parse(text) as { error?: { code: string } }).error?.code }),
+          );
+        });
+        req.on('error', reject);
+        req.end();
+      });
+    // The address is past its limit already (the test above); 12 guesses at once: 4 held (the default cap), 8 shed.
+    const answers = await Promise.all([...Array.from({ length: 12 }, () => get('Bearer wrong-token-attempt')), get(`Bearer ${TOKEN}`)]).finally(() =>
+      agent.destroy(),
+    );
+    const valid = answers.pop()!;
+    expect(valid.status).to.equal(200);
+    expect(answers.every((a) => a.status === 429 && a.code === 'ERR_RATE_LIMITED')).to.equal(true);
+    expect(answers.filter((a) => a.connection === 'close').length).to.equal(8);
   });
 
   describe('a fast route (served outside express)', function () {
@@ -156,7 +182,7 @@ describe('local API framework', function () {
         logger: fastLogger,
         v1,
         openapi: {},
-        auth: { failuresPerWindow: 2, windowMs: 60_000 },
+        auth: { failuresPerWindow: 2, windowMs: 60_000, penaltyMs: 50 },
         fast: [
           {
             method: 'POST',
@@ -193,7 +219,7 @@ describe('local API framework', function () {
       expect(await (await fetch(`${fastBase}/v1/things?x=1`, { method: 'POST', headers: auth })).json()).to.deep.equal({ via: 'express' });
     });
 
-    it('answers errors from the registry, hides internal details, and counts failed tokens towards the rate limit', async function () {
+    it('answers errors from the registry, hides internal details, and counts failed tokens towards the rate limit without refusing the valid one', async function () {
       const refused = await fetch(`${fastBase}/v1/things`, { method: 'POST', headers: { ...auth, 'x-fail': 'agent' } });
       expect(refused.status).to.equal(403);
       const body = (await refused.json()) as { error: { code: string; requestId: string } };
@@ -205,11 +231,13 @@ describe('local API framework', function () {
       const before = handled.length;
       expect((await fetch(`${fastBase}/v1/things`, { method: 'POST' })).status).to.equal(401);
       expect((await fetch(`${fastBase}/v1/things`, { method: 'POST', headers: { authorization: 'Bearer guess-guess-guess' } })).status).to.equal(401);
-      // Past the limit the address is refused, even with the right token, and the handler never runs.
-      const limited = await fetch(`${fastBase}/v1/things`, { method: 'POST', headers: auth });
+      // Past the limit a wrong token gets 429 and the handler never runs; the right token is still served.
+      const limited = await fetch(`${fastBase}/v1/things`, { method: 'POST', headers: { authorization: 'Bearer guess-guess-guess' } });
       expect(limited.status).to.equal(429);
       expect(((await limited.json()) as { error: { code: string } }).error.code).to.equal('ERR_RATE_LIMITED');
       expect(handled.length).to.equal(before);
+      expect((await fetch(`${fastBase}/v1/things`, { method: 'POST', headers: auth })).status).to.equal(202);
+      expect(handled.length).to.equal(before + 1);
       expect(JSON.stringify(fastLogged)).not.to.contain('guess-guess-guess');
     });
   });
