@@ -1,10 +1,13 @@
 // `npm run bench [-- SECTION [args...]]`: runs one bench section from
 // scripts/bench/<section>.ts, or every section when none is named, and
-// prints the tables (Markdown, ready to paste into the README).
+// prints the tables (Markdown, ready to paste into the README). Whatever a
+// section started (scripts/lib/children.ts) is stopped before it exits, also on
+// failure and on SIGINT/SIGTERM.
 import { readdirSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 import type { BenchSection, BenchTable } from './bench/types.ts';
 import { machine, renderTables, summaryTable } from './bench/util.ts';
+import { exitAfterCleanup, interruptedBy } from './lib/children.ts';
 
 const HELPERS = new Set(['types', 'util']);
 const dir = fileURLToPath(new URL('./bench/', import.meta.url));
@@ -41,9 +44,10 @@ async function main(): Promise<number> {
 }
 
 main().then(
-  (code) => process.exit(code),
+  (code) => exitAfterCleanup(code),
   (err: unknown) => {
-    process.stderr.write(`bench: error: ${err instanceof Error ? err.message : String(err)}\n`);
-    process.exit(1);
+    const signal = interruptedBy();
+    process.stderr.write(signal ? `bench: interrupted (${signal})\n` : `bench: error: ${err instanceof Error ? err.message : String(err)}\n`);
+    return exitAfterCleanup(1);
   },
 );

@@ -11,6 +11,7 @@ import { parseArgs } from 'node:util';
 import { fileURLToPath } from 'node:url';
 import cliProgress from 'cli-progress';
 import { parseSize } from './bench/util.ts';
+import { exitAfterCleanup, untilSignal } from './lib/children.ts';
 import { startLocalFederation, stopProcs, waitFor, type LocalFederation, type Proc } from './lib/federation.ts';
 import { RELAY_ACCOUNT } from '../hospital-agent/engine/payments.ts';
 
@@ -279,10 +280,7 @@ async function main(): Promise<number> {
       say(`  HIE_AGENT_TOKEN=${tokens['severance']} npx hie-agent inbox --api ${apis['severance']}`);
       say(`  HIE_AGENT_TOKEN=${tokens['myongji']} npx hie-agent settlement --api ${apis['myongji']}`);
       say(`  npx hie-certs list --dir ${join(dir, 'pki')}`);
-      await new Promise<void>((resolve) => {
-        process.once('SIGINT', resolve);
-        process.once('SIGTERM', resolve);
-      });
+      await untilSignal();
     }
     return 0;
   } catch (err) {
@@ -303,9 +301,9 @@ async function main(): Promise<number> {
 }
 
 main().then(
-  (code) => process.exit(code),
+  (code) => exitAfterCleanup(code),
   (err: unknown) => {
     process.stderr.write(`demo: error: ${(err as Error).message}\n`);
-    process.exit(1);
+    return exitAfterCleanup(1);
   },
 );

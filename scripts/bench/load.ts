@@ -1,7 +1,7 @@
 // `npm run bench -- load [--agents 500] [--soak 180] [--inflight 64]`: many agents' mTLS connections
 // held on one relay (a child process), a soak of concurrent transfers of mixed sizes, each acknowledged
 // end to end by the receiving client, and the relay's memory per idle connection and over the soak.
-import { spawn, type ChildProcess } from 'node:child_process';
+import type { ChildProcess } from 'node:child_process';
 import { createPrivateKey, generateKeyPairSync, randomBytes, randomUUID } from 'node:crypto';
 import { mkdtempSync, readFileSync, rmSync, writeFileSync, mkdirSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -14,6 +14,7 @@ import { buildCertificate, parseForgeCertificate } from '../../certs/x509.ts';
 import { RelayClient, type InboundTransfer } from '../../relay/protocol/index.ts';
 import type { BenchTable } from './types.ts';
 import { mib, percentile, rssOfPid } from './util.ts';
+import { spawnChild, stopChild } from '../lib/children.ts';
 import { RELAY_NODE_FLAGS } from '../lib/federation.ts';
 
 const BIN = fileURLToPath(new URL('../../bin/hie-relay.js', import.meta.url));
@@ -63,7 +64,7 @@ async function startRelay(
     cfg,
     JSON.stringify({ listen: { host: '127.0.0.1', port: 0 }, tls: { ...files, crl: ca.crlPath }, admin: { enabled: false }, limits, log: { level: 'info' } }),
   );
-  const child = spawn(process.execPath, [...RELAY_NODE_FLAGS, BIN, '--config', cfg], { stdio: ['ignore', 'pipe', 'inherit'] });
+  const child = spawnChild(process.execPath, [...RELAY_NODE_FLAGS, BIN, '--config', cfg], { stdio: ['ignore', 'pipe', 'inherit'] });
   const port = await new Promise<number>((resolve, reject) => {
     let buf = '';
     const onData = (d: Buffer): void => {
@@ -268,10 +269,7 @@ export async function run(args: string[]): Promise<BenchTable[]> {
     ];
   } finally {
     await Promise.all(clients.map((c) => c.close().catch(() => undefined)));
-    if (relay) {
-      relay.child.kill('SIGTERM');
-      await new Promise((res) => relay!.child.once('exit', res));
-    }
+    if (relay) await stopChild(relay.child);
     rmSync(dir, { recursive: true, force: true });
   }
 }

@@ -1,7 +1,7 @@
 // `npm run bench -- relay [--size 2GiB] [--rounds 2] [--messages 40000] [--senders 16]`: the relay as a child process,
 // agent -> relay -> agent throughput against a plain TLS socket-pipe proxy measured in the same run,
 // relay peak RSS, and the small-message rate with one-way latency.
-import { spawn, type ChildProcess } from 'node:child_process';
+import type { ChildProcess } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { readFileSync, writeFileSync, mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -14,6 +14,7 @@ import { CertificateAuthority, clientTlsOptions, loadIdentity, serverTlsOptions,
 import { RelayClient } from '../../relay/protocol/index.ts';
 import type { BenchTable } from './types.ts';
 import { blockSource, mbps, mib, option, parseSize, percentile, relayTransferMs } from './util.ts';
+import { spawnChild, stopChild } from '../lib/children.ts';
 import { RELAY_NODE_FLAGS } from '../lib/federation.ts';
 
 const SELF = fileURLToPath(import.meta.url);
@@ -105,7 +106,7 @@ async function baseline(
     });
   });
   await new Promise<void>((r) => receiver.listen(0, '127.0.0.1', () => r()));
-  const child = spawn(process.execPath, ['--import', 'tsx', SELF], {
+  const child = spawnChild(process.execPath, ['--import', 'tsx', SELF], {
     env: { ...process.env, HIE_BENCH_PROXY: JSON.stringify({ ...ids.relayFiles, target: (receiver.address() as AddressInfo).port }) },
     stdio: ['ignore', 'pipe', 'inherit'],
   });
@@ -124,7 +125,7 @@ async function baseline(
     const self = process.cpuUsage(self0);
     return { ms, rss: rss.stop(), cpu: cpuSeconds(child.pid as number) - cpu0, selfCpu: (self.user + self.system) / 1e6 };
   } finally {
-    child.kill('SIGKILL');
+    await stopChild(child, 1_000);
     receiver.close();
   }
 }
@@ -220,7 +221,7 @@ export async function run(args: string[]): Promise<BenchTable[]> {
       cfg,
       JSON.stringify({ listen: { host: '127.0.0.1', port: 0 }, tls: { ...relayFiles, crl: ca.crlPath }, admin: { enabled: false }, log: { level: 'info' } }),
     );
-    const child = spawn(process.execPath, [...RELAY_NODE_FLAGS, BIN, '--config', cfg], { stdio: ['ignore', 'pipe', 'inherit'] });
+    const child = spawnChild(process.execPath, [...RELAY_NODE_FLAGS, BIN, '--config', cfg], { stdio: ['ignore', 'pipe', 'inherit'] });
     try {
       const { port } = (await waitForLine(child, 'relay listening')) as { port: number };
       const idleRss = rssNow(child.pid as number);
@@ -286,8 +287,7 @@ export async function run(args: string[]): Promise<BenchTable[]> {
         },
       ];
     } finally {
-      child.kill('SIGTERM');
-      await new Promise((r) => child.once('exit', r));
+      await stopChild(child);
     }
   } finally {
     rmSync(dir, { recursive: true, force: true });

@@ -1,12 +1,13 @@
 // A local federation of real processes for the demo and the benches: a CA and
 // certificates, `hie-relay` and one `hie-agent` per hospital, each a child
 // process on 127.0.0.1, talking over real mTLS.
-import { spawn, type ChildProcess } from 'node:child_process';
+import type { ChildProcess } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { createWriteStream, mkdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { CertificateAuthority } from '../../certs/index.ts';
+import { spawnChild, stopChild } from './children.ts';
 
 const ROOT = fileURLToPath(new URL('../..', import.meta.url));
 
@@ -68,7 +69,7 @@ export function startProc(name: string, bin: string, args: string[], env: Record
   const profileDir = process.env['HIE_CPU_PROFILE_DIR'];
   const nodeArgs = profileDir ? ['--cpu-prof', `--cpu-prof-dir=${profileDir}`, `--cpu-prof-name=${name}.cpuprofile`] : [];
   const extra = (process.env['HIE_EXTRA_NODE_FLAGS'] ?? '').split(' ').filter(Boolean);
-  const child = spawn(
+  const child = spawnChild(
     process.execPath,
     [...nodeArgs, ...(bin === 'hie-agent.js' ? AGENT_NODE_FLAGS : RELAY_NODE_FLAGS), ...extra, join(ROOT, 'bin', bin), ...args],
     { env: { ...process.env, ...env }, stdio: ['ignore', 'pipe', 'pipe'] },
@@ -102,20 +103,7 @@ export async function waitFor<T>(what: string, fn: () => Promise<T | undefined>,
 
 /** Stops processes with SIGTERM (SIGKILL after 15 s). */
 export async function stopProcs(procs: Proc[]): Promise<void> {
-  await Promise.all(
-    [...procs].reverse().map(
-      (p) =>
-        new Promise<void>((resolve) => {
-          if (p.child.exitCode !== null || p.child.signalCode !== null) return resolve();
-          const timer = setTimeout(() => p.child.kill('SIGKILL'), 15_000);
-          p.child.once('exit', () => {
-            clearTimeout(timer);
-            resolve();
-          });
-          p.child.kill('SIGTERM');
-        }),
-    ),
-  );
+  await Promise.all([...procs].reverse().map((p) => stopChild(p.child, 15_000)));
 }
 
 /** Creates the PKI under `dir` and starts the relay and one agent per hospital. */

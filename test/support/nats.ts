@@ -1,4 +1,4 @@
-import { spawn, type ChildProcess } from 'node:child_process';
+import { spawn, type ChildProcess, type SpawnOptions } from 'node:child_process';
 import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 
@@ -18,6 +18,8 @@ export interface NatsOptions {
   tls?: { cert: string; key: string; ca: string };
   /** Require one of these user/password pairs. */
   users?: Array<{ user: string; password: string }>;
+  /** Starts the process (`child_process.spawn` unless given: the benches pass their child registry's). */
+  spawn?: (command: string, args: string[], options: SpawnOptions) => ChildProcess;
 }
 
 /**
@@ -38,7 +40,7 @@ export async function startNats(options: NatsOptions): Promise<NatsServer> {
   }
   const conf = join(options.dir, `nats-${process.pid}-${Date.now()}.conf`);
   writeFileSync(conf, `${lines.join('\n')}\n`);
-  const child = spawn('nats-server', ['-c', conf], { stdio: ['ignore', 'ignore', 'pipe'] });
+  const child = (options.spawn ?? spawn)('nats-server', ['-c', conf], { stdio: ['ignore', 'ignore', 'pipe'] });
   const port = await new Promise<number>((resolve, reject) => {
     let log = '';
     const timer = setTimeout(() => reject(new Error(`nats-server did not start: ${log.slice(-500)}`)), 10_000);
