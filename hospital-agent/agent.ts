@@ -209,7 +209,7 @@ function buildExchange(config: AgentConfig, env: NodeJS.ProcessEnv, base: Base, 
   const { ledger, state, inbox, directory, outbox, replay } = stores;
   const { relay, send, peers } = link;
   const local = (): LocalKeys => base.keys;
-  const consents = new ConsentService(ledger, config.id, base.secret);
+  const consents = new ConsentService(ledger, config.id, base.secret, undefined, config.patients.identifierSystem);
   const engine = new ExchangeEngine({
     self: config.id,
     store: state.exchanges,
@@ -253,6 +253,7 @@ function buildExchange(config: AgentConfig, env: NodeJS.ProcessEnv, base: Base, 
   const requests = new RequestService({
     self: config.id,
     secret: base.secret,
+    identifierSystem: config.patients.identifierSystem,
     store: state.requests,
     consents,
     peers,
@@ -281,6 +282,7 @@ function buildExchange(config: AgentConfig, env: NodeJS.ProcessEnv, base: Base, 
   const exchanges = new ExchangeService({
     self: config.id,
     secret: base.secret,
+    identifierSystem: config.patients.identifierSystem,
     gate: engine.gate,
     store: state.exchanges,
     outbox,

@@ -63,6 +63,19 @@ export const agentConfigSchema = z.strictObject({
       file: z.string().min(1).optional(),
     })
     .prefault({}),
+  patients: z
+    .strictObject({
+      /**
+       * The hospital's own patient identifier system (a URI, e.g. its MRN system): a bare patient id is a value of it,
+       * matched only against Bundle identifiers of this system. Unset: a bare id matches a value of any system.
+       */
+      identifierSystem: z
+        .string()
+        .regex(/^[A-Za-z][A-Za-z0-9+.-]*:[^\s|]+$/, 'must be a URI (e.g. urn:oid:1.2.3 or https://hospital.example/mrn) without spaces or |')
+        .max(200)
+        .optional(),
+    })
+    .prefault({}),
   inbox: z
     .strictObject({
       /** A directory the EHR watches: each delivered item is also written there (see InboxDirectory). */

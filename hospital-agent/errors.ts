@@ -16,6 +16,10 @@ export const AGENT_ERRORS = {
   ERR_CONSENT_REVOKED: { status: 403, description: 'The consent was revoked.' },
   ERR_CONSENT_EXPIRED: { status: 403, description: 'The consent is not valid at this time (expired or not yet valid).' },
   ERR_CONSENT_SCOPE: { status: 403, description: 'The consent does not cover this purpose or kind of data.' },
+  ERR_FHIR_PATIENT_MISMATCH: { status: 422, description: 'The FHIR Bundle is about a patient other than the one the request names (Hie-Patient-Id).' },
+  ERR_FHIR_PATIENT_MULTIPLE: { status: 422, description: 'The FHIR Bundle is about more than one patient.' },
+  ERR_FHIR_PATIENT_UNRESOLVED: { status: 422, description: 'A resource of the FHIR Bundle refers to a Patient that is not in the Bundle.' },
+  ERR_FHIR_PATIENT_MISSING: { status: 422, description: 'The FHIR Bundle has no Patient resource, so it names no patient.' },
   ERR_UNKNOWN_RECIPIENT: { status: 422, description: 'The recipient is not a known hospital of the federation.' },
   ERR_RELAY_UNAVAILABLE: { status: 503, description: 'The other hospital cannot be reached right now (records requests, which are not queued); retry later.' },
   ERR_INSUFFICIENT_STORAGE: {
@@ -28,18 +32,28 @@ export const AGENT_ERRORS = {
 /** A documented agent error code. */
 export type AgentErrorCode = keyof typeof AGENT_ERRORS;
 
+/** One problem in a FHIR resource: its code, its FHIRPath location and what is wrong (no values). */
+export interface FhirIssue {
+  code: AgentErrorCode;
+  expression: string;
+  message: string;
+}
+
 /** Base class for every error of the hospital agent; `status` is the HTTP status the API answers. */
 export class AgentError extends Error {
   readonly code: AgentErrorCode;
   readonly status: number;
   /** Extra machine-readable detail safe to return to the API caller (never PHI). */
   readonly detail: Record<string, unknown> | undefined;
+  /** Problems in a FHIR resource, each located by FHIRPath (never PHI): the API answers them as an OperationOutcome. */
+  readonly issues: readonly FhirIssue[] | undefined;
 
-  constructor(code: AgentErrorCode, message: string, options?: { cause?: unknown; detail?: Record<string, unknown> }) {
+  constructor(code: AgentErrorCode, message: string, options?: { cause?: unknown; detail?: Record<string, unknown>; issues?: readonly FhirIssue[] }) {
     super(message, options?.cause === undefined ? undefined : { cause: options.cause });
     this.code = code;
     this.status = AGENT_ERRORS[code].status;
     this.detail = options?.detail;
+    this.issues = options?.issues;
     this.name = this.constructor.name;
   }
 }

@@ -55,8 +55,72 @@ function errorBody(err: AgentError, requestId: string): ErrorBody {
   return body;
 }
 
-/** Sends an {@link AgentError} as JSON with its status. */
-export function sendError(res: ServerResponse, err: AgentError, requestId = String((res as Response).locals?.['requestId'] ?? '')): void {
+/** Code system of the agent's error codes in an OperationOutcome (`issue[].details.coding`). */
+export const AGENT_ERROR_SYSTEM = 'urn:hie:agent-error';
+/** Extension URL carrying the request id in an OperationOutcome. */
+export const REQUEST_ID_EXTENSION = 'urn:hie:request-id';
+const FHIR_JSON = 'application/fhir+json; charset=utf-8';
+
+/** FHIR `OperationOutcome.issue.code` for an agent error code. */
+function issueType(code: string, status: number): string {
+  if (code === 'ERR_FHIR_PATIENT_UNRESOLVED') return 'not-found';
+  if (code === 'ERR_FHIR_PATIENT_MISSING') return 'required';
+  if (code.startsWith('ERR_FHIR_PATIENT_')) return 'business-rule';
+  if (code === 'ERR_INVALID_FHIR' || code === 'ERR_BAD_REQUEST') return 'invalid';
+  if (status === 401) return 'login';
+  if (status === 403) return 'forbidden';
+  if (status === 404) return 'not-found';
+  if (status === 409) return 'conflict';
+  if (status === 413) return 'too-costly';
+  if (status === 429) return 'throttled';
+  if (status >= 500) return 'exception';
+  return 'processing';
+}
+
+/**
+ * An {@link AgentError} as a FHIR R4 OperationOutcome: one issue per
+ * problem (`err.issues`, each with its FHIRPath `expression`) or one for the
+ * error itself; the agent's code in `details.coding` ({@link AGENT_ERROR_SYSTEM}),
+ * the request id in an extension.
+ */
+export function operationOutcome(err: AgentError, requestId: string): Record<string, unknown> {
+  const issues = err.issues ?? [{ code: err.code, message: err.message }];
+  return {
+    resourceType: 'OperationOutcome',
+    extension: [{ url: REQUEST_ID_EXTENSION, valueString: requestId }],
+    issue: issues.map((i) => ({
+      severity: err.status >= 500 ? 'fatal' : 'error',
+      code: issueType(i.code, AGENT_ERRORS[i.code].status),
+      details: { coding: [{ system: AGENT_ERROR_SYSTEM, code: i.code }], text: i.message },
+      ...('expression' in i ? { expression: [i.expression] } : {}),
+    })),
+  };
+}
+
+/**
+ * True when an error is answered as an OperationOutcome: it names problems
+ * in a FHIR resource (always), or the client asked for FHIR (`Accept`
+ * names application/fhir+json); every other answer keeps the JSON error body.
+ */
+export function answersOutcome(req: IncomingMessage, err: AgentError): boolean {
+  return err.issues !== undefined || /application\/fhir\+json/i.test(String(req.headers.accept ?? ''));
+}
+
+/** Sends an {@link AgentError} with its status: as JSON, or as an OperationOutcome (see {@link answersOutcome}) when `req` is given. */
+export function sendError(
+  res: ServerResponse,
+  err: AgentError,
+  requestId = String((res as Response).locals?.['requestId'] ?? ''),
+  req?: IncomingMessage,
+): void {
+  if (req && answersOutcome(req, err)) {
+    const text = JSON.stringify(operationOutcome(err, requestId));
+    res.statusCode = err.status;
+    res.setHeader('Content-Type', FHIR_JSON);
+    res.setHeader('Content-Length', Buffer.byteLength(text));
+    res.end(text);
+    return;
+  }
   writeJson(res, err.status, errorBody(err, requestId));
 }
 
@@ -180,17 +244,24 @@ export function createApiHandler(options: ApiAppOptions & { fast?: readonly Fast
       res.destroy();
       return;
     }
-    sendError(res, e);
+    sendError(res, e, String(res.locals['requestId'] ?? ''), req);
   };
   app.use(onError);
 
   const fast = new Map((options.fast ?? []).map((f) => [`${f.method} ${f.path}`, f]));
   // Every header of a fast answer goes out in one writeHead (a flat list), without a setHeader per header.
-  const answerFast = (res: ServerResponse, status: number, body: unknown, head: string[], extra: Record<string, string> = {}): void => {
+  const answerFast = (
+    res: ServerResponse,
+    status: number,
+    body: unknown,
+    head: string[],
+    extra: Record<string, string> = {},
+    type = 'application/json; charset=utf-8',
+  ): void => {
     const text = JSON.stringify(body);
     const headers = [...head];
     for (const [name, value] of Object.entries(extra)) headers.push(name, value);
-    headers.push('Content-Type', 'application/json; charset=utf-8', 'Content-Length', String(Buffer.byteLength(text)));
+    headers.push('Content-Type', type, 'Content-Length', String(Buffer.byteLength(text)));
     res.writeHead(status, headers);
     res.end(text);
   };
@@ -228,7 +299,11 @@ export function createApiHandler(options: ApiAppOptions & { fast?: readonly Fast
       if (res.headersSent) res.destroy();
       // Refused before the whole body was read (consent, size, a bad header): the rest of it is not read either,
       // so the connection ends with this answer, and the client knows not to reuse it.
-      else answerFast(res, e.status, errorBody(e, id), req.complete && !closeAfter ? head : [...head, 'Connection', 'close']);
+      else {
+        const close = req.complete && !closeAfter ? head : [...head, 'Connection', 'close'];
+        if (answersOutcome(req, e)) answerFast(res, e.status, operationOutcome(e, id), close, {}, FHIR_JSON);
+        else answerFast(res, e.status, errorBody(e, id), close);
+      }
     }
   };
   return (req, res) => {

@@ -19,12 +19,47 @@ export function buildOpenApi(agentId: string): Record<string, unknown> {
       title: `HIE hospital agent (${agentId})`,
       version: '1',
       description:
-        'Local API of the on-premise agent. Every /v1 route needs `Authorization: Bearer <token>`. Errors are JSON `{error: {code, message, requestId, detail?}}`; the codes are listed under x-error-codes.',
+        'Local API of the on-premise agent. Every /v1 route needs `Authorization: Bearer <token>`. Errors are JSON `{error: {code, message, requestId, detail?}}`, or a FHIR OperationOutcome for problems in a FHIR resource (and for any error when Accept names application/fhir+json); the codes are listed under x-error-codes.',
     },
     'x-error-codes': Object.entries(AGENT_ERRORS).map(([code, v]) => ({ code, status: v.status, description: v.description })),
     components: {
       securitySchemes: { bearer: { type: 'http', scheme: 'bearer' } },
       schemas: {
+        OperationOutcome: {
+          type: 'object',
+          description:
+            'FHIR R4 OperationOutcome: errors about a FHIR resource, or any error when Accept names application/fhir+json. The agent code is in issue[].details.coding (system urn:hie:agent-error), the request id in the extension urn:hie:request-id.',
+          required: ['resourceType', 'issue'],
+          properties: {
+            resourceType: { const: 'OperationOutcome' },
+            extension: { type: 'array', items: { type: 'object' } },
+            issue: {
+              type: 'array',
+              items: {
+                type: 'object',
+                required: ['severity', 'code', 'details'],
+                properties: {
+                  severity: { type: 'string' },
+                  code: { type: 'string' },
+                  details: {
+                    type: 'object',
+                    properties: {
+                      coding: {
+                        type: 'array',
+                        items: {
+                          type: 'object',
+                          properties: { system: { const: 'urn:hie:agent-error' }, code: { type: 'string', enum: Object.keys(AGENT_ERRORS) } },
+                        },
+                      },
+                      text: { type: 'string' },
+                    },
+                  },
+                  expression: { type: 'array', items: { type: 'string' }, description: 'FHIRPath location of the problem' },
+                },
+              },
+            },
+          },
+        },
         Error: {
           type: 'object',
           required: ['error'],
@@ -50,8 +85,8 @@ export function buildOpenApi(agentId: string): Record<string, unknown> {
             grantees: { type: 'array', items: { type: 'string' } },
             purposes: { type: 'array', items: { type: 'string' }, description: 'HL7 PurposeOfUse codes (default TREAT)' },
             scope: { type: 'array', items: { type: 'string' }, description: "FHIR resource types, ImagingStudy, Binary, or '*' (default)" },
-            validFrom: { type: 'string', format: 'date-time' },
-            validUntil: { type: 'string', format: 'date-time' },
+            validFrom: { type: 'string', description: 'RFC 3339 / FHIR dateTime (a partial date starts at its first millisecond, UTC)' },
+            validUntil: { type: 'string', description: 'RFC 3339 / FHIR dateTime (a partial date ends at its last millisecond, UTC)' },
           },
           description: 'Or a FHIR R4 Consent resource (application/fhir+json).',
         },
@@ -148,6 +183,11 @@ export function buildOpenApi(agentId: string): Record<string, unknown> {
               'ERR_PAYLOAD_TOO_LARGE',
               'ERR_UNSUPPORTED_MEDIA_TYPE',
             ),
+            422: {
+              description:
+                'ERR_FHIR_PATIENT_MISMATCH, ERR_FHIR_PATIENT_MULTIPLE, ERR_FHIR_PATIENT_UNRESOLVED, ERR_FHIR_PATIENT_MISSING (a FHIR OperationOutcome, one issue per problem); ERR_UNKNOWN_RECIPIENT (JSON error)',
+              content: { 'application/fhir+json': { schema: { $ref: '#/components/schemas/OperationOutcome' } }, 'application/json': { schema: error } },
+            },
           },
         },
         get: { summary: 'List exchanges (?status=&limit=)', responses: { 200: { description: 'exchanges' } } },

@@ -1,6 +1,7 @@
 import { z } from 'zod';
 import { AGENT_URI_PREFIX, isHospitalId } from '../../certs/index.ts';
 import { AgentError } from '../errors.ts';
+import { FHIR_DATE_TIME_RULE, parseFhirDateTime } from '../fhir/datetime.ts';
 import { SCOPE_PATTERN } from '../../ledger/index.ts';
 import { ALL_SCOPE, PURPOSES, type Consent, type Purpose } from './model.ts';
 
@@ -48,6 +49,11 @@ function invalid(message: string): AgentError {
   return new AgentError('ERR_INVALID_FHIR', `FHIR Consent: ${message}`);
 }
 
+/** A malformed date: ERR_BAD_REQUEST naming the field (never echoing the value). */
+function badDate(field: string): AgentError {
+  return new AgentError('ERR_BAD_REQUEST', `FHIR Consent: ${field}: ${FHIR_DATE_TIME_RULE}`);
+}
+
 function granteeOf(actor: {
   reference: { reference?: string | undefined; identifier?: { system?: string | undefined; value?: string | undefined } | undefined };
 }): string | undefined {
@@ -63,7 +69,8 @@ function granteeOf(actor: {
  * Reads a FHIR R4 Consent resource into a grant: `status` active,
  * `provision.type` permit, actors naming the recipient hospitals
  * (identifier `urn:hie:agent:<id>` or `Organization/<id>`), `provision.period.end`
- * required, purposes as v3 ActReason codes, `provision.class` as FHIR resource
+ * required; period dates are FHIR `dateTime`s, strictly (a partial date covers
+ * its whole year, month or day: see fhir/datetime.ts), purposes as v3 ActReason codes, `provision.class` as FHIR resource
  * types (everything when absent). The patient is `patient.identifier` (`system|value`)
  * or `patient.reference` `Patient/<id>`.
  */
@@ -88,9 +95,12 @@ export function grantFromFhirConsent(resource: unknown): ConsentGrant {
     throw invalid('provision.actor must name 1-32 recipient hospitals (identifier urn:hie:agent:<id>)');
   }
   const end = c.provision.period?.end;
-  if (!end || Number.isNaN(Date.parse(end))) throw invalid('provision.period.end (valid until) is required');
+  if (!end) throw invalid('provision.period.end (valid until) is required');
+  const until = parseFhirDateTime(end, 'end');
+  if (!until) throw badDate('provision.period.end');
   const start = c.provision.period?.start;
-  if (start !== undefined && Number.isNaN(Date.parse(start))) throw invalid('provision.period.start is not a date');
+  const from = start === undefined ? undefined : parseFhirDateTime(start, 'start');
+  if (start !== undefined && !from) throw badDate('provision.period.start');
   const purposes = (c.provision.purpose ?? []).map((p) => p.code);
   if (purposes.length === 0) throw invalid('provision.purpose needs at least one v3 ActReason code');
   for (const p of purposes) if (!PURPOSES.includes(p as Purpose)) throw invalid(`unsupported purpose '${String(p)}' (use ${PURPOSES.join(', ')})`);
@@ -102,8 +112,8 @@ export function grantFromFhirConsent(resource: unknown): ConsentGrant {
     grantees,
     purposes: [...new Set(purposes)] as Purpose[],
     scope: classes.length === 0 ? [ALL_SCOPE] : [...new Set(classes as string[])],
-    validFrom: start === undefined ? undefined : new Date(start).toISOString(),
-    validUntil: new Date(end).toISOString(),
+    validFrom: from?.toISOString(),
+    validUntil: until.toISOString(),
   };
 }
 

@@ -1,4 +1,6 @@
+import type { PatientName } from '../consent/patient.ts';
 import { AgentError } from '../errors.ts';
+import { bundlePatientIssues } from './patients.ts';
 
 /** Bundle types an exchange may carry (FHIR R4 Bundle.type). */
 export const BUNDLE_TYPES = [
@@ -33,9 +35,11 @@ function invalid(message: string): AgentError {
  * Checks that `bytes` is a FHIR R4 Bundle in JSON: `resourceType` Bundle, a
  * known `type`, and `entry[].resource` objects each with a `resourceType`.
  * This is a structural check, not full profile validation. Error messages
- * name fields and positions, never values.
+ * name fields and positions, never values. With `patient`, the Bundle must
+ * also be about that patient and no other ({@link bundlePatientIssues}):
+ * otherwise a 422 AgentError whose `issues` list every problem.
  */
-export function validateFhirBundle(bytes: Buffer): BundleSummary {
+export function validateFhirBundle(bytes: Buffer, options: { patient?: PatientName } = {}): BundleSummary {
   let value: unknown;
   try {
     value = JSON.parse(bytes.toString('utf8'));
@@ -62,6 +66,14 @@ export function validateFhirBundle(bytes: Buffer): BundleSummary {
   if (type === 'document') {
     const first = (entry[0] as Record<string, unknown> | undefined)?.['resource'] as Record<string, unknown> | undefined;
     if (first?.['resourceType'] !== 'Composition') throw invalid('a document Bundle must start with a Composition');
+  }
+  if (options.patient) {
+    const issues = bundlePatientIssues(bundle, options.patient);
+    const first = issues[0];
+    if (first) {
+      const summary = issues.length === 1 ? first.message : `${issues.length} problems, the first: ${first.message}`;
+      throw new AgentError(first.code, `FHIR Bundle: ${first.expression}: ${summary}`, { issues });
+    }
   }
   return { type: type as BundleSummary['type'], entries: entry.length, resourceTypes: [...types].sort() };
 }

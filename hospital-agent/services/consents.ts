@@ -24,6 +24,8 @@ export class ConsentService {
     private readonly feed: string,
     private readonly secret: Buffer,
     private readonly now: () => Date = () => new Date(),
+    /** The hospital's own patient identifier system (`patients.identifierSystem`): what a bare patient id is a value of. */
+    private readonly identifierSystem?: string,
   ) {}
 
   /** Records a consent; returns it as stored. */
@@ -37,7 +39,7 @@ export class ConsentService {
     const id = randomUUID();
     const body = {
       consent: id,
-      patient: patientHash(this.secret, grant.patientId),
+      patient: patientHash(this.secret, grant.patientId, this.identifierSystem),
       grantees: grant.grantees,
       purposes: grant.purposes,
       scope: grant.scope,

@@ -3,7 +3,7 @@ import { finished, type Readable } from 'node:stream';
 import { isHospitalId } from '../../certs/index.ts';
 import { CONTENT_TYPE_PATTERN, ID_PATTERN, sha256Hex } from '../../ledger/index.ts';
 import { scopeOf, PURPOSES, type Purpose } from '../consent/model.ts';
-import { patientHash } from '../consent/patient.ts';
+import { parsePatientId, patientHash, type PatientName } from '../consent/patient.ts';
 import { RecipientRevokedError } from '../engine/peers.ts';
 import { AgentError } from '../errors.ts';
 import { DEFAULT_MAX_FHIR_BYTES, validateFhirBundle } from '../fhir/bundle.ts';
@@ -63,6 +63,8 @@ export class ExchangeService {
     private readonly o: {
       self: string;
       secret: Buffer;
+      /** The hospital's own patient identifier system (`patients.identifierSystem`): what a bare patient id is a value of. */
+      identifierSystem?: string | undefined;
       /** The engine's consent gate: submissions are admitted by the rule the engine releases by. */
       gate: Pick<ReleaseGate, 'admit'>;
       store: ExchangeStore;
@@ -92,7 +94,7 @@ export class ExchangeService {
       throw new AgentError('ERR_BAD_REQUEST', 'Idempotency-Key must be 1-128 visible ASCII characters');
     let hash: string;
     try {
-      hash = patientHash(this.o.secret, req.patientId);
+      hash = patientHash(this.o.secret, req.patientId, this.o.identifierSystem);
     } catch {
       throw new AgentError('ERR_BAD_REQUEST', 'patient id must be 1-256 characters');
     }
@@ -125,7 +127,7 @@ export class ExchangeService {
     try {
       let scope = scopeOf(contentType);
       if (isFhir) {
-        const summary = validateFhirBundle(stored.content ?? (await this.o.outbox.readAll(id, stored.bytes)));
+        const summary = validateFhirBundle(stored.content ?? (await this.o.outbox.readAll(id, stored.bytes)), { patient: this.patientOf(req) });
         scope = scopeOf(contentType, summary.resourceTypes);
         await this.o.gate.admit({ consentId: req.consentId, patientHash: hash, to: req.to, purpose, scope, at });
       }
@@ -157,6 +159,11 @@ export class ExchangeService {
     }
   }
 
+  /** The patient the request names, as a FHIR Bundle's content must name it. */
+  private patientOf(req: SubmitRequest): PatientName {
+    return parsePatientId(req.patientId, this.o.identifierSystem);
+  }
+
   /**
    * A small body of known length: read into memory, validated, and stored
    * with its record in one atomic, synced database write (no outbox file);
@@ -172,7 +179,7 @@ export class ExchangeService {
     const body = await readExactly(req.body, length);
     let scope = scopeOf(x.contentType);
     if (x.isFhir) {
-      scope = scopeOf(x.contentType, validateFhirBundle(body).resourceTypes);
+      scope = scopeOf(x.contentType, validateFhirBundle(body, { patient: this.patientOf(req) }).resourceTypes);
       await this.o.gate.admit({ consentId: req.consentId, patientHash: x.hash, to: req.to, purpose: x.purpose, scope, at: x.at });
     }
     const result = await this.o.store.create(

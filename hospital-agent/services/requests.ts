@@ -41,6 +41,8 @@ export class RequestService {
     private readonly o: {
       self: string;
       secret: Buffer;
+      /** The hospital's own patient identifier system (`patients.identifierSystem`): what a bare patient id is a value of. */
+      identifierSystem?: string | undefined;
       store: RecordsRequests;
       consents: ConsentService;
       peers: PeerDirectory;
@@ -118,7 +120,7 @@ export class RequestService {
     if (await this.o.store.get(payload.id)) return;
     const now = this.now().toISOString();
     const found = await this.o.consents.findCovering({
-      patientHash: patientHash(this.o.secret, payload.patientId),
+      patientHash: patientHash(this.o.secret, payload.patientId, this.o.identifierSystem),
       recipient: from,
       purpose: payload.purpose,
       scope: payload.scope,

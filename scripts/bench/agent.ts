@@ -24,6 +24,8 @@ const DEFAULT_SMALL_ROUNDS = 3;
 
 /** The small exchange: a 2 KB FHIR Bundle (a patient, a condition, a blood pressure panel), as the issue sizes it. */
 const SMALL_BUNDLE = fileURLToPath(new URL('../fixtures/small-bundle.json', import.meta.url));
+/** The small bundle's patient: the agent reads the patient from a Bundle's content and refuses a Bundle about another. */
+const BENCH_PATIENT = 'SYN-000001';
 
 /** CPU seconds each process used in one lap. */
 type CpuLap = Array<{ name: string; seconds: number }>;
@@ -148,7 +150,7 @@ async function endToEnd(fed: LocalFederation, size: number, consent: string): Pr
   const res = await post(
     fed,
     { stream: patternStream(size, 5).stream, length: size },
-    { 'content-type': 'application/octet-stream', 'hie-recipient': 'severance', 'hie-patient-id': 'SYN-BENCH', 'hie-consent-id': consent },
+    { 'content-type': 'application/octet-stream', 'hie-recipient': 'severance', 'hie-patient-id': BENCH_PATIENT, 'hie-consent-id': consent },
   );
   if (res.status !== 202) throw new Error(`POST failed: ${res.status} ${JSON.stringify(res.body)}`);
   const acknowledgedMs = performance.now() - started;
@@ -228,7 +230,7 @@ async function smallExchanges(
       const res = await post(
         fed,
         bundle,
-        { 'content-type': 'application/fhir+json', 'hie-recipient': 'severance', 'hie-patient-id': 'SYN-BENCH', 'hie-consent-id': consent },
+        { 'content-type': 'application/fhir+json', 'hie-recipient': 'severance', 'hie-patient-id': BENCH_PATIENT, 'hie-consent-id': consent },
         keepAlive,
       );
       if (res.status !== 202) throw new Error(`POST failed: ${res.status} ${JSON.stringify(res.body)}`);
@@ -293,7 +295,7 @@ export async function run(args: string[]): Promise<BenchTable[]> {
     tariff: { currency: 'EUR', perTransfer: 1, perGiB: 1 },
   });
   try {
-    const consent = await grant(fed, 'myongji', 'severance', 'SYN-BENCH');
+    const consent = await grant(fed, 'myongji', 'severance', BENCH_PATIENT);
     const cpu = cpuMeter(fed);
     // Small exchanges first, on agents that have not just streamed gigabytes (whose heaps and disk are still
     // busy with them). A warm-up round comes before the measured one, not counted: the agents run for days,

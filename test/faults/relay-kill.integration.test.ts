@@ -1,12 +1,9 @@
-import { readFileSync } from 'node:fs';
-import { fileURLToPath } from 'node:url';
 import { expect } from 'chai';
 import { startNetwork, waitFor, type TestNetwork } from '../support/agents.ts';
 import { patternStream } from '../support/data.ts';
 import { tempDir } from '../support/tmp.ts';
 import { assertLedgers, assertSound, call, grant, relayMetric, settle, spawnRelay, submit, type AgentHandle, type RelayProcess } from './support/harness.ts';
-
-const BUNDLE = readFileSync(fileURLToPath(new URL('../../scripts/fixtures/patient-bundle.json', import.meta.url)));
+import { bundleFor } from '../support/fhir.ts';
 
 describe('fault injection: the relay process SIGKILLed and restarted on the same port', function () {
   this.timeout(240_000);
@@ -71,10 +68,14 @@ describe('fault injection: the relay process SIGKILLed and restarted on the same
     const completedBefore = await relayMetric(relay, 'hie_relay_transfers_completed_total');
     const [fromA, fromB] = await Promise.all([
       Promise.all(
-        Array.from({ length: 25 }, () => submit(a, 'charlie', { consent: ca, patientId: 'SYN-BURST-A', body: BUNDLE, contentType: 'application/fhir+json' })),
+        Array.from({ length: 25 }, () =>
+          submit(a, 'charlie', { consent: ca, patientId: 'SYN-BURST-A', body: bundleFor('SYN-BURST-A'), contentType: 'application/fhir+json' }),
+        ),
       ),
       Promise.all(
-        Array.from({ length: 25 }, () => submit(b, 'charlie', { consent: cb, patientId: 'SYN-BURST-B', body: BUNDLE, contentType: 'application/fhir+json' })),
+        Array.from({ length: 25 }, () =>
+          submit(b, 'charlie', { consent: cb, patientId: 'SYN-BURST-B', body: bundleFor('SYN-BURST-B'), contentType: 'application/fhir+json' }),
+        ),
       ),
     ]);
     // Kill once the burst is moving (small exchanges travel in batch envelopes, so a few transfers carry them

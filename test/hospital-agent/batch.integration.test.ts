@@ -1,13 +1,14 @@
 import { createHash } from 'node:crypto';
 import { readFileSync } from 'node:fs';
-import { fileURLToPath } from 'node:url';
 import { expect } from 'chai';
 import type { BodyOf } from '../../ledger/index.ts';
 import { KeyRing, verifyReceipt, type Receipt } from '../../hospital-agent/crypto/index.ts';
 import { grantConsent, startNetwork, waitFor, type TestNetwork } from '../support/agents.ts';
 import { tempDir } from '../support/tmp.ts';
+import { bundleFor } from '../support/fhir.ts';
 
-const BUNDLE = readFileSync(fileURLToPath(new URL('../../scripts/fixtures/patient-bundle.json', import.meta.url)));
+// About the patient the requests name: the agent reads the patient from the content.
+const BUNDLE = bundleFor('SYN-BATCH-1');
 
 describe('small exchanges in batch envelopes (integration)', function () {
   this.timeout(120_000);

@@ -3,6 +3,7 @@ import { readFileSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 import { expect } from 'chai';
 import { grantConsent, startNetwork, waitFor, type TestNetwork } from '../support/agents.ts';
+import { bundleFor } from '../support/fhir.ts';
 import { tempDir } from '../support/tmp.ts';
 
 const BUNDLE = readFileSync(fileURLToPath(new URL('../../scripts/fixtures/patient-bundle.json', import.meta.url)));
@@ -36,7 +37,8 @@ describe('hospital agents end to end', function () {
     return net.api(from, '/v1/exchanges', {
       method: 'POST',
       headers: { 'content-type': contentType, 'hie-recipient': to, 'hie-patient-id': patientId, 'hie-consent-id': consentId, ...extra },
-      body,
+      // The fixture stands for the named patient's bundle: the agent reads the patient from the content.
+      body: body === BUNDLE ? bundleFor(patientId) : body,
     });
   }
 

@@ -1,16 +1,17 @@
 import { createHash } from 'node:crypto';
-import { readdirSync, readFileSync } from 'node:fs';
+import { readdirSync } from 'node:fs';
 import { join } from 'node:path';
 import { Readable } from 'node:stream';
-import { fileURLToPath } from 'node:url';
 import { expect } from 'chai';
 import { grantConsent, startNetwork, waitFor, type TestNetwork } from '../support/agents.ts';
 import { patternStream } from '../support/data.ts';
 import { tempDir } from '../support/tmp.ts';
 import { relayMetric } from '../faults/support/harness.ts';
+import { bundleFor } from '../support/fhir.ts';
 
-const BUNDLE = readFileSync(fileURLToPath(new URL('../../scripts/fixtures/patient-bundle.json', import.meta.url)));
 const PATIENT = 'SYN-PHI-CANARY-7731';
+// The bundle is about the patient the requests name: the agent reads the patient from the content.
+const BUNDLE = bundleFor(PATIENT);
 
 describe('hospital agents under load and faults', function () {
   this.timeout(300_000);

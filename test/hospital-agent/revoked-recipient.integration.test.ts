@@ -1,10 +1,10 @@
-import { readFileSync } from 'node:fs';
-import { fileURLToPath } from 'node:url';
 import { expect } from 'chai';
 import { grantConsent, startNetwork, waitFor, type TestNetwork } from '../support/agents.ts';
 import { tempDir } from '../support/tmp.ts';
+import { bundleFor } from '../support/fhir.ts';
 
-const BUNDLE = readFileSync(fileURLToPath(new URL('../../scripts/fixtures/patient-bundle.json', import.meta.url)));
+// About the patient the request names: the agent reads the patient from the content.
+const BUNDLE = bundleFor('SYN-000070');
 
 describe('a recipient whose certificate is revoked', function () {
   this.timeout(120_000);

@@ -1,13 +1,13 @@
 import { once } from 'node:events';
-import { readFileSync } from 'node:fs';
 import { createServer, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
-import { fileURLToPath } from 'node:url';
 import { expect } from 'chai';
 import { grantConsent, startNetwork, TEST_WEBHOOK_TOKEN, waitFor, type TestNetwork } from '../support/agents.ts';
 import { tempDir } from '../support/tmp.ts';
+import { bundleFor } from '../support/fhir.ts';
 
-const BUNDLE = readFileSync(fileURLToPath(new URL('../../scripts/fixtures/patient-bundle.json', import.meta.url)));
+// About the patient the request names: the agent reads the patient from the content.
+const BUNDLE = bundleFor('SYN-000080');
 
 interface Notification {
   authorization: string | undefined;

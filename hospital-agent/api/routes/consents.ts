@@ -5,14 +5,25 @@ import { REVOCATION_REASONS, SCOPE_PATTERN, TS_PATTERN } from '../../../ledger/i
 import { consentToFhir, grantFromFhirConsent, type ConsentGrant } from '../../consent/fhir.ts';
 import { ALL_SCOPE, PURPOSES } from '../../consent/model.ts';
 import { AgentError } from '../../errors.ts';
+import { FHIR_DATE_TIME_RULE, parseFhirDateTime, type DateBound } from '../../fhir/datetime.ts';
 import type { ConsentService } from '../../services/consents.ts';
 import { parseRequest } from '../validate.ts';
 
-/** A date-time the ledger can carry: one that parses, in the years 0000-9999. */
-const isoDate = z.string().refine((s) => {
-  const t = Date.parse(s);
-  return !Number.isNaN(t) && TS_PATTERN.test(new Date(t).toISOString());
-}, 'must be an ISO 8601 date-time in the years 0000-9999');
+/**
+ * A validity bound: a FHIR `dateTime`, strictly (fhir/datetime.ts), as the
+ * instant it stands for (a partial date's first or last millisecond, by
+ * `bound`), in the ledger's form.
+ */
+const fhirDate = (bound: DateBound): z.ZodType<string, string> =>
+  z.string().transform((s, ctx) => {
+    const t = parseFhirDateTime(s, bound);
+    const iso = t?.toISOString();
+    if (iso === undefined || !TS_PATTERN.test(iso)) {
+      ctx.addIssue({ code: 'custom', message: FHIR_DATE_TIME_RULE });
+      return z.NEVER;
+    }
+    return iso;
+  });
 
 /** Body of POST /v1/consents in the agent's own JSON form. */
 export const consentRequestSchema = z.strictObject({
@@ -21,8 +32,8 @@ export const consentRequestSchema = z.strictObject({
   grantees: z.array(z.string().regex(HOSPITAL_ID_PATTERN)).min(1).max(32).optional(),
   purposes: z.array(z.enum(PURPOSES)).min(1).max(PURPOSES.length).default(['TREAT']),
   scope: z.array(z.string().regex(SCOPE_PATTERN)).min(1).max(64).default([ALL_SCOPE]),
-  validFrom: isoDate.optional(),
-  validUntil: isoDate,
+  validFrom: fhirDate('start').optional(),
+  validUntil: fhirDate('end'),
 });
 
 /** What a grant must satisfy whichever form it came in: the limits of a `consent.granted` ledger entry. */
@@ -31,8 +42,8 @@ const grantSchema = z.strictObject({
   grantees: z.array(z.string().regex(HOSPITAL_ID_PATTERN)).min(1).max(32),
   purposes: z.array(z.enum(PURPOSES)).min(1).max(PURPOSES.length),
   scope: z.array(z.string().regex(SCOPE_PATTERN)).min(1).max(64),
-  validFrom: isoDate.optional(),
-  validUntil: isoDate,
+  validFrom: fhirDate('start').optional(),
+  validUntil: fhirDate('end'),
 });
 
 /** Turns a POST body (own JSON form or a FHIR R4 Consent) into a grant, checked against what the ledger can record. */

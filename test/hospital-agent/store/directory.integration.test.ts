@@ -1,11 +1,12 @@
 import { existsSync, readdirSync, readFileSync, rmSync } from 'node:fs';
 import { join } from 'node:path';
-import { fileURLToPath } from 'node:url';
 import { expect } from 'chai';
 import { grantConsent, startNetwork, waitFor, type TestNetwork } from '../../support/agents.ts';
 import { tempDir } from '../../support/tmp.ts';
+import { bundleFor } from '../../support/fhir.ts';
 
-const BUNDLE = readFileSync(fileURLToPath(new URL('../../../scripts/fixtures/patient-bundle.json', import.meta.url)));
+// About the patient the requests name: the agent reads the patient from the content.
+const BUNDLE = bundleFor('SYN-000080');
 
 describe('inbox delivery to a directory the EHR watches (inbox.directory)', function () {
   this.timeout(120_000);
