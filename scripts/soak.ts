@@ -1,4 +1,4 @@
-// `npm run soak -- [--minutes 2] [--seed N] [--kill-every-ms 4000] [--keep]`: the crash soak across the cluster
+// `npm run soak -- [--minutes 2] [--seed N] [--kill-every-ms 4000] [--keep] [--no-revoke]`: the crash soak across the cluster
 // (two relay nodes over nats-server, four agents, a mixed load, a random SIGKILL every few seconds), then the
 // checks of every promise. Exits 1 with the list of violations if any broke; 2 if the soak itself could not run.
 import { randomInt } from 'node:crypto';
@@ -24,7 +24,14 @@ async function main(args: string[]): Promise<number> {
   const killEveryMs = number(args, 'kill-every-ms', DEFAULT_KILL_EVERY_MS, (n) => Number.isInteger(n) && n >= 200);
   const stamp = (): string => new Date().toISOString().slice(11, 19);
   console.log(`crash soak: ${minutes} min, seed ${seed} (repeat with --seed ${seed}), a kill every ${killEveryMs} ms`);
-  const result = await runSoak({ minutes, seed, killEveryMs, keep: args.includes('--keep'), log: (l) => console.log(`[${stamp()}] ${l}`) });
+  const result = await runSoak({
+    minutes,
+    seed,
+    killEveryMs,
+    keep: args.includes('--keep'),
+    noRevoke: args.includes('--no-revoke'),
+    log: (l) => console.log(`[${stamp()}] ${l}`),
+  });
   console.log(`\n${formatSummary(result)}`);
   console.log(result.violations.length === 0 ? '\nno violations: every promise held' : `\n${result.violations.length} violation(s)`);
   return result.violations.length === 0 ? 0 : 1;
@@ -32,8 +39,8 @@ async function main(args: string[]): Promise<number> {
 
 for (const sig of ['SIGINT', 'SIGTERM'] as const) {
   process.once(sig, () => {
-    console.error(`\n${sig}: stopping every soak process`);
-    killSoakNow();
+    const dir = killSoakNow();
+    console.error(`\n${sig}: every soak process killed${dir ? `; logs and data left in ${dir}` : ''}`);
     // Let the kills go out before leaving.
     setTimeout(() => process.exit(130), 200);
   });

@@ -107,6 +107,8 @@ export class Load {
     private readonly agents: AgentMember[],
     private readonly token: string,
     private readonly rng: Prng,
+    /** Whether consent changes (revoke, then grant anew) are part of the load. */
+    private readonly revoke = true,
   ) {
     this.byId = new Map(agents.map((a) => [a.id, a]));
     for (const h of agents)
@@ -213,7 +215,10 @@ export class Load {
     const s = this.rng.pick(ready);
     const from = this.agent(s.holder);
     const roll = this.rng.next();
-    if (roll < 0.1) return this.changeConsent(s);
+    if (roll < 0.1) {
+      if (this.revoke) await this.changeConsent(s);
+      return;
+    }
     const requester = this.agent(s.grantee);
     const down = roll < 0.25 ? requester : from;
     if (!down.up()) {

@@ -30,6 +30,8 @@ export interface SoakOptions {
   killEveryMs: number;
   concurrency?: number;
   settleMs?: number;
+  /** Leave consent changes out of the load (grants only): isolates failures that revocations cause. */
+  noRevoke?: boolean;
   /** Keep the working directory (logs, data) even when no promise broke. */
   keep?: boolean;
   /** Progress lines. */
@@ -47,6 +49,7 @@ export interface SoakResult {
   book: LoadBook;
   check: CheckResult;
   violations: string[];
+  noRevoke: boolean;
 }
 
 const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
@@ -54,9 +57,10 @@ const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms
 /** The running soak's cluster, so a signal handler can kill it. */
 let live: SoakCluster | undefined;
 
-/** SIGKILLs every process of a running soak (for signal handlers). */
-export function killSoakNow(): void {
+/** SIGKILLs every process of a running soak (for signal handlers); returns its working directory (logs, data), if one runs. */
+export function killSoakNow(): string | undefined {
   live?.killNow();
+  return live?.dir;
 }
 
 function victim(rng: Prng, cluster: SoakCluster): Member {
@@ -90,7 +94,7 @@ export async function runSoak(o: SoakOptions): Promise<SoakResult> {
     live = cluster;
     const c = cluster;
     log(`cluster up: nats-server, relay nodes n1 n2, agents ${c.agents.map((a) => a.id).join(' ')}`);
-    const load = new Load(c.agents, c.token, loadRng);
+    const load = new Load(c.agents, c.token, loadRng, !o.noRevoke);
     await load.grantAll();
     const t0 = Date.now();
     const endAt = t0 + o.minutes * 60_000;
@@ -137,7 +141,7 @@ export async function runSoak(o: SoakOptions): Promise<SoakResult> {
     const check = await checkSoak(c.agents, c.token, load.book.accepted, load.book.requests.ids, o.settleMs ?? DEFAULT_SETTLE_MS);
     violations.push(...check.violations);
     kept = o.keep === true || violations.length > 0;
-    return { seed: o.seed, dir, kept, loadMs, kills, restartMs, book: load.book, check, violations };
+    return { seed: o.seed, noRevoke: o.noRevoke === true, dir, kept, loadMs, kills, restartMs, book: load.book, check, violations };
   } finally {
     await cluster?.stop().catch(() => cluster?.killNow());
     live = undefined;
@@ -152,6 +156,7 @@ export function formatSummary(r: SoakResult): string {
   const accepted = [...b.accepted.values()];
   const kinds = ['fhir', 'binary', 'answer'].map((k) => `${k} ${accepted.filter((x) => x.kind === k).length}`).join(', ');
   rows.push(['seed', String(r.seed)]);
+  if (r.noRevoke) rows.push(['consent changes', 'off (--no-revoke)']);
   rows.push(['load', `${(r.loadMs / 1000).toFixed(0)} s`]);
   rows.push([
     'kills',
