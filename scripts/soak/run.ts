@@ -113,8 +113,10 @@ export async function runSoak(o: SoakOptions): Promise<SoakResult> {
     })();
     let restartFailure: Error | undefined;
     const killer = (async () => {
-      await sleep(o.killEveryMs);
-      while (Date.now() < endAt) {
+      // The pause comes before each kill, so the last restart is not followed by an idle pause the settle time would hide.
+      for (;;) {
+        await sleep(o.killEveryMs);
+        if (Date.now() >= endAt) return;
         const m = victim(killRng, c);
         const downMs = killRng.int(200, 2000);
         await m.kill('SIGKILL');
@@ -129,7 +131,6 @@ export async function runSoak(o: SoakOptions): Promise<SoakResult> {
           return;
         }
         restartMs.push(Date.now() - s);
-        await sleep(o.killEveryMs);
       }
     })();
     await killer;
