@@ -77,7 +77,7 @@ function checkText(text: string): void {
   if (text.length === 0 || !text.endsWith('\n')) throw new LedgerError('ERR_LEDGER_NOTE_INVALID', 'note text must end with a newline');
   if (text.includes('\n\n') || text.startsWith('\n')) throw new LedgerError('ERR_LEDGER_NOTE_INVALID', 'note text must not contain a blank line');
   // Only newline among the control characters (the spec forbids the rest); no lone surrogates.
-  if (/[\p{Cc}]/u.test(text.replace(/\n/g, '')) || !text.isWellFormed())
+  if (/[\p{Cc}]/u.test(text.replace(/\n/g, '')) || Buffer.from(text, 'utf8').toString('utf8') !== text)
     throw new LedgerError('ERR_LEDGER_NOTE_INVALID', 'note text must be UTF-8 without control characters');
 }
 

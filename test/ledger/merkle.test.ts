@@ -91,7 +91,7 @@ describe('ledger Merkle trees (RFC 9162)', function () {
       ];
       proof.forEach((_, k) => {
         const flipped = proof.map((b) => Buffer.from(b));
-        (flipped[k] as Buffer)[0] ^= 8;
+        (flipped[k] as Buffer).writeUInt8(((flipped[k] as Buffer)[0] as number) ^ 8, 0);
         bad.push([`flipped proof[${k}]`, i, v.size, leaf, flipped, root]);
       });
       if (proof.length > 0) bad.push(['removed component', i, v.size, leaf, proof.slice(0, -1), root]);
@@ -146,7 +146,7 @@ describe('ledger Merkle trees (RFC 9162)', function () {
       ];
       proof.forEach((_, k) => {
         const flipped = proof.map((b) => Buffer.from(b));
-        (flipped[k] as Buffer)[0] ^= 16;
+        (flipped[k] as Buffer).writeUInt8(((flipped[k] as Buffer)[0] as number) ^ 16, 0);
         bad.push([`flipped proof[${k}]`, v.size1, v.size2, flipped, r1, r2]);
       });
       for (const [desc, ...args] of bad) expect(verifyConsistency(...args), `${desc} ${v.size1}->${v.size2}`).to.equal(false);
