@@ -2,6 +2,7 @@ import { z } from 'zod';
 import { HOSPITAL_ID_PATTERN } from '../certs/index.ts';
 import { LedgerError } from './errors.ts';
 import { checkpointSchema, signedHeadSchema, type SignedCheckpoint, type SignedHead } from './heads.ts';
+import { MAX_NOTE_BYTES } from './note.ts';
 import { MAX_ENTRY_BYTES } from './schema.ts';
 
 /** Largest replication message, encoded, in bytes. */
@@ -21,15 +22,26 @@ const b64 = z
 const messageSchema = z.discriminatedUnion('t', [
   z.strictObject({ t: z.literal('heads'), heads: z.array(signedHeadSchema).max(MAX_HEADS_PER_MESSAGE), checkpoint: checkpointSchema.optional() }),
   z.strictObject({ t: z.literal('want'), feed, from: seq, max: z.number().int().min(1).max(MAX_RANGE_ENTRIES) }),
-  z.strictObject({ t: z.literal('range'), feed, from: seq, entries: z.array(b64).min(1).max(MAX_RANGE_ENTRIES), head: signedHeadSchema }),
+  z.strictObject({
+    t: z.literal('range'),
+    feed,
+    from: seq,
+    entries: z.array(b64).min(1).max(MAX_RANGE_ENTRIES),
+    head: signedHeadSchema,
+    checkpoint: z.string().max(MAX_NOTE_BYTES).optional(),
+  }),
   z.strictObject({ t: z.literal('none'), feed, from: seq, reason: z.enum(['unknown-feed', 'stopped', 'no-head']) }),
 ]);
 
-/** A replication message: gossip of signed heads (and a checkpoint), a request for a range, a range, or a refusal. */
+/**
+ * A replication message: gossip of signed heads (and a checkpoint), a request
+ * for a range, a range (with, when the sender holds one, the feed author's
+ * signed tlog checkpoint of the tree ending at the range's head), or a refusal.
+ */
 export type ReplicationMessage =
   | { t: 'heads'; heads: SignedHead[]; checkpoint?: SignedCheckpoint }
   | { t: 'want'; feed: string; from: number; max: number }
-  | { t: 'range'; feed: string; from: number; entries: string[]; head: SignedHead }
+  | { t: 'range'; feed: string; from: number; entries: string[]; head: SignedHead; checkpoint?: string }
   | { t: 'none'; feed: string; from: number; reason: 'unknown-feed' | 'stopped' | 'no-head' };
 
 /** Encodes a message as JSON text; throws ERR_LEDGER_MESSAGE_TOO_LARGE past `maxBytes`. */

@@ -15,6 +15,9 @@ import {
   type SignedHead,
 } from './heads.ts';
 import { KeyHistory, keyEraFromEntry, type KeyEra, type Trust } from './keys.ts';
+import { consistencyPath, hashesEqual, inclusionPath, rootAt, rootFromCompactRange } from './merkle.ts';
+import { checkpointOrigin, openCheckpoint, signCheckpointNote, type Checkpoint } from './note.ts';
+import { buildTree, growTree, nodeReader, type FeedTree } from './tree.ts';
 import { checkBody, ENTRY_VERSION, GENESIS_PREV, HEX64_PATTERN, type AppendInput, type Entry, type EntryType } from './schema.ts';
 import { feedKey, prefixRange, readStoredJson, seqKey, Store, type BatchOp } from './store.ts';
 
@@ -114,6 +117,8 @@ interface Pending {
  */
 export class Ledger {
   private readonly heads = new Map<string, Head>();
+  private readonly trees = new Map<string, FeedTree>();
+  private readonly origins = new Map<string, string>();
   private readonly keys = new Map<string, KeyHistory>();
   private readonly stopped = new Set<string>();
   private readonly pending: Pending[] = [];
@@ -159,6 +164,8 @@ export class Ledger {
       const h = readStoredJson(value, `head of ${feed}`, isStoredHead);
       this.heads.set(feed, { feed, ...h });
     }
+    // Feeds written before trees existed get theirs now, from their stored bytes (entries are not rewritten).
+    for (const [feed, head] of this.heads) this.trees.set(feed, await buildTree(this.store, feed, head.seq + 1));
     for (const feed of this.heads.keys()) {
       const history = new KeyHistory();
       const keyed: Array<{ seq: number; type: EntryType }> = [];
@@ -203,7 +210,7 @@ export class Ledger {
       const era = await keyEraFromEntry(entry, undefined, this.trust);
       const stored = encodeEntry(entry);
       const signed = signHead({ feed: author.feed, seq: 0, hash: stored.hash, ts: entry.ts }, author.signingKey, kid);
-      await this.commit(author.feed, [stored], signed);
+      await this.commit(author.feed, [stored], signed, { author: author.signingKey });
       const history = new KeyHistory();
       history.push(era);
       this.keys.set(author.feed, history);
@@ -222,6 +229,8 @@ export class Ledger {
       const signed = signHead({ feed: author.feed, seq: head.seq, hash: head.hash, ts: this.now().toISOString() }, author.signingKey, kid);
       await this.store.batch([{ type: 'put', sublevel: this.store.signedHeads, key: feedKey(author.feed, head.seq), value: JSON.stringify(signed) }]);
     }
+    // Likewise a database from before checkpoints: the current tree gets one.
+    await this.checkpointAt(head.seq + 1);
   }
 
   private assertOpen(): void {
@@ -318,7 +327,7 @@ export class Ledger {
     }
     if (stored.length === 0) return results;
     const signed = signHead({ feed, seq, hash: prev, ts }, signing.key, signing.kid);
-    await this.commit(feed, stored, signed);
+    await this.commit(feed, stored, signed, { author: signing.key });
     return results;
   }
 
@@ -342,17 +351,49 @@ export class Ledger {
       const era = await keyEraFromEntry(entry, history.current(), this.trust);
       const stored = encodeEntry(entry);
       const signed = signHead({ feed, seq: entry.seq, hash: stored.hash, ts }, signingKey, kid);
-      await this.commit(feed, [stored], signed);
+      await this.commit(feed, [stored], signed, { author: signingKey });
       history.push(era);
       this.signing = { key: signingKey, kid };
       return { feed, seq: entry.seq, hash: stored.hash, ts };
     });
   }
 
-  /** Writes entries (already checked), their indexes, the new head and a signed head in one atomic batch. */
-  private async commit(feed: string, entries: StoredEntry[], signed: SignedHead, extra: BatchOp[] = []): Promise<void> {
+  /**
+   * Writes entries (already checked), their indexes, the new head, a signed
+   * head, the Merkle tree nodes they complete and a checkpoint of the new
+   * tree (signed with `author`, or a peer's `note` that must verify under
+   * `keys` and name exactly the new tree) in one atomic batch.
+   */
+  private async commit(
+    feed: string,
+    entries: StoredEntry[],
+    signed: SignedHead,
+    checkpoint: { author: KeyObject } | { note: string; keys: KeyObject[] } | undefined = undefined,
+  ): Promise<void> {
     const s = this.store;
     const ops: BatchOp[] = [];
+    const tree = this.trees.get(feed) ?? { size: 0, range: [] };
+    if (tree.size !== (entries[0] as StoredEntry).entry.seq)
+      throw new LedgerError('ERR_LEDGER_DB_UNREADABLE', `the Merkle tree of ${feed} has ${tree.size} leaves, the range starts at ${entries[0]?.entry.seq}`);
+    const grown = growTree(
+      s,
+      feed,
+      tree,
+      entries.map((e) => e.bytes),
+    );
+    ops.push(...grown.ops);
+    if (checkpoint) {
+      const cp: Checkpoint = { origin: this.origin(feed), size: grown.tree.size, root: rootFromCompactRange(grown.tree.range) };
+      let note: string;
+      if ('author' in checkpoint) note = signCheckpointNote(cp, checkpoint.author);
+      else {
+        const theirs = openCheckpoint(checkpoint.note, cp.origin, checkpoint.keys);
+        if (theirs.size !== cp.size || !hashesEqual(theirs.root, cp.root))
+          throw new LedgerError('ERR_LEDGER_NOT_COVERED', `checkpoint of ${feed} at size ${theirs.size} does not name the tree of the range`);
+        note = checkpoint.note;
+      }
+      ops.push({ type: 'put', sublevel: s.notes, key: feedKey(feed, cp.size), value: note });
+    }
     for (const { entry, bytes } of entries) {
       const k = feedKey(feed, entry.seq);
       ops.push({ type: 'put', sublevel: s.entries, key: k, value: bytes });
@@ -365,9 +406,9 @@ export class Ledger {
     const head: Head = { feed, seq: last.entry.seq, hash: last.hash, ts: last.entry.ts };
     ops.push({ type: 'put', sublevel: s.heads, key: feed, value: JSON.stringify({ seq: head.seq, hash: head.hash, ts: head.ts }) });
     ops.push({ type: 'put', sublevel: s.signedHeads, key: feedKey(feed, signed.seq), value: JSON.stringify(signed) });
-    ops.push(...extra);
     await s.batch(ops);
     this.heads.set(feed, head);
+    this.trees.set(feed, grown.tree);
   }
 
   /**
@@ -378,15 +419,22 @@ export class Ledger {
    * equivocation evidence and throws ERR_LEDGER_EQUIVOCATION; anything else
    * wrong throws and changes nothing.
    */
-  async ingest(feed: string, range: Buffer[], head: SignedHead, peer?: string): Promise<{ stored: number }> {
+  async ingest(feed: string, range: Buffer[], head: SignedHead, peer?: string, checkpoint?: string): Promise<{ stored: number }> {
     this.assertOpen();
     if (!Array.isArray(range) || range.length === 0) throw new TypeError('range must be a non-empty array of entry bytes');
     const parsedHead = signedHeadSchema.safeParse(head);
     if (!parsedHead.success || parsedHead.data.feed !== feed) throw new LedgerError('ERR_LEDGER_INVALID_ENTRY', `signed head for ${feed} is malformed`);
-    return this.exclusive(() => this._ingest(feed, range, parsedHead.data, peer));
+    if (checkpoint !== undefined && typeof checkpoint !== 'string') throw new TypeError('checkpoint must be a signed note (text)');
+    return this.exclusive(() => this._ingest(feed, range, parsedHead.data, peer, checkpoint));
   }
 
-  private async _ingest(feed: string, range: Buffer[], head: SignedHead, peer: string | undefined): Promise<{ stored: number }> {
+  private async _ingest(
+    feed: string,
+    range: Buffer[],
+    head: SignedHead,
+    peer: string | undefined,
+    checkpoint: string | undefined,
+  ): Promise<{ stored: number }> {
     this.assertOpen();
     if (this.stopped.has(feed)) throw new LedgerError('ERR_LEDGER_FEED_STOPPED', `feed '${feed}' is stopped after equivocation`);
     if (feed === this.author?.feed) throw new LedgerError('ERR_LEDGER_SEQ', `feed '${feed}' is our own; it is never taken from a peer`);
@@ -413,7 +461,7 @@ export class Ledger {
     const last = entries.at(-1) as StoredEntry;
     if (head.seq !== last.entry.seq || head.hash !== last.hash)
       throw new LedgerError('ERR_LEDGER_NOT_COVERED', `signed head ${feed}:${head.seq} does not cover the range`);
-    this.checkHeadKey(history, head);
+    const era = this.checkHeadKey(history, head);
     const linkOk = local ? first.prev === local.hash : first.prev === GENESIS_PREV;
     if (!linkOk && local) {
       // Validly signed yet not extending our copy: the author forked the feed.
@@ -430,7 +478,7 @@ export class Ledger {
       throw new LedgerError('ERR_LEDGER_EQUIVOCATION', `feed '${feed}' forked at seq ${local.seq}: evidence stored, replication stopped`);
     }
     if (!linkOk) throw new LedgerError('ERR_LEDGER_CHAIN_BROKEN', `${feed}:0 does not carry the genesis prev`);
-    await this.commit(feed, entries, head);
+    await this.commit(feed, entries, head, checkpoint === undefined ? undefined : { note: checkpoint, keys: [era.key] });
     this.keys.set(feed, history);
     return { stored: entries.length };
   }
@@ -608,7 +656,78 @@ export class Ledger {
       throw new LedgerError('ERR_LEDGER_UNKNOWN_KEY', `entry ${feed}:${seq} predates the current key; no fresh head can be signed for it`);
     const signed = signHead({ feed, seq, hash: stored.hash, ts: maxTs(this.now().toISOString(), stored.entry.ts) }, signing.key, signing.kid);
     await this.store.batch([{ type: 'put', sublevel: this.store.signedHeads, key: feedKey(feed, seq), value: JSON.stringify(signed) }]);
+    await this.checkpointAt(seq + 1);
     return signed;
+  }
+
+  /** The origin line (and note key name) of `feed`'s checkpoints in this federation (note.ts `checkpointOrigin`). */
+  origin(feed: string): string {
+    let o = this.origins.get(feed);
+    if (!o) this.origins.set(feed, (o = checkpointOrigin(this.trust.caPem, feed)));
+    return o;
+  }
+
+  /**
+   * The author's signed checkpoint of its own feed at tree size `size`,
+   * signing (and storing) one when none is stored and the current key was in
+   * force at entry `size - 1`.
+   */
+  async checkpointAt(size: number): Promise<string> {
+    const { feed, signing } = this.assertAuthor();
+    const stored = await this.store.notes.get(feedKey(feed, size));
+    if (stored !== undefined) return stored;
+    const tree = this.trees.get(feed);
+    if (!tree || !Number.isSafeInteger(size) || size < 1 || size > tree.size) throw new LedgerError('ERR_LEDGER_SEQ', `no tree of size ${size} for ${feed}`);
+    if (this.keys.get(feed)?.at(size - 1)?.kid !== signing.kid)
+      throw new LedgerError('ERR_LEDGER_UNKNOWN_KEY', `tree ${feed}@${size} predates the current key; no fresh checkpoint can be signed for it`);
+    const root = await rootAt(nodeReader(this.store, feed), size);
+    const note = signCheckpointNote({ origin: this.origin(feed), size, root }, signing.key);
+    await this.store.batch([{ type: 'put', sublevel: this.store.notes, key: feedKey(feed, size), value: note }]);
+    return note;
+  }
+
+  /** The stored author-signed checkpoint of `feed` at exactly `size`, if any. */
+  async checkpointNote(feed: string, size: number): Promise<string | undefined> {
+    this.assertOpen();
+    return this.store.notes.get(feedKey(feed, size));
+  }
+
+  /** The stored author-signed checkpoint of `feed` with the smallest tree that contains entry `seq`. */
+  async checkpointCovering(feed: string, seq: number): Promise<{ size: number; note: string } | undefined> {
+    this.assertOpen();
+    for await (const [k, v] of this.store.notes.iterator({ gte: feedKey(feed, seq + 1), lt: `${feed}"`, limit: 1 }))
+      return { size: Number(k.slice(feed.length + 1)), note: v };
+    return undefined;
+  }
+
+  /** Leaves in the Merkle tree of `feed` (its entry count). */
+  treeSize(feed: string): number {
+    return this.trees.get(feed)?.size ?? 0;
+  }
+
+  /** The Merkle root of `feed` at `size` (default: its current size). */
+  async treeRoot(feed: string, size: number = this.treeSize(feed)): Promise<Buffer> {
+    this.assertOpen();
+    const tree = this.trees.get(feed);
+    if (size === tree?.size) return rootFromCompactRange(tree.range);
+    if (!Number.isSafeInteger(size) || size < 0 || size > this.treeSize(feed)) throw new LedgerError('ERR_LEDGER_SEQ', `no tree of size ${size} for ${feed}`);
+    return rootAt(nodeReader(this.store, feed), size);
+  }
+
+  /** RFC 9162 inclusion proof of entry `seq` of `feed` in its tree of `size` leaves. */
+  async inclusionProof(feed: string, seq: number, size: number = this.treeSize(feed)): Promise<Buffer[]> {
+    this.assertOpen();
+    if (!Number.isSafeInteger(size) || size > this.treeSize(feed) || !Number.isSafeInteger(seq) || seq < 0 || seq >= size)
+      throw new LedgerError('ERR_LEDGER_SEQ', `no entry ${feed}:${seq} in a tree of size ${size}`);
+    return inclusionPath(nodeReader(this.store, feed), seq, size);
+  }
+
+  /** RFC 9162 consistency proof of `feed` from tree size `size1` to `size2` (default: current). */
+  async consistencyProof(feed: string, size1: number, size2: number = this.treeSize(feed)): Promise<Buffer[]> {
+    this.assertOpen();
+    if (!Number.isSafeInteger(size1) || !Number.isSafeInteger(size2) || size1 < 0 || size1 > size2 || size2 > this.treeSize(feed))
+      throw new LedgerError('ERR_LEDGER_SEQ', `no consistency proof of ${feed} from ${size1} to ${size2}`);
+    return consistencyPath(nodeReader(this.store, feed), size1, size2);
   }
 
   /** The entry at `feed:seq`, decoded from its stored bytes. */

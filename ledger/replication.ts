@@ -259,16 +259,27 @@ export class Replicator extends EventEmitter {
     const budget = Math.floor(((this.o.maxMessageBytes - 2048) * 3) / 4);
     let signed: SignedHead | undefined;
     let entries: Buffer[];
+    let checkpoint: string | undefined;
     if (feed === this.ledger.feed) {
       entries = await this.ledger.rawRange(feed, from, to, max, budget);
       signed = await this.ledger.signHeadAt(from + entries.length - 1);
+      // A head of a retired key's era has no fresh checkpoint: the range goes without one.
+      checkpoint = await this.ledger.checkpointAt(signed.seq + 1).catch(() => undefined);
     } else {
       signed = await this.ledger.signedHeadWithin(feed, from, to);
       if (!signed) return this.send(peer, { t: 'none', feed, from, reason: 'no-head' });
       entries = await this.ledger.rawRange(feed, from, signed.seq, max, budget);
       if (entries.length !== signed.seq - from + 1) return this.send(peer, { t: 'none', feed, from, reason: 'no-head' });
+      checkpoint = await this.ledger.checkpointNote(feed, signed.seq + 1);
     }
-    return this.send(peer, { t: 'range', feed, from, entries: entries.map((b) => b.toString('base64')), head: signed });
+    return this.send(peer, {
+      t: 'range',
+      feed,
+      from,
+      entries: entries.map((b) => b.toString('base64')),
+      head: signed,
+      ...(checkpoint === undefined ? {} : { checkpoint }),
+    });
   }
 
   private async onRange(peer: string, msg: Extract<ReplicationMessage, { t: 'range' }>): Promise<void> {
@@ -282,6 +293,7 @@ export class Replicator extends EventEmitter {
         msg.entries.map((e) => Buffer.from(e, 'base64')),
         msg.head,
         peer,
+        msg.checkpoint,
       );
       this.emit('stored', { feed: msg.feed, peer, seq: msg.head.seq, count: r.stored });
     } catch (err) {

@@ -24,6 +24,8 @@ export const SUBLEVELS = {
   byType: 't',
   evidence: 'q',
   checkpoints: 'k',
+  tree: 'm',
+  notes: 'n',
 } as const;
 
 /**
@@ -67,6 +69,10 @@ export class Store {
   readonly byType: Sub<string>;
   readonly evidence: Sub<string>;
   readonly checkpoints: Sub<string>;
+  /** Merkle tree nodes of every feed: `<feed>!<level, 2 digits>!<index, 16 digits>` -> 32-byte hash (see tree.ts). */
+  readonly tree: Sub<Buffer>;
+  /** Signed checkpoint notes of every feed by its author: `<feed>!<tree size, 16 digits>` -> note text. */
+  readonly notes: Sub<string>;
 
   private constructor(readonly db: Level<string, string>) {
     this.entries = db.sublevel<string, Buffer>(SUBLEVELS.entries, { valueEncoding: 'buffer' }) as unknown as Sub<Buffer>;
@@ -77,6 +83,8 @@ export class Store {
     this.byType = db.sublevel<string, string>(SUBLEVELS.byType, {}) as unknown as Sub<string>;
     this.evidence = db.sublevel<string, string>(SUBLEVELS.evidence, {}) as unknown as Sub<string>;
     this.checkpoints = db.sublevel<string, string>(SUBLEVELS.checkpoints, {}) as unknown as Sub<string>;
+    this.tree = db.sublevel<string, Buffer>(SUBLEVELS.tree, { valueEncoding: 'buffer' }) as unknown as Sub<Buffer>;
+    this.notes = db.sublevel<string, string>(SUBLEVELS.notes, {}) as unknown as Sub<string>;
   }
 
   /** Opens (or creates) the database at `path`. */

@@ -132,7 +132,13 @@ export async function buildStory(world: LedgerWorld, root: string, name = 'story
   });
   await alpha.append({ type: 'consent.revoked', body: { consent: 'consent-0001', reason: 'patient-request' } });
   const bHead = bravo.head() as { seq: number };
-  await alpha.ingest('bravo', await bravo.rawRange('bravo', 0, bHead.seq), (await bravo.signedHead()) as SignedHead);
+  await alpha.ingest(
+    'bravo',
+    await bravo.rawRange('bravo', 0, bHead.seq),
+    (await bravo.signedHead()) as SignedHead,
+    undefined,
+    await bravo.checkpointAt(bHead.seq + 1),
+  );
   await bravo.close();
   await alpha.close();
   return aPath;
