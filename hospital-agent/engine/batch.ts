@@ -14,9 +14,10 @@ import { BATCH_CONTENT_TYPE, sealEnvelope, verifyReceipt, type BatchItemInput } 
 import type { ExchangeRecord } from '../store/exchanges.ts';
 import type { Charges } from './charges.ts';
 import { expired, type EngineContext } from './context.ts';
-import { NotRetryableError, refusal } from './failure.ts';
+import { NotRetryableError, RevokedAfterReleaseError, refusal } from './failure.ts';
 import type { Outcomes } from './outcome.ts';
 import type { PendingReceipts, ReceiptWaiter } from './receipts.ts';
+import type { ReleasedCheck } from './confirm.ts';
 import type { ReleaseGate } from './release.ts';
 import type { Settler } from './settle.ts';
 import { encodeTransferMeta } from './wire.ts';
@@ -25,7 +26,7 @@ import { encodeTransferMeta } from './wire.ts';
 export class BatchSend {
   constructor(
     private readonly ctx: EngineContext,
-    private readonly parts: { gate: ReleaseGate; receipts: ReceiptWaiter; settler: Settler; charges: Charges; outcomes: Outcomes },
+    private readonly parts: { gate: ReleaseGate; receipts: ReceiptWaiter; settler: Settler; charges: Charges; outcomes: Outcomes; released: ReleasedCheck },
   ) {}
 
   /** Sends `initial` (inline exchanges to `to`) in one batch envelope (the queue's starter). */
@@ -98,7 +99,8 @@ export class BatchSend {
           if (expired(this.ctx, record)) throw new NotRetryableError('expired', 'ERR_EXCHANGE_EXPIRED', 'the exchange could not be delivered in time');
           released.set(record.id, await this.parts.gate.release(record));
         } catch (err) {
-          await this.parts.outcomes.failed(record, err as Error);
+          if (err instanceof RevokedAfterReleaseError) await this.parts.released.resolve(record, err);
+          else await this.parts.outcomes.failed(record, err as Error);
         }
       }),
     );

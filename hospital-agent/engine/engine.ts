@@ -11,11 +11,12 @@
  * scheduler (`queue.ts`), single sends (`single.ts`), sends while uploading
  * (`live.ts`), batch envelopes (`batch.ts`), the receipt waiter
  * (`receipts.ts`), settling receipts (`settle.ts`), charges (`charges.ts`),
- * the consent gate (`release.ts`) and what a failure means (`failure.ts`,
+ * the consent gate (`release.ts`), a resend its consent refuses (`confirm.ts`) and what a failure means (`failure.ts`,
  * `outcome.ts`).
  */
 import { EventEmitter } from 'node:events';
 import { Charges } from './charges.ts';
+import { ReleasedCheck } from './confirm.ts';
 import type { EngineContext, EngineEvents } from './context.ts';
 import { BatchSend } from './batch.ts';
 import { NotRetryableError } from './failure.ts';
@@ -58,7 +59,8 @@ export class ExchangeEngine extends EventEmitter<EngineEvents> {
     this.receipts = new ReceiptWaiter(this.ctx);
     this.settler = new Settler(this.ctx, charges);
     this.outcomes = new Outcomes(this.ctx, this.gate, charges, requeue);
-    const parts = { gate: this.gate, receipts: this.receipts, settler: this.settler, charges, outcomes: this.outcomes };
+    const released = new ReleasedCheck(this.ctx, { receipts: this.receipts, settler: this.settler, outcomes: this.outcomes });
+    const parts = { gate: this.gate, receipts: this.receipts, settler: this.settler, charges, outcomes: this.outcomes, released };
     const single = new SingleSend(this.ctx, parts, requeue);
     const batch = new BatchSend(this.ctx, parts);
     this.queue = new SendQueue(this.ctx, { one: (id) => single.byId(id), batch: (to, records) => batch.run(to, records) });

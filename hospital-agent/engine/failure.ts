@@ -46,6 +46,17 @@ export class NotRetryableError extends Error {
   }
 }
 
+/**
+ * A consent that refuses the resend of an exchange released (and logged,
+ * `exchange.sent`) before: the recipient may hold it already, so the engine
+ * asks it for its receipt before failing the exchange (see `confirm.ts`).
+ */
+export class RevokedAfterReleaseError extends NotRetryableError {
+  constructor(code: string, message: string) {
+    super('consent', code, message);
+  }
+}
+
 /** What `err` means for its exchange: a final failure, or undefined to retry. */
 export function classify(err: Error): NotRetryableError | undefined {
   if (err instanceof NotRetryableError) return err;

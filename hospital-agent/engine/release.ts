@@ -16,7 +16,7 @@ import { scopeOf } from '../consent/model.ts';
 import { AgentError } from '../errors.ts';
 import type { ExchangeRecord } from '../store/exchanges.ts';
 import { b64, type EngineContext } from './context.ts';
-import { NotRetryableError } from './failure.ts';
+import { NotRetryableError, RevokedAfterReleaseError } from './failure.ts';
 
 /** What the EHR's request needs its consent to cover. */
 export interface Admission extends Omit<ReleaseRequest, 'recipient'> {
@@ -80,7 +80,11 @@ export class ReleaseGate {
               }),
       );
     } catch (err) {
-      if (err instanceof AgentError) throw new NotRetryableError('consent', err.code, err.message);
+      if (err instanceof AgentError) {
+        // Released before (a resend after a lost receipt or a restart): the recipient may have it already.
+        if (logged) throw new RevokedAfterReleaseError(err.code, err.message);
+        throw new NotRetryableError('consent', err.code, err.message);
+      }
       throw err;
     }
     this.recovered.delete(record.id);

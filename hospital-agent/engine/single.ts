@@ -10,10 +10,11 @@ import { sealEnvelope, type SealStream } from '../crypto/index.ts';
 import type { ExchangeRecord } from '../store/exchanges.ts';
 import type { Charges } from './charges.ts';
 import { expired, type EngineContext } from './context.ts';
-import { NotRetryableError } from './failure.ts';
+import { NotRetryableError, RevokedAfterReleaseError } from './failure.ts';
 import type { Outcomes } from './outcome.ts';
 import type { PeerDirectory } from './peers.ts';
 import type { PendingReceipts, ReceiptWaiter } from './receipts.ts';
+import type { ReleasedCheck } from './confirm.ts';
 import type { ReleaseGate } from './release.ts';
 import type { Settler } from './settle.ts';
 import { encodeTransferMeta } from './wire.ts';
@@ -37,7 +38,7 @@ export type SendTarget = Pick<ExchangeRecord, 'id' | 'to' | 'contentType' | 'con
 export class SingleSend {
   constructor(
     private readonly ctx: EngineContext,
-    private readonly parts: { gate: ReleaseGate; receipts: ReceiptWaiter; settler: Settler; charges: Charges; outcomes: Outcomes },
+    private readonly parts: { gate: ReleaseGate; receipts: ReceiptWaiter; settler: Settler; charges: Charges; outcomes: Outcomes; released: ReleasedCheck },
     /** Puts an exchange back on the queue (after an unexpected error). */
     private readonly requeue: (id: string, dueMs: number) => void,
   ) {}
@@ -61,7 +62,8 @@ export class SingleSend {
       const receipt = await this.transmit(record);
       await this.parts.settler.settleOne(record, receipt);
     } catch (err) {
-      await this.parts.outcomes.failed(record, err as Error);
+      if (err instanceof RevokedAfterReleaseError) await this.parts.released.resolve(record, err);
+      else await this.parts.outcomes.failed(record, err as Error);
     }
   }
 
