@@ -77,9 +77,16 @@ export class Receiver {
   async onReceiptGet(from: string, id: string): Promise<void> {
     try {
       const stored = await this.o.receipts.get(from, id);
-      if (stored) this.o.send(from, { t: 'receipt', receipt: stored as Record<string, unknown> });
+      if (stored) return this.o.send(from, { t: 'receipt', receipt: stored as Record<string, unknown> });
       // Still being received (e.g. the last chunks are being verified): the receipt will follow on its own.
-      else if (!this.receiving.has(`${from}!${id}`)) this.o.send(from, { t: 'receipt.none', id });
+      if (this.receiving.has(`${from}!${id}`)) return;
+      // Released before a crash took the receipt: answer from the inbox item, as a resend would be.
+      const existing = await this.o.inbox.get(id).catch(() => undefined);
+      if (existing?.from === from) {
+        const receipt = await this.recoverReceipt(existing);
+        return this.o.send(from, { t: 'receipt', receipt: receipt as unknown as Record<string, unknown> });
+      }
+      this.o.send(from, { t: 'receipt.none', id });
     } catch (err) {
       this.o.logger.warn({ exchange: id, from, err: { message: (err as Error).message } }, 'cannot answer a receipt request');
     }

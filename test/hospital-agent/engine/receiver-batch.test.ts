@@ -312,4 +312,27 @@ describe('Receiver: batch envelopes', function () {
     expect(await received(one.id)).to.equal(1);
     expect((await inbox.list()).filter((m) => m.exchangeId === one.id)).to.have.length(1);
   });
+
+  it('answers receipt.get for an item released before a crash took its receipt with a rebuilt receipt, not receipt.none', async function () {
+    // Found by the crash soak: told "none", a sender whose consent was revoked meanwhile failed an exchange in this inbox.
+    const one = item('released, receipt lost');
+    const a = await seal([one]);
+    await receiver.onTransfer(transfer(a.envelope, encodeTransferMeta(a.batchId, 1)));
+    expect(await inbox.get(one.id)).to.not.equal(undefined);
+    // As after a crash between the release and the receipt: the item is there, its issued receipt is not.
+    await (state.receipts as unknown as { table: { del(k: string): Promise<void> } }).table.del(`alpha!${one.id}`);
+    sent.length = 0;
+    await receiver.onReceiptGet('alpha', one.id);
+    expect(sent.map((s) => s.message.t)).to.deep.equal(['receipt']);
+    const receipt = (sent[0]!.message as Extract<WireMessage, { t: 'receipt' }>).receipt;
+    const verified = await verifyReceipt(receipt, {
+      resolveSigner: w.ring.signerLookup(),
+      expect: { exchangeId: one.id, sender: 'alpha', recipient: 'bravo' },
+    });
+    expect(verified.receipt.disposition).to.equal('delivered');
+    // An id it never had is still answered receipt.none.
+    sent.length = 0;
+    await receiver.onReceiptGet('alpha', randomUUID());
+    expect(sent.map((s) => s.message.t)).to.deep.equal(['receipt.none']);
+  });
 });
