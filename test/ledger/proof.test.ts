@@ -1,6 +1,8 @@
 import { expect } from 'chai';
+import { execFile } from 'node:child_process';
 import { readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
+import { promisify } from 'node:util';
 import { main } from '../../ledger/cli.ts';
 import { decodeEntry } from '../../ledger/entry.ts';
 import type { ProofFile } from '../../ledger/proof.ts';
@@ -122,5 +124,25 @@ describe('hie-ledger prove and verify-proof', function () {
     expect((await verify({ ...copy(), format: 'other' })).code).to.equal(2);
     expect((await verify({ ...copy(), entries: [] })).code).to.equal(2);
     expect((await run(['prove', '--data', story, '--exchange', 'exchange-9999'])).code).to.equal(2);
+  });
+
+  it('runs through bin/hie-ledger.js: prove writes the file, verify-proof exits 0 on it and 1 on a tampered copy', async () => {
+    const bin = join(process.cwd(), 'bin', 'hie-ledger.js');
+    const exec = (args: string[]) =>
+      promisify(execFile)(process.execPath, [bin, ...args]).then(
+        (r) => ({ code: 0, stdout: r.stdout }),
+        (e: { code: number; stdout: string }) => e,
+      );
+    const out = join(tmp.dir, 'bin.proof.json');
+    expect((await exec(['prove', '--data', story, '--exchange', 'exchange-0002', '--out', out])).code).to.equal(0);
+    const ok = await exec(['verify-proof', out, '--ca', ca]);
+    expect(ok.code, ok.stdout).to.equal(0);
+    expect(ok.stdout).to.match(/exchange exchange-0002: sent by alpha/);
+    const p = JSON.parse(readFileSync(out, 'utf8')) as ProofFile;
+    (p.entries[0] as ProofFile['entries'][number]).proof.reverse();
+    (p.entries[0] as ProofFile['entries'][number]).proof.push(Buffer.alloc(32).toString('base64'));
+    const bad = await exec(['verify-proof', write(p), '--ca', ca]);
+    expect(bad.code).to.equal(1);
+    expect(bad.stdout).to.match(/^FAILED: 1 checks failed/);
   });
 });
