@@ -4,7 +4,7 @@ import { evidenceSchema } from './evidence.ts';
 import { checkpointSchema, signedHeadSchema, verifyCheckpointSignature, verifyHeadSignature, type SignedHead } from './heads.ts';
 import { KeyHistory, keyEraFromEntry, type Trust } from './keys.ts';
 import { GENESIS_PREV, type BodyOf, type Entry } from './schema.ts';
-import { appendToRange, hashesEqual, leafHash, rootFromCompactRange } from './merkle.ts';
+import { hashesEqual, leafHash, pushLeaf, rootFromCompactRange } from './merkle.ts';
 import { checkpointOrigin, noteKeyId, openCheckpoint, parseCheckpoint, type Checkpoint } from './note.ts';
 import type { LedgerSource } from './source.ts';
 
@@ -171,13 +171,13 @@ export async function verifyLedger(source: LedgerSource, options: VerifyOptions)
     let lastSeq = -1;
     // The feed's Merkle tree, rebuilt from the stored bytes to hold its checkpoints against.
     const notes = await readNotes(source, feed);
-    let tree = { size: 0, range: [] as Buffer[] };
+    const tree = { size: 0, range: [] as Buffer[] };
     const roots = new Map<number, Buffer>();
     for await (const { seq, bytes } of source.entries(feed)) {
       stats.entries += 1;
       if (notes.size > 0 && seq === tree.size) {
-        const grown = appendToRange(tree.size, tree.range, [leafHash(bytes)]);
-        tree = { size: tree.size + 1, range: grown.range };
+        pushLeaf(tree.range, tree.size, leafHash(bytes));
+        tree.size += 1;
         if (notes.has(tree.size)) roots.set(tree.size, rootFromCompactRange(tree.range));
       }
       const hash = sha256Hex(bytes);
