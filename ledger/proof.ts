@@ -323,7 +323,7 @@ function describe(file: ProofFile, proved: Entry[], failures: string[]): string[
   for (const r of of('receipt')) {
     const b = body<{ from: string; disposition: string; reason?: string; signature?: string }>(r);
     parts.push(
-      `receipt ${b.disposition}${b.reason ? ` (${b.reason})` : ''} from ${b.from}${b.signature ? ', signed by ' + b.from : ''}, logged by ${r.feed} at ${r.ts}`,
+      `receipt ${b.disposition}${b.reason ? ` (${b.reason})` : ''} from ${b.from}${b.signature ? ` (carrying ${b.from}'s receipt signature, not checked by this verifier)` : ''}, logged by ${r.feed} at ${r.ts}`,
     );
   }
   for (const f of of('exchange.failed')) parts.push(`failed (${body<{ reason: string }>(f).reason}) as logged by ${f.feed} at ${f.ts}`);
