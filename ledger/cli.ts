@@ -11,6 +11,7 @@ import type { Trust } from './keys.ts';
 import { buildReport, renderReport } from './report.ts';
 import { bundleSource, exportBundle, levelSource, parseBundle, type LedgerSource } from './source.ts';
 import { signedHeadSchema, type SignedHead } from './heads.ts';
+import { buildProof, parseProofFile, verifyProof } from './proof.ts';
 import { Store } from './store.ts';
 import { DEFAULT_GRACE_SECONDS, verifyLedger, type Finding } from './verify.ts';
 
@@ -31,6 +32,12 @@ Commands:
           A portable bundle (exact entry bytes + signed heads) or FHIR R4 AuditEvent NDJSON.
   import  --data DIR --bundle FILE --ca CA.pem [--crl CRL.pem]
           Verify a bundle's feeds and add them to a database (not one an agent has open).
+  prove   --data DIR (--exchange ID | --entry FEED:SEQ ...) [--out FILE]
+          A self-contained proof file for auditors: the entries of that exchange's story
+          (or the named entries) with inclusion proofs, signed checkpoints and key bundles.
+  verify-proof FILE --ca CA.pem [--crl CRL.pem] [--json]
+          Check a proof file offline. Exit 0 when proved, 1 when a check failed (each
+          named), 2 when nothing could be checked.
 
 Run 'hie-ledger <command> --help' for one command.
 `;
@@ -53,6 +60,14 @@ const COMMANDS: Record<string, { usage: string; options: OptionSpec }> = {
   import: {
     usage: 'hie-ledger import --data DIR --bundle FILE --ca CA.pem [--crl CRL.pem]',
     options: { ...source, ca: { type: 'string' }, crl: { type: 'string' } },
+  },
+  prove: {
+    usage: 'hie-ledger prove --data DIR (--exchange ID | --entry FEED:SEQ ...) [--out FILE]',
+    options: { data: { type: 'string' }, exchange: { type: 'string' }, entry: { type: 'string', multiple: true }, out: { type: 'string' } },
+  },
+  'verify-proof': {
+    usage: 'hie-ledger verify-proof FILE --ca CA.pem [--crl CRL.pem] [--json]',
+    options: { ca: { type: 'string' }, crl: { type: 'string' }, json: { type: 'boolean' } },
   },
 };
 
@@ -106,7 +121,11 @@ async function withSource<T>(values: Record<string, unknown>, fn: (src: LedgerSo
   const bundle = str(values, 'bundle');
   if ((data === undefined) === (bundle === undefined)) throw usageError('give exactly one of --data DIR or --bundle FILE');
   if (bundle !== undefined) return fn(bundleSource(parseBundle(readText(bundle, 'bundle'))));
-  const dir = data as string;
+  return withStoreCopy(data as string, (store) => fn(levelSource(store)));
+}
+
+/** Opens a private copy of the database at `dir` (see withSource). */
+async function withStoreCopy<T>(dir: string, fn: (store: Store) => Promise<T>): Promise<T> {
   if (!existsSync(join(dir, 'CURRENT')) || !statSync(dir).isDirectory()) throw usageError(`--data ${dir} is not a ledger database (no CURRENT file)`);
   const tmp = mkdtempSync(join(tmpdir(), 'hie-ledger-copy-'));
   try {
@@ -114,7 +133,7 @@ async function withSource<T>(values: Record<string, unknown>, fn: (src: LedgerSo
     cpSync(dir, copy, { recursive: true, filter: (src) => basename(src) !== 'LOCK' });
     const store = await Store.open(copy, { createIfMissing: false });
     try {
-      return await fn(levelSource(store));
+      return await fn(store);
     } finally {
       await store.close();
     }
@@ -159,8 +178,9 @@ async function dispatch(argv: string[], io: CliIo): Promise<number> {
     return 0;
   }
   let values: Record<string, unknown>;
+  let positionals: string[];
   try {
-    ({ values } = parseArgs({ args: rest, options: spec.options, strict: true, allowPositionals: false }));
+    ({ values, positionals } = parseArgs({ args: rest, options: spec.options, strict: true, allowPositionals: command === 'verify-proof' }));
   } catch (err) {
     throw usageError(`${(err as Error).message.split('\n')[0]} (usage: ${spec.usage})`);
   }
@@ -222,6 +242,40 @@ async function dispatch(argv: string[], io: CliIo): Promise<number> {
       }
       io.out(`${lines.join('\n')}\n`);
       return 0;
+    }
+    case 'prove': {
+      const exchange = str(values, 'exchange');
+      const refs = (values['entry'] as string[] | undefined) ?? [];
+      if ((exchange === undefined) === (refs.length === 0)) throw usageError('give exactly one of --exchange ID or --entry FEED:SEQ (repeatable)');
+      const entries = refs.map((r) => {
+        const m = /^([a-z0-9-]{2,63}):(0|[1-9][0-9]{0,15})$/.exec(r);
+        if (!m) throw usageError(`--entry must be FEED:SEQ, got ${JSON.stringify(r)}`);
+        return { feed: m[1] as string, seq: Number(m[2]) };
+      });
+      const built = await withStoreCopy(required(values, 'data'), (store) => buildProof(store, exchange !== undefined ? { exchange } : { entries }));
+      if (built.file.entries.length === 0)
+        throw new LedgerError('ERR_LEDGER_NOT_COVERED', `no signed checkpoint covers any of the entries (${built.unproved.join(', ')}); nothing to prove`);
+      const text = `${JSON.stringify(built.file, null, 2)}\n`;
+      const out = str(values, 'out');
+      const note = built.unproved.length > 0 ? `not proved (no checkpoint of their feed covers them): ${built.unproved.join(', ')}\n` : '';
+      if (out) {
+        writeFileAtomic(out, text, 0o640);
+        io.out(
+          `wrote ${out}: ${built.file.entries.length} entries, ${built.file.checkpoints.length} checkpoints, ${built.file.bundles.length} key bundles\n${note}`,
+        );
+      } else io.out(text + note);
+      return 0;
+    }
+    case 'verify-proof': {
+      if (positionals.length !== 1) throw usageError(`give exactly one proof FILE (usage: ${spec.usage})`);
+      const trust = trustFrom(values);
+      const file = parseProofFile(readText(positionals[0] as string, 'proof file'));
+      const result = await verifyProof(file, trust);
+      if (values['json']) io.out(`${JSON.stringify({ ok: result.ok, failures: result.failures, statements: result.statements }, null, 2)}\n`);
+      else if (result.ok) io.out(`PROVED: ${result.proved.length} entries, each in its author's signed log\n${result.statements.join('\n')}\n`);
+      else if (result.empty) io.out('NOTHING CHECKED: the proof file carries no entry\n');
+      else io.out(`FAILED: ${result.failures.length} checks failed:\n${result.failures.map((f) => `- ${f}`).join('\n')}\n`);
+      return result.ok ? 0 : result.empty ? EXIT_CANNOT_RUN : 1;
     }
     default:
       throw usageError(`unknown command '${command}'`);

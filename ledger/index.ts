@@ -1,6 +1,7 @@
 /**
- * The ledger: one hash-chained feed per hospital in LevelDB, signed heads and
- * checkpoints, replication over any message transport, equivocation evidence,
+ * The ledger: one hash-chained feed per hospital in LevelDB, each also an
+ * RFC 9162 Merkle tree with C2SP checkpoints, signed heads and checkpoints,
+ * proofs for auditors, replication over any message transport, equivocation evidence,
  * offline verification, reports and exports.
  */
 export { LedgerError, type LedgerErrorCode } from './errors.ts';
@@ -87,4 +88,47 @@ export {
 } from './replication.ts';
 export { buildReport, renderReport, type LedgerReport, type HospitalReport } from './report.ts';
 export { toAuditEvent, LEDGER_TYPE_SYSTEM, type AuditEvent } from './auditevent.ts';
+export {
+  leafHash,
+  nodeHash,
+  merkleRoot,
+  rootFromInclusionProof,
+  verifyInclusion,
+  verifyConsistency,
+  EMPTY_ROOT,
+  MAX_LOG_SIZE,
+  MAX_INCLUSION_PROOF,
+  MAX_CONSISTENCY_PROOF,
+} from './merkle.ts';
+export {
+  signNote,
+  openNote,
+  noteKeyId,
+  verifierKeyString,
+  parseVerifierKey,
+  checkpointOrigin,
+  formatCheckpoint,
+  parseCheckpoint,
+  signCheckpointNote,
+  openCheckpoint,
+  MAX_NOTE_SIGNATURES,
+  MAX_NOTE_BYTES,
+  type NoteSigner,
+  type NoteVerifier,
+  type OpenedNote,
+  type Checkpoint,
+} from './note.ts';
+export {
+  buildProof,
+  parseProofFile,
+  verifyProof,
+  PROOF_FORMAT,
+  PROOF_VERSION,
+  MAX_PROOF_ENTRIES,
+  EXCHANGE_STORY_TYPES,
+  type ProofFile,
+  type ProofSubject,
+  type ProofResult,
+  type BuiltProof,
+} from './proof.ts';
 export { main } from './cli.ts';

@@ -230,7 +230,8 @@ export class Ledger {
       await this.store.batch([{ type: 'put', sublevel: this.store.signedHeads, key: feedKey(author.feed, head.seq), value: JSON.stringify(signed) }]);
     }
     // Likewise a database from before checkpoints: the current tree gets one.
-    await this.checkpointAt(head.seq + 1);
+    // (Not through checkpointAt: a feed stopped by equivocation evidence still opens.)
+    await this._checkpointAt(author.feed, this.signing, head.seq + 1);
   }
 
   private assertOpen(): void {
@@ -674,6 +675,10 @@ export class Ledger {
    */
   async checkpointAt(size: number): Promise<string> {
     const { feed, signing } = this.assertAuthor();
+    return this._checkpointAt(feed, signing, size);
+  }
+
+  private async _checkpointAt(feed: string, signing: { key: KeyObject; kid: string }, size: number): Promise<string> {
     const stored = await this.store.notes.get(feedKey(feed, size));
     if (stored !== undefined) return stored;
     const tree = this.trees.get(feed);

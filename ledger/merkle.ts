@@ -262,6 +262,16 @@ export function appendToRange(size: number, range: readonly Buffer[], leaves: re
   return { range: out, nodes };
 }
 
+/**
+ * Appends one leaf hash to a compact range in place (no nodes kept): for
+ * readers that rebuild a tree to compare roots, e.g. offline verification.
+ */
+export function pushLeaf(range: Buffer[], size: number, leaf: Buffer): void {
+  let h = leaf;
+  for (let index = size; odd(index); index = half(index)) h = nodeHash(range.pop() as Buffer, h);
+  range.push(h);
+}
+
 /** Hash of leaves [start, end) of a tree, from stored perfect subtrees (memoized per proof). */
 async function subtreeHash(read: NodeReader, start: number, end: number): Promise<Buffer> {
   const width = end - start;

@@ -15,6 +15,8 @@ export interface LedgerSource {
   signedHeads(feed: string): AsyncIterable<unknown>;
   evidence(): Promise<unknown[]>;
   checkpoints(): Promise<unknown[]>;
+  /** The feed author's stored tlog checkpoint notes by tree size, when the source keeps them (a database does; a bundle does not). */
+  treeCheckpoints?(feed: string): AsyncIterable<{ size: number; note: unknown }>;
 }
 
 function parseJson(text: string): unknown {
@@ -67,6 +69,9 @@ export function levelSource(store: Store, options: { snapshot?: AbstractSnapshot
       const out: unknown[] = [];
       for await (const v of store.checkpoints.values(at)) out.push(parseJson(v));
       return out;
+    },
+    async *treeCheckpoints(feed) {
+      for await (const [k, v] of store.notes.iterator({ ...prefixRange(feed), ...at })) yield { size: Number(k.slice(feed.length + 1)), note: v };
     },
   };
 }

@@ -4,6 +4,8 @@ import { evidenceSchema } from './evidence.ts';
 import { checkpointSchema, signedHeadSchema, verifyCheckpointSignature, verifyHeadSignature, type SignedHead } from './heads.ts';
 import { KeyHistory, keyEraFromEntry, type Trust } from './keys.ts';
 import { GENESIS_PREV, type BodyOf, type Entry } from './schema.ts';
+import { hashesEqual, leafHash, pushLeaf, rootFromCompactRange } from './merkle.ts';
+import { checkpointOrigin, noteKeyId, openCheckpoint, parseCheckpoint, type Checkpoint } from './note.ts';
 import type { LedgerSource } from './source.ts';
 
 /** Grace period for a sent exchange to get its receipt or failure, in seconds. */
@@ -33,6 +35,8 @@ export const VERIFY_RULES = {
   equivocation: 'the feed author never signed two different histories (evidence kept from replication)',
   'evidence.invalid': 'stored evidence is well formed and its signatures verify',
   'checkpoint.signature': "checkpoints verify under their signer's key",
+  'tree.checkpoint':
+    "every stored tlog checkpoint of a feed is well formed for this federation and names the RFC 9162 root of the stored entries at its size, and the newest verifies under the feed's key in force",
   'checkpoint.conflict': 'signed checkpoints agree with each other and with the stored entries',
   'exchange.unanswered': 'every exchange.sent older than the grace period has a receipt or exchange.failed in the sender feed',
   'exchange.hash': "receipts and the recipient's exchange.received carry the hash the sender logged",
@@ -165,8 +169,17 @@ export async function verifyLedger(source: LedgerSource, options: VerifyOptions)
     let prevHash = GENESIS_PREV;
     let prevTs = '';
     let lastSeq = -1;
+    // The feed's Merkle tree, rebuilt from the stored bytes to hold its checkpoints against.
+    const notes = await readNotes(source, feed);
+    const tree = { size: 0, range: [] as Buffer[] };
+    const roots = new Map<number, Buffer>();
     for await (const { seq, bytes } of source.entries(feed)) {
       stats.entries += 1;
+      if (notes.size > 0 && seq === tree.size) {
+        pushLeaf(tree.range, tree.size, leafHash(bytes));
+        tree.size += 1;
+        if (notes.has(tree.size)) roots.set(tree.size, rootFromCompactRange(tree.range));
+      }
       const hash = sha256Hex(bytes);
       seqHash.set(seq, hash);
       const gap = seq !== expect;
@@ -259,6 +272,7 @@ export async function verifyLedger(source: LedgerSource, options: VerifyOptions)
         );
       if (lastSeq > top.seq) report(feed, top.seq + 1, 'head.unsigned', `entries ${top.seq + 1}..${lastSeq} are not covered by a signed head`);
     }
+    checkTreeCheckpoints(feed, notes, roots, history, options.trust.caPem, report, stats);
   }
 
   await checkEvidence(source, histories, report);
@@ -269,6 +283,82 @@ export async function verifyLedger(source: LedgerSource, options: VerifyOptions)
 }
 
 type Report = (feed: string | null, seq: number | null, rule: VerifyRule, detail: string) => void;
+
+async function readNotes(source: LedgerSource, feed: string): Promise<Map<number, unknown>> {
+  const notes = new Map<number, unknown>();
+  if (source.treeCheckpoints) for await (const { size, note } of source.treeCheckpoints(feed)) notes.set(size, note);
+  return notes;
+}
+
+/**
+ * The feed's tlog checkpoints: each must parse, name this federation's
+ * origin for the feed and the root of the stored entries at its size; like
+ * signed heads, the signature of the newest is checked, and that of any
+ * whose root disagrees (validly signed: the entries were altered or the feed forked).
+ */
+function checkTreeCheckpoints(
+  feed: string,
+  notes: Map<number, unknown>,
+  roots: Map<number, Buffer>,
+  history: KeyHistory,
+  caPem: string,
+  report: Report,
+  stats: { signaturesChecked: number },
+): void {
+  if (notes.size === 0) return;
+  const origin = checkpointOrigin(caPem, feed);
+  const signedBy = (size: number, note: unknown): boolean => {
+    const era = history.at(size - 1);
+    stats.signaturesChecked += 1;
+    try {
+      return era !== undefined && openCheckpoint(note, origin, [era.key]).size === size;
+    } catch {
+      return false;
+    }
+  };
+  let newest: number | undefined;
+  for (const [size, note] of [...notes].sort((a, b) => a[0] - b[0])) {
+    let cp: Checkpoint;
+    try {
+      if (typeof note !== 'string') throw new TypeError('not text');
+      cp = parseCheckpoint(note.slice(0, note.lastIndexOf('\n\n') + 1));
+    } catch {
+      report(feed, size - 1, 'tree.checkpoint', `the checkpoint stored for tree size ${size} is malformed`);
+      continue;
+    }
+    if (cp.size !== size || cp.origin !== origin) {
+      report(feed, size - 1, 'tree.checkpoint', `the checkpoint stored for tree size ${size} is of ${cp.origin} at size ${cp.size}`);
+      continue;
+    }
+    const ours = roots.get(size);
+    if (!ours) {
+      report(feed, size - 1, 'tree.checkpoint', `checkpoint of tree size ${size} names entries that are not stored`);
+      continue;
+    }
+    if (!hashesEqual(ours, cp.root)) {
+      const valid = signedBy(size, note);
+      report(
+        feed,
+        size - 1,
+        'tree.checkpoint',
+        valid
+          ? `validly signed checkpoint of size ${size} names root ${cp.root.toString('hex').slice(0, 16)}..., the stored entries make ${ours.toString('hex').slice(0, 16)}... (entries altered or feed forked)`
+          : `checkpoint of size ${size} does not name the root of the stored entries and its signature does not verify`,
+      );
+      continue;
+    }
+    newest = size;
+  }
+  if (newest !== undefined && !signedBy(newest, notes.get(newest))) {
+    const era = history.at(newest - 1);
+    report(
+      feed,
+      newest - 1,
+      'tree.checkpoint',
+      `the newest checkpoint (size ${newest}) is not signed by the feed's key in force${era ? ` (key id ${noteKeyId(origin, era.key).toString('hex')})` : ''}`,
+    );
+  }
+}
 
 async function checkEvidence(source: LedgerSource, histories: Map<string, KeyHistory>, report: Report): Promise<void> {
   for (const raw of await source.evidence()) {

@@ -1,9 +1,24 @@
-// `npm run bench -- ledger [entries]`: signed appends/s, verified entries/s and
-// the time to replicate N entries (default 100,000) between two replicas over
-// the in-memory transport, in one run on real LevelDB.
+// `npm run bench -- ledger [entries]`: signed appends/s (each batch also
+// extends the feed's Merkle tree and signs a checkpoint), verified entries/s,
+// inclusion and consistency proofs on the large feed, building the tree of an
+// existing feed at open, an auditor's proof file for one entry, and the time
+// to replicate N entries (default 100,000) between two replicas over the
+// in-memory transport, in one run on real LevelDB.
 import { readFileSync } from 'node:fs';
 import { createKeyBundle, generateAgentKeys, loadIdentity } from '../../certs/index.ts';
-import { Ledger, levelSource, MemoryNetwork, Replicator, verifyLedger, type AppendInput } from '../../ledger/index.ts';
+import {
+  buildProof,
+  leafHash,
+  Ledger,
+  levelSource,
+  MemoryNetwork,
+  Replicator,
+  verifyConsistency,
+  verifyInclusion,
+  verifyLedger,
+  verifyProof,
+  type AppendInput,
+} from '../../ledger/index.ts';
 import { makeFederation } from '../../test/support/federation.ts';
 import { tempDir } from '../../test/support/tmp.ts';
 import type { BenchTable } from './types.ts';
@@ -12,6 +27,7 @@ const DEFAULT_ENTRIES = 100_000;
 const SEQUENTIAL_APPENDS = 5_000;
 const CONCURRENCY = 64;
 const REPLICATION_DEADLINE_MS = 120_000;
+const PROOFS = 200;
 
 const entry = (i: number): AppendInput => ({
   type: 'exchange.received',
@@ -33,7 +49,8 @@ export async function run(args: string[]): Promise<BenchTable[]> {
       const bundle = await createKeyBundle(loadIdentity(fed.agents[id]!), keys, { now: new Date(Date.now() - 60_000) });
       return { feed: id, signingKey: keys.signing.privateKey, bundle };
     };
-    const alpha = await Ledger.open({ path: `${tmp.dir}/alpha`, trust: { caPem }, author: await author('alpha') });
+    const alphaAuthor = await author('alpha');
+    let alpha = await Ledger.open({ path: `${tmp.dir}/alpha`, trust: { caPem }, author: alphaAuthor });
 
     // 1. Sequential appends: every append awaited, its own batch and signed head.
     let t = performance.now();
@@ -56,8 +73,55 @@ export async function run(args: string[]): Promise<BenchTable[]> {
     const verifyMs = performance.now() - t;
     if (v.findings.some((f) => !f.rule.startsWith('exchange.'))) throw new Error(`bench ledger does not verify: ${v.findings[0]?.rule}`);
 
+    // 3b. Proofs on the large feed: generation reads O(log n) stored nodes; verification hashes O(log n).
+    const size = alpha.treeSize('alpha');
+    const root = await alpha.treeRoot('alpha');
+    const seqs = Array.from({ length: PROOFS }, (_, i) => Math.floor(((i + 0.5) * size) / PROOFS));
+    const leaves = new Map<number, Buffer>();
+    for (const s of seqs) leaves.set(s, leafHash((await alpha.get('alpha', s))!.bytes));
+    t = performance.now();
+    const proofs: Buffer[][] = [];
+    for (const s of seqs) proofs.push(await alpha.inclusionProof('alpha', s, size));
+    const incGenMs = (performance.now() - t) / PROOFS;
+    t = performance.now();
+    for (const [i, s] of seqs.entries()) if (!verifyInclusion(s, size, leaves.get(s), proofs[i], root)) throw new Error('inclusion proof failed');
+    const incVerUs = ((performance.now() - t) / PROOFS) * 1000;
+    t = performance.now();
+    const cons: Array<{ m: number; p: Buffer[]; r: Buffer }> = [];
+    for (const m of seqs.slice(0, 50)) cons.push({ m: m + 1, p: await alpha.consistencyProof('alpha', m + 1, size), r: await alpha.treeRoot('alpha', m + 1) });
+    const consGenMs = (performance.now() - t) / 50;
+    for (const c of cons) if (!verifyConsistency(c.m, size, c.p, c.r, root)) throw new Error('consistency proof failed');
+    const proofLen = Math.max(...proofs.map((p) => p.length));
+
+    // 3c. An auditor's proof file for one entry of the large feed: build from LevelDB, verify with the CA only.
+    t = performance.now();
+    const built = await buildProof(alpha._store, { entries: [{ feed: 'alpha', seq: seqs[PROOFS / 2]! }] });
+    const proveMs = performance.now() - t;
+    t = performance.now();
+    const checked = await verifyProof(JSON.parse(JSON.stringify(built.file)), { caPem });
+    const verifyProofMs = performance.now() - t;
+    if (!checked.ok) throw new Error(`proof file does not verify: ${checked.failures[0]}`);
+    const proofBytes = Buffer.byteLength(JSON.stringify(built.file));
+
+    // 3d. An existing feed without a tree (as written before trees): built at open from the stored bytes.
+    await alpha.close();
+    {
+      const { Store } = await import('../../ledger/store.ts');
+      const s = await Store.open(`${tmp.dir}/alpha`);
+      await s.tree.clear();
+      await s.notes.clear();
+      await s.close();
+    }
+    t = performance.now();
+    const reopened = await Ledger.open({ path: `${tmp.dir}/alpha`, trust: { caPem }, author: alphaAuthor });
+    const buildMs = performance.now() - t;
+    if (!(await reopened.treeRoot('alpha')).equals(root)) throw new Error('rebuilt tree differs');
+    await reopened.close();
+    const alpha2 = await Ledger.open({ path: `${tmp.dir}/alpha`, trust: { caPem }, author: alphaAuthor });
+
     // 4. Replicate everything to an empty replica over the in-memory transport.
     const bravo = await Ledger.open({ path: `${tmp.dir}/bravo`, trust: { caPem }, author: await author('bravo') });
+    alpha = alpha2;
     const net = new MemoryNetwork();
     const ra = new Replicator(alpha, net.endpoint('alpha'), { peers: ['bravo'], gossipIntervalMs: 0, checkpointIntervalMs: 0 });
     const rb = new Replicator(bravo, net.endpoint('bravo'), { peers: ['alpha'], gossipIntervalMs: 0, checkpointIntervalMs: 0 });
@@ -87,6 +151,16 @@ export async function run(args: string[]): Promise<BenchTable[]> {
           },
           { measure: 'verified entries/s (offline verify of the whole feed)', value: rate(v.stats.entries, verifyMs), target: '>= 30,000' },
           { measure: `replicate ${(target + 1).toLocaleString('en')} entries to an empty replica, s`, value: (replMs / 1000).toFixed(1), target: '< 15' },
+          {
+            measure: `inclusion proof of one entry of ${size.toLocaleString('en')} (${proofLen} hashes), generation from LevelDB, ms`,
+            value: incGenMs.toFixed(3),
+            target: '< 5',
+          },
+          { measure: 'inclusion proof verification, µs', value: incVerUs.toFixed(1), target: '-' },
+          { measure: 'consistency proof, generation from LevelDB, ms', value: consGenMs.toFixed(3), target: '< 5' },
+          { measure: `prove one entry (proof file of ${proofBytes.toLocaleString('en')} bytes), ms`, value: proveMs.toFixed(1), target: '-' },
+          { measure: 'verify-proof of that file with the CA only (bundle, checkpoint, inclusion), ms', value: verifyProofMs.toFixed(1), target: '-' },
+          { measure: `build the tree of an existing ${size.toLocaleString('en')}-entry feed at open, s`, value: (buildMs / 1000).toFixed(2), target: '-' },
         ],
         summary: [
           { metric: 'ledger signed appends/s (concurrent)', value: String(rate(concN, concMs)), target: '>= 10,000', met: (concN / concMs) * 1000 >= 10_000 },
@@ -100,6 +174,7 @@ export async function run(args: string[]): Promise<BenchTable[]> {
         ],
         notes: [
           `Ed25519 signatures checked by verify: ${v.stats.signaturesChecked} (one per feed head); replication batches of 512 entries, one signed head each.`,
+          'Every append batch also writes the Merkle nodes it completes and a signed C2SP checkpoint (two Ed25519 signatures per batch: head and checkpoint).',
         ],
       },
     ];

@@ -69,6 +69,25 @@ describe('Replicator', function () {
     expect(await verifyOpen(bravo, world)).to.deep.equal([]);
     expect(await verifyOpen(alpha, world)).to.deep.equal([]);
     expect((await bravo.byExchange('exa-00000042'))[0]?.entry.feed).to.equal('alpha');
+    // Trees and the authors' checkpoints travel with the ranges: the replica's tree is the author's, under alpha's signature.
+    expect(bravo.treeSize('alpha')).to.equal(1201);
+    expect((await bravo.treeRoot('alpha')).equals(await alpha.treeRoot('alpha'))).to.equal(true);
+    expect(await bravo.checkpointNote('alpha', 1201)).to.equal(await alpha.checkpointNote('alpha', 1201));
+  });
+
+  it('carries the author checkpoints through a third replica, so any replica can prove entries of feeds it does not author', async () => {
+    const alpha = await openAs('alpha', 'r-alpha');
+    const bravo = await openAs(undefined, 'r-bravo');
+    const charlie = await openAs(undefined, 'r-charlie');
+    await fill(alpha, 20, 'exc');
+    const net = new MemoryNetwork();
+    replicate(alpha, net, 'alpha', ['bravo']);
+    replicate(bravo, net, 'bravo', ['alpha', 'charlie']);
+    await until(() => sameHead(alpha, bravo, 'alpha'), 'bravo has alpha');
+    replicate(charlie, net, 'charlie', ['bravo']);
+    await until(() => sameHead(alpha, charlie, 'alpha'), 'charlie has alpha through bravo');
+    const covering = await charlie.checkpointCovering('alpha', 5);
+    expect(covering?.note).to.equal(await alpha.checkpointNote('alpha', covering?.size ?? -1));
   });
 
   it('converges after a long partition, through a third replica', async () => {

@@ -5,6 +5,8 @@ import { createKeyBundle, generateAgentKeys, loadIdentity, parseCrl, type Parsed
 import { Ledger, levelSource, verifyLedger, type Trust, type VerifyResult, type SignedHead } from '../../ledger/index.ts';
 import { feedKey, Store } from '../../ledger/store.ts';
 import { signHead } from '../../ledger/heads.ts';
+import { leafHash, merkleRoot } from '../../ledger/merkle.ts';
+import { checkpointOrigin, parseCheckpoint, signCheckpointNote } from '../../ledger/note.ts';
 import { makeFederation, type TestFederation } from '../support/federation.ts';
 import { readFileSync } from 'node:fs';
 import { tempDir } from '../support/tmp.ts';
@@ -39,6 +41,13 @@ describe('verifyLedger', function () {
       await store.close();
     }
   };
+  const rootOf = async (path: string, size: number): Promise<string> => {
+    const leaves: Buffer[] = [];
+    await withStore(path, async (s) => {
+      for await (const v of s.entries.values({ gte: feedKey('alpha', 0), lt: feedKey('alpha', size) })) leaves.push(leafHash(v));
+    });
+    return merkleRoot(leaves).toString('hex');
+  };
   const rules = (r: VerifyResult): string[] => [...new Set(r.findings.map((f) => f.rule))].sort();
   const withStore = async (path: string, fn: (s: Store) => Promise<void>): Promise<void> => {
     const s = await Store.open(path, { createIfMissing: false });
@@ -55,6 +64,35 @@ describe('verifyLedger', function () {
     expect(r.ok).to.equal(true);
     expect(r.stats.feeds).to.equal(2);
     expect(r.stats.entries).to.be.greaterThan(12);
+  });
+
+  it('holds every stored tlog checkpoint against the tree of the stored entries (tree.checkpoint)', async () => {
+    const key = world.agents.alpha?.signingKey as NonNullable<typeof world.agents.alpha>['signingKey'];
+    const origin = checkpointOrigin(world.caPem, 'alpha');
+    // A validly signed checkpoint naming another root: the entries were altered or the feed forked.
+    const forked = copy();
+    await withStore(forked, (s) => s.notes.put(feedKey('alpha', 5), signCheckpointNote({ origin, size: 5, root: Buffer.alloc(32, 9) }, key)));
+    const f = (await verifyAt(forked)).findings.filter((x) => x.rule === 'tree.checkpoint');
+    expect(f.map((x) => x.detail)).to.deep.equal([
+      `validly signed checkpoint of size 5 names root ${'09'.repeat(8)}..., the stored entries make ${(await rootOf(forked, 5)).slice(0, 16)}... (entries altered or feed forked)`,
+    ]);
+    // The newest checkpoint re-signed by another key (same root).
+    const resigned = copy();
+    const other = generateKeyPairSync('ed25519').privateKey;
+    const size = LAST + 1;
+    await withStore(resigned, async (s) => {
+      const note = (await s.notes.get(feedKey('alpha', size))) as string;
+      const cp = parseCheckpoint(note.slice(0, note.lastIndexOf('\n\n') + 1));
+      await s.notes.put(feedKey('alpha', size), signCheckpointNote(cp, other));
+    });
+    expect(rules(await verifyAt(resigned))).to.deep.equal(['tree.checkpoint']);
+    // A checkpoint of another federation's origin, and garbage.
+    const foreign = copy();
+    await withStore(foreign, async (s) => {
+      await s.notes.put(feedKey('alpha', 3), signCheckpointNote({ origin: 'hie.federation/0000000000000000/alpha', size: 3, root: Buffer.alloc(32) }, key));
+      await s.notes.put(feedKey('alpha', 4), 'not a note');
+    });
+    expect((await verifyAt(foreign)).findings.filter((x) => x.rule === 'tree.checkpoint')).to.have.length(2);
   });
 
   it('catches a rewrite of any byte of a stored entry (chain.link, entry.schema or head.mismatch)', async () => {

@@ -1,0 +1,148 @@
+import { expect } from 'chai';
+import { execFile } from 'node:child_process';
+import { readFileSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { promisify } from 'node:util';
+import { main } from '../../ledger/cli.ts';
+import { decodeEntry } from '../../ledger/entry.ts';
+import type { ProofFile } from '../../ledger/proof.ts';
+import { tempDir } from '../support/tmp.ts';
+import { buildStory, makeWorld, type LedgerWorld } from './support.ts';
+
+async function run(argv: string[]): Promise<{ code: number; out: string }> {
+  let out = '';
+  try {
+    const code = await main(argv, { out: (t) => (out += t) });
+    return { code, out };
+  } catch (err) {
+    return { code: (err as { exitCode?: number }).exitCode ?? -1, out: (err as Error).message };
+  }
+}
+
+describe('hie-ledger prove and verify-proof', function () {
+  let tmp: { dir: string; cleanup: () => void };
+  let world: LedgerWorld;
+  let story: string;
+  let ca: string;
+  let proof: ProofFile;
+  let n = 0;
+
+  before(async () => {
+    tmp = tempDir('hie-ledger-proof-');
+    world = await makeWorld(tmp.dir);
+    story = await buildStory(world, tmp.dir);
+    ca = world.fed.caPath;
+    const out = join(tmp.dir, 'p.json');
+    const r = await run(['prove', '--data', story, '--exchange', 'exchange-0001', '--out', out]);
+    expect(r.code, r.out).to.equal(0);
+    proof = JSON.parse(readFileSync(out, 'utf8')) as ProofFile;
+  });
+  after(() => tmp.cleanup());
+
+  const write = (p: unknown): string => {
+    const f = join(tmp.dir, `v${n++}.json`);
+    writeFileSync(f, typeof p === 'string' ? p : JSON.stringify(p));
+    return f;
+  };
+  const copy = (): ProofFile => JSON.parse(JSON.stringify(proof)) as ProofFile;
+  const verify = (p: unknown) => run(['verify-proof', write(p), '--ca', ca]);
+
+  it('writes the exchange story and nothing else: consent, sent, received, receipt, charge, with checkpoints and bundles', () => {
+    const types = proof.entries.map((e) => decodeEntry(Buffer.from(e.entry, 'base64')).entry.type).sort();
+    expect(types).to.deep.equal(['consent.granted', 'exchange.received', 'exchange.sent', 'payment.charged', 'receipt']);
+    expect(new Set(proof.checkpoints.map((c) => c.feed))).to.deep.equal(new Set(['alpha', 'bravo']));
+    expect(proof.bundles.map((b) => (b as { agent: string }).agent).sort()).to.deep.equal(['alpha', 'bravo']);
+  });
+
+  it('verifies a valid proof offline and says what it proved', async () => {
+    const r = await verify(proof);
+    expect(r.code, r.out).to.equal(0);
+    expect(r.out).to.match(/^PROVED: 5 entries/);
+    expect(r.out).to.match(/exchange exchange-0001: sent by alpha to bravo at \S+ for TREAT under consent consent-0001 \(granted by alpha at /);
+    expect(r.out).to.match(/received by bravo from alpha at /);
+    expect(r.out).to.match(/content SHA-256 [0-9a-f]{64}/);
+    expect(r.out).to.match(/receipt delivered from bravo/);
+  });
+
+  it('proves named entries with --entry', async () => {
+    const out = join(tmp.dir, 'e.json');
+    expect((await run(['prove', '--data', story, '--entry', 'alpha:1', '--entry', 'bravo:1', '--out', out])).code).to.equal(0);
+    const r = await run(['verify-proof', out, '--ca', ca]);
+    expect(r.code, r.out).to.equal(0);
+    expect(r.out).to.match(/entry alpha:1 \(consent\.granted/);
+  });
+
+  it('fails (exit 1, saying which) on a changed entry byte', async () => {
+    const p = copy();
+    const e = p.entries.find((x) => decodeEntry(Buffer.from(x.entry, 'base64')).entry.type === 'exchange.sent') as ProofFile['entries'][number];
+    const bytes = Buffer.from(e.entry, 'base64');
+    // One hex digit of the content hash: the entry still parses, its leaf hash no longer fits the proof.
+    const at = bytes.indexOf('"hash":"') + 8;
+    bytes[at] = bytes[at] === 0x61 ? 0x62 : 0x61;
+    e.entry = bytes.toString('base64');
+    const r = await verify(p);
+    expect(r.code).to.equal(1);
+    expect(r.out).to.match(new RegExp(`entry ${e.feed}:${e.seq}: the inclusion proof does not lead`));
+  });
+
+  it('fails on a proof for the wrong index, a truncated proof and a padded proof', async () => {
+    const wrong = copy();
+    const e = wrong.entries.find((x) => x.proof.length > 1) as ProofFile['entries'][number];
+    const other = wrong.entries.find((x) => x.feed === e.feed && x.seq !== e.seq) as ProofFile['entries'][number];
+    e.proof = other.proof;
+    const r0 = await verify(wrong);
+    expect(r0.code).to.equal(1);
+    expect(r0.out).to.match(new RegExp(`entry ${e.feed}:${e.seq}: the inclusion proof does not lead from this entry at index ${e.seq}`));
+    const cut = copy();
+    const c = cut.entries.find((x) => x.proof.length > 0) as ProofFile['entries'][number];
+    c.proof = c.proof.slice(0, -1);
+    const r1 = await verify(cut);
+    expect(r1.code).to.equal(1);
+    expect(r1.out).to.match(/the inclusion proof does not lead/);
+    const pad = copy();
+    const d = pad.entries[0] as ProofFile['entries'][number];
+    d.proof = [...d.proof, Buffer.alloc(32).toString('base64')];
+    expect((await verify(pad)).code).to.equal(1);
+  });
+
+  it('fails on a checkpoint signed by the wrong key, or one whose bundle is missing', async () => {
+    const p = copy();
+    // bravo's bundle in place of alpha's: alpha's checkpoints are then signed by no CA-bound key of alpha.
+    p.bundles = p.bundles.filter((b) => (b as { agent: string }).agent !== 'alpha');
+    const r = await verify(p);
+    expect(r.code).to.equal(1);
+    expect(r.out).to.match(/checkpoint \d+ of alpha: it is not signed by a CA-bound key of alpha/);
+    const q = copy();
+    const cp = q.checkpoints.find((c) => c.feed === 'alpha') as { note: string };
+    const bravoNote = (q.checkpoints.find((c) => c.feed === 'bravo') as { note: string }).note;
+    cp.note = cp.note.slice(0, cp.note.lastIndexOf('\u2014')) + bravoNote.slice(bravoNote.lastIndexOf('\u2014'));
+    expect((await verify(q)).code).to.equal(1);
+  });
+
+  it('exits 2 when nothing could be checked: not JSON, wrong format, no entries', async () => {
+    expect((await verify('{')).code).to.equal(2);
+    expect((await verify({ ...copy(), format: 'other' })).code).to.equal(2);
+    expect((await verify({ ...copy(), entries: [] })).code).to.equal(2);
+    expect((await run(['prove', '--data', story, '--exchange', 'exchange-9999'])).code).to.equal(2);
+  });
+
+  it('runs through bin/hie-ledger.js: prove writes the file, verify-proof exits 0 on it and 1 on a tampered copy', async () => {
+    const bin = join(process.cwd(), 'bin', 'hie-ledger.js');
+    const exec = (args: string[]) =>
+      promisify(execFile)(process.execPath, [bin, ...args]).then(
+        (r) => ({ code: 0, stdout: r.stdout }),
+        (e: { code: number; stdout: string }) => e,
+      );
+    const out = join(tmp.dir, 'bin.proof.json');
+    expect((await exec(['prove', '--data', story, '--exchange', 'exchange-0002', '--out', out])).code).to.equal(0);
+    const ok = await exec(['verify-proof', out, '--ca', ca]);
+    expect(ok.code, ok.stdout).to.equal(0);
+    expect(ok.stdout).to.match(/exchange exchange-0002: sent by alpha/);
+    const p = JSON.parse(readFileSync(out, 'utf8')) as ProofFile;
+    (p.entries[0] as ProofFile['entries'][number]).proof.reverse();
+    (p.entries[0] as ProofFile['entries'][number]).proof.push(Buffer.alloc(32).toString('base64'));
+    const bad = await exec(['verify-proof', write(p), '--ca', ca]);
+    expect(bad.code).to.equal(1);
+    expect(bad.stdout).to.match(/^FAILED: 1 checks failed/);
+  });
+});
