@@ -1,4 +1,4 @@
-import { createHash, generateKeyPairSync, randomBytes, randomUUID } from 'node:crypto';
+import { generateKeyPairSync, randomBytes } from 'node:crypto';
 import { join } from 'node:path';
 import { expect } from 'chai';
 import type { Ledger } from '../../../ledger/index.ts';
@@ -12,6 +12,7 @@ import { RelayError } from '../../../relay/protocol/index.ts';
 import { dbPath, makeWorld } from '../../ledger/support.ts';
 import { tempDir } from '../../support/tmp.ts';
 import { waitFor } from '../../support/agents.ts';
+import { releasedExchange } from './support.ts';
 
 /**
  * The store keeps `sending` in memory only: an exchange whose `exchange.sent`
@@ -42,44 +43,8 @@ describe('ExchangeEngine after a restart', function () {
   it('does not log exchange.sent twice for an exchange released just before a crash', async function () {
     const secret = randomBytes(32);
     const consents = new ConsentService(ledger, 'alpha', secret);
-    const consent = await consents.grant({
-      patientId: 'SYN-RECOVER',
-      grantees: ['bravo'],
-      purposes: ['TREAT'],
-      scope: ['*'],
-      validUntil: new Date(Date.now() + 86_400_000).toISOString(),
-    });
-    const body = Buffer.from('{"resourceType":"Bundle","type":"collection"}');
-    const sha = createHash('sha256').update(body).digest('hex');
-    const { record } = await store.create(
-      {
-        id: randomUUID(),
-        to: 'bravo',
-        patientHash: consent.patientHash,
-        consentId: consent.id,
-        purpose: 'TREAT',
-        contentType: 'application/fhir+json',
-        scope: ['*'],
-        bytes: body.length,
-        contentSha256: sha,
-      },
-      undefined,
-      { body },
-    );
     // The release reached the ledger; the crash came before the store wrote it down.
-    const logged = await ledger.append({
-      type: 'exchange.sent',
-      body: {
-        exchange: record.id,
-        to: 'bravo',
-        consent: consent.id,
-        patient: consent.patientHash,
-        purpose: 'TREAT',
-        contentType: 'application/fhir+json',
-        bytes: body.length,
-        hash: Buffer.from(sha, 'hex').toString('base64url'),
-      },
-    });
+    const { record, logged } = await releasedExchange(store, ledger, consents, 'SYN-RECOVER');
     // The recipient's key is not to be had: the attempt goes back to the queue (a durable step).
     const peers = {
       encryptionBundle: async (agent: string) => Promise.reject(new PeerKeyUnavailableError(agent)),

@@ -1,4 +1,4 @@
-import { createHash, randomBytes, randomUUID } from 'node:crypto';
+import { randomBytes } from 'node:crypto';
 import { join } from 'node:path';
 import { expect } from 'chai';
 import type { Ledger } from '../../../ledger/index.ts';
@@ -14,6 +14,7 @@ import { RelayError } from '../../../relay/protocol/index.ts';
 import { dbPath, makeWorld } from '../../ledger/support.ts';
 import { waitFor } from '../../support/agents.ts';
 import { tempDir } from '../../support/tmp.ts';
+import { releasedExchange } from './support.ts';
 import { getWorld, type World } from '../crypto/fixtures.ts';
 
 const b64 = (hex: string): string => Buffer.from(hex, 'hex').toString('base64url');
@@ -56,43 +57,7 @@ describe('ExchangeEngine: a resend its consent refuses, of an exchange released 
 
   /** An inline exchange whose release is logged, under a consent revoked since. */
   async function releasedThenRevoked(): Promise<ExchangeRecord> {
-    const consent = await consents.grant({
-      patientId: 'SYN-RESEND',
-      grantees: ['bravo'],
-      purposes: ['TREAT'],
-      scope: ['*'],
-      validUntil: new Date(Date.now() + 86_400_000).toISOString(),
-    });
-    const body = Buffer.from('{"resourceType":"Bundle","type":"collection"}');
-    const sha = createHash('sha256').update(body).digest('hex');
-    const { record } = await store.create(
-      {
-        id: randomUUID(),
-        to: 'bravo',
-        patientHash: consent.patientHash,
-        consentId: consent.id,
-        purpose: 'TREAT',
-        contentType: 'application/fhir+json',
-        scope: ['*'],
-        bytes: body.length,
-        contentSha256: sha,
-      },
-      undefined,
-      { body },
-    );
-    const sent = await ledger.append({
-      type: 'exchange.sent',
-      body: {
-        exchange: record.id,
-        to: 'bravo',
-        consent: consent.id,
-        patient: consent.patientHash,
-        purpose: 'TREAT',
-        contentType: 'application/fhir+json',
-        bytes: body.length,
-        hash: b64(sha),
-      },
-    });
+    const { record, consent, logged: sent } = await releasedExchange(store, ledger, consents, 'SYN-RESEND');
     const updated = await store.update(record.id, { ledger: { sent: sent.hash } });
     await consents.revoke(consent.id);
     return updated;
