@@ -29,9 +29,14 @@ export class RecipientUnavailableError extends Error {
   }
 }
 
+/** True when a failed receipt with `code` refused only this attempt (the exchange is retried). */
+export function refusesAttemptOnly(code: string): boolean {
+  return RETRYABLE_REFUSALS.has(code);
+}
+
 /** What a failed receipt's code means for its exchange: a retry, or the final refusal. */
 export function refusal(code: string, message: string): Error {
-  return RETRYABLE_REFUSALS.has(code) ? new RecipientUnavailableError(code) : new NotRetryableError('integrity', code, message);
+  return refusesAttemptOnly(code) ? new RecipientUnavailableError(code) : new NotRetryableError('integrity', code, message);
 }
 
 /** An exchange that will not be retried: it fails with this reason and code. */

@@ -9,7 +9,7 @@ import { receiptSignature, verifyReceipt, type Receipt } from '../crypto/index.t
 import type { ExchangeRecord } from '../store/exchanges.ts';
 import type { Charge, Charges } from './charges.ts';
 import { b64, type EngineContext } from './context.ts';
-import { NotRetryableError, RecipientUnavailableError, refusal } from './failure.ts';
+import { NotRetryableError, RecipientUnavailableError, refusesAttemptOnly } from './failure.ts';
 
 /** One receipt to settle, with the header hash it must name (that of the envelope it answers) and the charges to log with it. */
 export interface Settlement {
@@ -87,8 +87,7 @@ export class Settler {
       return new RelayError('ERR_RELAY_UNDELIVERABLE', 'the receipt did not verify');
     }
     // A refusal of this attempt only (the recipient's disk is full): nothing is logged, the exchange is retried.
-    const refusedNow = typeof r.disposition === 'object' ? refusal(r.disposition.failed, '') : undefined;
-    if (refusedNow instanceof RecipientUnavailableError) return refusedNow;
+    if (typeof r.disposition === 'object' && refusesAttemptOnly(r.disposition.failed)) return new RecipientUnavailableError(r.disposition.failed);
     if (r.disposition === 'delivered' && r.contentHash !== b64(record.contentSha256)) {
       return new NotRetryableError('integrity', 'ERR_RECEIPT_MISMATCH', 'the receipt names another content hash');
     }
