@@ -11,7 +11,7 @@ import { Ledger, Replicator, type ReplicationTransport, type Trust } from '../le
 import { RelayClient, DEFAULT_MAX_MESSAGE, type InboundTransfer, type RelayMessage } from '../relay/protocol/index.ts';
 import { createApiHandler, DEFAULT_JSON_LIMIT, type FastRoute } from './api/http.ts';
 import { buildOpenApi } from './api/openapi.ts';
-import { consentRoutes } from './api/routes/consents.ts';
+import { consentRoutes, decisionRoutes } from './api/routes/consents.ts';
 import { exchangeRoutes, submitRoute } from './api/routes/exchanges.ts';
 import { inboxRoutes } from './api/routes/inbox.ts';
 import { ledgerRoutes } from './api/routes/ledger.ts';
@@ -25,6 +25,7 @@ import { MessageDispatcher } from './engine/dispatch.ts';
 import { encodeLedgerWire, encodeWire, type WireMessage } from './engine/wire.ts';
 import { AgentMetrics } from './metrics.ts';
 import { ConsentService } from './services/consents.ts';
+import { ConsentDecisions } from './store/consent-decisions.ts';
 import { ExchangeService } from './services/exchanges.ts';
 import { RequestService } from './services/requests.ts';
 import { StateStore } from './store/state.ts';
@@ -200,6 +201,7 @@ async function linkRelay(config: AgentConfig, base: Base, ledger: Ledger, log: L
 /** The exchange machinery: consents, the engine (send), the receiver, records requests, and the submission service. */
 interface Exchange {
   consents: ConsentService;
+  decisions: ConsentDecisions;
   engine: ExchangeEngine;
   requests: RequestService;
   exchanges: ExchangeService;
@@ -209,7 +211,8 @@ function buildExchange(config: AgentConfig, env: NodeJS.ProcessEnv, base: Base, 
   const { ledger, state, inbox, directory, outbox, replay } = stores;
   const { relay, send, peers } = link;
   const local = (): LocalKeys => base.keys;
-  const consents = new ConsentService(ledger, config.id, base.secret, undefined, config.patients.identifierSystem);
+  const decisions = new ConsentDecisions(state.db, undefined, (err) => log.warn({ err: { message: (err as Error).message } }, 'consent decision not logged'));
+  const consents = new ConsentService(ledger, config.id, base.secret, undefined, config.patients.identifierSystem, decisions);
   const engine = new ExchangeEngine({
     self: config.id,
     store: state.exchanges,
@@ -292,7 +295,7 @@ function buildExchange(config: AgentConfig, env: NodeJS.ProcessEnv, base: Base, 
     enqueue: (id) => engine.enqueue(id),
     ...(config.limits.sendWhileUploading ? { live: (x: Parameters<ExchangeEngine['live']>[0]) => engine.live(x) } : {}),
   });
-  return { consents, engine, requests, exchanges };
+  return { consents, decisions, engine, requests, exchanges };
 }
 
 /** Logs the relay link's state changes and tells the engine and the replicator when it is up. */
@@ -321,6 +324,7 @@ async function serveApi(config: AgentConfig, base: Base, stores: Stores, link: L
   const { relay, replicator } = link;
   const v1 = express.Router();
   v1.use(consentRoutes(x.consents, config.id, { jsonLimit: DEFAULT_JSON_LIMIT }));
+  v1.use(decisionRoutes(x.decisions, config.id));
   v1.use(exchangeRoutes(x.exchanges, state.exchanges, x.requests));
   v1.use(requestRoutes(x.requests, state.requests, { jsonLimit: DEFAULT_JSON_LIMIT }));
   v1.use(inboxRoutes(inbox));

@@ -16,6 +16,10 @@ export const AGENT_ERRORS = {
   ERR_CONSENT_REVOKED: { status: 403, description: 'The consent was revoked.' },
   ERR_CONSENT_EXPIRED: { status: 403, description: 'The consent is not valid at this time (expired or not yet valid).' },
   ERR_CONSENT_SCOPE: { status: 403, description: 'The consent does not cover this purpose or kind of data.' },
+  ERR_CONSENT_SENSITIVE: {
+    status: 403,
+    description: 'The data carries a sensitive security label (e.g. PSY, HIV, confidentiality R) that the consent does not name explicitly.',
+  },
   ERR_FHIR_PATIENT_MISMATCH: { status: 422, description: 'The FHIR Bundle is about a patient other than the one the request names (Hie-Patient-Id).' },
   ERR_FHIR_PATIENT_MULTIPLE: { status: 422, description: 'The FHIR Bundle is about more than one patient.' },
   ERR_FHIR_PATIENT_UNRESOLVED: { status: 422, description: 'A resource of the FHIR Bundle refers to a Patient that is not in the Bundle.' },
@@ -59,7 +63,7 @@ export class AgentError extends Error {
 }
 
 /** Consent refusals, a subset of {@link AgentErrorCode}. */
-export type ConsentErrorCode = 'ERR_CONSENT_MISSING' | 'ERR_CONSENT_REVOKED' | 'ERR_CONSENT_EXPIRED' | 'ERR_CONSENT_SCOPE';
+export type ConsentErrorCode = 'ERR_CONSENT_MISSING' | 'ERR_CONSENT_REVOKED' | 'ERR_CONSENT_EXPIRED' | 'ERR_CONSENT_SCOPE' | 'ERR_CONSENT_SENSITIVE';
 
 /** Most causes {@link isNoSpace} follows. */
 const MAX_CAUSE_DEPTH = 8;

@@ -1,3 +1,4 @@
+import { createHash } from 'node:crypto';
 import type { StoredEntry } from './entry.ts';
 import type { BodyOf } from './schema.ts';
 
@@ -66,5 +67,97 @@ export function toAuditEvent(stored: StoredEntry): AuditEvent {
       type: [{ system: 'http://terminology.hl7.org/CodeSystem/security-source-type', code: '4', display: 'Application Server' }],
     },
     entity: entities,
+  } as AuditEvent;
+}
+
+/** Canonical URL of IHE BALP's profile of a consent authorization decision. */
+export const BALP_AUTHZ_CONSENT_PROFILE = 'https://profiles.ihe.net/ITI/BALP/StructureDefinition/IHE.BasicAudit.AuthZconsent';
+/** IHE BALP's code system of authorization decision subtypes. */
+export const BALP_AUTHZ_SUBTYPE_SYSTEM = 'https://profiles.ihe.net/ITI/BALP/CodeSystem/AuthZsubType';
+
+/** A consent decision of a hospital's release gate, as the agent logs it (the patient only as a keyed hash). */
+export interface ConsentDecisionInput {
+  at: string;
+  decision: 'permit' | 'deny';
+  stage: 'admit' | 'release';
+  consent: string;
+  patient: string;
+  recipient: string;
+  purpose: string;
+  exchange?: string;
+  code?: string;
+  outside?: { types: string[]; categories: string[]; labels: string[] };
+}
+
+const ACT_REASON = 'http://terminology.hl7.org/CodeSystem/v3-ActReason';
+const concept = (system: string, code: string, display?: string) => ({ coding: [{ system, code, ...(display ? { display } : {}) }] });
+
+/**
+ * A consent decision as an IHE BALP AuthZconsent AuditEvent (FHIR R4):
+ * type DCM 110113 Security Alert, subtype AuthZ-Consent, action E, outcome
+ * 0 (permit) or 8 (deny, with `outcomeDesc` the refusal code and what was
+ * out of scope); agents: the client (this hospital's agent, which asked),
+ * the user (the recipient hospital, information recipient IRCP, with the
+ * purpose of use), the user's organisation (the recipient, PROV) and the
+ * authoriser (this hospital's agent, an authorisation server); entities: the
+ * patient, named by the keyed hash only (`urn:hie:patient-hmac:<hospital>`:
+ * nobody outside the hospital can tell who it is), and the consent (with the
+ * exchange and stage as details). No clinical data, no clear patient id.
+ */
+export function consentDecisionAuditEvent(d: ConsentDecisionInput, hospital: string): AuditEvent {
+  const self = agentRef(hospital);
+  const recipient = agentRef(d.recipient);
+  const outside = d.outside ? [...d.outside.types, ...d.outside.categories, ...d.outside.labels] : [];
+  const detail = [
+    { type: 'stage', valueString: d.stage },
+    ...(d.exchange ? [{ type: 'exchange', valueString: d.exchange }] : []),
+    ...(outside.length > 0 ? [{ type: 'outside-scope', valueString: outside.join('; ') }] : []),
+  ];
+  return {
+    resourceType: 'AuditEvent',
+    id: createHash('sha256')
+      .update(JSON.stringify([hospital, d]))
+      .digest('hex'),
+    meta: { profile: [BALP_AUTHZ_CONSENT_PROFILE] },
+    type: { system: DCM, code: '110113', display: 'Security Alert' },
+    subtype: [{ system: BALP_AUTHZ_SUBTYPE_SYSTEM, code: 'AuthZ-Consent', display: 'Authorization Decision using Roles and Consent' }],
+    action: 'E',
+    recorded: d.at,
+    outcome: d.decision === 'permit' ? '0' : '8',
+    ...(d.decision === 'deny' ? { outcomeDesc: `${d.code ?? 'denied'}${outside.length > 0 ? `: outside the consent: ${outside.join('; ')}` : ''}` } : {}),
+    purposeOfEvent: [concept(ACT_REASON, d.purpose)],
+    agent: [
+      {
+        type: concept(DCM, '110150', 'Application'),
+        who: self,
+        requestor: false,
+        network: { address: `urn:hie:agent:${hospital}`, type: '5' },
+      },
+      {
+        type: concept('http://terminology.hl7.org/CodeSystem/v3-ParticipationType', 'IRCP', 'information recipient'),
+        who: recipient,
+        requestor: true,
+        purposeOfUse: [concept(ACT_REASON, d.purpose)],
+      },
+      { type: concept('http://terminology.hl7.org/CodeSystem/v3-RoleClass', 'PROV', 'healthcare provider'), who: recipient, requestor: false },
+      { type: concept('http://terminology.hl7.org/CodeSystem/extra-security-role-type', 'authserver', 'authorization server'), who: self, requestor: false },
+    ],
+    source: {
+      site: hospital,
+      observer: self,
+      type: [{ system: 'http://terminology.hl7.org/CodeSystem/security-source-type', code: '6', display: 'Security Server' }],
+    },
+    entity: [
+      {
+        what: { type: 'Patient', identifier: { system: `urn:hie:patient-hmac:${hospital}`, value: d.patient } },
+        type: { system: 'http://terminology.hl7.org/CodeSystem/audit-entity-type', code: '1', display: 'Person' },
+        role: { system: 'http://terminology.hl7.org/CodeSystem/object-role', code: '1', display: 'Patient' },
+      },
+      {
+        what: { type: 'Consent', identifier: { system: 'urn:hie:consent', value: d.consent } },
+        type: { system: 'http://hl7.org/fhir/resource-types', code: 'Consent', display: 'Consent' },
+        detail,
+      },
+    ],
   } as AuditEvent;
 }

@@ -22,6 +22,7 @@ export {
   CURRENCY_PATTERN,
   CONTENT_TYPE_PATTERN,
   SCOPE_PATTERN,
+  CODING_PATTERN,
   checkEntry,
   checkBody,
   type Entry,
@@ -87,7 +88,15 @@ export {
   type DroppedPeer,
 } from './replication.ts';
 export { buildReport, renderReport, type LedgerReport, type HospitalReport } from './report.ts';
-export { toAuditEvent, LEDGER_TYPE_SYSTEM, type AuditEvent } from './auditevent.ts';
+export {
+  toAuditEvent,
+  consentDecisionAuditEvent,
+  LEDGER_TYPE_SYSTEM,
+  BALP_AUTHZ_CONSENT_PROFILE,
+  BALP_AUTHZ_SUBTYPE_SYSTEM,
+  type AuditEvent,
+  type ConsentDecisionInput,
+} from './auditevent.ts';
 export {
   leafHash,
   nodeHash,

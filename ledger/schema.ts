@@ -22,6 +22,8 @@ export const CURRENCY_PATTERN = /^[A-Z]{3}$/;
 export const CONTENT_TYPE_PATTERN = /^[a-z]{1,32}\/[a-z0-9.+-]{1,96}$/;
 /** A FHIR resource type name, or `*` for everything. */
 export const SCOPE_PATTERN = /^(?:\*|[A-Z][A-Za-z]{1,63})$/;
+/** A coded concept as `system|code`: a category or security label a consent names (the system a URI, the code without whitespace). */
+export const CODING_PATTERN = /^[A-Za-z][A-Za-z0-9+.-]{0,15}:[\x21-\x7b\x7d\x7e]{1,200}\|[\x21-\x7e]{1,64}$/;
 const B64URL = /^[A-Za-z0-9_-]+$/;
 
 /** HL7 v3 PurposeOfUse codes a consent may grant and a release may claim. */
@@ -92,6 +94,10 @@ export const BODY_SCHEMAS = {
     grantees: z.array(hospital).min(1).max(32),
     purposes: z.array(purpose).min(1).max(PURPOSES.length),
     scope: z.array(z.string().regex(SCOPE_PATTERN)).min(1).max(64),
+    /** Data categories (`system|code`) the consent is limited to; absent: every category. */
+    categories: z.array(z.string().regex(CODING_PATTERN)).min(1).max(64).optional(),
+    /** Sensitive security labels (`system|code`) the consent names, the only sensitive data it releases; absent: none. */
+    labels: z.array(z.string().regex(CODING_PATTERN)).min(1).max(64).optional(),
     validFrom: ts,
     validUntil: ts.optional(),
   }),

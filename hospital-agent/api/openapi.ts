@@ -84,7 +84,23 @@ export function buildOpenApi(agentId: string): Record<string, unknown> {
             grantee: { type: 'string', description: 'Recipient hospital id' },
             grantees: { type: 'array', items: { type: 'string' } },
             purposes: { type: 'array', items: { type: 'string' }, description: 'HL7 PurposeOfUse codes (default TREAT)' },
-            scope: { type: 'array', items: { type: 'string' }, description: "FHIR resource types, ImagingStudy, Binary, or '*' (default)" },
+            scope: {
+              type: 'array',
+              items: { type: 'string' },
+              description: "FHIR resource types, ImagingStudy, Binary, or '*' (default; never sensitive data)",
+            },
+            categories: {
+              type: 'array',
+              items: { type: 'string', pattern: '^[A-Za-z][A-Za-z0-9+.-]*:[^|\\s]+\\|\\S+$' },
+              description:
+                "Data categories as 'system|code' (matched against each resource's category, type and code): when given, every resource but the Patient must carry one",
+            },
+            labels: {
+              type: 'array',
+              items: { type: 'string' },
+              description:
+                "Sensitive security labels the consent releases, as 'system|code' or a bare code (R, V: v3-Confidentiality; PSY, HIV, ETH, SUD...: v3-ActCode); data so labelled goes only under a consent naming every one of its labels",
+            },
             validFrom: { type: 'string', description: 'RFC 3339 / FHIR dateTime (a partial date starts at its first millisecond, UTC)' },
             validUntil: { type: 'string', description: 'RFC 3339 / FHIR dateTime (a partial date ends at its last millisecond, UTC)' },
           },
@@ -98,6 +114,8 @@ export function buildOpenApi(agentId: string): Record<string, unknown> {
             grantees: { type: 'array', items: { type: 'string' } },
             purposes: { type: 'array', items: { type: 'string' } },
             scope: { type: 'array', items: { type: 'string' } },
+            categories: { type: 'array', items: { type: 'string' } },
+            labels: { type: 'array', items: { type: 'string' } },
             validFrom: { type: 'string' },
             validUntil: { type: 'string' },
             grantedAt: { type: 'string' },
@@ -179,6 +197,7 @@ export function buildOpenApi(agentId: string): Record<string, unknown> {
               'ERR_CONSENT_REVOKED',
               'ERR_CONSENT_EXPIRED',
               'ERR_CONSENT_SCOPE',
+              'ERR_CONSENT_SENSITIVE',
               'ERR_CONFLICT',
               'ERR_PAYLOAD_TOO_LARGE',
               'ERR_UNSUPPORTED_MEDIA_TYPE',
@@ -257,6 +276,13 @@ export function buildOpenApi(agentId: string): Record<string, unknown> {
         get: {
           summary: 'What this hospital owes and is owed (?period=YYYY-MM)',
           responses: { 200: { description: 'statement' }, ...errors('ERR_BAD_REQUEST') },
+        },
+      },
+      '/v1/audit/consent-decisions': {
+        get: {
+          summary:
+            "The release gate's consent decisions (permit and deny) from the agent's local, bounded decision log, oldest first (?since= FHIR dateTime, ?limit= 1-1000); ?format=balp: a FHIR Bundle of IHE BALP AuthZconsent AuditEvents (patients as keyed hashes only)",
+          responses: { 200: { description: 'decisions (JSON) or a FHIR Bundle (application/fhir+json)' }, ...errors('ERR_BAD_REQUEST') },
         },
       },
     },

@@ -1,29 +1,32 @@
 import { timingSafeEqual } from 'node:crypto';
 import { z } from 'zod';
 import { HOSPITAL_ID_PATTERN } from '../../certs/index.ts';
-import { ID_PATTERN, PURPOSES, SCOPE_PATTERN, TS_PATTERN } from '../../ledger/index.ts';
+import { CODING_PATTERN, ID_PATTERN, PURPOSES, SCOPE_PATTERN, TS_PATTERN } from '../../ledger/index.ts';
 import { AgentError } from '../errors.ts';
+import type { BundleKinds } from '../fhir/labels.ts';
+import { ALL_SCOPE, bundleNeeds, covered, outsideScope, resourceNeed } from './scope.ts';
 
 export { PURPOSES };
 /** A purpose of use (HL7 v3 PurposeOfUse code), as the ledger records it. */
 export type Purpose = (typeof PURPOSES)[number];
 
-/** Scope that covers every kind of data. */
-export const ALL_SCOPE = '*';
+export { ALL_SCOPE };
 /** Scope a DICOM imaging study is released under. */
 export const IMAGING_SCOPE = 'ImagingStudy';
 /** Scope any other binary document is released under. */
 export const BINARY_SCOPE = 'Binary';
 
 /**
- * The scope items a release needs: the resource types of a FHIR Bundle, or
- * `ImagingStudy` for DICOM, or `Binary` for anything else.
+ * The scope items a release needs (see consent/scope.ts): for a FHIR Bundle
+ * the kinds of resource and sensitive labels it holds (fhir/labels.ts), or
+ * its resource types alone (checked by type only); an `ImagingStudy` with
+ * no category for DICOM, a `Binary` with none for anything else.
  */
-export function scopeOf(contentType: string, bundleResourceTypes?: readonly string[]): string[] {
+export function scopeOf(contentType: string, bundle?: BundleKinds | readonly string[]): string[] {
   const type = contentType.split(';')[0]?.trim().toLowerCase() ?? '';
-  if (type === 'application/fhir+json' && bundleResourceTypes) return [...bundleResourceTypes];
-  if (type === 'application/dicom' || type.startsWith('multipart/related')) return [IMAGING_SCOPE];
-  return [BINARY_SCOPE];
+  if (type === 'application/fhir+json' && bundle) return Array.isArray(bundle) ? [...(bundle as readonly string[])] : bundleNeeds(bundle as BundleKinds);
+  if (type === 'application/dicom' || type.startsWith('multipart/related')) return [resourceNeed(IMAGING_SCOPE)];
+  return [resourceNeed(BINARY_SCOPE)];
 }
 
 /** A recorded consent. The patient appears only as a keyed hash. Mirrors the ledger's `consent.granted` body. */
@@ -33,6 +36,10 @@ export const consentSchema = z.strictObject({
   grantees: z.array(z.string().regex(HOSPITAL_ID_PATTERN)).min(1).max(32),
   purposes: z.array(z.enum(PURPOSES)).min(1).max(PURPOSES.length),
   scope: z.array(z.string().regex(SCOPE_PATTERN)).min(1).max(64),
+  /** Data categories (`system|code`) the consent is limited to; absent: any category. */
+  categories: z.array(z.string().regex(CODING_PATTERN)).min(1).max(64).optional(),
+  /** Sensitive security labels (`system|code`) the consent names: the only sensitive data it releases. */
+  labels: z.array(z.string().regex(CODING_PATTERN)).min(1).max(64).optional(),
   validFrom: z.string().regex(TS_PATTERN),
   validUntil: z.string().regex(TS_PATTERN),
   grantedAt: z.string().regex(TS_PATTERN),
@@ -50,6 +57,8 @@ export interface ReleaseRequest {
   /** Scope items the payload needs (see {@link scopeOf}); undefined skips the scope check (pre-check before the body is read). */
   scope: readonly string[] | undefined;
   at: Date;
+  /** The exchange released, when known (for the decision log). */
+  exchange?: string | undefined;
 }
 
 function sameHash(a: string, b: string): boolean {
@@ -84,10 +93,21 @@ export function checkConsent(consent: Consent | undefined, request: ReleaseReque
   if (!consent.purposes.includes(request.purpose)) {
     throw new AgentError('ERR_CONSENT_SCOPE', `consent ${consent.id} does not permit purpose ${request.purpose}`, { detail: { consentId: consent.id } });
   }
-  if (request.scope !== undefined && !consent.scope.includes(ALL_SCOPE)) {
-    const outside = request.scope.filter((s) => !consent.scope.includes(s));
-    if (outside.length > 0 || request.scope.length === 0) {
-      throw new AgentError('ERR_CONSENT_SCOPE', `consent ${consent.id} does not cover ${outside.join(', ') || 'this data'}`, {
+  if (request.scope !== undefined) {
+    const outside = outsideScope(consent, request.scope);
+    if (outside.labels.length > 0) {
+      throw new AgentError(
+        'ERR_CONSENT_SENSITIVE',
+        `consent ${consent.id} does not name the sensitive label${outside.labels.length > 1 ? 's' : ''} ${outside.labels.join(', ')} (data so labelled is released only under a consent that names the label)`,
+        { detail: { consentId: consent.id, outside } },
+      );
+    }
+    if (!covered(outside) || request.scope.length === 0) {
+      const parts = [
+        ...(outside.types.length > 0 ? [`resource type ${outside.types.join(', ')}`] : []),
+        ...(outside.categories.length > 0 ? [`no category it names on ${outside.categories.join('; ')}`] : []),
+      ];
+      throw new AgentError('ERR_CONSENT_SCOPE', `consent ${consent.id} does not cover ${parts.join('; ') || 'this data'}`, {
         detail: { consentId: consent.id, outside },
       });
     }

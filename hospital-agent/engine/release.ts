@@ -61,6 +61,7 @@ export class ReleaseGate {
           purpose: record.purpose as Purpose,
           scope: record.scope ?? scopeOf(record.contentType),
           at: this.ctx.now(),
+          exchange: record.id,
         },
         () =>
           logged

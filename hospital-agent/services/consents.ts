@@ -1,7 +1,9 @@
 import { randomUUID } from 'node:crypto';
 import type { Ledger, StoredEntry } from '../../ledger/index.ts';
 import { type ConsentGrant } from '../consent/fhir.ts';
+import type { DecisionLog } from '../consent/decisions.ts';
 import { checkConsent, consentSchema, type Consent, type ReleaseRequest } from '../consent/model.ts';
+import type { Outside } from '../consent/scope.ts';
 import { patientHash } from '../consent/patient.ts';
 import { AgentError } from '../errors.ts';
 
@@ -26,6 +28,8 @@ export class ConsentService {
     private readonly now: () => Date = () => new Date(),
     /** The hospital's own patient identifier system (`patients.identifierSystem`): what a bare patient id is a value of. */
     private readonly identifierSystem?: string,
+    /** Where the release gate's decisions are kept (consent/decisions.ts); none: not kept. */
+    private readonly decisions?: DecisionLog,
   ) {}
 
   /** Records a consent; returns it as stored. */
@@ -43,6 +47,8 @@ export class ConsentService {
       grantees: grant.grantees,
       purposes: grant.purposes,
       scope: grant.scope,
+      ...(grant.categories && grant.categories.length > 0 ? { categories: grant.categories } : {}),
+      ...(grant.labels && grant.labels.length > 0 ? { labels: grant.labels } : {}),
       validFrom: new Date(validFrom).toISOString(),
       validUntil: new Date(grant.validUntil).toISOString(),
     };
@@ -53,6 +59,8 @@ export class ConsentService {
       grantees: body.grantees,
       purposes: body.purposes,
       scope: body.scope,
+      ...(body.categories ? { categories: body.categories } : {}),
+      ...(body.labels ? { labels: body.labels } : {}),
       validFrom: body.validFrom,
       validUntil: body.validUntil,
       grantedAt: appended.ts,
@@ -127,9 +135,15 @@ export class ConsentService {
     return { refusal: refusal ?? new AgentError('ERR_CONSENT_MISSING', `no consent covers this patient for '${request.recipient}'`) };
   }
 
-  /** Checks that consent `id` covers `request`; throws the ERR_CONSENT_* refusal otherwise. */
+  /** Checks that consent `id` covers `request` (at submission); throws the ERR_CONSENT_* refusal otherwise, and logs it. */
   async check(id: string, request: ReleaseRequest): Promise<Consent> {
-    return this.checkLoaded(await this.all(), id, request);
+    const consents = await this.all();
+    try {
+      return this.checkLoaded(consents, id, request);
+    } catch (err) {
+      this.logDecision('admit', id, request, err);
+      throw err;
+    }
   }
 
   /**
@@ -139,9 +153,35 @@ export class ConsentService {
    * revocation that should have stopped it.
    */
   async checkThen<T>(id: string, request: ReleaseRequest, then: () => T): Promise<{ result: T }> {
-    this.checkLoaded(await this.all(), id, request);
+    const consents = await this.all();
+    try {
+      this.checkLoaded(consents, id, request);
+    } catch (err) {
+      this.logDecision('release', id, request, err);
+      throw err;
+    }
+    this.logDecision('release', id, request);
     // Wrapped, so a promise `then` returns is handed over, not awaited here.
     return { result: then() };
+  }
+
+  /** Logs a decision of the release gate: a permit, or the refusal `err` (anything else thrown is not a decision). */
+  private logDecision(stage: 'admit' | 'release', id: string, request: ReleaseRequest, err?: unknown): void {
+    if (!this.decisions || (err !== undefined && !(err instanceof AgentError && err.code.startsWith('ERR_CONSENT_')))) return;
+    const refusal = err as AgentError | undefined;
+    const outside = refusal?.detail?.['outside'] as Outside | undefined;
+    this.decisions.record({
+      at: this.now().toISOString(),
+      decision: refusal ? 'deny' : 'permit',
+      stage,
+      consent: id,
+      patient: request.patientHash,
+      recipient: request.recipient,
+      purpose: request.purpose,
+      ...(request.exchange ? { exchange: request.exchange } : {}),
+      ...(refusal ? { code: refusal.code } : {}),
+      ...(outside ? { outside } : {}),
+    });
   }
 
   private checkLoaded(consents: Map<string, Consent>, id: string, request: ReleaseRequest): Consent {
@@ -162,6 +202,8 @@ export class ConsentService {
           grantees: string[];
           purposes: Consent['purposes'];
           scope: string[];
+          categories?: string[];
+          labels?: string[];
           validFrom: string;
           validUntil?: string;
         };
@@ -171,6 +213,8 @@ export class ConsentService {
           grantees: b.grantees,
           purposes: b.purposes,
           scope: b.scope,
+          ...(b.categories ? { categories: b.categories } : {}),
+          ...(b.labels ? { labels: b.labels } : {}),
           validFrom: b.validFrom,
           validUntil: b.validUntil ?? '9999-12-31T23:59:59.999Z',
           grantedAt: entry.ts,

@@ -7,6 +7,8 @@ import { parsePatientId, patientHash, type PatientName } from '../consent/patien
 import { RecipientRevokedError } from '../engine/peers.ts';
 import { AgentError } from '../errors.ts';
 import { DEFAULT_MAX_FHIR_BYTES, validateFhirBundle } from '../fhir/bundle.ts';
+import { bundleKinds } from '../fhir/labels.ts';
+import { scopeRefusalAsOutcome } from '../consent/outcome.ts';
 import { requestFingerprint, type ExchangeRecord, type ExchangeStore } from '../store/exchanges.ts';
 import type { Outbox, StoredBody } from '../store/outbox.ts';
 import type { LiveSend, ReleaseGate } from '../engine/index.ts';
@@ -127,9 +129,8 @@ export class ExchangeService {
     try {
       let scope = scopeOf(contentType);
       if (isFhir) {
-        const summary = validateFhirBundle(stored.content ?? (await this.o.outbox.readAll(id, stored.bytes)), { patient: this.patientOf(req) });
-        scope = scopeOf(contentType, summary.resourceTypes);
-        await this.o.gate.admit({ consentId: req.consentId, patientHash: hash, to: req.to, purpose, scope, at });
+        scope = this.fhirScope(stored.content ?? (await this.o.outbox.readAll(id, stored.bytes)), req);
+        await this.admitFhir({ consentId: req.consentId, patientHash: hash, to: req.to, purpose, scope, at });
       }
       const result = await this.o.store.create(
         {
@@ -159,6 +160,22 @@ export class ExchangeService {
     }
   }
 
+  /** Validates a FHIR Bundle and returns the scope it needs: its kinds of resource and sensitive labels (fhir/labels.ts). */
+  private fhirScope(bytes: Buffer, req: SubmitRequest): string[] {
+    validateFhirBundle(bytes, { patient: this.patientOf(req) });
+    // Valid JSON: validateFhirBundle parsed it.
+    return scopeOf('application/fhir+json', bundleKinds(JSON.parse(bytes.toString('utf8'))));
+  }
+
+  /** Admits a FHIR Bundle's scope; a refusal of its kinds of data is answered as an OperationOutcome naming each one. */
+  private async admitFhir(x: Parameters<Pick<ReleaseGate, 'admit'>['admit']>[0]): Promise<void> {
+    try {
+      await this.o.gate.admit(x);
+    } catch (err) {
+      throw scopeRefusalAsOutcome(err);
+    }
+  }
+
   /** The patient the request names, as a FHIR Bundle's content must name it. */
   private patientOf(req: SubmitRequest): PatientName {
     return parsePatientId(req.patientId, this.o.identifierSystem);
@@ -179,8 +196,8 @@ export class ExchangeService {
     const body = await readExactly(req.body, length);
     let scope = scopeOf(x.contentType);
     if (x.isFhir) {
-      scope = scopeOf(x.contentType, validateFhirBundle(body, { patient: this.patientOf(req) }).resourceTypes);
-      await this.o.gate.admit({ consentId: req.consentId, patientHash: x.hash, to: req.to, purpose: x.purpose, scope, at: x.at });
+      scope = this.fhirScope(body, req);
+      await this.admitFhir({ consentId: req.consentId, patientHash: x.hash, to: req.to, purpose: x.purpose, scope, at: x.at });
     }
     const result = await this.o.store.create(
       {

@@ -75,13 +75,13 @@ describe('consent rules', function () {
     expectRefusal(() => checkConsent(consent(), request({ purpose: 'HRESCH' })), 'ERR_CONSENT_SCOPE');
     expectRefusal(() => checkConsent(consent(), request({ scope: ['Binary'] })), 'ERR_CONSENT_SCOPE');
     const e = expectRefusal(() => checkConsent(consent(), request({ scope: ['Patient', 'MedicationStatement'] })), 'ERR_CONSENT_SCOPE');
-    expect(e.detail).to.deep.include({ outside: ['MedicationStatement'] });
+    expect(e.detail).to.deep.include({ outside: { types: ['MedicationStatement'], categories: [], labels: [] } });
   });
 
   it('derives the scope a payload needs from its content type', function () {
     expect(scopeOf('application/fhir+json; charset=utf-8', ['Observation', 'Patient'])).to.deep.equal(['Observation', 'Patient']);
-    expect(scopeOf('application/dicom')).to.deep.equal(['ImagingStudy']);
-    expect(scopeOf('application/pdf')).to.deep.equal(['Binary']);
+    expect(scopeOf('application/dicom')).to.deep.equal(['ImagingStudy#']);
+    expect(scopeOf('application/pdf')).to.deep.equal(['Binary#']);
   });
 });
 
