@@ -17,7 +17,7 @@ Talking to a running agent (--config FILE, or --api URL with HIE_AGENT_TOKEN set
   send --to ID --patient P --consent C [--purpose TREAT] [--type MEDIA_TYPE] [--idempotency-key K] FILE
                                       send FILE and wait for the receipt; exit 0 when delivered, 3 when failed
                                       (HIE_PATIENT_ID instead of --patient keeps the id out of the process list)
-  consent grant --patient P --to ID --until DATE [--purpose CODE]... [--scope TYPE]...
+  consent grant --patient P --to ID --until DATE [--purpose CODE]... [--scope TYPE]... [--category SYSTEM|CODE]... [--label CODE]...
   consent revoke ID [--reason patient-request|expired|superseded|entered-in-error|legal]
   consent list
   inbox [--unacked]                   list received items
@@ -248,6 +248,8 @@ async function runConsent(args: string[], io: CliIo): Promise<number> {
         from: { type: 'string' },
         purpose: { type: 'string', multiple: true },
         scope: { type: 'string', multiple: true },
+        category: { type: 'string', multiple: true },
+        label: { type: 'string', multiple: true },
       },
       'hie-agent consent grant --patient P --to ID --until DATE',
     );
@@ -259,6 +261,8 @@ async function runConsent(args: string[], io: CliIo): Promise<number> {
       ...(values['from'] ? { validFrom: values['from'] } : {}),
       ...(values['purpose'] ? { purposes: values['purpose'] } : {}),
       ...(values['scope'] ? { scope: values['scope'] } : {}),
+      ...(values['category'] ? { categories: values['category'] } : {}),
+      ...(values['label'] ? { labels: values['label'] } : {}),
     };
     if (body.grantees.length === 0) throw new UsageError('--to is required');
     const c = (await call(t, '/v1/consents', { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify(body) })) as {

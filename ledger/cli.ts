@@ -3,6 +3,7 @@ import { tmpdir } from 'node:os';
 import { basename, join } from 'node:path';
 import { parseArgs, type ParseArgsConfig } from 'node:util';
 import { parseCrl, writeFileAtomic } from '../certs/index.ts';
+import { FHIR_DATE_TIME_RULE, parseFhirDateTime, type DateBound } from '../common/datetime.ts';
 import { toAuditEvent } from './auditevent.ts';
 import { decodeEntry } from './entry.ts';
 import { LedgerError } from './errors.ts';
@@ -98,11 +99,12 @@ function readText(path: string, what: string): string {
   }
 }
 
-function date(values: Record<string, unknown>, name: string): Date | undefined {
+/** A date option, strictly (common/datetime.ts): a partial date stands for its first (`start`) or last (`end`) millisecond. */
+function date(values: Record<string, unknown>, name: string, bound: DateBound = 'start'): Date | undefined {
   const v = str(values, name);
   if (v === undefined) return undefined;
-  const d = new Date(v);
-  if (Number.isNaN(d.getTime())) throw usageError(`--${name} must be an ISO 8601 date/time, got ${JSON.stringify(v)}`);
+  const d = parseFhirDateTime(v, bound);
+  if (!d) throw usageError(`--${name} ${FHIR_DATE_TIME_RULE}, got ${JSON.stringify(v.slice(0, 64))}`);
   return d;
 }
 

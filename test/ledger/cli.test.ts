@@ -149,6 +149,21 @@ describe('hie-ledger CLI', function () {
     expect(await err(['verify', '--data', story, '--ca', ca, '--grace', 'soon'])).to.match(/--grace must be a whole number/);
   });
 
+  it('takes RFC 3339 / FHIR dateTime dates only for --at, --from and --to, naming the option', async () => {
+    const err = (argv: string[]) =>
+      run(argv).then(
+        () => 'no error',
+        (e: Error & { code: string }) => `${e.code} ${e.message}`,
+      );
+    // The junk of issue 21: `new Date()` read 'hello 2031' as 2031-01-01 and the others as dates too.
+    for (const junk of ['not-a-date-7731', 'hello 2031', '2031-02-30', '2031-06-01T10:00:00', 'Sun, 01 Jun 2031 10:00:00 GMT', '06/01/2031']) {
+      expect(await err(['verify', '--data', story, '--ca', ca, '--at', junk]), junk).to.match(/ERR_LEDGER_INVALID_ARGUMENT --at must be an RFC 3339/);
+      expect(await err(['report', '--data', story, '--from', junk]), junk).to.match(/ERR_LEDGER_INVALID_ARGUMENT --from must be an RFC 3339/);
+      expect(await err(['report', '--data', story, '--to', junk]), junk).to.match(/ERR_LEDGER_INVALID_ARGUMENT --to must be an RFC 3339/);
+    }
+    expect((await run(['report', '--data', story, '--from', '2000', '--json'])).code).to.equal(0);
+  });
+
   it('runs through bin/hie-ledger.js: exit code 2 (nothing verified) and a single stderr line on error', async () => {
     const bin = join(process.cwd(), 'bin', 'hie-ledger.js');
     const r = await promisify(execFile)(process.execPath, [bin, 'verify', '--data', story]).then(
