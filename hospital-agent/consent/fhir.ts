@@ -180,7 +180,6 @@ export function grantFromFhirConsent(resource: unknown): ConsentGrant {
       throw invalid(`provision.securityLabel[${i}] is not a sensitivity label the agent knows (v3-Confidentiality R or V, or a v3-ActCode sensitivity code)`);
     return [label];
   });
-  if (categories.length > 64 || labels.length > 64 || classes.length > 64) throw invalid('provision: at most 64 classes, codes and security labels each');
   return {
     patientId,
     grantees,

@@ -74,7 +74,11 @@ describe('hospital agents end to end', function () {
     expect(((await after.json()) as { error: { code: string } }).error.code).to.equal('ERR_CONSENT_REVOKED');
     const outside = await grant('myongji', 'mgh', 'SYN-000003', ['Observation']);
     const scoped = await send('myongji', 'mgh', 'SYN-000003', outside, BUNDLE);
-    expect(((await scoped.json()) as { error: { code: string } }).error.code).to.equal('ERR_CONSENT_SCOPE');
+    // A FHIR Bundle's scope refusal is an OperationOutcome naming each type out of scope.
+    expect(scoped.status).to.equal(403);
+    const outcome = (await scoped.json()) as { issue: Array<{ details: { coding: Array<{ code: string }> }; expression: string[] }> };
+    expect(outcome.issue.map((i) => i.details.coding[0]?.code)).to.include('ERR_CONSENT_SCOPE');
+    expect(outcome.issue.map((i) => i.expression[0])).to.include('Bundle.entry.resource.ofType(Patient)');
     // Nothing left the hospital: no exchange was recorded (so nothing is queued to go later), and mgh has nothing.
     const recorded = ((await (await net.api('myongji', '/v1/exchanges')).json()) as { exchanges: Array<{ to: string }> }).exchanges;
     expect(recorded.filter((x) => x.to === 'mgh')).to.deep.equal([]);
