@@ -106,16 +106,27 @@ function labelsOf(resource: Json, into: Set<string>): void {
   }
 }
 
+/** How deep Bundles nested in Bundle entries are read. */
+export const MAX_NESTED_BUNDLES = 4;
+/** The label a Bundle nested deeper than {@link MAX_NESTED_BUNDLES} stands for: restricted, since its labels are unread. */
+export const UNREAD_LABEL = `${CONFIDENTIALITY_SYSTEM}|R`;
+
 /**
  * The kinds of data in a Bundle (a parsed, structurally valid FHIR Bundle):
  * each entry's resource type with its categorising codes, and every
  * sensitive label on the Bundle, an entry's resource or a resource it
- * contains.
+ * contains. A Bundle in an entry is read the same way (its own resources
+ * count); one nested deeper than {@link MAX_NESTED_BUNDLES} counts as
+ * restricted (confidentiality `R`), since what it holds is not read.
  */
 export function bundleKinds(bundle: unknown): BundleKinds {
   const labels = new Set<string>();
   const kinds = new Map<string, ResourceKind>();
-  if (!isObject(bundle)) return { resources: [], labels: [] };
+  if (isObject(bundle)) read(bundle, 0, labels, kinds);
+  return { resources: [...kinds.values()], labels: [...labels].sort() };
+}
+
+function read(bundle: Json, depth: number, labels: Set<string>, kinds: Map<string, ResourceKind>): void {
   labelsOf(bundle, labels);
   for (const e of list(bundle['entry'])) {
     if (!isObject(e) || !isObject(e['resource'])) continue;
@@ -127,6 +138,9 @@ export function bundleKinds(bundle: unknown): BundleKinds {
     const codes = [...new Set(CODE_ELEMENTS.flatMap((k) => codings(resource[k])))].sort();
     const key = `${type}#${codes.join('\t')}`;
     if (!kinds.has(key)) kinds.set(key, { type, codes });
+    if (type === 'Bundle') {
+      if (depth + 1 > MAX_NESTED_BUNDLES) labels.add(UNREAD_LABEL);
+      else read(resource, depth + 1, labels, kinds);
+    }
   }
-  return { resources: [...kinds.values()], labels: [...labels].sort() };
 }

@@ -73,6 +73,20 @@ describe('bundleKinds', function () {
   });
 });
 
+describe('bundleKinds in nested Bundles', function () {
+  it('reads the resources and labels of a Bundle inside an entry, and counts one nested too deep as restricted', function () {
+    const inner = fixture();
+    observation(inner)['meta'] = { security: [label(ACT_CODE_SYSTEM, 'HIV')] };
+    const outer = { resourceType: 'Bundle', type: 'collection', entry: [{ resource: inner as unknown as Record<string, unknown> }] };
+    const kinds = bundleKinds(outer);
+    expect(kinds.labels).to.deep.equal([HIV]);
+    expect(kinds.resources.map((k) => k.type)).to.include.members(['Bundle', 'Observation', 'Patient']);
+    let deep: Record<string, unknown> = { resourceType: 'Bundle', type: 'collection', entry: [] };
+    for (let i = 0; i < 6; i += 1) deep = { resourceType: 'Bundle', type: 'collection', entry: [{ resource: deep }] };
+    expect(bundleKinds(deep).labels).to.deep.equal([RESTRICTED]);
+  });
+});
+
 describe('consent scope by kind of data', function () {
   it("refuses a resource labelled PSY under a '*' consent, naming the label, with ERR_CONSENT_SENSITIVE", function () {
     const b = fixture();
