@@ -86,6 +86,15 @@ function target(values: Record<string, unknown>): ApiTarget {
   throw new UsageError('say which agent: --config FILE or --api URL');
 }
 
+/** The first issue of a FHIR OperationOutcome answer (FHIR refusals), as a code and message; undefined for anything else. */
+function outcomeError(body: unknown): { code?: string; message?: string } | undefined {
+  const o = body as { resourceType?: unknown; issue?: Array<{ details?: { coding?: Array<{ code?: string }>; text?: string } }> } | undefined;
+  if (o?.resourceType !== 'OperationOutcome' || !Array.isArray(o.issue) || o.issue.length === 0) return undefined;
+  const first = o.issue[0]?.details;
+  const more = o.issue.length > 1 ? ` (and ${o.issue.length - 1} more)` : '';
+  return { ...(first?.coding?.[0]?.code ? { code: first.coding[0].code } : {}), ...(first?.text ? { message: `${first.text}${more}` } : {}) };
+}
+
 async function call(t: ApiTarget, path: string, init: RequestInit & { duplex?: 'half' } = {}): Promise<unknown> {
   let res: Response;
   try {
@@ -99,7 +108,7 @@ async function call(t: ApiTarget, path: string, init: RequestInit & { duplex?: '
   const text = await res.text();
   const body = text ? (JSON.parse(text) as unknown) : undefined;
   if (!res.ok) {
-    const e = (body as { error?: { code?: string; message?: string } } | undefined)?.error;
+    const e = (body as { error?: { code?: string; message?: string } } | undefined)?.error ?? outcomeError(body);
     throw Object.assign(new Error(e?.message ?? `HTTP ${res.status}`), { code: e?.code ?? `HTTP_${res.status}` });
   }
   return body;

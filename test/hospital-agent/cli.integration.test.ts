@@ -1,5 +1,5 @@
 import { spawn } from 'node:child_process';
-import { writeFileSync } from 'node:fs';
+import { readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { expect } from 'chai';
@@ -70,6 +70,50 @@ describe('hie-agent CLI', function () {
     const settlement = await run(['settlement', '--api', api('myongji'), '--period', new Date().toISOString().slice(0, 7)]);
     expect(settlement.code, settlement.stderr).to.equal(0);
     expect(settlement.stdout).to.match(/relay-operator\s+EUR owes [1-9]\d* owed 0 \(2 charges\)/);
+  });
+
+  it('sends a PSY-labelled record only under a consent granted with --label PSY, and names the label when it refuses', async function () {
+    const bundle = JSON.parse(readFileSync(BUNDLE, 'utf8')) as { entry: Array<{ resource: Record<string, unknown> }> };
+    const obs = bundle.entry.find((e) => e.resource['resourceType'] === 'Observation')!.resource;
+    obs['meta'] = { security: [{ system: 'http://terminology.hl7.org/CodeSystem/v3-ActCode', code: 'PSY' }] };
+    const file = join(tmp.dir, 'psy.json');
+    writeFileSync(file, JSON.stringify(bundle));
+    const until = '2099-01-01T00:00:00Z';
+    const grant = async (...extra: string[]): Promise<string> => {
+      const r = await run(['consent', 'grant', '--api', api('myongji'), '--patient', 'SYN-000001', '--to', 'severance', '--until', until, '--json', ...extra]);
+      expect(r.code, r.stderr).to.equal(0);
+      return (JSON.parse(r.stdout) as { id: string }).id;
+    };
+    const all = await grant();
+    const refused = await run(['send', '--api', api('myongji'), '--to', 'severance', '--patient', 'SYN-000001', '--consent', all, '--quiet', file]);
+    expect(refused.code).to.not.equal(0);
+    expect(refused.stderr.trim().split('\n')).to.have.length(1);
+    expect(refused.stderr)
+      .to.contain('v3-ActCode|PSY')
+      .and.match(/ERR_CONSENT_SENSITIVE/);
+    const named = await grant('--label', 'PSY', '--category', 'http://loinc.org|85354-9', '--category', 'http://snomed.info/sct|38341003');
+    const shown = (await run(['consent', 'list', '--api', api('myongji'), '--json'])).stdout;
+    expect(shown).to.contain(named);
+    const partial = await run(['send', '--api', api('myongji'), '--to', 'severance', '--patient', 'SYN-000001', '--consent', named, '--quiet', file]);
+    // The fixture's MedicationStatement and AllergyIntolerance carry none of those two categories.
+    expect(partial.stderr)
+      .to.match(/ERR_CONSENT_SCOPE/)
+      .and.contain('MedicationStatement');
+    const sent = await run([
+      'send',
+      '--api',
+      api('myongji'),
+      '--to',
+      'severance',
+      '--patient',
+      'SYN-000001',
+      '--consent',
+      await grant('--label', 'PSY'),
+      '--quiet',
+      file,
+    ]);
+    expect(sent.code, sent.stderr).to.equal(0);
+    expect(sent.stdout).to.match(/delivered to severance/);
   });
 
   it('refuses a send under a revoked consent with the code, and gives one-line errors on bad input', async function () {
