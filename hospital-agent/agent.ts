@@ -211,7 +211,9 @@ function buildExchange(config: AgentConfig, env: NodeJS.ProcessEnv, base: Base, 
   const { ledger, state, inbox, directory, outbox, replay } = stores;
   const { relay, send, peers } = link;
   const local = (): LocalKeys => base.keys;
-  const decisions = new ConsentDecisions(state.db, undefined, (err) => log.warn({ err: { message: (err as Error).message } }, 'consent decision not logged'));
+  const decisions = new ConsentDecisions(state.db, config.limits.maxConsentDecisions, (err) =>
+    log.warn({ err: { message: (err as Error).message } }, 'consent decision not logged'),
+  );
   const consents = new ConsentService(ledger, config.id, base.secret, undefined, config.patients.identifierSystem, decisions);
   const engine = new ExchangeEngine({
     self: config.id,

@@ -7,8 +7,10 @@
 import type { ConsentDecision, DecisionLog } from '../consent/decisions.ts';
 import type { StateDb } from './state-db.ts';
 
-/** How many decisions the log keeps by default. */
+/** How many decisions the log keeps by default (`limits.maxConsentDecisions`). */
 export const DEFAULT_MAX_CONSENT_DECISIONS = 10_000;
+/** Largest `limits.maxConsentDecisions`. */
+export const MAX_CONSENT_DECISIONS = 10_000_000;
 
 /** See the module comment. */
 export class ConsentDecisions implements DecisionLog {
