@@ -145,4 +145,14 @@ describe('consent scope by kind of data, end to end', function () {
       expect(body.error.message).to.contain('since');
     }
   });
+
+  it('refuses a junk settlement period naming the field', async function () {
+    for (const period of ['not-a-date-7731', 'hello 2031', '2031-13', '2031-6', '2031']) {
+      const res = await net.api('myongji', `/v1/ledger/settlement?period=${encodeURIComponent(period)}`);
+      expect(res.status, period).to.equal(400);
+      const body = (await res.json()) as { error: { code: string; message: string } };
+      expect(body.error.code).to.equal('ERR_BAD_REQUEST');
+      expect(body.error.message).to.contain('period');
+    }
+  });
 });
