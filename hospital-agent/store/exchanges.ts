@@ -34,7 +34,7 @@ export interface ExchangeRecord {
   consentId: string;
   purpose: string;
   contentType: string;
-  /** Scope items the payload needs (FHIR resource types, ImagingStudy or Binary), re-checked at send time. */
+  /** Scope items the payload needs (kinds of resource and sensitive labels: consent/scope.ts), re-checked at send time. */
   scope?: string[];
   /** The accepted incoming records request this exchange answers: its requester (the recipient) pays the tariff's release fee. */
   requestId?: string;
