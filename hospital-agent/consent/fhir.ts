@@ -49,6 +49,14 @@ export interface ConsentGrant {
   validUntil: string;
 }
 
+/** Elements of Consent.provision that restrict what a consent covers in ways the agent does not check: refused on import. */
+const UNENFORCED_PROVISION_ELEMENTS = ['data', 'dataPeriod', 'action'] as const;
+const UNENFORCED_WHY: Record<(typeof UNENFORCED_PROVISION_ELEMENTS)[number], string> = {
+  data: 'specific resources (data)',
+  dataPeriod: 'when the data was authored (dataPeriod)',
+  action: 'action',
+};
+
 /** Confidentiality codes at or below normal: naming them permits nothing more than any consent does. */
 const NOT_SENSITIVE_CONFIDENTIALITY = ['U', 'L', 'M', 'N'];
 
@@ -123,7 +131,9 @@ function granteeOf(actor: {
  * Dates are FHIR `dateTime`s, strictly (fhir/datetime.ts). The scope:
  * `provision.class` as FHIR resource types (everything when absent),
  * `provision.code` as the data categories, `provision.securityLabel` as the
- * sensitive labels released. Nested provisions are refused. The patient is
+ * sensitive labels released. Nested provisions, and `provision.data`,
+ * `dataPeriod` and `action` (restrictions the agent does not check), are
+ * refused. The patient is
  * `patient.identifier` (`system|value`) or `patient.reference` `Patient/<id>`.
  * Each refusal names the element.
  */
@@ -141,6 +151,10 @@ export function grantFromFhirConsent(resource: unknown): ConsentGrant {
   if ((c.provision.type ?? 'permit') !== 'permit')
     throw invalid("provision.type must be 'permit' (the agent records permits; withdraw a consent by revoking it)");
   if (c.provision.provision && c.provision.provision.length > 0) throw invalid('provision.provision: nested provisions (exceptions) are not supported');
+  // Restrictions the agent cannot enforce: ignoring one would release more than the patient agreed to.
+  for (const k of UNENFORCED_PROVISION_ELEMENTS)
+    if (c.provision[k] !== undefined)
+      throw invalid(`provision.${k}: restricting by ${UNENFORCED_WHY[k]} is not supported (the agent would release more than it says)`);
   let patientId: string | undefined;
   if (c.patient.identifier?.value) {
     patientId = c.patient.identifier.system ? `${c.patient.identifier.system}|${c.patient.identifier.value}` : c.patient.identifier.value;

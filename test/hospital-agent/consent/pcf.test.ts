@@ -124,6 +124,30 @@ describe('IHE PCF Consent import and export', function () {
     expect(grant.validUntil).to.equal('2031-12-31T23:59:59.999Z');
   });
 
+  it("refuses PCF's deny, expired, intermediate and exception examples, naming the element it cannot honour", function () {
+    const actor = [{ reference: { reference: 'Organization/severance' } }];
+    const p = { ...PCF_BASIC_TREAT.provision, actor, period: { end: '2031' } };
+    // ex-consent-basic-reject: provision.type deny.
+    refused({ ...PCF_BASIC_TREAT, id: 'ex-consent-basic-reject', provision: { ...p, type: 'deny' } }, /provision\.type/);
+    // ex-consent-expired-treat: period.end 2022-12-31 (and no actor).
+    refused(
+      { ...PCF_BASIC_TREAT, id: 'ex-consent-expired-treat', provision: { ...PCF_BASIC_TREAT.provision, period: { end: '2022-12-31' } } },
+      /provision\.actor/,
+    );
+    // ex-consent-intermediate-timeframe: data authored in 2022 only.
+    refused({ ...PCF_BASIC_TREAT, provision: { ...p, dataPeriod: { start: '2022-01', end: '2022-12' } } }, /provision\.dataPeriod/);
+    // ex-consent-intermediate-authoredby: data authored by one practitioner only.
+    refused(
+      { ...PCF_BASIC_TREAT, provision: { ...p, data: [{ meaning: 'authoredby', reference: { reference: 'Practitioner/ex-practitioner' } }] } },
+      /provision\.data/,
+    );
+    // ex-consent-intermediate-not-timeframe: an exception (nested deny provision).
+    refused(
+      { ...PCF_BASIC_TREAT, provision: { ...p, provision: [{ type: 'deny', dataPeriod: { start: '2022-01', end: '2022-12' } }] } },
+      /provision\.provision/,
+    );
+  });
+
   it('refuses a bad import, naming the element', function () {
     const good = consentToFhir(consent(), 'myongji') as Record<string, Loose>;
     const p = good['provision'];
