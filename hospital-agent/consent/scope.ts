@@ -87,6 +87,31 @@ export function outsideScope(terms: ScopeTerms, needs: readonly string[]): Outsi
   return { types: [...types], categories: [...categories], labels: [...labels] };
 }
 
+/**
+ * The needs `terms` covers, kept in the least space that still re-checks
+ * alike under those terms (consent terms never change; a consent is only
+ * revoked): each resource keeps only the codes `terms` names (none when it
+ * names no categories), so kinds that differ only in other codes become one.
+ * A release of a large Bundle of many distinct codes is stored with a
+ * handful of items, not one per code.
+ */
+export function narrowNeeds(needs: readonly string[], terms: ScopeTerms): string[] {
+  const out = new Set<string>();
+  for (const need of needs) {
+    const hash = need.indexOf('#');
+    if (need.startsWith('!') || hash < 0) {
+      out.add(need);
+      continue;
+    }
+    const codes = need
+      .slice(hash + 1)
+      .split('\t')
+      .filter((c) => c !== '' && terms.categories?.includes(c));
+    out.add(resourceNeed(need.slice(0, hash), codes));
+  }
+  return [...out];
+}
+
 /** True when nothing is outside. */
 export function covered(o: Outside): boolean {
   return o.types.length === 0 && o.categories.length === 0 && o.labels.length === 0;

@@ -11,7 +11,7 @@
  * as the check, so no release is ever logged after the revocation that
  * should have stopped it.
  */
-import type { Purpose, ReleaseRequest } from '../consent/model.ts';
+import type { Consent, Purpose, ReleaseRequest } from '../consent/model.ts';
 import { scopeOf } from '../consent/model.ts';
 import { AgentError } from '../errors.ts';
 import type { ExchangeRecord } from '../store/exchanges.ts';
@@ -31,9 +31,12 @@ export class ReleaseGate {
 
   constructor(private readonly ctx: EngineContext) {}
 
-  /** Refuses a submission its consent does not cover (throws the ERR_CONSENT_* AgentError); `scope` undefined checks all but the scope. */
-  async admit(x: Admission): Promise<void> {
-    await this.ctx.ports.consents.check(x.consentId, { patientHash: x.patientHash, recipient: x.to, purpose: x.purpose, scope: x.scope, at: x.at });
+  /**
+   * Refuses a submission its consent does not cover (throws the ERR_CONSENT_* AgentError); `scope` undefined checks all but the scope.
+   * Returns the consent that covers it.
+   */
+  async admit(x: Admission): Promise<Consent> {
+    return this.ctx.ports.consents.check(x.consentId, { patientHash: x.patientHash, recipient: x.to, purpose: x.purpose, scope: x.scope, at: x.at });
   }
 
   /** Marks an exchange resumed after a restart whose `exchange.sent` may be in the ledger without the store knowing. */

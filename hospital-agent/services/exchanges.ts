@@ -9,6 +9,7 @@ import { AgentError } from '../errors.ts';
 import { DEFAULT_MAX_FHIR_BYTES, validateFhirBundle } from '../fhir/bundle.ts';
 import { bundleKinds } from '../fhir/labels.ts';
 import { scopeRefusalAsOutcome } from '../consent/outcome.ts';
+import { narrowNeeds } from '../consent/scope.ts';
 import { requestFingerprint, type ExchangeRecord, type ExchangeStore } from '../store/exchanges.ts';
 import type { Outbox, StoredBody } from '../store/outbox.ts';
 import type { LiveSend, ReleaseGate } from '../engine/index.ts';
@@ -130,7 +131,7 @@ export class ExchangeService {
       let scope = scopeOf(contentType);
       if (isFhir) {
         scope = this.fhirScope(stored.content ?? (await this.o.outbox.readAll(id, stored.bytes)), req);
-        await this.admitFhir({ consentId: req.consentId, patientHash: hash, to: req.to, purpose, scope, at });
+        scope = await this.admitFhir({ consentId: req.consentId, patientHash: hash, to: req.to, purpose, scope, at });
       }
       const result = await this.o.store.create(
         {
@@ -167,10 +168,14 @@ export class ExchangeService {
     return scopeOf('application/fhir+json', bundleKinds(JSON.parse(bytes.toString('utf8'))));
   }
 
-  /** Admits a FHIR Bundle's scope; a refusal of its kinds of data is answered as an OperationOutcome naming each one. */
-  private async admitFhir(x: Parameters<Pick<ReleaseGate, 'admit'>['admit']>[0]): Promise<void> {
+  /**
+   * Admits a FHIR Bundle's scope and returns it narrowed to what its consent
+   * names ({@link narrowNeeds}), as the record keeps it; a refusal of its
+   * kinds of data is answered as an OperationOutcome naming each one.
+   */
+  private async admitFhir(x: Parameters<Pick<ReleaseGate, 'admit'>['admit']>[0] & { scope: string[] }): Promise<string[]> {
     try {
-      await this.o.gate.admit(x);
+      return narrowNeeds(x.scope, await this.o.gate.admit(x));
     } catch (err) {
       throw scopeRefusalAsOutcome(err);
     }
@@ -197,7 +202,7 @@ export class ExchangeService {
     let scope = scopeOf(x.contentType);
     if (x.isFhir) {
       scope = this.fhirScope(body, req);
-      await this.admitFhir({ consentId: req.consentId, patientHash: x.hash, to: req.to, purpose: x.purpose, scope, at: x.at });
+      scope = await this.admitFhir({ consentId: req.consentId, patientHash: x.hash, to: req.to, purpose: x.purpose, scope, at: x.at });
     }
     const result = await this.o.store.create(
       {

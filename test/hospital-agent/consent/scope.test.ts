@@ -4,6 +4,7 @@ import { AgentError, type AgentErrorCode } from '../../../hospital-agent/errors.
 import { checkConsent, consentSchema, patientHash, scopeOf, type Consent, type ReleaseRequest } from '../../../hospital-agent/consent/index.ts';
 import { bundleKinds, ACT_CODE_SYSTEM, CONFIDENTIALITY_SYSTEM } from '../../../hospital-agent/fhir/labels.ts';
 import { scopeRefusalAsOutcome } from '../../../hospital-agent/consent/outcome.ts';
+import { narrowNeeds, outsideScope } from '../../../hospital-agent/consent/scope.ts';
 import { FIXTURE_BUNDLE } from '../../support/fhir.ts';
 
 const secret = randomBytes(32);
@@ -153,5 +154,26 @@ describe('consent scope by kind of data', function () {
     expect((err as AgentError).issues).to.deep.equal([
       { code: 'ERR_CONSENT_SENSITIVE', expression: 'Bundle.entry.resource.meta.security', message: `sensitive label ${PSY} is not named by the consent` },
     ]);
+  });
+
+  it('narrows what a release keeps to what its consent names, and re-checks alike', function () {
+    const b = fixture();
+    b.entry = b.entry.filter((e) => e.resource['resourceType'] === 'Patient');
+    for (let i = 0; i < 500; i += 1)
+      b.entry.push({
+        resource: {
+          resourceType: 'Observation',
+          category: [{ coding: [{ system: 'http://terminology.hl7.org/CodeSystem/observation-category', code: 'laboratory' }] }],
+          code: { coding: [{ system: 'http://loinc.org', code: `${1000 + i}-0` }] },
+          meta: i === 7 ? { security: [label(ACT_CODE_SYSTEM, 'PSY')] } : undefined,
+        },
+      });
+    const needs = release(b).scope as string[];
+    expect(needs.length).to.be.greaterThan(500);
+    for (const terms of [consent({ categories: [LAB], labels: [PSY] }), consent({ labels: [PSY] }), consent({ scope: ['Patient'] })]) {
+      const kept = narrowNeeds(needs, terms);
+      expect(kept.length, JSON.stringify(terms.categories)).to.be.at.most(3);
+      expect(outsideScope(terms, kept)).to.deep.equal(outsideScope(terms, needs));
+    }
   });
 });
