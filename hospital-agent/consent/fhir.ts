@@ -156,6 +156,10 @@ export function grantFromFhirConsent(resource: unknown): ConsentGrant {
     if (c.provision[k] !== undefined)
       throw invalid(`provision.${k}: restricting by ${UNENFORCED_WHY[k]} is not supported (the agent would release more than it says)`);
   let patientId: string | undefined;
+  if (c.patient.identifier?.system?.startsWith(PATIENT_HMAC_SYSTEM)) {
+    // An export names the patient by a keyed hash; hashing it again would make a consent for nobody.
+    throw invalid("patient.identifier is a keyed hash (urn:hie:patient-hmac) of an exported consent: name the patient by the hospital's identifier");
+  }
   if (c.patient.identifier?.value) {
     patientId = c.patient.identifier.system ? `${c.patient.identifier.system}|${c.patient.identifier.value}` : c.patient.identifier.value;
   } else if (c.patient.reference?.startsWith('Patient/')) {

@@ -155,4 +155,31 @@ describe('consent scope by kind of data, end to end', function () {
       expect(body.error.message).to.contain('period');
     }
   });
+
+  it('imports its own PCF export, and answers a bad FHIR Consent with an OperationOutcome naming the element', async function () {
+    const granted = await grant({ labels: ['PSY'], categories: [VITALS] });
+    const exported = await net.api('myongji', `/v1/consents/${granted.json['id']}?format=fhir`);
+    expect(exported.headers.get('content-type')).to.match(/application\/fhir\+json/);
+    const resource = (await exported.json()) as Record<string, Loose>;
+    expect(resource['meta']).to.equal(undefined); // limited by category: no PCF profile claimed
+    const post = (body: unknown) =>
+      net.api('myongji', '/v1/consents', {
+        method: 'POST',
+        headers: { 'content-type': 'application/fhir+json', accept: 'application/fhir+json' },
+        body: JSON.stringify(body),
+      });
+    // Exported with the patient as a keyed hash: imported under the patient's own identifier.
+    const hashed = await post(resource);
+    expect(hashed.status).to.equal(400);
+    expect(JSON.stringify(await hashed.json())).to.contain('patient.identifier');
+    const imported = await post({ ...resource, patient: { identifier: { value: 'MRN-0001' } } });
+    expect(imported.status).to.equal(201);
+    expect(await imported.json()).to.deep.include({ labels: [PSY], categories: [VITALS], scope: ['*'] });
+    const bad = await post({ ...resource, patient: { identifier: { value: 'MRN-0001' } }, provision: { ...resource['provision'], actor: [] } });
+    expect(bad.status).to.equal(400);
+    const outcome = (await bad.json()) as { resourceType: string; issue: Array<{ details: { coding: Array<{ code: string }>; text: string } }> };
+    expect(outcome.resourceType).to.equal('OperationOutcome');
+    expect(outcome.issue[0]!.details.coding[0]!.code).to.equal('ERR_INVALID_FHIR');
+    expect(outcome.issue[0]!.details.text).to.contain('provision.actor');
+  });
 });

@@ -159,10 +159,10 @@ describe('FHIR Consent', function () {
     const out = consentToFhir(c, 'myongji');
     expect(JSON.stringify(out)).not.to.contain('MRN-0001');
     expect(out['resourceType']).to.equal('Consent');
-    const back = grantFromFhirConsent(out);
+    const back = grantFromFhirConsent({ ...out, patient: { identifier: { value: 'MRN-0001' } } });
     expect(back.grantees).to.deep.equal(['severance']);
     expect(back.scope).to.deep.equal(['Patient', 'Condition', 'Observation', 'ImagingStudy']);
-    expect(back.patientId).to.equal(`urn:hie:patient-hmac|${c.patientHash}`);
+    expect(back.patientId).to.equal('MRN-0001');
     expect(back.purposes).to.deep.equal(['TREAT']);
   });
 });

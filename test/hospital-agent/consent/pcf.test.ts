@@ -99,9 +99,12 @@ describe('IHE PCF Consent import and export', function () {
 
   it('round-trips export to import: types, categories, labels, purposes, period, recipients', function () {
     const c = consent({ grantees: ['severance', 'mgh'], purposes: ['TREAT', 'COC'], scope: ['Patient', 'Observation'], categories: [LAB], labels: [PSY] });
-    const back = grantFromFhirConsent(consentToFhir(c, 'myongji'));
+    const exported = consentToFhir(c, 'myongji');
+    // The export names the patient by keyed hash only: importing it as it is would be a consent for nobody.
+    refused(exported, /patient\.identifier/);
+    const back = grantFromFhirConsent({ ...exported, patient: { identifier: { system: 'urn:oid:2.25.0.1', value: 'MRN-0001' } } });
     expect(back).to.deep.equal({
-      patientId: `urn:hie:patient-hmac|${c.patientHash}`,
+      patientId: 'urn:oid:2.25.0.1|MRN-0001',
       grantees: ['severance', 'mgh'],
       purposes: ['TREAT', 'COC'],
       scope: ['Patient', 'Observation'],
@@ -149,7 +152,8 @@ describe('IHE PCF Consent import and export', function () {
   });
 
   it('refuses a bad import, naming the element', function () {
-    const good = consentToFhir(consent(), 'myongji') as Record<string, Loose>;
+    const good = { ...consentToFhir(consent(), 'myongji'), patient: { identifier: { value: 'MRN-0001' } } } as Record<string, Loose>;
+    expect(grantFromFhirConsent(good).patientId).to.equal('MRN-0001');
     const p = good['provision'];
     refused({ ...good, status: 'draft' }, /status/);
     refused({ ...good, scope: { coding: [{ system: 'http://terminology.hl7.org/CodeSystem/consentscope', code: 'treatment' }] } }, /scope/);
