@@ -6,6 +6,7 @@ import { MIN_TOKEN_LENGTH, type ApiToken } from './api/auth.ts';
 import { MIN_PATIENT_SECRET_BYTES } from './consent/patient.ts';
 import { MAX_BATCH_ITEMS } from './crypto/format.ts';
 import { DEFAULT_MAX_BATCH } from './engine/index.ts';
+import { DEFAULT_RECOVERY_MIN_PEERS, DEFAULT_RECOVERY_TIMEOUT_MS } from '../ledger/index.ts';
 
 /** Default local API address: loopback only, so only the EHR host can reach it. */
 export const DEFAULT_API_HOST = '127.0.0.1';
@@ -102,6 +103,15 @@ export const agentConfigSchema = z.strictObject({
       inlineBodyBytes: int(0, MAX_INLINE_BODY_BYTES).default(DEFAULT_INLINE_BODY_BYTES),
       /** Most small exchanges to one recipient sealed into one batch envelope (1: each in its own). */
       maxBatchExchanges: int(1, MAX_BATCH_ITEMS).default(DEFAULT_MAX_BATCH),
+    })
+    .prefault({}),
+  /** Getting the agent's own ledger feed back from its peers at start-up (docs/recovery.md). */
+  recovery: z
+    .strictObject({
+      /** How long one round waits for the peers' answers, in ms. */
+      timeoutMs: int(1000, 3_600_000).default(DEFAULT_RECOVERY_TIMEOUT_MS),
+      /** Peers that must answer before appends go on while others stay silent; 0: carry on after the timeout anyway. */
+      minPeers: int(0, 1000).default(DEFAULT_RECOVERY_MIN_PEERS),
     })
     .prefault({}),
   log: z.strictObject({ level: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info') }).prefault({}),

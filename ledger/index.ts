@@ -86,6 +86,15 @@ export {
   type ReplicatorStatus,
   type DroppedPeer,
 } from './replication.ts';
+export {
+  FeedRecovery,
+  DEFAULT_RECOVERY_TIMEOUT_MS,
+  DEFAULT_RECOVERY_MIN_PEERS,
+  type RecoveryOptions,
+  type RecoveryOutcome,
+  type RecoveryState,
+  type RefusedPeer,
+} from './recovery.ts';
 export { buildReport, renderReport, type LedgerReport, type HospitalReport } from './report.ts';
 export { toAuditEvent, LEDGER_TYPE_SYSTEM, type AuditEvent } from './auditevent.ts';
 export {
