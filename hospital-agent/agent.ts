@@ -51,6 +51,8 @@ export interface RunningAgent {
    * (docs/recovery.md); at once when there was nothing to recover.
    */
   recovered: Promise<RecoveryOutcome | undefined>;
+  /** Where that recovery stands (peers answered, refused, silent); undefined when there was none. */
+  recoveryStatus(): RecoveryOutcome | undefined;
   /** Re-reads the CRL file now (what SIGHUP does; the file is also polled); true when a new CRL took effect. */
   reloadCrl(): boolean;
   /** Stops the API, the engine, replication and the relay link, then closes the stores. */
@@ -458,6 +460,7 @@ export async function startAgent(config: AgentConfig, options: StartAgentOptions
     replicator: link.replicator,
     metrics,
     recovered,
+    recoveryStatus: () => recovery?.status(),
     reloadCrl: () => base.watcher?.reload() ?? false,
     close,
   };

@@ -38,6 +38,27 @@ export async function dropTail(path: string, feed: string, keep: number, options
 }
 
 /**
+ * Changes one hex digit of stored entry `feed:seq` in a closed database (as a
+ * peer serving a forged entry would): the bytes stay a well-formed entry,
+ * with another hash.
+ */
+export async function alterEntry(path: string, feed: string, seq: number): Promise<void> {
+  const store = await Store.open(path, { createIfMissing: false });
+  try {
+    const bytes = await store.entries.get(feedKey(feed, seq));
+    if (!bytes) throw new Error(`no entry ${feed}:${seq}`);
+    const text = bytes.toString('utf8');
+    const m = /[0-9a-f]{64}/.exec(text.slice(text.indexOf('"body"')));
+    if (!m) throw new Error(`entry ${feed}:${seq} has no hash in its body`);
+    const at = text.indexOf('"body"') + m.index;
+    const altered = text.slice(0, at) + (text[at] === '0' ? '1' : '0') + text.slice(at + 1);
+    await store.batch([{ type: 'put', sublevel: store.entries, key: feedKey(feed, seq), value: Buffer.from(altered, 'utf8') }]);
+  } finally {
+    await store.close();
+  }
+}
+
+/**
  * Cuts the newest LevelDB write-ahead log of the database at `dir` to
  * `fraction` of its size, as a disk that lost its last writes would leave it
  * (LevelDB drops the torn record and every later one when it next opens).
