@@ -67,6 +67,8 @@ export interface StartAgentOptions {
 
 /** Seconds a write refused while the agent recovers its feed tells the client to wait (Retry-After). */
 export const RECOVERY_RETRY_AFTER_S = 5;
+/** How long a write waits for a recovery under way before it is answered 503 ERR_RECOVERING, in ms. */
+export const RECOVERY_HOLD_MS = 10_000;
 
 /** How often the replay list forgets exchange ids past the replay window. */
 export const REPLAY_PRUNE_MS = 3600_000;
@@ -333,7 +335,16 @@ function watchRelay(link: Link, engine: ExchangeEngine, metrics: AgentMetrics, l
 }
 
 /** The local API (`/v1`, `/healthz`, `/metrics`, the OpenAPI document), listening. */
-async function serveApi(config: AgentConfig, base: Base, stores: Stores, link: Link, x: Exchange, metrics: AgentMetrics, log: Logger): Promise<Server> {
+async function serveApi(
+  config: AgentConfig,
+  base: Base,
+  stores: Stores,
+  link: Link,
+  x: Exchange,
+  metrics: AgentMetrics,
+  log: Logger,
+  recovered: () => Promise<unknown>,
+): Promise<Server> {
   const { ledger, state, inbox } = stores;
   const { relay, replicator } = link;
   const v1 = express.Router();
@@ -372,14 +383,9 @@ async function serveApi(config: AgentConfig, base: Base, stores: Stores, link: L
     openapi: buildOpenApi(config.id),
     fast: [submitRoute(x.exchanges, x.requests), health],
     auth: { onFailure: (outcome) => metrics.authFailures.inc({ outcome }) },
-    // Writes wait while the agent gets its own feed back from its peers: nothing may be appended before.
-    hold: () =>
-      ledger.isRecovering
-        ? {
-            error: new AgentError('ERR_RECOVERING', 'the agent is getting its ledger feed back from its peers; retry shortly'),
-            retryAfterSeconds: RECOVERY_RETRY_AFTER_S,
-          }
-        : undefined,
+    // Writes wait while the agent gets its own feed back from its peers (nothing may be appended before): a short
+    // recovery is a short wait, a long one a 503 the client retries.
+    hold: () => (ledger.isRecovering ? holdWrite(ledger, recovered()) : undefined),
   });
   const server: Server = createServer(handler).listen(config.api.port, config.api.host);
   await once(server, 'listening');
@@ -401,7 +407,8 @@ export async function startAgent(config: AgentConfig, options: StartAgentOptions
   const link = await linkRelay(config, base, stores.ledger, log);
   const x = buildExchange(config, env, base, stores, link, metrics, log);
   watchRelay(link, x.engine, metrics, log);
-  const server = await serveApi(config, base, stores, link, x, metrics, log);
+  let recoveryDone: Promise<unknown> = Promise.resolve();
+  const server = await serveApi(config, base, stores, link, x, metrics, log, () => recoveryDone);
   const apiPort = (server.address() as AddressInfo).port;
 
   link.replicator.start();
@@ -425,6 +432,7 @@ export async function startAgent(config: AgentConfig, options: StartAgentOptions
       if (outcome.state === 'complete' || outcome.state === 'carried-on') await resume();
       return outcome;
     });
+    recoveryDone = recovered;
   } else {
     await resume();
     recovered = Promise.resolve(undefined);
@@ -463,6 +471,18 @@ export async function startAgent(config: AgentConfig, options: StartAgentOptions
     recoveryStatus: () => recovery?.status(),
     reloadCrl: () => base.watcher?.reload() ?? false,
     close,
+  };
+}
+
+/** Waits up to RECOVERY_HOLD_MS for the recovery; still recovering, the write gets 503 ERR_RECOVERING. */
+async function holdWrite(ledger: Ledger, recovered: Promise<unknown>): Promise<{ error: AgentError; retryAfterSeconds: number } | undefined> {
+  let timer: NodeJS.Timeout | undefined;
+  await Promise.race([recovered, new Promise((resolve) => (timer = setTimeout(resolve, RECOVERY_HOLD_MS)))]);
+  clearTimeout(timer);
+  if (!ledger.isRecovering) return undefined;
+  return {
+    error: new AgentError('ERR_RECOVERING', 'the agent is getting its ledger feed back from its peers; retry shortly'),
+    retryAfterSeconds: RECOVERY_RETRY_AFTER_S,
   };
 }
 

@@ -31,8 +31,11 @@ export interface ApiAppOptions {
   open?: Router;
   /** The limiter's settings (see {@link Authenticator}); defaults otherwise. */
   auth?: AuthOptions;
-  /** When it returns an error, authenticated writes (any method but GET and HEAD) under /v1 get it, with a Retry-After. */
-  hold?: () => { error: AgentError; retryAfterSeconds: number } | undefined;
+  /**
+   * Asked before every authenticated write (any method but GET and HEAD) under /v1; it may wait (bounded), and when
+   * it resolves to an error the write gets that error, with a Retry-After.
+   */
+  hold?: () => Promise<{ error: AgentError; retryAfterSeconds: number } | undefined> | undefined;
 }
 
 /** The JSON body of every error answer. */
@@ -235,8 +238,8 @@ export function createApiHandler(options: ApiAppOptions & { fast?: readonly Fast
   app.get('/openapi.json', (_req, res) => {
     res.json(options.openapi);
   });
-  const holdWrites = (req: Request, res: Response, next: NextFunction): void => {
-    const held = req.method === 'GET' || req.method === 'HEAD' ? undefined : options.hold?.();
+  const holdWrites = async (req: Request, res: Response, next: NextFunction): Promise<void> => {
+    const held = req.method === 'GET' || req.method === 'HEAD' ? undefined : await options.hold?.();
     if (held) res.setHeader('Retry-After', String(held.retryAfterSeconds));
     next(held?.error);
   };
@@ -302,7 +305,7 @@ export function createApiHandler(options: ApiAppOptions & { fast?: readonly Fast
           throw outcome.error;
         }
         principal = outcome.principal;
-        const held = req.method === 'GET' || req.method === 'HEAD' ? undefined : options.hold?.();
+        const held = req.method === 'GET' || req.method === 'HEAD' ? undefined : await options.hold?.();
         if (held) {
           head.push('Retry-After', String(held.retryAfterSeconds));
           throw held.error;
