@@ -501,17 +501,26 @@ function startRecovery(config: AgentConfig, ledger: Ledger, link: Link, log: Log
     log.error({ peer: r.peer, code: r.code, reason: r.reason }, 'ledger recovery: a peer served our own feed in a form that does not verify; refused'),
   );
   recovery.on('no-head', (r: { peer: string; from: number }) => log.warn(r, 'ledger recovery: a peer holds our feed but no signed head it can serve'));
-  recovery.on('timeout', (t: { round: number; answered: string[]; silent: string[]; head: number; target: number }) =>
+  recovery.on('timeout', (t: { round: number; answered: string[]; silent: string[]; head: number; target: number; carryingOn: boolean }) =>
     log.error(
       { ...t, minPeers: config.recovery.minPeers, timeoutMs: config.recovery.timeoutMs },
-      config.recovery.minPeers === 0
+      t.carryingOn
         ? 'ledger recovery: peers silent past the timeout; carrying on (recovery.minPeers is 0)'
-        : 'ledger recovery: not enough peers answered in time; appends stay held, asking again',
+        : 'ledger recovery: not enough peers answered in time (or our own checkpoint is beyond what they hold); appends stay held, asking again',
     ),
   );
   recovery.on('error', (err: Error) => log.error({ err: { message: err.message } }, 'ledger recovery: unexpected error'));
   recovery.on('done', (o: RecoveryOutcome) => {
-    const line = { state: o.state, from: o.from, head: o.head, restored: o.restored, rounds: o.rounds, answered: o.answered, silent: o.silent, refused: o.refused.map((r) => r.peer) };
+    const line = {
+      state: o.state,
+      from: o.from,
+      head: o.head,
+      restored: o.restored,
+      rounds: o.rounds,
+      answered: o.answered,
+      silent: o.silent,
+      refused: o.refused.map((r) => r.peer),
+    };
     if (o.state === 'complete' || o.state === 'carried-on') log.info(line, 'ledger recovery: done; appends go on');
     else if (o.state === 'failed') log.error({ ...line, reason: o.reason }, 'ledger recovery failed: appends stay held (docs/recovery.md)');
   });

@@ -29,7 +29,8 @@ export const AGENT_ERRORS = {
   ERR_INTERNAL: { status: 500, description: 'An unexpected error; details are in the agent log under the request id.' },
   ERR_RECOVERING: {
     status: 503,
-    description: 'The agent is getting its own ledger feed back from its peers after a restart (docs/recovery.md); writes wait: retry after Retry-After seconds.',
+    description:
+      'The agent is getting its own ledger feed back from its peers after a restart (docs/recovery.md); writes wait: retry after Retry-After seconds.',
   },
 } as const satisfies Record<string, { status: number; description: string }>;
 

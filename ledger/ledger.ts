@@ -505,8 +505,7 @@ export class Ledger {
     this.assertOpen();
     if (this.stopped.has(feed)) throw new LedgerError('ERR_LEDGER_FEED_STOPPED', `feed '${feed}' is stopped after equivocation`);
     // Our own feed comes from a peer only while recovering it (our key signed it; recovery.ts).
-    if (feed === this.author?.feed && !this.recovering)
-      throw new LedgerError('ERR_LEDGER_SEQ', `feed '${feed}' is our own; it is never taken from a peer`);
+    if (feed === this.author?.feed && !this.recovering) throw new LedgerError('ERR_LEDGER_SEQ', `feed '${feed}' is our own; it is never taken from a peer`);
     const local = this.heads.get(feed);
     const history = cloneHistory(this.keys.get(feed));
     const entries = range.map((b) => decodeEntry(b));

@@ -71,7 +71,10 @@ export interface RecoveryOutcome {
   reason?: string;
 }
 
-/** Events: `restored` ({peer, from, count}), `refused` (RefusedPeer), `timeout` ({round, answered, silent, head, target}), `done` (RecoveryOutcome). */
+/**
+ * Events: `restored` ({peer, from, count}), `refused` (RefusedPeer), `no-head` ({peer, from}), `timeout` ({round, answered,
+ * silent, head, target, carryingOn}: a round ended without enough answers, or short of `target`), `done` (RecoveryOutcome).
+ */
 export class FeedRecovery extends EventEmitter {
   private readonly peers: Set<string>;
   private readonly asks = new Map<string, number>();
@@ -283,12 +286,19 @@ export class FeedRecovery extends EventEmitter {
   private async onDeadline(): Promise<void> {
     if (this.state !== 'recovering') return;
     const enough = this.done.size >= Math.min(this.o.minPeers, this.peers.size);
-    if (this.asks.size > 0 || !enough || !(await this.targetMet())) {
-      this.emit('timeout', { round: this.rounds, answered: [...this.done].sort(), silent: this.outcome().silent, head: this.head(), target: this.target() });
-    }
     const target = await this.targetMet();
-    if (target && this.o.minPeers === 0) return this.end('carried-on');
-    if (target && this.done.size > 0 && enough) return this.end('complete');
+    // Enough peers said they hold nothing more: the silent ones are named in the outcome.
+    if (target && enough && this.done.size > 0) return this.end('complete');
+    const carryingOn = target && this.o.minPeers === 0;
+    this.emit('timeout', {
+      round: this.rounds,
+      answered: [...this.done].sort(),
+      silent: this.outcome().silent,
+      head: this.head(),
+      target: this.target(),
+      carryingOn,
+    });
+    if (carryingOn) return this.end('carried-on');
     this.round();
   }
 

@@ -206,6 +206,33 @@ describe('FeedRecovery', function () {
     expect(again.isRecovering).to.equal(false);
   });
 
+  it("goes on at the round's end when minPeers peers answered and another stayed silent, naming the silent one", async () => {
+    const { net, bytes } = await story('quorum', 50, true);
+    await dropTail(dbPath(tmp.dir, 'quorum-alpha'), 'alpha', 20);
+    net.partition('alpha', 'charlie');
+    const alpha = await openAs('alpha', 'quorum-alpha', true);
+    const r = recover(alpha, net, 'alpha', ['bravo', 'charlie'], { timeoutMs: 300, minPeers: 1 });
+    const timeouts: unknown[] = [];
+    r.on('timeout', (t) => timeouts.push(t));
+    const o = await r.run();
+    expect(o).to.include({ state: 'complete', rounds: 1 });
+    expect(o.answered).to.deep.equal(['bravo']);
+    expect(o.silent).to.deep.equal(['charlie']);
+    expect(timeouts).to.deep.equal([]);
+    expect(await rawFeed(alpha, 'alpha')).to.deep.equal(bytes);
+    // With both required, the same silence holds appends.
+    await closeLedger(alpha);
+    await dropTail(dbPath(tmp.dir, 'quorum-alpha'), 'alpha', 20);
+    const again = await openAs('alpha', 'quorum-alpha', true);
+    const r2 = recover(again, net, 'alpha', ['bravo', 'charlie'], { timeoutMs: 200, minPeers: 2 });
+    const t2: unknown[] = [];
+    r2.on('timeout', (t) => t2.push(t));
+    void r2.run();
+    await until(() => t2.length >= 2, 'rounds waiting for charlie');
+    expect(again.isRecovering).to.equal(true);
+    expect(t2[0]).to.deep.include({ answered: ['bravo'], silent: ['charlie'], carryingOn: false });
+  });
+
   it('holds appends while its own surviving checkpoint is beyond what any peer gives back', async () => {
     const { net, bravo, bytes } = await story('anchor', 100);
     // alpha then writes 20 entries bravo never gets, and loses its tail; its checkpoint of the whole tree survives.
