@@ -212,7 +212,12 @@ export class FeedRecovery extends EventEmitter {
     } catch {
       return; // Garbage is the Replicator's to judge; it hears the same message.
     }
-    if ((msg.t !== 'range' && msg.t !== 'none') || msg.feed !== this.feed) return;
+    if (msg.t === 'heads') {
+      // A peer that gossips is up: one that has not answered yet (it was offline) is asked now, not at the next round.
+      if (!this.done.has(peer) && !this.waiting.has(peer) && this.chainPeer !== peer) this.ask(peer);
+      return;
+    }
+    if (msg.t === 'want' || msg.feed !== this.feed) return;
     // Only an answer to our last question counts; a late one is ignored.
     if (this.asks.get(peer) !== msg.from) return;
     this.asks.delete(peer);

@@ -108,14 +108,24 @@ describe('an agent that lost its own ledger feed gets it back from its peers at 
     expect(status.code).to.be.oneOf(['ERR_LEDGER_NOT_COVERED', 'ERR_LEDGER_CHAIN_BROKEN']);
     expect(restarted.ledger.head()!.seq).to.equal(keep - 1);
     // While it recovers, writes wait: a clear 503 with a code and Retry-After; reads are served.
-    const held = await net.api('myongji', '/v1/consents', {
-      method: 'POST',
-      headers: { 'content-type': 'application/json' },
-      body: JSON.stringify({ patientId: 'SYN-RECOVER-HELD', grantee: 'severance', purposes: ['TREAT'], scope: ['*'] }),
-    });
-    expect(held.status).to.equal(503);
-    expect(held.headers.get('retry-after')).to.equal('5');
-    expect(((await held.json()) as { error: { code: string } }).error.code).to.equal('ERR_RECOVERING');
+    // Both an express route and the fast submission route.
+    const [held, submit] = await Promise.all([
+      net.api('myongji', '/v1/consents', {
+        method: 'POST',
+        headers: { 'content-type': 'application/json' },
+        body: JSON.stringify({ patientId: 'SYN-RECOVER-HELD', grantee: 'severance', purposes: ['TREAT'], scope: ['*'] }),
+      }),
+      net.api('myongji', '/v1/exchanges', {
+        method: 'POST',
+        headers: { 'content-type': 'application/octet-stream', 'hie-recipient': 'severance', 'hie-patient-id': 'SYN-RECOVER-HELD', 'hie-consent-id': 'c-none' },
+        body: 'held',
+      }),
+    ]);
+    for (const res of [held, submit]) {
+      expect(res.status).to.equal(503);
+      expect(res.headers.get('retry-after')).to.equal('5');
+      expect(((await res.json()) as { error: { code: string } }).error.code).to.equal('ERR_RECOVERING');
+    }
     expect((await net.api('myongji', '/v1/ledger/status')).status).to.not.equal(503);
     expect(restarted.ledger.head()!.seq).to.equal(keep - 1);
 

@@ -233,6 +233,23 @@ describe('FeedRecovery', function () {
     expect(t2[0]).to.deep.include({ answered: ['bravo'], silent: ['charlie'], carryingOn: false });
   });
 
+  it('asks a peer that was offline as soon as it gossips again, not only at the next round', async () => {
+    const { net, bytes } = await story('wake', 40);
+    await dropTail(dbPath(tmp.dir, 'wake-alpha'), 'alpha', 15);
+    net.partition('alpha', 'bravo');
+    const alpha = await openAs('alpha', 'wake-alpha', true);
+    // A round lasts far longer than this test waits: only bravo's gossip can bring the answer sooner.
+    const r = recover(alpha, net, 'alpha', ['bravo'], { timeoutMs: 3_600_000 });
+    let outcome: RecoveryOutcome | undefined;
+    void r.run().then((o) => (outcome = o));
+    await new Promise((res) => setTimeout(res, 200));
+    expect(outcome).to.equal(undefined);
+    net.heal('alpha', 'bravo');
+    await until(() => outcome !== undefined, 'recovery after bravo gossips');
+    expect(outcome).to.include({ state: 'complete', rounds: 1 });
+    expect(await rawFeed(alpha, 'alpha')).to.deep.equal(bytes);
+  });
+
   it('holds appends while its own surviving checkpoint is beyond what any peer gives back', async () => {
     const { net, bravo, bytes } = await story('anchor', 100);
     // alpha then writes 20 entries bravo never gets, and loses its tail; its checkpoint of the whole tree survives.
