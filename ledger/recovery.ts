@@ -177,7 +177,7 @@ export class FeedRecovery extends EventEmitter {
     this.chainPeer = undefined;
     for (const peer of this.peers) if (!this.refused.has(peer)) this.ask(peer);
     this.arm();
-    void this.settle();
+    this.enqueue(() => this.settle());
   }
 
   /** (Re)starts the round's deadline: progress (a stored range, a reconnect) earns a full timeout. */
@@ -291,7 +291,8 @@ export class FeedRecovery extends EventEmitter {
   private async onDeadline(): Promise<void> {
     if (this.state !== 'recovering') return;
     const enough = this.done.size >= Math.min(this.o.minPeers, this.peers.size);
-    const target = await this.targetMet();
+    // A peer that sent a range (and went quiet mid-way, or waits its turn) holds more than we do: never end without it.
+    const target = (await this.targetMet()) && this.chainPeer === undefined && this.waiting.size === 0;
     // Enough peers said they hold nothing more: the silent ones are named in the outcome.
     if (target && enough && this.done.size > 0) return this.end('complete');
     const carryingOn = target && this.o.minPeers === 0;
@@ -320,6 +321,7 @@ export class FeedRecovery extends EventEmitter {
   }
 
   private async end(state: 'complete' | 'carried-on'): Promise<void> {
+    if (this.state !== 'recovering') return;
     try {
       await this.ledger.endRecovery();
       this.finish(state);
@@ -330,6 +332,7 @@ export class FeedRecovery extends EventEmitter {
   }
 
   private finish(state: RecoveryState): void {
+    if (this.state !== 'recovering') return;
     this.state = state;
     if (this.timer) clearTimeout(this.timer);
     this.unsubscribe?.();

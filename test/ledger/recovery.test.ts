@@ -250,6 +250,33 @@ describe('FeedRecovery', function () {
     expect(await rawFeed(alpha, 'alpha')).to.deep.equal(bytes);
   });
 
+  it('does not end while the peer whose ranges it was reading went quiet mid-way, even when another said it holds nothing', async () => {
+    const { net, bytes } = await story('stall', 2500);
+    // charlie never held alpha's feed: it answers "nothing" at once.
+    const charlie = await openAs('charlie', 'stall-charlie');
+    replicate(charlie, net, 'charlie', ['alpha']);
+    await dropTail(dbPath(tmp.dir, 'stall-alpha'), 'alpha', 10);
+    const alpha = await openAs('alpha', 'stall-alpha', true);
+    const r = recover(alpha, net, 'alpha', ['bravo', 'charlie'], { timeoutMs: 300 });
+    let cut = false;
+    r.on('restored', () => {
+      if (!cut) net.partition('alpha', 'bravo');
+      cut = true;
+    });
+    const timeouts: unknown[] = [];
+    r.on('timeout', (t) => timeouts.push(t));
+    let outcome: RecoveryOutcome | undefined;
+    void r.run().then((o) => (outcome = o));
+    await until(() => timeouts.length >= 1, 'a round that ends with bravo quiet');
+    expect(outcome).to.equal(undefined);
+    expect(alpha.isRecovering).to.equal(true);
+    expect(alpha.head()!.seq).to.be.lessThan(bytes.length - 1);
+    net.heal('alpha', 'bravo');
+    await until(() => outcome !== undefined, 'recovery once bravo is back');
+    expect(outcome!.state).to.equal('complete');
+    expect(await rawFeed(alpha, 'alpha')).to.deep.equal(bytes);
+  });
+
   it('holds appends while its own surviving checkpoint is beyond what any peer gives back', async () => {
     const { net, bravo, bytes } = await story('anchor', 100);
     // alpha then writes 20 entries bravo never gets, and loses its tail; its checkpoint of the whole tree survives.
