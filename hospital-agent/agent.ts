@@ -7,9 +7,10 @@ import express from 'express';
 import type { Logger } from 'pino';
 import { createLogger } from '../common/index.ts';
 import { createKeyBundle, CrlWatcher, generateAgentKeys, loadIdentity, writeFileAtomic, type Identity, type KeyBundle } from '../certs/index.ts';
-import { Ledger, Replicator, type ReplicationTransport, type Trust } from '../ledger/index.ts';
+import { FeedRecovery, Ledger, Replicator, type RecoveryOutcome, type ReplicationTransport, type Trust } from '../ledger/index.ts';
 import { RelayClient, DEFAULT_MAX_MESSAGE, type InboundTransfer, type RelayMessage } from '../relay/protocol/index.ts';
 import { createApiHandler, DEFAULT_JSON_LIMIT, type FastRoute } from './api/http.ts';
+import { AgentError } from './errors.ts';
 import { buildOpenApi } from './api/openapi.ts';
 import { consentRoutes, decisionRoutes } from './api/routes/consents.ts';
 import { exchangeRoutes, submitRoute } from './api/routes/exchanges.ts';
@@ -46,6 +47,13 @@ export interface RunningAgent {
   relay: RelayClient;
   replicator: Replicator;
   metrics: AgentMetrics;
+  /**
+   * Settles once the agent's own ledger feed is back from its peers and appends go on
+   * (docs/recovery.md); at once when there was nothing to recover.
+   */
+  recovered: Promise<RecoveryOutcome | undefined>;
+  /** Where that recovery stands (peers answered, refused, silent); undefined when there was none. */
+  recoveryStatus(): RecoveryOutcome | undefined;
   /** Re-reads the CRL file now (what SIGHUP does; the file is also polled); true when a new CRL took effect. */
   reloadCrl(): boolean;
   /** Stops the API, the engine, replication and the relay link, then closes the stores. */
@@ -57,6 +65,11 @@ export interface StartAgentOptions {
   env?: NodeJS.ProcessEnv;
   logger?: Logger;
 }
+
+/** Seconds a write refused while the agent recovers its feed tells the client to wait (Retry-After). */
+export const RECOVERY_RETRY_AFTER_S = 5;
+/** How long a write waits for a recovery under way before it is answered 503 ERR_RECOVERING, in ms. */
+export const RECOVERY_HOLD_MS = 10_000;
 
 /** How often the replay list forgets exchange ids past the replay window. */
 export const REPLAY_PRUNE_MS = 3600_000;
@@ -87,6 +100,8 @@ interface Base {
   bundle: KeyBundle;
   tokens: ReturnType<typeof loadApiTokens>;
   secret: Buffer;
+  /** The keys were on disk before this start: a feed signed with them may exist at the peers. */
+  keysKept: boolean;
 }
 
 async function loadBase(config: AgentConfig, env: NodeJS.ProcessEnv, log: Logger): Promise<Base> {
@@ -102,9 +117,10 @@ async function loadBase(config: AgentConfig, env: NodeJS.ProcessEnv, log: Logger
   watcher?.on('rejected', (err) => log.error({ code: err.code, msg: err.message }, 'CRL reload rejected; previous CRL stays in force'));
   mkdirSync(config.dataDir, { recursive: true, mode: 0o700 });
   const keysDir = join(config.dataDir, 'keys');
+  const keysKept = existsSync(join(keysDir, 'signing.key.pem'));
   const keys = await loadKeys(keysDir);
   const bundle = await loadBundle(keysDir, identity, keys);
-  return { identity, watcher, trust: () => ({ caPem: identity.caPem, crl: watcher?.current }), keys, bundle, tokens, secret };
+  return { identity, watcher, trust: () => ({ caPem: identity.caPem, crl: watcher?.current }), keys, bundle, tokens, secret, keysKept };
 }
 
 /** What the agent keeps on disk, opened and recovered after a crash. */
@@ -123,6 +139,8 @@ async function openStores(config: AgentConfig, base: Base, log: Logger): Promise
     path: join(config.dataDir, 'ledger'),
     trust: base.trust(),
     author: { feed: config.id, signingKey: base.keys.signing.privateKey, bundle: base.bundle },
+    // Keys new to this start have signed nothing anyone holds; with peers to ask, appends wait for recovery.
+    recover: base.keysKept && config.peers.length > 0,
   });
   const state = new StateStore(join(config.dataDir, 'state'));
   await state.open();
@@ -153,6 +171,7 @@ interface Link {
   send: (to: string, message: WireMessage) => void;
   peers: PeerDirectory;
   replicator: Replicator;
+  transport: ReplicationTransport;
   ledgerHandlers: Set<(peer: string, message: string | Uint8Array) => void>;
   /** Stops the timer that learns new bundles from replicated feeds. */
   stop(): void;
@@ -195,7 +214,7 @@ async function linkRelay(config: AgentConfig, base: Base, ledger: Ledger, log: L
     }, 1000);
   });
   replicator.on('equivocation', (info: unknown) => log.error({ info }, 'ledger equivocation detected'));
-  return { relay, send, peers, replicator, ledgerHandlers, stop: () => learnTimer && clearTimeout(learnTimer) };
+  return { relay, send, peers, replicator, transport, ledgerHandlers, stop: () => learnTimer && clearTimeout(learnTimer) };
 }
 
 /** The exchange machinery: consents, the engine (send), the receiver, records requests, and the submission service. */
@@ -321,7 +340,16 @@ function watchRelay(link: Link, engine: ExchangeEngine, metrics: AgentMetrics, l
 }
 
 /** The local API (`/v1`, `/healthz`, `/metrics`, the OpenAPI document), listening. */
-async function serveApi(config: AgentConfig, base: Base, stores: Stores, link: Link, x: Exchange, metrics: AgentMetrics, log: Logger): Promise<Server> {
+async function serveApi(
+  config: AgentConfig,
+  base: Base,
+  stores: Stores,
+  link: Link,
+  x: Exchange,
+  metrics: AgentMetrics,
+  log: Logger,
+  recovered: () => Promise<unknown>,
+): Promise<Server> {
   const { ledger, state, inbox } = stores;
   const { relay, replicator } = link;
   const v1 = express.Router();
@@ -361,6 +389,9 @@ async function serveApi(config: AgentConfig, base: Base, stores: Stores, link: L
     openapi: buildOpenApi(config.id),
     fast: [submitRoute(x.exchanges, x.requests), health],
     auth: { onFailure: (outcome) => metrics.authFailures.inc({ outcome }) },
+    // Writes wait while the agent gets its own feed back from its peers (nothing may be appended before): a short
+    // recovery is a short wait, a long one a 503 the client retries.
+    hold: () => (ledger.isRecovering ? holdWrite(ledger, recovered()) : undefined),
   });
   const server: Server = createServer(handler).listen(config.api.port, config.api.host);
   await once(server, 'listening');
@@ -382,25 +413,42 @@ export async function startAgent(config: AgentConfig, options: StartAgentOptions
   const link = await linkRelay(config, base, stores.ledger, log);
   const x = buildExchange(config, env, base, stores, link, metrics, log);
   watchRelay(link, x.engine, metrics, log);
-  const server = await serveApi(config, base, stores, link, x, metrics, log);
+  let recoveryDone: Promise<unknown> = Promise.resolve();
+  const server = await serveApi(config, base, stores, link, x, metrics, log, () => recoveryDone);
   const apiPort = (server.address() as AddressInfo).port;
 
   link.replicator.start();
+  const recovery = stores.ledger.isRecovering ? startRecovery(config, stores.ledger, link, log) : undefined;
   void link.relay.connect().catch(() => undefined);
-  await x.engine.start();
-  // Items delivered while the directory was not set, or whose copy a crash or an error cut short.
-  const directory = stores.directory;
-  if (directory) {
-    void directory.catchUp().then(
-      (n) => void (n > 0 && log.info({ items: n, dir: directory.dir }, 'inbox items written to the EHR directory at start-up')),
-      (err: Error) => log.warn({ err: { message: err.message } }, 'cannot list the inbox for the EHR directory'),
-    );
+  const resume = async (): Promise<void> => {
+    await x.engine.start();
+    // Items delivered while the directory was not set, or whose copy a crash or an error cut short.
+    const directory = stores.directory;
+    if (directory) {
+      void directory.catchUp().then(
+        (n) => void (n > 0 && log.info({ items: n, dir: directory.dir }, 'inbox items written to the EHR directory at start-up')),
+        (err: Error) => log.warn({ err: { message: err.message } }, 'cannot list the inbox for the EHR directory'),
+      );
+    }
+  };
+  let recovered: Promise<RecoveryOutcome | undefined>;
+  if (recovery) {
+    // The engine (whose sends append) starts once the feed is back; the API answers writes 503 meanwhile.
+    recovered = recovery.run().then(async (outcome) => {
+      if (outcome.state === 'complete' || outcome.state === 'carried-on') await resume();
+      return outcome;
+    });
+    recoveryDone = recovered;
+  } else {
+    await resume();
+    recovered = Promise.resolve(undefined);
   }
-  log.info({ api: `${config.api.host}:${apiPort}`, peers: config.peers }, 'hospital agent started');
+  log.info({ api: `${config.api.host}:${apiPort}`, peers: config.peers, recovering: recovery !== undefined }, 'hospital agent started');
 
   let closing: Promise<void> | undefined;
   const close = (): Promise<void> => {
     closing ??= (async () => {
+      recovery?.stop();
       x.engine.stop();
       link.replicator.stop();
       link.stop();
@@ -425,9 +473,65 @@ export async function startAgent(config: AgentConfig, options: StartAgentOptions
     relay: link.relay,
     replicator: link.replicator,
     metrics,
+    recovered,
+    recoveryStatus: () => recovery?.status(),
     reloadCrl: () => base.watcher?.reload() ?? false,
     close,
   };
+}
+
+/** Waits up to RECOVERY_HOLD_MS for the recovery; still recovering, the write gets 503 ERR_RECOVERING. */
+async function holdWrite(ledger: Ledger, recovered: Promise<unknown>): Promise<{ error: AgentError; retryAfterSeconds: number } | undefined> {
+  let timer: NodeJS.Timeout | undefined;
+  await Promise.race([recovered, new Promise((resolve) => (timer = setTimeout(resolve, RECOVERY_HOLD_MS)))]);
+  clearTimeout(timer);
+  if (!ledger.isRecovering) return undefined;
+  return {
+    error: new AgentError('ERR_RECOVERING', 'the agent is getting its ledger feed back from its peers; retry shortly'),
+    retryAfterSeconds: RECOVERY_RETRY_AFTER_S,
+  };
+}
+
+/** Asks the peers for our own feed beyond our head (ledger/recovery.ts), logging each step; asks again whenever the relay link comes up. */
+function startRecovery(config: AgentConfig, ledger: Ledger, link: Link, log: Logger): FeedRecovery {
+  const recovery = new FeedRecovery(ledger, link.transport, {
+    peers: config.peers,
+    timeoutMs: config.recovery.timeoutMs,
+    minPeers: config.recovery.minPeers,
+    maxMessageBytes: DEFAULT_MAX_MESSAGE - 1024,
+  });
+  const head = ledger.head()?.seq ?? -1;
+  log.info({ head, target: ledger.recoveryTarget - 1, peers: config.peers }, 'ledger recovery: asking peers for our own feed beyond our head; appends wait');
+  recovery.on('restored', (r: { peer: string; from: number; count: number }) => log.debug(r, 'ledger recovery: entries of our own feed restored from a peer'));
+  recovery.on('refused', (r: { peer: string; code: string; reason: string }) =>
+    log.error({ peer: r.peer, code: r.code, reason: r.reason }, 'ledger recovery: a peer served our own feed in a form that does not verify; refused'),
+  );
+  recovery.on('no-head', (r: { peer: string; from: number }) => log.warn(r, 'ledger recovery: a peer holds our feed but no signed head it can serve'));
+  recovery.on('timeout', (t: { round: number; answered: string[]; silent: string[]; head: number; target: number; carryingOn: boolean }) =>
+    log.error(
+      { ...t, minPeers: config.recovery.minPeers, timeoutMs: config.recovery.timeoutMs },
+      t.carryingOn
+        ? 'ledger recovery: peers silent past the timeout; carrying on (recovery.minPeers is 0)'
+        : 'ledger recovery: not enough peers answered in time (or our own checkpoint is beyond what they hold); appends stay held, asking again',
+    ),
+  );
+  recovery.on('error', (err: Error) => log.error({ err: { message: err.message } }, 'ledger recovery: unexpected error'));
+  recovery.on('done', (o: RecoveryOutcome) => {
+    const line = {
+      state: o.state,
+      from: o.from,
+      head: o.head,
+      restored: o.restored,
+      rounds: o.rounds,
+      answered: o.answered,
+      silent: o.silent,
+      refused: o.refused.map((r) => r.peer),
+    };
+    if (o.state === 'complete' || o.state === 'carried-on') log.info(line, 'ledger recovery: done; appends go on');
+    else if (o.state === 'failed') log.error({ ...line, reason: o.reason }, 'ledger recovery failed: appends stay held (docs/recovery.md)');
+  });
+  link.relay.on('ready', () => recovery.kick());
+  return recovery;
 }
 
 /** Tells the EHR about a new inbox item or records request (one attempt; the EHR can also poll the API). */

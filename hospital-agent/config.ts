@@ -6,6 +6,7 @@ import { MIN_TOKEN_LENGTH, type ApiToken } from './api/auth.ts';
 import { MIN_PATIENT_SECRET_BYTES } from './consent/patient.ts';
 import { MAX_BATCH_ITEMS } from './crypto/format.ts';
 import { DEFAULT_MAX_BATCH } from './engine/index.ts';
+import { DEFAULT_RECOVERY_MIN_PEERS, DEFAULT_RECOVERY_TIMEOUT_MS } from '../ledger/index.ts';
 import { DEFAULT_MAX_CONSENT_DECISIONS, MAX_CONSENT_DECISIONS } from './store/consent-decisions.ts';
 
 /** Default local API address: loopback only, so only the EHR host can reach it. */
@@ -105,6 +106,15 @@ export const agentConfigSchema = z.strictObject({
       maxBatchExchanges: int(1, MAX_BATCH_ITEMS).default(DEFAULT_MAX_BATCH),
       /** Consent decisions (permit and deny) the local decision log keeps, newest first (docs/consent.md). */
       maxConsentDecisions: int(1, MAX_CONSENT_DECISIONS).default(DEFAULT_MAX_CONSENT_DECISIONS),
+    })
+    .prefault({}),
+  /** Getting the agent's own ledger feed back from its peers at start-up (docs/recovery.md). */
+  recovery: z
+    .strictObject({
+      /** How long one round waits for the peers' answers, in ms. */
+      timeoutMs: int(1000, 3_600_000).default(DEFAULT_RECOVERY_TIMEOUT_MS),
+      /** Peers that must answer before appends go on while others stay silent; 0: carry on after the timeout anyway. */
+      minPeers: int(0, 1000).default(DEFAULT_RECOVERY_MIN_PEERS),
     })
     .prefault({}),
   log: z.strictObject({ level: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info') }).prefault({}),

@@ -31,6 +31,11 @@ export const AGENT_ERRORS = {
     description: "The agent's data directory is full: nothing was stored or sent for this request; retry once space is freed.",
   },
   ERR_INTERNAL: { status: 500, description: 'An unexpected error; details are in the agent log under the request id.' },
+  ERR_RECOVERING: {
+    status: 503,
+    description:
+      'The agent is getting its own ledger feed back from its peers after a restart (docs/recovery.md); writes wait: retry after Retry-After seconds.',
+  },
 } as const satisfies Record<string, { status: number; description: string }>;
 
 /** A documented agent error code. */

@@ -19,7 +19,8 @@ export type LedgerErrorCode =
   | 'ERR_LEDGER_BUNDLE_INVALID'
   | 'ERR_LEDGER_DB_UNREADABLE'
   | 'ERR_LEDGER_NOTE_INVALID'
-  | 'ERR_LEDGER_PROOF_INVALID';
+  | 'ERR_LEDGER_PROOF_INVALID'
+  | 'ERR_LEDGER_RECOVERING';
 
 /** Base class for every error of the ledger part; `code` is stable and documented. */
 export class LedgerError extends Error {

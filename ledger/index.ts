@@ -87,6 +87,15 @@ export {
   type ReplicatorStatus,
   type DroppedPeer,
 } from './replication.ts';
+export {
+  FeedRecovery,
+  DEFAULT_RECOVERY_TIMEOUT_MS,
+  DEFAULT_RECOVERY_MIN_PEERS,
+  type RecoveryOptions,
+  type RecoveryOutcome,
+  type RecoveryState,
+  type RefusedPeer,
+} from './recovery.ts';
 export { buildReport, renderReport, type LedgerReport, type HospitalReport } from './report.ts';
 export {
   toAuditEvent,

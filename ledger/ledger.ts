@@ -15,7 +15,7 @@ import {
   type SignedHead,
 } from './heads.ts';
 import { KeyHistory, keyEraFromEntry, type KeyEra, type Trust } from './keys.ts';
-import { consistencyPath, hashesEqual, inclusionPath, rootAt, rootFromCompactRange } from './merkle.ts';
+import { appendToRange, consistencyPath, hashesEqual, inclusionPath, leafHash, rootAt, rootFromCompactRange } from './merkle.ts';
 import { checkpointOrigin, openCheckpoint, signCheckpointNote, type Checkpoint } from './note.ts';
 import { buildTree, growTree, nodeReader, type FeedTree } from './tree.ts';
 import { checkBody, ENTRY_VERSION, GENESIS_PREV, HEX64_PATTERN, type AppendInput, type Entry, type EntryType } from './schema.ts';
@@ -50,6 +50,13 @@ export interface LedgerOptions {
   now?: () => Date;
   /** Most entries per atomic append batch. */
   maxAppendBatch?: number;
+  /**
+   * Hold the author's appends (and a new feed's genesis entry) until
+   * {@link Ledger.endRecovery}: meanwhile the author's own feed may be taken
+   * from peers through {@link Ledger.ingest} (recovery.ts). Appends made
+   * meanwhile wait in the queue; nothing is refused.
+   */
+  recover?: boolean;
 }
 
 const isSignedHead = (v: unknown): v is SignedHead => signedHeadSchema.safeParse(v).success;
@@ -126,6 +133,9 @@ export class Ledger {
   private draining = false;
   private closed = false;
   private signing: { key: KeyObject; kid: string } | undefined;
+  private recovering = false;
+  /** The newest checkpoint of our own feed we signed, while recovering: the restored tree must agree with it. */
+  private anchor: { size: number; root: Buffer } | undefined;
 
   private constructor(
     private readonly store: Store,
@@ -146,7 +156,7 @@ export class Ledger {
     const store = await Store.open(options.path, { createIfMissing: options.createIfMissing ?? true });
     const ledger = new Ledger(store, options.trust, options.author, options.now ?? (() => new Date()), maxBatch);
     try {
-      await ledger.load();
+      await ledger.load(options.recover === true);
     } catch (err) {
       await store.close();
       throw err;
@@ -159,7 +169,7 @@ export class Ledger {
     return this.author?.feed;
   }
 
-  private async load(): Promise<void> {
+  private async load(recover: boolean): Promise<void> {
     for await (const [feed, value] of this.store.heads.iterator()) {
       const h = readStoredJson(value, `head of ${feed}`, isStoredHead);
       this.heads.set(feed, { feed, ...h });
@@ -187,12 +197,72 @@ export class Ledger {
       const ev = evidenceSchema.safeParse(readStoredJson(value, 'evidence'));
       if (ev.success && ev.data.kind === 'equivocation') this.stopped.add(ev.data.feed);
     }
-    if (this.author) await this.initAuthor(this.author);
+    if (this.author) await this.initAuthor(this.author, recover);
   }
 
-  private async initAuthor(author: AuthorOptions): Promise<void> {
+  private async initAuthor(author: AuthorOptions, recover: boolean): Promise<void> {
     const kid = await jwkThumbprint(publicJwk(createPublicKey(author.signingKey)));
     this.signing = { key: author.signingKey, kid };
+    if (!recover) return this.finishAuthor(author);
+    if (this.heads.has(author.feed)) this.checkCurrentKey(author.feed, kid);
+    this.recovering = true;
+    this.anchor = await this.newestOwnCheckpoint(author.feed, author.signingKey);
+  }
+
+  /** The newest stored checkpoint of our own feed that verifies under `key` (a damaged one is skipped). */
+  private async newestOwnCheckpoint(feed: string, key: KeyObject): Promise<{ size: number; root: Buffer } | undefined> {
+    const pub = createPublicKey(key);
+    for await (const note of this.store.notes.values({ ...prefixRange(feed), reverse: true })) {
+      try {
+        const cp = openCheckpoint(note, this.origin(feed), [pub]);
+        return { size: cp.size, root: cp.root };
+      } catch {
+        // A note we cannot read proves nothing; an older one may.
+      }
+    }
+    return undefined;
+  }
+
+  private checkCurrentKey(feed: string, kid: string): void {
+    if (this.keys.get(feed)?.current()?.kid !== kid) {
+      throw new LedgerError('ERR_LEDGER_KEY_MISMATCH', `options.author.signingKey is not the current key of feed '${feed}' (rotate keys with rotateKey)`);
+    }
+  }
+
+  /**
+   * Ends the hold of {@link LedgerOptions.recover}: a feed still empty gets
+   * its genesis entry, the head its signed head and checkpoint, and appends
+   * that waited are written. Throws (and keeps holding) when the restored
+   * feed's current key is not ours.
+   */
+  async endRecovery(): Promise<void> {
+    this.assertOpen();
+    const author = this.author;
+    if (!author) return;
+    await this.exclusive(async () => {
+      if (!this.recovering) return;
+      await this.finishAuthor(author);
+      this.recovering = false;
+      this.anchor = undefined;
+      if (this.pending.length > 0 && !this.draining) {
+        this.draining = true;
+        void this.exclusive(() => this.drain());
+      }
+    });
+  }
+
+  /** True while appends are held for recovery ({@link LedgerOptions.recover}). */
+  get isRecovering(): boolean {
+    return this.recovering;
+  }
+
+  /** While recovering: the tree size of our newest surviving own checkpoint (the feed must get back at least that far), else 0. */
+  get recoveryTarget(): number {
+    return this.recovering ? (this.anchor?.size ?? 0) : 0;
+  }
+
+  private async finishAuthor(author: AuthorOptions): Promise<void> {
+    const kid = (this.signing as { kid: string }).kid;
     const head = this.heads.get(author.feed);
     if (!head) {
       if (author.bundle?.agent !== author.feed) throw new TypeError(`options.author.bundle must be the key bundle of '${author.feed}'`);
@@ -216,13 +286,7 @@ export class Ledger {
       this.keys.set(author.feed, history);
       return;
     }
-    const current = this.keys.get(author.feed)?.current();
-    if (current?.kid !== kid) {
-      throw new LedgerError(
-        'ERR_LEDGER_KEY_MISMATCH',
-        `options.author.signingKey is not the current key of feed '${author.feed}' (rotate keys with rotateKey)`,
-      );
-    }
+    this.checkCurrentKey(author.feed, kid);
     // A database written by an older version (or restored from a copy) may end without a signed head.
     const top = await this.signedHead(author.feed);
     if (!top || top.seq !== head.seq) {
@@ -231,7 +295,7 @@ export class Ledger {
     }
     // Likewise a database from before checkpoints: the current tree gets one.
     // (Not through checkpointAt: a feed stopped by equivocation evidence still opens.)
-    await this._checkpointAt(author.feed, this.signing, head.seq + 1);
+    await this._checkpointAt(author.feed, this.signing as { key: KeyObject; kid: string }, head.seq + 1);
   }
 
   private assertOpen(): void {
@@ -278,7 +342,8 @@ export class Ledger {
     }
     return new Promise<AppendResult>((resolve, reject) => {
       this.pending.push({ input, resolve, reject });
-      if (!this.draining) {
+      // While recovering, appends wait: our own feed's next seq is not known yet.
+      if (!this.draining && !this.recovering) {
         this.draining = true;
         void this.exclusive(() => this.drain());
       }
@@ -342,6 +407,7 @@ export class Ledger {
     if (signingKey?.asymmetricKeyType !== 'ed25519' || signingKey.type !== 'private') throw new TypeError('signingKey must be an Ed25519 private key');
     const kid = await jwkThumbprint(publicJwk(createPublicKey(signingKey)));
     if (bundle?.signing?.kid !== kid) throw new LedgerError('ERR_LEDGER_KEY_MISMATCH', 'bundle does not carry signingKey');
+    if (this.recovering) throw new LedgerError('ERR_LEDGER_RECOVERING', `feed '${feed}' is being recovered from peers; keys rotate after that`);
     return this.exclusive(async () => {
       const { signing } = this.assertAuthor();
       const head = this.heads.get(feed) as Head;
@@ -438,7 +504,8 @@ export class Ledger {
   ): Promise<{ stored: number }> {
     this.assertOpen();
     if (this.stopped.has(feed)) throw new LedgerError('ERR_LEDGER_FEED_STOPPED', `feed '${feed}' is stopped after equivocation`);
-    if (feed === this.author?.feed) throw new LedgerError('ERR_LEDGER_SEQ', `feed '${feed}' is our own; it is never taken from a peer`);
+    // Our own feed comes from a peer only while recovering it (our key signed it; recovery.ts).
+    if (feed === this.author?.feed && !this.recovering) throw new LedgerError('ERR_LEDGER_SEQ', `feed '${feed}' is our own; it is never taken from a peer`);
     const local = this.heads.get(feed);
     const history = cloneHistory(this.keys.get(feed));
     const entries = range.map((b) => decodeEntry(b));
@@ -479,9 +546,21 @@ export class Ledger {
       throw new LedgerError('ERR_LEDGER_EQUIVOCATION', `feed '${feed}' forked at seq ${local.seq}: evidence stored, replication stopped`);
     }
     if (!linkOk) throw new LedgerError('ERR_LEDGER_CHAIN_BROKEN', `${feed}:0 does not carry the genesis prev`);
+    if (feed === this.author?.feed) this.checkAnchor(feed, entries);
     await this.commit(feed, entries, head, checkpoint === undefined ? undefined : { note: checkpoint, keys: [era.key] });
     this.keys.set(feed, history);
     return { stored: entries.length };
+  }
+
+  /** A restored range that reaches our own newest checkpoint's size must give its root. */
+  private checkAnchor(feed: string, entries: StoredEntry[]): void {
+    const anchor = this.anchor;
+    const tree = this.trees.get(feed) ?? { size: 0, range: [] };
+    if (!anchor || anchor.size <= tree.size || anchor.size > tree.size + entries.length) return;
+    const leaves = entries.slice(0, anchor.size - tree.size).map((e) => leafHash(e.bytes));
+    const root = rootFromCompactRange(appendToRange(tree.size, tree.range, leaves).range);
+    if (!hashesEqual(root, anchor.root))
+      throw new LedgerError('ERR_LEDGER_NOT_COVERED', `the range of ${feed} does not give the root of our own checkpoint at size ${anchor.size}`);
   }
 
   private checkHeadKey(history: KeyHistory, head: SignedHead): KeyEra {

@@ -269,7 +269,12 @@ export class Replicator extends EventEmitter {
       signed = await this.ledger.signedHeadWithin(feed, from, to);
       if (!signed) return this.send(peer, { t: 'none', feed, from, reason: 'no-head' });
       entries = await this.ledger.rawRange(feed, from, signed.seq, max, budget);
-      if (entries.length !== signed.seq - from + 1) return this.send(peer, { t: 'none', feed, from, reason: 'no-head' });
+      if (entries.length !== signed.seq - from + 1) {
+        // The byte budget cut the range: it ends at the last signed head that fits (a recovering author asks wide windows).
+        signed = await this.ledger.signedHeadWithin(feed, from, from + entries.length - 1);
+        if (!signed) return this.send(peer, { t: 'none', feed, from, reason: 'no-head' });
+        entries = entries.slice(0, signed.seq - from + 1);
+      }
       checkpoint = await this.ledger.checkpointNote(feed, signed.seq + 1);
     }
     return this.send(peer, {

@@ -31,6 +31,11 @@ export interface ApiAppOptions {
   open?: Router;
   /** The limiter's settings (see {@link Authenticator}); defaults otherwise. */
   auth?: AuthOptions;
+  /**
+   * Asked before every authenticated write (any method but GET and HEAD) under /v1; it may wait (bounded), and when
+   * it resolves to an error the write gets that error, with a Retry-After.
+   */
+  hold?: () => Promise<{ error: AgentError; retryAfterSeconds: number } | undefined> | undefined;
 }
 
 /** The JSON body of every error answer. */
@@ -233,7 +238,17 @@ export function createApiHandler(options: ApiAppOptions & { fast?: readonly Fast
   app.get('/openapi.json', (_req, res) => {
     res.json(options.openapi);
   });
-  app.use('/v1', ...bearerAuth(auth, { onFailure: (req, reason) => authFailed(req, String(req.res?.locals['requestId'] ?? ''), reason) }), options.v1);
+  const holdWrites = async (req: Request, res: Response, next: NextFunction): Promise<void> => {
+    const held = req.method === 'GET' || req.method === 'HEAD' ? undefined : await options.hold?.();
+    if (held) res.setHeader('Retry-After', String(held.retryAfterSeconds));
+    next(held?.error);
+  };
+  app.use(
+    '/v1',
+    ...bearerAuth(auth, { onFailure: (req, reason) => authFailed(req, String(req.res?.locals['requestId'] ?? ''), reason) }),
+    holdWrites,
+    options.v1,
+  );
   app.use((_req: Request, _res: Response, next: NextFunction) => {
     next(new AgentError('ERR_NOT_FOUND', 'no such route'));
   });
@@ -290,6 +305,11 @@ export function createApiHandler(options: ApiAppOptions & { fast?: readonly Fast
           throw outcome.error;
         }
         principal = outcome.principal;
+        const held = req.method === 'GET' || req.method === 'HEAD' ? undefined : await options.hold?.();
+        if (held) {
+          head.push('Retry-After', String(held.retryAfterSeconds));
+          throw held.error;
+        }
       }
       const answer = await route.handle(req, principal);
       answerFast(res, answer.status, answer.body, head, answer.headers);
