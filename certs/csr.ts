@@ -29,7 +29,7 @@ export interface AgentCsr {
 
 /** Checks an organisation name as the federation's subjects allow it; throws ERR_PKI_INVALID_ARGUMENT. */
 export function assertOrganization(org: string): string {
-  if (org.trim().length === 0 || org.length > MAX_ORG_LENGTH || /[\u0000-\u001f\u007f]/.test(org)) {
+  if (org.trim().length === 0 || org.length > MAX_ORG_LENGTH || [...org].some((c) => c.charCodeAt(0) < 0x20 || c.charCodeAt(0) === 0x7f)) {
     throw new PkiError('ERR_PKI_INVALID_ARGUMENT', `--org must be 1-${MAX_ORG_LENGTH} printable characters`);
   }
   return org;
@@ -77,7 +77,7 @@ export function parseAgentCsr(pem: string): AgentCsr {
   } catch (err) {
     throw invalid('not a PKCS#10 RSA certificate request', err);
   }
-  let verified = false;
+  let verified: boolean;
   try {
     verified = csr.verify();
   } catch (err) {
