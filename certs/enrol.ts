@@ -130,7 +130,8 @@ export function installCertificate(options: { id: string; dir: string; certPem: 
       `the new certificate does not match ${pending ? `the pending key ${files.pendingKey}` : `the key ${files.key}`}; nothing was changed`,
     );
   }
-  const backups = [files.cert, files.key].map((f) => backupFile(f, now)).filter((b): b is string => b !== undefined);
+  // A first install replaces nothing; a renewal keeps the certificate and key it replaces.
+  const backups = existsSync(files.cert) ? [files.cert, files.key].map((f) => backupFile(f, now)).filter((b): b is string => b !== undefined) : [];
   if (pending) {
     writeFileAtomic(files.key, keyPem, 0o600);
     unlinkSync(files.pendingKey);
