@@ -338,10 +338,19 @@ function watchRelay(link: Link, engine: ExchangeEngine, metrics: AgentMetrics, l
 }
 
 /** A renewed certificate or CA bundle on disk is adopted without a restart: the relay link reconnects with it once idle. */
-function watchIdentity(base: Base, link: Link, metrics: AgentMetrics, log: Logger): void {
+function watchIdentity(config: AgentConfig, base: Base, link: Link, metrics: AgentMetrics, log: Logger): void {
   base.identityWatcher.on('change', (next, prev) => {
     base.identity = next;
     link.relay.renewIdentity(next);
+    // The key bundle names the certificate: re-issue it for the new one, as a restart would (same keys).
+    createKeyBundle(next, base.keys).then(
+      (bundle) => {
+        writeFileAtomic(join(config.dataDir, 'keys', 'bundle.json'), `${JSON.stringify(bundle, null, 2)}\n`, 0o600);
+        base.bundle = bundle;
+        log.info({ serial: next.serial, expires: bundle.expires }, 'key bundle re-issued for the renewed certificate');
+      },
+      (err: Error) => log.error({ err: { message: err.message } }, 'cannot re-issue the key bundle for the renewed certificate; it will be at the next start'),
+    );
     metrics.certificateReloads.inc({ outcome: 'adopted' });
     log.info(
       { serial: next.serial, notAfter: new Date(next.certificate.validTo).toISOString(), previous: prev.serial, caChanged: next.caPem !== prev.caPem },
@@ -431,7 +440,7 @@ export async function startAgent(config: AgentConfig, options: StartAgentOptions
   const link = await linkRelay(config, base, stores.ledger, log);
   const x = buildExchange(config, env, base, stores, link, metrics, log);
   watchRelay(link, x.engine, metrics, log);
-  watchIdentity(base, link, metrics, log);
+  watchIdentity(config, base, link, metrics, log);
   const server = await serveApi(config, base, stores, link, x, metrics, log);
   const apiPort = (server.address() as AddressInfo).port;
 

@@ -6,7 +6,8 @@ import { expect } from 'chai';
 import { installCertificate, loadIdentity, requestRenewal, writeFileAtomic } from '../../certs/index.ts';
 import { RelayClient } from '../../relay/protocol/index.ts';
 import { admin } from '../relay/helpers.ts';
-import { startNetwork, waitFor, type TestNetwork } from '../support/agents.ts';
+import { grantConsent, startNetwork, waitFor, type TestNetwork } from '../support/agents.ts';
+import { bundleFor } from '../support/fhir.ts';
 import { tempDir } from '../support/tmp.ts';
 
 /** The serial (lowercase hex) of the certificate a TLS server on `port` presents now. */
@@ -79,6 +80,32 @@ describe('certificate renewal without a restart (relay and agents)', function ()
     const bravo = (await (await fetch(`http://127.0.0.1:${net.agents['bravo']!.apiPort}/healthz`)).json()) as { status: string; reasons?: string[] };
     expect(bravo).to.include({ status: 'ok' });
     expect(bravo.reasons).to.equal(undefined);
+    // The key bundle peers get names the new certificate, and exchanges still flow both ways on the renewed connection.
+    const bundlePath = join(tmp.dir, 'data', 'alpha', 'keys', 'bundle.json');
+    const newCert = readFileSync(join(agentsDir, 'alpha.crt.pem'), 'utf8');
+    await waitFor(() => (JSON.parse(readFileSync(bundlePath, 'utf8')) as { cert: string }).cert === newCert, 20_000, 'the re-issued key bundle');
+    for (const [from, to, patient] of [
+      ['alpha', 'bravo', 'SYN-RENEW-1'],
+      ['bravo', 'alpha', 'SYN-RENEW-2'],
+    ] as const) {
+      const consent = await grantConsent(net, from, to, patient);
+      const res = await net.api(from, '/v1/exchanges', {
+        method: 'POST',
+        headers: { 'content-type': 'application/fhir+json', 'hie-recipient': to, 'hie-patient-id': patient, 'hie-consent-id': consent },
+        body: bundleFor(patient),
+      });
+      expect(res.status, await res.clone().text()).to.equal(202);
+      const { id } = (await res.json()) as { id: string };
+      const done = await waitFor(
+        async () => {
+          const r = (await (await net.api(from, `/v1/exchanges/${id}`)).json()) as { status: string };
+          return r.status === 'delivered' || r.status === 'failed' ? r : undefined;
+        },
+        30_000,
+        `${from} -> ${to} delivery`,
+      );
+      expect(done.status, JSON.stringify(done)).to.equal('delivered');
+    }
   });
 
   it('keeps a connection that carries a transfer until it ends, then reconnects with the renewed certificate', async function () {
