@@ -18,7 +18,7 @@ import {
   type KeyBundle,
 } from '../certs/index.ts';
 import { Ledger, Replicator, type ReplicationTransport, type Trust } from '../ledger/index.ts';
-import { RelayClient, DEFAULT_MAX_MESSAGE, type InboundTransfer, type RelayMessage } from '../relay/protocol/index.ts';
+import { RelayClient, DEFAULT_MAX_MESSAGE, RENEWAL_CLOSE_REASON, type InboundTransfer, type RelayMessage } from '../relay/protocol/index.ts';
 import { createApiHandler, DEFAULT_JSON_LIMIT, type FastRoute } from './api/http.ts';
 import { buildOpenApi } from './api/openapi.ts';
 import { consentRoutes } from './api/routes/consents.ts';
@@ -323,7 +323,8 @@ function watchRelay(link: Link, engine: ExchangeEngine, metrics: AgentMetrics, l
   });
   relay.on('disconnected', (info) => {
     metrics.relayConnected.set(0);
-    log.warn({ code: info.code }, 'relay connection lost; reconnecting');
+    if (info.reason === RENEWAL_CLOSE_REASON) log.info('reconnecting to the relay with the renewed certificate');
+    else log.warn({ code: info.code }, 'relay connection lost; reconnecting');
   });
   relay.on('connectError', (err) => {
     const { status, refusal } = err as typeof err & { status?: number; refusal?: string };

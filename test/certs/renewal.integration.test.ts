@@ -4,7 +4,7 @@ import { join } from 'node:path';
 import tls from 'node:tls';
 import { expect } from 'chai';
 import { installCertificate, loadIdentity, requestRenewal, writeFileAtomic } from '../../certs/index.ts';
-import { RelayClient } from '../../relay/protocol/index.ts';
+import { RelayClient, RENEWAL_CLOSE_REASON } from '../../relay/protocol/index.ts';
 import { admin } from '../relay/helpers.ts';
 import { grantConsent, startNetwork, waitFor, type TestNetwork } from '../support/agents.ts';
 import { bundleFor } from '../support/fhir.ts';
@@ -126,6 +126,7 @@ describe('certificate renewal without a restart (relay and agents)', function ()
     const out = sender.openTransfer('delta');
     out.write(Buffer.alloc(64 * 1024, 1));
     const ready = once(sender, 'ready');
+    const left = once(sender, 'disconnected');
     sender.renewIdentity(renewed);
     // While the transfer is open the connection (and its serial) stays.
     await new Promise((r) => setTimeout(r, 300));
@@ -135,6 +136,8 @@ describe('certificate renewal without a restart (relay and agents)', function ()
     await delivered;
     expect(Buffer.concat(received).length).to.equal(128 * 1024);
     await ready;
+    const [why] = (await left) as [{ code: number; reason: string }];
+    expect(why).to.deep.equal({ code: 1000, reason: RENEWAL_CLOSE_REASON });
     expect((await agentsAtRelay(net)).find((a) => a.id === 'charlie')?.serial).to.equal(renewed.serial);
     await Promise.all([sender.close(), receiver.close()]);
   });

@@ -32,6 +32,9 @@ export const DEFAULT_CHUNK_SIZE = 256 * 1024;
 /** Longest a renewed certificate waits for the transfers in flight before the connection is replaced anyway. */
 export const DEFAULT_RENEW_MAX_WAIT_MS = 10 * 60_000;
 
+/** `reason` of the `disconnected` event when the client replaced its connection to present a renewed certificate. */
+export const RENEWAL_CLOSE_REASON = 'certificate renewed';
+
 /** The WebSocket path agents connect to. */
 export const RELAY_AGENT_PATH = '/v1/agent';
 
@@ -225,7 +228,7 @@ export class RelayClient extends EventEmitter<RelayClientEvents> {
     this.renewal = undefined;
     if (!this.transport || !this.connected || this.closed) return;
     this.renewing = true;
-    this.transport.close(1000, 'certificate renewed');
+    this.transport.close(1000, RENEWAL_CLOSE_REASON);
   }
 
   /** The relay node URL in use (or tried next). */
@@ -275,7 +278,7 @@ export class RelayClient extends EventEmitter<RelayClientEvents> {
     this.streams.clear();
     this.drainWaiters = [];
     this.queued = 0;
-    if (wasConnected) this.emit('disconnected', { code, reason });
+    if (wasConnected) this.emit('disconnected', { code, reason: this.renewing ? RENEWAL_CLOSE_REASON : reason });
     else
       this.emit(
         'connectError',
