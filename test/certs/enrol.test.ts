@@ -114,6 +114,11 @@ describe('enrolment with a CSR (hie-certs request / sign / renew / install)', fu
     expect(inst.code, inst.stderr).to.equal(0);
     const id = loadIdentity({ cert: join(hospital, 'myongji.crt.pem'), key: keyPath, ca: join(hospital, 'ca.crt.pem') });
     expect(id.hospitalId).to.equal('myongji');
+    // A second request never replaces the key in use.
+    const again = run(['request', '--id', 'myongji', '--out', hospital]);
+    expect(again.code).to.not.equal(0);
+    expect(again.stderr).to.match(/refusing to replace a key/);
+    expect(readFileSync(keyPath, 'utf8')).to.equal(keyPem);
   });
 
   it('refuses a CSR whose signature, subject or requested extensions break the rules, and signs an OpenSSL-made one', function () {
