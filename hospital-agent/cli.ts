@@ -123,6 +123,7 @@ async function runStart(args: string[], io: CliIo): Promise<number> {
     };
     const hup = (): void => {
       agent.reloadCrl();
+      agent.reloadIdentity();
     };
     process.on('SIGTERM', stop);
     process.on('SIGINT', stop);
