@@ -4,7 +4,8 @@ import { copyFileSync, existsSync, mkdirSync, readdirSync, readFileSync, renameS
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { expect } from 'chai';
-import { CertificateAuthority, loadIdentity, parseAgentCsr, PkiError } from '../../certs/index.ts';
+import { CertificateAuthority, createAgentCsr, loadIdentity, parseAgentCsr, PkiError } from '../../certs/index.ts';
+import { generateRsaKeyPair } from '../../certs/keys.ts';
 import { snapshot, tempDir } from '../support/tmp.ts';
 
 const BIN = fileURLToPath(new URL('../../bin/hie-certs.js', import.meta.url));
@@ -134,6 +135,10 @@ describe('enrolment with a CSR (hie-certs request / sign / renew / install)', fu
     };
     const good = parseAgentCsr(make('/O=Severance/CN=severance', 'subjectAltName=URI:urn:hie:agent:severance'));
     expect(good).to.include({ id: 'severance', organization: 'Severance' });
+    const fromOpenssl = ca.signCsr({ csrPem: good.pem, out: join(dir, 'severance.crt.pem') });
+    const verified = openssl(['verify', '-CAfile', ca.caCertPath, '-purpose', 'sslclient', fromOpenssl.certPath]);
+    expect(verified.status, verified.out).to.equal(0);
+    expect(openssl(['x509', '-in', fromOpenssl.certPath, '-noout', '-pubkey']).out).to.equal(openssl(['pkey', '-in', key, '-pubout']).out);
     const bad: Array<[string, RegExp]> = [
       [make('/CN=Not_An_Id'), /not a hospital id/],
       [make('/CN=severance/OU=x'), /only CN/],
@@ -201,6 +206,22 @@ describe('enrolment with a CSR (hie-certs request / sign / renew / install)', fu
     const third = loadIdentity({ cert: join(hospital, 'snuh.crt.pem'), key: join(hospital, 'snuh.key.pem'), ca: join(hospital, 'ca.crt.pem') });
     expect(third.certificate.subject).to.equal('O=Seoul National\nCN=snuh');
     expect(readdirSync(hospital).filter((f) => f.startsWith('snuh.key.pem.') && f.endsWith('.bak'))).to.have.length.greaterThan(1);
+  });
+
+  it('sign --renew keeps the live organisation for a CSR without O and refuses one that names another', function () {
+    const out = join(tmp.dir, 'sign-renew');
+    const key = generateRsaKeyPair(2048).privateKey;
+    ca.signCsr({ csrPem: createAgentCsr({ commonName: 'kuh', organization: 'Korea University' }, key), out: join(out, 'kuh.crt.pem') });
+    const bare = ca.signCsr({ csrPem: createAgentCsr({ commonName: 'kuh' }, key), renew: true, out: join(out, 'kuh.crt.pem') });
+    expect(bare.subject).to.equal('O=Korea University, CN=kuh');
+    expect(new X509Certificate(readFileSync(bare.certPath)).subject).to.equal('O=Korea University\nCN=kuh');
+    const before = snapshot(pki);
+    const err = expectPkiError(
+      () => ca.signCsr({ csrPem: createAgentCsr({ commonName: 'kuh', organization: 'Someone Else' }, key), renew: true, out: join(out, 'x.crt.pem') }),
+      'ERR_PKI_CSR_INVALID',
+    );
+    expect(err.message).to.contain('a renewal keeps the subject');
+    expect(snapshot(pki)).to.deep.equal(before);
   });
 
   it('issue-agent --renew keeps the organisation it was first issued with and backs up the old certificate and key (the bug: it dropped O)', function () {
