@@ -6,6 +6,7 @@ import type { TLSSocket } from 'node:tls';
 import type { Logger } from 'pino';
 import { WebSocketServer, type WebSocket } from 'ws';
 import {
+  CERTIFICATE_REFUSALS,
   peerHospitalId,
   presentedCertificate,
   refusalStatus,
@@ -60,6 +61,8 @@ export function createAgentServer(o: AgentServerOptions): HttpsServer {
     // Node's default holds a handshake that never completes for 120 s.
     handshakeTimeout: o.limits.handshakeTimeoutMs,
   });
+  // Every reason is exported from the start (at 0), so an alert on a rate sees the first refusal.
+  for (const reason of [...CERTIFICATE_REFUSALS, 'tls-error']) o.metrics.tlsRefused.inc({ reason }, 0);
   // Counted at accept, before the TLS handshake: one address cannot hold the listener with half-open handshakes.
   limitConnectionsPerAddress(server, o.limits.maxConnectionsPerAddress, (address) => {
     o.metrics.connectionsRefused.inc({ reason: 'per-address' });

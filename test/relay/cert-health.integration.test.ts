@@ -30,6 +30,9 @@ describe('relay certificate and CRL health (metrics, /healthz)', function () {
     expect(value('hie_relay_crl_age_seconds')).to.be.at.least(0);
     expect(value('hie_relay_crl_next_update_seconds')).to.be.above(20 * 86_400);
     expect(JSON.parse((await admin(relay, '/healthz')).text)).to.deep.equal({ status: 'ok' });
+    // Refusal counters exist before the first refusal, one per reason.
+    for (const reason of ['revoked', 'expired', 'not-yet-valid', 'unknown-ca', 'wrong-usage', 'not-agent', 'no-certificate', 'tls-error'])
+      expect(m).to.match(new RegExp(`^hie_relay_tls_refused_total\\{reason="${reason}"\\} 0$`, 'm'));
   });
 
   it('reports degraded, with the reason, for a relay certificate that expires within 14 days', async function () {
