@@ -6,7 +6,7 @@ import { normalizeSerial } from './x509.ts';
 
 /** Why a client certificate was refused (the `reason` label of the refusal metrics). */
 export type CertificateRefusal =
-  'no-certificate' | 'revoked' | 'expired' | 'not-yet-valid' | 'unknown-ca' | 'wrong-usage' | 'not-agent' | 'crl-expired' | 'invalid';
+  'no-certificate' | 'revoked' | 'expired' | 'not-yet-valid' | 'unknown-ca' | 'wrong-usage' | 'not-agent' | 'crl-expired' | 'crl-missing' | 'invalid';
 
 /** Every refusal reason, for tests and metric initialisation. */
 export const CERTIFICATE_REFUSALS: readonly CertificateRefusal[] = [
@@ -18,6 +18,7 @@ export const CERTIFICATE_REFUSALS: readonly CertificateRefusal[] = [
   'wrong-usage',
   'not-agent',
   'crl-expired',
+  'crl-missing',
   'invalid',
 ];
 
@@ -37,6 +38,8 @@ const OPENSSL_CODES: Record<string, CertificateRefusal> = {
   CERT_REJECTED: 'wrong-usage',
   CRL_HAS_EXPIRED: 'crl-expired',
   CRL_NOT_YET_VALID: 'crl-expired',
+  // No CRL of the certificate's issuer is loaded (e.g. a certificate of a new CA during a rollover).
+  UNABLE_TO_GET_CRL: 'crl-missing',
 };
 
 /** HTTP status answered for each refusal: 401 when the client did not authenticate, 403 when it did but may not connect. */
