@@ -162,6 +162,36 @@ describe('refused client certificates: a reason in the relay log, a metric and a
     expect(refusalLine('no-certificate')).to.include({ peer: '127.0.0.1', status: 401 });
   });
 
+  it('refuses a certificate of a second CA in the bundle whose CRL is not loaded as crl-missing (the CA-rollover limit)', async function () {
+    const next = makeFederation(join(tmp.dir, 'next-ca'), ['newbie']);
+    const bundle = join(tmp.dir, 'bundle.crt.pem');
+    writeFileAtomic(bundle, `${readFileSync(fed.caPath, 'utf8')}${readFileSync(next.caPath, 'utf8')}`, 0o644);
+    const lines: Array<Record<string, unknown>> = [];
+    const second = await startRelay(
+      {
+        listen: { host: '127.0.0.1', port: 0 },
+        tls: { cert: fed.relay.cert, key: fed.relay.key, ca: bundle, crl: fed.crlPath },
+        admin: { enabled: false },
+        tariff: { currency: 'EUR', perTransfer: 5, perGiB: 100 },
+        log: { level: 'info' },
+      },
+      { logger: sinkLogger(lines) },
+    );
+    try {
+      const newbie = loadIdentity({ ...next.agents['newbie']!, ca: bundle });
+      const client = new RelayClient({ url: `wss://127.0.0.1:${second.port}`, servername: 'localhost', identity: newbie, reconnect: false });
+      const err = (await client.connect().then(
+        () => undefined,
+        (e: unknown) => e,
+      )) as RelayError & { status?: number; refusal?: string };
+      await client.close();
+      expect(err).to.include({ status: 403, refusal: 'crl-missing' });
+      expect(lines.find((l) => l['msg'] === 'client certificate refused: crl-missing')).to.include({ id: 'newbie', serial: newbie.serial });
+    } finally {
+      await second.close(0);
+    }
+  });
+
   it('still admits a valid agent', async function () {
     const client = new RelayClient({
       url: `wss://127.0.0.1:${relay.port}`,
