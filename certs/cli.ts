@@ -1,5 +1,8 @@
 import { parseArgs, type ParseArgsConfig } from 'node:util';
+import { readFileSync } from 'node:fs';
 import { CRL_REASONS, isCrlReason } from './crl.ts';
+import { MAX_CSR_BYTES } from './csr.ts';
+import { installCertificate, requestEnrolment, requestRenewal } from './enrol.ts';
 import { PkiError } from './errors.ts';
 import { CertificateAuthority, DEFAULT_CA_DAYS, DEFAULT_CA_NAME, DEFAULT_CRL_DAYS, DEFAULT_LEAF_DAYS } from './pki.ts';
 
@@ -8,19 +11,31 @@ const USAGE = `Usage: hie-certs <command> [options]
 Federation PKI for the hospital data exchange: one root CA that signs the
 relay's and every hospital agent's certificate, with revocation via a CRL.
 
+Enrolment (recommended: the hospital's private key never leaves the hospital):
+  request      --id HOSPITAL_ID [--org ORG] --out DIR            (hospital IT)
+               Generate DIR/<id>.key.pem (0600) and the request DIR/<id>.csr.pem.
+  sign         --csr FILE --ca-dir PKI [--days N] [--renew] [--out FILE]   (operator)
+               Check the request and issue <id>.crt.pem (+ ca.crt.pem) next to it; no key involved.
+  renew        --id HOSPITAL_ID --dir DIR [--new-key]            (hospital IT)
+               A renewal request DIR/<id>.csr.pem with the current subject, same key or a new one.
+  install      --id HOSPITAL_ID --dir DIR --cert FILE            (hospital IT)
+               Install a signed certificate; the old certificate and key are kept as dated .bak files.
+
 Commands:
   init         --dir PKI [--name NAME] [--days N] [--passphrase-env VAR]
                Create the root CA (${DEFAULT_CA_DAYS} days, "${DEFAULT_CA_NAME}" by default).
   issue-relay  --dir PKI --host NAME_OR_IP [--host ...] --out DIR [--days N] [--force]
                Write DIR/relay.crt.pem, DIR/relay.key.pem, DIR/ca.crt.pem.
   issue-agent  --dir PKI --id HOSPITAL_ID [--org ORG] --out DIR [--days N] [--renew]
-               Write DIR/<id>.crt.pem, DIR/<id>.key.pem, DIR/ca.crt.pem.
+               Write DIR/<id>.crt.pem, DIR/<id>.key.pem, DIR/ca.crt.pem (the key is made at the CA:
+               prefer request/sign). --renew keeps the subject and backs up the old files.
   revoke       --dir PKI (--id ID | --serial HEX) [--reason R]
                Revoke and republish PKI/crl.pem. Reasons: ${Object.keys(CRL_REASONS).join(', ')}.
   crl          --dir PKI [--out FILE] [--days N]
                Sign a fresh CRL (valid ${DEFAULT_CRL_DAYS} days by default) into PKI/crl.pem and FILE.
-  list         --dir PKI [--json]
-               Every issued certificate: serial, subject, kind, not-after, status.
+  list         --ca-dir PKI [--expiring 30d] [--json]
+               Every issued certificate: id, role, serial, not-after, status (ok, revoked, expired);
+               --expiring keeps the live ones that expire within the period (d or h).
 
 Options for commands that sign:
   --passphrase-env VAR   read the CA key passphrase from environment variable VAR
@@ -67,10 +82,49 @@ const COMMANDS: Record<string, { options: OptionSpec; usage: string }> = {
     options: { dir: { type: 'string' }, out: { type: 'string' }, days: { type: 'string' }, 'passphrase-env': { type: 'string' } },
   },
   list: {
-    usage: 'hie-certs list --dir PKI [--json]',
-    options: { dir: { type: 'string' }, json: { type: 'boolean' } },
+    usage: 'hie-certs list --ca-dir PKI [--expiring 30d] [--json]',
+    options: { dir: { type: 'string' }, 'ca-dir': { type: 'string' }, json: { type: 'boolean' }, expiring: { type: 'string' } },
+  },
+  request: {
+    usage: 'hie-certs request --id HOSPITAL_ID [--org ORG] --out DIR',
+    options: { id: { type: 'string' }, org: { type: 'string' }, out: { type: 'string' } },
+  },
+  sign: {
+    usage: 'hie-certs sign --csr FILE --ca-dir PKI [--days N] [--renew] [--out FILE] [--force] [--passphrase-env VAR]',
+    options: {
+      csr: { type: 'string' },
+      'ca-dir': { type: 'string' },
+      dir: { type: 'string' },
+      days: { type: 'string' },
+      renew: { type: 'boolean' },
+      out: { type: 'string' },
+      force: { type: 'boolean' },
+      'passphrase-env': { type: 'string' },
+    },
+  },
+  renew: {
+    usage: 'hie-certs renew --id HOSPITAL_ID --dir DIR [--new-key] [--passphrase-env VAR]',
+    options: { id: { type: 'string' }, dir: { type: 'string' }, 'new-key': { type: 'boolean' }, 'passphrase-env': { type: 'string' } },
+  },
+  install: {
+    usage: 'hie-certs install --id HOSPITAL_ID --dir DIR --cert FILE [--passphrase-env VAR]',
+    options: { id: { type: 'string' }, dir: { type: 'string' }, cert: { type: 'string' }, 'passphrase-env': { type: 'string' } },
   },
 };
+
+/** `30d`, `12h` or a bare number of days, in milliseconds. */
+function period(value: string): number {
+  const m = /^(\d{1,5})([dh]?)$/.exec(value);
+  if (!m) throw usageError(`--expiring must be a period like 30d or 12h, got ${JSON.stringify(value.slice(0, 20))}`);
+  return Number(m[1]) * (m[2] === 'h' ? 3_600_000 : 86_400_000);
+}
+
+/** The CA directory: --ca-dir, or --dir as the older commands call it. */
+function caDir(values: Record<string, unknown>): string {
+  const v = values['ca-dir'] ?? values['dir'];
+  if (typeof v !== 'string' || v.length === 0) throw usageError('--ca-dir is required');
+  return v;
+}
 
 /** Output sink, so tests can capture what the CLI prints. */
 export interface CliIo {
@@ -123,9 +177,68 @@ export async function main(argv: string[], io: CliIo = defaultIo): Promise<numbe
   } catch (err) {
     throw usageError(`${(err as Error).message.split('\n')[0]} (usage: ${spec.usage})`);
   }
-  const dir = required(values, 'dir');
+  const dir = command === 'request' ? '' : command === 'list' || command === 'sign' ? caDir(values) : required(values, 'dir');
 
   switch (command) {
+    case 'request': {
+      const id = required(values, 'id');
+      const made = requestEnrolment({ id, outDir: required(values, 'out'), ...(typeof values['org'] === 'string' ? { org: values['org'] } : {}) });
+      io.out(
+        `created the key and certificate request for ${id}\n  key (keep here, mode 0600): ${made.keyPath}\n  request (send to the operator): ${made.csrPath}\n`,
+      );
+      return 0;
+    }
+    case 'sign': {
+      const ca = CertificateAuthority.open(dir);
+      const csrPath = required(values, 'csr');
+      const pass = passphrase(values);
+      let csrPem: string;
+      try {
+        csrPem = readFileSync(csrPath, 'utf8').slice(0, MAX_CSR_BYTES + 1);
+      } catch (err) {
+        throw new PkiError('ERR_PKI_CSR_INVALID', `cannot read ${csrPath}: ${(err as NodeJS.ErrnoException).code ?? 'error'}`, { cause: err });
+      }
+      const out = values['out'] as string | undefined;
+      const signed = ca.signCsr({
+        csrPem,
+        csrPath,
+        renew: values['renew'] === true,
+        force: values['force'] === true,
+        ...(out !== undefined ? { out } : {}),
+        ...(days(values) !== undefined ? { days: days(values) as number } : {}),
+        ...(pass !== undefined ? { passphrase: pass } : {}),
+      });
+      io.out(
+        `signed agent certificate ${signed.serial} for ${signed.subject} (expires ${signed.notAfter})\n  send back: ${signed.certPath}\n  and:       ${signed.caPath}\n`,
+      );
+      return 0;
+    }
+    case 'renew': {
+      const id = required(values, 'id');
+      const pass = passphrase(values);
+      const made = requestRenewal({ id, dir, newKey: values['new-key'] === true, ...(pass !== undefined ? { passphrase: pass } : {}) });
+      const subject = [made.subject.organization ? `O=${made.subject.organization}` : '', `CN=${made.subject.commonName}`].filter(Boolean).join(', ');
+      io.out(
+        `renewal request for ${subject} (${values['new-key'] === true ? 'new key' : 'same key'})\n  request (send to the operator, who signs it with --renew): ${made.csrPath}\n  key: ${made.keyPath}\n`,
+      );
+      return 0;
+    }
+    case 'install': {
+      const id = required(values, 'id');
+      const certPath = required(values, 'cert');
+      const pass = passphrase(values);
+      let certPem: string;
+      try {
+        certPem = readFileSync(certPath, 'utf8');
+      } catch (err) {
+        throw new PkiError('ERR_PKI_CERT_INVALID', `cannot read ${certPath}: ${(err as NodeJS.ErrnoException).code ?? 'error'}`, { cause: err });
+      }
+      const done = installCertificate({ id, dir, certPem, ...(pass !== undefined ? { passphrase: pass } : {}) });
+      io.out(`installed certificate ${done.serial} for ${id} (expires ${done.notAfter}${done.newKey ? ', new key' : ''})\n  ${done.certPath}\n`);
+      for (const b of done.backups) io.out(`  backup: ${b}\n`);
+      io.out('A running agent or relay using these files picks the new certificate up without a restart.\n');
+      return 0;
+    }
     case 'init': {
       const pass = passphrase(values);
       const ca = CertificateAuthority.init(dir, {
@@ -167,6 +280,7 @@ export async function main(argv: string[], io: CliIo = defaultIo): Promise<numbe
       io.out(
         `issued agent certificate ${issued.serial} for ${String(values['id'])} (expires ${issued.notAfter})\n  ${issued.certPath}\n  ${issued.keyPath}\n  ${issued.caPath}\n`,
       );
+      for (const b of issued.backups ?? []) io.out(`  backup: ${b}\n`);
       return 0;
     }
     case 'revoke': {
@@ -202,13 +316,15 @@ export async function main(argv: string[], io: CliIo = defaultIo): Promise<numbe
     }
     case 'list': {
       const ca = CertificateAuthority.open(dir);
-      const rows = ca.list();
+      const now = Date.now();
+      const within = typeof values['expiring'] === 'string' ? period(values['expiring']) : undefined;
+      const rows = ca.list(new Date(now)).filter((r) => within === undefined || (r.status === 'valid' && Date.parse(r.notAfter) - now <= within));
       if (values['json'] === true) {
         io.out(`${JSON.stringify(rows, null, 2)}\n`);
         return 0;
       }
-      const table = [['SERIAL', 'KIND', 'SUBJECT', 'NOT AFTER', 'STATUS']];
-      for (const r of rows) table.push([r.serial, r.kind, r.subject, r.notAfter, r.status]);
+      const table = [['ID', 'ROLE', 'SERIAL', 'SUBJECT', 'NOT AFTER', 'STATUS']];
+      for (const r of rows) table.push([r.id ?? (r.hosts ?? []).join(','), r.kind, r.serial, r.subject, r.notAfter, r.status === 'valid' ? 'ok' : r.status]);
       const widths = table[0]!.map((_, i) => Math.max(...table.map((row) => (row[i] ?? '').length)));
       for (const row of table)
         io.out(

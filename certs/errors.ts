@@ -23,7 +23,9 @@ export type PkiErrorCode =
   | 'ERR_PKI_BUNDLE_UNTRUSTED'
   | 'ERR_PKI_BUNDLE_ID_MISMATCH'
   | 'ERR_PKI_BUNDLE_EXPIRED'
-  | 'ERR_PKI_BUNDLE_REVOKED';
+  | 'ERR_PKI_BUNDLE_REVOKED'
+  | 'ERR_PKI_CSR_INVALID'
+  | 'ERR_PKI_CERT_MISMATCH';
 
 /** Base class for every error of the certs part; `code` is stable and documented. */
 export class PkiError extends Error {

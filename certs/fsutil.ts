@@ -1,5 +1,5 @@
 import { randomBytes } from 'node:crypto';
-import { closeSync, fsyncSync, openSync, renameSync, unlinkSync, writeSync } from 'node:fs';
+import { closeSync, existsSync, fsyncSync, openSync, readFileSync, renameSync, statSync, unlinkSync, writeSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 
 /**
@@ -21,4 +21,34 @@ export function writeFileAtomic(path: string, data: string | Buffer, mode: numbe
     unlinkSync(tmp);
     throw err;
   }
+}
+
+/** A timestamp for backup names: ISO 8601 in UTC to the second without colons, e.g. `2026-12-02T030000Z`. */
+export function backupStamp(now: Date): string {
+  return now
+    .toISOString()
+    .replace(/\.\d{3}Z$/, 'Z')
+    .replace(/:/g, '');
+}
+
+/**
+ * Copies `path` (when it exists) to `<path>.<stamp>.bak` with the same mode,
+ * adding `-1`, `-2`... when a backup of that second exists; returns the
+ * backup's path, or undefined when there was nothing to keep.
+ */
+export function backupFile(path: string, now: Date): string | undefined {
+  let data: Buffer;
+  let mode: number;
+  try {
+    data = readFileSync(path);
+    mode = statSync(path).mode & 0o777;
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code === 'ENOENT') return undefined;
+    throw err;
+  }
+  const base = `${path}.${backupStamp(now)}`;
+  let target = `${base}.bak`;
+  for (let n = 1; existsSync(target); n++) target = `${base}-${n}.bak`;
+  writeFileAtomic(target, data, mode);
+  return target;
 }

@@ -78,13 +78,15 @@ export function loadIdentity(paths: IdentityPaths, now: Date = new Date()): Iden
     throw new PkiError('ERR_PKI_KEY_UNREADABLE', `cannot read key ${paths.key}: ${(err as NodeJS.ErrnoException).code ?? 'error'}`, { cause: err });
   }
   const certificate = parseCert(certPem, paths.cert);
-  const ca = parseCert(caPem, paths.ca);
+  // A CA bundle (old and new root during a rollover) is accepted: the certificate must be issued by one of them.
+  const cas = splitPemCertificates(caPem).map((pem) => parseCert(pem, paths.ca));
+  if (cas.length === 0) throw new PkiError('ERR_PKI_CERT_INVALID', `${paths.ca} holds no PEM certificate`);
   const privateKey = parsePrivateKey(keyPem, paths.passphrase, `key ${paths.key}`);
-  if (!certificate.checkIssued(ca) || !certificate.verify(ca.publicKey)) {
+  if (!cas.some((ca) => certificate.checkIssued(ca) && certificate.verify(ca.publicKey))) {
     throw new PkiError('ERR_PKI_CERT_INVALID', `${paths.cert} was not issued by the CA in ${paths.ca}`);
   }
   if (!certificate.checkPrivateKey(privateKey)) {
-    throw new PkiError('ERR_PKI_KEY_UNREADABLE', `key ${paths.key} does not match certificate ${paths.cert}`);
+    throw new PkiError('ERR_PKI_CERT_MISMATCH', `key ${paths.key} does not match certificate ${paths.cert}`);
   }
   if (new Date(certificate.validTo).getTime() <= now.getTime()) {
     throw new PkiError('ERR_PKI_CERT_INVALID', `certificate ${paths.cert} expired on ${new Date(certificate.validTo).toISOString()}`);
@@ -100,6 +102,11 @@ export function loadIdentity(paths: IdentityPaths, now: Date = new Date()): Iden
   }
   const hospitalId = agentIdOf(certificate);
   return { certPem, keyPem, caPem, crlPem, certificate, privateKey, serial, hospitalId };
+}
+
+/** The PEM certificates of a bundle, in order. */
+export function splitPemCertificates(pem: string): string[] {
+  return pem.match(/-----BEGIN CERTIFICATE-----[\s\S]*?-----END CERTIFICATE-----/g) ?? [];
 }
 
 /** Node TLS options for a server that requires and verifies client certificates (mTLS), CRL included. */

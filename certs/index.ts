@@ -14,7 +14,13 @@ export {
   type ListedCertificate,
   type CertStatus,
   type IssuedFiles,
+  type SignedFiles,
 } from './pki.ts';
+export { createAgentCsr, parseAgentCsr, assertOrganization, MIN_CSR_KEY_BITS, MAX_CSR_BYTES, type AgentCsr } from './csr.ts';
+export { requestEnrolment, requestRenewal, installCertificate, agentFiles, PENDING_KEY_SUFFIX } from './enrol.ts';
+export { IdentityWatcher, DEFAULT_IDENTITY_POLL_MS, DEFAULT_IDENTITY_DEBOUNCE_MS, type IdentityWatcherEvents, type IdentityWatcherOptions } from './reload.ts';
+export { certificateHealth, DEFAULT_CERT_WARN_DAYS, DEFAULT_CRL_WARN_FRACTION, type CertificateHealth, type HealthThresholds } from './health.ts';
+export { tlsRefusal, presentedCertificate, refusalStatus, CERTIFICATE_REFUSALS, type CertificateRefusal, type PresentedCertificate } from './refusal.ts';
 export { buildCrl, parseCrl, CRL_REASONS, isCrlReason, type CrlReason, type ParsedCrl, type RevokedEntry } from './crl.ts';
 export { normalizeSerial, fingerprint256 } from './x509.ts';
 export {
@@ -22,6 +28,7 @@ export {
   serverTlsOptions,
   clientTlsOptions,
   secureContextOptions,
+  splitPemCertificates,
   hospitalIdFromCertificate,
   peerHospitalId,
   CrlWatcher,
@@ -30,7 +37,7 @@ export {
   type Identity,
   type IdentityPaths,
 } from './identity.ts';
-export { writeFileAtomic } from './fsutil.ts';
+export { writeFileAtomic, backupFile, backupStamp } from './fsutil.ts';
 export {
   X509_TIME_RESOLUTION_MS,
   x509Second,

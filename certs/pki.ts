@@ -1,10 +1,11 @@
 import { createPublicKey, X509Certificate, type KeyObject } from 'node:crypto';
 import { chmodSync, existsSync, mkdirSync, readFileSync, unlinkSync, writeFileSync } from 'node:fs';
-import { join, resolve } from 'node:path';
+import { basename, dirname, join, resolve } from 'node:path';
 import type forge from 'node-forge';
 import { buildCrl, type CrlReason } from './crl.ts';
 import { PkiError } from './errors.ts';
-import { writeFileAtomic } from './fsutil.ts';
+import { assertOrganization, parseAgentCsr } from './csr.ts';
+import { backupFile, writeFileAtomic } from './fsutil.ts';
 import { DEFAULT_CA_KEY_BITS, DEFAULT_LEAF_KEY_BITS, exportPrivateKey, generateRsaKeyPair, parsePrivateKey } from './keys.ts';
 import { assertHospitalId, classifyHost } from './names.ts';
 import { lastMsOfSecond } from './validity.ts';
@@ -69,6 +70,18 @@ export interface IssuedFiles {
   serial: string;
   certPath: string;
   keyPath: string;
+  caPath: string;
+  notAfter: string;
+  /** Backups of the previous certificate and key that a renewal replaced. */
+  backups?: string[];
+}
+
+/** What `signCsr` wrote: the certificate and the CA certificate, never a key. */
+export interface SignedFiles {
+  serial: string;
+  id: string;
+  subject: string;
+  certPath: string;
   caPath: string;
   notAfter: string;
 }
@@ -217,9 +230,7 @@ export class CertificateAuthority {
   issueAgent(options: SigningOptions & { id: string; outDir: string; org?: string; days?: number; renew?: boolean; notBefore?: Date }): IssuedFiles {
     const id = assertHospitalId(options.id);
     const days = checkDays(options.days ?? DEFAULT_LEAF_DAYS, '--days');
-    if (options.org !== undefined && (options.org.trim().length === 0 || options.org.length > 64)) {
-      throw new PkiError('ERR_PKI_INVALID_ARGUMENT', '--org must be 1-64 characters');
-    }
+    if (options.org !== undefined) assertOrganization(options.org);
     return this.withLock(() => {
       const index = this.readIndex();
       const now = options.now ?? new Date();
@@ -234,9 +245,82 @@ export class CertificateAuthority {
       const out = resolve(options.outDir);
       const files = { cert: join(out, `${id}.crt.pem`), key: join(out, `${id}.key.pem`), ca: join(out, 'ca.crt.pem') };
       if (!options.renew) this.refuseExisting([files.cert, files.key]);
-      const subject = options.org === undefined ? { commonName: id } : { commonName: id, organization: options.org };
-      return this.issue(index, caKey, { kind: 'agent', subject, id, days, now, files, ...(options.notBefore ? { notBefore: options.notBefore } : {}) });
+      // A renewal keeps the organisation of the live certificate unless --org names a new one.
+      const org = options.org ?? (options.renew ? this.liveOrganization(live) : undefined);
+      const subject = org === undefined ? { commonName: id } : { commonName: id, organization: org };
+      const backups = options.renew ? [files.cert, files.key].map((f) => backupFile(f, now)).filter((b): b is string => b !== undefined) : [];
+      const issued = this.issue(index, caKey, { kind: 'agent', subject, id, days, now, files, ...(options.notBefore ? { notBefore: options.notBefore } : {}) });
+      return backups.length > 0 ? { ...issued, backups } : issued;
     });
+  }
+
+  /**
+   * Signs an agent's PKCS#10 request (enrolment without the CA ever holding
+   * the hospital's key): checks the request's self-signature and identity
+   * rules (see `parseAgentCsr`), then issues a certificate with the same
+   * profile as `issueAgent` for the key in the request. Writes the
+   * certificate to `out` (default: next to the CSR, `<id>.crt.pem`) and the CA
+   * certificate beside it. A second live certificate for an id needs `renew`;
+   * a renewal keeps the live certificate's organisation and refuses a CSR that
+   * names another one.
+   */
+  signCsr(options: SigningOptions & { csrPem: string; csrPath?: string; out?: string; days?: number; renew?: boolean; force?: boolean }): SignedFiles {
+    const csr = parseAgentCsr(options.csrPem);
+    const days = checkDays(options.days ?? DEFAULT_LEAF_DAYS, '--days');
+    return this.withLock(() => {
+      const index = this.readIndex();
+      const now = options.now ?? new Date();
+      const live = index.certificates.filter((c) => c.kind === 'agent' && c.id === csr.id && statusOf(c, now) === 'valid');
+      if (live.length > 0 && !options.renew) {
+        throw new PkiError(
+          'ERR_PKI_DUPLICATE_ID',
+          `hospital '${csr.id}' already has a live certificate (serial ${live[0]?.serial}); sign with --renew to issue another, or revoke it first`,
+        );
+      }
+      let org = csr.organization;
+      if (options.renew && live.length > 0) {
+        const previous = this.liveOrganization(live);
+        if (org !== undefined && previous !== undefined && org !== previous) {
+          throw new PkiError(
+            'ERR_PKI_CSR_INVALID',
+            `the renewal request names O=${org} but the live certificate of '${csr.id}' names O=${previous}; a renewal keeps the subject`,
+          );
+        }
+        org ??= previous;
+      }
+      const certPath = resolve(
+        options.out ??
+          (options.csrPath
+            ? join(dirname(resolve(options.csrPath)), `${basename(options.csrPath).replace(/\.csr(\.pem)?$/, '')}.crt.pem`)
+            : `${csr.id}.crt.pem`),
+      );
+      const caPath = join(dirname(certPath), PKI_FILES.caCert);
+      if (!options.renew && !options.force) this.refuseExisting([certPath]);
+      const caKey = this.loadCaKey(options.passphrase);
+      const subject = org === undefined ? { commonName: csr.id } : { commonName: csr.id, organization: org };
+      const issued = this.issue(index, caKey, {
+        kind: 'agent',
+        subject,
+        id: csr.id,
+        days,
+        now,
+        publicKey: csr.publicKey,
+        files: { cert: certPath, ca: caPath },
+      });
+      return { serial: issued.serial, id: csr.id, subject: subjectString(subject), certPath, caPath, notAfter: issued.notAfter };
+    });
+  }
+
+  /** The organisation of the newest of `live` (from the CA's copy of it), if it names one. */
+  private liveOrganization(live: IndexEntry[]): string | undefined {
+    const newest = [...live].sort((a, b) => a.issuedAt.localeCompare(b.issuedAt)).at(-1);
+    if (!newest) return undefined;
+    try {
+      const cert = new X509Certificate(readFileSync(join(this.dir, PKI_FILES.issued, `${newest.serial}.crt.pem`)));
+      return /(?:^|\n)O=([^\n]*)/.exec(cert.subject)?.[1];
+    } catch {
+      return /(?:^|, )O=(.*?)(?:, CN=|$)/.exec(newest.subject)?.[1];
+    }
   }
 
   /** Revokes certificates by hospital id (all live ones) or by serial, and republishes the CRL. */
@@ -313,12 +397,15 @@ export class CertificateAuthority {
       days: number;
       now: Date;
       notBefore?: Date;
-      files: { cert: string; key: string; ca: string };
+      /** The subject's public key (from a CSR); when absent a key pair is generated and the key written to `files.key`. */
+      publicKey?: KeyObject;
+      files: { cert: string; key?: string; ca: string };
     },
   ): IssuedFiles {
     const ca = this.caCertificate();
     const issuer: forge.pki.Certificate = ca.forge;
-    const keys = generateRsaKeyPair(DEFAULT_LEAF_KEY_BITS);
+    const keys = spec.publicKey ? { publicKey: spec.publicKey, privateKey: undefined } : generateRsaKeyPair(DEFAULT_LEAF_KEY_BITS);
+    if (!keys.privateKey !== !spec.files.key) throw new TypeError('issue() writes a key file exactly when it generates the key');
     const notBefore = spec.notBefore ?? new Date(spec.now.getTime() - NOT_BEFORE_SKEW_MS);
     const notAfter = new Date((spec.notBefore ?? spec.now).getTime() + spec.days * DAY_MS);
     const caNotAfter = ca.x509.validTo;
@@ -340,11 +427,11 @@ export class CertificateAuthority {
       ...(spec.id ? { hospitalId: spec.id } : {}),
     });
     mkdirSync(resolve(spec.files.cert, '..'), { recursive: true, mode: 0o755 });
-    writeFileAtomic(spec.files.key, exportPrivateKey(keys.privateKey), 0o600);
+    if (keys.privateKey && spec.files.key) writeFileAtomic(spec.files.key, exportPrivateKey(keys.privateKey), 0o600);
     writeFileAtomic(spec.files.cert, pem, 0o644);
     writeFileAtomic(spec.files.ca, ca.pem, 0o644);
     writeFileAtomic(join(this.dir, PKI_FILES.issued, `${serial}.crt.pem`), pem, 0o600);
-    const subject = [spec.subject.organization ? `O=${spec.subject.organization}` : '', `CN=${spec.subject.commonName}`].filter(Boolean).join(', ');
+    const subject = subjectString(spec.subject);
     const entry: IndexEntry = {
       serial,
       kind: spec.kind,
@@ -358,7 +445,7 @@ export class CertificateAuthority {
     };
     index.certificates.push(entry);
     this.writeIndex(index);
-    return { serial, certPath: spec.files.cert, keyPath: spec.files.key, caPath: spec.files.ca, notAfter: entry.notAfter };
+    return { serial, certPath: spec.files.cert, keyPath: spec.files.key ?? '', caPath: spec.files.ca, notAfter: entry.notAfter };
   }
 
   private publishCrl(index: IndexFile, caKey: KeyObject, now: Date, days: number): string {
@@ -441,6 +528,10 @@ export class CertificateAuthority {
       }
     }
   }
+}
+
+function subjectString(subject: { commonName: string; organization?: string }): string {
+  return [subject.organization ? `O=${subject.organization}` : '', `CN=${subject.commonName}`].filter(Boolean).join(', ');
 }
 
 function isAlive(pid: number): boolean {

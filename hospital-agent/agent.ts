@@ -6,9 +6,19 @@ import { join } from 'node:path';
 import express from 'express';
 import type { Logger } from 'pino';
 import { createLogger } from '../common/index.ts';
-import { createKeyBundle, CrlWatcher, generateAgentKeys, loadIdentity, writeFileAtomic, type Identity, type KeyBundle } from '../certs/index.ts';
+import {
+  certificateHealth,
+  createKeyBundle,
+  CrlWatcher,
+  generateAgentKeys,
+  IdentityWatcher,
+  loadIdentity,
+  writeFileAtomic,
+  type Identity,
+  type KeyBundle,
+} from '../certs/index.ts';
 import { FeedRecovery, Ledger, Replicator, type RecoveryOutcome, type ReplicationTransport, type Trust } from '../ledger/index.ts';
-import { RelayClient, DEFAULT_MAX_MESSAGE, type InboundTransfer, type RelayMessage } from '../relay/protocol/index.ts';
+import { RelayClient, DEFAULT_MAX_MESSAGE, RENEWAL_CLOSE_REASON, type InboundTransfer, type RelayMessage } from '../relay/protocol/index.ts';
 import { createApiHandler, DEFAULT_JSON_LIMIT, type FastRoute } from './api/http.ts';
 import { AgentError } from './errors.ts';
 import { buildOpenApi } from './api/openapi.ts';
@@ -56,6 +66,10 @@ export interface RunningAgent {
   recoveryStatus(): RecoveryOutcome | undefined;
   /** Re-reads the CRL file now (what SIGHUP does; the file is also polled); true when a new CRL took effect. */
   reloadCrl(): boolean;
+  /** The agent's TLS certificate and key in force (a renewed pair on disk replaces it without a restart). */
+  identity(): Identity;
+  /** Re-reads the certificate, key and CA files now (they are also watched); true when a new identity took effect. */
+  reloadIdentity(): boolean;
   /** Stops the API, the engine, replication and the relay link, then closes the stores. */
   close(): Promise<void>;
 }
@@ -95,6 +109,8 @@ async function loadBundle(dir: string, identity: Identity, keys: LocalKeys): Pro
 interface Base {
   identity: Identity;
   watcher: CrlWatcher | undefined;
+  /** Watches the certificate, key and CA files; a renewed pair is used for the next relay connection. */
+  identityWatcher: IdentityWatcher;
   trust: () => Trust;
   keys: LocalKeys;
   bundle: KeyBundle;
@@ -120,7 +136,8 @@ async function loadBase(config: AgentConfig, env: NodeJS.ProcessEnv, log: Logger
   const keysKept = existsSync(join(keysDir, 'signing.key.pem'));
   const keys = await loadKeys(keysDir);
   const bundle = await loadBundle(keysDir, identity, keys);
-  return { identity, watcher, trust: () => ({ caPem: identity.caPem, crl: watcher?.current }), keys, bundle, tokens, secret, keysKept };
+  const identityWatcher = new IdentityWatcher({ ...config.identity, passphrase }, identity, { expectId: config.id });
+  return { identity, watcher, identityWatcher, trust: () => ({ caPem: identity.caPem, crl: watcher?.current }), keys, bundle, tokens, secret, keysKept };
 }
 
 /** What the agent keeps on disk, opened and recovered after a crash. */
@@ -330,13 +347,46 @@ function watchRelay(link: Link, engine: ExchangeEngine, metrics: AgentMetrics, l
   });
   relay.on('disconnected', (info) => {
     metrics.relayConnected.set(0);
-    log.warn({ code: info.code }, 'relay connection lost; reconnecting');
+    if (info.reason === RENEWAL_CLOSE_REASON) log.info('reconnecting to the relay with the renewed certificate');
+    else log.warn({ code: info.code }, 'relay connection lost; reconnecting');
   });
-  relay.on('connectError', (err) => log.warn({ code: err.code, err: { message: err.message } }, 'cannot connect to the relay; retrying'));
+  relay.on('connectError', (err) => {
+    const { status, refusal } = err as typeof err & { status?: number; refusal?: string };
+    // A refused certificate is not a network fault: say so in one line the operator can act on.
+    if (status === 401 || status === 403) log.error({ code: err.code, status, reason: refusal }, `the relay refused this agent's certificate: ${err.message}`);
+    else log.warn({ code: err.code, err: { message: err.message } }, 'cannot connect to the relay; retrying');
+  });
   relay.on('undeliverable', (err) => {
     log.debug({ to: err.to, code: err.code }, 'message undeliverable');
     peers.onUndeliverable(err.to);
   });
+}
+
+/** A renewed certificate or CA bundle on disk is adopted without a restart: the relay link reconnects with it once idle. */
+function watchIdentity(config: AgentConfig, base: Base, link: Link, metrics: AgentMetrics, log: Logger): void {
+  base.identityWatcher.on('change', (next, prev) => {
+    base.identity = next;
+    link.relay.renewIdentity(next);
+    // The key bundle names the certificate: re-issue it for the new one, as a restart would (same keys).
+    createKeyBundle(next, base.keys).then(
+      (bundle) => {
+        writeFileAtomic(join(config.dataDir, 'keys', 'bundle.json'), `${JSON.stringify(bundle, null, 2)}\n`, 0o600);
+        base.bundle = bundle;
+        log.info({ serial: next.serial, expires: bundle.expires }, 'key bundle re-issued for the renewed certificate');
+      },
+      (err: Error) => log.error({ err: { message: err.message } }, 'cannot re-issue the key bundle for the renewed certificate; it will be at the next start'),
+    );
+    metrics.certificateReloads.inc({ outcome: 'adopted' });
+    log.info(
+      { serial: next.serial, notAfter: new Date(next.certificate.validTo).toISOString(), previous: prev.serial, caChanged: next.caPem !== prev.caPem },
+      'new agent certificate adopted; the relay connection moves to it once no transfer is in flight',
+    );
+  });
+  base.identityWatcher.on('rejected', (err) => {
+    metrics.certificateReloads.inc({ outcome: 'rejected' });
+    log.error({ code: err.code, msg: err.message, serial: base.identity.serial }, 'renewed certificate files refused; the certificate in force stays');
+  });
+  base.identityWatcher.start();
 }
 
 /** The local API (`/v1`, `/healthz`, `/metrics`, the OpenAPI document), listening. */
@@ -366,10 +416,20 @@ async function serveApi(
     path: '/healthz',
     route: '/healthz',
     open: true,
-    handle: async () => ({
-      status: 200,
-      body: { status: 'ok', agent: config.id, relay: relay.connected ? 'connected' : 'disconnected', outbox: await state.exchanges.countUnfinished() },
-    }),
+    handle: async () => {
+      // Still 200 when degraded: the agent works; `reasons` says what needs doing before a certificate or the CRL lapses.
+      const certs = certificateHealth(base.identity, base.watcher?.current);
+      return {
+        status: 200,
+        body: {
+          status: certs.status,
+          agent: config.id,
+          relay: relay.connected ? 'connected' : 'disconnected',
+          outbox: await state.exchanges.countUnfinished(),
+          ...(certs.reasons.length > 0 ? { reasons: certs.reasons } : {}),
+        },
+      };
+    },
   };
   open.get('/healthz', async (req, res) => {
     const answer = await health.handle(req, '');
@@ -377,6 +437,11 @@ async function serveApi(
   });
   open.get('/metrics', async (_req, res) => {
     metrics.outboxQueued.set(await state.exchanges.countUnfinished());
+    const certs = certificateHealth(base.identity, base.watcher?.current);
+    metrics.certExpiry.set(certs.certExpiresInSeconds);
+    metrics.caExpiry.set(certs.caExpiresInSeconds);
+    if (certs.crlAgeSeconds !== undefined) metrics.crlAge.set(certs.crlAgeSeconds);
+    if (certs.crlNextUpdateInSeconds !== undefined) metrics.crlNextUpdate.set(certs.crlNextUpdateInSeconds);
     const head = ledger.head();
     if (head) metrics.ledgerSeq.set(head.seq);
     res.type(metrics.registry.contentType).send(await metrics.registry.metrics());
@@ -413,6 +478,7 @@ export async function startAgent(config: AgentConfig, options: StartAgentOptions
   const link = await linkRelay(config, base, stores.ledger, log);
   const x = buildExchange(config, env, base, stores, link, metrics, log);
   watchRelay(link, x.engine, metrics, log);
+  watchIdentity(config, base, link, metrics, log);
   let recoveryDone: Promise<unknown> = Promise.resolve();
   const server = await serveApi(config, base, stores, link, x, metrics, log, () => recoveryDone);
   const apiPort = (server.address() as AddressInfo).port;
@@ -457,6 +523,7 @@ export async function startAgent(config: AgentConfig, options: StartAgentOptions
       await new Promise<void>((resolve) => server.close(() => resolve()));
       await link.relay.close().catch(() => undefined);
       base.watcher?.stop();
+      base.identityWatcher.stop();
       await stores.replay.close().catch(() => undefined);
       await stores.state.close();
       await stores.ledger.close();
@@ -476,6 +543,8 @@ export async function startAgent(config: AgentConfig, options: StartAgentOptions
     recovered,
     recoveryStatus: () => recovery?.status(),
     reloadCrl: () => base.watcher?.reload() ?? false,
+    identity: () => base.identity,
+    reloadIdentity: () => base.identityWatcher.reload(),
     close,
   };
 }

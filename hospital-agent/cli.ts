@@ -132,6 +132,7 @@ async function runStart(args: string[], io: CliIo): Promise<number> {
     };
     const hup = (): void => {
       agent.reloadCrl();
+      agent.reloadIdentity();
     };
     process.on('SIGTERM', stop);
     process.on('SIGINT', stop);

@@ -33,6 +33,28 @@ export class AgentMetrics {
     registers: [this.registry],
   });
   readonly relayConnected = new Gauge({ name: 'hie_agent_relay_connected', help: '1 while connected to a relay', registers: [this.registry] });
+  readonly certExpiry = new Gauge({ name: 'hie_agent_cert_expiry_seconds', help: "Seconds until the agent's certificate expires", registers: [this.registry] });
+  readonly caExpiry = new Gauge({
+    name: 'hie_agent_ca_expiry_seconds',
+    help: "Seconds until the CA certificate that issued the agent's certificate expires",
+    registers: [this.registry],
+  });
+  readonly crlAge = new Gauge({
+    name: 'hie_agent_crl_age_seconds',
+    help: 'Seconds since the CRL in force was issued (its thisUpdate)',
+    registers: [this.registry],
+  });
+  readonly crlNextUpdate = new Gauge({
+    name: 'hie_agent_crl_next_update_seconds',
+    help: 'Seconds until the CRL in force expires (negative: expired)',
+    registers: [this.registry],
+  });
+  readonly certificateReloads = new Counter({
+    name: 'hie_agent_certificate_reloads_total',
+    help: 'Renewed certificate, key or CA files seen on disk, by outcome (adopted, rejected)',
+    labelNames: ['outcome'] as const,
+    registers: [this.registry],
+  });
   readonly outboxQueued = new Gauge({
     name: 'hie_agent_outbox_unfinished',
     help: 'Outgoing exchanges not yet delivered or failed',

@@ -11,6 +11,8 @@ export interface AdminState {
   ready: () => boolean;
   /** Refreshes gauges that are computed on scrape. */
   refresh: () => void;
+  /** Certificate and CRL health: `degraded` with reasons well before either lapses. */
+  health?: () => { status: 'ok' | 'degraded'; reasons: string[] };
 }
 
 /** The operator HTTP app: /healthz, /readyz, /metrics, /v1/agents. */
@@ -19,7 +21,9 @@ export function adminApp(state: AdminState): Express {
   app.disable('x-powered-by');
   app.use(helmet());
   app.get('/healthz', (_req, res) => {
-    res.json({ status: 'ok' });
+    // Still 200 when degraded: the relay serves; the body says what needs an operator soon.
+    const h = state.health?.();
+    res.json(h && h.status !== 'ok' ? { status: h.status, reasons: h.reasons } : { status: 'ok' });
   });
   app.get('/readyz', (_req, res) => {
     const ready = state.ready();

@@ -5,7 +5,17 @@ import type { Socket } from 'node:net';
 import type { TLSSocket } from 'node:tls';
 import type { Logger } from 'pino';
 import { WebSocketServer, type WebSocket } from 'ws';
-import { peerHospitalId, serverTlsOptions, type CrlWatcher, type Identity } from '../certs/index.ts';
+import {
+  CERTIFICATE_REFUSALS,
+  peerHospitalId,
+  presentedCertificate,
+  refusalStatus,
+  serverTlsOptions,
+  tlsRefusal,
+  type CertificateRefusal,
+  type CrlWatcher,
+  type Identity,
+} from '../certs/index.ts';
 import { parseRevision, REVISION_HEADER } from './protocol/constants.ts';
 import { limitConnectionsPerAddress } from './address-limit.ts';
 import type { Hub } from './hub.ts';
@@ -28,10 +38,14 @@ export interface AgentServerOptions {
   accepted(ws: WebSocket): void;
 }
 
-function refuse(socket: Socket, status: number, why: string): void {
+/** Response header naming why a client certificate was refused (one of the `CertificateRefusal` reasons). */
+export const REFUSAL_HEADER = 'x-hie-refusal';
+
+function refuse(socket: Socket, status: number, why: string, reason?: string): void {
   const body = `${why}\n`;
+  const extra = reason ? `${REFUSAL_HEADER}: ${reason}\r\n` : '';
   socket.end(
-    `HTTP/1.1 ${status} ${STATUS_CODES[status] ?? ''}\r\nConnection: close\r\nContent-Type: text/plain\r\nContent-Length: ${Buffer.byteLength(body)}\r\n\r\n${body}`,
+    `HTTP/1.1 ${status} ${STATUS_CODES[status] ?? ''}\r\nConnection: close\r\n${extra}Content-Type: text/plain\r\nContent-Length: ${Buffer.byteLength(body)}\r\n\r\n${body}`,
   );
   setTimeout(() => socket.destroy(), 1000).unref();
 }
@@ -40,23 +54,29 @@ function refuse(socket: Socket, status: number, why: string): void {
 export function createAgentServer(o: AgentServerOptions): HttpsServer {
   const server: HttpsServer = createHttpsServer({
     ...serverTlsOptions(o.identity),
+    // The handshake completes for any client certificate, so that the gate below can answer a refused one with
+    // 401/403 and its reason instead of a reset the agent cannot tell from a network fault; nothing is served before it.
+    rejectUnauthorized: false,
     crl: o.watcher?.current.pem,
     // Node's default holds a handshake that never completes for 120 s.
     handshakeTimeout: o.limits.handshakeTimeoutMs,
   });
+  // Every reason is exported from the start (at 0), so an alert on a rate sees the first refusal.
+  for (const reason of [...CERTIFICATE_REFUSALS, 'tls-error']) o.metrics.tlsRefused.inc({ reason }, 0);
   // Counted at accept, before the TLS handshake: one address cannot hold the listener with half-open handshakes.
   limitConnectionsPerAddress(server, o.limits.maxConnectionsPerAddress, (address) => {
     o.metrics.connectionsRefused.inc({ reason: 'per-address' });
     o.log.debug({ address, max: o.limits.maxConnectionsPerAddress }, 'connection refused: too many from one address');
   });
-  server.on('tlsClientError', (err: Error & { code?: string }) => {
+  server.on('tlsClientError', (err: Error & { code?: string }, socket: unknown) => {
     if (err.code === 'ERR_TLS_HANDSHAKE_TIMEOUT') {
       o.metrics.handshakeTimeouts.inc();
       o.log.info({ code: err.code, timeoutMs: o.limits.handshakeTimeoutMs }, 'TLS handshake timed out');
       return;
     }
     o.metrics.connectionsRefused.inc({ reason: 'tls' });
-    o.log.info({ code: err.code }, 'TLS handshake refused');
+    o.metrics.tlsRefused.inc({ reason: 'tls-error' });
+    o.log.warn({ reason: 'tls-error', code: err.code, peer: (socket as Socket | undefined)?.remoteAddress }, 'TLS handshake refused');
   });
   server.on('request', (_req, res) => {
     res.writeHead(426, { 'content-type': 'text/plain', connection: 'close' }).end(`upgrade to WebSocket on ${AGENT_PATH}\n`);
@@ -85,15 +105,29 @@ function admit(o: AgentServerOptions, req: IncomingMessage, socket: Socket): { i
   };
   if (!o.accepting()) return deny(503, 'shutting-down', 'relay is shutting down');
   if ((req.url ?? '').split('?')[0] !== AGENT_PATH) return deny(404, 'path', `agents connect to ${AGENT_PATH}`);
+  const refuseCertificate = (reason: CertificateRefusal, detail: string): undefined => {
+    const status = refusalStatus(reason);
+    const presented = presentedCertificate(tlsSocket);
+    o.metrics.connectionsRefused.inc({ reason: 'certificate' });
+    o.metrics.tlsRefused.inc({ reason });
+    // The id is what the certificate claims; it was not verified (that is the point of the line).
+    o.log.warn({ status, reason, peer: socket.remoteAddress, ...presented, detail }, `client certificate refused: ${reason}`);
+    refuse(socket, status, `client certificate refused: ${reason}${presented.serial ? ` (serial ${presented.serial})` : ''}: ${detail}`, reason);
+    return undefined;
+  };
+  if (!tlsSocket.authorized) {
+    const reason = tlsRefusal(tlsSocket);
+    return refuseCertificate(reason, String(tlsSocket.authorizationError ?? 'no certificate presented'));
+  }
   let peer: { id: string; serial: string; notAfter: Date };
   try {
-    // Identity comes only from the verified certificate, checked again here even though the handshake already required it.
+    // Identity comes only from the verified certificate.
     peer = peerHospitalId(tlsSocket);
   } catch (err) {
-    return deny(tlsSocket.authorized ? 403 : 401, 'certificate', (err as Error).message);
+    return refuseCertificate('not-agent', (err as Error).message);
   }
-  if (o.watcher?.isRevoked(peer.serial)) return deny(403, 'revoked', 'certificate revoked');
-  if (peer.notAfter.getTime() <= Date.now()) return deny(403, 'expired', 'certificate expired');
+  if (o.watcher?.isRevoked(peer.serial)) return refuseCertificate('revoked', 'on the CRL in force');
+  if (peer.notAfter.getTime() <= Date.now()) return refuseCertificate('expired', `expired ${peer.notAfter.toISOString()}`);
   if (o.hub.connections.size >= o.limits.maxConnections) return deny(503, 'capacity', 'too many connections');
   return { id: peer.id, serial: peer.serial, revision: parseRevision(req.headers[REVISION_HEADER]) };
 }

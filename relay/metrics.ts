@@ -83,6 +83,28 @@ export class RelayMetrics {
     registers: [this.registry],
   });
   readonly certExpiry = new Gauge({ name: 'hie_relay_cert_expiry_seconds', help: 'Seconds until the relay certificate expires', registers: [this.registry] });
+  readonly caExpiry = new Gauge({
+    name: 'hie_relay_ca_expiry_seconds',
+    help: "Seconds until the CA certificate that issued the relay's certificate expires",
+    registers: [this.registry],
+  });
+  readonly crlAge = new Gauge({
+    name: 'hie_relay_crl_age_seconds',
+    help: 'Seconds since the CRL in force was issued (its thisUpdate)',
+    registers: [this.registry],
+  });
+  readonly tlsRefused = new Counter({
+    name: 'hie_relay_tls_refused_total',
+    help: 'Client certificates or TLS handshakes refused, by reason (revoked, expired, not-yet-valid, unknown-ca, wrong-usage, not-agent, no-certificate, crl-expired, invalid, tls-error)',
+    labelNames: ['reason'],
+    registers: [this.registry],
+  });
+  readonly certificateReloads = new Counter({
+    name: 'hie_relay_certificate_reloads_total',
+    help: 'Renewed certificate, key or CA files seen on disk, by outcome (adopted, rejected)',
+    labelNames: ['outcome'],
+    registers: [this.registry],
+  });
   readonly usageStatements = new Counter({ name: 'hie_relay_usage_statements_total', help: 'Signed usage statements issued', registers: [this.registry] });
   readonly natsConnected = new Gauge({
     name: 'hie_relay_nats_connected',

@@ -7,7 +7,7 @@ import type { AddressInfo } from 'node:net';
 import { hostname } from 'node:os';
 import type { Logger } from 'pino';
 import { createLogger } from '../common/index.ts';
-import { CrlWatcher, loadIdentity, secureContextOptions, type Identity } from '../certs/index.ts';
+import { certificateHealth, CrlWatcher, IdentityWatcher, loadIdentity, secureContextOptions, type Identity } from '../certs/index.ts';
 import { createAgentServer } from './agent-server.ts';
 import { parseRelayConfig, type RelayConfig, type RelayConfigInput } from './config.ts';
 import { Heartbeat } from './heartbeat.ts';
@@ -32,6 +32,10 @@ export interface RunningRelay {
   bufferedBytes(): number;
   /** Re-reads the CRL (what SIGHUP does); true when a new CRL took effect. */
   reloadCrl(): boolean;
+  /** The relay's certificate and key in force (a renewed pair on disk replaces it without a restart). */
+  identity(): Identity;
+  /** Re-reads the certificate, key and CA files now (they are also watched); true when a new identity took effect. */
+  reloadIdentity(): boolean;
   /** Graceful shutdown: refuse new work, notify agents, wait for transfers up to `graceMs`, close. */
   close(graceMs?: number): Promise<void>;
 }
@@ -53,6 +57,8 @@ interface Node {
   nats: NatsRouter | undefined;
   router: Router;
   watcher: CrlWatcher | undefined;
+  /** Watches tls.cert, tls.key and tls.ca; `identity` above follows it. */
+  identityWatcher: IdentityWatcher;
   hub: Hub;
   heartbeat: Heartbeat;
   server: HttpsServer;
@@ -66,12 +72,14 @@ export async function startRelay(input: RelayConfigInput | RelayConfig, options:
   const env = options.env ?? process.env;
   const config = parseRelayConfig(input, {});
   const log = options.logger ?? createLogger({ level: config.log.level, base: { svc: 'hie-relay' } });
+  const passphrase = config.tls.passphraseEnv ? env[config.tls.passphraseEnv] : undefined;
   const identity = loadRelayIdentity(config, env);
   const metrics = new RelayMetrics();
   const limits = { ...config.limits };
   const nats = config.nats && !options.router ? await connectCluster(config, limits, metrics, log, env) : undefined;
   const router = options.router ?? nats ?? new LocalRouter();
-  const node = buildNode({ config, limits, log, identity, metrics, nats, router });
+  const identityWatcher = new IdentityWatcher({ cert: config.tls.cert, key: config.tls.key, ca: config.tls.ca, passphrase }, identity);
+  const node = buildNode({ config, limits, log, identity, metrics, nats, router, identityWatcher });
   const port = await listenAgents(node);
   const adminPort = await listenAdmin(node);
   log.info({ port, adminPort, host: config.listen.host, node: nats?.nodeId }, 'relay listening');
@@ -82,6 +90,8 @@ export async function startRelay(input: RelayConfigInput | RelayConfig, options:
     nodeId: nats?.nodeId,
     bufferedBytes: () => node.hub.bufferedBytes(),
     reloadCrl: () => node.watcher?.reload() ?? false,
+    identity: () => node.identity,
+    reloadIdentity: () => node.identityWatcher.reload(),
     close: shutdown(node),
   };
 }
@@ -106,24 +116,51 @@ async function connectCluster(
 }
 
 /** The hub, the agent server, the heartbeat and the CRL watcher, wired together (nothing listens yet). */
-function buildNode(parts: Pick<Node, 'config' | 'limits' | 'log' | 'identity' | 'metrics' | 'nats' | 'router'>): Node {
+function buildNode(parts: Pick<Node, 'config' | 'limits' | 'log' | 'identity' | 'metrics' | 'nats' | 'router' | 'identityWatcher'>): Node {
   const { config, limits, log, identity, metrics, router } = parts;
   const watcher = config.tls.crl ? new CrlWatcher(config.tls.crl, identity.caPem, { intervalMs: config.tls.crlPollMs }) : undefined;
-  const meter: ConstructorParameters<typeof Hub>[0]['meter'] = (t) => signUsage(t, config.tariff, identity.privateKey, identity.certPem);
+  // Usage statements are signed with the identity in force, which a renewal replaces.
+  const meter: ConstructorParameters<typeof Hub>[0]['meter'] = (t) => signUsage(t, config.tariff, node.identity.privateKey, node.identity.certPem);
   const hub = new Hub({ limits, router, metrics, log, meter });
   const heartbeat = new Heartbeat(hub.connections, metrics, log);
   const gate = { accepting: true };
+  // eslint-disable-next-line prefer-const -- assigned below; the meter reads it once transfers run
+  let node: Node;
   const server = createAgentServer({ identity, watcher, hub, metrics, log, limits, accepting: () => gate.accepting, accepted: (ws) => heartbeat.track(ws) });
-  const node: Node = { ...parts, watcher, hub, heartbeat, server, admin: undefined, gate };
+  node = { ...parts, watcher, hub, heartbeat, server, admin: undefined, gate };
   heartbeat.start(limits.pingIntervalMs);
   watchCrl(node);
+  watchIdentity(node);
   return node;
 }
 
+/**
+ * A renewed certificate (or a new CA bundle during a rollover) takes effect for new handshakes without a restart;
+ * live connections keep theirs. A pair that does not load (half-written, mismatched, expired) is refused and logged.
+ */
+function watchIdentity(node: Node): void {
+  const { identityWatcher, server, log, metrics } = node;
+  identityWatcher.on('change', (next, prev) => {
+    server.setSecureContext(secureContextOptions(next, node.watcher?.current.pem));
+    node.identity = next;
+    metrics.certificateReloads.inc({ outcome: 'adopted' });
+    log.info(
+      { serial: next.serial, notAfter: new Date(next.certificate.validTo).toISOString(), previous: prev.serial, caChanged: next.caPem !== prev.caPem },
+      'new relay certificate adopted',
+    );
+  });
+  identityWatcher.on('rejected', (err) => {
+    metrics.certificateReloads.inc({ outcome: 'rejected' });
+    log.error({ code: err.code, msg: err.message, serial: node.identity.serial }, 'renewed certificate files refused; the certificate in force stays');
+  });
+  identityWatcher.start();
+}
+
 /** New CRLs take effect for new handshakes, and live connections of newly revoked certificates are closed. */
-function watchCrl({ watcher, server, hub, identity, log }: Node): void {
+function watchCrl(node: Node): void {
+  const { watcher, server, hub, log } = node;
   watcher?.on('change', (crl) => {
-    server.setSecureContext(secureContextOptions(identity, crl.pem));
+    server.setSecureContext(secureContextOptions(node.identity, crl.pem));
     const closed = hub.revoke((serial) => crl.revoked.has(serial));
     log.info({ crlNumber: crl.crlNumber, revoked: crl.revoked.size, closed }, 'CRL reloaded');
   });
@@ -135,6 +172,7 @@ function watchCrl({ watcher, server, hub, identity, log }: Node): void {
 async function abandon(node: Node): Promise<void> {
   node.heartbeat.stop();
   node.watcher?.stop();
+  node.identityWatcher.stop();
   node.hub.closeAll();
   await node.nats?.close();
 }
@@ -151,18 +189,21 @@ async function listenAgents(node: Node): Promise<number> {
 }
 
 async function listenAdmin(node: Node): Promise<number | undefined> {
-  const { config, metrics, router, hub, identity, watcher } = node;
+  const { config, metrics, router, hub, watcher } = node;
   if (!config.admin.enabled) return undefined;
+  const health = (): ReturnType<typeof certificateHealth> => certificateHealth(node.identity, watcher?.current);
   const refresh = (): void => {
     metrics.bufferedBytes.set(hub.bufferedBytes());
     metrics.transfersActive.set(hub.activeTransfers);
-    metrics.certExpiry.set(Math.round((Date.parse(identity.certificate.validTo) - Date.now()) / 1000));
-    const next = watcher?.current.nextUpdate;
-    if (next) metrics.crlNextUpdate.set(Math.round((next.getTime() - Date.now()) / 1000));
+    const h = health();
+    metrics.certExpiry.set(h.certExpiresInSeconds);
+    metrics.caExpiry.set(h.caExpiresInSeconds);
+    if (h.crlAgeSeconds !== undefined) metrics.crlAge.set(h.crlAgeSeconds);
+    if (h.crlNextUpdateInSeconds !== undefined) metrics.crlNextUpdate.set(h.crlNextUpdateInSeconds);
   };
   // Loaded only when enabled: express and helmet are the relay's largest dependencies.
   const { adminApp } = await import('./admin.ts');
-  const admin = createHttpServer(adminApp({ metrics, router, ready: () => node.gate.accepting, refresh }));
+  const admin = createHttpServer(adminApp({ metrics, router, ready: () => node.gate.accepting, refresh, health }));
   admin.listen(config.admin.port, config.admin.host);
   try {
     await once(admin, 'listening');
@@ -197,6 +238,7 @@ async function drainAndClose(node: Node, graceMs: number): Promise<void> {
   while (hub.activeTransfers > 0 && Date.now() < deadline) await sleep(50);
   hub.closeAll();
   node.watcher?.stop();
+  node.identityWatcher.stop();
   const until = Date.now() + 3000;
   while (hub.connections.size > 0 && Date.now() < until) await sleep(20);
   server.closeAllConnections();

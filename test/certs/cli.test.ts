@@ -35,7 +35,7 @@ describe('hie-certs CLI', function () {
   it('prints help with every command and exits 0', function () {
     const r = run(['--help']);
     expect(r.code).to.equal(0);
-    for (const c of ['init', 'issue-relay', 'issue-agent', 'revoke', 'crl', 'list']) expect(r.stdout).to.contain(c);
+    for (const c of ['init', 'issue-relay', 'issue-agent', 'revoke', 'crl', 'list', 'request', 'sign', 'renew', 'install']) expect(r.stdout).to.contain(c);
     const sub = run(['issue-agent', '--help']);
     expect(sub.code).to.equal(0);
     expect(sub.stdout).to.contain('--id HOSPITAL_ID');
@@ -66,7 +66,7 @@ describe('hie-certs CLI', function () {
     expect(run(['crl', '--dir', pki, '--out', crlOut, '--days', '7', '--passphrase-env', 'CA_PASS'], env).code).to.equal(0);
     expect(readFileSync(crlOut, 'utf8')).to.contain('BEGIN X509 CRL');
     const table = run(['list', '--dir', pki]);
-    expect(table.stdout).to.match(/agent\s+O=Myongji, CN=myongji.*revoked/);
+    expect(table.stdout).to.match(/myongji\s+agent\s+[0-9a-f]+\s+O=Myongji, CN=myongji.*revoked/);
   });
 
   it('gives one-line errors for bad input and changes nothing on disk', function () {

@@ -288,7 +288,9 @@ describe('relay (integration, real mTLS on loopback)', function () {
     await client.close();
     const after = (await admin(relay, '/metrics')).text;
     expect(after.match(/hie_relay_connections (\d+)/)?.[1]).to.equal(before);
-    expect(after).to.match(/hie_relay_connections_refused_total\{reason="tls"\} [1-9]/);
+    // Both are answered with a status and counted by reason (no longer dropped in the TLS layer).
+    expect(after).to.match(/hie_relay_tls_refused_total\{reason="unknown-ca"\} [1-9]/);
+    expect(after).to.match(/hie_relay_tls_refused_total\{reason="no-certificate"\} [1-9]/);
   });
 
   it('answers a request for another path with an HTTP status instead of upgrading', async function () {

@@ -29,6 +29,12 @@ export const DEFAULT_SEND_HIGH_WATER_MARK = 4 * 1024 * 1024;
 /** DATA payload size: big enough to amortise per-frame work, small enough to stay in a core's L2 cache while copied and encrypted. */
 export const DEFAULT_CHUNK_SIZE = 256 * 1024;
 
+/** Longest a renewed certificate waits for the transfers in flight before the connection is replaced anyway. */
+export const DEFAULT_RENEW_MAX_WAIT_MS = 10 * 60_000;
+
+/** `reason` of the `disconnected` event when the client replaced its connection to present a renewed certificate. */
+export const RENEWAL_CLOSE_REASON = 'certificate renewed';
+
 /** The WebSocket path agents connect to. */
 export const RELAY_AGENT_PATH = '/v1/agent';
 
@@ -96,7 +102,12 @@ type Stream = OutboundTransfer | InboundTransfer;
 export class RelayClient extends EventEmitter<RelayClientEvents> {
   private readonly urls: string[];
   private urlIndex = 0;
-  private readonly tls: ConnectionOptions;
+  private tls: ConnectionOptions;
+  private identity: Identity;
+  /** Set by `renewIdentity` while the connection in use still carries the previous certificate. */
+  private renewal: { deadline: NodeJS.Timeout } | undefined;
+  /** The connection is being replaced for a renewed certificate: redial at once, without backoff. */
+  private renewing = false;
   private readonly window: number;
   private readonly inboundIdleMs: number;
   private readonly backoff: BackoffOptions | undefined;
@@ -131,6 +142,7 @@ export class RelayClient extends EventEmitter<RelayClientEvents> {
       if (u.pathname === '/' || u.pathname === '') u.pathname = RELAY_AGENT_PATH;
       return u.toString();
     });
+    this.identity = options.identity;
     this.tls = { ...clientTlsOptions(options.identity), ...(options.servername ? { servername: options.servername } : {}) };
     this.window = options.window ?? DEFAULT_WINDOW;
     if (options.chunkSize !== undefined && (!Number.isInteger(options.chunkSize) || options.chunkSize < 1024))
@@ -173,6 +185,7 @@ export class RelayClient extends EventEmitter<RelayClientEvents> {
       },
       release: (id) => {
         this.streams.delete(id);
+        if (this.renewal && this.streams.size === 0) queueMicrotask(() => this.replaceForRenewal());
       },
     };
   }
@@ -187,6 +200,35 @@ export class RelayClient extends EventEmitter<RelayClientEvents> {
     if (!this.transport && !this.timer) this.dial();
     else if (this.connected) this.settleReady();
     return p;
+  }
+
+  /**
+   * Uses `identity` (a renewed certificate, or a new CA bundle) from the next
+   * connection on. A live connection is replaced once no transfer is in flight
+   * on it (at the latest after {@link DEFAULT_RENEW_MAX_WAIT_MS}), and the
+   * client redials at once, so the relay sees the new certificate without
+   * losing a transfer.
+   */
+  renewIdentity(identity: Identity, options: { maxWaitMs?: number } = {}): void {
+    if (!identity?.certPem) throw new TypeError('identity is required (use loadIdentity)');
+    this.identity = identity;
+    this.tls = { ...clientTlsOptions(identity), ...(this.options.servername ? { servername: this.options.servername } : {}) };
+    if (this.renewal) clearTimeout(this.renewal.deadline);
+    this.renewal = undefined;
+    if (!this.connected || !this.transport) return;
+    const deadline = setTimeout(() => this.replaceForRenewal(true), options.maxWaitMs ?? DEFAULT_RENEW_MAX_WAIT_MS);
+    deadline.unref();
+    this.renewal = { deadline };
+    if (this.streams.size === 0) this.replaceForRenewal();
+  }
+
+  private replaceForRenewal(force = false): void {
+    if (!this.renewal || (!force && this.streams.size > 0)) return;
+    clearTimeout(this.renewal.deadline);
+    this.renewal = undefined;
+    if (!this.transport || !this.connected || this.closed) return;
+    this.renewing = true;
+    this.transport.close(1000, RENEWAL_CLOSE_REASON);
   }
 
   /** The relay node URL in use (or tried next). */
@@ -216,7 +258,9 @@ export class RelayClient extends EventEmitter<RelayClientEvents> {
     t.on('frame', (buf) => this.onFrame(buf));
     t.on('refused', (status, body) => {
       failure = new RelayError('ERR_RELAY_REFUSED', `relay refused the connection: HTTP ${status}${body ? ` ${body}` : ''}`);
-      (failure as RelayError & { status?: number }).status = status;
+      // The relay names why it refused a certificate (revoked, expired, unknown-ca, ...) at the start of the body.
+      const refusal = /^client certificate refused: ([a-z-]+)/.exec(body)?.[1];
+      Object.assign(failure, { status, ...(refusal ? { refusal } : {}) });
     });
     t.on('error', (err) => {
       failure ??= new RelayError('ERR_RELAY_REFUSED', `cannot connect to the relay: ${(err as NodeJS.ErrnoException).code ?? err.message}`, { cause: err });
@@ -234,13 +278,20 @@ export class RelayClient extends EventEmitter<RelayClientEvents> {
     this.streams.clear();
     this.drainWaiters = [];
     this.queued = 0;
-    if (wasConnected) this.emit('disconnected', { code, reason });
+    if (wasConnected) this.emit('disconnected', { code, reason: this.renewing ? RENEWAL_CLOSE_REASON : reason });
     else
       this.emit(
         'connectError',
         failure ?? new RelayError('ERR_RELAY_REFUSED', `connection closed before the relay greeted us (${code}${reason ? ` ${reason}` : ''})`),
       );
     if (this.closed) return;
+    if (this.renewing) {
+      // Ended on purpose to present a renewed certificate: same node, no backoff.
+      this.renewing = false;
+      this.attempt = 0;
+      this.timer = setTimeout(() => this.dial(), 0);
+      return;
+    }
     if (!this.backoff) {
       this.settleReady(wasConnected ? lost : (failure ?? lost));
       return;
@@ -321,7 +372,7 @@ export class RelayClient extends EventEmitter<RelayClientEvents> {
 
   private verifyUsage(body: Record<string, unknown>): VerifiedUsage | Error {
     try {
-      const statement = verifyUsageStatement(body, this.options.identity.caPem);
+      const statement = verifyUsageStatement(body, this.identity.caPem);
       const { statement: s, signature, certificate } = body as unknown as SignedUsageStatement;
       return { statement, signed: { statement: s, signature, certificate } };
     } catch (err) {
@@ -355,6 +406,8 @@ export class RelayClient extends EventEmitter<RelayClientEvents> {
   /** Closes the connection and stops reconnecting; open transfers fail with ERR_RELAY_CONNECTION_LOST. */
   async close(): Promise<void> {
     this.closed = true;
+    if (this.renewal) clearTimeout(this.renewal.deadline);
+    this.renewal = undefined;
     if (this.timer) clearTimeout(this.timer);
     this.timer = undefined;
     this.settleReady(new RelayError('ERR_RELAY_CLOSED', 'client closed'));

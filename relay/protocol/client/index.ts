@@ -4,6 +4,8 @@ export {
   RELAY_AGENT_PATH,
   DEFAULT_SEND_HIGH_WATER_MARK,
   DEFAULT_CHUNK_SIZE,
+  DEFAULT_RENEW_MAX_WAIT_MS,
+  RENEWAL_CLOSE_REASON,
   type RelayClientOptions,
   type RelayClientEvents,
   type RelayMessage,
