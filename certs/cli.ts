@@ -1,5 +1,6 @@
 import { parseArgs, type ParseArgsConfig } from 'node:util';
 import { CRL_REASONS, isCrlReason } from './crl.ts';
+import { DIRECTORY_USAGE_LINES, directoryMain } from './directory-cli.ts';
 import { PkiError } from './errors.ts';
 import { CertificateAuthority, DEFAULT_CA_DAYS, DEFAULT_CA_NAME, DEFAULT_CRL_DAYS, DEFAULT_LEAF_DAYS } from './pki.ts';
 
@@ -21,6 +22,7 @@ Commands:
                Sign a fresh CRL (valid ${DEFAULT_CRL_DAYS} days by default) into PKI/crl.pem and FILE.
   list         --dir PKI [--json]
                Every issued certificate: serial, subject, kind, not-after, status.
+${DIRECTORY_USAGE_LINES}
 
 Options for commands that sign:
   --passphrase-env VAR   read the CA key passphrase from environment variable VAR
@@ -111,6 +113,7 @@ export async function main(argv: string[], io: CliIo = defaultIo): Promise<numbe
     io.out(USAGE);
     return command === undefined ? 2 : 0;
   }
+  if (command === 'directory') return directoryMain(rest, io);
   const spec = COMMANDS[command];
   if (!spec) throw usageError(`unknown command '${command}' (run 'hie-certs --help')`);
   if (rest.includes('--help') || rest.includes('-h')) {
