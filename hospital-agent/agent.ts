@@ -8,7 +8,7 @@ import type { Logger } from 'pino';
 import { createLogger } from '../common/index.ts';
 import { createKeyBundle, CrlWatcher, generateAgentKeys, loadIdentity, writeFileAtomic, type Identity, type KeyBundle } from '../certs/index.ts';
 import { Ledger, Replicator, type ReplicationTransport, type Trust } from '../ledger/index.ts';
-import { RelayClient, DEFAULT_MAX_MESSAGE, type InboundTransfer, type RelayMessage } from '../relay/protocol/index.ts';
+import { RelayClient, CLOSE_CODES, DEFAULT_MAX_MESSAGE, type InboundTransfer, type RelayMessage } from '../relay/protocol/index.ts';
 import { createApiHandler, DEFAULT_JSON_LIMIT, type FastRoute } from './api/http.ts';
 import { buildOpenApi } from './api/openapi.ts';
 import { consentRoutes } from './api/routes/consents.ts';
@@ -24,6 +24,7 @@ import { ExchangeEngine } from './engine/index.ts';
 import { MessageDispatcher } from './engine/dispatch.ts';
 import { encodeLedgerWire, encodeWire, type WireMessage } from './engine/wire.ts';
 import { AgentMetrics } from './metrics.ts';
+import { assertMember, FederationDocuments, REVOKED_REASON, SelfStanding } from './federation/index.ts';
 import { ConsentService } from './services/consents.ts';
 import { ExchangeService } from './services/exchanges.ts';
 import { RequestService } from './services/requests.ts';
@@ -47,6 +48,10 @@ export interface RunningAgent {
   metrics: AgentMetrics;
   /** Re-reads the CRL file now (what SIGHUP does; the file is also polled); true when a new CRL took effect. */
   reloadCrl(): boolean;
+  /** The CRL and member directory in force (from the relay, the CRL file or the data directory). */
+  federation: FederationDocuments;
+  /** Whether this agent's own certificate is known to be revoked. */
+  standing: SelfStanding;
   /** Stops the API, the engine, replication and the relay link, then closes the stores. */
   close(): Promise<void>;
 }
@@ -81,6 +86,7 @@ async function loadBundle(dir: string, identity: Identity, keys: LocalKeys): Pro
 interface Base {
   identity: Identity;
   watcher: CrlWatcher | undefined;
+  federation: FederationDocuments;
   trust: () => Trust;
   keys: LocalKeys;
   bundle: KeyBundle;
@@ -88,7 +94,7 @@ interface Base {
   secret: Buffer;
 }
 
-async function loadBase(config: AgentConfig, env: NodeJS.ProcessEnv, log: Logger): Promise<Base> {
+async function loadBase(config: AgentConfig, env: NodeJS.ProcessEnv, log: Logger, metrics: AgentMetrics): Promise<Base> {
   const passphrase = config.identity.passphraseEnv ? env[config.identity.passphraseEnv] : undefined;
   const identity = loadIdentity({ ...config.identity, passphrase });
   if (identity.hospitalId !== config.id) {
@@ -97,13 +103,39 @@ async function loadBase(config: AgentConfig, env: NodeJS.ProcessEnv, log: Logger
   const tokens = loadApiTokens(config, env);
   const secret = loadPatientSecret(config, env);
   const watcher = config.identity.crl ? new CrlWatcher(config.identity.crl, identity.caPem).start() : undefined;
-  watcher?.on('change', (crl) => log.info({ crlNumber: crl.crlNumber, revoked: crl.revoked.size }, 'CRL reloaded'));
-  watcher?.on('rejected', (err) => log.error({ code: err.code, msg: err.message }, 'CRL reload rejected; previous CRL stays in force'));
   mkdirSync(config.dataDir, { recursive: true, mode: 0o700 });
+  const federation = new FederationDocuments(config.dataDir, identity.caPem);
+  watchFederation(federation, metrics, log);
+  await federation.open(watcher?.current);
+  metrics.crlNumber.set(federation.crl?.crlNumber ?? 0);
+  metrics.directorySequence.set(federation.directory?.directory.sequence ?? 0);
+  watcher?.on('change', (crl) => federation.offerCrl(crl.pem, 'identity.crl'));
+  watcher?.on('rejected', (err) => log.error({ code: err.code, msg: err.message }, 'CRL reload rejected; previous CRL stays in force'));
   const keysDir = join(config.dataDir, 'keys');
   const keys = await loadKeys(keysDir);
   const bundle = await loadBundle(keysDir, identity, keys);
-  return { identity, watcher, trust: () => ({ caPem: identity.caPem, crl: watcher?.current }), keys, bundle, tokens, secret };
+  return { identity, watcher, federation, trust: () => ({ caPem: identity.caPem, crl: federation.crl }), keys, bundle, tokens, secret };
+}
+
+/** Logs and counts what the agent adopts and refuses. */
+function watchFederation(federation: FederationDocuments, metrics: AgentMetrics, log: Logger): void {
+  federation.on('crl', (crl, source) => {
+    metrics.documentsAdopted.inc({ type: 'crl' });
+    metrics.crlNumber.set(crl.crlNumber ?? 0);
+    log.info({ crlNumber: crl.crlNumber, revoked: crl.revoked.size, nextUpdate: crl.nextUpdate?.toISOString(), source }, 'CRL adopted');
+  });
+  federation.on('directory', (d, source) => {
+    metrics.documentsAdopted.inc({ type: 'directory' });
+    metrics.directorySequence.set(d.directory.sequence);
+    log.info({ sequence: d.directory.sequence, members: d.directory.members.length, source }, 'member directory adopted');
+  });
+  federation.on('refused', ({ type, reason, source, message }) => {
+    metrics.documentsRefused.inc({ type, reason });
+    log.warn(
+      { type, reason, source, msg: message },
+      type === 'crl' ? 'CRL refused; the one in force stays' : 'member directory refused; the one in force stays',
+    );
+  });
 }
 
 /** What the agent keeps on disk, opened and recovered after a crash. */
@@ -158,9 +190,16 @@ interface Link {
 }
 
 async function linkRelay(config: AgentConfig, base: Base, ledger: Ledger, log: Logger): Promise<Link> {
-  const keyring = new KeyRing({ caPem: base.identity.caPem, crl: () => base.watcher?.current });
+  const keyring = new KeyRing({ caPem: base.identity.caPem, crl: () => base.federation.crl });
   await keyring.add(base.bundle);
-  const relay = new RelayClient({ urls: config.relay.urls, identity: base.identity });
+  const { federation } = base;
+  // An expired CRL would fail the relay's TLS check and with it the one way a fresh CRL arrives: the relay link dials
+  // without it (the relay's certificate is still checked against the CA); peers are still checked against it.
+  const relay = new RelayClient({ urls: config.relay.urls, identity: base.identity, crl: () => (federation.crlExpired() ? undefined : federation.crl?.pem) });
+  relay.on('document', (type, body) => {
+    if (type === 'crl') federation.offerCrl(body.toString('utf8'), 'relay');
+    else void federation.offerDirectory(body.toString('utf8'), 'relay');
+  });
   const send = (to: string, message: WireMessage): void => {
     try {
       relay.sendMessage(to, encodeWire(message));
@@ -169,6 +208,7 @@ async function linkRelay(config: AgentConfig, base: Base, ledger: Ledger, log: L
     }
   };
   const peers = new PeerDirectory(keyring, () => base.bundle, send);
+  peers.membership = (to) => assertMember(federation.directory, to);
   await peers.learnFromLedger(ledger);
   const ledgerHandlers = new Set<(peer: string, message: string | Uint8Array) => void>();
   const transport: ReplicationTransport = {
@@ -209,7 +249,8 @@ function buildExchange(config: AgentConfig, env: NodeJS.ProcessEnv, base: Base, 
   const { ledger, state, inbox, directory, outbox, replay } = stores;
   const { relay, send, peers } = link;
   const local = (): LocalKeys => base.keys;
-  const consents = new ConsentService(ledger, config.id, base.secret, undefined, config.patients.identifierSystem);
+  const member = (id: string): void => assertMember(base.federation.directory, id);
+  const consents = new ConsentService(ledger, config.id, base.secret, undefined, config.patients.identifierSystem, member);
   const engine = new ExchangeEngine({
     self: config.id,
     store: state.exchanges,
@@ -289,6 +330,7 @@ function buildExchange(config: AgentConfig, env: NodeJS.ProcessEnv, base: Base, 
     maxBytes: config.limits.maxExchangeBytes,
     inlineBodyBytes: config.limits.inlineBodyBytes,
     isRevoked: (to) => peers.isRevoked(to),
+    member,
     enqueue: (id) => engine.enqueue(id),
     ...(config.limits.sendWhileUploading ? { live: (x: Parameters<ExchangeEngine['live']>[0]) => engine.live(x) } : {}),
   });
@@ -296,9 +338,10 @@ function buildExchange(config: AgentConfig, env: NodeJS.ProcessEnv, base: Base, 
 }
 
 /** Logs the relay link's state changes and tells the engine and the replicator when it is up. */
-function watchRelay(link: Link, engine: ExchangeEngine, metrics: AgentMetrics, log: Logger): void {
+function watchRelay(link: Link, engine: ExchangeEngine, standing: SelfStanding, metrics: AgentMetrics, log: Logger): void {
   const { relay, replicator, peers } = link;
   relay.on('ready', () => {
+    standing.onRelayReady();
     metrics.relayConnected.set(1);
     log.info({ relay: relay.url }, 'connected to the relay');
     engine.onRelayReady();
@@ -306,17 +349,35 @@ function watchRelay(link: Link, engine: ExchangeEngine, metrics: AgentMetrics, l
   });
   relay.on('disconnected', (info) => {
     metrics.relayConnected.set(0);
-    log.warn({ code: info.code }, 'relay connection lost; reconnecting');
+    standing.onRelayRefusal(info.code === CLOSE_CODES.revoked);
+    if (!standing.revoked) log.warn({ code: info.code }, 'relay connection lost; reconnecting');
   });
-  relay.on('connectError', (err) => log.warn({ code: err.code, err: { message: err.message } }, 'cannot connect to the relay; retrying'));
+  relay.on('connectError', (err) => {
+    standing.onRelayRefusal(REVOKED_REFUSAL.test(err.message) || REVOKED_REFUSAL.test(String((err.cause as { code?: unknown } | undefined)?.code ?? '')));
+    // A revoked agent said so once (SelfStanding); every refused attempt after that is expected.
+    if (standing.revoked) log.debug({ code: err.code }, 'relay refused this revoked agent');
+    else log.warn({ code: err.code, err: { message: err.message } }, 'cannot connect to the relay; retrying');
+  });
   relay.on('undeliverable', (err) => {
     log.debug({ to: err.to, code: err.code }, 'message undeliverable');
     peers.onUndeliverable(err.to);
   });
 }
 
+/** How the relay (or its TLS layer) says a certificate is revoked: the 403 body, or OpenSSL's certificate_revoked alert. */
+const REVOKED_REFUSAL = /certificate revoked|CERTIFICATE_REVOKED/i;
+
 /** The local API (`/v1`, `/healthz`, `/metrics`, the OpenAPI document), listening. */
-async function serveApi(config: AgentConfig, base: Base, stores: Stores, link: Link, x: Exchange, metrics: AgentMetrics, log: Logger): Promise<Server> {
+async function serveApi(
+  config: AgentConfig,
+  base: Base,
+  stores: Stores,
+  link: Link,
+  x: Exchange,
+  standing: SelfStanding,
+  metrics: AgentMetrics,
+  log: Logger,
+): Promise<Server> {
   const { ledger, state, inbox } = stores;
   const { relay, replicator } = link;
   const v1 = express.Router();
@@ -332,10 +393,12 @@ async function serveApi(config: AgentConfig, base: Base, stores: Stores, link: L
     path: '/healthz',
     route: '/healthz',
     open: true,
-    handle: async () => ({
-      status: 200,
-      body: { status: 'ok', agent: config.id, relay: relay.connected ? 'connected' : 'disconnected', outbox: await state.exchanges.countUnfinished() },
-    }),
+    handle: async () => {
+      const body = { agent: config.id, relay: relay.connected ? 'connected' : 'disconnected', outbox: await state.exchanges.countUnfinished() };
+      // A revoked agent cannot exchange anything until it has a new certificate: not ok, and why.
+      if (standing.revoked) return { status: 503, body: { status: 'error', reason: REVOKED_REASON, ...body } };
+      return { status: 200, body: { status: 'ok', ...body } };
+    },
   };
   open.get('/healthz', async (req, res) => {
     const answer = await health.handle(req, '');
@@ -370,13 +433,16 @@ async function serveApi(config: AgentConfig, base: Base, stores: Stores, link: L
 export async function startAgent(config: AgentConfig, options: StartAgentOptions = {}): Promise<RunningAgent> {
   const env = options.env ?? process.env;
   const log = options.logger ?? createLogger({ level: config.log.level, base: { svc: 'hie-agent', agent: config.id } });
-  const base = await loadBase(config, env, log);
-  const stores = await openStores(config, base, log);
   const metrics = new AgentMetrics();
+  const base = await loadBase(config, env, log, metrics);
+  const stores = await openStores(config, base, log);
   const link = await linkRelay(config, base, stores.ledger, log);
   const x = buildExchange(config, env, base, stores, link, metrics, log);
-  watchRelay(link, x.engine, metrics, log);
-  const server = await serveApi(config, base, stores, link, x, metrics, log);
+  const standing = new SelfStanding(() => base.identity.serial, link.relay, log, metrics.certificateRevoked);
+  base.federation.on('crl', (crl) => standing.onCrl(crl));
+  standing.onCrl(base.federation.crl);
+  watchRelay(link, x.engine, standing, metrics, log);
+  const server = await serveApi(config, base, stores, link, x, standing, metrics, log);
   const apiPort = (server.address() as AddressInfo).port;
 
   link.replicator.start();
@@ -420,6 +486,8 @@ export async function startAgent(config: AgentConfig, options: StartAgentOptions
     replicator: link.replicator,
     metrics,
     reloadCrl: () => base.watcher?.reload() ?? false,
+    federation: base.federation,
+    standing,
     close,
   };
 }

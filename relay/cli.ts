@@ -15,7 +15,7 @@ Options:
                   also be set by env var, e.g. listen.port -> ${envVarFor('listen.port')}
   --help          this text
 
-Signals: SIGTERM/SIGINT drain and stop; SIGHUP reloads the CRL.
+Signals: SIGTERM/SIGINT drain and stop; SIGHUP reloads the CRL and the member directory.
 `;
 
 /** Entry point of `hie-relay`; resolves with the exit code once the relay has stopped. */
@@ -52,6 +52,7 @@ export async function main(argv: string[]): Promise<number> {
     };
     const hup = (): void => {
       relay.reloadCrl();
+      void relay.reloadDirectory();
     };
     process.on('SIGTERM', stop);
     process.on('SIGINT', stop);

@@ -1,8 +1,8 @@
 // One job: the lifecycle of agent connections (accept, greet, close, revoke, drain) and the deadlines that watch them.
 import type { Logger } from 'pino';
 import type { WebSocket } from 'ws';
-import { encodeNotice } from './protocol/codec.ts';
-import { CLOSE_CODES, PROTOCOL_REVISION, type AbortCode, type FrameLimits } from './protocol/constants.ts';
+import { encodeDocument, encodeNotice } from './protocol/codec.ts';
+import { CLOSE_CODES, DOCUMENT_SINCE_REVISION, PROTOCOL_REVISION, type AbortCode, type DocumentType, type FrameLimits } from './protocol/constants.ts';
 import { ProtocolError } from './protocol/errors.ts';
 import type { RecipientLimits } from './admission.ts';
 import { AgentFrames } from './agent-frames.ts';
@@ -21,6 +21,8 @@ export interface HubOptions {
   log: Logger;
   /** Signs the usage statement of a completed transfer. */
   meter: Meter;
+  /** The federation documents (CRL, member directory) in force, handed to every agent after `ready`. */
+  documents?: () => Array<{ type: DocumentType; body: Buffer }>;
 }
 
 /** How long a closed connection may linger in the close handshake before it is destroyed. */
@@ -123,6 +125,7 @@ export class Hub {
       transferIdleMs: l.transferIdleMs,
     };
     conn.deliver(encodeNotice('ready', { agent: conn.id, limits, revision: PROTOCOL_REVISION }, l));
+    for (const d of this.opts.documents?.() ?? []) this.sendDocument(conn, d.type, d.body);
     if (this.draining) conn.deliver(encodeNotice('shutting-down', { deadlineMs: 0 }, l));
   }
 
@@ -175,6 +178,21 @@ export class Hub {
     this.backpressure.release(conn);
     this.opts.router.detach(conn);
     this.opts.log.info({ agent: conn.id, code }, 'agent disconnected');
+  }
+
+  /** Hands a new CRL or directory to every connected agent that understands DOCUMENT frames; returns how many got it. */
+  publish(type: DocumentType, body: Buffer): number {
+    let n = 0;
+    for (const conn of this.connections) if (this.sendDocument(conn, type, body)) n += 1;
+    return n;
+  }
+
+  private sendDocument(conn: AgentConnection, type: DocumentType, body: Buffer): boolean {
+    // An older agent's decoder closes the connection on an unknown frame kind: it keeps its CRL file as before.
+    if (conn.closing || conn.revision < DOCUMENT_SINCE_REVISION) return false;
+    conn.deliver(encodeDocument(type, body, this.opts.limits));
+    this.opts.metrics.documentsSent.inc({ type });
+    return true;
   }
 
   /** Closes every connection of a certificate serial now revoked. */

@@ -9,6 +9,7 @@ import type { Logger } from 'pino';
 import { createLogger } from '../common/index.ts';
 import { CrlWatcher, loadIdentity, secureContextOptions, type Identity } from '../certs/index.ts';
 import { createAgentServer } from './agent-server.ts';
+import { DirectoryFile } from './directory-file.ts';
 import { parseRelayConfig, type RelayConfig, type RelayConfigInput } from './config.ts';
 import { Heartbeat } from './heartbeat.ts';
 import { Hub } from './hub.ts';
@@ -32,6 +33,8 @@ export interface RunningRelay {
   bufferedBytes(): number;
   /** Re-reads the CRL (what SIGHUP does); true when a new CRL took effect. */
   reloadCrl(): boolean;
+  /** Re-reads the member directory file (what SIGHUP does; it is also polled); true when a newer one took effect. */
+  reloadDirectory(): Promise<boolean>;
   /** Graceful shutdown: refuse new work, notify agents, wait for transfers up to `graceMs`, close. */
   close(graceMs?: number): Promise<void>;
 }
@@ -53,6 +56,8 @@ interface Node {
   nats: NatsRouter | undefined;
   router: Router;
   watcher: CrlWatcher | undefined;
+  /** The signed member directory file, when `directory.file` is set. */
+  directory: DirectoryFile | undefined;
   hub: Hub;
   heartbeat: Heartbeat;
   server: HttpsServer;
@@ -72,6 +77,8 @@ export async function startRelay(input: RelayConfigInput | RelayConfig, options:
   const nats = config.nats && !options.router ? await connectCluster(config, limits, metrics, log, env) : undefined;
   const router = options.router ?? nats ?? new LocalRouter();
   const node = buildNode({ config, limits, log, identity, metrics, nats, router });
+  await node.directory?.reload();
+  node.directory?.start();
   const port = await listenAgents(node);
   const adminPort = await listenAdmin(node);
   log.info({ port, adminPort, host: config.listen.host, node: nats?.nodeId }, 'relay listening');
@@ -82,6 +89,7 @@ export async function startRelay(input: RelayConfigInput | RelayConfig, options:
     nodeId: nats?.nodeId,
     bufferedBytes: () => node.hub.bufferedBytes(),
     reloadCrl: () => node.watcher?.reload() ?? false,
+    reloadDirectory: () => node.directory?.reload() ?? Promise.resolve(false),
     close: shutdown(node),
   };
 }
@@ -110,24 +118,50 @@ function buildNode(parts: Pick<Node, 'config' | 'limits' | 'log' | 'identity' | 
   const { config, limits, log, identity, metrics, router } = parts;
   const watcher = config.tls.crl ? new CrlWatcher(config.tls.crl, identity.caPem, { intervalMs: config.tls.crlPollMs }) : undefined;
   const meter: ConstructorParameters<typeof Hub>[0]['meter'] = (t) => signUsage(t, config.tariff, identity.privateKey, identity.certPem);
-  const hub = new Hub({ limits, router, metrics, log, meter });
+  const directory = config.directory.file
+    ? new DirectoryFile(config.directory.file, identity.caPem, () => watcher?.current, config.directory.pollMs)
+    : undefined;
+  const documents = (): Array<{ type: 'crl' | 'directory'; body: Buffer }> => [
+    ...(watcher ? [{ type: 'crl' as const, body: Buffer.from(watcher.current.pem) }] : []),
+    ...(directory?.current ? [{ type: 'directory' as const, body: Buffer.from(directory.current.jws) }] : []),
+  ];
+  const hub = new Hub({ limits, router, metrics, log, meter, documents });
   const heartbeat = new Heartbeat(hub.connections, metrics, log);
   const gate = { accepting: true };
   const server = createAgentServer({ identity, watcher, hub, metrics, log, limits, accepting: () => gate.accepting, accepted: (ws) => heartbeat.track(ws) });
-  const node: Node = { ...parts, watcher, hub, heartbeat, server, admin: undefined, gate };
+  const node: Node = { ...parts, watcher, directory, hub, heartbeat, server, admin: undefined, gate };
   heartbeat.start(limits.pingIntervalMs);
   watchCrl(node);
+  watchDirectory(node);
   return node;
 }
 
+/** A newer signed directory goes to every connected agent; one that does not verify, or is older, stays with the operator. */
+function watchDirectory({ directory, hub, log, metrics }: Node): void {
+  directory?.on('change', (d) => {
+    metrics.directorySequence.set(d.directory.sequence);
+    const agents = hub.publish('directory', Buffer.from(d.jws));
+    log.info({ sequence: d.directory.sequence, members: d.directory.members.length, agents }, 'member directory loaded');
+  });
+  directory?.on('rejected', (err) => {
+    metrics.documentsRefused.inc({ type: 'directory' });
+    log.error({ code: err.code, msg: err.message }, 'member directory refused; the previous one stays in force');
+  });
+}
+
 /** New CRLs take effect for new handshakes, and live connections of newly revoked certificates are closed. */
-function watchCrl({ watcher, server, hub, identity, log }: Node): void {
+function watchCrl({ watcher, server, hub, identity, log, metrics }: Node): void {
   watcher?.on('change', (crl) => {
     server.setSecureContext(secureContextOptions(identity, crl.pem));
+    // Agents get the CRL before revoked ones are closed, so a revoked agent learns why from the CRL itself.
+    const agents = hub.publish('crl', Buffer.from(crl.pem));
     const closed = hub.revoke((serial) => crl.revoked.has(serial));
-    log.info({ crlNumber: crl.crlNumber, revoked: crl.revoked.size, closed }, 'CRL reloaded');
+    log.info({ crlNumber: crl.crlNumber, revoked: crl.revoked.size, closed, agents }, 'CRL reloaded');
   });
-  watcher?.on('rejected', (err) => log.error({ code: err.code, msg: err.message }, 'CRL reload rejected; previous CRL stays in force'));
+  watcher?.on('rejected', (err) => {
+    metrics.documentsRefused.inc({ type: 'crl' });
+    log.error({ code: err.code, msg: err.message }, 'CRL reload rejected; previous CRL stays in force');
+  });
   watcher?.start();
 }
 
@@ -135,6 +169,7 @@ function watchCrl({ watcher, server, hub, identity, log }: Node): void {
 async function abandon(node: Node): Promise<void> {
   node.heartbeat.stop();
   node.watcher?.stop();
+  node.directory?.stop();
   node.hub.closeAll();
   await node.nats?.close();
 }
@@ -197,6 +232,7 @@ async function drainAndClose(node: Node, graceMs: number): Promise<void> {
   while (hub.activeTransfers > 0 && Date.now() < deadline) await sleep(50);
   hub.closeAll();
   node.watcher?.stop();
+  node.directory?.stop();
   const until = Date.now() + 3000;
   while (hub.connections.size > 0 && Date.now() < until) await sleep(20);
   server.closeAllConnections();
