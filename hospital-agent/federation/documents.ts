@@ -78,6 +78,7 @@ export class FederationDocuments extends EventEmitter<FederationDocumentsEvents>
     if (kept !== undefined) {
       try {
         this.currentCrl = parseCrl(kept, this.caPem);
+        this.emit('crl', this.currentCrl, 'data directory');
       } catch (err) {
         this.emit('refused', { type: 'crl', reason: 'invalid', source: 'data directory', message: (err as Error).message });
       }
