@@ -248,3 +248,33 @@ describe('the member directory and the CRL, through the relay', function () {
     expect(adopted.find((l) => l.msg === 'member directory adopted')?.source).to.equal('data directory');
   });
 });
+
+describe('an agent whose CRL has expired', function () {
+  this.timeout(120_000);
+  let tmp: ReturnType<typeof tempDir>;
+  let net: TestNetwork;
+
+  before(async function () {
+    tmp = tempDir();
+    net = await startNetwork(tmp.dir, ['echo'], { agentStart: false, agentCrl: false, captureAgentLog: true, relay: { tls: { crlPollMs: 100 } } });
+  });
+  after(async function () {
+    await net?.close();
+    tmp?.cleanup();
+  });
+
+  it('still reaches the relay, which brings it a fresh CRL', async function () {
+    // A CRL signed 40 days ago for 30 days: expired ten days ago.
+    net.fed.ca.crl({ days: 30, now: new Date(Date.now() - 40 * 86_400_000), out: join(tmp.dir, 'expired.crl.pem') });
+    net.fed.ca.crl();
+    net.relay.reloadCrl(); // the relay holds the fresh one now (it also polls the file)
+    const fresh = parseCrl(readFileSync(net.fed.crlPath, 'utf8'), readFileSync(net.fed.caPath, 'utf8')).crlNumber!;
+    net.configs['echo']!.identity.crl = join(tmp.dir, 'expired.crl.pem');
+    const echo = await net.startAgent('echo');
+    await waitFor(() => echo.federation.crl?.crlNumber === fresh, 30_000, 'the fresh CRL from the relay');
+    expect(echo.relay.connected).to.equal(true);
+    expect(echo.federation.crlExpired()).to.equal(false);
+    const adopted = net.agentLog['echo']!.map((l) => JSON.parse(l) as { msg: string; source?: string }).filter((l) => l.msg === 'CRL adopted');
+    expect(adopted.map((l) => l.source)).to.deep.equal(['identity.crl', 'relay']);
+  });
+});
