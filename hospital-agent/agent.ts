@@ -13,6 +13,7 @@ import { createApiHandler, DEFAULT_JSON_LIMIT, type FastRoute } from './api/http
 import { buildOpenApi } from './api/openapi.ts';
 import { consentRoutes } from './api/routes/consents.ts';
 import { exchangeRoutes, submitRoute } from './api/routes/exchanges.ts';
+import { federationRoutes } from './api/routes/federation.ts';
 import { inboxRoutes } from './api/routes/inbox.ts';
 import { ledgerRoutes } from './api/routes/ledger.ts';
 import { requestRoutes } from './api/routes/requests.ts';
@@ -386,6 +387,7 @@ async function serveApi(
   v1.use(requestRoutes(x.requests, state.requests, { jsonLimit: DEFAULT_JSON_LIMIT }));
   v1.use(inboxRoutes(inbox));
   v1.use(ledgerRoutes(ledger, replicator, base.trust, config.id));
+  v1.use(federationRoutes(base.federation, standing, () => base.identity.serial));
   const open = express.Router();
   // Outgoing exchanges not yet delivered or failed (`outbox`): a queue that only grows means the relay or a recipient is away.
   const health: FastRoute = {

@@ -96,6 +96,15 @@ describe('the member directory and the CRL, through the relay', function () {
     expect(alpha.federation.directory!.members.get('bravo')?.status).to.equal('suspended');
     expect(readFileSync(join(net.configs['alpha']!.dataDir, 'federation', 'directory.jws'), 'utf8').trim()).to.equal(alpha.federation.directory!.jws);
     expect(metric(await agentMetrics('alpha'), 'hie_agent_directory_sequence')).to.equal(2);
+    const shown = (await (await net.api('alpha', '/v1/federation')).json()) as {
+      certificate: { revoked: boolean };
+      crl: { crlNumber: number; expired: boolean };
+      directory: { sequence: number; members: Array<{ id: string; status: string }> };
+    };
+    expect(shown.certificate.revoked).to.equal(false);
+    expect(shown.crl).to.deep.include({ crlNumber: alpha.federation.crl!.crlNumber, expired: false });
+    expect(shown.directory.sequence).to.equal(2);
+    expect(shown.directory.members.find((m) => m.id === 'bravo')?.status).to.equal('suspended');
   });
 
   it('refuses a tampered directory and a tampered CRL, with a log line and a metric, and keeps the ones in force', async function () {
@@ -162,6 +171,14 @@ describe('the member directory and the CRL, through the relay', function () {
     expect(sent.status).to.equal(422);
     expect(await errorCode(sent)).to.equal('ERR_MEMBER_UNKNOWN');
     expect(await exchangeCount()).to.equal(before);
+    // A records request to it likewise.
+    const asked = await net.api('alpha', '/v1/requests', {
+      method: 'POST',
+      headers: { 'content-type': 'application/json' },
+      body: JSON.stringify({ holder: 'nosuch', patientId: PATIENT }),
+    });
+    expect(asked.status).to.equal(422);
+    expect(await errorCode(asked)).to.equal('ERR_MEMBER_UNKNOWN');
   });
 
   it('refuses a send and a consent to a suspended member', async function () {
