@@ -2,7 +2,15 @@
 import type { Logger } from 'pino';
 import type { WebSocket } from 'ws';
 import { encodeDocument, encodeNotice } from './protocol/codec.ts';
-import { CLOSE_CODES, DOCUMENT_SINCE_REVISION, PROTOCOL_REVISION, type AbortCode, type DocumentType, type FrameLimits } from './protocol/constants.ts';
+import {
+  CLOSE_CODES,
+  DOCUMENT_SINCE_REVISION,
+  FRAME_PREFIX,
+  PROTOCOL_REVISION,
+  type AbortCode,
+  type DocumentType,
+  type FrameLimits,
+} from './protocol/constants.ts';
 import { ProtocolError } from './protocol/errors.ts';
 import type { RecipientLimits } from './admission.ts';
 import { AgentFrames } from './agent-frames.ts';
@@ -125,7 +133,10 @@ export class Hub {
       transferIdleMs: l.transferIdleMs,
     };
     conn.deliver(encodeNotice('ready', { agent: conn.id, limits, revision: PROTOCOL_REVISION }, l));
-    for (const d of this.opts.documents?.() ?? []) this.sendDocument(conn, d.type, d.body);
+    for (const d of this.opts.documents?.() ?? []) {
+      const frame = this.documentFrame(d.type, d.body);
+      if (frame) this.sendDocument(conn, d.type, frame);
+    }
     if (this.draining) conn.deliver(encodeNotice('shutting-down', { deadlineMs: 0 }, l));
   }
 
@@ -182,15 +193,31 @@ export class Hub {
 
   /** Hands a new CRL or directory to every connected agent that understands DOCUMENT frames; returns how many got it. */
   publish(type: DocumentType, body: Buffer): number {
+    const frame = this.documentFrame(type, body);
+    if (!frame) return 0;
     let n = 0;
-    for (const conn of this.connections) if (this.sendDocument(conn, type, body)) n += 1;
+    // One frame for every connection: frames are never changed once encoded.
+    for (const conn of this.connections) if (this.sendDocument(conn, type, frame)) n += 1;
     return n;
   }
 
-  private sendDocument(conn: AgentConnection, type: DocumentType, body: Buffer): boolean {
+  /** The DOCUMENT frame for a document, or undefined (logged and counted) when it does not fit `limits.maxFrame`. */
+  private documentFrame(type: DocumentType, body: Buffer): Buffer | undefined {
+    if (FRAME_PREFIX + 1 + body.length > this.opts.limits.maxFrame) {
+      this.opts.metrics.documentsRefused.inc({ type });
+      this.opts.log.error(
+        { type, bytes: body.length, maxFrame: this.opts.limits.maxFrame },
+        'federation document larger than limits.maxFrame; not distributed',
+      );
+      return undefined;
+    }
+    return encodeDocument(type, body, this.opts.limits);
+  }
+
+  private sendDocument(conn: AgentConnection, type: DocumentType, frame: Buffer): boolean {
     // An older agent's decoder closes the connection on an unknown frame kind: it keeps its CRL file as before.
     if (conn.closing || conn.revision < DOCUMENT_SINCE_REVISION) return false;
-    conn.deliver(encodeDocument(type, body, this.opts.limits));
+    conn.deliver(frame);
     this.opts.metrics.documentsSent.inc({ type });
     return true;
   }

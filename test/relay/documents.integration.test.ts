@@ -79,6 +79,31 @@ describe('relay: federation documents (DOCUMENT frames)', function () {
     old.close();
   });
 
+  it('does not send a document larger than limits.maxFrame, counts it, and keeps the agent connected', async function () {
+    const small = await startTestRelay(fed, { limits: { maxFrame: 2048 }, directory: { file: store.signedPath } });
+    try {
+      const client = new RelayClient({
+        url: `wss://127.0.0.1:${small.port}`,
+        servername: 'localhost',
+        identity: loadIdentity({ ...fed.agents['newer']!, crl: fed.crlPath }),
+        reconnect: false,
+      });
+      const seen: DocumentType[] = [];
+      client.on('document', (type) => seen.push(type));
+      await client.connect();
+      // The signed directory (over 2 KiB with its certificate) does not fit; the CRL does.
+      await until(() => seen.includes('crl'), 10_000, 'the CRL');
+      const text = (await (await fetch(`http://127.0.0.1:${small.adminPort}/metrics`)).text()).split('\n');
+      const refused = text.find((l) => l.startsWith('hie_relay_documents_refused_total{type="directory"} '));
+      expect(Number(refused?.split(' ').pop())).to.be.at.least(1);
+      expect(seen).to.deep.equal(['crl']);
+      expect(client.connected).to.equal(true);
+      await client.close();
+    } finally {
+      await small.close(0);
+    }
+  });
+
   it('closes an agent that sends a DOCUMENT frame (only the relay hands them out)', async function () {
     const rogue = await rawAgent(fed, relay, 'rogue');
     const closed = new Promise<number>((resolve) => rogue.once('close', (code: number) => resolve(code)));
