@@ -110,12 +110,27 @@ async function loadBase(config: AgentConfig, env: NodeJS.ProcessEnv, log: Logger
   await federation.open(watcher?.current);
   metrics.crlNumber.set(federation.crl?.crlNumber ?? 0);
   metrics.directorySequence.set(federation.directory?.directory.sequence ?? 0);
-  watcher?.on('change', (crl) => federation.offerCrl(crl.pem, 'identity.crl'));
+  watcher?.on('change', (crl) => offerDocument(federation, 'crl', crl.pem, 'identity.crl', log));
   watcher?.on('rejected', (err) => log.error({ code: err.code, msg: err.message }, 'CRL reload rejected; previous CRL stays in force'));
   const keysDir = join(config.dataDir, 'keys');
   const keys = await loadKeys(keysDir);
   const bundle = await loadBundle(keysDir, identity, keys);
   return { identity, watcher, federation, trust: () => ({ caPem: identity.caPem, crl: federation.crl }), keys, bundle, tokens, secret };
+}
+
+/** Offers a CRL or directory; one that cannot be kept (e.g. the disk is full) is logged, and the one in force stays. */
+function offerDocument(federation: FederationDocuments, type: 'crl' | 'directory', text: string, source: string, log: Logger): void {
+  const failed = (err: unknown): void =>
+    log.error({ type, source, err: { code: (err as NodeJS.ErrnoException).code, message: (err as Error).message } }, 'cannot keep a federation document');
+  if (type === 'directory') {
+    federation.offerDirectory(text, source).catch(failed);
+    return;
+  }
+  try {
+    federation.offerCrl(text, source);
+  } catch (err) {
+    failed(err);
+  }
 }
 
 /** Logs and counts what the agent adopts and refuses. */
@@ -197,10 +212,7 @@ async function linkRelay(config: AgentConfig, base: Base, ledger: Ledger, log: L
   // An expired CRL would fail the relay's TLS check and with it the one way a fresh CRL arrives: the relay link dials
   // without it (the relay's certificate is still checked against the CA); peers are still checked against it.
   const relay = new RelayClient({ urls: config.relay.urls, identity: base.identity, crl: () => (federation.crlExpired() ? undefined : federation.crl?.pem) });
-  relay.on('document', (type, body) => {
-    if (type === 'crl') federation.offerCrl(body.toString('utf8'), 'relay');
-    else void federation.offerDirectory(body.toString('utf8'), 'relay');
-  });
+  relay.on('document', (type, body) => offerDocument(federation, type, body.toString('utf8'), 'relay', log));
   const send = (to: string, message: WireMessage): void => {
     try {
       relay.sendMessage(to, encodeWire(message));
