@@ -6,7 +6,7 @@ import { PkiError } from './errors.ts';
 import { CertificateAuthority } from './pki.ts';
 
 /** Lines of the `hie-certs --help` command list for `directory`. */
-export const DIRECTORY_USAGE_LINES = `  directory    init|add|set-status|sign|show --dir PKI ...
+export const DIRECTORY_USAGE_LINES = `  directory    init|add|set-status|sign|show|rekey --dir PKI ...
                The signed member directory the relay hands to every agent ('hie-certs directory --help').`;
 
 const USAGE = `Usage: hie-certs directory <command> --dir PKI [options]
@@ -27,6 +27,9 @@ Commands:
               Sign the member list as the next sequence into PKI/directory/directory.jws (and FILE).
   show        --dir PKI [--file FILE] [--json]
               Verify a signed directory (default the last one signed) and print it.
+  rekey       --dir PKI [--days N] [--passphrase-env VAR]
+              A new directory signing certificate (before the old one expires, or after
+              revoking it); members and sequence stay. Sign again to publish with it.
 `;
 
 type OptionSpec = NonNullable<ParseArgsConfig['options']>;
@@ -51,6 +54,10 @@ const COMMANDS: Record<string, { options: OptionSpec; usage: string }> = {
     usage: `hie-certs directory set-status --dir PKI --id ID --status ${MEMBER_STATUSES.join('|')}`,
     options: { dir: { type: 'string' }, id: { type: 'string' }, status: { type: 'string' } },
   },
+  rekey: {
+    usage: 'hie-certs directory rekey --dir PKI [--days N] [--passphrase-env VAR]',
+    options: { dir: { type: 'string' }, days: { type: 'string' }, 'passphrase-env': { type: 'string' } },
+  },
   sign: { usage: 'hie-certs directory sign --dir PKI [--out FILE]', options: { dir: { type: 'string' }, out: { type: 'string' } } },
   show: {
     usage: 'hie-certs directory show --dir PKI [--file FILE] [--json]',
@@ -70,6 +77,16 @@ function oneOf<T extends string>(value: string, allowed: readonly T[], flag: str
   if (!(allowed as readonly string[]).includes(value))
     throw usageError(`--${flag} must be one of ${allowed.join(', ')}, got ${JSON.stringify(value.slice(0, 40))}`);
   return value as T;
+}
+
+/** The CA passphrase (from --passphrase-env) and --days of the commands that have the CA sign. */
+function signing(values: Record<string, unknown>, env: NodeJS.ProcessEnv): { passphrase?: string; days?: number } {
+  const passEnv = values['passphrase-env'] as string | undefined;
+  const passphrase = passEnv === undefined ? undefined : env[passEnv];
+  if (passEnv !== undefined && !passphrase) throw usageError(`environment variable ${passEnv} (from --passphrase-env) is not set`);
+  const d = values['days'] as string | undefined;
+  if (d !== undefined && !/^\d+$/.test(d)) throw usageError(`--days must be a positive whole number, got ${JSON.stringify(d)}`);
+  return { ...(passphrase ? { passphrase } : {}), ...(d !== undefined ? { days: Number(d) } : {}) };
 }
 
 /** Runs `hie-certs directory` with the arguments after `directory`; returns the exit code. */
@@ -94,13 +111,13 @@ export async function directoryMain(argv: string[], io: { out: (text: string) =>
   const ca = CertificateAuthority.open(required(values, 'dir'));
   switch (command) {
     case 'init': {
-      const passEnv = values['passphrase-env'] as string | undefined;
-      const passphrase = passEnv === undefined ? undefined : env[passEnv];
-      if (passEnv !== undefined && !passphrase) throw usageError(`environment variable ${passEnv} (from --passphrase-env) is not set`);
-      const d = values['days'] as string | undefined;
-      if (d !== undefined && !/^\d+$/.test(d)) throw usageError(`--days must be a positive whole number, got ${JSON.stringify(d)}`);
-      const store = DirectoryStore.init(ca, { ...(passphrase ? { passphrase } : {}), ...(d !== undefined ? { days: Number(d) } : {}) });
+      const store = DirectoryStore.init(ca, signing(values, env));
       io.out(`member directory created in ${store.dir} (signing certificate directory.crt.pem); add members, then 'hie-certs directory sign'\n`);
+      return 0;
+    }
+    case 'rekey': {
+      const issued = DirectoryStore.open(ca).rekey(signing(values, env));
+      io.out(`new directory signing certificate ${issued.serial} (expires ${issued.notAfter}); run 'hie-certs directory sign' to publish with it\n`);
       return 0;
     }
     case 'add': {

@@ -59,6 +59,21 @@ export class DirectoryStore {
     return store;
   }
 
+  /**
+   * Has the CA issue a new directory signing certificate and key (before the old one expires, or after it was
+   * revoked), keeping the members and the sequence. The next `sign` uses it.
+   */
+  rekey(options: { passphrase?: string; days?: number; now?: Date } = {}): { serial: string; notAfter: string } {
+    const issued = this.ca.issueDirectory({
+      outDir: this.dir,
+      force: true,
+      ...(options.passphrase !== undefined ? { passphrase: options.passphrase } : {}),
+      ...(options.days !== undefined ? { days: options.days } : {}),
+      ...(options.now ? { now: options.now } : {}),
+    });
+    return { serial: issued.serial, notAfter: issued.notAfter };
+  }
+
   /** Opens the workspace of a CA; ERR_PKI_NOT_FOUND when `directory init` was not run. */
   static open(ca: CertificateAuthority): DirectoryStore {
     const dir = join(ca.dir, DIRECTORY_FILES.dir);

@@ -160,9 +160,18 @@ describe('member directory (certs/directory.ts)', function () {
     const shown = JSON.parse(show.stdout) as { sequence: number; members: Array<{ id: string; status: string }> };
     expect(shown.sequence).to.equal(2);
     expect(shown.members).to.deep.equal([{ id: 'alpha', name: 'Alpha Hospital', organisation: 'Alpha Health', role: 'hospital', status: 'suspended' }]);
+    // A new signing key: the next signed directory carries it, and verifies.
+    const before = JSON.parse(cli(['directory', 'show', '--dir', pki, '--json']).stdout) as { signer: string };
+    const rekey = cli(['directory', 'rekey', '--dir', pki]);
+    expect(rekey.code, rekey.stderr).to.equal(0);
+    expect(cli(['directory', 'sign', '--dir', pki]).stdout).to.contain('sequence 3');
+    const after = JSON.parse(cli(['directory', 'show', '--dir', pki, '--json']).stdout) as { signer: string; sequence: number };
+    expect(after.sequence).to.equal(3);
+    expect(after.signer).to.not.equal(before.signer);
+    expect(rekey.stdout).to.contain(after.signer);
     const help = cli(['directory', '--help']);
     expect(help.code).to.equal(0);
-    for (const c of ['init', 'add', 'set-status', 'sign', 'show']) expect(help.stdout).to.contain(c);
+    for (const c of ['init', 'add', 'set-status', 'sign', 'show', 'rekey']) expect(help.stdout).to.contain(c);
     expect(cli(['--help']).stdout).to.contain('directory');
   });
 });
