@@ -377,8 +377,11 @@ function watchRelay(link: Link, engine: ExchangeEngine, standing: SelfStanding, 
   });
 }
 
-/** How the relay (or its TLS layer) says a certificate is revoked: the 403 body, or OpenSSL's certificate_revoked alert. */
-const REVOKED_REFUSAL = /certificate revoked|CERTIFICATE_REVOKED/i;
+/**
+ * How the relay (or its TLS layer) says a certificate is revoked: a 403 body (`certificate revoked`, or
+ * `client certificate refused: revoked` from a relay that completes the handshake to say why), or OpenSSL's alert.
+ */
+const REVOKED_REFUSAL = /certificate revoked|certificate refused: revoked|CERTIFICATE_REVOKED/i;
 
 /** The local API (`/v1`, `/healthz`, `/metrics`, the OpenAPI document), listening. */
 async function serveApi(
