@@ -1,13 +1,27 @@
 import { expect } from 'chai';
+import { spawn } from 'node:child_process';
 import { readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
 import { DirectoryStore, parseCrl } from '../../certs/index.ts';
 import { REVOKED_REASON, REVOKED_RETRY_MS } from '../../hospital-agent/federation/index.ts';
-import { grantConsent, startNetwork, waitFor, type TestNetwork } from '../support/agents.ts';
+import { grantConsent, startNetwork, TEST_TOKEN, waitFor, type TestNetwork } from '../support/agents.ts';
 import { bundleFor } from '../support/fhir.ts';
 import { tempDir } from '../support/tmp.ts';
 
 const PATIENT = 'SYN-000071';
+const AGENT_BIN = fileURLToPath(new URL('../../bin/hie-agent.js', import.meta.url));
+const CLI_BUNDLE = fileURLToPath(new URL('../../scripts/fixtures/patient-bundle.json', import.meta.url));
+
+/** Runs `hie-agent` as a child process (asynchronously: the agents it calls run in this process). */
+function runAgentCli(args: string[]): Promise<{ code: number | null; stderr: string }> {
+  return new Promise((resolve) => {
+    const child = spawn(process.execPath, [AGENT_BIN, ...args], { env: { ...process.env, HIE_AGENT_TOKEN: TEST_TOKEN, HIE_DEBUG: '' } });
+    let stderr = '';
+    child.stderr.on('data', (d) => (stderr += String(d)));
+    child.on('close', (code) => resolve({ code, stderr }));
+  });
+}
 const BUNDLE = bundleFor(PATIENT);
 
 /** A metric's value from an agent's or the relay's /metrics text (0 when the series is absent). */
@@ -170,6 +184,24 @@ describe('the member directory and the CRL, through the relay', function () {
     const sent = await send('nosuch', old!.id);
     expect(sent.status).to.equal(422);
     expect(await errorCode(sent)).to.equal('ERR_MEMBER_UNKNOWN');
+    expect(await exchangeCount()).to.equal(before);
+    // The CLI's send returns at once with the code, instead of waiting for a receipt that never comes.
+    const cli = await runAgentCli([
+      'send',
+      '--api',
+      `http://127.0.0.1:${net.agents['alpha']!.apiPort}`,
+      '--to',
+      'nosuch',
+      '--patient',
+      PATIENT,
+      '--consent',
+      old!.id,
+      '--quiet',
+      CLI_BUNDLE,
+    ]);
+    expect(cli.code).to.not.equal(0);
+    expect(cli.stderr.trim().split('\n'), cli.stderr).to.have.length(1);
+    expect(cli.stderr).to.match(/ERR_MEMBER_UNKNOWN/);
     expect(await exchangeCount()).to.equal(before);
     // A records request to it likewise.
     const asked = await net.api('alpha', '/v1/requests', {
