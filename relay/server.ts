@@ -197,7 +197,15 @@ async function listenAdmin(node: Node): Promise<number | undefined> {
   };
   // Loaded only when enabled: express and helmet are the relay's largest dependencies.
   const { adminApp } = await import('./admin.ts');
-  const admin = createHttpServer(adminApp({ metrics, router, ready: () => node.gate.accepting, refresh }));
+  const federation = (): Record<string, unknown> => {
+    const crl = watcher?.current;
+    const d = node.directory?.current;
+    return {
+      crl: crl ? { crlNumber: crl.crlNumber ?? null, thisUpdate: crl.thisUpdate.toISOString(), nextUpdate: crl.nextUpdate?.toISOString() ?? null } : null,
+      directory: d ? { sequence: d.directory.sequence, issuedAt: d.directory.issuedAt, signer: d.signerSerial, members: d.directory.members.length } : null,
+    };
+  };
+  const admin = createHttpServer(adminApp({ metrics, router, ready: () => node.gate.accepting, refresh, federation }));
   admin.listen(config.admin.port, config.admin.host);
   try {
     await once(admin, 'listening');

@@ -2,7 +2,7 @@ import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { expect } from 'chai';
 import type { WebSocket } from 'ws';
-import { DirectoryStore, loadIdentity } from '../../certs/index.ts';
+import { DirectoryStore, loadIdentity, parseCrl } from '../../certs/index.ts';
 import type { RunningRelay } from '../../relay/index.ts';
 import { decodeFrame, encodeDocument, RelayClient, type DocumentType } from '../../relay/protocol/index.ts';
 import { makeFederation, type TestFederation } from '../support/federation.ts';
@@ -55,6 +55,13 @@ describe('relay: federation documents (DOCUMENT frames)', function () {
     const { jws } = await store.sign();
     await until(() => seen.some((d) => d.type === 'directory' && d.body === jws), 20_000, 'the new directory');
     await client.close();
+    // What the operator sees the relay hand out.
+    const shown = (await (await fetch(`http://127.0.0.1:${relay.adminPort}/v1/federation`)).json()) as {
+      crl: { crlNumber: number };
+      directory: { sequence: number; members: number };
+    };
+    expect(shown.directory).to.deep.include({ sequence: 2, members: 1 });
+    expect(shown.crl.crlNumber).to.equal(parseCrl(readFileSync(fed.crlPath, 'utf8'), readFileSync(fed.caPath, 'utf8')).crlNumber);
   });
 
   it('sends an agent of an older revision no DOCUMENT frame, so its connection stays up', async function () {
