@@ -3,6 +3,7 @@ import { readFileSync } from 'node:fs';
 import { CRL_REASONS, isCrlReason } from './crl.ts';
 import { MAX_CSR_BYTES } from './csr.ts';
 import { installCertificate, requestEnrolment, requestRenewal } from './enrol.ts';
+import { DIRECTORY_USAGE_LINES, directoryMain } from './directory-cli.ts';
 import { PkiError } from './errors.ts';
 import { CertificateAuthority, DEFAULT_CA_DAYS, DEFAULT_CA_NAME, DEFAULT_CRL_DAYS, DEFAULT_LEAF_DAYS } from './pki.ts';
 
@@ -36,6 +37,7 @@ Commands:
   list         --ca-dir PKI [--expiring 30d] [--json]
                Every issued certificate: id, role, serial, not-after, status (ok, revoked, expired);
                --expiring keeps the live ones that expire within the period (d or h).
+${DIRECTORY_USAGE_LINES}
 
 Options for commands that sign:
   --passphrase-env VAR   read the CA key passphrase from environment variable VAR
@@ -165,6 +167,7 @@ export async function main(argv: string[], io: CliIo = defaultIo): Promise<numbe
     io.out(USAGE);
     return command === undefined ? 2 : 0;
   }
+  if (command === 'directory') return directoryMain(rest, io);
   const spec = COMMANDS[command];
   if (!spec) throw usageError(`unknown command '${command}' (run 'hie-certs --help')`);
   if (rest.includes('--help') || rest.includes('-h')) {

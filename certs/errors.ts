@@ -25,7 +25,10 @@ export type PkiErrorCode =
   | 'ERR_PKI_BUNDLE_EXPIRED'
   | 'ERR_PKI_BUNDLE_REVOKED'
   | 'ERR_PKI_CSR_INVALID'
-  | 'ERR_PKI_CERT_MISMATCH';
+  | 'ERR_PKI_CERT_MISMATCH'
+  | 'ERR_PKI_DIRECTORY_INVALID'
+  | 'ERR_PKI_DIRECTORY_SIGNATURE'
+  | 'ERR_PKI_DIRECTORY_UNTRUSTED';
 
 /** Base class for every error of the certs part; `code` is stable and documented. */
 export class PkiError extends Error {

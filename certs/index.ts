@@ -10,6 +10,7 @@ export {
   DEFAULT_CA_DAYS,
   DEFAULT_LEAF_DAYS,
   DEFAULT_CRL_DAYS,
+  DEFAULT_DIRECTORY_NAME,
   type IndexEntry,
   type ListedCertificate,
   type CertStatus,
@@ -62,3 +63,23 @@ export {
   type AgentKeys,
   type OkpPublicJwk,
 } from './keybundle.ts';
+export {
+  DIRECTORY_VERSION,
+  DIRECTORY_JWS_TYPE,
+  MAX_DIRECTORY_BYTES,
+  MAX_DIRECTORY_MEMBERS,
+  MEMBER_ROLES,
+  MEMBER_STATUSES,
+  signDirectory,
+  verifyDirectory,
+  memberRefusal,
+  type Directory,
+  type Member,
+  type MemberRole,
+  type MemberStatus,
+  type MemberRefusal,
+  type VerifiedDirectory,
+  type VerifyDirectoryOptions,
+} from './directory.ts';
+export { DirectoryStore, DIRECTORY_FILES } from './directory-store.ts';
+export { DIRECTORY_SIGNING_EKU } from './x509.ts';

@@ -19,6 +19,8 @@ export const DEFAULT_LEAF_DAYS = 397;
 export const DEFAULT_CRL_DAYS = 30;
 /** Default CA subject common name. */
 export const DEFAULT_CA_NAME = 'HIE Federation Root CA';
+/** Default subject common name of the member-directory signing certificate. */
+export const DEFAULT_DIRECTORY_NAME = 'HIE Federation Directory';
 /** Backdating applied to notBefore so that small clock skew between hosts does not reject a new certificate. */
 export const NOT_BEFORE_SKEW_MS = 5 * 60 * 1000;
 
@@ -323,6 +325,25 @@ export class CertificateAuthority {
     }
   }
 
+  /**
+   * Issues the member-directory signing certificate (the directory EKU of x509.ts only, CN
+   * `name`) into `outDir` as `directory.crt.pem` / `directory.key.pem`. A second one needs `force`
+   * (e.g. after the first was revoked); agents accept a directory signed by any live one.
+   */
+  issueDirectory(options: SigningOptions & { outDir: string; days?: number; name?: string; force?: boolean }): IssuedFiles {
+    const days = checkDays(options.days ?? DEFAULT_LEAF_DAYS, '--days');
+    const name = options.name ?? DEFAULT_DIRECTORY_NAME;
+    if (name.trim().length === 0 || name.length > 64) throw new PkiError('ERR_PKI_INVALID_ARGUMENT', '--name must be 1-64 characters');
+    return this.withLock(() => {
+      const index = this.readIndex();
+      const caKey = this.loadCaKey(options.passphrase);
+      const out = resolve(options.outDir);
+      const files = { cert: join(out, 'directory.crt.pem'), key: join(out, 'directory.key.pem'), ca: join(out, 'ca.crt.pem') };
+      if (!options.force) this.refuseExisting([files.cert, files.key]);
+      return this.issue(index, caKey, { kind: 'directory', subject: { commonName: name }, days, now: options.now ?? new Date(), files });
+    });
+  }
+
   /** Revokes certificates by hospital id (all live ones) or by serial, and republishes the CRL. */
   revoke(options: SigningOptions & ({ id: string } | { serial: string }) & { reason?: CrlReason; crlDays?: number }): IndexEntry[] {
     return this.withLock(() => {
@@ -390,7 +411,7 @@ export class CertificateAuthority {
     index: IndexFile,
     caKey: KeyObject,
     spec: {
-      kind: 'relay' | 'agent';
+      kind: 'relay' | 'agent' | 'directory';
       subject: { commonName: string; organization?: string };
       id?: string;
       hosts?: string[];

@@ -11,8 +11,16 @@ export interface SubjectFields {
   organization?: string;
 }
 
-/** The three kinds of certificate the federation issues. */
-export type CertKind = 'ca' | 'relay' | 'agent';
+/** The kinds of certificate the federation issues. */
+export type CertKind = 'ca' | 'relay' | 'agent' | 'directory';
+
+/**
+ * Extended key usage of a member-directory signing certificate, and of nothing
+ * else: a UUID-derived OID (ITU-T X.667, arc 2.25), so it needs no registry.
+ * A directory certificate carries only this EKU (no serverAuth or clientAuth),
+ * so it cannot open a TLS connection, and no agent or relay certificate carries it.
+ */
+export const DIRECTORY_SIGNING_EKU = '2.25.208488440335318688045342429960828652354';
 
 /** Everything needed to build and sign one certificate. */
 export interface CertificateSpec {
@@ -31,6 +39,26 @@ export interface CertificateSpec {
   signingKey: KeyObject;
   /** Serial as lowercase hex; generated when absent. */
   serial?: string;
+}
+
+/** DER of SEQUENCE { OBJECT IDENTIFIER oid } as a binary string, for OIDs with arcs of any size. */
+function derSequenceOfOid(oid: string): string {
+  const arcs = oid.split('.').map((a) => BigInt(a));
+  const [first = 0n, second = 0n, ...rest] = arcs;
+  const body: number[] = [];
+  for (const arc of [first * 40n + second, ...rest]) {
+    const digits: number[] = [];
+    let v = arc;
+    do {
+      digits.unshift(Number(v & 0x7fn));
+      v >>= 7n;
+    } while (v > 0n);
+    for (let i = 0; i < digits.length - 1; i += 1) digits[i] = (digits[i] as number) | 0x80;
+    body.push(...digits);
+  }
+  const length = (n: number): number[] => (n < 0x80 ? [n] : [0x81, n]);
+  const oidDer = [0x06, ...length(body.length), ...body];
+  return Buffer.from([0x30, ...length(oidDer.length), ...oidDer]).toString('binary');
 }
 
 /** A random positive 128-bit serial as minimal-DER lowercase hex (top byte 0x40..0x7f). */
@@ -77,6 +105,11 @@ export function buildCertificate(spec: CertificateSpec): { pem: string; serial: 
   if (spec.kind === 'ca') {
     extensions.push({ name: 'basicConstraints', cA: true, pathLenConstraint: 0, critical: true });
     extensions.push({ name: 'keyUsage', keyCertSign: true, cRLSign: true, critical: true });
+  } else if (spec.kind === 'directory') {
+    extensions.push({ name: 'basicConstraints', cA: false, critical: true });
+    extensions.push({ name: 'keyUsage', digitalSignature: true, critical: true });
+    // node-forge encodes OID arcs of up to 32 bits only; a 2.25 arc is 128 bits, so the value is built here.
+    extensions.push({ id: '2.5.29.37', critical: true, value: derSequenceOfOid(DIRECTORY_SIGNING_EKU) });
   } else {
     extensions.push({ name: 'basicConstraints', cA: false, critical: true });
     extensions.push({ name: 'keyUsage', digitalSignature: true, keyEncipherment: true, critical: true });

@@ -18,12 +18,13 @@ import {
   type KeyBundle,
 } from '../certs/index.ts';
 import { FeedRecovery, Ledger, Replicator, type RecoveryOutcome, type ReplicationTransport, type Trust } from '../ledger/index.ts';
-import { RelayClient, DEFAULT_MAX_MESSAGE, RENEWAL_CLOSE_REASON, type InboundTransfer, type RelayMessage } from '../relay/protocol/index.ts';
+import { RelayClient, CLOSE_CODES, DEFAULT_MAX_MESSAGE, RENEWAL_CLOSE_REASON, type InboundTransfer, type RelayMessage } from '../relay/protocol/index.ts';
 import { createApiHandler, DEFAULT_JSON_LIMIT, type FastRoute } from './api/http.ts';
 import { AgentError } from './errors.ts';
 import { buildOpenApi } from './api/openapi.ts';
 import { consentRoutes, decisionRoutes } from './api/routes/consents.ts';
 import { exchangeRoutes, submitRoute } from './api/routes/exchanges.ts';
+import { federationRoutes } from './api/routes/federation.ts';
 import { inboxRoutes } from './api/routes/inbox.ts';
 import { ledgerRoutes } from './api/routes/ledger.ts';
 import { requestRoutes } from './api/routes/requests.ts';
@@ -35,6 +36,7 @@ import { ExchangeEngine } from './engine/index.ts';
 import { MessageDispatcher } from './engine/dispatch.ts';
 import { encodeLedgerWire, encodeWire, type WireMessage } from './engine/wire.ts';
 import { AgentMetrics } from './metrics.ts';
+import { assertMember, FederationDocuments, REVOKED_REASON, SelfStanding } from './federation/index.ts';
 import { ConsentService } from './services/consents.ts';
 import { ConsentDecisions } from './store/consent-decisions.ts';
 import { ExchangeService } from './services/exchanges.ts';
@@ -70,6 +72,10 @@ export interface RunningAgent {
   identity(): Identity;
   /** Re-reads the certificate, key and CA files now (they are also watched); true when a new identity took effect. */
   reloadIdentity(): boolean;
+  /** The CRL and member directory in force (from the relay, the CRL file or the data directory). */
+  federation: FederationDocuments;
+  /** Whether this agent's own certificate is known to be revoked. */
+  standing: SelfStanding;
   /** Stops the API, the engine, replication and the relay link, then closes the stores. */
   close(): Promise<void>;
 }
@@ -111,6 +117,7 @@ interface Base {
   watcher: CrlWatcher | undefined;
   /** Watches the certificate, key and CA files; a renewed pair is used for the next relay connection. */
   identityWatcher: IdentityWatcher;
+  federation: FederationDocuments;
   trust: () => Trust;
   keys: LocalKeys;
   bundle: KeyBundle;
@@ -120,7 +127,7 @@ interface Base {
   keysKept: boolean;
 }
 
-async function loadBase(config: AgentConfig, env: NodeJS.ProcessEnv, log: Logger): Promise<Base> {
+async function loadBase(config: AgentConfig, env: NodeJS.ProcessEnv, log: Logger, metrics: AgentMetrics): Promise<Base> {
   const passphrase = config.identity.passphraseEnv ? env[config.identity.passphraseEnv] : undefined;
   const identity = loadIdentity({ ...config.identity, passphrase });
   if (identity.hospitalId !== config.id) {
@@ -129,15 +136,56 @@ async function loadBase(config: AgentConfig, env: NodeJS.ProcessEnv, log: Logger
   const tokens = loadApiTokens(config, env);
   const secret = loadPatientSecret(config, env);
   const watcher = config.identity.crl ? new CrlWatcher(config.identity.crl, identity.caPem).start() : undefined;
-  watcher?.on('change', (crl) => log.info({ crlNumber: crl.crlNumber, revoked: crl.revoked.size }, 'CRL reloaded'));
-  watcher?.on('rejected', (err) => log.error({ code: err.code, msg: err.message }, 'CRL reload rejected; previous CRL stays in force'));
   mkdirSync(config.dataDir, { recursive: true, mode: 0o700 });
+  const federation = new FederationDocuments(config.dataDir, identity.caPem);
+  watchFederation(federation, metrics, log);
+  await federation.open(watcher?.current);
+  metrics.crlNumber.set(federation.crl?.crlNumber ?? 0);
+  metrics.directorySequence.set(federation.directory?.directory.sequence ?? 0);
+  watcher?.on('change', (crl) => offerDocument(federation, 'crl', crl.pem, 'identity.crl', log));
+  watcher?.on('rejected', (err) => log.error({ code: err.code, msg: err.message }, 'CRL reload rejected; previous CRL stays in force'));
   const keysDir = join(config.dataDir, 'keys');
   const keysKept = existsSync(join(keysDir, 'signing.key.pem'));
   const keys = await loadKeys(keysDir);
   const bundle = await loadBundle(keysDir, identity, keys);
   const identityWatcher = new IdentityWatcher({ ...config.identity, passphrase }, identity, { expectId: config.id });
-  return { identity, watcher, identityWatcher, trust: () => ({ caPem: identity.caPem, crl: watcher?.current }), keys, bundle, tokens, secret, keysKept };
+  return { identity, watcher, identityWatcher, federation, trust: () => ({ caPem: identity.caPem, crl: federation.crl }), keys, bundle, tokens, secret, keysKept };
+}
+
+/** Offers a CRL or directory; one that cannot be kept (e.g. the disk is full) is logged, and the one in force stays. */
+function offerDocument(federation: FederationDocuments, type: 'crl' | 'directory', text: string, source: string, log: Logger): void {
+  const failed = (err: unknown): void =>
+    log.error({ type, source, err: { code: (err as NodeJS.ErrnoException).code, message: (err as Error).message } }, 'cannot keep a federation document');
+  if (type === 'directory') {
+    federation.offerDirectory(text, source).catch(failed);
+    return;
+  }
+  try {
+    federation.offerCrl(text, source);
+  } catch (err) {
+    failed(err);
+  }
+}
+
+/** Logs and counts what the agent adopts and refuses. */
+function watchFederation(federation: FederationDocuments, metrics: AgentMetrics, log: Logger): void {
+  federation.on('crl', (crl, source) => {
+    metrics.documentsAdopted.inc({ type: 'crl' });
+    metrics.crlNumber.set(crl.crlNumber ?? 0);
+    log.info({ crlNumber: crl.crlNumber, revoked: crl.revoked.size, nextUpdate: crl.nextUpdate?.toISOString(), source }, 'CRL adopted');
+  });
+  federation.on('directory', (d, source) => {
+    metrics.documentsAdopted.inc({ type: 'directory' });
+    metrics.directorySequence.set(d.directory.sequence);
+    log.info({ sequence: d.directory.sequence, members: d.directory.members.length, source }, 'member directory adopted');
+  });
+  federation.on('refused', ({ type, reason, source, message }) => {
+    metrics.documentsRefused.inc({ type, reason });
+    log.warn(
+      { type, reason, source, msg: message },
+      type === 'crl' ? 'CRL refused; the one in force stays' : 'member directory refused; the one in force stays',
+    );
+  });
 }
 
 /** What the agent keeps on disk, opened and recovered after a crash. */
@@ -195,9 +243,13 @@ interface Link {
 }
 
 async function linkRelay(config: AgentConfig, base: Base, ledger: Ledger, log: Logger): Promise<Link> {
-  const keyring = new KeyRing({ caPem: base.identity.caPem, crl: () => base.watcher?.current });
+  const keyring = new KeyRing({ caPem: base.identity.caPem, crl: () => base.federation.crl });
   await keyring.add(base.bundle);
-  const relay = new RelayClient({ urls: config.relay.urls, identity: base.identity });
+  const { federation } = base;
+  // An expired CRL would fail the relay's TLS check and with it the one way a fresh CRL arrives: the relay link dials
+  // without it (the relay's certificate is still checked against the CA); peers are still checked against it.
+  const relay = new RelayClient({ urls: config.relay.urls, identity: base.identity, crl: () => (federation.crlExpired() ? undefined : federation.crl?.pem) });
+  relay.on('document', (type, body) => offerDocument(federation, type, body.toString('utf8'), 'relay', log));
   const send = (to: string, message: WireMessage): void => {
     try {
       relay.sendMessage(to, encodeWire(message));
@@ -206,6 +258,7 @@ async function linkRelay(config: AgentConfig, base: Base, ledger: Ledger, log: L
     }
   };
   const peers = new PeerDirectory(keyring, () => base.bundle, send);
+  peers.membership = (to) => assertMember(federation.directory, to);
   await peers.learnFromLedger(ledger);
   const ledgerHandlers = new Set<(peer: string, message: string | Uint8Array) => void>();
   const transport: ReplicationTransport = {
@@ -250,7 +303,8 @@ function buildExchange(config: AgentConfig, env: NodeJS.ProcessEnv, base: Base, 
   const decisions = new ConsentDecisions(state.db, config.limits.maxConsentDecisions, (err) =>
     log.warn({ err: { message: (err as Error).message } }, 'consent decision not logged'),
   );
-  const consents = new ConsentService(ledger, config.id, base.secret, undefined, config.patients.identifierSystem, decisions);
+  const member = (id: string): void => assertMember(base.federation.directory, id);
+  const consents = new ConsentService(ledger, config.id, base.secret, undefined, config.patients.identifierSystem, decisions, member);
   const engine = new ExchangeEngine({
     self: config.id,
     store: state.exchanges,
@@ -330,6 +384,7 @@ function buildExchange(config: AgentConfig, env: NodeJS.ProcessEnv, base: Base, 
     maxBytes: config.limits.maxExchangeBytes,
     inlineBodyBytes: config.limits.inlineBodyBytes,
     isRevoked: (to) => peers.isRevoked(to),
+    member,
     enqueue: (id) => engine.enqueue(id),
     ...(config.limits.sendWhileUploading ? { live: (x: Parameters<ExchangeEngine['live']>[0]) => engine.live(x) } : {}),
   });
@@ -337,9 +392,10 @@ function buildExchange(config: AgentConfig, env: NodeJS.ProcessEnv, base: Base, 
 }
 
 /** Logs the relay link's state changes and tells the engine and the replicator when it is up. */
-function watchRelay(link: Link, engine: ExchangeEngine, metrics: AgentMetrics, log: Logger): void {
+function watchRelay(link: Link, engine: ExchangeEngine, standing: SelfStanding, metrics: AgentMetrics, log: Logger): void {
   const { relay, replicator, peers } = link;
   relay.on('ready', () => {
+    standing.onRelayReady();
     metrics.relayConnected.set(1);
     log.info({ relay: relay.url }, 'connected to the relay');
     engine.onRelayReady();
@@ -347,13 +403,18 @@ function watchRelay(link: Link, engine: ExchangeEngine, metrics: AgentMetrics, l
   });
   relay.on('disconnected', (info) => {
     metrics.relayConnected.set(0);
+    standing.onRelayRefusal(info.code === CLOSE_CODES.revoked);
+    if (standing.revoked) return;
     if (info.reason === RENEWAL_CLOSE_REASON) log.info('reconnecting to the relay with the renewed certificate');
     else log.warn({ code: info.code }, 'relay connection lost; reconnecting');
   });
   relay.on('connectError', (err) => {
     const { status, refusal } = err as typeof err & { status?: number; refusal?: string };
+    standing.onRelayRefusal(REVOKED_REFUSAL.test(err.message) || REVOKED_REFUSAL.test(String((err.cause as { code?: unknown } | undefined)?.code ?? '')));
+    // A revoked agent said so once (SelfStanding); every refused attempt after that is expected.
+    if (standing.revoked) log.debug({ code: err.code }, 'relay refused this revoked agent');
     // A refused certificate is not a network fault: say so in one line the operator can act on.
-    if (status === 401 || status === 403) log.error({ code: err.code, status, reason: refusal }, `the relay refused this agent's certificate: ${err.message}`);
+    else if (status === 401 || status === 403) log.error({ code: err.code, status, reason: refusal }, `the relay refused this agent's certificate: ${err.message}`);
     else log.warn({ code: err.code, err: { message: err.message } }, 'cannot connect to the relay; retrying');
   });
   relay.on('undeliverable', (err) => {
@@ -389,6 +450,12 @@ function watchIdentity(config: AgentConfig, base: Base, link: Link, metrics: Age
   base.identityWatcher.start();
 }
 
+/**
+ * How the relay (or its TLS layer) says a certificate is revoked: a 403 body (`certificate revoked`, or
+ * `client certificate refused: revoked` from a relay that completes the handshake to say why), or OpenSSL's alert.
+ */
+const REVOKED_REFUSAL = /certificate revoked|certificate refused: revoked|CERTIFICATE_REVOKED/i;
+
 /** The local API (`/v1`, `/healthz`, `/metrics`, the OpenAPI document), listening. */
 async function serveApi(
   config: AgentConfig,
@@ -396,6 +463,7 @@ async function serveApi(
   stores: Stores,
   link: Link,
   x: Exchange,
+  standing: SelfStanding,
   metrics: AgentMetrics,
   log: Logger,
   recovered: () => Promise<unknown>,
@@ -409,6 +477,7 @@ async function serveApi(
   v1.use(requestRoutes(x.requests, state.requests, { jsonLimit: DEFAULT_JSON_LIMIT }));
   v1.use(inboxRoutes(inbox));
   v1.use(ledgerRoutes(ledger, replicator, base.trust, config.id));
+  v1.use(federationRoutes(base.federation, standing, () => base.identity.serial));
   const open = express.Router();
   // Outgoing exchanges not yet delivered or failed (`outbox`): a queue that only grows means the relay or a recipient is away.
   const health: FastRoute = {
@@ -417,8 +486,15 @@ async function serveApi(
     route: '/healthz',
     open: true,
     handle: async () => {
+      // A revoked agent cannot exchange anything until it has a new certificate: not ok, and why.
+      if (standing.revoked) {
+        return {
+          status: 503,
+          body: { status: 'error', reason: REVOKED_REASON, agent: config.id, relay: relay.connected ? 'connected' : 'disconnected', outbox: await state.exchanges.countUnfinished() },
+        };
+      }
       // Still 200 when degraded: the agent works; `reasons` says what needs doing before a certificate or the CRL lapses.
-      const certs = certificateHealth(base.identity, base.watcher?.current);
+      const certs = certificateHealth(base.identity, base.federation.crl);
       return {
         status: 200,
         body: {
@@ -437,7 +513,7 @@ async function serveApi(
   });
   open.get('/metrics', async (_req, res) => {
     metrics.outboxQueued.set(await state.exchanges.countUnfinished());
-    const certs = certificateHealth(base.identity, base.watcher?.current);
+    const certs = certificateHealth(base.identity, base.federation.crl);
     metrics.certExpiry.set(certs.certExpiresInSeconds);
     metrics.caExpiry.set(certs.caExpiresInSeconds);
     if (certs.crlAgeSeconds !== undefined) metrics.crlAge.set(certs.crlAgeSeconds);
@@ -472,15 +548,20 @@ async function serveApi(
 export async function startAgent(config: AgentConfig, options: StartAgentOptions = {}): Promise<RunningAgent> {
   const env = options.env ?? process.env;
   const log = options.logger ?? createLogger({ level: config.log.level, base: { svc: 'hie-agent', agent: config.id } });
-  const base = await loadBase(config, env, log);
-  const stores = await openStores(config, base, log);
   const metrics = new AgentMetrics();
+  const base = await loadBase(config, env, log, metrics);
+  const stores = await openStores(config, base, log);
   const link = await linkRelay(config, base, stores.ledger, log);
   const x = buildExchange(config, env, base, stores, link, metrics, log);
-  watchRelay(link, x.engine, metrics, log);
+  const standing = new SelfStanding(() => base.identity.serial, link.relay, log, metrics.certificateRevoked);
+  base.federation.on('crl', (crl) => standing.onCrl(crl));
+  standing.onCrl(base.federation.crl);
+  watchRelay(link, x.engine, standing, metrics, log);
   watchIdentity(config, base, link, metrics, log);
+  // A renewed certificate has a new serial: whether it is revoked is asked again.
+  base.identityWatcher.on('change', () => standing.onCrl(base.federation.crl));
   let recoveryDone: Promise<unknown> = Promise.resolve();
-  const server = await serveApi(config, base, stores, link, x, metrics, log, () => recoveryDone);
+  const server = await serveApi(config, base, stores, link, x, standing, metrics, log, () => recoveryDone);
   const apiPort = (server.address() as AddressInfo).port;
 
   link.replicator.start();
@@ -545,6 +626,8 @@ export async function startAgent(config: AgentConfig, options: StartAgentOptions
     reloadCrl: () => base.watcher?.reload() ?? false,
     identity: () => base.identity,
     reloadIdentity: () => base.identityWatcher.reload(),
+    federation: base.federation,
+    standing,
     close,
   };
 }

@@ -30,6 +30,15 @@ export const AGENT_ERRORS = {
     status: 507,
     description: "The agent's data directory is full: nothing was stored or sent for this request; retry once space is freed.",
   },
+  ERR_MEMBER_UNKNOWN: {
+    status: 422,
+    description: 'The recipient (of an exchange, or the grantee of a consent) is not listed in the federation member directory.',
+  },
+  ERR_MEMBER_SUSPENDED: {
+    status: 422,
+    description: 'The recipient is suspended in the federation member directory: nothing is sent to it or granted to it now.',
+  },
+  ERR_MEMBER_REVOKED: { status: 422, description: 'The recipient is revoked in the federation member directory: it is no longer a member.' },
   ERR_INTERNAL: { status: 500, description: 'An unexpected error; details are in the agent log under the request id.' },
   ERR_RECOVERING: {
     status: 503,

@@ -72,6 +72,30 @@ export class AgentMetrics {
     registers: [this.registry],
   });
 
+  readonly documentsAdopted = new Counter({
+    name: 'hie_agent_federation_documents_adopted_total',
+    help: 'CRLs and member directories adopted (from the relay, the CRL file or the data directory), by type',
+    labelNames: ['type'] as const,
+    registers: [this.registry],
+  });
+  readonly documentsRefused = new Counter({
+    name: 'hie_agent_federation_documents_refused_total',
+    help: 'CRLs and member directories refused, by type and reason (invalid: signature or format; older: not newer than the one in force; expired)',
+    labelNames: ['type', 'reason'] as const,
+    registers: [this.registry],
+  });
+  readonly crlNumber = new Gauge({ name: 'hie_agent_crl_number', help: 'CRL number of the CRL in force (0: none)', registers: [this.registry] });
+  readonly directorySequence = new Gauge({
+    name: 'hie_agent_directory_sequence',
+    help: 'Sequence of the member directory in force (0: none published yet)',
+    registers: [this.registry],
+  });
+  readonly certificateRevoked = new Gauge({
+    name: 'hie_agent_certificate_revoked',
+    help: "1 while this agent's own certificate is known to be revoked",
+    registers: [this.registry],
+  });
+
   constructor() {
     collectDefaultMetrics({ register: this.registry, prefix: 'hie_agent_' });
   }

@@ -13,9 +13,11 @@ export interface AdminState {
   refresh: () => void;
   /** Certificate and CRL health: `degraded` with reasons well before either lapses. */
   health?: () => { status: 'ok' | 'degraded'; reasons: string[] };
+  /** The CRL and member directory the relay hands to agents (null: none). */
+  federation?: () => Record<string, unknown>;
 }
 
-/** The operator HTTP app: /healthz, /readyz, /metrics, /v1/agents. */
+/** The operator HTTP app: /healthz, /readyz, /metrics, /v1/agents, /v1/federation. */
 export function adminApp(state: AdminState): Express {
   const app = express();
   app.disable('x-powered-by');
@@ -35,6 +37,9 @@ export function adminApp(state: AdminState): Express {
   });
   app.get('/v1/agents', (_req, res) => {
     res.json({ agents: state.router.list() });
+  });
+  app.get('/v1/federation', (_req, res) => {
+    res.json(state.federation?.() ?? { crl: null, directory: null });
   });
   app.use((_req, res) => {
     res.status(404).json({ error: 'not found', code: 'ERR_RELAY_ADMIN_NOT_FOUND' satisfies RelayErrorCode });

@@ -50,6 +50,8 @@ export class AgentFrames {
         return this.message(conn, frame.id, frame.peer, frame.body);
       case 'notice':
         throw new ProtocolError('ERR_PROTOCOL_UNEXPECTED', 'agents may not send notices', 1008);
+      case 'document':
+        throw new ProtocolError('ERR_PROTOCOL_UNEXPECTED', 'agents may not send documents', 1008);
     }
   }
 

@@ -15,7 +15,7 @@ Options:
                   also be set by env var, e.g. listen.port -> ${envVarFor('listen.port')}
   --help          this text
 
-Signals: SIGTERM/SIGINT drain and stop; SIGHUP reloads the CRL and the certificate files (also watched).
+Signals: SIGTERM/SIGINT drain and stop; SIGHUP reloads the CRL, the member directory and the certificate files (all also watched).
 `;
 
 /** Entry point of `hie-relay`; resolves with the exit code once the relay has stopped. */
@@ -53,6 +53,7 @@ export async function main(argv: string[]): Promise<number> {
     const hup = (): void => {
       relay.reloadCrl();
       relay.reloadIdentity();
+      void relay.reloadDirectory();
     };
     process.on('SIGTERM', stop);
     process.on('SIGINT', stop);

@@ -28,6 +28,8 @@ export const DEFAULT_HANDSHAKE_TIMEOUT_MS = 10_000;
 export const DEFAULT_MAX_CONNECTIONS_PER_ADDRESS = 64;
 /** How often the CRL file is polled for changes. */
 export const DEFAULT_CRL_POLL_MS = 2_000;
+/** How often the signed member directory file (`directory.file`) is polled for changes. */
+export const DEFAULT_DIRECTORY_POLL_MS = 2_000;
 /** How long a presence lookup (request/reply to another node) may take before it counts as `no-route`. */
 export const DEFAULT_NATS_REQUEST_TIMEOUT_MS = 2_000;
 /** Credit a node forwards per cross-node transfer beyond the data already received (bounds bytes in flight through NATS). */
@@ -52,6 +54,8 @@ export const relayConfigSchema = z.strictObject({
     passphraseEnv: z.string().min(1).optional(),
     crlPollMs: int(50, 3_600_000).default(DEFAULT_CRL_POLL_MS),
   }),
+  /** The signed member directory (`hie-certs directory sign` writes PKI/directory/directory.jws); handed to every agent with the CRL. */
+  directory: z.strictObject({ file: z.string().min(1).optional(), pollMs: int(50, 3_600_000).default(DEFAULT_DIRECTORY_POLL_MS) }).prefault({}),
   admin: z
     .strictObject({ enabled: z.boolean().default(true), host: z.string().min(1).default(DEFAULT_ADMIN_HOST), port: int(0, 65535).default(DEFAULT_ADMIN_PORT) })
     .prefault({}),
@@ -126,7 +130,7 @@ const loader = createConfigLoader({
   schema: relayConfigSchema,
   envPrefix: ENV_PREFIX,
   code: 'ERR_RELAY_CONFIG',
-  paths: ['tls.cert', 'tls.key', 'tls.ca', 'tls.crl', 'nats.tls.ca', 'nats.tls.cert', 'nats.tls.key'],
+  paths: ['tls.cert', 'tls.key', 'tls.ca', 'tls.crl', 'directory.file', 'nats.tls.ca', 'nats.tls.cert', 'nats.tls.key'],
 });
 
 /** Every leaf key of the relay config, each settable by the env var {@link envVarFor} names. */

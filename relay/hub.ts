@@ -1,8 +1,16 @@
 // One job: the lifecycle of agent connections (accept, greet, close, revoke, drain) and the deadlines that watch them.
 import type { Logger } from 'pino';
 import type { WebSocket } from 'ws';
-import { encodeNotice } from './protocol/codec.ts';
-import { CLOSE_CODES, PROTOCOL_REVISION, type AbortCode, type FrameLimits } from './protocol/constants.ts';
+import { encodeDocument, encodeNotice } from './protocol/codec.ts';
+import {
+  CLOSE_CODES,
+  DOCUMENT_SINCE_REVISION,
+  FRAME_PREFIX,
+  PROTOCOL_REVISION,
+  type AbortCode,
+  type DocumentType,
+  type FrameLimits,
+} from './protocol/constants.ts';
 import { ProtocolError } from './protocol/errors.ts';
 import type { RecipientLimits } from './admission.ts';
 import { AgentFrames } from './agent-frames.ts';
@@ -21,6 +29,8 @@ export interface HubOptions {
   log: Logger;
   /** Signs the usage statement of a completed transfer. */
   meter: Meter;
+  /** The federation documents (CRL, member directory) in force, handed to every agent after `ready`. */
+  documents?: () => Array<{ type: DocumentType; body: Buffer }>;
 }
 
 /** How long a closed connection may linger in the close handshake before it is destroyed. */
@@ -123,6 +133,10 @@ export class Hub {
       transferIdleMs: l.transferIdleMs,
     };
     conn.deliver(encodeNotice('ready', { agent: conn.id, limits, revision: PROTOCOL_REVISION }, l));
+    for (const d of this.opts.documents?.() ?? []) {
+      const frame = this.documentFrame(d.type, d.body);
+      if (frame) this.sendDocument(conn, d.type, frame);
+    }
     if (this.draining) conn.deliver(encodeNotice('shutting-down', { deadlineMs: 0 }, l));
   }
 
@@ -175,6 +189,37 @@ export class Hub {
     this.backpressure.release(conn);
     this.opts.router.detach(conn);
     this.opts.log.info({ agent: conn.id, code }, 'agent disconnected');
+  }
+
+  /** Hands a new CRL or directory to every connected agent that understands DOCUMENT frames; returns how many got it. */
+  publish(type: DocumentType, body: Buffer): number {
+    const frame = this.documentFrame(type, body);
+    if (!frame) return 0;
+    let n = 0;
+    // One frame for every connection: frames are never changed once encoded.
+    for (const conn of this.connections) if (this.sendDocument(conn, type, frame)) n += 1;
+    return n;
+  }
+
+  /** The DOCUMENT frame for a document, or undefined (logged and counted) when it does not fit `limits.maxFrame`. */
+  private documentFrame(type: DocumentType, body: Buffer): Buffer | undefined {
+    if (FRAME_PREFIX + 1 + body.length > this.opts.limits.maxFrame) {
+      this.opts.metrics.documentsRefused.inc({ type });
+      this.opts.log.error(
+        { type, bytes: body.length, maxFrame: this.opts.limits.maxFrame },
+        'federation document larger than limits.maxFrame; not distributed',
+      );
+      return undefined;
+    }
+    return encodeDocument(type, body, this.opts.limits);
+  }
+
+  private sendDocument(conn: AgentConnection, type: DocumentType, frame: Buffer): boolean {
+    // An older agent's decoder closes the connection on an unknown frame kind: it keeps its CRL file as before.
+    if (conn.closing || conn.revision < DOCUMENT_SINCE_REVISION) return false;
+    conn.deliver(frame);
+    this.opts.metrics.documentsSent.inc({ type });
+    return true;
   }
 
   /** Closes every connection of a certificate serial now revoked. */

@@ -22,6 +22,7 @@ export {
   DEFAULT_MAX_CONNECTIONS_PER_ADDRESS,
   DEFAULT_HANDSHAKE_TIMEOUT_MS,
   DEFAULT_CRL_POLL_MS,
+  DEFAULT_DIRECTORY_POLL_MS,
   type RelayConfig,
   type RelayConfigInput,
 } from './config.ts';

@@ -105,6 +105,23 @@ export class RelayMetrics {
     labelNames: ['outcome'],
     registers: [this.registry],
   });
+  readonly documentsSent = new Counter({
+    name: 'hie_relay_documents_sent_total',
+    help: 'Federation documents (CRL, member directory) handed to agents, by type',
+    labelNames: ['type'] as const,
+    registers: [this.registry],
+  });
+  readonly documentsRefused = new Counter({
+    name: 'hie_relay_documents_refused_total',
+    help: 'Federation documents the relay would not distribute (invalid or older than the one it has), by type',
+    labelNames: ['type'] as const,
+    registers: [this.registry],
+  });
+  readonly directorySequence = new Gauge({
+    name: 'hie_relay_directory_sequence',
+    help: 'Sequence of the member directory the relay distributes (0: none)',
+    registers: [this.registry],
+  });
   readonly usageStatements = new Counter({ name: 'hie_relay_usage_statements_total', help: 'Signed usage statements issued', registers: [this.registry] });
   readonly natsConnected = new Gauge({
     name: 'hie_relay_nats_connected',

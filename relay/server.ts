@@ -9,6 +9,7 @@ import type { Logger } from 'pino';
 import { createLogger } from '../common/index.ts';
 import { certificateHealth, CrlWatcher, IdentityWatcher, loadIdentity, secureContextOptions, type Identity } from '../certs/index.ts';
 import { createAgentServer } from './agent-server.ts';
+import { DirectoryFile } from './directory-file.ts';
 import { parseRelayConfig, type RelayConfig, type RelayConfigInput } from './config.ts';
 import { Heartbeat } from './heartbeat.ts';
 import { Hub } from './hub.ts';
@@ -36,6 +37,8 @@ export interface RunningRelay {
   identity(): Identity;
   /** Re-reads the certificate, key and CA files now (they are also watched); true when a new identity took effect. */
   reloadIdentity(): boolean;
+  /** Re-reads the member directory file (what SIGHUP does; it is also polled); true when a newer one took effect. */
+  reloadDirectory(): Promise<boolean>;
   /** Graceful shutdown: refuse new work, notify agents, wait for transfers up to `graceMs`, close. */
   close(graceMs?: number): Promise<void>;
 }
@@ -59,6 +62,8 @@ interface Node {
   watcher: CrlWatcher | undefined;
   /** Watches tls.cert, tls.key and tls.ca; `identity` above follows it. */
   identityWatcher: IdentityWatcher;
+  /** The signed member directory file, when `directory.file` is set. */
+  directory: DirectoryFile | undefined;
   hub: Hub;
   heartbeat: Heartbeat;
   server: HttpsServer;
@@ -80,6 +85,8 @@ export async function startRelay(input: RelayConfigInput | RelayConfig, options:
   const router = options.router ?? nats ?? new LocalRouter();
   const identityWatcher = new IdentityWatcher({ cert: config.tls.cert, key: config.tls.key, ca: config.tls.ca, passphrase }, identity);
   const node = buildNode({ config, limits, log, identity, metrics, nats, router, identityWatcher });
+  await node.directory?.reload();
+  node.directory?.start();
   const port = await listenAgents(node);
   const adminPort = await listenAdmin(node);
   log.info({ port, adminPort, host: config.listen.host, node: nats?.nodeId }, 'relay listening');
@@ -92,6 +99,7 @@ export async function startRelay(input: RelayConfigInput | RelayConfig, options:
     reloadCrl: () => node.watcher?.reload() ?? false,
     identity: () => node.identity,
     reloadIdentity: () => node.identityWatcher.reload(),
+    reloadDirectory: () => node.directory?.reload() ?? Promise.resolve(false),
     close: shutdown(node),
   };
 }
@@ -121,16 +129,24 @@ function buildNode(parts: Pick<Node, 'config' | 'limits' | 'log' | 'identity' | 
   const watcher = config.tls.crl ? new CrlWatcher(config.tls.crl, identity.caPem, { intervalMs: config.tls.crlPollMs }) : undefined;
   // Usage statements are signed with the identity in force, which a renewal replaces.
   const meter: ConstructorParameters<typeof Hub>[0]['meter'] = (t) => signUsage(t, config.tariff, node.identity.privateKey, node.identity.certPem);
-  const hub = new Hub({ limits, router, metrics, log, meter });
+  const directory = config.directory.file
+    ? new DirectoryFile(config.directory.file, identity.caPem, () => watcher?.current, config.directory.pollMs)
+    : undefined;
+  const documents = (): Array<{ type: 'crl' | 'directory'; body: Buffer }> => [
+    ...(watcher ? [{ type: 'crl' as const, body: Buffer.from(watcher.current.pem) }] : []),
+    ...(directory?.current ? [{ type: 'directory' as const, body: Buffer.from(directory.current.jws) }] : []),
+  ];
+  const hub = new Hub({ limits, router, metrics, log, meter, documents });
   const heartbeat = new Heartbeat(hub.connections, metrics, log);
   const gate = { accepting: true };
   // eslint-disable-next-line prefer-const -- assigned below; the meter reads it once transfers run
   let node: Node;
   const server = createAgentServer({ identity, watcher, hub, metrics, log, limits, accepting: () => gate.accepting, accepted: (ws) => heartbeat.track(ws) });
-  node = { ...parts, watcher, hub, heartbeat, server, admin: undefined, gate };
+  node = { ...parts, watcher, directory, hub, heartbeat, server, admin: undefined, gate };
   heartbeat.start(limits.pingIntervalMs);
   watchCrl(node);
   watchIdentity(node);
+  watchDirectory(node);
   return node;
 }
 
@@ -156,15 +172,33 @@ function watchIdentity(node: Node): void {
   identityWatcher.start();
 }
 
+/** A newer signed directory goes to every connected agent; one that does not verify, or is older, stays with the operator. */
+function watchDirectory({ directory, hub, log, metrics }: Node): void {
+  directory?.on('change', (d) => {
+    metrics.directorySequence.set(d.directory.sequence);
+    const agents = hub.publish('directory', Buffer.from(d.jws));
+    log.info({ sequence: d.directory.sequence, members: d.directory.members.length, agents }, 'member directory loaded');
+  });
+  directory?.on('rejected', (err) => {
+    metrics.documentsRefused.inc({ type: 'directory' });
+    log.error({ code: err.code, msg: err.message }, 'member directory refused; the previous one stays in force');
+  });
+}
+
 /** New CRLs take effect for new handshakes, and live connections of newly revoked certificates are closed. */
 function watchCrl(node: Node): void {
-  const { watcher, server, hub, log } = node;
+  const { watcher, server, hub, log, metrics } = node;
   watcher?.on('change', (crl) => {
     server.setSecureContext(secureContextOptions(node.identity, crl.pem));
+    // Agents get the CRL before revoked ones are closed, so a revoked agent learns why from the CRL itself.
+    const agents = hub.publish('crl', Buffer.from(crl.pem));
     const closed = hub.revoke((serial) => crl.revoked.has(serial));
-    log.info({ crlNumber: crl.crlNumber, revoked: crl.revoked.size, closed }, 'CRL reloaded');
+    log.info({ crlNumber: crl.crlNumber, revoked: crl.revoked.size, closed, agents }, 'CRL reloaded');
   });
-  watcher?.on('rejected', (err) => log.error({ code: err.code, msg: err.message }, 'CRL reload rejected; previous CRL stays in force'));
+  watcher?.on('rejected', (err) => {
+    metrics.documentsRefused.inc({ type: 'crl' });
+    log.error({ code: err.code, msg: err.message }, 'CRL reload rejected; previous CRL stays in force');
+  });
   watcher?.start();
 }
 
@@ -173,6 +207,7 @@ async function abandon(node: Node): Promise<void> {
   node.heartbeat.stop();
   node.watcher?.stop();
   node.identityWatcher.stop();
+  node.directory?.stop();
   node.hub.closeAll();
   await node.nats?.close();
 }
@@ -203,7 +238,15 @@ async function listenAdmin(node: Node): Promise<number | undefined> {
   };
   // Loaded only when enabled: express and helmet are the relay's largest dependencies.
   const { adminApp } = await import('./admin.ts');
-  const admin = createHttpServer(adminApp({ metrics, router, ready: () => node.gate.accepting, refresh, health }));
+  const federation = (): Record<string, unknown> => {
+    const crl = watcher?.current;
+    const d = node.directory?.current;
+    return {
+      crl: crl ? { crlNumber: crl.crlNumber ?? null, thisUpdate: crl.thisUpdate.toISOString(), nextUpdate: crl.nextUpdate?.toISOString() ?? null } : null,
+      directory: d ? { sequence: d.directory.sequence, issuedAt: d.directory.issuedAt, signer: d.signerSerial, members: d.directory.members.length } : null,
+    };
+  };
+  const admin = createHttpServer(adminApp({ metrics, router, ready: () => node.gate.accepting, refresh, health, federation }));
   admin.listen(config.admin.port, config.admin.host);
   try {
     await once(admin, 'listening');
@@ -239,6 +282,7 @@ async function drainAndClose(node: Node, graceMs: number): Promise<void> {
   hub.closeAll();
   node.watcher?.stop();
   node.identityWatcher.stop();
+  node.directory?.stop();
   const until = Date.now() + 3000;
   while (hub.connections.size > 0 && Date.now() < until) await sleep(20);
   server.closeAllConnections();

@@ -285,6 +285,18 @@ export function buildOpenApi(agentId: string): Record<string, unknown> {
           responses: { 200: { description: 'decisions (JSON) or a FHIR Bundle (application/fhir+json)' }, ...errors('ERR_BAD_REQUEST') },
         },
       },
+      '/v1/federation': {
+        get: {
+          summary:
+            'The CRL and the member directory this agent holds (each the newest it verified, from the relay, the CRL file or its data directory; null when none), and whether its own certificate is revoked',
+          responses: {
+            200: {
+              description:
+                '{certificate: {serial, revoked}, crl: {crlNumber, thisUpdate, nextUpdate, expired, revoked} | null, directory: {sequence, issuedAt, signer, members} | null}',
+            },
+          },
+        },
+      },
     },
   };
 }

@@ -5,6 +5,7 @@
  */
 import { RelayError, TransferAbortedError } from '../../relay/protocol/index.ts';
 import { CryptoError } from '../crypto/index.ts';
+import { MemberRefusedError } from '../federation/membership.ts';
 import { PeerKeyUnavailableError, RecipientRevokedError } from './peers.ts';
 
 /** Ledger failure reasons (enumerated, no free text). */
@@ -67,6 +68,8 @@ export function classify(err: Error): NotRetryableError | undefined {
   if (err instanceof NotRetryableError) return err;
   if (err instanceof RecipientUnavailableError) return undefined;
   if (err instanceof PeerKeyUnavailableError) return undefined;
+  // A member revoked in the directory is gone for good; a suspended one (or one not listed yet) may come back: retried.
+  if (err instanceof MemberRefusedError) return err.refusal === 'revoked' ? new NotRetryableError('unknown-recipient', err.code, err.message) : undefined;
   if (err instanceof RecipientRevokedError) return new NotRetryableError('unknown-recipient', 'ERR_UNKNOWN_RECIPIENT', err.message);
   if (err instanceof TransferAbortedError) {
     if (err.reason === 'rejected' || err.reason === 'protocol-error') return new NotRetryableError('rejected', 'ERR_EXCHANGE_REJECTED', err.message);

@@ -29,6 +29,8 @@ export class RecipientRevokedError extends AgentError {
  */
 export class PeerDirectory {
   private readonly waiters = new Map<string, Array<() => void>>();
+  /** Throws for a recipient the federation's member directory refuses (set by the agent; absent: no directory check). */
+  membership: ((agent: string) => void) | undefined;
 
   constructor(
     readonly keyring: KeyRing,
@@ -104,6 +106,7 @@ export class PeerDirectory {
 
   /** The bundle to encrypt to for `agent`, asking the peer when none is known. */
   async encryptionBundle(agent: string): Promise<VerifiedKeyBundle> {
+    this.membership?.(agent);
     try {
       return await this.keyring.encryptionBundle(agent);
     } catch {

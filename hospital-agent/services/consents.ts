@@ -30,6 +30,8 @@ export class ConsentService {
     private readonly identifierSystem?: string,
     /** Where the release gate's decisions are kept (consent/decisions.ts); none: not kept. */
     private readonly decisions?: DecisionLog,
+    /** Throws (422 ERR_MEMBER_*) for a grantee the federation's member directory does not list as active. */
+    private readonly member?: (id: string) => void,
   ) {}
 
   /** Records a consent; returns it as stored. */
@@ -40,6 +42,7 @@ export class ConsentService {
       throw new AgentError('ERR_BAD_REQUEST', 'validUntil must be after validFrom');
     }
     if (grant.grantees.includes(this.feed)) throw new AgentError('ERR_BAD_REQUEST', 'a hospital cannot be the grantee of its own consent');
+    for (const grantee of grant.grantees) this.member?.(grantee);
     const id = randomUUID();
     const body = {
       consent: id,

@@ -80,6 +80,8 @@ export class ExchangeService {
       inlineBodyBytes?: number;
       /** True when the recipient is known only by revoked certificates (no longer a member): refused at once. */
       isRevoked?: (to: string) => Promise<boolean>;
+      /** Throws (422 ERR_MEMBER_*) when the federation's member directory does not list the recipient as active. */
+      member?: (to: string) => void;
       now?: () => Date;
     },
   ) {}
@@ -109,6 +111,7 @@ export class ExchangeService {
       const earlier = await this.o.store.byIdempotencyKey(req.principal, req.idempotencyKey);
       if (earlier) return this.retried(earlier, req, { contentType, hash, purpose });
     }
+    this.o.member?.(req.to);
     if (await this.o.isRevoked?.(req.to)) throw new RecipientRevokedError(req.to);
     const at = this.o.now?.() ?? new Date();
     // Refuse before a byte of the body is read when the consent cannot cover it.

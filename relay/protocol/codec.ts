@@ -7,8 +7,10 @@ import {
   MAX_CREDIT,
   MAX_REASON,
   NOTICE_TYPES,
+  DOCUMENT_TYPES,
   PROTOCOL_VERSION,
   type AbortCode,
+  type DocumentType,
   type FrameLimits,
   type NoticeType,
 } from './constants.ts';
@@ -22,9 +24,11 @@ export type Frame =
   | { kind: 'credit'; id: number; bytes: number }
   | { kind: 'abort'; id: number; code: AbortCode; reason: string }
   | { kind: 'message'; id: number; peer: string; body: Buffer }
-  | { kind: 'notice'; id: number; type: NoticeType; body: Record<string, unknown> };
+  | { kind: 'notice'; id: number; type: NoticeType; body: Record<string, unknown> }
+  | { kind: 'document'; id: number; type: DocumentType; body: Buffer };
 
 const ABORT_BY_NUMBER = new Map<number, AbortCode>(Object.entries(ABORT_CODES).map(([k, v]) => [v, k as AbortCode]));
+const DOCUMENT_BY_NUMBER = new Map<number, DocumentType>(Object.entries(DOCUMENT_TYPES).map(([k, v]) => [v, k as DocumentType]));
 const NOTICE_BY_NUMBER = new Map<number, NoticeType>(Object.entries(NOTICE_TYPES).map(([k, v]) => [v, k as NoticeType]));
 
 function header(kind: number, id: number, bodyLength: number): Buffer {
@@ -127,6 +131,18 @@ export function encodeNotice(type: NoticeType, body: Record<string, unknown>, li
   return buf;
 }
 
+/** Encodes DOCUMENT: a federation document (its exact bytes), bounded by maxFrame only. */
+export function encodeDocument(type: DocumentType, body: Uint8Array, limits: FrameLimits = DEFAULT_LIMITS): Buffer {
+  const n = DOCUMENT_TYPES[type];
+  if (n === undefined) throw new TypeError(`unknown document type ${String(type)}`);
+  if (body.byteLength === 0) throw new TypeError('document must not be empty');
+  if (FRAME_PREFIX + 1 + body.byteLength > limits.maxFrame) throw new TypeError(`document of ${body.byteLength} bytes exceeds maxFrame ${limits.maxFrame}`);
+  const buf = header(FrameKind.DOCUMENT, 0, 1 + body.byteLength);
+  buf[FRAME_PREFIX] = n;
+  buf.set(body, FRAME_PREFIX + 1);
+  return buf;
+}
+
 function fail(code: ProtocolErrorCode, message: string, closeCode?: ProtocolCloseCode): never {
   throw new ProtocolError(code, message, closeCode);
 }
@@ -219,6 +235,13 @@ export function decodeFrame(buf: Buffer, limits: FrameLimits = DEFAULT_LIMITS): 
       }
       if (typeof body !== 'object' || body === null || Array.isArray(body)) fail('ERR_PROTOCOL_BAD_NOTICE', 'notice body is not a JSON object');
       return { kind: 'notice', id: buf.readUInt32BE(2), type, body: body as Record<string, unknown> };
+    }
+    case FrameKind.DOCUMENT: {
+      if (buf.length < FRAME_PREFIX + 2) fail('ERR_PROTOCOL_TRUNCATED', 'document frame truncated');
+      const type = DOCUMENT_BY_NUMBER.get(buf[FRAME_PREFIX] as number);
+      if (!type) fail('ERR_PROTOCOL_BAD_DOCUMENT', `unknown document type ${buf[FRAME_PREFIX]}`);
+      if (buf.readUInt32BE(2) !== 0) fail('ERR_PROTOCOL_BAD_ID', 'a document frame carries id 0');
+      return { kind: 'document', id: 0, type, body: buf.subarray(FRAME_PREFIX + 1) };
     }
     default:
       return fail('ERR_PROTOCOL_KIND', `unknown frame kind ${kind}`);

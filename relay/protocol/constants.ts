@@ -10,6 +10,8 @@ export const FrameKind = {
   ABORT: 5,
   MESSAGE: 6,
   NOTICE: 7,
+  /** A federation document the relay hands an agent (revision 3): the CRL or the signed member directory. */
+  DOCUMENT: 8,
 } as const;
 
 /** Bytes before any kind-specific field: version u8, kind u8, id u32. */
@@ -72,13 +74,17 @@ export type AbortCode = keyof typeof ABORT_CODES;
 
 /**
  * Revision of the protocol within {@link PROTOCOL_VERSION}. Revision 2 added the
- * `idle-timeout` abort code. Each side announces its revision (an agent in the
+ * `idle-timeout` abort code; revision 3 the DOCUMENT frame (CRL and member
+ * directory from the relay; an agent below 3 is never sent one). Each side announces its revision (an agent in the
  * {@link REVISION_HEADER} upgrade request header, the relay as `revision` in its
  * `ready` notice; absent means 1), and nobody sends a peer an abort code its
  * revision does not know: an older decoder rejects unknown codes and would close
  * the connection.
  */
-export const PROTOCOL_REVISION = 2;
+export const PROTOCOL_REVISION = 3;
+
+/** The first revision that understands DOCUMENT frames. */
+export const DOCUMENT_SINCE_REVISION = 3;
 
 /** Upgrade request header in which an agent announces its {@link PROTOCOL_REVISION}. */
 export const REVISION_HEADER = 'hie-protocol-revision';
@@ -108,6 +114,20 @@ export const NOTICE_TYPES = {
   'shutting-down': 3,
   undeliverable: 4,
 } as const;
+
+/**
+ * Federation documents a DOCUMENT frame carries (u8 type; the body is the
+ * document's own bytes: the PEM X.509 CRL, the compact JWS of the directory).
+ * Each is signed by the federation CA (or its directory key): the relay only
+ * carries them, and agents verify before adopting.
+ */
+export const DOCUMENT_TYPES = {
+  crl: 1,
+  directory: 2,
+} as const;
+
+/** Name of a document type. */
+export type DocumentType = keyof typeof DOCUMENT_TYPES;
 
 /** Name of a notice type. */
 export type NoticeType = keyof typeof NOTICE_TYPES;

@@ -32,13 +32,17 @@ export const RELAY_ERRORS = {
   ERR_PROTOCOL_BAD_LENGTH: { closeCode: 1002, description: 'A frame has the wrong length for its kind, an empty DATA, or (1008) a credit outside 1..256 MiB.' },
   ERR_PROTOCOL_BAD_CODE: { closeCode: 1002, description: 'An ABORT carries an unknown abort code.' },
   ERR_PROTOCOL_BAD_NOTICE: { closeCode: 1002, description: 'A NOTICE has an unknown type or a body that is not a JSON object.' },
+  ERR_PROTOCOL_BAD_DOCUMENT: { closeCode: 1002, description: 'A DOCUMENT frame names an unknown document type or carries no document.' },
   ERR_PROTOCOL_UNKNOWN_TRANSFER: { closeCode: 1008, description: 'A frame names a transfer id never used on this connection.' },
   ERR_PROTOCOL_DUPLICATE_TRANSFER: { closeCode: 1008, description: 'An OPEN reuses the id of a transfer still open.' },
   ERR_PROTOCOL_CREDIT_EXCEEDED: {
     closeCode: 1008,
     description: 'A sender sent more DATA than its credit, or a receiver granted more than 256 MiB outstanding.',
   },
-  ERR_PROTOCOL_UNEXPECTED: { closeCode: 1008, description: 'A frame not allowed here: text frames, DATA after END, a second END, a NOTICE from an agent.' },
+  ERR_PROTOCOL_UNEXPECTED: {
+    closeCode: 1008,
+    description: 'A frame not allowed here: text frames, DATA after END, a second END, a NOTICE or DOCUMENT from an agent.',
+  },
   ERR_RELAY_TRANSFER_ABORTED: { description: 'A transfer ended without completing; its `reason` is the wire abort code both ends see.' },
   ERR_RELAY_NOT_CONNECTED: { description: 'The client is not connected to the relay right now; retry once it is.' },
   ERR_RELAY_CONNECTION_LOST: { description: 'The connection to the relay closed while a transfer or request was under way.' },

@@ -22,9 +22,12 @@ export {
   abortCodeFor,
   parseRevision,
   NOTICE_TYPES,
+  DOCUMENT_TYPES,
+  DOCUMENT_SINCE_REVISION,
   CLOSE_CODES,
   type AbortCode,
   type NoticeType,
+  type DocumentType,
   type FrameLimits,
 } from './constants.ts';
 export {
@@ -37,7 +40,19 @@ export {
   type ProtocolErrorCode,
   type ProtocolCloseCode,
 } from './errors.ts';
-export { decodeFrame, encodeOpen, encodeData, encodeEnd, encodeCredit, encodeAbort, encodeMessage, encodeNotice, setFrameId, type Frame } from './codec.ts';
+export {
+  decodeFrame,
+  encodeOpen,
+  encodeData,
+  encodeEnd,
+  encodeCredit,
+  encodeAbort,
+  encodeMessage,
+  encodeNotice,
+  encodeDocument,
+  setFrameId,
+  type Frame,
+} from './codec.ts';
 export { USAGE_STATEMENT_VERSION, usageStatementBytes, verifyUsageStatement, type UsageStatement, type SignedUsageStatement, type Fee } from './usage.ts';
 export {
   RelayClient,

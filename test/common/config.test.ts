@@ -82,6 +82,7 @@ const relayTls = { cert: 'r.crt', key: 'r.key', ca: 'ca.crt' };
 const relayFull = {
   listen: { host: '10.0.0.1', port: 9443 },
   tls: { ...relayTls, crl: 'crl.pem', passphraseEnv: 'KEY_PASS', crlPollMs: 500 },
+  directory: { file: 'directory.jws', pollMs: 500 },
   admin: { enabled: false, host: '10.0.0.2', port: 9091 },
   limits: {
     maxFrame: 65536,

@@ -2,7 +2,7 @@ import { randomBytes } from 'node:crypto';
 import { join } from 'node:path';
 import { Writable } from 'node:stream';
 import pino from 'pino';
-import { startRelay, type RunningRelay } from '../../relay/index.ts';
+import { startRelay, type RelayConfigInput, type RunningRelay } from '../../relay/index.ts';
 import { parseAgentConfig, type AgentConfig } from '../../hospital-agent/config.ts';
 import { startAgent, type RunningAgent } from '../../hospital-agent/agent.ts';
 import { makeFederation, type TestFederation } from './federation.ts';
@@ -26,11 +26,25 @@ export interface TestNetwork {
   restartRelay(options?: { downMs?: number }): Promise<RunningRelay>;
   /** Every line the relay logged (JSON), when `captureRelayLog` was set. */
   relayLog: string[];
+  /** Every line each agent logged (JSON), when `captureAgentLog` was set. */
+  agentLog: Record<string, string[]>;
   close(): Promise<void>;
 }
 
 /** Starts a relay (tariff: 10 minor units per transfer + 100 per GiB, release fee 250, EUR) and one agent per id. */
-export async function startNetwork(root: string, ids: string[], options: { agentStart?: boolean; captureRelayLog?: boolean } = {}): Promise<TestNetwork> {
+export async function startNetwork(
+  root: string,
+  ids: string[],
+  options: {
+    agentStart?: boolean;
+    captureRelayLog?: boolean;
+    captureAgentLog?: boolean;
+    /** Extra top-level relay config sections (e.g. `directory`), merged over the defaults section by section. */
+    relay?: Record<string, Record<string, unknown>>;
+    /** False: agents get no `identity.crl` (only what the relay hands them). */
+    agentCrl?: boolean;
+  } = {},
+): Promise<TestNetwork> {
   const fed = makeFederation(root, ids);
   const relayLog: string[] = [];
   const sink = new Writable({
@@ -40,13 +54,19 @@ export async function startNetwork(root: string, ids: string[], options: { agent
     },
   });
   const relayLogger = options.captureRelayLog ? pino({ level: 'debug' }, sink) : pino({ level: process.env['HIE_TEST_LOG'] ?? 'silent' });
-  const relayConfig = (port: number) => ({
+  const base = (port: number): Record<string, Record<string, unknown>> => ({
     listen: { host: '127.0.0.1', port },
     tls: { cert: fed.relay.cert, key: fed.relay.key, ca: fed.relay.ca, crl: fed.crlPath },
     admin: { host: '127.0.0.1', port: 0 },
     tariff: { currency: 'EUR', perTransfer: 10, perGiB: 100, releaseFee: 250 },
     log: { level: 'silent' as const },
   });
+  const relayConfig = (port: number): RelayConfigInput => {
+    const c = base(port);
+    for (const [k, v] of Object.entries(options.relay ?? {})) c[k] = { ...c[k], ...v };
+    // Checked by startRelay's parser.
+    return c as unknown as RelayConfigInput;
+  };
   let relay = await startRelay(relayConfig(0), { logger: relayLogger });
   const secrets: Record<string, string> = {};
   const configs: Record<string, AgentConfig> = {};
@@ -55,7 +75,7 @@ export async function startNetwork(root: string, ids: string[], options: { agent
     const files = fed.agents[id]!;
     configs[id] = parseAgentConfig({
       id,
-      identity: { cert: files.cert, key: files.key, ca: files.ca, crl: fed.crlPath },
+      identity: { cert: files.cert, key: files.key, ca: files.ca, ...(options.agentCrl === false ? {} : { crl: fed.crlPath }) },
       relay: { urls: [`wss://localhost:${relay.port}`] },
       peers: ids.filter((p) => p !== id),
       dataDir: join(root, 'data', id),
@@ -64,10 +84,22 @@ export async function startNetwork(root: string, ids: string[], options: { agent
     });
   }
   const agents: Record<string, RunningAgent> = {};
+  const agentLog: Record<string, string[]> = {};
+  const agentLogger = (id: string): pino.Logger => {
+    if (!options.captureAgentLog) return pino({ level: process.env['HIE_TEST_LOG'] ?? 'silent', base: { agent: id } });
+    const lines = (agentLog[id] ??= []);
+    const out = new Writable({
+      write(chunk: Buffer, _enc, cb) {
+        lines.push(...chunk.toString('utf8').split('\n').filter(Boolean));
+        cb();
+      },
+    });
+    return pino({ level: 'debug', base: { agent: id } }, out);
+  };
   const start = async (id: string): Promise<RunningAgent> => {
     const a = await startAgent(configs[id]!, {
       env: { HIE_AGENT_API_TOKENS: `test:${TEST_TOKEN}`, HIE_AGENT_PATIENT_SECRET: secrets[id], TEST_WEBHOOK_TOKEN: TEST_WEBHOOK_TOKEN },
-      logger: pino({ level: process.env['HIE_TEST_LOG'] ?? 'silent', base: { agent: id } }),
+      logger: agentLogger(id),
     });
     agents[id] = a;
     return a;
@@ -81,6 +113,7 @@ export async function startNetwork(root: string, ids: string[], options: { agent
     configs,
     startAgent: start,
     relayLog,
+    agentLog,
     restartRelay: async ({ downMs = 0 } = {}) => {
       const port = relay.port;
       await relay.close(0);

@@ -11,6 +11,7 @@ import {
   parseRevision,
   PROTOCOL_REVISION,
   REVISION_HEADER,
+  type DocumentType,
   type FrameLimits,
   type NoticeType,
 } from '../constants.ts';
@@ -67,6 +68,12 @@ export interface RelayClientOptions {
   pingIntervalMs?: number;
   /** Alternative transport (tests, other runtimes); default WebSocket. */
   transport?: TransportFactory;
+  /**
+   * The CRL (PEM) to check the relay's certificate against, asked at every
+   * dial (so a CRL adopted since start-up applies); undefined dials without
+   * one. Absent: the identity's CRL, fixed at construction.
+   */
+  crl?: () => string | undefined;
 }
 
 /** A small routed message from another agent. */
@@ -90,6 +97,8 @@ export interface RelayClientEvents {
   undeliverable: [error: RelayError & { messageId: number; to: string }];
   /** Any relay notice, e.g. `shutting-down`. */
   notice: [type: NoticeType, body: Record<string, unknown>];
+  /** A federation document from the relay (revision 3): the CRL or the signed member directory, unverified (the receiver checks it). */
+  document: [type: DocumentType, body: Buffer];
 }
 
 type Stream = OutboundTransfer | InboundTransfer;
@@ -121,6 +130,8 @@ export class RelayClient extends EventEmitter<RelayClientEvents> {
   private nextMessageId = 1;
   private attempt = 0;
   private dialed = '';
+  /** Reconnects wait at least this long (see {@link RelayClient.holdOff}). */
+  private floorMs = 0;
   private timer: NodeJS.Timeout | undefined;
   private closed = false;
   private readyWaiters: Array<{ resolve: () => void; reject: (e: Error) => void }> = [];
@@ -248,7 +259,13 @@ export class RelayClient extends EventEmitter<RelayClientEvents> {
   private dial(): void {
     this.timer = undefined;
     if (this.closed) return;
-    const t = this.makeTransport(this.url, this.tls, this.link.limits.maxFrame, {
+    let tls = this.tls;
+    if (this.options.crl) {
+      const { crl: _fixed, ...rest } = this.tls;
+      const crl = this.options.crl();
+      tls = crl ? { ...rest, crl } : rest;
+    }
+    const t = this.makeTransport(this.url, tls, this.link.limits.maxFrame, {
       headers: { [REVISION_HEADER]: String(PROTOCOL_REVISION) },
       ...(this.options.pingIntervalMs === undefined ? {} : { pingIntervalMs: this.options.pingIntervalMs }),
     });
@@ -299,7 +316,7 @@ export class RelayClient extends EventEmitter<RelayClientEvents> {
     // Whatever ended this connection, the next attempt goes to another node; back off only once all have failed in a row.
     if (this.urls.length > 1) this.urlIndex = (this.urlIndex + 1) % this.urls.length;
     if (wasConnected) this.attempt = 0;
-    const delay = backoffDelay(Math.floor(this.attempt++ / this.urls.length), this.backoff);
+    const delay = Math.max(this.floorMs, backoffDelay(Math.floor(this.attempt++ / this.urls.length), this.backoff));
     this.timer = setTimeout(() => this.dial(), delay);
   }
 
@@ -334,7 +351,30 @@ export class RelayClient extends EventEmitter<RelayClientEvents> {
         return;
       case 'notice':
         return this.onNotice(frame.type, frame.body);
+      case 'document':
+        this.emit('document', frame.type, Buffer.from(frame.body));
+        return;
     }
+  }
+
+  /**
+   * Makes every reconnect wait at least `ms` (0 lifts it): for an agent that
+   * knows the relay will refuse it (its certificate is revoked), so it stops
+   * hammering the relay but still notices a new certificate in time. A
+   * reconnect already scheduled sooner is pushed back.
+   */
+  holdOff(ms: number): void {
+    if (!Number.isInteger(ms) || ms < 0) throw new TypeError('holdOff takes a whole number of milliseconds >= 0');
+    this.floorMs = ms;
+    if (ms > 0 && this.timer && !this.closed) {
+      clearTimeout(this.timer);
+      this.timer = setTimeout(() => this.dial(), ms);
+    }
+  }
+
+  /** The reconnect floor set by {@link RelayClient.holdOff} (0: none). */
+  get holdOffMs(): number {
+    return this.floorMs;
   }
 
   private onNotice(type: NoticeType, body: Record<string, unknown>): void {

@@ -2,6 +2,7 @@ import fc from 'fast-check';
 import {
   ABORT_CODES,
   DEFAULT_LIMITS,
+  DOCUMENT_TYPES,
   FRAME_PREFIX,
   NOTICE_TYPES,
   PROTOCOL_VERSION,
@@ -10,11 +11,13 @@ import {
   encodeAbort,
   encodeCredit,
   encodeData,
+  encodeDocument,
   encodeEnd,
   encodeMessage,
   encodeNotice,
   encodeOpen,
   type AbortCode,
+  type DocumentType,
   type Frame,
   type FrameLimits,
   type NoticeType,
@@ -48,6 +51,12 @@ export const validFrameArb: fc.Arbitrary<Buffer> = fc.oneof(
       fc.dictionary(fc.string({ maxLength: 8 }), fc.jsonValue({ maxDepth: 2 }), { maxKeys: 5 }),
     )
     .map(([t, b]) => encodeNotice(t, b)),
+  fc
+    .tuple(
+      fc.constantFrom(...(Object.keys(DOCUMENT_TYPES) as DocumentType[])),
+      bytes(600).filter((b) => b.length > 0),
+    )
+    .map(([t, b]) => encodeDocument(t, b)),
 );
 
 /** Random bytes, often with a plausible version/kind prefix so the decoder goes past the first checks. */
@@ -75,6 +84,8 @@ export function reencode(f: Frame): Buffer | undefined {
       return encodeAbort(f.id, f.code, f.reason);
     case 'notice':
       return encodeNotice(f.type, f.body);
+    case 'document':
+      return encodeDocument(f.type, f.body);
   }
 }
 
@@ -96,7 +107,7 @@ function checkDecoded(buf: Buffer, f: Frame, limits: FrameLimits): void {
   if (f.kind === 'open' || f.kind === 'message') {
     if (!HOSPITAL_ID_PATTERN.test(f.peer)) throw new Error(`decoded a bad peer ${JSON.stringify(f.peer)}`);
   }
-  if (f.kind !== 'message' && f.kind !== 'notice' && f.id === 0) throw new Error(`decoded transfer id 0 for ${f.kind}`);
+  if (f.kind !== 'message' && f.kind !== 'notice' && f.kind !== 'document' && f.id === 0) throw new Error(`decoded transfer id 0 for ${f.kind}`);
   // Everything but NOTICE (JSON text) and ABORT (reason decoded as UTF-8, lossy on bad bytes) is byte-canonical.
   if (f.kind !== 'notice' && f.kind !== 'abort') {
     const again = reencode(f);
