@@ -20,6 +20,7 @@ import { loadApiTokens, loadPatientSecret, type AgentConfig } from './config.ts'
 import { FileReplayStore, KeyRing, loadAgentKeys, recipientKeys, saveAgentKeys, senderKeys, type LocalKeys } from './crypto/index.ts';
 import { PeerDirectory } from './engine/peers.ts';
 import { Receiver } from './engine/receiver.ts';
+import { loadR4Definitions } from './fhir/index.ts';
 import { ExchangeEngine } from './engine/index.ts';
 import { MessageDispatcher } from './engine/dispatch.ts';
 import { encodeLedgerWire, encodeWire, type WireMessage } from './engine/wire.ts';
@@ -96,6 +97,10 @@ async function loadBase(config: AgentConfig, env: NodeJS.ProcessEnv, log: Logger
   }
   const tokens = loadApiTokens(config, env);
   const secret = loadPatientSecret(config, env);
+  // The FHIR R4 definitions are indexed once, here, not on the first request (about a second).
+  const indexing = performance.now();
+  loadR4Definitions();
+  log.info({ ms: Math.round(performance.now() - indexing) }, 'FHIR R4 definitions loaded');
   const watcher = config.identity.crl ? new CrlWatcher(config.identity.crl, identity.caPem).start() : undefined;
   watcher?.on('change', (crl) => log.info({ crlNumber: crl.crlNumber, revoked: crl.revoked.size }, 'CRL reloaded'));
   watcher?.on('rejected', (err) => log.error({ code: err.code, msg: err.message }, 'CRL reload rejected; previous CRL stays in force'));
