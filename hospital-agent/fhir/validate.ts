@@ -232,13 +232,37 @@ function referenceProblem(
   const m = RESTFUL.exec(reference);
   if (!m) return undefined;
   const [, base, type, id] = m;
-  if (base === undefined || !ABSOLUTE.test(base)) {
-    // A relative Type/id reference: to an entry of this Bundle.
-    if (base !== undefined) return undefined;
-    if (!x.byTypeId.has(`${type}/${id}`)) return unresolved('refers to a resource (Type/id) that is not in the Bundle');
+  if (base !== undefined && !ABSOLUTE.test(base)) return undefined;
+  if (base === undefined) {
+    const entryBase = restfulBase(at, x);
+    // A relative Type/id in an entry with a RESTful fullUrl is a resource of that server (R4 bundle.html#references):
+    // in the Bundle when an entry has that URL, else elsewhere. Anywhere else it can only mean an entry of this Bundle.
+    const inBundle = x.byTypeId.get(`${type}/${id}`) ?? (entryBase !== undefined ? x.fullUrls.get(`${entryBase}/${type}/${id}`) : undefined);
+    if (inBundle) return wrongType(inBundle['resourceType']);
+    if (entryBase === undefined) return unresolved('refers to a resource (Type/id) that is not in the Bundle');
   }
   // An absolute URL not among the fullUrls is a resource elsewhere: only its type is checked.
   return wrongType(type);
+}
+
+/**
+ * The server base a relative reference at `at` resolves against: the
+ * RESTful fullUrl's base of the entry it is in, or, outside any entry
+ * (Bundle.signature), the base of the first entry with a RESTful fullUrl.
+ */
+function restfulBase(at: string, x: BundleIndex): string | undefined {
+  const m = /^Bundle\.entry\[(\d+)\]/.exec(at);
+  if (m) {
+    const entry = x.entries[Number(m[1])];
+    const url = isObject(entry) && typeof entry['fullUrl'] === 'string' ? entry['fullUrl'] : undefined;
+    const r = url !== undefined && ABSOLUTE.test(url) && !/^urn:/i.test(url) ? RESTFUL.exec(url) : null;
+    return r?.[1];
+  }
+  for (const url of x.fullUrls.keys()) {
+    const base = ABSOLUTE.test(url) && !/^urn:/i.test(url) ? RESTFUL.exec(url)?.[1] : undefined;
+    if (base !== undefined) return base;
+  }
+  return undefined;
 }
 
 /** R4's rules on `Bundle.entry.fullUrl` that no invariant states: a urn is a well-formed uuid/oid, a RESTful URL ends with the resource's type and id. */
