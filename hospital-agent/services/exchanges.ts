@@ -6,10 +6,14 @@ import { scopeOf, PURPOSES, type Purpose } from '../consent/model.ts';
 import { parsePatientId, patientHash, type PatientName } from '../consent/patient.ts';
 import { RecipientRevokedError } from '../engine/peers.ts';
 import { AgentError } from '../errors.ts';
+import { checkDicomPatient, peekDicomPatient, readDicomPatient } from '../dicom/index.ts';
 import { DEFAULT_MAX_FHIR_BYTES, validateFhirBundle } from '../fhir/bundle.ts';
 import { requestFingerprint, type ExchangeRecord, type ExchangeStore } from '../store/exchanges.ts';
 import type { Outbox, StoredBody } from '../store/outbox.ts';
 import type { LiveSend, ReleaseGate } from '../engine/index.ts';
+
+/** DICOM Part 10: its Patient ID is checked against the request's patient. */
+const DICOM = 'application/dicom';
 
 /** What the EHR asks for when it submits an exchange. */
 export interface SubmitRequest {
@@ -65,6 +69,8 @@ export class ExchangeService {
       secret: Buffer;
       /** The hospital's own patient identifier system (`patients.identifierSystem`): what a bare patient id is a value of. */
       identifierSystem?: string | undefined;
+      /** The Issuer of Patient ID the hospital's own DICOM writes (`patients.dicomIssuer`). */
+      dicomIssuer?: string | undefined;
       /** The engine's consent gate: submissions are admitted by the rule the engine releases by. */
       gate: Pick<ReleaseGate, 'admit'>;
       store: ExchangeStore;
@@ -114,6 +120,12 @@ export class ExchangeService {
     const id = randomUUID();
     if (req.length !== undefined && req.length <= (this.o.inlineBodyBytes ?? 0)) {
       return this.submitInline(req, id, { contentType, hash, purpose, isFhir, at });
+    }
+    if (contentType === DICOM) {
+      // The patient is read from the header before a byte is stored or sent; the study streams on behind it.
+      const peeked = await peekDicomPatient(req.body);
+      checkDicomPatient(peeked.patient, this.patientOf(req), this.o);
+      req = { ...req, body: peeked.body };
     }
     // A FHIR Bundle must be validated whole before it may leave; any other body is sent while it uploads.
     const live = isFhir ? undefined : await this.o.live?.({ id, to: req.to, contentType, consentId: req.consentId });
@@ -177,6 +189,7 @@ export class ExchangeService {
     const length = req.length as number;
     if (length > this.o.maxBytes) throw new AgentError('ERR_PAYLOAD_TOO_LARGE', `body exceeds the limit of ${this.o.maxBytes} bytes`);
     const body = await readExactly(req.body, length);
+    if (x.contentType === DICOM) checkDicomPatient(readDicomPatient(body, true), this.patientOf(req), this.o);
     let scope = scopeOf(x.contentType);
     if (x.isFhir) {
       scope = scopeOf(x.contentType, validateFhirBundle(body, { patient: this.patientOf(req) }).resourceTypes);
