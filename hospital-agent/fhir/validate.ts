@@ -13,7 +13,15 @@
  * Every problem is one {@link FhirIssue} located by a FHIRPath expression;
  * messages name elements and rules, never values (no PHI).
  */
-import { crawlTypedValue, isResourceType, OperationOutcomeError, toTypedValue, validateResource } from '@medplum/core';
+import {
+  crawlTypedValue,
+  isResourceType,
+  OperationOutcomeError,
+  toTypedValue,
+  validateResource,
+  type CrawlerVisitor,
+  type InternalTypeSchema,
+} from '@medplum/core';
 import type { FhirIssue } from '../errors.ts';
 import { parseFhirDateTime } from './datetime.ts';
 import { loadR4Definitions, valueSetCodes } from './definitions.ts';
@@ -52,6 +60,16 @@ const DATE_TYPES = new Set(['date', 'dateTime', 'instant']);
 const cap = (s: string): string => s.charAt(0).toUpperCase() + s.slice(1);
 /** A medplum message without quoted text, which may carry a value (property names are kept: they are the schema's or the sender's keys). */
 const scrub = (text: string): string => (/^Invalid additional property/.test(text) ? text : text.replace(/"[^"]*"/g, '"…"')).slice(0, 300);
+
+/** The definition (`value[x]`) of a choice element present as `key` (`valueQuantity`), if `key` is one. */
+function choiceElement(schema: InternalTypeSchema, key: string): InternalTypeSchema['elements'][string] | undefined {
+  for (const [name, element] of Object.entries(schema.elements)) {
+    if (!name.endsWith('[x]')) continue;
+    const base = name.slice(0, -3);
+    if (key.startsWith(base) && element.type.some((t) => base + cap(t.code) === key)) return element;
+  }
+  return undefined;
+}
 
 /** The resource types of the R4 definitions (known once they are loaded). */
 function isKnownResourceType(type: unknown, known: (t: string) => boolean): boolean {
@@ -92,47 +110,59 @@ export function validateR4(resource: Json): ValidationIssue[] {
   };
   const refs = root === 'Bundle' ? bundleIndex(resource) : undefined;
 
-  crawlTypedValue(
-    toTypedValue(resource as unknown as Resource),
-    {
-      visitProperty(parent, key, _path, propertyValues, schema) {
-        const element = schema.elements[key];
-        if (!element) return;
-        const parentValue = isObject(parent.value) ? parent.value : undefined;
-        for (const v of propertyValues.flat()) {
-          if (v.value === undefined || v.value === null) continue;
-          if (key.endsWith('[x]')) {
-            const raw = concrete(v.path);
-            choices.set(raw, raw.slice(0, -3) + cap(v.type));
-            const base = key.slice(0, -3);
-            const present = element.type.map((t) => base + cap(t.code)).filter((k) => parentValue?.[k] !== undefined);
-            if (present.length > 1)
-              ownIssue(raw, { type: 'structure', expression: concrete(parent.path) + '.' + base, message: `only one of ${present.join(', ')} may be present` });
-          }
-          const at = concrete(v.path);
-          if (v.type === 'code' && element.binding?.strength === 'required' && element.binding.valueSet && typeof v.value === 'string') {
-            const codes = valueSetCodes(element.binding.valueSet);
-            if (codes && !codes.has(v.value))
-              ownIssue(v.path, {
-                type: 'code-invalid',
-                expression: at,
-                message: `the code is not in the required value set ${element.binding.valueSet.split('|')[0]}`,
-              });
-          }
-          if (DATE_TYPES.has(v.type) && typeof v.value === 'string' && parseFhirDateTime(v.value) === undefined)
-            ownIssue(v.path, { type: 'value', expression: at, message: `not a valid ${v.type} (no such date or time, or no timezone with a time)` });
-          if (key === 'id' && schema.kind === 'resource' && (typeof v.value !== 'string' || !ID.test(v.value)))
-            ownIssue(v.path, { type: 'value', expression: at, message: 'a resource id is 1-64 characters of A-Z, a-z, 0-9, - and .' });
-          if (refs && v.type === 'Reference' && isObject(v.value) && typeof v.value['reference'] === 'string') {
-            const targets = element.type.flatMap((t) => t.targetProfile ?? []).map((p) => p.slice(p.lastIndexOf('/') + 1));
-            const problem = referenceProblem(v.value['reference'], at, targets, refs);
-            if (problem) ownIssue(v.path + '.reference', problem);
-          }
-        }
-      },
+  type Typed = { type: string; value: unknown; path: string };
+  type Element = NonNullable<InternalTypeSchema['elements'][string]>;
+  /** The checks medplum's validator does not make, on one value of `key` (an element of `schema`). */
+  const check = (v: Typed, key: string, element: Element, schema: InternalTypeSchema): void => {
+    const at = concrete(v.path);
+    if (v.type === 'code' && element.binding?.strength === 'required' && element.binding.valueSet && typeof v.value === 'string') {
+      const codes = valueSetCodes(element.binding.valueSet);
+      if (codes && !codes.has(v.value))
+        ownIssue(v.path, {
+          type: 'code-invalid',
+          expression: at,
+          message: `the code is not in the required value set ${element.binding.valueSet.split('|')[0]}`,
+        });
+    }
+    if (DATE_TYPES.has(v.type) && typeof v.value === 'string' && parseFhirDateTime(v.value) === undefined)
+      ownIssue(v.path, { type: 'value', expression: at, message: `not a valid ${v.type} (no such date or time, or no timezone with a time)` });
+    if (key === 'id' && schema.kind === 'resource' && (typeof v.value !== 'string' || !ID.test(v.value)))
+      ownIssue(v.path, { type: 'value', expression: at, message: 'a resource id is 1-64 characters of A-Z, a-z, 0-9, - and .' });
+    if (refs && v.type === 'Reference' && isObject(v.value) && typeof v.value['reference'] === 'string') {
+      const targets = element.type.flatMap((t) => t.targetProfile ?? []).map((p) => p.slice(p.lastIndexOf('/') + 1));
+      const problem = referenceProblem(v.value['reference'], at, targets, refs);
+      if (problem) ownIssue(v.path + '.reference', problem);
+    }
+  };
+  const shadowed: string[] = [];
+  const visitor: CrawlerVisitor = {
+    visitProperty(_parent, key, _path, propertyValues, schema) {
+      // A choice element comes by its concrete name (valueQuantity); its definition is value[x].
+      const element = schema.elements[key] ?? choiceElement(schema, key);
+      if (!element) return;
+      for (const v of propertyValues.flat()) if (v.value !== undefined && v.value !== null) check(v, key, element, schema);
     },
-    // Not skipMissingProperties: it skips choice elements (value[x]) too.
-  );
+    onEnterObject(_path, object, schema) {
+      if (!isObject(object.value)) return;
+      const value = object.value;
+      for (const [key, element] of Object.entries(schema.elements)) {
+        if (!key.endsWith('[x]')) continue;
+        const base = key.slice(0, -3);
+        const present = element.type.map((t) => base + cap(t.code)).filter((k) => value[k] !== undefined);
+        if (present.length === 0) continue;
+        choices.set(`${object.path}.${key}`, `${object.path}.${present[0]}`);
+        // medplum's crawl walks the second of two types under the first's schema: what it finds there is not reported.
+        for (const k of present.slice(1)) shadowed.push(`${object.path}.${k}.`);
+        if (present.length > 1)
+          ownIssue(`${object.path}.${base}`, {
+            type: 'structure',
+            expression: `${object.path}.${base}`,
+            message: `only one of ${present.join(', ')} may be present`,
+          });
+      }
+    },
+  };
+  crawlTypedValue(toTypedValue(resource as unknown as Resource), visitor, { skipMissingProperties: true });
 
   let structural: OperationOutcomeIssue[] = [];
   try {
@@ -145,11 +175,11 @@ export function validateR4(resource: Json): ValidationIssue[] {
   for (const i of structural) {
     if (i.severity !== 'error' && i.severity !== 'fatal') continue;
     const raw = i.expression?.[0] ?? root;
-    seen.add(raw);
+    seen.add(raw).add(concrete(raw));
     add({ type: i.code ?? 'invalid', expression: concrete(raw), message: scrub(i.details?.text ?? 'invalid') });
   }
   // What medplum reported about an element already (e.g. a malformed date) is not reported twice.
-  for (const o of own) if (!seen.has(o.at)) issues.push(o.issue);
+  for (const o of own) if (!seen.has(o.at) && !shadowed.some((p) => o.issue.expression.startsWith(p))) issues.push(o.issue);
   emptyStrings(resource, root, (expression) => add({ type: 'value', expression, message: 'a primitive value must not be an empty string (omit the element)' }));
   if (refs) issues.push(...fullUrlIssues(resource));
 
