@@ -78,7 +78,7 @@ export class ExchangeService {
       maxBytes: number;
       enqueue: (id: string) => void;
       /** Starts sending a binary body while it uploads (the engine's `live`); without it every body is sent after it is stored. */
-      live?: (x: Pick<ExchangeRecord, 'id' | 'to' | 'contentType' | 'consentId'>) => Promise<LiveSend | undefined>;
+      live?: (x: Pick<ExchangeRecord, 'id' | 'to' | 'contentType' | 'consentId' | 'patient'>) => Promise<LiveSend | undefined>;
       /** Bodies of a known length up to this many bytes are read into memory and stored inline (0 or absent: never). */
       inlineBodyBytes?: number;
       /** True when the recipient is known only by revoked certificates (no longer a member): refused at once. */
@@ -128,7 +128,7 @@ export class ExchangeService {
       req = { ...req, body: peeked.body };
     }
     // A FHIR Bundle must be validated whole before it may leave; any other body is sent while it uploads.
-    const live = isFhir ? undefined : await this.o.live?.({ id, to: req.to, contentType, consentId: req.consentId });
+    const live = isFhir ? undefined : await this.o.live?.({ id, to: req.to, contentType, consentId: req.consentId, ...this.claim(req, contentType) });
     let stored: StoredBody;
     try {
       stored = await this.o.outbox.write(id, req.body, isFhir ? Math.min(this.o.maxBytes, DEFAULT_MAX_FHIR_BYTES) : this.o.maxBytes, live?.input);
@@ -148,6 +148,7 @@ export class ExchangeService {
           id,
           to: req.to,
           patientHash: hash,
+          ...this.claim(req, contentType),
           consentId: req.consentId,
           purpose,
           contentType,
@@ -169,6 +170,18 @@ export class ExchangeService {
       await this.o.outbox.remove(id);
       throw err;
     }
+  }
+
+  /**
+   * The patient a FHIR Bundle or DICOM body was checked to be about, for the
+   * envelope's signed metadata (the recipient checks the content against
+   * it): `system|value` with the system spelled out, `|value` for none, a
+   * bare value when any system matches. Other bodies name none.
+   */
+  private claim(req: SubmitRequest, contentType: string): { patient?: string } {
+    if (contentType !== 'application/fhir+json' && contentType !== DICOM) return {};
+    const p = this.patientOf(req);
+    return { patient: p.system === undefined ? p.value : `${p.system}|${p.value}` };
   }
 
   /** The patient the request names, as a FHIR Bundle's content must name it. */
@@ -200,6 +213,7 @@ export class ExchangeService {
         id,
         to: req.to,
         patientHash: x.hash,
+        ...this.claim(req, x.contentType),
         consentId: req.consentId,
         purpose: x.purpose,
         contentType: x.contentType,
@@ -241,6 +255,7 @@ export class ExchangeService {
       requestFingerprint({
         to: req.to,
         patientHash: x.hash,
+        ...this.claim(req, x.contentType),
         consentId: req.consentId,
         purpose: x.purpose,
         contentType: x.contentType,
