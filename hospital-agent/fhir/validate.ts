@@ -162,13 +162,21 @@ export function validateR4(resource: Json): ValidationIssue[] {
       }
     },
   };
-  crawlTypedValue(toTypedValue(resource as unknown as Resource), visitor, { skipMissingProperties: true });
+  // Hostile shapes must end in a 422, not in an exception out of the library: the walk and the validator are fenced.
+  const unwalkable = (): ValidationIssue[] => [
+    { code: 'ERR_FHIR_INVALID', type: 'structure', expression: root, message: 'the resource cannot be read against the R4 definitions' },
+  ];
+  try {
+    crawlTypedValue(toTypedValue(resource as unknown as Resource), visitor, { skipMissingProperties: true });
+  } catch {
+    own.length = 0;
+  }
 
   let structural: OperationOutcomeIssue[] = [];
   try {
     validateResource(resource as unknown as Resource);
   } catch (err) {
-    if (!(err instanceof OperationOutcomeError)) throw err;
+    if (!(err instanceof OperationOutcomeError)) return unwalkable();
     structural = err.outcome.issue ?? [];
   }
   const seen = new Set<string>();

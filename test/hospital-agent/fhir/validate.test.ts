@@ -1,4 +1,5 @@
 import { expect } from 'chai';
+import fc from 'fast-check';
 import { existsSync, readdirSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -193,6 +194,21 @@ describe('validateR4', function () {
         ['batch', 'batch-response', 'collection', 'document', 'history', 'message', 'searchset', 'transaction', 'transaction-response'].sort(),
       );
     });
+  });
+
+  it('never throws on arbitrary JSON in a resource: every problem is an issue with a known code', function () {
+    const json = fc.jsonValue({ maxDepth: 4 }) as fc.Arbitrary<unknown>;
+    fc.assert(
+      fc.property(
+        fc.constantFrom('Observation', 'Patient', 'Condition', 'Bundle'),
+        fc.dictionary(fc.string({ maxLength: 12 }), json, { maxKeys: 6 }),
+        (type, fields) => {
+          const b = { resourceType: 'Bundle', type: 'collection', entry: [{ resource: { ...fields, resourceType: type } }] };
+          for (const i of validateR4(b)) expect(['ERR_FHIR_INVALID', 'ERR_FHIR_REFERENCE_UNRESOLVED']).to.include(i.code);
+        },
+      ),
+      { numRuns: 200 },
+    );
   });
 
   describe('validateFhirBundle', function () {
