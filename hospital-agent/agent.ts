@@ -32,6 +32,7 @@ import { loadApiTokens, loadPatientSecret, type AgentConfig } from './config.ts'
 import { FileReplayStore, KeyRing, loadAgentKeys, recipientKeys, saveAgentKeys, senderKeys, type LocalKeys } from './crypto/index.ts';
 import { PeerDirectory } from './engine/peers.ts';
 import { Receiver } from './engine/receiver.ts';
+import { loadR4Definitions } from './fhir/index.ts';
 import { ExchangeEngine } from './engine/index.ts';
 import { MessageDispatcher } from './engine/dispatch.ts';
 import { encodeLedgerWire, encodeWire, type WireMessage } from './engine/wire.ts';
@@ -135,6 +136,10 @@ async function loadBase(config: AgentConfig, env: NodeJS.ProcessEnv, log: Logger
   }
   const tokens = loadApiTokens(config, env);
   const secret = loadPatientSecret(config, env);
+  // The FHIR R4 definitions are indexed once, here, not on the first request (about a second).
+  const indexing = performance.now();
+  loadR4Definitions();
+  log.info({ ms: Math.round(performance.now() - indexing) }, 'FHIR R4 definitions loaded');
   const watcher = config.identity.crl ? new CrlWatcher(config.identity.crl, identity.caPem).start() : undefined;
   mkdirSync(config.dataDir, { recursive: true, mode: 0o700 });
   const federation = new FederationDocuments(config.dataDir, identity.caPem);
@@ -378,6 +383,7 @@ function buildExchange(config: AgentConfig, env: NodeJS.ProcessEnv, base: Base, 
     self: config.id,
     secret: base.secret,
     identifierSystem: config.patients.identifierSystem,
+    dicomIssuer: config.patients.dicomIssuer,
     gate: engine.gate,
     store: state.exchanges,
     outbox,

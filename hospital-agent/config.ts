@@ -76,6 +76,11 @@ export const agentConfigSchema = z.strictObject({
         .regex(/^[A-Za-z][A-Za-z0-9+.-]*:[^\s|]+$/, 'must be a URI (e.g. urn:oid:1.2.3 or https://hospital.example/mrn) without spaces or |')
         .max(200)
         .optional(),
+      /**
+       * The Issuer of Patient ID (0010,0021) the hospital's own DICOM writes: a DICOM Patient ID with this issuer (or
+       * none) is a value of identifierSystem. Other issuers: an OID is urn:oid:<oid>, anything else a system of that name.
+       */
+      dicomIssuer: z.string().min(1).max(64).optional(),
     })
     .prefault({}),
   inbox: z

@@ -24,6 +24,22 @@ export const AGENT_ERRORS = {
   ERR_FHIR_PATIENT_MULTIPLE: { status: 422, description: 'The FHIR Bundle is about more than one patient.' },
   ERR_FHIR_PATIENT_UNRESOLVED: { status: 422, description: 'A resource of the FHIR Bundle refers to a Patient that is not in the Bundle.' },
   ERR_FHIR_PATIENT_MISSING: { status: 422, description: 'The FHIR Bundle has no Patient resource, so it names no patient.' },
+  ERR_FHIR_INVALID: {
+    status: 422,
+    description: 'The FHIR resource does not conform to FHIR R4 (required elements, cardinality, primitive formats, choice types, required codes, invariants).',
+  },
+  ERR_FHIR_REFERENCE_UNRESOLVED: {
+    status: 422,
+    description: 'A reference inside the FHIR Bundle (urn:uuid fullUrl, Type/id, #contained) names no entry of the Bundle.',
+  },
+  ERR_DICOM_INVALID: {
+    status: 422,
+    description: 'The DICOM body is not a Part 10 file with a Patient ID (0010,0020) in its first bytes (see docs/fhir-validation.md).',
+  },
+  ERR_DICOM_PATIENT_MISMATCH: {
+    status: 422,
+    description: "The DICOM file's Patient ID (0010,0020) names a patient other than the one the request names (Hie-Patient-Id).",
+  },
   ERR_UNKNOWN_RECIPIENT: { status: 422, description: 'The recipient is not a known hospital of the federation.' },
   ERR_RELAY_UNAVAILABLE: { status: 503, description: 'The other hospital cannot be reached right now (records requests, which are not queued); retry later.' },
   ERR_INSUFFICIENT_STORAGE: {
@@ -55,6 +71,8 @@ export interface FhirIssue {
   code: AgentErrorCode;
   expression: string;
   message: string;
+  /** FHIR `OperationOutcome.issue.code` (IssueType) when the check knows it better than the agent code does. */
+  type?: string;
 }
 
 /** Base class for every error of the hospital agent; `status` is the HTTP status the API answers. */

@@ -14,6 +14,7 @@ import { parseSize } from './bench/util.ts';
 import { exitAfterCleanup, untilSignal } from './lib/children.ts';
 import { startLocalFederation, stopProcs, waitFor, type LocalFederation, type Proc } from './lib/federation.ts';
 import { RELAY_ACCOUNT } from '../hospital-agent/engine/payments.ts';
+import { dicomFile } from '../test/support/dicom.ts';
 
 const ROOT = fileURLToPath(new URL('..', import.meta.url));
 const HOSPITALS = ['myongji', 'severance', 'mgh'] as const;
@@ -164,9 +165,17 @@ async function main(): Promise<number> {
     const hash = createHash('sha256');
     let produced = 0;
     let x = 0x9e3779b9;
+    // The study's first bytes are a DICOM Part 10 header naming the patient (the agent reads Patient ID from it
+    // before anything leaves); the rest stands in for pixel data.
+    const header = dicomFile({ patientId: 'SYN-000002' });
     const source = new Readable({
       read() {
         if (produced >= size) return void this.push(null);
+        if (produced === 0 && size >= header.length) {
+          produced = header.length;
+          hash.update(header);
+          return void this.push(header);
+        }
         const n = Math.min(1 << 20, size - produced);
         const buf = Buffer.allocUnsafe(n);
         for (let i = 0; i + 4 <= n; i += 4) {

@@ -68,10 +68,11 @@ const FHIR_JSON = 'application/fhir+json; charset=utf-8';
 
 /** FHIR `OperationOutcome.issue.code` for an agent error code. */
 function issueType(code: string, status: number): string {
-  if (code === 'ERR_FHIR_PATIENT_UNRESOLVED') return 'not-found';
+  if (code === 'ERR_FHIR_PATIENT_UNRESOLVED' || code === 'ERR_FHIR_REFERENCE_UNRESOLVED') return 'not-found';
   if (code === 'ERR_FHIR_PATIENT_MISSING') return 'required';
   if (code.startsWith('ERR_FHIR_PATIENT_')) return 'business-rule';
-  if (code === 'ERR_INVALID_FHIR' || code === 'ERR_BAD_REQUEST') return 'invalid';
+  if (code === 'ERR_DICOM_PATIENT_MISMATCH') return 'business-rule';
+  if (code === 'ERR_INVALID_FHIR' || code === 'ERR_FHIR_INVALID' || code === 'ERR_DICOM_INVALID' || code === 'ERR_BAD_REQUEST') return 'invalid';
   if (status === 401) return 'login';
   if (status === 403) return 'forbidden';
   if (status === 404) return 'not-found';
@@ -95,7 +96,7 @@ export function operationOutcome(err: AgentError, requestId: string): Record<str
     extension: [{ url: REQUEST_ID_EXTENSION, valueString: requestId }],
     issue: issues.map((i) => ({
       severity: err.status >= 500 ? 'fatal' : 'error',
-      code: issueType(i.code, AGENT_ERRORS[i.code].status),
+      code: ('type' in i && i.type) || issueType(i.code, AGENT_ERRORS[i.code].status),
       details: { coding: [{ system: AGENT_ERROR_SYSTEM, code: i.code }], text: i.message },
       ...('expression' in i ? { expression: [i.expression] } : {}),
     })),

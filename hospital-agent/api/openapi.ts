@@ -204,7 +204,7 @@ export function buildOpenApi(agentId: string): Record<string, unknown> {
             ),
             422: {
               description:
-                'ERR_FHIR_PATIENT_MISMATCH, ERR_FHIR_PATIENT_MULTIPLE, ERR_FHIR_PATIENT_UNRESOLVED, ERR_FHIR_PATIENT_MISSING (a FHIR OperationOutcome, one issue per problem); ERR_UNKNOWN_RECIPIENT (JSON error)',
+                'ERR_FHIR_INVALID, ERR_FHIR_REFERENCE_UNRESOLVED, ERR_FHIR_PATIENT_MISMATCH, ERR_FHIR_PATIENT_MULTIPLE, ERR_FHIR_PATIENT_UNRESOLVED, ERR_FHIR_PATIENT_MISSING (a FHIR OperationOutcome, one issue per problem); ERR_DICOM_PATIENT_MISMATCH, ERR_DICOM_INVALID, ERR_UNKNOWN_RECIPIENT (JSON error, or an OperationOutcome when Accept names FHIR)',
               content: { 'application/fhir+json': { schema: { $ref: '#/components/schemas/OperationOutcome' } }, 'application/json': { schema: error } },
             },
           },

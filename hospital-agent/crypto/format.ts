@@ -93,11 +93,21 @@ export type EnvelopeHeader = z.infer<typeof headerSchema>;
  */
 const contentType = z.string().regex(/^[\x21-\x7e][\x20-\x7e]{0,254}$/, 'must be printable ASCII (a media type)');
 
+/**
+ * Longest `patient` in the encrypted metadata: the patient the release is
+ * about as the sender checked it in the content (`system|value`, `|value`
+ * for no system, a bare `value` for any system), for the recipient to check
+ * the content against. Encrypted and signed with the rest of `meta`; absent
+ * from envelopes of senders before it existed.
+ */
+export const PATIENT_MAX = 320;
+
 /** One exchange of a batch envelope: where its body is in the plaintext (in order), and what it is. */
 export const batchItemSchema = z.strictObject({
   exchangeId: z.string().regex(EXCHANGE_ID_PATTERN),
   contentType,
   consentRef: z.string().min(1).max(256).nullable(),
+  patient: z.string().min(1).max(PATIENT_MAX).optional(),
   length: z.number().int().min(0).max(Number.MAX_SAFE_INTEGER),
   sha256: b64(32),
 });
@@ -117,6 +127,7 @@ export const metaSchema = z
     to: z.array(agentId).min(1).max(MAX_RECIPIENTS),
     contentType,
     consentRef: z.string().min(1).max(256).nullable(),
+    patient: z.string().min(1).max(PATIENT_MAX).optional(),
     items: z.array(batchItemSchema).min(1).max(MAX_BATCH_ITEMS).optional(),
   })
   .refine((m) => (m.contentType === BATCH_CONTENT_TYPE) === (m.items !== undefined), {

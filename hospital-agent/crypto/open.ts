@@ -72,6 +72,8 @@ export interface OpenedEnvelope {
   created: Date;
   contentType: string;
   consentRef: string | null;
+  /** The patient the content is about as the sender checked it (signed, encrypted), when the sender named one. */
+  patient?: string | undefined;
   contentLength: number;
   /** SHA-256 of the plaintext, base64url. */
   contentSha256: string;
@@ -344,6 +346,7 @@ async function readEnvelope(
     created,
     contentType: meta.contentType,
     consentRef: meta.consentRef,
+    ...(meta.patient !== undefined ? { patient: meta.patient } : {}),
     contentLength: length,
     contentSha256: trailer.contentSha256,
     headerHash: ctx.headerHash as string,

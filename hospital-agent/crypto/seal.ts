@@ -19,6 +19,7 @@ import {
   encodePreamble,
   type EnvelopeHeader,
   type EnvelopeTrailer,
+  PATIENT_MAX,
 } from './format.ts';
 import { CryptoError } from './errors.ts';
 import { deriveContentKeys, sealMeta, wrapContentKey } from './keys.ts';
@@ -44,6 +45,8 @@ export interface SealOptions {
   contentType: string;
   /** Reference of the consent the release is made under (encrypted in the envelope). */
   consentRef?: string | null | undefined;
+  /** The patient the content is about, as the sender checked it (encrypted in the envelope; see `PATIENT_MAX`). */
+  patient?: string | undefined;
   /** Plaintext bytes per chunk (default {@link DEFAULT_CHUNK_SIZE}). */
   chunkSize?: number | undefined;
   /** Creation time written to the header (default: now). */
@@ -70,6 +73,8 @@ export interface BatchItemInput {
   exchangeId: string;
   contentType: string;
   consentRef: string | null;
+  /** The patient the item is about, as the sender checked it. */
+  patient?: string | undefined;
   length: number;
   sha256: Buffer;
 }
@@ -107,6 +112,9 @@ function validate(o: SealOptions): number {
     throw new TypeError('contentType must be 1 to 255 characters');
   if (o.consentRef != null && (typeof o.consentRef !== 'string' || o.consentRef.length < 1 || o.consentRef.length > 256))
     throw new TypeError('consentRef must be 1 to 256 characters or null');
+  const badPatient = (p: unknown): boolean => p !== undefined && (typeof p !== 'string' || p.length < 1 || p.length > PATIENT_MAX);
+  if (badPatient(o.patient)) throw new TypeError(`patient must be 1 to ${PATIENT_MAX} characters`);
+  if (o.batch?.some((i) => badPatient(i.patient))) throw new TypeError(`batch item patient must be 1 to ${PATIENT_MAX} characters`);
   if (o.batch !== undefined) {
     if (!Array.isArray(o.batch) || o.batch.length === 0 || o.batch.length > MAX_BATCH_ITEMS)
       throw new TypeError(`batch must hold 1 to ${MAX_BATCH_ITEMS} items`);
@@ -207,12 +215,14 @@ export class SealStream extends Transform {
           to: names,
           contentType: o.contentType,
           consentRef: o.consentRef ?? null,
+          ...(o.patient !== undefined ? { patient: o.patient } : {}),
           ...(o.batch
             ? {
                 items: o.batch.map((i) => ({
                   exchangeId: i.exchangeId,
                   contentType: i.contentType,
                   consentRef: i.consentRef,
+                  ...(i.patient !== undefined ? { patient: i.patient } : {}),
                   length: i.length,
                   sha256: i.sha256.toString('base64url'),
                 })),

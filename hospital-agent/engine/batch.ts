@@ -57,6 +57,7 @@ export class BatchSend {
           exchangeId: r.id,
           contentType: r.contentType,
           consentRef: r.consentId,
+          ...(r.patient !== undefined ? { patient: r.patient } : {}),
           length: r.bytes,
           sha256: Buffer.from(r.contentSha256, 'hex'),
         })),

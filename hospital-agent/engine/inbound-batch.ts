@@ -6,6 +6,7 @@
 import { CryptoError, createReceipts, openEnvelope, type OpenedEnvelope, type OpenedItem, type Receipt } from '../crypto/index.ts';
 import type { InboxMeta, InlineDelivery } from '../store/inbox.ts';
 import { isNoSpace } from '../errors.ts';
+import { CONTENT_PATIENT_MISMATCH, checksPatient, contentIsAbout } from './content-patient.ts';
 import { ID_IN_USE, receivedEntry } from './inbound.ts';
 import type { IncomingTransfer, ReceiverOptions } from './receiver.ts';
 import { MAX_RECEIPTS_PER_MESSAGE } from './wire.ts';
@@ -97,7 +98,16 @@ export class BatchReceiver {
     // An id another hospital's inbox item has is refused (its own failed receipt), not delivered over that item.
     const holders = await this.o.inbox.sendersOf(ids);
     const taken = items.filter((item, n) => previous[n] === undefined && holders[n] !== undefined && holders[n] !== from);
-    const accepted = items.filter((item) => !conflicting.includes(item) && !taken.includes(item));
+    // Content about another patient than its signed metadata names is refused with a failed receipt of its own.
+    const wrong = items.filter(
+      (item, n) =>
+        previous[n] === undefined &&
+        !taken.includes(item) &&
+        item.patient !== undefined &&
+        checksPatient(item.contentType) &&
+        !contentIsAbout(item.contentType, item.patient, content.subarray(item.offset, item.offset + item.length), true),
+    );
+    const accepted = items.filter((item) => !conflicting.includes(item) && !taken.includes(item) && !wrong.includes(item));
     // One signature for all of them: each receipt carries its proof of being under the signed Merkle root.
     const receipts = createReceipts(
       [
@@ -117,11 +127,21 @@ export class BatchReceiver {
           disposition: { failed: ID_IN_USE },
           receivedAt,
         })),
+        ...wrong.map((item) => ({
+          exchangeId: item.exchangeId,
+          sender: from,
+          headerHash: opened.headerHash,
+          contentHash: null,
+          disposition: { failed: CONTENT_PATIENT_MISMATCH },
+          receivedAt,
+        })),
       ],
       signer,
     );
     answers.push(...receipts.slice(accepted.length));
     for (const item of taken) this.o.logger.warn({ exchange: item.exchangeId, from, batch: opened.exchangeId, code: ID_IN_USE }, 'inbound exchange refused');
+    for (const item of wrong)
+      this.o.logger.warn({ exchange: item.exchangeId, from, batch: opened.exchangeId, code: CONTENT_PATIENT_MISMATCH }, 'inbound exchange refused');
     const fresh: InlineDelivery[] = [];
     const again: Array<{ meta: InboxMeta; receipt: Receipt }> = [];
     accepted.forEach((item, n) => {

@@ -7,7 +7,7 @@ export const ID_IN_USE = 'ERR_EXCHANGE_ID_IN_USE';
 /** An inbound exchange refused for what it collides with here (its code goes into the failed receipt). */
 export class InboundRefusedError extends Error {
   constructor(
-    readonly code: typeof ID_IN_USE,
+    readonly code: typeof ID_IN_USE | 'ERR_CONTENT_PATIENT_MISMATCH',
     message: string,
   ) {
     super(message);

@@ -16,6 +16,7 @@ import type { IssuedReceipts } from '../store/issued-receipts.ts';
 import type { EngineLogger } from './options.ts';
 import type { PeerDirectory } from './peers.ts';
 import { BatchReceiver } from './inbound-batch.ts';
+import { checkQuarantinedPatient } from './content-patient.ts';
 import { idInUse, receivedEntry } from './inbound.ts';
 import { RECIPIENT_STORAGE_FULL } from './failure.ts';
 import { isNoSpace } from '../errors.ts';
@@ -164,6 +165,8 @@ export class Receiver {
         // The relay-authenticated sender and the signed header must agree.
         throw new CryptoError('ERR_ENVELOPE_WRONG_RECIPIENT', 'envelope does not match its transfer');
       }
+      // The content must be about the patient the signed metadata names (what the sender checked).
+      await checkQuarantinedPatient(opened, quarantine.contentPath);
       receipt = deliveredReceipt(opened, this.o.signer());
       released = await quarantine.release(
         {

@@ -32,7 +32,7 @@ export interface Send {
 }
 
 /** What a single send is about. */
-export type SendTarget = Pick<ExchangeRecord, 'id' | 'to' | 'contentType' | 'consentId'>;
+export type SendTarget = Pick<ExchangeRecord, 'id' | 'to' | 'contentType' | 'consentId' | 'patient'>;
 
 /** See the module comment. */
 export class SingleSend {
@@ -107,6 +107,7 @@ export class SingleSend {
       recipients: [bundle],
       contentType: x.contentType,
       consentRef: x.consentId,
+      ...(x.patient !== undefined ? { patient: x.patient } : {}),
       now: this.ctx.now(),
       knownContent,
     });

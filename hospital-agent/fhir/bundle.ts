@@ -1,6 +1,8 @@
 import type { PatientName } from '../consent/patient.ts';
 import { AgentError } from '../errors.ts';
+import type { FhirIssue } from '../errors.ts';
 import { bundlePatientIssues } from './patients.ts';
+import { validateR4 } from './validate.ts';
 
 /** Bundle types an exchange may carry (FHIR R4 Bundle.type). */
 export const BUNDLE_TYPES = [
@@ -32,12 +34,14 @@ function invalid(message: string): AgentError {
 }
 
 /**
- * Checks that `bytes` is a FHIR R4 Bundle in JSON: `resourceType` Bundle, a
- * known `type`, and `entry[].resource` objects each with a `resourceType`.
- * This is a structural check, not full profile validation. Error messages
- * name fields and positions, never values. With `patient`, the Bundle must
- * also be about that patient and no other ({@link bundlePatientIssues}):
- * otherwise a 422 AgentError whose `issues` list every problem.
+ * Checks that `bytes` is a FHIR R4 Bundle in JSON: first its shape
+ * (`resourceType` Bundle, a known `type`, `entry[].resource` objects each
+ * with a `resourceType`: else 400 ERR_INVALID_FHIR), then full R4 validation
+ * ({@link validateR4}: 422 ERR_FHIR_INVALID / ERR_FHIR_REFERENCE_UNRESOLVED).
+ * With `patient`, the Bundle must also be about that patient and no other
+ * ({@link bundlePatientIssues}). Every problem of the last two kinds is one
+ * issue of the 422 AgentError thrown (its code is the first issue's).
+ * Error messages name fields and positions, never values.
  */
 export function validateFhirBundle(bytes: Buffer, options: { patient?: PatientName } = {}): BundleSummary {
   let value: unknown;
@@ -67,13 +71,17 @@ export function validateFhirBundle(bytes: Buffer, options: { patient?: PatientNa
     const first = (entry[0] as Record<string, unknown> | undefined)?.['resource'] as Record<string, unknown> | undefined;
     if (first?.['resourceType'] !== 'Composition') throw invalid('a document Bundle must start with a Composition');
   }
-  if (options.patient) {
-    const issues = bundlePatientIssues(bundle, options.patient);
-    const first = issues[0];
-    if (first) {
-      const summary = issues.length === 1 ? first.message : `${issues.length} problems, the first: ${first.message}`;
-      throw new AgentError(first.code, `FHIR Bundle: ${first.expression}: ${summary}`, { issues });
-    }
+  // Full R4 validation, then the patient check; a reference the patient check reports is not reported twice.
+  const patientIssues: FhirIssue[] = options.patient ? bundlePatientIssues(bundle, options.patient) : [];
+  const located = new Set(patientIssues.map((i) => i.expression));
+  const issues: FhirIssue[] = [
+    ...validateR4(bundle).filter((i) => !(i.code === 'ERR_FHIR_REFERENCE_UNRESOLVED' && located.has(i.expression))),
+    ...patientIssues,
+  ];
+  const first = issues[0];
+  if (first) {
+    const summary = issues.length === 1 ? first.message : `${issues.length} problems, the first: ${first.message}`;
+    throw new AgentError(first.code, `FHIR Bundle: ${first.expression}: ${summary}`, { issues });
   }
   return { type: type as BundleSummary['type'], entries: entry.length, resourceTypes: [...types].sort() };
 }

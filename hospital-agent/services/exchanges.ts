@@ -6,6 +6,7 @@ import { scopeOf, PURPOSES, type Purpose } from '../consent/model.ts';
 import { parsePatientId, patientHash, type PatientName } from '../consent/patient.ts';
 import { RecipientRevokedError } from '../engine/peers.ts';
 import { AgentError } from '../errors.ts';
+import { checkDicomPatient, peekDicomPatient, readDicomPatient } from '../dicom/index.ts';
 import { DEFAULT_MAX_FHIR_BYTES, validateFhirBundle } from '../fhir/bundle.ts';
 import { bundleKinds } from '../fhir/labels.ts';
 import { scopeRefusalAsOutcome } from '../consent/outcome.ts';
@@ -13,6 +14,9 @@ import { narrowNeeds } from '../consent/scope.ts';
 import { requestFingerprint, type ExchangeRecord, type ExchangeStore } from '../store/exchanges.ts';
 import type { Outbox, StoredBody } from '../store/outbox.ts';
 import type { LiveSend, ReleaseGate } from '../engine/index.ts';
+
+/** DICOM Part 10: its Patient ID is checked against the request's patient. */
+const DICOM = 'application/dicom';
 
 /** What the EHR asks for when it submits an exchange. */
 export interface SubmitRequest {
@@ -68,6 +72,8 @@ export class ExchangeService {
       secret: Buffer;
       /** The hospital's own patient identifier system (`patients.identifierSystem`): what a bare patient id is a value of. */
       identifierSystem?: string | undefined;
+      /** The Issuer of Patient ID the hospital's own DICOM writes (`patients.dicomIssuer`). */
+      dicomIssuer?: string | undefined;
       /** The engine's consent gate: submissions are admitted by the rule the engine releases by. */
       gate: Pick<ReleaseGate, 'admit'>;
       store: ExchangeStore;
@@ -75,7 +81,7 @@ export class ExchangeService {
       maxBytes: number;
       enqueue: (id: string) => void;
       /** Starts sending a binary body while it uploads (the engine's `live`); without it every body is sent after it is stored. */
-      live?: (x: Pick<ExchangeRecord, 'id' | 'to' | 'contentType' | 'consentId'>) => Promise<LiveSend | undefined>;
+      live?: (x: Pick<ExchangeRecord, 'id' | 'to' | 'contentType' | 'consentId' | 'patient'>) => Promise<LiveSend | undefined>;
       /** Bodies of a known length up to this many bytes are read into memory and stored inline (0 or absent: never). */
       inlineBodyBytes?: number;
       /** True when the recipient is known only by revoked certificates (no longer a member): refused at once. */
@@ -121,8 +127,14 @@ export class ExchangeService {
     if (req.length !== undefined && req.length <= (this.o.inlineBodyBytes ?? 0)) {
       return this.submitInline(req, id, { contentType, hash, purpose, isFhir, at });
     }
+    if (contentType === DICOM) {
+      // The patient is read from the header before a byte is stored or sent; the study streams on behind it.
+      const peeked = await peekDicomPatient(req.body);
+      checkDicomPatient(peeked.patient, this.patientOf(req), this.o);
+      req = { ...req, body: peeked.body };
+    }
     // A FHIR Bundle must be validated whole before it may leave; any other body is sent while it uploads.
-    const live = isFhir ? undefined : await this.o.live?.({ id, to: req.to, contentType, consentId: req.consentId });
+    const live = isFhir ? undefined : await this.o.live?.({ id, to: req.to, contentType, consentId: req.consentId, ...this.claim(req, contentType) });
     let stored: StoredBody;
     try {
       stored = await this.o.outbox.write(id, req.body, isFhir ? Math.min(this.o.maxBytes, DEFAULT_MAX_FHIR_BYTES) : this.o.maxBytes, live?.input);
@@ -141,6 +153,7 @@ export class ExchangeService {
           id,
           to: req.to,
           patientHash: hash,
+          ...this.claim(req, contentType),
           consentId: req.consentId,
           purpose,
           contentType,
@@ -184,6 +197,18 @@ export class ExchangeService {
     }
   }
 
+  /**
+   * The patient a FHIR Bundle or DICOM body was checked to be about, for the
+   * envelope's signed metadata (the recipient checks the content against
+   * it): `system|value` with the system spelled out, `|value` for none, a
+   * bare value when any system matches. Other bodies name none.
+   */
+  private claim(req: SubmitRequest, contentType: string): { patient?: string } {
+    if (contentType !== 'application/fhir+json' && contentType !== DICOM) return {};
+    const p = this.patientOf(req);
+    return { patient: p.system === undefined ? p.value : `${p.system}|${p.value}` };
+  }
+
   /** The patient the request names, as a FHIR Bundle's content must name it. */
   private patientOf(req: SubmitRequest): PatientName {
     return parsePatientId(req.patientId, this.o.identifierSystem);
@@ -202,6 +227,7 @@ export class ExchangeService {
     const length = req.length as number;
     if (length > this.o.maxBytes) throw new AgentError('ERR_PAYLOAD_TOO_LARGE', `body exceeds the limit of ${this.o.maxBytes} bytes`);
     const body = await readExactly(req.body, length);
+    if (x.contentType === DICOM) checkDicomPatient(readDicomPatient(body, true), this.patientOf(req), this.o);
     let scope = scopeOf(x.contentType);
     if (x.isFhir) {
       scope = this.fhirScope(body, req);
@@ -212,6 +238,7 @@ export class ExchangeService {
         id,
         to: req.to,
         patientHash: x.hash,
+        ...this.claim(req, x.contentType),
         consentId: req.consentId,
         purpose: x.purpose,
         contentType: x.contentType,
@@ -253,6 +280,7 @@ export class ExchangeService {
       requestFingerprint({
         to: req.to,
         patientHash: x.hash,
+        ...this.claim(req, x.contentType),
         consentId: req.consentId,
         purpose: x.purpose,
         contentType: x.contentType,

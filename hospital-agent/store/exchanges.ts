@@ -31,6 +31,13 @@ export interface ExchangeRecord {
   id: string;
   to: string;
   patientHash: string;
+  /**
+   * The patient the content was checked to be about (`system|value`, or a
+   * bare value for any system), sealed into the envelope's encrypted
+   * metadata so that the recipient checks the content against it. Kept here
+   * as the body is kept in the outbox: both leave with the exchange.
+   */
+  patient?: string;
   consentId: string;
   purpose: string;
   contentType: string;

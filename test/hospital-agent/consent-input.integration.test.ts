@@ -233,7 +233,13 @@ describe('what the agent takes from the EHR about consent', function () {
     it('refuses a bundle with no Patient at all, and reports every problem of a bundle at once', async function () {
       const none = about('MRN-0001');
       none.entry = none.entry.slice(1).map((e) => ({ ...e, resource: { ...e.resource, subject: undefined, patient: undefined } }));
-      await refused(bytes(none), [['ERR_FHIR_PATIENT_MISSING', 'Bundle.entry']]);
+      // Conditions and AllergyIntolerances without their (required) subject/patient are also invalid R4.
+      await refused(bytes(none), [
+        ['ERR_FHIR_INVALID', 'Bundle.entry[0].resource.subject'],
+        ['ERR_FHIR_INVALID', 'Bundle.entry[2].resource.subject'],
+        ['ERR_FHIR_INVALID', 'Bundle.entry[3].resource.patient'],
+        ['ERR_FHIR_PATIENT_MISSING', 'Bundle.entry'],
+      ]);
       const worse = about('MRN-9999');
       worse.entry[2]!.resource['subject'] = { reference: 'urn:uuid:7d3f1c8e-0000-4000-8000-0000000000ff' };
       await refused(bytes(worse), [

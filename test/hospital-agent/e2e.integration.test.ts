@@ -4,6 +4,7 @@ import { fileURLToPath } from 'node:url';
 import { expect } from 'chai';
 import { grantConsent, startNetwork, waitFor, type TestNetwork } from '../support/agents.ts';
 import { bundleFor } from '../support/fhir.ts';
+import { dicomFile } from '../support/dicom.ts';
 import { tempDir } from '../support/tmp.ts';
 
 const BUNDLE = readFileSync(fileURLToPath(new URL('../../scripts/fixtures/patient-bundle.json', import.meta.url)));
@@ -205,7 +206,8 @@ describe('hospital agents end to end', function () {
     await waitFor(async () => (await owed('myongji', 'mgh'))?.owes === 250, 30_000, "release fee in the requester's settlement");
     // A second answer too large for a batch (its own transfer, whose usage statement comes before its receipt): the
     // fee is charged once its receipt says delivered, and once.
-    const study = Buffer.alloc(400 * 1024, 7);
+    // A DICOM study about the patient: its Patient ID is checked before it may leave.
+    const study = dicomFile({ patientId: 'SYN-000010', pixelBytes: 400 * 1024 });
     const second = await send('mgh', 'myongji', 'SYN-000010', consent, study, 'application/dicom', { 'hie-request-id': requestId });
     expect(second.status, await second.clone().text()).to.equal(202);
     const secondId = ((await second.json()) as { id: string }).id;

@@ -2,6 +2,7 @@ import { readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { expect } from 'chai';
 import { grantConsent, startNetwork, waitFor, type TestNetwork } from '../support/agents.ts';
+import { dicomFile } from '../support/dicom.ts';
 import { tempDir } from '../support/tmp.ts';
 
 describe('the release fee of an answer the requester refused', function () {
@@ -40,7 +41,8 @@ describe('the release fee of an answer the requester refused', function () {
 
     // The requester goes away; the answer waits in mgh's outbox, where its bytes change (disk fault, tampering).
     await net.agents['myongji']!.close();
-    const study = Buffer.alloc(400 * 1024, 7);
+    // A DICOM study about the patient: its Patient ID is checked before it may leave.
+    const study = dicomFile({ patientId: 'SYN-000090', pixelBytes: 400 * 1024 });
     const answer = await net.api('mgh', '/v1/exchanges', {
       method: 'POST',
       headers: {

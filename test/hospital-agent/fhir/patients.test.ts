@@ -11,7 +11,7 @@ const bundle = (...entries: Array<[string | undefined, Record<string, unknown>]>
   type: 'collection',
   entry: entries.map(([fullUrl, resource]) => ({ ...(fullUrl ? { fullUrl } : {}), resource })),
 });
-const obs = (subject: unknown): Record<string, unknown> => ({ resourceType: 'Observation', status: 'final', subject });
+const obs = (subject: unknown): Record<string, unknown> => ({ resourceType: 'Observation', status: 'final', code: { text: 'heart rate' }, subject });
 const issues = (b: Record<string, unknown>, id = 'MRN-1', system: string | null = MRN): Array<[string, string]> =>
   bundlePatientIssues(b, parsePatientId(id, system ?? undefined)).map((i) => [i.code, i.expression]);
 
@@ -102,7 +102,11 @@ describe('bundlePatientIssues', function () {
     const e = err as AgentError;
     expect([e.code, e.status, e.issues?.length]).to.deep.equal(['ERR_FHIR_PATIENT_MISMATCH', 422, 2]);
     expect(e.message).not.to.match(/MRN-\d/);
-    // Without a patient, the structural check alone (as before).
-    expect(validateFhirBundle(Buffer.from(JSON.stringify(b))).resourceTypes).to.deep.equal(['Observation', 'Patient']);
+    // Without a patient, R4 validation alone: the unresolved reference is then reported as such.
+    expect(() => validateFhirBundle(Buffer.from(JSON.stringify(b))))
+      .to.throw(AgentError)
+      .with.property('code', 'ERR_FHIR_REFERENCE_UNRESOLVED');
+    const ok = bundle([undefined, patient('p1', 'MRN-2')], [undefined, obs({ reference: 'Patient/p1' })]);
+    expect(validateFhirBundle(Buffer.from(JSON.stringify(ok))).resourceTypes).to.deep.equal(['Observation', 'Patient']);
   });
 });
