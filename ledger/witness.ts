@@ -237,7 +237,7 @@ export class Witness extends EventEmitter {
       }
       if (cp.size > held) return 'pending';
       const proof = await this.ledger.consistencyProof(f, last.size, cp.size);
-      if (!verifyConsistency(last.size, cp.size, last.root, cp.root, proof))
+      if (!verifyConsistency(last.size, cp.size, proof, last.root, cp.root))
         return split(last.note, `checkpoint of size ${cp.size} is not consistent with the checkpoint of size ${last.size} cosigned before`);
     } else if (cp.size > held) return 'pending';
     const line = cosign(cp.text, this.name, this.key, Math.floor(this.now().getTime() / 1000));
