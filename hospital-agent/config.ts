@@ -6,6 +6,7 @@ import { MIN_TOKEN_LENGTH, type ApiToken } from './api/auth.ts';
 import { MIN_PATIENT_SECRET_BYTES } from './consent/patient.ts';
 import { MAX_BATCH_ITEMS } from './crypto/format.ts';
 import { DEFAULT_MAX_BATCH } from './engine/index.ts';
+import { witnessPolicySchema } from '../ledger/policy.ts';
 
 /** Default local API address: loopback only, so only the EHR host can reach it. */
 export const DEFAULT_API_HOST = '127.0.0.1';
@@ -102,6 +103,16 @@ export const agentConfigSchema = z.strictObject({
       inlineBodyBytes: int(0, MAX_INLINE_BODY_BYTES).default(DEFAULT_INLINE_BODY_BYTES),
       /** Most small exchanges to one recipient sealed into one batch envelope (1: each in its own). */
       maxBatchExchanges: int(1, MAX_BATCH_ITEMS).default(DEFAULT_MAX_BATCH),
+    })
+    .prefault({}),
+  ledger: z
+    .strictObject({
+      witness: z
+        .strictObject({
+          /** When a checkpoint counts as witnessed (ledger/policy.ts): `quorum` witnesses among `witnesses` (agent ids or vkeys; empty: any agent but the author). */
+          policy: witnessPolicySchema.prefault({}),
+        })
+        .prefault({}),
     })
     .prefault({}),
   log: z.strictObject({ level: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info') }).prefault({}),

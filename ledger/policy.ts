@@ -18,15 +18,13 @@ export const MAX_COSIGNATURES_READ = 32;
 /** Most witnesses a policy may name. */
 export const MAX_POLICY_WITNESSES = 64;
 
-const vkeyPattern = /^[^+\s]+\+[0-9a-f]{8}\+[A-Za-z0-9+/]+={0,2}$/;
+/** A witness in a policy: an agent id of the federation, or a cosignature/v1 vkey `<name>+<key id>+<base64(0x04 || key)>`. */
+const WITNESS_PATTERN = new RegExp(`^(?:${HOSPITAL_ID_PATTERN.source.slice(1, -1)}|[^+\\s]+\\+[0-9a-f]{8}\\+[A-Za-z0-9+/]+={0,2})$`);
 
 /** Schema of a witness policy (config `ledger.witness.policy`, or an auditor's `--policy FILE`). */
 export const witnessPolicySchema = z.strictObject({
   quorum: z.number().int().min(0).max(MAX_POLICY_WITNESSES).default(DEFAULT_WITNESS_QUORUM),
-  witnesses: z
-    .array(z.union([z.string().regex(HOSPITAL_ID_PATTERN), z.string().regex(vkeyPattern).max(512)]))
-    .max(MAX_POLICY_WITNESSES)
-    .default([]),
+  witnesses: z.array(z.string().max(512).regex(WITNESS_PATTERN, 'must be an agent id or a cosignature/v1 vkey')).max(MAX_POLICY_WITNESSES).default([]),
 });
 
 /** A witness policy. */

@@ -126,6 +126,7 @@ const agentFull = {
   patients: { identifierSystem: 'urn:oid:1.2.410.200001.1' },
   inbox: { directory: 'out', webhook: { url: 'https://ehr.example/hie', tokenEnv: 'HOOK_TOKEN' } },
   limits: { maxExchangeBytes: 1024, maxConcurrentSends: 2, sendWhileUploading: false, inlineBodyBytes: 0, maxBatchExchanges: 1 },
+  ledger: { witness: { policy: { quorum: 2, witnesses: ['severance', 'mgh'] } } },
   log: { level: 'warn' },
 };
 
