@@ -206,6 +206,9 @@ export class Witness extends EventEmitter {
   }
 
   private async _observe(f: string, n: string, peer: string | undefined): Promise<WitnessOutcome> {
+    // Gossip repeats itself: a note whose every line is already stored (and that needs no cosignature of ours) costs no signature check.
+    const seen = await this.alreadyHeld(f, n);
+    if (seen) return seen;
     const cp = this.open(f, n);
     if (!cp) return 'invalid';
     const detectedAt = this.now().toISOString();
@@ -223,7 +226,19 @@ export class Witness extends EventEmitter {
     }
     const cosigs = this.validCosignatures(f, cp.text, n);
     if (f === this.ledger.feed) {
-      if (cp.size > held) return 'invalid';
+      if (cp.size > held) {
+        // A checkpoint signed with our own key beyond the entries we hold: our feed was rolled back (or lost its tail).
+        const by = cosigs.length > 0 ? `, cosigned by ${cosigs.length} witness${cosigs.length === 1 ? '' : 'es'}` : '';
+        await this.record({
+          kind: 'rollback',
+          feed: f,
+          detectedAt,
+          ...(peer ? { peer } : {}),
+          notes: [n],
+          detail: `a checkpoint of this agent's own feed at tree size ${cp.size}${by}, is beyond the ${held} entries it holds`,
+        });
+        return 'equivocation';
+      }
       await this.merge(f, cp, cosigs);
       return 'stored';
     }
@@ -245,6 +260,24 @@ export class Witness extends EventEmitter {
     await this.store.put(lastKey(f), JSON.stringify({ size: cp.size, root: cp.root.toString('base64'), note: mine }));
     await this.merge(f, cp, [line, ...cosigs]);
     return 'cosigned';
+  }
+
+  private async alreadyHeld(f: string, n: string): Promise<WitnessOutcome | undefined> {
+    let size: number;
+    let lines: string[];
+    try {
+      const split = splitNote(n);
+      size = Number(split.text.split('\n')[1]);
+      lines = split.sigs.map((x) => x.line);
+    } catch {
+      return undefined;
+    }
+    if (!Number.isSafeInteger(size)) return undefined;
+    const have = await this.cosigned(f, size);
+    if (have === undefined || !lines.every((l) => have.includes(l))) return undefined;
+    if (f === this.ledger.feed) return size <= this.ledger.treeSize(f) ? 'stored' : undefined;
+    const last = await this.lastCosigned(f);
+    return last && last.size >= size ? (last.size === size ? 'stored' : 'stale') : undefined;
   }
 
   /**

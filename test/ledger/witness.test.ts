@@ -150,9 +150,13 @@ describe('Witness', function () {
     expect(own.findings.map((f) => f.rule)).to.include('witness.rollback');
     // The rolled-back author gossips its (shorter) head to its witness.
     const net2 = new MemoryNetwork();
-    replicate(old, undefined, net2, 'alpha', ['bravo']);
+    const wOld = witnessOf(old, 'alpha');
+    replicate(old, wOld, net2, 'alpha', ['bravo']);
     replicate(bravo, wb, net2, 'bravo', ['alpha']);
     await until(async () => (await wb.evidence()).some((e) => e.kind === 'rollback'), 'rollback evidence at the witness');
+    // And the author hears from its witness of a checkpoint of its own beyond what it holds.
+    await until(async () => (await wOld.evidence()).some((e) => e.kind === 'rollback'), 'rollback evidence at the author');
+    expect((await wOld.evidence()).find((e) => e.kind === 'rollback')?.detail).to.match(/own feed at tree size 17.* is beyond the 9 entries it holds/);
     const r = await verifyLedger(levelSource(bravo._store), { trust: { caPem: world.caPem } });
     expect(r.findings.find((f) => f.rule === 'witness.rollback')?.detail).to.match(/ending at seq 8 .* below the checkpoint of size 17/);
   });
@@ -173,5 +177,26 @@ describe('Witness', function () {
     const grown = signCheckpointNote({ origin: alpha.origin('alpha'), size: 99, root: Buffer.alloc(32, 2) }, world.agents['alpha']!.signingKey);
     expect(await wb.observe('alpha', grown, 'alpha')).to.equal('pending');
     expect(await wb.observe('alpha', forged.replace('6\n', '7\n'), 'alpha')).to.equal('invalid');
+  });
+
+  it('keeps gossiped evidence only when its two signed checkpoints really conflict', async () => {
+    const alpha = await openAs('alpha', 'g-alpha');
+    const charlie = await openAs('charlie', 'g-charlie');
+    await fill(alpha, 3, 'g');
+    const wc = witnessOf(charlie, 'charlie');
+    const { signCheckpointNote } = await import('../../ledger/note.ts');
+    const key = world.agents['alpha']!.signingKey;
+    // charlie holds alpha's genesis only: it knows alpha's key, not its entries.
+    await charlie.ingest('alpha', await alpha.rawRange('alpha', 0, 0), (await alpha.signHeadAt(0))!, 'alpha');
+    const real = await alpha.checkpointAt(4);
+    const older = await alpha.checkpointAt(1);
+    expect(await wc.takeEvidence({ feed: 'alpha', notes: [real, older] }, 'bravo')).to.equal(false);
+    const unsigned = signCheckpointNote({ origin: alpha.origin('alpha'), size: 4, root: Buffer.alloc(32, 9) }, world.agents['bravo']!.signingKey);
+    expect(await wc.takeEvidence({ feed: 'alpha', notes: [real, unsigned] }, 'bravo')).to.equal(false);
+    const fork = signCheckpointNote({ origin: alpha.origin('alpha'), size: 4, root: Buffer.alloc(32, 9) }, key);
+    expect(await wc.takeEvidence({ feed: 'alpha', notes: [real, fork] }, 'bravo')).to.equal(true);
+    expect((await wc.evidence()).map((e) => e.kind)).to.deep.equal(['split']);
+    const r = await verifyLedger(levelSource(charlie._store), { trust: { caPem: world.caPem } });
+    expect(r.findings.map((f) => f.rule)).to.include('witness.equivocation');
   });
 });
