@@ -29,7 +29,15 @@ export const MAX_PROOF_ENTRIES = 256;
 export const MAX_PROOF_FILE_BYTES = 8 * 1024 * 1024;
 
 /** Entry types an exchange proof carries. */
-export const EXCHANGE_STORY_TYPES = ['consent.granted', 'exchange.sent', 'exchange.received', 'receipt', 'payment.charged', 'exchange.failed'] as const;
+export const EXCHANGE_STORY_TYPES = [
+  'consent.granted',
+  'consent.revoked',
+  'exchange.sent',
+  'exchange.received',
+  'receipt',
+  'payment.charged',
+  'exchange.failed',
+] as const;
 
 const feed = z.string().regex(HOSPITAL_ID_PATTERN);
 const seq = z.number().int().min(0).max(Number.MAX_SAFE_INTEGER);
@@ -144,7 +152,9 @@ export async function buildProof(store: Store, subject: ProofSubject): Promise<B
     const story = (await indexed(store, 'byExchange', subject.exchange)).filter((e) => (EXCHANGE_STORY_TYPES as readonly string[]).includes(e.entry.type));
     const consents = new Set(story.filter((e) => e.entry.type === 'exchange.sent').map((e) => (e.entry.body as { consent: string }).consent));
     const grants: StoredEntry[] = [];
-    for (const c of consents) grants.push(...(await indexed(store, 'byConsent', c)).filter((e) => e.entry.type === 'consent.granted'));
+    // The grant, and the revocation when the ledger holds one: the verifier says whether it came before the release.
+    for (const c of consents)
+      grants.push(...(await indexed(store, 'byConsent', c)).filter((e) => e.entry.type === 'consent.granted' || e.entry.type === 'consent.revoked'));
     wanted = [...grants, ...story];
   } else if ('consent' in subject) {
     wanted = (await indexed(store, 'byConsent', subject.consent)).filter((e) => (CONSENT_STORY_TYPES as readonly string[]).includes(e.entry.type));
@@ -392,7 +402,7 @@ function describe(file: ProofFile, proved: Entry[], failures: string[]): string[
   const of = (t: string) => proved.filter((e) => e.type === t);
   for (const e of proved) {
     const id = (e.body as { exchange?: string; consent?: string }).exchange;
-    if (e.type !== 'consent.granted' && id !== x) failures.push(`entry ${e.feed}:${e.seq} is about exchange ${id}, not ${x}`);
+    if (e.type !== 'consent.granted' && e.type !== 'consent.revoked' && id !== x) failures.push(`entry ${e.feed}:${e.seq} is about exchange ${id}, not ${x}`);
   }
   const parts: string[] = [];
   const hashes = new Set<string>();
@@ -403,10 +413,14 @@ function describe(file: ProofFile, proved: Entry[], failures: string[]): string[
     const g = grant ? body<{ grantees: string[]; purposes: string[]; validFrom: string; validUntil?: string }>(grant) : undefined;
     if (grant && g && !(g.grantees.includes(b.to) && g.purposes.includes(b.purpose)))
       failures.push(`consent ${b.consent} does not grant ${b.purpose} to ${b.to}`);
+    const revoked = of('consent.revoked').find((r) => r.feed === s.feed && body<{ consent: string }>(r).consent === b.consent);
+    // Both are in the sender's feed: their order there (seq) says which came first, even within one millisecond.
+    if (revoked && revoked.seq < s.seq) failures.push(`consent ${b.consent} was revoked at ${revoked.ts}, before the release at ${s.ts}`);
+    const revocation = revoked ? `, revoked at ${revoked.ts}, after this release` : ', no revocation of it in this file';
     parts.push(
       `sent by ${s.feed} to ${b.to} at ${s.ts} for ${b.purpose} under consent ${b.consent}` +
         (grant && g
-          ? ` (granted by ${grant.feed} at ${grant.ts} to ${g.grantees.join(', ')}, valid from ${g.validFrom}${g.validUntil ? ` until ${g.validUntil}` : ''})`
+          ? ` (granted by ${grant.feed} at ${grant.ts} to ${g.grantees.join(', ')}, valid from ${g.validFrom}${g.validUntil ? ` until ${g.validUntil}` : ''}${revocation})`
           : ' (its grant is not in this file)'),
     );
   }

@@ -10,7 +10,7 @@ import { tempDir } from '../support/tmp.ts';
 import { generateKeyPairSync } from 'node:crypto';
 import { cosign, cosignerVerifierKey, witnessName } from '../../ledger/cosign.ts';
 import { MAX_COSIGNATURES_READ } from '../../ledger/policy.ts';
-import { buildStory, makeWorld, type LedgerWorld } from './support.ts';
+import { buildStory, contentHash, dbPath, makeWorld, patientHmac, type LedgerWorld } from './support.ts';
 
 async function run(argv: string[]): Promise<{ code: number; out: string }> {
   let out = '';
@@ -52,7 +52,7 @@ describe('hie-ledger prove and verify-proof', function () {
 
   it('writes the exchange story and nothing else: consent, sent, received, receipt, charge, with checkpoints and bundles', () => {
     const types = proof.entries.map((e) => decodeEntry(Buffer.from(e.entry, 'base64')).entry.type).sort();
-    expect(types).to.deep.equal(['consent.granted', 'exchange.received', 'exchange.sent', 'payment.charged', 'receipt']);
+    expect(types).to.deep.equal(['consent.granted', 'consent.revoked', 'exchange.received', 'exchange.sent', 'payment.charged', 'receipt']);
     expect(new Set(proof.checkpoints.map((c) => c.feed))).to.deep.equal(new Set(['alpha', 'bravo']));
     expect(proof.bundles.map((b) => (b as { agent: string }).agent).sort()).to.deep.equal(['alpha', 'bravo']);
   });
@@ -60,7 +60,8 @@ describe('hie-ledger prove and verify-proof', function () {
   it('verifies a valid proof offline and says what it proved', async () => {
     const r = await verify(proof);
     expect(r.code, r.out).to.equal(0);
-    expect(r.out).to.match(/^PROVED: 5 entries/);
+    expect(r.out).to.match(/^PROVED: 6 entries/);
+    expect(r.out).to.match(/valid from \S+, revoked at \S+, after this release\)/);
     expect(r.out).to.match(/exchange exchange-0001: sent by alpha to bravo at \S+ for TREAT under consent consent-0001 \(granted by alpha at /);
     expect(r.out).to.match(/received by bravo from alpha at /);
     expect(r.out).to.match(/content SHA-256 [0-9a-f]{64}/);
@@ -218,6 +219,25 @@ describe('hie-ledger prove and verify-proof', function () {
         /consent consent-0001: granted by alpha at \S+ to bravo for TREAT, valid from \S+; revoked by alpha at \S+ \(patient-request\); releases under it: exchange exchange-0001 to bravo/,
       );
     });
+  });
+
+  it('fails an exchange whose consent was revoked before the release, saying when', async () => {
+    const path = dbPath(tmp.dir, 'revoked-first');
+    const alpha = await world.open('alpha', path);
+    const t0 = new Date(Date.now() - 3_600_000).toISOString();
+    await alpha.append({
+      type: 'consent.granted',
+      body: { consent: 'consent-0099', patient: patientHmac(9), grantees: ['bravo'], purposes: ['TREAT'], scope: ['*'], validFrom: t0 },
+    });
+    await alpha.append({ type: 'consent.revoked', body: { consent: 'consent-0099', reason: 'patient-request' } });
+    const body = { exchange: 'exchange-0099', to: 'bravo', consent: 'consent-0099', patient: patientHmac(9), purpose: 'TREAT' as const };
+    await alpha.append({ type: 'exchange.sent', body: { ...body, contentType: 'application/fhir+json', bytes: 10, hash: contentHash(9) } });
+    await alpha.close();
+    const out = join(tmp.dir, 'revoked.json');
+    expect((await run(['prove', '--data', path, '--exchange', 'exchange-0099', '--out', out])).code).to.equal(0);
+    const r = await run(['verify-proof', out, '--ca', ca, '--policy', write({ quorum: 0 })]);
+    expect(r.code, r.out).to.equal(1);
+    expect(r.out).to.match(/consent consent-0099 was revoked at \S+, before the release at /);
   });
 
   it('runs through bin/hie-ledger.js: prove writes the file, verify-proof exits 0 on it and 1 on a tampered copy', async () => {
