@@ -416,7 +416,7 @@ function describe(file: ProofFile, proved: Entry[], failures: string[]): string[
     const revoked = of('consent.revoked').find((r) => r.feed === s.feed && body<{ consent: string }>(r).consent === b.consent);
     // Both are in the sender's feed: their order there (seq) says which came first, even within one millisecond.
     if (revoked && revoked.seq < s.seq) failures.push(`consent ${b.consent} was revoked at ${revoked.ts}, before the release at ${s.ts}`);
-    const revocation = revoked ? `, revoked at ${revoked.ts}, after this release` : ', no revocation of it in this file';
+    const revocation = revoked ? `, revoked at ${revoked.ts}, ${revoked.seq < s.seq ? 'before' : 'after'} this release` : ', no revocation of it in this file';
     parts.push(
       `sent by ${s.feed} to ${b.to} at ${s.ts} for ${b.purpose} under consent ${b.consent}` +
         (grant && g
