@@ -2,7 +2,7 @@ import { expect } from 'chai';
 import { cpSync } from 'node:fs';
 import { countWitnesses, parseWitnessPolicy, type KnownWitness } from '../../ledger/policy.ts';
 import { cosignerKey, witnessName } from '../../ledger/cosign.ts';
-import { levelSource, MemoryNetwork, Replicator, verifyLedger, type Ledger } from '../../ledger/index.ts';
+import { decodeMessage, levelSource, MAX_WITNESS_NOTES, MemoryNetwork, Replicator, verifyLedger, type Ledger } from '../../ledger/index.ts';
 import { Witness } from '../../ledger/witness.ts';
 import { tempDir } from '../support/tmp.ts';
 import { dbPath, makeWorld, type LedgerWorld } from './support.ts';
@@ -177,6 +177,23 @@ describe('Witness', function () {
     const grown = signCheckpointNote({ origin: alpha.origin('alpha'), size: 99, root: Buffer.alloc(32, 2) }, world.agents['alpha']!.signingKey);
     expect(await wb.observe('alpha', grown, 'alpha')).to.equal('pending');
     expect(await wb.observe('alpha', forged.replace('6\n', '7\n'), 'alpha')).to.equal('invalid');
+  });
+
+  it('refuses malformed witness gossip on the wire (too many notes, evidence that is not a pair, unknown keys)', () => {
+    const code = (m: unknown): string | undefined => {
+      try {
+        decodeMessage(JSON.stringify(m));
+      } catch (err) {
+        return (err as { code?: string }).code;
+      }
+      return undefined;
+    };
+    const note = { feed: 'alpha', note: 'x\n\n\u2014 k AAAA\n' };
+    expect(code({ t: 'witness', notes: [note] })).to.equal(undefined);
+    expect(code({ t: 'witness', notes: Array.from({ length: MAX_WITNESS_NOTES + 1 }, () => note) })).to.equal('ERR_LEDGER_MESSAGE_INVALID');
+    expect(code({ t: 'witness', notes: [], evidence: [{ feed: 'alpha', notes: ['a'] }] })).to.equal('ERR_LEDGER_MESSAGE_INVALID');
+    expect(code({ t: 'witness', notes: [{ ...note, extra: 1 }] })).to.equal('ERR_LEDGER_MESSAGE_INVALID');
+    expect(code({ t: 'witness', notes: [{ feed: 'Not A Feed', note: 'x' }] })).to.equal('ERR_LEDGER_MESSAGE_INVALID');
   });
 
   it('keeps gossiped evidence only when its two signed checkpoints really conflict', async () => {
