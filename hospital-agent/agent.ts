@@ -17,7 +17,17 @@ import {
   type Identity,
   type KeyBundle,
 } from '../certs/index.ts';
-import { FeedRecovery, Ledger, Replicator, type RecoveryOutcome, type ReplicationTransport, type Trust } from '../ledger/index.ts';
+import {
+  FeedRecovery,
+  Ledger,
+  parseWitnessPolicy,
+  Replicator,
+  Witness,
+  type RecoveryOutcome,
+  type ReplicationTransport,
+  type Trust,
+  type WitnessPolicy,
+} from '../ledger/index.ts';
 import { RelayClient, CLOSE_CODES, DEFAULT_MAX_MESSAGE, RENEWAL_CLOSE_REASON, type InboundTransfer, type RelayMessage } from '../relay/protocol/index.ts';
 import { createApiHandler, DEFAULT_JSON_LIMIT, type FastRoute } from './api/http.ts';
 import { AgentError } from './errors.ts';
@@ -242,6 +252,10 @@ interface Link {
   peers: PeerDirectory;
   replicator: Replicator;
   transport: ReplicationTransport;
+  /** This agent as a witness of its peers' feeds (cosignatures, split-view and rollback evidence). */
+  witness: Witness;
+  /** When a checkpoint counts as witnessed, for the proofs the API serves. */
+  policy: WitnessPolicy;
   ledgerHandlers: Set<(peer: string, message: string | Uint8Array) => void>;
   /** Stops the timer that learns new bundles from replicated feeds. */
   stop(): void;
@@ -279,7 +293,11 @@ async function linkRelay(config: AgentConfig, base: Base, ledger: Ledger, log: L
       return () => ledgerHandlers.delete(handler);
     },
   };
-  const replicator = new Replicator(ledger, transport, { peers: config.peers, maxMessageBytes: DEFAULT_MAX_MESSAGE - 1024 });
+  const policy = parseWitnessPolicy(config.ledger.witness.policy);
+  const witness = new Witness(ledger, { id: config.id, signingKey: base.keys.signing.privateKey });
+  witness.on('equivocation', (ev: { feed: string; detail: string }) => log.error({ feed: ev.feed, detail: ev.detail }, 'ledger split view detected'));
+  witness.on('rollback', (ev: { feed: string; detail: string }) => log.error({ feed: ev.feed, detail: ev.detail }, 'ledger rollback detected'));
+  const replicator = new Replicator(ledger, transport, { peers: config.peers, maxMessageBytes: DEFAULT_MAX_MESSAGE - 1024, witness });
   let learnTimer: NodeJS.Timeout | undefined;
   replicator.on('stored', () => {
     // New feeds or rotations may carry bundles; learn them, at most once a second.
@@ -289,7 +307,7 @@ async function linkRelay(config: AgentConfig, base: Base, ledger: Ledger, log: L
     }, 1000);
   });
   replicator.on('equivocation', (info: unknown) => log.error({ info }, 'ledger equivocation detected'));
-  return { relay, send, peers, replicator, transport, ledgerHandlers, stop: () => learnTimer && clearTimeout(learnTimer) };
+  return { relay, send, peers, replicator, transport, witness, policy, ledgerHandlers, stop: () => learnTimer && clearTimeout(learnTimer) };
 }
 
 /** The exchange machinery: consents, the engine (send), the receiver, records requests, and the submission service. */
@@ -482,7 +500,7 @@ async function serveApi(
   v1.use(exchangeRoutes(x.exchanges, state.exchanges, x.requests));
   v1.use(requestRoutes(x.requests, state.requests, { jsonLimit: DEFAULT_JSON_LIMIT }));
   v1.use(inboxRoutes(inbox));
-  v1.use(ledgerRoutes(ledger, replicator, base.trust, config.id));
+  v1.use(ledgerRoutes(ledger, replicator, base.trust, config.id, { witness: link.witness, policy: link.policy }));
   v1.use(federationRoutes(base.federation, standing, () => base.identity.serial));
   const open = express.Router();
   // Outgoing exchanges not yet delivered or failed (`outbox`): a queue that only grows means the relay or a recipient is away.

@@ -8,6 +8,7 @@ import { MAX_BATCH_ITEMS } from './crypto/format.ts';
 import { DEFAULT_MAX_BATCH } from './engine/index.ts';
 import { DEFAULT_RECOVERY_MIN_PEERS, DEFAULT_RECOVERY_TIMEOUT_MS } from '../ledger/index.ts';
 import { DEFAULT_MAX_CONSENT_DECISIONS, MAX_CONSENT_DECISIONS } from './store/consent-decisions.ts';
+import { witnessPolicySchema } from '../ledger/policy.ts';
 
 /** Default local API address: loopback only, so only the EHR host can reach it. */
 export const DEFAULT_API_HOST = '127.0.0.1';
@@ -120,6 +121,16 @@ export const agentConfigSchema = z.strictObject({
       timeoutMs: int(1000, 3_600_000).default(DEFAULT_RECOVERY_TIMEOUT_MS),
       /** Peers that must answer before appends go on while others stay silent; 0: carry on after the timeout anyway. */
       minPeers: int(0, 1000).default(DEFAULT_RECOVERY_MIN_PEERS),
+    })
+    .prefault({}),
+  ledger: z
+    .strictObject({
+      witness: z
+        .strictObject({
+          /** When a checkpoint counts as witnessed (ledger/policy.ts): `quorum` witnesses among `witnesses` (agent ids or vkeys; empty: any agent but the author). */
+          policy: witnessPolicySchema.prefault({}),
+        })
+        .prefault({}),
     })
     .prefault({}),
   log: z.strictObject({ level: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info') }).prefault({}),

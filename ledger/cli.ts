@@ -14,6 +14,7 @@ import { bundleSource, exportBundle, levelSource, parseBundle, type LedgerSource
 import { signedHeadSchema, type SignedHead } from './heads.ts';
 import { buildProof, parseProofFile, verifyProof } from './proof.ts';
 import { Store } from './store.ts';
+import { DEFAULT_WITNESS_POLICY, parseWitnessPolicy, type WitnessPolicy } from './policy.ts';
 import { DEFAULT_GRACE_SECONDS, verifyLedger, type Finding } from './verify.ts';
 
 const USAGE = `Usage: hie-ledger <command> [options]
@@ -33,12 +34,14 @@ Commands:
           A portable bundle (exact entry bytes + signed heads) or FHIR R4 AuditEvent NDJSON.
   import  --data DIR --bundle FILE --ca CA.pem [--crl CRL.pem]
           Verify a bundle's feeds and add them to a database (not one an agent has open).
-  prove   --data DIR (--exchange ID | --entry FEED:SEQ ...) [--out FILE]
+  prove   --data DIR (--exchange ID | --consent ID | --entry FEED:SEQ ...) [--out FILE]
           A self-contained proof file for auditors: the entries of that exchange's story
-          (or the named entries) with inclusion proofs, signed checkpoints and key bundles.
-  verify-proof FILE --ca CA.pem [--crl CRL.pem] [--json]
-          Check a proof file offline. Exit 0 when proved, 1 when a check failed (each
-          named), 2 when nothing could be checked.
+          (or consent's, or the named entries) with inclusion proofs, the witnessed
+          checkpoints they are proven against (with their cosignatures) and key bundles.
+  verify-proof FILE --ca CA.pem [--crl CRL.pem] [--policy FILE] [--json]
+          Check a proof file offline, its checkpoints against a witness policy (default:
+          1 witness other than the author). Exit 0 when proved, 1 when a check failed
+          (each named), 2 when nothing could be checked.
 
 Run 'hie-ledger <command> --help' for one command.
 `;
@@ -63,12 +66,18 @@ const COMMANDS: Record<string, { usage: string; options: OptionSpec }> = {
     options: { ...source, ca: { type: 'string' }, crl: { type: 'string' } },
   },
   prove: {
-    usage: 'hie-ledger prove --data DIR (--exchange ID | --entry FEED:SEQ ...) [--out FILE]',
-    options: { data: { type: 'string' }, exchange: { type: 'string' }, entry: { type: 'string', multiple: true }, out: { type: 'string' } },
+    usage: 'hie-ledger prove --data DIR (--exchange ID | --consent ID | --entry FEED:SEQ ...) [--out FILE]',
+    options: {
+      data: { type: 'string' },
+      exchange: { type: 'string' },
+      consent: { type: 'string' },
+      entry: { type: 'string', multiple: true },
+      out: { type: 'string' },
+    },
   },
   'verify-proof': {
-    usage: 'hie-ledger verify-proof FILE --ca CA.pem [--crl CRL.pem] [--json]',
-    options: { ca: { type: 'string' }, crl: { type: 'string' }, json: { type: 'boolean' } },
+    usage: 'hie-ledger verify-proof FILE --ca CA.pem [--crl CRL.pem] [--policy FILE] [--json]',
+    options: { ca: { type: 'string' }, crl: { type: 'string' }, policy: { type: 'string' }, json: { type: 'boolean' } },
   },
 };
 
@@ -247,14 +256,17 @@ async function dispatch(argv: string[], io: CliIo): Promise<number> {
     }
     case 'prove': {
       const exchange = str(values, 'exchange');
+      const consent = str(values, 'consent');
       const refs = (values['entry'] as string[] | undefined) ?? [];
-      if ((exchange === undefined) === (refs.length === 0)) throw usageError('give exactly one of --exchange ID or --entry FEED:SEQ (repeatable)');
+      if ([exchange !== undefined, consent !== undefined, refs.length > 0].filter(Boolean).length !== 1)
+        throw usageError('give exactly one of --exchange ID, --consent ID or --entry FEED:SEQ (repeatable)');
       const entries = refs.map((r) => {
         const m = /^([a-z0-9-]{2,63}):(0|[1-9][0-9]{0,15})$/.exec(r);
         if (!m) throw usageError(`--entry must be FEED:SEQ, got ${JSON.stringify(r)}`);
         return { feed: m[1] as string, seq: Number(m[2]) };
       });
-      const built = await withStoreCopy(required(values, 'data'), (store) => buildProof(store, exchange !== undefined ? { exchange } : { entries }));
+      const subject = exchange !== undefined ? { exchange } : consent !== undefined ? { consent } : { entries };
+      const built = await withStoreCopy(required(values, 'data'), (store) => buildProof(store, subject));
       if (built.file.entries.length === 0)
         throw new LedgerError('ERR_LEDGER_NOT_COVERED', `no signed checkpoint covers any of the entries (${built.unproved.join(', ')}); nothing to prove`);
       const text = `${JSON.stringify(built.file, null, 2)}\n`;
@@ -271,10 +283,17 @@ async function dispatch(argv: string[], io: CliIo): Promise<number> {
     case 'verify-proof': {
       if (positionals.length !== 1) throw usageError(`give exactly one proof FILE (usage: ${spec.usage})`);
       const trust = trustFrom(values);
+      const policyPath = str(values, 'policy');
+      // The policy comes from the auditor, never from the proof file.
+      const policy = policyPath === undefined ? DEFAULT_WITNESS_POLICY : parseWitnessPolicy(readText(policyPath, 'witness policy'));
       const file = parseProofFile(readText(positionals[0] as string, 'proof file'));
-      const result = await verifyProof(file, trust);
-      if (values['json']) io.out(`${JSON.stringify({ ok: result.ok, failures: result.failures, statements: result.statements }, null, 2)}\n`);
-      else if (result.ok) io.out(`PROVED: ${result.proved.length} entries, each in its author's signed log\n${result.statements.join('\n')}\n`);
+      const result = await verifyProof(file, trust, policy);
+      if (values['json'])
+        io.out(`${JSON.stringify({ ok: result.ok, failures: result.failures, statements: result.statements, checkpoints: result.checkpoints }, null, 2)}\n`);
+      else if (result.ok)
+        io.out(
+          `PROVED: ${result.proved.length} entries, each in its author's signed log, at checkpoints witnessed as the policy requires (${describePolicy(policy)})\n${result.statements.join('\n')}\n`,
+        );
       else if (result.empty) io.out('NOTHING CHECKED: the proof file carries no entry\n');
       else io.out(`FAILED: ${result.failures.length} checks failed:\n${result.failures.map((f) => `- ${f}`).join('\n')}\n`);
       return result.ok ? 0 : result.empty ? EXIT_CANNOT_RUN : 1;
@@ -282,6 +301,12 @@ async function dispatch(argv: string[], io: CliIo): Promise<number> {
     default:
       throw usageError(`unknown command '${command}'`);
   }
+}
+
+function describePolicy(p: WitnessPolicy): string {
+  if (p.quorum === 0) return 'no witness required';
+  const who = p.witnesses.length > 0 ? ` of ${p.witnesses.map((w) => (w.includes('+') ? w.split('+')[0] : w)).join(', ')}` : ' other than the author';
+  return `${p.quorum} witness${p.quorum === 1 ? '' : 'es'}${who}`;
 }
 
 /** Ingests one bundle feed in runs that each end at a signed head (entries past the last head are not covered and are skipped). */

@@ -5,6 +5,11 @@ import { checkpointSchema, signedHeadSchema, type SignedCheckpoint, type SignedH
 import { MAX_NOTE_BYTES } from './note.ts';
 import { MAX_ENTRY_BYTES } from './schema.ts';
 
+/** Checkpoint notes one witness gossip message carries at most. */
+export const MAX_WITNESS_NOTES = 32;
+/** Evidence items one witness gossip message carries at most. */
+export const MAX_WITNESS_EVIDENCE = 16;
+
 /** Largest replication message, encoded, in bytes. */
 export const DEFAULT_MAX_MESSAGE_BYTES = 1_048_576;
 /** Most entries one range message may carry (and one want may ask for). */
@@ -31,18 +36,28 @@ const messageSchema = z.discriminatedUnion('t', [
     checkpoint: z.string().max(MAX_NOTE_BYTES).optional(),
   }),
   z.strictObject({ t: z.literal('none'), feed, from: seq, reason: z.enum(['unknown-feed', 'stopped', 'no-head']) }),
+  z.strictObject({
+    t: z.literal('witness'),
+    notes: z.array(z.strictObject({ feed, note: z.string().max(MAX_NOTE_BYTES) })).max(MAX_WITNESS_NOTES),
+    evidence: z
+      .array(z.strictObject({ feed, notes: z.array(z.string().max(MAX_NOTE_BYTES)).length(2) }))
+      .max(MAX_WITNESS_EVIDENCE)
+      .optional(),
+  }),
 ]);
 
 /**
  * A replication message: gossip of signed heads (and a checkpoint), a request
  * for a range, a range (with, when the sender holds one, the feed author's
- * signed tlog checkpoint of the tree ending at the range's head), or a refusal.
+ * signed tlog checkpoint of the tree ending at the range's head), a refusal,
+ * or witness gossip (checkpoints with cosignatures, split-view evidence: witness.ts).
  */
 export type ReplicationMessage =
   | { t: 'heads'; heads: SignedHead[]; checkpoint?: SignedCheckpoint }
   | { t: 'want'; feed: string; from: number; max: number }
   | { t: 'range'; feed: string; from: number; entries: string[]; head: SignedHead; checkpoint?: string }
-  | { t: 'none'; feed: string; from: number; reason: 'unknown-feed' | 'stopped' | 'no-head' };
+  | { t: 'none'; feed: string; from: number; reason: 'unknown-feed' | 'stopped' | 'no-head' }
+  | { t: 'witness'; notes: Array<{ feed: string; note: string }>; evidence?: Array<{ feed: string; notes: string[] }> };
 
 /** Encodes a message as JSON text; throws ERR_LEDGER_MESSAGE_TOO_LARGE past `maxBytes`. */
 export function encodeMessage(message: ReplicationMessage, maxBytes = DEFAULT_MAX_MESSAGE_BYTES): string {

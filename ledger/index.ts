@@ -149,4 +149,37 @@ export {
   type ProofResult,
   type BuiltProof,
 } from './proof.ts';
+export {
+  cosign,
+  cosignedMessage,
+  cosignerKey,
+  cosignerKeyId,
+  cosignerVerifierKey,
+  parseCosignerKey,
+  verifyCosignature,
+  splitNote,
+  addSignatures,
+  witnessName,
+  witnessIdOf,
+  ALG_COSIGNATURE_V1,
+  COSIGNATURE_V1_HEADER,
+  type CosignerKey,
+  type SignatureLine,
+} from './cosign.ts';
+export {
+  countWitnesses,
+  inPolicy,
+  parseWitnessPolicy,
+  witnessPolicySchema,
+  DEFAULT_WITNESS_POLICY,
+  DEFAULT_WITNESS_QUORUM,
+  MAX_COSIGNATURES_READ,
+  MAX_POLICY_WITNESSES,
+  type WitnessPolicy,
+  type KnownWitness,
+  type WitnessCount,
+} from './policy.ts';
+export { Witness, witnessEvidenceSchema, type WitnessEvidence, type WitnessOutcome, type WitnessOptions } from './witness.ts';
+export { MAX_WITNESS_NOTES, MAX_WITNESS_EVIDENCE } from './codec.ts';
+export { CONSENT_STORY_TYPES } from './proof.ts';
 export { main } from './cli.ts';

@@ -784,6 +784,11 @@ export class Ledger {
     return undefined;
   }
 
+  /** Every Ed25519 key `feed` has signed with (its CA-bound key eras, oldest first). */
+  feedKeys(feed: string): KeyObject[] {
+    return (this.keys.get(feed)?.eras ?? []).map((e) => e.key);
+  }
+
   /** Leaves in the Merkle tree of `feed` (its entry count). */
   treeSize(feed: string): number {
     return this.trees.get(feed)?.size ?? 0;

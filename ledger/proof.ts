@@ -5,7 +5,9 @@ import { decodeEntry, type StoredEntry } from './entry.ts';
 import { LedgerError } from './errors.ts';
 import type { Trust } from './keys.ts';
 import { HASH_BYTES, inclusionPath, leafHash, MAX_INCLUSION_PROOF, verifyInclusion } from './merkle.ts';
+import { cosignerKey, cosignerKeyId, parseCosignerKey, splitNote, witnessName } from './cosign.ts';
 import { checkpointOrigin, MAX_NOTE_BYTES, noteKeyId, openCheckpoint, parseCheckpoint } from './note.ts';
+import { countWitnesses, DEFAULT_WITNESS_POLICY, type KnownWitness, type WitnessPolicy } from './policy.ts';
 import { ID_PATTERN, type Entry } from './schema.ts';
 import { feedKey, prefixRange, type Store } from './store.ts';
 import { nodeReader, storedTreeSize } from './tree.ts';
@@ -27,7 +29,15 @@ export const MAX_PROOF_ENTRIES = 256;
 export const MAX_PROOF_FILE_BYTES = 8 * 1024 * 1024;
 
 /** Entry types an exchange proof carries. */
-export const EXCHANGE_STORY_TYPES = ['consent.granted', 'exchange.sent', 'exchange.received', 'receipt', 'payment.charged', 'exchange.failed'] as const;
+export const EXCHANGE_STORY_TYPES = [
+  'consent.granted',
+  'consent.revoked',
+  'exchange.sent',
+  'exchange.received',
+  'receipt',
+  'payment.charged',
+  'exchange.failed',
+] as const;
 
 const feed = z.string().regex(HOSPITAL_ID_PATTERN);
 const seq = z.number().int().min(0).max(Number.MAX_SAFE_INTEGER);
@@ -37,6 +47,7 @@ const proofFileSchema = z.strictObject({
   version: z.literal(PROOF_VERSION),
   subject: z.union([
     z.strictObject({ exchange: z.string().regex(ID_PATTERN) }),
+    z.strictObject({ consent: z.string().regex(ID_PATTERN) }),
     z.strictObject({ entries: z.array(z.string().max(96)).min(1).max(MAX_PROOF_ENTRIES) }),
   ]),
   checkpoints: z.array(z.strictObject({ feed, note: z.string().max(MAX_NOTE_BYTES) })).max(MAX_PROOF_ENTRIES),
@@ -57,12 +68,33 @@ const proofFileSchema = z.strictObject({
 export type ProofFile = z.infer<typeof proofFileSchema>;
 
 /** What to prove: every story entry of an exchange, or named entries. */
-export type ProofSubject = { exchange: string } | { entries: Array<{ feed: string; seq: number }> };
+export type ProofSubject = { exchange: string } | { consent: string } | { entries: Array<{ feed: string; seq: number }> };
+
+/** Entry types a consent proof carries: its grant, its revocation, and the releases made under it. */
+export const CONSENT_STORY_TYPES = ['consent.granted', 'consent.revoked', 'exchange.sent'] as const;
 
 /** A proof file and the requested entries it could not prove (no checkpoint of their feed covers them). */
 export interface BuiltProof {
   file: ProofFile;
   unproved: string[];
+}
+
+/** A cosigner name of a federation witness: `hie.federation/<fp>/witness/<id>` (cosign.ts `witnessName`). */
+const WITNESS_NAME = /^hie\.federation\/[0-9a-f]{16}\/witness\/([a-z0-9-]{2,63})$/;
+
+/** The smallest checkpoint of `f` held with at least one federation witness's cosignature (witness.ts) that contains entry `s`. */
+async function witnessedCovering(store: Store, f: string, s: number): Promise<{ size: number; note: string } | undefined> {
+  const have = await storedTreeSize(store, f);
+  for await (const [k, v] of store.witness.iterator({ gte: `c!${feedKey(f, s + 1)}`, lt: `c!${f}"` })) {
+    const size = Number(k.slice(-16));
+    if (size > have) return undefined;
+    try {
+      if (splitNote(v).sigs.some((sig) => WITNESS_NAME.exec(sig.name)?.[1] !== undefined && WITNESS_NAME.exec(sig.name)?.[1] !== f)) return { size, note: v };
+    } catch {
+      continue;
+    }
+  }
+  return undefined;
 }
 
 async function storedEntry(store: Store, f: string, s: number): Promise<StoredEntry | undefined> {
@@ -120,8 +152,12 @@ export async function buildProof(store: Store, subject: ProofSubject): Promise<B
     const story = (await indexed(store, 'byExchange', subject.exchange)).filter((e) => (EXCHANGE_STORY_TYPES as readonly string[]).includes(e.entry.type));
     const consents = new Set(story.filter((e) => e.entry.type === 'exchange.sent').map((e) => (e.entry.body as { consent: string }).consent));
     const grants: StoredEntry[] = [];
-    for (const c of consents) grants.push(...(await indexed(store, 'byConsent', c)).filter((e) => e.entry.type === 'consent.granted'));
+    // The grant, and the revocation when the ledger holds one: the verifier says whether it came before the release.
+    for (const c of consents)
+      grants.push(...(await indexed(store, 'byConsent', c)).filter((e) => e.entry.type === 'consent.granted' || e.entry.type === 'consent.revoked'));
     wanted = [...grants, ...story];
+  } else if ('consent' in subject) {
+    wanted = (await indexed(store, 'byConsent', subject.consent)).filter((e) => (CONSENT_STORY_TYPES as readonly string[]).includes(e.entry.type));
   } else {
     wanted = [];
     for (const { feed: f, seq: s } of subject.entries) {
@@ -130,7 +166,13 @@ export async function buildProof(store: Store, subject: ProofSubject): Promise<B
       wanted.push(e);
     }
   }
-  if (wanted.length === 0) throw new LedgerError('ERR_LEDGER_SEQ', `this ledger holds no entry of exchange ${(subject as { exchange: string }).exchange}`);
+  if (wanted.length === 0)
+    throw new LedgerError(
+      'ERR_LEDGER_SEQ',
+      'exchange' in subject
+        ? `this ledger holds no entry of exchange ${subject.exchange}`
+        : `this ledger holds no entry of consent ${(subject as { consent: string }).consent}`,
+    );
   if (wanted.length > MAX_PROOF_ENTRIES) throw new LedgerError('ERR_LEDGER_INVALID_ARGUMENT', `more than ${MAX_PROOF_ENTRIES} entries to prove`);
   const checkpoints: ProofFile['checkpoints'] = [];
   const cpIndex = new Map<string, number>();
@@ -141,9 +183,11 @@ export async function buildProof(store: Store, subject: ProofSubject): Promise<B
     const { feed: f, seq: s } = e.entry;
     if (seen.has(`${f}:${s}`)) continue;
     seen.add(`${f}:${s}`);
-    let cover: { size: number; note: string } | undefined;
-    for await (const [k, v] of store.notes.iterator({ gte: feedKey(f, s + 1), lt: `${f}"`, limit: 1 }))
-      cover = { size: Number(k.slice(f.length + 1)), note: v };
+    // The smallest checkpoint with a cosignature that contains the entry, else the smallest author checkpoint.
+    let cover: { size: number; note: string } | undefined = await witnessedCovering(store, f, s);
+    if (!cover)
+      for await (const [k, v] of store.notes.iterator({ gte: feedKey(f, s + 1), lt: `${f}"`, limit: 1 }))
+        cover = { size: Number(k.slice(f.length + 1)), note: v };
     if (!cover || (await storedTreeSize(store, f)) < cover.size) {
       unproved.push(`${f}:${s}`);
       continue;
@@ -167,10 +211,33 @@ export async function buildProof(store: Store, subject: ProofSubject): Promise<B
       if (key && ids.has(noteKeyId(origin, key).toString('hex'))) bundles.push(b);
     }
   }
+  // The bundles of the witnesses whose cosignatures the checkpoints carry.
+  const cosigs = new Map<string, Set<string>>();
+  for (const c of checkpoints) {
+    for (const sig of splitNote(c.note).sigs) {
+      const id = WITNESS_NAME.exec(sig.name)?.[1];
+      if (!id || id === c.feed) continue;
+      if (!cosigs.has(id)) cosigs.set(id, new Set());
+      cosigs.get(id)?.add(`${sig.name}+${sig.keyId.toString('hex')}`);
+    }
+  }
+  for (const [id, tags] of cosigs) {
+    for (const b of await bundlesOf(store, id)) {
+      const key = bundleKey(b);
+      const name = [...tags][0]?.split('+')[0] as string;
+      if (key && tags.has(`${name}+${cosignerKeyId(name, key).toString('hex')}`) && !bundles.includes(b) && !bundles.some((x) => x.sig === b.sig))
+        bundles.push(b);
+    }
+  }
   const file: ProofFile = {
     format: PROOF_FORMAT,
     version: PROOF_VERSION,
-    subject: 'exchange' in subject ? { exchange: subject.exchange } : { entries: subject.entries.map((x) => `${x.feed}:${x.seq}`) },
+    subject:
+      'exchange' in subject
+        ? { exchange: subject.exchange }
+        : 'consent' in subject
+          ? { consent: subject.consent }
+          : { entries: subject.entries.map((x) => `${x.feed}:${x.seq}`) },
     checkpoints,
     bundles,
     entries,
@@ -190,6 +257,8 @@ export interface ProofResult {
   statements: string[];
   /** The entries proved. */
   proved: Entry[];
+  /** Per checkpoint: its feed and size and the witnesses counted for it under the policy. */
+  checkpoints: Array<{ feed: string; size: number; witnessed: boolean; witnesses: Array<{ id: string; time: number }> }>;
 }
 
 /** Parses a proof file's text; anything malformed throws ERR_LEDGER_PROOF_INVALID. */
@@ -216,7 +285,7 @@ export function parseProofFile(text: string): ProofFile {
  * entry's bytes, feed and seq and its inclusion proof against its
  * checkpoint's root; then says in plain words what the entries show.
  */
-export async function verifyProof(file: ProofFile, trust: Trust): Promise<ProofResult> {
+export async function verifyProof(file: ProofFile, trust: Trust, policy: WitnessPolicy = DEFAULT_WITNESS_POLICY): Promise<ProofResult> {
   const failures: string[] = [];
   const decoded: Array<StoredEntry | undefined> = file.entries.map((e, i) => {
     try {
@@ -233,6 +302,8 @@ export async function verifyProof(file: ProofFile, trust: Trust): Promise<ProofR
   });
   // Checkpoints: keys from CA-verified bundles of the feed, valid when the latest entry they vouch for was written.
   const roots: Array<{ size: number; root: Buffer } | undefined> = [];
+  const cpResults: ProofResult['checkpoints'] = [];
+  const outside: KnownWitness[] = policy.witnesses.filter((w) => w.includes('+')).map((vkey) => ({ id: vkey, ...parseCosignerKey(vkey) }));
   for (const [ci, cp] of file.checkpoints.entries()) {
     const times = file.entries.flatMap((e, i) => (e.checkpoint === ci && decoded[i] ? [(decoded[i] as StoredEntry).entry.ts] : []));
     const at = times.sort().at(-1);
@@ -255,10 +326,40 @@ export async function verifyProof(file: ProofFile, trust: Trust): Promise<ProofR
     try {
       const opened = openCheckpoint(cp.note, checkpointOrigin(trust.caPem, cp.feed), keys);
       roots.push(opened);
+      // Witnesses: agents of the federation other than the author, their keys from CA-bound bundles valid at the same time, and outside witnesses by vkey.
+      const known: KnownWitness[] = [...outside];
+      for (const b of file.bundles) {
+        const agent = (b as { agent?: unknown })?.agent;
+        if (typeof agent !== 'string' || agent === cp.feed || !HOSPITAL_ID_PATTERN.test(agent)) continue;
+        try {
+          const v = await verifyKeyBundle(b, {
+            caPem: trust.caPem,
+            crl: trust.crl,
+            ...(at ? { signedAt: new Date(at) } : {}),
+            revocationTimes: trust.revocationTimes,
+          });
+          known.push({ id: agent, ...cosignerKey(witnessName(trust.caPem, agent), v.signingKey) });
+        } catch {
+          // A witness whose bundle the CA does not vouch for is an unknown key: its cosignature is ignored.
+        }
+      }
+      const w = countWitnesses(cp.note, cp.feed, known, policy);
+      cpResults.push({ feed: cp.feed, size: opened.size, witnessed: w.witnessed, witnesses: w.witnesses });
+      if (!w.witnessed) {
+        const need =
+          policy.witnesses.length > 0
+            ? `${policy.quorum} of ${policy.witnesses.join(', ')}`
+            : `${policy.quorum} witness${policy.quorum === 1 ? '' : 'es'} other than ${cp.feed}`;
+        failures.push(
+          `checkpoint ${ci} of ${cp.feed} (tree size ${opened.size}) is not witnessed as the policy requires (${need}): ${w.witnesses.length} counted` +
+            `${w.witnesses.length ? ` (${w.witnesses.map((x) => x.id).join(', ')})` : ''}, ${w.ignored} signature${w.ignored === 1 ? '' : 's'} ignored${w.problems.length ? `; ${w.problems.join('; ')}` : ''}`,
+        );
+      }
     } catch (err) {
       const why = (err as { code?: string }).code === 'ERR_LEDGER_UNKNOWN_KEY' ? `it is not signed by a CA-bound key of ${cp.feed}` : (err as Error).message;
       failures.push(`checkpoint ${ci} of ${cp.feed}: ${why}${refused.length ? ` (bundles refused: ${refused.join('; ')})` : ''}`);
       roots.push(undefined);
+      cpResults.push({ feed: cp.feed, size: 0, witnessed: false, witnesses: [] });
     }
   }
   const proved: Entry[] = [];
@@ -285,17 +386,23 @@ export async function verifyProof(file: ProofFile, trust: Trust): Promise<ProofR
     proved.push(s.entry);
   }
   const statements = describe(file, proved, failures);
-  return { ok: failures.length === 0 && proved.length > 0, empty: file.entries.length === 0, failures, statements, proved };
+  for (const c of cpResults)
+    if (c.witnessed && c.witnesses.length > 0)
+      statements.push(
+        `the log of ${c.feed} at tree size ${c.size} was witnessed by ${c.witnesses.map((x) => `${x.id.includes('+') ? x.id.split('+')[0] : x.id} (at ${new Date(x.time * 1000).toISOString()})`).join(', ')}`,
+      );
+  return { ok: failures.length === 0 && proved.length > 0, empty: file.entries.length === 0, failures, statements, proved, checkpoints: cpResults };
 }
 
 function describe(file: ProofFile, proved: Entry[], failures: string[]): string[] {
   const body = <T>(e: Entry): T => e.body as T;
+  if ('consent' in file.subject) return describeConsent(file.subject.consent, proved, failures);
   if (!('exchange' in file.subject)) return proved.map((e) => `entry ${e.feed}:${e.seq} (${e.type}, ${e.ts}) is in the signed log of ${e.feed}`);
   const x = file.subject.exchange;
   const of = (t: string) => proved.filter((e) => e.type === t);
   for (const e of proved) {
     const id = (e.body as { exchange?: string; consent?: string }).exchange;
-    if (e.type !== 'consent.granted' && id !== x) failures.push(`entry ${e.feed}:${e.seq} is about exchange ${id}, not ${x}`);
+    if (e.type !== 'consent.granted' && e.type !== 'consent.revoked' && id !== x) failures.push(`entry ${e.feed}:${e.seq} is about exchange ${id}, not ${x}`);
   }
   const parts: string[] = [];
   const hashes = new Set<string>();
@@ -306,10 +413,14 @@ function describe(file: ProofFile, proved: Entry[], failures: string[]): string[
     const g = grant ? body<{ grantees: string[]; purposes: string[]; validFrom: string; validUntil?: string }>(grant) : undefined;
     if (grant && g && !(g.grantees.includes(b.to) && g.purposes.includes(b.purpose)))
       failures.push(`consent ${b.consent} does not grant ${b.purpose} to ${b.to}`);
+    const revoked = of('consent.revoked').find((r) => r.feed === s.feed && body<{ consent: string }>(r).consent === b.consent);
+    // Both are in the sender's feed: their order there (seq) says which came first, even within one millisecond.
+    if (revoked && revoked.seq < s.seq) failures.push(`consent ${b.consent} was revoked at ${revoked.ts}, before the release at ${s.ts}`);
+    const revocation = revoked ? `, revoked at ${revoked.ts}, ${revoked.seq < s.seq ? 'before' : 'after'} this release` : ', no revocation of it in this file';
     parts.push(
       `sent by ${s.feed} to ${b.to} at ${s.ts} for ${b.purpose} under consent ${b.consent}` +
         (grant && g
-          ? ` (granted by ${grant.feed} at ${grant.ts} to ${g.grantees.join(', ')}, valid from ${g.validFrom}${g.validUntil ? ` until ${g.validUntil}` : ''})`
+          ? ` (granted by ${grant.feed} at ${grant.ts} to ${g.grantees.join(', ')}, valid from ${g.validFrom}${g.validUntil ? ` until ${g.validUntil}` : ''}${revocation})`
           : ' (its grant is not in this file)'),
     );
   }
@@ -332,4 +443,25 @@ function describe(file: ProofFile, proved: Entry[], failures: string[]): string[
     parts.push(`${b.kind} charge of ${b.amount} ${b.currency} (minor units) from ${b.payer} to ${b.payee}, logged by ${c.feed} at ${c.ts}`);
   }
   return parts.length > 0 ? [`exchange ${x}: ${parts.join('; ')}`] : [];
+}
+
+function describeConsent(id: string, proved: Entry[], failures: string[]): string[] {
+  const parts: string[] = [];
+  for (const e of proved) {
+    const b = e.body as { consent?: string };
+    if (b.consent !== id) failures.push(`entry ${e.feed}:${e.seq} is about consent ${b.consent}, not ${id}`);
+  }
+  for (const g of proved.filter((e) => e.type === 'consent.granted')) {
+    const b = g.body as { grantees: string[]; purposes: string[]; validFrom: string; validUntil?: string };
+    parts.push(
+      `granted by ${g.feed} at ${g.ts} to ${b.grantees.join(', ')} for ${b.purposes.join(', ')}, valid from ${b.validFrom}${b.validUntil ? ` until ${b.validUntil}` : ''}`,
+    );
+  }
+  for (const r of proved.filter((e) => e.type === 'consent.revoked')) parts.push(`revoked by ${r.feed} at ${r.ts} (${(r.body as { reason: string }).reason})`);
+  const sent = proved.filter((e) => e.type === 'exchange.sent');
+  if (sent.length > 0)
+    parts.push(
+      `releases under it: ${sent.map((x) => `exchange ${(x.body as { exchange: string }).exchange} to ${(x.body as { to: string }).to} at ${x.ts}`).join(', ')}`,
+    );
+  return parts.length > 0 ? [`consent ${id}: ${parts.join('; ')}`] : [];
 }

@@ -217,12 +217,14 @@ export class FeedRecovery extends EventEmitter {
       if (!this.done.has(peer) && !this.waiting.has(peer) && this.chainPeer !== peer) this.ask(peer);
       return;
     }
-    if (msg.t === 'want' || msg.feed !== this.feed) return;
+    if (msg.t !== 'range' && msg.t !== 'none') return; // wants and witness gossip are the Replicator's and the Witness's
+    if (msg.feed !== this.feed) return;
     // Only an answer to our last question counts; a late one is ignored.
     if (this.asks.get(peer) !== msg.from) return;
     this.asks.delete(peer);
     this.answered.add(peer);
-    this.enqueue(() => (msg.t === 'range' ? this.onRange(peer, msg) : this.onNone(peer, msg)));
+    const answer = msg;
+    this.enqueue(() => (answer.t === 'range' ? this.onRange(peer, answer) : this.onNone(peer, answer)));
   }
 
   private async onNone(peer: string, msg: Extract<ReplicationMessage, { t: 'none' }>): Promise<void> {

@@ -1,9 +1,18 @@
 import { EventEmitter } from 'node:events';
-import { decodeMessage, DEFAULT_MAX_MESSAGE_BYTES, encodeMessage, MAX_HEADS_PER_MESSAGE, MAX_RANGE_ENTRIES, type ReplicationMessage } from './codec.ts';
+import {
+  decodeMessage,
+  DEFAULT_MAX_MESSAGE_BYTES,
+  encodeMessage,
+  MAX_HEADS_PER_MESSAGE,
+  MAX_RANGE_ENTRIES,
+  MAX_WITNESS_NOTES,
+  type ReplicationMessage,
+} from './codec.ts';
 import { LedgerError } from './errors.ts';
 import type { SignedCheckpoint, SignedHead } from './heads.ts';
 import type { Ledger } from './ledger.ts';
 import type { ReplicationTransport } from './transport.ts';
+import type { Witness } from './witness.ts';
 
 /** How often heads are gossiped to every peer, in ms. */
 export const DEFAULT_GOSSIP_INTERVAL_MS = 2_000;
@@ -31,6 +40,8 @@ export interface ReplicatorOptions {
   dropMs?: number;
   maxInbox?: number;
   now?: () => number;
+  /** This agent's witness: cosigns peers' checkpoints and gossips cosignatures and evidence (witness.ts). */
+  witness?: Witness;
 }
 
 /** Why a peer was dropped. */
@@ -66,7 +77,8 @@ export class Replicator extends EventEmitter {
   private unsubscribe: (() => void) | undefined;
   private timers: NodeJS.Timeout[] = [];
   private lastCheckpoint: SignedCheckpoint | undefined;
-  private readonly o: Required<Omit<ReplicatorOptions, 'peers'>>;
+  private readonly o: Required<Omit<ReplicatorOptions, 'peers' | 'witness'>>;
+  private readonly witness: Witness | undefined;
 
   constructor(
     private readonly ledger: Ledger,
@@ -76,6 +88,7 @@ export class Replicator extends EventEmitter {
     super();
     if (!Array.isArray(options?.peers)) throw new TypeError('options.peers must be an array of agent ids');
     this.peers = new Set(options.peers.filter((p) => p !== ledger.feed));
+    this.witness = options.witness;
     this.o = {
       gossipIntervalMs: options.gossipIntervalMs ?? DEFAULT_GOSSIP_INTERVAL_MS,
       checkpointIntervalMs: options.checkpointIntervalMs ?? DEFAULT_CHECKPOINT_INTERVAL_MS,
@@ -139,6 +152,20 @@ export class Replicator extends EventEmitter {
         heads: heads.slice(i, i + MAX_HEADS_PER_MESSAGE),
         ...(i === 0 && this.lastCheckpoint ? { checkpoint: this.lastCheckpoint } : {}),
       };
+      for (const peer of this.peers) if (this.isLive(peer)) await this.send(peer, msg);
+    }
+    if (this.witness) await this.gossipWitness(await this.witness.gossip());
+  }
+
+  /** Sends checkpoints with their cosignatures (and evidence) to every live peer, in bounded messages. */
+  private async gossipWitness(g: { notes: Array<{ feed: string; note: string }>; evidence: Array<{ feed: string; notes: string[] }> }): Promise<void> {
+    for (let i = 0; i === 0 || i < g.notes.length; i += MAX_WITNESS_NOTES) {
+      const msg: ReplicationMessage = {
+        t: 'witness',
+        notes: g.notes.slice(i, i + MAX_WITNESS_NOTES),
+        ...(i === 0 && g.evidence.length ? { evidence: g.evidence } : {}),
+      };
+      if (msg.notes.length === 0 && !msg.evidence) return;
       for (const peer of this.peers) if (this.isLive(peer)) await this.send(peer, msg);
     }
   }
@@ -210,6 +237,8 @@ export class Replicator extends EventEmitter {
         return this.onWant(peer, msg.feed, msg.from, msg.max);
       case 'range':
         return this.onRange(peer, msg);
+      case 'witness':
+        return this.onWitness(peer, msg);
       case 'none': {
         const p = this.pending.get(msg.feed);
         if (p?.peer === peer && p.from === msg.from) this.pending.delete(msg.feed);
@@ -220,6 +249,7 @@ export class Replicator extends EventEmitter {
 
   private async onHeads(peer: string, heads: SignedHead[], checkpoint: SignedCheckpoint | undefined): Promise<void> {
     for (const head of heads) {
+      if (head.feed === peer && this.witness) await this.witness.checkHead(head, peer);
       if (head.feed === this.ledger.feed) {
         // Our own feed comes from nobody, but a validly signed contradiction of it is still evidence.
         if ((await this.ledger.checkHead(head, peer)) === 'equivocation') this.emit('equivocation', { feed: head.feed, peer });
@@ -240,6 +270,19 @@ export class Replicator extends EventEmitter {
       if (r === 'invalid') throw new LedgerError('ERR_LEDGER_BAD_SIGNATURE', `peer sent a checkpoint of '${checkpoint.agent}' that does not verify`);
       if (r === 'conflict') this.emit('checkpoint-conflict', { agent: checkpoint.agent, peer });
     }
+  }
+
+  private async onWitness(peer: string, msg: Extract<ReplicationMessage, { t: 'witness' }>): Promise<void> {
+    if (!this.witness) return;
+    const fresh: Array<{ feed: string; note: string }> = [];
+    for (const { feed, note } of msg.notes) {
+      if ((await this.witness.observe(feed, note, peer)) !== 'cosigned') continue;
+      const size = Number(note.split('\n')[1]);
+      const n = await this.witness.cosigned(feed, size);
+      if (n) fresh.push({ feed, note: n });
+    }
+    for (const ev of msg.evidence ?? []) await this.witness.takeEvidence(ev, peer);
+    if (fresh.length) await this.gossipWitness({ notes: fresh, evidence: [] });
   }
 
   private async requestNext(feed: string, peer: string): Promise<void> {
@@ -301,6 +344,10 @@ export class Replicator extends EventEmitter {
         msg.checkpoint,
       );
       this.emit('stored', { feed: msg.feed, peer, seq: msg.head.seq, count: r.stored });
+      if (this.witness && msg.checkpoint && (await this.witness.observe(msg.feed, msg.checkpoint, peer)) === 'cosigned') {
+        const n = await this.witness.cosigned(msg.feed, msg.head.seq + 1);
+        if (n) await this.gossipWitness({ notes: [{ feed: msg.feed, note: n }], evidence: [] });
+      }
     } catch (err) {
       if (err instanceof LedgerError && err.code === 'ERR_LEDGER_EQUIVOCATION') {
         this.emit('equivocation', { feed: msg.feed, peer });

@@ -17,6 +17,10 @@ export interface LedgerSource {
   checkpoints(): Promise<unknown[]>;
   /** The feed author's stored tlog checkpoint notes by tree size, when the source keeps them (a database does; a bundle does not). */
   treeCheckpoints?(feed: string): AsyncIterable<{ size: number; note: unknown }>;
+  /** Checkpoints of a feed with the cosignatures its witnesses gave, by tree size, when the source keeps them (witness.ts). */
+  witnessedCheckpoints?(feed: string): AsyncIterable<{ size: number; note: unknown }>;
+  /** Split-view and rollback evidence kept by this agent's witness, unparsed. */
+  witnessEvidence?(): Promise<unknown[]>;
 }
 
 function parseJson(text: string): unknown {
@@ -72,6 +76,14 @@ export function levelSource(store: Store, options: { snapshot?: AbstractSnapshot
     },
     async *treeCheckpoints(feed) {
       for await (const [k, v] of store.notes.iterator({ ...prefixRange(feed), ...at })) yield { size: Number(k.slice(feed.length + 1)), note: v };
+    },
+    async *witnessedCheckpoints(feed) {
+      for await (const [k, v] of store.witness.iterator({ ...prefixRange(`c!${feed}`), ...at })) yield { size: Number(k.slice(-16)), note: v };
+    },
+    async witnessEvidence() {
+      const out: unknown[] = [];
+      for await (const v of store.witness.values({ gte: 'e!', lt: 'e"', ...at })) out.push(parseJson(v));
+      return out;
     },
   };
 }

@@ -26,6 +26,7 @@ export const SUBLEVELS = {
   checkpoints: 'k',
   tree: 'm',
   notes: 'n',
+  witness: 'w',
 } as const;
 
 /**
@@ -73,6 +74,8 @@ export class Store {
   readonly tree: Sub<Buffer>;
   /** Signed checkpoint notes of every feed by its author: `<feed>!<tree size, 16 digits>` -> note text. */
   readonly notes: Sub<string>;
+  /** Witness state (see witness.ts): last checkpoint cosigned per feed, checkpoints with their cosignatures, split-view and rollback evidence. */
+  readonly witness: Sub<string>;
 
   private constructor(readonly db: Level<string, string>) {
     this.entries = db.sublevel<string, Buffer>(SUBLEVELS.entries, { valueEncoding: 'buffer' }) as unknown as Sub<Buffer>;
@@ -85,6 +88,7 @@ export class Store {
     this.checkpoints = db.sublevel<string, string>(SUBLEVELS.checkpoints, {}) as unknown as Sub<string>;
     this.tree = db.sublevel<string, Buffer>(SUBLEVELS.tree, { valueEncoding: 'buffer' }) as unknown as Sub<Buffer>;
     this.notes = db.sublevel<string, string>(SUBLEVELS.notes, {}) as unknown as Sub<string>;
+    this.witness = db.sublevel<string, string>(SUBLEVELS.witness, {}) as unknown as Sub<string>;
   }
 
   /** Opens (or creates) the database at `path`. */

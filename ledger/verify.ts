@@ -7,6 +7,7 @@ import { GENESIS_PREV, type BodyOf, type Entry } from './schema.ts';
 import { hashesEqual, leafHash, pushLeaf, rootFromCompactRange } from './merkle.ts';
 import { checkpointOrigin, noteKeyId, openCheckpoint, parseCheckpoint, type Checkpoint } from './note.ts';
 import type { LedgerSource } from './source.ts';
+import { checkWitnessed, checkWitnessEvidence, readWitnessed } from './witnesscheck.ts';
 
 /** Grace period for a sent exchange to get its receipt or failure, in seconds. */
 export const DEFAULT_GRACE_SECONDS = 3600;
@@ -46,6 +47,9 @@ export const VERIFY_RULES = {
   'charge.exchange': 'every charge references an exchange in the ledger and a payer that took part in it',
   'charge.conflict': 'a charge id means one charge (same payer, payee, amount and currency everywhere)',
   'settlement.balance': 'each settlement equals the sum of the charges it settles',
+  'witness.equivocation': "the feed's author never signed two checkpoints that are not consistent (split-view evidence kept by this agent's witness)",
+  'witness.rollback':
+    'the stored feed is not shorter than, nor different from, a checkpoint its witnesses cosigned, and its author never showed a head below one (rollback evidence)',
 } as const;
 
 /** Name of a verification rule. */
@@ -171,14 +175,15 @@ export async function verifyLedger(source: LedgerSource, options: VerifyOptions)
     let lastSeq = -1;
     // The feed's Merkle tree, rebuilt from the stored bytes to hold its checkpoints against.
     const notes = await readNotes(source, feed);
+    const witnessed = await readWitnessed(source, feed);
     const tree = { size: 0, range: [] as Buffer[] };
     const roots = new Map<number, Buffer>();
     for await (const { seq, bytes } of source.entries(feed)) {
       stats.entries += 1;
-      if (notes.size > 0 && seq === tree.size) {
+      if ((notes.size > 0 || witnessed.size > 0) && seq === tree.size) {
         pushLeaf(tree.range, tree.size, leafHash(bytes));
         tree.size += 1;
-        if (notes.has(tree.size)) roots.set(tree.size, rootFromCompactRange(tree.range));
+        if (notes.has(tree.size) || witnessed.has(tree.size)) roots.set(tree.size, rootFromCompactRange(tree.range));
       }
       const hash = sha256Hex(bytes);
       seqHash.set(seq, hash);
@@ -273,7 +278,9 @@ export async function verifyLedger(source: LedgerSource, options: VerifyOptions)
       if (lastSeq > top.seq) report(feed, top.seq + 1, 'head.unsigned', `entries ${top.seq + 1}..${lastSeq} are not covered by a signed head`);
     }
     checkTreeCheckpoints(feed, notes, roots, history, options.trust.caPem, report, stats);
+    checkWitnessed(feed, witnessed, roots, tree.size, history, options.trust.caPem, report);
   }
+  await checkWitnessEvidence(source, histories, options.trust.caPem, report);
 
   await checkEvidence(source, histories, report);
   await checkCheckpoints(source, histories, hashes, report, stats);

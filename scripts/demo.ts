@@ -1,9 +1,11 @@
 // `npm run demo [-- --size 256MiB] [--keep] [--dir DIR]`: a throwaway federation on this machine (CA,
 // relay and three hospital agents as separate processes on loopback) walking through consent, a FHIR
-// exchange with its receipt, a revocation, a large imaging transfer, ledger verification and settlement.
+// exchange with its receipt, a revocation, a large imaging transfer, ledger verification, settlement, and
+// an auditor who proves one exchange from a proof file with only the CA certificate.
 // Exits 0 only if every step really succeeded.
 import { createHash } from 'node:crypto';
-import { mkdirSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { spawnSync } from 'node:child_process';
+import { copyFileSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Readable, Transform } from 'node:stream';
@@ -280,6 +282,37 @@ async function main(): Promise<number> {
     if (releaseFees <= 0) throw new Error('no release fee was charged for the answered records request');
     ok(`mgh owes severance ${(releaseFees / 100).toFixed(2)} EUR: the tariff's release fee for answering its records request`);
 
+    step(9, `An external auditor, holding only the federation CA certificate, checks exchange ${bundleId} from a proof file Myongji hands over.`);
+    // The proof is served once peers have witnessed the checkpoint it is proven against (a gossip round or two).
+    const proofText = await waitFor('a proof witnessed by a peer', async () => {
+      const r = await fetch(`${apis['myongji']}/v1/ledger/proofs/exchange/${bundleId}`, { headers: { authorization: `Bearer ${tokens['myongji']}` } });
+      const text = await r.text();
+      if (r.status !== 200 || r.headers.get('hie-proof-verified') !== 'true') return undefined;
+      const types = (JSON.parse(text) as { entries: Array<{ entry: string }> }).entries.map(
+        (e) => (JSON.parse(Buffer.from(e.entry, 'base64').toString('utf8')) as { type: string }).type,
+      );
+      return types.includes('receipt') && types.includes('exchange.received') ? text : undefined;
+    });
+    const proofFile = JSON.parse(proofText) as { entries: unknown[]; checkpoints: unknown[]; bundles: unknown[] };
+    ok(
+      `proof file: ${proofFile.entries.length} entries, ${proofFile.checkpoints.length} witnessed checkpoints, ${proofFile.bundles.length} key bundles (${proofText.length} bytes, nothing else of any feed)`,
+    );
+    const auditor = mkdtempSync(join(tmpdir(), 'hie-auditor-'));
+    try {
+      writeFileSync(join(auditor, 'proof.json'), proofText);
+      copyFileSync(join(dir, 'myongji', 'certs', 'ca.crt.pem'), join(auditor, 'ca.crt.pem'));
+      const verdict = spawnSync(process.execPath, [join(ROOT, 'bin', 'hie-ledger.js'), 'verify-proof', 'proof.json', '--ca', 'ca.crt.pem'], {
+        cwd: auditor,
+        encoding: 'utf8',
+      });
+      say(`    $ hie-ledger verify-proof proof.json --ca ca.crt.pem    (in ${auditor}: no database, no network)`);
+      for (const line of verdict.stdout.trim().split('\n')) say(`      ${line}`);
+      if (verdict.status !== 0) throw new Error(`the auditor's verifier exited ${verdict.status}: ${verdict.stderr.trim()}`);
+      ok('the auditor proved the exchange, its consent and its receipt, against checkpoints a peer witnessed');
+    } finally {
+      rmSync(auditor, { recursive: true, force: true });
+    }
+
     success = true;
     if (values.keep) {
       say('\nThe federation keeps running (Ctrl-C stops it). Talk to it:');
@@ -301,7 +334,7 @@ async function main(): Promise<number> {
     }
     return 1;
   } finally {
-    step(9, 'Shutting everything down.');
+    step(10, 'Shutting everything down.');
     await stopProcs(procs);
     ok('relay and agents stopped');
     if (!values.dir && !values.keep) rmSync(dir, { recursive: true, force: true });

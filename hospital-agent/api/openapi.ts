@@ -297,6 +297,18 @@ export function buildOpenApi(agentId: string): Record<string, unknown> {
           },
         },
       },
+      '/v1/ledger/proofs/{kind}/{id}': {
+        get: {
+          summary: 'A self-contained proof file for an auditor (docs/verification.md): the story of an exchange or a consent, against witnessed checkpoints',
+          parameters: [idParam('kind', 'exchange or consent'), idParam('id', 'exchange or consent id')],
+          responses: {
+            200: {
+              description: "the proof file (format hie-ledger-proof); header Hie-Proof-Verified says whether it passes under this agent's witness policy",
+            },
+            ...errors('ERR_BAD_REQUEST', 'ERR_NOT_FOUND'),
+          },
+        },
+      },
     },
   };
 }

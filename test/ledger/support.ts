@@ -3,6 +3,7 @@ import { join } from 'node:path';
 import { createHash, type KeyObject } from 'node:crypto';
 import { createKeyBundle, generateAgentKeys, loadIdentity, type KeyBundle } from '../../certs/index.ts';
 import { Ledger, type LedgerOptions, type SignedHead } from '../../ledger/index.ts';
+import { Witness } from '../../ledger/witness.ts';
 import { makeFederation, type TestFederation } from '../support/federation.ts';
 
 /** One agent's signing material for a ledger. */
@@ -79,7 +80,12 @@ export function contentHash(n: number): string {
  * releases with receipts, a failure, charges and a settlement, with bravo's
  * feed (its receptions) replicated in. Returns the database path (closed).
  */
-export async function buildStory(world: LedgerWorld, root: string, name = 'story'): Promise<string> {
+/**
+ * Builds alpha's database with three exchanges to bravo (and bravo's feed).
+ * With `witnessed`, bravo replicates alpha's feed and cosigns its checkpoint,
+ * alpha keeps that cosignature, and alpha cosigns bravo's (witness.ts).
+ */
+export async function buildStory(world: LedgerWorld, root: string, name = 'story', options: { witnessed?: boolean } = {}): Promise<string> {
   const aPath = dbPath(root, `${name}-alpha`);
   const bPath = dbPath(root, `${name}-bravo`);
   const alpha = await world.open('alpha', aPath);
@@ -139,6 +145,17 @@ export async function buildStory(world: LedgerWorld, root: string, name = 'story
     undefined,
     await bravo.checkpointAt(bHead.seq + 1),
   );
+  if (options.witnessed) {
+    const wa = new Witness(alpha, { id: 'alpha', signingKey: (world.agents['alpha'] as AgentKeyMaterial).signingKey });
+    const wb = new Witness(bravo, { id: 'bravo', signingKey: (world.agents['bravo'] as AgentKeyMaterial).signingKey });
+    const aHead = alpha.head() as { seq: number };
+    const aNote = await alpha.checkpointAt(aHead.seq + 1);
+    await bravo.ingest('alpha', await alpha.rawRange('alpha', 0, aHead.seq), (await alpha.signedHead()) as SignedHead, 'alpha', aNote);
+    if ((await wb.observe('alpha', aNote, 'alpha')) !== 'cosigned') throw new Error('bravo did not cosign alpha');
+    if ((await wa.observe('alpha', (await wb.cosigned('alpha', aHead.seq + 1)) as string, 'bravo')) !== 'stored')
+      throw new Error('alpha did not keep the cosignature');
+    if ((await wa.observe('bravo', await bravo.checkpointAt(bHead.seq + 1), 'bravo')) !== 'cosigned') throw new Error('alpha did not cosign bravo');
+  }
   await bravo.close();
   await alpha.close();
   return aPath;
