@@ -290,6 +290,7 @@ function buildExchange(config: AgentConfig, env: NodeJS.ProcessEnv, base: Base, 
     inlineBodyBytes: config.limits.inlineBodyBytes,
     isRevoked: (to) => peers.isRevoked(to),
     enqueue: (id) => engine.enqueue(id),
+    cancel: (id) => engine.cancel(id),
     ...(config.limits.sendWhileUploading ? { live: (x: Parameters<ExchangeEngine['live']>[0]) => engine.live(x) } : {}),
   });
   return { consents, engine, requests, exchanges };

@@ -27,7 +27,15 @@ export const MAX_PROOF_ENTRIES = 256;
 export const MAX_PROOF_FILE_BYTES = 8 * 1024 * 1024;
 
 /** Entry types an exchange proof carries. */
-export const EXCHANGE_STORY_TYPES = ['consent.granted', 'exchange.sent', 'exchange.received', 'receipt', 'payment.charged', 'exchange.failed'] as const;
+export const EXCHANGE_STORY_TYPES = [
+  'consent.granted',
+  'exchange.sent',
+  'exchange.received',
+  'receipt',
+  'payment.charged',
+  'exchange.failed',
+  'exchange.cancelled',
+] as const;
 
 const feed = z.string().regex(HOSPITAL_ID_PATTERN);
 const seq = z.number().int().min(0).max(Number.MAX_SAFE_INTEGER);
@@ -327,6 +335,7 @@ function describe(file: ProofFile, proved: Entry[], failures: string[]): string[
     );
   }
   for (const f of of('exchange.failed')) parts.push(`failed (${body<{ reason: string }>(f).reason}) as logged by ${f.feed} at ${f.ts}`);
+  for (const c of of('exchange.cancelled')) parts.push(`cancelled by ${c.feed} at ${c.ts}`);
   for (const c of of('payment.charged')) {
     const b = body<{ kind: string; payer: string; payee: string; amount: number; currency: string }>(c);
     parts.push(`${b.kind} charge of ${b.amount} ${b.currency} (minor units) from ${b.payer} to ${b.payee}, logged by ${c.feed} at ${c.ts}`);

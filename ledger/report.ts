@@ -5,7 +5,7 @@ import type { LedgerSource } from './source.ts';
 /** Totals of one hospital over a period. */
 export interface HospitalReport {
   hospital: string;
-  exchanges: { sent: number; received: number; delivered: number; failed: number; bytesSent: number; bytesReceived: number };
+  exchanges: { sent: number; received: number; delivered: number; failed: number; cancelled: number; bytesSent: number; bytesReceived: number };
   consents: { granted: number; revoked: number };
   /** Per currency, minor units. Charges are counted once per charge id, whichever feeds log them. */
   charges: { paid: Record<string, number>; earned: Record<string, number> };
@@ -24,7 +24,7 @@ export interface LedgerReport {
 function blank(hospital: string): HospitalReport {
   return {
     hospital,
-    exchanges: { sent: 0, received: 0, delivered: 0, failed: 0, bytesSent: 0, bytesReceived: 0 },
+    exchanges: { sent: 0, received: 0, delivered: 0, failed: 0, cancelled: 0, bytesSent: 0, bytesReceived: 0 },
     consents: { granted: 0, revoked: 0 },
     charges: { paid: {}, earned: {} },
     settlements: 0,
@@ -73,6 +73,9 @@ export async function buildReport(source: LedgerSource, options: { from?: Date; 
           break;
         case 'exchange.failed':
           r.exchanges.failed += 1;
+          break;
+        case 'exchange.cancelled':
+          r.exchanges.cancelled += 1;
           break;
         case 'consent.granted':
           r.consents.granted += 1;

@@ -98,6 +98,8 @@ export const BODY_SCHEMAS = {
   'consent.revoked': z.strictObject({ consent: id, reason: z.enum(REVOCATION_REASONS) }),
   'payment.charged': z.strictObject({ charge: id, exchange: id, kind: z.enum(CHARGE_KINDS), payer: hospital, payee: hospital, amount, currency }),
   'payment.settled': z.strictObject({ settlement: id, payer: hospital, payee: hospital, amount, currency, periodStart: ts, periodEnd: ts }),
+  /** The sender ended an exchange before it was released to its recipient (`DELETE /v1/exchanges/ID`): it is never sent. */
+  'exchange.cancelled': z.strictObject({ exchange: id, peer: hospital }),
 } as const;
 
 /** Every entry type. */

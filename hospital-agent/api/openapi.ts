@@ -198,6 +198,12 @@ export function buildOpenApi(agentId: string): Record<string, unknown> {
           parameters: [idParam('id', 'exchange id')],
           responses: { 200: { description: 'exchange' }, ...errors('ERR_NOT_FOUND') },
         },
+        delete: {
+          summary:
+            'Cancel an exchange not yet released to its recipient (queued or waiting to be retried): it is never sent, an exchange.cancelled ledger entry records it, and it ends failed with code ERR_EXCHANGE_CANCELLED. 409 ERR_CONFLICT with detail.status (sending, released, delivered, failed) when it can no longer be cancelled',
+          parameters: [idParam('id', 'exchange id')],
+          responses: { 200: { description: 'cancelled: the exchange' }, ...errors('ERR_NOT_FOUND', 'ERR_CONFLICT') },
+        },
       },
       '/v1/requests': {
         post: {

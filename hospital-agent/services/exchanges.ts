@@ -75,6 +75,8 @@ export class ExchangeService {
       live?: (x: Pick<ExchangeRecord, 'id' | 'to' | 'contentType' | 'consentId'>) => Promise<LiveSend | undefined>;
       /** Bodies of a known length up to this many bytes are read into memory and stored inline (0 or absent: never). */
       inlineBodyBytes?: number;
+      /** Cancels an exchange not yet released (the engine's `cancel`); without it, DELETE answers 404. */
+      cancel?: (id: string) => Promise<ExchangeRecord>;
       /** True when the recipient is known only by revoked certificates (no longer a member): refused at once. */
       isRevoked?: (to: string) => Promise<boolean>;
       now?: () => Date;
@@ -157,6 +159,12 @@ export class ExchangeService {
       await this.o.outbox.remove(id);
       throw err;
     }
+  }
+
+  /** Cancels exchange `id` before it is released to its recipient (ERR_NOT_FOUND, or ERR_CONFLICT with its state). */
+  async cancel(id: string): Promise<ExchangeRecord> {
+    if (!ID_PATTERN.test(id) || !this.o.cancel) throw new AgentError('ERR_NOT_FOUND', 'no such exchange');
+    return this.o.cancel(id);
   }
 
   /** The patient the request names, as a FHIR Bundle's content must name it. */

@@ -64,7 +64,7 @@ export function submitRoute(service: ExchangeService, requests?: RequestService)
   };
 }
 
-/** /v1/exchanges: submit (streamed body), list and read status. */
+/** /v1/exchanges: submit (streamed body), list, read status and cancel. */
 export function exchangeRoutes(service: ExchangeService, store: ExchangeStore, requests?: RequestService): Router {
   const r = express.Router();
   const submit = submitRoute(service, requests);
@@ -88,6 +88,10 @@ export function exchangeRoutes(service: ExchangeService, store: ExchangeStore, r
     const record = /^[A-Za-z0-9][A-Za-z0-9_-]{7,63}$/.test(id) ? await store.get(id) : undefined;
     if (!record) throw new AgentError('ERR_NOT_FOUND', 'no such exchange');
     res.json(ExchangeService.view(record));
+  });
+  // Ends an exchange not yet released to its recipient; 409 with its state when it was (or is being) released.
+  r.delete('/exchanges/:id', async (req, res) => {
+    res.json(ExchangeService.view(await service.cancel(String(req.params['id']))));
   });
   return r;
 }
