@@ -7,7 +7,7 @@ import express from 'express';
 import type { Logger } from 'pino';
 import { createLogger } from '../common/index.ts';
 import { createKeyBundle, CrlWatcher, generateAgentKeys, loadIdentity, writeFileAtomic, type Identity, type KeyBundle } from '../certs/index.ts';
-import { Ledger, Replicator, type ReplicationTransport, type Trust } from '../ledger/index.ts';
+import { hexDigest, Ledger, Replicator, type ReplicationTransport, type Trust } from '../ledger/index.ts';
 import { RelayClient, DEFAULT_MAX_MESSAGE, type InboundTransfer, type RelayMessage } from '../relay/protocol/index.ts';
 import { createApiHandler, DEFAULT_JSON_LIMIT, type FastRoute } from './api/http.ts';
 import { buildOpenApi } from './api/openapi.ts';
@@ -246,7 +246,7 @@ function buildExchange(config: AgentConfig, env: NodeJS.ProcessEnv, base: Base, 
     onDelivered: (meta: InboxMeta) => {
       metrics.exchange('in', 'delivered', meta.bytes);
       if (directory) void directory.copy(meta);
-      notify({ event: 'inbox.delivered', item: meta }, meta.exchangeId);
+      notify({ event: 'inbox.delivered', item: { ...meta, contentSha256: hexDigest(meta.contentSha256) } }, meta.exchangeId);
     },
     onRefused: (code) => metrics.refused.inc({ code }),
   });
@@ -316,6 +316,16 @@ function watchRelay(link: Link, engine: ExchangeEngine, metrics: AgentMetrics, l
   });
 }
 
+/**
+ * Whether exchange `exchangeId` from `from` answers one of our records
+ * requests: the holder named it (`request.status` answered), or, from a
+ * holder that does not name its answers, we asked `from` for records at all.
+ */
+async function answersOurRequest(requests: Stores['state']['requests'], exchangeId: string, from: string): Promise<boolean> {
+  if ((await requests.answeredBy(exchangeId)) !== undefined) return true;
+  return (await requests.list('outgoing')).some((r) => r.peer === from && r.status !== 'refused');
+}
+
 /** The local API (`/v1`, `/healthz`, `/metrics`, the OpenAPI document), listening. */
 async function serveApi(config: AgentConfig, base: Base, stores: Stores, link: Link, x: Exchange, metrics: AgentMetrics, log: Logger): Promise<Server> {
   const { ledger, state, inbox } = stores;
@@ -324,8 +334,13 @@ async function serveApi(config: AgentConfig, base: Base, stores: Stores, link: L
   v1.use(consentRoutes(x.consents, config.id, { jsonLimit: DEFAULT_JSON_LIMIT }));
   v1.use(exchangeRoutes(x.exchanges, state.exchanges, x.requests));
   v1.use(requestRoutes(x.requests, state.requests, { jsonLimit: DEFAULT_JSON_LIMIT }));
-  v1.use(inboxRoutes(inbox));
-  v1.use(ledgerRoutes(ledger, replicator, base.trust, config.id));
+  v1.use(
+    inboxRoutes(inbox, {
+      requestOf: (x) => state.requests.answeredBy(x),
+      ...(stores.directory ? { onRemoved: (meta: InboxMeta) => stores.directory?.remove(meta) ?? Promise.resolve() } : {}),
+    }),
+  );
+  v1.use(ledgerRoutes(ledger, replicator, base.trust, config.id, { billable: (x, from) => answersOurRequest(state.requests, x, from) }));
   const open = express.Router();
   // Outgoing exchanges not yet delivered or failed (`outbox`): a queue that only grows means the relay or a recipient is away.
   const health: FastRoute = {

@@ -6,7 +6,7 @@ import { LedgerError } from './errors.ts';
 import type { Trust } from './keys.ts';
 import { HASH_BYTES, inclusionPath, leafHash, MAX_INCLUSION_PROOF, verifyInclusion } from './merkle.ts';
 import { checkpointOrigin, MAX_NOTE_BYTES, noteKeyId, openCheckpoint, parseCheckpoint } from './note.ts';
-import { ID_PATTERN, type Entry } from './schema.ts';
+import { hexDigest, ID_PATTERN, type Entry } from './schema.ts';
 import { feedKey, prefixRange, type Store } from './store.ts';
 import { nodeReader, storedTreeSize } from './tree.ts';
 
@@ -309,7 +309,7 @@ function describe(file: ProofFile, proved: Entry[], failures: string[]): string[
   const hashes = new Set<string>();
   for (const s of of('exchange.sent')) {
     const b = body<{ to: string; consent: string; hash: string; purpose: string; bytes: number }>(s);
-    hashes.add(b.hash);
+    hashes.add(hexDigest(b.hash));
     const grant = of('consent.granted').find((g) => body<{ consent: string }>(g).consent === b.consent);
     const g = grant ? body<{ grantees: string[]; purposes: string[]; validFrom: string; validUntil?: string }>(grant) : undefined;
     if (grant && g && !(g.grantees.includes(b.to) && g.purposes.includes(b.purpose)))
@@ -323,7 +323,7 @@ function describe(file: ProofFile, proved: Entry[], failures: string[]): string[
   }
   for (const r of of('exchange.received')) {
     const b = body<{ from: string; hash: string; bytes: number }>(r);
-    hashes.add(b.hash);
+    hashes.add(hexDigest(b.hash));
     parts.push(`received by ${r.feed} from ${b.from} at ${r.ts} (${b.bytes} bytes)`);
   }
   if (hashes.size === 1) parts.push(`content SHA-256 ${[...hashes][0]}`);

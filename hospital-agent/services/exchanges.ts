@@ -1,7 +1,7 @@
 import { createHash, randomUUID } from 'node:crypto';
 import { finished, type Readable } from 'node:stream';
 import { isHospitalId } from '../../certs/index.ts';
-import { CONTENT_TYPE_PATTERN, ID_PATTERN, sha256Hex } from '../../ledger/index.ts';
+import { CONTENT_TYPE_PATTERN, hexDigest, ID_PATTERN, sha256Hex } from '../../ledger/index.ts';
 import { scopeOf, PURPOSES, type Purpose } from '../consent/model.ts';
 import { parsePatientId, patientHash, type PatientName } from '../consent/patient.ts';
 import { RecipientRevokedError } from '../engine/peers.ts';
@@ -44,6 +44,16 @@ function readExactly(body: Readable, length: number): Promise<Buffer> {
       else resolve(parts.length === 1 ? (parts[0] as Buffer) : Buffer.concat(parts, n));
     });
   });
+}
+
+/**
+ * What a person reads of a receipt beside the signed receipt itself (kept
+ * as signed, base64url): the content hash the recipient signed as lowercase
+ * hex, comparable with `sha256sum` and with `contentSha256`.
+ */
+function receiptShown(receipt: unknown): { receiptContentSha256?: string } {
+  const hash = (receipt as { contentHash?: unknown } | null)?.contentHash;
+  return typeof hash === 'string' ? { receiptContentSha256: hexDigest(hash) } : {};
 }
 
 /** Result of a submission: the exchange and whether this call created it. */
@@ -261,7 +271,7 @@ export class ExchangeService {
       updatedAt: r.updatedAt,
       ...(r.nextAttemptAt ? { nextAttemptAt: r.nextAttemptAt } : {}),
       ...(r.failure ? { failure: r.failure } : {}),
-      ...(r.receipt ? { receipt: r.receipt } : {}),
+      ...(r.receipt ? { receipt: r.receipt, ...receiptShown(r.receipt) } : {}),
     };
   }
 }

@@ -58,7 +58,7 @@ export function submitRoute(service: ExchangeService, requests?: RequestService)
         length: declaredLength(req),
         body: req,
       });
-      if (requestId && requests) await requests.markAnswered(requestId, record.to).catch(() => undefined);
+      if (answers && requests) await requests.markAnswered(answers, record.to, record.id).catch(() => undefined);
       return { status: created ? 202 : 200, headers: { Location: `/v1/exchanges/${record.id}` }, body: ExchangeService.view(record) };
     },
   };

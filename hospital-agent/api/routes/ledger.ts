@@ -12,7 +12,16 @@ import { AgentError } from '../../errors.ts';
 export const AGENT_VERIFY_GRACE_SECONDS = DEFAULT_MAX_EXCHANGE_AGE_MS / 1000 + 3600;
 
 /** /v1/ledger: status (feeds, heads, replication, findings), verification, settlement. */
-export function ledgerRoutes(ledger: Ledger, replicator: Replicator, trust: () => Trust, self: string): Router {
+export function ledgerRoutes(
+  ledger: Ledger,
+  replicator: Replicator,
+  trust: () => Trust,
+  self: string,
+  options: {
+    /** Whether a received exchange answers a records request of this hospital (its sender bills a release fee). */
+    billable?: (exchangeId: string, from: string) => Promise<boolean>;
+  } = {},
+): Router {
   const r = express.Router();
   r.get('/ledger/status', async (_req, res) => {
     const status = await ledger.status();
@@ -35,7 +44,7 @@ export function ledgerRoutes(ledger: Ledger, replicator: Replicator, trust: () =
     } catch {
       throw new AgentError('ERR_BAD_REQUEST', 'period must be YYYY-MM');
     }
-    res.json(await settlementStatement(ledger, self, period.start, period.end));
+    res.json(await settlementStatement(ledger, self, period.start, period.end, options));
   });
   return r;
 }
