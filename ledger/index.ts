@@ -88,6 +88,7 @@ export {
   type DroppedPeer,
 } from './replication.ts';
 export { buildReport, renderReport, type LedgerReport, type HospitalReport } from './report.ts';
+export { currencyDecimals, formatAmount } from './money.ts';
 export { toAuditEvent, LEDGER_TYPE_SYSTEM, type AuditEvent } from './auditevent.ts';
 export {
   leafHash,

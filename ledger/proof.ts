@@ -4,6 +4,7 @@ import { HOSPITAL_ID_PATTERN, verifyKeyBundle, type KeyBundle } from '../certs/i
 import { decodeEntry, type StoredEntry } from './entry.ts';
 import { LedgerError } from './errors.ts';
 import type { Trust } from './keys.ts';
+import { formatAmount } from './money.ts';
 import { HASH_BYTES, inclusionPath, leafHash, MAX_INCLUSION_PROOF, verifyInclusion } from './merkle.ts';
 import { checkpointOrigin, MAX_NOTE_BYTES, noteKeyId, openCheckpoint, parseCheckpoint } from './note.ts';
 import { hexDigest, ID_PATTERN, type Entry } from './schema.ts';
@@ -338,7 +339,7 @@ function describe(file: ProofFile, proved: Entry[], failures: string[]): string[
   for (const c of of('exchange.cancelled')) parts.push(`cancelled by ${c.feed} at ${c.ts}`);
   for (const c of of('payment.charged')) {
     const b = body<{ kind: string; payer: string; payee: string; amount: number; currency: string }>(c);
-    parts.push(`${b.kind} charge of ${b.amount} ${b.currency} (minor units) from ${b.payer} to ${b.payee}, logged by ${c.feed} at ${c.ts}`);
+    parts.push(`${b.kind} charge of ${formatAmount(b.amount, b.currency)} from ${b.payer} to ${b.payee}, logged by ${c.feed} at ${c.ts}`);
   }
   return parts.length > 0 ? [`exchange ${x}: ${parts.join('; ')}`] : [];
 }

@@ -1,4 +1,5 @@
 import { decodeEntry } from './entry.ts';
+import { formatAmount } from './money.ts';
 import type { BodyOf, Entry } from './schema.ts';
 import type { LedgerSource } from './source.ts';
 
@@ -106,17 +107,17 @@ export async function buildReport(source: LedgerSource, options: { from?: Date; 
 
 const money = (m: Record<string, number>): string =>
   Object.entries(m)
-    .map(([c, v]) => `${v} ${c}`)
+    .map(([c, v]) => formatAmount(v, c))
     .join(', ') || '-';
 
-/** Renders a report as plain text (amounts in minor units). */
+/** Renders a report as plain text (amounts in currency units; the JSON report keeps minor units). */
 export function renderReport(r: LedgerReport): string {
-  const lines = [`Ledger report ${r.from ?? 'beginning'} .. ${r.to ?? 'now'} (amounts in minor units)`, ''];
+  const lines = [`Ledger report ${r.from ?? 'beginning'} .. ${r.to ?? 'now'}`, ''];
   for (const h of r.hospitals) {
     const x = h.exchanges;
     lines.push(`${h.hospital}`);
     lines.push(
-      `  exchanges: ${x.sent} sent (${x.bytesSent} bytes), ${x.received} received (${x.bytesReceived} bytes), ${x.delivered} delivered, ${x.failed} failed`,
+      `  exchanges: ${x.sent} sent (${x.bytesSent} bytes), ${x.received} received (${x.bytesReceived} bytes), ${x.delivered} delivered, ${x.failed} failed, ${x.cancelled} cancelled`,
     );
     lines.push(`  consents:  ${h.consents.granted} granted, ${h.consents.revoked} revoked`);
     lines.push(`  charges:   paid ${money(h.charges.paid)}; earned ${money(h.charges.earned)}; ${h.settlements} settlements`);

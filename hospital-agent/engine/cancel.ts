@@ -8,15 +8,23 @@
  * the cancel; the exchange ends `failed` with code ERR_EXCHANGE_CANCELLED
  * and its stored body is dropped.
  *
- * Refused (409 ERR_CONFLICT, with the exchange's state) when the exchange is
- * final, is being sent right now, or its envelope already left whole (the
- * recipient may hold it: only its receipt is missing).
+ * An exchange the engine is working on when the cancel comes (an attempt
+ * the relay refused still waits briefly for a receipt, in case an earlier
+ * attempt reached the recipient) is waited for, up to that brief wait and a
+ * second, and then judged. Refused (409 ERR_CONFLICT, with the exchange's
+ * state) when the exchange is final, is still being sent, or its envelope
+ * already left whole (the recipient may hold it: only its receipt is missing).
  */
 import { AgentError } from '../errors.ts';
 import type { ExchangeRecord } from '../store/exchanges.ts';
 import type { Charges } from './charges.ts';
 import type { EngineContext } from './context.ts';
 import type { SendQueue } from './queue.ts';
+
+/** How long past the engine's post-attempt receipt wait a cancel waits for an attempt in progress to end. */
+const CANCEL_WAIT_EXTRA_MS = 1_000;
+/** How often it looks. */
+const CANCEL_POLL_MS = 50;
 
 /** The failure code of a cancelled exchange. */
 export const CANCELLED_CODE = 'ERR_EXCHANGE_CANCELLED';
@@ -32,8 +40,13 @@ export class Canceller {
   /** Cancels exchange `id`; resolves with the cancelled record, or throws ERR_NOT_FOUND / ERR_CONFLICT. */
   async cancel(id: string): Promise<ExchangeRecord> {
     const { store, ledger, outbox, logger } = this.ctx.ports;
-    const record = await store.get(id);
+    let record = await store.get(id);
     if (!record) throw new AgentError('ERR_NOT_FOUND', 'no such exchange');
+    const until = Date.now() + this.ctx.settings.brokenSendReceiptMs + CANCEL_WAIT_EXTRA_MS;
+    while (this.queue.isActive(id) && (record.status === 'queued' || record.status === 'sending') && Date.now() < until) {
+      await new Promise((r) => setTimeout(r, CANCEL_POLL_MS));
+      record = (await store.get(id)) ?? record;
+    }
     // From here to queue.take: no await, so the engine cannot start this exchange in between.
     const current = store.peek(id) ?? record;
     refuseIfReleased(current, this.queue.isActive(id), this.ctx.sentHeaders.has(id));
