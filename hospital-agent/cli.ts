@@ -193,6 +193,7 @@ process list.
   --consent C          the consent that covers the release
   --purpose CODE       HL7 PurposeOfUse (default TREAT)
   --idempotency-key K  a retry with the same key gets the same exchange
+  --request ID         the incoming records request this answers (the requester pays the release fee)
   --quiet              no progress, only the result`,
     options: SEND_OPTIONS,
     run: (_v, _p, io, args) => runSend(args, io),

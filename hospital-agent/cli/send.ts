@@ -16,7 +16,7 @@ import { call, CLIENT_OPTIONS, need, parse, patientOf, print, target, UsageError
 export const SEND_POLL_MS = 250;
 
 export const SEND_USAGE =
-  'hie-agent send --to ID --consent C (--patient P | HIE_PATIENT_ID) [--purpose CODE] [--type MEDIA_TYPE] [--idempotency-key K] [--no-wait] [--quiet] FILE';
+  'hie-agent send --to ID --consent C (--patient P | HIE_PATIENT_ID) [--purpose CODE] [--type MEDIA_TYPE] [--idempotency-key K] [--request ID] [--no-wait] [--quiet] FILE';
 
 export const SEND_OPTIONS: Options = {
   ...CLIENT_OPTIONS,
@@ -26,6 +26,7 @@ export const SEND_OPTIONS: Options = {
   purpose: { type: 'string' },
   type: { type: 'string' },
   'idempotency-key': { type: 'string' },
+  request: { type: 'string' },
   'no-wait': { type: 'boolean' },
   quiet: { type: 'boolean' },
 };
@@ -94,6 +95,7 @@ export async function runSend(args: string[], io: CliIo): Promise<number> {
     'hie-consent-id': consent,
     ...(values['purpose'] ? { 'hie-purpose': values['purpose'] as string } : {}),
     ...(values['idempotency-key'] ? { 'idempotency-key': values['idempotency-key'] as string } : {}),
+    ...(values['request'] ? { 'hie-request-id': values['request'] as string } : {}),
   };
   let exchange: ExchangeView;
   try {
