@@ -105,7 +105,7 @@ describe('hie-agent CLI: every hospital-IT task, each command with its own help'
     expect(settlement.stdout).to.not.match(/minor units/);
   });
 
-  it('cancels a queued exchange (cancel and exchange cancel), and refuses a second cancel with the state', async function () {
+  it("leaves a send's wait with Ctrl-C (exit 130), cancels queued exchanges (cancel, exchange cancel), and refuses a second cancel with the state", async function () {
     const consent = await grantConsent(net, 'myongji', 'severance', 'SYN-CLI-2');
     const file = join(tmp.dir, 'note.bin');
     writeFileSync(file, Buffer.alloc(2_000, 1));
@@ -131,6 +131,25 @@ describe('hie-agent CLI: every hospital-IT task, each command with its own help'
         expect(r.code, r.stderr).to.equal(0);
         ids.push((JSON.parse(r.stdout) as { id: string }).id);
       }
+      // A send that waits for a receipt that cannot come yet: Ctrl-C leaves the wait, the exchange goes on.
+      const waiting = spawn(
+        process.execPath,
+        [BIN, 'send', '--api', api('myongji'), '--to', 'severance', '--patient', 'SYN-CLI-2', '--consent', consent, file],
+        {
+          env: { ...process.env, HIE_AGENT_TOKEN: TEST_TOKEN, HIE_DEBUG: '' },
+        },
+      );
+      let waitErr = '';
+      waiting.stderr.on('data', (d) => {
+        waitErr += d;
+      });
+      const exited = new Promise<number | null>((resolve) => waiting.on('close', resolve));
+      await waitFor(() => /exchange \S+ accepted; waiting for the receipt/.test(waitErr), 30_000, 'the send waiting');
+      waiting.kill('SIGINT');
+      expect(await exited, waitErr).to.equal(130);
+      const left = /left the wait; exchange (\S+) goes on/.exec(waitErr);
+      expect(left, waitErr).to.not.equal(null);
+      ids.push(left![1] as string);
       for (const id of ids)
         await waitFor(async () => /attempts +[1-9]/.test((await run(['exchange', 'status', '--api', api('myongji'), id])).stdout), 30_000, 'an attempt');
       const a = await run(['cancel', '--api', api('myongji'), ids[0] as string]);
@@ -142,6 +161,7 @@ describe('hie-agent CLI: every hospital-IT task, each command with its own help'
       expect(again.code).to.equal(1);
       expect(again.stderr).to.match(/cannot be cancelled: .*\(state: failed\) \[ERR_CONFLICT\]\n$/);
       expect((await run(['exchange', 'status', '--api', api('myongji'), ids[1] as string])).stdout).to.contain('ERR_EXCHANGE_CANCELLED');
+      expect((await run(['cancel', '--api', api('myongji'), ids[2] as string])).code, 'the exchange whose wait was left').to.equal(0);
     } finally {
       await net.startAgent('severance');
     }
