@@ -226,6 +226,7 @@ function buildExchange(config: AgentConfig, env: NodeJS.ProcessEnv, base: Base, 
   });
   engine.on('delivered', (r) => metrics.exchange('out', 'delivered', r.bytes));
   engine.on('failed', (r) => metrics.exchange('out', 'failed', r.bytes));
+  engine.on('cancelled', (r) => metrics.exchange('out', 'cancelled', r.bytes));
   engine.on('retry', () => metrics.retries.inc());
   engine.on('batch', (size) => metrics.batchSize.observe(size));
   const webhook = config.inbox.webhook;

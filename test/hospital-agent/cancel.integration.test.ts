@@ -86,6 +86,8 @@ describe('cancelling an exchange (DELETE /v1/exchanges/ID)', function () {
     expect(inbox).to.not.include(big);
     for (const id of [small, big]) expect((await status(id)).failure?.code).to.equal('ERR_EXCHANGE_CANCELLED');
 
+    const metrics = await (await net.api('myongji', '/metrics')).text();
+    expect(metrics).to.match(/hie_agent_exchanges_total\{direction="out",outcome="cancelled"\} 2\b/);
     // The sender's ledger verifies: a cancel answers a release, and no cancelled exchange was delivered.
     const verify = (await (await net.api('myongji', '/v1/ledger/verify?grace=0')).json()) as { ok: boolean; findings: unknown[] };
     expect(verify.findings).to.deep.equal([]);
