@@ -318,13 +318,18 @@ function watchRelay(link: Link, engine: ExchangeEngine, metrics: AgentMetrics, l
 }
 
 /**
- * Whether exchange `exchangeId` from `from` answers one of our records
- * requests: the holder named it (`request.status` answered), or, from a
- * holder that does not name its answers, we asked `from` for records at all.
+ * For one settlement statement: whether exchange `exchangeId` from `from`
+ * answers one of our records requests: the holder named it
+ * (`request.status` answered), or, from a holder that does not name its
+ * answers, we asked `from` for records at all (read once per statement).
  */
-async function answersOurRequest(requests: Stores['state']['requests'], exchangeId: string, from: string): Promise<boolean> {
-  if ((await requests.answeredBy(exchangeId)) !== undefined) return true;
-  return (await requests.list('outgoing')).some((r) => r.peer === from && r.status !== 'refused');
+function answersOurRequest(requests: Stores['state']['requests']): (exchangeId: string, from: string) => Promise<boolean> {
+  let asked: Promise<Set<string>> | undefined;
+  return async (exchangeId, from) => {
+    if ((await requests.answeredBy(exchangeId)) !== undefined) return true;
+    asked ??= requests.list('outgoing').then((list) => new Set(list.filter((r) => r.status !== 'refused').map((r) => r.peer)));
+    return (await asked).has(from);
+  };
 }
 
 /** The local API (`/v1`, `/healthz`, `/metrics`, the OpenAPI document), listening. */
@@ -341,7 +346,7 @@ async function serveApi(config: AgentConfig, base: Base, stores: Stores, link: L
       ...(stores.directory ? { onRemoved: (meta: InboxMeta) => stores.directory?.remove(meta) ?? Promise.resolve() } : {}),
     }),
   );
-  v1.use(ledgerRoutes(ledger, replicator, base.trust, config.id, { billable: (x, from) => answersOurRequest(state.requests, x, from) }));
+  v1.use(ledgerRoutes(ledger, replicator, base.trust, config.id, { billable: () => answersOurRequest(state.requests) }));
   const open = express.Router();
   // Outgoing exchanges not yet delivered or failed (`outbox`): a queue that only grows means the relay or a recipient is away.
   const health: FastRoute = {

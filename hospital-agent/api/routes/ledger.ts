@@ -18,8 +18,8 @@ export function ledgerRoutes(
   trust: () => Trust,
   self: string,
   options: {
-    /** Whether a received exchange answers a records request of this hospital (its sender bills a release fee). */
-    billable?: (exchangeId: string, from: string) => Promise<boolean>;
+    /** For one statement: whether a received exchange answers a records request of this hospital (its sender bills a release fee). */
+    billable?: () => (exchangeId: string, from: string) => Promise<boolean>;
   } = {},
 ): Router {
   const r = express.Router();
@@ -44,7 +44,7 @@ export function ledgerRoutes(
     } catch {
       throw new AgentError('ERR_BAD_REQUEST', 'period must be YYYY-MM');
     }
-    res.json(await settlementStatement(ledger, self, period.start, period.end, options));
+    res.json(await settlementStatement(ledger, self, period.start, period.end, options.billable ? { billable: options.billable() } : {}));
   });
   return r;
 }
