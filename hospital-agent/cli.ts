@@ -226,7 +226,8 @@ process list.
     summary: 'one exchange: status, attempts, content hash, receipt or failure',
     options: CLIENT_OPTIONS,
     run: async (values, positionals, io) => {
-      const x = (await call(target(values), `/v1/exchanges/${enc(one(positionals, 'exchange id', 'hie-agent exchange status ID'))}`)) as ExchangeView;
+      const id = enc(one(positionals, 'exchange id', 'hie-agent exchange status ID'));
+      const x = (await call(target(values), `/v1/exchanges/${id}`)) as ExchangeView;
       print(io, json(values), x, () => exchangeText(x));
       return 0;
     },
@@ -328,7 +329,8 @@ process list.
     summary: 'one item: sender, type, size, SHA-256 (as sha256sum prints it), how it verified',
     options: CLIENT_OPTIONS,
     run: async (values, positionals, io) => {
-      const i = (await call(target(values), `/v1/inbox/${enc(one(positionals, 'inbox item (exchange) id', 'hie-agent inbox show ID'))}`)) as InboxItem;
+      const id = enc(one(positionals, 'inbox item (exchange) id', 'hie-agent inbox show ID'));
+      const i = (await call(target(values), `/v1/inbox/${id}`)) as InboxItem;
       print(
         io,
         json(values),
@@ -385,7 +387,8 @@ sha256sum does.`,
     summary: 'mark an item taken over by the EHR',
     options: CLIENT_OPTIONS,
     run: async (values, positionals, io) => {
-      const i = (await call(target(values), `/v1/inbox/${enc(one(positionals, 'inbox item (exchange) id', 'hie-agent inbox ack ID'))}/ack`, {
+      const id = enc(one(positionals, 'inbox item (exchange) id', 'hie-agent inbox ack ID'));
+      const i = (await call(target(values), `/v1/inbox/${id}/ack`, {
         method: 'POST',
       })) as InboxItem;
       print(io, json(values), i, () => `inbox item ${i.exchangeId} acked at ${i.ackedAt ?? '?'}\n`);
@@ -443,7 +446,8 @@ sha256sum does.`,
     summary: 'one records request (answered: the exchanges that answered it)',
     options: CLIENT_OPTIONS,
     run: async (values, positionals, io) => {
-      const r = (await call(target(values), `/v1/requests/${enc(one(positionals, 'request id', 'hie-agent requests show ID'))}`)) as RequestView;
+      const id = enc(one(positionals, 'request id', 'hie-agent requests show ID'));
+      const r = (await call(target(values), `/v1/requests/${id}`)) as RequestView;
       print(io, json(values), r, () => requestLine(r));
       return 0;
     },
