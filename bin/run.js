@@ -1,7 +1,9 @@
 // Shared entry point for every hie-* command. It runs the compiled JavaScript
-// in dist/ (built by `npm run build`, which `npm ci` runs) when that build is
-// at least as new as every TypeScript source, and otherwise loads the sources
-// through tsx. It runs the command's main() and is the only place that calls
+// in dist/ (built by `npm run build`, which `npm ci` and `npm pack` run) when
+// that build is at least as new as every TypeScript source, and otherwise
+// loads the sources through tsx (a checkout being worked on). An installed
+// copy (the tarball `npm pack` makes) holds dist/ and no sources, so it never
+// needs tsx. It runs the command's main() and is the only place that calls
 // process.exit. Errors become one line on stderr, never a stack trace (set
 // HIE_DEBUG=1 to see the stack).
 import { existsSync, readdirSync, statSync } from 'node:fs';
@@ -38,6 +40,14 @@ function builtModule(sourceUrl) {
 export async function run(name, moduleUrl) {
   try {
     let target = builtModule(moduleUrl);
+    if (!target && !existsSync(fileURLToPath(moduleUrl))) {
+      throw Object.assign(
+        new Error(`this copy has neither a build (${join(ROOT, 'dist')}) nor the sources: reinstall it (docs/install.md) or run 'npm run build'`),
+        {
+          code: 'ERR_NOT_BUILT',
+        },
+      );
+    }
     if (!target) {
       const { register } = await import('tsx/esm/api');
       register();

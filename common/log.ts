@@ -27,6 +27,8 @@ export interface LogDestination {
  * loss can cost the last {@link LOG_FLUSH_MS} ms of lines. If nothing reads
  * stdout, lines beyond `maxBufferedBytes` are dropped and stderr says so
  * (at most once a minute), so a stalled log collector cannot grow memory.
+ * Each line's `time` is ISO 8601 in UTC (`2025-03-01T12:00:00.000Z`), as a
+ * hospital's log tools read it, not pino's epoch milliseconds.
  */
 export function createLogger(options: LoggerOptions, where: LogDestination = {}): Logger {
   const destination = pino.destination({
@@ -45,5 +47,5 @@ export function createLogger(options: LoggerOptions, where: LogDestination = {})
     told = now;
     process.stderr.write(`log lines dropped (${dropped} so far): stdout is not being read fast enough\n`);
   });
-  return pino(options, destination);
+  return pino({ timestamp: pino.stdTimeFunctions.isoTime, ...options }, destination);
 }

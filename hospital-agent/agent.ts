@@ -19,6 +19,7 @@ import {
 } from '../certs/index.ts';
 import {
   FeedRecovery,
+  hexDigest,
   Ledger,
   parseWitnessPolicy,
   Replicator,
@@ -344,6 +345,7 @@ function buildExchange(config: AgentConfig, env: NodeJS.ProcessEnv, base: Base, 
   });
   engine.on('delivered', (r) => metrics.exchange('out', 'delivered', r.bytes));
   engine.on('failed', (r) => metrics.exchange('out', 'failed', r.bytes));
+  engine.on('cancelled', (r) => metrics.exchange('out', 'cancelled', r.bytes));
   engine.on('retry', () => metrics.retries.inc());
   engine.on('batch', (size) => metrics.batchSize.observe(size));
   const webhook = config.inbox.webhook;
@@ -364,7 +366,7 @@ function buildExchange(config: AgentConfig, env: NodeJS.ProcessEnv, base: Base, 
     onDelivered: (meta: InboxMeta) => {
       metrics.exchange('in', 'delivered', meta.bytes);
       if (directory) void directory.copy(meta);
-      notify({ event: 'inbox.delivered', item: meta }, meta.exchangeId);
+      notify({ event: 'inbox.delivered', item: { ...meta, contentSha256: hexDigest(meta.contentSha256) } }, meta.exchangeId);
     },
     onRefused: (code) => metrics.refused.inc({ code }),
   });
@@ -410,6 +412,7 @@ function buildExchange(config: AgentConfig, env: NodeJS.ProcessEnv, base: Base, 
     isRevoked: (to) => peers.isRevoked(to),
     member,
     enqueue: (id) => engine.enqueue(id),
+    cancel: (id) => engine.cancel(id),
     ...(config.limits.sendWhileUploading ? { live: (x: Parameters<ExchangeEngine['live']>[0]) => engine.live(x) } : {}),
   });
   return { consents, decisions, engine, requests, exchanges };
@@ -480,6 +483,21 @@ function watchIdentity(config: AgentConfig, base: Base, link: Link, metrics: Age
  */
 const REVOKED_REFUSAL = /certificate revoked|certificate refused: revoked|CERTIFICATE_REVOKED/i;
 
+/**
+ * For one settlement statement: whether exchange `exchangeId` from `from`
+ * answers one of our records requests: the holder named it
+ * (`request.status` answered), or, from a holder that does not name its
+ * answers, we asked `from` for records at all (read once per statement).
+ */
+function answersOurRequest(requests: Stores['state']['requests']): (exchangeId: string, from: string) => Promise<boolean> {
+  let asked: Promise<Set<string>> | undefined;
+  return async (exchangeId, from) => {
+    if ((await requests.answeredBy(exchangeId)) !== undefined) return true;
+    asked ??= requests.list('outgoing').then((list) => new Set(list.filter((r) => r.status !== 'refused').map((r) => r.peer)));
+    return (await asked).has(from);
+  };
+}
+
 /** The local API (`/v1`, `/healthz`, `/metrics`, the OpenAPI document), listening. */
 async function serveApi(
   config: AgentConfig,
@@ -499,8 +517,13 @@ async function serveApi(
   v1.use(decisionRoutes(x.decisions, config.id));
   v1.use(exchangeRoutes(x.exchanges, state.exchanges, x.requests));
   v1.use(requestRoutes(x.requests, state.requests, { jsonLimit: DEFAULT_JSON_LIMIT }));
-  v1.use(inboxRoutes(inbox));
-  v1.use(ledgerRoutes(ledger, replicator, base.trust, config.id, { witness: link.witness, policy: link.policy }));
+  v1.use(
+    inboxRoutes(inbox, {
+      requestOf: (x) => state.requests.answeredBy(x),
+      ...(stores.directory ? { onRemoved: (meta: InboxMeta) => stores.directory?.remove(meta) ?? Promise.resolve() } : {}),
+    }),
+  );
+  v1.use(ledgerRoutes(ledger, replicator, base.trust, config.id, { witness: link.witness, policy: link.policy, billable: () => answersOurRequest(state.requests) }));
   v1.use(federationRoutes(base.federation, standing, () => base.identity.serial));
   const open = express.Router();
   // Outgoing exchanges not yet delivered or failed (`outbox`): a queue that only grows means the relay or a recipient is away.

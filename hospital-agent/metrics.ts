@@ -101,7 +101,7 @@ export class AgentMetrics {
   }
 
   /** Counts one finished exchange. */
-  exchange(direction: 'in' | 'out', outcome: 'delivered' | 'failed', bytes: number): void {
+  exchange(direction: 'in' | 'out', outcome: 'delivered' | 'failed' | 'cancelled', bytes: number): void {
     this.exchanges.inc({ direction, outcome });
     if (outcome === 'delivered') this.bytes.inc({ direction }, bytes);
   }

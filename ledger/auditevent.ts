@@ -14,6 +14,7 @@ const TYPES: Record<string, { code: string; display: string; action: string }> =
   'exchange.received': { code: '110107', display: 'Import', action: 'C' },
   receipt: { code: '110107', display: 'Import', action: 'E' },
   'exchange.failed': { code: '110106', display: 'Export', action: 'E' },
+  'exchange.cancelled': { code: '110106', display: 'Export', action: 'D' },
   'consent.granted': { code: '110137', display: 'User Security Attribute Changed', action: 'C' },
   'consent.revoked': { code: '110137', display: 'User Security Attribute Changed', action: 'D' },
   'payment.charged': { code: '110110', display: 'Patient Record', action: 'E' },

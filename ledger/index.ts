@@ -18,6 +18,7 @@ export {
   ID_PATTERN,
   HEX64_PATTERN,
   DIGEST_PATTERN,
+  hexDigest,
   TS_PATTERN,
   CURRENCY_PATTERN,
   CONTENT_TYPE_PATTERN,
@@ -97,6 +98,7 @@ export {
   type RefusedPeer,
 } from './recovery.ts';
 export { buildReport, renderReport, type LedgerReport, type HospitalReport } from './report.ts';
+export { currencyDecimals, formatAmount } from './money.ts';
 export {
   toAuditEvent,
   consentDecisionAuditEvent,

@@ -4,11 +4,12 @@ import { HOSPITAL_ID_PATTERN, verifyKeyBundle, type KeyBundle } from '../certs/i
 import { decodeEntry, type StoredEntry } from './entry.ts';
 import { LedgerError } from './errors.ts';
 import type { Trust } from './keys.ts';
+import { formatAmount } from './money.ts';
 import { HASH_BYTES, inclusionPath, leafHash, MAX_INCLUSION_PROOF, verifyInclusion } from './merkle.ts';
 import { cosignerKey, cosignerKeyId, parseCosignerKey, splitNote, witnessName } from './cosign.ts';
 import { checkpointOrigin, MAX_NOTE_BYTES, noteKeyId, openCheckpoint, parseCheckpoint } from './note.ts';
 import { countWitnesses, DEFAULT_WITNESS_POLICY, type KnownWitness, type WitnessPolicy } from './policy.ts';
-import { ID_PATTERN, type Entry } from './schema.ts';
+import { hexDigest, ID_PATTERN, type Entry } from './schema.ts';
 import { feedKey, prefixRange, type Store } from './store.ts';
 import { nodeReader, storedTreeSize } from './tree.ts';
 
@@ -37,6 +38,7 @@ export const EXCHANGE_STORY_TYPES = [
   'receipt',
   'payment.charged',
   'exchange.failed',
+  'exchange.cancelled',
 ] as const;
 
 const feed = z.string().regex(HOSPITAL_ID_PATTERN);
@@ -408,7 +410,7 @@ function describe(file: ProofFile, proved: Entry[], failures: string[]): string[
   const hashes = new Set<string>();
   for (const s of of('exchange.sent')) {
     const b = body<{ to: string; consent: string; hash: string; purpose: string; bytes: number }>(s);
-    hashes.add(b.hash);
+    hashes.add(hexDigest(b.hash));
     const grant = of('consent.granted').find((g) => body<{ consent: string }>(g).consent === b.consent);
     const g = grant ? body<{ grantees: string[]; purposes: string[]; validFrom: string; validUntil?: string }>(grant) : undefined;
     if (grant && g && !(g.grantees.includes(b.to) && g.purposes.includes(b.purpose)))
@@ -426,7 +428,7 @@ function describe(file: ProofFile, proved: Entry[], failures: string[]): string[
   }
   for (const r of of('exchange.received')) {
     const b = body<{ from: string; hash: string; bytes: number }>(r);
-    hashes.add(b.hash);
+    hashes.add(hexDigest(b.hash));
     parts.push(`received by ${r.feed} from ${b.from} at ${r.ts} (${b.bytes} bytes)`);
   }
   if (hashes.size === 1) parts.push(`content SHA-256 ${[...hashes][0]}`);
@@ -438,9 +440,10 @@ function describe(file: ProofFile, proved: Entry[], failures: string[]): string[
     );
   }
   for (const f of of('exchange.failed')) parts.push(`failed (${body<{ reason: string }>(f).reason}) as logged by ${f.feed} at ${f.ts}`);
+  for (const c of of('exchange.cancelled')) parts.push(`cancelled by ${c.feed} at ${c.ts}`);
   for (const c of of('payment.charged')) {
     const b = body<{ kind: string; payer: string; payee: string; amount: number; currency: string }>(c);
-    parts.push(`${b.kind} charge of ${b.amount} ${b.currency} (minor units) from ${b.payer} to ${b.payee}, logged by ${c.feed} at ${c.ts}`);
+    parts.push(`${b.kind} charge of ${formatAmount(b.amount, b.currency)} from ${b.payer} to ${b.payee}, logged by ${c.feed} at ${c.ts}`);
   }
   return parts.length > 0 ? [`exchange ${x}: ${parts.join('; ')}`] : [];
 }

@@ -1,11 +1,12 @@
 import { decodeEntry } from './entry.ts';
+import { formatAmount } from './money.ts';
 import type { BodyOf, Entry } from './schema.ts';
 import type { LedgerSource } from './source.ts';
 
 /** Totals of one hospital over a period. */
 export interface HospitalReport {
   hospital: string;
-  exchanges: { sent: number; received: number; delivered: number; failed: number; bytesSent: number; bytesReceived: number };
+  exchanges: { sent: number; received: number; delivered: number; failed: number; cancelled: number; bytesSent: number; bytesReceived: number };
   consents: { granted: number; revoked: number };
   /** Per currency, minor units. Charges are counted once per charge id, whichever feeds log them. */
   charges: { paid: Record<string, number>; earned: Record<string, number> };
@@ -24,7 +25,7 @@ export interface LedgerReport {
 function blank(hospital: string): HospitalReport {
   return {
     hospital,
-    exchanges: { sent: 0, received: 0, delivered: 0, failed: 0, bytesSent: 0, bytesReceived: 0 },
+    exchanges: { sent: 0, received: 0, delivered: 0, failed: 0, cancelled: 0, bytesSent: 0, bytesReceived: 0 },
     consents: { granted: 0, revoked: 0 },
     charges: { paid: {}, earned: {} },
     settlements: 0,
@@ -74,6 +75,9 @@ export async function buildReport(source: LedgerSource, options: { from?: Date; 
         case 'exchange.failed':
           r.exchanges.failed += 1;
           break;
+        case 'exchange.cancelled':
+          r.exchanges.cancelled += 1;
+          break;
         case 'consent.granted':
           r.consents.granted += 1;
           break;
@@ -103,17 +107,17 @@ export async function buildReport(source: LedgerSource, options: { from?: Date; 
 
 const money = (m: Record<string, number>): string =>
   Object.entries(m)
-    .map(([c, v]) => `${v} ${c}`)
+    .map(([c, v]) => formatAmount(v, c))
     .join(', ') || '-';
 
-/** Renders a report as plain text (amounts in minor units). */
+/** Renders a report as plain text (amounts in currency units; the JSON report keeps minor units). */
 export function renderReport(r: LedgerReport): string {
-  const lines = [`Ledger report ${r.from ?? 'beginning'} .. ${r.to ?? 'now'} (amounts in minor units)`, ''];
+  const lines = [`Ledger report ${r.from ?? 'beginning'} .. ${r.to ?? 'now'}`, ''];
   for (const h of r.hospitals) {
     const x = h.exchanges;
     lines.push(`${h.hospital}`);
     lines.push(
-      `  exchanges: ${x.sent} sent (${x.bytesSent} bytes), ${x.received} received (${x.bytesReceived} bytes), ${x.delivered} delivered, ${x.failed} failed`,
+      `  exchanges: ${x.sent} sent (${x.bytesSent} bytes), ${x.received} received (${x.bytesReceived} bytes), ${x.delivered} delivered, ${x.failed} failed, ${x.cancelled} cancelled`,
     );
     lines.push(`  consents:  ${h.consents.granted} granted, ${h.consents.revoked} revoked`);
     lines.push(`  charges:   paid ${money(h.charges.paid)}; earned ${money(h.charges.earned)}; ${h.settlements} settlements`);

@@ -14,6 +14,17 @@ export const ID_PATTERN = /^[A-Za-z0-9][A-Za-z0-9_-]{7,63}$/;
 export const HEX64_PATTERN = /^[0-9a-f]{64}$/;
 /** A content digest: SHA-256 as lowercase hex or unpadded base64url. */
 export const DIGEST_PATTERN = /^(?:[0-9a-f]{64}|[A-Za-z0-9_-]{43})$/;
+
+/**
+ * A SHA-256 content digest as people read it: lowercase hex, as `sha256sum`
+ * prints it. Entries and receipts carry base64url (a signed format, kept);
+ * this is what the API and the CLIs show. Anything not a digest is returned as is.
+ */
+export function hexDigest(digest: string): string {
+  if (/^[0-9a-f]{64}$/.test(digest)) return digest;
+  if (/^[A-Za-z0-9_-]{43}$/.test(digest)) return Buffer.from(digest, 'base64url').toString('hex');
+  return digest;
+}
 /** Timestamps: UTC, millisecond precision, as produced by `Date#toISOString()`. */
 export const TS_PATTERN = /^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}\.\d{3}Z$/;
 /** ISO 4217 alphabetic currency code. */
@@ -104,6 +115,8 @@ export const BODY_SCHEMAS = {
   'consent.revoked': z.strictObject({ consent: id, reason: z.enum(REVOCATION_REASONS) }),
   'payment.charged': z.strictObject({ charge: id, exchange: id, kind: z.enum(CHARGE_KINDS), payer: hospital, payee: hospital, amount, currency }),
   'payment.settled': z.strictObject({ settlement: id, payer: hospital, payee: hospital, amount, currency, periodStart: ts, periodEnd: ts }),
+  /** The sender ended an exchange before it was released to its recipient (`DELETE /v1/exchanges/ID`): it is never sent. */
+  'exchange.cancelled': z.strictObject({ exchange: id, peer: hospital }),
 } as const;
 
 /** Every entry type. */

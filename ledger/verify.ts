@@ -39,7 +39,7 @@ export const VERIFY_RULES = {
   'tree.checkpoint':
     "every stored tlog checkpoint of a feed is well formed for this federation and names the RFC 9162 root of the stored entries at its size, and the newest verifies under the feed's key in force",
   'checkpoint.conflict': 'signed checkpoints agree with each other and with the stored entries',
-  'exchange.unanswered': 'every exchange.sent older than the grace period has a receipt or exchange.failed in the sender feed',
+  'exchange.unanswered': 'every exchange.sent older than the grace period has a receipt, exchange.failed or exchange.cancelled in the sender feed',
   'exchange.hash': "receipts and the recipient's exchange.received carry the hash the sender logged",
   'consent.missing': 'every release (exchange.sent) references a consent granted earlier in the same feed',
   'consent.revoked': 'the consent was not revoked before the release',
@@ -50,6 +50,7 @@ export const VERIFY_RULES = {
   'witness.equivocation': "the feed's author never signed two checkpoints that are not consistent (split-view evidence kept by this agent's witness)",
   'witness.rollback':
     'the stored feed is not shorter than, nor different from, a checkpoint its witnesses cosigned, and its author never showed a head below one (rollback evidence)',
+  'exchange.cancelled': 'a cancelled exchange was never delivered (no delivered receipt in the sender feed, no exchange.received at its recipient)',
 } as const;
 
 /** Name of a verification rule. */
@@ -93,6 +94,7 @@ class Facts {
   received = new Map<string, Array<Loc & BodyOf<'exchange.received'>>>();
   receipts = new Map<string, Array<Loc & BodyOf<'receipt'>>>();
   failed = new Map<string, Array<Loc & BodyOf<'exchange.failed'>>>();
+  cancelled = new Map<string, Array<Loc & BodyOf<'exchange.cancelled'>>>();
   consents = new Map<string, Loc & BodyOf<'consent.granted'>>();
   revocations = new Map<string, Loc[]>();
   charges = new Map<string, Array<Loc & BodyOf<'payment.charged'>>>();
@@ -117,6 +119,9 @@ class Facts {
         break;
       case 'exchange.failed':
         push(this.failed, (e.body as BodyOf<'exchange.failed'>).exchange, { ...loc, ...(e.body as BodyOf<'exchange.failed'>) });
+        break;
+      case 'exchange.cancelled':
+        push(this.cancelled, (e.body as BodyOf<'exchange.cancelled'>).exchange, { ...loc, ...(e.body as BodyOf<'exchange.cancelled'>) });
         break;
       case 'consent.granted': {
         const b = e.body as BodyOf<'consent.granted'>;
@@ -441,12 +446,27 @@ async function checkCheckpoints(
 }
 
 function crossFeedRules(facts: Facts, now: Date, graceMs: number, report: Report): void {
+  for (const [exchange, cancels] of facts.cancelled) {
+    for (const c of cancels) {
+      const delivered = (facts.receipts.get(exchange) ?? []).find((r) => r.feed === c.feed && r.from === c.peer && r.disposition === 'delivered');
+      if (delivered)
+        report(c.feed, c.seq, 'exchange.cancelled', `exchange ${exchange} was cancelled, yet ${c.feed}:${delivered.seq} logs its delivered receipt`);
+      const received = (facts.received.get(exchange) ?? []).find((rx) => rx.feed === c.peer && rx.from === c.feed);
+      if (received) report(c.feed, c.seq, 'exchange.cancelled', `exchange ${exchange} was cancelled, yet '${c.peer}' logs it received (seq ${received.seq})`);
+    }
+  }
   for (const [exchange, sents] of facts.sent) {
     for (const s of sents) {
       const receipts = (facts.receipts.get(exchange) ?? []).filter((r) => r.feed === s.feed && r.from === s.to);
       const failures = (facts.failed.get(exchange) ?? []).filter((f) => f.feed === s.feed);
-      if (receipts.length === 0 && failures.length === 0 && now.getTime() - Date.parse(s.ts) > graceMs) {
-        report(s.feed, s.seq, 'exchange.unanswered', `exchange ${exchange} to '${s.to}' has no receipt or exchange.failed after the grace period`);
+      const cancels = (facts.cancelled.get(exchange) ?? []).filter((c) => c.feed === s.feed);
+      if (receipts.length === 0 && failures.length === 0 && cancels.length === 0 && now.getTime() - Date.parse(s.ts) > graceMs) {
+        report(
+          s.feed,
+          s.seq,
+          'exchange.unanswered',
+          `exchange ${exchange} to '${s.to}' has no receipt, exchange.failed or exchange.cancelled after the grace period`,
+        );
       }
       for (const r of receipts) {
         if (r.disposition === 'delivered' && r.hash !== s.hash)

@@ -84,7 +84,9 @@ async function main(): Promise<number> {
       return x['status'] === 'delivered' ? x : undefined;
     });
     const receipt = delivered['receipt'] as { receivedAt: string; contentHash: string; recipient: string };
-    ok(`exchange ${bundleId} delivered; receipt signed by ${receipt.recipient} at ${receipt.receivedAt}`);
+    ok(
+      `exchange ${bundleId} delivered; receipt signed by ${receipt.recipient} at ${receipt.receivedAt} (content sha-256 ${String(delivered['receiptContentSha256'])})`,
+    );
     const inboxItem = (await api('severance', `/v1/inbox/${bundleId}`)).body;
     const content = Buffer.from(
       await (await fetch(`${apis['severance']}/v1/inbox/${bundleId}/content`, { headers: { authorization: `Bearer ${tokens['severance']}` } })).arrayBuffer(),

@@ -131,7 +131,9 @@ export function buildOpenApi(agentId: string): Record<string, unknown> {
             bytes: { type: 'integer' },
             attempts: { type: 'integer' },
             failure: { type: 'object' },
-            receipt: { type: 'object' },
+            receipt: { type: 'object', description: 'the signed receipt as the recipient signed it (hashes base64url)' },
+            contentSha256: { type: 'string', description: 'SHA-256 of the payload, lowercase hex (as sha256sum prints it)' },
+            receiptContentSha256: { type: 'string', description: "the receipt's content hash as lowercase hex" },
           },
         },
       },
@@ -216,6 +218,12 @@ export function buildOpenApi(agentId: string): Record<string, unknown> {
           summary: 'Status of an exchange: queued, sending, delivered (with the verified receipt) or failed (with the reason)',
           parameters: [idParam('id', 'exchange id')],
           responses: { 200: { description: 'exchange' }, ...errors('ERR_NOT_FOUND') },
+        },
+        delete: {
+          summary:
+            'Cancel an exchange not yet released to its recipient (queued or waiting to be retried): it is never sent, an exchange.cancelled ledger entry records it, and it ends failed with code ERR_EXCHANGE_CANCELLED. 409 ERR_CONFLICT with detail.status (sending, released, delivered, failed) when it can no longer be cancelled',
+          parameters: [idParam('id', 'exchange id')],
+          responses: { 200: { description: 'cancelled: the exchange' }, ...errors('ERR_NOT_FOUND', 'ERR_CONFLICT') },
         },
       },
       '/v1/requests': {

@@ -13,6 +13,8 @@ export interface EngineEvents {
   batch: [size: number];
   delivered: [record: ExchangeRecord];
   failed: [record: ExchangeRecord];
+  /** Cancelled through the API before it was released (also final: status `failed`, code ERR_EXCHANGE_CANCELLED). */
+  cancelled: [record: ExchangeRecord];
   retry: [record: ExchangeRecord, error: Error];
 }
 

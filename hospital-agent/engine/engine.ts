@@ -18,7 +18,9 @@ import { EventEmitter } from 'node:events';
 import { Charges } from './charges.ts';
 import { ReleasedCheck } from './confirm.ts';
 import type { EngineContext, EngineEvents } from './context.ts';
+import type { ExchangeRecord } from '../store/exchanges.ts';
 import { BatchSend } from './batch.ts';
+import { Canceller } from './cancel.ts';
 import { NotRetryableError } from './failure.ts';
 import { LiveSends, type LiveSend } from './live.ts';
 import { resolveEngineOptions, type EngineOptions } from './options.ts';
@@ -42,6 +44,7 @@ export class ExchangeEngine extends EventEmitter<EngineEvents> {
   private readonly settler: Settler;
   private readonly outcomes: Outcomes;
   private readonly lives: LiveSends;
+  private readonly canceller: Canceller;
 
   constructor(options: EngineOptions) {
     super();
@@ -65,6 +68,7 @@ export class ExchangeEngine extends EventEmitter<EngineEvents> {
     const batch = new BatchSend(this.ctx, parts);
     this.queue = new SendQueue(this.ctx, { one: (id) => single.byId(id), batch: (to, records) => batch.run(to, records) });
     this.lives = new LiveSends(this.ctx, this.queue, single, this.settler, this.outcomes);
+    this.canceller = new Canceller(this.ctx, this.queue, charges);
   }
 
   /** Resumes unfinished exchanges after a restart (those caught mid-send go back to the queue) and starts sending. */
@@ -97,6 +101,15 @@ export class ExchangeEngine extends EventEmitter<EngineEvents> {
   /** Starts whatever is due (see {@link SendQueue.kick}). */
   kick(): void {
     this.queue.kick();
+  }
+
+  /**
+   * Cancels an exchange not yet released to its recipient (see `cancel.ts`):
+   * the engine never sends it afterwards. Throws ERR_NOT_FOUND, or
+   * ERR_CONFLICT with the exchange's state when it is sending, released or final.
+   */
+  cancel(id: string): Promise<ExchangeRecord> {
+    return this.canceller.cancel(id);
   }
 
   /**

@@ -14,4 +14,5 @@ export {
   type RelayPort,
 } from './options.ts';
 export { NotRetryableError, classify, type FailureReason } from './failure.ts';
+export { CANCELLED_CODE } from './cancel.ts';
 export type { Admission, ReleaseGate } from './release.ts';

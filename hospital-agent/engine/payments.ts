@@ -76,10 +76,12 @@ export interface SettlementStatement {
   lines: SettlementLine[];
   totals: Array<{ currency: string; owes: number; owed: number; net: number }>;
   /**
-   * Hospitals this one exchanged with in the period whose ledger feed this
-   * ledger does not hold: the charges they logged (e.g. release fees they
-   * bill this hospital) are missing from the statement until their feed is
-   * replicated here.
+   * Hospitals that may bill this one for the period and whose ledger feed
+   * this ledger does not hold: the charges they logged (release fees for
+   * records they sent in answer to this hospital's requests) are missing
+   * from the statement until their feed is replicated here. Hospitals this
+   * one only sent to are not named: this hospital logs every charge of its
+   * own sends itself.
    */
   unreplicated: string[];
 }
@@ -99,7 +101,20 @@ export function monthPeriod(period: string): { start: Date; end: Date } {
  * (a charge logged by both parties counts once), and which counterparties'
  * feeds it does not hold (their charges cannot be in it).
  */
-export async function settlementStatement(ledger: Ledger, hospital: string, start: Date, end: Date): Promise<SettlementStatement> {
+export async function settlementStatement(
+  ledger: Ledger,
+  hospital: string,
+  start: Date,
+  end: Date,
+  options: {
+    /**
+     * Whether exchange `exchangeId` received from `from` answers a records
+     * request of this hospital (only such an exchange carries a release fee
+     * its sender bills). Without it, every hospital that sent something counts.
+     */
+    billable?: (exchangeId: string, from: string) => Promise<boolean>;
+  } = {},
+): Promise<SettlementStatement> {
   const seen = new Set<string>();
   const lines = new Map<string, SettlementLine>();
   const inPeriod = (ts: string): boolean => Date.parse(ts) >= start.getTime() && Date.parse(ts) < end.getTime();
@@ -127,9 +142,12 @@ export async function settlementStatement(ledger: Ledger, hospital: string, star
   }
   const held = new Set(ledger.feeds());
   const partners = new Set<string>();
-  for (const { entry } of await ledger.byType('exchange.sent', hospital)) if (inPeriod(entry.ts)) partners.add((entry.body as BodyOf<'exchange.sent'>).to);
-  for (const { entry } of await ledger.byType('exchange.received', hospital))
-    if (inPeriod(entry.ts)) partners.add((entry.body as BodyOf<'exchange.received'>).from);
+  // Only a sender bills (its own feed logs the charges): what this hospital received may carry a fee it owes.
+  for (const { entry } of await ledger.byType('exchange.received', hospital)) {
+    const b = entry.body as BodyOf<'exchange.received'>;
+    if (!inPeriod(entry.ts) || partners.has(b.from) || held.has(b.from)) continue;
+    if (!options.billable || (await options.billable(b.exchange, b.from))) partners.add(b.from);
+  }
   const unreplicated = [...partners].filter((p) => !held.has(p)).sort();
   return { hospital, period: { start: start.toISOString(), end: end.toISOString() }, lines: sorted, totals: [...totals.values()], unreplicated };
 }

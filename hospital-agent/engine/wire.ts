@@ -37,10 +37,15 @@ export const wireMessageSchema = z.discriminatedUnion('t', [
   z.strictObject({
     t: z.literal('request.status'),
     id: z.uuid(),
-    status: z.enum(['accepted', 'refused']),
+    status: z.enum(['accepted', 'refused', 'answered']),
     code: z
       .string()
       .regex(/^ERR_[A-Z0-9_]{1,60}$/)
+      .optional(),
+    /** `answered`: the exchange that answers it (the requester's inbox item of that id names the request). */
+    exchange: z
+      .string()
+      .regex(/^[A-Za-z0-9][A-Za-z0-9_-]{7,63}$/)
       .optional(),
   }),
 ]);

@@ -1,7 +1,7 @@
 import { createHash, randomUUID } from 'node:crypto';
 import { finished, type Readable } from 'node:stream';
 import { isHospitalId } from '../../certs/index.ts';
-import { CONTENT_TYPE_PATTERN, ID_PATTERN, sha256Hex } from '../../ledger/index.ts';
+import { CONTENT_TYPE_PATTERN, hexDigest, ID_PATTERN, sha256Hex } from '../../ledger/index.ts';
 import { scopeOf, PURPOSES, type Purpose } from '../consent/model.ts';
 import { parsePatientId, patientHash, type PatientName } from '../consent/patient.ts';
 import { RecipientRevokedError } from '../engine/peers.ts';
@@ -53,6 +53,16 @@ function readExactly(body: Readable, length: number): Promise<Buffer> {
   });
 }
 
+/**
+ * What a person reads of a receipt beside the signed receipt itself (kept
+ * as signed, base64url): the content hash the recipient signed as lowercase
+ * hex, comparable with `sha256sum` and with `contentSha256`.
+ */
+function receiptShown(receipt: unknown): { receiptContentSha256?: string } {
+  const hash = (receipt as { contentHash?: unknown } | null)?.contentHash;
+  return typeof hash === 'string' ? { receiptContentSha256: hexDigest(hash) } : {};
+}
+
 /** Result of a submission: the exchange and whether this call created it. */
 export interface Submitted {
   record: ExchangeRecord;
@@ -84,6 +94,8 @@ export class ExchangeService {
       live?: (x: Pick<ExchangeRecord, 'id' | 'to' | 'contentType' | 'consentId' | 'patient'>) => Promise<LiveSend | undefined>;
       /** Bodies of a known length up to this many bytes are read into memory and stored inline (0 or absent: never). */
       inlineBodyBytes?: number;
+      /** Cancels an exchange not yet released (the engine's `cancel`); without it, DELETE answers 404. */
+      cancel?: (id: string) => Promise<ExchangeRecord>;
       /** True when the recipient is known only by revoked certificates (no longer a member): refused at once. */
       isRevoked?: (to: string) => Promise<boolean>;
       /** Throws (422 ERR_MEMBER_*) when the federation's member directory does not list the recipient as active. */
@@ -209,6 +221,12 @@ export class ExchangeService {
     return { patient: p.system === undefined ? p.value : `${p.system}|${p.value}` };
   }
 
+  /** Cancels exchange `id` before it is released to its recipient (ERR_NOT_FOUND, or ERR_CONFLICT with its state). */
+  async cancel(id: string): Promise<ExchangeRecord> {
+    if (!ID_PATTERN.test(id) || !this.o.cancel) throw new AgentError('ERR_NOT_FOUND', 'no such exchange');
+    return this.o.cancel(id);
+  }
+
   /** The patient the request names, as a FHIR Bundle's content must name it. */
   private patientOf(req: SubmitRequest): PatientName {
     return parsePatientId(req.patientId, this.o.identifierSystem);
@@ -306,7 +324,7 @@ export class ExchangeService {
       updatedAt: r.updatedAt,
       ...(r.nextAttemptAt ? { nextAttemptAt: r.nextAttemptAt } : {}),
       ...(r.failure ? { failure: r.failure } : {}),
-      ...(r.receipt ? { receipt: r.receipt } : {}),
+      ...(r.receipt ? { receipt: r.receipt, ...receiptShown(r.receipt) } : {}),
     };
   }
 }

@@ -140,10 +140,17 @@ export class RequestService {
     }
   }
 
-  /** Records the holder's answer to one of our requests. */
+  /** Records the holder's answer to one of our requests: accepted or refused, then answered by an exchange (each named). */
   async onStatus(from: string, message: Extract<WireMessage, { t: 'request.status' }>): Promise<void> {
     const r = await this.o.store.get(message.id);
-    if (!r || r.direction !== 'outgoing' || r.peer !== from || r.status !== 'sent') return;
+    if (!r || r.direction !== 'outgoing' || r.peer !== from) return;
+    if (message.status === 'answered') {
+      if (r.status === 'refused' || !message.exchange || r.exchanges?.includes(message.exchange)) return;
+      const exchanges = [...(r.exchanges ?? []), message.exchange].slice(-64);
+      await this.o.store.put({ ...r, status: 'answered', exchanges, updatedAt: this.now().toISOString() });
+      return;
+    }
+    if (r.status !== 'sent') return;
     await this.o.store.put({ ...r, status: message.status, ...(message.code ? { code: message.code } : {}), updatedAt: this.now().toISOString() });
   }
 
@@ -153,10 +160,17 @@ export class RequestService {
     return r?.direction === 'incoming' && r.peer === to && (r.status === 'accepted' || r.status === 'answered');
   }
 
-  /** Marks an incoming request answered by an exchange sent to its requester. */
-  async markAnswered(requestId: string, to: string): Promise<void> {
+  /**
+   * Marks an incoming request answered by exchange `exchangeId` sent to its
+   * requester, and tells the requester which exchange answers it (its inbox
+   * item of that id then names the request).
+   */
+  async markAnswered(requestId: string, to: string, exchangeId?: string): Promise<void> {
     const r = await this.o.store.get(requestId);
     if (!r || r.direction !== 'incoming' || r.peer !== to) throw new AgentError('ERR_NOT_FOUND', 'no such incoming request from that hospital');
-    if (r.status === 'accepted') await this.o.store.put({ ...r, status: 'answered', updatedAt: this.now().toISOString() });
+    if (r.status !== 'accepted' && r.status !== 'answered') return;
+    const exchanges = exchangeId && !r.exchanges?.includes(exchangeId) ? [...(r.exchanges ?? []), exchangeId].slice(-64) : r.exchanges;
+    await this.o.store.put({ ...r, status: 'answered', ...(exchanges ? { exchanges } : {}), updatedAt: this.now().toISOString() });
+    if (exchangeId) this.o.send(to, { t: 'request.status', id: requestId, status: 'answered', exchange: exchangeId });
   }
 }

@@ -3,6 +3,7 @@ import { mkdir, readdir, rename, rm, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { pipeline } from 'node:stream/promises';
 import type { Logger } from 'pino';
+import { hexDigest } from '../../ledger/index.ts';
 import { fsyncPath, type Inbox, type InboxMeta } from './inbox.ts';
 
 /** File name ending of an item's content in the directory, by content type. */
@@ -24,7 +25,8 @@ function extensionOf(contentType: string): string {
  * there; at start-up every unacknowledged item not marked yet is copied
  * (again), so a crash in between costs at most a second copy under the same
  * names, never a lost one. The items stay in the inbox (and its API) until the EHR acks
- * or deletes them there.
+ * or deletes them there; deleting an item (`DELETE /v1/inbox/ID`) also removes its two
+ * files here (the metadata first, so a half-removed item never looks complete).
  */
 export class InboxDirectory {
   /** Copies in progress, by exchange id: a second request for one waits for it. */
@@ -74,10 +76,21 @@ export class InboxDirectory {
     await this.place(`${id}${extensionOf(meta.contentType)}`, async (path) => {
       await pipeline(await this.inbox.openContent(id), createWriteStream(path, { mode: 0o640 }));
     });
-    await this.place(`${id}.meta.json`, (path) => writeFile(path, `${JSON.stringify(meta, null, 2)}\n`, { mode: 0o640 }));
+    // The hash as people compare it with `sha256sum` of the content file.
+    const shown = { ...meta, contentSha256: hexDigest(meta.contentSha256) };
+    await this.place(`${id}.meta.json`, (path) => writeFile(path, `${JSON.stringify(shown, null, 2)}\n`, { mode: 0o640 }));
     await fsyncPath(this.dir);
     // Last: a crash before this copies the item again at the next start, never loses it.
     await this.inbox.markCopied(id);
+  }
+
+  /** Removes an item's copy (metadata first, then content); a copy in progress is awaited first. Missing files are fine. */
+  async remove(meta: Pick<InboxMeta, 'exchangeId' | 'contentType'>): Promise<void> {
+    const id = meta.exchangeId;
+    await this.running.get(id);
+    await rm(join(this.dir, `${id}.meta.json`), { force: true });
+    await rm(join(this.dir, `${id}${extensionOf(meta.contentType)}`), { force: true });
+    await fsyncPath(this.dir);
   }
 
   /** Writes `name` through a `.part` file: written, fsynced, then renamed into place. */

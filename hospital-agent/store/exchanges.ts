@@ -61,7 +61,7 @@ export interface ExchangeRecord {
   /** SHA-256 of the envelope header (base64url) of the last complete send. */
   headerHash?: string;
   /** Ledger entries written for this exchange (hashes), so a resumed send never writes one twice. */
-  ledger?: { sent?: string; receipt?: string; failed?: string; charges?: string[] };
+  ledger?: { sent?: string; receipt?: string; failed?: string; cancelled?: string; charges?: string[] };
   /** Hash of what the request asked for, to detect a reused Idempotency-Key (only with one). */
   requestFingerprint?: string;
   /**

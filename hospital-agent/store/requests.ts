@@ -19,20 +19,37 @@ export interface RecordsRequest {
   consentId?: string;
   /** Refused: why (an ERR_CONSENT_* code). */
   code?: string;
+  /** Answered: the exchanges that answered it (sent by the holder; for an outgoing request, inbox items of these ids). */
+  exchanges?: string[];
 }
 
 /** See the module comment. */
 export class RecordsRequests {
   private readonly table;
+  /** Exchange id -> the outgoing request it answers (so an inbox item can name its request). */
+  private readonly byAnswer;
   private readonly mutex = new Mutex();
 
-  constructor(db: StateDb) {
+  constructor(private readonly db: StateDb) {
     this.table = db.table<RecordsRequest>('requests', 'json');
+    this.byAnswer = db.table<string>('request-answers', 'utf8');
   }
 
-  /** Stores a records request (outgoing or incoming). */
+  /** Stores a records request (outgoing or incoming), with the answer index of an outgoing one, in one batch. */
   async put(request: RecordsRequest): Promise<void> {
-    await this.mutex.run(() => this.table.put(request.id, request));
+    await this.mutex.run(() =>
+      this.db.write([
+        { type: 'put', key: request.id, value: request, sublevel: this.table },
+        ...(request.direction === 'outgoing'
+          ? (request.exchanges ?? []).map((x) => ({ type: 'put' as const, key: x, value: request.id, sublevel: this.byAnswer }))
+          : []),
+      ]),
+    );
+  }
+
+  /** The outgoing request exchange `exchangeId` answers, if any. */
+  async answeredBy(exchangeId: string): Promise<string | undefined> {
+    return this.byAnswer.get(exchangeId);
   }
 
   /** One records request, or undefined. */

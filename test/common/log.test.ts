@@ -58,6 +58,17 @@ setTimeout(() => undefined, 60_000);`);
     }
   });
 
+  it('stamps each line with an ISO 8601 UTC time', async function () {
+    const c = child(`const log = createLogger({ level: 'info', base: null });
+log.info('when');`);
+    expect(await c.exited).to.equal(0);
+    const line = JSON.parse(c.lines()[0] as string) as { time: unknown };
+    expect(line.time)
+      .to.be.a('string')
+      .and.match(/^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}\.\d{3}Z$/);
+    expect(Math.abs(Date.parse(line.time as string) - Date.now())).to.be.below(600_000);
+  });
+
   it('respects the level it is given', async function () {
     const c = child(`const log = createLogger({ level: 'warn', base: null });
 log.info('hidden'); log.debug('hidden'); log.error('shown');`);

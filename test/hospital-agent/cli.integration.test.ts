@@ -69,7 +69,7 @@ describe('hie-agent CLI', function () {
     expect(badGrace.stderr).to.match(/--grace must be a whole number of seconds/);
     const settlement = await run(['settlement', '--api', api('myongji'), '--period', new Date().toISOString().slice(0, 7)]);
     expect(settlement.code, settlement.stderr).to.equal(0);
-    expect(settlement.stdout).to.match(/relay-operator\s+EUR owes [1-9]\d* owed 0 \(2 charges\)/);
+    expect(settlement.stdout).to.match(/relay-operator\s+owes \d+\.\d\d EUR, owed 0\.00 EUR \(2 charges\)/);
   });
 
   it('sends a PSY-labelled record only under a consent granted with --label PSY, and names the label when it refuses', async function () {
@@ -146,7 +146,7 @@ describe('hie-agent CLI', function () {
     const secrets = { HIE_AGENT_API_TOKENS: `ehr:${TEST_TOKEN}`, HIE_AGENT_PATIENT_SECRET: 'ab'.repeat(32) };
     const okCfg = await run(['check-config', '--config', good], secrets);
     expect(okCfg.code, okCfg.stderr).to.equal(0);
-    expect(okCfg.stdout).to.match(/^config OK: agent myongji, .*, 1 API token\(s\), patient secret set\n$/);
+    expect(okCfg.stdout).to.match(/^config OK: agent myongji, .*, 1 API token\(s\), patient secret set, certificate matches its key and the CA\n$/);
     // What start would fail on is caught here too: a patient secret too short, or not set at all.
     const weak = await run(['check-config', '--config', good], { ...secrets, HIE_AGENT_PATIENT_SECRET: 'abcd' });
     expect(weak.code).to.equal(1);

@@ -279,6 +279,45 @@ describe('verifyLedger', function () {
     }
   });
 
+  it('counts a cancel as the answer to a release, and reports a cancelled exchange that was delivered anyway (exchange.cancelled)', async () => {
+    const path = dbPath(tmp.dir, 'cancelled');
+    const delta = await world.open('charlie', path);
+    const t0 = new Date(Date.now() - 7_200_000).toISOString();
+    await delta.append({
+      type: 'consent.granted',
+      body: { consent: 'consent-d001', patient: patientHmac(7), grantees: ['bravo'], purposes: ['TREAT'], scope: ['*'], validFrom: t0 },
+    });
+    const sent = (exchange: string) =>
+      delta.append({
+        type: 'exchange.sent',
+        body: {
+          exchange,
+          to: 'bravo',
+          consent: 'consent-d001',
+          patient: patientHmac(7),
+          purpose: 'TREAT',
+          contentType: 'application/pdf',
+          bytes: 10,
+          hash: contentHash(7),
+        },
+      });
+    await sent('exchange-cancel1');
+    await delta.append({ type: 'exchange.cancelled', body: { exchange: 'exchange-cancel1', peer: 'bravo' } });
+    await sent('exchange-cancel2');
+    await delta.append({ type: 'exchange.cancelled', body: { exchange: 'exchange-cancel2', peer: 'bravo' } });
+    await delta.append({ type: 'receipt', body: { exchange: 'exchange-cancel2', from: 'bravo', disposition: 'delivered', hash: contentHash(7) } });
+    await delta.close();
+    const store = await Store.open(path);
+    try {
+      const later = await verifyLedger(levelSource(store), { trust: { caPem: world.caPem }, now: new Date(Date.now() + 7_200_000) });
+      const by = (rule: string) => later.findings.filter((f) => f.rule === rule).map((f) => f.seq);
+      expect(by('exchange.unanswered')).to.deep.equal([]);
+      expect(by('exchange.cancelled')).to.deep.equal([5]);
+    } finally {
+      await store.close();
+    }
+  });
+
   it('follows a key rotation and refuses a head signed by the retired key', async () => {
     const path = dbPath(tmp.dir, 'rotate');
     const ledger = await world.open('alpha', path);

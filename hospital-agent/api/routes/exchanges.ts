@@ -58,13 +58,13 @@ export function submitRoute(service: ExchangeService, requests?: RequestService)
         length: declaredLength(req),
         body: req,
       });
-      if (requestId && requests) await requests.markAnswered(requestId, record.to).catch(() => undefined);
+      if (answers && requests) await requests.markAnswered(answers, record.to, record.id).catch(() => undefined);
       return { status: created ? 202 : 200, headers: { Location: `/v1/exchanges/${record.id}` }, body: ExchangeService.view(record) };
     },
   };
 }
 
-/** /v1/exchanges: submit (streamed body), list and read status. */
+/** /v1/exchanges: submit (streamed body), list, read status and cancel. */
 export function exchangeRoutes(service: ExchangeService, store: ExchangeStore, requests?: RequestService): Router {
   const r = express.Router();
   const submit = submitRoute(service, requests);
@@ -88,6 +88,10 @@ export function exchangeRoutes(service: ExchangeService, store: ExchangeStore, r
     const record = /^[A-Za-z0-9][A-Za-z0-9_-]{7,63}$/.test(id) ? await store.get(id) : undefined;
     if (!record) throw new AgentError('ERR_NOT_FOUND', 'no such exchange');
     res.json(ExchangeService.view(record));
+  });
+  // Ends an exchange not yet released to its recipient; 409 with its state when it was (or is being) released.
+  r.delete('/exchanges/:id', async (req, res) => {
+    res.json(ExchangeService.view(await service.cancel(String(req.params['id']))));
   });
   return r;
 }

@@ -1,7 +1,8 @@
 import express, { type Router } from 'express';
 import { pipeline } from 'node:stream/promises';
 import { AgentError } from '../../errors.ts';
-import type { Inbox } from '../../store/inbox.ts';
+import type { Inbox, InboxMeta } from '../../store/inbox.ts';
+import { hexDigest } from '../../../ledger/index.ts';
 import { SAFE_ID } from '../../store/inbox.ts';
 
 function idParam(value: unknown): string {
@@ -9,18 +10,31 @@ function idParam(value: unknown): string {
   return value;
 }
 
+/** An inbox item as a person or the EHR reads it: the content hash as lowercase hex (as `sha256sum` prints it), and the records request it answers. */
+async function view(meta: InboxMeta, requestOf?: (exchangeId: string) => Promise<string | undefined>): Promise<InboxMeta & { requestId?: string }> {
+  const requestId = await requestOf?.(meta.exchangeId);
+  return { ...meta, contentSha256: hexDigest(meta.contentSha256), ...(requestId ? { requestId } : {}) };
+}
+
 /** /v1/inbox: verified inbound exchanges, their content (streamed), ack and delete. */
-export function inboxRoutes(inbox: Inbox): Router {
+export function inboxRoutes(
+  inbox: Inbox,
+  options: {
+    requestOf?: (exchangeId: string) => Promise<string | undefined>;
+    /** Called after an item is deleted (removes its copy in the EHR's directory). */
+    onRemoved?: (meta: InboxMeta) => Promise<void>;
+  } = {},
+): Router {
   const r = express.Router();
   r.get('/inbox', async (req, res) => {
     const unacked = req.query['unacked'] === 'true';
     const items = await inbox.list();
-    res.json({ items: unacked ? items.filter((i) => !i.ackedAt) : items });
+    res.json({ items: await Promise.all((unacked ? items.filter((i) => !i.ackedAt) : items).map((i) => view(i, options.requestOf))) });
   });
   r.get('/inbox/:id', async (req, res) => {
     const meta = await inbox.get(idParam(req.params['id']));
     if (!meta) throw new AgentError('ERR_NOT_FOUND', 'no such inbox item');
-    res.json(meta);
+    res.json(await view(meta, options.requestOf));
   });
   r.get('/inbox/:id/content', async (req, res) => {
     const id = idParam(req.params['id']);
@@ -44,7 +58,10 @@ export function inboxRoutes(inbox: Inbox): Router {
     res.json(await inbox.ack(idParam(req.params['id'])));
   });
   r.delete('/inbox/:id', async (req, res) => {
-    await inbox.remove(idParam(req.params['id']));
+    const id = idParam(req.params['id']);
+    const meta = await inbox.get(id);
+    await inbox.remove(id);
+    if (meta) await options.onRemoved?.(meta);
     res.status(204).end();
   });
   return r;

@@ -29,13 +29,19 @@ export function ledgerRoutes(
   replicator: Replicator,
   trust: () => Trust,
   self: string,
-  witnessing?: { witness: Witness; policy: WitnessPolicy },
+  options: {
+    /** This agent as a witness, and when a checkpoint counts as witnessed (status evidence, proofs). */
+    witness?: Witness;
+    policy?: WitnessPolicy;
+    /** For one statement: whether a received exchange answers a records request of this hospital (its sender bills a release fee). */
+    billable?: () => (exchangeId: string, from: string) => Promise<boolean>;
+  } = {},
 ): Router {
   const r = express.Router();
   r.get('/ledger/status', async (_req, res) => {
     const status = await ledger.status();
     const replication = replicator.status();
-    res.json({ ...status, replication, ...(witnessing ? { witnessEvidence: await witnessing.witness.evidence() } : {}) });
+    res.json({ ...status, replication, ...(options.witness ? { witnessEvidence: await options.witness.evidence() } : {}) });
   });
   // The proof file `hie-ledger prove` writes (docs/verification.md); the verdict under this agent's policy rides in headers.
   r.get('/ledger/proofs/:kind/:id', async (req, res) => {
@@ -50,7 +56,7 @@ export function ledgerRoutes(
       throw err;
     }
     if (built.file.entries.length === 0) throw new AgentError('ERR_NOT_FOUND', `no signed checkpoint covers the entries of ${kind} ${id} yet`);
-    const verdict = await verifyProof(built.file, trust(), witnessing?.policy);
+    const verdict = await verifyProof(built.file, trust(), options.policy);
     res.setHeader('Hie-Proof-Verified', verdict.ok ? 'true' : 'false');
     if (built.unproved.length > 0) res.setHeader('Hie-Proof-Unproved', built.unproved.join(', '));
     res.setHeader('Content-Disposition', `attachment; filename="proof-${kind}-${id}.json"`);
@@ -72,7 +78,7 @@ export function ledgerRoutes(
     } catch {
       throw new AgentError('ERR_BAD_REQUEST', 'period must be YYYY-MM');
     }
-    res.json(await settlementStatement(ledger, self, period.start, period.end));
+    res.json(await settlementStatement(ledger, self, period.start, period.end, options.billable ? { billable: options.billable() } : {}));
   });
   return r;
 }

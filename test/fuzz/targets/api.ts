@@ -25,6 +25,7 @@ export const API_ROUTES: ReadonlyArray<{ method: string; path: string }> = [
   { method: 'POST', path: '/v1/exchanges' },
   { method: 'GET', path: '/v1/exchanges' },
   { method: 'GET', path: '/v1/exchanges/:id' },
+  { method: 'DELETE', path: '/v1/exchanges/:id' },
   { method: 'POST', path: '/v1/requests' },
   { method: 'GET', path: '/v1/requests' },
   { method: 'GET', path: '/v1/requests/:id' },

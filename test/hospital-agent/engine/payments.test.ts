@@ -53,4 +53,49 @@ describe('settlement statements', function () {
       tmp.cleanup();
     }
   });
+
+  it('names as INCOMPLETE only counterparties that may bill this hospital: senders of answers to its requests, not hospitals it only sent to', async function () {
+    const tmp = tempDir('hie-settlement-');
+    try {
+      const world = await makeWorld(tmp.dir, ['alpha', 'bravo', 'charlie', 'delta']);
+      const alpha = await world.open('alpha', dbPath(tmp.dir, 'alpha'));
+      const received = (exchange: string, from: string) =>
+        alpha.append({ type: 'exchange.received', body: { exchange, from, contentType: 'application/fhir+json', bytes: 100, hash: contentHash(2) } });
+      // alpha sent to charlie (it logs its own charges of that), received from bravo (an answer to its request) and from delta (unasked).
+      await alpha.append({
+        type: 'consent.granted',
+        body: {
+          consent: 'consent-0002',
+          patient: patientHmac(2),
+          grantees: ['charlie'],
+          purposes: ['TREAT'],
+          scope: ['*'],
+          validFrom: new Date(0).toISOString(),
+        },
+      });
+      await alpha.append({
+        type: 'exchange.sent',
+        body: {
+          exchange: 'exchange-0010',
+          to: 'charlie',
+          consent: 'consent-0002',
+          patient: patientHmac(2),
+          purpose: 'TREAT',
+          contentType: 'application/fhir+json',
+          bytes: 100,
+          hash: contentHash(2),
+        },
+      });
+      await received('exchange-0011', 'bravo');
+      await received('exchange-0012', 'delta');
+      const { start, end } = monthPeriod(new Date().toISOString().slice(0, 7));
+      const s = await settlementStatement(alpha, 'alpha', start, end, { billable: async (x) => x === 'exchange-0011' });
+      expect(s.unreplicated).to.deep.equal(['bravo']);
+      // Without knowing which exchanges answer requests, every sender counts, never a hospital alpha only sent to.
+      expect((await settlementStatement(alpha, 'alpha', start, end)).unreplicated).to.deep.equal(['bravo', 'delta']);
+      await alpha.close();
+    } finally {
+      tmp.cleanup();
+    }
+  });
 });

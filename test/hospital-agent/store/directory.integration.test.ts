@@ -1,3 +1,4 @@
+import { execFileSync } from 'node:child_process';
 import { existsSync, readdirSync, readFileSync, rmSync } from 'node:fs';
 import { join } from 'node:path';
 import { expect } from 'chai';
@@ -81,5 +82,26 @@ describe('inbox delivery to a directory the EHR watches (inbox.directory)', func
     await net.startAgent('severance');
     await new Promise((r) => setTimeout(r, 500));
     expect(readdirSync(dir)).to.deep.equal([]);
+  });
+
+  it('shows every SHA-256 as sha256sum prints it (sender, receipt, inbox, metadata file), and deleting the item removes its copy', async function () {
+    await waitFor(() => net.agents['severance']!.relay.connected, 20_000, 'severance connected');
+    const id = await deliver(Buffer.alloc(300 * 1024, 7), 'application/dicom');
+    const content = join(dir, `${id}.dcm`);
+    await waitFor(() => existsSync(metaFile(id)), 20_000, 'the item in the directory');
+    const sum = execFileSync('sha256sum', [content], { encoding: 'utf8' }).split(' ')[0] as string;
+    expect(sum).to.match(/^[0-9a-f]{64}$/);
+    const sent = (await (await net.api('myongji', `/v1/exchanges/${id}`)).json()) as { contentSha256: string; receiptContentSha256: string };
+    expect(sent.contentSha256).to.equal(sum);
+    expect(sent.receiptContentSha256).to.equal(sum);
+    expect(((await (await net.api('severance', `/v1/inbox/${id}`)).json()) as { contentSha256: string }).contentSha256).to.equal(sum);
+    const listed = ((await (await net.api('severance', '/v1/inbox')).json()) as { items: Array<{ exchangeId: string; contentSha256: string }> }).items;
+    expect(listed.find((i) => i.exchangeId === id)?.contentSha256).to.equal(sum);
+    expect((JSON.parse(readFileSync(metaFile(id), 'utf8')) as { contentSha256: string }).contentSha256).to.equal(sum);
+
+    expect((await net.api('severance', `/v1/inbox/${id}`, { method: 'DELETE' })).status).to.equal(204);
+    expect(existsSync(metaFile(id)), 'metadata removed').to.equal(false);
+    expect(existsSync(content), 'content removed').to.equal(false);
+    expect((await net.api('severance', `/v1/inbox/${id}`)).status).to.equal(404);
   });
 });
