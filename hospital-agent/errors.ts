@@ -27,6 +27,11 @@ export const AGENT_ERRORS = {
     description: "The agent's data directory is full: nothing was stored or sent for this request; retry once space is freed.",
   },
   ERR_INTERNAL: { status: 500, description: 'An unexpected error; details are in the agent log under the request id.' },
+  ERR_FORBIDDEN_ROLE: {
+    status: 403,
+    description: 'The token is valid but its role does not allow this route (ehr: /v1; compliance: /console and /fhir; admin: all).',
+  },
+  ERR_CSRF: { status: 403, description: 'A console form was posted without its CSRF token, or with a wrong one; reload the page and retry.' },
 } as const satisfies Record<string, { status: number; description: string }>;
 
 /** A documented agent error code. */
