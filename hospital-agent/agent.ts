@@ -16,6 +16,9 @@ import { exchangeRoutes, submitRoute } from './api/routes/exchanges.ts';
 import { inboxRoutes } from './api/routes/inbox.ts';
 import { ledgerRoutes } from './api/routes/ledger.ts';
 import { requestRoutes } from './api/routes/requests.ts';
+import { fhirAuditRoutes } from './api/routes/fhir-audit.ts';
+import { LedgerIndex } from './console/ledger-index.ts';
+import { patientHash } from './consent/patient.ts';
 import { loadApiTokens, loadPatientSecret, type AgentConfig } from './config.ts';
 import { FileReplayStore, KeyRing, loadAgentKeys, recipientKeys, saveAgentKeys, senderKeys, type LocalKeys } from './crypto/index.ts';
 import { PeerDirectory } from './engine/peers.ts';
@@ -325,6 +328,10 @@ async function serveApi(config: AgentConfig, base: Base, stores: Stores, link: L
   v1.use(requestRoutes(x.requests, state.requests, { jsonLimit: DEFAULT_JSON_LIMIT }));
   v1.use(inboxRoutes(inbox));
   v1.use(ledgerRoutes(ledger, replicator, base.trust, config.id));
+  // The audit API and the console read one index of the ledger; the clear patient id a query names is hashed and dropped.
+  const index = new LedgerIndex(ledger, config.id);
+  const hashPatient = (id: string): string => patientHash(base.secret, id, config.patients.identifierSystem);
+  const fhir = fhirAuditRoutes(index, ledger, hashPatient);
   const open = express.Router();
   // Outgoing exchanges not yet delivered or failed (`outbox`): a queue that only grows means the relay or a recipient is away.
   const health: FastRoute = {
@@ -353,6 +360,7 @@ async function serveApi(config: AgentConfig, base: Base, stores: Stores, link: L
     v1,
     open,
     openapi: buildOpenApi(config.id),
+    fhir,
     fast: [submitRoute(x.exchanges, x.requests), health],
     auth: { onFailure: (outcome) => metrics.authFailures.inc({ outcome }) },
   });
