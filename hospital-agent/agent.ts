@@ -17,7 +17,8 @@ import { inboxRoutes } from './api/routes/inbox.ts';
 import { ledgerRoutes } from './api/routes/ledger.ts';
 import { requestRoutes } from './api/routes/requests.ts';
 import { fhirAuditRoutes } from './api/routes/fhir-audit.ts';
-import { LedgerIndex } from './console/ledger-index.ts';
+import { AccessLog, consoleRouter, LedgerIndex, SessionStore } from './console/index.ts';
+import { AGENT_VERIFY_GRACE_SECONDS } from './api/routes/ledger.ts';
 import { patientHash } from './consent/patient.ts';
 import { loadApiTokens, loadPatientSecret, type AgentConfig } from './config.ts';
 import { FileReplayStore, KeyRing, loadAgentKeys, recipientKeys, saveAgentKeys, senderKeys, type LocalKeys } from './crypto/index.ts';
@@ -332,6 +333,23 @@ async function serveApi(config: AgentConfig, base: Base, stores: Stores, link: L
   const index = new LedgerIndex(ledger, config.id);
   const hashPatient = (id: string): string => patientHash(base.secret, id, config.patients.identifierSystem);
   const fhir = fhirAuditRoutes(index, ledger, hashPatient);
+  const consoleApp = config.console.enabled
+    ? consoleRouter(
+        {
+          self: config.id,
+          ledger,
+          index,
+          hashPatient,
+          accessLog: new AccessLog(join(config.dataDir, 'console', 'access.log')),
+          trust: base.trust,
+          certificateValidTo: () => new Date(base.identity.certificate.validTo).toISOString(),
+          crl: () => base.watcher?.current,
+          replication: () => replicator.status(),
+          graceSeconds: AGENT_VERIFY_GRACE_SECONDS,
+        },
+        { sessions: new SessionStore({ idleMs: config.console.sessionIdleMinutes * 60_000 }) },
+      )
+    : undefined;
   const open = express.Router();
   // Outgoing exchanges not yet delivered or failed (`outbox`): a queue that only grows means the relay or a recipient is away.
   const health: FastRoute = {
@@ -361,6 +379,7 @@ async function serveApi(config: AgentConfig, base: Base, stores: Stores, link: L
     open,
     openapi: buildOpenApi(config.id),
     fhir,
+    ...(consoleApp ? { console: consoleApp } : {}),
     fast: [submitRoute(x.exchanges, x.requests), health],
     auth: { onFailure: (outcome) => metrics.authFailures.inc({ outcome }) },
   });

@@ -19,6 +19,8 @@ export const DEFAULT_MAX_CONCURRENT_SENDS = 4;
 export const DEFAULT_INLINE_BODY_BYTES = 256 * 1024;
 /** Largest `limits.inlineBodyBytes`: a batch of one such body must fit a batch envelope. */
 export const MAX_INLINE_BODY_BYTES = 1024 * 1024;
+/** Minutes without a request after which a console session ends (`console.sessionIdleMinutes`). */
+export const DEFAULT_CONSOLE_SESSION_IDLE_MINUTES = 15;
 /** Env var prefix: `api.port` is HIE_AGENT_API_PORT. */
 export const AGENT_ENV_PREFIX = 'HIE_AGENT_';
 
@@ -105,6 +107,13 @@ export const agentConfigSchema = z.strictObject({
     })
     .prefault({}),
   log: z.strictObject({ level: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info') }).prefault({}),
+  /** The compliance console at /console (docs/compliance-console.md). */
+  console: z
+    .strictObject({
+      enabled: z.boolean().default(true),
+      sessionIdleMinutes: int(1, 24 * 60).default(DEFAULT_CONSOLE_SESSION_IDLE_MINUTES),
+    })
+    .prefault({}),
 });
 
 /** A validated agent configuration. */

@@ -63,6 +63,17 @@ export interface ConsentRow {
   ref: { feed: string; seq: number };
 }
 
+/** One `payment.charged` of any feed (for settlement statements). */
+export interface ChargeRow {
+  ts: string;
+  charge: string;
+  exchange: string;
+  payer: string;
+  payee: string;
+  amount: number;
+  currency: string;
+}
+
 /** A keyset position: everything strictly older than it comes next (newest first). */
 export interface Cursor {
   ts: string;
@@ -126,6 +137,24 @@ const cursorKey = (r: IndexedEntry): string => entryKey(r);
 const exchangeTs = (r: ExchangeRow): string => r.ts;
 const exchangeKey = (r: ExchangeRow): string => r.id;
 
+/** One line of {@link LedgerIndex.settlement} (minor units). */
+export interface SettlementViewLine {
+  counterparty: string;
+  currency: string;
+  owes: number;
+  owed: number;
+  charges: number;
+}
+
+/** A settlement statement (the shape of engine/payments.ts `SettlementStatement`). */
+export interface SettlementView {
+  hospital: string;
+  period: { start: string; end: string };
+  lines: SettlementViewLine[];
+  totals: Array<{ currency: string; owes: number; owed: number; net: number }>;
+  unreplicated: string[];
+}
+
 /** Bounds of a time filter: ts >= from and ts < to (ISO strings, as the ledger writes them). */
 export interface Period {
   from?: string | undefined;
@@ -165,6 +194,7 @@ export class LedgerIndex {
   private readonly exchanges = new Map<string, ExchangeRow>();
   private exchangeOrder: ExchangeRow[] = [];
   private readonly consents = new Map<string, ConsentRow>();
+  private readonly charges: ChargeRow[] = [];
   private readonly seen = new Map<string, number>();
   private refreshing: Promise<void> | undefined;
 
@@ -189,6 +219,18 @@ export class LedgerIndex {
       if (!head || head.seq <= done) continue;
       for await (const stored of this.ledger.entries(feed, { from: done + 1, to: head.seq })) {
         added.push(indexEntry(stored));
+        if (stored.entry.type === 'payment.charged') {
+          const c = stored.entry.body as Omit<ChargeRow, 'ts'>;
+          this.charges.push({
+            ts: stored.entry.ts,
+            charge: c.charge,
+            exchange: c.exchange,
+            payer: c.payer,
+            payee: c.payee,
+            amount: c.amount,
+            currency: c.currency,
+          });
+        }
         if (feed === this.self && this.foldOwn(stored)) exchangesAdded = true;
         this.seen.set(feed, stored.entry.seq);
       }
@@ -356,6 +398,46 @@ export class LedgerIndex {
       else row.received += 1;
     }
     return out;
+  }
+
+  /**
+   * What this hospital owes and is owed in [start, end), as
+   * engine/payments.ts `settlementStatement` (and `hie-agent settlement`)
+   * computes it: every distinct charge of any feed held where it is payer or
+   * payee, per counterparty and currency, in minor units; and the
+   * counterparties of its exchanges in the period whose feed is not held.
+   */
+  settlement(start: Date, end: Date): SettlementView {
+    const from = start.getTime();
+    const to = end.getTime();
+    const inPeriod = (ts: string): boolean => Date.parse(ts) >= from && Date.parse(ts) < to;
+    const seen = new Set<string>();
+    const lines = new Map<string, SettlementViewLine>();
+    for (const c of this.charges) {
+      if (!inPeriod(c.ts) || seen.has(c.charge) || (c.payer !== this.self && c.payee !== this.self)) continue;
+      seen.add(c.charge);
+      const counterparty = c.payer === this.self ? c.payee : c.payer;
+      const key = `${counterparty}|${c.currency}`;
+      const line = lines.get(key) ?? { counterparty, currency: c.currency, owes: 0, owed: 0, charges: 0 };
+      if (c.payer === this.self) line.owes += c.amount;
+      else line.owed += c.amount;
+      line.charges += 1;
+      lines.set(key, line);
+    }
+    const sorted = [...lines.values()].sort((a, b) => a.counterparty.localeCompare(b.counterparty) || a.currency.localeCompare(b.currency));
+    const totals = new Map<string, { currency: string; owes: number; owed: number; net: number }>();
+    for (const l of sorted) {
+      const t = totals.get(l.currency) ?? { currency: l.currency, owes: 0, owed: 0, net: 0 };
+      t.owes += l.owes;
+      t.owed += l.owed;
+      t.net = t.owed - t.owes;
+      totals.set(l.currency, t);
+    }
+    const held = new Set(this.ledger.feeds());
+    const partners = new Set<string>();
+    for (const x of this.exchangeOrder) if (inPeriod(x.ts)) partners.add(x.counterparty);
+    const unreplicated = [...partners].filter((p) => !held.has(p)).sort();
+    return { hospital: this.self, period: { start: start.toISOString(), end: end.toISOString() }, lines: sorted, totals: [...totals.values()], unreplicated };
   }
 
   /** How many entries and exchanges are indexed. */

@@ -127,6 +127,7 @@ const agentFull = {
   inbox: { directory: 'out', webhook: { url: 'https://ehr.example/hie', tokenEnv: 'HOOK_TOKEN' } },
   limits: { maxExchangeBytes: 1024, maxConcurrentSends: 2, sendWhileUploading: false, inlineBodyBytes: 0, maxBatchExchanges: 1 },
   log: { level: 'warn' },
+  console: { enabled: false, sessionIdleMinutes: 30 },
 };
 
 describe('common config loader', function () {

@@ -30,7 +30,18 @@ export interface TestNetwork {
 }
 
 /** Starts a relay (tariff: 10 minor units per transfer + 100 per GiB, release fee 250, EUR) and one agent per id. */
-export async function startNetwork(root: string, ids: string[], options: { agentStart?: boolean; captureRelayLog?: boolean } = {}): Promise<TestNetwork> {
+export async function startNetwork(
+  root: string,
+  ids: string[],
+  options: {
+    agentStart?: boolean;
+    captureRelayLog?: boolean;
+    /** `name[@role]:token` entries every agent accepts besides the test token. */
+    extraTokens?: string;
+    /** Every line the agents log, at debug level (JSON), is pushed here. */
+    agentLog?: string[];
+  } = {},
+): Promise<TestNetwork> {
   const fed = makeFederation(root, ids);
   const relayLog: string[] = [];
   const sink = new Writable({
@@ -65,9 +76,22 @@ export async function startNetwork(root: string, ids: string[], options: { agent
   }
   const agents: Record<string, RunningAgent> = {};
   const start = async (id: string): Promise<RunningAgent> => {
+    const tokens = options.extraTokens ? `test:${TEST_TOKEN},${options.extraTokens}` : `test:${TEST_TOKEN}`;
+    const agentLog = options.agentLog;
+    const logger = agentLog
+      ? pino(
+          { level: 'debug', base: { agent: id } },
+          new Writable({
+            write(chunk: Buffer, _enc, cb) {
+              agentLog.push(...chunk.toString('utf8').split('\n').filter(Boolean));
+              cb();
+            },
+          }),
+        )
+      : pino({ level: process.env['HIE_TEST_LOG'] ?? 'silent', base: { agent: id } });
     const a = await startAgent(configs[id]!, {
-      env: { HIE_AGENT_API_TOKENS: `test:${TEST_TOKEN}`, HIE_AGENT_PATIENT_SECRET: secrets[id], TEST_WEBHOOK_TOKEN: TEST_WEBHOOK_TOKEN },
-      logger: pino({ level: process.env['HIE_TEST_LOG'] ?? 'silent', base: { agent: id } }),
+      env: { HIE_AGENT_API_TOKENS: tokens, HIE_AGENT_PATIENT_SECRET: secrets[id], TEST_WEBHOOK_TOKEN: TEST_WEBHOOK_TOKEN },
+      logger,
     });
     agents[id] = a;
     return a;
