@@ -3,7 +3,8 @@ import { join } from 'node:path';
 import { expect } from 'chai';
 import { parseProofFile, verifyProof } from '../../../ledger/index.ts';
 import { AccessLog } from '../../../hospital-agent/console/access-log.ts';
-import { settlementStatement } from '../../../hospital-agent/engine/payments.ts';
+import { money } from '../../../hospital-agent/console/format.ts';
+import { monthPeriod, settlementStatement } from '../../../hospital-agent/engine/payments.ts';
 import { tempDir } from '../../support/tmp.ts';
 import { buildConsoleFederation, COMPLIANCE_TOKEN, EHR_TOKEN, PATIENT_X, type ConsoleFederation } from './federation.ts';
 
@@ -34,6 +35,9 @@ class Client {
     return this.post('/console/sign-in', { _csrf: Client.csrf(form), token });
   }
 }
+
+/** A page's markup with the whitespace between tags dropped and runs of spaces made one (templates are formatted by prettier). */
+const squash = (page: string): string => page.replace(/>\s+</g, '><').replace(/\s+/g, ' ');
 
 const codeIn = (page: string): string | undefined => /\((ERR_[A-Z_]+)\)/.exec(page)?.[1];
 
@@ -196,14 +200,10 @@ describe('compliance console (HTTP)', function () {
 
   it('shows the settlement in currency units, matching the agent’s settlement statement', async function () {
     const period = new Date().toISOString().slice(0, 7);
-    const page = await (await officer.fetch(`/console/settlements?period=${period}`)).text();
-    const s = await settlementStatement(
-      fed.net.agents['myongji']!.ledger,
-      'myongji',
-      ...(Object.values((await import('../../../hospital-agent/engine/payments.ts')).monthPeriod(period)) as [Date, Date]),
-    );
+    const page = squash(await (await officer.fetch(`/console/settlements?period=${period}`)).text());
+    const { start, end } = monthPeriod(period);
+    const s = await settlementStatement(fed.net.agents['myongji']!.ledger, 'myongji', start, end);
     expect(s.lines.length).to.be.greaterThan(0);
-    const { money } = await import('../../../hospital-agent/console/format.ts');
     for (const l of s.lines) {
       expect(page).to.include(
         `<td>${l.counterparty}</td><td>${l.currency}</td><td class="num">${money(l.owes, l.currency)}</td><td class="num">${money(l.owed, l.currency)}</td><td class="num">${l.charges}</td>`,
@@ -216,7 +216,7 @@ describe('compliance console (HTTP)', function () {
   it('shows that nothing was sent after the revocation, and a verification finds nothing', async function () {
     expect(fed.refusedAfterRevocation).to.equal('ERR_CONSENT_REVOKED');
     const search = await officer.post('/console/search', { _csrf: csrf, view: 'consents', patient: PATIENT_X });
-    const page = await (await officer.fetch(search.headers.get('location') as string)).text();
+    const page = squash(await (await officer.fetch(search.headers.get('location') as string)).text());
     expect(page).to.match(/releases after the revocation: <strong>0<\/strong>/);
     const v = await officer.post('/console/integrity/verify', { _csrf: csrf });
     expect(v.status).to.equal(303);
@@ -225,7 +225,7 @@ describe('compliance console (HTTP)', function () {
   });
 
   it('lists each console query in the access log view, with the patient as hash only', async function () {
-    const page = await (await officer.fetch('/console/access')).text();
+    const page = squash(await (await officer.fetch('/console/access')).text());
     expect(page).to.include('<td>exchanges</td>');
     expect(page).to.include('<td>proof</td>');
     expect(page).not.to.include(PATIENT_X);
