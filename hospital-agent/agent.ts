@@ -366,6 +366,8 @@ async function serveApi(config: AgentConfig, base: Base, stores: Stores, link: L
     const answer = await health.handle(req, '');
     res.status(answer.status).json(answer.body);
   });
+  // Browsers ask for /favicon.ico whatever the console's pages name: answered with nothing rather than a 404 error.
+  if (consoleApp) open.get('/favicon.ico', (_req, res) => void res.status(204).end());
   open.get('/metrics', async (_req, res) => {
     metrics.outboxQueued.set(await state.exchanges.countUnfinished());
     const head = ledger.head();

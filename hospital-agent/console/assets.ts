@@ -68,6 +68,9 @@ export const CONSOLE_JS = `document.addEventListener('click', function (e) {
 });
 `;
 
+/** The console's icon (so the browser does not ask for a /favicon.ico the agent does not have). */
+export const CONSOLE_ICON = `<svg xmlns="http://www.w3.org/2000/svg" viewBox="0 0 16 16"><rect width="16" height="16" rx="3" fill="#0b5394"/><path d="M4 8l3 3 5-6" stroke="#fff" stroke-width="2" fill="none"/></svg>`;
+
 let htmx: Buffer | undefined;
 
 /** htmx as its package ships it (node_modules/htmx.org/dist/htmx.min.js), read once: never from a CDN. */

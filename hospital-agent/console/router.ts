@@ -5,7 +5,7 @@ import { buildProof, verifyLedger, withSnapshotSource } from '../../ledger/index
 import { roleAllows, type Authenticator } from '../api/auth.ts';
 import { toAgentError } from '../api/http.ts';
 import { AgentError } from '../errors.ts';
-import { CONSOLE_CSS, CONSOLE_JS, htmxScript } from './assets.ts';
+import { CONSOLE_CSS, CONSOLE_ICON, CONSOLE_JS, htmxScript } from './assets.ts';
 import type { ConsoleDeps, LastVerification, ViewContext } from './context.ts';
 import { html, type SafeHtml } from './html.ts';
 import { page } from './layout.ts';
@@ -98,6 +98,10 @@ export function consoleRouter(deps: ConsoleDeps, options: ConsoleOptions = {}): 
     r.get('/static/console.js', (_req, res) => {
       res.type('text/javascript').setHeader('Cache-Control', 'max-age=300');
       res.send(CONSOLE_JS);
+    });
+    r.get('/static/favicon.svg', (_req, res) => {
+      res.type('image/svg+xml').setHeader('Cache-Control', 'max-age=3600');
+      res.send(CONSOLE_ICON);
     });
     r.get('/static/htmx.min.js', (_req, res) => {
       res.type('text/javascript').setHeader('Cache-Control', 'max-age=3600');
