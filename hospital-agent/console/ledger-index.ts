@@ -195,6 +195,8 @@ export class LedgerIndex {
   private exchangeOrder: ExchangeRow[] = [];
   private readonly consents = new Map<string, ConsentRow>();
   private readonly charges: ChargeRow[] = [];
+  private readonly released = new Map<string, ExchangeRow[]>();
+  private chargesUnsorted = false;
   private readonly seen = new Map<string, number>();
   private refreshing: Promise<void> | undefined;
 
@@ -221,6 +223,7 @@ export class LedgerIndex {
         added.push(indexEntry(stored));
         if (stored.entry.type === 'payment.charged') {
           const c = stored.entry.body as Omit<ChargeRow, 'ts'>;
+          if ((this.charges.at(-1)?.ts ?? '') > stored.entry.ts) this.chargesUnsorted = true;
           this.charges.push({
             ts: stored.entry.ts,
             charge: c.charge,
@@ -243,6 +246,10 @@ export class LedgerIndex {
       for (const e of added) this.entries.push(e);
       if (!inOrder) this.entries.sort((a, b) => compare(a.ts, entryKey(a), b.ts, entryKey(b)));
     }
+    if (this.chargesUnsorted) {
+      this.charges.sort((a, b) => (a.ts < b.ts ? -1 : a.ts > b.ts ? 1 : 0));
+      this.chargesUnsorted = false;
+    }
     if (exchangesAdded) {
       // New exchanges are appended in ledger order, which is time order within one feed.
       this.exchangeOrder = [...this.exchanges.values()].sort((a, b) => compare(a.ts, a.id, b.ts, b.id));
@@ -260,7 +267,7 @@ export class LedgerIndex {
         const id = b['exchange'] as string;
         if (this.exchanges.has(id)) return false;
         const sent = e.type === 'exchange.sent';
-        this.exchanges.set(id, {
+        const row: ExchangeRow = {
           id,
           ts: e.ts,
           direction: sent ? 'sent' : 'received',
@@ -275,7 +282,13 @@ export class LedgerIndex {
           reason: undefined,
           ref,
           charges: [],
-        });
+        };
+        this.exchanges.set(id, row);
+        if (row.consent !== undefined) {
+          const list = this.released.get(row.consent) ?? [];
+          list.push(row);
+          this.released.set(row.consent, list);
+        }
         return true;
       }
       case 'receipt':
@@ -362,7 +375,7 @@ export class LedgerIndex {
 
   /** Every exchange released under consent `id`, oldest first. */
   releasesUnder(id: string): ExchangeRow[] {
-    return this.exchangeOrder.filter((x) => x.consent === id);
+    return [...(this.released.get(id) ?? [])];
   }
 
   /** This hospital's consents, newest first, those of one patient hash when given. */
@@ -408,13 +421,22 @@ export class LedgerIndex {
    * counterparties of its exchanges in the period whose feed is not held.
    */
   settlement(start: Date, end: Date): SettlementView {
-    const from = start.getTime();
-    const to = end.getTime();
-    const inPeriod = (ts: string): boolean => Date.parse(ts) >= from && Date.parse(ts) < to;
+    // The ledger writes every ts as a UTC ISO string of one length, so string order is time order.
+    const from = start.toISOString();
+    const to = end.toISOString();
     const seen = new Set<string>();
     const lines = new Map<string, SettlementViewLine>();
-    for (const c of this.charges) {
-      if (!inPeriod(c.ts) || seen.has(c.charge) || (c.payer !== this.self && c.payee !== this.self)) continue;
+    let i = 0;
+    let hi = this.charges.length;
+    while (i < hi) {
+      const mid = (i + hi) >>> 1;
+      if ((this.charges[mid] as ChargeRow).ts < from) i = mid + 1;
+      else hi = mid;
+    }
+    for (; i < this.charges.length; i++) {
+      const c = this.charges[i] as ChargeRow;
+      if (c.ts >= to) break;
+      if (seen.has(c.charge) || (c.payer !== this.self && c.payee !== this.self)) continue;
       seen.add(c.charge);
       const counterparty = c.payer === this.self ? c.payee : c.payer;
       const key = `${counterparty}|${c.currency}`;
@@ -435,7 +457,9 @@ export class LedgerIndex {
     }
     const held = new Set(this.ledger.feeds());
     const partners = new Set<string>();
-    for (const x of this.exchangeOrder) if (inPeriod(x.ts)) partners.add(x.counterparty);
+    const first = lowerBound(this.exchangeOrder, { ts: from, key: '' }, exchangeTs, exchangeKey);
+    for (let k = first; k < this.exchangeOrder.length && (this.exchangeOrder[k] as ExchangeRow).ts < to; k++)
+      partners.add((this.exchangeOrder[k] as ExchangeRow).counterparty);
     const unreplicated = [...partners].filter((p) => !held.has(p)).sort();
     return { hospital: this.self, period: { start: start.toISOString(), end: end.toISOString() }, lines: sorted, totals: [...totals.values()], unreplicated };
   }

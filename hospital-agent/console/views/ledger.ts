@@ -69,6 +69,8 @@ export async function overviewView(ctx: ViewContext): Promise<SafeHtml> {
   // Replication lag: how far the heads other agents checkpointed are ahead of what this ledger holds.
   const claimed = new Map<string, number>();
   for (const c of checkpoints) for (const h of c.heads) claimed.set(h.feed, Math.max(claimed.get(h.feed) ?? -1, h.seq));
+  const covering = new Map<string, number | undefined>();
+  for (const f of status.feeds) covering.set(f.feed, (await ledger.checkpointCovering(f.feed, f.seq))?.size);
   const rep = ctx.deps.replication?.();
   const perDay = index.perDay(CHART_DAYS, ctx.now);
   const crl = ctx.deps.crl?.();
@@ -90,6 +92,7 @@ export async function overviewView(ctx: ViewContext): Promise<SafeHtml> {
             <th scope="col">Head seq</th>
             <th scope="col">Head hash</th>
             <th scope="col">Last entry</th>
+            <th scope="col">Signed tree checkpoint</th>
             <th scope="col">Checkpointed by others up to</th>
             <th scope="col">Lag</th>
             <th scope="col">State</th>
@@ -103,6 +106,9 @@ export async function overviewView(ctx: ViewContext): Promise<SafeHtml> {
               <td class="num">${f.seq}</td>
               <td><code title="${f.hash}">${short(f.hash)}</code></td>
               <td>${when(f.ts)}</td>
+              <td>
+                ${covering.get(f.feed) === undefined ? html`<span class="warn">none covers the head</span>` : `size ${covering.get(f.feed)} (covers the head)`}
+              </td>
               <td class="num">${c ?? '-'}</td>
               <td class="num">${c === undefined ? '-' : Math.max(0, c - f.seq)}</td>
               <td>${f.stopped ? html`<strong class="bad">stopped (equivocation)</strong>` : 'ok'}</td>
@@ -113,10 +119,10 @@ export async function overviewView(ctx: ViewContext): Promise<SafeHtml> {
       ${rep ? html`<p>Replication peers: ${rep.peers.join(', ') || 'none'}${rep.dropped.length ? html`; <strong class="bad">dropped: ${rep.dropped.map((d) => d.peer).join(', ')}</strong>` : ''}; ranges pending: ${rep.pending.length}.</p>` : ''}
     </section>
     <section aria-labelledby="cp-h">
-      <h2 id="cp-h">Checkpoints</h2>
+      <h2 id="cp-h">Witnessed heads</h2>
       ${
         newest.size === 0
-          ? html`<p>No signed checkpoint stored yet.</p>`
+          ? html`<p>No other agent's signed statement of heads stored yet (agents exchange them every minute).</p>`
           : html`<table>
               <caption>
                 Newest signed checkpoint of each agent

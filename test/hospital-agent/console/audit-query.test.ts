@@ -3,6 +3,7 @@ import { Ledger, type StoredEntry } from '../../../ledger/index.ts';
 import { parseAuditQuery, searchAuditEvents, searchConsents, type QueryParams } from '../../../hospital-agent/console/audit-query.ts';
 import { LedgerIndex } from '../../../hospital-agent/console/ledger-index.ts';
 import { AgentError } from '../../../hospital-agent/errors.ts';
+import { settlementStatement } from '../../../hospital-agent/engine/payments.ts';
 import { tempDir } from '../../support/tmp.ts';
 import { buildStory, makeWorld, patientHmac } from '../../ledger/support.ts';
 
@@ -95,6 +96,21 @@ describe('audit search over the ledger index', function () {
     expect((await search({ date: `lt${first}` })).entry).to.deep.equal([]);
     expect((await search({ date: [`ge${first}`, 'le2999-12-31'] })).entry).to.have.length(all.length);
     expect((await search({ date: 'eq2001' })).entry).to.deep.equal([]);
+  });
+
+  it('computes the settlement as the agent’s settlement statement does, for any period', async function () {
+    await index.refresh();
+    const bravo = new LedgerIndex(ledger, 'bravo');
+    await bravo.refresh();
+    const now = Date.now();
+    for (const [start, end] of [
+      [new Date(now - 86_400_000), new Date(now + 86_400_000)],
+      [new Date(now - 3_600_000 * 2.5), new Date(now + 60_000)],
+      [new Date(now + 60_000), new Date(now + 120_000)],
+    ] as Array<[Date, Date]>) {
+      expect(index.settlement(start, end)).to.deep.equal(await settlementStatement(ledger, 'alpha', start, end));
+      expect(bravo.settlement(start, end)).to.deep.equal(await settlementStatement(ledger, 'bravo', start, end));
+    }
   });
 
   it('answers the consents of a patient as FHIR Consents, a revoked one inactive', async function () {
