@@ -38,6 +38,25 @@ const SEARCH_VIEWS = ['exchanges', 'consents', 'audit', 'report'] as const;
 /** Fields a search form may carry into the view's URL (the patient only after hashing, as `ph`). */
 const SEARCH_FIELDS = ['from', 'to', 'counterparty', 'direction', 'status', 'purpose', 'entity', 'agent', 'outcome', 'subtype', 'ph'] as const;
 
+/** Query parameters the access log records (besides `ph`, recorded as the patient). */
+const LOGGED_PARAMS = new Set([
+  'from',
+  'to',
+  'counterparty',
+  'direction',
+  'status',
+  'purpose',
+  'entity',
+  'agent',
+  'outcome',
+  'type',
+  'subtype',
+  'period',
+  'after',
+  '_cursor',
+  '_count',
+]);
+
 /** Options of {@link consoleRouter}. */
 export interface ConsoleOptions {
   sessions?: SessionStore;
@@ -184,7 +203,8 @@ export function consoleRouter(deps: ConsoleDeps, options: ConsoleOptions = {}): 
     /** Records the view in the access log (before answering), with the patient hash and the other parameters. */
     const record = (ctx: ViewContext, view: string, extra: Record<string, string> = {}): void => {
       const query: Record<string, string> = { ...extra };
-      for (const [k, v] of Object.entries(ctx.query)) if (k !== 'ph') query[k] = v;
+      // Only the parameters the console writes: a clear patient id typed into a URL by hand is never recorded.
+      for (const [k, v] of Object.entries(ctx.query)) if (LOGGED_PARAMS.has(k)) query[k] = v.slice(0, 200);
       deps.accessLog.record({ who: ctx.session.principal, view, patient: ctx.query['ph'], query });
     };
     const show = (res: Response, ctx: ViewContext, title: string, active: string, body: SafeHtml): void => {

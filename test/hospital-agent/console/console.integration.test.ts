@@ -163,6 +163,8 @@ describe('compliance console (HTTP)', function () {
         [fed.consents.xMgh, 'inactive'],
       ].sort(),
     );
+    // A clear id put into a console URL by hand is ignored, and not recorded either.
+    expect((await officer.fetch(`/console/exchanges?patient=${PATIENT_X}`)).status).to.equal(200);
     const accessLog = readFileSync(join(tmp.dir, 'data', 'myongji', 'console', 'access.log'), 'utf8');
     expect(accessLog).not.to.include(PATIENT_X);
     expect(accessLog).to.include(/ph=([0-9a-f]{64})/.exec(location)?.[1] as string);
