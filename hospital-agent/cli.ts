@@ -3,6 +3,7 @@ import { Transform } from 'node:stream';
 import { parseArgs, type ParseArgsConfig } from 'node:util';
 import cliProgress from 'cli-progress';
 import { startAgent } from './agent.ts';
+import { roleAllows, roleOf } from './api/auth.ts';
 import { AgentConfigError, loadAgentConfig, loadApiTokens, loadPatientSecret } from './config.ts';
 
 const USAGE = `Usage: hie-agent <command> [options]
@@ -76,7 +77,9 @@ function target(values: Record<string, unknown>): ApiTarget {
     const config = loadAgentConfig(values['config']);
     const tokens = process.env['HIE_AGENT_TOKEN'] ? [{ name: 'cli', token: process.env['HIE_AGENT_TOKEN'] }] : loadApiTokens(config);
     const host = config.api.host === '0.0.0.0' ? '127.0.0.1' : config.api.host.includes(':') ? `[${config.api.host}]` : config.api.host;
-    return { base: `http://${host}:${config.api.port}`, token: (tokens[0] as { token: string }).token };
+    // The CLI calls /v1: a token whose role allows it (ehr or admin) rather than, say, the compliance officer's.
+    const usable = tokens.find((t) => roleAllows(roleOf(t), 'ehr')) ?? tokens[0];
+    return { base: `http://${host}:${config.api.port}`, token: (usable as { token: string }).token };
   }
   if (typeof values['api'] === 'string') {
     const token = process.env['HIE_AGENT_TOKEN'];
