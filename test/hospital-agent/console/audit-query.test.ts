@@ -51,6 +51,27 @@ describe('audit search over the ledger index', function () {
     expect(index.consent('consent-0001')?.revokedAt).to.be.a('string');
   });
 
+  it('pages through exchanges by keyset with filters, and counts them per day', async function () {
+    await index.refresh();
+    const ids: string[] = [];
+    let after;
+    for (let guard = 0; guard < 10; guard++) {
+      const page = index.searchExchanges({ direction: 'sent', counterparty: 'bravo' }, 1, after);
+      ids.push(...page.items.map((x) => x.id));
+      if (!page.next) break;
+      after = page.next;
+    }
+    expect(ids).to.deep.equal(['exchange-0003', 'exchange-0002', 'exchange-0001']);
+    expect(index.searchExchanges({ status: 'failed' }, 10).items.map((x) => x.id)).to.deep.equal(['exchange-0003']);
+    expect(index.searchExchanges({ patient: patientHmac(2) }, 10).items).to.deep.equal([]);
+    expect(index.searchExchanges({ from: '2999-01-01T00:00:00.000Z' }, 10).items).to.deep.equal([]);
+    const days = index.perDay(3, new Date());
+    expect(days).to.have.length(3);
+    expect(days.reduce((n, d) => n + d.sent + d.failed + d.received, 0)).to.equal(3);
+    expect(days.reduce((n, d) => n + d.failed, 0)).to.equal(1);
+    expect(index.releasesUnder('consent-0001').map((x) => x.id)).to.deep.equal(['exchange-0001', 'exchange-0002', 'exchange-0003']);
+  });
+
   it('pages through every entry newest first with next links, whatever the page size, without repeating one', async function () {
     for (const count of [1, 2, 5]) {
       const seen: string[] = [];
