@@ -332,7 +332,8 @@ async function serveApi(config: AgentConfig, base: Base, stores: Stores, link: L
   // The audit API and the console read one index of the ledger; the clear patient id a query names is hashed and dropped.
   const index = new LedgerIndex(ledger, config.id);
   const hashPatient = (id: string): string => patientHash(base.secret, id, config.patients.identifierSystem);
-  const fhir = fhirAuditRoutes(index, ledger, hashPatient);
+  const accessLog = new AccessLog(join(config.dataDir, 'console', 'access.log'));
+  const fhir = fhirAuditRoutes(index, ledger, hashPatient, accessLog);
   const consoleApp = config.console.enabled
     ? consoleRouter(
         {
@@ -340,7 +341,7 @@ async function serveApi(config: AgentConfig, base: Base, stores: Stores, link: L
           ledger,
           index,
           hashPatient,
-          accessLog: new AccessLog(join(config.dataDir, 'console', 'access.log')),
+          accessLog,
           trust: base.trust,
           certificateValidTo: () => new Date(base.identity.certificate.validTo).toISOString(),
           crl: () => base.watcher?.current,

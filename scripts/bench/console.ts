@@ -100,7 +100,7 @@ export async function run(args: string[]): Promise<BenchTable[]> {
       logger: { info: () => undefined, warn: () => undefined, error: () => undefined },
       v1: express.Router(),
       openapi: {},
-      fhir: fhirAuditRoutes(index, ledger, hashPatient),
+      fhir: fhirAuditRoutes(index, ledger, hashPatient, accessLog),
       console: consoleRouter({ self: 'alpha', ledger, index, hashPatient, accessLog, trust: () => ({ caPem }), graceSeconds: 90_000 }),
     });
     const server = createServer(handler).listen(0, '127.0.0.1');

@@ -167,6 +167,7 @@ describe('compliance console (HTTP)', function () {
     expect((await officer.fetch(`/console/exchanges?patient=${PATIENT_X}`)).status).to.equal(200);
     const accessLog = readFileSync(join(tmp.dir, 'data', 'myongji', 'console', 'access.log'), 'utf8');
     expect(accessLog).not.to.include(PATIENT_X);
+    expect(accessLog).to.include('"view":"fhir AuditEvent search"');
     expect(accessLog).to.include(/ph=([0-9a-f]{64})/.exec(location)?.[1] as string);
     expect(AccessLog.verify(accessLog)).to.equal(undefined);
     expect(agentLog.length).to.be.greaterThan(0);
