@@ -39,6 +39,10 @@ import { federationRoutes } from './api/routes/federation.ts';
 import { inboxRoutes } from './api/routes/inbox.ts';
 import { ledgerRoutes } from './api/routes/ledger.ts';
 import { requestRoutes } from './api/routes/requests.ts';
+import { fhirAuditRoutes } from './api/routes/fhir-audit.ts';
+import { AccessLog, consoleRouter, LedgerIndex, SessionStore } from './console/index.ts';
+import { AGENT_VERIFY_GRACE_SECONDS } from './api/routes/ledger.ts';
+import { patientHash } from './consent/patient.ts';
 import { loadApiTokens, loadPatientSecret, type AgentConfig } from './config.ts';
 import { FileReplayStore, KeyRing, loadAgentKeys, recipientKeys, saveAgentKeys, senderKeys, type LocalKeys } from './crypto/index.ts';
 import { PeerDirectory } from './engine/peers.ts';
@@ -525,6 +529,28 @@ async function serveApi(
   );
   v1.use(ledgerRoutes(ledger, replicator, base.trust, config.id, { witness: link.witness, policy: link.policy, billable: () => answersOurRequest(state.requests) }));
   v1.use(federationRoutes(base.federation, standing, () => base.identity.serial));
+  // The audit API and the console read one index of the ledger; the clear patient id a query names is hashed and dropped.
+  const index = new LedgerIndex(ledger, config.id);
+  const hashPatient = (id: string): string => patientHash(base.secret, id, config.patients.identifierSystem);
+  const accessLog = new AccessLog(join(config.dataDir, 'console', 'access.log'));
+  const fhir = fhirAuditRoutes(index, ledger, hashPatient, accessLog);
+  const consoleApp = config.console.enabled
+    ? consoleRouter(
+        {
+          self: config.id,
+          ledger,
+          index,
+          hashPatient,
+          accessLog,
+          trust: base.trust,
+          certificateValidTo: () => new Date(base.identity.certificate.validTo).toISOString(),
+          crl: () => base.federation.crl,
+          replication: () => replicator.status(),
+          graceSeconds: AGENT_VERIFY_GRACE_SECONDS,
+        },
+        { sessions: new SessionStore({ idleMs: config.console.sessionIdleMinutes * 60_000 }) },
+      )
+    : undefined;
   const open = express.Router();
   // Outgoing exchanges not yet delivered or failed (`outbox`): a queue that only grows means the relay or a recipient is away.
   const health: FastRoute = {
@@ -558,6 +584,8 @@ async function serveApi(
     const answer = await health.handle(req, '');
     res.status(answer.status).json(answer.body);
   });
+  // Browsers ask for /favicon.ico whatever the console's pages name: answered with nothing rather than a 404 error.
+  if (consoleApp) open.get('/favicon.ico', (_req, res) => void res.status(204).end());
   open.get('/metrics', async (_req, res) => {
     metrics.outboxQueued.set(await state.exchanges.countUnfinished());
     const certs = certificateHealth(base.identity, base.federation.crl);
@@ -575,6 +603,8 @@ async function serveApi(
     v1,
     open,
     openapi: buildOpenApi(config.id),
+    fhir,
+    ...(consoleApp ? { console: consoleApp } : {}),
     fast: [submitRoute(x.exchanges, x.requests), health],
     auth: { onFailure: (outcome) => metrics.authFailures.inc({ outcome }) },
     // Writes wait while the agent gets its own feed back from its peers (nothing may be appended before): a short

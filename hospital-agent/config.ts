@@ -2,7 +2,7 @@ import { readFileSync } from 'node:fs';
 import { z } from 'zod';
 import { ConfigError, configLeaves as commonConfigLeaves, createConfigLoader, type LeafKind } from '../common/index.ts';
 import { HOSPITAL_ID_PATTERN } from '../certs/index.ts';
-import { MIN_TOKEN_LENGTH, type ApiToken } from './api/auth.ts';
+import { API_ROLES, MIN_TOKEN_LENGTH, type ApiRole, type ApiToken } from './api/auth.ts';
 import { MIN_PATIENT_SECRET_BYTES } from './consent/patient.ts';
 import { MAX_BATCH_ITEMS } from './crypto/format.ts';
 import { DEFAULT_MAX_BATCH } from './engine/index.ts';
@@ -22,6 +22,8 @@ export const DEFAULT_MAX_CONCURRENT_SENDS = 4;
 export const DEFAULT_INLINE_BODY_BYTES = 256 * 1024;
 /** Largest `limits.inlineBodyBytes`: a batch of one such body must fit a batch envelope. */
 export const MAX_INLINE_BODY_BYTES = 1024 * 1024;
+/** Minutes without a request after which a console session ends (`console.sessionIdleMinutes`). */
+export const DEFAULT_CONSOLE_SESSION_IDLE_MINUTES = 15;
 /** Env var prefix: `api.port` is HIE_AGENT_API_PORT. */
 export const AGENT_ENV_PREFIX = 'HIE_AGENT_';
 
@@ -134,6 +136,13 @@ export const agentConfigSchema = z.strictObject({
     })
     .prefault({}),
   log: z.strictObject({ level: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info') }).prefault({}),
+  /** The compliance console at /console (docs/compliance-console.md). */
+  console: z
+    .strictObject({
+      enabled: z.boolean().default(true),
+      sessionIdleMinutes: int(1, 24 * 60).default(DEFAULT_CONSOLE_SESSION_IDLE_MINUTES),
+    })
+    .prefault({}),
 });
 
 /** A validated agent configuration. */
@@ -169,20 +178,31 @@ export function loadAgentConfig(path: string, env: NodeJS.ProcessEnv = process.e
   return loader.load(path, env);
 }
 
-/** Parses `name:token` pairs (comma- or newline-separated); tokens must be at least MIN_TOKEN_LENGTH characters. */
+/**
+ * Parses `name[@role]:token` entries (comma- or newline-separated); tokens
+ * must be at least MIN_TOKEN_LENGTH characters; the role is one of
+ * API_ROLES (`ehr`, `compliance`, `admin`), and an entry without one is
+ * `admin` (every route, as before roles existed).
+ */
 export function parseTokens(text: string, source: string): ApiToken[] {
   const tokens: ApiToken[] = [];
   for (const raw of text.split(/[,\n]/)) {
     const line = raw.trim();
     if (!line || line.startsWith('#')) continue;
     const i = line.indexOf(':');
-    const name = i > 0 ? line.slice(0, i) : '';
+    const head = i > 0 ? line.slice(0, i) : '';
     const token = i > 0 ? line.slice(i + 1) : '';
+    const at = head.indexOf('@');
+    const name = at < 0 ? head : head.slice(0, at);
+    const role = at < 0 ? undefined : head.slice(at + 1);
     if (!/^[A-Za-z0-9_.-]{1,64}$/.test(name) || token.length < MIN_TOKEN_LENGTH || /\s/.test(token)) {
       // Never echo the token itself.
-      throw configError(`${source}: each entry must be name:token with a token of at least ${MIN_TOKEN_LENGTH} non-space characters`, ['api']);
+      throw configError(`${source}: each entry must be name[@role]:token with a token of at least ${MIN_TOKEN_LENGTH} non-space characters`, ['api']);
     }
-    tokens.push({ name, token });
+    if (role !== undefined && !(API_ROLES as readonly string[]).includes(role)) {
+      throw configError(`${source}: token ${name}: the role must be one of ${API_ROLES.join(', ')}`, ['api']);
+    }
+    tokens.push(role === undefined ? { name, token } : { name, token, role: role as ApiRole });
   }
   if (tokens.length === 0) throw configError(`${source}: no API tokens configured`, ['api']);
   return tokens;

@@ -61,6 +61,11 @@ export const AGENT_ERRORS = {
     description:
       'The agent is getting its own ledger feed back from its peers after a restart (docs/recovery.md); writes wait: retry after Retry-After seconds.',
   },
+  ERR_FORBIDDEN_ROLE: {
+    status: 403,
+    description: 'The token is valid but its role does not allow this route (ehr: /v1; compliance: /console and /fhir; admin: all).',
+  },
+  ERR_CSRF: { status: 403, description: 'A console form was posted without its CSRF token, or with a wrong one; reload the page and retry.' },
 } as const satisfies Record<string, { status: number; description: string }>;
 
 /** A documented agent error code. */

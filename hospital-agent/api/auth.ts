@@ -20,10 +20,30 @@ export const MAX_TRACKED_ADDRESSES = 10_000;
 /** Shortest accepted API token. */
 export const MIN_TOKEN_LENGTH = 32;
 
-/** A named API token (the name is what the log records, never the token). */
+/**
+ * What a token may do: `ehr` the EHR's API (/v1: send, consents, inbox,
+ * ledger status); `compliance` the read-only console (/console) and audit API
+ * (/fhir); `admin` both.
+ */
+export const API_ROLES = ['ehr', 'compliance', 'admin'] as const;
+/** One of {@link API_ROLES}. */
+export type ApiRole = (typeof API_ROLES)[number];
+
+/** A named API token (the name is what the log records, never the token); no role is the role `admin` (tokens configured before roles existed). */
 export interface ApiToken {
   name: string;
   token: string;
+  role?: ApiRole;
+}
+
+/** The role a token acts with: its own, or `admin` for a token configured without one. */
+export function roleOf(token: Pick<ApiToken, 'role'>): ApiRole {
+  return token.role ?? 'admin';
+}
+
+/** True when `role` may use what `needed` guards (`admin` may use everything). */
+export function roleAllows(role: ApiRole, needed: ApiRole): boolean {
+  return role === 'admin' || role === needed;
 }
 
 function digest(value: string): Buffer {
@@ -59,7 +79,7 @@ export interface AuthRequest {
  * What {@link Authenticator.authenticate} decided. `close`: the answer should end
  * the connection (a wrong token refused at once because its address's tarpit was full).
  */
-export type AuthOutcome = { principal: string } | { error: AgentError; reason: string; close?: boolean };
+export type AuthOutcome = { principal: string; role: ApiRole } | { error: AgentError; reason: string; close?: boolean };
 
 /** Options of {@link Authenticator}; the clock and the delay are injectable for tests. */
 export interface AuthOptions {
@@ -177,7 +197,7 @@ export class Authenticator {
     this.counts.evaluated += 1;
     const token = this.match(m[1] as string);
     if (!token) return this.fail(req, 'unknown token', new AgentError('ERR_UNAUTHORIZED', 'invalid bearer token'));
-    return { principal: token.name };
+    return { principal: token.name, role: roleOf(token) };
   }
 
   private fail(req: AuthRequest, reason: string, error: AgentError): AuthOutcome | Promise<AuthOutcome> {
@@ -239,12 +259,18 @@ export class Authenticator {
   }
 }
 
+/** The refusal of a valid token whose role does not allow a route (403 ERR_FORBIDDEN_ROLE). */
+export function forbiddenRole(role: ApiRole, needed: ApiRole): AgentError {
+  return new AgentError('ERR_FORBIDDEN_ROLE', `this token's role (${role}) does not allow this route (it needs ${needed})`, { detail: { role, needed } });
+}
+
 /**
  * The express handler of {@link Authenticator}: the token check (with the
- * tarpit for penalised wrong tokens). On success the token's name is stored in
- * `res.locals.principal`.
+ * tarpit for penalised wrong tokens), then the role check when `role` is
+ * given (403 ERR_FORBIDDEN_ROLE). On success the token's name is stored in
+ * `res.locals.principal` and its role in `res.locals.role`.
  */
-export function bearerAuth(auth: Authenticator, options: { onFailure?: (req: Request, reason: string) => void } = {}): RequestHandler[] {
+export function bearerAuth(auth: Authenticator, options: { onFailure?: (req: Request, reason: string) => void; role?: ApiRole } = {}): RequestHandler[] {
   const check = (req: Request, res: Response, next: NextFunction): void => {
     const settle = (outcome: AuthOutcome): void => {
       if ('error' in outcome) {
@@ -254,6 +280,11 @@ export function bearerAuth(auth: Authenticator, options: { onFailure?: (req: Req
         return;
       }
       res.locals['principal'] = outcome.principal;
+      res.locals['role'] = outcome.role;
+      if (options.role && !roleAllows(outcome.role, options.role)) {
+        next(forbiddenRole(outcome.role, options.role));
+        return;
+      }
       next();
     };
     const outcome = auth.authenticate(req);

@@ -3,7 +3,7 @@ import { createServer, type IncomingMessage, type Server, type ServerResponse } 
 import express, { type ErrorRequestHandler, type NextFunction, type Request, type Response, type Router } from 'express';
 import helmet from 'helmet';
 import { AGENT_ERRORS, AgentError, isNoSpace } from '../errors.ts';
-import { Authenticator, bearerAuth, type ApiToken, type AuthOptions } from './auth.ts';
+import { Authenticator, bearerAuth, forbiddenRole, roleAllows, type ApiToken, type AuthOptions } from './auth.ts';
 
 /** Largest JSON request body the API parses. */
 export const DEFAULT_JSON_LIMIT = '1mb';
@@ -36,6 +36,10 @@ export interface ApiAppOptions {
    * it resolves to an error the write gets that error, with a Retry-After.
    */
   hold?: () => Promise<{ error: AgentError; retryAfterSeconds: number } | undefined> | undefined;
+  /** Routers mounted under /fhir (the audit API), behind authentication with the role `compliance` (or `admin`); errors are OperationOutcomes. */
+  fhir?: Router;
+  /** The compliance console, mounted under /console; it signs in with the same tokens (and limiter) into its own sessions. */
+  console?: (auth: Authenticator) => Router;
 }
 
 /** The JSON body of every error answer. */
@@ -109,7 +113,8 @@ export function operationOutcome(err: AgentError, requestId: string): Record<str
  * names application/fhir+json); every other answer keeps the JSON error body.
  */
 export function answersOutcome(req: IncomingMessage, err: AgentError): boolean {
-  return err.issues !== undefined || /application\/fhir\+json/i.test(String(req.headers.accept ?? ''));
+  const url = (req as Partial<Request>).originalUrl ?? req.url ?? '';
+  return err.issues !== undefined || url.startsWith('/fhir/') || /application\/fhir\+json/i.test(String(req.headers.accept ?? ''));
 }
 
 /** Sends an {@link AgentError} with its status: as JSON, or as an OperationOutcome (see {@link answersOutcome}) when `req` is given. */
@@ -239,17 +244,15 @@ export function createApiHandler(options: ApiAppOptions & { fast?: readonly Fast
   app.get('/openapi.json', (_req, res) => {
     res.json(options.openapi);
   });
+  const onAuthFailure = (req: Request, reason: string): void => authFailed(req, String(req.res?.locals['requestId'] ?? ''), reason);
   const holdWrites = async (req: Request, res: Response, next: NextFunction): Promise<void> => {
     const held = req.method === 'GET' || req.method === 'HEAD' ? undefined : await options.hold?.();
     if (held) res.setHeader('Retry-After', String(held.retryAfterSeconds));
     next(held?.error);
   };
-  app.use(
-    '/v1',
-    ...bearerAuth(auth, { onFailure: (req, reason) => authFailed(req, String(req.res?.locals['requestId'] ?? ''), reason) }),
-    holdWrites,
-    options.v1,
-  );
+  app.use('/v1', ...bearerAuth(auth, { onFailure: onAuthFailure, role: 'ehr' }), holdWrites, options.v1);
+  if (options.fhir) app.use('/fhir', ...bearerAuth(auth, { onFailure: onAuthFailure, role: 'compliance' }), options.fhir);
+  if (options.console) app.use('/console', options.console(auth));
   app.use((_req: Request, _res: Response, next: NextFunction) => {
     next(new AgentError('ERR_NOT_FOUND', 'no such route'));
   });
@@ -306,6 +309,8 @@ export function createApiHandler(options: ApiAppOptions & { fast?: readonly Fast
           throw outcome.error;
         }
         principal = outcome.principal;
+        // Every fast route but the open ones is part of the EHR's API (/v1).
+        if (!roleAllows(outcome.role, 'ehr')) throw forbiddenRole(outcome.role, 'ehr');
         const held = req.method === 'GET' || req.method === 'HEAD' ? undefined : await options.hold?.();
         if (held) {
           head.push('Retry-After', String(held.retryAfterSeconds));

@@ -317,6 +317,26 @@ export function buildOpenApi(agentId: string): Record<string, unknown> {
           },
         },
       },
+      '/fhir/AuditEvent': {
+        get: {
+          summary:
+            'The ledger as FHIR R4 AuditEvents (IHE BALP patterns), searched as IHE ITI-81 does: date (eq/ge/gt/le/lt, repeatable), patient (the clear id, hashed by the agent and never kept; links name it as patient.identifier=urn:hie:patient-hmac|<hash>), entity (exchange id, consent id or feed/seq), agent (hospital id), outcome, type, subtype (ledger entry type), _count (1-1000), next links. Needs a compliance (or admin) token; answers application/fhir+json searchset Bundles, errors as OperationOutcomes',
+          responses: {
+            200: { description: 'searchset Bundle', content: { 'application/fhir+json': { schema: { type: 'object' } } } },
+            ...errors('ERR_BAD_REQUEST', 'ERR_UNAUTHORIZED', 'ERR_FORBIDDEN_ROLE'),
+          },
+        },
+      },
+      '/fhir/Consent': {
+        get: {
+          summary:
+            "This hospital's consents of one patient (?patient=<clear id> or ?patient.identifier=urn:hie:patient-hmac|<hash>) as a searchset of FHIR R4 Consents; revoked ones inactive. Needs a compliance (or admin) token",
+          responses: {
+            200: { description: 'searchset Bundle', content: { 'application/fhir+json': { schema: { type: 'object' } } } },
+            ...errors('ERR_BAD_REQUEST', 'ERR_UNAUTHORIZED', 'ERR_FORBIDDEN_ROLE'),
+          },
+        },
+      },
     },
   };
 }

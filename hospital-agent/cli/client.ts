@@ -5,6 +5,7 @@
  * whose error becomes one line with the agent's code.
  */
 import { parseArgs, type ParseArgsConfig } from 'node:util';
+import { roleAllows, roleOf } from '../api/auth.ts';
 import { loadAgentConfig, loadApiTokens } from '../config.ts';
 
 /** Options of one command, as node's util.parseArgs takes them. */
@@ -76,7 +77,9 @@ export function target(values: Record<string, unknown>): ApiTarget {
     const config = loadAgentConfig(values['config']);
     const tokens = process.env['HIE_AGENT_TOKEN'] ? [{ name: 'cli', token: process.env['HIE_AGENT_TOKEN'] }] : loadApiTokens(config);
     const host = config.api.host === '0.0.0.0' ? '127.0.0.1' : config.api.host.includes(':') ? `[${config.api.host}]` : config.api.host;
-    return { base: `http://${host}:${config.api.port}`, token: (tokens[0] as { token: string }).token };
+    // The CLI calls /v1: a token whose role allows it (ehr or admin) rather than, say, the compliance officer's.
+    const usable = tokens.find((t) => roleAllows(roleOf(t), 'ehr')) ?? tokens[0];
+    return { base: `http://${host}:${config.api.port}`, token: (usable as { token: string }).token };
   }
   if (typeof values['api'] === 'string') {
     const token = process.env['HIE_AGENT_TOKEN'];

@@ -130,6 +130,7 @@ const agentFull = {
   recovery: { timeoutMs: 5000, minPeers: 2 },
   ledger: { witness: { policy: { quorum: 2, witnesses: ['severance', 'mgh'] } } },
   log: { level: 'warn' },
+  console: { enabled: false, sessionIdleMinutes: 30 },
 };
 
 describe('common config loader', function () {

@@ -43,6 +43,10 @@ export async function startNetwork(
     relay?: Record<string, Record<string, unknown>>;
     /** False: agents get no `identity.crl` (only what the relay hands them). */
     agentCrl?: boolean;
+    /** `name[@role]:token` entries every agent accepts besides the test token. */
+    extraTokens?: string;
+    /** Every line the agents log, at debug level (JSON), is pushed here. */
+    agentLog?: string[];
   } = {},
 ): Promise<TestNetwork> {
   const fed = makeFederation(root, ids);
@@ -97,9 +101,22 @@ export async function startNetwork(
     return pino({ level: 'debug', base: { agent: id } }, out);
   };
   const start = async (id: string): Promise<RunningAgent> => {
+    const tokens = options.extraTokens ? `test:${TEST_TOKEN},${options.extraTokens}` : `test:${TEST_TOKEN}`;
+    const agentLog = options.agentLog;
+    const logger = agentLog
+      ? pino(
+          { level: 'debug', base: { agent: id } },
+          new Writable({
+            write(chunk: Buffer, _enc, cb) {
+              agentLog.push(...chunk.toString('utf8').split('\n').filter(Boolean));
+              cb();
+            },
+          }),
+        )
+      : pino({ level: process.env['HIE_TEST_LOG'] ?? 'silent', base: { agent: id } });
     const a = await startAgent(configs[id]!, {
-      env: { HIE_AGENT_API_TOKENS: `test:${TEST_TOKEN}`, HIE_AGENT_PATIENT_SECRET: secrets[id], TEST_WEBHOOK_TOKEN: TEST_WEBHOOK_TOKEN },
-      logger: agentLogger(id),
+      env: { HIE_AGENT_API_TOKENS: tokens, HIE_AGENT_PATIENT_SECRET: secrets[id], TEST_WEBHOOK_TOKEN: TEST_WEBHOOK_TOKEN },
+      logger: agentLog ? logger : agentLogger(id),
     });
     agents[id] = a;
     return a;

@@ -52,8 +52,8 @@ describe('Authenticator', function () {
     expect(auth.stats().penalised).to.equal(200 - DEFAULT_AUTH_FAILURES_PER_WINDOW);
     // Not a promise: the valid token waits for no tarpit, however many guesses the address has held or shed.
     const ok = auth.authenticate(from('127.0.0.1', TOKEN));
-    expect(ok).to.deep.equal({ principal: 'ehr' });
-    expect(auth.authenticate(from('::ffff:127.0.0.1', TOKEN))).to.deep.equal({ principal: 'ehr' });
+    expect(ok).to.deep.equal({ principal: 'ehr', role: 'admin' });
+    expect(auth.authenticate(from('::ffff:127.0.0.1', TOKEN))).to.deep.equal({ principal: 'ehr', role: 'admin' });
     await time.advance(1000);
     await Promise.all(guesses);
   });
@@ -112,7 +112,7 @@ describe('Authenticator', function () {
     expect(shed).to.be.greaterThan(0);
     expect(auth.stats().held).to.equal(0);
     // Throughout, the valid token was served at once.
-    expect(auth.authenticate(from('127.0.0.1', TOKEN))).to.deep.equal({ principal: 'ehr' });
+    expect(auth.authenticate(from('127.0.0.1', TOKEN))).to.deep.equal({ principal: 'ehr', role: 'admin' });
   });
 
   it('keeps an address penalised until it stops failing for a whole window, then forgives it', async function () {
