@@ -441,12 +441,13 @@ function watchRelay(link: Link, engine: ExchangeEngine, standing: SelfStanding, 
   });
   relay.on('connectError', (err) => {
     const { status, refusal } = err as typeof err & { status?: number; refusal?: string };
+    const known = standing.revoked;
+    // A refused certificate is not a network fault: say so in one line the operator can act on (once while revoked).
+    if ((status === 401 || status === 403) && !known) log.error({ code: err.code, status, reason: refusal }, `the relay refused this agent's certificate: ${err.message}`);
     standing.onRelayRefusal(REVOKED_REFUSAL.test(err.message) || REVOKED_REFUSAL.test(String((err.cause as { code?: unknown } | undefined)?.code ?? '')));
     // A revoked agent said so once (SelfStanding); every refused attempt after that is expected.
-    if (standing.revoked) log.debug({ code: err.code }, 'relay refused this revoked agent');
-    // A refused certificate is not a network fault: say so in one line the operator can act on.
-    else if (status === 401 || status === 403) log.error({ code: err.code, status, reason: refusal }, `the relay refused this agent's certificate: ${err.message}`);
-    else log.warn({ code: err.code, err: { message: err.message } }, 'cannot connect to the relay; retrying');
+    if (known || standing.revoked) log.debug({ code: err.code }, 'relay refused this revoked agent');
+    else if (status !== 401 && status !== 403) log.warn({ code: err.code, err: { message: err.message } }, 'cannot connect to the relay; retrying');
   });
   relay.on('undeliverable', (err) => {
     log.debug({ to: err.to, code: err.code }, 'message undeliverable');

@@ -7,6 +7,7 @@ import { expect } from 'chai';
 import { grantConsent, startNetwork, TEST_TOKEN, waitFor, type TestNetwork } from '../support/agents.ts';
 import { makeFederation } from '../support/federation.ts';
 import { tempDir } from '../support/tmp.ts';
+import { dicomFile } from '../support/dicom.ts';
 
 const BIN = fileURLToPath(new URL('../../bin/hie-agent.js', import.meta.url));
 
@@ -66,7 +67,7 @@ describe('hie-agent CLI: every hospital-IT task, each command with its own help'
   it('inbox show/content/ack/delete, exchange list/status, send --no-wait, and settlement in currency units', async function () {
     const consent = await grantConsent(net, 'myongji', 'severance', 'SYN-CLI-1');
     const file = join(tmp.dir, 'study.dcm');
-    const data = Buffer.alloc(120_000, 5);
+    const data = dicomFile({ patientId: 'SYN-CLI-1', pixelBytes: 120_000 });
     writeFileSync(file, data);
     const sum = createHash('sha256').update(data).digest('hex');
     const sent = await run(['send', '--api', api('myongji'), '--to', 'severance', '--patient', 'SYN-CLI-1', '--consent', consent, '--no-wait', file]);

@@ -87,7 +87,7 @@ describe('an agent whose data directory fills up', function () {
     return net.api(from, '/v1/exchanges', {
       method: 'POST',
       headers: {
-        'content-type': 'application/dicom',
+        'content-type': 'application/octet-stream',
         'hie-recipient': to,
         'hie-patient-id': PATIENT,
         'hie-consent-id': consent,

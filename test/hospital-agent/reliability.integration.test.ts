@@ -69,7 +69,7 @@ describe('hospital agents under load and faults', function () {
     const consent = await grant('myongji', 'severance', PATIENT);
     const size = 500 * 1024 * 1024;
     const data = patternStream(size, 42);
-    const id = await submit('myongji', 'severance', consent, data.stream, 'application/dicom', size);
+    const id = await submit('myongji', 'severance', consent, data.stream, 'application/octet-stream', size);
     const done = await finalStatus('myongji', id);
     expect(done.status, JSON.stringify(done)).to.equal('delivered');
     expect(await contentHash('severance', id)).to.equal(data.sha256());
@@ -135,7 +135,7 @@ describe('hospital agents under load and faults', function () {
       .api('myongji', '/v1/exchanges', {
         method: 'POST',
         headers: {
-          'content-type': 'application/dicom',
+          'content-type': 'application/octet-stream',
           'content-length': String(64 * 1024 * 1024),
           'hie-recipient': 'severance',
           'hie-patient-id': PATIENT,

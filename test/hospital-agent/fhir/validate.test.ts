@@ -229,17 +229,27 @@ describe('validateR4', function () {
     });
   });
 
-  // The whole published set, when the FHIR package hl7.fhir.r4.examples is installed (not a dependency: see the fixtures' README).
-  const full = process.env['HIE_FHIR_EXAMPLES'] ?? fileURLToPath(new URL('../../../node_modules/hl7.fhir.r4.examples/package/', import.meta.url));
-  (existsSync(full) ? it : it.skip)('passes every resource of hl7.fhir.r4.examples', function () {
+  // The whole published set: HL7's FHIR package hl7.fhir.r4.examples 4.0.1 (CC0), a dev dependency.
+  const full = process.env['HIE_FHIR_EXAMPLES'] ?? fileURLToPath(new URL('../../../node_modules/hl7.fhir.r4.examples/', import.meta.url));
+  // A few published examples break R4 rules (errata) or our stricter exchange rules: named, with why, in known-refusals.json.
+  (existsSync(full) ? it : it.skip)('passes every resource of hl7.fhir.r4.examples but the named refusals, which still fail', function () {
     this.timeout(600_000);
+    const known = (JSON.parse(readFileSync(fileURLToPath(new URL('../../fixtures/fhir-r4-examples/known-refusals.json', import.meta.url)), 'utf8')) as {
+      refused: Record<string, { reason: string }>;
+    }).refused;
     const failed: string[] = [];
+    const passedButKnown: string[] = [];
+    let checked = 0;
     for (const f of readdirSync(full).filter((x) => x.endsWith('.json') && x !== 'package.json' && !x.startsWith('.'))) {
       const r = JSON.parse(readFileSync(join(full, f), 'utf8')) as Json;
       if (typeof r['resourceType'] !== 'string') continue;
+      checked++;
       const issues = validateR4(r);
-      if (issues.length > 0) failed.push(`${f}: ${issues[0]?.expression} ${issues[0]?.message}`);
+      if (issues.length > 0 && !known[f]) failed.push(`${f}: ${issues[0]?.expression} ${issues[0]?.message}`);
+      if (issues.length === 0 && known[f]) passedButKnown.push(f);
     }
-    expect(failed).to.deep.equal([]);
+    expect(checked).to.be.greaterThan(5000);
+    expect(failed, 'refused, not in known-refusals.json').to.deep.equal([]);
+    expect(passedButKnown, 'listed in known-refusals.json, yet valid').to.deep.equal([]);
   });
 });

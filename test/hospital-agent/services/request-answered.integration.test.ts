@@ -1,6 +1,7 @@
 import { expect } from 'chai';
 import { grantConsent, startNetwork, waitFor, type TestNetwork } from '../../support/agents.ts';
 import { tempDir } from '../../support/tmp.ts';
+import { dicomFile } from '../../support/dicom.ts';
 
 interface RequestView {
   id: string;
@@ -45,7 +46,7 @@ describe('a records request answered by an exchange', function () {
         'hie-consent-id': consent,
         'hie-request-id': requestId,
       },
-      body: Buffer.alloc(50 * 1024, 3),
+      body: dicomFile({ patientId: 'SYN-000091', pixelBytes: 50 * 1024 }),
     });
     expect(answer.status, await answer.clone().text()).to.equal(202);
     const exchangeId = ((await answer.json()) as { id: string }).id;

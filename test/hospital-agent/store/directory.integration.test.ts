@@ -5,6 +5,7 @@ import { expect } from 'chai';
 import { grantConsent, startNetwork, waitFor, type TestNetwork } from '../../support/agents.ts';
 import { tempDir } from '../../support/tmp.ts';
 import { bundleFor } from '../../support/fhir.ts';
+import { dicomFile } from '../../support/dicom.ts';
 
 // About the patient the requests name: the agent reads the patient from the content.
 const BUNDLE = bundleFor('SYN-000080');
@@ -49,18 +50,19 @@ describe('inbox delivery to a directory the EHR watches (inbox.directory)', func
   it('writes what was delivered before it was set at the next start (unless the EHR acked it), then each new item as it comes: content first, metadata last', async function () {
     // Delivered while severance has no directory: one the EHR takes over through the API (ack), one it does not.
     const acked = await deliver(BUNDLE, 'application/fhir+json');
-    const waiting = await deliver(Buffer.alloc(400 * 1024, 9), 'application/dicom');
+    const waitingStudy = dicomFile({ patientId: 'SYN-000080', pixelBytes: 400 * 1024 });
+    const waiting = await deliver(waitingStudy, 'application/dicom');
     expect((await net.api('severance', `/v1/inbox/${acked}/ack`, { method: 'POST' })).status).to.equal(200);
     await net.agents['severance']!.close();
     net.configs['severance']!.inbox.directory = dir;
     await net.startAgent('severance');
     await waitFor(() => existsSync(metaFile(waiting)), 20_000, 'the waiting item in the directory');
-    expect(readFileSync(join(dir, `${waiting}.dcm`)).equals(Buffer.alloc(400 * 1024, 9))).to.equal(true);
+    expect(readFileSync(join(dir, `${waiting}.dcm`)).equals(waitingStudy)).to.equal(true);
     expect(JSON.parse(readFileSync(metaFile(waiting), 'utf8'))).to.include({
       exchangeId: waiting,
       from: 'myongji',
       contentType: 'application/dicom',
-      bytes: 400 * 1024,
+      bytes: waitingStudy.length,
     });
     expect(existsSync(metaFile(acked)), 'an item the EHR acked is not written').to.equal(false);
     await waitFor(
@@ -86,7 +88,7 @@ describe('inbox delivery to a directory the EHR watches (inbox.directory)', func
 
   it('shows every SHA-256 as sha256sum prints it (sender, receipt, inbox, metadata file), and deleting the item removes its copy', async function () {
     await waitFor(() => net.agents['severance']!.relay.connected, 20_000, 'severance connected');
-    const id = await deliver(Buffer.alloc(300 * 1024, 7), 'application/dicom');
+    const id = await deliver(dicomFile({ patientId: 'SYN-000080', pixelBytes: 300 * 1024 }), 'application/dicom');
     const content = join(dir, `${id}.dcm`);
     await waitFor(() => existsSync(metaFile(id)), 20_000, 'the item in the directory');
     const sum = execFileSync('sha256sum', [content], { encoding: 'utf8' }).split(' ')[0] as string;
