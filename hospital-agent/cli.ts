@@ -241,7 +241,8 @@ process list.
     run: (values, positionals, io) => cancel(values, positionals, io, 'hie-agent exchange cancel ID'),
   },
   'consent grant': {
-    usage: 'hie-agent consent grant (--patient P | HIE_PATIENT_ID) --to ID [--to ID]... --until DATE [--from DATE] [--purpose CODE]... [--scope TYPE]... [--category SYSTEM|CODE]... [--label CODE]...',
+    usage:
+      'hie-agent consent grant (--patient P | HIE_PATIENT_ID) --to ID [--to ID]... --until DATE [--from DATE] [--purpose CODE]... [--scope TYPE]... [--category SYSTEM|CODE]... [--label CODE]...',
     summary: "record a patient's consent to release records to hospitals",
     help: `  --to ID        a grantee hospital (repeat for several)
   --until DATE   end of validity (ISO 8601)

@@ -234,9 +234,11 @@ describe('validateR4', function () {
   // A few published examples break R4 rules (errata) or our stricter exchange rules: named, with why, in known-refusals.json.
   (existsSync(full) ? it : it.skip)('passes every resource of hl7.fhir.r4.examples but the named refusals, which still fail', function () {
     this.timeout(600_000);
-    const known = (JSON.parse(readFileSync(fileURLToPath(new URL('../../fixtures/fhir-r4-examples/known-refusals.json', import.meta.url)), 'utf8')) as {
-      refused: Record<string, { reason: string }>;
-    }).refused;
+    const known = (
+      JSON.parse(readFileSync(fileURLToPath(new URL('../../fixtures/fhir-r4-examples/known-refusals.json', import.meta.url)), 'utf8')) as {
+        refused: Record<string, { reason: string }>;
+      }
+    ).refused;
     const failed: string[] = [];
     const passedButKnown: string[] = [];
     let checked = 0;
