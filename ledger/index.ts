@@ -99,6 +99,7 @@ export {
   DEFAULT_REPLICATION_MODE,
   REPLICATION_MODES,
   SEALED_VERSION,
+  SEAL_PAD_BYTES,
   type ReplicationMode,
   type SealedRecord,
 } from './sealed.ts';

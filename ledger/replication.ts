@@ -147,9 +147,6 @@ export class Replicator extends EventEmitter {
   /** Signs a checkpoint now; it travels with the next gossip. */
   async checkpoint(): Promise<SignedCheckpoint> {
     this.lastCheckpoint = await this.ledger.checkpoint();
-    // The tlog checkpoint of the current tree too (appends sign one per batch; a tree grown otherwise gets it here).
-    const size = this.ledger.feed ? this.ledger.treeSize(this.ledger.feed) : 0;
-    if (size > 0) await this.ledger.checkpointAt(size).catch(() => undefined);
     return this.lastCheckpoint;
   }
 

@@ -26,6 +26,8 @@ export const DEFAULT_REPLICATION_MODE: ReplicationMode = 'private';
 
 /** HKDF salt (domain separation of the sealing key from every other use of the signing key). */
 const SEAL_SALT = Buffer.from('hie-ledger sealed entry v1');
+/** Sealed plaintexts are padded to a multiple of this many bytes (every application entry but the largest consents fits one block). */
+export const SEAL_PAD_BYTES = 1024;
 /** Version of the sealed record format. */
 export const SEALED_VERSION = 1;
 
@@ -55,7 +57,7 @@ const b64url = (min: number, max: number) =>
     .min(min)
     .max(max);
 const sealedSchema = z.strictObject({
-  ct: b64url(1, Math.ceil((MAX_ENTRY_BYTES * 4) / 3)),
+  ct: b64url(1, Math.ceil(((MAX_ENTRY_BYTES + SEAL_PAD_BYTES) * 4) / 3)),
   feed: z.string().regex(HOSPITAL_ID_PATTERN),
   hash: z.string().regex(HEX64_PATTERN),
   iv: b64url(16, 16),
@@ -104,7 +106,11 @@ export function sealEntry(key: Buffer, kid: string, feed: string, seq: number, b
   const iv = randomBytes(12);
   const c = createCipheriv('aes-256-gcm', key, iv);
   c.setAAD(aad(feed, seq, hash, leaf));
-  const ct = Buffer.concat([c.update(bytes), c.final()]);
+  // Length-prefixed and zero-padded to a multiple of SEAL_PAD_BYTES: the ciphertext's size does not tell the entry's type.
+  const padded = Buffer.alloc(Math.ceil((bytes.length + 4) / SEAL_PAD_BYTES) * SEAL_PAD_BYTES);
+  padded.writeUInt32BE(bytes.length, 0);
+  bytes.copy(padded, 4);
+  const ct = Buffer.concat([c.update(padded), c.final()]);
   const record: SealedRecord = {
     ct: ct.toString('base64url'),
     feed,
@@ -130,7 +136,10 @@ export function unsealEntry(key: Buffer, record: SealedRecord): Buffer {
     const d = createDecipheriv('aes-256-gcm', key, Buffer.from(record.iv, 'base64url'));
     d.setAAD(aad(record.feed, record.seq, record.hash, record.leaf));
     d.setAuthTag(Buffer.from(record.tag, 'base64url'));
-    bytes = Buffer.concat([d.update(Buffer.from(record.ct, 'base64url')), d.final()]);
+    const padded = Buffer.concat([d.update(Buffer.from(record.ct, 'base64url')), d.final()]);
+    const n = padded.readUInt32BE(0);
+    if (n > padded.length - 4 || n > MAX_ENTRY_BYTES) throw new Error('bad length');
+    bytes = padded.subarray(4, 4 + n);
   } catch {
     throw new LedgerError('ERR_LEDGER_INVALID_ENTRY', `sealed record ${record.feed}:${record.seq} does not open under our key`);
   }

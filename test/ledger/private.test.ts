@@ -220,6 +220,10 @@ describe('private replication (docs/replication.md)', function () {
       expect(unsealEntry(key, rec).equals(entry)).to.equal(true);
       expect(() => unsealEntry(sealingKey(world.agents['bravo']!.signingKey, 'alpha'), rec)).to.throw(/does not open/);
       expect(() => unsealEntry(key, { ...rec, seq: 4 })).to.throw(/does not open/);
+      // Padded: a short and a longer entry seal to ciphertexts of the same length.
+      const longer = Buffer.concat([entry, Buffer.alloc(400, 0x20)]);
+      expect(readSealed(sealEntry(key, a.bundle.signing.kid, 'alpha', 3, longer)).ct.length).to.equal(rec.ct.length);
+      expect(unsealEntry(key, readSealed(sealEntry(key, a.bundle.signing.kid, 'alpha', 3, longer))).equals(longer)).to.equal(true);
       // Two seals of the same entry differ (fresh nonce): ciphertexts cannot be matched across peers.
       expect(sealEntry(key, a.bundle.signing.kid, 'alpha', 3, entry).equals(sealed)).to.equal(false);
     });
