@@ -1,6 +1,7 @@
 import { expect } from 'chai';
 import { randomUUID } from 'node:crypto';
-import { readdirSync, readFileSync, rmSync, statSync } from 'node:fs';
+import { readdirSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import { main } from '../../ledger/cli.ts';
 import { join } from 'node:path';
 import { countWitnesses, parseWitnessPolicy, type KnownWitness } from '../../ledger/policy.ts';
 import { cosignerKey, witnessName } from '../../ledger/cosign.ts';
@@ -165,6 +166,12 @@ describe('private replication (docs/replication.md)', function () {
       'payment.charged',
     ]);
     for (const id of ids) await closeLedger(ledgers[id]!);
+    // hie-ledger verify on charlie's database says the same, and how much of it is sealed.
+    writeFileSync(join(tmp.dir, 'ca.pem'), world.caPem);
+    let out = '';
+    const code = await main(['verify', '--data', dbPath(tmp.dir, 'p-charlie'), '--ca', join(tmp.dir, 'ca.pem')], { out: (t) => (out += t) });
+    expect(code, out).to.equal(0);
+    expect(out).to.match(/^OK: .*no findings \(5 of them sealed/);
     const needles = [exchange, patient, consent];
     const charlieRaw = rawBytes(dbPath(tmp.dir, 'p-charlie'));
     for (const n of needles) expect(charlieRaw.includes(n), `charlie's files hold ${n.slice(0, 8)}...`).to.equal(false);
