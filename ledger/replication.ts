@@ -320,7 +320,7 @@ export class Replicator extends EventEmitter {
     let checkpoint: string | undefined;
     if (feed === this.ledger.feed) {
       entries = await this.ledger.rawRange(feed, from, to, max, budget);
-      if (this.mode === 'private') entries = fit(await this.ledger.forPeer(peer, entries), budget);
+      if (this.mode === 'private') entries = fit(await this.ledger.forPeer(peer, entries), this.o.maxMessageBytes - 4096);
       signed = await this.ledger.signHeadAt(from + entries.length - 1);
       // A head of a retired key's era has no fresh checkpoint: the range goes without one.
       checkpoint = await this.ledger.checkpointAt(signed.seq + 1).catch(() => undefined);
@@ -378,13 +378,18 @@ export class Replicator extends EventEmitter {
   }
 }
 
-/** The longest prefix of `entries` (at least one) whose bytes fit `budget` (sealed records are larger than the entries they hold). */
+/**
+ * The longest prefix of `entries` (at least one) whose base64 strings, quoted
+ * and comma-separated as a range message carries them, fit `budget` bytes
+ * (sealed records are larger than the entries they hold).
+ */
 function fit(entries: Buffer[], budget: number): Buffer[] {
   let bytes = 0;
   let n = 0;
   for (const e of entries) {
-    if (n > 0 && bytes + e.length > budget) break;
-    bytes += e.length;
+    const encoded = Math.ceil(e.length / 3) * 4 + 3;
+    if (n > 0 && bytes + encoded > budget) break;
+    bytes += encoded;
     n += 1;
   }
   return entries.slice(0, n);

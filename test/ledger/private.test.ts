@@ -215,6 +215,37 @@ describe('private replication (docs/replication.md)', function () {
     for (const n of [exchange, patient, consent]) expect(raw.includes(n)).to.equal(true);
   });
 
+  it('fits full ranges of sealed records in a message: a 2,000-entry feed reaches a replica party to none of it, nobody dropped', async () => {
+    const alpha = await openAs('alpha', 'big-alpha');
+    const charlie = await openAs('charlie', 'big-charlie');
+    const all: Array<Promise<unknown>> = [];
+    for (let i = 0; i < 2000; i++)
+      all.push(
+        alpha.append({
+          type: 'exchange.received',
+          body: { exchange: `big-${String(i).padStart(10, '0')}`, from: 'bravo', contentType: 'application/fhir+json', bytes: 1000 + i, hash: contentHash(i) },
+        }),
+      );
+    await Promise.all(all);
+    const net = new MemoryNetwork();
+    const dropped: unknown[] = [];
+    // Default range size (512) and message limit (1 MiB): 512 sealed records are larger than 512 entries.
+    for (const [me, l, peer] of [
+      ['alpha', alpha, 'charlie'],
+      ['charlie', charlie, 'alpha'],
+    ] as const) {
+      const r = new Replicator(l, net.endpoint(me), { peers: [peer], gossipIntervalMs: 200, checkpointIntervalMs: 0, mode: 'private' });
+      r.on('dropped', (d) => dropped.push(d));
+      r.start();
+      stops.push(r);
+    }
+    await until(() => charlie.head('alpha')?.seq === alpha.head()!.seq || dropped.length > 0, "charlie to hold alpha's feed");
+    expect(dropped).to.deep.equal([]);
+    const v = await verifyLedger(levelSource(charlie._store), { trust: { caPem: world.caPem } });
+    expect(v.findings).to.deep.equal([]);
+    expect(v.stats.sealed).to.equal(2000);
+  });
+
   describe('sealed records', () => {
     it('open only under the author key, and refuse an altered record', async () => {
       const a = world.agents['alpha']!;
