@@ -145,6 +145,8 @@ export class Ledger {
   private closed = false;
   private signing: { key: KeyObject; kid: string } | undefined;
   private recovering = false;
+  /** The sealing key of our feed (sealed.ts), derived once per signing key. */
+  private sealKey: { kid: string; key: Buffer } | undefined;
   /** The newest checkpoint of our own feed we signed, while recovering: the restored tree must agree with it. */
   private anchor: { size: number; root: Buffer } | undefined;
 
@@ -891,11 +893,13 @@ export class Ledger {
    */
   async forPeer(peer: string, bytes: Buffer[]): Promise<Buffer[]> {
     const { feed, signing } = this.assertAuthor();
-    const key = sealingKey((this.author as AuthorOptions).signingKey, feed);
+    if (this.sealKey?.kid !== signing.kid) this.sealKey = { kid: signing.kid, key: sealingKey(signing.key, feed) };
+    const key = this.sealKey.key;
     const granted = new Map<string, readonly string[]>();
     const out: Buffer[] = [];
     for (const b of bytes) {
-      const { entry } = decodeEntry(b);
+      // Our own stored entries, validated when written: parsed, not re-validated.
+      const entry = JSON.parse(b.toString('utf8')) as Entry;
       if (entry.type === 'consent.revoked') {
         const id = (entry.body as { consent: string }).consent;
         if (!granted.has(id)) {

@@ -1,6 +1,6 @@
 import { createCipheriv, createDecipheriv, hkdfSync, randomBytes, type KeyObject } from 'node:crypto';
 import { z } from 'zod';
-import { HOSPITAL_ID_PATTERN, jcs } from '../certs/index.ts';
+import { HOSPITAL_ID_PATTERN } from '../certs/index.ts';
 import { sha256Hex } from './entry.ts';
 import { LedgerError } from './errors.ts';
 import { leafHash } from './merkle.ts';
@@ -85,7 +85,7 @@ export function readSealed(bytes: Buffer): SealedRecord {
   }
   const r = sealedSchema.safeParse(value);
   if (!r.success) throw new LedgerError('ERR_LEDGER_INVALID_ENTRY', `sealed record is malformed at ${r.error.issues[0]?.path.join('.') || '(root)'}`);
-  if (!jcs(r.data).equals(bytes)) throw new LedgerError('ERR_LEDGER_INVALID_ENTRY', 'sealed record is not in canonical form');
+  if (!encodeSealed(r.data).equals(bytes)) throw new LedgerError('ERR_LEDGER_INVALID_ENTRY', 'sealed record is not in canonical form');
   return r.data;
 }
 
@@ -122,7 +122,16 @@ export function sealEntry(key: Buffer, kid: string, feed: string, seq: number, b
     seq,
     tag: c.getAuthTag().toString('base64url'),
   };
-  return jcs(record);
+  return encodeSealed(record);
+}
+
+/**
+ * The JCS (RFC 8785) bytes of a record: its keys in sorted order, every value
+ * an ASCII string or a safe integer, so JSON.stringify in that order is
+ * exactly JCS (checked against `jcs` in the tests), without its cost per entry.
+ */
+export function encodeSealed(r: SealedRecord): Buffer {
+  return Buffer.from(JSON.stringify({ ct: r.ct, feed: r.feed, hash: r.hash, iv: r.iv, kid: r.kid, leaf: r.leaf, sealed: r.sealed, seq: r.seq, tag: r.tag }));
 }
 
 /**

@@ -1,6 +1,7 @@
 import { expect } from 'chai';
 import { randomUUID } from 'node:crypto';
 import { readdirSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import { jcs } from '../../certs/index.ts';
 import { main } from '../../ledger/cli.ts';
 import { join } from 'node:path';
 import { countWitnesses, parseWitnessPolicy, type KnownWitness } from '../../ledger/policy.ts';
@@ -255,6 +256,7 @@ describe('private replication (docs/replication.md)', function () {
       expect(isSealed(sealed)).to.equal(true);
       expect(sealed.includes('"body"')).to.equal(false);
       const rec = readSealed(sealed);
+      expect(jcs(rec).equals(sealed), 'sealed records are JCS').to.equal(true);
       expect(unsealEntry(key, rec).equals(entry)).to.equal(true);
       expect(() => unsealEntry(sealingKey(world.agents['bravo']!.signingKey, 'alpha'), rec)).to.throw(/does not open/);
       expect(() => unsealEntry(key, { ...rec, seq: 4 })).to.throw(/does not open/);
