@@ -313,7 +313,12 @@ async function linkRelay(config: AgentConfig, base: Base, ledger: Ledger, log: L
   const witness = new Witness(ledger, { id: config.id, signingKey: base.keys.signing.privateKey });
   witness.on('equivocation', (ev: { feed: string; detail: string }) => log.error({ feed: ev.feed, detail: ev.detail }, 'ledger split view detected'));
   witness.on('rollback', (ev: { feed: string; detail: string }) => log.error({ feed: ev.feed, detail: ev.detail }, 'ledger rollback detected'));
-  const replicator = new Replicator(ledger, transport, { peers: config.peers, maxMessageBytes: DEFAULT_MAX_MESSAGE - 1024, witness });
+  const replicator = new Replicator(ledger, transport, {
+    peers: config.peers,
+    maxMessageBytes: DEFAULT_MAX_MESSAGE - 1024,
+    witness,
+    mode: config.replication.mode,
+  });
   let learnTimer: NodeJS.Timeout | undefined;
   replicator.on('stored', () => {
     // New feeds or rotations may carry bundles; learn them, at most once a second.

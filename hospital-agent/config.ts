@@ -9,6 +9,7 @@ import { DEFAULT_MAX_BATCH } from './engine/index.ts';
 import { DEFAULT_RECOVERY_MIN_PEERS, DEFAULT_RECOVERY_TIMEOUT_MS } from '../ledger/index.ts';
 import { DEFAULT_MAX_CONSENT_DECISIONS, MAX_CONSENT_DECISIONS } from './store/consent-decisions.ts';
 import { witnessPolicySchema } from '../ledger/policy.ts';
+import { DEFAULT_REPLICATION_MODE, REPLICATION_MODES } from '../ledger/sealed.ts';
 
 /** Default local API address: loopback only, so only the EHR host can reach it. */
 export const DEFAULT_API_HOST = '127.0.0.1';
@@ -123,6 +124,13 @@ export const agentConfigSchema = z.strictObject({
       timeoutMs: int(1000, 3_600_000).default(DEFAULT_RECOVERY_TIMEOUT_MS),
       /** Peers that must answer before appends go on while others stay silent; 0: carry on after the timeout anyway. */
       minPeers: int(0, 1000).default(DEFAULT_RECOVERY_MIN_PEERS),
+    })
+    .prefault({}),
+  /** What each peer receives of this agent's ledger feed (docs/replication.md). */
+  replication: z
+    .strictObject({
+      /** `private`: each peer gets in the clear only the entries that concern it, the rest sealed to us; `full`: every peer gets the whole feed in the clear. */
+      mode: z.enum(REPLICATION_MODES).default(DEFAULT_REPLICATION_MODE),
     })
     .prefault({}),
   ledger: z

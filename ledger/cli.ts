@@ -153,11 +153,13 @@ async function withStoreCopy<T>(dir: string, fn: (store: Store) => Promise<T>): 
   }
 }
 
-function renderFindings(findings: Finding[], omitted: number, stats: { feeds: number; entries: number; ms: number }): string {
+function renderFindings(findings: Finding[], omitted: number, stats: { feeds: number; entries: number; sealed?: number; ms: number }): string {
   const lines = findings.map((f) => `${f.feed ?? '-'}\t${f.seq ?? '-'}\t${f.rule}\t${f.detail}`);
+  // Private replication: other hospitals' entries that do not concern this one are held sealed (docs/replication.md).
+  const sealed = stats.sealed ? ` (${stats.sealed} of them sealed: other hospitals' entries this one is not party to, checked by hash only)` : '';
   const head =
     findings.length === 0
-      ? `OK: ${stats.entries} entries in ${stats.feeds} feeds verified in ${stats.ms} ms, no findings`
+      ? `OK: ${stats.entries} entries in ${stats.feeds} feeds verified in ${stats.ms} ms, no findings${sealed}`
       : `FAILED: ${findings.length + omitted} findings in ${stats.entries} entries of ${stats.feeds} feeds (feed, seq, rule, detail):`;
   return `${[head, ...lines, ...(omitted > 0 ? [`... and ${omitted} more`] : [])].join('\n')}\n`;
 }

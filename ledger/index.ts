@@ -89,6 +89,21 @@ export {
   type DroppedPeer,
 } from './replication.ts';
 export {
+  concernedParties,
+  concerns,
+  isSealed,
+  readSealed,
+  sealEntry,
+  sealingKey,
+  unsealEntry,
+  DEFAULT_REPLICATION_MODE,
+  REPLICATION_MODES,
+  SEALED_VERSION,
+  SEAL_PAD_BYTES,
+  type ReplicationMode,
+  type SealedRecord,
+} from './sealed.ts';
+export {
   FeedRecovery,
   DEFAULT_RECOVERY_TIMEOUT_MS,
   DEFAULT_RECOVERY_MIN_PEERS,

@@ -17,6 +17,7 @@ import {
 import { KeyHistory, keyEraFromEntry, type KeyEra, type Trust } from './keys.ts';
 import { appendToRange, consistencyPath, hashesEqual, inclusionPath, leafHash, rootAt, rootFromCompactRange } from './merkle.ts';
 import { checkpointOrigin, openCheckpoint, signCheckpointNote, type Checkpoint } from './note.ts';
+import { concerns, isSealed, readSealed, sealEntry, sealingKey, unsealEntry, type SealedRecord } from './sealed.ts';
 import { buildTree, growTree, nodeReader, type FeedTree } from './tree.ts';
 import { checkBody, ENTRY_VERSION, GENESIS_PREV, HEX64_PATTERN, type AppendInput, type Entry, type EntryType } from './schema.ts';
 import { feedKey, prefixRange, readStoredJson, seqKey, Store, type BatchOp } from './store.ts';
@@ -110,6 +111,16 @@ export interface EntryProof {
   head: SignedHead;
 }
 
+/** An entry of another feed held only as a sealed record (sealed.ts): its bytes, entry hash and leaf hash, no readable body. */
+interface SealedItem {
+  sealed: SealedRecord;
+  bytes: Buffer;
+  hash: string;
+}
+type Item = StoredEntry | SealedItem;
+const itemSeq = (i: Item): number => ('sealed' in i ? i.sealed.seq : i.entry.seq);
+const itemLeaf = (i: Item): Buffer => ('sealed' in i ? Buffer.from(i.sealed.leaf, 'hex') : leafHash(i.bytes));
+
 interface Pending {
   input: AppendInput;
   resolve: (r: AppendResult) => void;
@@ -134,6 +145,8 @@ export class Ledger {
   private closed = false;
   private signing: { key: KeyObject; kid: string } | undefined;
   private recovering = false;
+  /** The sealing key of our feed (sealed.ts), derived once per signing key. */
+  private sealKey: { kid: string; key: Buffer } | undefined;
   /** The newest checkpoint of our own feed we signed, while recovering: the restored tree must agree with it. */
   private anchor: { size: number; root: Buffer } | undefined;
 
@@ -433,21 +446,19 @@ export class Ledger {
    */
   private async commit(
     feed: string,
-    entries: StoredEntry[],
+    entries: Item[],
     signed: SignedHead,
     checkpoint: { author: KeyObject } | { note: string; keys: KeyObject[] } | undefined = undefined,
   ): Promise<void> {
     const s = this.store;
     const ops: BatchOp[] = [];
     const tree = this.trees.get(feed) ?? { size: 0, range: [] };
-    if (tree.size !== (entries[0] as StoredEntry).entry.seq)
-      throw new LedgerError('ERR_LEDGER_DB_UNREADABLE', `the Merkle tree of ${feed} has ${tree.size} leaves, the range starts at ${entries[0]?.entry.seq}`);
-    const grown = growTree(
-      s,
-      feed,
-      tree,
-      entries.map((e) => e.bytes),
-    );
+    if (tree.size !== itemSeq(entries[0] as Item))
+      throw new LedgerError(
+        'ERR_LEDGER_DB_UNREADABLE',
+        `the Merkle tree of ${feed} has ${tree.size} leaves, the range starts at ${itemSeq(entries[0] as Item)}`,
+      );
+    const grown = growTree(s, feed, tree, [], entries.map(itemLeaf));
     ops.push(...grown.ops);
     if (checkpoint) {
       const cp: Checkpoint = { origin: this.origin(feed), size: grown.tree.size, root: rootFromCompactRange(grown.tree.range) };
@@ -461,16 +472,22 @@ export class Ledger {
       }
       ops.push({ type: 'put', sublevel: s.notes, key: feedKey(feed, cp.size), value: note });
     }
-    for (const { entry, bytes } of entries) {
-      const k = feedKey(feed, entry.seq);
-      ops.push({ type: 'put', sublevel: s.entries, key: k, value: bytes });
+    let lastTs = this.heads.get(feed)?.ts ?? signed.ts;
+    for (const item of entries) {
+      const k = feedKey(feed, itemSeq(item));
+      ops.push({ type: 'put', sublevel: s.entries, key: k, value: item.bytes });
+      // A sealed record is stored as it came: no index names it (its type and ids are not known here).
+      if ('sealed' in item) continue;
+      const { entry } = item;
+      lastTs = entry.ts;
       ops.push({ type: 'put', sublevel: s.byType, key: `${entry.type}!${k}`, value: '' });
       const body = entry.body as { exchange?: string; consent?: string };
       if (body.exchange) ops.push({ type: 'put', sublevel: s.byExchange, key: `${body.exchange}!${k}`, value: '' });
       if (body.consent) ops.push({ type: 'put', sublevel: s.byConsent, key: `${body.consent}!${k}`, value: '' });
     }
-    const last = entries.at(-1) as StoredEntry;
-    const head: Head = { feed, seq: last.entry.seq, hash: last.hash, ts: last.entry.ts };
+    const last = entries.at(-1) as Item;
+    // A sealed last entry's time is not known: the head keeps the newest readable one's (a lower bound).
+    const head: Head = { feed, seq: itemSeq(last), hash: last.hash, ts: lastTs };
     ops.push({ type: 'put', sublevel: s.heads, key: feed, value: JSON.stringify({ seq: head.seq, hash: head.hash, ts: head.ts }) });
     ops.push({ type: 'put', sublevel: s.signedHeads, key: feedKey(feed, signed.seq), value: JSON.stringify(signed) });
     await s.batch(ops);
@@ -508,13 +525,36 @@ export class Ledger {
     if (feed === this.author?.feed && !this.recovering) throw new LedgerError('ERR_LEDGER_SEQ', `feed '${feed}' is our own; it is never taken from a peer`);
     const local = this.heads.get(feed);
     const history = cloneHistory(this.keys.get(feed));
-    const entries = range.map((b) => decodeEntry(b));
-    const first = (entries[0] as StoredEntry).entry;
+    const own = feed === this.author?.feed;
+    // Sealed records (private replication): our own feed's we open (and check) with our key; another feed's we keep as they are.
+    const entries: Item[] = range.map((b) => {
+      if (!isSealed(b)) return decodeEntry(b);
+      const sealed = readSealed(b);
+      if (!own) return { sealed, bytes: b, hash: sealed.hash };
+      if (sealed.kid !== this.signing?.kid)
+        throw new LedgerError(
+          'ERR_LEDGER_UNKNOWN_KEY',
+          `sealed record ${feed}:${sealed.seq} was sealed under key ${sealed.kid.slice(0, 12)}..., not our current key`,
+        );
+      return decodeEntry(unsealEntry(sealingKey((this.author as AuthorOptions).signingKey, feed), sealed));
+    });
+    const sealedCount = entries.filter((e) => 'sealed' in e).length;
+    if (sealedCount > 0 && checkpoint === undefined)
+      throw new LedgerError('ERR_LEDGER_NOT_COVERED', `range of ${feed} holds sealed entries but no author-signed checkpoint binds their leaves`);
+    const firstSeq = itemSeq(entries[0] as Item);
     const expected = local ? local.seq + 1 : 0;
-    if (first.seq !== expected) throw new LedgerError('ERR_LEDGER_SEQ', `range of ${feed} starts at ${first.seq}, expected ${expected}`);
+    if (firstSeq !== expected) throw new LedgerError('ERR_LEDGER_SEQ', `range of ${feed} starts at ${firstSeq}, expected ${expected}`);
     let prevHash: string | undefined;
     let prevTs = local?.ts ?? '';
     for (const [i, s] of entries.entries()) {
+      if ('sealed' in s) {
+        // Bound by the author's checkpoint over the leaves (commit) and by the next readable entry's prev or the signed head.
+        if (s.sealed.feed !== feed) throw new LedgerError('ERR_LEDGER_INVALID_ENTRY', `sealed record of feed '${s.sealed.feed}' in a range of '${feed}'`);
+        if (s.sealed.seq !== expected + i) throw new LedgerError('ERR_LEDGER_SEQ', `range of ${feed} is not contiguous at ${s.sealed.seq}`);
+        if (s.sealed.seq === 0) throw new LedgerError('ERR_LEDGER_CHAIN_BROKEN', `${feed}:0 is sealed; a genesis entry travels in the clear`);
+        prevHash = s.hash;
+        continue;
+      }
       const e = s.entry;
       if (e.feed !== feed) throw new LedgerError('ERR_LEDGER_INVALID_ENTRY', `entry of feed '${e.feed}' in a range of '${feed}'`);
       if (e.seq !== expected + i) throw new LedgerError('ERR_LEDGER_SEQ', `range of ${feed} is not contiguous at ${e.seq}`);
@@ -526,11 +566,14 @@ export class Ledger {
       prevHash = s.hash;
       prevTs = e.ts;
     }
-    const last = entries.at(-1) as StoredEntry;
-    if (head.seq !== last.entry.seq || head.hash !== last.hash)
+    const last = entries.at(-1) as Item;
+    if (head.seq !== itemSeq(last) || head.hash !== last.hash)
       throw new LedgerError('ERR_LEDGER_NOT_COVERED', `signed head ${feed}:${head.seq} does not cover the range`);
     const era = this.checkHeadKey(history, head);
-    const linkOk = local ? first.prev === local.hash : first.prev === GENESIS_PREV;
+    const first = entries[0] as Item;
+    // A sealed first entry's link is not readable: the checkpoint over our tree plus its leaf stands for it (commit).
+    const firstPrev = 'sealed' in first ? local?.hash : first.entry.prev;
+    const linkOk = local ? firstPrev === local.hash : firstPrev === GENESIS_PREV;
     if (!linkOk && local) {
       // Validly signed yet not extending our copy: the author forked the feed.
       const ours = await this.signedHeadCovering(feed, local.seq);
@@ -546,7 +589,7 @@ export class Ledger {
       throw new LedgerError('ERR_LEDGER_EQUIVOCATION', `feed '${feed}' forked at seq ${local.seq}: evidence stored, replication stopped`);
     }
     if (!linkOk) throw new LedgerError('ERR_LEDGER_CHAIN_BROKEN', `${feed}:0 does not carry the genesis prev`);
-    if (feed === this.author?.feed) this.checkAnchor(feed, entries);
+    if (own) this.checkAnchor(feed, entries as StoredEntry[]);
     await this.commit(feed, entries, head, checkpoint === undefined ? undefined : { note: checkpoint, keys: [era.key] });
     this.keys.set(feed, history);
     return { stored: entries.length };
@@ -583,7 +626,8 @@ export class Ledger {
     if (this.stopped.has(head.feed)) return 'stopped';
     const local = this.heads.get(head.feed);
     if (!local || head.seq > local.seq) return 'behind';
-    const ours = await this.get(head.feed, head.seq);
+    const oursHash = await this.hashAt(head.feed, head.seq);
+    const ours = oursHash === undefined ? undefined : { hash: oursHash };
     if (ours?.hash === head.hash) return 'same';
     try {
       this.checkHeadKey(this.keys.get(head.feed) ?? new KeyHistory(), head);
@@ -638,7 +682,8 @@ export class Ledger {
     return this.exclusive(async () => {
       let outcome: CheckpointOutcome = 'stored';
       for (const h of cp.heads) {
-        const ours = await this.get(h.feed, h.seq);
+        const oursHash = await this.hashAt(h.feed, h.seq);
+        const ours = oursHash === undefined ? undefined : { hash: oursHash };
         if (ours && ours.hash !== h.hash) {
           outcome = 'conflict';
           await this.recordEvidence({
@@ -823,7 +868,48 @@ export class Ledger {
   async get(feed: string, seq: number): Promise<StoredEntry | undefined> {
     this.assertOpen();
     const bytes = await this.store.entries.get(feedKey(feed, seq));
-    return bytes === undefined ? undefined : decodeEntry(bytes);
+    return bytes === undefined || isSealed(bytes) ? undefined : decodeEntry(bytes);
+  }
+
+  /** The hash of entry `feed:seq`, readable or sealed (private replication), if held. */
+  async hashAt(feed: string, seq: number): Promise<string | undefined> {
+    this.assertOpen();
+    const bytes = await this.store.entries.get(feedKey(feed, seq));
+    if (bytes === undefined) return undefined;
+    return isSealed(bytes) ? readSealed(bytes).hash : decodeEntry(bytes).hash;
+  }
+
+  /** True when entry `feed:seq` is held only as a sealed record (sealed.ts). */
+  async isSealedAt(feed: string, seq: number): Promise<boolean> {
+    this.assertOpen();
+    const bytes = await this.store.entries.get(feedKey(feed, seq));
+    return bytes !== undefined && isSealed(bytes);
+  }
+
+  /**
+   * Private replication: our own feed's entry bytes as `peer` may hold them.
+   * Entries that concern it (sealed.ts `concerns`) stay readable; every other
+   * one becomes a sealed record only we can open.
+   */
+  async forPeer(peer: string, bytes: Buffer[]): Promise<Buffer[]> {
+    const { feed, signing } = this.assertAuthor();
+    if (this.sealKey?.kid !== signing.kid) this.sealKey = { kid: signing.kid, key: sealingKey(signing.key, feed) };
+    const key = this.sealKey.key;
+    const granted = new Map<string, readonly string[]>();
+    const out: Buffer[] = [];
+    for (const b of bytes) {
+      // Our own stored entries, validated when written: parsed, not re-validated.
+      const entry = JSON.parse(b.toString('utf8')) as Entry;
+      if (entry.type === 'consent.revoked') {
+        const id = (entry.body as { consent: string }).consent;
+        if (!granted.has(id)) {
+          const g = (await this.byConsent(id)).find((e) => e.entry.feed === feed && e.entry.type === 'consent.granted');
+          granted.set(id, g ? (g.entry.body as { grantees: string[] }).grantees : []);
+        }
+      }
+      out.push(concerns(entry, peer, (c) => granted.get(c) ?? []) ? b : sealEntry(key, signing.kid, feed, entry.seq, b));
+    }
+    return out;
   }
 
   /** Raw stored bytes of `feed` entries in [from, to], bounded by `maxEntries` and `maxBytes`. */
@@ -844,7 +930,8 @@ export class Ledger {
     this.assertOpen();
     const gte = feedKey(feed, options.from ?? 0);
     const range = options.to === undefined ? { gte, lt: `${feed}"` } : { gte, lte: feedKey(feed, options.to) };
-    for await (const v of this.store.entries.values(range)) yield decodeEntry(v);
+    // Sealed records (another feed's entries that do not concern us) are not readable: skipped.
+    for await (const v of this.store.entries.values(range)) if (!isSealed(v)) yield decodeEntry(v);
   }
 
   private async lookup(index: 'byExchange' | 'byConsent' | 'byType', prefix: string): Promise<StoredEntry[]> {

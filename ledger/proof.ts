@@ -2,6 +2,7 @@ import { createPublicKey, type KeyObject } from 'node:crypto';
 import { z } from 'zod';
 import { HOSPITAL_ID_PATTERN, verifyKeyBundle, type KeyBundle } from '../certs/index.ts';
 import { decodeEntry, type StoredEntry } from './entry.ts';
+import { isSealed } from './sealed.ts';
 import { LedgerError } from './errors.ts';
 import type { Trust } from './keys.ts';
 import { formatAmount } from './money.ts';
@@ -101,7 +102,8 @@ async function witnessedCovering(store: Store, f: string, s: number): Promise<{ 
 
 async function storedEntry(store: Store, f: string, s: number): Promise<StoredEntry | undefined> {
   const bytes = await store.entries.get(feedKey(f, s));
-  return bytes === undefined ? undefined : decodeEntry(bytes);
+  // A sealed record (private replication) proves nothing to an auditor: it is not readable.
+  return bytes === undefined || isSealed(bytes) ? undefined : decodeEntry(bytes);
 }
 
 async function indexed(store: Store, index: 'byExchange' | 'byConsent', id: string): Promise<StoredEntry[]> {

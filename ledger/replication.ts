@@ -12,6 +12,7 @@ import { LedgerError } from './errors.ts';
 import type { SignedCheckpoint, SignedHead } from './heads.ts';
 import type { Ledger } from './ledger.ts';
 import type { ReplicationTransport } from './transport.ts';
+import { DEFAULT_REPLICATION_MODE, type ReplicationMode } from './sealed.ts';
 import type { Witness } from './witness.ts';
 
 /** How often heads are gossiped to every peer, in ms. */
@@ -42,6 +43,15 @@ export interface ReplicatorOptions {
   now?: () => number;
   /** This agent's witness: cosigns peers' checkpoints and gossips cosignatures and evidence (witness.ts). */
   witness?: Witness;
+  /**
+   * `full`: every feed travels in the clear to every peer, and any peer
+   * serves any feed it holds. `private` (docs/replication.md): our own feed
+   * goes to each peer with the entries that do not concern it sealed
+   * (sealed.ts), a peer's feed is taken only from its author, and another
+   * feed is served only to its author (recovery). Default `full` for this
+   * class; the agent's `replication.mode` defaults to `private`.
+   */
+  mode?: ReplicationMode;
 }
 
 /** Why a peer was dropped. */
@@ -77,7 +87,9 @@ export class Replicator extends EventEmitter {
   private unsubscribe: (() => void) | undefined;
   private timers: NodeJS.Timeout[] = [];
   private lastCheckpoint: SignedCheckpoint | undefined;
-  private readonly o: Required<Omit<ReplicatorOptions, 'peers' | 'witness'>>;
+  private readonly o: Required<Omit<ReplicatorOptions, 'peers' | 'witness' | 'mode'>>;
+  /** The replication mode (see {@link ReplicatorOptions.mode}). */
+  readonly mode: ReplicationMode;
   private readonly witness: Witness | undefined;
 
   constructor(
@@ -89,6 +101,8 @@ export class Replicator extends EventEmitter {
     if (!Array.isArray(options?.peers)) throw new TypeError('options.peers must be an array of agent ids');
     this.peers = new Set(options.peers.filter((p) => p !== ledger.feed));
     this.witness = options.witness;
+    this.mode = options.mode ?? 'full';
+    if (this.mode !== 'full' && this.mode !== DEFAULT_REPLICATION_MODE) throw new TypeError("options.mode must be 'private' or 'full'");
     this.o = {
       gossipIntervalMs: options.gossipIntervalMs ?? DEFAULT_GOSSIP_INTERVAL_MS,
       checkpointIntervalMs: options.checkpointIntervalMs ?? DEFAULT_CHECKPOINT_INTERVAL_MS,
@@ -258,7 +272,8 @@ export class Replicator extends EventEmitter {
       const r = await this.ledger.checkHead(head, peer);
       if (r === 'invalid') throw new LedgerError('ERR_LEDGER_BAD_SIGNATURE', `peer sent a signed head for ${head.feed}:${head.seq} that does not verify`);
       if (r === 'equivocation') this.emit('equivocation', { feed: head.feed, peer });
-      if (r === 'behind') {
+      // In private mode a feed is taken from its author only: a third party holds it sealed, or readable only where it concerns that party.
+      if (r === 'behind' && (this.mode === 'full' || head.feed === peer)) {
         let known = this.peerHeads.get(peer);
         if (!known) this.peerHeads.set(peer, (known = new Map()));
         known.set(head.feed, Math.max(known.get(head.feed) ?? -1, head.seq));
@@ -305,10 +320,13 @@ export class Replicator extends EventEmitter {
     let checkpoint: string | undefined;
     if (feed === this.ledger.feed) {
       entries = await this.ledger.rawRange(feed, from, to, max, budget);
+      if (this.mode === 'private') entries = fit(await this.ledger.forPeer(peer, entries), this.o.maxMessageBytes - 4096);
       signed = await this.ledger.signHeadAt(from + entries.length - 1);
       // A head of a retired key's era has no fresh checkpoint: the range goes without one.
       checkpoint = await this.ledger.checkpointAt(signed.seq + 1).catch(() => undefined);
     } else {
+      // Private mode: another author's feed goes back only to that author (recovery), never to a third party.
+      if (this.mode === 'private' && peer !== feed) return this.send(peer, { t: 'none', feed, from, reason: 'no-head' });
       signed = await this.ledger.signedHeadWithin(feed, from, to);
       if (!signed) return this.send(peer, { t: 'none', feed, from, reason: 'no-head' });
       entries = await this.ledger.rawRange(feed, from, signed.seq, max, budget);
@@ -358,4 +376,21 @@ export class Replicator extends EventEmitter {
     }
     await this.requestNext(msg.feed, peer);
   }
+}
+
+/**
+ * The longest prefix of `entries` (at least one) whose base64 strings, quoted
+ * and comma-separated as a range message carries them, fit `budget` bytes
+ * (sealed records are larger than the entries they hold).
+ */
+function fit(entries: Buffer[], budget: number): Buffer[] {
+  let bytes = 0;
+  let n = 0;
+  for (const e of entries) {
+    const encoded = Math.ceil(e.length / 3) * 4 + 3;
+    if (n > 0 && bytes + encoded > budget) break;
+    bytes += encoded;
+    n += 1;
+  }
+  return entries.slice(0, n);
 }

@@ -1,5 +1,6 @@
 import { LedgerError } from './errors.ts';
 import { appendToRange, compactRangeNodes, HASH_BYTES, leafHash, type NodeReader, type TreeNode } from './merkle.ts';
+import { isSealed, readSealed } from './sealed.ts';
 import { feedKey, seqKey, type BatchOp, type Store } from './store.ts';
 
 /**
@@ -56,9 +57,20 @@ export function nodeOps(store: Store, feed: string, nodes: readonly TreeNode[]):
 }
 
 /** Appends the entries' bytes (seqs tree.size, tree.size + 1, ...) to the tree: the new state and the ops to store it. */
-export function growTree(store: Store, feed: string, tree: FeedTree, entryBytes: readonly Buffer[]): { tree: FeedTree; ops: BatchOp[] } {
-  const { range, nodes } = appendToRange(tree.size, tree.range, entryBytes.map(leafHash));
-  return { tree: { size: tree.size + entryBytes.length, range }, ops: nodeOps(store, feed, nodes) };
+export function growTree(
+  store: Store,
+  feed: string,
+  tree: FeedTree,
+  entryBytes: readonly Buffer[],
+  leaves: readonly Buffer[] = entryBytes.map(leafOf),
+): { tree: FeedTree; ops: BatchOp[] } {
+  const { range, nodes } = appendToRange(tree.size, tree.range, leaves);
+  return { tree: { size: tree.size + leaves.length, range }, ops: nodeOps(store, feed, nodes) };
+}
+
+/** The leaf hash of stored bytes: of the entry, or the one a sealed record carries (sealed.ts). */
+export function leafOf(bytes: Buffer): Buffer {
+  return isSealed(bytes) ? Buffer.from(readSealed(bytes).leaf, 'hex') : leafHash(bytes);
 }
 
 /**

@@ -1,4 +1,5 @@
 import { decodeEntry, sha256Hex } from './entry.ts';
+import { isSealed, readSealed, type SealedRecord } from './sealed.ts';
 import { LedgerError } from './errors.ts';
 import { evidenceSchema } from './evidence.ts';
 import { checkpointSchema, signedHeadSchema, verifyCheckpointSignature, verifyHeadSignature, type SignedHead } from './heads.ts';
@@ -70,7 +71,8 @@ export interface VerifyResult {
   findings: Finding[];
   /** Findings beyond `maxFindings` that were counted but not listed. */
   omitted: number;
-  stats: { feeds: number; entries: number; signedHeads: number; signaturesChecked: number; ms: number };
+  /** `sealed`: entries held only as sealed records (private replication: another author's entries that do not concern this hospital). */
+  stats: { feeds: number; entries: number; sealed: number; signedHeads: number; signaturesChecked: number; ms: number };
 }
 
 /** Options of {@link verifyLedger}. */
@@ -166,7 +168,9 @@ export async function verifyLedger(source: LedgerSource, options: VerifyOptions)
   const facts = new Facts();
   const hashes = new Map<string, Map<number, string>>();
   const histories = new Map<string, KeyHistory>();
-  const stats = { feeds: 0, entries: 0, signedHeads: 0, signaturesChecked: 0, ms: 0 };
+  const stats = { feeds: 0, entries: 0, sealed: 0, signedHeads: 0, signaturesChecked: 0, ms: 0 };
+  // Feeds of which this ledger holds sealed entries: cross-feed rules do not report what such a partial view cannot see.
+  const sealedFeeds = new Set<string>();
 
   for (const feed of await source.feeds()) {
     stats.feeds += 1;
@@ -185,17 +189,34 @@ export async function verifyLedger(source: LedgerSource, options: VerifyOptions)
     const roots = new Map<number, Buffer>();
     for await (const { seq, bytes } of source.entries(feed)) {
       stats.entries += 1;
+      let sealed: SealedRecord | undefined;
+      if (isSealed(bytes)) {
+        try {
+          sealed = readSealed(bytes);
+        } catch (err) {
+          report(feed, seq, 'entry.schema', (err as Error).message);
+        }
+      }
       if ((notes.size > 0 || witnessed.size > 0) && seq === tree.size) {
-        pushLeaf(tree.range, tree.size, leafHash(bytes));
+        pushLeaf(tree.range, tree.size, sealed ? Buffer.from(sealed.leaf, 'hex') : leafHash(bytes));
         tree.size += 1;
         if (notes.has(tree.size) || witnessed.has(tree.size)) roots.set(tree.size, rootFromCompactRange(tree.range));
       }
-      const hash = sha256Hex(bytes);
+      const hash = sealed ? sealed.hash : sha256Hex(bytes);
       seqHash.set(seq, hash);
       const gap = seq !== expect;
       if (gap) report(feed, expect, 'seq.gap', seq > expect ? `entries ${expect}..${seq - 1} are missing` : `position ${seq} is out of order`);
       expect = seq + 1;
       lastSeq = seq;
+      if (sealed) {
+        // Another author's entry that does not concern us (private replication): its hash and leaf are checked
+        // through the chain (the next readable entry's prev, the signed head) and the author's checkpoints; its body is not ours to read.
+        if (sealed.feed !== feed || sealed.seq !== seq) report(feed, seq, 'entry.seq', `sealed record names ${sealed.feed}:${sealed.seq}`);
+        stats.sealed += 1;
+        sealedFeeds.add(feed);
+        prevHash = hash;
+        continue;
+      }
       let entry: Entry;
       try {
         entry = decodeEntry(bytes).entry;
@@ -289,7 +310,7 @@ export async function verifyLedger(source: LedgerSource, options: VerifyOptions)
 
   await checkEvidence(source, histories, report);
   await checkCheckpoints(source, histories, hashes, report, stats);
-  crossFeedRules(facts, now, grace, report);
+  crossFeedRules(facts, now, grace, report, sealedFeeds);
   stats.ms = Math.round(performance.now() - started);
   return { ok: findings.length === 0 && omitted === 0, findings, omitted, stats };
 }
@@ -445,7 +466,7 @@ async function checkCheckpoints(
   }
 }
 
-function crossFeedRules(facts: Facts, now: Date, graceMs: number, report: Report): void {
+function crossFeedRules(facts: Facts, now: Date, graceMs: number, report: Report, sealedFeeds: ReadonlySet<string> = new Set()): void {
   for (const [exchange, cancels] of facts.cancelled) {
     for (const c of cancels) {
       const delivered = (facts.receipts.get(exchange) ?? []).find((r) => r.feed === c.feed && r.from === c.peer && r.disposition === 'delivered');
@@ -477,6 +498,7 @@ function crossFeedRules(facts: Facts, now: Date, graceMs: number, report: Report
           report(rx.feed, rx.seq, 'exchange.hash', `exchange.received for ${exchange} names a different hash than '${s.feed}' sent`);
       }
       const consent = facts.consents.get(`${s.feed}!${s.consent}`);
+      if (!consent && sealedFeeds.has(s.feed)) continue; // The consent may be sealed: it does not name us.
       if (!consent || consent.seq > s.seq) {
         report(s.feed, s.seq, 'consent.missing', `release ${exchange} references consent ${s.consent}, which is not granted before it in this feed`);
         continue;
@@ -506,6 +528,7 @@ function crossFeedRules(facts: Facts, now: Date, graceMs: number, report: Report
       const parties = new Set<string>();
       if (sent) parties.add(sent.feed).add(sent.to);
       if (rx) parties.add(rx.feed).add(rx.from);
+      if (parties.size === 0 && sealedFeeds.size > 0) continue; // The exchange's entries may be sealed in a feed we are not party to.
       if (parties.size === 0) report(c.feed, c.seq, 'charge.exchange', `charge ${charge} references exchange ${c.exchange}, which is not in the ledger`);
       else if (!parties.has(c.payer)) report(c.feed, c.seq, 'charge.exchange', `charge ${charge}: payer '${c.payer}' took no part in exchange ${c.exchange}`);
     }

@@ -46,7 +46,7 @@ export async function run(args: string[]): Promise<BenchTable[]> {
   if (!Number.isInteger(total) || total < 1000) throw new Error(`entries must be a whole number >= 1000, got ${args[0]}`);
   const tmp = tempDir('hie-bench-ledger-');
   try {
-    const fed = makeFederation(tmp.dir, ['alpha', 'bravo']);
+    const fed = makeFederation(tmp.dir, ['alpha', 'bravo', 'charlie']);
     const caPem = readFileSync(fed.caPath, 'utf8');
     const author = async (id: string) => {
       const keys = generateAgentKeys();
@@ -135,6 +135,27 @@ export async function run(args: string[]): Promise<BenchTable[]> {
     await rb.idle();
     await ra.idle();
     ra.stop();
+
+    // 4b. Private replication (docs/replication.md) to a replica party to none of the entries: every one is sealed on the way.
+    const charlie = await Ledger.open({ path: `${tmp.dir}/charlie`, trust: { caPem }, author: await author('charlie') });
+    const pnet = new MemoryNetwork();
+    const rpa = new Replicator(alpha, pnet.endpoint('alpha'), { peers: ['charlie'], gossipIntervalMs: 0, checkpointIntervalMs: 0, mode: 'private' });
+    const rpc = new Replicator(charlie, pnet.endpoint('charlie'), { peers: ['alpha'], gossipIntervalMs: 0, checkpointIntervalMs: 0, mode: 'private' });
+    t = performance.now();
+    rpa.start();
+    rpc.start();
+    while ((charlie.head('alpha')?.seq ?? -1) < target) {
+      if (performance.now() - t > REPLICATION_DEADLINE_MS) throw new Error('private replication did not finish in time');
+      await new Promise((r) => setTimeout(r, 5));
+    }
+    const privMs = performance.now() - t;
+    await rpc.idle();
+    await rpa.idle();
+    rpa.stop();
+    rpc.stop();
+    const sealedHeld = (await verifyLedger(levelSource(charlie._store), { trust: { caPem } })).stats.sealed;
+    if (sealedHeld !== target) throw new Error(`charlie holds ${sealedHeld} sealed entries of alpha's ${target + 1}, expected all but the genesis`);
+    await charlie.close();
     const cosigned = await wa.cosignedCovering('alpha', seqs[PROOFS / 2]!);
     if (!cosigned) throw new Error('no checkpoint of alpha came back cosigned by bravo');
 
@@ -175,6 +196,11 @@ export async function run(args: string[]): Promise<BenchTable[]> {
           },
           { measure: 'verified entries/s (offline verify of the whole feed)', value: rate(v.stats.entries, verifyMs), target: '>= 30,000' },
           { measure: `replicate ${(target + 1).toLocaleString('en')} entries to an empty replica, s`, value: (replMs / 1000).toFixed(1), target: '< 15' },
+          {
+            measure: `replicate them in private mode to a replica party to none (${sealedHeld.toLocaleString('en')} sealed on the way), s`,
+            value: (privMs / 1000).toFixed(1),
+            target: '-',
+          },
           {
             measure: `restored agent (database lost, keys kept) gets its ${restoredN.toLocaleString('en')} own entries back from a peer, verified, s`,
             value: (restoreMs / 1000).toFixed(1),

@@ -128,6 +128,7 @@ const agentFull = {
   inbox: { directory: 'out', webhook: { url: 'https://ehr.example/hie', tokenEnv: 'HOOK_TOKEN' } },
   limits: { maxExchangeBytes: 1024, maxConcurrentSends: 2, sendWhileUploading: false, inlineBodyBytes: 0, maxBatchExchanges: 1, maxConsentDecisions: 500 },
   recovery: { timeoutMs: 5000, minPeers: 2 },
+  replication: { mode: 'full' },
   ledger: { witness: { policy: { quorum: 2, witnesses: ['severance', 'mgh'] } } },
   log: { level: 'warn' },
   console: { enabled: false, sessionIdleMinutes: 30 },

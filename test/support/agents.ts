@@ -47,6 +47,8 @@ export async function startNetwork(
     extraTokens?: string;
     /** Every line the agents log, at debug level (JSON), is pushed here. */
     agentLog?: string[];
+    /** The agents' `replication.mode` (default: the agent's default, `private`). */
+    replicationMode?: 'private' | 'full';
   } = {},
 ): Promise<TestNetwork> {
   const fed = makeFederation(root, ids);
@@ -85,6 +87,7 @@ export async function startNetwork(
       dataDir: join(root, 'data', id),
       api: { host: '127.0.0.1', port: 0 },
       log: { level: 'silent' },
+      ...(options.replicationMode ? { replication: { mode: options.replicationMode } } : {}),
     });
   }
   const agents: Record<string, RunningAgent> = {};
