@@ -140,11 +140,6 @@ export class NatsRouter implements Router {
     }
   }
 
-  /** How many other nodes' agents the presence cache holds. */
-  get cachedPresence(): number {
-    return this.presence.size;
-  }
-
   /** Forgets every cached location (after a NATS reconnect: announcements may have been missed). */
   forgetPresence(): void {
     if (this.presence.size > 0) this.metrics.presenceCache.inc({ event: 'cleared' }, this.presence.size);
@@ -167,8 +162,19 @@ export class NatsRouter implements Router {
     this.metrics.presenceCache.inc({ event: 'invalidated' });
   }
 
+  /** False once the NATS connection closes or drains (publishing then throws). */
+  private canPublish(): boolean {
+    return !this.nc.isClosed() && !this.nc.isDraining();
+  }
+
   private announce(id: string, up: boolean): void {
-    this.nc.publish(`${this.prefix}.presence`, enc.encode(JSON.stringify({ node: this.nodeId, id, up })));
+    // While the connection drains (shutdown) nothing is announced: the other nodes' lookups find no responder.
+    if (!this.canPublish()) return;
+    try {
+      this.nc.publish(`${this.prefix}.presence`, enc.encode(JSON.stringify({ node: this.nodeId, id, up })));
+    } catch (err) {
+      this.log.debug({ code: (err as NatsError).code }, 'presence announcement not sent');
+    }
   }
 
   private onPresence(err: NatsError | null, msg: Msg): void {
@@ -257,7 +263,7 @@ export class NatsRouter implements Router {
 
   private async message(to: string, frame: Buffer): Promise<AbortCode | undefined> {
     const node = this.presence.get(to);
-    if (node === undefined || this.nc.isClosed()) return this.lookupMessage(to, frame);
+    if (node === undefined || !this.canPublish()) return this.lookupMessage(to, frame);
     // Known location: straight to the node; its batched ack settles the message.
     const seq = this.nextSeq;
     this.nextSeq = this.nextSeq >= Number.MAX_SAFE_INTEGER ? 1 : this.nextSeq + 1;
@@ -266,12 +272,14 @@ export class NatsRouter implements Router {
     h.set(NODE_HEADER, this.nodeId);
     h.set(TO_HEADER, to);
     h.set(SEQ_HEADER, String(seq));
-    this.metrics.presenceCache.inc({ event: 'hit' });
-    return new Promise((settle) => {
-      this.direct.set(seq, { to, node, frame, at: Date.now(), settle });
+    try {
       this.nc.publish(`${this.prefix}.node.${node}`, frame, { headers: h });
-      this.count('out', 'message', 0);
-    });
+    } catch {
+      return this.lookupMessage(to, frame);
+    }
+    this.count('out', 'message', 0);
+    this.metrics.presenceCache.inc({ event: 'hit' });
+    return new Promise((settle) => this.direct.set(seq, { to, node, frame, at: Date.now(), settle }));
   }
 
   /** MESSAGE by request/reply on the agent's subject: whoever holds the agent answers (and says which node it is). */
@@ -364,12 +372,17 @@ export class NatsRouter implements Router {
   /** One ack message per sending node for everything it sent straight here since the last turn. */
   private flushAcks(): void {
     this.ackScheduled = false;
-    if (this.nc.isClosed()) return this.acks.clear();
+    // Unacked messages (a connection that closes meanwhile) are looked up again by their senders' nodes after the timeout.
+    if (!this.canPublish()) return this.acks.clear();
     for (const [node, list] of this.acks) {
       const h = headers();
       h.set(KIND_HEADER, 'ack');
       h.set(NODE_HEADER, this.nodeId);
-      this.nc.publish(`${this.prefix}.node.${node}`, enc.encode(JSON.stringify(list)), { headers: h });
+      try {
+        this.nc.publish(`${this.prefix}.node.${node}`, enc.encode(JSON.stringify(list)), { headers: h });
+      } catch (err) {
+        this.log.debug({ code: (err as NatsError).code }, 'message acks not sent');
+      }
     }
     this.acks.clear();
   }
