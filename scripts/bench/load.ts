@@ -2,10 +2,11 @@
 // connections held on one relay (a child process), a soak of concurrent transfers of mixed sizes, each
 // acknowledged end to end by the receiving client, and the relay's memory per idle connection and over the
 // soak (RSS after 30 s against RSS at the end). The bench raises its own open-file limit (prlimit) to fit
-// the connections; `--arenas N` sets MALLOC_ARENA_MAX for the relay (0: glibc's default).
+// the connections; `--arenas N` sets MALLOC_ARENA_MAX for the relay (0: glibc's default), `--allocator
+// jemalloc` preloads jemalloc into it, `--high-water-mark 256KiB` sets its limits.highWaterMark.
 import { execFileSync, type ChildProcess } from 'node:child_process';
 import { createPrivateKey, generateKeyPairSync, randomBytes, randomUUID } from 'node:crypto';
-import { mkdtempSync, readFileSync, rmSync, writeFileSync, mkdirSync } from 'node:fs';
+import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync, mkdirSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -15,7 +16,7 @@ import { CertificateAuthority, loadIdentity, PKI_FILES, type Identity } from '..
 import { buildCertificate, parseForgeCertificate } from '../../certs/x509.ts';
 import { RelayClient, type InboundTransfer } from '../../relay/protocol/index.ts';
 import type { BenchTable } from './types.ts';
-import { mib, option as textOption, percentile, rssOfPid } from './util.ts';
+import { mib, option as textOption, parseSize, percentile, rssOfPid } from './util.ts';
 import { spawnChild, stopChild } from '../lib/children.ts';
 import { RELAY_NODE_FLAGS } from '../lib/federation.ts';
 
@@ -38,6 +39,8 @@ const DRAIN_MS = 60_000;
 export const DEFAULT_RELAY_ARENAS = 2;
 /** Soak second at which the "warm" RSS is taken (the acceptance compares the end with it). */
 const WARM_AT_S = 30;
+/** Debian's jemalloc (`apt-get install -y libjemalloc2`), preloaded into the relay with `--allocator jemalloc`. */
+const JEMALLOC = '/usr/lib/x86_64-linux-gnu/libjemalloc.so.2';
 /** File descriptors a process needs beyond one per connection (listeners, pipes, libuv, NATS). */
 const FD_HEADROOM = 1024;
 
@@ -92,10 +95,12 @@ async function startRelay(
   files: { cert: string; key: string; ca: string },
   agents: number,
   arenas: number,
+  preload: string | undefined,
+  highWaterMark: number | undefined,
 ): Promise<{ child: ChildProcess; port: number; adminPort: number }> {
   const cfg = join(dir, 'relay.json');
   // Every bench agent connects from 127.0.0.1: the per-address limit must admit them all.
-  const limits = { maxConnectionsPerAddress: agents + 16 };
+  const limits = { maxConnectionsPerAddress: agents + 16, ...(highWaterMark ? { highWaterMark } : {}) };
   writeFileSync(
     cfg,
     JSON.stringify({
@@ -106,7 +111,7 @@ async function startRelay(
       log: { level: 'info' },
     }),
   );
-  const env = { ...process.env, ...(arenas > 0 ? { MALLOC_ARENA_MAX: String(arenas) } : {}) };
+  const env = { ...process.env, ...(arenas > 0 ? { MALLOC_ARENA_MAX: String(arenas) } : {}), ...(preload ? { LD_PRELOAD: preload } : {}) };
   const child = spawnChild(process.execPath, [...RELAY_NODE_FLAGS, BIN, '--config', cfg], { stdio: ['ignore', 'pipe', 'inherit'], env });
   const { port, adminPort } = await new Promise<{ port: number; adminPort: number }>((resolve, reject) => {
     let buf = '';
@@ -177,6 +182,12 @@ export async function run(args: string[]): Promise<BenchTable[]> {
   const arenas = arenaArg === undefined ? DEFAULT_RELAY_ARENAS : Number(arenaArg);
   if (!Number.isInteger(arenas) || arenas < 0) throw new Error(`--arenas must be a whole number >= 0, got '${arenaArg}'`);
   const fileLimit = raiseFileLimit(nAgents + FD_HEADROOM);
+  const allocator = textOption(args, 'allocator') ?? 'glibc';
+  if (allocator !== 'glibc' && allocator !== 'jemalloc') throw new Error(`--allocator must be glibc or jemalloc, got '${allocator}'`);
+  if (allocator === 'jemalloc' && !existsSync(JEMALLOC)) throw new Error(`--allocator jemalloc: ${JEMALLOC} is missing (apt-get install -y libjemalloc2)`);
+  const preload = allocator === 'jemalloc' ? JEMALLOC : undefined;
+  const hwmText = textOption(args, 'high-water-mark');
+  const hwm = hwmText === undefined ? undefined : parseSize(hwmText, { flag: '--high-water-mark' });
   const dir = mkdtempSync(join(tmpdir(), 'hie-bench-load-'));
   const clients: RelayClient[] = [];
   let relay: { child: ChildProcess; port: number; adminPort: number } | undefined;
@@ -186,7 +197,7 @@ export async function run(args: string[]): Promise<BenchTable[]> {
     const tCerts = performance.now();
     const ids = identities(dir, ca, nAgents);
     const certMs = performance.now() - tCerts;
-    relay = await startRelay(dir, ca, { cert: r.certPath, key: r.keyPath, ca: r.caPath }, nAgents, arenas);
+    relay = await startRelay(dir, ca, { cert: r.certPath, key: r.keyPath, ca: r.caPath }, nAgents, arenas, preload, hwm);
     const pid = relay.child.pid as number;
     await new Promise((res) => setTimeout(res, 1000));
     const rssBefore = await rssOfPid(pid);
@@ -327,7 +338,7 @@ export async function run(args: string[]): Promise<BenchTable[]> {
           'an exchange counts when the receiving client has read every byte and its application-level ack message has come back to the sender. Lost = started and not acked nor reported failed; duplicated = an id received twice.',
           `Memory growth over the soak: ${mib(rssEnd - (warm?.rss ?? rssIdle))} MiB from ${Math.round(warm?.s ?? 0)} s to the end (${(growth * 100).toFixed(1)} %). ${nAgents} certificates over one shared key pair in ${(certMs / 1000).toFixed(1)} s; connections opened in ${(connectMs / 1000).toFixed(1)} s (batches of 50).`,
           `Relay V8 heap used ${mib(memIdle.heap)} MiB idle, ${mib(memEnd.heap)} MiB at the end; memory outside the heap (Buffers) ${mib(memIdle.external)} / ${mib(memEnd.external)} MiB.`,
-          `Relay: MALLOC_ARENA_MAX=${arenas > 0 ? arenas : "unset (glibc's default)"}; open-file limit ${fileLimit}. RSS sampled every 5 s; "warm" is the sample at ${WARM_AT_S} s (or a quarter of a shorter soak).`,
+          `Relay limits.highWaterMark: ${hwm === undefined ? 'default' : `${hwm} bytes`}; allocator: ${allocator}; MALLOC_ARENA_MAX=${arenas > 0 ? arenas : "unset (glibc's default)"}; open-file limit ${fileLimit}. RSS sampled every 5 s; "warm" is the sample at ${WARM_AT_S} s (or a quarter of a shorter soak).`,
         ],
         summary: [
           { metric: `load: connections held (of ${nAgents})`, value: String(held), target: String(nAgents), met: held === nAgents && stillHeld === nAgents },
