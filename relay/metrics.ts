@@ -142,8 +142,14 @@ export class RelayMetrics {
   });
   readonly presenceLookups = new Counter({
     name: 'hie_relay_presence_lookups_total',
-    help: 'Presence lookups sent to other nodes, by outcome (found, no-route, timeout, error)',
+    help: 'Presence lookups for agents on other nodes, by outcome (found: by a lookup, or for a message acked by the node the presence cache named; no-route, timeout, error)',
     labelNames: ['outcome'],
+    registers: [this.registry],
+  });
+  readonly presenceCache = new Counter({
+    name: 'hie_relay_presence_cache_total',
+    help: 'Presence cache events: hit (a message sent straight to the node remembered), invalidated (an entry dropped: the agent left that node or the node did not answer), cleared (entries dropped on a NATS reconnect)',
+    labelNames: ['event'],
     registers: [this.registry],
   });
   readonly natsCreditHeld = new Counter({

@@ -21,8 +21,20 @@ export interface NatsRouterConfig {
   nodeCheckMs: number;
 }
 
-/** Header naming the node that sends an OPEN request. */
+/** Header naming the node that sends an OPEN request, a direct MESSAGE or a refusal, or that answers a MESSAGE request. */
 const NODE_HEADER = 'Hie-Node';
+/** Header of a message sent straight to a node's subject: `message` (a MESSAGE frame) or `ack` (the answers to them). */
+const KIND_HEADER = 'Hie-Kind';
+/** Header naming the recipient agent of a direct MESSAGE (its frame names only the sender). */
+const TO_HEADER = 'Hie-To';
+/** Header numbering a direct MESSAGE (per sending node), echoed in the ack. */
+const SEQ_HEADER = 'Hie-Seq';
+/**
+ * Most agents whose node this node remembers (the presence cache). Past it the oldest entry goes: a forgotten
+ * agent costs one presence lookup, nothing else.
+ */
+export const PRESENCE_CACHE_MAX = 100_000;
+const NODE_ID = /^[A-Za-z0-9_-]{1,64}$/;
 /** NATS payload limit assumed until the server says otherwise (nats-server's default). */
 const DEFAULT_MAX_PAYLOAD = 1024 * 1024;
 
@@ -56,6 +68,20 @@ function view(data: Uint8Array): Buffer {
  * agents connected to it (presence and open/message by request/reply, so no
  * responders means `no-route` at once) and `<prefix>.node.<node>` for the
  * frames of transfers crossing nodes. NATS core only: nothing is persisted.
+ *
+ * Presence cache: every node announces on `<prefix>.presence` each agent that
+ * attaches to it or leaves it, and remembers which node other nodes' agents
+ * are on (also from the answers to its lookups). A MESSAGE to an agent it
+ * knows goes straight to that node's subject, with no request/reply (no inbox,
+ * no timer per message); that node answers in batches, one `ack` message per
+ * sending node per event-loop turn, listing each message as delivered or not.
+ * A node that no longer holds the agent answers `no-route`, and one that does
+ * not answer within `requestTimeoutMs` (gone) is treated the same: the entry
+ * is forgotten and the message looked up as if uncached, so a stale entry
+ * costs a round trip, never a message. (A node alive but slower than the
+ * timeout may so deliver a message twice; uncached, the same delay reports it
+ * undeliverable.) A NATS reconnect empties the cache (announcements may have
+ * been missed meanwhile).
  */
 export class NatsRouter implements Router {
   readonly remote: RemoteDelivery;
@@ -64,6 +90,15 @@ export class NatsRouter implements Router {
   private handlers: RemoteHandlers | undefined;
   private readonly prefix: string;
   private readonly limits: FrameLimits;
+  /** Agent id -> the node it was last seen on (insertion order = age). */
+  private readonly presence = new Map<string, string>();
+  /** Direct MESSAGEs waiting for their ack, by sequence number (insertion order = age). */
+  private readonly direct = new Map<number, { to: string; node: string; frame: Buffer; at: number; settle: (code: AbortCode | undefined) => void }>();
+  private nextSeq = 1;
+  /** Acks to send, by the node that sent the messages: [seq, abort code or null]. */
+  private readonly acks = new Map<string, Array<[number, string | null]>>();
+  private ackScheduled = false;
+  private readonly sweeper: NodeJS.Timeout;
 
   /** @internal Use {@link connectNatsRouter}. */
   constructor(
@@ -89,6 +124,70 @@ export class NatsRouter implements Router {
       probe: (node) => this.probe(node),
     };
     nc.subscribe(`${this.prefix}.node.${nodeId}`, { callback: (err, msg) => this.onNodeMessage(err, msg) });
+    nc.subscribe(`${this.prefix}.presence`, { callback: (err, msg) => this.onPresence(err, msg) });
+    this.sweeper = setInterval(() => this.sweep(), Math.max(50, Math.floor(config.requestTimeoutMs / 4)));
+    this.sweeper.unref();
+  }
+
+  /** Direct messages unanswered for `requestTimeoutMs`: their node is gone or lost them; look them up instead. */
+  private sweep(): void {
+    const cutoff = Date.now() - this.config.requestTimeoutMs;
+    for (const [seq, p] of this.direct) {
+      if (p.at > cutoff) break;
+      this.direct.delete(seq);
+      this.forget(p.to, p.node);
+      this.lookupMessage(p.to, p.frame).then(p.settle, () => p.settle('internal'));
+    }
+  }
+
+  /** Forgets every cached location (after a NATS reconnect: announcements may have been missed). */
+  forgetPresence(): void {
+    if (this.presence.size > 0) this.metrics.presenceCache.inc({ event: 'cleared' }, this.presence.size);
+    this.presence.clear();
+  }
+
+  private remember(id: string, node: string): void {
+    if (node === this.nodeId || !NODE_ID.test(node)) return;
+    this.presence.delete(id);
+    this.presence.set(id, node);
+    if (this.presence.size > PRESENCE_CACHE_MAX) {
+      const oldest = this.presence.keys().next().value;
+      if (oldest !== undefined) this.presence.delete(oldest);
+    }
+  }
+
+  private forget(id: string, node: string): void {
+    if (this.presence.get(id) !== node) return;
+    this.presence.delete(id);
+    this.metrics.presenceCache.inc({ event: 'invalidated' });
+  }
+
+  /** False once the NATS connection closes or drains (publishing then throws). */
+  private canPublish(): boolean {
+    return !this.nc.isClosed() && !this.nc.isDraining();
+  }
+
+  private announce(id: string, up: boolean): void {
+    // While the connection drains (shutdown) nothing is announced: the other nodes' lookups find no responder.
+    if (!this.canPublish()) return;
+    try {
+      this.nc.publish(`${this.prefix}.presence`, enc.encode(JSON.stringify({ node: this.nodeId, id, up })));
+    } catch (err) {
+      this.log.debug({ code: (err as NatsError).code }, 'presence announcement not sent');
+    }
+  }
+
+  private onPresence(err: NatsError | null, msg: Msg): void {
+    if (err) return;
+    let body: { node?: unknown; id?: unknown; up?: unknown };
+    try {
+      body = JSON.parse(dec.decode(msg.data)) as typeof body;
+    } catch {
+      return;
+    }
+    if (typeof body.node !== 'string' || typeof body.id !== 'string' || body.node === this.nodeId) return;
+    if (body.up === true) this.remember(body.id, body.node);
+    else this.forget(body.id, body.node);
   }
 
   attach(port: AgentPort): AgentPort | undefined {
@@ -96,6 +195,8 @@ export class NatsRouter implements Router {
     if (!this.agentSubs.has(port.id)) {
       const id = port.id;
       this.agentSubs.set(id, this.nc.subscribe(`${this.prefix}.agent.${id}`, { callback: (err, msg) => this.onAgentRequest(id, err, msg) }));
+      this.presence.delete(id);
+      this.announce(id, true);
     }
     return previous;
   }
@@ -105,6 +206,7 @@ export class NatsRouter implements Router {
     if (this.local.resolve(port.id)) return;
     this.agentSubs.get(port.id)?.unsubscribe();
     this.agentSubs.delete(port.id);
+    this.announce(port.id, false);
   }
 
   resolve(id: string): AgentPort | undefined {
@@ -134,6 +236,7 @@ export class NatsRouter implements Router {
       const body = JSON.parse(dec.decode(reply.data)) as { node?: unknown; leg?: unknown; refused?: unknown; reason?: unknown };
       if (typeof body.node === 'string' && typeof body.leg === 'number' && Number.isInteger(body.leg) && body.leg > 0) {
         this.metrics.presenceLookups.inc({ outcome: 'found' });
+        this.remember(to, body.node);
         return { node: body.node, leg: body.leg };
       }
       const code = typeof body.refused === 'string' && ABORT_NAMES.has(body.refused) ? (body.refused as AbortCode) : 'internal';
@@ -159,11 +262,35 @@ export class NatsRouter implements Router {
   }
 
   private async message(to: string, frame: Buffer): Promise<AbortCode | undefined> {
+    const node = this.presence.get(to);
+    if (node === undefined || !this.canPublish()) return this.lookupMessage(to, frame);
+    // Known location: straight to the node; its batched ack settles the message.
+    const seq = this.nextSeq;
+    this.nextSeq = this.nextSeq >= Number.MAX_SAFE_INTEGER ? 1 : this.nextSeq + 1;
+    const h = headers();
+    h.set(KIND_HEADER, 'message');
+    h.set(NODE_HEADER, this.nodeId);
+    h.set(TO_HEADER, to);
+    h.set(SEQ_HEADER, String(seq));
+    try {
+      this.nc.publish(`${this.prefix}.node.${node}`, frame, { headers: h });
+    } catch {
+      return this.lookupMessage(to, frame);
+    }
+    this.count('out', 'message', 0);
+    this.metrics.presenceCache.inc({ event: 'hit' });
+    return new Promise((settle) => this.direct.set(seq, { to, node, frame, at: Date.now(), settle }));
+  }
+
+  /** MESSAGE by request/reply on the agent's subject: whoever holds the agent answers (and says which node it is). */
+  private async lookupMessage(to: string, frame: Buffer): Promise<AbortCode | undefined> {
     try {
       const reply = await this.nc.request(`${this.prefix}.agent.${to}`, frame, { timeout: this.config.requestTimeoutMs });
       this.count('out', 'message', 0);
       if (reply.data.length === 0) {
         this.metrics.presenceLookups.inc({ outcome: 'found' });
+        const node = reply.headers?.get(NODE_HEADER);
+        if (node) this.remember(to, node);
         return undefined;
       }
       const code = dec.decode(reply.data);
@@ -216,10 +343,76 @@ export class NatsRouter implements Router {
       return;
     }
     const buf = view(msg.data);
+    const direct = msg.headers?.get(KIND_HEADER);
+    if (direct) return this.onDirect(direct, msg, buf);
     const kind = buf[1] as number;
     this.count('in', KIND_NAMES[kind] ?? 'other', 1);
     if (kind === FrameKind.DATA) this.metrics.natsForwardedBytes.inc({ direction: 'in' }, Math.max(0, buf.length - FRAME_PREFIX));
     this.handlers?.frame(buf);
+  }
+
+  /** A MESSAGE another node sent straight here from its presence cache, or the acks for ours. */
+  private onDirect(kind: string, msg: Msg, buf: Buffer): void {
+    const from = msg.headers?.get(NODE_HEADER) ?? '';
+    if (!NODE_ID.test(from) || !this.handlers) return;
+    if (kind === 'ack') return this.onAcks(from, buf);
+    const to = msg.headers?.get(TO_HEADER) ?? '';
+    const seq = Number(msg.headers?.get(SEQ_HEADER));
+    if (kind !== 'message' || to === '' || !Number.isSafeInteger(seq) || buf[1] !== FrameKind.MESSAGE) return;
+    this.count('in', 'message', 0);
+    const code = this.handlers.message(to, buf);
+    const list = this.acks.get(from) ?? [];
+    list.push([seq, code ?? null]);
+    this.acks.set(from, list);
+    if (this.ackScheduled) return;
+    this.ackScheduled = true;
+    setImmediate(() => this.flushAcks());
+  }
+
+  /** One ack message per sending node for everything it sent straight here since the last turn. */
+  private flushAcks(): void {
+    this.ackScheduled = false;
+    // Unacked messages (a connection that closes meanwhile) are looked up again by their senders' nodes after the timeout.
+    if (!this.canPublish()) return this.acks.clear();
+    for (const [node, list] of this.acks) {
+      const h = headers();
+      h.set(KIND_HEADER, 'ack');
+      h.set(NODE_HEADER, this.nodeId);
+      try {
+        this.nc.publish(`${this.prefix}.node.${node}`, enc.encode(JSON.stringify(list)), { headers: h });
+      } catch (err) {
+        this.log.debug({ code: (err as NatsError).code }, 'message acks not sent');
+      }
+    }
+    this.acks.clear();
+  }
+
+  private onAcks(from: string, buf: Buffer): void {
+    let list: unknown;
+    try {
+      list = JSON.parse(dec.decode(buf));
+    } catch {
+      return;
+    }
+    if (!Array.isArray(list)) return;
+    for (const item of list) {
+      if (!Array.isArray(item)) continue;
+      const [seq, code] = item as [unknown, unknown];
+      const p = typeof seq === 'number' ? this.direct.get(seq) : undefined;
+      if (!p || p.node !== from) continue;
+      this.direct.delete(seq as number);
+      if (code === null) {
+        this.metrics.presenceLookups.inc({ outcome: 'found' });
+        p.settle(undefined);
+      } else if (code === 'no-route') {
+        // The agent left that node: forget it and look it up as if uncached.
+        this.forget(p.to, from);
+        this.lookupMessage(p.to, p.frame).then(p.settle, () => p.settle('internal'));
+      } else {
+        this.metrics.presenceLookups.inc({ outcome: 'refused' });
+        p.settle(typeof code === 'string' && ABORT_NAMES.has(code) ? (code as AbortCode) : 'internal');
+      }
+    }
   }
 
   private onAgentRequest(to: string, err: NatsError | null, msg: Msg): void {
@@ -236,12 +429,19 @@ export class NatsRouter implements Router {
     if (frame.kind === 'message') {
       this.count('in', 'message', 0);
       const code = this.handlers.message(to, buf);
-      msg.respond(code ? enc.encode(code) : new Uint8Array(0));
+      if (code) {
+        msg.respond(enc.encode(code));
+        return;
+      }
+      // Delivered: say which node holds the agent, so the sender's node can send the next ones straight here.
+      const h = headers();
+      h.set(NODE_HEADER, this.nodeId);
+      msg.respond(new Uint8Array(0), { headers: h });
       return;
     }
     if (frame.kind !== 'open') return;
     const node = msg.headers?.get(NODE_HEADER);
-    if (!node || !/^[A-Za-z0-9_-]{1,64}$/.test(node)) {
+    if (!node || !NODE_ID.test(node)) {
       msg.respond(enc.encode(JSON.stringify({ refused: 'internal', reason: 'open without a node id' })));
       return;
     }
@@ -252,6 +452,7 @@ export class NatsRouter implements Router {
 
   /** Flushes what is queued for other nodes and closes the NATS connection. */
   async close(): Promise<void> {
+    clearInterval(this.sweeper);
     if (this.nc.isClosed()) return;
     try {
       await this.nc.drain();
@@ -310,6 +511,7 @@ export async function connectNatsRouter(options: ConnectNatsRouterOptions): Prom
   }
   const nc = await connect(opts);
   metrics.natsConnected.set(1);
+  const router = new NatsRouter(nc, nodeId, config, options.limits, metrics, log);
   void (async () => {
     for await (const s of nc.status()) {
       if (s.type === 'disconnect') {
@@ -317,11 +519,12 @@ export async function connectNatsRouter(options: ConnectNatsRouterOptions): Prom
         log.warn({ node: nodeId }, 'NATS connection lost; reconnecting');
       } else if (s.type === 'reconnect') {
         metrics.natsConnected.set(1);
+        router.forgetPresence();
         log.info({ node: nodeId }, 'NATS reconnected');
       }
     }
   })();
   void nc.closed().then(() => metrics.natsConnected.set(0));
   log.info({ node: nodeId, servers: config.servers.length }, 'connected to NATS');
-  return new NatsRouter(nc, nodeId, config, options.limits, metrics, log);
+  return router;
 }

@@ -1,9 +1,12 @@
-// `npm run bench -- load [--agents 500] [--soak 180] [--inflight 64]`: many agents' mTLS connections
-// held on one relay (a child process), a soak of concurrent transfers of mixed sizes, each acknowledged
-// end to end by the receiving client, and the relay's memory per idle connection and over the soak.
-import type { ChildProcess } from 'node:child_process';
+// `npm run bench -- load [--agents 500] [--soak 180] [--inflight 64] [--arenas 2]`: many agents' mTLS
+// connections held on one relay (a child process), a soak of concurrent transfers of mixed sizes, each
+// acknowledged end to end by the receiving client, and the relay's memory per idle connection and over the
+// soak (RSS after 30 s against RSS at the end). The bench raises its own open-file limit (prlimit) to fit
+// the connections; `--arenas N` sets MALLOC_ARENA_MAX for the relay (0: glibc's default), `--allocator
+// jemalloc` preloads jemalloc into it, `--high-water-mark 256KiB` sets its limits.highWaterMark.
+import { execFileSync, type ChildProcess } from 'node:child_process';
 import { createPrivateKey, generateKeyPairSync, randomBytes, randomUUID } from 'node:crypto';
-import { mkdtempSync, readFileSync, rmSync, writeFileSync, mkdirSync } from 'node:fs';
+import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync, mkdirSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -13,7 +16,7 @@ import { CertificateAuthority, loadIdentity, PKI_FILES, type Identity } from '..
 import { buildCertificate, parseForgeCertificate } from '../../certs/x509.ts';
 import { RelayClient, type InboundTransfer } from '../../relay/protocol/index.ts';
 import type { BenchTable } from './types.ts';
-import { mib, percentile, rssOfPid } from './util.ts';
+import { mib, option as textOption, parseSize, percentile, rssOfPid } from './util.ts';
 import { spawnChild, stopChild } from '../lib/children.ts';
 import { RELAY_NODE_FLAGS } from '../lib/federation.ts';
 
@@ -32,6 +35,41 @@ const SIZE_MIX: Array<[number, number]> = [
   [8 * 1024 * 1024, 1],
 ];
 const DRAIN_MS = 60_000;
+/** glibc malloc arenas for the relay child unless `--arenas` says otherwise (see docs/performance.md). */
+export const DEFAULT_RELAY_ARENAS = 2;
+/** Soak second at which the "warm" RSS is taken (the acceptance compares the end with it). */
+const WARM_AT_S = 30;
+/** Debian's jemalloc (`apt-get install -y libjemalloc2`), preloaded into the relay with `--allocator jemalloc`. */
+const JEMALLOC = '/usr/lib/x86_64-linux-gnu/libjemalloc.so.2';
+/** File descriptors a process needs beyond one per connection (listeners, pipes, libuv, NATS). */
+const FD_HEADROOM = 1024;
+
+/** The soft and hard open-file limits of this process, from /proc. */
+function fileLimits(): { soft: number; hard: number } {
+  const line = /Max open files\s+(\S+)\s+(\S+)/.exec(readFileSync('/proc/self/limits', 'utf8'));
+  const n = (v: string | undefined): number => (v === undefined || v === 'unlimited' ? Number.MAX_SAFE_INTEGER : Number(v));
+  return { soft: n(line?.[1]), hard: n(line?.[2]) };
+}
+
+/**
+ * Raises this process's open-file limit to `need` (children started afterwards inherit it), with
+ * `prlimit` (util-linux): up to the hard limit for anyone, beyond it for root. Throws saying how when it cannot.
+ */
+export function raiseFileLimit(need: number): number {
+  const { soft, hard } = fileLimits();
+  if (soft >= need) return soft;
+  const target = need;
+  try {
+    execFileSync('prlimit', ['--pid', String(process.pid), `--nofile=${target}:${Math.max(hard, target)}`], { stdio: ['ignore', 'ignore', 'pipe'] });
+  } catch (err) {
+    const why = (err as { stderr?: Buffer }).stderr?.toString().trim() || (err as Error).message;
+    throw new Error(
+      `load: ${need} open files needed, limit is ${soft} (hard ${hard}) and prlimit could not raise it (${why}); run as root or raise the hard limit (ulimit -Hn)`,
+      { cause: err },
+    );
+  }
+  return fileLimits().soft;
+}
 
 function option(args: string[], name: string, fallback: number): number {
   const i = args.indexOf(`--${name}`);
@@ -56,16 +94,26 @@ async function startRelay(
   ca: CertificateAuthority,
   files: { cert: string; key: string; ca: string },
   agents: number,
-): Promise<{ child: ChildProcess; port: number }> {
+  arenas: number,
+  preload: string | undefined,
+  highWaterMark: number | undefined,
+): Promise<{ child: ChildProcess; port: number; adminPort: number }> {
   const cfg = join(dir, 'relay.json');
   // Every bench agent connects from 127.0.0.1: the per-address limit must admit them all.
-  const limits = { maxConnectionsPerAddress: agents + 16 };
+  const limits = { maxConnectionsPerAddress: agents + 16, ...(highWaterMark ? { highWaterMark } : {}) };
   writeFileSync(
     cfg,
-    JSON.stringify({ listen: { host: '127.0.0.1', port: 0 }, tls: { ...files, crl: ca.crlPath }, admin: { enabled: false }, limits, log: { level: 'info' } }),
+    JSON.stringify({
+      listen: { host: '127.0.0.1', port: 0 },
+      tls: { ...files, crl: ca.crlPath },
+      admin: { enabled: true, host: '127.0.0.1', port: 0 },
+      limits,
+      log: { level: 'info' },
+    }),
   );
-  const child = spawnChild(process.execPath, [...RELAY_NODE_FLAGS, BIN, '--config', cfg], { stdio: ['ignore', 'pipe', 'inherit'] });
-  const port = await new Promise<number>((resolve, reject) => {
+  const env = { ...process.env, ...(arenas > 0 ? { MALLOC_ARENA_MAX: String(arenas) } : {}), ...(preload ? { LD_PRELOAD: preload } : {}) };
+  const child = spawnChild(process.execPath, [...RELAY_NODE_FLAGS, BIN, '--config', cfg], { stdio: ['ignore', 'pipe', 'inherit'], env });
+  const { port, adminPort } = await new Promise<{ port: number; adminPort: number }>((resolve, reject) => {
     let buf = '';
     const onData = (d: Buffer): void => {
       buf += d.toString('utf8');
@@ -73,13 +121,24 @@ async function startRelay(
       if (line) {
         child.stdout?.off('data', onData);
         child.stdout?.resume();
-        resolve((JSON.parse(line) as { port: number }).port);
+        resolve(JSON.parse(line) as { port: number; adminPort: number });
       }
     };
     child.stdout?.on('data', onData);
     child.once('exit', (code) => reject(new Error(`relay exited (${code}) before listening`)));
   });
-  return { child, port };
+  return { child, port, adminPort };
+}
+
+/** Where the relay's memory is, from its /metrics (V8 heap used, memory outside the heap: Buffers, TLS). */
+async function memoryOf(adminPort: number): Promise<{ heap: number; external: number }> {
+  try {
+    const text = await (await fetch(`http://127.0.0.1:${adminPort}/metrics`)).text();
+    const value = (name: string): number => Number(new RegExp(`^${name}(?:\\{[^}]*\\})? (\\S+)$`, 'm').exec(text)?.[1] ?? Number.NaN);
+    return { heap: value('hie_relay_nodejs_heap_size_used_bytes'), external: value('hie_relay_nodejs_external_memory_bytes') };
+  } catch {
+    return { heap: Number.NaN, external: Number.NaN };
+  }
 }
 
 /** Agent identities for `n` ids, all certificates over one shared key pair, signed by the CA. */
@@ -119,16 +178,26 @@ export async function run(args: string[]): Promise<BenchTable[]> {
   const nAgents = Math.max(2, option(args, 'agents', DEFAULT_LOAD_AGENTS));
   const soakMs = option(args, 'soak', DEFAULT_SOAK_SECONDS) * 1000;
   const inflight = option(args, 'inflight', DEFAULT_INFLIGHT);
+  const arenaArg = textOption(args, 'arenas');
+  const arenas = arenaArg === undefined ? DEFAULT_RELAY_ARENAS : Number(arenaArg);
+  if (!Number.isInteger(arenas) || arenas < 0) throw new Error(`--arenas must be a whole number >= 0, got '${arenaArg}'`);
+  const fileLimit = raiseFileLimit(nAgents + FD_HEADROOM);
+  const allocator = textOption(args, 'allocator') ?? 'glibc';
+  if (allocator !== 'glibc' && allocator !== 'jemalloc') throw new Error(`--allocator must be glibc or jemalloc, got '${allocator}'`);
+  if (allocator === 'jemalloc' && !existsSync(JEMALLOC)) throw new Error(`--allocator jemalloc: ${JEMALLOC} is missing (apt-get install -y libjemalloc2)`);
+  const preload = allocator === 'jemalloc' ? JEMALLOC : undefined;
+  const hwmText = textOption(args, 'high-water-mark');
+  const hwm = hwmText === undefined ? undefined : parseSize(hwmText, { flag: '--high-water-mark' });
   const dir = mkdtempSync(join(tmpdir(), 'hie-bench-load-'));
   const clients: RelayClient[] = [];
-  let relay: { child: ChildProcess; port: number } | undefined;
+  let relay: { child: ChildProcess; port: number; adminPort: number } | undefined;
   try {
     const ca = CertificateAuthority.init(join(dir, 'pki'), { name: 'Load Bench CA', keyBits: 2048 });
     const r = ca.issueRelay({ hosts: ['localhost', '127.0.0.1'], outDir: join(dir, 'relay') });
     const tCerts = performance.now();
     const ids = identities(dir, ca, nAgents);
     const certMs = performance.now() - tCerts;
-    relay = await startRelay(dir, ca, { cert: r.certPath, key: r.keyPath, ca: r.caPath }, nAgents);
+    relay = await startRelay(dir, ca, { cert: r.certPath, key: r.keyPath, ca: r.caPath }, nAgents, arenas, preload, hwm);
     const pid = relay.child.pid as number;
     await new Promise((res) => setTimeout(res, 1000));
     const rssBefore = await rssOfPid(pid);
@@ -144,6 +213,7 @@ export async function run(args: string[]): Promise<BenchTable[]> {
     const connectMs = performance.now() - tConnect;
     await new Promise((res) => setTimeout(res, 2000));
     const rssIdle = await rssOfPid(pid);
+    const memIdle = await memoryOf(relay.adminPort);
     const held = clients.filter((c) => c.connected).length;
 
     // Receivers: read everything, check size, reject repeats, ack end to end with a small message.
@@ -237,10 +307,13 @@ export async function run(args: string[]): Promise<BenchTable[]> {
     while (pending.size > 0 && Date.now() < drainEnd) await new Promise<void>((res) => ((wake = res), setTimeout(res, 200)));
     clearInterval(sampler);
     const rssEnd = await rssOfPid(pid);
-    const warm = rssSamples.find((s) => s.s >= Math.min(30, soakSec / 4)) ?? rssSamples[0];
+    const memEnd = await memoryOf(relay.adminPort);
+    const warm = rssSamples.find((s) => s.s >= Math.min(WARM_AT_S, soakSec / 4)) ?? rssSamples[0];
     const peak = Math.max(rssEnd, ...rssSamples.map((s) => s.rss));
     const lost = pending.size;
     const stillHeld = clients.filter((c) => c.connected).length;
+    const perConn = (rssIdle - rssBefore) / 1024 / Math.max(1, held);
+    const growth = warm && warm.rss > 0 ? rssEnd / warm.rss - 1 : Number.NaN;
 
     return [
       {
@@ -252,7 +325,7 @@ export async function run(args: string[]): Promise<BenchTable[]> {
             'MB/s acked': (bytesAcked / 1e6 / soakSec).toFixed(1),
             'p50 ms to ack': percentile(latencies, 50).toFixed(1),
             'p99 ms to ack': percentile(latencies, 99).toFixed(1),
-            'relay KiB / idle conn': ((rssIdle - rssBefore) / 1024 / Math.max(1, held)).toFixed(1),
+            'relay KiB / idle conn': perConn.toFixed(1),
             'relay RSS MiB idle / warm / end / peak': `${mib(rssIdle)} / ${mib(warm?.rss ?? 0)} / ${mib(rssEnd)} / ${mib(peak)}`,
             lost: lost,
             duplicated: duplicates,
@@ -263,7 +336,20 @@ export async function run(args: string[]): Promise<BenchTable[]> {
           `Transfers: ${started} started, ${acked} acked end to end, ${failed} refused or aborted at the sender (counted, not retried). Sizes: 60% 1 KiB, 30% 64 KiB, 9% 1 MiB, 1% 8 MiB; sender i -> agent i+1.`,
           "What is measured: RelayClient agents (the agents' relay protocol, mTLS WebSocket, credit flow control) in the bench process, not full hospital agents (no envelope crypto, no ledger);",
           'an exchange counts when the receiving client has read every byte and its application-level ack message has come back to the sender. Lost = started and not acked nor reported failed; duplicated = an id received twice.',
-          `Memory growth over the soak: ${mib(rssEnd - (warm?.rss ?? rssIdle))} MiB from ${Math.round(warm?.s ?? 0)} s to the end. ${nAgents} certificates over one shared key pair in ${(certMs / 1000).toFixed(1)} s; connections opened in ${(connectMs / 1000).toFixed(1)} s (batches of 50).`,
+          `Memory growth over the soak: ${mib(rssEnd - (warm?.rss ?? rssIdle))} MiB from ${Math.round(warm?.s ?? 0)} s to the end (${(growth * 100).toFixed(1)} %). ${nAgents} certificates over one shared key pair in ${(certMs / 1000).toFixed(1)} s; connections opened in ${(connectMs / 1000).toFixed(1)} s (batches of 50).`,
+          `Relay V8 heap used ${mib(memIdle.heap)} MiB idle, ${mib(memEnd.heap)} MiB at the end; memory outside the heap (Buffers) ${mib(memIdle.external)} / ${mib(memEnd.external)} MiB.`,
+          `Relay limits.highWaterMark: ${hwm === undefined ? 'default' : `${hwm} bytes`}; allocator: ${allocator}; MALLOC_ARENA_MAX=${arenas > 0 ? arenas : "unset (glibc's default)"}; open-file limit ${fileLimit}. RSS sampled every 5 s; "warm" is the sample at ${WARM_AT_S} s (or a quarter of a shorter soak).`,
+        ],
+        summary: [
+          { metric: `load: connections held (of ${nAgents})`, value: String(held), target: String(nAgents), met: held === nAgents && stillHeld === nAgents },
+          { metric: 'load: relay KiB RSS per idle connection', value: perConn.toFixed(1), target: '<= 30', met: perConn <= 30 },
+          {
+            metric: `load: relay RSS growth, ${Math.round(warm?.s ?? 0)} s -> end of ${Math.round(soakSec)} s soak`,
+            value: `${(growth * 100).toFixed(1)} %`,
+            target: '<= 20 %',
+            met: growth <= 0.2,
+          },
+          { metric: 'load: lost / duplicated', value: `${lost} / ${duplicates}`, target: '0 / 0', met: lost === 0 && duplicates === 0 },
         ],
       },
     ];

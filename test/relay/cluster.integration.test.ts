@@ -132,6 +132,50 @@ describe('relay cluster over NATS (integration: real nats-server with TLS and a 
     expect(metricValue(m1, 'hie_relay_presence_lookups_total', { outcome: 'timeout' })).to.equal(0);
   });
 
+  it('sends messages to an agent on a known node straight there (presence cache), and delivers each once when the cache is stale or names a node that is gone', async function () {
+    const got: RelayMessage[] = [];
+    bravo.on('message', (m) => got.push(m));
+    const undeliverable: unknown[] = [];
+    alpha.on('undeliverable', (e) => undeliverable.push(e));
+    const cache = async (event: string): Promise<number> =>
+      metricValue((await admin(cluster.relays[0]!, '/metrics')).text, 'hie_relay_presence_cache_total', { event });
+    const hits0 = await cache('hit');
+    // n1 learnt where bravo is (n2's announcement, or the answer to a lookup): these go straight to n2.
+    for (let i = 0; i < 20; i += 1) alpha.sendMessage('bravo', Buffer.from(`cached ${i}`));
+    await until(() => got.length === 20, 10_000, 'cached messages at bravo');
+    expect(await cache('hit')).to.equal(hits0 + 20);
+    // Announcements that lie: bravo "attached" to n3 (which does not hold it), then to n9 (no such node).
+    const nc: NatsConnection = await connect({
+      servers: cluster.nats.url,
+      user: cluster.env['NATS_USER_N1'],
+      pass: cluster.env['NATS_PASSWORD_N1'],
+      tls: { ca: readFileSync(fed.caPath, 'utf8') },
+    });
+    try {
+      for (const node of ['n3', 'n9']) {
+        const invalidated0 = await cache('invalidated');
+        // The announcement and the message race (NATS vs the agent's socket): repeat until n1 had taken the lie first.
+        for (let k = 0; k < 5 && (await cache('invalidated')) === invalidated0; k += 1) {
+          nc.publish('hie.relay.presence', new TextEncoder().encode(JSON.stringify({ node, id: 'bravo', up: true })));
+          await nc.flush();
+          const body = `moved ${node} ${k}`;
+          alpha.sendMessage('bravo', Buffer.from(body));
+          // n3 answers no-route; n9 never answers (its entry times out): either way n1 forgets it and looks bravo up.
+          await until(() => got.some((m) => m.body.toString() === body), 10_000, `message after the ${node} announcement`);
+          await new Promise((r) => setTimeout(r, 50));
+        }
+        expect(await cache('invalidated')).to.equal(invalidated0 + 1);
+      }
+    } finally {
+      await nc.close();
+    }
+    const bodies = got.map((m) => m.body.toString());
+    expect(new Set(bodies).size).to.equal(bodies.length);
+    expect(undeliverable).to.deep.equal([]);
+    bravo.removeAllListeners('message');
+    alpha.removeAllListeners('undeliverable');
+  });
+
   it('aborts a cross-node transfer on both ends when the receiver cancels', async function () {
     const incoming = new Promise<InboundTransfer>((resolve) => bravo.once('transfer', resolve));
     const out = alpha.openTransfer('bravo');
