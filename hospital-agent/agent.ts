@@ -39,6 +39,8 @@ import { federationRoutes } from './api/routes/federation.ts';
 import { inboxRoutes } from './api/routes/inbox.ts';
 import { ledgerRoutes } from './api/routes/ledger.ts';
 import { requestRoutes } from './api/routes/requests.ts';
+import { prescriptionRoutes } from './api/routes/prescriptions.ts';
+import { PrescriptionService, PrescriptionStore } from './prescriptions/index.ts';
 import { fhirAuditRoutes } from './api/routes/fhir-audit.ts';
 import { AccessLog, consoleRouter, LedgerIndex, SessionStore } from './console/index.ts';
 import { AGENT_VERIFY_GRACE_SECONDS } from './api/routes/ledger.ts';
@@ -169,7 +171,18 @@ async function loadBase(config: AgentConfig, env: NodeJS.ProcessEnv, log: Logger
   const keys = await loadKeys(keysDir);
   const bundle = await loadBundle(keysDir, identity, keys);
   const identityWatcher = new IdentityWatcher({ ...config.identity, passphrase }, identity, { expectId: config.id });
-  return { identity, watcher, identityWatcher, federation, trust: () => ({ caPem: identity.caPem, crl: federation.crl }), keys, bundle, tokens, secret, keysKept };
+  return {
+    identity,
+    watcher,
+    identityWatcher,
+    federation,
+    trust: () => ({ caPem: identity.caPem, crl: federation.crl }),
+    keys,
+    bundle,
+    tokens,
+    secret,
+    keysKept,
+  };
 }
 
 /** Offers a CRL or directory; one that cannot be kept (e.g. the disk is full) is logged, and the one in force stays. */
@@ -322,6 +335,8 @@ interface Exchange {
   engine: ExchangeEngine;
   requests: RequestService;
   exchanges: ExchangeService;
+  prescriptions: PrescriptionService;
+  prescriptionStore: PrescriptionStore;
 }
 
 function buildExchange(config: AgentConfig, env: NodeJS.ProcessEnv, base: Base, stores: Stores, link: Link, metrics: AgentMetrics, log: Logger): Exchange {
@@ -386,11 +401,25 @@ function buildExchange(config: AgentConfig, env: NodeJS.ProcessEnv, base: Base, 
     logger: log,
     onIncoming: (request) => notify({ event: 'request.received', request }, request.id),
   });
+  const prescriptionStore = new PrescriptionStore(state.db);
+  const prescriptions = new PrescriptionService({
+    self: config.id,
+    secret: base.secret,
+    identifierSystem: config.patients.identifierSystem,
+    store: prescriptionStore,
+    peers,
+    keys: local,
+    send,
+    ledger,
+    directory: () => base.federation.directory,
+    logger: log,
+  });
   const dispatcher = new MessageDispatcher({
     engine,
     receiver,
     requests,
     peers,
+    prescriptions,
     ledger: (from, message) => {
       for (const h of link.ledgerHandlers) h(from, message);
     },
@@ -419,7 +448,7 @@ function buildExchange(config: AgentConfig, env: NodeJS.ProcessEnv, base: Base, 
     cancel: (id) => engine.cancel(id),
     ...(config.limits.sendWhileUploading ? { live: (x: Parameters<ExchangeEngine['live']>[0]) => engine.live(x) } : {}),
   });
-  return { consents, decisions, engine, requests, exchanges };
+  return { consents, decisions, engine, requests, exchanges, prescriptions, prescriptionStore };
 }
 
 /** Logs the relay link's state changes and tells the engine and the replicator when it is up. */
@@ -445,7 +474,8 @@ function watchRelay(link: Link, engine: ExchangeEngine, standing: SelfStanding, 
     // A revoked agent said so once (SelfStanding); every refused attempt after that is expected.
     if (standing.revoked) log.debug({ code: err.code }, 'relay refused this revoked agent');
     // A refused certificate is not a network fault: say so in one line the operator can act on.
-    else if (status === 401 || status === 403) log.error({ code: err.code, status, reason: refusal }, `the relay refused this agent's certificate: ${err.message}`);
+    else if (status === 401 || status === 403)
+      log.error({ code: err.code, status, reason: refusal }, `the relay refused this agent's certificate: ${err.message}`);
     else log.warn({ code: err.code, err: { message: err.message } }, 'cannot connect to the relay; retrying');
   });
   relay.on('undeliverable', (err) => {
@@ -521,13 +551,16 @@ async function serveApi(
   v1.use(decisionRoutes(x.decisions, config.id));
   v1.use(exchangeRoutes(x.exchanges, state.exchanges, x.requests));
   v1.use(requestRoutes(x.requests, state.requests, { jsonLimit: DEFAULT_JSON_LIMIT }));
+  v1.use(prescriptionRoutes(x.prescriptions, x.prescriptionStore, { jsonLimit: DEFAULT_JSON_LIMIT }));
   v1.use(
     inboxRoutes(inbox, {
       requestOf: (x) => state.requests.answeredBy(x),
       ...(stores.directory ? { onRemoved: (meta: InboxMeta) => stores.directory?.remove(meta) ?? Promise.resolve() } : {}),
     }),
   );
-  v1.use(ledgerRoutes(ledger, replicator, base.trust, config.id, { witness: link.witness, policy: link.policy, billable: () => answersOurRequest(state.requests) }));
+  v1.use(
+    ledgerRoutes(ledger, replicator, base.trust, config.id, { witness: link.witness, policy: link.policy, billable: () => answersOurRequest(state.requests) }),
+  );
   v1.use(federationRoutes(base.federation, standing, () => base.identity.serial));
   // The audit API and the console read one index of the ledger; the clear patient id a query names is hashed and dropped.
   const index = new LedgerIndex(ledger, config.id);
@@ -563,7 +596,13 @@ async function serveApi(
       if (standing.revoked) {
         return {
           status: 503,
-          body: { status: 'error', reason: REVOKED_REASON, agent: config.id, relay: relay.connected ? 'connected' : 'disconnected', outbox: await state.exchanges.countUnfinished() },
+          body: {
+            status: 'error',
+            reason: REVOKED_REASON,
+            agent: config.id,
+            relay: relay.connected ? 'connected' : 'disconnected',
+            outbox: await state.exchanges.countUnfinished(),
+          },
         };
       }
       // Still 200 when degraded: the agent works; `reasons` says what needs doing before a certificate or the CRL lapses.
@@ -674,6 +713,7 @@ export async function startAgent(config: AgentConfig, options: StartAgentOptions
     closing ??= (async () => {
       recovery?.stop();
       x.engine.stop();
+      x.prescriptions.stop();
       link.replicator.stop();
       link.stop();
       clearInterval(stores.replayTimer);

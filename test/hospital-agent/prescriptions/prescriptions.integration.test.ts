@@ -1,0 +1,194 @@
+import { expect } from 'chai';
+import { compactVerify, decodeProtectedHeader } from 'jose';
+import { waitFor, type TestNetwork } from '../../support/agents.ts';
+import { issuePrescription, medicationDispense, post, startRoleNetwork } from '../../support/pharmacy.ts';
+import { tempDir } from '../../support/tmp.ts';
+
+const code = (r: { body: Record<string, unknown> }): unknown => (r.body['error'] as { code?: string } | undefined)?.code;
+
+describe('e-prescriptions between a prescriber and pharmacies', function () {
+  this.timeout(180_000);
+  let tmp: ReturnType<typeof tempDir>;
+  let net: TestNetwork;
+
+  before(async function () {
+    tmp = tempDir();
+    net = await startRoleNetwork(tmp.dir, { myongji: 'hospital', 'pharm-a': 'pharmacy', 'pharm-b': 'pharmacy', severance: 'hospital' });
+  });
+  after(async () => {
+    await net?.close();
+    tmp?.cleanup();
+  });
+
+  const accept = (pharmacy: string, rx: { id: string; accessCode: string }, accessCode = rx.accessCode) =>
+    post(net, pharmacy, '/v1/dispensing', { prescriber: 'myongji', id: rx.id, accessCode });
+  const close = (pharmacy: string, id: string) => post(net, pharmacy, `/v1/dispensing/myongji/${id}/close`, { medicationDispense: medicationDispense() });
+  const entries = async (type: string, id: string) =>
+    (await net.agents['myongji']!.ledger.byType(type as 'prescription.issued', 'myongji')).filter(
+      (e) => (e.entry.body as { prescription?: string }).prescription === id,
+    );
+
+  it('issues, accepts with the token, dispenses with a verifiable signed receipt, and refuses a second dispense', async function () {
+    const rx = await issuePrescription(net, 'myongji');
+    expect(rx.accessCode).to.match(/^[0-9a-f]{64}$/);
+    const status = await net.api('myongji', `/v1/prescriptions/${rx.id}`);
+    const shown = (await status.json()) as Record<string, unknown>;
+    expect(shown['status']).to.equal('ready');
+    expect(JSON.stringify(shown)).not.to.contain(rx.accessCode);
+    const accepted = await post(net, 'pharm-a', '/v1/dispensing', { token: rx.token });
+    expect(accepted.status).to.equal(200);
+    expect(accepted.body).to.include({ status: 'in-progress', prescriber: 'myongji', id: rx.id });
+    expect((accepted.body['medicationRequest'] as Record<string, unknown>)['resourceType']).to.equal('MedicationRequest');
+    expect(accepted.body).not.to.have.property('secret');
+    const closed = await close('pharm-a', rx.id);
+    expect(closed.status).to.equal(200);
+    expect(closed.body['status']).to.equal('completed');
+    // The receipt is the prescriber's Ed25519 JWS: verified here with the key its ledger genesis names, independently of the agent.
+    const receipt = closed.body['receipt'] as string;
+    const kid = decodeProtectedHeader(receipt).kid!;
+    const key = await waitFor(
+      () => {
+        const keys = net.agents['pharm-a']!.ledger.feeds().includes('myongji') ? net.agents['pharm-a']!.ledger.feedKeys('myongji') : [];
+        return keys.length > 0 ? keys : undefined;
+      },
+      20_000,
+      'the prescriber feed at the pharmacy',
+    );
+    const verified = await Promise.any(key.map((k) => compactVerify(receipt, k)));
+    const body = JSON.parse(Buffer.from(verified.payload).toString('utf8')) as Record<string, unknown>;
+    expect(body).to.include({ prescription: rx.id, prescriber: 'myongji', pharmacy: 'pharm-a' });
+    expect(kid).to.be.a('string');
+    const owner = (await (await net.api('myongji', `/v1/prescriptions/${rx.id}`)).json()) as Record<string, unknown>;
+    expect(owner).to.include({ status: 'completed', pharmacy: 'pharm-a', receipt });
+    // A second dispense: by the same pharmacy (nothing held in progress any more), or accepted again by another.
+    expect(code(await close('pharm-a', rx.id))).to.equal('ERR_RX_WRONG_STATE');
+    const again = await accept('pharm-b', rx);
+    expect([again.status, code(again)]).to.deep.equal([412, 'ERR_RX_WRONG_STATE']);
+    for (const t of ['prescription.issued', 'prescription.accepted', 'prescription.completed']) expect(await entries(t, rx.id), t).to.have.length(1);
+    const written: string[] = [];
+    for await (const e of net.agents['myongji']!.ledger.entries('myongji')) written.push(e.bytes.toString('utf8'));
+    expect(written.join('\n')).not.to.contain(rx.accessCode);
+  });
+
+  it('a prescription raced by two pharmacies, round after round, is accepted by one and dispensed exactly once', async function () {
+    const rounds = 25;
+    const outcomes = await Promise.all(
+      Array.from({ length: rounds }, async () => {
+        const rx = await issuePrescription(net, 'myongji');
+        const [a, b] = await Promise.all([accept('pharm-a', rx), accept('pharm-b', rx)]);
+        const winners = [a, b].filter((r) => r.status === 200);
+        const losers = [a, b].filter((r) => r.status !== 200);
+        expect(winners, `round ${rx.id}`).to.have.length(1);
+        expect(losers.map((l) => [l.status, code(l)])).to.deep.equal([[409, 'ERR_RX_IN_PROGRESS']]);
+        const winner = a.status === 200 ? 'pharm-a' : 'pharm-b';
+        const loser = winner === 'pharm-a' ? 'pharm-b' : 'pharm-a';
+        const [w, l] = await Promise.all([close(winner, rx.id), close(loser, rx.id)]);
+        expect(w.status).to.equal(200);
+        expect(code(l)).to.equal('ERR_NOT_FOUND');
+        return rx.id;
+      }),
+    );
+    for (const id of outcomes) {
+      expect(await entries('prescription.accepted', id)).to.have.length(1);
+      expect(await entries('prescription.completed', id)).to.have.length(1);
+    }
+  });
+
+  it('answers every wrong-state transition with its code', async function () {
+    const rx = await issuePrescription(net, 'myongji');
+    expect(code(await accept('pharm-a', rx, 'ab'.repeat(32)))).to.equal('ERR_RX_FORBIDDEN');
+    const wrong = await accept('pharm-a', rx, 'ab'.repeat(32));
+    expect(wrong.status).to.equal(403);
+    // A member the directory lists as a hospital is no pharmacy.
+    const notPharmacy = await post(net, 'severance', '/v1/dispensing', { prescriber: 'myongji', id: rx.id, accessCode: rx.accessCode });
+    expect([notPharmacy.status, code(notPharmacy)]).to.deep.equal([403, 'ERR_RX_NOT_PHARMACY']);
+    expect((await accept('pharm-a', rx)).status).to.equal(200);
+    // Accepted again by the holder (its answer lost): the same state, no second ledger entry.
+    expect((await accept('pharm-a', rx)).status).to.equal(200);
+    expect(await entries('prescription.accepted', rx.id)).to.have.length(1);
+    const taken = await accept('pharm-b', rx);
+    expect([taken.status, code(taken)]).to.deep.equal([409, 'ERR_RX_IN_PROGRESS']);
+    const abortBusy = await post(net, 'myongji', `/v1/prescriptions/${rx.id}/abort`);
+    expect([abortBusy.status, code(abortBusy)]).to.deep.equal([409, 'ERR_RX_IN_PROGRESS']);
+    // $reject hands it back: ready again, and another pharmacy may take it; the first one's secret is dead.
+    expect((await post(net, 'pharm-a', `/v1/dispensing/myongji/${rx.id}/reject`)).body['status']).to.equal('rejected');
+    expect(((await (await net.api('myongji', `/v1/prescriptions/${rx.id}`)).json()) as { status: string }).status).to.equal('ready');
+    expect(code(await close('pharm-a', rx.id))).to.equal('ERR_RX_WRONG_STATE');
+    expect((await accept('pharm-b', rx)).status).to.equal(200);
+    expect((await close('pharm-b', rx.id)).status).to.equal(200);
+    const abortDone = await post(net, 'myongji', `/v1/prescriptions/${rx.id}/abort`);
+    expect([abortDone.status, code(abortDone)]).to.deep.equal([412, 'ERR_RX_WRONG_STATE']);
+    expect(await entries('prescription.rejected', rx.id)).to.have.length(1);
+    const unknown = await post(net, 'pharm-a', '/v1/dispensing', {
+      prescriber: 'myongji',
+      id: '00000000-0000-4000-8000-000000000000',
+      accessCode: rx.accessCode,
+    });
+    expect([unknown.status, code(unknown)]).to.deep.equal([404, 'ERR_NOT_FOUND']);
+  });
+
+  it('a cancelled prescription cannot be accepted (410), whether the prescriber or the patient cancelled it', async function () {
+    const byPrescriber = await issuePrescription(net, 'myongji');
+    const aborted = await post(net, 'myongji', `/v1/prescriptions/${byPrescriber.id}/abort`);
+    expect(aborted.body).to.include({ status: 'cancelled', cancelledBy: 'prescriber' });
+    const refused = await accept('pharm-a', byPrescriber);
+    expect([refused.status, code(refused)]).to.deep.equal([410, 'ERR_RX_CANCELLED']);
+    const again = await post(net, 'myongji', `/v1/prescriptions/${byPrescriber.id}/abort`);
+    expect([again.status, code(again)]).to.deep.equal([410, 'ERR_RX_CANCELLED']);
+
+    const byPatient = await issuePrescription(net, 'myongji');
+    const wrong = await post(net, 'myongji', `/v1/prescriptions/${byPatient.id}/abort`, { accessCode: 'cd'.repeat(32) });
+    expect([wrong.status, code(wrong)]).to.deep.equal([403, 'ERR_RX_FORBIDDEN']);
+    expect((await post(net, 'myongji', `/v1/prescriptions/${byPatient.id}/abort`, { accessCode: byPatient.accessCode })).body).to.include({
+      status: 'cancelled',
+      cancelledBy: 'patient',
+    });
+    expect(code(await accept('pharm-b', byPatient))).to.equal('ERR_RX_CANCELLED');
+    const cancelled = await entries('prescription.cancelled', byPatient.id);
+    expect(cancelled.map((e) => e.entry.body)).to.deep.equal([{ prescription: byPatient.id, by: 'patient' }]);
+  });
+
+  it('refuses a MedicationRequest that is not FHIR R4, and a dispense that is not a MedicationDispense', async function () {
+    const bad = await post(net, 'myongji', '/v1/prescriptions', {
+      patientId: 'p-1',
+      medicationRequest: { resourceType: 'MedicationRequest', status: 'bogus' },
+    });
+    expect(bad.status).to.equal(422);
+    const rx = await issuePrescription(net, 'myongji');
+    expect((await accept('pharm-a', rx)).status).to.equal(200);
+    const notDispense = await post(net, 'pharm-a', `/v1/dispensing/myongji/${rx.id}/close`, { medicationDispense: { resourceType: 'Patient' } });
+    expect([notDispense.status, code(notDispense)]).to.deep.equal([400, 'ERR_INVALID_FHIR']);
+    expect(((await (await net.api('myongji', `/v1/prescriptions/${rx.id}`)).json()) as { status: string }).status).to.equal('in-progress');
+  });
+
+  it('loses nothing when both agents restart between accept and close', async function () {
+    const rx = await issuePrescription(net, 'myongji');
+    expect((await accept('pharm-a', rx)).status).to.equal(200);
+    await net.agents['myongji']!.close();
+    await net.agents['pharm-a']!.close();
+    await net.startAgent('myongji');
+    await net.startAgent('pharm-a');
+    const held = (await (await net.api('pharm-a', `/v1/dispensing/myongji/${rx.id}`)).json()) as Record<string, unknown>;
+    expect(held).to.include({ status: 'in-progress' });
+    expect(held).not.to.have.property('secret');
+    expect(((await (await net.api('myongji', `/v1/prescriptions/${rx.id}`)).json()) as { status: string }).status).to.equal('in-progress');
+    const closed = await close('pharm-a', rx.id);
+    expect([closed.status, closed.body['status']]).to.deep.equal([200, 'completed']);
+    expect(await entries('prescription.completed', rx.id)).to.have.length(1);
+  });
+
+  it('keeps every ledger verifiable, with no access code or patient id in any entry', async function () {
+    for (const id of ['myongji', 'pharm-a', 'pharm-b']) {
+      const v = (await (await net.api(id, '/v1/ledger/verify?grace=0')).json()) as { ok: boolean; findings: unknown[] };
+      expect(v.findings, id).to.deep.equal([]);
+      expect(v.ok, id).to.equal(true);
+    }
+    const all: string[] = [];
+    for await (const e of net.agents['myongji']!.ledger.entries('myongji')) all.push(e.bytes.toString('utf8'));
+    const text = all.join('\n');
+    expect(text).to.contain('prescription.completed');
+    expect(text).not.to.contain('p-1');
+    const list = (await (await net.api('myongji', '/v1/prescriptions?status=completed')).json()) as { prescriptions: unknown[] };
+    expect(list.prescriptions.length).to.be.greaterThan(25);
+  });
+});
