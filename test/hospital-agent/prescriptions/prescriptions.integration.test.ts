@@ -1,9 +1,16 @@
 import { expect } from 'chai';
 import { compactVerify, decodeProtectedHeader } from 'jose';
-import { waitFor, type TestNetwork } from '../../support/agents.ts';
-import { issuePrescription, medicationDispense, post, startRoleNetwork } from '../../support/pharmacy.ts';
+import { readFileSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import jsQRModule from 'jsqr';
+import { PNG } from 'pngjs';
+import { main, type CliIo } from '../../../hospital-agent/cli.ts';
+import { TEST_TOKEN, waitFor, type TestNetwork } from '../../support/agents.ts';
+import { issuePrescription, medicationDispense, medicationRequest, post, startRoleNetwork } from '../../support/pharmacy.ts';
 import { tempDir } from '../../support/tmp.ts';
 
+// jsqr ships CommonJS with a default export the ESM interop wraps once more.
+const jsQR = (jsQRModule as unknown as { default: typeof jsQRModule.default }).default ?? jsQRModule;
 const code = (r: { body: Record<string, unknown> }): unknown => (r.body['error'] as { code?: string } | undefined)?.code;
 
 describe('e-prescriptions between a prescriber and pharmacies', function () {
@@ -175,6 +182,48 @@ describe('e-prescriptions between a prescriber and pharmacies', function () {
     const closed = await close('pharm-a', rx.id);
     expect([closed.status, closed.body['status']]).to.deep.equal([200, 'completed']);
     expect(await entries('prescription.completed', rx.id)).to.have.length(1);
+  });
+
+  it('hie-agent rx: issue with a QR code, accept from the scanned token, close, and a second close refused (exit 1, ERR_RX_WRONG_STATE)', async function () {
+    const saved = process.env['HIE_AGENT_TOKEN'];
+    process.env['HIE_AGENT_TOKEN'] = TEST_TOKEN;
+    const cli = async (id: string, args: string[]): Promise<{ code: number; out: string; err: string }> => {
+      let out = '';
+      let err = '';
+      const io: CliIo = { out: (t) => void (out += t), err: (t) => void (err += t), tty: false };
+      const [group, sub, ...rest] = args;
+      const code = await main([group!, sub!, '--api', `http://127.0.0.1:${net.agents[id]!.apiPort}`, ...rest], io).catch((e: Error & { code?: string }) => {
+        err += `${e.code ?? ''} ${e.message}`;
+        return 1;
+      });
+      return { code, out, err };
+    };
+    try {
+      writeFileSync(join(tmp.dir, 'mr.json'), JSON.stringify(medicationRequest()));
+      writeFileSync(join(tmp.dir, 'md.json'), JSON.stringify(medicationDispense()));
+      const png = join(tmp.dir, 'rx.png');
+      const issued = await cli('myongji', ['rx', 'issue', '--request', join(tmp.dir, 'mr.json'), '--patient', 'p-1', '--qr', png, '--json']);
+      expect(issued.code, issued.err).to.equal(0);
+      const t = JSON.parse(issued.out) as { id: string; token: string };
+      const image = PNG.sync.read(readFileSync(png));
+      const scanned = jsQR(new Uint8ClampedArray(image.data), image.width, image.height)!.data;
+      expect(scanned).to.equal(t.token);
+      const accepted = await cli('pharm-b', ['rx', 'accept', '--token', scanned]);
+      expect(accepted.code, accepted.err).to.equal(0);
+      expect(accepted.out).to.contain(`myongji/${t.id} in progress`);
+      expect((await cli('myongji', ['rx', 'status', t.id])).out).to.contain('in-progress  at pharm-b');
+      const closed = await cli('pharm-b', ['rx', 'close', 'myongji', t.id, '--dispense', join(tmp.dir, 'md.json')]);
+      expect(closed.code, closed.err).to.equal(0);
+      expect(closed.out).to.contain('dispensed at');
+      const again = await cli('pharm-b', ['rx', 'close', 'myongji', t.id, '--dispense', join(tmp.dir, 'md.json')]);
+      expect(again.code).to.equal(1);
+      expect(again.err).to.contain('ERR_RX_WRONG_STATE');
+      expect((await cli('myongji', ['rx', 'list', '--status', 'completed'])).out).to.contain(t.id);
+      expect((await cli('pharm-b', ['rx', 'held'])).out).to.contain(`myongji/${t.id}  completed`);
+    } finally {
+      if (saved === undefined) delete process.env['HIE_AGENT_TOKEN'];
+      else process.env['HIE_AGENT_TOKEN'] = saved;
+    }
   });
 
   it('keeps every ledger verifiable, with no access code or patient id in any entry', async function () {
