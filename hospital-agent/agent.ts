@@ -685,6 +685,11 @@ export async function startAgent(config: AgentConfig, options: StartAgentOptions
   void link.relay.connect().catch(() => undefined);
   const resume = async (): Promise<void> => {
     await x.engine.start();
+    // Ledger entries of prescription transitions a crash kept from the ledger (the state was written first).
+    await x.prescriptions.reconcile().then(
+      (n) => void (n > 0 && log.warn({ appended: n }, 'prescription ledger entries restored after a crash')),
+      (err: Error) => log.error({ err: { message: err.message } }, 'cannot reconcile prescriptions with the ledger'),
+    );
     // Items delivered while the directory was not set, or whose copy a crash or an error cut short.
     const directory = stores.directory;
     if (directory) {

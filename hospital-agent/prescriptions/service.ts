@@ -1,7 +1,7 @@
 import { createHash, createHmac, randomUUID } from 'node:crypto';
 import { CompactSign, compactVerify, decodeProtectedHeader } from 'jose';
 import { jcs, type VerifiedDirectory } from '../../certs/index.ts';
-import type { AppendInput } from '../../ledger/index.ts';
+import type { AppendInput, StoredEntry } from '../../ledger/index.ts';
 import { patientHash } from '../consent/patient.ts';
 import { openSignedMessage, sealSignedMessage, type LocalKeys } from '../crypto/index.ts';
 import { PeerKeyUnavailableError, type PeerDirectory } from '../engine/peers.ts';
@@ -11,7 +11,7 @@ import { AGENT_ERRORS, AgentError, type AgentErrorCode } from '../errors.ts';
 import { validateR4 } from '../fhir/index.ts';
 import { matchesHash, newAccessCode, prescriptionToken, sha256Hex } from './access.ts';
 import type { HeldPrescription, PrescriptionStore } from './store.ts';
-import { checkAbort, checkAccept, checkHeld, type PrescriptionTask, type Refusal } from './task.ts';
+import { checkAbort, checkAccept, checkHeld, RX_ENTRY_TYPES, type PrescriptionTask, type Refusal, type RxEntryType } from './task.ts';
 import { callSchema, replySchema, type RxCall, type RxReply } from './wire.ts';
 
 /** How long a pharmacy's agent waits for the prescriber's agent to answer one call, in ms. */
@@ -47,7 +47,7 @@ export interface PrescriptionServiceOptions {
   peers: PeerDirectory;
   keys: () => LocalKeys;
   send: (to: string, message: WireMessage) => void;
-  ledger: { append(input: AppendInput): Promise<{ hash: string }> };
+  ledger: { append(input: AppendInput): Promise<{ hash: string }>; byType(type: RxEntryType, feed?: string): Promise<StoredEntry[]> };
   /** The member directory in force (roles): only active pharmacies may accept. */
   directory: () => VerifiedDirectory | undefined;
   logger: EngineLogger;
@@ -102,6 +102,7 @@ export class PrescriptionService {
       .sign(keys.signing.privateKey);
     const accessCode = newAccessCode();
     const now = this.now().toISOString();
+    const issued = { type: 'prescription.issued' as const, body: { prescription: id, patient, hash: b64sha256(jws) } };
     const task: PrescriptionTask = {
       id,
       status: 'ready',
@@ -111,9 +112,11 @@ export class PrescriptionService {
       medicationRequestHash: b64sha256(jws),
       createdAt: now,
       updatedAt: now,
+      transitions: 1,
+      last: issued,
     };
     await this.o.store.create(task);
-    await this.o.ledger.append({ type: 'prescription.issued', body: { prescription: id, patient, hash: task.medicationRequestHash } });
+    await this.o.ledger.append(issued);
     return { task, accessCode, token: prescriptionToken(this.o.self, id, accessCode) };
   }
 
@@ -123,13 +126,45 @@ export class PrescriptionService {
     const r = await this.o.store.update<PrescriptionTask | Refusal>(id, (task) => {
       const check = checkAbort(task, by, { codeMatches: matchesHash(accessCode, task.accessCodeHash) });
       if (check !== 'ok') return { result: check };
-      const next: PrescriptionTask = { ...task, status: 'cancelled', cancelledBy: by, updatedAt: this.now().toISOString() };
+      const next: PrescriptionTask = {
+        ...this.step(task, { type: 'prescription.cancelled', body: { prescription: id, by } }),
+        status: 'cancelled',
+        cancelledBy: by,
+        updatedAt: this.now().toISOString(),
+      };
       return { next, result: next };
     });
     if (!r) throw new AgentError('ERR_NOT_FOUND', 'no such prescription');
     if ('code' in r) throw new AgentError(r.code, r.message);
     await this.o.ledger.append({ type: 'prescription.cancelled', body: { prescription: id, by } });
     return r;
+  }
+
+  /** `task` with one more transition, whose ledger entry is `entry`. */
+  private step(task: PrescriptionTask, entry: NonNullable<PrescriptionTask['last']>): PrescriptionTask {
+    return { ...task, transitions: (task.transitions ?? 1) + 1, last: entry };
+  }
+
+  /**
+   * Appends the ledger entry of each Task's last transition that a crash kept from the ledger (the state was
+   * written, the entry not yet): run at start-up, before calls are answered. Returns how many were appended.
+   */
+  async reconcile(): Promise<number> {
+    const counts = new Map<string, number>();
+    for (const type of RX_ENTRY_TYPES) {
+      for (const e of await this.o.ledger.byType(type, this.o.self)) {
+        const id = (e.entry.body as { prescription?: string }).prescription;
+        if (id) counts.set(id, (counts.get(id) ?? 0) + 1);
+      }
+    }
+    let appended = 0;
+    for (const t of await this.o.store.list()) {
+      if (t.last && (counts.get(t.id) ?? 0) < (t.transitions ?? 0)) {
+        await this.o.ledger.append(t.last as AppendInput);
+        appended++;
+      }
+    }
+    return appended;
   }
 
   /** A pharmacy's call from the relay: opened, checked, decided and answered; a call that does not open is dropped. */
@@ -180,7 +215,14 @@ export class PrescriptionService {
       if (check !== 'ok') return { result: check };
       const acceptedAt = this.now().toISOString();
       const secret = this.secretFor(id, from, acceptedAt);
-      const next: PrescriptionTask = { ...task, status: 'in-progress', pharmacy: from, acceptedAt, secretHash: sha256Hex(secret), updatedAt: acceptedAt };
+      const next: PrescriptionTask = {
+        ...this.step(task, { type: 'prescription.accepted', body: { prescription: id, pharmacy: from } }),
+        status: 'in-progress',
+        pharmacy: from,
+        acceptedAt,
+        secretHash: sha256Hex(secret),
+        updatedAt: acceptedAt,
+      };
       return { next, result: { task: next, fresh: true } };
     });
     if (!r) throw new AgentError('ERR_NOT_FOUND', 'no such prescription');
@@ -193,7 +235,12 @@ export class PrescriptionService {
     const r = await this.o.store.update<PrescriptionTask | Refusal>(id, (task) => {
       const check = checkHeld(task, { holder: task.pharmacy === from, secretMatches: matchesHash(secret, task.secretHash) });
       if (check !== 'ok') return { result: check };
-      const { pharmacy: _p, acceptedAt: _a, secretHash: _s, ...rest } = task;
+      const {
+        pharmacy: _p,
+        acceptedAt: _a,
+        secretHash: _s,
+        ...rest
+      } = this.step(task, { type: 'prescription.rejected', body: { prescription: id, pharmacy: from } });
       const next: PrescriptionTask = { ...rest, status: 'ready', updatedAt: this.now().toISOString() };
       return { next, result: next };
     });
@@ -228,7 +275,10 @@ export class PrescriptionService {
     const r = await this.o.store.update<PrescriptionTask | Refusal>(id, (task) => {
       const check = checkHeld(task, { holder: task.pharmacy === from, secretMatches: matchesHash(secret, task.secretHash) });
       if (check !== 'ok') return { result: check };
-      const { secretHash: _s, ...rest } = task;
+      const { secretHash: _s, ...rest } = this.step(task, {
+        type: 'prescription.completed',
+        body: { prescription: id, pharmacy: from, hash: dispenseHash, receipt: b64sha256(receipt) },
+      });
       const next: PrescriptionTask = { ...rest, status: 'completed', dispenseHash, receipt, completedAt: completed, updatedAt: completed };
       return { next, result: next };
     });

@@ -32,7 +32,24 @@ export interface PrescriptionTask {
   completedAt?: string;
   /** cancelled: by whom. */
   cancelledBy?: 'prescriber' | 'patient';
+  /**
+   * Transitions so far (issue included) and the ledger entry of the last one, written with the state: an entry a
+   * crash kept from the ledger is appended at the next start (PrescriptionService.reconcile).
+   */
+  transitions?: number;
+  last?: { type: RxEntryType; body: Record<string, unknown> };
 }
+
+/** The ledger entry types of prescriptions (ledger/schema.ts). */
+export const RX_ENTRY_TYPES = [
+  'prescription.issued',
+  'prescription.accepted',
+  'prescription.rejected',
+  'prescription.completed',
+  'prescription.cancelled',
+] as const;
+/** One of {@link RX_ENTRY_TYPES}. */
+export type RxEntryType = (typeof RX_ENTRY_TYPES)[number];
 
 /** A refused step: the agent's error code (E-Rezept's status in brackets in the message). */
 export interface Refusal {

@@ -5,6 +5,8 @@ import { join } from 'node:path';
 import jsQRModule from 'jsqr';
 import { PNG } from 'pngjs';
 import { main, type CliIo } from '../../../hospital-agent/cli.ts';
+import { PrescriptionStore } from '../../../hospital-agent/prescriptions/index.ts';
+import { StateDb } from '../../../hospital-agent/store/state-db.ts';
 import { TEST_TOKEN, waitFor, type TestNetwork } from '../../support/agents.ts';
 import { issuePrescription, medicationDispense, medicationRequest, post, startRoleNetwork } from '../../support/pharmacy.ts';
 import { tempDir } from '../../support/tmp.ts';
@@ -182,6 +184,38 @@ describe('e-prescriptions between a prescriber and pharmacies', function () {
     const closed = await close('pharm-a', rx.id);
     expect([closed.status, closed.body['status']]).to.deep.equal([200, 'completed']);
     expect(await entries('prescription.completed', rx.id)).to.have.length(1);
+  });
+
+  it('appends at the next start the ledger entry of a transition a crash kept from the ledger', async function () {
+    const rx = await issuePrescription(net, 'myongji');
+    await net.agents['myongji']!.close();
+    // What an abort writes to the state db, as if the agent died before its ledger append.
+    const db = new StateDb(join(net.configs['myongji']!.dataDir, 'state'));
+    await db.open();
+    await new PrescriptionStore(db).update(rx.id, (t) => ({
+      next: {
+        ...t,
+        status: 'cancelled',
+        cancelledBy: 'prescriber',
+        transitions: 2,
+        last: { type: 'prescription.cancelled', body: { prescription: rx.id, by: 'prescriber' } },
+      },
+      result: undefined,
+    }));
+    await db.close();
+    await (
+      await net.startAgent('myongji')
+    ).recovered;
+    await waitFor(async () => (await entries('prescription.cancelled', rx.id)).length === 1, 20_000, 'the restored entry');
+    expect(code(await accept('pharm-a', rx))).to.equal('ERR_RX_CANCELLED');
+    // Nothing is appended twice on the start after that.
+    await net.agents['myongji']!.close();
+    await (
+      await net.startAgent('myongji')
+    ).recovered;
+    await post(net, 'myongji', `/v1/prescriptions/${rx.id}/abort`);
+    expect(await entries('prescription.cancelled', rx.id)).to.have.length(1);
+    expect(await entries('prescription.issued', rx.id)).to.have.length(1);
   });
 
   it('hie-agent rx: issue with a QR code, accept from the scanned token, close, and a second close refused (exit 1, ERR_RX_WRONG_STATE)', async function () {
