@@ -271,6 +271,14 @@ describe('e-prescriptions between a prescriber and pharmacies', function () {
     const text = all.join('\n');
     expect(text).to.contain('prescription.completed');
     expect(text).not.to.contain('p-1');
+    // The audit API shows each transition as a FHIR AuditEvent naming the prescription and the pharmacy.
+    const audit = (await (await net.api('myongji', '/fhir/AuditEvent?subtype=prescription.completed&_count=1000')).json()) as {
+      entry?: Array<{ resource: { agent: Array<{ who: { identifier: { value: string } } }>; entity: Array<{ what: { identifier: { system: string } } }> } }>;
+    };
+    expect(audit.entry?.length).to.be.greaterThan(25);
+    const first = audit.entry![0]!.resource;
+    expect(first.agent.map((a) => a.who.identifier.value)).to.include.oneOf(['pharm-a', 'pharm-b']);
+    expect(first.entity.map((x) => x.what.identifier.system)).to.include('urn:hie:prescription');
     const list = (await (await net.api('myongji', '/v1/prescriptions?status=completed')).json()) as { prescriptions: unknown[] };
     expect(list.prescriptions.length).to.be.greaterThan(25);
   });
