@@ -39,6 +39,8 @@ import { federationRoutes } from './api/routes/federation.ts';
 import { inboxRoutes } from './api/routes/inbox.ts';
 import { ledgerRoutes } from './api/routes/ledger.ts';
 import { requestRoutes } from './api/routes/requests.ts';
+import { prescriptionRoutes } from './api/routes/prescriptions.ts';
+import { PrescriptionService, PrescriptionStore } from './prescriptions/index.ts';
 import { fhirAuditRoutes } from './api/routes/fhir-audit.ts';
 import { AccessLog, consoleRouter, LedgerIndex, SessionStore } from './console/index.ts';
 import { AGENT_VERIFY_GRACE_SECONDS } from './api/routes/ledger.ts';
@@ -338,6 +340,8 @@ interface Exchange {
   engine: ExchangeEngine;
   requests: RequestService;
   exchanges: ExchangeService;
+  prescriptions: PrescriptionService;
+  prescriptionStore: PrescriptionStore;
 }
 
 function buildExchange(config: AgentConfig, env: NodeJS.ProcessEnv, base: Base, stores: Stores, link: Link, metrics: AgentMetrics, log: Logger): Exchange {
@@ -402,11 +406,25 @@ function buildExchange(config: AgentConfig, env: NodeJS.ProcessEnv, base: Base, 
     logger: log,
     onIncoming: (request) => notify({ event: 'request.received', request }, request.id),
   });
+  const prescriptionStore = new PrescriptionStore(state.db);
+  const prescriptions = new PrescriptionService({
+    self: config.id,
+    secret: base.secret,
+    identifierSystem: config.patients.identifierSystem,
+    store: prescriptionStore,
+    peers,
+    keys: local,
+    send,
+    ledger,
+    directory: () => base.federation.directory,
+    logger: log,
+  });
   const dispatcher = new MessageDispatcher({
     engine,
     receiver,
     requests,
     peers,
+    prescriptions,
     ledger: (from, message) => {
       for (const h of link.ledgerHandlers) h(from, message);
     },
@@ -435,7 +453,7 @@ function buildExchange(config: AgentConfig, env: NodeJS.ProcessEnv, base: Base, 
     cancel: (id) => engine.cancel(id),
     ...(config.limits.sendWhileUploading ? { live: (x: Parameters<ExchangeEngine['live']>[0]) => engine.live(x) } : {}),
   });
-  return { consents, decisions, engine, requests, exchanges };
+  return { consents, decisions, engine, requests, exchanges, prescriptions, prescriptionStore };
 }
 
 /** Logs the relay link's state changes and tells the engine and the replicator when it is up. */
@@ -539,6 +557,7 @@ async function serveApi(
   v1.use(decisionRoutes(x.decisions, config.id));
   v1.use(exchangeRoutes(x.exchanges, state.exchanges, x.requests));
   v1.use(requestRoutes(x.requests, state.requests, { jsonLimit: DEFAULT_JSON_LIMIT }));
+  v1.use(prescriptionRoutes(x.prescriptions, x.prescriptionStore, { jsonLimit: DEFAULT_JSON_LIMIT }));
   v1.use(
     inboxRoutes(inbox, {
       requestOf: (x) => state.requests.answeredBy(x),
@@ -672,6 +691,11 @@ export async function startAgent(config: AgentConfig, options: StartAgentOptions
   void link.relay.connect().catch(() => undefined);
   const resume = async (): Promise<void> => {
     await x.engine.start();
+    // Ledger entries of prescription transitions a crash kept from the ledger (the state was written first).
+    await x.prescriptions.reconcile().then(
+      (n) => void (n > 0 && log.warn({ appended: n }, 'prescription ledger entries restored after a crash')),
+      (err: Error) => log.error({ err: { message: err.message } }, 'cannot reconcile prescriptions with the ledger'),
+    );
     // Items delivered while the directory was not set, or whose copy a crash or an error cut short.
     const directory = stores.directory;
     if (directory) {
@@ -700,6 +724,7 @@ export async function startAgent(config: AgentConfig, options: StartAgentOptions
     closing ??= (async () => {
       recovery?.stop();
       x.engine.stop();
+      x.prescriptions.stop();
       link.replicator.stop();
       link.stop();
       clearInterval(stores.replayTimer);

@@ -29,6 +29,7 @@ import {
   type Options,
 } from './cli/client.ts';
 import { runSend, SEND_OPTIONS, SEND_USAGE } from './cli/send.ts';
+import { RX_COMMANDS, RX_GROUP, RX_SECTION } from './cli/prescriptions.ts';
 
 export type { CliIo } from './cli/client.ts';
 
@@ -535,6 +536,7 @@ sha256sum does.`,
       return r.ok ? 0 : 1;
     },
   },
+  ...RX_COMMANDS,
 };
 
 /** Groups of subcommands, in the order the help lists them. */
@@ -543,6 +545,7 @@ const GROUPS: Record<string, string> = {
   consent: 'consents: grant, revoke, list, show',
   inbox: 'received items: list, show, content, ack, delete',
   requests: 'records requests: list, create, show',
+  rx: RX_GROUP,
 };
 
 const SECTIONS: Array<[string, string[]]> = [
@@ -552,6 +555,7 @@ const SECTIONS: Array<[string, string[]]> = [
   ['Inbox', ['inbox list', 'inbox show', 'inbox content', 'inbox ack', 'inbox delete']],
   ['Records requests', ['requests list', 'requests create', 'requests show']],
   ['Ledger and money', ['status', 'settlement', 'verify']],
+  RX_SECTION,
 ];
 
 function globalUsage(): string {

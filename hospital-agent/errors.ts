@@ -66,6 +66,17 @@ export const AGENT_ERRORS = {
     description: 'The token is valid but its role does not allow this route (ehr: /v1; compliance: /console and /fhir; admin: all).',
   },
   ERR_CSRF: { status: 403, description: 'A console form was posted without its CSRF token, or with a wrong one; reload the page and retry.' },
+  ERR_RX_IN_PROGRESS: {
+    status: 409,
+    description: 'The prescription is already in progress: another pharmacy accepted it (E-Rezept 409), or it cannot be aborted now.',
+  },
+  ERR_RX_CANCELLED: { status: 410, description: 'The prescription was cancelled by the prescriber or the patient (E-Rezept 410).' },
+  ERR_RX_WRONG_STATE: {
+    status: 412,
+    description: 'The prescription is not in a state that allows this step, e.g. closing one that is ready or dispensing one already completed (E-Rezept 412).',
+  },
+  ERR_RX_FORBIDDEN: { status: 403, description: 'Wrong access code or secret, or the prescription is held by another pharmacy (E-Rezept 403).' },
+  ERR_RX_NOT_PHARMACY: { status: 403, description: 'The member directory does not list the caller as an active pharmacy, so it cannot accept prescriptions.' },
 } as const satisfies Record<string, { status: number; description: string }>;
 
 /** A documented agent error code. */

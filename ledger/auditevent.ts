@@ -21,6 +21,12 @@ const TYPES: Record<string, { code: string; display: string; action: string }> =
   'payment.settled': { code: '110110', display: 'Patient Record', action: 'E' },
   'key.rotated': { code: '110114', display: 'User Authentication', action: 'U' },
   genesis: { code: '110114', display: 'User Authentication', action: 'C' },
+  // E-prescriptions: the prescriber's Task (the record of one prescription), its pharmacy the counterpart.
+  'prescription.issued': { code: '110110', display: 'Patient Record', action: 'C' },
+  'prescription.accepted': { code: '110110', display: 'Patient Record', action: 'U' },
+  'prescription.rejected': { code: '110110', display: 'Patient Record', action: 'U' },
+  'prescription.completed': { code: '110110', display: 'Patient Record', action: 'U' },
+  'prescription.cancelled': { code: '110110', display: 'Patient Record', action: 'D' },
 };
 
 const agentRef = (id: string) => ({ identifier: { system: 'urn:hie:agent', value: id } });
@@ -38,13 +44,16 @@ export function toAuditEvent(stored: StoredEntry): AuditEvent {
     BodyOf<'exchange.sent'> & BodyOf<'exchange.received'> & BodyOf<'exchange.failed'> & BodyOf<'receipt'> & BodyOf<'payment.charged'>
   >;
   const failed = e.type === 'exchange.failed' || (e.type === 'receipt' && body.disposition === 'failed');
-  const counterpart = body.to ?? body.from ?? body.peer ?? (body.payer && body.payer !== e.feed ? body.payer : body.payee);
+  const pharmacy = (e.body as { pharmacy?: string }).pharmacy;
+  const counterpart = body.to ?? body.from ?? body.peer ?? pharmacy ?? (body.payer && body.payer !== e.feed ? body.payer : body.payee);
   const agents: unknown[] = [{ who: agentRef(e.feed), requestor: true }];
   if (counterpart && counterpart !== e.feed) agents.push({ who: agentRef(counterpart), requestor: false });
   const entities: unknown[] = [
     { what: { identifier: { system: 'urn:hie:ledger:entry', value: `${e.feed}/${e.seq}` } }, detail: [{ type: 'sha256', valueString: stored.hash }] },
   ];
   if (body.exchange) entities.push({ what: { identifier: { system: 'urn:hie:exchange', value: body.exchange } } });
+  const prescription = (e.body as { prescription?: string }).prescription;
+  if (prescription) entities.push({ what: { identifier: { system: 'urn:hie:prescription', value: prescription } } });
   const consent = (e.body as { consent?: string }).consent;
   if (consent) entities.push({ what: { identifier: { system: 'urn:hie:consent', value: consent } } });
   const patient = (e.body as { patient?: string }).patient;

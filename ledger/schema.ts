@@ -117,6 +117,17 @@ export const BODY_SCHEMAS = {
   'payment.settled': z.strictObject({ settlement: id, payer: hospital, payee: hospital, amount, currency, periodStart: ts, periodEnd: ts }),
   /** The sender ended an exchange before it was released to its recipient (`DELETE /v1/exchanges/ID`): it is never sent. */
   'exchange.cancelled': z.strictObject({ exchange: id, peer: hospital }),
+  // E-prescriptions (hospital-agent/prescriptions/): the prescriber's Task, one entry per transition; hashes and parties only.
+  /** A signed MedicationRequest was issued (`ready`); `hash` is the SHA-256 of its JWS, `patient` the keyed patient hash. */
+  'prescription.issued': z.strictObject({ prescription: id, patient: hex64, hash: digest }),
+  /** A pharmacy accepted it with the access code (`in-progress`). */
+  'prescription.accepted': z.strictObject({ prescription: id, pharmacy: hospital }),
+  /** The pharmacy gave it back (`ready` again). */
+  'prescription.rejected': z.strictObject({ prescription: id, pharmacy: hospital }),
+  /** The pharmacy closed it with a MedicationDispense (`completed`); `hash` of the dispense, `receipt` of the signed receipt. */
+  'prescription.completed': z.strictObject({ prescription: id, pharmacy: hospital, hash: digest, receipt: digest }),
+  /** Cancelled by the prescriber or the patient. */
+  'prescription.cancelled': z.strictObject({ prescription: id, by: z.enum(['prescriber', 'patient']) }),
 } as const;
 
 /** Every entry type. */

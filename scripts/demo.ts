@@ -1,6 +1,6 @@
 // `npm run demo [-- --size 256MiB] [--keep] [--dir DIR]`: a throwaway federation on this machine (CA,
-// relay and three hospital agents as separate processes on loopback) walking through consent, a FHIR
-// exchange with its receipt, a revocation, a large imaging transfer, ledger verification, settlement, and
+// relay, three hospital agents and a pharmacy's agent as separate processes on loopback) walking through consent, a FHIR
+// exchange with its receipt, a revocation, a large imaging transfer, an e-prescription dispensed once, ledger verification, settlement, and
 // an auditor who proves one exchange from a proof file with only the CA certificate.
 // Exits 0 only if every step really succeeded.
 import { createHash } from 'node:crypto';
@@ -17,10 +17,13 @@ import { exitAfterCleanup, untilSignal } from './lib/children.ts';
 import { startLocalFederation, stopProcs, waitFor, type LocalFederation, type Proc } from './lib/federation.ts';
 import { RELAY_ACCOUNT } from '../hospital-agent/engine/payments.ts';
 import { dicomFile } from '../test/support/dicom.ts';
+import { prescriptionDemo } from './lib/prescription-demo.ts';
 
 const ROOT = fileURLToPath(new URL('..', import.meta.url));
 const HOSPITALS = ['myongji', 'severance', 'mgh'] as const;
 type Hospital = (typeof HOSPITALS)[number];
+/** A pharmacy of the federation (same agent, certificate, ledger and relay). */
+const PHARMACY = 'apotheke';
 const BUNDLE = readFileSync(join(ROOT, 'scripts/fixtures/patient-bundle.json'));
 const PATIENT = 'SYN-000001';
 
@@ -45,14 +48,17 @@ async function main(): Promise<number> {
   let fed: LocalFederation | undefined;
   let success = false;
   try {
-    say('HIE relay gateway demo: a local federation of one relay and three hospitals, all on 127.0.0.1.');
+    say('HIE relay gateway demo: a local federation of one relay, three hospitals and a pharmacy, all on 127.0.0.1.');
     say(`Working directory: ${dir}`);
 
-    step(1, 'The relay operator creates the federation CA and issues certificates; the relay and three hospital agents start as separate processes.');
-    fed = await startLocalFederation({ dir, hospitals: HOSPITALS, onStarted: ok });
+    step(
+      1,
+      'The relay operator creates the federation CA and issues certificates; the relay, three hospital agents and a pharmacy agent start as separate processes.',
+    );
+    fed = await startLocalFederation({ dir, hospitals: [...HOSPITALS, PHARMACY], onStarted: ok });
     procs.push(...fed.procs);
     const { apis, tokens } = fed;
-    const api = (h: Hospital, path: string, init: RequestInit & { duplex?: 'half' } = {}) => fed!.api(h, path, init);
+    const api = (h: Hospital | typeof PHARMACY, path: string, init: RequestInit & { duplex?: 'half' } = {}) => fed!.api(h, path, init);
 
     step(2, `Myongji records the patient's consent: Severance may receive ${PATIENT}'s records for treatment.`);
     const granted = await api('myongji', '/v1/consents', {
@@ -243,7 +249,10 @@ async function main(): Promise<number> {
     if (got.digest('hex') !== hash.digest('hex')) throw new Error('the imaging study arrived altered');
     ok(`delivered with a verified receipt in ${seconds.toFixed(1)} s (${(size / 1e6 / seconds).toFixed(0)} MB/s end to end), SHA-256 identical at MGH`);
 
-    step(7, 'Ledgers replicate through the relay; every agent verifies every feed offline.');
+    step(7, `Myongji prescribes for ${PATIENT}; the pharmacy ${PHARMACY} dispenses it once (docs/pharmacies.md).`);
+    await prescriptionDemo((m, path, init) => fed!.api(m, path, init), 'myongji', PHARMACY, PATIENT, ok);
+
+    step(8, 'Ledgers replicate through the relay; every agent verifies every feed offline.');
     await waitFor(
       'ledger replication',
       async () => {
@@ -252,17 +261,17 @@ async function main(): Promise<number> {
             JSON.stringify(((await api(h, '/v1/ledger/status')).body['feeds'] as Array<{ feed: string; seq: number }>).map((f) => [f.feed, f.seq]).sort()),
           ),
         );
-        return new Set(views).size === 1 && JSON.parse(views[0] as string).length === HOSPITALS.length ? true : undefined;
+        return new Set(views).size === 1 && JSON.parse(views[0] as string).length === HOSPITALS.length + 1 ? true : undefined;
       },
       60_000,
     );
-    for (const h of HOSPITALS) {
+    for (const h of [...HOSPITALS, PHARMACY] as const) {
       const v = (await api(h, '/v1/ledger/verify?grace=0')).body as { ok: boolean; findings: unknown[]; stats: { feeds: number; entries: number } };
       if (!v.ok) throw new Error(`ledger of ${h} has findings: ${JSON.stringify(v.findings)}`);
       ok(`${h}: ${v.stats.feeds} feeds, ${v.stats.entries} entries, links, signatures, consents and receipts all verify`);
     }
 
-    step(8, 'Settlement statements for this month, computed from the ledger.');
+    step(9, 'Settlement statements for this month, computed from the ledger.');
     const period = new Date().toISOString().slice(0, 7);
     let fees = 0;
     let releaseFees = 0;
@@ -284,7 +293,7 @@ async function main(): Promise<number> {
     if (releaseFees <= 0) throw new Error('no release fee was charged for the answered records request');
     ok(`mgh owes severance ${(releaseFees / 100).toFixed(2)} EUR: the tariff's release fee for answering its records request`);
 
-    step(9, `An external auditor, holding only the federation CA certificate, checks exchange ${bundleId} from a proof file Myongji hands over.`);
+    step(10, `An external auditor, holding only the federation CA certificate, checks exchange ${bundleId} from a proof file Myongji hands over.`);
     // The proof is served once peers have witnessed the checkpoint it is proven against (a gossip round or two).
     const proofText = await waitFor('a proof witnessed by a peer', async () => {
       const r = await fetch(`${apis['myongji']}/v1/ledger/proofs/exchange/${bundleId}`, { headers: { authorization: `Bearer ${tokens['myongji']}` } });
@@ -336,7 +345,7 @@ async function main(): Promise<number> {
     }
     return 1;
   } finally {
-    step(10, 'Shutting everything down.');
+    step(11, 'Shutting everything down.');
     await stopProcs(procs);
     ok('relay and agents stopped');
     if (!values.dir && !values.keep) rmSync(dir, { recursive: true, force: true });

@@ -337,6 +337,107 @@ export function buildOpenApi(agentId: string): Record<string, unknown> {
           },
         },
       },
+      '/v1/prescriptions': {
+        post: {
+          summary:
+            "Issue an e-prescription (E-Rezept's $activate; docs/pharmacies.md): {patientId, medicationRequest (FHIR R4, validated), qr?}. The agent signs the MedicationRequest and keeps the Task as ready; the answer carries the 256-bit accessCode and the token for the patient (text, and as a QR code PNG data URL with qr: true) once: only the code's hash is kept",
+          requestBody: json({
+            type: 'object',
+            required: ['patientId', 'medicationRequest'],
+            properties: { patientId: { type: 'string' }, medicationRequest: { type: 'object' }, qr: { type: 'boolean' } },
+          }),
+          responses: {
+            201: { description: 'the Task (ready) with accessCode, token and qr' },
+            ...errors('ERR_BAD_REQUEST', 'ERR_INVALID_FHIR', 'ERR_FHIR_INVALID'),
+          },
+        },
+        get: {
+          summary: 'Prescriptions this agent issued, newest first (?status=ready|in-progress|completed|cancelled)',
+          responses: { 200: { description: 'prescriptions' }, ...errors('ERR_BAD_REQUEST') },
+        },
+      },
+      '/v1/prescriptions/{id}': {
+        get: {
+          summary: "One prescription's Task: status, pharmacy, signed dispense receipt (never the access code, the secret or the patient)",
+          parameters: [idParam('id', 'prescription id')],
+          responses: { 200: { description: 'the Task' }, ...errors('ERR_NOT_FOUND') },
+        },
+      },
+      '/v1/prescriptions/{id}/abort': {
+        post: {
+          summary: '$abort: cancel a ready prescription, by the prescriber ({}) or by the patient ({accessCode})',
+          parameters: [idParam('id', 'prescription id')],
+          requestBody: json({ type: 'object', properties: { accessCode: { type: 'string' } } }),
+          responses: {
+            200: { description: 'the Task, cancelled' },
+            ...errors('ERR_NOT_FOUND', 'ERR_RX_FORBIDDEN', 'ERR_RX_IN_PROGRESS', 'ERR_RX_CANCELLED', 'ERR_RX_WRONG_STATE'),
+          },
+        },
+      },
+      '/v1/dispensing': {
+        post: {
+          summary:
+            "$accept at the prescriber's agent, as a pharmacy: {token} (the patient's token) or {prescriber, id, accessCode}. Exactly one pharmacy wins a Task; the agent keeps the secret that binds its later steps and answers the verified MedicationRequest",
+          requestBody: json({
+            type: 'object',
+            properties: { token: { type: 'string' }, prescriber: { type: 'string' }, id: { type: 'string' }, accessCode: { type: 'string' } },
+          }),
+          responses: {
+            200: { description: 'held: in-progress, with the MedicationRequest' },
+            ...errors(
+              'ERR_BAD_REQUEST',
+              'ERR_NOT_FOUND',
+              'ERR_RX_FORBIDDEN',
+              'ERR_RX_NOT_PHARMACY',
+              'ERR_RX_IN_PROGRESS',
+              'ERR_RX_CANCELLED',
+              'ERR_RX_WRONG_STATE',
+              'ERR_RELAY_UNAVAILABLE',
+            ),
+          },
+        },
+        get: {
+          summary: 'Prescriptions this pharmacy accepted (in-progress, rejected, completed with the receipt)',
+          responses: { 200: { description: 'prescriptions' } },
+        },
+      },
+      '/v1/dispensing/{prescriber}/{id}': {
+        get: {
+          summary: 'One prescription this pharmacy holds',
+          parameters: [idParam('prescriber', 'prescriber member id'), idParam('id', 'prescription id')],
+          responses: { 200: { description: 'held prescription' }, ...errors('ERR_NOT_FOUND') },
+        },
+      },
+      '/v1/dispensing/{prescriber}/{id}/reject': {
+        post: {
+          summary: '$reject: hand a held prescription back (ready again at the prescriber)',
+          parameters: [idParam('prescriber', 'prescriber member id'), idParam('id', 'prescription id')],
+          responses: {
+            200: { description: 'rejected' },
+            ...errors('ERR_NOT_FOUND', 'ERR_RX_FORBIDDEN', 'ERR_RX_WRONG_STATE', 'ERR_RX_CANCELLED', 'ERR_RELAY_UNAVAILABLE'),
+          },
+        },
+      },
+      '/v1/dispensing/{prescriber}/{id}/close': {
+        post: {
+          summary:
+            "$close with {medicationDispense} (FHIR R4): completed; answers the prescriber's signed dispense receipt (compact JWS) and what it says. A second close is 412",
+          parameters: [idParam('prescriber', 'prescriber member id'), idParam('id', 'prescription id')],
+          requestBody: json({ type: 'object', required: ['medicationDispense'], properties: { medicationDispense: { type: 'object' } } }),
+          responses: {
+            200: { description: 'completed, with receipt and dispensed' },
+            ...errors(
+              'ERR_NOT_FOUND',
+              'ERR_INVALID_FHIR',
+              'ERR_FHIR_INVALID',
+              'ERR_RX_FORBIDDEN',
+              'ERR_RX_WRONG_STATE',
+              'ERR_RX_CANCELLED',
+              'ERR_RELAY_UNAVAILABLE',
+            ),
+          },
+        },
+      },
     },
   };
 }

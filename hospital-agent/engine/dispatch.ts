@@ -7,6 +7,7 @@
  * a peer's message must never stop the agent.
  */
 import type { RelayMessage } from '../../relay/protocol/index.ts';
+import type { PrescriptionService } from '../prescriptions/index.ts';
 import type { RequestService } from '../services/requests.ts';
 import type { ExchangeEngine } from './engine.ts';
 import type { EngineLogger } from './options.ts';
@@ -20,6 +21,8 @@ export interface DispatchTargets {
   receiver: Pick<Receiver, 'onReceiptGet'>;
   requests: Pick<RequestService, 'onRequest' | 'onStatus'>;
   peers: Pick<PeerDirectory, 'onMessage'>;
+  /** E-prescription Task calls (this agent as prescriber) and their replies (as pharmacy). */
+  prescriptions?: Pick<PrescriptionService, 'onCall' | 'onReply'>;
   /** Ledger replication messages. */
   ledger: (from: string, message: string) => void;
   logger: EngineLogger & { debug?(obj: object, msg?: string): void };
@@ -53,6 +56,10 @@ export class MessageDispatcher {
         return this.handled(from, msg.t, requests.onRequest(from, msg));
       case 'request.status':
         return this.handled(from, msg.t, requests.onStatus(from, msg));
+      case 'rx.call':
+        return this.handled(from, msg.t, this.to.prescriptions?.onCall(from, msg) ?? Promise.resolve());
+      case 'rx.reply':
+        return this.handled(from, msg.t, this.to.prescriptions?.onReply(from, msg) ?? Promise.resolve());
       default:
         return this.handled(from, msg.t, peers.onMessage(from, msg));
     }

@@ -1,5 +1,6 @@
 import { z } from 'zod';
 import { MAX_BATCH_ITEMS } from '../crypto/index.ts';
+import { rxWireSchemas } from '../prescriptions/wire.ts';
 
 /**
  * Agent-to-agent small messages over the relay's MESSAGE channel. The first
@@ -48,6 +49,8 @@ export const wireMessageSchema = z.discriminatedUnion('t', [
       .regex(/^[A-Za-z0-9][A-Za-z0-9_-]{7,63}$/)
       .optional(),
   }),
+  // E-prescription Task calls and replies (hospital-agent/prescriptions/wire.ts).
+  ...rxWireSchemas,
 ]);
 
 /** A JSON agent message. */
