@@ -185,6 +185,14 @@ export function concernedParties(entry: Entry, grantees: (consent: string) => re
     case 'payment.charged':
     case 'payment.settled':
       return new Set([b.payer as string, b.payee as string]);
+    case 'prescription.accepted':
+    case 'prescription.rejected':
+    case 'prescription.completed':
+      return new Set([b.pharmacy as string]);
+    case 'prescription.issued':
+    case 'prescription.cancelled':
+      // The prescriber's own business until a pharmacy holds it (the entry names none).
+      return new Set();
   }
 }
 
