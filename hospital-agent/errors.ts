@@ -66,6 +66,15 @@ export const AGENT_ERRORS = {
     description: 'The token is valid but its role does not allow this route (ehr: /v1; compliance: /console and /fhir; admin: all).',
   },
   ERR_CSRF: { status: 403, description: 'A console form was posted without its CSRF token, or with a wrong one; reload the page and retry.' },
+  ERR_MEMBER_NOT_INSURER: {
+    status: 422,
+    description: 'A claim was addressed to a member whose role in the federation member directory is not insurer (or no directory is in force).',
+  },
+  ERR_CLAIM_INVALID: {
+    status: 422,
+    description: 'The Claim lacks what a claim through the federation needs: an identifier (system and value), a total in whole minor units, items, insurance.',
+  },
+  ERR_CLAIM_STATE: { status: 409, description: 'The claim is already adjudicated: an insurer answers a pended (queued) claim once.' },
 } as const satisfies Record<string, { status: number; description: string }>;
 
 /** A documented agent error code. */
