@@ -29,6 +29,7 @@ import {
   type Options,
 } from './cli/client.ts';
 import { runSend, SEND_OPTIONS, SEND_USAGE } from './cli/send.ts';
+import { CLAIM_COMMANDS } from './cli/claims.ts';
 
 export type { CliIo } from './cli/client.ts';
 
@@ -241,7 +242,8 @@ process list.
     run: (values, positionals, io) => cancel(values, positionals, io, 'hie-agent exchange cancel ID'),
   },
   'consent grant': {
-    usage: 'hie-agent consent grant (--patient P | HIE_PATIENT_ID) --to ID [--to ID]... --until DATE [--from DATE] [--purpose CODE]... [--scope TYPE]... [--category SYSTEM|CODE]... [--label CODE]...',
+    usage:
+      'hie-agent consent grant (--patient P | HIE_PATIENT_ID) --to ID [--to ID]... --until DATE [--from DATE] [--purpose CODE]... [--scope TYPE]... [--category SYSTEM|CODE]... [--label CODE]...',
     summary: "record a patient's consent to release records to hospitals",
     help: `  --to ID        a grantee hospital (repeat for several)
   --until DATE   end of validity (ISO 8601)
@@ -534,6 +536,7 @@ sha256sum does.`,
       return r.ok ? 0 : 1;
     },
   },
+  ...CLAIM_COMMANDS,
 };
 
 /** Groups of subcommands, in the order the help lists them. */
@@ -542,6 +545,7 @@ const GROUPS: Record<string, string> = {
   consent: 'consents: grant, revoke, list, show',
   inbox: 'received items: list, show, content, ack, delete',
   requests: 'records requests: list, create, show',
+  claim: 'insurance claims: submit, status, list, respond',
 };
 
 const SECTIONS: Array<[string, string[]]> = [
@@ -551,6 +555,7 @@ const SECTIONS: Array<[string, string[]]> = [
   ['Inbox', ['inbox list', 'inbox show', 'inbox content', 'inbox ack', 'inbox delete']],
   ['Records requests', ['requests list', 'requests create', 'requests show']],
   ['Ledger and money', ['status', 'settlement', 'verify']],
+  ['Insurance claims', ['claim submit', 'claim status', 'claim list', 'claim respond']],
 ];
 
 function globalUsage(): string {

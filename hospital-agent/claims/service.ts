@@ -236,7 +236,10 @@ export class ClaimService {
    * hospital. Throws ERR_NOT_FOUND for no such incoming claim and
    * ERR_CLAIM_STATE for one already adjudicated.
    */
-  async respond(id: string, input: { outcome: (typeof FINAL_OUTCOMES)[number]; paid?: number | undefined; disposition?: string | undefined }): Promise<ClaimRecord> {
+  async respond(
+    id: string,
+    input: { outcome: (typeof FINAL_OUTCOMES)[number]; paid?: number | undefined; disposition?: string | undefined },
+  ): Promise<ClaimRecord> {
     const r = await this.o.store.get(id);
     if (!r || r.direction !== 'incoming') throw new AgentError('ERR_NOT_FOUND', 'no such incoming claim');
     if (r.status !== 'queued') throw new AgentError('ERR_CLAIM_STATE', `the claim is already adjudicated (${r.status})`);
@@ -258,8 +261,8 @@ export class ClaimService {
     let raced = false;
     const next = await this.o.store.update(r.id, (cur) => {
       // Two adjudications at once: the first wins.
-      if (a.outcome !== 'queued' && cur.status !== 'queued') return (raced = true), undefined;
-      if (a.outcome === 'queued' && cur.responses.length > 0) return (raced = true), undefined;
+      if (a.outcome !== 'queued' && cur.status !== 'queued') return ((raced = true), undefined);
+      if (a.outcome === 'queued' && cur.responses.length > 0) return ((raced = true), undefined);
       return { ...cur, status: a.outcome, paid: a.paid, responses: [...cur.responses, jws], updatedAt: this.now().toISOString() };
     });
     if (raced || !next) throw new AgentError('ERR_CLAIM_STATE', 'the claim was adjudicated meanwhile');
@@ -272,7 +275,10 @@ export class ClaimService {
   private async logResponse(r: ClaimRecord, insurer: string, a: { outcome: ClaimOutcome; paid: number; currency: string }, jws: string): Promise<void> {
     const hospital = r.direction === 'outgoing' ? this.o.self : r.peer;
     const hash = createHash('sha256').update(jws).digest('base64url');
-    await this.o.ledger.append({ type: 'claim.responded', body: { claim: r.id, hospital, insurer, outcome: a.outcome, hash, amount: a.paid, currency: a.currency } });
+    await this.o.ledger.append({
+      type: 'claim.responded',
+      body: { claim: r.id, hospital, insurer, outcome: a.outcome, hash, amount: a.paid, currency: a.currency },
+    });
     if ((a.outcome === 'complete' || a.outcome === 'partial') && a.paid > 0) {
       await this.o.ledger.append({
         type: 'payment.charged',
@@ -328,7 +334,13 @@ export class ClaimService {
       // A final answer stays final; a late `queued` is kept only as evidence.
       const final = cur.status !== 'sent' && cur.status !== 'queued';
       const { jwe: _sent, ...rest } = cur;
-      return { ...rest, status: final ? cur.status : outcome, paid: final ? (cur.paid ?? 0) : paid, responses: [...cur.responses, jws], updatedAt: this.now().toISOString() };
+      return {
+        ...rest,
+        status: final ? cur.status : outcome,
+        paid: final ? (cur.paid ?? 0) : paid,
+        responses: [...cur.responses, jws],
+        updatedAt: this.now().toISOString(),
+      };
     });
     if (!next) return;
     await this.logResponse(next, from, { outcome, paid, currency: r.currency }, jws);
@@ -340,4 +352,3 @@ export class ClaimService {
 export function claimChargeId(claimId: string): string {
   return `c${createHash('sha256').update(`claim\u0000${claimId}`).digest('hex').slice(0, 40)}`;
 }
-

@@ -1,14 +1,15 @@
 import { expect } from 'chai';
-import { execFileSync } from 'node:child_process';
+import { execFileSync, spawn } from 'node:child_process';
 import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
 import type { KeyBundle } from '../../../certs/index.ts';
 import { claimChargeId, verifyClaimResponse, ClaimSignatureError } from '../../../hospital-agent/claims/index.ts';
 import { KeyRing } from '../../../hospital-agent/crypto/index.ts';
 import { validateR4 } from '../../../hospital-agent/fhir/index.ts';
 import { RELAY_ACCOUNT } from '../../../hospital-agent/engine/payments.ts';
 import type { BodyOf } from '../../../ledger/index.ts';
-import { waitFor, type TestNetwork } from '../../support/agents.ts';
+import { TEST_TOKEN, waitFor, type TestNetwork } from '../../support/agents.ts';
 import { claimFor, coverage, grantPaymentConsent, startClaimsNetwork, submitClaim } from '../../support/claims.ts';
 import { bundleFor } from '../../support/fhir.ts';
 import { tempDir } from '../../support/tmp.ts';
@@ -17,6 +18,19 @@ const HOSPITAL = 'alpha';
 const OTHER = 'bravo';
 const INSURER = 'insurer';
 const PATIENT = 'SYN-000001';
+const BIN = fileURLToPath(new URL('../../../bin/hie-agent.js', import.meta.url));
+
+/** Runs `hie-agent` as a child process (asynchronously: the agents it calls run in this process). */
+function cli(args: string[], env: Record<string, string> = {}): Promise<{ code: number | null; stdout: string; stderr: string }> {
+  return new Promise((resolve) => {
+    const child = spawn(process.execPath, [BIN, ...args], { env: { ...process.env, HIE_AGENT_TOKEN: TEST_TOKEN, HIE_DEBUG: '', ...env } });
+    let stdout = '';
+    let stderr = '';
+    child.stdout.on('data', (d) => (stdout += String(d)));
+    child.stderr.on('data', (d) => (stderr += String(d)));
+    child.on('close', (code) => resolve({ code, stdout, stderr }));
+  });
+}
 
 interface ClaimView {
   id: string;
@@ -38,7 +52,9 @@ describe('insurance claims between a hospital and an insurer member', function (
   const claims = async (at: string, direction: string): Promise<ClaimView[]> =>
     ((await (await net.api(at, `/v1/claims?direction=${direction}`)).json()) as { claims: ClaimView[] }).claims;
   const entries = async (at: string, type: 'claim.submitted' | 'claim.received' | 'claim.responded' | 'payment.charged', claimId: string) =>
-    (await net.agents[at]!.ledger.byType(type, at)).map((e) => e.entry.body as Record<string, unknown>).filter((b) => b['claim'] === claimId || b['exchange'] === claimId);
+    (await net.agents[at]!.ledger.byType(type, at))
+      .map((e) => e.entry.body as Record<string, unknown>)
+      .filter((b) => b['claim'] === claimId || b['exchange'] === claimId);
   /** An auditor's key lookup: the CA certificate and the insurer's key bundle as its ledger feed carries it (replicated to the hospital). */
   const auditorLookup = async () => {
     const ring = new KeyRing({ caPem: net.agents[HOSPITAL]!.identity().caPem });
@@ -91,7 +107,18 @@ describe('insurance claims between a hospital and an insurer member', function (
     writeFileSync(join(tmp.dir, 'input'), `${h}.${p}`);
     writeFileSync(join(tmp.dir, 'sig'), Buffer.from(s, 'base64url'));
     writeFileSync(join(tmp.dir, 'pub.pem'), signer.signingKey.export({ type: 'spki', format: 'pem' }));
-    const ok = execFileSync('openssl', ['pkeyutl', '-verify', '-pubin', '-inkey', join(tmp.dir, 'pub.pem'), '-rawin', '-in', join(tmp.dir, 'input'), '-sigfile', join(tmp.dir, 'sig')]);
+    const ok = execFileSync('openssl', [
+      'pkeyutl',
+      '-verify',
+      '-pubin',
+      '-inkey',
+      join(tmp.dir, 'pub.pem'),
+      '-rawin',
+      '-in',
+      join(tmp.dir, 'input'),
+      '-sigfile',
+      join(tmp.dir, 'sig'),
+    ]);
     expect(ok.toString()).to.match(/Signature Verified Successfully/);
 
     // A response changed in transit does not verify.
@@ -128,7 +155,13 @@ describe('insurance claims between a hospital and an insurer member', function (
   it('refuses a claim the patient has not consented to for payment (HPAYMT), and logs and sends nothing', async function () {
     const treatOnly = await grantPaymentConsent(net, HOSPITAL, INSURER, 'SYN-000002', ['TREAT']);
     const before = (await claims(HOSPITAL, 'outgoing')).length;
-    const refused = await submitClaim(net, HOSPITAL, { insurer: INSURER, patientId: 'SYN-000002', consentId: treatOnly, claim: claimFor('NC-1'), coverage: coverage() });
+    const refused = await submitClaim(net, HOSPITAL, {
+      insurer: INSURER,
+      patientId: 'SYN-000002',
+      consentId: treatOnly,
+      claim: claimFor('NC-1'),
+      coverage: coverage(),
+    });
     expect(refused.status).to.equal(403);
     expect(((await refused.json()) as { error: { code: string } }).error.code).to.equal('ERR_CONSENT_SCOPE');
     const none = await submitClaim(net, HOSPITAL, { insurer: INSURER, patientId: 'SYN-000003', claim: claimFor('NC-2'), coverage: coverage() });
@@ -181,9 +214,51 @@ describe('insurance claims between a hospital and an insurer member', function (
     const answered = await respond(id, { outcome: 'partial', paid: 15000 });
     expect(answered.status, await answered.clone().text()).to.equal(200);
     await net.startAgent(HOSPITAL);
-    const final = await waitFor(async () => ((await claim(id, HOSPITAL)).status === 'partial' ? claim(id, HOSPITAL) : undefined), 30_000, 'final after restart');
+    const final = await waitFor(
+      async () => ((await claim(id, HOSPITAL)).status === 'partial' ? claim(id, HOSPITAL) : undefined),
+      30_000,
+      'final after restart',
+    );
     expect(final.paid).to.equal(15000);
     expect((await verifyClaimResponse((final.responses as string[]).at(-1)!, INSURER, await auditorLookup())).response['outcome']).to.equal('partial');
+  });
+
+  it('runs claim submit, status, list and respond from the command line', async function () {
+    const api = (id: string): string[] => ['--api', `http://127.0.0.1:${net.agents[id]!.apiPort}`];
+    writeFileSync(join(tmp.dir, 'claim.json'), JSON.stringify(claimFor('CLI-1', 50)));
+    writeFileSync(join(tmp.dir, 'coverage.json'), JSON.stringify(coverage()));
+    const args = [
+      'claim',
+      'submit',
+      ...api(HOSPITAL),
+      '--insurer',
+      INSURER,
+      '--claim',
+      join(tmp.dir, 'claim.json'),
+      '--coverage',
+      join(tmp.dir, 'coverage.json'),
+      '--json',
+    ];
+    const submitted = await cli(args, { HIE_PATIENT_ID: PATIENT });
+    expect(submitted.code, submitted.stderr).to.equal(0);
+    const id = (JSON.parse(submitted.stdout) as ClaimView).id;
+    const again = await cli(args.slice(0, -1), { HIE_PATIENT_ID: PATIENT });
+    expect(again.stdout).to.include(`claim ${id} `);
+    await waitFor(async () => (await claim(id, INSURER)).status === 'queued', 30_000, 'queued at the insurer');
+    const listed = await cli(['claim', 'list', ...api(INSURER), '--direction', 'incoming']);
+    expect(listed.stdout).to.match(new RegExp(`${id}  from ${HOSPITAL}  queued  claimed 50.00 USD`));
+    const responded = await cli(['claim', 'respond', id, ...api(INSURER), '--outcome', 'partial', '--paid', '4000', '--disposition', 'co-payment applies']);
+    expect(responded.code, responded.stderr).to.equal(0);
+    expect(responded.stdout).to.include('partial  claimed 50.00 USD  paid 40.00 USD');
+    const twice = await cli(['claim', 'respond', id, ...api(INSURER), '--outcome', 'complete']);
+    expect(twice.code).to.not.equal(0);
+    expect(twice.stderr).to.include('ERR_CLAIM_STATE');
+    await waitFor(async () => (await claim(id, HOSPITAL)).status === 'partial', 30_000, 'partial at the hospital');
+    const status = await cli(['claim', 'status', id, ...api(HOSPITAL)]);
+    expect(status.stdout).to.include(`${id}  to ${INSURER}  partial  claimed 50.00 USD  paid 40.00 USD`);
+    expect(status.stdout).to.include('2 signed ClaimResponse(s)');
+    const help = await cli(['claim', '--help']);
+    expect(help.stdout).to.include('hie-agent claim submit --insurer ID');
   });
 
   it('keeps every ledger verifiable and settles to zero across the federation, the insurer owing the hospital beside the relay fees', async function () {
@@ -192,7 +267,13 @@ describe('insurance claims between a hospital and an insurer member', function (
       await net.api(HOSPITAL, '/v1/consents', {
         method: 'POST',
         headers: { 'content-type': 'application/json' },
-        body: JSON.stringify({ patientId: PATIENT, grantee: OTHER, purposes: ['TREAT'], scope: ['*'], validUntil: new Date(Date.now() + 86_400_000).toISOString() }),
+        body: JSON.stringify({
+          patientId: PATIENT,
+          grantee: OTHER,
+          purposes: ['TREAT'],
+          scope: ['*'],
+          validUntil: new Date(Date.now() + 86_400_000).toISOString(),
+        }),
       })
     ).json();
     const sent = await net.api(HOSPITAL, '/v1/exchanges', {
@@ -201,14 +282,22 @@ describe('insurance claims between a hospital and an insurer member', function (
       body: bundleFor(PATIENT),
     });
     const x = ((await sent.json()) as { id: string }).id;
-    await waitFor(async () => ((await (await net.api(HOSPITAL, `/v1/exchanges/${x}`)).json()) as { status: string }).status === 'delivered', 30_000, 'delivered');
+    await waitFor(
+      async () => ((await (await net.api(HOSPITAL, `/v1/exchanges/${x}`)).json()) as { status: string }).status === 'delivered',
+      30_000,
+      'delivered',
+    );
     const ids = [HOSPITAL, OTHER, INSURER];
     // Every agent holds every feed and every charge.
     const charges = async (at: string): Promise<number> => (await net.agents[at]!.ledger.byType('payment.charged')).length;
-    await waitFor(async () => {
-      const n = await Promise.all(ids.map(charges));
-      return n.every((v) => v === n[0] && v > 0) && ids.every((id) => net.agents[id]!.ledger.feeds().length === ids.length);
-    }, 30_000, 'ledgers replicated');
+    await waitFor(
+      async () => {
+        const n = await Promise.all(ids.map(charges));
+        return n.every((v) => v === n[0] && v > 0) && ids.every((id) => net.agents[id]!.ledger.feeds().length === ids.length);
+      },
+      30_000,
+      'ledgers replicated',
+    );
     const period = new Date().toISOString().slice(0, 7);
     type Statement = { lines: Array<{ counterparty: string; currency: string; owes: number; owed: number }>; totals: Array<{ currency: string; net: number }> };
     const statements: Record<string, Statement> = {};
@@ -219,9 +308,9 @@ describe('insurance claims between a hospital and an insurer member', function (
     }
     const hospitalLines = statements[HOSPITAL]!.lines;
     const fromInsurer = hospitalLines.find((l) => l.counterparty === INSURER && l.currency === 'USD');
-    expect(fromInsurer).to.include({ owed: 13557 + 15000, owes: 0 });
+    expect(fromInsurer).to.include({ owed: 13557 + 15000 + 4000, owes: 0 });
     expect(hospitalLines.some((l) => l.counterparty === RELAY_ACCOUNT && l.owes > 0)).to.equal(true);
-    expect(statements[INSURER]!.lines.find((l) => l.counterparty === HOSPITAL && l.currency === 'USD')).to.include({ owes: 13557 + 15000 });
+    expect(statements[INSURER]!.lines.find((l) => l.counterparty === HOSPITAL && l.currency === 'USD')).to.include({ owes: 13557 + 15000 + 4000 });
     // Per currency, the members' nets and the relay operator's earnings sum to zero.
     const sums = new Map<string, number>();
     for (const id of ids) {
@@ -230,7 +319,9 @@ describe('insurance claims between a hospital and an insurer member', function (
     }
     expect(sums.get('USD')).to.equal(0);
     expect([...sums.values()].every((v) => v === 0)).to.equal(true);
-    const claimed = (await net.agents[HOSPITAL]!.ledger.byType('payment.charged')).map((e) => e.entry.body as BodyOf<'payment.charged'>).filter((b) => b.kind === 'claim');
-    expect(new Set(claimed.map((b) => b.charge)).size).to.equal(2);
+    const claimed = (await net.agents[HOSPITAL]!.ledger.byType('payment.charged'))
+      .map((e) => e.entry.body as BodyOf<'payment.charged'>)
+      .filter((b) => b.kind === 'claim');
+    expect(new Set(claimed.map((b) => b.charge)).size).to.equal(3);
   });
 });
