@@ -221,11 +221,12 @@ export class ClaimService {
       await this.pushLatest(filed.record);
       return;
     }
-    await this.o.ledger.append({
+    // Appended before the queued response's entry (the ledger keeps call order) and committed with it.
+    const received = this.o.ledger.append({
       type: 'claim.received',
       body: { claim: payload.id, hospital: from, hash: checked.hash, amount: checked.amount, currency: checked.currency },
     });
-    await this.answer(filed.record, { outcome: 'queued', paid: 0, currency: checked.currency });
+    await Promise.all([received, this.answer(filed.record, { outcome: 'queued', paid: 0, currency: checked.currency })]);
     this.o.logger.info({ claim: payload.id, hospital: from }, 'claim received; handed to the claims system');
     this.o.onIncoming?.(filed.record);
   }
@@ -275,16 +276,22 @@ export class ClaimService {
   private async logResponse(r: ClaimRecord, insurer: string, a: { outcome: ClaimOutcome; paid: number; currency: string }, jws: string): Promise<void> {
     const hospital = r.direction === 'outgoing' ? this.o.self : r.peer;
     const hash = createHash('sha256').update(jws).digest('base64url');
-    await this.o.ledger.append({
-      type: 'claim.responded',
-      body: { claim: r.id, hospital, insurer, outcome: a.outcome, hash, amount: a.paid, currency: a.currency },
-    });
+    // Issued together (the ledger keeps call order): one group commit for both.
+    const logged = [
+      this.o.ledger.append({
+        type: 'claim.responded',
+        body: { claim: r.id, hospital, insurer, outcome: a.outcome, hash, amount: a.paid, currency: a.currency },
+      }),
+    ];
     if ((a.outcome === 'complete' || a.outcome === 'partial') && a.paid > 0) {
-      await this.o.ledger.append({
-        type: 'payment.charged',
-        body: { charge: claimChargeId(r.id), exchange: r.id, kind: 'claim', payer: insurer, payee: hospital, amount: a.paid, currency: a.currency },
-      });
+      logged.push(
+        this.o.ledger.append({
+          type: 'payment.charged',
+          body: { charge: claimChargeId(r.id), exchange: r.id, kind: 'claim', payer: insurer, payee: hospital, amount: a.paid, currency: a.currency },
+        }),
+      );
     }
+    await Promise.all(logged);
   }
 
   /** Insurer: sends the latest response of an incoming claim to its hospital. */
