@@ -41,6 +41,8 @@ import { ledgerRoutes } from './api/routes/ledger.ts';
 import { requestRoutes } from './api/routes/requests.ts';
 import { prescriptionRoutes } from './api/routes/prescriptions.ts';
 import { PrescriptionService, PrescriptionStore } from './prescriptions/index.ts';
+import { claimRoutes } from './api/routes/claims.ts';
+import { ClaimService, ClaimStore, encodeClaimWire, type ClaimWireMessage } from './claims/index.ts';
 import { fhirAuditRoutes } from './api/routes/fhir-audit.ts';
 import { AccessLog, consoleRouter, LedgerIndex, SessionStore } from './console/index.ts';
 import { AGENT_VERIFY_GRACE_SECONDS } from './api/routes/ledger.ts';
@@ -342,6 +344,8 @@ interface Exchange {
   exchanges: ExchangeService;
   prescriptions: PrescriptionService;
   prescriptionStore: PrescriptionStore;
+  claims: ClaimService;
+  claimStore: ClaimStore;
 }
 
 function buildExchange(config: AgentConfig, env: NodeJS.ProcessEnv, base: Base, stores: Stores, link: Link, metrics: AgentMetrics, log: Logger): Exchange {
@@ -419,7 +423,32 @@ function buildExchange(config: AgentConfig, env: NodeJS.ProcessEnv, base: Base, 
     directory: () => base.federation.directory,
     logger: log,
   });
+  const claimStore = new ClaimStore(state.db);
+  const claims = new ClaimService({
+    self: config.id,
+    secret: base.secret,
+    identifierSystem: config.patients.identifierSystem,
+    store: claimStore,
+    consents,
+    peers,
+    keys: local,
+    directory: () => base.federation.directory,
+    ledger,
+    send: (to: string, message: ClaimWireMessage) => {
+      try {
+        relay.sendMessage(to, encodeClaimWire(message));
+      } catch (err) {
+        log.debug({ to, t: message.t, err: { message: (err as Error).message } }, 'claim message not sent');
+      }
+    },
+    logger: log,
+    // The claims system is told as the EHR is of its inbox (webhook); it reads the claim from GET /v1/claims/ID.
+    onIncoming: (claim) =>
+      notify({ event: 'claim.received', claim: { id: claim.id, hospital: claim.peer, amount: claim.amount, currency: claim.currency } }, claim.id),
+  });
+  relay.on('ready', () => void claims.resume().catch((err: Error) => log.warn({ err: { message: err.message } }, 'cannot resume claims')));
   const dispatcher = new MessageDispatcher({
+    modules: [claims.wireModule()],
     engine,
     receiver,
     requests,
@@ -453,7 +482,7 @@ function buildExchange(config: AgentConfig, env: NodeJS.ProcessEnv, base: Base, 
     cancel: (id) => engine.cancel(id),
     ...(config.limits.sendWhileUploading ? { live: (x: Parameters<ExchangeEngine['live']>[0]) => engine.live(x) } : {}),
   });
-  return { consents, decisions, engine, requests, exchanges, prescriptions, prescriptionStore };
+  return { consents, decisions, engine, requests, exchanges, prescriptions, prescriptionStore, claims, claimStore };
 }
 
 /** Logs the relay link's state changes and tells the engine and the replicator when it is up. */
@@ -558,6 +587,7 @@ async function serveApi(
   v1.use(exchangeRoutes(x.exchanges, state.exchanges, x.requests));
   v1.use(requestRoutes(x.requests, state.requests, { jsonLimit: DEFAULT_JSON_LIMIT }));
   v1.use(prescriptionRoutes(x.prescriptions, x.prescriptionStore, { jsonLimit: DEFAULT_JSON_LIMIT }));
+  v1.use(claimRoutes(x.claims, x.claimStore, { jsonLimit: DEFAULT_JSON_LIMIT }));
   v1.use(
     inboxRoutes(inbox, {
       requestOf: (x) => state.requests.answeredBy(x),

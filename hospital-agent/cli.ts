@@ -30,6 +30,7 @@ import {
 } from './cli/client.ts';
 import { runSend, SEND_OPTIONS, SEND_USAGE } from './cli/send.ts';
 import { RX_COMMANDS, RX_GROUP, RX_SECTION } from './cli/prescriptions.ts';
+import { CLAIM_COMMANDS } from './cli/claims.ts';
 
 export type { CliIo } from './cli/client.ts';
 
@@ -537,6 +538,7 @@ sha256sum does.`,
     },
   },
   ...RX_COMMANDS,
+  ...CLAIM_COMMANDS,
 };
 
 /** Groups of subcommands, in the order the help lists them. */
@@ -546,6 +548,7 @@ const GROUPS: Record<string, string> = {
   inbox: 'received items: list, show, content, ack, delete',
   requests: 'records requests: list, create, show',
   rx: RX_GROUP,
+  claim: 'insurance claims: submit, status, list, respond',
 };
 
 const SECTIONS: Array<[string, string[]]> = [
@@ -556,6 +559,7 @@ const SECTIONS: Array<[string, string[]]> = [
   ['Records requests', ['requests list', 'requests create', 'requests show']],
   ['Ledger and money', ['status', 'settlement', 'verify']],
   RX_SECTION,
+  ['Insurance claims', ['claim submit', 'claim status', 'claim list', 'claim respond']],
 ];
 
 function globalUsage(): string {

@@ -77,6 +77,15 @@ export const AGENT_ERRORS = {
   },
   ERR_RX_FORBIDDEN: { status: 403, description: 'Wrong access code or secret, or the prescription is held by another pharmacy (E-Rezept 403).' },
   ERR_RX_NOT_PHARMACY: { status: 403, description: 'The member directory does not list the caller as an active pharmacy, so it cannot accept prescriptions.' },
+  ERR_MEMBER_NOT_INSURER: {
+    status: 422,
+    description: 'A claim was addressed to a member whose role in the federation member directory is not insurer (or no directory is in force).',
+  },
+  ERR_CLAIM_INVALID: {
+    status: 422,
+    description: 'The Claim lacks what a claim through the federation needs: an identifier (system and value), a total in whole minor units, items, insurance.',
+  },
+  ERR_CLAIM_STATE: { status: 409, description: 'The claim is already adjudicated: an insurer answers a pended (queued) claim once.' },
 } as const satisfies Record<string, { status: number; description: string }>;
 
 /** A documented agent error code. */

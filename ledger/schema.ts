@@ -55,7 +55,9 @@ export const FAILURE_REASONS = [
 /** Why a consent was revoked. */
 export const REVOCATION_REASONS = ['patient-request', 'expired', 'superseded', 'entered-in-error', 'legal'] as const;
 /** What a charge pays for. */
-export const CHARGE_KINDS = ['transport', 'release'] as const;
+export const CHARGE_KINDS = ['transport', 'release', 'claim'] as const;
+/** FHIR R4 `ClaimResponse.outcome` (RemittanceOutcome). */
+export const CLAIM_OUTCOMES = ['queued', 'complete', 'error', 'partial'] as const;
 
 const id = z.string().regex(ID_PATTERN);
 const hospital = z.string().regex(HOSPITAL_ID_PATTERN);
@@ -128,6 +130,16 @@ export const BODY_SCHEMAS = {
   'prescription.completed': z.strictObject({ prescription: id, pharmacy: hospital, hash: digest, receipt: digest }),
   /** Cancelled by the prescriber or the patient. */
   'prescription.cancelled': z.strictObject({ prescription: id, by: z.enum(['prescriber', 'patient']) }),
+  // Insurance claims (hospital-agent/claims/): hashes, parties and amounts in minor units, never the claim itself.
+  /** A hospital sent a FHIR Claim to an insurer member under a payment (HPAYMT) consent; `hash` is SHA-256 of the Claim's JCS bytes, `amount` its total. */
+  'claim.submitted': z.strictObject({ claim: id, insurer: hospital, consent: id, patient: hex64, hash: digest, amount, currency }),
+  /** An insurer took a hospital's claim in and handed it to its claims system. */
+  'claim.received': z.strictObject({ claim: id, hospital, hash: digest, amount, currency }),
+  /**
+   * A signed ClaimResponse, logged by the insurer that signed it and by the hospital that verified it; `hash` is SHA-256 of the compact JWS,
+   * `amount` the benefit paid (0 unless complete or partial).
+   */
+  'claim.responded': z.strictObject({ claim: id, hospital, insurer: hospital, outcome: z.enum(CLAIM_OUTCOMES), hash: digest, amount, currency }),
 } as const;
 
 /** Every entry type. */

@@ -189,6 +189,12 @@ export function concernedParties(entry: Entry, grantees: (consent: string) => re
     case 'prescription.rejected':
     case 'prescription.completed':
       return new Set([b.pharmacy as string]);
+    case 'claim.submitted':
+      return new Set([b.insurer as string]);
+    case 'claim.received':
+      return new Set([b.hospital as string]);
+    case 'claim.responded':
+      return new Set([b.hospital as string, b.insurer as string]);
     case 'prescription.issued':
     case 'prescription.cancelled':
       // The prescriber's own business until a pharmacy holds it (the entry names none).

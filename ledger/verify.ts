@@ -46,6 +46,8 @@ export const VERIFY_RULES = {
   'consent.revoked': 'the consent was not revoked before the release',
   'consent.scope': 'the consent covers the patient, recipient, purpose and time of the release',
   'charge.exchange': 'every charge references an exchange in the ledger and a payer that took part in it',
+  'charge.claim':
+    "a claim's benefit (a charge of kind claim) is paid by the claim's insurer to its hospital and equals the benefit of a complete or partial claim.responded in the insurer's feed",
   'charge.conflict': 'a charge id means one charge (same payer, payee, amount and currency everywhere)',
   'settlement.balance': 'each settlement equals the sum of the charges it settles',
   'witness.equivocation': "the feed's author never signed two checkpoints that are not consistent (split-view evidence kept by this agent's witness)",
@@ -101,6 +103,10 @@ class Facts {
   revocations = new Map<string, Loc[]>();
   charges = new Map<string, Array<Loc & BodyOf<'payment.charged'>>>();
   settlements: Array<Loc & BodyOf<'payment.settled'>> = [];
+  /** Claim id -> its parties as claim.submitted (hospital feed) and claim.received (insurer feed) name them. */
+  claims = new Map<string, Array<{ hospital: string; insurer: string }>>();
+  /** Claim id -> benefits paid, as the insurer logged its complete or partial responses. */
+  benefits = new Map<string, Array<Loc & BodyOf<'claim.responded'>>>();
 
   add(e: Entry): void {
     const loc = { feed: e.feed, seq: e.seq, ts: e.ts };
@@ -137,6 +143,17 @@ class Facts {
       case 'payment.charged':
         push(this.charges, (e.body as BodyOf<'payment.charged'>).charge, { ...loc, ...(e.body as BodyOf<'payment.charged'>) });
         break;
+      case 'claim.submitted':
+        push(this.claims, (e.body as BodyOf<'claim.submitted'>).claim, { hospital: e.feed, insurer: (e.body as BodyOf<'claim.submitted'>).insurer });
+        break;
+      case 'claim.received':
+        push(this.claims, (e.body as BodyOf<'claim.received'>).claim, { hospital: (e.body as BodyOf<'claim.received'>).hospital, insurer: e.feed });
+        break;
+      case 'claim.responded': {
+        const b = e.body as BodyOf<'claim.responded'>;
+        if (e.feed === b.insurer && (b.outcome === 'complete' || b.outcome === 'partial')) push(this.benefits, b.claim, { ...loc, ...b });
+        break;
+      }
       case 'payment.settled':
         this.settlements.push({ ...loc, ...(e.body as BodyOf<'payment.settled'>) });
         break;
@@ -523,6 +540,15 @@ function crossFeedRules(facts: Facts, now: Date, graceMs: number, report: Report
       }
     }
     for (const c of list) {
+      if (c.kind === 'claim') {
+        const parties = facts.claims.get(c.exchange) ?? [];
+        if (parties.length === 0) report(c.feed, c.seq, 'charge.exchange', `charge ${charge} references claim ${c.exchange}, which is not in the ledger`);
+        else if (!parties.every((p) => p.insurer === c.payer && p.hospital === c.payee))
+          report(c.feed, c.seq, 'charge.claim', `charge ${charge} is not paid by the insurer of claim ${c.exchange} to its hospital`);
+        else if (!(facts.benefits.get(c.exchange) ?? []).some((b) => b.amount === c.amount && b.currency === c.currency && b.hospital === c.payee))
+          report(c.feed, c.seq, 'charge.claim', `charge ${charge} is not the benefit the insurer's response to claim ${c.exchange} pays`);
+        continue;
+      }
       const sent = facts.sent.get(c.exchange)?.[0];
       const rx = facts.received.get(c.exchange)?.[0];
       const parties = new Set<string>();

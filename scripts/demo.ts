@@ -1,7 +1,8 @@
 // `npm run demo [-- --size 256MiB] [--keep] [--dir DIR]`: a throwaway federation on this machine (CA,
-// relay, three hospital agents and a pharmacy's agent as separate processes on loopback) walking through consent, a FHIR
-// exchange with its receipt, a revocation, a large imaging transfer, an e-prescription dispensed once, ledger verification, settlement, and
-// an auditor who proves one exchange from a proof file with only the CA certificate.
+// relay, three hospital agents, an insurer's agent and a pharmacy's agent as separate processes on loopback) walking
+// through consent, a FHIR exchange with its receipt, a revocation, a large imaging transfer, an e-prescription dispensed
+// once, an insurance claim submitted and adjudicated, ledger verification, settlement, and an auditor who proves one
+// exchange from a proof file with only the CA certificate.
 // Exits 0 only if every step really succeeded.
 import { createHash } from 'node:crypto';
 import { spawnSync } from 'node:child_process';
@@ -21,9 +22,14 @@ import { prescriptionDemo } from './lib/prescription-demo.ts';
 
 const ROOT = fileURLToPath(new URL('..', import.meta.url));
 const HOSPITALS = ['myongji', 'severance', 'mgh'] as const;
-type Hospital = (typeof HOSPITALS)[number];
-/** A pharmacy of the federation (same agent, certificate, ledger and relay). */
+/** The insurer member (docs/insurers.md): same agent, certificate, ledger and relay, role `insurer` in the member directory. */
+const INSURER = 'kidi';
+/** A pharmacy of the federation (docs/pharmacies.md), role `pharmacy` in the member directory. */
 const PHARMACY = 'apotheke';
+const MEMBERS = [...HOSPITALS, INSURER, PHARMACY] as const;
+type Hospital = (typeof MEMBERS)[number];
+const CLAIM = JSON.parse(readFileSync(join(ROOT, 'scripts/fixtures/claim.json'), 'utf8')) as Record<string, unknown>;
+const COVERAGE = JSON.parse(readFileSync(join(ROOT, 'scripts/fixtures/coverage.json'), 'utf8')) as Record<string, unknown>;
 const BUNDLE = readFileSync(join(ROOT, 'scripts/fixtures/patient-bundle.json'));
 const PATIENT = 'SYN-000001';
 
@@ -48,14 +54,14 @@ async function main(): Promise<number> {
   let fed: LocalFederation | undefined;
   let success = false;
   try {
-    say('HIE relay gateway demo: a local federation of one relay, three hospitals and a pharmacy, all on 127.0.0.1.');
+    say('HIE relay gateway demo: a local federation of one relay, three hospitals, an insurer and a pharmacy, all on 127.0.0.1.');
     say(`Working directory: ${dir}`);
 
     step(
       1,
-      'The relay operator creates the federation CA and issues certificates; the relay, three hospital agents and a pharmacy agent start as separate processes.',
+      'The relay operator creates the federation CA, issues certificates and signs the member directory; the relay, three hospital agents, an insurer agent and a pharmacy agent start as separate processes.',
     );
-    fed = await startLocalFederation({ dir, hospitals: [...HOSPITALS, PHARMACY], onStarted: ok });
+    fed = await startLocalFederation({ dir, hospitals: MEMBERS, roles: { [INSURER]: 'insurer', [PHARMACY]: 'pharmacy' }, onStarted: ok });
     procs.push(...fed.procs);
     const { apis, tokens } = fed;
     const api = (h: Hospital | typeof PHARMACY, path: string, init: RequestInit & { duplex?: 'half' } = {}) => fed!.api(h, path, init);
@@ -252,30 +258,88 @@ async function main(): Promise<number> {
     step(7, `Myongji prescribes for ${PATIENT}; the pharmacy ${PHARMACY} dispenses it once (docs/pharmacies.md).`);
     await prescriptionDemo((m, path, init) => fed!.api(m, path, init), 'myongji', PHARMACY, PATIENT, ok);
 
-    step(8, 'Ledgers replicate through the relay; every agent verifies every feed offline.');
+    step(8, `Severance bills ${PATIENT}'s insurer ${INSURER}: a FHIR R4 Claim with its Coverage, under the patient's consent for payment (HPAYMT).`);
+    await waitFor('the member directory at severance', async () =>
+      ((await api('severance', '/v1/federation')).body['directory'] as { sequence?: number } | null)?.sequence ? true : undefined,
+    );
+    const payment = await api('severance', '/v1/consents', {
+      method: 'POST',
+      headers: { 'content-type': 'application/json' },
+      body: JSON.stringify({
+        patientId: PATIENT,
+        grantee: INSURER,
+        purposes: ['HPAYMT'],
+        scope: ['Claim', 'Coverage'],
+        validUntil: new Date(Date.now() + 86_400_000).toISOString(),
+      }),
+    });
+    if (payment.status !== 201) throw new Error(`payment consent refused: ${JSON.stringify(payment.body)}`);
+    const claimBody = JSON.stringify({ insurer: INSURER, patientId: PATIENT, claim: CLAIM, coverage: COVERAGE });
+    const submit = (): Promise<{ status: number; body: Record<string, unknown> }> =>
+      api('severance', '/v1/claims', { method: 'POST', headers: { 'content-type': 'application/json' }, body: claimBody });
+    const submitted = await submit();
+    if (submitted.status !== 202) throw new Error(`claim refused: ${JSON.stringify(submitted.body)}`);
+    const claimId = submitted.body['id'] as string;
+    await waitFor('the claim to be pended at the insurer', async () =>
+      (await api('severance', `/v1/claims/${claimId}`)).body['status'] === 'queued' ? true : undefined,
+    );
+    ok(
+      `claim ${claimId} (${String(submitted.body['identifier'])}, 135.57 USD): ${INSURER} filed it for its claims system and answered with a signed ClaimResponse, queued`,
+    );
+    const repeat = await submit();
+    if (repeat.status !== 200 || repeat.body['id'] !== claimId)
+      throw new Error(`a repeated Claim.identifier gave ${repeat.status} ${JSON.stringify(repeat.body)}`);
+    ok('the same Claim submitted again returns the first claim (idempotent on Claim.identifier): nothing is sent twice');
+    const notInsurer = await api('severance', '/v1/claims', {
+      method: 'POST',
+      headers: { 'content-type': 'application/json' },
+      body: JSON.stringify({ insurer: 'mgh', patientId: PATIENT, claim: CLAIM, coverage: COVERAGE }),
+    });
+    const notInsurerCode = (notInsurer.body['error'] as { code?: string } | undefined)?.code;
+    if (notInsurer.status !== 422 || notInsurerCode !== 'ERR_MEMBER_NOT_INSURER')
+      throw new Error(`a claim to a hospital gave ${notInsurer.status} ${notInsurerCode}`);
+    ok(`a claim to mgh (a hospital, not an insurer) is refused: ${notInsurer.status} ${notInsurerCode}`);
+    const adjudicated = await api(INSURER, `/v1/claims/${claimId}/response`, {
+      method: 'POST',
+      headers: { 'content-type': 'application/json' },
+      body: JSON.stringify({ outcome: 'complete', disposition: 'Claim settled as submitted' }),
+    });
+    if (adjudicated.status !== 200) throw new Error(`adjudication refused: ${JSON.stringify(adjudicated.body)}`);
+    const final = await waitFor('the final ClaimResponse at severance', async () => {
+      const c = (await api('severance', `/v1/claims/${claimId}`)).body;
+      return c['status'] === 'complete' ? c : undefined;
+    });
+    const jws = (final['responses'] as string[]).at(-1) as string;
+    const jwsHeader = JSON.parse(Buffer.from(jws.split('.')[0] as string, 'base64url').toString('utf8')) as { alg: string; typ: string; kid: string };
+    ok(
+      `${INSURER}'s claims system adjudicated it: complete, ${(Number(final['paid']) / 100).toFixed(2)} USD paid; severance verified the ClaimResponse (JWS ${jwsHeader.alg}, ${jwsHeader.typ}, key ${jwsHeader.kid.slice(0, 12)}...)`,
+    );
+
+    step(9, 'Ledgers replicate through the relay; every agent verifies every feed offline.');
     await waitFor(
       'ledger replication',
       async () => {
         const views = await Promise.all(
-          HOSPITALS.map(async (h) =>
+          MEMBERS.map(async (h) =>
             JSON.stringify(((await api(h, '/v1/ledger/status')).body['feeds'] as Array<{ feed: string; seq: number }>).map((f) => [f.feed, f.seq]).sort()),
           ),
         );
-        return new Set(views).size === 1 && JSON.parse(views[0] as string).length === HOSPITALS.length + 1 ? true : undefined;
+        return new Set(views).size === 1 && JSON.parse(views[0] as string).length === MEMBERS.length ? true : undefined;
       },
       60_000,
     );
-    for (const h of [...HOSPITALS, PHARMACY] as const) {
+    for (const h of MEMBERS) {
       const v = (await api(h, '/v1/ledger/verify?grace=0')).body as { ok: boolean; findings: unknown[]; stats: { feeds: number; entries: number } };
       if (!v.ok) throw new Error(`ledger of ${h} has findings: ${JSON.stringify(v.findings)}`);
       ok(`${h}: ${v.stats.feeds} feeds, ${v.stats.entries} entries, links, signatures, consents and receipts all verify`);
     }
 
-    step(9, 'Settlement statements for this month, computed from the ledger.');
+    step(10, 'Settlement statements for this month, computed from the ledger.');
     const period = new Date().toISOString().slice(0, 7);
     let fees = 0;
     let releaseFees = 0;
-    for (const h of HOSPITALS) {
+    let claimsOwed = 0;
+    for (const h of MEMBERS) {
       const s = (await api(h, `/v1/ledger/settlement?period=${period}`)).body as {
         lines: Array<{ counterparty: string; currency: string; owes: number; owed: number }>;
       };
@@ -285,6 +349,7 @@ async function main(): Promise<number> {
         );
         if (l.counterparty === RELAY_ACCOUNT) fees += l.owes;
         else if (h === 'mgh' && l.counterparty === 'severance') releaseFees += l.owes;
+        else if (h === 'severance' && l.counterparty === INSURER) claimsOwed += l.owed;
       }
       if (s.lines.length === 0) say(`    ${h.padEnd(10)} no charges`);
     }
@@ -292,8 +357,10 @@ async function main(): Promise<number> {
     ok(`relay operator is owed ${(fees / 100).toFixed(2)} EUR in total; every charge comes from a relay-signed usage statement`);
     if (releaseFees <= 0) throw new Error('no release fee was charged for the answered records request');
     ok(`mgh owes severance ${(releaseFees / 100).toFixed(2)} EUR: the tariff's release fee for answering its records request`);
+    if (claimsOwed !== 13557) throw new Error(`severance's statement shows ${claimsOwed} minor units owed by ${INSURER}, not the 13557 adjudicated`);
+    ok(`${INSURER} owes severance ${(claimsOwed / 100).toFixed(2)} USD: the adjudicated claim, beside the relay's fees in the same statement`);
 
-    step(10, `An external auditor, holding only the federation CA certificate, checks exchange ${bundleId} from a proof file Myongji hands over.`);
+    step(11, `An external auditor, holding only the federation CA certificate, checks exchange ${bundleId} from a proof file Myongji hands over.`);
     // The proof is served once peers have witnessed the checkpoint it is proven against (a gossip round or two).
     const proofText = await waitFor('a proof witnessed by a peer', async () => {
       const r = await fetch(`${apis['myongji']}/v1/ledger/proofs/exchange/${bundleId}`, { headers: { authorization: `Bearer ${tokens['myongji']}` } });
@@ -327,7 +394,7 @@ async function main(): Promise<number> {
     success = true;
     if (values.keep) {
       say('\nThe federation keeps running (Ctrl-C stops it). Talk to it:');
-      for (const h of HOSPITALS) say(`  ${h.padEnd(10)} API ${apis[h]}  token ${tokens[h]}`);
+      for (const h of MEMBERS) say(`  ${h.padEnd(10)} API ${apis[h]}  token ${tokens[h]}`);
       say(`  relay admin: http://127.0.0.1:${fed.adminPort}/metrics`);
       say(`\n  curl -H "Authorization: Bearer ${tokens['myongji']}" ${apis['myongji']}/v1/ledger/status`);
       say(`  HIE_AGENT_TOKEN=${tokens['severance']} npx hie-agent inbox --api ${apis['severance']}`);
@@ -345,7 +412,7 @@ async function main(): Promise<number> {
     }
     return 1;
   } finally {
-    step(11, 'Shutting everything down.');
+    step(12, 'Shutting everything down.');
     await stopProcs(procs);
     ok('relay and agents stopped');
     if (!values.dir && !values.keep) rmSync(dir, { recursive: true, force: true });

@@ -438,6 +438,67 @@ export function buildOpenApi(agentId: string): Record<string, unknown> {
           },
         },
       },
+      '/v1/claims': {
+        post: {
+          summary:
+            'Submit a FHIR R4 Claim with its Coverage to an insurer member (docs/insurers.md): {insurer, patientId, consentId?, claim, coverage}. Needs a consent of the patient for purpose HPAYMT to the insurer; 202 filed and sent, 200 the claim first submitted under the same Claim.identifier. FHIR problems answer as an OperationOutcome',
+          requestBody: json({
+            type: 'object',
+            required: ['insurer', 'patientId', 'claim', 'coverage'],
+            properties: {
+              insurer: { type: 'string' },
+              patientId: { type: 'string' },
+              consentId: { type: 'string' },
+              claim: { type: 'object', description: 'FHIR R4 Claim (identifier, total, item, insurance)' },
+              coverage: { type: 'object', description: 'FHIR R4 Coverage' },
+            },
+          }),
+          responses: {
+            202: { description: 'the claim, sent' },
+            200: { description: 'the claim first submitted under this Claim.identifier' },
+            ...errors(
+              'ERR_BAD_REQUEST',
+              'ERR_INVALID_FHIR',
+              'ERR_FHIR_INVALID',
+              'ERR_CLAIM_INVALID',
+              'ERR_MEMBER_NOT_INSURER',
+              'ERR_MEMBER_SUSPENDED',
+              'ERR_MEMBER_REVOKED',
+              'ERR_CONSENT_MISSING',
+              'ERR_CONSENT_SCOPE',
+              'ERR_CONSENT_EXPIRED',
+              'ERR_CONSENT_REVOKED',
+              'ERR_RELAY_UNAVAILABLE',
+            ),
+          },
+        },
+        get: {
+          summary:
+            'Claims this member submitted (outgoing: sent, then the latest outcome: queued, complete, partial, error) and, as an insurer, received (incoming: what its claims system answers); ?direction=',
+          responses: { 200: { description: '{claims: [...]}' } },
+        },
+      },
+      '/v1/claims/{id}': {
+        get: {
+          summary:
+            'One claim: its Claim and Coverage, status, amounts in minor units, and the signed ClaimResponses (compact JWS, EdDSA, typ hie-claimresponse+json)',
+          parameters: [idParam('id', 'claim id')],
+          responses: { 200: { description: 'claim' }, ...errors('ERR_NOT_FOUND') },
+        },
+      },
+      '/v1/claims/{id}/response': {
+        post: {
+          summary:
+            "Insurer: the claims system's adjudication of a pended claim, {outcome: complete|partial|error, paid? (minor units; complete defaults to the total), disposition?}; signed, logged with its payment, and pushed to the hospital",
+          parameters: [idParam('id', 'claim id')],
+          requestBody: json({
+            type: 'object',
+            required: ['outcome'],
+            properties: { outcome: { type: 'string', enum: ['complete', 'partial', 'error'] }, paid: { type: 'integer' }, disposition: { type: 'string' } },
+          }),
+          responses: { 200: { description: 'the claim, adjudicated' }, ...errors('ERR_BAD_REQUEST', 'ERR_NOT_FOUND', 'ERR_CLAIM_STATE') },
+        },
+      },
     },
   };
 }

@@ -13,7 +13,17 @@ import type { ExchangeEngine } from './engine.ts';
 import type { EngineLogger } from './options.ts';
 import type { PeerDirectory } from './peers.ts';
 import type { Receiver } from './receiver.ts';
-import { decodeWire, type WireMessage } from './wire.ts';
+import { decodeWire, MAX_WIRE_JSON_BYTES, WIRE_JSON, type WireMessage } from './wire.ts';
+
+/**
+ * A family of agent messages kept in its own module (claims, prescriptions):
+ * the `t` values it owns and its handler, which validates what it is given
+ * (a peer's JSON, parsed but unchecked) and must not throw synchronously.
+ */
+export interface WireModule {
+  kinds: readonly string[];
+  handle(from: string, message: unknown): Promise<unknown>;
+}
 
 /** Who handles what. */
 export interface DispatchTargets {
@@ -26,14 +36,24 @@ export interface DispatchTargets {
   /** Ledger replication messages. */
   ledger: (from: string, message: string) => void;
   logger: EngineLogger & { debug?(obj: object, msg?: string): void };
+  /** Message families of their own modules, by `t`. */
+  modules?: readonly WireModule[];
 }
 
 /** See the module comment. */
 export class MessageDispatcher {
-  constructor(private readonly to: DispatchTargets) {}
+  private readonly modules = new Map<string, WireModule>();
+
+  constructor(private readonly to: DispatchTargets) {
+    for (const m of to.modules ?? []) for (const k of m.kinds) this.modules.set(k, m);
+  }
 
   /** Handles one message from the relay; never throws. */
   dispatch(m: RelayMessage): void {
+    if (this.modules.size > 0 && m.body[0] === WIRE_JSON && m.body.length - 1 <= MAX_WIRE_JSON_BYTES) {
+      const owned = this.owned(m.body);
+      if (owned) return this.handled(m.from, owned.t, owned.module.handle(m.from, owned.value));
+    }
     const decoded = decodeWire(m.body);
     if (decoded.kind === 'ledger') this.to.ledger(m.from, decoded.message);
     else if (decoded.kind === 'json') this.json(m.from, decoded.message);
@@ -63,6 +83,19 @@ export class MessageDispatcher {
       default:
         return this.handled(from, msg.t, peers.onMessage(from, msg));
     }
+  }
+
+  /** The module that owns a JSON message's `t`, with the parsed message; undefined for the core kinds (and garbage, which decodeWire reports). */
+  private owned(body: Uint8Array): { t: string; module: WireModule; value: unknown } | undefined {
+    let value: unknown;
+    try {
+      value = JSON.parse(Buffer.from(body.buffer, body.byteOffset + 1, body.length - 1).toString('utf8'));
+    } catch {
+      return undefined;
+    }
+    const t = (value as { t?: unknown } | null)?.t;
+    const module = typeof t === 'string' ? this.modules.get(t) : undefined;
+    return module && typeof t === 'string' ? { t, module, value } : undefined;
   }
 
   /**

@@ -6,7 +6,7 @@ import { randomBytes } from 'node:crypto';
 import { createWriteStream, mkdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { CertificateAuthority } from '../../certs/index.ts';
+import { CertificateAuthority, DirectoryStore, type MemberRole } from '../../certs/index.ts';
 import { spawnChild, stopChild } from './children.ts';
 
 const ROOT = fileURLToPath(new URL('../..', import.meta.url));
@@ -43,6 +43,8 @@ export interface FederationOptions {
   logLevel?: string;
   /** Called after each process is up (narration). */
   onStarted?: (what: string) => void;
+  /** Member roles (id -> role; others are hospitals): given, the CA signs a member directory of every agent and the relay hands it out. */
+  roles?: Record<string, MemberRole>;
 }
 
 /**
@@ -115,6 +117,13 @@ export async function startLocalFederation(o: FederationOptions): Promise<LocalF
   ca.issueRelay({ hosts: ['localhost', '127.0.0.1'], outDir: join(dir, 'relay') });
   for (const h of hospitals) ca.issueAgent({ id: h, org: `${h} hospital`, outDir: join(dir, h, 'certs') });
   note(`root CA, a relay certificate for localhost, and certificates for ${hospitals.join(', ')}`);
+  let directoryFile: string | undefined;
+  if (o.roles) {
+    const directory = DirectoryStore.init(ca);
+    for (const h of hospitals) directory.add({ id: h, name: h, organisation: `${h} org`, role: o.roles[h] ?? 'hospital', status: 'active' });
+    directoryFile = (await directory.sign()).path;
+    note(`signed member directory: ${hospitals.map((h) => `${h} (${o.roles?.[h] ?? 'hospital'})`).join(', ')}`);
+  }
 
   const procs: Proc[] = [];
   try {
@@ -127,6 +136,7 @@ export async function startLocalFederation(o: FederationOptions): Promise<LocalF
           tls: { cert: 'relay.crt.pem', key: 'relay.key.pem', ca: 'ca.crt.pem', crl: ca.crlPath },
           admin: { host: '127.0.0.1', port: 0 },
           tariff: o.tariff ?? { currency: 'EUR', perTransfer: 25, perGiB: 200, releaseFee: 300 },
+          ...(directoryFile ? { directory: { file: directoryFile } } : {}),
           // The 'relay listening' line (info) tells us the port.
           log: { level: 'info' },
         },

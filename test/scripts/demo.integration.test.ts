@@ -20,13 +20,15 @@ describe('npm run demo', function () {
       child.on('close', (c) => resolve({ code: c, out }));
     });
     expect(code, out).to.equal(0);
-    for (const h of ['myongji', 'severance', 'mgh', 'apotheke']) {
-      expect(out).to.match(new RegExp(`✔ ${h}: 4 feeds, \\d+ entries, links, signatures, consents and receipts all verify`));
+    for (const h of ['myongji', 'severance', 'mgh', 'kidi', 'apotheke']) {
+      expect(out).to.match(new RegExp(`✔ ${h}: 5 feeds, \\d+ entries, links, signatures, consents and receipts all verify`));
     }
     expect(out).to.contain('refused with 403 ERR_CONSENT_REVOKED');
     expect(out).to.match(/apotheke scanned it and accepted it/);
     expect(out).to.contain('a second dispense of the same prescription is refused: 412 ERR_RX_WRONG_STATE');
     expect(out).to.match(/delivered to mgh's inbox; the request is now answered/);
+    expect(out).to.contain('returns the first claim (idempotent on Claim.identifier)');
+    expect(out).to.match(/kidi's claims system adjudicated it: complete/);
     expect(out).to.match(/SHA-256 identical at MGH/);
     expect(out).to.match(/relay operator is owed \d+\.\d\d EUR/);
     expect(out).to.match(/mgh owes severance 3\.00 EUR: the tariff's release fee/);

@@ -1,0 +1,144 @@
+// `npm run bench -- claims [--claims 1000] [--concurrency 32]`: insurance claims end to end between a
+// hospital agent and an insurer agent (separate processes, through the relay): submit a FHIR Claim
+// (R4 validation, payment consent, ledger entry, sealed message) until the hospital holds the insurer's
+// verified, signed `queued` ClaimResponse; then the claims system's adjudication of every claim until the
+// hospital holds each signed final response (docs/insurers.md).
+import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { startLocalFederation, waitFor, type LocalFederation } from '../lib/federation.ts';
+import type { BenchTable } from './types.ts';
+import { option, percentile } from './util.ts';
+
+const DEFAULT_CLAIMS = 1000;
+const DEFAULT_CONCURRENCY = 32;
+/** How often a client asks for a claim's response (each poll is an API call the agents serve beside the claims). */
+const POLL_MS = 25;
+/** Claims per second the issue asks for, end to end. */
+const TARGET_PER_SECOND = 200;
+const HOSPITAL = 'hospital';
+const INSURER = 'insurer';
+const PATIENT = 'SYN-000001';
+const fixture = (name: string): Record<string, unknown> =>
+  JSON.parse(readFileSync(fileURLToPath(new URL(`../fixtures/${name}.json`, import.meta.url)), 'utf8')) as Record<string, unknown>;
+
+/** Runs `work(i)` for i < n, `concurrency` at a time. */
+async function pool(n: number, concurrency: number, work: (i: number) => Promise<void>): Promise<void> {
+  let next = 0;
+  await Promise.all(
+    Array.from({ length: Math.min(n, concurrency) }, async () => {
+      while (next < n) await work(next++);
+    }),
+  );
+}
+
+/** See the module comment. */
+export async function run(args: string[]): Promise<BenchTable[]> {
+  const n = Number(option(args, 'claims') ?? DEFAULT_CLAIMS);
+  const concurrency = Number(option(args, 'concurrency') ?? DEFAULT_CONCURRENCY);
+  if (!Number.isInteger(n) || n < 1 || !Number.isInteger(concurrency) || concurrency < 1)
+    throw new Error('--claims and --concurrency must be positive integers');
+  const dir = mkdtempSync(join(tmpdir(), 'hie-bench-claims-'));
+  let fed: LocalFederation | undefined;
+  try {
+    fed = await startLocalFederation({ dir, hospitals: [HOSPITAL, INSURER], roles: { [INSURER]: 'insurer' }, logLevel: 'warn' });
+    const api = fed.api;
+    await waitFor('the member directory', async () => ((await api(HOSPITAL, '/v1/federation')).body['directory'] ? true : undefined));
+    const consent = await api(HOSPITAL, '/v1/consents', {
+      method: 'POST',
+      headers: { 'content-type': 'application/json' },
+      body: JSON.stringify({
+        patientId: PATIENT,
+        grantee: INSURER,
+        purposes: ['HPAYMT'],
+        scope: ['Claim', 'Coverage'],
+        validUntil: new Date(Date.now() + 86_400_000).toISOString(),
+      }),
+    });
+    if (consent.status !== 201) throw new Error(`consent refused: ${JSON.stringify(consent.body)}`);
+    const claim = fixture('claim');
+    const coverage = fixture('coverage');
+    const statusOf = async (id: string): Promise<string> => String((await api(HOSPITAL, `/v1/claims/${id}`)).body['status']);
+    const ids: string[] = [];
+    const submitMs: number[] = [];
+    const t0 = performance.now();
+    await pool(n, concurrency, async (i) => {
+      const t = performance.now();
+      const body = {
+        insurer: INSURER,
+        patientId: PATIENT,
+        consentId: consent.body['id'],
+        claim: { ...claim, identifier: [{ system: 'urn:bench:claim', value: `B-${i}` }] },
+        coverage,
+      };
+      const res = await api(HOSPITAL, '/v1/claims', { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify(body) });
+      if (res.status !== 202) throw new Error(`claim ${i} answered ${res.status}: ${JSON.stringify(res.body)}`);
+      const id = res.body['id'] as string;
+      ids[i] = id;
+      for (;;) {
+        if ((await statusOf(id)) === 'queued') break;
+        await new Promise((r) => setTimeout(r, POLL_MS));
+      }
+      submitMs.push(performance.now() - t);
+    });
+    const submitS = (performance.now() - t0) / 1000;
+    const respondMs: number[] = [];
+    const t1 = performance.now();
+    await pool(n, concurrency, async (i) => {
+      const t = performance.now();
+      const id = ids[i] as string;
+      const res = await api(INSURER, `/v1/claims/${id}/response`, {
+        method: 'POST',
+        headers: { 'content-type': 'application/json' },
+        body: '{"outcome":"complete"}',
+      });
+      if (res.status !== 200) throw new Error(`adjudication of ${id} answered ${res.status}: ${JSON.stringify(res.body)}`);
+      for (;;) {
+        if ((await statusOf(id)) === 'complete') break;
+        await new Promise((r) => setTimeout(r, POLL_MS));
+      }
+      respondMs.push(performance.now() - t);
+    });
+    const respondS = (performance.now() - t1) / 1000;
+    const row = (what: string, ms: number[], s: number): Record<string, string | number> => ({
+      step: what,
+      claims: n,
+      'claims/s': (n / s).toFixed(0),
+      'p50 ms': percentile(ms, 50).toFixed(1),
+      'p99 ms': percentile(ms, 99).toFixed(1),
+    });
+    const submitRate = n / submitS;
+    const respondRate = n / respondS;
+    return [
+      {
+        title: `claims: hospital agent -> relay -> insurer agent and back, ${n} claims, ${concurrency} at a time`,
+        rows: [
+          row("submit until the hospital holds the insurer's signed queued ClaimResponse", submitMs, submitS),
+          row('adjudicate (complete) until the hospital holds the signed final ClaimResponse', respondMs, respondS),
+        ],
+        notes: [
+          'Each claim: R4 validation of the Claim and Coverage, the HPAYMT consent check, claim.submitted / claim.received / claim.responded ledger entries (and the benefit as a payment.charged on both sides), a JWE of a JWS each way.',
+          `Latencies include the client polling GET /v1/claims/ID every ${POLL_MS} ms for the response to arrive.`,
+        ],
+        summary: [
+          {
+            metric: 'claims submitted end to end (signed queued response back)',
+            value: `${submitRate.toFixed(0)}/s`,
+            target: `>= ${TARGET_PER_SECOND}/s`,
+            met: submitRate >= TARGET_PER_SECOND,
+          },
+          {
+            metric: 'claims adjudicated end to end (signed final response back)',
+            value: `${respondRate.toFixed(0)}/s`,
+            target: `>= ${TARGET_PER_SECOND}/s`,
+            met: respondRate >= TARGET_PER_SECOND,
+          },
+        ],
+      },
+    ];
+  } finally {
+    await fed?.stop();
+    rmSync(dir, { recursive: true, force: true });
+  }
+}
