@@ -282,8 +282,10 @@ export class Witness extends EventEmitter {
 
   /**
    * A signed head the author `peer` announced for its own feed: one below
-   * the last checkpoint this agent cosigned means the author rolled its feed
-   * back; it is kept as evidence.
+   * the last checkpoint this agent cosigned, and signed after the newer head
+   * this agent holds, means the author rolled its feed back and wrote again;
+   * it is kept as evidence. (A rolled-back author that writes nothing shows
+   * only old heads: its witnesses' gossip tells it, see `_observe`.)
    */
   checkHead(head: SignedHead, peer: string): Promise<boolean> {
     return this.serial(async () => {
@@ -291,6 +293,10 @@ export class Witness extends EventEmitter {
       const last = await this.lastCosigned(head.feed);
       if (!last || head.seq + 1 >= last.size) return false;
       if (!this.ledger.feedKeys(head.feed).some((k) => verifyHeadSignature(head, k))) return false;
+      // A head the author signed before the newer one we hold is a late message (gossip queued through a relay
+      // restart), not a rollback: only a lower head signed after it shows the author went back on its feed.
+      const held = await this.ledger.signedHead(head.feed);
+      if (held && held.seq > head.seq && Date.parse(head.ts) <= Date.parse(held.ts)) return false;
       return this.record({
         kind: 'rollback',
         feed: head.feed,

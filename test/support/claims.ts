@@ -24,9 +24,13 @@ export function coverage(): Record<string, unknown> {
  * A relay and agents with a signed member directory in force at every agent
  * (`roles`: id -> role; agents not named are hospitals), published through the relay.
  */
-export async function startClaimsNetwork(root: string, roles: Record<string, MemberRole>): Promise<{ net: TestNetwork; directory: DirectoryStore }> {
+export async function startClaimsNetwork(
+  root: string,
+  roles: Record<string, MemberRole>,
+  options: { replicationMode?: 'private' | 'full' } = {},
+): Promise<{ net: TestNetwork; directory: DirectoryStore }> {
   const ids = Object.keys(roles);
-  const net = await startNetwork(root, ids, { relay: { directory: { file: join(root, 'pki', 'directory', 'directory.jws'), pollMs: 100 } } });
+  const net = await startNetwork(root, ids, { relay: { directory: { file: join(root, 'pki', 'directory', 'directory.jws'), pollMs: 100 } }, ...options });
   await waitFor(() => Object.values(net.agents).every((a) => a.relay.connected), 30_000, 'agents connected');
   const directory = DirectoryStore.init(net.fed.ca);
   for (const id of ids) directory.add({ id, name: `${id} member`, organisation: `${id} org`, role: roles[id]!, status: 'active' });

@@ -67,7 +67,8 @@ describe('insurance claims between a hospital and an insurer member', function (
 
   before(async function () {
     tmp = tempDir();
-    ({ net } = await startClaimsNetwork(tmp.dir, { [HOSPITAL]: 'hospital', [OTHER]: 'hospital', [INSURER]: 'insurer' }));
+    // Full replication: the federation-wide balance below reads every charge at every agent (private mode is tested in private-replication).
+    ({ net } = await startClaimsNetwork(tmp.dir, { [HOSPITAL]: 'hospital', [OTHER]: 'hospital', [INSURER]: 'insurer' }, { replicationMode: 'full' }));
     consent = await grantPaymentConsent(net, HOSPITAL, INSURER, PATIENT);
   });
   after(async function () {

@@ -235,7 +235,7 @@ describe('validateR4', function () {
   (existsSync(full) ? it : it.skip)('passes every resource of hl7.fhir.r4.examples but the named refusals, which still fail', function () {
     this.timeout(600_000);
     const known = (
-      JSON.parse(readFileSync(fileURLToPath(new URL('../../fixtures/fhir-r4-examples/known-refusals.json', import.meta.url)), 'utf8')) as {
+      JSON.parse(readFileSync(fileURLToPath(new URL('../../fixtures/fhir-r4-known-refusals.json', import.meta.url)), 'utf8')) as {
         refused: Record<string, { reason: string }>;
       }
     ).refused;
