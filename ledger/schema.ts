@@ -117,6 +117,8 @@ export const BODY_SCHEMAS = {
   'payment.settled': z.strictObject({ settlement: id, payer: hospital, payee: hospital, amount, currency, periodStart: ts, periodEnd: ts }),
   /** The sender ended an exchange before it was released to its recipient (`DELETE /v1/exchanges/ID`): it is never sent. */
   'exchange.cancelled': z.strictObject({ exchange: id, peer: hospital }),
+  /** A SMART Health Card the feed's hospital signed (certs/shc): the SHA-256 of its JWS, the key, its revocation id and claimed issuance time; no PHI. */
+  'certificate.issued': z.strictObject({ card: hex64, kid: z.string().regex(B64URL).length(43), rid: z.string().regex(B64URL).max(24), nbf: ts }),
 } as const;
 
 /** Every entry type. */
