@@ -53,7 +53,7 @@ const issuerSchema = z.strictObject({
   iss: z.url().max(256),
   keys: z.array(issuerJwkSchema).max(16),
   /** Keys no longer trusted, with when (ISO time): a card signed at or after it is revoked. */
-  revokedKeys: z.array(z.strictObject({ kid: b64url.length(43), revokedAt: z.iso.datetime() })).max(64),
+  revokedKeys: z.array(z.strictObject({ kid: b64url.length(43), revokedAt: z.iso.datetime(), jwk: issuerJwkSchema })).max(64),
   crls: z.array(cardCrlSchema).max(16),
 });
 /** One issuer as the directory lists it. */
@@ -101,7 +101,8 @@ export async function signIssuerDirectory(doc: IssuerDirectory, key: KeyObject, 
 
 async function checkKids(doc: IssuerDirectory): Promise<void> {
   for (const i of doc.issuers)
-    for (const k of i.keys) if ((await jwkThumbprint(k)) !== k.kid) throw invalid(`key ${k.kid} of issuer ${i.id}: kid is not its RFC 7638 thumbprint`);
+    for (const k of [...i.keys, ...i.revokedKeys.map((r) => r.jwk)])
+      if ((await jwkThumbprint(k)) !== k.kid) throw invalid(`key ${k.kid} of issuer ${i.id}: kid is not its RFC 7638 thumbprint`);
 }
 
 /** Options of the verifiers here. */
@@ -253,7 +254,7 @@ export function buildIssuerDirectory(input: IssuerDirectoryInput): IssuerDirecto
     for (const b of mine) {
       const r = rev[b.jwk.kid];
       if (r?.keyRevokedAt) {
-        revokedKeys.push({ kid: b.jwk.kid, revokedAt: new Date(r.keyRevokedAt).toISOString() });
+        revokedKeys.push({ kid: b.jwk.kid, revokedAt: new Date(r.keyRevokedAt).toISOString(), jwk: b.jwk });
         continue;
       }
       const rids = r?.rids ?? [];

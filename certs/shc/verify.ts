@@ -73,8 +73,8 @@ export async function verifyCard(jws: string, directory: Pick<VerifiedIssuerDire
   const key = issuer.keys.find((k) => k.kid === card.header.kid);
   const revokedKey = issuer.revokedKeys.find((k) => k.kid === card.header.kid);
   if (!key && !revokedKey) return out('forged', [`${issuer.name} has no key ${card.header.kid}: the card was not signed by the issuer it names`]);
-  if (key && !(await cardSignatureValid(card.jws, key))) return out('forged', ['the signature does not match the card: it was changed after signing']);
-  if (!key) return out('revoked', [`key ${card.header.kid} of ${issuer.name} was revoked at ${revokedKey?.revokedAt}; its cards are no longer trusted`]);
+  const signer = key ?? revokedKey?.jwk;
+  if (!signer || !(await cardSignatureValid(card.jws, signer))) return out('forged', ['the signature does not match the card: it was changed after signing']);
   const ledger = issuance(card, hash, issuer, options);
   const reasons: string[] = [];
   const tolerance = options.backdateToleranceMs ?? DEFAULT_BACKDATE_TOLERANCE_MS;
@@ -86,10 +86,27 @@ export async function verifyCard(jws: string, directory: Pick<VerifiedIssuerDire
       });
     reasons.push(`the ledger of ${issuer.id} recorded its issuance at ${ledger.entry.ts}`);
   } else if (ledger.problem) reasons.push(ledger.problem);
+  if (revokedKey) {
+    // A stolen key signs any nbf it likes: only the ledger can show the card predates the key's revocation.
+    const revokedAt = Date.parse(revokedKey.revokedAt);
+    if (!ledger.entry)
+      return out('revoked', [
+        `key ${revokedKey.kid} of ${issuer.name} was revoked at ${revokedKey.revokedAt}; without a ledger proof of an earlier issuance its cards are not trusted`,
+      ]);
+    if (Date.parse(ledger.entry.ts) >= revokedAt)
+      return out(
+        'revoked',
+        [`signed with key ${revokedKey.kid} after its revocation at ${revokedKey.revokedAt}: the ledger recorded the issuance at ${ledger.entry.ts}`],
+        {
+          ledgerTime: ledger.entry.ts,
+        },
+      );
+    reasons.push(`key ${revokedKey.kid} was revoked at ${revokedKey.revokedAt}, after this card's proved issuance`);
+  }
   if (issuer.status !== 'active')
     return out(issuer.status === 'suspended' ? 'issuer-suspended' : 'issuer-revoked', [`${issuer.name} is ${issuer.status} in the federation`]);
   const rid = card.payload.vc.rid;
-  const crl = issuer.crls.find((c) => c.kid === key.kid);
+  const crl = issuer.crls.find((c) => c.kid === signer.kid);
   if (rid && crl) {
     for (const r of crl.rids) {
       const [id, until] = r.split('.');
@@ -100,7 +117,7 @@ export async function verifyCard(jws: string, directory: Pick<VerifiedIssuerDire
   if (card.payload.exp !== undefined && card.payload.exp * 1000 <= now)
     return out('expired', [`the card expired at ${new Date(card.payload.exp * 1000).toISOString()}`]);
   if (card.payload.nbf * 1000 > now + tolerance) return out('invalid', [`the card is not valid before ${base.issuedAt}`]);
-  return out('valid', [`signed by ${issuer.name} (${issuer.iss}) with key ${key.kid}`, ...reasons], ledger.entry ? { ledgerTime: ledger.entry.ts } : {});
+  return out('valid', [`signed by ${issuer.name} (${issuer.iss}) with key ${signer.kid}`, ...reasons], ledger.entry ? { ledgerTime: ledger.entry.ts } : {});
 }
 
 function looksSigned(jws: string): boolean {
