@@ -88,9 +88,9 @@ describe('certificate issuance in the agent (hospital-agent/certificates)', func
   it('issues a card, logs it in the ledger without PHI, writes PNG/SVG/HTML; the QR read back from the PNG verifies with the issuance proved', async function () {
     const issuer = new CertificateIssuer({ ledger, key, iss: issuerUrl(BASE, 'alpha') });
     const card = await issuer.issue(sickLeave);
-    const entry = (await ledger.get('alpha', card.ledger.seq)).entry;
-    expect(entry.type).to.equal('certificate.issued');
-    expect(entry.body).to.deep.equal({ card: card.hash, kid: key.jwk.kid, rid: card.rid, nbf: new Date(card.nbf * 1000).toISOString() });
+    const entry = (await ledger.get('alpha', card.ledger.seq))?.entry;
+    expect(entry?.type).to.equal('certificate.issued');
+    expect(entry?.body).to.deep.equal({ card: card.hash, kid: key.jwk.kid, rid: card.rid, nbf: new Date(card.nbf * 1000).toISOString() });
     expect(JSON.stringify(entry)).not.to.match(/Park|Jisoo|1985/);
     const dir = join(tmp.dir, 'out');
     const paths = await writeCardFiles(dir, card);
