@@ -36,6 +36,8 @@ import { buildOpenApi } from './api/openapi.ts';
 import { consentRoutes, decisionRoutes } from './api/routes/consents.ts';
 import { exchangeRoutes, submitRoute } from './api/routes/exchanges.ts';
 import { federationRoutes } from './api/routes/federation.ts';
+import { certificateRoutes } from './api/routes/certificates.ts';
+import { CertificateIssuer, loadIssuerKey } from './certificates/index.ts';
 import { inboxRoutes } from './api/routes/inbox.ts';
 import { ledgerRoutes } from './api/routes/ledger.ts';
 import { requestRoutes } from './api/routes/requests.ts';
@@ -169,7 +171,18 @@ async function loadBase(config: AgentConfig, env: NodeJS.ProcessEnv, log: Logger
   const keys = await loadKeys(keysDir);
   const bundle = await loadBundle(keysDir, identity, keys);
   const identityWatcher = new IdentityWatcher({ ...config.identity, passphrase }, identity, { expectId: config.id });
-  return { identity, watcher, identityWatcher, federation, trust: () => ({ caPem: identity.caPem, crl: federation.crl }), keys, bundle, tokens, secret, keysKept };
+  return {
+    identity,
+    watcher,
+    identityWatcher,
+    federation,
+    trust: () => ({ caPem: identity.caPem, crl: federation.crl }),
+    keys,
+    bundle,
+    tokens,
+    secret,
+    keysKept,
+  };
 }
 
 /** Offers a CRL or directory; one that cannot be kept (e.g. the disk is full) is logged, and the one in force stays. */
@@ -445,7 +458,8 @@ function watchRelay(link: Link, engine: ExchangeEngine, standing: SelfStanding, 
     // A revoked agent said so once (SelfStanding); every refused attempt after that is expected.
     if (standing.revoked) log.debug({ code: err.code }, 'relay refused this revoked agent');
     // A refused certificate is not a network fault: say so in one line the operator can act on.
-    else if (status === 401 || status === 403) log.error({ code: err.code, status, reason: refusal }, `the relay refused this agent's certificate: ${err.message}`);
+    else if (status === 401 || status === 403)
+      log.error({ code: err.code, status, reason: refusal }, `the relay refused this agent's certificate: ${err.message}`);
     else log.warn({ code: err.code, err: { message: err.message } }, 'cannot connect to the relay; retrying');
   });
   relay.on('undeliverable', (err) => {
@@ -527,8 +541,14 @@ async function serveApi(
       ...(stores.directory ? { onRemoved: (meta: InboxMeta) => stores.directory?.remove(meta) ?? Promise.resolve() } : {}),
     }),
   );
-  v1.use(ledgerRoutes(ledger, replicator, base.trust, config.id, { witness: link.witness, policy: link.policy, billable: () => answersOurRequest(state.requests) }));
+  v1.use(
+    ledgerRoutes(ledger, replicator, base.trust, config.id, { witness: link.witness, policy: link.policy, billable: () => answersOurRequest(state.requests) }),
+  );
   v1.use(federationRoutes(base.federation, standing, () => base.identity.serial));
+  // The card-signing key is made (and bound to the certificate) only when this agent issues cards.
+  const issuerKey = config.certificates.iss ? await loadIssuerKey(join(config.dataDir, 'keys'), base.identity) : undefined;
+  const issuer = issuerKey && config.certificates.iss ? new CertificateIssuer({ ledger, key: issuerKey, iss: config.certificates.iss }) : undefined;
+  v1.use(certificateRoutes(() => issuer));
   // The audit API and the console read one index of the ledger; the clear patient id a query names is hashed and dropped.
   const index = new LedgerIndex(ledger, config.id);
   const hashPatient = (id: string): string => patientHash(base.secret, id, config.patients.identifierSystem);
@@ -563,7 +583,13 @@ async function serveApi(
       if (standing.revoked) {
         return {
           status: 503,
-          body: { status: 'error', reason: REVOKED_REASON, agent: config.id, relay: relay.connected ? 'connected' : 'disconnected', outbox: await state.exchanges.countUnfinished() },
+          body: {
+            status: 'error',
+            reason: REVOKED_REASON,
+            agent: config.id,
+            relay: relay.connected ? 'connected' : 'disconnected',
+            outbox: await state.exchanges.countUnfinished(),
+          },
         };
       }
       // Still 200 when degraded: the agent works; `reasons` says what needs doing before a certificate or the CRL lapses.

@@ -66,6 +66,12 @@ export const AGENT_ERRORS = {
     description: 'The token is valid but its role does not allow this route (ehr: /v1; compliance: /console and /fhir; admin: all).',
   },
   ERR_CSRF: { status: 403, description: 'A console form was posted without its CSRF token, or with a wrong one; reload the page and retry.' },
+  ERR_CERTIFICATES_DISABLED: { status: 409, description: 'This agent issues no SMART Health Cards: certificates.iss is not set (docs/certificates.md).' },
+  ERR_CERTIFICATE_BUNDLE: {
+    status: 422,
+    description:
+      'The FHIR Bundle cannot make a card of this purpose (no or several Patients, no resource the purpose shows, a sick-leave card without its period).',
+  },
 } as const satisfies Record<string, { status: number; description: string }>;
 
 /** A documented agent error code. */

@@ -132,6 +132,7 @@ const agentFull = {
   ledger: { witness: { policy: { quorum: 2, witnesses: ['severance', 'mgh'] } } },
   log: { level: 'warn' },
   console: { enabled: false, sessionIdleMinutes: 30 },
+  certificates: { iss: 'https://relay.example.org:8444/issuers/myongji' },
 };
 
 describe('common config loader', function () {
