@@ -1,11 +1,13 @@
 import { once } from 'node:events';
 import type { Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
+import { readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { expect } from 'chai';
 import express from 'express';
 import { loadIdentity } from '../../../certs/index.ts';
-import { decodeCard, issuerUrl, jwkThumbprint } from '../../../certs/shc/index.ts';
+import { decodeCard, issuerUrl, jwkThumbprint, jwsFromQr, readQrPng } from '../../../certs/shc/index.ts';
+import { main as agentCli } from '../../../hospital-agent/cli.ts';
 import { certificateRoutes } from '../../../hospital-agent/api/routes/certificates.ts';
 import { createApiApp, type ApiLogger } from '../../../hospital-agent/api/http.ts';
 import { CertificateIssuer, loadIssuerKey } from '../../../hospital-agent/certificates/index.ts';
@@ -92,6 +94,34 @@ describe('POST /v1/certificates (hospital-agent/api/routes/certificates.ts)', fu
     const bad = await post(base, { purpose: 'gossip', bundle });
     expect(bad.status).to.equal(400);
     expect(JSON.stringify(await ledger.status())).to.equal(JSON.stringify(before));
+  });
+
+  it('hie-agent certificate issue writes the card files; the PNG it wrote scans back to the card', async function () {
+    const world = await makeWorld(tmp.dir, ['alpha']);
+    const key = await loadIssuerKey(join(tmp.dir, 'keys'), loadIdentity(world.fed.agents['alpha'] as never));
+    const base = await serve(new CertificateIssuer({ ledger, key, iss: issuerUrl('https://relay.example.org', 'alpha') }));
+    const file = join(tmp.dir, 'bundle.json');
+    writeFileSync(file, JSON.stringify(bundle));
+    const out = join(tmp.dir, 'cli-card');
+    let text = '';
+    const saved = process.env['HIE_AGENT_TOKEN'];
+    process.env['HIE_AGENT_TOKEN'] = EHR;
+    try {
+      const code = await agentCli(
+        ['certificate', 'issue', '--api', base, '--purpose', 'sick-leave', '--bundle', file, '--start', '2026-12-01', '--end', '2026-12-05', '--out', out],
+        {
+          out: (t) => (text += t),
+          err: (t) => (text += t),
+        },
+      );
+      expect(code, text).to.equal(0);
+    } finally {
+      if (saved === undefined) delete process.env['HIE_AGENT_TOKEN'];
+      else process.env['HIE_AGENT_TOKEN'] = saved;
+    }
+    expect(text).to.contain('unfit for work from 2026-12-01 to 2026-12-05');
+    const jws = (JSON.parse(readFileSync(join(out, 'card.smart-health-card'), 'utf8')) as { verifiableCredential: string[] }).verifiableCredential[0];
+    expect(jwsFromQr([readQrPng(readFileSync(join(out, 'card.png')))])).to.equal(jws);
   });
 
   it('answers 409 ERR_CERTIFICATES_DISABLED when certificates.iss is not set', async function () {
