@@ -1,4 +1,4 @@
-import { readFileSync, statSync } from 'node:fs';
+import { existsSync, readFileSync, statSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 import express, { type Express } from 'express';
 import helmet from 'helmet';
@@ -13,9 +13,13 @@ import type { RelayErrorCode } from './errors.ts';
  */
 
 /** The verifier page's files (plain JS, no CDN: it works offline once loaded). */
+// From the sources: next to this module; from the build (dist/relay/): the package's relay/verifier/ (package.json "files").
+const VERIFIER_DIR =
+  [new URL('./verifier/', import.meta.url), new URL('../../relay/verifier/', import.meta.url)].find((u) => existsSync(fileURLToPath(u))) ??
+  new URL('./verifier/', import.meta.url);
 const STATIC: Record<string, { file: URL; type: string }> = {
-  '': { file: new URL('./verifier/index.html', import.meta.url), type: 'text/html; charset=utf-8' },
-  'verifier.js': { file: new URL('./verifier/verifier.js', import.meta.url), type: 'text/javascript; charset=utf-8' },
+  '': { file: new URL('index.html', VERIFIER_DIR), type: 'text/html; charset=utf-8' },
+  'verifier.js': { file: new URL('verifier.js', VERIFIER_DIR), type: 'text/javascript; charset=utf-8' },
   'jsqr.js': { file: new URL(import.meta.resolve('jsqr')), type: 'text/javascript; charset=utf-8' },
 };
 
