@@ -86,6 +86,12 @@ export const AGENT_ERRORS = {
     description: 'The Claim lacks what a claim through the federation needs: an identifier (system and value), a total in whole minor units, items, insurance.',
   },
   ERR_CLAIM_STATE: { status: 409, description: 'The claim is already adjudicated: an insurer answers a pended (queued) claim once.' },
+  ERR_CERTIFICATES_DISABLED: { status: 409, description: 'This agent issues no SMART Health Cards: certificates.iss is not set (docs/certificates.md).' },
+  ERR_CERTIFICATE_BUNDLE: {
+    status: 422,
+    description:
+      'The FHIR Bundle cannot make a card of this purpose (no or several Patients, no resource the purpose shows, a sick-leave card without its period).',
+  },
 } as const satisfies Record<string, { status: number; description: string }>;
 
 /** A documented agent error code. */

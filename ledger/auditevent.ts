@@ -27,6 +27,7 @@ const TYPES: Record<string, { code: string; display: string; action: string }> =
   'prescription.rejected': { code: '110110', display: 'Patient Record', action: 'U' },
   'prescription.completed': { code: '110110', display: 'Patient Record', action: 'U' },
   'prescription.cancelled': { code: '110110', display: 'Patient Record', action: 'D' },
+  'certificate.issued': { code: '110106', display: 'Export', action: 'C' },
 };
 
 const agentRef = (id: string) => ({ identifier: { system: 'urn:hie:agent', value: id } });

@@ -140,6 +140,8 @@ export const BODY_SCHEMAS = {
    * `amount` the benefit paid (0 unless complete or partial).
    */
   'claim.responded': z.strictObject({ claim: id, hospital, insurer: hospital, outcome: z.enum(CLAIM_OUTCOMES), hash: digest, amount, currency }),
+  /** A SMART Health Card the feed's hospital signed (certs/shc): the SHA-256 of its JWS, the key, its revocation id and claimed issuance time; no PHI. */
+  'certificate.issued': z.strictObject({ card: hex64, kid: z.string().regex(B64URL).length(43), rid: z.string().regex(B64URL).max(24), nbf: ts }),
 } as const;
 
 /** Every entry type. */

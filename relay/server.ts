@@ -2,7 +2,7 @@
 import { randomBytes } from 'node:crypto';
 import { once } from 'node:events';
 import { createServer as createHttpServer, type Server as HttpServer } from 'node:http';
-import type { Server as HttpsServer } from 'node:https';
+import { createServer as createHttpsServer, type Server as HttpsServer } from 'node:https';
 import type { AddressInfo } from 'node:net';
 import { hostname } from 'node:os';
 import type { Logger } from 'pino';
@@ -26,6 +26,8 @@ export interface RunningRelay {
   port: number;
   /** Admin HTTP port, or undefined when the admin listener is disabled. */
   adminPort: number | undefined;
+  /** Certificate listener (HTTPS: issuer keys, revocation lists, verifier page) port, or undefined when disabled. */
+  certificatesPort: number | undefined;
   metrics: RelayMetrics;
   /** This node's id on a cluster (NATS configured), else undefined. */
   nodeId: string | undefined;
@@ -68,6 +70,8 @@ interface Node {
   heartbeat: Heartbeat;
   server: HttpsServer;
   admin: HttpServer | undefined;
+  /** The public certificate listener, when `certificates.enabled`. */
+  certificates: HttpsServer | undefined;
   /** False once shutdown began: upgrades are refused and /readyz answers 503. */
   gate: { accepting: boolean };
 }
@@ -89,10 +93,12 @@ export async function startRelay(input: RelayConfigInput | RelayConfig, options:
   node.directory?.start();
   const port = await listenAgents(node);
   const adminPort = await listenAdmin(node);
-  log.info({ port, adminPort, host: config.listen.host, node: nats?.nodeId }, 'relay listening');
+  const certificatesPort = await listenCertificates(node);
+  log.info({ port, adminPort, certificatesPort, host: config.listen.host, node: nats?.nodeId }, 'relay listening');
   return {
     port,
     adminPort,
+    certificatesPort,
     metrics,
     nodeId: nats?.nodeId,
     bufferedBytes: () => node.hub.bufferedBytes(),
@@ -142,7 +148,7 @@ function buildNode(parts: Pick<Node, 'config' | 'limits' | 'log' | 'identity' | 
   // eslint-disable-next-line prefer-const -- assigned below; the meter reads it once transfers run
   let node: Node;
   const server = createAgentServer({ identity, watcher, hub, metrics, log, limits, accepting: () => gate.accepting, accepted: (ws) => heartbeat.track(ws) });
-  node = { ...parts, watcher, directory, hub, heartbeat, server, admin: undefined, gate };
+  node = { ...parts, watcher, directory, hub, heartbeat, server, admin: undefined, certificates: undefined, gate };
   heartbeat.start(limits.pingIntervalMs);
   watchCrl(node);
   watchIdentity(node);
@@ -259,6 +265,28 @@ async function listenAdmin(node: Node): Promise<number | undefined> {
   return (admin.address() as AddressInfo).port;
 }
 
+/** The public certificate listener (docs/certificates.md): plain HTTPS with the relay certificate, no client certificate asked. */
+async function listenCertificates(node: Node): Promise<number | undefined> {
+  const { config } = node;
+  if (!config.certificates.enabled || config.certificates.issuersFile === undefined) return undefined;
+  const { issuersApp } = await import('./issuers.ts');
+  const app = issuersApp({ file: config.certificates.issuersFile, caPem: () => node.identity.caPem });
+  const server = createHttpsServer({ cert: node.identity.certPem, key: node.identity.keyPem }, app);
+  // A renewed relay certificate takes effect here too.
+  node.identityWatcher.on('change', (id: Identity) => server.setSecureContext({ cert: id.certPem, key: id.keyPem }));
+  server.listen(config.certificates.port, config.certificates.host);
+  try {
+    await once(server, 'listening');
+  } catch (err) {
+    node.server.close();
+    node.admin?.close();
+    await abandon(node);
+    throw err;
+  }
+  node.certificates = server;
+  return (server.address() as AddressInfo).port;
+}
+
 const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
 
 /** The relay's `close`: refuse new work, let open transfers finish for up to `graceMs`, then close everything (once). */
@@ -272,7 +300,7 @@ function shutdown(node: Node): (graceMs?: number) => Promise<void> {
 }
 
 async function drainAndClose(node: Node, graceMs: number): Promise<void> {
-  const { hub, log, server, admin } = node;
+  const { hub, log, server, admin, certificates } = node;
   node.gate.accepting = false;
   server.close();
   log.info({ active: hub.activeTransfers, graceMs }, 'shutting down');
@@ -290,6 +318,10 @@ async function drainAndClose(node: Node, graceMs: number): Promise<void> {
   if (admin) {
     admin.closeAllConnections();
     await new Promise<void>((r) => admin.close(() => r()));
+  }
+  if (certificates) {
+    certificates.closeAllConnections();
+    await new Promise<void>((r) => certificates.close(() => r()));
   }
   log.info('relay stopped');
 }

@@ -52,6 +52,10 @@ export const RELAY_ERRORS = {
   ERR_RELAY_USAGE_INVALID: { description: 'A usage statement failed verification (signature, relay certificate or its fields).' },
   ERR_RELAY_CONFIG: { description: 'The relay configuration is invalid; the message names each bad key.' },
   ERR_RELAY_ADMIN_NOT_FOUND: { status: 404, description: 'No such admin endpoint.' },
+  ERR_RELAY_ISSUER_NOT_FOUND: {
+    status: 404,
+    description: 'The certificate listener has no such issuer, key revocation list or file (or no issuer directory yet).',
+  },
 } as const satisfies Record<string, RelayErrorInfo>;
 
 /** A documented relay error code. */
