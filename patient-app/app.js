@@ -1,16 +1,6 @@
 // The patient app: device keys in IndexedDB (non-extractable), enrolment, consent requests signed on the device, revocation,
 // the access log and a copy of the records, all end to end encrypted with the hospital's agent through the relay.
-import {
-  unb64u,
-  exportPublic,
-  generateDeviceKeys,
-  jwkThumbprint,
-  openPatientSession,
-  sessionAuthPayload,
-  signConsent,
-  signJws,
-  signPop,
-} from './protocol.js';
+import { unb64u, exportPublic, generateDeviceKeys, jwkThumbprint, openPatientSession, sessionAuthPayload, signConsent, signJws, signPop } from './protocol.js';
 
 const $ = (id) => document.getElementById(id);
 const status = (text) => {
@@ -138,7 +128,14 @@ function renderLog(entries) {
   for (const e of entries) {
     const tr = document.createElement('tr');
     tr.dataset.exchange = e.exchange;
-    const cells = [e.at, e.to, e.purpose, e.consent, e.receipt ? `${e.receipt.disposition} ${e.receipt.at}` : 'no receipt yet', `${e.proof.feed}#${e.proof.seq}`];
+    const cells = [
+      e.at,
+      e.to,
+      e.purpose,
+      e.consent,
+      e.receipt ? `${e.receipt.disposition} ${e.receipt.at}` : 'no receipt yet',
+      `${e.proof.feed}#${e.proof.seq}`,
+    ];
     for (const text of cells) {
       const td = document.createElement('td');
       td.textContent = text;
@@ -213,7 +210,7 @@ async function startSession() {
   status('Connecting…');
   const channel = channelOf(state.credential);
   conn = await connect(state.agentKey, state.credential, channel, state.sign.privateKey, onMessage);
-  const sig = await signJws(state.sign.privateKey, {}, await sessionAuthPayload(channel, conn.epk));
+  const sig = await signJws(state.sign.privateKey, {}, await sessionAuthPayload(channel, conn.epk), true);
   await conn.send({ t: 'auth', sig });
 }
 
@@ -227,7 +224,7 @@ async function enrol(offer) {
       if (m.t === 'enrolled') resolve(m);
       else reject(new Error(`${m.code}: ${m.message}`));
     }).then(async (c) => {
-      const sig = await signJws(keys.sign.privateKey, {}, await sessionAuthPayload(channel, c.epk));
+      const sig = await signJws(keys.sign.privateKey, {}, await sessionAuthPayload(channel, c.epk), true);
       await c.send({ t: 'enrol', code: offer.c, sign, sig });
       done.finally(() => c.ws.close());
     }, reject);

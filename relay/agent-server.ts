@@ -1,4 +1,5 @@
 // One job: the agent listener (HTTPS with client certificates) and the gate that checks a peer before the WebSocket upgrade.
+import { X509Certificate } from 'node:crypto';
 import { STATUS_CODES, type IncomingMessage } from 'node:http';
 import { createServer as createHttpsServer, type Server as HttpsServer } from 'node:https';
 import type { Socket } from 'node:net';
@@ -93,7 +94,9 @@ export function createAgentServer(o: AgentServerOptions): HttpsServer {
     if (!peer) return;
     wss.handleUpgrade(req, socket, head, (ws) => {
       if (!o.accepting()) return ws.close(1001, 'relay shutting down');
-      if (peer.path === PATIENT_HUB_PATH && o.patients) return o.patients.channels.acceptHub(ws, peer.id);
+      if (peer.path === PATIENT_HUB_PATH && o.patients) {
+        return o.patients.channels.acceptHub(ws, peer.id, new X509Certificate((socket as TLSSocket).getPeerCertificate().raw));
+      }
       o.hub.accept(ws, peer);
       o.accepted(ws);
     });

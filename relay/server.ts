@@ -17,7 +17,7 @@ import { signUsage } from './metering.ts';
 import { RelayMetrics } from './metrics.ts';
 import { connectNatsRouter, type NatsRouter } from './nats/index.ts';
 import { LocalRouter, type Router } from './router.ts';
-import { PatientChannels, PatientGate, type PatientTap } from './patients/index.ts';
+import { PatientChannels, PatientGate, type CredentialTrust, type PatientTap } from './patients/index.ts';
 
 export { AGENT_PATH } from './agent-server.ts';
 
@@ -128,7 +128,10 @@ async function connectCluster(
 }
 
 /** The hub, the agent server, the heartbeat and the CRL watcher, wired together (nothing listens yet). */
-function buildNode(parts: Pick<Node, 'config' | 'limits' | 'log' | 'identity' | 'metrics' | 'nats' | 'router' | 'identityWatcher'>, patientTap?: PatientTap): Node {
+function buildNode(
+  parts: Pick<Node, 'config' | 'limits' | 'log' | 'identity' | 'metrics' | 'nats' | 'router' | 'identityWatcher'>,
+  patientTap?: PatientTap,
+): Node {
   const { config, limits, log, identity, metrics, router } = parts;
   const watcher = config.tls.crl ? new CrlWatcher(config.tls.crl, identity.caPem, { intervalMs: config.tls.crlPollMs }) : undefined;
   // Usage statements are signed with the identity in force, which a renewal replaces.
@@ -146,9 +149,10 @@ function buildNode(parts: Pick<Node, 'config' | 'limits' | 'log' | 'identity' | 
   // eslint-disable-next-line prefer-const -- assigned below; the meter reads it once transfers run
   let node: Node;
   const patients = new PatientChannels({ registry: metrics.registry, log, tap: patientTap });
-  const trust = (): { caPem: string; isRevoked: (serial: string) => boolean } => ({
+  const trust = (): CredentialTrust => ({
     caPem: node.identity.caPem,
     isRevoked: (serial) => watcher?.isRevoked(serial) ?? false,
+    hubCertificate: (hospital) => patients.hubCertificate(hospital),
   });
   const patientGate = new PatientGate({ channels: patients, trust, log, accepting: () => gate.accepting });
   const server = createAgentServer({

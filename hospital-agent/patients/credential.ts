@@ -30,6 +30,8 @@ export interface CredentialSpec {
   device?: EcPublicJwk;
   lifetimeSeconds?: number;
   now?: Date;
+  /** False: name the hospital in `kid` instead of carrying the certificate (x5c), for a credential small enough for a QR code; the relay then checks it with the certificate of the hospital's hub. Default true. */
+  embedCertificate?: boolean;
 }
 
 /** Signs a patient channel credential with the agent certificate key (RS256, certificate in x5c). Names no patient. */
@@ -50,6 +52,10 @@ export async function issuePatientCredential(identity: Identity, spec: Credentia
     exp: iat + lifetime,
   };
   return new CompactSign(Buffer.from(JSON.stringify(claims)))
-    .setProtectedHeader({ alg: 'RS256', typ: PATIENT_CREDENTIAL_TYPE, x5c: [identity.certificate.raw.toString('base64')] })
+    .setProtectedHeader({
+      alg: 'RS256',
+      typ: PATIENT_CREDENTIAL_TYPE,
+      ...(spec.embedCertificate === false ? { kid: identity.hospitalId } : { x5c: [identity.certificate.raw.toString('base64')] }),
+    })
     .sign(identity.privateKey);
 }

@@ -109,7 +109,7 @@ export class PatientService {
     const now = this.now();
     const expiresAt = new Date(now.getTime() + seconds * 1000).toISOString();
     await this.o.store.codes.put(sha256(code), { patientId, channel, expiresAt });
-    const cred = await issuePatientCredential(this.o.identity(), { use: 'enrol', channel, lifetimeSeconds: seconds, now });
+    const cred = await issuePatientCredential(this.o.identity(), { use: 'enrol', channel, lifetimeSeconds: seconds, now, embedCertificate: false });
     const payload = { h: this.o.feed, k: this.o.agentKey.publicJwk, c: code, cred };
     const link = `${this.o.appUrl}#enrol=${b64u(Buffer.from(JSON.stringify(payload)))}`;
     const qrSvg = await QRCode.toString(link, { type: 'svg', errorCorrectionLevel: 'L', margin: 2 });
@@ -143,7 +143,6 @@ export class PatientService {
 
   /** A channel opened at the relay. */
   onOpen(channel: string): void {
-    this.channels.get(channel)?.session && this.send(channel, undefined);
     this.channels.set(channel, { queue: Promise.resolve(), queued: 0 });
   }
 
@@ -256,7 +255,9 @@ export class PatientService {
     c.device = device;
     c.thumb = thumb;
     const credential = await issuePatientCredential(this.o.identity(), { use: 'session', channel, device: device.sign, now: this.now() });
-    const requests = (await PatientStore.values<ConsentRequestRecord>(this.o.store.requests)).filter((r) => r.patientId === device.patientId && r.status === 'pending');
+    const requests = (await PatientStore.values<ConsentRequestRecord>(this.o.store.requests)).filter(
+      (r) => r.patientId === device.patientId && r.status === 'pending',
+    );
     await this.reply(channel, {
       t: 'welcome',
       hospital: this.o.feed,
@@ -392,4 +393,3 @@ export class PatientService {
     return out.sort((a, b) => String((b as { at: string }).at).localeCompare(String((a as { at: string }).at)));
   }
 }
-

@@ -101,7 +101,11 @@ export class ConsentService {
       throw new AgentError('ERR_CONFLICT', `consent ${id} was already revoked${current.revokedAt ? ` at ${current.revokedAt}` : ''}`);
     this.revoking.add(id);
     try {
-      const appended = await this.ledger.append({ type: 'consent.revoked', body: { consent: id, reason, ...(signed ?? {}) }, ...(granted ? { refs: [granted.hash] } : {}) });
+      const appended = await this.ledger.append({
+        type: 'consent.revoked',
+        body: { consent: id, reason, ...(signed ?? {}) },
+        ...(granted ? { refs: [granted.hash] } : {}),
+      });
       const revoked = { ...current, revokedAt: appended.ts };
       consents.set(id, revoked);
       return { ...revoked };

@@ -1,4 +1,5 @@
 // One job: route bytes between admitted patient sockets and their hospital's patient hub, and meter them; nothing is kept.
+import type { X509Certificate } from 'node:crypto';
 import type { Logger } from 'pino';
 import { Counter, Gauge, type Registry } from 'prom-client';
 import type { WebSocket } from 'ws';
@@ -53,6 +54,7 @@ interface PatientEnd {
  */
 export class PatientChannels {
   private readonly hubs = new Map<string, WebSocket>();
+  private readonly hubCerts = new Map<string, X509Certificate>();
   private readonly patients = new Map<string, PatientEnd>();
   private readonly maxMessage: number;
   private readonly maxHubBuffer: number;
@@ -93,14 +95,21 @@ export class PatientChannels {
     return this.patients.size;
   }
 
-  /** Takes the hub socket of `hospital` (a verified agent certificate); a newer hub replaces the older. */
-  acceptHub(ws: WebSocket, hospital: string): void {
+  /** The verified certificate of `hospital`'s hub on this node, if one is open. */
+  hubCertificate(hospital: string): X509Certificate | undefined {
+    return this.hubCerts.get(hospital);
+  }
+
+  /** Takes the hub socket of `hospital` (verified with `cert`); a newer hub replaces the older. */
+  acceptHub(ws: WebSocket, hospital: string, cert: X509Certificate): void {
     this.hubs.get(hospital)?.close(1000, 'replaced by a newer patient hub');
     this.hubs.set(hospital, ws);
+    this.hubCerts.set(hospital, cert);
     ws.on('message', (data: Buffer, isBinary: boolean) => this.fromHub(hospital, ws, data, isBinary));
     ws.on('close', () => {
       if (this.hubs.get(hospital) !== ws) return;
       this.hubs.delete(hospital);
+      this.hubCerts.delete(hospital);
       for (const end of this.patients.values()) if (end.hospital === hospital) end.ws.close(1012, 'hospital went offline');
     });
     ws.on('error', () => ws.terminate());

@@ -1,7 +1,7 @@
 // One job: check a patient channel credential and its proof of possession, statelessly (CA, CRL, signature, times).
 import { X509Certificate } from 'node:crypto';
 import { compactVerify, decodeProtectedHeader } from 'jose';
-import { hospitalIdFromCertificate, normalizeSerial, withinCertificateValidity } from '../../certs/index.ts';
+import { HOSPITAL_ID_PATTERN, hospitalIdFromCertificate, normalizeSerial, withinCertificateValidity } from '../../certs/index.ts';
 import { verifyPop } from '../../patient-app/protocol.js';
 import {
   CREDENTIAL_SKEW_SECONDS,
@@ -20,6 +20,8 @@ export interface CredentialTrust {
   caPem: string;
   /** True when a certificate serial (lowercase hex) is on the CRL in force. */
   isRevoked(serial: string): boolean;
+  /** The verified certificate of a hospital's patient hub on this node (for a credential that names its issuer in `kid` instead of carrying x5c). */
+  hubCertificate?(hospital: string): X509Certificate | undefined;
   now?: Date;
 }
 
@@ -28,6 +30,27 @@ export interface AdmittedPatient {
   hospital: string;
   channel: string;
   use: 'enrol' | 'session';
+}
+
+/**
+ * The certificate a credential is checked with: the one it carries in x5c, or (a compact credential, as in an enrolment QR
+ * code) the verified certificate of the patient hub of the hospital its `kid` names, on this node.
+ */
+function certificateOf(header: ReturnType<typeof decodeProtectedHeader>, trust: CredentialTrust): X509Certificate {
+  const x5c = header.x5c;
+  if (x5c === undefined && typeof header.kid === 'string' && HOSPITAL_ID_PATTERN.test(header.kid)) {
+    const cert = trust.hubCertificate?.(header.kid);
+    if (!cert) throw new PatientRefusal('ERR_PATIENT_HOSPITAL_OFFLINE', 'the hospital is not connected to this relay node');
+    return cert;
+  }
+  if (!Array.isArray(x5c) || x5c.length !== 1 || typeof x5c[0] !== 'string') {
+    throw new PatientRefusal('ERR_PATIENT_CREDENTIAL_MALFORMED', 'the credential must carry its signing certificate in x5c, or name its hospital in kid');
+  }
+  try {
+    return new X509Certificate(Buffer.from(x5c[0], 'base64'));
+  } catch (err) {
+    throw new PatientRefusal('ERR_PATIENT_CREDENTIAL_MALFORMED', 'x5c[0] of the credential is not a certificate', { cause: err });
+  }
 }
 
 function cas(pem: string): X509Certificate[] {
@@ -53,16 +76,7 @@ export async function verifyPatientCredential(credential: unknown, pop: unknown,
   if (header.alg !== 'RS256' || header.typ !== PATIENT_CREDENTIAL_TYPE || header.crit !== undefined) {
     throw new PatientRefusal('ERR_PATIENT_CREDENTIAL_MALFORMED', `the credential must be an RS256 JWS of typ ${PATIENT_CREDENTIAL_TYPE}`);
   }
-  const x5c = header.x5c;
-  if (!Array.isArray(x5c) || x5c.length !== 1 || typeof x5c[0] !== 'string') {
-    throw new PatientRefusal('ERR_PATIENT_CREDENTIAL_MALFORMED', 'the credential must carry exactly its signing certificate in x5c');
-  }
-  let cert: X509Certificate;
-  try {
-    cert = new X509Certificate(Buffer.from(x5c[0], 'base64'));
-  } catch (err) {
-    throw new PatientRefusal('ERR_PATIENT_CREDENTIAL_MALFORMED', 'x5c[0] of the credential is not a certificate', { cause: err });
-  }
+  const cert = certificateOf(header, trust);
   const now = trust.now ?? new Date();
   const serial = normalizeSerial(cert.serialNumber);
   const untrusted = (why: string): PatientRefusal => new PatientRefusal('ERR_PATIENT_CREDENTIAL_UNTRUSTED', `credential certificate ${serial} ${why}`);

@@ -27,7 +27,8 @@ const TYPES: Record<string, string> = {
 };
 /** Served with every app file: scripts from the relay itself only, nothing inline, no framing. */
 const APP_HEADERS = {
-  'content-security-policy': "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; connect-src 'self'; frame-ancestors 'none'; base-uri 'none'",
+  'content-security-policy':
+    "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; connect-src 'self'; frame-ancestors 'none'; base-uri 'none'",
   'x-content-type-options': 'nosniff',
   'referrer-policy': 'no-referrer',
   'cache-control': 'no-cache',
@@ -79,7 +80,8 @@ export class PatientGate {
       if (err instanceof PatientRefusal) return deny(err);
       throw err;
     }
-    if (!channels.online(admitted.hospital)) return deny(new PatientRefusal('ERR_PATIENT_HOSPITAL_OFFLINE', 'the hospital is not connected to this relay node'));
+    if (!channels.online(admitted.hospital))
+      return deny(new PatientRefusal('ERR_PATIENT_HOSPITAL_OFFLINE', 'the hospital is not connected to this relay node'));
     this.wss.handleUpgrade(req, socket, head, (ws) => channels.acceptPatient(ws, admitted.hospital, admitted.channel));
   }
 

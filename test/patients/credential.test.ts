@@ -27,7 +27,11 @@ describe('patient channel credential', function () {
   let other: Identity;
   let caPem: string;
   const revoked = new Set<string>();
-  const trust = (now?: Date): { caPem: string; isRevoked: (s: string) => boolean; now?: Date } => ({ caPem, isRevoked: (s) => revoked.has(s), ...(now ? { now } : {}) });
+  const trust = (now?: Date): { caPem: string; isRevoked: (s: string) => boolean; now?: Date } => ({
+    caPem,
+    isRevoked: (s) => revoked.has(s),
+    ...(now ? { now } : {}),
+  });
 
   before(() => {
     tmp = tempDir();

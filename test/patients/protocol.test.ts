@@ -19,7 +19,12 @@ import {
   verifyPop,
 } from '../../patient-app/protocol.js';
 
-const consent = { resourceType: 'Consent', status: 'active', provision: { purpose: [{ code: 'TREAT' }], period: { end: '2027-01-01T00:00:00.000Z' } }, id: 'c1' };
+const consent = {
+  resourceType: 'Consent',
+  status: 'active',
+  provision: { purpose: [{ code: 'TREAT' }], period: { end: '2027-01-01T00:00:00.000Z' } },
+  id: 'c1',
+};
 
 describe('patient channel protocol (patient-app/protocol.js)', () => {
   it('canonicalizes JSON as RFC 8785 does (checked against the canonicalize package)', () => {
