@@ -243,6 +243,9 @@ export class PatientService {
     await this.o.store.channels.put(session, thumb);
     await this.o.ledger.append({ type: 'patient.enrolled', body: { patient: this.hash(record.patientId), device: thumb } });
     const credential = await issuePatientCredential(this.o.identity(), { use: 'session', channel: session, device: sign, now: this.now() });
+    // The enrolment session is authenticated (the code and the device signature): it goes on as the device's session.
+    c.device = device;
+    c.thumb = thumb;
     this.o.log.info({ device: thumb }, 'patient device enrolled');
     await this.reply(channel, { t: 'enrolled', hospital: this.o.feed, device: thumb, credential });
   }
