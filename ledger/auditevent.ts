@@ -21,6 +21,7 @@ const TYPES: Record<string, { code: string; display: string; action: string }> =
   'payment.settled': { code: '110110', display: 'Patient Record', action: 'E' },
   'key.rotated': { code: '110114', display: 'User Authentication', action: 'U' },
   genesis: { code: '110114', display: 'User Authentication', action: 'C' },
+  'patient.enrolled': { code: '110114', display: 'User Authentication', action: 'C' },
 };
 
 const agentRef = (id: string) => ({ identifier: { system: 'urn:hie:agent', value: id } });
