@@ -1,5 +1,5 @@
 import { randomBytes } from 'node:crypto';
-import { existsSync, mkdirSync } from 'node:fs';
+import { existsSync, mkdirSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { expect } from 'chai';
 import { pino } from 'pino';
@@ -29,6 +29,7 @@ const CHROMIUM = process.env['HIE_CHROMIUM'] ?? '/usr/bin/chromium';
 const SCREENSHOT_DIR = join(process.cwd(), 'test-output', 'patient-screenshots');
 const PATIENT = 'urn:oid:1.2.410.100|MRN-770011';
 const FAMILY = 'Hwang-Seowon';
+const AXE = readFileSync(join(process.cwd(), 'node_modules', 'axe-core', 'axe.min.js'), 'utf8');
 
 /** Opens a WebSocket on the relay's patient path; resolves with the open socket or the refusal's status and code. */
 function dial(port: number, query: string): Promise<{ ws?: WebSocket; status?: number; code?: string }> {
@@ -268,6 +269,12 @@ describe('patients: the patient app in headless Chromium, through a real relay',
       .catch((e) => (err = e));
     expect((err as AgentError).code).to.equal('ERR_CONSENT_REVOKED');
     await page.screenshot({ path: join(SCREENSHOT_DIR, '4-revoked.png'), fullPage: true });
+    // An accessibility scan of the page with everything on it (injected through DevTools: the CSP stays as it is).
+    await page.evaluate(AXE);
+    const violations = (await page.evaluate(
+      "axe.run(document, { resultTypes: ['violations'] }).then((r) => r.violations.filter((v) => v.impact === 'serious' || v.impact === 'critical').map((v) => v.id + ': ' + v.help))",
+    )) as string[];
+    expect(violations).to.deep.equal([]);
     expect(problems).to.deep.equal([]);
     expect(await status()).to.include('revoked');
   });
