@@ -17,6 +17,7 @@ import { signUsage } from './metering.ts';
 import { RelayMetrics } from './metrics.ts';
 import { connectNatsRouter, type NatsRouter } from './nats/index.ts';
 import { LocalRouter, type Router } from './router.ts';
+import { PatientChannels, PatientGate, type CredentialTrust, type PatientTap } from './patients/index.ts';
 
 export { AGENT_PATH } from './agent-server.ts';
 
@@ -50,6 +51,8 @@ export interface StartOptions {
   logger?: Logger;
   router?: Router;
   env?: NodeJS.ProcessEnv;
+  /** Sees every patient-channel byte the relay routes (tests of what the relay can read). */
+  patientTap?: PatientTap;
 }
 
 /** Everything a relay node is made of once started; the steps below fill it in. */
@@ -74,6 +77,7 @@ interface Node {
   certificates: HttpsServer | undefined;
   /** False once shutdown began: upgrades are refused and /readyz answers 503. */
   gate: { accepting: boolean };
+  patients: PatientChannels;
 }
 
 /** Starts a relay from a (raw or parsed) config; resolves once both listeners are bound. */
@@ -88,7 +92,7 @@ export async function startRelay(input: RelayConfigInput | RelayConfig, options:
   const nats = config.nats && !options.router ? await connectCluster(config, limits, metrics, log, env) : undefined;
   const router = options.router ?? nats ?? new LocalRouter();
   const identityWatcher = new IdentityWatcher({ cert: config.tls.cert, key: config.tls.key, ca: config.tls.ca, passphrase }, identity);
-  const node = buildNode({ config, limits, log, identity, metrics, nats, router, identityWatcher });
+  const node = buildNode({ config, limits, log, identity, metrics, nats, router, identityWatcher }, options.patientTap);
   await node.directory?.reload();
   node.directory?.start();
   const port = await listenAgents(node);
@@ -130,7 +134,10 @@ async function connectCluster(
 }
 
 /** The hub, the agent server, the heartbeat and the CRL watcher, wired together (nothing listens yet). */
-function buildNode(parts: Pick<Node, 'config' | 'limits' | 'log' | 'identity' | 'metrics' | 'nats' | 'router' | 'identityWatcher'>): Node {
+function buildNode(
+  parts: Pick<Node, 'config' | 'limits' | 'log' | 'identity' | 'metrics' | 'nats' | 'router' | 'identityWatcher'>,
+  patientTap?: PatientTap,
+): Node {
   const { config, limits, log, identity, metrics, router } = parts;
   const watcher = config.tls.crl ? new CrlWatcher(config.tls.crl, identity.caPem, { intervalMs: config.tls.crlPollMs }) : undefined;
   // Usage statements are signed with the identity in force, which a renewal replaces.
@@ -147,8 +154,25 @@ function buildNode(parts: Pick<Node, 'config' | 'limits' | 'log' | 'identity' | 
   const gate = { accepting: true };
   // eslint-disable-next-line prefer-const -- assigned below; the meter reads it once transfers run
   let node: Node;
-  const server = createAgentServer({ identity, watcher, hub, metrics, log, limits, accepting: () => gate.accepting, accepted: (ws) => heartbeat.track(ws) });
-  node = { ...parts, watcher, directory, hub, heartbeat, server, admin: undefined, certificates: undefined, gate };
+  const patients = new PatientChannels({ registry: metrics.registry, log, tap: patientTap });
+  const trust = (): CredentialTrust => ({
+    caPem: node.identity.caPem,
+    isRevoked: (serial) => watcher?.isRevoked(serial) ?? false,
+    hubCertificate: (hospital) => patients.hubCertificate(hospital),
+  });
+  const patientGate = new PatientGate({ channels: patients, trust, log, accepting: () => gate.accepting });
+  const server = createAgentServer({
+    identity,
+    watcher,
+    hub,
+    metrics,
+    log,
+    limits,
+    accepting: () => gate.accepting,
+    accepted: (ws) => heartbeat.track(ws),
+    patients: { gate: patientGate, channels: patients },
+  });
+  node = { ...parts, watcher, directory, hub, heartbeat, server, admin: undefined, certificates: undefined, gate, patients };
   heartbeat.start(limits.pingIntervalMs);
   watchCrl(node);
   watchIdentity(node);
@@ -308,6 +332,7 @@ async function drainAndClose(node: Node, graceMs: number): Promise<void> {
   const deadline = Date.now() + graceMs;
   while (hub.activeTransfers > 0 && Date.now() < deadline) await sleep(50);
   hub.closeAll();
+  node.patients.closeAll();
   node.watcher?.stop();
   node.identityWatcher.stop();
   node.directory?.stop();
