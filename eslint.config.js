@@ -16,6 +16,11 @@ export default tseslint.config(
     },
   },
   {
+    // The patient app runs in the browser (protocol.js in Node too).
+    files: ['patient-app/**/*.js'],
+    languageOptions: { globals: { ...globals.browser } },
+  },
+  {
     files: ['**/*.cjs'],
     languageOptions: { sourceType: 'commonjs' },
     rules: { '@typescript-eslint/no-require-imports': 'off' },

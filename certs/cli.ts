@@ -4,6 +4,7 @@ import { CRL_REASONS, isCrlReason } from './crl.ts';
 import { MAX_CSR_BYTES } from './csr.ts';
 import { installCertificate, requestEnrolment, requestRenewal } from './enrol.ts';
 import { DIRECTORY_USAGE_LINES, directoryMain } from './directory-cli.ts';
+import { SHC_USAGE_LINES, issuersMain, verifyCardMain } from './shc/cli.ts';
 import { PkiError } from './errors.ts';
 import { CertificateAuthority, DEFAULT_CA_DAYS, DEFAULT_CA_NAME, DEFAULT_CRL_DAYS, DEFAULT_LEAF_DAYS } from './pki.ts';
 
@@ -38,6 +39,7 @@ Commands:
                Every issued certificate: id, role, serial, not-after, status (ok, revoked, expired);
                --expiring keeps the live ones that expire within the period (d or h).
 ${DIRECTORY_USAGE_LINES}
+${SHC_USAGE_LINES}
 
 Options for commands that sign:
   --passphrase-env VAR   read the CA key passphrase from environment variable VAR
@@ -168,6 +170,8 @@ export async function main(argv: string[], io: CliIo = defaultIo): Promise<numbe
     return command === undefined ? 2 : 0;
   }
   if (command === 'directory') return directoryMain(rest, io);
+  if (command === 'issuers') return issuersMain(rest, io);
+  if (command === 'verify-card') return verifyCardMain(rest, io);
   const spec = COMMANDS[command];
   if (!spec) throw usageError(`unknown command '${command}' (run 'hie-certs --help')`);
   if (rest.includes('--help') || rest.includes('-h')) {

@@ -36,6 +36,8 @@ import { buildOpenApi } from './api/openapi.ts';
 import { consentRoutes, decisionRoutes } from './api/routes/consents.ts';
 import { exchangeRoutes, submitRoute } from './api/routes/exchanges.ts';
 import { federationRoutes } from './api/routes/federation.ts';
+import { certificateRoutes } from './api/routes/certificates.ts';
+import { CertificateIssuer, loadIssuerKey } from './certificates/index.ts';
 import { inboxRoutes } from './api/routes/inbox.ts';
 import { ledgerRoutes } from './api/routes/ledger.ts';
 import { requestRoutes } from './api/routes/requests.ts';
@@ -598,6 +600,10 @@ async function serveApi(
     ledgerRoutes(ledger, replicator, base.trust, config.id, { witness: link.witness, policy: link.policy, billable: () => answersOurRequest(state.requests) }),
   );
   v1.use(federationRoutes(base.federation, standing, () => base.identity.serial));
+  // The card-signing key is made (and bound to the certificate) only when this agent issues cards.
+  const issuerKey = config.certificates.iss ? await loadIssuerKey(join(config.dataDir, 'keys'), base.identity) : undefined;
+  const issuer = issuerKey && config.certificates.iss ? new CertificateIssuer({ ledger, key: issuerKey, iss: config.certificates.iss }) : undefined;
+  v1.use(certificateRoutes(() => issuer));
   // The audit API and the console read one index of the ledger; the clear patient id a query names is hashed and dropped.
   const index = new LedgerIndex(ledger, config.id);
   const hashPatient = (id: string): string => patientHash(base.secret, id, config.patients.identifierSystem);

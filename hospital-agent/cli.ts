@@ -539,6 +539,53 @@ sha256sum does.`,
   },
   ...RX_COMMANDS,
   ...CLAIM_COMMANDS,
+  'certificate issue': {
+    usage:
+      'hie-agent certificate issue --purpose sick-leave|diagnosis|vaccination|lab-result --bundle FILE --out DIR [--start DATE --end DATE] [--valid-days N]',
+    summary: 'issue a SMART Health Card: QR code PNG and SVG, printable page (docs/certificates.md)',
+    options: {
+      ...CLIENT_OPTIONS,
+      purpose: { type: 'string' },
+      bundle: { type: 'string' },
+      out: { type: 'string' },
+      start: { type: 'string' },
+      end: { type: 'string' },
+      'valid-days': { type: 'string' },
+    },
+    run: async (values, _p, io) => {
+      const { readFileSync } = await import('node:fs');
+      const { writeCardFiles } = await import('./certificates/index.ts');
+      const out = need(values, 'out');
+      let fhirBundle: unknown;
+      try {
+        fhirBundle = JSON.parse(readFileSync(need(values, 'bundle'), 'utf8'));
+      } catch (err) {
+        throw new UsageError(`--bundle must be a FHIR Bundle JSON file (${(err as Error).message.split('\n')[0]})`);
+      }
+      const days = values['valid-days'] as string | undefined;
+      if (days !== undefined && !/^\d{1,4}$/.test(days)) throw new UsageError('--valid-days must be a whole number of days');
+      const body = {
+        purpose: need(values, 'purpose'),
+        bundle: fhirBundle,
+        ...(values['start'] || values['end'] ? { period: { start: need(values, 'start'), end: need(values, 'end') } } : {}),
+        ...(days !== undefined ? { validForSeconds: Number(days) * 86_400 } : {}),
+      };
+      const card = (await call(target(values), '/v1/certificates', {
+        method: 'POST',
+        headers: { 'content-type': 'application/json' },
+        body: JSON.stringify(body),
+      })) as Parameters<typeof writeCardFiles>[1];
+      const paths = await writeCardFiles(out, card);
+      print(
+        io,
+        json(values),
+        { ...card, files: paths },
+        () =>
+          `card ${card.hash} issued (rid ${card.rid}, ledger ${card.ledger.feed}:${card.ledger.seq}):\n${card.statements.map((l) => `  ${l}\n`).join('')}${paths.map((p) => `wrote ${p}\n`).join('')}`,
+      );
+      return 0;
+    },
+  },
 };
 
 /** Groups of subcommands, in the order the help lists them. */
@@ -549,6 +596,7 @@ const GROUPS: Record<string, string> = {
   requests: 'records requests: list, create, show',
   rx: RX_GROUP,
   claim: 'insurance claims: submit, status, list, respond',
+  certificate: 'SMART Health Cards: issue',
 };
 
 const SECTIONS: Array<[string, string[]]> = [
@@ -560,6 +608,7 @@ const SECTIONS: Array<[string, string[]]> = [
   ['Ledger and money', ['status', 'settlement', 'verify']],
   RX_SECTION,
   ['Insurance claims', ['claim submit', 'claim status', 'claim list', 'claim respond']],
+  ['Certificates', ['certificate issue']],
 ];
 
 function globalUsage(): string {

@@ -151,6 +151,15 @@ export const agentConfigSchema = z.strictObject({
       sessionIdleMinutes: int(1, 24 * 60).default(DEFAULT_CONSOLE_SESSION_IDLE_MINUTES),
     })
     .prefault({}),
+  /** SMART Health Card issuance (docs/certificates.md): the cards' `iss`, `<relay certificate listener>/issuers/<id>`; unset: none issued. */
+  certificates: z
+    .strictObject({
+      iss: z
+        .url({ protocol: /^https$/ })
+        .max(256)
+        .optional(),
+    })
+    .prefault({}),
 });
 
 /** A validated agent configuration. */

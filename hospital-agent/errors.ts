@@ -20,6 +20,14 @@ export const AGENT_ERRORS = {
     status: 403,
     description: 'The data carries a sensitive security label (e.g. PSY, HIV, confidentiality R) that the consent does not name explicitly.',
   },
+  ERR_CONSENT_SIGNATURE: {
+    status: 403,
+    description: "The consent claims the patient's signature, but the signature does not verify over the consent as recorded (altered after the patient signed).",
+  },
+  ERR_CONSENT_NOT_PATIENT_SIGNED: { status: 403, description: 'The recipient requires consents signed by the patient; this one is attested by the hospital only.' },
+  ERR_PATIENT_ENROLMENT: { status: 403, description: 'The enrolment code is unknown, used already, expired, or for another channel.' },
+  ERR_PATIENT_UNKNOWN_DEVICE: { status: 403, description: 'The patient device is not enrolled (or its session did not authenticate); enrol again.' },
+  ERR_PATIENT_SIGNATURE: { status: 403, description: "The patient's signature on a consent approval or revocation does not verify with the enrolled device key." },
   ERR_FHIR_PATIENT_MISMATCH: { status: 422, description: 'The FHIR Bundle is about a patient other than the one the request names (Hie-Patient-Id).' },
   ERR_FHIR_PATIENT_MULTIPLE: { status: 422, description: 'The FHIR Bundle is about more than one patient.' },
   ERR_FHIR_PATIENT_UNRESOLVED: { status: 422, description: 'A resource of the FHIR Bundle refers to a Patient that is not in the Bundle.' },
@@ -86,6 +94,12 @@ export const AGENT_ERRORS = {
     description: 'The Claim lacks what a claim through the federation needs: an identifier (system and value), a total in whole minor units, items, insurance.',
   },
   ERR_CLAIM_STATE: { status: 409, description: 'The claim is already adjudicated: an insurer answers a pended (queued) claim once.' },
+  ERR_CERTIFICATES_DISABLED: { status: 409, description: 'This agent issues no SMART Health Cards: certificates.iss is not set (docs/certificates.md).' },
+  ERR_CERTIFICATE_BUNDLE: {
+    status: 422,
+    description:
+      'The FHIR Bundle cannot make a card of this purpose (no or several Patients, no resource the purpose shows, a sick-leave card without its period).',
+  },
 } as const satisfies Record<string, { status: number; description: string }>;
 
 /** A documented agent error code. */

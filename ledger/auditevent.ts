@@ -27,6 +27,8 @@ const TYPES: Record<string, { code: string; display: string; action: string }> =
   'prescription.rejected': { code: '110110', display: 'Patient Record', action: 'U' },
   'prescription.completed': { code: '110110', display: 'Patient Record', action: 'U' },
   'prescription.cancelled': { code: '110110', display: 'Patient Record', action: 'D' },
+  'certificate.issued': { code: '110106', display: 'Export', action: 'C' },
+  'patient.enrolled': { code: '110114', display: 'User Authentication', action: 'C' },
 };
 
 const agentRef = (id: string) => ({ identifier: { system: 'urn:hie:agent', value: id } });

@@ -71,6 +71,15 @@ const purpose = z.enum(PURPOSES);
 // Checked in full by verifyKeyBundle (certs) before any entry carrying it is accepted.
 const keyBundle = z.custom<KeyBundle>((v) => typeof v === 'object' && v !== null && !Array.isArray(v), { message: 'expected a key bundle object' });
 
+/** A detached compact JWS (header..signature), as the patient's device signs consents. */
+export const PATIENT_JWS_PATTERN = /^[A-Za-z0-9_-]+\.\.[A-Za-z0-9_-]+$/;
+const devicePublicKey = z.strictObject({
+  crv: z.literal('P-256'),
+  kty: z.literal('EC'),
+  x: z.string().regex(B64URL).length(43),
+  y: z.string().regex(B64URL).length(43),
+});
+
 /** Body schema per entry type; every one is strict (unknown fields are refused). */
 export const BODY_SCHEMAS = {
   genesis: z.strictObject({ bundle: keyBundle }),
@@ -113,8 +122,21 @@ export const BODY_SCHEMAS = {
     labels: z.array(z.string().regex(CODING_PATTERN)).min(1).max(64).optional(),
     validFrom: ts,
     validUntil: ts.optional(),
+    /** Set when the patient signed the consent with an enrolled device key (docs/patients.md); absent: attested by the hospital. */
+    attestation: z.literal('patient-signed').optional(),
+    /** The patient's detached ES256 JWS over the JCS bytes of the FHIR Consent rebuilt from this body (`dateTime` = signedAt). */
+    signature: z.string().regex(PATIENT_JWS_PATTERN).max(1024).optional(),
+    signedAt: ts.optional(),
+    /** The device's public signing key (P-256 JWK): a pseudonymous key, enrolled for the patient at this hospital. */
+    device: devicePublicKey.optional(),
   }),
-  'consent.revoked': z.strictObject({ consent: id, reason: z.enum(REVOCATION_REASONS) }),
+  'consent.revoked': z.strictObject({
+    consent: id,
+    reason: z.enum(REVOCATION_REASONS),
+    /** A revocation the patient signed: the detached JWS over the FHIR Consent with status inactive (docs/patients.md). */
+    signature: z.string().regex(PATIENT_JWS_PATTERN).max(1024).optional(),
+    signedAt: ts.optional(),
+  }),
   'payment.charged': z.strictObject({ charge: id, exchange: id, kind: z.enum(CHARGE_KINDS), payer: hospital, payee: hospital, amount, currency }),
   'payment.settled': z.strictObject({ settlement: id, payer: hospital, payee: hospital, amount, currency, periodStart: ts, periodEnd: ts }),
   /** The sender ended an exchange before it was released to its recipient (`DELETE /v1/exchanges/ID`): it is never sent. */
@@ -140,6 +162,10 @@ export const BODY_SCHEMAS = {
    * `amount` the benefit paid (0 unless complete or partial).
    */
   'claim.responded': z.strictObject({ claim: id, hospital, insurer: hospital, outcome: z.enum(CLAIM_OUTCOMES), hash: digest, amount, currency }),
+  /** A SMART Health Card the feed's hospital signed (certs/shc): the SHA-256 of its JWS, the key, its revocation id and claimed issuance time; no PHI. */
+  'certificate.issued': z.strictObject({ card: hex64, kid: z.string().regex(B64URL).length(43), rid: z.string().regex(B64URL).max(24), nbf: ts }),
+  /** A patient's device key was enrolled at this hospital (one-time code): the patient as keyed hash, the key as its RFC 7638 thumbprint. */
+  'patient.enrolled': z.strictObject({ patient: hex64, device: z.string().regex(B64URL).length(43) }),
 } as const;
 
 /** Every entry type. */

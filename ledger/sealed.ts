@@ -197,7 +197,9 @@ export function concernedParties(entry: Entry, grantees: (consent: string) => re
       return new Set([b.hospital as string, b.insurer as string]);
     case 'prescription.issued':
     case 'prescription.cancelled':
-      // The prescriber's own business until a pharmacy holds it (the entry names none).
+    case 'certificate.issued':
+    case 'patient.enrolled':
+      // The author's own business: a prescription no pharmacy holds yet, a card the hospital issued (its proof goes with the card).
       return new Set();
   }
 }

@@ -1,4 +1,5 @@
 // One job: the agent listener (HTTPS with client certificates) and the gate that checks a peer before the WebSocket upgrade.
+import { X509Certificate } from 'node:crypto';
 import { STATUS_CODES, type IncomingMessage } from 'node:http';
 import { createServer as createHttpsServer, type Server as HttpsServer } from 'node:https';
 import type { Socket } from 'node:net';
@@ -19,6 +20,8 @@ import {
 import { parseRevision, REVISION_HEADER } from './protocol/constants.ts';
 import { limitConnectionsPerAddress } from './address-limit.ts';
 import type { Hub } from './hub.ts';
+import type { PatientChannels, PatientGate } from './patients/index.ts';
+import { PATIENT_HUB_PATH } from './protocol/patient-credential.ts';
 import type { RelayMetrics } from './metrics.ts';
 
 /** The path agents open their WebSocket on. */
@@ -36,6 +39,8 @@ export interface AgentServerOptions {
   accepting(): boolean;
   /** Called with every accepted socket (the heartbeat watches it). */
   accepted(ws: WebSocket): void;
+  /** Patient connections and the patient app (relay/patients/); absent: none. */
+  patients?: { gate: PatientGate; channels: PatientChannels } | undefined;
 }
 
 /** Response header naming why a client certificate was refused (one of the `CertificateRefusal` reasons). */
@@ -78,15 +83,20 @@ export function createAgentServer(o: AgentServerOptions): HttpsServer {
     o.metrics.tlsRefused.inc({ reason: 'tls-error' });
     o.log.warn({ reason: 'tls-error', code: err.code, peer: (socket as Socket | undefined)?.remoteAddress }, 'TLS handshake refused');
   });
-  server.on('request', (_req, res) => {
+  server.on('request', async (req, res) => {
+    if (o.patients && (await o.patients.gate.serve(req, res))) return;
     res.writeHead(426, { 'content-type': 'text/plain', connection: 'close' }).end(`upgrade to WebSocket on ${AGENT_PATH}\n`);
   });
   const wss = new WebSocketServer({ noServer: true, perMessageDeflate: false, maxPayload: o.limits.maxFrame, clientTracking: false, skipUTF8Validation: true });
   server.on('upgrade', (req: IncomingMessage, socket: Socket, head: Buffer) => {
+    if (o.patients?.gate.handlesUpgrade(req)) return void o.patients.gate.upgrade(req, socket, head).catch(() => socket.destroy());
     const peer = admit(o, req, socket);
     if (!peer) return;
     wss.handleUpgrade(req, socket, head, (ws) => {
       if (!o.accepting()) return ws.close(1001, 'relay shutting down');
+      if (peer.path === PATIENT_HUB_PATH && o.patients) {
+        return o.patients.channels.acceptHub(ws, peer.id, new X509Certificate((socket as TLSSocket).getPeerCertificate().raw));
+      }
       o.hub.accept(ws, peer);
       o.accepted(ws);
     });
@@ -95,7 +105,7 @@ export function createAgentServer(o: AgentServerOptions): HttpsServer {
 }
 
 /** The gate: the verified peer, or undefined once the upgrade was refused with a status. */
-function admit(o: AgentServerOptions, req: IncomingMessage, socket: Socket): { id: string; serial: string; revision: number } | undefined {
+function admit(o: AgentServerOptions, req: IncomingMessage, socket: Socket): { id: string; serial: string; revision: number; path: string } | undefined {
   const tlsSocket = socket as TLSSocket;
   const deny = (status: number, reason: string, why: string): undefined => {
     o.metrics.connectionsRefused.inc({ reason });
@@ -104,7 +114,8 @@ function admit(o: AgentServerOptions, req: IncomingMessage, socket: Socket): { i
     return undefined;
   };
   if (!o.accepting()) return deny(503, 'shutting-down', 'relay is shutting down');
-  if ((req.url ?? '').split('?')[0] !== AGENT_PATH) return deny(404, 'path', `agents connect to ${AGENT_PATH}`);
+  const path = (req.url ?? '').split('?')[0] ?? '';
+  if (path !== AGENT_PATH && !(path === PATIENT_HUB_PATH && o.patients)) return deny(404, 'path', `agents connect to ${AGENT_PATH}`);
   const refuseCertificate = (reason: CertificateRefusal, detail: string): undefined => {
     const status = refusalStatus(reason);
     const presented = presentedCertificate(tlsSocket);
@@ -129,5 +140,5 @@ function admit(o: AgentServerOptions, req: IncomingMessage, socket: Socket): { i
   if (o.watcher?.isRevoked(peer.serial)) return refuseCertificate('revoked', 'on the CRL in force');
   if (peer.notAfter.getTime() <= Date.now()) return refuseCertificate('expired', `expired ${peer.notAfter.toISOString()}`);
   if (o.hub.connections.size >= o.limits.maxConnections) return deny(503, 'capacity', 'too many connections');
-  return { id: peer.id, serial: peer.serial, revision: parseRevision(req.headers[REVISION_HEADER]) };
+  return { id: peer.id, serial: peer.serial, revision: parseRevision(req.headers[REVISION_HEADER]), path };
 }

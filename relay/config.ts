@@ -30,6 +30,10 @@ export const DEFAULT_MAX_CONNECTIONS_PER_ADDRESS = 64;
 export const DEFAULT_CRL_POLL_MS = 2_000;
 /** How often the signed member directory file (`directory.file`) is polled for changes. */
 export const DEFAULT_DIRECTORY_POLL_MS = 2_000;
+/** Default certificate listener (public HTTPS: issuer keys, revocation lists, the verifier page): all interfaces. */
+export const DEFAULT_CERTIFICATES_HOST = '0.0.0.0';
+/** Default certificate listener port. */
+export const DEFAULT_CERTIFICATES_PORT = 8444;
 /** How long a presence lookup (request/reply to another node) may take before it counts as `no-route`. */
 export const DEFAULT_NATS_REQUEST_TIMEOUT_MS = 2_000;
 /** Credit a node forwards per cross-node transfer beyond the data already received (bounds bytes in flight through NATS). */
@@ -59,6 +63,19 @@ export const relayConfigSchema = z.strictObject({
   admin: z
     .strictObject({ enabled: z.boolean().default(true), host: z.string().min(1).default(DEFAULT_ADMIN_HOST), port: int(0, 65535).default(DEFAULT_ADMIN_PORT) })
     .prefault({}),
+  /** The public certificate listener (docs/certificates.md): HTTPS with the relay certificate, no client certificate; serves `issuersFile`. */
+  certificates: z
+    .strictObject({
+      enabled: z.boolean().default(false),
+      issuersFile: z.string().min(1).optional(),
+      host: z.string().min(1).default(DEFAULT_CERTIFICATES_HOST),
+      port: int(0, 65535).default(DEFAULT_CERTIFICATES_PORT),
+    })
+    .prefault({})
+    .refine((c) => !c.enabled || c.issuersFile !== undefined, {
+      message: 'certificates.issuersFile is required when certificates.enabled is true',
+      path: ['issuersFile'],
+    }),
   limits: z
     .strictObject({
       maxFrame: int(1024 + 6, 16 * 1024 * 1024).default(DEFAULT_MAX_FRAME),
@@ -130,7 +147,7 @@ const loader = createConfigLoader({
   schema: relayConfigSchema,
   envPrefix: ENV_PREFIX,
   code: 'ERR_RELAY_CONFIG',
-  paths: ['tls.cert', 'tls.key', 'tls.ca', 'tls.crl', 'directory.file', 'nats.tls.ca', 'nats.tls.cert', 'nats.tls.key'],
+  paths: ['tls.cert', 'tls.key', 'tls.ca', 'tls.crl', 'directory.file', 'certificates.issuersFile', 'nats.tls.ca', 'nats.tls.cert', 'nats.tls.key'],
 });
 
 /** Every leaf key of the relay config, each settable by the env var {@link envVarFor} names. */

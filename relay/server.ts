@@ -2,7 +2,7 @@
 import { randomBytes } from 'node:crypto';
 import { once } from 'node:events';
 import { createServer as createHttpServer, type Server as HttpServer } from 'node:http';
-import type { Server as HttpsServer } from 'node:https';
+import { createServer as createHttpsServer, type Server as HttpsServer } from 'node:https';
 import type { AddressInfo } from 'node:net';
 import { hostname } from 'node:os';
 import type { Logger } from 'pino';
@@ -17,6 +17,7 @@ import { signUsage } from './metering.ts';
 import { RelayMetrics } from './metrics.ts';
 import { connectNatsRouter, type NatsRouter } from './nats/index.ts';
 import { LocalRouter, type Router } from './router.ts';
+import { PatientChannels, PatientGate, type CredentialTrust, type PatientTap } from './patients/index.ts';
 
 export { AGENT_PATH } from './agent-server.ts';
 
@@ -26,6 +27,8 @@ export interface RunningRelay {
   port: number;
   /** Admin HTTP port, or undefined when the admin listener is disabled. */
   adminPort: number | undefined;
+  /** Certificate listener (HTTPS: issuer keys, revocation lists, verifier page) port, or undefined when disabled. */
+  certificatesPort: number | undefined;
   metrics: RelayMetrics;
   /** This node's id on a cluster (NATS configured), else undefined. */
   nodeId: string | undefined;
@@ -48,6 +51,8 @@ export interface StartOptions {
   logger?: Logger;
   router?: Router;
   env?: NodeJS.ProcessEnv;
+  /** Sees every patient-channel byte the relay routes (tests of what the relay can read). */
+  patientTap?: PatientTap;
 }
 
 /** Everything a relay node is made of once started; the steps below fill it in. */
@@ -68,8 +73,11 @@ interface Node {
   heartbeat: Heartbeat;
   server: HttpsServer;
   admin: HttpServer | undefined;
+  /** The public certificate listener, when `certificates.enabled`. */
+  certificates: HttpsServer | undefined;
   /** False once shutdown began: upgrades are refused and /readyz answers 503. */
   gate: { accepting: boolean };
+  patients: PatientChannels;
 }
 
 /** Starts a relay from a (raw or parsed) config; resolves once both listeners are bound. */
@@ -84,15 +92,17 @@ export async function startRelay(input: RelayConfigInput | RelayConfig, options:
   const nats = config.nats && !options.router ? await connectCluster(config, limits, metrics, log, env) : undefined;
   const router = options.router ?? nats ?? new LocalRouter();
   const identityWatcher = new IdentityWatcher({ cert: config.tls.cert, key: config.tls.key, ca: config.tls.ca, passphrase }, identity);
-  const node = buildNode({ config, limits, log, identity, metrics, nats, router, identityWatcher });
+  const node = buildNode({ config, limits, log, identity, metrics, nats, router, identityWatcher }, options.patientTap);
   await node.directory?.reload();
   node.directory?.start();
   const port = await listenAgents(node);
   const adminPort = await listenAdmin(node);
-  log.info({ port, adminPort, host: config.listen.host, node: nats?.nodeId }, 'relay listening');
+  const certificatesPort = await listenCertificates(node);
+  log.info({ port, adminPort, certificatesPort, host: config.listen.host, node: nats?.nodeId }, 'relay listening');
   return {
     port,
     adminPort,
+    certificatesPort,
     metrics,
     nodeId: nats?.nodeId,
     bufferedBytes: () => node.hub.bufferedBytes(),
@@ -124,7 +134,10 @@ async function connectCluster(
 }
 
 /** The hub, the agent server, the heartbeat and the CRL watcher, wired together (nothing listens yet). */
-function buildNode(parts: Pick<Node, 'config' | 'limits' | 'log' | 'identity' | 'metrics' | 'nats' | 'router' | 'identityWatcher'>): Node {
+function buildNode(
+  parts: Pick<Node, 'config' | 'limits' | 'log' | 'identity' | 'metrics' | 'nats' | 'router' | 'identityWatcher'>,
+  patientTap?: PatientTap,
+): Node {
   const { config, limits, log, identity, metrics, router } = parts;
   const watcher = config.tls.crl ? new CrlWatcher(config.tls.crl, identity.caPem, { intervalMs: config.tls.crlPollMs }) : undefined;
   // Usage statements are signed with the identity in force, which a renewal replaces.
@@ -141,8 +154,25 @@ function buildNode(parts: Pick<Node, 'config' | 'limits' | 'log' | 'identity' | 
   const gate = { accepting: true };
   // eslint-disable-next-line prefer-const -- assigned below; the meter reads it once transfers run
   let node: Node;
-  const server = createAgentServer({ identity, watcher, hub, metrics, log, limits, accepting: () => gate.accepting, accepted: (ws) => heartbeat.track(ws) });
-  node = { ...parts, watcher, directory, hub, heartbeat, server, admin: undefined, gate };
+  const patients = new PatientChannels({ registry: metrics.registry, log, tap: patientTap });
+  const trust = (): CredentialTrust => ({
+    caPem: node.identity.caPem,
+    isRevoked: (serial) => watcher?.isRevoked(serial) ?? false,
+    hubCertificate: (hospital) => patients.hubCertificate(hospital),
+  });
+  const patientGate = new PatientGate({ channels: patients, trust, log, accepting: () => gate.accepting });
+  const server = createAgentServer({
+    identity,
+    watcher,
+    hub,
+    metrics,
+    log,
+    limits,
+    accepting: () => gate.accepting,
+    accepted: (ws) => heartbeat.track(ws),
+    patients: { gate: patientGate, channels: patients },
+  });
+  node = { ...parts, watcher, directory, hub, heartbeat, server, admin: undefined, certificates: undefined, gate, patients };
   heartbeat.start(limits.pingIntervalMs);
   watchCrl(node);
   watchIdentity(node);
@@ -259,6 +289,28 @@ async function listenAdmin(node: Node): Promise<number | undefined> {
   return (admin.address() as AddressInfo).port;
 }
 
+/** The public certificate listener (docs/certificates.md): plain HTTPS with the relay certificate, no client certificate asked. */
+async function listenCertificates(node: Node): Promise<number | undefined> {
+  const { config } = node;
+  if (!config.certificates.enabled || config.certificates.issuersFile === undefined) return undefined;
+  const { issuersApp } = await import('./issuers.ts');
+  const app = issuersApp({ file: config.certificates.issuersFile, caPem: () => node.identity.caPem });
+  const server = createHttpsServer({ cert: node.identity.certPem, key: node.identity.keyPem }, app);
+  // A renewed relay certificate takes effect here too.
+  node.identityWatcher.on('change', (id: Identity) => server.setSecureContext({ cert: id.certPem, key: id.keyPem }));
+  server.listen(config.certificates.port, config.certificates.host);
+  try {
+    await once(server, 'listening');
+  } catch (err) {
+    node.server.close();
+    node.admin?.close();
+    await abandon(node);
+    throw err;
+  }
+  node.certificates = server;
+  return (server.address() as AddressInfo).port;
+}
+
 const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
 
 /** The relay's `close`: refuse new work, let open transfers finish for up to `graceMs`, then close everything (once). */
@@ -272,7 +324,7 @@ function shutdown(node: Node): (graceMs?: number) => Promise<void> {
 }
 
 async function drainAndClose(node: Node, graceMs: number): Promise<void> {
-  const { hub, log, server, admin } = node;
+  const { hub, log, server, admin, certificates } = node;
   node.gate.accepting = false;
   server.close();
   log.info({ active: hub.activeTransfers, graceMs }, 'shutting down');
@@ -280,6 +332,7 @@ async function drainAndClose(node: Node, graceMs: number): Promise<void> {
   const deadline = Date.now() + graceMs;
   while (hub.activeTransfers > 0 && Date.now() < deadline) await sleep(50);
   hub.closeAll();
+  node.patients.closeAll();
   node.watcher?.stop();
   node.identityWatcher.stop();
   node.directory?.stop();
@@ -290,6 +343,10 @@ async function drainAndClose(node: Node, graceMs: number): Promise<void> {
   if (admin) {
     admin.closeAllConnections();
     await new Promise<void>((r) => admin.close(() => r()));
+  }
+  if (certificates) {
+    certificates.closeAllConnections();
+    await new Promise<void>((r) => certificates.close(() => r()));
   }
   log.info('relay stopped');
 }

@@ -317,6 +317,16 @@ export function buildOpenApi(agentId: string): Record<string, unknown> {
           },
         },
       },
+      '/v1/certificates': {
+        post: {
+          summary:
+            'Issue a SMART Health Card (docs/certificates.md) for one purpose (sick-leave, diagnosis, vaccination, lab-result) from a FHIR Bundle: {purpose, bundle, period?: {start, end}, validForSeconds?}; logged as a certificate.issued ledger entry (card hash, kid, rid, nbf; no PHI)',
+          responses: {
+            201: { description: '{jws, hash, kid, rid, iss, nbf, qr: [shc:/...], statements, ledger: {feed, seq, hash, ts}}' },
+            ...errors('ERR_BAD_REQUEST', 'ERR_CERTIFICATE_BUNDLE', 'ERR_CERTIFICATES_DISABLED'),
+          },
+        },
+      },
       '/fhir/AuditEvent': {
         get: {
           summary:

@@ -7,6 +7,14 @@ import type { Outside } from '../consent/scope.ts';
 import { patientHash } from '../consent/patient.ts';
 import { AgentError } from '../errors.ts';
 
+/** What a consent the patient signed adds to its ledger entry. */
+export interface PatientSignedGrant {
+  id: string;
+  signature: string;
+  signedAt: string;
+  device: { crv: 'P-256'; kty: 'EC'; x: string; y: string };
+}
+
 /** Why a consent was revoked (the ledger's enumerated reasons). */
 export type RevocationReason = 'patient-request' | 'expired' | 'superseded' | 'entered-in-error' | 'legal';
 
@@ -34,8 +42,11 @@ export class ConsentService {
     private readonly member?: (id: string) => void,
   ) {}
 
-  /** Records a consent; returns it as stored. */
-  async grant(grant: ConsentGrant): Promise<Consent> {
+  /**
+   * Records a consent; returns it as stored. `signed` records a consent the patient signed (hospital-agent/patients/):
+   * its id, the device key and the signature go into the ledger entry with it.
+   */
+  async grant(grant: ConsentGrant, signed?: PatientSignedGrant): Promise<Consent> {
     const at = this.now();
     const validFrom = grant.validFrom ?? at.toISOString();
     if (new Date(grant.validUntil).getTime() <= new Date(validFrom).getTime()) {
@@ -43,7 +54,7 @@ export class ConsentService {
     }
     if (grant.grantees.includes(this.feed)) throw new AgentError('ERR_BAD_REQUEST', 'a hospital cannot be the grantee of its own consent');
     for (const grantee of grant.grantees) this.member?.(grantee);
-    const id = randomUUID();
+    const id = signed?.id ?? randomUUID();
     const body = {
       consent: id,
       patient: patientHash(this.secret, grant.patientId, this.identifierSystem),
@@ -54,6 +65,7 @@ export class ConsentService {
       ...(grant.labels && grant.labels.length > 0 ? { labels: grant.labels } : {}),
       validFrom: new Date(validFrom).toISOString(),
       validUntil: new Date(grant.validUntil).toISOString(),
+      ...(signed ? { attestation: 'patient-signed' as const, signature: signed.signature, signedAt: signed.signedAt, device: signed.device } : {}),
     };
     const appended = await this.ledger.append({ type: 'consent.granted', body });
     const consent = consentSchema.parse({
@@ -78,7 +90,7 @@ export class ConsentService {
    * every check refuses the consent: a release checked before that moment
    * was logged before the revocation ({@link checkThen}).
    */
-  async revoke(id: string, reason: RevocationReason = 'patient-request'): Promise<Consent> {
+  async revoke(id: string, reason: RevocationReason = 'patient-request', signed?: { signature: string; signedAt: string }): Promise<Consent> {
     const consents = await this.all();
     const found = consents.get(id);
     if (!found) throw new AgentError('ERR_NOT_FOUND', `no consent ${id}`);
@@ -89,7 +101,11 @@ export class ConsentService {
       throw new AgentError('ERR_CONFLICT', `consent ${id} was already revoked${current.revokedAt ? ` at ${current.revokedAt}` : ''}`);
     this.revoking.add(id);
     try {
-      const appended = await this.ledger.append({ type: 'consent.revoked', body: { consent: id, reason }, ...(granted ? { refs: [granted.hash] } : {}) });
+      const appended = await this.ledger.append({
+        type: 'consent.revoked',
+        body: { consent: id, reason, ...(signed ?? {}) },
+        ...(granted ? { refs: [granted.hash] } : {}),
+      });
       const revoked = { ...current, revokedAt: appended.ts };
       consents.set(id, revoked);
       return { ...revoked };

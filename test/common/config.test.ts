@@ -84,6 +84,7 @@ const relayFull = {
   tls: { ...relayTls, crl: 'crl.pem', passphraseEnv: 'KEY_PASS', crlPollMs: 500 },
   directory: { file: 'directory.jws', pollMs: 500 },
   admin: { enabled: false, host: '10.0.0.2', port: 9091 },
+  certificates: { enabled: true, issuersFile: 'issuers.jws', host: '10.0.0.3', port: 8445 },
   limits: {
     maxFrame: 65536,
     maxHeader: 4096,
@@ -132,6 +133,7 @@ const agentFull = {
   ledger: { witness: { policy: { quorum: 2, witnesses: ['severance', 'mgh'] } } },
   log: { level: 'warn' },
   console: { enabled: false, sessionIdleMinutes: 30 },
+  certificates: { iss: 'https://relay.example.org:8444/issuers/myongji' },
 };
 
 describe('common config loader', function () {
