@@ -1,5 +1,5 @@
 import { expect } from 'chai';
-import { execFileSync } from 'node:child_process';
+import { execFileSync, spawn } from 'node:child_process';
 import { readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -7,7 +7,7 @@ import type { KeyBundle } from '../../../certs/index.ts';
 import { ClaimSignatureError, verifyClaimResponse, verifyEligibilityResponse } from '../../../hospital-agent/claims/index.ts';
 import { KeyRing } from '../../../hospital-agent/crypto/index.ts';
 import { validateR4 } from '../../../hospital-agent/fhir/index.ts';
-import { waitFor, type TestNetwork } from '../../support/agents.ts';
+import { TEST_TOKEN, waitFor, type TestNetwork } from '../../support/agents.ts';
 import { coverage, grantPaymentConsent, startClaimsNetwork } from '../../support/claims.ts';
 import { tempDir } from '../../support/tmp.ts';
 
@@ -24,6 +24,20 @@ function requestFor(value: string): Record<string, unknown> {
   >;
   r['identifier'] = [{ system: 'http://happyvalley.com/coverageelegibilityrequest', value }];
   return r;
+}
+
+const BIN = fileURLToPath(new URL('../../../bin/hie-agent.js', import.meta.url));
+
+/** Runs `hie-agent` as a child process (asynchronously: the agents it calls run in this process). */
+function cli(args: string[], env: Record<string, string> = {}): Promise<{ code: number | null; stdout: string; stderr: string }> {
+  return new Promise((resolve) => {
+    const child = spawn(process.execPath, [BIN, ...args], { env: { ...process.env, HIE_AGENT_TOKEN: TEST_TOKEN, HIE_DEBUG: '', ...env } });
+    let stdout = '';
+    let stderr = '';
+    child.stdout.on('data', (d) => (stdout += String(d)));
+    child.stderr.on('data', (d) => (stderr += String(d)));
+    child.on('close', (code) => resolve({ code, stdout, stderr }));
+  });
 }
 
 interface View {
@@ -193,5 +207,29 @@ describe('coverage eligibility between a hospital and an insurer member', functi
     expect(invalid.status).to.equal(422);
     expect(((await invalid.json()) as { resourceType: string }).resourceType).to.equal('OperationOutcome');
     expect((await respond('00000000-0000-4000-8000-000000000000', { outcome: 'complete' })).status).to.equal(404);
+  });
+
+  it('runs claim eligibility request, list, respond and status from the command line', async function () {
+    const api = (id: string): string[] => ['--api', `http://127.0.0.1:${net.agents[id]!.apiPort}`];
+    writeFileSync(join(tmp.dir, 'eligibility.json'), JSON.stringify(requestFor('CLI-1')));
+    writeFileSync(join(tmp.dir, 'coverage.json'), JSON.stringify(coverage()));
+    const files = ['--request', join(tmp.dir, 'eligibility.json'), '--coverage', join(tmp.dir, 'coverage.json')];
+    const sent = await cli(['claim', 'eligibility', 'request', ...api(HOSPITAL), '--insurer', INSURER, ...files, '--json'], { HIE_PATIENT_ID: PATIENT });
+    expect(sent.code, sent.stderr).to.equal(0);
+    const id = (JSON.parse(sent.stdout) as View).id;
+    await waitFor(async () => (await list(INSURER, 'incoming')).find((r) => r.id === id), 30_000, 'request at the insurer');
+    const listed = await cli(['claim', 'eligibility', 'list', ...api(INSURER), '--direction', 'incoming']);
+    expect(listed.stdout).to.include(`${id}  from ${HOSPITAL}  sent`);
+    const answered = await cli(['claim', 'eligibility', 'respond', id, ...api(INSURER), '--outcome', 'complete', '--inforce', 'true']);
+    expect(answered.code, answered.stderr).to.equal(0);
+    const twice = await cli(['claim', 'eligibility', 'respond', id, ...api(INSURER), '--outcome', 'error']);
+    expect(twice.code).to.not.equal(0);
+    expect(twice.stderr).to.include('ERR_CLAIM_STATE');
+    await statusAt(id, HOSPITAL, 'complete');
+    const status = await cli(['claim', 'eligibility', 'status', id, ...api(HOSPITAL)]);
+    expect(status.stdout).to.include(`${id}  to ${INSURER}  complete`);
+    expect(status.stdout).to.include('1 signed response(s)');
+    const bad = await cli(['claim', 'eligibility', 'frobnicate', ...api(HOSPITAL)]);
+    expect(bad.code).to.not.equal(0);
   });
 });
