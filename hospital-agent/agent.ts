@@ -44,7 +44,17 @@ import { requestRoutes } from './api/routes/requests.ts';
 import { prescriptionRoutes } from './api/routes/prescriptions.ts';
 import { PrescriptionService, PrescriptionStore } from './prescriptions/index.ts';
 import { claimRoutes } from './api/routes/claims.ts';
-import { ClaimService, ClaimStore, encodeClaimWire, type ClaimWireMessage } from './claims/index.ts';
+import { eligibilityRoutes } from './api/routes/eligibility.ts';
+import {
+  ClaimService,
+  ClaimStore,
+  EligibilityService,
+  EligibilityStore,
+  encodeClaimWire,
+  encodeEligibilityWire,
+  type ClaimWireMessage,
+  type EligibilityWireMessage,
+} from './claims/index.ts';
 import { fhirAuditRoutes } from './api/routes/fhir-audit.ts';
 import { AccessLog, consoleRouter, LedgerIndex, SessionStore } from './console/index.ts';
 import { AGENT_VERIFY_GRACE_SECONDS } from './api/routes/ledger.ts';
@@ -348,6 +358,8 @@ interface Exchange {
   prescriptionStore: PrescriptionStore;
   claims: ClaimService;
   claimStore: ClaimStore;
+  eligibility: EligibilityService;
+  eligibilityStore: EligibilityStore;
 }
 
 function buildExchange(config: AgentConfig, env: NodeJS.ProcessEnv, base: Base, stores: Stores, link: Link, metrics: AgentMetrics, log: Logger): Exchange {
@@ -449,8 +461,31 @@ function buildExchange(config: AgentConfig, env: NodeJS.ProcessEnv, base: Base, 
       notify({ event: 'claim.received', claim: { id: claim.id, hospital: claim.peer, amount: claim.amount, currency: claim.currency } }, claim.id),
   });
   relay.on('ready', () => void claims.resume().catch((err: Error) => log.warn({ err: { message: err.message } }, 'cannot resume claims')));
+  const eligibilityStore = new EligibilityStore(state.db);
+  const eligibility = new EligibilityService({
+    self: config.id,
+    secret: base.secret,
+    identifierSystem: config.patients.identifierSystem,
+    store: eligibilityStore,
+    consents,
+    peers,
+    keys: local,
+    directory: () => base.federation.directory,
+    ledger,
+    send: (to: string, message: EligibilityWireMessage) => {
+      try {
+        relay.sendMessage(to, encodeEligibilityWire(message));
+      } catch (err) {
+        log.debug({ to, t: message.t, err: { message: (err as Error).message } }, 'eligibility message not sent');
+      }
+    },
+    logger: log,
+    // As for claims: the claims system is told through the webhook and reads the request from GET /v1/eligibility/ID.
+    onIncoming: (request) => notify({ event: 'eligibility.received', request: { id: request.id, hospital: request.peer } }, request.id),
+  });
+  relay.on('ready', () => void eligibility.resume().catch((err: Error) => log.warn({ err: { message: err.message } }, 'cannot resume eligibility requests')));
   const dispatcher = new MessageDispatcher({
-    modules: [claims.wireModule()],
+    modules: [claims.wireModule(), eligibility.wireModule()],
     engine,
     receiver,
     requests,
@@ -484,7 +519,7 @@ function buildExchange(config: AgentConfig, env: NodeJS.ProcessEnv, base: Base, 
     cancel: (id) => engine.cancel(id),
     ...(config.limits.sendWhileUploading ? { live: (x: Parameters<ExchangeEngine['live']>[0]) => engine.live(x) } : {}),
   });
-  return { consents, decisions, engine, requests, exchanges, prescriptions, prescriptionStore, claims, claimStore };
+  return { consents, decisions, engine, requests, exchanges, prescriptions, prescriptionStore, claims, claimStore, eligibility, eligibilityStore };
 }
 
 /** Logs the relay link's state changes and tells the engine and the replicator when it is up. */
@@ -590,6 +625,7 @@ async function serveApi(
   v1.use(requestRoutes(x.requests, state.requests, { jsonLimit: DEFAULT_JSON_LIMIT }));
   v1.use(prescriptionRoutes(x.prescriptions, x.prescriptionStore, { jsonLimit: DEFAULT_JSON_LIMIT }));
   v1.use(claimRoutes(x.claims, x.claimStore, { jsonLimit: DEFAULT_JSON_LIMIT }));
+  v1.use(eligibilityRoutes(x.eligibility, x.eligibilityStore, { jsonLimit: DEFAULT_JSON_LIMIT }));
   v1.use(
     inboxRoutes(inbox, {
       requestOf: (x) => state.requests.answeredBy(x),

@@ -595,7 +595,7 @@ const GROUPS: Record<string, string> = {
   inbox: 'received items: list, show, content, ack, delete',
   requests: 'records requests: list, create, show',
   rx: RX_GROUP,
-  claim: 'insurance claims: submit, status, list, respond',
+  claim: 'insurance claims: submit, status, list, respond, eligibility',
   certificate: 'SMART Health Cards: issue',
 };
 
@@ -607,7 +607,7 @@ const SECTIONS: Array<[string, string[]]> = [
   ['Records requests', ['requests list', 'requests create', 'requests show']],
   ['Ledger and money', ['status', 'settlement', 'verify']],
   RX_SECTION,
-  ['Insurance claims', ['claim submit', 'claim status', 'claim list', 'claim respond']],
+  ['Insurance claims', ['claim submit', 'claim status', 'claim list', 'claim respond', 'claim eligibility']],
   ['Certificates', ['certificate issue']],
 ];
 

@@ -162,6 +162,13 @@ export const BODY_SCHEMAS = {
    * `amount` the benefit paid (0 unless complete or partial).
    */
   'claim.responded': z.strictObject({ claim: id, hospital, insurer: hospital, outcome: z.enum(CLAIM_OUTCOMES), hash: digest, amount, currency }),
+  // Coverage eligibility before a claim (hospital-agent/claims/eligibility.ts): hashes and parties only.
+  /** A hospital sent a CoverageEligibilityRequest to an insurer under a payment (HPAYMT) consent; `hash` is SHA-256 of its JCS bytes. */
+  'eligibility.requested': z.strictObject({ request: id, insurer: hospital, consent: id, patient: hex64, hash: digest }),
+  /** An insurer took a hospital's eligibility request in and handed it to its claims system. */
+  'eligibility.received': z.strictObject({ request: id, hospital, hash: digest }),
+  /** A signed CoverageEligibilityResponse, logged by the insurer that signed it and the hospital that verified it; `hash` is SHA-256 of the JWS. */
+  'eligibility.responded': z.strictObject({ request: id, hospital, insurer: hospital, outcome: z.enum(CLAIM_OUTCOMES), hash: digest }),
   /** A SMART Health Card the feed's hospital signed (certs/shc): the SHA-256 of its JWS, the key, its revocation id and claimed issuance time; no PHI. */
   'certificate.issued': z.strictObject({ card: hex64, kid: z.string().regex(B64URL).length(43), rid: z.string().regex(B64URL).max(24), nbf: ts }),
   /** A patient's device key was enrolled at this hospital (one-time code): the patient as keyed hash, the key as its RFC 7638 thumbprint. */

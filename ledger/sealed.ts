@@ -195,6 +195,12 @@ export function concernedParties(entry: Entry, grantees: (consent: string) => re
       return new Set([b.hospital as string]);
     case 'claim.responded':
       return new Set([b.hospital as string, b.insurer as string]);
+    case 'eligibility.requested':
+      return new Set([b.insurer as string]);
+    case 'eligibility.received':
+      return new Set([b.hospital as string]);
+    case 'eligibility.responded':
+      return new Set([b.hospital as string, b.insurer as string]);
     case 'prescription.issued':
     case 'prescription.cancelled':
     case 'certificate.issued':

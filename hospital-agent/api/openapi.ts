@@ -509,6 +509,70 @@ export function buildOpenApi(agentId: string): Record<string, unknown> {
           responses: { 200: { description: 'the claim, adjudicated' }, ...errors('ERR_BAD_REQUEST', 'ERR_NOT_FOUND', 'ERR_CLAIM_STATE') },
         },
       },
+      '/v1/eligibility': {
+        post: {
+          summary:
+            'Ask an insurer member whether a Coverage is in force before a claim (docs/insurers.md): {insurer, patientId, consentId?, request, coverage}, request a FHIR R4 CoverageEligibilityRequest. Needs a consent for purpose HPAYMT with scope CoverageEligibilityRequest and Coverage; 202 sent, 200 the request first sent under the same identifier',
+          requestBody: json({
+            type: 'object',
+            required: ['insurer', 'patientId', 'request', 'coverage'],
+            properties: {
+              insurer: { type: 'string' },
+              patientId: { type: 'string' },
+              consentId: { type: 'string' },
+              request: { type: 'object', description: 'FHIR R4 CoverageEligibilityRequest (identifier, insurance)' },
+              coverage: { type: 'object', description: 'FHIR R4 Coverage' },
+            },
+          }),
+          responses: {
+            202: { description: 'the request, sent' },
+            200: { description: 'the request first sent under this identifier' },
+            ...errors(
+              'ERR_BAD_REQUEST',
+              'ERR_INVALID_FHIR',
+              'ERR_FHIR_INVALID',
+              'ERR_CLAIM_INVALID',
+              'ERR_MEMBER_NOT_INSURER',
+              'ERR_MEMBER_SUSPENDED',
+              'ERR_MEMBER_REVOKED',
+              'ERR_CONSENT_MISSING',
+              'ERR_CONSENT_SCOPE',
+              'ERR_CONSENT_EXPIRED',
+              'ERR_CONSENT_REVOKED',
+              'ERR_RELAY_UNAVAILABLE',
+            ),
+          },
+        },
+        get: {
+          summary: 'Eligibility requests this member sent (outgoing) and, as an insurer, received (incoming), with their latest outcome; ?direction=',
+          responses: { 200: { description: '{requests: [...]}' } },
+        },
+      },
+      '/v1/eligibility/{id}': {
+        get: {
+          summary:
+            'One eligibility request: its CoverageEligibilityRequest and Coverage, status, and the signed CoverageEligibilityResponses (compact JWS, EdDSA, typ hie-coverageeligibilityresponse+json)',
+          parameters: [idParam('id', 'eligibility request id')],
+          responses: { 200: { description: 'eligibility request' }, ...errors('ERR_NOT_FOUND') },
+        },
+      },
+      '/v1/eligibility/{id}/response': {
+        post: {
+          summary:
+            "Insurer: the claims system's answer, {outcome: queued|complete|partial|error, inforce?, disposition?}: a final outcome at once, or queued (pended, once) and a final one later; signed, logged and pushed to the hospital",
+          parameters: [idParam('id', 'eligibility request id')],
+          requestBody: json({
+            type: 'object',
+            required: ['outcome'],
+            properties: {
+              outcome: { type: 'string', enum: ['queued', 'complete', 'partial', 'error'] },
+              inforce: { type: 'boolean' },
+              disposition: { type: 'string' },
+            },
+          }),
+          responses: { 200: { description: 'the request, answered' }, ...errors('ERR_BAD_REQUEST', 'ERR_NOT_FOUND', 'ERR_CLAIM_STATE') },
+        },
+      },
     },
   };
 }

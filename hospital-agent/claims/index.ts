@@ -13,5 +13,25 @@ export {
   MAX_DISPOSITION_CHARS,
 } from './model.ts';
 export type { CheckedClaim, Adjudication, ClaimOutcome } from './model.ts';
-export { signClaimResponse, verifyClaimResponse, ClaimSignatureError, CLAIM_RESPONSE_JWS_TYPE, type VerifiedClaimResponse } from './signing.ts';
+export {
+  signClaimResponse,
+  verifyClaimResponse,
+  verifyInsurerSigned,
+  ClaimSignatureError,
+  CLAIM_RESPONSE_JWS_TYPE,
+  type VerifiedClaimResponse,
+} from './signing.ts';
 export { claimWireSchema, encodeClaimWire, CLAIM_WIRE_KINDS, MAX_CLAIM_MESSAGE_CHARS, type ClaimWireMessage } from './wire.ts';
+export {
+  EligibilityService,
+  ELIGIBILITY_SCOPE,
+  ELIGIBILITY_OUTCOMES,
+  ELIGIBILITY_RESPONSE_JWS_TYPE,
+  checkEligibilityRequest,
+  eligibilityResponse,
+  verifyEligibilityResponse,
+  type EligibilitySubmission,
+  type EligibilityAnswer,
+} from './eligibility.ts';
+export { EligibilityStore, summarizeEligibility, type EligibilityRecord, type EligibilitySummary } from './eligibility-store.ts';
+export { eligibilityWireSchema, encodeEligibilityWire, ELIGIBILITY_WIRE_KINDS, type EligibilityWireMessage } from './wire.ts';

@@ -30,8 +30,12 @@ export interface VerifiedClaimResponse {
 }
 
 /** Signs `response` as `insurer`'s agent. */
-export function signClaimResponse(response: Record<string, unknown>, signer: { key: KeyObject; kid: string }): Promise<string> {
-  return new CompactSign(jcs(response)).setProtectedHeader({ alg: 'EdDSA', kid: signer.kid, typ: CLAIM_RESPONSE_JWS_TYPE }).sign(signer.key);
+export function signClaimResponse(
+  response: Record<string, unknown>,
+  signer: { key: KeyObject; kid: string },
+  typ: string = CLAIM_RESPONSE_JWS_TYPE,
+): Promise<string> {
+  return new CompactSign(jcs(response)).setProtectedHeader({ alg: 'EdDSA', kid: signer.kid, typ }).sign(signer.key);
 }
 
 /**
@@ -40,15 +44,26 @@ export function signClaimResponse(response: Record<string, unknown>, signer: { k
  * created), the signature holds, the payload is canonical JSON and names
  * `insurer` as its insurer.
  */
-export async function verifyClaimResponse(jws: string, insurer: string, resolveSigner: SenderLookup): Promise<VerifiedClaimResponse> {
+export function verifyClaimResponse(jws: string, insurer: string, resolveSigner: SenderLookup): Promise<VerifiedClaimResponse> {
+  return verifyInsurerSigned(jws, insurer, resolveSigner, CLAIM_RESPONSE_JWS_TYPE, 'ClaimResponse');
+}
+
+/** Verifies a JWS of `typ` over a FHIR resource of `resourceType` that an insurer signed (see {@link verifyClaimResponse}). */
+export async function verifyInsurerSigned(
+  jws: string,
+  insurer: string,
+  resolveSigner: SenderLookup,
+  typ: string,
+  resourceType: string,
+): Promise<VerifiedClaimResponse> {
   let header;
   try {
     header = decodeProtectedHeader(jws);
   } catch {
     throw new ClaimSignatureError('not a compact JWS');
   }
-  if (header.alg !== 'EdDSA' || header.typ !== CLAIM_RESPONSE_JWS_TYPE || typeof header.kid !== 'string')
-    throw new ClaimSignatureError('not a signed ClaimResponse (alg, typ or kid)');
+  if (header.alg !== 'EdDSA' || header.typ !== typ || typeof header.kid !== 'string')
+    throw new ClaimSignatureError(`not a signed ${resourceType} (alg, typ or kid)`);
   let payload: Record<string, unknown>;
   try {
     payload = JSON.parse(Buffer.from(jws.split('.')[1] ?? '', 'base64url').toString('utf8')) as Record<string, unknown>;
@@ -56,7 +71,7 @@ export async function verifyClaimResponse(jws: string, insurer: string, resolveS
     throw new ClaimSignatureError('the payload is not JSON');
   }
   const created = typeof payload['created'] === 'string' ? new Date(payload['created']) : new Date(NaN);
-  if (Number.isNaN(created.getTime())) throw new ClaimSignatureError('the ClaimResponse has no created time');
+  if (Number.isNaN(created.getTime())) throw new ClaimSignatureError(`the ${resourceType} has no created time`);
   let signer;
   try {
     signer = await resolveSigner(insurer, header.kid, created);
@@ -72,8 +87,8 @@ export async function verifyClaimResponse(jws: string, insurer: string, resolveS
   }
   if (!Buffer.from(bytes).equals(jcs(payload))) throw new ClaimSignatureError('the payload is not canonical JSON');
   const named = (payload['insurer'] as { identifier?: { system?: unknown; value?: unknown } } | undefined)?.identifier;
-  if (payload['resourceType'] !== 'ClaimResponse' || named?.system !== MEMBER_SYSTEM || named.value !== insurer)
-    throw new ClaimSignatureError('the ClaimResponse does not name its signer as insurer');
+  if (payload['resourceType'] !== resourceType || named?.system !== MEMBER_SYSTEM || named.value !== insurer)
+    throw new ClaimSignatureError(`the ${resourceType} does not name its signer as insurer`);
   return { response: payload, insurer, kid: header.kid };
 }
 

@@ -29,3 +29,23 @@ export const CLAIM_WIRE_KINDS = ['claim.submit', 'claim.response', 'claim.get'] 
 export function encodeClaimWire(message: ClaimWireMessage): Buffer {
   return Buffer.concat([Buffer.of(WIRE_JSON), Buffer.from(JSON.stringify(message), 'utf8')]);
 }
+
+/** The coverage eligibility messages agents exchange (sealed as claims are). */
+export const eligibilityWireSchema = z.discriminatedUnion('t', [
+  /** A hospital's CoverageEligibilityRequest for an insurer (sent again until a response arrives; the insurer files it once). */
+  z.strictObject({ t: z.literal('eligibility.request'), id: z.uuid(), jwe: z.string().min(1).max(MAX_CLAIM_MESSAGE_CHARS) }),
+  /** An insurer's signed CoverageEligibilityResponse, sealed to the hospital. */
+  z.strictObject({ t: z.literal('eligibility.response'), id: z.uuid(), jwe: z.string().min(1).max(MAX_CLAIM_MESSAGE_CHARS) }),
+  /** A hospital asks for the latest response to an eligibility request again. */
+  z.strictObject({ t: z.literal('eligibility.get'), id: z.uuid() }),
+]);
+
+/** An eligibility message. */
+export type EligibilityWireMessage = z.infer<typeof eligibilityWireSchema>;
+/** The `t` values coverage eligibility owns. */
+export const ELIGIBILITY_WIRE_KINDS = ['eligibility.request', 'eligibility.response', 'eligibility.get'] as const;
+
+/** Encodes an eligibility message for the relay's MESSAGE channel. */
+export function encodeEligibilityWire(message: EligibilityWireMessage): Buffer {
+  return Buffer.concat([Buffer.of(WIRE_JSON), Buffer.from(JSON.stringify(message), 'utf8')]);
+}

@@ -1,4 +1,4 @@
-/** `hie-agent claim submit|status|list|respond`: insurance claims from the command line (docs/insurers.md). */
+/** `hie-agent claim submit|status|list|respond|eligibility`: insurance claims from the command line (docs/insurers.md). */
 import { readFileSync } from 'node:fs';
 import { formatAmount } from '../../ledger/index.ts';
 import { call, CLIENT_OPTIONS, need, one, patientOf, print, target, UsageError, type CliIo, type Options } from './client.ts';
@@ -22,6 +22,15 @@ interface ClaimView {
   paid?: number;
   createdAt: string;
   updatedAt: string;
+  responses: number | string[];
+}
+
+interface EligibilityView {
+  id: string;
+  direction: string;
+  peer: string;
+  identifier: string;
+  status: string;
   responses: number | string[];
 }
 
@@ -122,6 +131,90 @@ export const CLAIM_COMMANDS: Record<string, ClaimCommand> = {
       })) as ClaimView;
       print(io, json(values), c, () => line(c));
       return 0;
+    },
+  },
+  'claim eligibility': {
+    usage: 'hie-agent claim eligibility request|status|list|respond ...',
+    summary: 'coverage eligibility before a claim: ask an insurer (CoverageEligibilityRequest), follow it, answer it as the insurer',
+    help: [
+      '  hie-agent claim eligibility request --insurer ID (--patient P | HIE_PATIENT_ID) --request FILE --coverage FILE [--consent ID]',
+      '  hie-agent claim eligibility status ID',
+      '  hie-agent claim eligibility list [--direction incoming|outgoing]',
+      '  hie-agent claim eligibility respond ID --outcome queued|complete|partial|error [--inforce true|false] [--disposition TEXT]',
+      'Needs a payment consent (HPAYMT) with scope CoverageEligibilityRequest and Coverage. queued pends the request; a final outcome follows later.',
+    ].join('\n'),
+    options: {
+      ...CLIENT_OPTIONS,
+      insurer: { type: 'string' },
+      patient: { type: 'string' },
+      request: { type: 'string' },
+      coverage: { type: 'string' },
+      consent: { type: 'string' },
+      direction: { type: 'string' },
+      outcome: { type: 'string' },
+      inforce: { type: 'string' },
+      disposition: { type: 'string' },
+    },
+    run: async (values, positionals, io) => {
+      const [action, ...rest] = positionals;
+      const eLine = (r: EligibilityView): string =>
+        `${r.id}  ${r.direction === 'outgoing' ? 'to' : 'from'} ${r.peer}  ${r.status}  ${r.identifier}  ${Array.isArray(r.responses) ? r.responses.length : r.responses} signed response(s)\n`;
+      const idOf = (usage: string): string => {
+        const id = one(rest, 'eligibility request id', usage);
+        if (!UUID.test(id)) throw new UsageError(`'${id}' is not an eligibility request id (a UUID)`);
+        return id;
+      };
+      if (action === 'request') {
+        const body = {
+          insurer: need(values, 'insurer'),
+          patientId: patientOf(values),
+          request: readResource(need(values, 'request'), 'CoverageEligibilityRequest'),
+          coverage: readResource(need(values, 'coverage'), 'Coverage'),
+          ...(values['consent'] ? { consentId: values['consent'] } : {}),
+        };
+        const r = (await call(target(values), '/v1/eligibility', {
+          method: 'POST',
+          headers: { 'content-type': 'application/json' },
+          body: JSON.stringify(body),
+        })) as EligibilityView;
+        print(
+          io,
+          json(values),
+          r,
+          () => `eligibility request ${r.id} (${r.status}) to ${r.peer}; follow it with: hie-agent claim eligibility status ${r.id}\n`,
+        );
+        return 0;
+      }
+      if (action === 'status') {
+        const r = (await call(target(values), `/v1/eligibility/${idOf('hie-agent claim eligibility status ID')}`)) as EligibilityView;
+        print(io, json(values), r, () => eLine(r));
+        return 0;
+      }
+      if (action === 'list') {
+        const d = values['direction'] as string | undefined;
+        if (d !== undefined && d !== 'incoming' && d !== 'outgoing') throw new UsageError('--direction must be incoming or outgoing');
+        const r = (await call(target(values), `/v1/eligibility${d ? `?direction=${d}` : ''}`)) as { requests: EligibilityView[] };
+        print(io, json(values), r, () => r.requests.map(eLine).join('') || 'no eligibility requests\n');
+        return 0;
+      }
+      if (action === 'respond') {
+        const id = idOf('hie-agent claim eligibility respond ID --outcome queued|complete|partial|error');
+        const inforce = values['inforce'] as string | undefined;
+        if (inforce !== undefined && inforce !== 'true' && inforce !== 'false') throw new UsageError('--inforce must be true or false');
+        const body = {
+          outcome: need(values, 'outcome'),
+          ...(inforce !== undefined ? { inforce: inforce === 'true' } : {}),
+          ...(values['disposition'] ? { disposition: values['disposition'] } : {}),
+        };
+        const r = (await call(target(values), `/v1/eligibility/${id}/response`, {
+          method: 'POST',
+          headers: { 'content-type': 'application/json' },
+          body: JSON.stringify(body),
+        })) as EligibilityView;
+        print(io, json(values), r, () => eLine(r));
+        return 0;
+      }
+      throw new UsageError('usage: hie-agent claim eligibility request|status|list|respond ... (see --help)');
     },
   },
 };
