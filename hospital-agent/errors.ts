@@ -22,12 +22,19 @@ export const AGENT_ERRORS = {
   },
   ERR_CONSENT_SIGNATURE: {
     status: 403,
-    description: "The consent claims the patient's signature, but the signature does not verify over the consent as recorded (altered after the patient signed).",
+    description:
+      "The consent claims the patient's signature, but the signature does not verify over the consent as recorded (altered after the patient signed).",
   },
-  ERR_CONSENT_NOT_PATIENT_SIGNED: { status: 403, description: 'The recipient requires consents signed by the patient; this one is attested by the hospital only.' },
+  ERR_CONSENT_NOT_PATIENT_SIGNED: {
+    status: 403,
+    description: 'The recipient requires consents signed by the patient; this one is attested by the hospital only.',
+  },
   ERR_PATIENT_ENROLMENT: { status: 403, description: 'The enrolment code is unknown, used already, expired, or for another channel.' },
   ERR_PATIENT_UNKNOWN_DEVICE: { status: 403, description: 'The patient device is not enrolled (or its session did not authenticate); enrol again.' },
-  ERR_PATIENT_SIGNATURE: { status: 403, description: "The patient's signature on a consent approval or revocation does not verify with the enrolled device key." },
+  ERR_PATIENT_SIGNATURE: {
+    status: 403,
+    description: "The patient's signature on a consent approval or revocation does not verify with the enrolled device key.",
+  },
   ERR_FHIR_PATIENT_MISMATCH: { status: 422, description: 'The FHIR Bundle is about a patient other than the one the request names (Hie-Patient-Id).' },
   ERR_FHIR_PATIENT_MULTIPLE: { status: 422, description: 'The FHIR Bundle is about more than one patient.' },
   ERR_FHIR_PATIENT_UNRESOLVED: { status: 422, description: 'A resource of the FHIR Bundle refers to a Patient that is not in the Bundle.' },

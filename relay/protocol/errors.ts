@@ -56,13 +56,19 @@ export const RELAY_ERRORS = {
     status: 404,
     description: 'The certificate listener has no such issuer, key revocation list or file (or no issuer directory yet).',
   },
-  ERR_PATIENT_CREDENTIAL_MALFORMED: { status: 400, description: 'A patient connection carries no channel credential, or one that is not a well-formed credential JWS.' },
+  ERR_PATIENT_CREDENTIAL_MALFORMED: {
+    status: 400,
+    description: 'A patient connection carries no channel credential, or one that is not a well-formed credential JWS.',
+  },
   ERR_PATIENT_CREDENTIAL_UNTRUSTED: {
     status: 401,
     description: "The patient credential's certificate is not a current, unrevoked hospital agent certificate of the federation, or names another hospital.",
   },
   ERR_PATIENT_CREDENTIAL_SIGNATURE: { status: 401, description: 'The patient credential does not verify with the certificate it carries (forged or altered).' },
-  ERR_PATIENT_CREDENTIAL_EXPIRED: { status: 401, description: 'The patient credential has expired, is not yet valid, or claims a lifetime longer than allowed.' },
+  ERR_PATIENT_CREDENTIAL_EXPIRED: {
+    status: 401,
+    description: 'The patient credential has expired, is not yet valid, or claims a lifetime longer than allowed.',
+  },
   ERR_PATIENT_POP: { status: 401, description: "The patient connection's proof of possession of the device key is missing, stale or does not verify." },
   ERR_PATIENT_HOSPITAL_OFFLINE: { status: 503, description: "The patient's hospital has no patient channel open to this relay node right now; retry later." },
 } as const satisfies Record<string, RelayErrorInfo>;
