@@ -78,6 +78,8 @@ export interface RunningAgent {
   apiPort: number;
   ledger: Ledger;
   engine: ExchangeEngine;
+  /** This hospital's consents (what `/v1/consents` records; a patient-signed one is recorded here too). */
+  consents: ConsentService;
   relay: RelayClient;
   replicator: Replicator;
   metrics: AgentMetrics;
@@ -399,6 +401,7 @@ function buildExchange(config: AgentConfig, env: NodeJS.ProcessEnv, base: Base, 
       notify({ event: 'inbox.delivered', item: { ...meta, contentSha256: hexDigest(meta.contentSha256) } }, meta.exchangeId);
     },
     onRefused: (code) => metrics.refused.inc({ code }),
+    requirePatientSigned: config.consent.requirePatientSigned,
   });
   const requests = new RequestService({
     self: config.id,
@@ -782,6 +785,7 @@ export async function startAgent(config: AgentConfig, options: StartAgentOptions
     apiPort,
     ledger: stores.ledger,
     engine: x.engine,
+    consents: x.consents,
     relay: link.relay,
     replicator: link.replicator,
     metrics,

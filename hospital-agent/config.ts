@@ -87,6 +87,13 @@ export const agentConfigSchema = z.strictObject({
       dicomIssuer: z.string().min(1).max(64).optional(),
     })
     .prefault({}),
+  /** What this agent requires, as a recipient, of the consent a release is under (docs/patients.md). */
+  consent: z
+    .strictObject({
+      /** Refuse releases under a consent the patient did not sign on their device (hospital-attested, or not in this agent's ledger copy). */
+      requirePatientSigned: z.boolean().default(false),
+    })
+    .prefault({}),
   inbox: z
     .strictObject({
       /** A directory the EHR watches: each delivered item is also written there (see InboxDirectory). */

@@ -126,6 +126,7 @@ const agentFull = {
   api: { host: '10.0.0.3', port: 8481, tokensEnv: 'TOKENS', tokensFile: 'tokens.txt' },
   patientSecret: { env: 'SECRET', file: 'secret.hex' },
   patients: { identifierSystem: 'urn:oid:1.2.410.200001.1', dicomIssuer: 'MYONGJI' },
+  consent: { requirePatientSigned: true },
   inbox: { directory: 'out', webhook: { url: 'https://ehr.example/hie', tokenEnv: 'HOOK_TOKEN' } },
   limits: { maxExchangeBytes: 1024, maxConcurrentSends: 2, sendWhileUploading: false, inlineBodyBytes: 0, maxBatchExchanges: 1, maxConsentDecisions: 500 },
   recovery: { timeoutMs: 5000, minPeers: 2 },
