@@ -1,3 +1,7 @@
+import { spawn } from 'node:child_process';
+import { readFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
 import { expect } from 'chai';
 import jsQRModule from 'jsqr';
 import { PNG } from 'pngjs';
@@ -12,11 +16,23 @@ import {
   signJws,
   unb64u,
 } from '../../patient-app/protocol.js';
-import { startNetwork, waitFor, type TestNetwork } from '../support/agents.ts';
+import { startNetwork, TEST_TOKEN, waitFor, type TestNetwork } from '../support/agents.ts';
 import { bundleFor } from '../support/fhir.ts';
 import { tempDir } from '../support/tmp.ts';
 
 const PATIENT = 'SYN-PWIRE-3318';
+const BIN = fileURLToPath(new URL('../../bin/hie-agent.js', import.meta.url));
+
+function cli(args: string[], env: Record<string, string> = {}): Promise<{ code: number | null; stdout: string; stderr: string }> {
+  return new Promise((resolve) => {
+    const child = spawn(process.execPath, [BIN, ...args], { env: { ...process.env, HIE_AGENT_TOKEN: TEST_TOKEN, HIE_DEBUG: '', ...env } });
+    let stdout = '';
+    let stderr = '';
+    child.stdout.on('data', (d) => (stdout += d));
+    child.stderr.on('data', (d) => (stderr += d));
+    child.on('close', (code) => resolve({ code, stdout, stderr }));
+  });
+}
 // jsqr is CommonJS: its function is the default export under tsx, `.default` under tsc's view.
 const jsQR = (jsQRModule as unknown as { default: typeof jsQRModule.default }).default ?? jsQRModule;
 
@@ -168,6 +184,42 @@ describe('the patient party in a running agent (patients.app.enabled, /v1/patien
     );
     expect(release).to.deep.include({ to: 'severance', consent });
     expect(release.proof.feed).to.equal('myongji');
+  });
+
+  it('does the same from hie-agent patient enrol|ask|requests|request|access-log, each with its --help', async function () {
+    for (const c of ['enrol', 'ask', 'requests', 'request', 'access-log']) {
+      const help = await cli(['patient', c, '--help']);
+      expect(help.code, help.stderr).to.equal(0);
+      expect(help.stdout).to.match(new RegExp(`^Usage: hie-agent patient ${c}`));
+    }
+    const api = `http://127.0.0.1:${net.agents['myongji']!.apiPort}`;
+    const env = { HIE_PATIENT_ID: 'SYN-PWIRE-CLI-1' };
+    const png = join(tmp.dir, 'enrol.png');
+    const enrol = await cli(['patient', 'enrol', '--api', api, '--png', png], env);
+    expect(enrol.code, enrol.stderr).to.equal(0);
+    const link = enrol.stdout.trim().split('\n').pop() as string;
+    expect(link).to.match(/\/patient\/#enrol=/);
+    const image = PNG.sync.read(readFileSync(png));
+    expect(jsQR(new Uint8ClampedArray(image.data), image.width, image.height)?.data).to.equal(link);
+
+    const until = new Date(Date.now() + 86_400_000).toISOString();
+    const ask = await cli(['patient', 'ask', '--api', api, '--to', 'severance', '--until', until, '--json'], env);
+    expect(ask.code, ask.stderr).to.equal(0);
+    const request = JSON.parse(ask.stdout) as { id: string; status: string };
+    expect(request.status).to.equal('pending');
+    const list = await cli(['patient', 'requests', '--api', api], env);
+    expect(list.stdout).to.contain(`${request.id}  pending  to severance`);
+    const one = await cli(['patient', 'request', request.id, '--api', api]);
+    expect(one.stdout).to.contain(request.id);
+    const log = await cli(['patient', 'access-log', '--api', api], env);
+    expect(log.code, log.stderr).to.equal(0);
+    expect(log.stdout).to.equal('no releases\n');
+    const noPatient = await cli(['patient', 'requests', '--api', api], { HIE_PATIENT_ID: '' });
+    expect(noPatient.code).to.not.equal(0);
+    expect(noPatient.stderr).to.contain('--patient is required');
+    const off = await cli(['patient', 'enrol', '--api', `http://127.0.0.1:${net.agents['severance']!.apiPort}`], env);
+    expect(off.code).to.not.equal(0);
+    expect(off.stderr).to.contain('ERR_NOT_FOUND');
   });
 
   async function lastRequest(): Promise<{ id: string }> {
