@@ -34,6 +34,8 @@ import { createApiHandler, DEFAULT_JSON_LIMIT, type FastRoute } from './api/http
 import { AgentError } from './errors.ts';
 import { buildOpenApi } from './api/openapi.ts';
 import { consentRoutes, decisionRoutes } from './api/routes/consents.ts';
+import { patientRoutes } from './api/routes/patients.ts';
+import { startPatients, type RunningPatients } from './patients/start.ts';
 import { exchangeRoutes, submitRoute } from './api/routes/exchanges.ts';
 import { federationRoutes } from './api/routes/federation.ts';
 import { certificateRoutes } from './api/routes/certificates.ts';
@@ -88,6 +90,8 @@ export interface RunningAgent {
   apiPort: number;
   ledger: Ledger;
   engine: ExchangeEngine;
+  /** This hospital's consents (what `/v1/consents` records; a patient-signed one is recorded here too). */
+  consents: ConsentService;
   relay: RelayClient;
   replicator: Replicator;
   metrics: AgentMetrics;
@@ -108,6 +112,8 @@ export interface RunningAgent {
   federation: FederationDocuments;
   /** Whether this agent's own certificate is known to be revoked. */
   standing: SelfStanding;
+  /** The patient party (`patients.app.enabled`): enrolment, consent requests, the access log; undefined when off. */
+  patients: RunningPatients | undefined;
   /** Stops the API, the engine, replication and the relay link, then closes the stores. */
   close(): Promise<void>;
 }
@@ -411,6 +417,7 @@ function buildExchange(config: AgentConfig, env: NodeJS.ProcessEnv, base: Base, 
       notify({ event: 'inbox.delivered', item: { ...meta, contentSha256: hexDigest(meta.contentSha256) } }, meta.exchangeId);
     },
     onRefused: (code) => metrics.refused.inc({ code }),
+    requirePatientSigned: config.consent.requirePatientSigned,
   });
   const requests = new RequestService({
     self: config.id,
@@ -615,6 +622,7 @@ async function serveApi(
   metrics: AgentMetrics,
   log: Logger,
   recovered: () => Promise<unknown>,
+  patients?: RunningPatients,
 ): Promise<Server> {
   const { ledger, state, inbox } = stores;
   const { relay, replicator } = link;
@@ -636,6 +644,7 @@ async function serveApi(
     ledgerRoutes(ledger, replicator, base.trust, config.id, { witness: link.witness, policy: link.policy, billable: () => answersOurRequest(state.requests) }),
   );
   v1.use(federationRoutes(base.federation, standing, () => base.identity.serial));
+  v1.use(patientRoutes(patients, { jsonLimit: DEFAULT_JSON_LIMIT }));
   // The card-signing key is made (and bound to the certificate) only when this agent issues cards.
   const issuerKey = config.certificates.iss ? await loadIssuerKey(join(config.dataDir, 'keys'), base.identity) : undefined;
   const issuer = issuerKey && config.certificates.iss ? new CertificateIssuer({ ledger, key: issuerKey, iss: config.certificates.iss }) : undefined;
@@ -755,7 +764,11 @@ export async function startAgent(config: AgentConfig, options: StartAgentOptions
   // A renewed certificate has a new serial: whether it is revoked is asked again.
   base.identityWatcher.on('change', () => standing.onCrl(base.federation.crl));
   let recoveryDone: Promise<unknown> = Promise.resolve();
-  const server = await serveApi(config, base, stores, link, x, standing, metrics, log, () => recoveryDone);
+  // Patients as a party (docs/patients.md): enrolment, consent requests they sign, their access log, through the relay.
+  const patients = config.patients.app.enabled
+    ? await startPatients({ config, identity: () => base.identity, consents: x.consents, ledger: stores.ledger, secret: base.secret, log })
+    : undefined;
+  const server = await serveApi(config, base, stores, link, x, standing, metrics, log, () => recoveryDone, patients);
   const apiPort = (server.address() as AddressInfo).port;
 
   link.replicator.start();
@@ -803,6 +816,7 @@ export async function startAgent(config: AgentConfig, options: StartAgentOptions
       server.closeAllConnections();
       await new Promise<void>((resolve) => server.close(() => resolve()));
       await link.relay.close().catch(() => undefined);
+      await patients?.close().catch(() => undefined);
       base.watcher?.stop();
       base.identityWatcher.stop();
       await stores.replay.close().catch(() => undefined);
@@ -818,6 +832,8 @@ export async function startAgent(config: AgentConfig, options: StartAgentOptions
     apiPort,
     ledger: stores.ledger,
     engine: x.engine,
+    consents: x.consents,
+    patients,
     relay: link.relay,
     replicator: link.replicator,
     metrics,

@@ -31,6 +31,7 @@ import {
 import { runSend, SEND_OPTIONS, SEND_USAGE } from './cli/send.ts';
 import { RX_COMMANDS, RX_GROUP, RX_SECTION } from './cli/prescriptions.ts';
 import { CLAIM_COMMANDS } from './cli/claims.ts';
+import { PATIENT_COMMANDS, PATIENT_GROUP, PATIENT_SECTION } from './cli/patients.ts';
 
 export type { CliIo } from './cli/client.ts';
 
@@ -539,6 +540,7 @@ sha256sum does.`,
   },
   ...RX_COMMANDS,
   ...CLAIM_COMMANDS,
+  ...PATIENT_COMMANDS,
   'certificate issue': {
     usage:
       'hie-agent certificate issue --purpose sick-leave|diagnosis|vaccination|lab-result --bundle FILE --out DIR [--start DATE --end DATE] [--valid-days N]',
@@ -597,6 +599,7 @@ const GROUPS: Record<string, string> = {
   rx: RX_GROUP,
   claim: 'insurance claims: submit, status, list, respond, eligibility',
   certificate: 'SMART Health Cards: issue',
+  patient: PATIENT_GROUP,
 };
 
 const SECTIONS: Array<[string, string[]]> = [
@@ -609,6 +612,7 @@ const SECTIONS: Array<[string, string[]]> = [
   RX_SECTION,
   ['Insurance claims', ['claim submit', 'claim status', 'claim list', 'claim respond', 'claim eligibility']],
   ['Certificates', ['certificate issue']],
+  PATIENT_SECTION,
 ];
 
 function globalUsage(): string {

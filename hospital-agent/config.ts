@@ -5,6 +5,7 @@ import { HOSPITAL_ID_PATTERN } from '../certs/index.ts';
 import { API_ROLES, MIN_TOKEN_LENGTH, type ApiRole, type ApiToken } from './api/auth.ts';
 import { MIN_PATIENT_SECRET_BYTES } from './consent/patient.ts';
 import { MAX_BATCH_ITEMS } from './crypto/format.ts';
+import { DEFAULT_CODE_SECONDS } from './patients/service.ts';
 import { DEFAULT_MAX_BATCH } from './engine/index.ts';
 import { DEFAULT_RECOVERY_MIN_PEERS, DEFAULT_RECOVERY_TIMEOUT_MS } from '../ledger/index.ts';
 import { DEFAULT_MAX_CONSENT_DECISIONS, MAX_CONSENT_DECISIONS } from './store/consent-decisions.ts';
@@ -85,6 +86,24 @@ export const agentConfigSchema = z.strictObject({
        * none) is a value of identifierSystem. Other issuers: an OID is urn:oid:<oid>, anything else a system of that name.
        */
       dicomIssuer: z.string().min(1).max(64).optional(),
+      /** Patients as a party (docs/patients.md): enrolment codes, consent requests they sign, their access log, through the relay. */
+      app: z
+        .strictObject({
+          /** Connect the patient hub to the relay and serve the `/v1/patients` routes. */
+          enabled: z.boolean().default(false),
+          /** Where the relay serves the patient app; default `https://RELAY/patient/` of the first `relay.urls`. */
+          url: z.url({ protocol: /^https$/ }).optional(),
+          /** How long a one-time enrolment code (and its QR code) is good for, in seconds. */
+          codeSeconds: int(60, 86_400).default(DEFAULT_CODE_SECONDS),
+        })
+        .prefault({}),
+    })
+    .prefault({}),
+  /** What this agent requires, as a recipient, of the consent a release is under (docs/patients.md). */
+  consent: z
+    .strictObject({
+      /** Refuse releases under a consent the patient did not sign on their device (hospital-attested, or not in this agent's ledger copy). */
+      requirePatientSigned: z.boolean().default(false),
     })
     .prefault({}),
   inbox: z

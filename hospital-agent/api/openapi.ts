@@ -573,6 +573,43 @@ export function buildOpenApi(agentId: string): Record<string, unknown> {
           responses: { 200: { description: 'the request, answered' }, ...errors('ERR_BAD_REQUEST', 'ERR_NOT_FOUND', 'ERR_CLAIM_STATE') },
         },
       },
+      '/v1/patients/enrolments': {
+        post: {
+          summary:
+            'A one-time enrolment code for a patient (patients.app.enabled; docs/patients.md): {patientId}; answers the link, its QR code (qrPng base64, qrSvg) and expiresAt',
+          requestBody: json({ type: 'object', required: ['patientId'], properties: { patientId: { type: 'string' } } }),
+          responses: {
+            201: { description: '{link, expiresAt, qrPng, qrSvg}' },
+            ...errors('ERR_BAD_REQUEST', 'ERR_UNSUPPORTED_MEDIA_TYPE', 'ERR_NOT_FOUND'),
+          },
+        },
+      },
+      '/v1/patients/consent-requests': {
+        post: {
+          summary: 'Ask the patient for a consent they sign in the app (the body of POST /v1/consents); pending until they answer',
+          requestBody: json({ $ref: '#/components/schemas/ConsentRequest' }),
+          responses: { 201: { description: 'the request (status pending)' }, ...errors('ERR_BAD_REQUEST', 'ERR_UNSUPPORTED_MEDIA_TYPE', 'ERR_NOT_FOUND') },
+        },
+        get: {
+          summary: "One patient's consent requests, newest first (status pending, approved or refused)",
+          parameters: [{ name: 'Hie-Patient-Id', in: 'header', required: true, schema: { type: 'string' } }],
+          responses: { 200: { description: '{requests: [...]}' }, ...errors('ERR_BAD_REQUEST', 'ERR_NOT_FOUND') },
+        },
+      },
+      '/v1/patients/consent-requests/{id}': {
+        get: {
+          summary: 'One consent request and its status',
+          parameters: [idParam('id', 'request id (the consent id once approved)')],
+          responses: { 200: { description: 'request' }, ...errors('ERR_NOT_FOUND') },
+        },
+      },
+      '/v1/patients/access-log': {
+        get: {
+          summary: "The patient's own access log: every release of their records (to whom, when, under which consent, receipt, ledger position)",
+          parameters: [{ name: 'Hie-Patient-Id', in: 'header', required: true, schema: { type: 'string' } }],
+          responses: { 200: { description: '{releases: [...]}' }, ...errors('ERR_BAD_REQUEST', 'ERR_NOT_FOUND') },
+        },
+      },
     },
   };
 }

@@ -8,6 +8,7 @@ import type { InboxMeta, InlineDelivery } from '../store/inbox.ts';
 import { isNoSpace } from '../errors.ts';
 import { CONTENT_PATIENT_MISMATCH, checksPatient, contentIsAbout } from './content-patient.ts';
 import { ID_IN_USE, receivedEntry } from './inbound.ts';
+import { consentRefusal } from './release-consent.ts';
 import type { IncomingTransfer, ReceiverOptions } from './receiver.ts';
 import { MAX_RECEIPTS_PER_MESSAGE } from './wire.ts';
 
@@ -107,7 +108,14 @@ export class BatchReceiver {
         checksPatient(item.contentType) &&
         !contentIsAbout(item.contentType, item.patient, content.subarray(item.offset, item.offset + item.length), true),
     );
-    const accepted = items.filter((item) => !conflicting.includes(item) && !taken.includes(item) && !wrong.includes(item));
+    // Under a consent whose patient signature fails (or is missing where this recipient requires one): refused the same way.
+    const refusedConsent = new Map<OpenedItem, string>();
+    for (const [n, item] of items.entries()) {
+      if (previous[n] !== undefined || taken.includes(item) || wrong.includes(item)) continue;
+      const code = await consentRefusal(this.o.ledger, from, item.consentRef, this.o.requirePatientSigned ?? false);
+      if (code) refusedConsent.set(item, code);
+    }
+    const accepted = items.filter((item) => !conflicting.includes(item) && !taken.includes(item) && !wrong.includes(item) && !refusedConsent.has(item));
     // One signature for all of them: each receipt carries its proof of being under the signed Merkle root.
     const receipts = createReceipts(
       [
@@ -135,6 +143,14 @@ export class BatchReceiver {
           disposition: { failed: CONTENT_PATIENT_MISMATCH },
           receivedAt,
         })),
+        ...[...refusedConsent].map(([item, code]) => ({
+          exchangeId: item.exchangeId,
+          sender: from,
+          headerHash: opened.headerHash,
+          contentHash: null,
+          disposition: { failed: code },
+          receivedAt,
+        })),
       ],
       signer,
     );
@@ -142,6 +158,10 @@ export class BatchReceiver {
     for (const item of taken) this.o.logger.warn({ exchange: item.exchangeId, from, batch: opened.exchangeId, code: ID_IN_USE }, 'inbound exchange refused');
     for (const item of wrong)
       this.o.logger.warn({ exchange: item.exchangeId, from, batch: opened.exchangeId, code: CONTENT_PATIENT_MISMATCH }, 'inbound exchange refused');
+    for (const [item, code] of refusedConsent) {
+      this.o.onRefused?.(code);
+      this.o.logger.warn({ exchange: item.exchangeId, from, batch: opened.exchangeId, code }, 'inbound exchange refused');
+    }
     const fresh: InlineDelivery[] = [];
     const again: Array<{ meta: InboxMeta; receipt: Receipt }> = [];
     accepted.forEach((item, n) => {

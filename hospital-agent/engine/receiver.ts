@@ -17,6 +17,7 @@ import type { EngineLogger } from './options.ts';
 import type { PeerDirectory } from './peers.ts';
 import { BatchReceiver } from './inbound-batch.ts';
 import { checkQuarantinedPatient } from './content-patient.ts';
+import { checkReleaseConsent } from './release-consent.ts';
 import { idInUse, receivedEntry } from './inbound.ts';
 import { RECIPIENT_STORAGE_FULL } from './failure.ts';
 import { isNoSpace } from '../errors.ts';
@@ -50,6 +51,8 @@ export interface ReceiverOptions {
   onDelivered?: (meta: InboxMeta) => void;
   /** Called when an envelope is refused (metrics). */
   onRefused?: (code: string) => void;
+  /** Refuse releases under a consent the patient did not sign (`consent.requirePatientSigned`). */
+  requirePatientSigned?: boolean;
 }
 
 const ERR_CODE = /^ERR_[A-Z0-9_]{1,60}$/;
@@ -167,6 +170,8 @@ export class Receiver {
       }
       // The content must be about the patient the signed metadata names (what the sender checked).
       await checkQuarantinedPatient(opened, quarantine.contentPath);
+      // The consent it is under: the patient's signature verifies, and is there if this recipient requires it.
+      await checkReleaseConsent(this.o.ledger, from, opened.consentRef, this.o.requirePatientSigned ?? false);
       receipt = deliveredReceipt(opened, this.o.signer());
       released = await quarantine.release(
         {

@@ -34,6 +34,8 @@ export interface PatientHubOptions {
   servername?: string;
   service: PatientService;
   log: Logger;
+  /** Called when an open hub connection closes (the agent reconnects). */
+  onClose?: () => void;
 }
 
 /** Connects the patient service to the relay; `connect` resolves once the hub is open. */
@@ -63,7 +65,10 @@ export class PatientHub {
       else if (data[0] === DATA) this.o.service.onData(channel, data.subarray(1 + CHANNEL_CHARS));
       else if (data[0] === CLOSE) this.o.service.onClose(channel);
     });
-    ws.on('close', () => this.o.log.info('patient hub closed'));
+    ws.on('close', () => {
+      this.o.log.info('patient hub closed');
+      this.o.onClose?.();
+    });
     ws.on('error', (err) => this.o.log.warn({ msg: err.message }, 'patient hub error'));
   }
 

@@ -125,7 +125,12 @@ const agentFull = {
   dataDir: 'data',
   api: { host: '10.0.0.3', port: 8481, tokensEnv: 'TOKENS', tokensFile: 'tokens.txt' },
   patientSecret: { env: 'SECRET', file: 'secret.hex' },
-  patients: { identifierSystem: 'urn:oid:1.2.410.200001.1', dicomIssuer: 'MYONGJI' },
+  patients: {
+    identifierSystem: 'urn:oid:1.2.410.200001.1',
+    dicomIssuer: 'MYONGJI',
+    app: { enabled: true, url: 'https://relay.example/patient/', codeSeconds: 600 },
+  },
+  consent: { requirePatientSigned: true },
   inbox: { directory: 'out', webhook: { url: 'https://ehr.example/hie', tokenEnv: 'HOOK_TOKEN' } },
   limits: { maxExchangeBytes: 1024, maxConcurrentSends: 2, sendWhileUploading: false, inlineBodyBytes: 0, maxBatchExchanges: 1, maxConsentDecisions: 500 },
   recovery: { timeoutMs: 5000, minPeers: 2 },

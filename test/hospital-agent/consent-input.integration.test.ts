@@ -13,7 +13,7 @@ describe('what the agent takes from the EHR about consent', function () {
     tmp = tempDir();
     net = await startNetwork(tmp.dir, ['myongji', 'severance'], { agentStart: false });
     // myongji's MRNs are the fixture's identifier system: a bare id is a value of it, and only of it.
-    net.configs['myongji'] = { ...net.configs['myongji']!, patients: { identifierSystem: FIXTURE_SYSTEM } };
+    net.configs['myongji'] = { ...net.configs['myongji']!, patients: { ...net.configs['myongji']!.patients, identifierSystem: FIXTURE_SYSTEM } };
     await net.startAgent('myongji');
     await net.startAgent('severance');
     await waitFor(() => Object.values(net.agents).every((a) => a.relay.connected), 20_000, 'agents connected');

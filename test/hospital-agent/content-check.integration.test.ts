@@ -21,7 +21,10 @@ describe('what the agent checks in the content before it leaves (R4 validation, 
   before(async function () {
     tmp = tempDir();
     net = await startNetwork(tmp.dir, ['myongji', 'severance'], { agentStart: false });
-    net.configs['myongji'] = { ...net.configs['myongji']!, patients: { identifierSystem: FIXTURE_SYSTEM, dicomIssuer: 'MYONGJI' } };
+    net.configs['myongji'] = {
+      ...net.configs['myongji']!,
+      patients: { ...net.configs['myongji']!.patients, identifierSystem: FIXTURE_SYSTEM, dicomIssuer: 'MYONGJI' },
+    };
     await net.startAgent('myongji');
     await net.startAgent('severance');
     await waitFor(() => Object.values(net.agents).every((a) => a.relay.connected), 20_000, 'agents connected');
