@@ -1,6 +1,6 @@
 /** Coverage eligibility requests as this member keeps them: sent (hospital) or received (insurer), with an index on the request's identifier. */
 import type { StateDb } from '../store/state-db.ts';
-import { Mutex } from '../store/mutex.ts';
+import { FiledStore } from './filed-store.ts';
 import type { ClaimOutcome } from './model.ts';
 
 /** One eligibility request. */
@@ -40,60 +40,13 @@ export function summarizeEligibility(r: EligibilityRecord): EligibilitySummary {
 }
 
 /** See the module comment. */
-export class EligibilityStore {
-  private readonly table;
-  private readonly byIdentifier;
-  private readonly mutex = new Mutex();
-
-  constructor(private readonly db: StateDb) {
-    this.table = db.table<EligibilityRecord>('eligibility', 'json');
-    this.byIdentifier = db.table<string>('eligibility-identifiers', 'utf8');
-  }
-
-  private static key(r: Pick<EligibilityRecord, 'direction' | 'peer' | 'identifier'>): string {
-    return `${r.direction}|${r.peer}|${r.identifier}`;
-  }
-
-  /** Files a new request unless one of the same identifier (peer, direction) is filed; returns what is filed. */
-  async create(record: EligibilityRecord): Promise<{ record: EligibilityRecord; created: boolean }> {
-    return this.mutex.run(async () => {
-      const id = await this.byIdentifier.get(EligibilityStore.key(record));
-      const existing = id ? await this.table.get(id) : undefined;
-      if (existing) return { record: existing, created: false };
-      await this.db.write([
-        { type: 'put', key: record.id, value: record, sublevel: this.table },
-        { type: 'put', key: EligibilityStore.key(record), value: record.id, sublevel: this.byIdentifier },
-      ]);
-      return { record, created: true };
-    });
-  }
-
-  /** Changes a filed request under the lock (`change` returns undefined to leave it). */
-  async update(id: string, change: (r: EligibilityRecord) => EligibilityRecord | undefined): Promise<EligibilityRecord | undefined> {
-    return this.mutex.run(async () => {
-      const r = await this.table.get(id);
-      const next = r && change(r);
-      if (!next) return undefined;
-      await this.db.write([{ type: 'put', key: id, value: next, sublevel: this.table }]);
-      return next;
-    });
+export class EligibilityStore extends FiledStore<EligibilityRecord> {
+  constructor(db: StateDb) {
+    super(db, 'eligibility', 'eligibility-identifiers');
   }
 
   /** The request filed under an identifier, if any. */
-  async byRequestIdentifier(direction: EligibilityRecord['direction'], peer: string, identifier: string): Promise<EligibilityRecord | undefined> {
-    const id = await this.byIdentifier.get(EligibilityStore.key({ direction, peer, identifier }));
-    return id ? this.table.get(id) : undefined;
-  }
-
-  /** One request, or undefined. */
-  get(id: string): Promise<EligibilityRecord | undefined> {
-    return this.table.get(id);
-  }
-
-  /** Requests, newest first. */
-  async list(direction?: EligibilityRecord['direction']): Promise<EligibilityRecord[]> {
-    const out: EligibilityRecord[] = [];
-    for await (const r of this.table.values()) if (!direction || r.direction === direction) out.push(r);
-    return out.sort((a, b) => b.createdAt.localeCompare(a.createdAt));
+  byRequestIdentifier(direction: EligibilityRecord['direction'], peer: string, identifier: string): Promise<EligibilityRecord | undefined> {
+    return this.filedUnder(direction, peer, identifier);
   }
 }

@@ -1,6 +1,6 @@
 /** Claims as this member keeps them: sent (hospital) or received (insurer), with an index on the Claim's identifier. */
 import type { StateDb } from '../store/state-db.ts';
-import { Mutex } from '../store/mutex.ts';
+import { FiledStore } from './filed-store.ts';
 import type { ClaimOutcome } from './model.ts';
 
 /** One claim. */
@@ -45,65 +45,13 @@ export function summarize(r: ClaimRecord): ClaimSummary {
 }
 
 /** See the module comment. */
-export class ClaimStore {
-  private readonly table;
-  /** `direction|peer|identifier` -> claim id. */
-  private readonly byIdentifier;
-  private readonly mutex = new Mutex();
-
-  constructor(private readonly db: StateDb) {
-    this.table = db.table<ClaimRecord>('claims', 'json');
-    this.byIdentifier = db.table<string>('claim-identifiers', 'utf8');
-  }
-
-  private static key(r: Pick<ClaimRecord, 'direction' | 'peer' | 'identifier'>): string {
-    return `${r.direction}|${r.peer}|${r.identifier}`;
-  }
-
-  /**
-   * Files a new claim unless one of the same identifier (and peer and
-   * direction) is filed: returns the claim that is filed, and whether it is
-   * the one given. Checked and written under one lock.
-   */
-  async create(record: ClaimRecord): Promise<{ record: ClaimRecord; created: boolean }> {
-    return this.mutex.run(async () => {
-      const id = await this.byIdentifier.get(ClaimStore.key(record));
-      const existing = id ? await this.table.get(id) : undefined;
-      if (existing) return { record: existing, created: false };
-      await this.db.write([
-        { type: 'put', key: record.id, value: record, sublevel: this.table },
-        { type: 'put', key: ClaimStore.key(record), value: record.id, sublevel: this.byIdentifier },
-      ]);
-      return { record, created: true };
-    });
-  }
-
-  /** Changes a filed claim under the lock (`change` returns undefined to leave it). */
-  async update(id: string, change: (r: ClaimRecord) => ClaimRecord | undefined): Promise<ClaimRecord | undefined> {
-    return this.mutex.run(async () => {
-      const r = await this.table.get(id);
-      const next = r && change(r);
-      if (!next) return undefined;
-      await this.db.write([{ type: 'put', key: id, value: next, sublevel: this.table }]);
-      return next;
-    });
+export class ClaimStore extends FiledStore<ClaimRecord> {
+  constructor(db: StateDb) {
+    super(db, 'claims', 'claim-identifiers');
   }
 
   /** The claim filed under an identifier, if any. */
-  async byClaimIdentifier(direction: ClaimRecord['direction'], peer: string, identifier: string): Promise<ClaimRecord | undefined> {
-    const id = await this.byIdentifier.get(ClaimStore.key({ direction, peer, identifier }));
-    return id ? this.table.get(id) : undefined;
-  }
-
-  /** One claim, or undefined. */
-  get(id: string): Promise<ClaimRecord | undefined> {
-    return this.table.get(id);
-  }
-
-  /** Claims, newest first. */
-  async list(direction?: ClaimRecord['direction']): Promise<ClaimRecord[]> {
-    const out: ClaimRecord[] = [];
-    for await (const r of this.table.values()) if (!direction || r.direction === direction) out.push(r);
-    return out.sort((a, b) => b.createdAt.localeCompare(a.createdAt));
+  byClaimIdentifier(direction: ClaimRecord['direction'], peer: string, identifier: string): Promise<ClaimRecord | undefined> {
+    return this.filedUnder(direction, peer, identifier);
   }
 }
