@@ -71,7 +71,10 @@ async function measure(total: number, tmp: { dir: string }): Promise<BenchTable[
     const bundle = await createKeyBundle(loadIdentity(fed.agents[id]!), keys, { now: new Date(Date.now() - 60_000) });
     return { feed: id, signingKey: keys.signing.privateKey, bundle };
   };
+  // Every party's key bundle predates the feed, as in a federation: a witness's bundle is checked at the proven entries' time.
   const alphaAuthor = await author('alpha');
+  const bravoAuthor = await author('bravo');
+  const charlieAuthor = await author('charlie');
   let alpha = await Ledger.open({ path: `${tmp.dir}/alpha`, trust: { caPem }, author: alphaAuthor });
 
   // 1. Sequential appends: every append awaited, its own batch and signed head.
@@ -135,7 +138,6 @@ async function measure(total: number, tmp: { dir: string }): Promise<BenchTable[
   const alpha2 = await Ledger.open({ path: `${tmp.dir}/alpha`, trust: { caPem }, author: alphaAuthor });
 
   // 4. Replicate everything to an empty replica over the in-memory transport.
-  const bravoAuthor = await author('bravo');
   const bravo = await Ledger.open({ path: `${tmp.dir}/bravo`, trust: { caPem }, author: bravoAuthor });
   alpha = alpha2;
   const net = new MemoryNetwork();
@@ -158,7 +160,7 @@ async function measure(total: number, tmp: { dir: string }): Promise<BenchTable[
   ra.stop();
 
   // 4b. Private replication (docs/replication.md) to a replica party to none of the entries: every one is sealed on the way.
-  const charlie = await Ledger.open({ path: `${tmp.dir}/charlie`, trust: { caPem }, author: await author('charlie') });
+  const charlie = await Ledger.open({ path: `${tmp.dir}/charlie`, trust: { caPem }, author: charlieAuthor });
   const pnet = new MemoryNetwork();
   const rpa = new Replicator(alpha, pnet.endpoint('alpha'), { peers: ['charlie'], gossipIntervalMs: 0, checkpointIntervalMs: 0, mode: 'private' });
   const rpc = new Replicator(charlie, pnet.endpoint('charlie'), { peers: ['alpha'], gossipIntervalMs: 0, checkpointIntervalMs: 0, mode: 'private' });
