@@ -3,7 +3,8 @@
 // acknowledged end to end by the receiving client, and the relay's memory per idle connection and over the
 // soak (RSS after 30 s against RSS at the end). The bench raises its own open-file limit (prlimit) to fit
 // the connections; `--arenas N` sets MALLOC_ARENA_MAX for the relay (0: glibc's default), `--allocator
-// jemalloc` preloads jemalloc into it, `--high-water-mark 256KiB` sets its limits.highWaterMark.
+// jemalloc` preloads jemalloc into it, `--high-water-mark 256KiB` sets its limits.highWaterMark, `--semi-space N` its V8 --max-semi-space-size (MiB). The idle cost per connection is printed
+// as an average (RSS idle - before, / connections) and marginal (the slope from half to all of them).
 import { execFileSync, type ChildProcess } from 'node:child_process';
 import { createPrivateKey, generateKeyPairSync, randomBytes, randomUUID } from 'node:crypto';
 import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync, mkdirSync } from 'node:fs';
