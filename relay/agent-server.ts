@@ -1,5 +1,5 @@
 // One job: the agent listener (HTTPS with client certificates) and the gate that checks a peer before the WebSocket upgrade.
-import { X509Certificate } from 'node:crypto';
+import { constants as cryptoConstants, X509Certificate } from 'node:crypto';
 import { STATUS_CODES, type IncomingMessage } from 'node:http';
 import { createServer as createHttpsServer, type Server as HttpsServer } from 'node:https';
 import type { Socket } from 'node:net';
@@ -65,6 +65,10 @@ export function createAgentServer(o: AgentServerOptions): HttpsServer {
     crl: o.watcher?.current.pem,
     // Node's default holds a handshake that never completes for 120 s.
     handshakeTimeout: o.limits.handshakeTimeoutMs,
+    // No TLS session tickets: agents hold one long-lived connection, and OpenSSL's per-connection ticket state
+    // cost about 10 KiB of native memory per idle mTLS connection (docs/performance.md, "Relay memory at scale").
+    // A reconnecting agent does a full handshake instead of resuming.
+    secureOptions: cryptoConstants.SSL_OP_NO_TICKET,
   });
   // Every reason is exported from the start (at 0), so an alert on a rate sees the first refusal.
   for (const reason of [...CERTIFICATE_REFUSALS, 'tls-error']) o.metrics.tlsRefused.inc({ reason }, 0);
