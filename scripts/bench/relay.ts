@@ -202,8 +202,14 @@ interface Running {
   pid: number;
 }
 
+/** Node flags for a bench process named `name`: with `HIE_CPU_PROFILE_DIR`, a V8 CPU profile written there when it exits. */
+function profileFlags(name: string): string[] {
+  const dir = process.env['HIE_CPU_PROFILE_DIR'];
+  return dir ? ['--cpu-prof', `--cpu-prof-dir=${dir}`, `--cpu-prof-name=${name}.${Date.now()}.cpuprofile`] : [];
+}
+
 function startBenchChild(cfg: ChildConfig, extraEnv: Record<string, string> = {}): Running {
-  const child = spawnChild(process.execPath, ['--import', 'tsx', SELF], {
+  const child = spawnChild(process.execPath, [...profileFlags(cfg.role), '--import', 'tsx', SELF], {
     env: { ...process.env, ...extraEnv, HIE_BENCH_CHILD: JSON.stringify(cfg) },
     stdio: ['ignore', 'pipe', 'inherit'],
   });
@@ -384,7 +390,9 @@ export async function run(args: string[]): Promise<BenchTable[]> {
       cfg,
       JSON.stringify({ listen: { host: '127.0.0.1', port: 0 }, tls: { ...relayFiles, crl: ca.crlPath }, admin: { enabled: false }, log: { level: 'info' } }),
     );
-    const relayChild = spawnChild(process.execPath, [...RELAY_NODE_FLAGS, BIN, '--config', cfg], { stdio: ['ignore', 'pipe', 'inherit'] });
+    const relayChild = spawnChild(process.execPath, [...profileFlags('relay'), ...RELAY_NODE_FLAGS, BIN, '--config', cfg], {
+      stdio: ['ignore', 'pipe', 'inherit'],
+    });
     started.push(relayChild);
     const relayLines = new Lines(relayChild);
     const { port } = (await relayLines.next('relay listening')) as { port: number };
@@ -487,6 +495,8 @@ export async function run(args: string[]): Promise<BenchTable[]> {
 }
 
 if (process.env.HIE_BENCH_CHILD) {
+  // Stopped with SIGTERM: exit normally so that a CPU profile (HIE_CPU_PROFILE_DIR) is written.
+  process.once('SIGTERM', () => process.exit(0));
   benchChild(JSON.parse(process.env.HIE_BENCH_CHILD) as ChildConfig).catch((err: unknown) => {
     process.stderr.write(`bench child: ${err instanceof Error ? err.message : String(err)}\n`);
     process.exit(1);
