@@ -17,7 +17,7 @@ import { RelayClient, type InboundTransfer } from '../../relay/protocol/index.ts
 import type { BenchTable, SummaryRow } from './types.ts';
 import { blockSource, mbps, mib, option, parseSize, percentile } from './util.ts';
 import { spawnChild, stopChild } from '../lib/children.ts';
-import { RELAY_NODE_FLAGS } from '../lib/federation.ts';
+import { AGENT_NODE_FLAGS, RELAY_NODE_FLAGS } from '../lib/federation.ts';
 
 const SELF = fileURLToPath(import.meta.url);
 const BIN = fileURLToPath(new URL('../../bin/hie-relay.js', import.meta.url));
@@ -202,14 +202,18 @@ interface Running {
   pid: number;
 }
 
-/** Node flags for a bench process named `name`: with `HIE_CPU_PROFILE_DIR`, a V8 CPU profile written there when it exits. */
+/**
+ * Node flags for a bench process named `name`: with `HIE_CPU_PROFILE_DIR`, V8 CPU profiles written to
+ * `<dir>/<name>/` when it exits (Node's default file names, one per thread: tsx's loader thread has its own).
+ */
 function profileFlags(name: string): string[] {
   const dir = process.env['HIE_CPU_PROFILE_DIR'];
-  return dir ? ['--cpu-prof', `--cpu-prof-dir=${dir}`, `--cpu-prof-name=${name}.${Date.now()}.cpuprofile`] : [];
+  return dir ? ['--cpu-prof', `--cpu-prof-dir=${join(dir, name)}`] : [];
 }
 
 function startBenchChild(cfg: ChildConfig, extraEnv: Record<string, string> = {}): Running {
-  const child = spawnChild(process.execPath, [...profileFlags(cfg.role), '--import', 'tsx', SELF], {
+  // Every sender and receiver runs with the agent's production flags (`hie-agent` runs a RelayClient with them).
+  const child = spawnChild(process.execPath, [...profileFlags(cfg.role), ...AGENT_NODE_FLAGS, '--import', 'tsx', SELF], {
     env: { ...process.env, ...extraEnv, HIE_BENCH_CHILD: JSON.stringify(cfg) },
     stdio: ['ignore', 'pipe', 'inherit'],
   });
