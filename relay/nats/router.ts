@@ -58,6 +58,24 @@ function isTimeout(err: unknown): boolean {
   return (err as NatsError | undefined)?.code === ErrorCode.Timeout;
 }
 
+/**
+ * Splits a DATA frame longer than `max` into DATA frames of the same transfer, each at most `max` long. The
+ * first is a view of `frame` (its prefix is already in place), so a default-sized chunk (1 MiB of payload
+ * against nats-server's 1 MiB limit) costs a copy of its last few bytes, not of the whole chunk.
+ */
+export function splitData(frame: Buffer, max: number): Buffer[] {
+  if (max <= FRAME_PREFIX) throw new RangeError(`NATS payload limit ${max} leaves no room for data`);
+  const parts = [frame.subarray(0, max)];
+  const step = max - FRAME_PREFIX;
+  for (let at = max; at < frame.length; at += step) {
+    const part = Buffer.allocUnsafe(FRAME_PREFIX + Math.min(step, frame.length - at));
+    frame.copy(part, 0, 0, FRAME_PREFIX);
+    frame.copy(part, FRAME_PREFIX, at, at + part.length - FRAME_PREFIX);
+    parts.push(part);
+  }
+  return parts;
+}
+
 /** A Buffer view over a NATS message payload (no copy). */
 function view(data: Uint8Array): Buffer {
   return Buffer.from(data.buffer, data.byteOffset, data.byteLength);
@@ -312,11 +330,7 @@ export class NatsRouter implements Router {
       return;
     }
     // Only DATA can outgrow the NATS payload limit: split it into smaller DATA frames of the same transfer.
-    const step = max - FRAME_PREFIX;
-    for (let at = FRAME_PREFIX; at < frame.length; at += step) {
-      const part = Buffer.allocUnsafe(FRAME_PREFIX + Math.min(step, frame.length - at));
-      frame.copy(part, 0, 0, FRAME_PREFIX);
-      frame.copy(part, FRAME_PREFIX, at, at + part.length - FRAME_PREFIX);
+    for (const part of splitData(frame, max)) {
       this.nc.publish(subject, part);
       this.count('out', 'data', 1);
     }

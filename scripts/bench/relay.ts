@@ -17,7 +17,7 @@ import { RelayClient, type InboundTransfer } from '../../relay/protocol/index.ts
 import type { BenchTable, SummaryRow } from './types.ts';
 import { blockSource, mbps, mib, option, parseSize, percentile } from './util.ts';
 import { spawnChild, stopChild } from '../lib/children.ts';
-import { RELAY_NODE_FLAGS } from '../lib/federation.ts';
+import { AGENT_NODE_FLAGS, RELAY_NODE_FLAGS } from '../lib/federation.ts';
 
 const SELF = fileURLToPath(import.meta.url);
 const BIN = fileURLToPath(new URL('../../bin/hie-relay.js', import.meta.url));
@@ -202,8 +202,18 @@ interface Running {
   pid: number;
 }
 
+/**
+ * Node flags for a bench process named `name`: with `HIE_CPU_PROFILE_DIR`, V8 CPU profiles written to
+ * `<dir>/<name>/` when it exits (Node's default file names, one per thread: tsx's loader thread has its own).
+ */
+function profileFlags(name: string): string[] {
+  const dir = process.env['HIE_CPU_PROFILE_DIR'];
+  return dir ? ['--cpu-prof', `--cpu-prof-dir=${join(dir, name)}`] : [];
+}
+
 function startBenchChild(cfg: ChildConfig, extraEnv: Record<string, string> = {}): Running {
-  const child = spawnChild(process.execPath, ['--import', 'tsx', SELF], {
+  // Every sender and receiver runs with the agent's production flags (`hie-agent` runs a RelayClient with them).
+  const child = spawnChild(process.execPath, [...profileFlags(cfg.role), ...AGENT_NODE_FLAGS, '--import', 'tsx', SELF], {
     env: { ...process.env, ...extraEnv, HIE_BENCH_CHILD: JSON.stringify(cfg) },
     stdio: ['ignore', 'pipe', 'inherit'],
   });
@@ -384,7 +394,9 @@ export async function run(args: string[]): Promise<BenchTable[]> {
       cfg,
       JSON.stringify({ listen: { host: '127.0.0.1', port: 0 }, tls: { ...relayFiles, crl: ca.crlPath }, admin: { enabled: false }, log: { level: 'info' } }),
     );
-    const relayChild = spawnChild(process.execPath, [...RELAY_NODE_FLAGS, BIN, '--config', cfg], { stdio: ['ignore', 'pipe', 'inherit'] });
+    const relayChild = spawnChild(process.execPath, [...profileFlags('relay'), ...RELAY_NODE_FLAGS, BIN, '--config', cfg], {
+      stdio: ['ignore', 'pipe', 'inherit'],
+    });
     started.push(relayChild);
     const relayLines = new Lines(relayChild);
     const { port } = (await relayLines.next('relay listening')) as { port: number };
@@ -487,6 +499,8 @@ export async function run(args: string[]): Promise<BenchTable[]> {
 }
 
 if (process.env.HIE_BENCH_CHILD) {
+  // Stopped with SIGTERM: exit normally so that a CPU profile (HIE_CPU_PROFILE_DIR) is written.
+  process.once('SIGTERM', () => process.exit(0));
   benchChild(JSON.parse(process.env.HIE_BENCH_CHILD) as ChildConfig).catch((err: unknown) => {
     process.stderr.write(`bench child: ${err instanceof Error ? err.message : String(err)}\n`);
     process.exit(1);
