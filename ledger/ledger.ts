@@ -903,7 +903,7 @@ export class Ledger {
       if (entry.type === 'consent.revoked') {
         const id = (entry.body as { consent: string }).consent;
         if (!granted.has(id)) {
-          const g = (await this.byConsent(id)).find((e) => e.entry.feed === feed && e.entry.type === 'consent.granted');
+          const g = await this.consentGranted(id, feed);
           granted.set(id, g ? (g.entry.body as { grantees: string[] }).grantees : []);
         }
       }
@@ -956,6 +956,21 @@ export class Ledger {
   /** Every entry (any feed) about consent `id`. */
   byConsent(id: string): Promise<StoredEntry[]> {
     return this.lookup('byConsent', id);
+  }
+
+  /**
+   * The `consent.granted` entry of consent `id` in `feed`, or undefined: what {@link byConsent} then a find would
+   * give, without reading every entry that names the consent (each exchange under it does), which made the
+   * per-exchange consent checks grow with the consent's history.
+   */
+  async consentGranted(id: string, feed: string): Promise<StoredEntry | undefined> {
+    this.assertOpen();
+    for await (const key of this.store.byConsent.keys(prefixRange(`${id}!${feed}`))) {
+      const seq = key.slice(key.lastIndexOf('!') + 1);
+      const e = await this.get(feed, Number(seq));
+      if (e && e.entry.type === 'consent.granted') return e;
+    }
+    return undefined;
   }
 
   /** Every entry of `type`, optionally of one feed. */

@@ -17,7 +17,7 @@ export async function checkReleaseConsent(
 ): Promise<Attestation | undefined> {
   // A release under no consent (a claim, a prescription, a reply to a records request) is not this check's business.
   if (consentRef === null) return undefined;
-  const granted = (await ledger.byConsent(consentRef)).find((e) => e.entry.type === 'consent.granted' && e.entry.feed === from);
+  const granted = await ledger.consentGranted(consentRef, from);
   if (!granted) {
     if (requirePatientSigned) {
       throw new AgentError('ERR_CONSENT_NOT_PATIENT_SIGNED', `consent ${consentRef} is not in this agent's copy of the sender's ledger feed`, {

@@ -358,7 +358,7 @@ export class PatientService {
     const out: unknown[] = [];
     for (const c of await this.o.consents.list()) {
       if (c.patientHash !== hash) continue;
-      const granted = (await this.o.ledger.byConsent(c.id)).find((e) => e.entry.type === 'consent.granted' && e.entry.feed === this.o.feed);
+      const granted = await this.o.ledger.consentGranted(c.id, this.o.feed);
       const signed = (granted?.entry.body as { attestation?: string } | undefined)?.attestation === 'patient-signed';
       out.push({ ...c, attestation: signed ? 'patient-signed' : 'attested-by-hospital', fhir: signedConsentFhir(c, this.o.feed, c.grantedAt) });
     }

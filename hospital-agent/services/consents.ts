@@ -94,7 +94,7 @@ export class ConsentService {
     const consents = await this.all();
     const found = consents.get(id);
     if (!found) throw new AgentError('ERR_NOT_FOUND', `no consent ${id}`);
-    const granted = (await this.ledger.byConsent(id)).find((e) => e.entry.feed === this.feed && e.entry.type === 'consent.granted');
+    const granted = await this.ledger.consentGranted(id, this.feed);
     // Checked after the last await: two revocations at once write one entry.
     const current = consents.get(id) as Consent;
     if (current.revokedAt || this.revoking.has(id))

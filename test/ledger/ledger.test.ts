@@ -138,6 +138,23 @@ describe('Ledger', function () {
     await l.close();
   });
 
+  it("finds a consent's grant in one feed among the exchanges that name the consent, and nothing for another feed", async () => {
+    const l = await fresh();
+    for (let i = 0; i < 3; i++) await l.append(sent(`exchange-g${String(i).padStart(6, '0')}`));
+    await l.append({
+      type: 'consent.granted',
+      body: { consent: 'consent-0001', patient: patientHmac(1), grantees: ['bravo'], purposes: ['TREAT'], scope: ['*'], validFrom: new Date().toISOString() },
+    });
+    await l.append(sent('exchange-g000003'));
+    const granted = await l.consentGranted('consent-0001', 'alpha');
+    expect(granted?.entry.type).to.equal('consent.granted');
+    expect(granted?.entry.seq).to.equal(4);
+    expect(granted).to.deep.equal((await l.byConsent('consent-0001')).find((e) => e.entry.type === 'consent.granted' && e.entry.feed === 'alpha'));
+    expect(await l.consentGranted('consent-0001', 'bravo')).to.equal(undefined);
+    expect(await l.consentGranted('consent-0002', 'alpha')).to.equal(undefined);
+    await l.close();
+  });
+
   it('proves one entry with the chain up to a signed head', async () => {
     const l = await fresh();
     for (let i = 0; i < 5; i++) await l.append(sent(`exchange-p${String(i).padStart(6, '0')}`));
