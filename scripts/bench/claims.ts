@@ -2,13 +2,15 @@
 // hospital agent and an insurer agent (separate processes, through the relay): submit a FHIR Claim
 // (R4 validation, payment consent, ledger entry, sealed message) until the hospital holds the insurer's
 // verified, signed `queued` ClaimResponse; then the claims system's adjudication of every claim until the
-// hospital holds each signed final response (docs/insurers.md).
+// hospital holds each signed final response (docs/insurers.md). Then the prescriptions section (scripts/bench/prescriptions.ts):
+// accept+close per second, p50/p99, so this one command reports both figures the issue asks for.
 import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { startLocalFederation, waitFor, type LocalFederation } from '../lib/federation.ts';
 import type { BenchTable } from './types.ts';
+import { run as runPrescriptions } from './prescriptions.ts';
 import { option, percentile } from './util.ts';
 
 const DEFAULT_CLAIMS = 1000;
@@ -33,8 +35,15 @@ async function pool(n: number, concurrency: number, work: (i: number) => Promise
   );
 }
 
-/** See the module comment. */
+/** See the module comment; then the prescriptions section (accept+close/s), which the issue asks this command to report too. */
 export async function run(args: string[]): Promise<BenchTable[]> {
+  const claims = await runClaims(args);
+  // Its own options (--count); a --concurrency given here applies to both.
+  return [...claims, ...(await runPrescriptions(args))];
+}
+
+/** Claims end to end (see the module comment). */
+async function runClaims(args: string[]): Promise<BenchTable[]> {
   const n = Number(option(args, 'claims') ?? DEFAULT_CLAIMS);
   const concurrency = Number(option(args, 'concurrency') ?? DEFAULT_CONCURRENCY);
   if (!Number.isInteger(n) || n < 1 || !Number.isInteger(concurrency) || concurrency < 1)
