@@ -29,6 +29,7 @@ const TYPES: Record<string, { code: string; display: string; action: string }> =
   'prescription.cancelled': { code: '110110', display: 'Patient Record', action: 'D' },
   'certificate.issued': { code: '110106', display: 'Export', action: 'C' },
   'patient.enrolled': { code: '110114', display: 'User Authentication', action: 'C' },
+  'patient.records': { code: '110106', display: 'Export', action: 'R' },
 };
 
 const agentRef = (id: string) => ({ identifier: { system: 'urn:hie:agent', value: id } });

@@ -173,6 +173,8 @@ export const BODY_SCHEMAS = {
   'certificate.issued': z.strictObject({ card: hex64, kid: z.string().regex(B64URL).length(43), rid: z.string().regex(B64URL).max(24), nbf: ts }),
   /** A patient's device key was enrolled at this hospital (one-time code): the patient as keyed hash, the key as its RFC 7638 thumbprint. */
   'patient.enrolled': z.strictObject({ patient: hex64, device: z.string().regex(B64URL).length(43) }),
+  /** A copy of the patient's own records (a FHIR Bundle the EHR pushed) went, end to end encrypted, to their enrolled device; `hash` is SHA-256 of the Bundle's bytes. */
+  'patient.records': z.strictObject({ patient: hex64, device: z.string().regex(B64URL).length(43), hash: digest }),
 } as const;
 
 /** Every entry type. */

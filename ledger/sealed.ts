@@ -205,6 +205,7 @@ export function concernedParties(entry: Entry, grantees: (consent: string) => re
     case 'prescription.cancelled':
     case 'certificate.issued':
     case 'patient.enrolled':
+    case 'patient.records':
       // The author's own business: a prescription no pharmacy holds yet, a card the hospital issued (its proof goes with the card).
       return new Set();
   }

@@ -127,15 +127,26 @@ function renderLog(entries) {
   body.replaceChildren();
   for (const e of entries) {
     const tr = document.createElement('tr');
-    tr.dataset.exchange = e.exchange;
-    const cells = [
-      e.at,
-      e.to,
-      e.purpose,
-      e.consent,
-      e.receipt ? `${e.receipt.disposition} ${e.receipt.at}` : 'no receipt yet',
-      `${e.proof.feed}#${e.proof.seq}`,
-    ];
+    const copy = e.kind === 'copy';
+    if (copy) tr.dataset.copy = e.sha256;
+    else tr.dataset.exchange = e.exchange;
+    const cells = copy
+      ? [
+          e.at,
+          e.device === state.thumb ? 'you (this device)' : 'you (another device)',
+          PURPOSE[e.purpose] ?? e.purpose,
+          '—',
+          'a copy of your records',
+          `${e.proof.feed}#${e.proof.seq}`,
+        ]
+      : [
+          e.at,
+          e.to,
+          PURPOSE[e.purpose] ?? e.purpose,
+          e.consent,
+          e.receipt ? `${e.receipt.disposition} ${e.receipt.at}` : 'no receipt yet',
+          `${e.proof.feed}#${e.proof.seq}`,
+        ];
     for (const text of cells) {
       const td = document.createElement('td');
       td.textContent = text;
@@ -143,6 +154,39 @@ function renderLog(entries) {
     }
     body.append(tr);
   }
+}
+
+async function sha256hex(text) {
+  const d = new Uint8Array(await crypto.subtle.digest('SHA-256', new TextEncoder().encode(text)));
+  return Array.from(d, (b) => b.toString(16).padStart(2, '0')).join('');
+}
+
+/** What a resource is, in a few words, for the list of the copy's contents. */
+function summary(r) {
+  const code = r.code?.text ?? r.code?.coding?.[0]?.display ?? r.code?.coding?.[0]?.code ?? r.type?.[0]?.text;
+  const when = r.effectiveDateTime ?? r.issued ?? r.onsetDateTime ?? r.recordedDate ?? r.authoredOn ?? r.date ?? r.period?.start;
+  const value = r.valueQuantity ? `${r.valueQuantity.value} ${r.valueQuantity.unit ?? ''}`.trim() : r.valueString;
+  if (r.resourceType === 'Patient') {
+    const n = r.name?.[0];
+    return `Patient: ${[...(n?.given ?? []), n?.family].filter(Boolean).join(' ') || 'you'}${r.birthDate ? `, born ${r.birthDate}` : ''}`;
+  }
+  return [r.resourceType + (code ? `: ${code}` : ''), value, when ? String(when).slice(0, 10) : undefined].filter(Boolean).join(', ');
+}
+
+function renderRecords(bundle, m) {
+  const entries = (bundle.entry ?? []).filter((e) => e.resource);
+  $('records').textContent =
+    `Your records, sent ${String(m.receivedAt).slice(0, 10)}: a FHIR Bundle of ${entries.length} resource${entries.length === 1 ? '' : 's'}.`;
+  const ul = $('records-list');
+  ul.replaceChildren();
+  for (const e of entries) {
+    const li = document.createElement('li');
+    li.textContent = summary(e.resource);
+    ul.append(li);
+  }
+  const a = $('records-download');
+  a.href = URL.createObjectURL(new Blob([m.bundle], { type: 'application/fhir+json' }));
+  a.hidden = false;
 }
 
 // What is shown is what is signed: the hospital sends the FHIR Consent; the device sets its time and signs it.
@@ -170,6 +214,9 @@ async function onMessage(m) {
       $('home').hidden = false;
       renderRequests();
       renderConsents();
+      $('records').textContent = m.records
+        ? `Your hospital sent a copy of your records on ${String(m.records.receivedAt).slice(0, 10)} (${m.records.entries} resources).`
+        : 'Your hospital has not sent a copy of your records yet.';
       status('Connected.');
       await conn.send({ t: 'log' });
       return;
@@ -192,11 +239,12 @@ async function onMessage(m) {
       status(`Access log: ${m.entries.length} release${m.entries.length === 1 ? '' : 's'}.`);
       return;
     case 'records': {
-      const n = (m.bundle.entry ?? []).length;
-      $('records').textContent = `Your records: a FHIR Bundle of ${n} resource${n === 1 ? '' : 's'}.`;
-      const a = $('records-download');
-      a.href = URL.createObjectURL(new Blob([JSON.stringify(m.bundle, null, 2)], { type: 'application/fhir+json' }));
-      a.hidden = false;
+      // The Bundle's bytes as the hospital sent them; their SHA-256 is what its ledger entry names.
+      if ((await sha256hex(m.bundle)) !== m.sha256) return status('The copy of your records did not arrive intact.');
+      const bundle = JSON.parse(m.bundle);
+      renderRecords(bundle, m);
+      status('A copy of your records arrived.');
+      await conn.send({ t: 'log' });
       return;
     }
     case 'error':

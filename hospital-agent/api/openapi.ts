@@ -603,6 +603,27 @@ export function buildOpenApi(agentId: string): Record<string, unknown> {
           responses: { 200: { description: 'request' }, ...errors('ERR_NOT_FOUND') },
         },
       },
+      '/v1/patients/records': {
+        post: {
+          summary:
+            "The EHR's copy of a patient's own records (a FHIR R4 Bundle, validated, about that patient only, at most 768 KiB): kept for their enrolled device and sent to it end to end encrypted; each copy a device gets is a patient.records ledger entry (hashes only) and a row of their access log",
+          parameters: [{ name: 'Hie-Patient-Id', in: 'header', required: true, schema: { type: 'string' } }],
+          requestBody: { required: true, content: { 'application/fhir+json': { schema: { type: 'object' } } } },
+          responses: {
+            201: { description: '{sha256, entries, receivedAt, delivered}: delivered is how many open sessions got it at once' },
+            ...errors(
+              'ERR_BAD_REQUEST',
+              'ERR_UNSUPPORTED_MEDIA_TYPE',
+              'ERR_PAYLOAD_TOO_LARGE',
+              'ERR_INVALID_FHIR',
+              'ERR_FHIR_INVALID',
+              'ERR_FHIR_PATIENT_MISMATCH',
+              'ERR_CONFLICT',
+              'ERR_NOT_FOUND',
+            ),
+          },
+        },
+      },
       '/v1/patients/access-log': {
         get: {
           summary: "The patient's own access log: every release of their records (to whom, when, under which consent, receipt, ledger position)",

@@ -17,17 +17,23 @@ import {
   type PatientSession,
 } from '../../patient-app/protocol.js';
 import type { Purpose } from '../consent/model.ts';
-import { patientHash } from '../consent/patient.ts';
+import { parsePatientId, patientHash } from '../consent/patient.ts';
 import { AgentError } from '../errors.ts';
+import { validateFhirBundle } from '../fhir/bundle.ts';
 import type { ConsentService } from '../services/consents.ts';
 import { issuePatientCredential, newChannel } from './credential.ts';
 import { signedConsentFhir, type ConsentTerms } from './signed-consent.ts';
-import { PatientStore, type ConsentRequestRecord, type DeviceRecord } from './store.ts';
+import { PatientStore, type ConsentRequestRecord, type DeviceRecord, type RecordsCopy } from './store.ts';
 
 /** How long a one-time enrolment code is good for. */
 export const DEFAULT_CODE_SECONDS = 15 * 60;
 /** How far the time a patient says they signed at may be from the agent's clock. */
 export const SIGNED_AT_SKEW_MS = 5 * 60 * 1000;
+/**
+ * Largest copy of a patient's records the EHR may push: it goes to the device as one sealed message, and the relay's
+ * hub frames are at most `limits.maxFrame` (1 MiB by default).
+ */
+export const MAX_RECORDS_BYTES = 768 * 1024;
 /** Messages a channel may queue before the agent closes it (a flood from one device cannot hold the agent). */
 const MAX_QUEUED = 64;
 
@@ -44,7 +50,10 @@ export interface PatientServiceOptions {
   agentKey: { privateKey: webcrypto.CryptoKey; publicJwk: EcPublicJwk };
   /** Where the relay serves the patient app (`https://relay.example/patient/`). */
   appUrl: string;
-  /** The patient's own records as a FHIR Bundle (the EHR's answer); absent: the app's "my records" answers not-available. */
+  /**
+   * Where the patient's own records come from when the app asks, before the copy the EHR pushed (`pushRecords`): a FHIR
+   * Bundle, or undefined to fall back to the pushed copy.
+   */
   records?: ((patientId: string) => Promise<Record<string, unknown> | undefined>) | undefined;
   log: Logger;
   now?: () => Date;
@@ -141,6 +150,54 @@ export class PatientService {
     return request;
   }
 
+  /**
+   * The EHR's copy of a patient's own records: a FHIR R4 Bundle (validated, about this patient and no other) kept for
+   * their enrolled device, and sent at once, end to end encrypted, to every open session of theirs. Refused with
+   * ERR_CONFLICT while no device is enrolled for the patient. Answers how many sessions got it now.
+   */
+  async pushRecords(patientId: string, bytes: Buffer): Promise<{ sha256: string; entries: number; receivedAt: string; delivered: number }> {
+    const hash = this.hash(patientId);
+    if (bytes.length > MAX_RECORDS_BYTES) throw new AgentError('ERR_PAYLOAD_TOO_LARGE', `a records copy is at most ${MAX_RECORDS_BYTES} bytes`);
+    const summary = validateFhirBundle(bytes, { patient: parsePatientId(patientId, this.o.identifierSystem) });
+    const enrolled = (await PatientStore.values<DeviceRecord>(this.o.store.devices)).some((d) => d.patientId === patientId);
+    if (!enrolled) throw new AgentError('ERR_CONFLICT', 'no device is enrolled for this patient: enrol one first (POST /v1/patients/enrolments)');
+    const copy: RecordsCopy = {
+      patientId,
+      bundle: bytes.toString('utf8'),
+      sha256: createHash('sha256').update(bytes).digest('hex'),
+      entries: summary.entries,
+      receivedAt: this.now().toISOString(),
+    };
+    await this.o.store.records.put(hash, copy);
+    let delivered = 0;
+    for (const [channel, c] of this.channels) {
+      const thumb = c.thumb;
+      if (c.device?.patientId !== patientId || !thumb) continue;
+      // In the channel's queue: sealed messages must leave in counter order.
+      const sent = c.queue.then(() => this.sendRecords(channel, thumb, hash, copy.bundle, copy.receivedAt));
+      c.queue = sent.catch(() => undefined);
+      await sent;
+      delivered++;
+    }
+    this.o.log.info({ entries: copy.entries, delivered }, 'patient records copy stored');
+    return { sha256: copy.sha256, entries: copy.entries, receivedAt: copy.receivedAt, delivered };
+  }
+
+  /** Seals a records copy to one session and writes `patient.records` (keyed hash, device thumbprint, SHA-256 of the bytes). */
+  private async sendRecords(channel: string, thumb: string, patient: string, bundle: string, receivedAt: string): Promise<void> {
+    const sha256 = createHash('sha256').update(bundle, 'utf8').digest('hex');
+    await this.o.ledger.append({ type: 'patient.records', body: { patient, device: thumb, hash: sha256 } });
+    await this.reply(channel, { t: 'records', bundle, sha256, receivedAt });
+  }
+
+  /** The records copy for the app's "get a copy": from the configured source, else the one the EHR pushed. */
+  private async recordsFor(patientId: string): Promise<{ bundle: string; receivedAt: string } | undefined> {
+    const fetched = await this.o.records?.(patientId);
+    if (fetched) return { bundle: JSON.stringify(fetched), receivedAt: this.now().toISOString() };
+    const copy = await this.o.store.records.get(this.hash(patientId));
+    return copy ? { bundle: copy.bundle, receivedAt: copy.receivedAt } : undefined;
+  }
+
   /** A channel opened at the relay. */
   onOpen(channel: string): void {
     this.channels.set(channel, { queue: Promise.resolve(), queued: 0 });
@@ -202,8 +259,9 @@ export class PatientService {
       case 'log':
         return this.reply(channel, { t: 'log', entries: await this.accessLog(c.device.patientId) });
       case 'records': {
-        const bundle = await this.o.records?.(c.device.patientId);
-        return this.reply(channel, bundle ? { t: 'records', bundle } : { t: 'error', code: 'ERR_NOT_FOUND', message: 'no records are available' });
+        const copy = await this.recordsFor(c.device.patientId);
+        if (!copy) return this.reply(channel, { t: 'error', code: 'ERR_NOT_FOUND', message: 'the hospital has not sent a copy of your records yet' });
+        return this.sendRecords(channel, c.thumb, this.hash(c.device.patientId), copy.bundle, copy.receivedAt);
       }
       default:
         throw new AgentError('ERR_BAD_REQUEST', 'unknown message type');
@@ -267,7 +325,14 @@ export class PatientService {
       credential,
       requests: requests.map((r) => this.requestView(r)),
       consents: await this.consentViews(device.patientId),
+      records: await this.recordsNote(device.patientId),
     });
+  }
+
+  /** Whether a copy of the records is waiting (when the EHR sent it), for the app's welcome. */
+  private async recordsNote(patientId: string): Promise<{ receivedAt: string; entries: number } | null> {
+    const copy = await this.o.store.records.get(this.hash(patientId));
+    return copy ? { receivedAt: copy.receivedAt, entries: copy.entries } : null;
   }
 
   /** What the app shows of a request, and signs: the terms, with the patient as keyed hash. */
@@ -367,7 +432,8 @@ export class PatientService {
 
   /**
    * Every release of the patient's records from this hospital's ledger feed: to whom, when, under which consent, its
-   * receipt, and where its proof is (`hie-ledger prove` builds a self-contained proof from feed and seq).
+   * receipt, and where its proof is (`hie-ledger prove` builds a self-contained proof from feed and seq); and every copy
+   * of their records sent to one of their devices (`kind: copy`, with the SHA-256 of the Bundle sent).
    */
   async accessLog(patientId: string): Promise<unknown[]> {
     const hash = this.hash(patientId);
@@ -379,6 +445,7 @@ export class PatientService {
       const receipt = related.find((r) => r.entry.type === 'receipt');
       const failed = related.find((r) => r.entry.type === 'exchange.failed');
       out.push({
+        kind: 'release',
         exchange: body.exchange,
         to: body.to,
         at: e.entry.ts,
@@ -390,6 +457,21 @@ export class PatientService {
           : failed
             ? { disposition: 'failed', at: failed.entry.ts }
             : null,
+        proof: { feed: e.entry.feed, seq: e.entry.seq, hash: e.hash },
+      });
+    }
+    // The copies of their own records sent to the patient's devices are releases too, to the patient.
+    for (const e of await this.o.ledger.byType('patient.records', this.o.feed)) {
+      const body = e.entry.body as { patient: string; device: string; hash: string };
+      if (body.patient !== hash) continue;
+      out.push({
+        kind: 'copy',
+        to: 'patient',
+        device: body.device,
+        at: e.entry.ts,
+        purpose: 'PATRQT',
+        contentType: 'application/fhir+json',
+        sha256: body.hash,
         proof: { feed: e.entry.feed, seq: e.entry.seq, hash: e.hash },
       });
     }

@@ -1,4 +1,5 @@
-// One job: the agent's own patient-channel state on disk (LevelDB): one-time codes by hash, enrolled devices, consent requests.
+// One job: the agent's own patient-channel state on disk (LevelDB): one-time codes by hash, enrolled devices, consent requests,
+// the copy of each patient's records the EHR pushed.
 import { Level } from 'level';
 import type { EcPublicJwk } from '../../patient-app/protocol.js';
 import type { Purpose } from '../consent/model.ts';
@@ -34,6 +35,17 @@ export interface ConsentRequestRecord {
   status: 'pending' | 'approved' | 'refused';
 }
 
+/** The latest copy of a patient's own records the EHR pushed (`POST /v1/patients/records`), kept for their device. */
+export interface RecordsCopy {
+  patientId: string;
+  /** The Bundle's bytes as the EHR sent them (validated FHIR R4, about this patient only). */
+  bundle: string;
+  /** SHA-256 (hex) of those bytes: what the ledger's `patient.records` entries name. */
+  sha256: string;
+  entries: number;
+  receivedAt: string;
+}
+
 /** The patient-channel tables of one agent (held on premises: patient ids never leave for the ledger or the relay). */
 export class PatientStore {
   private readonly db: Level<string, unknown>;
@@ -41,6 +53,8 @@ export class PatientStore {
   readonly devices;
   readonly channels;
   readonly requests;
+  /** Records copies by the patient's keyed hash. */
+  readonly records;
 
   constructor(path: string) {
     this.db = new Level<string, unknown>(path, { valueEncoding: 'json' });
@@ -48,6 +62,7 @@ export class PatientStore {
     this.devices = this.db.sublevel<string, DeviceRecord>('devices', { valueEncoding: 'json' });
     this.channels = this.db.sublevel<string, string>('channels', { valueEncoding: 'json' });
     this.requests = this.db.sublevel<string, ConsentRequestRecord>('requests', { valueEncoding: 'json' });
+    this.records = this.db.sublevel<string, RecordsCopy>('records', { valueEncoding: 'json' });
   }
 
   async open(): Promise<void> {

@@ -29,6 +29,30 @@ const CHROMIUM = process.env['HIE_CHROMIUM'] ?? '/usr/bin/chromium';
 const SCREENSHOT_DIR = join(process.cwd(), 'test-output', 'patient-screenshots');
 const PATIENT = 'urn:oid:1.2.410.100|MRN-770011';
 const FAMILY = 'Hwang-Seowon';
+/** The patient's own records as their EHR would push them: a FHIR R4 collection about this patient only. */
+const RECORDS = Buffer.from(
+  JSON.stringify({
+    resourceType: 'Bundle',
+    type: 'collection',
+    entry: [
+      {
+        fullUrl: 'urn:uuid:5b1e3c4a-8f0e-4a53-9d0b-4f6c2a9e7b10',
+        resource: { resourceType: 'Patient', identifier: [{ system: 'urn:oid:1.2.410.100', value: 'MRN-770011' }], name: [{ family: FAMILY }] },
+      },
+      {
+        fullUrl: 'urn:uuid:0d7c2f3e-61a4-4b8e-8f43-2c9a5e1d7f22',
+        resource: {
+          resourceType: 'Observation',
+          status: 'final',
+          code: { text: 'HbA1c' },
+          subject: { reference: 'urn:uuid:5b1e3c4a-8f0e-4a53-9d0b-4f6c2a9e7b10' },
+          effectiveDateTime: '2026-11-20',
+          valueQuantity: { value: 6.1, unit: '%' },
+        },
+      },
+    ],
+  }),
+);
 const AXE = readFileSync(join(process.cwd(), 'node_modules', 'axe-core', 'axe.min.js'), 'utf8');
 
 /** Opens a WebSocket on the relay's patient path; resolves with the open socket or the refusal's status and code. */
@@ -100,14 +124,6 @@ describe('patients: the patient app in headless Chromium, through a real relay',
       secret,
       agentKey: await generateAgentPatientKey(),
       appUrl: `https://127.0.0.1:${relay.port}/patient/`,
-      records: async () => ({
-        resourceType: 'Bundle',
-        type: 'collection',
-        entry: [
-          { resource: { resourceType: 'Patient', id: 'p1', identifier: [{ system: 'urn:oid:1.2.410.100', value: 'MRN-770011' }], name: [{ family: FAMILY }] } },
-          { resource: { resourceType: 'Observation', id: 'o1', status: 'final', code: { text: 'HbA1c' }, subject: { reference: 'Patient/p1' } } },
-        ],
-      }),
       log,
     });
     hub = new PatientHub({ url: `wss://127.0.0.1:${relay.port}`, servername: 'localhost', identity: () => alpha.identity, service, log });
@@ -249,8 +265,28 @@ describe('patients: the patient app in headless Chromium, through a real relay',
     await page.waitForSelector('tr[data-exchange="x-patient-1"]', { timeout: 30_000 });
     const row = await page.$eval('tr[data-exchange="x-patient-1"]', (e) => e.textContent ?? '');
     expect(row).to.include('bravo').and.include(consentId).and.include('delivered').and.include('alpha#');
-    await page.click('#records-button');
+    // The EHR pushes the patient's copy: validated, kept, and sent at once to the open session, sealed to the device.
+    const pushed = await service.pushRecords(PATIENT, RECORDS);
+    expect(pushed).to.include({ entries: 2, delivered: 1 });
     await page.waitForFunction("document.querySelector('#records')?.textContent?.includes('FHIR Bundle of 2')", { timeout: 30_000 });
+    expect(await page.$eval('#records-list', (e) => e.textContent ?? ''))
+      .to.include('Observation: HbA1c, 6.1 %, 2026-11-20')
+      .and.include(FAMILY);
+    // The copy is in the patient's access log and the ledger: keyed hash, device thumbprint and the SHA-256 of the bytes only.
+    await page.waitForSelector(`tr[data-copy="${pushed.sha256}"]`, { timeout: 30_000 });
+    expect(await page.$eval(`tr[data-copy="${pushed.sha256}"]`, (e) => e.textContent ?? '')).to.include('you (this device)');
+    const copies = await ledger.byType('patient.records', 'alpha');
+    const device = ((await ledger.byType('patient.enrolled', 'alpha'))[0]!.entry.body as { device: string }).device;
+    expect(copies.map((e) => e.entry.body)).to.deep.equal([{ patient: patientHash(secret, PATIENT), device, hash: pushed.sha256 }]);
+    // Asked again from the app: the copy kept for the device, logged again.
+    await page.click('#records-button');
+    await waitStatus('A copy of your records arrived');
+    await page.waitForFunction("document.querySelectorAll('tr[data-copy]').length === 2", { timeout: 30_000 });
+    expect(await ledger.byType('patient.records', 'alpha')).to.have.length(2);
+    // A Bundle about someone else is refused before anything is kept or sent.
+    let err: unknown;
+    await service.pushRecords(PATIENT, Buffer.from(RECORDS.toString().replace('MRN-770011', 'MRN-999999'))).catch((e) => (err = e));
+    expect((err as AgentError).code).to.equal('ERR_FHIR_PATIENT_MISMATCH');
     await page.screenshot({ path: join(SCREENSHOT_DIR, '3-access-log.png'), fullPage: true });
   });
 
@@ -282,7 +318,18 @@ describe('patients: the patient app in headless Chromium, through a real relay',
   it('lets the relay read no consent content, patient id or record of all that traffic', () => {
     const all = Buffer.concat(tapped);
     expect(all.length).to.be.greaterThan(1000);
-    for (const secretText of ['MRN-770011', FAMILY, 'HbA1c', 'Consent', 'TREAT', 'bravo', patientHash(secret, PATIENT), consentId, 'x-patient-1']) {
+    for (const secretText of [
+      'MRN-770011',
+      FAMILY,
+      'HbA1c',
+      'Observation',
+      'Consent',
+      'TREAT',
+      'bravo',
+      patientHash(secret, PATIENT),
+      consentId,
+      'x-patient-1',
+    ]) {
       expect(all.includes(Buffer.from(secretText)), secretText).to.equal(false);
     }
   });

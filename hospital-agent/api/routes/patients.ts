@@ -3,6 +3,7 @@ import QRCode from 'qrcode';
 import { z } from 'zod';
 import { AgentError } from '../../errors.ts';
 import type { RunningPatients } from '../../patients/start.ts';
+import { MAX_RECORDS_BYTES } from '../../patients/service.ts';
 import { PatientStore, type ConsentRequestRecord } from '../../patients/store.ts';
 import { parseRequest } from '../validate.ts';
 import { grantFromRequest } from './consents.ts';
@@ -16,7 +17,8 @@ const patientOf = (req: express.Request): string => parseRequest(z.string().trim
 
 /**
  * /v1/patients (docs/patients.md): one-time enrolment codes with their QR code (PNG, base64, and SVG), consent requests
- * the patient answers in the app (create, list, read), and the patient's access log. Without `patients.app.enabled`,
+ * the patient answers in the app (create, list, read), the copy of their own records the EHR pushes (a FHIR Bundle,
+ * sent end to end encrypted to their device), and the patient's access log. Without `patients.app.enabled`,
  * every route answers 404 ERR_NOT_FOUND saying so.
  */
 export function patientRoutes(patients: RunningPatients | undefined, options: { jsonLimit: string }): Router {
@@ -62,6 +64,14 @@ export function patientRoutes(patients: RunningPatients | undefined, options: { 
     const request = await patients.store.requests.get(req.params['id'] as string);
     if (!request) throw new AgentError('ERR_NOT_FOUND', 'no such consent request');
     res.json(request);
+  });
+  // The EHR pushes the patient's own records; the patient in the header (kept out of URLs), the Bundle as the body.
+  const fhirBody = express.raw({ type: () => true, limit: MAX_RECORDS_BYTES });
+  r.post('/patients/records', fhirBody, async (req, res) => {
+    if (!req.is('application/fhir+json') && !req.is('application/json')) throw new AgentError('ERR_UNSUPPORTED_MEDIA_TYPE', 'send application/fhir+json');
+    const patientId = patientOf(req);
+    const body = Buffer.isBuffer(req.body) ? req.body : Buffer.alloc(0);
+    res.status(201).json(await patients.service.pushRecords(patientId, body));
   });
   r.get('/patients/access-log', async (req, res) => {
     res.json({ releases: await patients.service.accessLog(patientOf(req)) });
