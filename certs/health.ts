@@ -32,9 +32,16 @@ export interface CertificateHealth {
 }
 
 /** The CA of the bundle that issued the identity's certificate (the first one when none matches). */
+/** The issuing CA found for an own certificate and the CA bundle it was found in (health is read often: `/healthz`, metrics). */
+const issuers = new WeakMap<X509Certificate, { caPem: string; ca: X509Certificate | undefined }>();
+
 function issuingCa(identity: Identity): X509Certificate | undefined {
+  const known = issuers.get(identity.certificate);
+  if (known && known.caPem === identity.caPem) return known.ca;
   const cas = splitPemCertificates(identity.caPem).map((p) => new X509Certificate(p));
-  return cas.find((ca) => identity.certificate.checkIssued(ca)) ?? cas[0];
+  const ca = cas.find((c) => identity.certificate.checkIssued(c)) ?? cas[0];
+  issuers.set(identity.certificate, { caPem: identity.caPem, ca });
+  return ca;
 }
 
 /**
