@@ -11,3 +11,4 @@ export {
   type ConfigSpec,
   type LeafKind,
 } from './config.ts';
+export { writeAllSync, writevAll } from './write-all.ts';

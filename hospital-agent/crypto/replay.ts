@@ -1,4 +1,5 @@
 import { open as openFile, readFile, rename, type FileHandle } from 'node:fs/promises';
+import { writevAll } from '../../common/write-all.ts';
 import { CryptoError } from './errors.ts';
 
 /** How long an opener remembers an exchange id, and how old an envelope it accepts (7 days). */
@@ -82,8 +83,27 @@ export class FileReplayStore extends MemoryReplayStore {
   private constructor(
     private readonly path: string,
     private fh: FileHandle,
+    /** Bytes of whole lines in the file: a failed append is cut back to this, so no torn line is ever followed by another. */
+    private fileBytes: number,
   ) {
     super();
+  }
+
+  /**
+   * Appends one line, all of it (a full disk may take part of a write), and
+   * syncs it; if any of that fails, the file is cut back to its last whole
+   * line, so the store stays readable when the disk has room again.
+   */
+  private async appendLine(line: string): Promise<void> {
+    const bytes = Buffer.from(line);
+    try {
+      await writevAll(this.fh, [bytes]);
+      await this.fh.datasync();
+    } catch (err) {
+      await this.fh.truncate(this.fileBytes).catch(() => undefined);
+      throw err;
+    }
+    this.fileBytes += bytes.length;
   }
 
   /** Opens (or creates, mode 0600) the store file and loads it. A torn last line from a crash is ignored. */
@@ -110,9 +130,13 @@ export class FileReplayStore extends MemoryReplayStore {
         throw new CryptoError('ERR_REPLAY_STORE', `replay store ${path} is corrupt at line ${i + 1}`, { cause: err });
       }
     });
-    const store = new FileReplayStore(path, await openFile(path, 'a', 0o600));
+    const fh = await openFile(path, 'a', 0o600);
+    // A torn last line is cut off (it was an add that never completed), so the next line starts clean.
+    const whole = text.endsWith('\n') || text === '' ? text : text.slice(0, text.lastIndexOf('\n') + 1);
+    const size = Buffer.byteLength(whole);
+    if (size !== Buffer.byteLength(text)) await fh.truncate(size);
+    const store = new FileReplayStore(path, fh, size);
     for (const [k, e] of seen) store.seen.set(k, e);
-    if (text !== '' && !text.endsWith('\n')) await store.fh.write('\n');
     return store;
   }
 
@@ -126,8 +150,7 @@ export class FileReplayStore extends MemoryReplayStore {
     return this.serial(async () => {
       if (!(await super.add(key, expiresAt, now))) return false;
       try {
-        await this.fh.write(`${JSON.stringify({ k: key, e: expiresAt.getTime() })}\n`);
-        await this.fh.datasync();
+        await this.appendLine(`${JSON.stringify({ k: key, e: expiresAt.getTime() })}\n`);
       } catch (err) {
         this.seen.delete(key);
         throw new CryptoError('ERR_REPLAY_STORE', `cannot write replay store ${this.path}`, { cause: err });
@@ -140,8 +163,7 @@ export class FileReplayStore extends MemoryReplayStore {
     return this.serial(async () => {
       if (!this.seen.has(key)) return;
       try {
-        await this.fh.write(`${JSON.stringify({ k: key, d: 1 })}\n`);
-        await this.fh.datasync();
+        await this.appendLine(`${JSON.stringify({ k: key, d: 1 })}\n`);
       } catch (err) {
         throw new CryptoError('ERR_REPLAY_STORE', `cannot write replay store ${this.path}`, { cause: err });
       }
@@ -153,9 +175,10 @@ export class FileReplayStore extends MemoryReplayStore {
     return this.serial(async () => {
       const n = await super.prune(now);
       const tmp = `${this.path}.tmp`;
+      const text = [...this.seen].map(([k, e]) => `${JSON.stringify({ k, e })}\n`).join('');
       const out = await openFile(tmp, 'w', 0o600);
       try {
-        await out.write([...this.seen].map(([k, e]) => `${JSON.stringify({ k, e })}\n`).join(''));
+        await out.writeFile(text);
         await out.sync();
       } finally {
         await out.close();
@@ -163,6 +186,7 @@ export class FileReplayStore extends MemoryReplayStore {
       await rename(tmp, this.path);
       await this.fh.close();
       this.fh = await openFile(this.path, 'a', 0o600);
+      this.fileBytes = Buffer.byteLength(text);
       return n;
     });
   }

@@ -3,6 +3,7 @@ import { once } from 'node:events';
 import { open as openFile, unlink, type FileHandle } from 'node:fs/promises';
 import { join } from 'node:path';
 import type { Writable } from 'node:stream';
+import { writevAll } from '../../common/write-all.ts';
 import { CryptoError } from './errors.ts';
 
 /** Where `openEnvelope` writes plaintext before it is verified. */
@@ -113,7 +114,7 @@ class FileQuarantine implements Quarantine {
     this.batch = [];
     this.batchBytes = 0;
     if (batch.length === 0) return;
-    const writing = this.fh.writev(batch).then(() => undefined);
+    const writing = writevAll(this.fh, batch).then(() => undefined);
     this.writing = writing;
     // A failure surfaces at the next flush or at commit; keep it from being reported as unhandled meanwhile.
     writing.catch(() => undefined);

@@ -1,48 +1,16 @@
-import { execFileSync } from 'node:child_process';
 import { createHash } from 'node:crypto';
-import { closeSync, mkdirSync, openSync, readdirSync, rmSync, statfsSync, writeSync } from 'node:fs';
+import { readdirSync, rmSync } from 'node:fs';
 import { join } from 'node:path';
 import { expect } from 'chai';
 import { grantConsent, startNetwork, waitFor, type TestNetwork } from '../support/agents.ts';
 import { patternStream } from '../support/data.ts';
 import { tempDir } from '../support/tmp.ts';
+import { fill, mountTmpfs, unmountTmpfs } from '../support/tmpfs.ts';
 
 const PATIENT = 'SYN-DISK-FULL-0001';
 /** Each agent under test gets a data directory on its own tmpfs of this size. */
 const TMPFS_MIB = 64;
 const MiB = 1024 * 1024;
-
-/** Mounts a tmpfs of `mib` MiB on `dir` (root only). */
-function mountTmpfs(dir: string, mib: number): void {
-  mkdirSync(dir, { recursive: true });
-  execFileSync('mount', ['-t', 'tmpfs', '-o', `size=${mib}m,mode=0700`, 'tmpfs', dir]);
-}
-
-/** Free bytes on the file system holding `dir`. */
-function freeBytes(dir: string): number {
-  const s = statfsSync(dir);
-  return s.bavail * s.bsize;
-}
-
-/** Fills the file system of `dir` with a filler file until at most `leave` bytes are free; returns the filler's path. */
-function fill(dir: string, leave: number): string {
-  const path = join(dir, 'filler.bin');
-  const fd = openSync(path, 'a');
-  const chunk = Buffer.alloc(256 * 1024, 7);
-  try {
-    while (freeBytes(dir) > leave) {
-      const want = Math.min(chunk.length, freeBytes(dir) - leave);
-      try {
-        writeSync(fd, chunk, 0, Math.max(4096, want));
-      } catch {
-        break;
-      }
-    }
-  } finally {
-    closeSync(fd);
-  }
-  return path;
-}
 
 /**
  * Disk full, as hospital IT meets it: an agent whose data directory fills up
@@ -79,7 +47,7 @@ describe('an agent whose data directory fills up', function () {
   });
   after(async function () {
     await net?.close();
-    for (const dir of mounts) execFileSync('umount', ['-l', dir]);
+    for (const dir of mounts) unmountTmpfs(dir);
     tmp?.cleanup();
   });
 

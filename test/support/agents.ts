@@ -148,6 +148,9 @@ export async function startNetwork(
       return fetch(`http://127.0.0.1:${a.apiPort}${path}`, {
         ...init,
         headers: { authorization: `Bearer ${TEST_TOKEN}`, ...(init.headers as Record<string, string> | undefined) },
+      }).catch((err: unknown) => {
+        // Name the request: a bare undici "terminated" says nothing about which call lost its connection.
+        throw new Error(`${init.method ?? 'GET'} ${path} on ${id}: ${(err as Error).message}`, { cause: err });
       });
     },
     close: async () => {
