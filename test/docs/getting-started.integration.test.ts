@@ -78,7 +78,10 @@ describe('docs/getting-started.md', function () {
       'hie-ledger verify',
     ])
       expect(all, step).to.contain(step);
-    expect(all.split('\n').filter((l) => /&\s*(#.*)?$/.test(l)), 'processes started in the background').to.have.length(3);
+    expect(
+      all.split('\n').filter((l) => /&\s*(#.*)?$/.test(l)),
+      'processes started in the background',
+    ).to.have.length(3);
   });
 
   it('runs, in order, in an empty directory: the exchange is delivered and read at the other hospital, and every ledger verifies', async function () {

@@ -37,10 +37,10 @@ describe('links in README.md, CHANGELOG.md and docs/', function () {
     expect(broken).to.deep.equal([]);
   });
 
-  it("make anchors as GitHub does", function () {
+  it('make anchors as GitHub does', function () {
     expect(slug('2. Hospital IT: enrolment (the key stays at the hospital)')).to.equal('2-hospital-it-enrolment-the-key-stays-at-the-hospital');
     expect(slug('What `hie-ledger verify` reports about witnesses')).to.equal('what-hie-ledger-verify-reports-about-witnesses');
-    expect(slug("Agent bench: the full run of 2026-11-30")).to.equal('agent-bench-the-full-run-of-2026-11-30');
+    expect(slug('Agent bench: the full run of 2026-11-30')).to.equal('agent-bench-the-full-run-of-2026-11-30');
     expect([...anchors('# A\n\n## Usage\n\n```sh\n# not a heading\n```\n\n## Usage\n')]).to.deep.equal(['a', 'usage', 'usage-1']);
   });
 });

@@ -30,7 +30,10 @@ describe('README and docs pages', function () {
     expect(readme.split('\n').length).to.be.below(220);
     const table = readme.slice(readme.indexOf('## Documentation'));
     const linked = linkTargets(table).map((t) => t.split('#')[0]);
-    expect(handWritten.filter((p) => !linked.includes(p)), 'pages the README table leaves out').to.deep.equal([]);
+    expect(
+      handWritten.filter((p) => !linked.includes(p)),
+      'pages the README table leaves out',
+    ).to.deep.equal([]);
     const at = (p: string): number => linked.indexOf(p);
     expect(at('docs/pki.md')).to.be.below(at('docs/relay.md'));
     expect(at('docs/certificates.md')).to.be.below(at('docs/relay.md'));
