@@ -1,4 +1,4 @@
-import { readFileSync } from 'node:fs';
+import { readdirSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { expect } from 'chai';
 import { main as certsMain } from '../../certs/cli.ts';
@@ -73,6 +73,22 @@ describe('commands shown in README.md, CHANGELOG.md and docs/', function () {
       }
     }
     expect(seen).to.be.greaterThan(20);
+    expect(missing).to.deep.equal([]);
+  });
+
+  it('every `npm run bench -- SECTION` names a bench section (a module of scripts/bench/, as scripts/bench.ts finds them)', function () {
+    const sections = readdirSync(join(ROOT, 'scripts/bench'))
+      .filter((f) => f.endsWith('.ts') && !['types.ts', 'util.ts'].includes(f))
+      .map((f) => f.slice(0, -3));
+    const missing: string[] = [];
+    let seen = 0;
+    for (const page of docPages()) {
+      for (const m of readPage(page).matchAll(/npm run bench -- ([a-z][\w-]*)/g)) {
+        seen++;
+        if (!sections.includes(m[1] as string)) missing.push(`${page}: npm run bench -- ${m[1]}`);
+      }
+    }
+    expect(seen).to.be.greaterThan(10);
     expect(missing).to.deep.equal([]);
   });
 
