@@ -1,6 +1,6 @@
 /**
  * `hie-agent`: the on-premise hospital agent and the tools hospital IT uses
- * with it. Every task of the README's hospital-IT section has a command;
+ * with it. Every task of docs/agent.md has a command;
  * each command (and each group: consent, exchange, inbox, requests) has its
  * own `--help`. Options are parsed by node's util.parseArgs, strictly.
  */

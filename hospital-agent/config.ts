@@ -38,7 +38,7 @@ const configError = (message: string, keys: string[]): ConfigError => new Config
 const int = (min: number, max = Number.MAX_SAFE_INTEGER) => z.number().int().min(min).max(max);
 const wsUrl = z.string().regex(/^wss:\/\/[^\s/]+(:\d+)?(\/\S*)?$/, 'must be a wss:// URL');
 
-/** The agent configuration schema (every key is documented in the README). */
+/** The agent configuration schema (every key is documented in docs/agent.md). */
 export const agentConfigSchema = z.strictObject({
   id: z.string().regex(HOSPITAL_ID_PATTERN, 'must be 2-63 characters of a-z, 0-9 and -'),
   identity: z.strictObject({

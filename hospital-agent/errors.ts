@@ -1,7 +1,7 @@
 /**
  * Error codes of the hospital agent, with the HTTP status the local API
- * answers and a one-line description (served in the OpenAPI document and the
- * README; a test checks every code is documented).
+ * answers and a one-line description (served in the OpenAPI document and
+ * docs/agent.md; a test checks every code is documented).
  */
 export const AGENT_ERRORS = {
   ERR_BAD_REQUEST: { status: 400, description: 'The request is malformed: a field is missing, has the wrong type or is out of range.' },

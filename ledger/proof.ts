@@ -18,7 +18,7 @@ import { nodeReader, storedTreeSize } from './tree.ts';
  * Self-contained proofs for auditors: entries of a ledger, each with an RFC
  * 9162 inclusion proof against its feed author's signed tlog checkpoint, and
  * the CA-signed key bundles that check those signatures. Verifies with the
- * CA certificate alone (README "Verifying the ledger" documents the format).
+ * CA certificate alone (docs/verification.md documents the format).
  */
 
 /** `format` of a proof file. */

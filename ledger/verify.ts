@@ -15,7 +15,7 @@ export const DEFAULT_GRACE_SECONDS = 3600;
 /** Findings reported at most (the rest are counted). */
 export const DEFAULT_MAX_FINDINGS = 10_000;
 
-/** Every rule verification applies; see the README section "Verifying the ledger". */
+/** Every rule verification applies; see docs/verification.md. */
 export const VERIFY_RULES = {
   'entry.schema': 'the stored bytes are a well-formed entry of a known type (no free text)',
   'entry.feed': 'the entry names the feed it is stored in',

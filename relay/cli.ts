@@ -11,7 +11,7 @@ Runs the relay: agents connect over mTLS WebSocket (wss://HOST:PORT${'/v1/agent'
 operators read /healthz, /readyz, /metrics and /v1/agents on the admin listener.
 
 Options:
-  --config FILE   YAML or JSON config (see README "Running a relay"); every key can
+  --config FILE   YAML or JSON config (see docs/relay.md); every key can
                   also be set by env var, e.g. listen.port -> ${envVarFor('listen.port')}
   --help          this text
 

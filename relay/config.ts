@@ -47,7 +47,7 @@ export const ENV_PREFIX = 'HIE_RELAY_';
 
 const int = (min: number, max = Number.MAX_SAFE_INTEGER) => z.number().int().min(min).max(max);
 
-/** The configuration schema (every key documented in the README). */
+/** The configuration schema (every key documented in docs/relay.md). */
 export const relayConfigSchema = z.strictObject({
   listen: z.strictObject({ host: z.string().min(1).default('0.0.0.0'), port: int(0, 65535).default(DEFAULT_LISTEN_PORT) }).prefault({}),
   tls: z.strictObject({

@@ -1,6 +1,6 @@
 // `npm run bench [-- SECTION [args...]]`: runs one bench section from
 // scripts/bench/<section>.ts, or every section when none is named, and
-// prints the tables (Markdown, ready to paste into the README). Whatever a
+// prints the tables (Markdown, ready to paste into docs/performance.md). Whatever a
 // section started (scripts/lib/children.ts) is stopped before it exits, also on
 // failure and on SIGINT/SIGTERM.
 import { readdirSync } from 'node:fs';

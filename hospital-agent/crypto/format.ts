@@ -4,7 +4,7 @@ import { CryptoError, type CryptoErrorCode, type EnvelopeContext } from './error
 
 /** First bytes of every envelope: 0x89 'H' 'E' 'N' (the high bit catches 7-bit transports, like PNG). */
 export const ENVELOPE_MAGIC: Buffer = Buffer.from([0x89, 0x48, 0x45, 0x4e]);
-/** Version byte of the envelope layout described in the README. */
+/** Version byte of the envelope layout described in docs/security.md. */
 export const ENVELOPE_VERSION = 1;
 /** Cipher suite name carried in the header. */
 export const ENVELOPE_SUITE = 'A256GCM-STREAM+ECDH-ES+A256KW+Ed25519';

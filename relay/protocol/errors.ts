@@ -5,7 +5,7 @@ export type ProtocolCloseCode = 1002 | 1008 | 1009;
 
 /** What the registry says about one error code. */
 export interface RelayErrorInfo {
-  /** One line for operators and agent developers (shown in the README table). */
+  /** One line for operators and agent developers (shown in the table of docs/relay.md). */
   readonly description: string;
   /** For a protocol violation: the WebSocket close code the connection that sent the frame is closed with (unless the raiser says otherwise). */
   readonly closeCode?: ProtocolCloseCode;
@@ -16,7 +16,7 @@ export interface RelayErrorInfo {
 /**
  * Error codes of the relay, its wire protocol and its client, with a
  * one-line description and, where meaningful, the WebSocket close code or
- * HTTP status that goes with them (the README lists them all; a test checks
+ * HTTP status that goes with them (docs/relay.md lists them all; a test checks
  * it does).
  */
 export const RELAY_ERRORS = {

@@ -20,25 +20,25 @@ export const RELAY_CONFIG_NOTES: Readonly<Record<string, ConfigNote>> = {
   'tls.crlPollMs': { text: 'how often the CRL file (`tls.crl`) is checked for changes (ms); it is also re-read on SIGHUP' },
   'tls.passphraseEnv': { text: "name of an env var holding the key's passphrase" },
   'directory.file': {
-    text: 'the signed member directory (`hie-certs directory sign` writes `PKI/directory/directory.jws`); polled and re-read on SIGHUP, verified, handed with the CRL to every agent ([docs/federation-directory.md](docs/federation-directory.md))',
+    text: 'the signed member directory (`hie-certs directory sign` writes `PKI/directory/directory.jws`); polled and re-read on SIGHUP, verified, handed with the CRL to every agent ([federation-directory.md](../federation-directory.md))',
   },
   'directory.pollMs': {
-    text: 'the signed member directory (`hie-certs directory sign` writes `PKI/directory/directory.jws`); polled and re-read on SIGHUP, verified, handed with the CRL to every agent ([docs/federation-directory.md](docs/federation-directory.md))',
+    text: 'the signed member directory (`hie-certs directory sign` writes `PKI/directory/directory.jws`); polled and re-read on SIGHUP, verified, handed with the CRL to every agent ([federation-directory.md](../federation-directory.md))',
   },
   'admin.enabled': { text: 'operator HTTP listener (plain HTTP: keep it on loopback or a private network)' },
   'admin.host': { text: 'operator HTTP listener (plain HTTP: keep it on loopback or a private network)' },
   'admin.port': { text: 'operator HTTP listener (plain HTTP: keep it on loopback or a private network)' },
   'certificates.enabled': {
-    text: 'public HTTPS listener (relay certificate, no client certificate) for SMART Health Card issuer keys, revocation lists and the verifier page; serves the signed issuer directory `hie-certs issuers sign` writes ([docs/certificates.md](docs/certificates.md))',
+    text: 'public HTTPS listener (relay certificate, no client certificate) for SMART Health Card issuer keys, revocation lists and the verifier page; serves the signed issuer directory `hie-certs issuers sign` writes ([certificates.md](../certificates.md))',
   },
   'certificates.issuersFile': {
-    text: 'public HTTPS listener (relay certificate, no client certificate) for SMART Health Card issuer keys, revocation lists and the verifier page; serves the signed issuer directory `hie-certs issuers sign` writes ([docs/certificates.md](docs/certificates.md))',
+    text: 'public HTTPS listener (relay certificate, no client certificate) for SMART Health Card issuer keys, revocation lists and the verifier page; serves the signed issuer directory `hie-certs issuers sign` writes ([certificates.md](../certificates.md))',
   },
   'certificates.host': {
-    text: 'public HTTPS listener (relay certificate, no client certificate) for SMART Health Card issuer keys, revocation lists and the verifier page; serves the signed issuer directory `hie-certs issuers sign` writes ([docs/certificates.md](docs/certificates.md))',
+    text: 'public HTTPS listener (relay certificate, no client certificate) for SMART Health Card issuer keys, revocation lists and the verifier page; serves the signed issuer directory `hie-certs issuers sign` writes ([certificates.md](../certificates.md))',
   },
   'certificates.port': {
-    text: 'public HTTPS listener (relay certificate, no client certificate) for SMART Health Card issuer keys, revocation lists and the verifier page; serves the signed issuer directory `hie-certs issuers sign` writes ([docs/certificates.md](docs/certificates.md))',
+    text: 'public HTTPS listener (relay certificate, no client certificate) for SMART Health Card issuer keys, revocation lists and the verifier page; serves the signed issuer directory `hie-certs issuers sign` writes ([certificates.md](../certificates.md))',
   },
   'limits.maxFrame': { text: 'largest frame; bigger ones close the connection with 1009', default: '1 MiB + 6' },
   'limits.maxHeader': { text: 'largest transfer metadata / notice body', default: '16 KiB' },
@@ -111,10 +111,10 @@ export const AGENT_CONFIG_NOTES: Readonly<Record<string, ConfigNote>> = {
   'api.host': { text: "local API; keep it on loopback or the EHR's network" },
   'api.port': { text: "local API; keep it on loopback or the EHR's network" },
   'api.tokensEnv': {
-    text: 'where the bearer tokens come from (`name[@role]:token`, tokens >= 32 characters; role `ehr`, `compliance` or `admin`, none = `admin`: see [docs/compliance-console.md](docs/compliance-console.md))',
+    text: 'where the bearer tokens come from (`name[@role]:token`, tokens >= 32 characters; role `ehr`, `compliance` or `admin`, none = `admin`: see [compliance-console.md](../compliance-console.md))',
   },
   'api.tokensFile': {
-    text: 'where the bearer tokens come from (`name[@role]:token`, tokens >= 32 characters; role `ehr`, `compliance` or `admin`, none = `admin`: see [docs/compliance-console.md](docs/compliance-console.md))',
+    text: 'where the bearer tokens come from (`name[@role]:token`, tokens >= 32 characters; role `ehr`, `compliance` or `admin`, none = `admin`: see [compliance-console.md](../compliance-console.md))',
   },
   'patientSecret.env': { text: 'hex secret (>= 32 bytes) for the patient-id HMAC' },
   'patientSecret.file': { text: 'hex secret (>= 32 bytes) for the patient-id HMAC' },
@@ -122,10 +122,10 @@ export const AGENT_CONFIG_NOTES: Readonly<Record<string, ConfigNote>> = {
     text: "the hospital's own patient identifier system (a URI, e.g. its MRN system `urn:oid:...`): a bare patient id (`Hie-Patient-Id: MRN-0001`, a consent's `patientId`) is a value of this system, and a FHIR Bundle's Patient must carry it under this system; unset, a bare id matches that value under any system (see \"How patients are identified\"). Set it before granting consents: the keyed hash of `system\\|value` under this system is that of the bare value",
   },
   'patients.dicomIssuer': {
-    text: "the Issuer of Patient ID (0010,0021) the hospital's own DICOM writes: a DICOM Patient ID with this issuer, or with none, is a value of `patients.identifierSystem`; an OID issuer is `urn:oid:<oid>`, any other a system of that name (see [docs/fhir-validation.md](docs/fhir-validation.md))",
+    text: "the Issuer of Patient ID (0010,0021) the hospital's own DICOM writes: a DICOM Patient ID with this issuer, or with none, is a value of `patients.identifierSystem`; an OID issuer is `urn:oid:<oid>`, any other a system of that name (see [fhir-validation.md](../fhir-validation.md))",
   },
   'patients.app.enabled': {
-    text: "patients as a party: connect the patient hub to the relay and serve `/v1/patients/...` (enrolment codes with QR, consent requests the patient signs in the app, the patient's access log); see [docs/patients.md](docs/patients.md)",
+    text: "patients as a party: connect the patient hub to the relay and serve `/v1/patients/...` (enrolment codes with QR, consent requests the patient signs in the app, the patient's access log); see [patients.md](../patients.md)",
   },
   'patients.app.url': {
     text: 'where the relay serves the patient app (the link in each enrolment QR code)',
@@ -133,7 +133,7 @@ export const AGENT_CONFIG_NOTES: Readonly<Record<string, ConfigNote>> = {
   },
   'patients.app.codeSeconds': { text: 'how long a one-time enrolment code is good for (60 to 86400 s)' },
   'consent.requirePatientSigned': {
-    text: "as a recipient, accept a release only under a consent the patient signed on their device: a hospital-attested consent, or one not yet in this agent's copy of the sender's ledger feed, gets a failed receipt `ERR_CONSENT_NOT_PATIENT_SIGNED`; a patient-signed consent whose signature does not verify is refused (`ERR_CONSENT_SIGNATURE`) whatever this says; see [docs/patients.md](docs/patients.md)",
+    text: "as a recipient, accept a release only under a consent the patient signed on their device: a hospital-attested consent, or one not yet in this agent's copy of the sender's ledger feed, gets a failed receipt `ERR_CONSENT_NOT_PATIENT_SIGNED`; a patient-signed consent whose signature does not verify is refused (`ERR_CONSENT_SIGNATURE`) whatever this says; see [patients.md](../patients.md)",
   },
   'inbox.directory': {
     text: 'a directory the EHR (or its integration engine) watches: each delivered item is also written there, its content as `<exchange id>.fhir.json`, `.dcm` or `.bin`, then its metadata as `<exchange id>.meta.json` (written last: its appearance means the item is complete), each fsynced and renamed into place from a `.part` file; the item is marked `copiedAt` and stays in the inbox until the EHR acks or deletes it through the API; deleting it (`DELETE /v1/inbox/:id`) also removes its two files here (an ack leaves them: the EHR may still be reading them). The metadata shows the SHA-256 as lowercase hex, as `sha256sum` prints it. At start-up, unacked items not yet copied (delivered before the key was set, or cut short by a crash) are written, so a file may come twice under the same name, never not at all. Created 0750 if missing',
@@ -158,27 +158,27 @@ export const AGENT_CONFIG_NOTES: Readonly<Record<string, ConfigNote>> = {
   },
   'limits.maxBatchExchanges': { text: 'most small exchanges to one recipient sealed into one batch envelope (1: each in its own envelope); at most 64' },
   'limits.maxConsentDecisions': {
-    text: "consent decisions (permit and deny) the agent's local decision log keeps, the oldest dropped first ([docs/consent.md](docs/consent.md)); at most 10000000",
+    text: "consent decisions (permit and deny) the agent's local decision log keeps, the oldest dropped first ([consent.md](../consent.md)); at most 10000000",
   },
   'recovery.timeoutMs': {
-    text: 'at start-up the agent asks its peers for its own ledger feed beyond its local head before it appends ([docs/recovery.md](docs/recovery.md)): how long one round waits for their answers (1000 to 3600000)',
+    text: 'at start-up the agent asks its peers for its own ledger feed beyond its local head before it appends ([recovery.md](../recovery.md)): how long one round waits for their answers (1000 to 3600000)',
   },
   'recovery.minPeers': {
     text: 'peers that must have answered before appends go on while others stay silent; 0 carries on after `recovery.timeoutMs` regardless (risks equivocation, see docs/recovery.md)',
   },
   'replication.mode': {
-    text: "what each peer receives of this agent's ledger feed: `private` sends each peer in the clear only the entries it is a party to and every other entry as a sealed record only this agent can open (hashes in the clear, so peers still witness, verify and restore the feed); `full` sends every peer the whole feed in the clear; see [docs/replication.md](docs/replication.md)",
+    text: "what each peer receives of this agent's ledger feed: `private` sends each peer in the clear only the entries it is a party to and every other entry as a sealed record only this agent can open (hashes in the clear, so peers still witness, verify and restore the feed); `full` sends every peer the whole feed in the clear; see [replication.md](../replication.md)",
   },
   'ledger.witness.policy.quorum': {
-    text: "when a checkpoint counts as witnessed for the proofs the API serves: `quorum` distinct witnesses among `witnesses` (agent ids, or cosignature/v1 vkeys of outside witnesses; `[]`: any agent other than the feed's author); see [docs/verification.md](docs/verification.md)",
+    text: "when a checkpoint counts as witnessed for the proofs the API serves: `quorum` distinct witnesses among `witnesses` (agent ids, or cosignature/v1 vkeys of outside witnesses; `[]`: any agent other than the feed's author); see [verification.md](../verification.md)",
   },
   'ledger.witness.policy.witnesses': {
-    text: "when a checkpoint counts as witnessed for the proofs the API serves: `quorum` distinct witnesses among `witnesses` (agent ids, or cosignature/v1 vkeys of outside witnesses; `[]`: any agent other than the feed's author); see [docs/verification.md](docs/verification.md)",
+    text: "when a checkpoint counts as witnessed for the proofs the API serves: `quorum` distinct witnesses among `witnesses` (agent ids, or cosignature/v1 vkeys of outside witnesses; `[]`: any agent other than the feed's author); see [verification.md](../verification.md)",
   },
   'log.level': { text: "pino level; JSON lines on stdout, written in batches like the relay's" },
-  'console.enabled': { text: 'serve the compliance console at `/console` ([docs/compliance-console.md](docs/compliance-console.md))' },
+  'console.enabled': { text: 'serve the compliance console at `/console` ([compliance-console.md](../compliance-console.md))' },
   'console.sessionIdleMinutes': { text: 'a console session ends after this many minutes without a request (and 8 hours after sign-in in any case)' },
   'certificates.iss': {
-    text: 'the `iss` of the SMART Health Cards this agent issues (`POST /v1/certificates`): `https://<relay certificate listener>/issuers/<id>`; unset: no issuance ([docs/certificates.md](docs/certificates.md))',
+    text: 'the `iss` of the SMART Health Cards this agent issues (`POST /v1/certificates`): `https://<relay certificate listener>/issuers/<id>`; unset: no issuance ([certificates.md](../certificates.md))',
   },
 };

@@ -273,7 +273,7 @@ function apiPage(): string {
     banner('`hospital-agent/api/openapi.ts` (the OpenAPI document every agent serves at `/openapi.json`)'),
     '# Agent API reference',
     '',
-    "For EHR integrators: every route of the hospital agent's local API. How to use it is in [../api.md](../api.md); error codes in [errors.md](errors.md#agent-api).",
+    "For EHR integrators: every route of the hospital agent's local API. How to use it is in [agent.md](../agent.md#the-api); error codes in [errors.md](errors.md#agent-api).",
     '',
     doc.info.description ?? '',
     '',

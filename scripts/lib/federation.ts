@@ -49,7 +49,7 @@ export interface FederationOptions {
 
 /**
  * Node flags the relay runs with, as bin/'s shebang, the systemd unit and the Dockerfile give them
- * (README, Performance): V8's parallel GC helper threads cost more CPU than they save on a small
+ * (docs/performance.md): V8's parallel GC helper threads cost more CPU than they save on a small
  * host running busy streams.
  */
 export const RELAY_NODE_FLAGS: readonly string[] = ['--single-threaded-gc'];
