@@ -1,6 +1,7 @@
 import express, { type Router } from 'express';
 import QRCode from 'qrcode';
 import { z } from 'zod';
+import { parsePatientId } from '../../consent/patient.ts';
 import { AgentError } from '../../errors.ts';
 import type { RunningPatients } from '../../patients/start.ts';
 import { MAX_RECORDS_BYTES } from '../../patients/service.ts';
@@ -11,9 +12,17 @@ import { grantFromRequest } from './consents.ts';
 /** The header the patient routes read the patient id from (kept out of URLs and access logs). */
 const PATIENT_HEADER = 'hie-patient-id';
 
-const enrolSchema = z.strictObject({ patientId: z.string().trim().min(1).max(256) });
+/** A patient id, `value` or `system|value`: one without a value (`system|`) is refused here rather than by the keyed hash (a 500). */
+const patientIdSchema = z
+  .string()
+  .trim()
+  .min(1)
+  .max(256)
+  .refine((id) => parsePatientId(id).value !== '', 'a patient id needs a value (value or system|value)');
 
-const patientOf = (req: express.Request): string => parseRequest(z.string().trim().min(1).max(256), req.get(PATIENT_HEADER), `${PATIENT_HEADER} header`);
+const enrolSchema = z.strictObject({ patientId: patientIdSchema });
+
+const patientOf = (req: express.Request): string => parseRequest(patientIdSchema, req.get(PATIENT_HEADER), `${PATIENT_HEADER} header`);
 
 /**
  * /v1/patients (docs/patients.md): one-time enrolment codes with their QR code (PNG, base64, and SVG), consent requests
