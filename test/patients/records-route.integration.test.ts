@@ -224,18 +224,25 @@ describe('POST /v1/patients/records (the EHR pushes the patient their own record
     expect(err.message).to.match(/hie-patient-id/);
   });
 
-  it('answers 400 ERR_BAD_REQUEST, not 500, to a patient id without a value (system|), here and at enrolment', async function () {
+  it('answers 400 ERR_BAD_REQUEST, not 500, to a patient id without a value (system|): here, at enrolment, in consent requests and grants', async function () {
+    const until = new Date(Date.now() + 86_400_000).toISOString();
     for (const id of ['|', 'urn:oid:2.25.0.1|', 'x'.repeat(257)]) {
-      const bad = await push(good, {}, id);
-      expect(bad.status, id.slice(0, 20)).to.equal(400);
-      expect((await error(bad)).code).to.equal('ERR_BAD_REQUEST');
-      const enrol = await net.api('myongji', '/v1/patients/enrolments', {
-        method: 'POST',
-        headers: { 'content-type': 'application/json' },
-        body: JSON.stringify({ patientId: id }),
-      });
-      expect(enrol.status, id.slice(0, 20)).to.equal(400);
-      expect((await error(enrol)).code).to.equal('ERR_BAD_REQUEST');
+      const answers = [
+        await push(good, {}, id),
+        ...(await Promise.all(
+          [
+            ['/v1/patients/enrolments', { patientId: id }],
+            ['/v1/patients/consent-requests', { patientId: id, grantee: 'severance', validUntil: until }],
+            ['/v1/consents', { patientId: id, grantee: 'severance', validUntil: until }],
+          ].map(([path, body]) =>
+            net.api('myongji', path as string, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify(body) }),
+          ),
+        )),
+      ];
+      for (const res of answers) {
+        expect(res.status, `${id.slice(0, 20)} ${res.url}`).to.equal(400);
+        expect((await error(res)).code).to.equal('ERR_BAD_REQUEST');
+      }
     }
   });
 

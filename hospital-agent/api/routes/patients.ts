@@ -1,24 +1,15 @@
 import express, { type Router } from 'express';
 import QRCode from 'qrcode';
 import { z } from 'zod';
-import { parsePatientId } from '../../consent/patient.ts';
 import { AgentError } from '../../errors.ts';
 import type { RunningPatients } from '../../patients/start.ts';
 import { MAX_RECORDS_BYTES } from '../../patients/service.ts';
 import { PatientStore, type ConsentRequestRecord } from '../../patients/store.ts';
-import { parseRequest } from '../validate.ts';
+import { parseRequest, patientIdSchema } from '../validate.ts';
 import { grantFromRequest } from './consents.ts';
 
 /** The header the patient routes read the patient id from (kept out of URLs and access logs). */
 const PATIENT_HEADER = 'hie-patient-id';
-
-/** A patient id, `value` or `system|value`: one without a value (`system|`) is refused here rather than by the keyed hash (a 500). */
-const patientIdSchema = z
-  .string()
-  .trim()
-  .min(1)
-  .max(256)
-  .refine((id) => parsePatientId(id).value !== '', 'a patient id needs a value (value or system|value)');
 
 const enrolSchema = z.strictObject({ patientId: patientIdSchema });
 
