@@ -223,6 +223,14 @@ export class PatientService {
     this.channels.delete(channel);
   }
 
+  /**
+   * The hub connection to the relay closed: every channel went with it (the relay closes the patients' sockets), so none
+   * is counted as delivered to, nor logged as having got a copy, until its device connects again.
+   */
+  onHubClose(): void {
+    this.channels.clear();
+  }
+
   /** Bytes from a patient: handled one at a time per channel. */
   onData(channel: string, bytes: Uint8Array): void {
     const c = this.channels.get(channel);

@@ -265,4 +265,16 @@ describe('POST /v1/patients/records (the EHR pushes the patient their own record
     expect((await error(none)).code).to.equal('ERR_UNAUTHORIZED');
     expect(await copies()).to.equal(before);
   });
+
+  it('counts no session of a hub connection that dropped: after a relay restart a push is kept, delivered to none, logged for none', async function () {
+    const before = await copies();
+    await net.restartRelay();
+    await waitFor(() => !net.agents['myongji']!.patients!.connected() || undefined, 20_000, 'the hub to notice the drop').catch(() => undefined);
+    await waitFor(() => net.agents['myongji']!.patients!.connected(), 30_000, 'the hub back');
+    const res = await push(good);
+    expect(res.status, await res.clone().text()).to.equal(201);
+    expect(await res.json()).to.include({ sha256: sha256(good), delivered: 0 });
+    expect(await copies()).to.equal(before);
+    expect(await kept()).to.have.length(1);
+  });
 });
