@@ -125,6 +125,8 @@ function renderConsents() {
 function renderLog(entries) {
   const body = $('log');
   body.replaceChildren();
+  // Each cell names its column too: on a phone the rows are stacked and the header row is hidden (app.css).
+  const labels = [...body.closest('table').querySelectorAll('thead th')].map((th) => th.textContent);
   for (const e of entries) {
     const tr = document.createElement('tr');
     const copy = e.kind === 'copy';
@@ -147,9 +149,10 @@ function renderLog(entries) {
           e.receipt ? `${e.receipt.disposition} ${e.receipt.at}` : 'no receipt yet',
           `${e.proof.feed}#${e.proof.seq}`,
         ];
-    for (const text of cells) {
+    for (const [i, text] of cells.entries()) {
       const td = document.createElement('td');
       td.textContent = text;
+      td.dataset.label = labels[i] ?? '';
       tr.append(td);
     }
     body.append(tr);

@@ -67,6 +67,7 @@ export class PatientHub {
     });
     ws.on('close', () => {
       this.o.log.info('patient hub closed');
+      this.o.service.onHubClose();
       this.o.onClose?.();
     });
     ws.on('error', (err) => this.o.log.warn({ msg: err.message }, 'patient hub error'));

@@ -34,6 +34,13 @@ export const SIGNED_AT_SKEW_MS = 5 * 60 * 1000;
  * hub frames are at most `limits.maxFrame` (1 MiB by default).
  */
 export const MAX_RECORDS_BYTES = 768 * 1024;
+/**
+ * Largest records copy once written as the JSON string the message to the device carries (escaping can double it:
+ * each escaped quote or backslash in the Bundle's strings takes four bytes instead of two): the relay's default
+ * `limits.maxFrame` (1 MiB), less 1 KiB for the message's other fields, the seal (28 bytes) and the hub frame head
+ * (23). A bigger frame makes the relay close the hub, and with it every patient session of the hospital.
+ */
+export const MAX_RECORDS_MESSAGE_BYTES = 1024 * 1024 - 1024;
 /** Messages a channel may queue before the agent closes it (a flood from one device cannot hold the agent). */
 const MAX_QUEUED = 64;
 
@@ -89,6 +96,8 @@ interface Channel {
 }
 
 const sha256 = (s: string): string => createHash('sha256').update(s, 'utf8').digest('hex');
+/** True when `bundle`, as the JSON string the records message carries, fits {@link MAX_RECORDS_MESSAGE_BYTES}. */
+const fitsOneMessage = (bundle: string): boolean => Buffer.byteLength(JSON.stringify(bundle), 'utf8') <= MAX_RECORDS_MESSAGE_BYTES;
 const str = (v: unknown): string | undefined => (typeof v === 'string' && v.length > 0 && v.length < 16384 ? v : undefined);
 
 /** The agent side of patient channels. Frames come from the patient hub (hub.ts); `send` goes back through it. */
@@ -159,6 +168,12 @@ export class PatientService {
     const hash = this.hash(patientId);
     if (bytes.length > MAX_RECORDS_BYTES) throw new AgentError('ERR_PAYLOAD_TOO_LARGE', `a records copy is at most ${MAX_RECORDS_BYTES} bytes`);
     const summary = validateFhirBundle(bytes, { patient: parsePatientId(patientId, this.o.identifierSystem) });
+    if (!fitsOneMessage(bytes.toString('utf8'))) {
+      throw new AgentError(
+        'ERR_PAYLOAD_TOO_LARGE',
+        `a records copy goes to the device as one JSON string of at most ${MAX_RECORDS_MESSAGE_BYTES} bytes, and this one is longer once escaped (its quotes, backslashes and line breaks)`,
+      );
+    }
     const enrolled = (await PatientStore.values<DeviceRecord>(this.o.store.devices)).some((d) => d.patientId === patientId);
     if (!enrolled) throw new AgentError('ERR_CONFLICT', 'no device is enrolled for this patient: enrol one first (POST /v1/patients/enrolments)');
     const copy: RecordsCopy = {
@@ -206,6 +221,14 @@ export class PatientService {
   /** A channel closed at the relay. */
   onClose(channel: string): void {
     this.channels.delete(channel);
+  }
+
+  /**
+   * The hub connection to the relay closed: every channel went with it (the relay closes the patients' sockets), so none
+   * is counted as delivered to, nor logged as having got a copy, until its device connects again.
+   */
+  onHubClose(): void {
+    this.channels.clear();
   }
 
   /** Bytes from a patient: handled one at a time per channel. */
@@ -261,6 +284,9 @@ export class PatientService {
       case 'records': {
         const copy = await this.recordsFor(c.device.patientId);
         if (!copy) return this.reply(channel, { t: 'error', code: 'ERR_NOT_FOUND', message: 'the hospital has not sent a copy of your records yet' });
+        if (!fitsOneMessage(copy.bundle)) {
+          return this.reply(channel, { t: 'error', code: 'ERR_PAYLOAD_TOO_LARGE', message: 'your records are too large to send in one message' });
+        }
         return this.sendRecords(channel, c.thumb, this.hash(c.device.patientId), copy.bundle, copy.receivedAt);
       }
       default:

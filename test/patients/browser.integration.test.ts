@@ -27,6 +27,13 @@ import { tempDir } from '../support/tmp.ts';
 const CHROMIUM = process.env['HIE_CHROMIUM'] ?? '/usr/bin/chromium';
 /** Where the screenshots of the patient's journey go (docs/patients.md describes them; gitignored). */
 const SCREENSHOT_DIR = join(process.cwd(), 'test-output', 'patient-screenshots');
+/**
+ * With HIE_DOC_SCREENSHOTS=1, the patient's journey is also written phone-sized to docs/images/patients/ (what
+ * docs/patients.md shows); without it, test runs leave the docs alone.
+ */
+const DOC_SCREENSHOT_DIR = process.env['HIE_DOC_SCREENSHOTS'] === '1' ? join(process.cwd(), 'docs', 'images', 'patients') : undefined;
+const VIEWPORT = { width: 900, height: 900 };
+const PHONE = { width: 420, height: 800 };
 const PATIENT = 'urn:oid:1.2.410.100|MRN-770011';
 const FAMILY = 'Hwang-Seowon';
 /** The patient's own records as their EHR would push them: a FHIR R4 collection about this patient only. */
@@ -129,6 +136,7 @@ describe('patients: the patient app in headless Chromium, through a real relay',
     hub = new PatientHub({ url: `wss://127.0.0.1:${relay.port}`, servername: 'localhost', identity: () => alpha.identity, service, log });
     await hub.connect();
     mkdirSync(SCREENSHOT_DIR, { recursive: true });
+    if (DOC_SCREENSHOT_DIR) mkdirSync(DOC_SCREENSHOT_DIR, { recursive: true });
     browser = await puppeteer.launch({
       executablePath: CHROMIUM,
       headless: true,
@@ -136,7 +144,7 @@ describe('patients: the patient app in headless Chromium, through a real relay',
       args: ['--no-sandbox', '--disable-gpu', '--disable-dev-shm-usage', '--no-first-run'],
     });
     page = await browser.newPage();
-    await page.setViewport({ width: 900, height: 900 });
+    await page.setViewport(VIEWPORT);
     page.on('console', (m) => void (m.type() === 'error' && problems.push(`console: ${m.text()}`)));
     page.on('pageerror', (err) => problems.push(`page error: ${(err as Error).message}`));
     await page.evaluateOnNewDocument("document.addEventListener('securitypolicyviolation', (e) => console.error('CSP violation: ' + e.violatedDirective));");
@@ -152,6 +160,14 @@ describe('patients: the patient app in headless Chromium, through a real relay',
   });
 
   const status = (): Promise<string> => page.$eval('#status', (e) => e.textContent ?? '');
+  /** A phone-sized screenshot for the docs (only with HIE_DOC_SCREENSHOTS=1), the page scrolled to `selector`. */
+  async function docShot(name: string, selector?: string): Promise<void> {
+    if (!DOC_SCREENSHOT_DIR) return;
+    await page.setViewport(PHONE);
+    await page.evaluate(selector ? `document.querySelector(${JSON.stringify(selector)})?.scrollIntoView({ block: 'start' })` : 'window.scrollTo(0, 0)');
+    await page.screenshot({ path: join(DOC_SCREENSHOT_DIR, `${name}.png`) });
+    await page.setViewport(VIEWPORT);
+  }
   async function waitStatus(text: string): Promise<void> {
     try {
       await page.waitForFunction(`document.querySelector('#status')?.textContent?.includes(${JSON.stringify(text)})`, { timeout: 30_000 });
@@ -169,6 +185,7 @@ describe('patients: the patient app in headless Chromium, through a real relay',
     await page.goto(link);
     await waitStatus('Ready to enrol');
     await page.screenshot({ path: join(SCREENSHOT_DIR, '1-enrol.png') });
+    await docShot('1-enrol');
     await page.focus('#enrol-button');
     await page.keyboard.press('Enter');
     await waitStatus('Access log');
@@ -205,6 +222,7 @@ describe('patients: the patient app in headless Chromium, through a real relay',
     });
     await page.waitForSelector(`li[data-request="${request.id}"] button.approve`, { timeout: 30_000 });
     await page.screenshot({ path: join(SCREENSHOT_DIR, '2-request.png') });
+    await docShot('2-consent-request', '#requests-title');
     await page.click(`li[data-request="${request.id}"] button.approve`);
     await waitStatus('Consent signed and recorded');
     consentId = request.id;
@@ -265,6 +283,15 @@ describe('patients: the patient app in headless Chromium, through a real relay',
     await page.waitForSelector('tr[data-exchange="x-patient-1"]', { timeout: 30_000 });
     const row = await page.$eval('tr[data-exchange="x-patient-1"]', (e) => e.textContent ?? '');
     expect(row).to.include('bravo').and.include(consentId).and.include('delivered').and.include('alpha#');
+    await docShot('3-access-log', '#log-title');
+    // On a phone the log's rows are stacked, each cell labelled with its column: nothing is cut off at the right.
+    await page.setViewport(PHONE);
+    const phone = (await page.evaluate(`({
+      overflow: document.documentElement.scrollWidth - window.innerWidth,
+      label: getComputedStyle(document.querySelector('tr[data-exchange="x-patient-1"] td:nth-child(5)'), '::before').content,
+    })`)) as { overflow: number; label: string };
+    await page.setViewport(VIEWPORT);
+    expect(phone).to.deep.equal({ overflow: 0, label: '"Receipt: "' });
     // The EHR pushes the patient's copy: validated, kept, and sent at once to the open session, sealed to the device.
     const pushed = await service.pushRecords(PATIENT, RECORDS);
     expect(pushed).to.include({ entries: 2, delivered: 1 });
@@ -272,6 +299,7 @@ describe('patients: the patient app in headless Chromium, through a real relay',
     expect(await page.$eval('#records-list', (e) => e.textContent ?? ''))
       .to.include('Observation: HbA1c, 6.1 %, 2026-11-20')
       .and.include(FAMILY);
+    await docShot('4-records', '#records-title');
     // The copy is in the patient's access log and the ledger: keyed hash, device thumbprint and the SHA-256 of the bytes only.
     await page.waitForSelector(`tr[data-copy="${pushed.sha256}"]`, { timeout: 30_000 });
     expect(await page.$eval(`tr[data-copy="${pushed.sha256}"]`, (e) => e.textContent ?? '')).to.include('you (this device)');
@@ -305,12 +333,19 @@ describe('patients: the patient app in headless Chromium, through a real relay',
       .catch((e) => (err = e));
     expect((err as AgentError).code).to.equal('ERR_CONSENT_REVOKED');
     await page.screenshot({ path: join(SCREENSHOT_DIR, '4-revoked.png'), fullPage: true });
+    await docShot('5-revoked', '#consents-title');
     // An accessibility scan of the page with everything on it (injected through DevTools: the CSP stays as it is).
     await page.evaluate(AXE);
     const violations = (await page.evaluate(
       "axe.run(document, { resultTypes: ['violations'] }).then((r) => r.violations.filter((v) => v.impact === 'serious' || v.impact === 'critical').map((v) => v.id + ': ' + v.help))",
     )) as string[];
     expect(violations).to.deep.equal([]);
+    await page.setViewport(PHONE);
+    const onPhone = (await page.evaluate(
+      "axe.run(document, { resultTypes: ['violations'] }).then((r) => r.violations.filter((v) => v.impact === 'serious' || v.impact === 'critical').map((v) => v.id + ': ' + v.help))",
+    )) as string[];
+    await page.setViewport(VIEWPORT);
+    expect(onPhone, 'at phone size').to.deep.equal([]);
     expect(problems).to.deep.equal([]);
     expect(await status()).to.include('revoked');
   });

@@ -8,7 +8,7 @@ import { AgentError } from '../../errors.ts';
 import { FHIR_DATE_TIME_RULE, parseFhirDateTime, type DateBound } from '../../fhir/datetime.ts';
 import type { ConsentService } from '../../services/consents.ts';
 import type { ConsentDecisions } from '../../store/consent-decisions.ts';
-import { parseRequest } from '../validate.ts';
+import { parseRequest, patientIdSchema } from '../validate.ts';
 
 /**
  * A validity bound: a FHIR `dateTime`, strictly (fhir/datetime.ts), as the
@@ -44,7 +44,7 @@ const label = z.string().transform((s, ctx) => {
 
 /** Body of POST /v1/consents in the agent's own JSON form. */
 export const consentRequestSchema = z.strictObject({
-  patientId: z.string().trim().min(1).max(256),
+  patientId: patientIdSchema,
   grantee: z.string().regex(HOSPITAL_ID_PATTERN).optional(),
   grantees: z.array(z.string().regex(HOSPITAL_ID_PATTERN)).min(1).max(32).optional(),
   purposes: z.array(z.enum(PURPOSES)).min(1).max(PURPOSES.length).default(['TREAT']),
@@ -57,7 +57,7 @@ export const consentRequestSchema = z.strictObject({
 
 /** What a grant must satisfy whichever form it came in: the limits of a `consent.granted` ledger entry. */
 const grantSchema = z.strictObject({
-  patientId: z.string().trim().min(1).max(256),
+  patientId: patientIdSchema,
   grantees: z.array(z.string().regex(HOSPITAL_ID_PATTERN)).min(1).max(32),
   purposes: z.array(z.enum(PURPOSES)).min(1).max(PURPOSES.length),
   scope: z.array(z.string().regex(SCOPE_PATTERN)).min(1).max(64),

@@ -5,15 +5,15 @@ import { AgentError } from '../../errors.ts';
 import type { RunningPatients } from '../../patients/start.ts';
 import { MAX_RECORDS_BYTES } from '../../patients/service.ts';
 import { PatientStore, type ConsentRequestRecord } from '../../patients/store.ts';
-import { parseRequest } from '../validate.ts';
+import { parseRequest, patientIdSchema } from '../validate.ts';
 import { grantFromRequest } from './consents.ts';
 
 /** The header the patient routes read the patient id from (kept out of URLs and access logs). */
 const PATIENT_HEADER = 'hie-patient-id';
 
-const enrolSchema = z.strictObject({ patientId: z.string().trim().min(1).max(256) });
+const enrolSchema = z.strictObject({ patientId: patientIdSchema });
 
-const patientOf = (req: express.Request): string => parseRequest(z.string().trim().min(1).max(256), req.get(PATIENT_HEADER), `${PATIENT_HEADER} header`);
+const patientOf = (req: express.Request): string => parseRequest(patientIdSchema, req.get(PATIENT_HEADER), `${PATIENT_HEADER} header`);
 
 /**
  * /v1/patients (docs/patients.md): one-time enrolment codes with their QR code (PNG, base64, and SVG), consent requests
