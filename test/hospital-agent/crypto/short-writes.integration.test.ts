@@ -62,7 +62,7 @@ describe('writes on a disk that fills up and frees again (short writes)', functi
       await q.commit();
     } catch (err) {
       failure = err;
-      await q.discard();
+      await q.discard(err as Error);
     }
     if (failure) expect(isNoSpace(failure), String(failure)).to.equal(true);
     else expect(readFileSync(path).equals(Buffer.concat([first, second])), 'the file holds every byte written, in order').to.equal(true);
