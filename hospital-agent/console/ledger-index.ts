@@ -74,6 +74,12 @@ export interface ChargeRow {
   currency: string;
 }
 
+/** Where an entry is: its feed and sequence number. */
+export interface EntryRef {
+  feed: string;
+  seq: number;
+}
+
 /** A keyset position: everything strictly older than it comes next (newest first). */
 export interface Cursor {
   ts: string;
@@ -112,7 +118,7 @@ function lowerBound<T>(rows: readonly T[], at: Cursor, tsOf: (r: T) => string, k
  * collecting up to `limit` rows that pass `keep`; the next cursor is the last
  * row kept when more may follow. Cost: the rows examined, never an offset.
  */
-function pageDescending<T>(
+export function pageDescending<T>(
   rows: readonly T[],
   keep: (r: T) => boolean,
   limit: number,
@@ -196,6 +202,8 @@ export class LedgerIndex {
   private readonly consents = new Map<string, ConsentRow>();
   private readonly charges: ChargeRow[] = [];
   private readonly released = new Map<string, ExchangeRow[]>();
+  /** `claim:<id>` / `prescription:<id>` -> the entries (any feed) that name it, in the order read. */
+  private readonly subjects = new Map<string, EntryRef[]>();
   private chargesUnsorted = false;
   private readonly seen = new Map<string, number>();
   private refreshing: Promise<void> | undefined;
@@ -221,6 +229,12 @@ export class LedgerIndex {
       if (!head || head.seq <= done) continue;
       for await (const stored of this.ledger.entries(feed, { from: done + 1, to: head.seq })) {
         added.push(indexEntry(stored));
+        const subject = subjectOf(stored);
+        if (subject) {
+          const refs = this.subjects.get(subject) ?? [];
+          refs.push({ feed: stored.entry.feed, seq: stored.entry.seq });
+          this.subjects.set(subject, refs);
+        }
         if (stored.entry.type === 'payment.charged') {
           const c = stored.entry.body as Omit<ChargeRow, 'ts'>;
           if ((this.charges.at(-1)?.ts ?? '') > stored.entry.ts) this.chargesUnsorted = true;
@@ -373,6 +387,15 @@ export class LedgerIndex {
     return this.exchanges.get(id);
   }
 
+  /**
+   * The entries of any feed held that name claim or prescription `id`
+   * (`claim.*` and the claim's benefit charge; `prescription.*`), oldest
+   * first within each feed.
+   */
+  entriesOf(kind: 'claim' | 'prescription', id: string): EntryRef[] {
+    return [...(this.subjects.get(`${kind}:${id}`) ?? [])];
+  }
+
   /** Every exchange released under consent `id`, oldest first. */
   releasesUnder(id: string): ExchangeRow[] {
     return [...(this.released.get(id) ?? [])];
@@ -468,6 +491,17 @@ export class LedgerIndex {
   size(): { entries: number; exchanges: number; consents: number } {
     return { entries: this.entries.length, exchanges: this.exchanges.size, consents: this.consents.size };
   }
+}
+
+/** The claim or prescription an entry is about, as a key of {@link LedgerIndex.entriesOf}'s map. */
+function subjectOf(stored: StoredEntry): string | undefined {
+  const e = stored.entry;
+  const b = e.body as Record<string, unknown>;
+  if (e.type.startsWith('claim.') && typeof b['claim'] === 'string') return `claim:${b['claim']}`;
+  if (e.type.startsWith('prescription.') && typeof b['prescription'] === 'string') return `prescription:${b['prescription']}`;
+  // A claim's benefit is a charge of kind claim whose exchange is the claim id (claims/service.ts).
+  if (e.type === 'payment.charged' && b['kind'] === 'claim' && typeof b['exchange'] === 'string') return `claim:${b['exchange']}`;
+  return undefined;
 }
 
 /** The compact row of one entry. */
