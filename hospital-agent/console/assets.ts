@@ -33,7 +33,7 @@ button, .button { background: var(--accent); color: #fff; border: 0; border-radi
 .ok { color: var(--ok); }
 .bad { color: var(--bad); }
 .warn { color: var(--warn); }
-.status { padding: 0 0.3rem; border-radius: 3px; border: 1px solid var(--line); }
+.status { padding: 0 0.3rem; border-radius: 3px; border: 1px solid var(--line); white-space: nowrap; }
 .status-delivered, .status-received, .status-active, .status-complete, .status-completed { color: var(--ok); }
 .status-failed, .status-revoked, .status-error, .status-cancelled, .status-rejected { color: var(--bad); }
 .status-pending, .status-expired, .status-not-yet-valid, .status-sent, .status-queued, .status-partial, .status-ready, .status-in-progress { color: var(--warn); }

@@ -318,7 +318,7 @@ export function consoleRouter(deps: ConsoleDeps, options: ConsoleOptions = {}): 
       const found = await claimView(ctx, id);
       if (!found) throw new AgentError('ERR_NOT_FOUND', 'no such claim in this agent or its ledger');
       deps.accessLog.record({ who: ctx.session.principal, view: 'claim', patient: found.patient, query: { claim: id } });
-      show(res, ctx, 'Claim', '/claims', found.body);
+      show(res, ctx, `Claim ${id}`, '/claims', found.body);
     });
     r.get(
       '/prescriptions',

@@ -76,8 +76,17 @@ export async function claimsView(ctx: ViewContext): Promise<SafeHtml> {
     (filter.status === undefined || c.status === filter.status) &&
     (filter.counterparty === undefined || c.peer === filter.counterparty);
   // The store lists every claim; oldest first by (filed, id) for the keyset pager.
-  const all = (await store.list()).sort((a, b) => (a.createdAt !== b.createdAt ? (a.createdAt < b.createdAt ? -1 : 1) : a.id < b.id ? -1 : a.id > b.id ? 1 : 0));
-  const page = pageDescending(all, keep, CLAIMS_PAGE, after, (c) => c.createdAt, (c) => c.id);
+  const all = (await store.list()).sort((a, b) =>
+    a.createdAt !== b.createdAt ? (a.createdAt < b.createdAt ? -1 : 1) : a.id < b.id ? -1 : a.id > b.id ? 1 : 0,
+  );
+  const page = pageDescending(
+    all,
+    keep,
+    CLAIMS_PAGE,
+    after,
+    (c) => c.createdAt,
+    (c) => c.id,
+  );
   const kept = pick(q, CLAIM_FILTER_KEYS);
   const by = new Map<string, { direction: string; counterparty: string; currency: string; n: number; claimed: number; paid: number; open: number }>();
   let total = 0;
@@ -208,8 +217,18 @@ export async function claimView(ctx: ViewContext, id: string): Promise<{ body: S
         <dd>${when(answeredAt(record))}</dd>
         <dt>Claim SHA-256 (JCS)</dt>
         <dd><code>${record.hash}</code></dd>
-        ${record.consentId ? html`<dt>Consent</dt><dd>${record.consentId}</dd>` : ''}
-        ${record.patientHash ? html`<dt>Patient (keyed hash)</dt><dd><code title="${record.patientHash}">${short(record.patientHash)}</code></dd>` : ''}
+        ${
+          record.consentId
+            ? html`<dt>Consent</dt>
+                <dd>${record.consentId}</dd>`
+            : ''
+        }
+        ${
+          record.patientHash
+            ? html`<dt>Patient (keyed hash)</dt>
+                <dd><code title="${record.patientHash}">${short(record.patientHash)}</code></dd>`
+            : ''
+        }
       </dl>`
     : html`<p>This agent has not filed this claim; its entries come from replicated feeds.</p>`;
   const body = html`${facts}

@@ -10,8 +10,7 @@ export const MAX_SUBJECT_ENTRIES = 200;
 const str = (b: Record<string, unknown>, k: string): string => (typeof b[k] === 'string' ? (b[k] as string) : '-');
 const amount = (b: Record<string, unknown>): string =>
   typeof b['amount'] === 'number' && typeof b['currency'] === 'string' ? money(b['amount'], b['currency']) : '-';
-const hashCode = (label: string, h: unknown): SafeHtml | string =>
-  typeof h === 'string' ? html`${label} <code title="${h}">${short(h)}</code>` : '';
+const hashCode = (label: string, h: unknown): SafeHtml | string => (typeof h === 'string' ? html`${label} <code title="${h}">${short(h)}</code>` : '');
 
 /** What an entry says, in words: parties, amounts and outcomes only (the ledger carries no clinical content). */
 function describe(e: StoredEntry): SafeHtml {
@@ -72,16 +71,18 @@ export async function entriesTable(ctx: ViewContext, entries: readonly StoredEnt
   const rows: SafeHtml[] = [];
   for (const e of entries) {
     const cp = await ctx.deps.ledger.checkpointCovering(e.entry.feed, e.entry.seq);
-    rows.push(html`<tr class="ledger-entry">
-      <td><code>${e.entry.type}</code></td>
-      <td><code>${e.entry.feed}/${e.entry.seq}</code></td>
-      <td>${when(e.entry.ts)}</td>
-      <td>${describe(e)}</td>
-      <td><code title="${e.hash}">${short(e.hash)}</code></td>
-      <td><code title="${e.entry.prev}">${short(e.entry.prev)}</code></td>
-      <td>${bodyHashes(e)}</td>
-      <td>${cp ? html`<span class="ok">in the checkpoint of size ${cp.size}</span>` : html`<span class="warn">not yet in a checkpoint</span>`}</td>
-    </tr>`);
+    rows.push(
+      html`<tr class="ledger-entry">
+        <td><code>${e.entry.type}</code></td>
+        <td><code>${e.entry.feed}/${e.entry.seq}</code></td>
+        <td>${when(e.entry.ts)}</td>
+        <td>${describe(e)}</td>
+        <td><code title="${e.hash}">${short(e.hash)}</code></td>
+        <td><code title="${e.entry.prev}">${short(e.entry.prev)}</code></td>
+        <td>${bodyHashes(e)}</td>
+        <td>${cp ? html`<span class="ok">in the checkpoint of size ${cp.size}</span>` : html`<span class="warn">not yet in a checkpoint</span>`}</td>
+      </tr>`,
+    );
   }
   return html`<table class="ledger-entries">
     <caption>

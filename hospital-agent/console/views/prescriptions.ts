@@ -37,7 +37,14 @@ export async function prescriptionsView(ctx: ViewContext): Promise<SafeHtml> {
   if (q['after'] && !after) throw new AgentError('ERR_BAD_REQUEST', 'after is not a cursor this console wrote');
   const all = (await store.list()).sort(byCreated);
   const keep = (t: PrescriptionTask): boolean => wanted === undefined || t.status === wanted;
-  const page = pageDescending(all, keep, PRESCRIPTIONS_PAGE, after, (t) => t.createdAt, (t) => t.id);
+  const page = pageDescending(
+    all,
+    keep,
+    PRESCRIPTIONS_PAGE,
+    after,
+    (t) => t.createdAt,
+    (t) => t.id,
+  );
   const counts = new Map<string, number>(TASK_STATES.map((s) => [s, 0]));
   for (const t of all) counts.set(t.status, (counts.get(t.status) ?? 0) + 1);
   const kept = pick(q, ['status']);
@@ -158,7 +165,12 @@ export async function prescriptionView(ctx: ViewContext, id: string): Promise<{ 
       <dd>${when(endedAt(task))}</dd>
       <dt>MedicationRequest SHA-256</dt>
       <dd><code>${task.medicationRequestHash}</code></dd>
-      ${task.dispenseHash ? html`<dt>MedicationDispense SHA-256</dt><dd><code>${task.dispenseHash}</code></dd>` : ''}
+      ${
+        task.dispenseHash
+          ? html`<dt>MedicationDispense SHA-256</dt>
+              <dd><code>${task.dispenseHash}</code></dd>`
+          : ''
+      }
       <dt>Patient (keyed hash)</dt>
       <dd><code title="${task.patient}">${short(task.patient)}</code></dd>
     </dl>`;
