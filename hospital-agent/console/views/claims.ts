@@ -1,12 +1,11 @@
 // One job: the claims view (filters, keyset pages, totals by counterparty) and one claim's ledger entries.
 import { CLAIM_OUTCOMES } from '../../../ledger/index.ts';
-import type { ClaimRecord } from '../../claims/index.ts';
 import { AgentError } from '../../errors.ts';
 import type { ViewContext } from '../context.ts';
 import { money, short, when } from '../format.ts';
 import { html, type SafeHtml } from '../html.ts';
 import { csrfField } from '../layout.ts';
-import { decodeCursor, encodeCursor, pageDescending } from '../ledger-index.ts';
+import { decodeCursor, encodeCursor, type ClaimRow } from '../ledger-index.ts';
 import { entriesTable, loadEntries } from './ledger-entries.ts';
 import { href, pick } from './filters.ts';
 
@@ -23,8 +22,8 @@ const HOSPITAL = /^[a-z0-9-]{2,63}$/;
 const bad = (message: string): AgentError => new AgentError('ERR_BAD_REQUEST', message);
 
 interface ClaimFilter {
-  direction?: ClaimRecord['direction'];
-  status?: ClaimRecord['status'];
+  direction?: ClaimRow['direction'];
+  status?: ClaimRow['status'];
   counterparty?: string;
 }
 
@@ -37,7 +36,7 @@ export function claimFilter(q: Record<string, string>): ClaimFilter {
   }
   if (q['status']) {
     if (!(CLAIM_STATUSES as readonly string[]).includes(q['status'])) throw bad(`status must be one of ${CLAIM_STATUSES.join(', ')}`);
-    f.status = q['status'] as ClaimRecord['status'];
+    f.status = q['status'] as ClaimRow['status'];
   }
   if (q['counterparty']) {
     if (!HOSPITAL.test(q['counterparty'])) throw bad('counterparty must be a member id');
@@ -55,46 +54,36 @@ const select = (name: string, label: string, options: readonly string[], value: 
     </select></label
   >`;
 
-/** When the claim was last answered: the latest response's filing time, none while it is `sent`. */
-const answeredAt = (c: ClaimRecord): string | undefined => (c.status === 'sent' ? undefined : c.updatedAt);
-
 /** A claim's status as the tables show it. */
-export function claimStatus(c: Pick<ClaimRecord, 'status'>): SafeHtml {
+export function claimStatus(c: { status: string }): SafeHtml {
   return html`<span class="status status-${c.status}">${c.status}</span>`;
 }
 
-/** The claims view: filter form, totals by counterparty of the filtered set, a page of claims newest first, next/first links. */
+/**
+ * The claims view: filter form, totals by counterparty of the filtered set, a
+ * page of claims newest first, next/first links. The rows come from the
+ * console's index of the own feed (claim.submitted or claim.received, then
+ * claim.responded); only the page's rows are read from the claim store, for
+ * the Claim identifier.
+ */
 export async function claimsView(ctx: ViewContext): Promise<SafeHtml> {
-  const store = ctx.deps.claims;
-  if (!store) return html`<p>This agent files no claims (the claims service is not part of it).</p>`;
   const q = ctx.query;
   const filter = claimFilter(q);
   const after = q['after'] ? decodeCursor(q['after']) : undefined;
   if (q['after'] && !after) throw bad('after is not a cursor this console wrote');
-  const keep = (c: ClaimRecord): boolean =>
+  const keep = (c: ClaimRow): boolean =>
     (filter.direction === undefined || c.direction === filter.direction) &&
     (filter.status === undefined || c.status === filter.status) &&
-    (filter.counterparty === undefined || c.peer === filter.counterparty);
-  // The store lists every claim; oldest first by (filed, id) for the keyset pager.
-  const all = (await store.list()).sort((a, b) =>
-    a.createdAt !== b.createdAt ? (a.createdAt < b.createdAt ? -1 : 1) : a.id < b.id ? -1 : a.id > b.id ? 1 : 0,
-  );
-  const page = pageDescending(
-    all,
-    keep,
-    CLAIMS_PAGE,
-    after,
-    (c) => c.createdAt,
-    (c) => c.id,
-  );
+    (filter.counterparty === undefined || c.counterparty === filter.counterparty);
+  const page = ctx.deps.index.searchClaims(keep, CLAIMS_PAGE, after);
   const kept = pick(q, CLAIM_FILTER_KEYS);
   const by = new Map<string, { direction: string; counterparty: string; currency: string; n: number; claimed: number; paid: number; open: number }>();
   let total = 0;
-  for (const c of all) {
+  for (const c of ctx.deps.index.allClaims()) {
     if (!keep(c)) continue;
     total += 1;
-    const k = `${c.direction}|${c.peer}|${c.currency}`;
-    const r = by.get(k) ?? { direction: c.direction, counterparty: c.peer, currency: c.currency, n: 0, claimed: 0, paid: 0, open: 0 };
+    const k = `${c.direction}|${c.counterparty}|${c.currency}`;
+    const r = by.get(k) ?? { direction: c.direction, counterparty: c.counterparty, currency: c.currency, n: 0, claimed: 0, paid: 0, open: 0 };
     r.n += 1;
     r.claimed += c.amount;
     r.paid += c.paid ?? 0;
@@ -104,6 +93,11 @@ export async function claimsView(ctx: ViewContext): Promise<SafeHtml> {
   const summary = [...by.values()].sort(
     (a, b) => a.direction.localeCompare(b.direction) || a.counterparty.localeCompare(b.counterparty) || a.currency.localeCompare(b.currency),
   );
+  const identifiers = new Map<string, string>();
+  for (const c of page.items) {
+    const r = await ctx.deps.claims?.get(c.id);
+    if (r) identifiers.set(c.id, r.identifier);
+  }
   return html`<form class="filters" method="post" action="/console/search">
       ${csrfField(ctx.session)}<input type="hidden" name="view" value="claims" />
       <fieldset>
@@ -147,7 +141,7 @@ export async function claimsView(ctx: ViewContext): Promise<SafeHtml> {
     </section>
     <section aria-labelledby="claims-list-h">
       <h2 id="claims-list-h">Claims</h2>
-      ${claimTable(page.items)}
+      ${claimTable(page.items, identifiers)}
       <p class="pager">
         ${after ? html`<a href="${href('/console/claims', kept)}">Newest</a>` : ''}
         ${page.next ? html`<a rel="next" href="${href('/console/claims', { ...kept, after: encodeCursor(page.next) })}">Older</a>` : ''}
@@ -155,8 +149,8 @@ export async function claimsView(ctx: ViewContext): Promise<SafeHtml> {
     </section>`;
 }
 
-/** A table of claims, each linked to its ledger entries. */
-export function claimTable(rows: readonly ClaimRecord[]): SafeHtml {
+/** A table of claims, each linked to its ledger entries (by its Claim identifier when the store has it, else by its id). */
+export function claimTable(rows: readonly ClaimRow[], identifiers: ReadonlyMap<string, string>): SafeHtml {
   if (rows.length === 0) return html`<p>No claim matches.</p>`;
   return html`<table class="claims">
     <caption>
@@ -171,21 +165,21 @@ export function claimTable(rows: readonly ClaimRecord[]): SafeHtml {
         <th scope="col">Status</th>
         <th scope="col">Claimed</th>
         <th scope="col">Paid</th>
-        <th scope="col">Last answered</th>
+        <th scope="col">Answered</th>
       </tr>
     </thead>
     <tbody>
       ${rows.map(
         (c) =>
           html`<tr>
-            <td>${when(c.createdAt)}</td>
-            <td><a href="/console/claims/${encodeURIComponent(c.id)}">${c.identifier}</a></td>
+            <td>${when(c.ts)}</td>
+            <td><a href="/console/claims/${encodeURIComponent(c.id)}">${identifiers.get(c.id) ?? c.id}</a></td>
             <td>${c.direction}</td>
-            <td>${c.peer}</td>
+            <td>${c.counterparty}</td>
             <td>${claimStatus(c)}</td>
             <td class="num">${money(c.amount, c.currency)}</td>
             <td class="num">${c.paid === undefined ? '-' : money(c.paid, c.currency)}</td>
-            <td>${when(answeredAt(c))}</td>
+            <td>${when(c.answeredAt)}</td>
           </tr>`,
       )}
     </tbody>
@@ -195,6 +189,7 @@ export function claimTable(rows: readonly ClaimRecord[]): SafeHtml {
 /** One claim: what the store holds of it (no FHIR resources, no signatures) and every ledger entry that names it. */
 export async function claimView(ctx: ViewContext, id: string): Promise<{ body: SafeHtml; patient: string | undefined } | undefined> {
   const record = await ctx.deps.claims?.get(id);
+  const row = ctx.deps.index.claim(id);
   const entries = await loadEntries(ctx, ctx.deps.index.entriesOf('claim', id));
   if (!record && entries.length === 0) return undefined;
   const facts = record
@@ -213,8 +208,8 @@ export async function claimView(ctx: ViewContext, id: string): Promise<{ body: S
         <dd>${record.paid === undefined ? '-' : money(record.paid, record.currency)}</dd>
         <dt>Submitted</dt>
         <dd>${when(record.createdAt)}</dd>
-        <dt>Last answered</dt>
-        <dd>${when(answeredAt(record))}</dd>
+        <dt>Answered</dt>
+        <dd>${when(row?.answeredAt)}</dd>
         <dt>Claim SHA-256 (JCS)</dt>
         <dd><code>${record.hash}</code></dd>
         ${
@@ -230,7 +225,7 @@ export async function claimView(ctx: ViewContext, id: string): Promise<{ body: S
             : ''
         }
       </dl>`
-    : html`<p>This agent has not filed this claim; its entries come from replicated feeds.</p>`;
+    : html`<p>This agent's claim store does not hold this claim; the ledger entries that name it are below.</p>`;
   const body = html`${facts}
     <section aria-labelledby="claim-entries-h">
       <h2 id="claim-entries-h">Ledger entries</h2>

@@ -1,11 +1,11 @@
-// One job: the prescriptions view (the Tasks this agent owns, those it holds as a pharmacy, keyset pages) and one prescription's transitions.
+// One job: the prescriptions view (the Tasks this agent issued, those it holds as a pharmacy, keyset pages) and one prescription's transitions.
 import { AgentError } from '../../errors.ts';
 import { TASK_STATES, type HeldPrescription, type PrescriptionTask, type TaskState } from '../../prescriptions/index.ts';
 import type { ViewContext } from '../context.ts';
 import { short, when } from '../format.ts';
 import { html, type SafeHtml } from '../html.ts';
 import { csrfField } from '../layout.ts';
-import { decodeCursor, encodeCursor, pageDescending } from '../ledger-index.ts';
+import { decodeCursor, encodeCursor, type PrescriptionRow } from '../ledger-index.ts';
 import { entriesTable, loadEntries } from './ledger-entries.ts';
 import { href, pick } from './filters.ts';
 
@@ -16,39 +16,30 @@ export const HELD_SHOWN = 50;
 /** The prescription id pattern (a UUID, as prescriptions/service.ts makes them). */
 export const PRESCRIPTION_ID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/;
 
-const byCreated = (a: PrescriptionTask, b: PrescriptionTask): number =>
-  a.createdAt !== b.createdAt ? (a.createdAt < b.createdAt ? -1 : 1) : a.id < b.id ? -1 : a.id > b.id ? 1 : 0;
-
 /** When the Task reached its final state (completed or cancelled). */
 const endedAt = (t: PrescriptionTask): string | undefined =>
   t.status === 'completed' ? (t.completedAt ?? t.updatedAt) : t.status === 'cancelled' ? t.updatedAt : undefined;
 
 const status = (s: string): SafeHtml => html`<span class="status status-${s}">${s}</span>`;
 
-/** The prescriptions view: a status filter, the owned Tasks newest first in pages, then the newest prescriptions held as a pharmacy. */
+/**
+ * The prescriptions view: a state filter, the Tasks this agent issued newest
+ * first in pages (folded by the console's index from the own feed's
+ * `prescription.*` entries), then the newest prescriptions it holds as a
+ * pharmacy (from its store).
+ */
 export async function prescriptionsView(ctx: ViewContext): Promise<SafeHtml> {
-  const store = ctx.deps.prescriptions;
-  if (!store) return html`<p>This agent keeps no prescriptions (the prescriptions service is not part of it).</p>`;
   const q = ctx.query;
   if (q['status'] && !(TASK_STATES as readonly string[]).includes(q['status']))
     throw new AgentError('ERR_BAD_REQUEST', `status must be one of ${TASK_STATES.join(', ')}`);
   const wanted = q['status'] ? (q['status'] as TaskState) : undefined;
   const after = q['after'] ? decodeCursor(q['after']) : undefined;
   if (q['after'] && !after) throw new AgentError('ERR_BAD_REQUEST', 'after is not a cursor this console wrote');
-  const all = (await store.list()).sort(byCreated);
-  const keep = (t: PrescriptionTask): boolean => wanted === undefined || t.status === wanted;
-  const page = pageDescending(
-    all,
-    keep,
-    PRESCRIPTIONS_PAGE,
-    after,
-    (t) => t.createdAt,
-    (t) => t.id,
-  );
+  const page = ctx.deps.index.searchPrescriptions((t) => wanted === undefined || t.status === wanted, PRESCRIPTIONS_PAGE, after);
   const counts = new Map<string, number>(TASK_STATES.map((s) => [s, 0]));
-  for (const t of all) counts.set(t.status, (counts.get(t.status) ?? 0) + 1);
+  for (const t of ctx.deps.index.allPrescriptions()) counts.set(t.status, (counts.get(t.status) ?? 0) + 1);
   const kept = pick(q, ['status']);
-  const held = (await store.listHeld()).slice(0, HELD_SHOWN);
+  const held = ((await ctx.deps.prescriptions?.listHeld()) ?? []).slice(0, HELD_SHOWN);
   return html`<form class="filters" method="post" action="/console/search">
       ${csrfField(ctx.session)}<input type="hidden" name="view" value="prescriptions" />
       <fieldset>
@@ -75,8 +66,8 @@ export async function prescriptionsView(ctx: ViewContext): Promise<SafeHtml> {
     ${held.length > 0 ? heldTable(held) : ''}`;
 }
 
-/** A table of owned Tasks, each linked to its transitions. */
-function taskTable(rows: readonly PrescriptionTask[]): SafeHtml {
+/** A table of issued Tasks, each linked to its transitions. */
+function taskTable(rows: readonly PrescriptionRow[]): SafeHtml {
   if (rows.length === 0) return html`<p>No prescription matches.</p>`;
   return html`<table class="prescriptions">
     <caption>
@@ -97,13 +88,13 @@ function taskTable(rows: readonly PrescriptionTask[]): SafeHtml {
       ${rows.map(
         (t) =>
           html`<tr>
-            <td>${when(t.createdAt)}</td>
+            <td>${when(t.ts)}</td>
             <td><a href="/console/prescriptions/${encodeURIComponent(t.id)}">${t.id}</a></td>
             <td>${status(t.status)}${t.cancelledBy ? html` <small>(by the ${t.cancelledBy})</small>` : ''}</td>
             <td>${t.pharmacy ?? '-'}</td>
             <td>${when(t.acceptedAt)}</td>
-            <td>${when(endedAt(t))}</td>
-            <td class="num">${t.transitions ?? '-'}</td>
+            <td>${when(t.endedAt)}</td>
+            <td class="num">${t.transitions}</td>
           </tr>`,
       )}
     </tbody>
