@@ -20,9 +20,9 @@ export interface ConsoleDeps {
   /** The CRL in force: its number and next update. */
   crl?: (() => { crlNumber?: string | bigint | number | undefined; nextUpdate?: Date | undefined } | undefined) | undefined;
   replication?: (() => ReplicatorStatus) | undefined;
-  /** The agent's filed claims (the Claims view; without it the view says there are none to show). */
+  /** The agent's filed claims: the Claim identifiers of the Claims view and a claim's page (the rows come from the ledger). */
   claims?: ConsoleClaims | undefined;
-  /** The agent's prescription Tasks and the prescriptions it holds as a pharmacy (the Prescriptions view). */
+  /** The agent's prescription Tasks (a prescription's page) and the prescriptions it holds as a pharmacy (the Prescriptions view). */
   prescriptions?: ConsolePrescriptions | undefined;
   /** Grace (s) verification gives an exchange to be answered. */
   graceSeconds: number;
