@@ -666,6 +666,8 @@ async function serveApi(
           certificateValidTo: () => new Date(base.identity.certificate.validTo).toISOString(),
           crl: () => base.federation.crl,
           replication: () => replicator.status(),
+          claims: x.claimStore,
+          prescriptions: x.prescriptionStore,
           graceSeconds: AGENT_VERIFY_GRACE_SECONDS,
         },
         { sessions: new SessionStore({ idleMs: config.console.sessionIdleMinutes * 60_000 }) },

@@ -33,10 +33,10 @@ button, .button { background: var(--accent); color: #fff; border: 0; border-radi
 .ok { color: var(--ok); }
 .bad { color: var(--bad); }
 .warn { color: var(--warn); }
-.status { padding: 0 0.3rem; border-radius: 3px; border: 1px solid var(--line); }
-.status-delivered, .status-received, .status-active { color: var(--ok); }
-.status-failed, .status-revoked { color: var(--bad); }
-.status-pending, .status-expired, .status-not-yet-valid { color: var(--warn); }
+.status { padding: 0 0.3rem; border-radius: 3px; border: 1px solid var(--line); white-space: nowrap; }
+.status-delivered, .status-received, .status-active, .status-complete, .status-completed { color: var(--ok); }
+.status-failed, .status-revoked, .status-error, .status-cancelled, .status-rejected { color: var(--bad); }
+.status-pending, .status-expired, .status-not-yet-valid, .status-sent, .status-queued, .status-partial, .status-ready, .status-in-progress { color: var(--warn); }
 dl { display: grid; grid-template-columns: max-content 1fr; gap: 0.2rem 1rem; }
 dt { color: var(--muted); }
 dd { margin: 0; }

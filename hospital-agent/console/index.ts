@@ -4,7 +4,17 @@
  * sessions with CSRF tokens and a strict CSP, and the console's access log.
  */
 export { consoleRouter, CONSOLE_CSP, SESSION_COOKIE, SIGNIN_COOKIE, type ConsoleOptions } from './router.ts';
-export { LedgerIndex, encodeCursor, decodeCursor, type ExchangeRow, type ConsentRow, type IndexedEntry, type Cursor, type Page } from './ledger-index.ts';
+export {
+  LedgerIndex,
+  encodeCursor,
+  decodeCursor,
+  type ExchangeRow,
+  type ConsentRow,
+  type IndexedEntry,
+  type EntryRef,
+  type Cursor,
+  type Page,
+} from './ledger-index.ts';
 export {
   parseAuditQuery,
   searchAuditEvents,
@@ -18,4 +28,4 @@ export { AccessLog, type AccessRecord } from './access-log.ts';
 export { SessionStore, DEFAULT_SESSION_IDLE_MS, DEFAULT_SESSION_MAX_MS, MAX_SESSIONS, type Session } from './sessions.ts';
 export { html, escapeHtml, SafeHtml } from './html.ts';
 export { money, currencyExponent } from './format.ts';
-export type { ConsoleDeps } from './context.ts';
+export type { ConsoleDeps, ConsoleClaims, ConsolePrescriptions } from './context.ts';

@@ -9,6 +9,8 @@ export const VIEWS = [
   ['/consents', 'Consents'],
   ['/audit', 'Audit events'],
   ['/settlements', 'Settlements'],
+  ['/claims', 'Claims'],
+  ['/prescriptions', 'Prescriptions'],
   ['/integrity', 'Integrity'],
   ['/report', 'Patient access report'],
   ['/access', 'Access log'],

@@ -63,6 +63,42 @@ export interface ConsentRow {
   ref: { feed: string; seq: number };
 }
 
+/** A claim's status as its own feed tells it: `sent` until the insurer's first answer, then the latest answer (a final one stays). */
+export type ClaimRowStatus = 'sent' | 'queued' | 'complete' | 'partial' | 'error';
+
+/** One claim of this member, folded from its own feed (claim.submitted or claim.received, then claim.responded). */
+export interface ClaimRow {
+  id: string;
+  /** When it was submitted (outgoing) or received (incoming). */
+  ts: string;
+  direction: 'outgoing' | 'incoming';
+  /** The insurer of an outgoing claim, the hospital of an incoming one. */
+  counterparty: string;
+  status: ClaimRowStatus;
+  /** Claimed, minor units. */
+  amount: number;
+  currency: string;
+  /** Paid by the answer that set the status, minor units. */
+  paid: number | undefined;
+  /** When the answer that set the status was logged. */
+  answeredAt: string | undefined;
+  ref: { feed: string; seq: number };
+}
+
+/** One prescription Task this agent issued, folded from its own feed's `prescription.*` entries. */
+export interface PrescriptionRow {
+  id: string;
+  ts: string;
+  status: 'ready' | 'in-progress' | 'completed' | 'cancelled';
+  pharmacy: string | undefined;
+  acceptedAt: string | undefined;
+  /** When it was completed or cancelled. */
+  endedAt: string | undefined;
+  cancelledBy: string | undefined;
+  transitions: number;
+  ref: { feed: string; seq: number };
+}
+
 /** One `payment.charged` of any feed (for settlement statements). */
 export interface ChargeRow {
   ts: string;
@@ -72,6 +108,12 @@ export interface ChargeRow {
   payee: string;
   amount: number;
   currency: string;
+}
+
+/** Where an entry is: its feed and sequence number. */
+export interface EntryRef {
+  feed: string;
+  seq: number;
 }
 
 /** A keyset position: everything strictly older than it comes next (newest first). */
@@ -136,6 +178,8 @@ const cursorTs = (r: IndexedEntry): string => r.ts;
 const cursorKey = (r: IndexedEntry): string => entryKey(r);
 const exchangeTs = (r: ExchangeRow): string => r.ts;
 const exchangeKey = (r: ExchangeRow): string => r.id;
+const rowTs = (r: { ts: string }): string => r.ts;
+const rowKey = (r: { id: string }): string => r.id;
 
 /** One line of {@link LedgerIndex.settlement} (minor units). */
 export interface SettlementViewLine {
@@ -196,6 +240,13 @@ export class LedgerIndex {
   private readonly consents = new Map<string, ConsentRow>();
   private readonly charges: ChargeRow[] = [];
   private readonly released = new Map<string, ExchangeRow[]>();
+  /** This member's claims and prescriptions (own feed), in ledger order, which is time order within one feed. */
+  private readonly claimRows = new Map<string, ClaimRow>();
+  private readonly claimOrder: ClaimRow[] = [];
+  private readonly rxRows = new Map<string, PrescriptionRow>();
+  private readonly rxOrder: PrescriptionRow[] = [];
+  /** `claim:<id>` / `prescription:<id>` -> the entries (any feed) that name it, in the order read. */
+  private readonly subjects = new Map<string, EntryRef[]>();
   private chargesUnsorted = false;
   private readonly seen = new Map<string, number>();
   private refreshing: Promise<void> | undefined;
@@ -215,12 +266,20 @@ export class LedgerIndex {
   private async catchUp(): Promise<void> {
     const added: IndexedEntry[] = [];
     let exchangesAdded = false;
+    const claimsBefore = this.claimOrder.length;
+    const rxBefore = this.rxOrder.length;
     for (const feed of this.ledger.feeds()) {
       const head = this.ledger.head(feed);
       const done = this.seen.get(feed) ?? -1;
       if (!head || head.seq <= done) continue;
       for await (const stored of this.ledger.entries(feed, { from: done + 1, to: head.seq })) {
         added.push(indexEntry(stored));
+        const subject = subjectOf(stored);
+        if (subject) {
+          const refs = this.subjects.get(subject) ?? [];
+          refs.push({ feed: stored.entry.feed, seq: stored.entry.seq });
+          this.subjects.set(subject, refs);
+        }
         if (stored.entry.type === 'payment.charged') {
           const c = stored.entry.body as Omit<ChargeRow, 'ts'>;
           if ((this.charges.at(-1)?.ts ?? '') > stored.entry.ts) this.chargesUnsorted = true;
@@ -250,6 +309,9 @@ export class LedgerIndex {
       this.charges.sort((a, b) => (a.ts < b.ts ? -1 : a.ts > b.ts ? 1 : 0));
       this.chargesUnsorted = false;
     }
+    // Keyset pages need (ts, id) order; entries of one millisecond come in ledger order.
+    if (this.claimOrder.length !== claimsBefore) this.claimOrder.sort((a, b) => compare(a.ts, a.id, b.ts, b.id));
+    if (this.rxOrder.length !== rxBefore) this.rxOrder.sort((a, b) => compare(a.ts, a.id, b.ts, b.id));
     if (exchangesAdded) {
       // New exchanges are appended in ledger order, which is time order within one feed.
       this.exchangeOrder = [...this.exchanges.values()].sort((a, b) => compare(a.ts, a.id, b.ts, b.id));
@@ -328,6 +390,68 @@ export class LedgerIndex {
         });
         return false;
       }
+      case 'claim.submitted':
+      case 'claim.received': {
+        const id = b['claim'] as string;
+        if (this.claimRows.has(id)) return false;
+        const out = e.type === 'claim.submitted';
+        const row: ClaimRow = {
+          id,
+          ts: e.ts,
+          direction: out ? 'outgoing' : 'incoming',
+          counterparty: (out ? b['insurer'] : b['hospital']) as string,
+          // An insurer files a claim as queued (claims/service.ts) and answers so at once.
+          status: out ? 'sent' : 'queued',
+          amount: b['amount'] as number,
+          currency: b['currency'] as string,
+          paid: undefined,
+          answeredAt: undefined,
+          ref,
+        };
+        this.claimRows.set(id, row);
+        this.claimOrder.push(row);
+        return false;
+      }
+      case 'claim.responded': {
+        const row = this.claimRows.get(b['claim'] as string);
+        // A final answer stays final; a late `queued` is only evidence (as the claim store keeps it).
+        if (!row || (row.status !== 'sent' && row.status !== 'queued')) return false;
+        row.status = b['outcome'] as ClaimRowStatus;
+        row.paid = b['amount'] as number;
+        row.answeredAt = e.ts;
+        return false;
+      }
+      case 'prescription.issued': {
+        const id = b['prescription'] as string;
+        if (this.rxRows.has(id)) return false;
+        const row: PrescriptionRow = {
+          id,
+          ts: e.ts,
+          status: 'ready',
+          pharmacy: undefined,
+          acceptedAt: undefined,
+          endedAt: undefined,
+          cancelledBy: undefined,
+          transitions: 1,
+          ref,
+        };
+        this.rxRows.set(id, row);
+        this.rxOrder.push(row);
+        return false;
+      }
+      case 'prescription.accepted':
+      case 'prescription.rejected':
+      case 'prescription.completed':
+      case 'prescription.cancelled': {
+        const row = this.rxRows.get(b['prescription'] as string);
+        if (!row) return false;
+        row.transitions += 1;
+        if (e.type === 'prescription.accepted') Object.assign(row, { status: 'in-progress', pharmacy: b['pharmacy'], acceptedAt: e.ts });
+        else if (e.type === 'prescription.rejected') Object.assign(row, { status: 'ready', pharmacy: undefined, acceptedAt: undefined });
+        else if (e.type === 'prescription.completed') Object.assign(row, { status: 'completed', pharmacy: b['pharmacy'], endedAt: e.ts });
+        else Object.assign(row, { status: 'cancelled', endedAt: e.ts, cancelledBy: b['by'] });
+        return false;
+      }
       case 'consent.revoked': {
         const c = this.consents.get(b['consent'] as string);
         if (c && c.revokedAt === undefined) {
@@ -371,6 +495,40 @@ export class LedgerIndex {
   /** One exchange of this hospital. */
   exchange(id: string): ExchangeRow | undefined {
     return this.exchanges.get(id);
+  }
+
+  /**
+   * The entries of any feed held that name claim or prescription `id`
+   * (`claim.*` and the claim's benefit charge; `prescription.*`), oldest
+   * first within each feed.
+   */
+  entriesOf(kind: 'claim' | 'prescription', id: string): EntryRef[] {
+    return [...(this.subjects.get(`${kind}:${id}`) ?? [])];
+  }
+
+  /** This member's claims passing `keep`, newest first, `limit` per page after `after`. */
+  searchClaims(keep: (r: ClaimRow) => boolean, limit: number, after?: Cursor): Page<ClaimRow> {
+    return pageDescending(this.claimOrder, keep, limit, after, rowTs, rowKey);
+  }
+
+  /** Every claim of this member, oldest first (for totals over a filtered set). */
+  allClaims(): readonly ClaimRow[] {
+    return this.claimOrder;
+  }
+
+  /** One claim of this member. */
+  claim(id: string): ClaimRow | undefined {
+    return this.claimRows.get(id);
+  }
+
+  /** The prescriptions this agent issued passing `keep`, newest first, `limit` per page after `after`. */
+  searchPrescriptions(keep: (r: PrescriptionRow) => boolean, limit: number, after?: Cursor): Page<PrescriptionRow> {
+    return pageDescending(this.rxOrder, keep, limit, after, rowTs, rowKey);
+  }
+
+  /** Every prescription this agent issued, oldest first (for counts). */
+  allPrescriptions(): readonly PrescriptionRow[] {
+    return this.rxOrder;
   }
 
   /** Every exchange released under consent `id`, oldest first. */
@@ -468,6 +626,17 @@ export class LedgerIndex {
   size(): { entries: number; exchanges: number; consents: number } {
     return { entries: this.entries.length, exchanges: this.exchanges.size, consents: this.consents.size };
   }
+}
+
+/** The claim or prescription an entry is about, as a key of {@link LedgerIndex.entriesOf}'s map. */
+function subjectOf(stored: StoredEntry): string | undefined {
+  const e = stored.entry;
+  const b = e.body as Record<string, unknown>;
+  if (e.type.startsWith('claim.') && typeof b['claim'] === 'string') return `claim:${b['claim']}`;
+  if (e.type.startsWith('prescription.') && typeof b['prescription'] === 'string') return `prescription:${b['prescription']}`;
+  // A claim's benefit is a charge of kind claim whose exchange is the claim id (claims/service.ts).
+  if (e.type === 'payment.charged' && b['kind'] === 'claim' && typeof b['exchange'] === 'string') return `claim:${b['exchange']}`;
+  return undefined;
 }
 
 /** The compact row of one entry. */

@@ -12,6 +12,8 @@ import { page } from './layout.ts';
 import { sameToken, SessionStore, type Session } from './sessions.ts';
 import { allExchanges, csvField, EXPORT_COLUMNS, exchangesView, exchangeView, exportRecord } from './views/exchanges.ts';
 import { exchangeFilter, href } from './views/filters.ts';
+import { CLAIM_ID, claimsView, claimView } from './views/claims.ts';
+import { PRESCRIPTION_ID, prescriptionsView, prescriptionView } from './views/prescriptions.ts';
 import { accessView, auditView, integrityView, overviewView, settlementsView } from './views/ledger.ts';
 import { consentsView, reportView } from './views/patients.ts';
 
@@ -34,7 +36,7 @@ export const CONSOLE_CSP = {
 };
 
 /** Views a search form may redirect to. */
-const SEARCH_VIEWS = ['exchanges', 'consents', 'audit', 'report'] as const;
+const SEARCH_VIEWS = ['exchanges', 'consents', 'audit', 'report', 'claims', 'prescriptions'] as const;
 /** Fields a search form may carry into the view's URL (the patient only after hashing, as `ph`). */
 const SEARCH_FIELDS = ['from', 'to', 'counterparty', 'direction', 'status', 'purpose', 'entity', 'agent', 'outcome', 'subtype', 'ph'] as const;
 
@@ -303,6 +305,34 @@ export function consoleRouter(deps: ConsoleDeps, options: ConsoleOptions = {}): 
       res.setHeader('Content-Disposition', `attachment; filename="proof-${id}.json"`);
       if (built.unproved.length > 0) res.setHeader('X-Unproved-Entries', String(built.unproved.length));
       res.type('application/json').send(`${JSON.stringify(built.file, null, 2)}\n`);
+    });
+    r.get(
+      '/claims',
+      view('claims', 'Claims', '/claims', (ctx) => claimsView(ctx)),
+    );
+    r.get('/claims/:id', async (req, res) => {
+      const id = String(req.params['id']);
+      if (!CLAIM_ID.test(id)) throw new AgentError('ERR_NOT_FOUND', 'no such claim');
+      const ctx = ctxOf(req, res);
+      await deps.index.refresh();
+      const found = await claimView(ctx, id);
+      if (!found) throw new AgentError('ERR_NOT_FOUND', 'no such claim in this agent or its ledger');
+      deps.accessLog.record({ who: ctx.session.principal, view: 'claim', patient: found.patient, query: { claim: id } });
+      show(res, ctx, `Claim ${id}`, '/claims', found.body);
+    });
+    r.get(
+      '/prescriptions',
+      view('prescriptions', 'Prescriptions', '/prescriptions', (ctx) => prescriptionsView(ctx)),
+    );
+    r.get('/prescriptions/:id', async (req, res) => {
+      const id = String(req.params['id']);
+      if (!PRESCRIPTION_ID.test(id)) throw new AgentError('ERR_NOT_FOUND', 'no such prescription');
+      const ctx = ctxOf(req, res);
+      await deps.index.refresh();
+      const found = await prescriptionView(ctx, id);
+      if (!found) throw new AgentError('ERR_NOT_FOUND', 'no such prescription in this agent or its ledger');
+      deps.accessLog.record({ who: ctx.session.principal, view: 'prescription', patient: found.patient, query: { prescription: id } });
+      show(res, ctx, `Prescription ${id}`, '/prescriptions', found.body);
     });
     r.get(
       '/consents',

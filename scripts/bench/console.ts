@@ -1,9 +1,10 @@
 // `npm run bench -- console [exchanges]`: p50/p99 answer time of every compliance-console view (and the audit API)
 // with N exchanges (default 100,000) in the ledger: each a release under one of many consents (patients
 // spread over them), its receipt and its charge, a few failed; real LevelDB, the agent's real API handler
-// on loopback, signed in as a compliance officer. Target: every view under 300 ms at 100,000 exchanges.
+// on loopback, signed in as a compliance officer; with N/10 claims and N/20 prescriptions in the agent's stores and
+// their entries in the ledger. Target: every view under 300 ms at 100,000 exchanges.
 import { once } from 'node:events';
-import { createHash, randomBytes } from 'node:crypto';
+import { createHash, randomBytes, randomUUID } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import { createServer } from 'node:http';
 import type { AddressInfo } from 'node:net';
@@ -14,6 +15,9 @@ import { createApiHandler } from '../../hospital-agent/api/http.ts';
 import { fhirAuditRoutes } from '../../hospital-agent/api/routes/fhir-audit.ts';
 import { AccessLog, consoleRouter, LedgerIndex } from '../../hospital-agent/console/index.ts';
 import { patientHash } from '../../hospital-agent/consent/patient.ts';
+import { claimChargeId, ClaimStore, type ClaimRecord } from '../../hospital-agent/claims/index.ts';
+import { PrescriptionStore, type PrescriptionTask } from '../../hospital-agent/prescriptions/index.ts';
+import { StateDb } from '../../hospital-agent/store/state-db.ts';
 import { makeFederation } from '../../test/support/federation.ts';
 import { tempDir } from '../../test/support/tmp.ts';
 import { percentile } from './util.ts';
@@ -28,6 +32,7 @@ const TARGET_MS = 300;
 const TOKEN = 'bench-officer-token-0123456789abcdef012345';
 
 const hex = (s: string): string => createHash('sha256').update(s).digest('hex');
+const b64 = (s: string): string => createHash('sha256').update(s).digest('base64url');
 const PEERS = ['bravo', 'charlie', 'delta'];
 
 /** Runs the console bench. */
@@ -90,6 +95,88 @@ export async function run(args: string[]): Promise<BenchTable[]> {
         });
       }
     }
+    // Claims to one insurer (a tenth of the exchanges; every fourth still queued) and prescriptions (a twentieth; most completed).
+    const state = new StateDb(`${tmp.dir}/state`);
+    await state.open();
+    const claimStore = new ClaimStore(state);
+    const rxStore = new PrescriptionStore(state);
+    const claimIds: string[] = [];
+    const rxIds: string[] = [];
+    const claimCount = Math.floor(total / 10);
+    const rxCount = Math.floor(total / 20);
+    for (let i = 0; i < claimCount; i++) {
+      const id = randomUUID();
+      claimIds.push(id);
+      const p = i % patients;
+      const queued = i % 4 === 3;
+      const at = new Date(Date.parse(start) + i * 1000).toISOString();
+      const record: ClaimRecord = {
+        id,
+        direction: 'outgoing',
+        peer: 'delta',
+        identifier: `urn:bench:claim|C-${i}`,
+        status: queued ? 'queued' : 'complete',
+        amount: 10_000 + i,
+        currency: 'USD',
+        paid: queued ? 0 : 10_000 + i,
+        hash: b64(id),
+        createdAt: at,
+        updatedAt: at,
+        consentId: consentOf(p),
+        patientHash: hashPatient(`MRN-${p}`),
+        claim: {},
+        coverage: {},
+        responses: [],
+      };
+      await claimStore.create(record);
+      inputs.push({
+        type: 'claim.submitted',
+        body: { claim: id, insurer: 'delta', consent: consentOf(p), patient: hashPatient(`MRN-${p}`), hash: b64(id), amount: record.amount, currency: 'USD' },
+      });
+      inputs.push({
+        type: 'claim.responded',
+        body: {
+          claim: id,
+          hospital: 'alpha',
+          insurer: 'delta',
+          outcome: queued ? 'queued' : 'complete',
+          hash: b64(`r${id}`),
+          amount: record.paid ?? 0,
+          currency: 'USD',
+        },
+      });
+      if (!queued) {
+        inputs.push({
+          type: 'payment.charged',
+          body: { charge: claimChargeId(id), exchange: id, kind: 'claim', payer: 'delta', payee: 'alpha', amount: record.amount, currency: 'USD' },
+        });
+      }
+    }
+    for (let i = 0; i < rxCount; i++) {
+      const id = randomUUID();
+      rxIds.push(id);
+      const p = i % patients;
+      const done = i % 5 !== 0;
+      const at = new Date(Date.parse(start) + i * 1000).toISOString();
+      const task: PrescriptionTask = {
+        id,
+        status: done ? 'completed' : 'ready',
+        accessCodeHash: hex(`code${id}`),
+        patient: hashPatient(`MRN-${p}`),
+        medicationRequest: 'bench',
+        medicationRequestHash: b64(id),
+        createdAt: at,
+        updatedAt: at,
+        transitions: done ? 3 : 1,
+        ...(done ? { pharmacy: 'charlie', acceptedAt: at, completedAt: at, dispenseHash: b64(`d${id}`) } : {}),
+      };
+      await rxStore.create(task);
+      inputs.push({ type: 'prescription.issued', body: { prescription: id, patient: task.patient, hash: task.medicationRequestHash } });
+      if (done) {
+        inputs.push({ type: 'prescription.accepted', body: { prescription: id, pharmacy: 'charlie' } });
+        inputs.push({ type: 'prescription.completed', body: { prescription: id, pharmacy: 'charlie', hash: b64(`d${id}`), receipt: b64(`r${id}`) } });
+      }
+    }
     for (let i = 0; i < inputs.length; i += CONCURRENCY) await Promise.all(inputs.slice(i, i + CONCURRENCY).map((x) => ledger.append(x)));
     const fillMs = performance.now() - t;
 
@@ -101,7 +188,17 @@ export async function run(args: string[]): Promise<BenchTable[]> {
       v1: express.Router(),
       openapi: {},
       fhir: fhirAuditRoutes(index, ledger, hashPatient, accessLog),
-      console: consoleRouter({ self: 'alpha', ledger, index, hashPatient, accessLog, trust: () => ({ caPem }), graceSeconds: 90_000 }),
+      console: consoleRouter({
+        self: 'alpha',
+        ledger,
+        index,
+        hashPatient,
+        accessLog,
+        trust: () => ({ caPem }),
+        claims: claimStore,
+        prescriptions: rxStore,
+        graceSeconds: 90_000,
+      }),
     });
     const server = createServer(handler).listen(0, '127.0.0.1');
     await once(server, 'listening');
@@ -136,6 +233,11 @@ export async function run(args: string[]): Promise<BenchTable[]> {
         .exec(await (await fetch(`${base}/console/exchanges`, { headers: { cookie } })).text())?.[1]
         ?.replace(/&amp;/g, '&');
       const one = `bench-${String(Math.floor(total / 2)).padStart(10, '0')}`;
+      const claimsPage2 = /rel="next" href="([^"]+)"/
+        .exec(await (await fetch(`${base}/console/claims`, { headers: { cookie } })).text())?.[1]
+        ?.replace(/&amp;/g, '&');
+      const oneClaim = claimIds[Math.floor(claimIds.length / 2)] as string;
+      const oneRx = rxIds[Math.floor(rxIds.length / 2)] as string;
       const period = new Date().toISOString().slice(0, 7);
       const views: Array<[string, string, boolean?]> = [
         ['overview', '/console/'],
@@ -152,6 +254,12 @@ export async function run(args: string[]): Promise<BenchTable[]> {
         ['integrity', '/console/integrity'],
         ['patient access report', `/console/report?ph=${ph}`],
         ['access log', '/console/access'],
+        [`claims (all ${claimCount.toLocaleString('en')}, first page + summary)`, '/console/claims'],
+        ['claims (second page, keyset)', claimsPage2 ?? '/console/claims'],
+        ['claims (queued)', '/console/claims?status=queued'],
+        ['one claim with its entries', `/console/claims/${oneClaim}`],
+        [`prescriptions (all ${rxCount.toLocaleString('en')}, first page)`, '/console/prescriptions'],
+        ['one prescription with its transitions', `/console/prescriptions/${oneRx}`],
         ['GET /fhir/AuditEvent?_count=100', '/fhir/AuditEvent?_count=100', true],
         ['GET /fhir/AuditEvent?patient=', '/fhir/AuditEvent?patient=MRN-42', true],
         ['GET /fhir/Consent?patient=', '/fhir/Consent?patient=MRN-42', true],
@@ -192,6 +300,7 @@ export async function run(args: string[]): Promise<BenchTable[]> {
       server.closeAllConnections();
       await new Promise<void>((resolve) => server.close(() => resolve()));
       await ledger.close();
+      await state.close();
     }
   } finally {
     tmp.cleanup();

@@ -27,7 +27,7 @@ export function coverage(): Record<string, unknown> {
 export async function startClaimsNetwork(
   root: string,
   roles: Record<string, MemberRole>,
-  options: { replicationMode?: 'private' | 'full' } = {},
+  options: { replicationMode?: 'private' | 'full'; extraTokens?: string } = {},
 ): Promise<{ net: TestNetwork; directory: DirectoryStore }> {
   const ids = Object.keys(roles);
   const net = await startNetwork(root, ids, { relay: { directory: { file: join(root, 'pki', 'directory', 'directory.jws'), pollMs: 100 } }, ...options });

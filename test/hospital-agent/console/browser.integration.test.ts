@@ -1,16 +1,11 @@
-import { existsSync, mkdirSync, readdirSync, readFileSync } from 'node:fs';
+import { mkdirSync, readdirSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { expect } from 'chai';
-import puppeteer, { type Browser, type Page } from 'puppeteer-core';
+import type { Page } from 'puppeteer-core';
 import { parseProofFile, verifyProof } from '../../../ledger/index.ts';
 import { tempDir } from '../../support/tmp.ts';
+import { haveChromium, openConsoleBrowser, SCREENSHOT_DIR, type ConsoleBrowser } from './chromium.ts';
 import { buildConsoleFederation, COMPLIANCE_TOKEN, PATIENT_X, type ConsoleFederation } from './federation.ts';
-
-/** Debian's chromium package; the test skips when it is not installed. */
-const CHROMIUM = process.env['HIE_CHROMIUM'] ?? '/usr/bin/chromium';
-/** Where the screenshots of each view go (docs/compliance-console.md shows them; gitignored). */
-export const SCREENSHOT_DIR = join(process.cwd(), 'test-output', 'console-screenshots');
-const AXE = readFileSync(join(process.cwd(), 'node_modules', 'axe-core', 'axe.min.js'), 'utf8');
 
 /** Types into a field with the keyboard. */
 async function type(page: Page, selector: string, value: string): Promise<void> {
@@ -18,84 +13,38 @@ async function type(page: Page, selector: string, value: string): Promise<void> 
   await page.keyboard.type(value);
 }
 
-interface AxeViolation {
-  id: string;
-  impact: string | null;
-  help: string;
-  nodes: Array<{ target: string[] }>;
-}
-
 describe('compliance console in headless Chromium', function () {
   this.timeout(240_000);
   let tmp: ReturnType<typeof tempDir>;
   let fed: ConsoleFederation;
-  let browser: Browser;
+  let b: ConsoleBrowser;
   let page: Page;
   let base: string;
-  const problems: string[] = [];
+  let problems: string[];
   const downloads = join(process.cwd(), 'test-output', 'console-downloads');
 
   before(async function () {
-    if (!existsSync(CHROMIUM)) {
-      console.log(`    skipped: no Chromium at ${CHROMIUM} (apt-get install chromium, or set HIE_CHROMIUM)`);
-      this.skip();
-    }
+    if (!haveChromium()) this.skip();
     tmp = tempDir('hie-console-browser-');
     fed = await buildConsoleFederation(tmp.dir);
     base = `http://127.0.0.1:${fed.net.agents['myongji']!.apiPort}`;
-    mkdirSync(SCREENSHOT_DIR, { recursive: true });
     mkdirSync(downloads, { recursive: true });
-    browser = await puppeteer.launch({
-      executablePath: CHROMIUM,
-      headless: true,
-      args: ['--no-sandbox', '--disable-gpu', '--disable-dev-shm-usage', '--no-first-run'],
-    });
-    page = await browser.newPage();
-    await page.setViewport({ width: 1280, height: 900 });
-    page.on('console', (m) => {
-      if (m.type() === 'error' || m.type() === 'warn') problems.push(`console ${m.type()}: ${m.text()}`);
-    });
-    page.on('response', (r) => {
-      if (r.status() >= 400) problems.push(`HTTP ${r.status()} for ${r.url().replace(base, '')}`);
-    });
-    page.on('pageerror', (err) => problems.push(`page error: ${(err as Error).message}`));
-    // Injected by the DevTools protocol (no inline script): every CSP violation becomes a console error the test sees.
-    await page.evaluateOnNewDocument(
-      "document.addEventListener('securitypolicyviolation', (e) => console.error('CSP violation: ' + e.violatedDirective + ' ' + e.blockedURI));",
-    );
-    const cdp = await browser.target().createCDPSession();
+    b = await openConsoleBrowser(base);
+    ({ page, problems } = b);
+    const cdp = await b.browser.target().createCDPSession();
     await cdp.send('Browser.setDownloadBehavior', { behavior: 'allow', downloadPath: downloads, eventsEnabled: true });
   });
   after(async function () {
-    await browser?.close();
+    await b?.close();
     await fed?.net.close();
     tmp?.cleanup();
   });
 
   /** Fails on anything the page complained about (console errors, CSP violations, script errors), then scans it with axe-core. */
-  async function check(name: string): Promise<void> {
-    await page.screenshot({ path: join(SCREENSHOT_DIR, `${name}.png`), fullPage: true });
-    expect(problems, `on ${name}`).to.deep.equal([]);
-    // Evaluated through the DevTools protocol: no inline script, so the page's CSP stays as it is.
-    await page.evaluate(AXE);
-    const violations = (await page.evaluate(
-      `axe.run(document, { resultTypes: ['violations'] }).then((r) => r.violations.map((v) => ({ id: v.id, impact: v.impact, help: v.help, nodes: v.nodes.map((n) => ({ target: n.target })) })))`,
-    )) as AxeViolation[];
-    const serious = violations.filter((v) => v.impact === 'serious' || v.impact === 'critical');
-    expect(
-      serious.map((v) => `${v.id} (${v.impact}): ${v.help} at ${v.nodes.map((n) => n.target.join(' ')).join(', ')}`),
-      `axe on ${name}`,
-    ).to.deep.equal([]);
-    expect(problems, `after axe on ${name}`).to.deep.equal([]);
-  }
-
-  const go = async (path: string): Promise<void> => {
-    await page.goto(`${base}${path}`, { waitUntil: 'load' });
-  };
-  const submit = async (selector: string): Promise<void> => {
-    await Promise.all([page.waitForNavigation({ waitUntil: 'load' }), page.click(selector)]);
-  };
-  const text = (): Promise<string> => page.evaluate('document.body.innerText') as Promise<string>;
+  const check = (name: string): Promise<void> => b.check(name);
+  const go = (path: string): Promise<void> => b.go(path);
+  const submit = (selector: string): Promise<void> => b.submit(selector);
+  const text = (): Promise<string> => b.text();
   const setValue = (selector: string, value: string): Promise<unknown> =>
     page.evaluate(`document.querySelector(${JSON.stringify(selector)}).value = ${JSON.stringify(value)}`);
 
