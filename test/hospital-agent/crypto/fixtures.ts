@@ -57,11 +57,16 @@ export const AGENTS = ['alpha', 'bravo', 'charlie', 'delta', 'echo', 'foxtrot'] 
 
 let world: Promise<World> | undefined;
 
-/** Builds the world once per mocha process (RSA key generation is the slow part). */
+/**
+ * Builds the world once per mocha process (RSA key generation is the slow
+ * part), removed when the process exits: a parallel run's worker runs many
+ * files, each its own root suite, so a root `after` would remove the world
+ * under the next file that uses it.
+ */
 export function getWorld(): Promise<World> {
   world ??= (async () => {
     const tmp = tempDir('hie-crypto-');
-    after(() => tmp.cleanup());
+    process.once('exit', () => tmp.cleanup());
     const fed = makeFederation(tmp.dir, [...AGENTS]);
     const caPem = readFileSync(fed.caPath, 'utf8');
     const w: World = {
