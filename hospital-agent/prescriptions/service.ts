@@ -97,7 +97,11 @@ export class PrescriptionService {
     const keys = this.o.keys();
     const id = randomUUID();
     const patient = patientHash(this.o.secret, input.patientId, this.o.identifierSystem);
-    const jws = signCompactEdDsa(jcs({ ...mr, id }), { kid: keys.signingKid, typ: MEDICATION_REQUEST_TYP, cty: 'application/fhir+json' }, keys.signing.privateKey);
+    const jws = signCompactEdDsa(
+      jcs({ ...mr, id }),
+      { kid: keys.signingKid, typ: MEDICATION_REQUEST_TYP, cty: 'application/fhir+json' },
+      keys.signing.privateKey,
+    );
     const accessCode = newAccessCode();
     const now = this.now().toISOString();
     const issued = { type: 'prescription.issued' as const, body: { prescription: id, patient, hash: b64sha256(jws) } };
