@@ -32,12 +32,19 @@ export interface NoteVerifier {
   key: KeyObject;
 }
 
-/** The raw 32 bytes of an Ed25519 public (or private) key. */
+/** Raw public keys by key object (a KeyObject never changes): every checkpoint signed names its key id, which derived the public key and exported it each time. */
+const rawKeys = new WeakMap<KeyObject, Buffer>();
+
+/** The raw 32 bytes of an Ed25519 public (or private) key (a fresh copy: callers may change it). */
 export function rawEd25519(key: KeyObject): Buffer {
+  const known = rawKeys.get(key);
+  if (known) return Buffer.from(known);
   const pub = key.type === 'private' ? createPublicKey(key) : key;
   const der = pub.export({ type: 'spki', format: 'der' });
   if (pub.asymmetricKeyType !== 'ed25519' || der.length !== 44) throw new TypeError('expected an Ed25519 key');
-  return der.subarray(12);
+  const raw = Buffer.from(der.subarray(12));
+  rawKeys.set(key, raw);
+  return Buffer.from(raw);
 }
 
 /** An Ed25519 public key from its raw 32 bytes. */

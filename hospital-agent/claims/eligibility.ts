@@ -23,7 +23,7 @@ import type { WireModule } from '../engine/dispatch.ts';
 import { AgentError, type FhirIssue } from '../errors.ts';
 import { validateR4 } from '../fhir/index.ts';
 import type { ConsentService } from '../services/consents.ts';
-import { CLAIM_ID_SYSTEM, jcsHash, MAX_DISPOSITION_CHARS, MEMBER_SYSTEM, type ClaimOutcome } from './model.ts';
+import { CLAIM_ID_SYSTEM, coverageIssues, jcsHash, MAX_DISPOSITION_CHARS, MEMBER_SYSTEM, type ClaimOutcome } from './model.ts';
 import { ClaimSignatureError, openFromInsurer, sealForHospital, signClaimResponse, verifyInsurerSigned, type VerifiedClaimResponse } from './signing.ts';
 import type { EligibilityRecord, EligibilityStore } from './eligibility-store.ts';
 import { ELIGIBILITY_WIRE_KINDS, eligibilityWireSchema, type EligibilityWireMessage } from './wire.ts';
@@ -66,7 +66,7 @@ export function checkEligibilityRequest(request: unknown, coverage: unknown): Ch
   if (!isObject(request) || request['resourceType'] !== 'CoverageEligibilityRequest')
     throw new AgentError('ERR_INVALID_FHIR', 'request must be a FHIR CoverageEligibilityRequest resource');
   if (!isObject(coverage) || coverage['resourceType'] !== 'Coverage') throw new AgentError('ERR_INVALID_FHIR', 'coverage must be a FHIR Coverage resource');
-  const issues = [...validateR4(request), ...validateR4(coverage)];
+  const issues = [...validateR4(request), ...coverageIssues(coverage)];
   if (issues.length > 0) throw new AgentError(issues[0]!.code, `${issues.length} problem(s) in the CoverageEligibilityRequest or its Coverage`, { issues });
   const invalid = (issue: FhirIssue): AgentError => new AgentError('ERR_CLAIM_INVALID', issue.message, { issues: [issue] });
   const ids = request['identifier'];

@@ -1,6 +1,6 @@
 /** A member's filed records of one kind (claims, eligibility requests), indexed by direction, peer and the FHIR identifier they carry. */
 import type { StateDb } from '../store/state-db.ts';
-import { Mutex } from '../store/mutex.ts';
+import { KeyedMutex } from '../store/mutex.ts';
 
 /** What every filed record has: an id both agents file it under, its direction and peer, and its `system|value` identifier. */
 export interface Filed {
@@ -11,11 +11,14 @@ export interface Filed {
   createdAt: string;
 }
 
-/** Records in table `name`, with `direction|peer|identifier` -> id in table `${indexName}`; writes under one lock. */
+/**
+ * Records in table `name`, with `direction|peer|identifier` -> id in table `${indexName}`. Writes are locked per
+ * record id and per identifier, not store-wide: records of different claims are filed and changed at once.
+ */
 export class FiledStore<R extends Filed> {
   private readonly table;
   private readonly byIdentifier;
-  private readonly mutex = new Mutex();
+  private readonly locks = new KeyedMutex();
 
   constructor(
     private readonly db: StateDb,
@@ -33,24 +36,25 @@ export class FiledStore<R extends Filed> {
   /**
    * Files a new record unless one of the same identifier (and peer and
    * direction) is filed: returns the record that is filed, and whether it is
-   * the one given. Checked and written under one lock.
+   * the one given. Checked and written under the locks of its identifier and its id.
    */
   async create(record: R): Promise<{ record: R; created: boolean }> {
-    return this.mutex.run(async () => {
-      const id = await this.byIdentifier.get(FiledStore.key(record));
+    const key = FiledStore.key(record);
+    return this.locks.run([`i:${key}`, `r:${record.id}`], async () => {
+      const id = await this.byIdentifier.get(key);
       const existing = id ? await this.table.get(id) : undefined;
       if (existing) return { record: existing, created: false };
       await this.db.write([
         { type: 'put', key: record.id, value: record, sublevel: this.table },
-        { type: 'put', key: FiledStore.key(record), value: record.id, sublevel: this.byIdentifier },
+        { type: 'put', key, value: record.id, sublevel: this.byIdentifier },
       ]);
       return { record, created: true };
     });
   }
 
-  /** Changes a filed record under the lock (`change` returns undefined to leave it). */
+  /** Changes a filed record under its id's lock (`change` returns undefined to leave it; it must not change the identifier). */
   async update(id: string, change: (r: R) => R | undefined): Promise<R | undefined> {
-    return this.mutex.run(async () => {
+    return this.locks.run(`r:${id}`, async () => {
       const r = await this.table.get(id);
       const next = r && change(r);
       if (!next) return undefined;

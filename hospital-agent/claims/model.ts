@@ -55,6 +55,38 @@ export function fromMinorUnits(minor: number, currency: string): number {
   return minor / 10 ** currencyDecimals(currency);
 }
 
+/** Coverages that validated clean, by the SHA-256 of their JSON text, oldest first; at most {@link MAX_VALID_COVERAGES}. */
+const validCoverages = new Map<string, true>();
+/** How many clean Coverages are remembered. */
+export const MAX_VALID_COVERAGES = 1024;
+
+/**
+ * R4 problems of a Coverage. A member sends the same Coverage with every claim and eligibility request
+ * of that policy, so one that validated clean is remembered by its exact JSON text and not walked again
+ * (validation is a pure function of the resource; a different text, even in key order, is validated).
+ */
+export function coverageIssues(coverage: Json): ReturnType<typeof validateR4> {
+  let text: string;
+  try {
+    text = JSON.stringify(coverage);
+  } catch {
+    return validateR4(coverage);
+  }
+  const key = createHash('sha256').update(text).digest('base64url');
+  if (validCoverages.has(key)) {
+    // Most recently used last, so the oldest is dropped first.
+    validCoverages.delete(key);
+    validCoverages.set(key, true);
+    return [];
+  }
+  const issues = validateR4(coverage);
+  if (issues.length === 0) {
+    validCoverages.set(key, true);
+    if (validCoverages.size > MAX_VALID_COVERAGES) validCoverages.delete(validCoverages.keys().next().value as string);
+  }
+  return issues;
+}
+
 function invalid(issues: FhirIssue[]): AgentError {
   return new AgentError('ERR_CLAIM_INVALID', issues[0]?.message ?? 'the claim is not one the federation takes', { issues });
 }
@@ -67,7 +99,7 @@ function invalid(issues: FhirIssue[]): AgentError {
 export function checkClaim(claim: unknown, coverage: unknown): CheckedClaim {
   if (!isObject(claim) || claim['resourceType'] !== 'Claim') throw new AgentError('ERR_INVALID_FHIR', 'claim must be a FHIR Claim resource');
   if (!isObject(coverage) || coverage['resourceType'] !== 'Coverage') throw new AgentError('ERR_INVALID_FHIR', 'coverage must be a FHIR Coverage resource');
-  const issues = [...validateR4(claim), ...validateR4(coverage)];
+  const issues = [...validateR4(claim), ...coverageIssues(coverage)];
   if (issues.length > 0) throw new AgentError(issues[0]!.code, `${issues.length} problem(s) in the Claim or its Coverage`, { issues });
   const ids = claim['identifier'];
   const first = Array.isArray(ids) && isObject(ids[0]) ? ids[0] : undefined;

@@ -9,9 +9,9 @@
  * the ClaimResponse names the patient.
  */
 import type { KeyObject } from 'node:crypto';
-import { CompactEncrypt, CompactSign, compactDecrypt, compactVerify, decodeProtectedHeader } from 'jose';
+import { compactVerify, decodeProtectedHeader } from 'jose';
 import { jcs } from '../../certs/index.ts';
-import type { SenderLookup } from '../crypto/index.ts';
+import { MAX_SEALED_MESSAGE_CHARS, openJwe, sealJwe, signCompactEdDsa, type SenderLookup } from '../crypto/index.ts';
 import { MEMBER_SYSTEM } from './model.ts';
 
 /** `typ` of a signed ClaimResponse. */
@@ -30,12 +30,12 @@ export interface VerifiedClaimResponse {
 }
 
 /** Signs `response` as `insurer`'s agent. */
-export function signClaimResponse(
+export async function signClaimResponse(
   response: Record<string, unknown>,
   signer: { key: KeyObject; kid: string },
   typ: string = CLAIM_RESPONSE_JWS_TYPE,
 ): Promise<string> {
-  return new CompactSign(jcs(response)).setProtectedHeader({ alg: 'EdDSA', kid: signer.kid, typ }).sign(signer.key);
+  return signCompactEdDsa(jcs(response), { kid: signer.kid, typ }, signer.key);
 }
 
 /**
@@ -93,14 +93,14 @@ export async function verifyInsurerSigned(
 }
 
 /** Encrypts a signed ClaimResponse to the hospital's X25519 key (what travels through the relay). */
-export function sealForHospital(jws: string, recipient: { key: KeyObject; kid: string }): Promise<string> {
-  return new CompactEncrypt(Buffer.from(jws, 'utf8')).setProtectedHeader({ alg: 'ECDH-ES+A256KW', enc: 'A256GCM', kid: recipient.kid }).encrypt(recipient.key);
+export async function sealForHospital(jws: string, recipient: { key: KeyObject; kid: string }): Promise<string> {
+  return sealJwe(Buffer.from(jws, 'utf8'), recipient.key, { kid: recipient.kid });
 }
 
 /** Decrypts what {@link sealForHospital} made; returns the JWS inside. */
 export async function openFromInsurer(jwe: string, key: KeyObject): Promise<string> {
   try {
-    return Buffer.from((await compactDecrypt(jwe, key)).plaintext).toString('utf8');
+    return openJwe(jwe, key, { parties: false, maxChars: MAX_SEALED_MESSAGE_CHARS }).plaintext.toString('utf8');
   } catch (err) {
     throw new ClaimSignatureError(`the response does not open: ${(err as Error).message}`);
   }

@@ -43,4 +43,6 @@ export {
 } from './receipt.ts';
 export { KeyRing, type KeyRingTrust } from './keyring.ts';
 export { saveAgentKeys, loadAgentKeys, withKids, senderKeys, recipientKeys, KEY_FILES, type LocalKeys } from './keystore.ts';
-export { sealSignedMessage, openSignedMessage, type KeyWithId } from './sealed-message.ts';
+export { sealSignedMessage, openSignedMessage, MAX_SEALED_MESSAGE_CHARS, type KeyWithId } from './sealed-message.ts';
+export { signCompactEdDsa, type EdDsaHeader } from './jws.ts';
+export { sealJwe, openJwe, JweError, MAX_JWE_CHARS, type OpenJweOptions, type OpenedJwe } from './jwe.ts';

@@ -26,8 +26,12 @@ export const JWE_ALG = 'ECDH-ES+A256KW';
 /** Content encryption of the JWE. */
 export const JWE_ENC = 'A256GCM';
 
-/** Protected header fields a JWE of ours carries, and nothing else. */
+/** Protected header fields a JWE of ours carries, and nothing else (sorted); without party names, the second set. */
 const HEADER_FIELDS = ['alg', 'apu', 'apv', 'enc', 'epk', 'kid'];
+const HEADER_FIELDS_NO_PARTIES = ['alg', 'enc', 'epk', 'kid'];
+/** Longest compact JWE {@link openJwe} takes unless told otherwise (a wrapped content key). */
+export const MAX_JWE_CHARS = 4096;
+const NO_PARTY = Buffer.alloc(0);
 /** RFC 3394 default initial value. */
 const KW_IV = Buffer.from('a6a6a6a6a6a6a6a6', 'hex');
 const B64URL = /^[A-Za-z0-9_-]*$/;
@@ -72,14 +76,16 @@ function b64(buf: Buffer): string {
 }
 
 /**
- * Encrypts `plaintext` (a content key) to the X25519 `recipientKey` as a
- * compact JWE; `apu`/`apv` (the party names) enter the key derivation, and
- * every header field is authenticated.
+ * Encrypts `plaintext` (a content key, or a small signed message) to the
+ * X25519 `recipientKey` as a compact JWE; `apu`/`apv` (the party names), when
+ * given, are in the header and enter the key derivation (absent, both are
+ * empty, as RFC 7518 4.6.2 has it), and every header field is authenticated.
  */
-export function sealJwe(plaintext: Buffer, recipientKey: KeyObject, header: { kid: string; apu: Buffer; apv: Buffer }): string {
+export function sealJwe(plaintext: Buffer, recipientKey: KeyObject, header: { kid: string; apu?: Buffer | undefined; apv?: Buffer | undefined }): string {
   if (recipientKey?.asymmetricKeyType !== 'x25519') throw new TypeError('recipientKey must be an X25519 key');
+  if ((header.apu === undefined) !== (header.apv === undefined)) throw new TypeError('apu and apv go together');
   const eph = generateKeyPairSync('x25519');
-  const kek = concatKdf(agree(eph.privateKey, recipientKey), header.apu, header.apv);
+  const kek = concatKdf(agree(eph.privateKey, recipientKey), header.apu ?? NO_PARTY, header.apv ?? NO_PARTY);
   const epk = eph.publicKey.export({ format: 'jwk' }) as { kty: string; crv: string; x: string };
   const protectedB64 = b64(
     Buffer.from(
@@ -88,8 +94,7 @@ export function sealJwe(plaintext: Buffer, recipientKey: KeyObject, header: { ki
         enc: JWE_ENC,
         kid: header.kid,
         epk: { x: epk.x, crv: epk.crv, kty: epk.kty },
-        apu: b64(header.apu),
-        apv: b64(header.apv),
+        ...(header.apu && header.apv ? { apu: b64(header.apu), apv: b64(header.apv) } : {}),
       }),
       'utf8',
     ),
@@ -121,13 +126,23 @@ function part(value: string | undefined, name: string, length?: number): Buffer 
   return buf;
 }
 
+/** Options of {@link openJwe}. */
+export interface OpenJweOptions {
+  /** Whether the header carries the party names (apu, apv): true (the default) requires them, false refuses them. */
+  parties?: boolean;
+  /** Longest JWE taken, in characters (default {@link MAX_JWE_CHARS}). */
+  maxChars?: number;
+}
+
 /**
  * Opens a compact JWE sealed with `ECDH-ES+A256KW`/`A256GCM` to our X25519
  * `privateKey`. Anything else (other algorithms, extra header fields such as
- * `zip` or `crit`, a wrong key, altered bytes) throws {@link JweError}.
+ * `zip` or `crit`, party names other than `options.parties` says, a wrong
+ * key, altered bytes) throws {@link JweError}.
  */
-export function openJwe(jwe: string, privateKey: KeyObject): OpenedJwe {
-  if (typeof jwe !== 'string' || jwe.length > 4096) throw new JweError('JWE is not a compact serialization');
+export function openJwe(jwe: string, privateKey: KeyObject, options: OpenJweOptions = {}): OpenedJwe {
+  const parties = options.parties ?? true;
+  if (typeof jwe !== 'string' || jwe.length > (options.maxChars ?? MAX_JWE_CHARS)) throw new JweError('JWE is not a compact serialization');
   const parts = jwe.split('.');
   if (parts.length !== 5) throw new JweError('JWE is not a compact serialization');
   const [protectedB64, encryptedKeyB64, ivB64, ciphertextB64, tagB64] = parts as [string, string, string, string, string];
@@ -139,9 +154,10 @@ export function openJwe(jwe: string, privateKey: KeyObject): OpenedJwe {
     throw new JweError('JWE protected header is not JSON');
   }
   if (typeof header !== 'object' || header === null || Array.isArray(header)) throw new JweError('JWE protected header is not an object');
-  if (Object.keys(header).sort().join(',') !== HEADER_FIELDS.join(',')) throw new JweError('JWE protected header has unexpected fields');
+  if (Object.keys(header).sort().join(',') !== (parties ? HEADER_FIELDS : HEADER_FIELDS_NO_PARTIES).join(','))
+    throw new JweError('JWE protected header has unexpected fields');
   if (header['alg'] !== JWE_ALG || header['enc'] !== JWE_ENC) throw new JweError('JWE uses other algorithms');
-  if (typeof header['kid'] !== 'string' || typeof header['apu'] !== 'string' || typeof header['apv'] !== 'string')
+  if (typeof header['kid'] !== 'string' || (parties && (typeof header['apu'] !== 'string' || typeof header['apv'] !== 'string')))
     throw new JweError('JWE kid, apu or apv is missing');
   const epk = header['epk'] as Record<string, unknown> | null;
   if (
@@ -155,8 +171,8 @@ export function openJwe(jwe: string, privateKey: KeyObject): OpenedJwe {
     throw new JweError('JWE epk is not an X25519 public key');
   }
   part(epk['x'], 'epk', 32);
-  const apu = part(header['apu'], 'apu');
-  const apv = part(header['apv'], 'apv');
+  const apu = parties ? part(header['apu'] as string, 'apu') : NO_PARTY;
+  const apv = parties ? part(header['apv'] as string, 'apv') : NO_PARTY;
   const encryptedKey = part(encryptedKeyB64, 'encrypted key', 40);
   const iv = part(ivB64, 'iv', 12);
   const ciphertext = part(ciphertextB64, 'ciphertext');

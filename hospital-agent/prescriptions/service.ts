@@ -1,9 +1,9 @@
 import { createHash, createHmac, randomUUID } from 'node:crypto';
-import { CompactSign, compactVerify, decodeProtectedHeader } from 'jose';
+import { compactVerify, decodeProtectedHeader } from 'jose';
 import { jcs, type VerifiedDirectory } from '../../certs/index.ts';
 import type { AppendInput, StoredEntry } from '../../ledger/index.ts';
 import { patientHash } from '../consent/patient.ts';
-import { openSignedMessage, sealSignedMessage, type LocalKeys } from '../crypto/index.ts';
+import { openSignedMessage, sealSignedMessage, signCompactEdDsa, type LocalKeys } from '../crypto/index.ts';
 import { PeerKeyUnavailableError, type PeerDirectory } from '../engine/peers.ts';
 import type { EngineLogger } from '../engine/options.ts';
 import type { WireMessage } from '../engine/wire.ts';
@@ -97,9 +97,11 @@ export class PrescriptionService {
     const keys = this.o.keys();
     const id = randomUUID();
     const patient = patientHash(this.o.secret, input.patientId, this.o.identifierSystem);
-    const jws = await new CompactSign(jcs({ ...mr, id }))
-      .setProtectedHeader({ alg: 'EdDSA', kid: keys.signingKid, typ: MEDICATION_REQUEST_TYP, cty: 'application/fhir+json' })
-      .sign(keys.signing.privateKey);
+    const jws = signCompactEdDsa(
+      jcs({ ...mr, id }),
+      { kid: keys.signingKid, typ: MEDICATION_REQUEST_TYP, cty: 'application/fhir+json' },
+      keys.signing.privateKey,
+    );
     const accessCode = newAccessCode();
     const now = this.now().toISOString();
     const issued = { type: 'prescription.issued' as const, body: { prescription: id, patient, hash: b64sha256(jws) } };
@@ -268,9 +270,7 @@ export class PrescriptionService {
       medicationDispense: dispenseHash,
       completed,
     };
-    const receipt = await new CompactSign(jcs(body))
-      .setProtectedHeader({ alg: 'EdDSA', kid: keys.signingKid, typ: DISPENSE_RECEIPT_TYP })
-      .sign(keys.signing.privateKey);
+    const receipt = signCompactEdDsa(jcs(body), { kid: keys.signingKid, typ: DISPENSE_RECEIPT_TYP }, keys.signing.privateKey);
     // Checked again under the store's lock: a concurrent close or abort may have come first.
     const r = await this.o.store.update<PrescriptionTask | Refusal>(id, (task) => {
       const check = checkHeld(task, { holder: task.pharmacy === from, secretMatches: matchesHash(secret, task.secretHash) });

@@ -1,5 +1,5 @@
 // One job: the prescriptions this agent owns (as prescriber) and those it holds (as pharmacy), in the agent's state db.
-import { Mutex } from '../store/mutex.ts';
+import { KeyedMutex } from '../store/mutex.ts';
 import type { StateDb } from '../store/state-db.ts';
 import type { PrescriptionTask } from './task.ts';
 
@@ -20,14 +20,16 @@ export interface HeldPrescription {
 
 /**
  * Both tables. `update` is the owner's atomic check-and-set: one read, one
- * decision and one synced write at a time, so two pharmacies racing for the
- * same Task see one after the other, and the winner's state is on disk
- * before either is answered.
+ * decision and one synced write at a time per Task, so two pharmacies racing
+ * for the same Task see one after the other, and the winner's state is on
+ * disk before either is answered. The lock is the Task's own: calls on
+ * different Tasks are decided at once, and their synced writes share an
+ * fsync (the state db's group commit).
  */
 export class PrescriptionStore {
   private readonly owned;
   private readonly held;
-  private readonly mutex = new Mutex();
+  private readonly locks = new KeyedMutex();
 
   constructor(private readonly db: StateDb) {
     this.owned = db.table<PrescriptionTask>('rx-tasks', 'json');
@@ -36,7 +38,7 @@ export class PrescriptionStore {
 
   /** Stores a new Task. */
   async create(task: PrescriptionTask): Promise<void> {
-    await this.mutex.run(() => this.db.writeSynced([{ type: 'put', key: task.id, value: task, sublevel: this.owned }]));
+    await this.locks.run(task.id, () => this.db.writeSynced([{ type: 'put', key: task.id, value: task, sublevel: this.owned }]));
   }
 
   /**
@@ -44,7 +46,7 @@ export class PrescriptionStore {
    * Undefined when there is no such Task.
    */
   update<R>(id: string, decide: (task: PrescriptionTask) => { next?: PrescriptionTask; result: R }): Promise<R | undefined> {
-    return this.mutex.run(async () => {
+    return this.locks.run(id, async () => {
       const task = await this.owned.get(id);
       if (!task) return undefined;
       const { next, result } = decide(task);

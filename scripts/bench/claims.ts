@@ -11,7 +11,7 @@ import { fileURLToPath } from 'node:url';
 import { startLocalFederation, waitFor, type LocalFederation } from '../lib/federation.ts';
 import type { BenchTable } from './types.ts';
 import { run as runPrescriptions } from './prescriptions.ts';
-import { option, percentile } from './util.ts';
+import { cpuSecondsOfPid, option, percentile } from './util.ts';
 
 const DEFAULT_CLAIMS = 1000;
 const DEFAULT_CONCURRENCY = 32;
@@ -66,11 +66,18 @@ async function runClaims(args: string[]): Promise<BenchTable[]> {
       }),
     });
     if (consent.status !== 201) throw new Error(`consent refused: ${JSON.stringify(consent.body)}`);
+    // CPU seconds of each process (agents and relay), read before and after each step: what a claim costs,
+    // whatever else the machine is running (the claims/s figure depends on that, this one much less).
+    const procs = fed.procs.filter((p) => p.child.pid !== undefined);
+    const cpu = (): number[] => procs.map((p) => cpuSecondsOfPid(p.child.pid as number));
+    const cpuPerClaim = (before: number[], after: number[]): Record<string, string> =>
+      Object.fromEntries(procs.map((p, i) => [`${p.name} CPU ms/claim`, ((1000 * ((after[i] ?? 0) - (before[i] ?? 0))) / n).toFixed(1)]));
     const claim = fixture('claim');
     const coverage = fixture('coverage');
     const statusOf = async (id: string): Promise<string> => String((await api(HOSPITAL, `/v1/claims/${id}`)).body['status']);
     const ids: string[] = [];
     const submitMs: number[] = [];
+    const cpu0 = cpu();
     const t0 = performance.now();
     await pool(n, concurrency, async (i) => {
       const t = performance.now();
@@ -92,6 +99,7 @@ async function runClaims(args: string[]): Promise<BenchTable[]> {
       submitMs.push(performance.now() - t);
     });
     const submitS = (performance.now() - t0) / 1000;
+    const cpu1 = cpu();
     const respondMs: number[] = [];
     const t1 = performance.now();
     await pool(n, concurrency, async (i) => {
@@ -110,12 +118,14 @@ async function runClaims(args: string[]): Promise<BenchTable[]> {
       respondMs.push(performance.now() - t);
     });
     const respondS = (performance.now() - t1) / 1000;
-    const row = (what: string, ms: number[], s: number): Record<string, string | number> => ({
+    const cpu2 = cpu();
+    const row = (what: string, ms: number[], s: number, cpuMs: Record<string, string>): Record<string, string | number> => ({
       step: what,
       claims: n,
       'claims/s': (n / s).toFixed(0),
       'p50 ms': percentile(ms, 50).toFixed(1),
       'p99 ms': percentile(ms, 99).toFixed(1),
+      ...cpuMs,
     });
     const submitRate = n / submitS;
     const respondRate = n / respondS;
@@ -123,12 +133,13 @@ async function runClaims(args: string[]): Promise<BenchTable[]> {
       {
         title: `claims: hospital agent -> relay -> insurer agent and back, ${n} claims, ${concurrency} at a time`,
         rows: [
-          row("submit until the hospital holds the insurer's signed queued ClaimResponse", submitMs, submitS),
-          row('adjudicate (complete) until the hospital holds the signed final ClaimResponse', respondMs, respondS),
+          row("submit until the hospital holds the insurer's signed queued ClaimResponse", submitMs, submitS, cpuPerClaim(cpu0, cpu1)),
+          row('adjudicate (complete) until the hospital holds the signed final ClaimResponse', respondMs, respondS, cpuPerClaim(cpu1, cpu2)),
         ],
         notes: [
           'Each claim: R4 validation of the Claim and Coverage, the HPAYMT consent check, claim.submitted / claim.received / claim.responded ledger entries (and the benefit as a payment.charged on both sides), a JWE of a JWS each way.',
-          `Latencies include the client polling GET /v1/claims/ID every ${POLL_MS} ms for the response to arrive.`,
+          `Latencies include the client polling GET /v1/claims/ID every ${POLL_MS} ms for the response to arrive; so does the hospital's CPU (the longer a claim takes, the more polls it serves).`,
+          'CPU ms/claim: user + system CPU of each process during the step (from /proc), divided by the claims; it depends less on what else the machine runs than claims/s does.',
         ],
         summary: [
           {

@@ -8,6 +8,7 @@ import {
   openNote,
   parseCheckpoint,
   parseVerifierKey,
+  rawEd25519,
   signCheckpointNote,
   signNote,
   verifierKeyString,
@@ -112,5 +113,15 @@ describe('signed notes (C2SP signed-note, Ed25519)', function () {
         bad,
       ).to.equal('ERR_LEDGER_NOTE_INVALID');
     expect(formatCheckpoint(parseCheckpoint(`o\n0\n${root.toString('base64')}\n`))).to.equal(`o\n0\n${root.toString('base64')}\n`);
+  });
+
+  it('gives the raw public key of a key object each time, as a copy the caller may change', function () {
+    const { privateKey, publicKey } = generateKeyPairSync('ed25519');
+    const first = rawEd25519(privateKey);
+    expect(first.equals(rawEd25519(publicKey))).to.equal(true);
+    first.fill(0);
+    expect(rawEd25519(privateKey).equals(rawEd25519(publicKey))).to.equal(true);
+    expect(rawEd25519(privateKey).every((b) => b === 0)).to.equal(false);
+    expect(() => rawEd25519(generateKeyPairSync('x25519').publicKey)).to.throw(TypeError);
   });
 });

@@ -127,4 +127,31 @@ describe('JWE ECDH-ES+A256KW over X25519 (node:crypto)', function () {
     refused(() => openJwe(jwe.split('.').slice(0, 4).join('.'), bravo.privateKey), /compact serialization/);
     refused(() => openJwe(jwe.replace('.', '.!'), bravo.privateKey), /base64url|wrong length/);
   });
+
+  describe('without party names (the sealed messages agents send each other)', function () {
+    const msg = Buffer.from('eyJhbGciOiJFZERTQSJ9.e30.c2ln', 'utf8');
+
+    it('seals a JWE with no apu or apv that jose opens, and opens one jose sealed', async function () {
+      const jwe = sealJwe(msg, bravo.publicKey, { kid: 'kid-bravo' });
+      const opened = await compactDecrypt(jwe, bravo.privateKey, { keyManagementAlgorithms: ['ECDH-ES+A256KW'], contentEncryptionAlgorithms: ['A256GCM'] });
+      expect(Buffer.from(opened.plaintext).equals(msg)).to.equal(true);
+      expect(Object.keys(opened.protectedHeader).sort()).to.deep.equal(['alg', 'enc', 'epk', 'kid']);
+      const byJose = await new CompactEncrypt(msg).setProtectedHeader({ alg: 'ECDH-ES+A256KW', enc: 'A256GCM', kid: 'kid-bravo' }).encrypt(bravo.publicKey);
+      const mine = openJwe(byJose, bravo.privateKey, { parties: false });
+      expect(mine.plaintext.equals(msg)).to.equal(true);
+      expect(mine.kid).to.equal('kid-bravo');
+    });
+
+    it('refuses party names where none are expected, and their absence where they are', function () {
+      refused(() => openJwe(sealJwe(cek, bravo.publicKey, parties), bravo.privateKey, { parties: false }), /unexpected fields/);
+      refused(() => openJwe(sealJwe(msg, bravo.publicKey, { kid: 'kid-bravo' }), bravo.privateKey), /unexpected fields/);
+      expect(() => sealJwe(msg, bravo.publicKey, { kid: 'k', apu: Buffer.from('a') })).to.throw(TypeError);
+    });
+
+    it('refuses a JWE longer than maxChars', function () {
+      const jwe = sealJwe(Buffer.alloc(5000, 1), bravo.publicKey, { kid: 'kid-bravo' });
+      refused(() => openJwe(jwe, bravo.privateKey, { parties: false }), /compact serialization/);
+      expect(openJwe(jwe, bravo.privateKey, { parties: false, maxChars: 16_384 }).plaintext.length).to.equal(5000);
+    });
+  });
 });
