@@ -63,6 +63,11 @@ describe('deployment artifacts', function () {
     expect(read('deploy/systemd/hie-agent.service')).to.match(/StateDirectory=hie-agent[\s\S]*ReadWritePaths=\/var\/lib\/hie-agent/);
   });
 
+  it("the relay's unit and image run it with two malloc arenas, as the load bench measured its memory", function () {
+    expect(read('deploy/systemd/hie-relay.service')).to.match(/^Environment=MALLOC_ARENA_MAX=2$/m);
+    expect(read('deploy/docker/relay.Dockerfile')).to.match(/^ENV MALLOC_ARENA_MAX=2$/m);
+  });
+
   it('the Dockerfiles are multi-stage, run as a non-root user, and copy only paths that exist', function () {
     for (const file of ['deploy/docker/relay.Dockerfile', 'deploy/docker/agent.Dockerfile']) {
       const text = read(file);
