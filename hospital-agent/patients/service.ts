@@ -154,7 +154,10 @@ export class PatientService {
     };
     await this.o.store.requests.put(request.id, request);
     for (const [channel, c] of this.channels) {
-      if (c.device?.patientId === patientId) void this.reply(channel, { t: 'request', request: this.requestView(request) });
+      if (c.device?.patientId !== patientId) continue;
+      // In the channel's queue: each seal takes the next counter, and the app opens only rising counters, so sealed
+      // messages must leave in the order they were sealed (a seal beside the queue's could overtake it).
+      c.queue = c.queue.then(() => this.reply(channel, { t: 'request', request: this.requestView(request) })).catch(() => undefined);
     }
     return request;
   }

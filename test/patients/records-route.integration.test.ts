@@ -20,7 +20,10 @@ const parse = (b: Buffer): Bundle => JSON.parse(b.toString('utf8')) as Bundle;
 const sha256 = (b: Buffer): string => createHash('sha256').update(b).digest('hex');
 
 /** A device of `patientId` enrolled through the relay (the app's protocol code), its session left open. */
-async function enrolDevice(net: TestNetwork, patientId: string): Promise<{ next(t: string): Promise<Record<string, unknown>>; close(): void }> {
+async function enrolDevice(
+  net: TestNetwork,
+  patientId: string,
+): Promise<{ next(t: string): Promise<Record<string, unknown>>; count(t: string): number; failures: string[]; close(): void }> {
   const res = await net.api('myongji', '/v1/patients/enrolments', {
     method: 'POST',
     headers: { 'content-type': 'application/json' },
@@ -37,11 +40,20 @@ async function enrolDevice(net: TestNetwork, patientId: string): Promise<{ next(
   });
   const { hello, session, epk } = await openPatientSession(offer.k, channel);
   const inbox: Array<Record<string, unknown>> = [];
-  // Opened one after another: sealed messages carry a counter that must rise.
+  /** Messages the app's own code refused to open (a counter that did not rise: sent out of order). */
+  const failures: string[] = [];
+  // Opened one after another, in the order they arrived: sealed messages carry a counter that must rise.
   let opening = Promise.resolve();
   ws.on('message', (d: Buffer) => {
-    opening = opening.then(async () => void inbox.push((await session.open(new Uint8Array(d))) as Record<string, unknown>));
+    opening = opening.then(async () => {
+      try {
+        inbox.push((await session.open(new Uint8Array(d))) as Record<string, unknown>);
+      } catch (err) {
+        failures.push((err as Error).message);
+      }
+    });
   });
+  const count = (t: string): number => inbox.filter((m) => m.t === t).length;
   const next = (t: string): Promise<Record<string, unknown>> =>
     waitFor(
       () => {
@@ -58,7 +70,7 @@ async function enrolDevice(net: TestNetwork, patientId: string): Promise<{ next(
     await session.seal({ t: 'enrol', code: offer.c, sign, sig: await signJws(device.sign.privateKey, {}, await sessionAuthPayload(channel, epk), true) }),
   );
   await next('enrolled');
-  return { next, close: () => ws.close() };
+  return { next, count, failures, close: () => ws.close() };
 }
 
 /**
@@ -264,6 +276,27 @@ describe('POST /v1/patients/records (the EHR pushes the patient their own record
     expect(none.status).to.equal(401);
     expect((await error(none)).code).to.equal('ERR_UNAUTHORIZED');
     expect(await copies()).to.equal(before);
+  });
+
+  it('seals consent requests to the open session in counter order, even when many come at once beside a records copy', async function () {
+    const d = device!;
+    const before = d.count('request');
+    const N = 40;
+    const asked = Array.from({ length: N }, () =>
+      net.api('myongji', '/v1/patients/consent-requests', {
+        method: 'POST',
+        headers: { 'content-type': 'application/json' },
+        body: JSON.stringify({ patientId: PATIENT, grantee: 'severance', purposes: ['TREAT'], validUntil: new Date(Date.now() + 86_400_000).toISOString() }),
+      }),
+    );
+    // Large copies (their sealing takes longest) pushed among the requests.
+    const big = Buffer.concat([good, Buffer.alloc(MAX_RECORDS_BYTES - good.length, ' ')]);
+    const pushed = [push(big), push(big), push(big)];
+    for (const res of await Promise.all(asked)) expect(res.status, await res.clone().text()).to.equal(201);
+    for (const res of await Promise.all(pushed)) expect(res.status).to.equal(201);
+    await waitFor(() => (d.count('request') - before >= N || d.failures.length > 0 ? true : undefined), 20_000, `${N} requests at the device`);
+    expect(d.failures, 'messages the app refused to open').to.deep.equal([]);
+    expect(d.count('request') - before).to.equal(N);
   });
 
   it('counts no session of a hub connection that dropped: after a relay restart a push is kept, delivered to none, logged for none', async function () {
