@@ -22,6 +22,9 @@ import { startLocalFederation, waitFor, type LocalFederation } from '../lib/fede
 import type { BenchTable } from './types.ts';
 import { cpuSecondsOfPid, mbps, mib, option, parseSize, percentile, rssOfPid } from './util.ts';
 
+/** End to end against relay-only in the same run (issue #27's acceptance; it was 0.50 before). */
+const E2E_TARGET = 0.7;
+
 /** Relay-only / end-to-end pairs run for the large exchange; the median ratio is reported. */
 const DEFAULT_ROUNDS = 3;
 /** Rounds of small exchanges (after the warm-up); the median rate is reported. */
@@ -436,14 +439,19 @@ export async function run(args: string[]): Promise<BenchTable[]> {
           },
         ]),
         notes: [
-          `Ratio end-to-end / relay-only, median of ${rounds.length} round(s): ${ratio.toFixed(2)} (target >= 0.50; rounds: ${ratios.map((x) => x.toFixed(2)).join(', ')}). Each round runs relay-only, then end to end, back to back. Relay and the two agents are separate processes (as deployed); RSS after the run (MiB): ${rss.join(', ')}.`,
+          `Ratio end-to-end / relay-only, median of ${rounds.length} round(s): ${ratio.toFixed(2)} (target >= ${E2E_TARGET.toFixed(2)}; rounds: ${ratios.map((x) => x.toFixed(2)).join(', ')}). Each round runs relay-only, then end to end, back to back. Relay and the two agents are separate processes (as deployed); RSS after the run (MiB): ${rss.join(', ')}.`,
           `CPU seconds (user + system) per process in the median round, relay-only: ${formatCpu(mid.relayCpu)}; end to end: ${formatCpu(mid.e2eCpu)}. Both runs share the machine's ${cpus().length} cores.`,
           `CPU seconds per GiB end to end beside the floor (one process doing AES-256-GCM + SHA-256 + a fsynced write of the same ${mib(size)} MiB: ${floor.cpuPerGiB.toFixed(2)} s/GiB, ${mbps(size, floor.ms)} MB/s): ${agentFloor.join(', ')}; target <= 2.5 x the floor.`,
           'The end-to-end time includes the upload into the sending agent (stored and fsynced before it is acknowledged), sealing, the relay, opening into quarantine, release to the inbox and the signed receipt.',
           `The sending agent seals and sends while the upload arrives (the envelope's signed trailer waits until the body is stored and logged): in the median round the upload was acknowledged after ${(mid.acknowledgedMs / 1000).toFixed(1)} s, the receipt verified ${((mid.e2eMs - mid.acknowledgedMs) / 1000).toFixed(1)} s later.`,
         ],
         summary: [
-          { metric: `agent end-to-end vs relay-only (${mib(size)} MiB)`, value: ratio.toFixed(2), target: '>= 0.50', met: ratio >= 0.5 },
+          {
+            metric: `agent end-to-end vs relay-only (${mib(size)} MiB)`,
+            value: ratio.toFixed(2),
+            target: `>= ${E2E_TARGET.toFixed(2)}`,
+            met: ratio >= E2E_TARGET,
+          },
           {
             metric: 'agent CPU per GiB / floor (the busier agent)',
             value: (Math.max(perGiB('myongji'), perGiB('severance')) / floor.cpuPerGiB).toFixed(1),
