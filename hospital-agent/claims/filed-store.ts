@@ -15,10 +15,16 @@ export interface Filed {
  * Records in table `name`, with `direction|peer|identifier` -> id in table `${indexName}`. Writes are locked per
  * record id and per identifier, not store-wide: records of different claims are filed and changed at once.
  */
+/** Callers waiting at once for a change of some record (long polls): beyond this, a wait ends at once. */
+export const MAX_CHANGE_WAITERS = 10_000;
+
 export class FiledStore<R extends Filed> {
   private readonly table;
   private readonly byIdentifier;
   private readonly locks = new KeyedMutex();
+  /** Record id -> callbacks of those waiting for its next change ({@link nextChange}). */
+  private readonly waiters = new Map<string, Set<() => void>>();
+  private waiting = 0;
 
   constructor(
     private readonly db: StateDb,
@@ -59,7 +65,48 @@ export class FiledStore<R extends Filed> {
       const next = r && change(r);
       if (!next) return undefined;
       await this.db.write([{ type: 'put', key: id, value: next, sublevel: this.table }]);
+      this.changed(id);
       return next;
+    });
+  }
+
+  /** Wakes everyone waiting for a change of `id`. */
+  private changed(id: string): void {
+    const set = this.waiters.get(id);
+    if (!set) return;
+    this.waiters.delete(id);
+    for (const wake of set) wake();
+  }
+
+  /**
+   * Resolves true at the next committed change of record `id`, false after
+   * `ms` or when `signal` aborts (the client went away), or at once when
+   * {@link MAX_CHANGE_WAITERS} callers already wait. Start waiting before
+   * reading the record, so a change between the read and the wait is not missed.
+   */
+  nextChange(id: string, ms: number, signal?: AbortSignal): Promise<boolean> {
+    if (this.waiting >= MAX_CHANGE_WAITERS || signal?.aborted) return Promise.resolve(false);
+    return new Promise((resolve) => {
+      let set = this.waiters.get(id);
+      if (!set) this.waiters.set(id, (set = new Set()));
+      this.waiting += 1;
+      let settled = false;
+      const done = (changed: boolean): void => {
+        if (settled) return;
+        settled = true;
+        clearTimeout(timer);
+        signal?.removeEventListener('abort', onAbort);
+        this.waiting -= 1;
+        const s = this.waiters.get(id);
+        s?.delete(wake);
+        if (s?.size === 0) this.waiters.delete(id);
+        resolve(changed);
+      };
+      const wake = (): void => done(true);
+      const onAbort = (): void => done(false);
+      const timer = setTimeout(() => done(false), ms);
+      signal?.addEventListener('abort', onAbort, { once: true });
+      set.add(wake);
     });
   }
 

@@ -29,7 +29,7 @@ export interface LocalFederation {
   apis: Record<string, string>;
   tokens: Record<string, string>;
   /** Calls a hospital's API with its token; parses JSON answers. */
-  api(hospital: string, path: string, init?: RequestInit & { duplex?: 'half' }): Promise<{ status: number; body: Record<string, unknown> }>;
+  api(hospital: string, path: string, init?: RequestInit & { duplex?: 'half' }): Promise<{ status: number; body: Record<string, unknown>; headers: Headers }>;
   /** SIGTERM to every process (SIGKILL after 15 s); resolves when all exited. */
   stop(): Promise<void>;
 }
@@ -191,7 +191,7 @@ export async function startLocalFederation(o: FederationOptions): Promise<LocalF
         headers: { authorization: `Bearer ${tokens[h]}`, ...(init.headers as Record<string, string> | undefined) },
       });
       const text = await res.text();
-      return { status: res.status, body: text ? (JSON.parse(text) as Record<string, unknown>) : {} };
+      return { status: res.status, body: text ? (JSON.parse(text) as Record<string, unknown>) : {}, headers: res.headers };
     };
     for (const h of hospitals) {
       await waitFor(`agent ${h} to reach the relay`, async () => ((await api(h, '/healthz')).body['relay'] === 'connected' ? true : undefined));

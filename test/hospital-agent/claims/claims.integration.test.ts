@@ -207,6 +207,48 @@ describe('insurance claims between a hospital and an insurer member', function (
     expect(await entries(INSURER, 'claim.received', id)).to.have.length(1);
   });
 
+  it('answers a long poll (Prefer: wait): the submission with the queued response, a GET with If-None-Match at the final one, 304 when nothing changed', async function () {
+    const body = { insurer: INSURER, patientId: PATIENT, consentId: consent, claim: claimFor('LP-1'), coverage: coverage() };
+    const res = await net.api(HOSPITAL, '/v1/claims', {
+      method: 'POST',
+      headers: { 'content-type': 'application/json', prefer: 'wait=20' },
+      body: JSON.stringify(body),
+    });
+    expect(res.status, await res.clone().text()).to.equal(202);
+    expect(res.headers.get('preference-applied')).to.equal('wait=20');
+    const queued = (await res.json()) as ClaimView;
+    // Not `sent`: the answer waited for the insurer's signed queued response.
+    expect(queued.status).to.equal('queued');
+    expect(queued.responses).to.equal(1);
+
+    const now = await net.api(HOSPITAL, `/v1/claims/${queued.id}`);
+    const tag = now.headers.get('etag')!;
+    expect(tag).to.match(/^"[\w-]{27}"$/);
+    // Nothing changes for a second: 304 with the same tag, after the wait.
+    const t0 = Date.now();
+    const same = await net.api(HOSPITAL, `/v1/claims/${queued.id}`, { headers: { 'if-none-match': tag, prefer: 'wait=1' } });
+    expect(same.status).to.equal(304);
+    expect(same.headers.get('etag')).to.equal(tag);
+    expect(Date.now() - t0).to.be.at.least(900);
+    // Without Prefer: wait, If-None-Match answers at once.
+    expect((await net.api(HOSPITAL, `/v1/claims/${queued.id}`, { headers: { 'if-none-match': tag } })).status).to.equal(304);
+
+    // A long poll open while the insurer adjudicates: answered with the final response, not after its 20 s.
+    const polled = net.api(HOSPITAL, `/v1/claims/${queued.id}`, { headers: { 'if-none-match': tag, prefer: 'wait=20' } });
+    await new Promise((r) => setTimeout(r, 200));
+    const t1 = Date.now();
+    // Refused (`error`, nothing paid), so the federation's settlement below stays what the other claims make it.
+    expect((await respond(queued.id, { outcome: 'error', disposition: 'Not covered' })).status).to.equal(200);
+    const final = await polled;
+    expect(final.status).to.equal(200);
+    expect(Date.now() - t1).to.be.below(15_000);
+    expect(final.headers.get('etag')).to.not.equal(tag);
+    expect(((await final.json()) as ClaimView).status).to.equal('error');
+    // An unknown claim is 404 at once, not after the wait.
+    const missing = await net.api(HOSPITAL, '/v1/claims/00000000-0000-4000-8000-000000000000', { headers: { 'if-none-match': '"x"', prefer: 'wait=20' } });
+    expect(missing.status).to.equal(404);
+  });
+
   it('delivers a pended claim its final response after the hospital was away, and pays a partial benefit', async function () {
     const res = await submitClaim(net, HOSPITAL, { insurer: INSURER, patientId: PATIENT, claim: claimFor('PEND-1', 200), coverage: coverage() });
     const id = ((await res.json()) as ClaimView).id;
