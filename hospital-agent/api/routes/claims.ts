@@ -5,11 +5,11 @@ import { HOSPITAL_ID_PATTERN } from '../../../certs/index.ts';
 import { ID_PATTERN } from '../../../ledger/index.ts';
 import { FINAL_OUTCOMES, MAX_DISPOSITION_CHARS, summarize, type ClaimRecord, type ClaimService, type ClaimStore } from '../../claims/index.ts';
 import { AgentError } from '../../errors.ts';
-import { parseRequest } from '../validate.ts';
+import { parseRequest, patientIdSchema } from '../validate.ts';
 
 const submitSchema = z.strictObject({
   insurer: z.string().regex(HOSPITAL_ID_PATTERN),
-  patientId: z.string().trim().min(1).max(256),
+  patientId: patientIdSchema,
   consentId: z.string().regex(ID_PATTERN).optional(),
   claim: z.record(z.string(), z.unknown()),
   coverage: z.record(z.string(), z.unknown()),

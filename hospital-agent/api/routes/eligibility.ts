@@ -4,11 +4,11 @@ import { HOSPITAL_ID_PATTERN } from '../../../certs/index.ts';
 import { ID_PATTERN } from '../../../ledger/index.ts';
 import { ELIGIBILITY_OUTCOMES, MAX_DISPOSITION_CHARS, summarizeEligibility, type EligibilityService, type EligibilityStore } from '../../claims/index.ts';
 import { AgentError } from '../../errors.ts';
-import { parseRequest } from '../validate.ts';
+import { parseRequest, patientIdSchema } from '../validate.ts';
 
 const requestSchema = z.strictObject({
   insurer: z.string().regex(HOSPITAL_ID_PATTERN),
-  patientId: z.string().trim().min(1).max(256),
+  patientId: patientIdSchema,
   consentId: z.string().regex(ID_PATTERN).optional(),
   request: z.record(z.string(), z.unknown()),
   coverage: z.record(z.string(), z.unknown()),

@@ -12,10 +12,10 @@ import {
   type PrescriptionStore,
   type PrescriptionTask,
 } from '../../prescriptions/index.ts';
-import { parseRequest } from '../validate.ts';
+import { parseRequest, patientIdSchema } from '../validate.ts';
 
 const issueSchema = z.strictObject({
-  patientId: z.string().trim().min(1).max(256),
+  patientId: patientIdSchema,
   medicationRequest: z.record(z.string(), z.unknown()),
   /** Also return the token as a QR code PNG (data URL). */
   qr: z.boolean().default(false),

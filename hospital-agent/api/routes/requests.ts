@@ -6,11 +6,11 @@ import { ALL_SCOPE, PURPOSES } from '../../consent/model.ts';
 import { AgentError } from '../../errors.ts';
 import type { RequestService } from '../../services/requests.ts';
 import type { RecordsRequests } from '../../store/requests.ts';
-import { parseRequest } from '../validate.ts';
+import { parseRequest, patientIdSchema } from '../validate.ts';
 
 const requestSchema = z.strictObject({
   holder: z.string().regex(HOSPITAL_ID_PATTERN),
-  patientId: z.string().trim().min(1).max(256),
+  patientId: patientIdSchema,
   purpose: z.enum(PURPOSES).default('TREAT'),
   scope: z.array(z.string().regex(SCOPE_PATTERN)).min(1).max(64).default([ALL_SCOPE]),
 });

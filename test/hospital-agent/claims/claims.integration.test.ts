@@ -189,6 +189,11 @@ describe('insurance claims between a hospital and an insurer member', function (
     const invalid = await submitClaim(net, HOSPITAL, { insurer: INSURER, patientId: PATIENT, claim: badStatus, coverage: coverage() });
     expect(invalid.status).to.equal(422);
     expect(((await invalid.json()) as { resourceType: string }).resourceType).to.equal('OperationOutcome');
+
+    // A patient id with a system and no value is a bad request (400), not an internal error.
+    const noValue = await submitClaim(net, HOSPITAL, { insurer: INSURER, patientId: 'urn:oid:1.2.3|', claim: claimFor('NI-4'), coverage: coverage() });
+    expect(noValue.status, await noValue.clone().text()).to.equal(400);
+    expect(((await noValue.json()) as { error: { code: string } }).error.code).to.equal('ERR_BAD_REQUEST');
   });
 
   it('answers a repeated Claim.identifier with the first claim, and the insurer files it once', async function () {
