@@ -25,7 +25,7 @@ const str = (w: string): string => ["'", '"', '`'].map((q) => `${q}${w.replace(/
 /**
  * Whether a source file runs `bin` with `words` as its first arguments: the
  * file spawns the command (it names bin/hie-x.js) or calls its `main` (it
- * imports hie-x's cli.ts), and an array literal holds the words as
+ * imports hie-x's cli.ts), and an argument array holds the words as
  * consecutive string elements, first in the array or after the bin path
  * (`[BIN, 'rx', 'abort', ...]`, `main(['rx', 'abort', ...])`,
  * `[join(ROOT, 'bin', 'hie-ledger.js'), 'verify-proof', ...]`), and not
@@ -34,7 +34,9 @@ const str = (w: string): string => ["'", '"', '`'].map((q) => `${q}${w.replace(/
 function runs(text: string, bin: Bin, words: string[]): boolean {
   const imports = new RegExp(`from '(?:\\.\\./)+${BIN_DIRS[bin]}/cli\\.ts'`).test(text);
   if (!text.includes(`${bin}.js`) && !imports) return false;
-  const before = String.raw`\[\s*(?:(?:\.\.\.)?[\w$.]+,\s*|join\([^()]*\),\s*)*`;
+  // The array is an argument of a call (`run([`, `spawn(process.execPath, [`, `cli('myongji', [`) or the value of an
+  // args variable (`const args = [`), not an index (`body['status']`) or a list of names looped over.
+  const before = String.raw`(?:[(,]|\b\w*(?:args|argv)\s*=)\s*\[\s*(?:(?:\.\.\.)?[\w$.]+,\s*|join\([^()]*\),\s*)*`;
   // What follows the words: the end of the array, or another argument that is not a request for help.
   const after = String.raw`\s*(?:\]|,(?!\s*(?:${str('--help')}|${str('-h')})))`;
   return new RegExp(`${before}${words.map((w) => `(?:${str(w)})`).join(String.raw`\s*,\s*`)}${after}`).test(text);
@@ -113,12 +115,15 @@ describe('README and docs pages', function () {
       runs("import { main } from '../../certs/cli.ts';\nawait main(['issuers', 'revoke-key', '--dir', pki]);", 'hie-certs', ['issuers', 'revoke-key']),
     ).to.equal(true);
     expect(runs("spawnSync(process.execPath, [join(ROOT, 'bin', 'hie-ledger.js'), 'verify-proof', 'p.json']);", 'hie-ledger', ['verify-proof'])).to.equal(true);
-    // Not next to each other, not first, not in a file that runs that command, or not in an argument list.
+    expect(runs(`${spawned}const args = ['rx', 'abort', id];\nspawnSync(process.execPath, [BIN, ...args]);`, 'hie-agent', ['rx', 'abort'])).to.equal(true);
+    // Not next to each other, not first, not in a file that runs that command, not in an argument list, or asking for help.
     expect(runs(`${spawned}spawnSync(process.execPath, [BIN, 'rx', '--x', 'abort']);`, 'hie-agent', ['rx', 'abort'])).to.equal(false);
     expect(runs(`${spawned}spawnSync(process.execPath, [BIN, 'status', 'rx', 'abort']);`, 'hie-agent', ['rx', 'abort'])).to.equal(false);
     expect(runs("import { main } from '../../certs/cli.ts';\nawait main(['rx', 'abort']);", 'hie-agent', ['rx', 'abort'])).to.equal(false);
     expect(runs(`${spawned}it('runs rx abort', () => post('/abort'));`, 'hie-agent', ['rx', 'abort'])).to.equal(false);
-    expect(runs(`${spawned}const words = ['rx', 'abortion'];`, 'hie-agent', ['rx', 'abort'])).to.equal(false);
+    expect(runs(`${spawned}const args = ['rx', 'abortion'];`, 'hie-agent', ['rx', 'abort'])).to.equal(false);
+    expect(runs(`${spawned}expect(body['rx']).to.equal('abort');`, 'hie-agent', ['rx'])).to.equal(false);
+    expect(runs(`${spawned}for (const c of ['rx', 'abort']) expect(help).to.contain(c);`, 'hie-agent', ['rx', 'abort'])).to.equal(false);
     expect(runs(`${spawned}spawnSync(process.execPath, [BIN, 'rx', 'abort', '--help']);`, 'hie-agent', ['rx', 'abort'])).to.equal(false);
   });
 
