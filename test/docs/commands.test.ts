@@ -1,62 +1,16 @@
 import { readdirSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { expect } from 'chai';
-import { main as certsMain } from '../../certs/cli.ts';
-import { main as agentMain } from '../../hospital-agent/cli.ts';
-import { main as ledgerMain } from '../../ledger/cli.ts';
-import { main as relayMain } from '../../relay/cli.ts';
-import { ROOT, code, docPages, readPage } from '../support/markdown.ts';
+import { CLIS, runCli, shownCommands, type Bin } from '../support/commands.ts';
+import { ROOT, docPages, readPage } from '../support/markdown.ts';
 
-type Main = (argv: string[]) => Promise<number>;
-
-/** Runs a CLI's main in this process and returns its exit code and what it printed (stdout included, for hie-relay). */
-async function run(main: Main, argv: string[]): Promise<{ code: number | string; out: string }> {
-  let out = '';
-  const write = process.stdout.write.bind(process.stdout);
-  process.stdout.write = ((chunk: string | Uint8Array): boolean => {
-    out += String(chunk);
-    return true;
-  }) as typeof process.stdout.write;
-  try {
-    return { code: await main(argv), out };
-  } catch (err) {
-    return { code: (err as { code?: string }).code ?? 'threw', out: `${out}${(err as Error).message}` };
-  } finally {
-    process.stdout.write = write;
-  }
-}
-
-const capture = (m: (argv: string[], io: { out: (t: string) => void; err: (t: string) => void }) => Promise<number>): Main => {
-  return async (argv) => m(argv, { out: (t) => void process.stdout.write(t), err: (t) => void process.stdout.write(t) });
-};
-
-const CLIS: Record<string, Main> = {
-  'hie-certs': capture(certsMain),
-  'hie-relay': relayMain,
-  'hie-agent': capture(agentMain),
-  'hie-ledger': capture(ledgerMain),
-};
-
-/** Code that names a command without being one: replication.md's HKDF labels. */
-const NOT_COMMANDS = new Set(['hie-ledger sealed entry', 'hie-ledger seal']);
-
-/** `hie-x word word` as shown in the pages' code (comments left out): the command name and up to two lower-case words after it. */
-function shownCommands(): Map<string, string[]> {
+/** `hie-x word word` as the pages show it (the command and up to three lower-case words after it, as test/support/commands.ts reads them) -> the pages. */
+function shown(): Map<string, string[]> {
   const found = new Map<string, string[]>();
-  for (const page of docPages()) {
-    for (const snippet of code(readPage(page)).map((s) => s.replace(/(^|\s)#.*$/gm, ''))) {
-      for (const m of snippet.matchAll(/(?<![\w/.$-])(hie-(?:certs|relay|agent|ledger))(?![\w.'-])([^\n`]*)/g)) {
-        const words: string[] = [];
-        for (const token of (m[2] ?? '').trim().split(/\s+/)) {
-          if (!/^[a-z][a-z-]*$/.test(token) || words.length === 2) break;
-          words.push(token);
-        }
-        if (words.length === 0) continue;
-        const c = [m[1], ...words].join(' ');
-        if (NOT_COMMANDS.has(c)) continue;
-        found.set(c, [...(found.get(c) ?? []), page]);
-      }
-    }
+  for (const { bin, words, page } of shownCommands().commands) {
+    if (words.length === 0) continue;
+    const c = [bin, ...words].join(' ');
+    found.set(c, [...(found.get(c) ?? []), page]);
   }
   return found;
 }
@@ -93,29 +47,28 @@ describe('commands shown in README.md, CHANGELOG.md and docs/', function () {
   });
 
   it('every hie-certs, hie-relay, hie-agent and hie-ledger subcommand is one the command knows (its --help answers)', async function () {
-    const shown = shownCommands();
-    expect(shown.size, 'commands found').to.be.greaterThan(40);
+    const commands = shown();
+    expect(commands.size, 'commands found').to.be.greaterThan(40);
     const top = new Map<string, string>();
-    for (const [bin, main] of Object.entries(CLIS)) top.set(bin, (await run(main, ['--help'])).out);
+    for (const bin of Object.keys(CLIS) as Bin[]) top.set(bin, (await runCli(bin, ['--help'])).out);
     const unknown: string[] = [];
-    for (const [command, pages] of shown) {
-      const [bin, ...words] = command.split(' ') as [string, ...string[]];
-      const main = CLIS[bin] as Main;
+    for (const [command, pages] of commands) {
+      const [bin, ...words] = command.split(' ') as [Bin, ...string[]];
       // `hie-agent help GROUP [SUB]` is the help command itself.
       const help = bin === 'hie-agent' && words[0] === 'help';
       // Named in the command's own overview (hie-relay answers --help whatever precedes it) ...
       const listed = help || new RegExp(`(^|[\\s|(])${words[0]}([\\s|)]|$)`, 'm').test(top.get(bin) as string);
       // ... and its --help, with the group's subcommand if it is a group, answers 0 (an unknown subcommand is a usage error).
-      const { code } = await run(main, help ? words : [...words, '--help']);
+      const { code } = await runCli(bin, help ? words : [...words, '--help']);
       if (!listed || code !== 0) unknown.push(`${command} (${[...new Set(pages)].join(', ')}): ${listed ? `exit ${code}` : 'not in --help'}`);
     }
     expect(unknown).to.deep.equal([]);
   });
 
   it('would catch a subcommand that does not exist', async function () {
-    expect((await run(CLIS['hie-agent'] as Main, ['consent', 'grnat', '--help'])).code).to.not.equal(0);
-    expect((await run(CLIS['hie-certs'] as Main, ['issue-hospital', '--help'])).code).to.not.equal(0);
-    expect((await run(CLIS['hie-ledger'] as Main, ['verfy', '--help'])).code).to.not.equal(0);
-    expect((await run(CLIS['hie-certs'] as Main, ['directory', 'publish', '--help'])).code).to.not.equal(0);
+    expect((await runCli('hie-agent', ['consent', 'grnat', '--help'])).code).to.not.equal(0);
+    expect((await runCli('hie-certs', ['issue-hospital', '--help'])).code).to.not.equal(0);
+    expect((await runCli('hie-ledger', ['verfy', '--help'])).code).to.not.equal(0);
+    expect((await runCli('hie-certs', ['directory', 'publish', '--help'])).code).to.not.equal(0);
   });
 });

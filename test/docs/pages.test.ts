@@ -7,6 +7,7 @@ import { configLeaves } from '../../common/index.ts';
 import { agentConfigSchema } from '../../hospital-agent/config.ts';
 import { relayConfigSchema } from '../../relay/index.ts';
 import { RELAY_ERRORS, type RelayErrorInfo } from '../../relay/protocol/errors.ts';
+import { BIN_DIRS, commandPath, shownCommands, type Bin } from '../support/commands.ts';
 import { ROOT, docPages, linkTargets, readPage } from '../support/markdown.ts';
 
 function files(dir: string, out: string[] = []): string[] {
@@ -17,6 +18,32 @@ function files(dir: string, out: string[] = []): string[] {
   }
   return out;
 }
+
+/** A string literal in TypeScript source. */
+const str = (w: string): string => ["'", '"', '`'].map((q) => `${q}${w.replace(/[.*+?^${}()|[\]\\]/g, '\\$&')}${q}`).join('|');
+
+/**
+ * Whether a source file runs `bin` with `words` as its first arguments: the
+ * file spawns the command (it names bin/hie-x.js) or calls its `main` (it
+ * imports hie-x's cli.ts), and an argument array holds the words as
+ * consecutive string elements, first in the array or after the bin path
+ * (`[BIN, 'rx', 'abort', ...]`, `main(['rx', 'abort', ...])`,
+ * `[join(ROOT, 'bin', 'hie-ledger.js'), 'verify-proof', ...]`), and not
+ * followed by `--help` (that shows the help; commands.test.ts runs those).
+ */
+function runs(text: string, bin: Bin, words: string[]): boolean {
+  const imports = new RegExp(`from '(?:\\.\\./)+${BIN_DIRS[bin]}/cli\\.ts'`).test(text);
+  if (!text.includes(`${bin}.js`) && !imports) return false;
+  // The array is an argument of a call (`run([`, `spawn(process.execPath, [`, `cli('myongji', [`) or the value of an
+  // args variable (`const args = [`), not an index (`body['status']`) or a list of names looped over.
+  const before = String.raw`(?:[(,]|\b\w*(?:args|argv)\s*=)\s*\[\s*(?:(?:\.\.\.)?[\w$.]+,\s*|join\([^()]*\),\s*)*`;
+  // What follows the words: the end of the array, or another argument that is not a request for help.
+  const after = String.raw`\s*(?:\]|,(?!\s*(?:${str('--help')}|${str('-h')})))`;
+  return new RegExp(`${before}${words.map((w) => `(?:${str(w)})`).join(String.raw`\s*,\s*`)}${after}`).test(text);
+}
+
+/** Pages a test runs as a script, every `sh` block in order: the commands in those blocks are run by that test. */
+const PAGES_RUN: Record<string, string> = { 'docs/getting-started.md': 'test/docs/getting-started.integration.test.ts' };
 
 /** The pages written by hand (docs/reference/ is generated and says so). */
 const handWritten = docPages().filter((p) => p.startsWith('docs/') && !p.startsWith('docs/reference/'));
@@ -48,31 +75,60 @@ describe('README and docs pages', function () {
     expect(missing).to.deep.equal([]);
   });
 
-  // Moved from test/readme.test.ts: the README's commands now live in the README and the docs pages.
-  it('every `npx hie-*` command they show is run by a test or by the demo', function () {
-    const exercisers = [...files(join(ROOT, 'test')), join(ROOT, 'scripts/demo.ts'), join(ROOT, 'scripts/lib/federation.ts')].map((f) => ({
-      f: relative(ROOT, f),
-      text: readFileSync(f, 'utf8'),
-    }));
-    const commands = new Set<string>();
-    for (const page of docPages()) {
-      for (const m of readPage(page).matchAll(/npx (hie-[a-z]+)((?: [a-z][a-z-]*)*)/g)) {
-        const words = (m[2] ?? '').trim().split(' ').filter(Boolean).slice(0, 2);
-        commands.add([m[1], ...words].join(' '));
-      }
+  // Moved from test/readme.test.ts (it looked only at `npx hie-*`): every command shown, with or without npx.
+  it('every hie-certs, hie-relay, hie-agent and hie-ledger command they show is run by a test or by the demo, with its subcommand words', async function () {
+    // The docs tests read the commands, they do not run them; a page a test runs block by block is the exception.
+    const exercisers = [
+      ...files(join(ROOT, 'test')).filter((f) => !f.startsWith(join(ROOT, 'test/docs/'))),
+      join(ROOT, 'scripts/demo.ts'),
+      join(ROOT, 'scripts/lib/federation.ts'),
+    ].map((f) => ({ f: relative(ROOT, f), text: readFileSync(f, 'utf8') }));
+    for (const [page, test] of Object.entries(PAGES_RUN)) {
+      const text = readFileSync(join(ROOT, test), 'utf8');
+      expect(text, `${test} runs the sh blocks of ${page}`)
+        .to.contain(`readPage('${page}')`)
+        .and.to.contain("fencedBlocks(page, 'sh')")
+        .and.to.contain("spawn('bash'");
     }
-    expect(commands.size).to.be.greaterThan(15);
+    const commands = new Map<string, string[]>();
+    for (const c of shownCommands().commands) {
+      const path = await commandPath(c.bin, c.words);
+      // The bare name (`hie-relay --config FILE`, `hie-agent` in a sentence) has no words to look for.
+      if (path.length === 0 || (c.block === 'sh' && PAGES_RUN[c.page])) continue;
+      const name = [c.bin, ...path].join(' ');
+      commands.set(name, [...(commands.get(name) ?? []), c.page]);
+    }
+    expect(commands.size).to.be.greaterThan(60);
     const missing: string[] = [];
-    for (const c of commands) {
-      const [bin, ...words] = c.split(' ');
-      const covered = exercisers.some(
-        ({ text }) =>
-          text.includes(`${bin as string}.js`) &&
-          words.every((w) => text.includes(`'${w}'`) || text.includes(`"${w}"`) || text.includes(` ${w} `) || text.includes(`'${w} `)),
-      );
-      if (!covered) missing.push(c);
+    for (const [c, pages] of commands) {
+      const [bin, ...words] = c.split(' ') as [Bin, ...string[]];
+      if (!exercisers.some(({ text }) => runs(text, bin, words))) missing.push(`${c} (${[...new Set(pages)].join(', ')})`);
     }
     expect(missing, 'commands no test or demo runs').to.deep.equal([]);
+  });
+
+  it('takes for a run only the words in an argument list of a file that runs the command', function () {
+    const spawned = "const BIN = fileURLToPath(new URL('../../bin/hie-agent.js', import.meta.url));\n";
+    expect(runs(`${spawned}spawnSync(process.execPath, [BIN, 'rx', 'abort', id]);`, 'hie-agent', ['rx', 'abort'])).to.equal(true);
+    expect(runs(`${spawned}spawnSync(process.execPath, [BIN, 'rx', 'abort']);`, 'hie-agent', ['rx'])).to.equal(true);
+    expect(
+      runs("import { main } from '../../certs/cli.ts';\nawait main(['issuers', 'revoke-key', '--dir', pki]);", 'hie-certs', ['issuers', 'revoke-key']),
+    ).to.equal(true);
+    expect(runs("spawnSync(process.execPath, [join(ROOT, 'bin', 'hie-ledger.js'), 'verify-proof', 'p.json']);", 'hie-ledger', ['verify-proof'])).to.equal(true);
+    expect(runs(`${spawned}const args = ['rx', 'abort', id];\nspawnSync(process.execPath, [BIN, ...args]);`, 'hie-agent', ['rx', 'abort'])).to.equal(true);
+    // Not next to each other, not first, not in a file that runs that command, not in an argument list, or asking for help.
+    expect(runs(`${spawned}spawnSync(process.execPath, [BIN, 'rx', '--x', 'abort']);`, 'hie-agent', ['rx', 'abort'])).to.equal(false);
+    expect(runs(`${spawned}spawnSync(process.execPath, [BIN, 'status', 'rx', 'abort']);`, 'hie-agent', ['rx', 'abort'])).to.equal(false);
+    expect(runs("import { main } from '../../certs/cli.ts';\nawait main(['rx', 'abort']);", 'hie-agent', ['rx', 'abort'])).to.equal(false);
+    expect(runs(`${spawned}it('runs rx abort', () => post('/abort'));`, 'hie-agent', ['rx', 'abort'])).to.equal(false);
+    expect(runs(`${spawned}const args = ['rx', 'abortion'];`, 'hie-agent', ['rx', 'abort'])).to.equal(false);
+    expect(runs(`${spawned}expect(body['rx']).to.equal('abort');`, 'hie-agent', ['rx'])).to.equal(false);
+    expect(runs(`${spawned}for (const c of ['rx', 'abort']) expect(help).to.contain(c);`, 'hie-agent', ['rx', 'abort'])).to.equal(false);
+    expect(runs(`${spawned}spawnSync(process.execPath, [BIN, 'rx', 'abort', '--help']);`, 'hie-agent', ['rx', 'abort'])).to.equal(false);
+  });
+
+  it('leaves out, as values, only the HKDF labels in docs/replication.md', function () {
+    expect(shownCommands().values).to.deep.equal(['docs/replication.md: hie-ledger sealed entry v1', 'docs/replication.md: hie-ledger seal <feed>']);
   });
 
   // Moved from test/readme.test.ts: the agent's error table is in docs/agent.md (and, generated, docs/reference/errors.md).

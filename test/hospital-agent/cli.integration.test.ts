@@ -116,6 +116,33 @@ describe('hie-agent CLI', function () {
     expect(sent.stdout).to.match(/delivered to severance/);
   });
 
+  it('consent show: one consent, REVOKED with the time once revoked, --fhir as an active then inactive FHIR Consent; an unknown id exits 1', async function () {
+    const until = '2099-01-01T00:00:00.000Z';
+    const granted = await run(['consent', 'grant', '--api', api('myongji'), '--patient', 'SYN-3', '--to', 'severance', '--until', until, '--json']);
+    expect(granted.code, granted.stderr).to.equal(0);
+    const id = (JSON.parse(granted.stdout) as { id: string }).id;
+    const shown = await run(['consent', 'show', '--api', api('myongji'), id]);
+    expect(shown.code, shown.stderr).to.equal(0);
+    expect(shown.stdout)
+      .to.contain(`consent ${id}\n`)
+      .and.match(/^ {2}grantees {3}severance$/m)
+      .and.contain(`.. ${until}`)
+      .and.not.contain('REVOKED');
+    const fhir = async (): Promise<{ resourceType: string; id: string; status: string }> => {
+      const r = await run(['consent', 'show', '--api', api('myongji'), id, '--fhir']);
+      expect(r.code, r.stderr).to.equal(0);
+      return JSON.parse(r.stdout) as { resourceType: string; id: string; status: string };
+    };
+    expect(await fhir()).to.include({ resourceType: 'Consent', status: 'active' });
+    expect((await run(['consent', 'revoke', '--api', api('myongji'), id, '--reason', 'patient-request'])).code).to.equal(0);
+    expect((await run(['consent', 'show', '--api', api('myongji'), id])).stdout).to.match(/^ {2}REVOKED {4}\d{4}-\d\d-\d\dT\S+/m);
+    expect(await fhir()).to.include({ resourceType: 'Consent', status: 'inactive' });
+    const unknown = await run(['consent', 'show', '--api', api('myongji'), '00000000-0000-4000-8000-000000000000']);
+    expect(unknown.code).to.equal(1);
+    expect(unknown.stderr.trim().split('\n')).to.have.length(1);
+    expect(unknown.stderr).to.match(/ERR_\w*NOT_FOUND/);
+  });
+
   it('refuses a send under a revoked consent with the code, and gives one-line errors on bad input', async function () {
     const until = new Date(Date.now() + 86_400_000).toISOString();
     const c = JSON.parse(

@@ -1,4 +1,4 @@
-import { writeFileSync } from 'node:fs';
+import { readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { expect } from 'chai';
 import { CertificateAuthority, loadIdentity } from '../../../certs/index.ts';
@@ -34,10 +34,8 @@ describe('hie-certs issuers and verify-card (certs/shc/cli.ts)', function () {
   });
   after(() => tmp.cleanup());
 
-  it("adds a hospital's key binding, signs the issuer directory, and verify-card says VALID for the QR PNG and the .smart-health-card file", async function () {
-    const added = await run(['issuers', 'add-key', '--dir', pki, '--binding', key.bindingPath]);
-    expect(added.out).to.contain(`key ${key.jwk.kid} of myongji added`);
-    expect((await run(['issuers', 'sign', '--dir', pki, '--base', BASE])).out).to.contain('issuer directory 1 signed: 1 issuers');
+  /** A sick-leave card for Ara Kim signed now with the hospital's issuer key. */
+  async function card(rid: string): Promise<string> {
     const bundle = cardBundle({
       purpose: 'sick-leave',
       bundle: {
@@ -47,15 +45,22 @@ describe('hie-certs issuers and verify-card (certs/shc/cli.ts)', function () {
       },
       period: { start: '2026-12-01', end: '2026-12-03' },
     });
-    const jws = await signCard(
+    return signCard(
       {
         iss: issuerUrl(BASE, 'myongji'),
         nbf: Math.floor(Date.now() / 1000),
-        vc: { type: cardTypes('sick-leave'), rid: 'ridCli00001', credentialSubject: { fhirVersion: '4.0.1', fhirBundle: bundle as never } },
+        vc: { type: cardTypes('sick-leave'), rid, credentialSubject: { fhirVersion: '4.0.1', fhirBundle: bundle as never } },
       },
       key.privateKey,
       key.jwk.kid,
     );
+  }
+
+  it("adds a hospital's key binding, signs the issuer directory, and verify-card says VALID for the QR PNG and the .smart-health-card file", async function () {
+    const added = await run(['issuers', 'add-key', '--dir', pki, '--binding', key.bindingPath]);
+    expect(added.out).to.contain(`key ${key.jwk.kid} of myongji added`);
+    expect((await run(['issuers', 'sign', '--dir', pki, '--base', BASE])).out).to.contain('issuer directory 1 signed: 1 issuers');
+    const jws = await card('ridCli00001');
     const png = join(tmp.dir, 'card.png');
     writeFileSync(png, (await cardQrPng(jws))[0] as Buffer);
     const file = join(tmp.dir, 'card.smart-health-card');
@@ -84,6 +89,54 @@ describe('hie-certs issuers and verify-card (certs/shc/cli.ts)', function () {
       expect.fail('accepted');
     } catch (err) {
       expect((err as { code: string }).code).to.equal('ERR_SHC_KEY_BINDING_INVALID');
+    }
+  });
+
+  it('revoke-key: once the next directory is signed, the key is listed as revoked and a card it signed is REVOKED (no ledger proof); a bad --kid or --at is refused', async function () {
+    expect((await run(['issuers', 'add-key', '--dir', pki, '--binding', key.bindingPath])).code).to.equal(0);
+    expect((await run(['issuers', 'sign', '--dir', pki, '--base', BASE])).code).to.equal(0);
+    const file = join(tmp.dir, 'card2.smart-health-card');
+    writeFileSync(file, JSON.stringify({ verifiableCredential: [await card('ridCli00002')] }));
+    const verify = async (): Promise<{ code: number; verdict: string; reasons: string[] }> => {
+      const r = await run(['verify-card', file, '--directory', join(pki, 'issuers', 'issuers.jws'), '--ca', ca.caCertPath, '--json']);
+      const v = JSON.parse(r.out) as { verdict: string; reasons: string[] };
+      return { code: r.code, ...v };
+    };
+    expect(await verify()).to.include({ code: 0, verdict: 'valid' });
+
+    const revoked = await run(['issuers', 'revoke-key', '--dir', pki, '--kid', key.jwk.kid, '--at', '2026-12-01T10:00:00Z']);
+    expect(revoked.code).to.equal(0);
+    expect(revoked.out).to.equal(`key ${key.jwk.kid} revoked at 2026-12-01T10:00:00.000Z; run 'hie-certs issuers sign' to publish\n`);
+    // Recorded, not yet published: the signed directory still trusts the key.
+    expect(await verify()).to.include({ code: 0, verdict: 'valid' });
+    const signed = await run(['issuers', 'sign', '--dir', pki, '--base', BASE]);
+    expect(signed.out).to.match(/^issuer directory \d+ signed: 1 issuers/);
+
+    const shown = JSON.parse((await run(['issuers', 'show', '--dir', pki, '--json'])).out) as {
+      issuers: Array<{ keys: Array<{ kid: string }>; revokedKeys: Array<{ kid: string; revokedAt: string }> }>;
+    };
+    expect(shown.issuers[0]!.keys).to.deep.equal([]);
+    expect(shown.issuers[0]!.revokedKeys.map(({ kid, revokedAt }) => ({ kid, revokedAt }))).to.deep.equal([
+      { kid: key.jwk.kid, revokedAt: '2026-12-01T10:00:00.000Z' },
+    ]);
+    expect((await run(['issuers', 'show', '--dir', pki])).out).to.match(/^myongji\tactive\t\S+\tkeys -\trevoked keys 1$/m);
+    const v = await verify();
+    expect(v).to.include({ code: 1, verdict: 'revoked' });
+    expect(v.reasons.join(' ')).to.contain(`key ${key.jwk.kid} of Myongji Hospital was revoked at 2026-12-01T10:00:00.000Z`);
+
+    for (const [args, message] of [
+      [['--kid', 'not-a-thumbprint'], /--kid must be a key thumbprint/],
+      [['--kid', key.jwk.kid, '--at', 'yesterday'], /--at must be an ISO time/],
+    ] as const) {
+      const state = readFileSync(join(pki, 'issuers', 'state.json'), 'utf8');
+      try {
+        await run(['issuers', 'revoke-key', '--dir', pki, ...args]);
+        expect.fail(`accepted ${args.join(' ')}`);
+      } catch (err) {
+        expect((err as { code: string }).code).to.equal('ERR_PKI_INVALID_ARGUMENT');
+        expect((err as Error).message).to.match(message);
+      }
+      expect(readFileSync(join(pki, 'issuers', 'state.json'), 'utf8')).to.equal(state);
     }
   });
 });

@@ -1,7 +1,9 @@
 import { expect } from 'chai';
 import { compactVerify, decodeProtectedHeader } from 'jose';
+import { spawn } from 'node:child_process';
 import { readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
 import jsQRModule from 'jsqr';
 import { PNG } from 'pngjs';
 import { main, type CliIo } from '../../../hospital-agent/cli.ts';
@@ -13,6 +15,20 @@ import { tempDir } from '../../support/tmp.ts';
 
 // jsqr ships CommonJS with a default export the ESM interop wraps once more.
 const jsQR = (jsQRModule as unknown as { default: typeof jsQRModule.default }).default ?? jsQRModule;
+const BIN = fileURLToPath(new URL('../../../bin/hie-agent.js', import.meta.url));
+
+/** Runs bin/hie-agent.js as a user does (its token from HIE_AGENT_TOKEN), without blocking the agents in this process. */
+function hieAgent(args: string[]): Promise<{ code: number | null; stdout: string; stderr: string }> {
+  return new Promise((resolve) => {
+    const child = spawn(process.execPath, [BIN, ...args], { env: { ...process.env, HIE_AGENT_TOKEN: TEST_TOKEN, HIE_DEBUG: '' } });
+    let stdout = '';
+    let stderr = '';
+    child.stdout.on('data', (d) => (stdout += d));
+    child.stderr.on('data', (d) => (stderr += d));
+    child.on('close', (c) => resolve({ code: c, stdout, stderr }));
+  });
+}
+
 const code = (r: { body: Record<string, unknown> }): unknown => (r.body['error'] as { code?: string } | undefined)?.code;
 
 describe('e-prescriptions between a prescriber and pharmacies', function () {
@@ -258,6 +274,74 @@ describe('e-prescriptions between a prescriber and pharmacies', function () {
       if (saved === undefined) delete process.env['HIE_AGENT_TOKEN'];
       else process.env['HIE_AGENT_TOKEN'] = saved;
     }
+  });
+
+  it('hie-agent rx reject (bin): the pharmacy hands it back, exit 0; ready again, another pharmacy accepts it, and the first can neither reject again nor close', async function () {
+    const api = (id: string): string => `http://127.0.0.1:${net.agents[id]!.apiPort}`;
+    const rx = await issuePrescription(net, 'myongji');
+    expect((await accept('pharm-a', rx)).status).to.equal(200);
+    const status = async (): Promise<{ status: string; pharmacy?: string }> =>
+      (await (await net.api('myongji', `/v1/prescriptions/${rx.id}`)).json()) as { status: string; pharmacy?: string };
+    expect(await status()).to.include({ status: 'in-progress', pharmacy: 'pharm-a' });
+
+    const rejected = await hieAgent(['rx', 'reject', 'myongji', rx.id, '--api', api('pharm-a')]);
+    expect(rejected.code, rejected.stderr).to.equal(0);
+    expect(rejected.stdout).to.equal(`prescription myongji/${rx.id} handed back\n`);
+    expect((await status()).status).to.equal('ready');
+    expect(await entries('prescription.rejected', rx.id)).to.have.length(1);
+    const held = await hieAgent(['rx', 'held', '--api', api('pharm-a')]);
+    expect(held.stdout).to.contain(`myongji/${rx.id}  rejected`);
+
+    const again = await hieAgent(['rx', 'reject', 'myongji', rx.id, '--api', api('pharm-a')]);
+    expect(again.code).to.equal(1);
+    expect(again.stderr.trim().split('\n')).to.have.length(1);
+    expect(again.stderr).to.contain('[ERR_RX_WRONG_STATE]');
+    expect(code(await close('pharm-a', rx.id))).to.equal('ERR_RX_WRONG_STATE');
+    expect((await accept('pharm-b', rx)).status).to.equal(200);
+    expect(await status()).to.include({ status: 'in-progress', pharmacy: 'pharm-b' });
+    expect(await entries('prescription.rejected', rx.id)).to.have.length(1);
+
+    const usage = await hieAgent(['rx', 'reject', rx.id, '--api', api('pharm-a')]);
+    expect(usage.code).to.equal(2);
+    expect(usage.stderr).to.contain('usage: hie-agent rx reject PRESCRIBER ID');
+  });
+
+  it('hie-agent rx abort (bin): the prescriber cancels a ready prescription, and so does the patient with the access code (a wrong one refused, exit 1); a pharmacy then gets 410; one in progress is not cancelled', async function () {
+    const api = `http://127.0.0.1:${net.agents['myongji']!.apiPort}`;
+    const view = async (id: string): Promise<{ status: string; cancelledBy?: string }> =>
+      (await (await net.api('myongji', `/v1/prescriptions/${id}`)).json()) as { status: string; cancelledBy?: string };
+
+    const byPrescriber = await issuePrescription(net, 'myongji');
+    const aborted = await hieAgent(['rx', 'abort', byPrescriber.id, '--api', api]);
+    expect(aborted.code, aborted.stderr).to.equal(0);
+    expect(aborted.stdout).to.equal(`prescription ${byPrescriber.id} cancelled by the prescriber\n`);
+    expect(await view(byPrescriber.id)).to.include({ status: 'cancelled', cancelledBy: 'prescriber' });
+    expect((await entries('prescription.cancelled', byPrescriber.id)).map((e) => e.entry.body)).to.deep.equal([
+      { prescription: byPrescriber.id, by: 'prescriber' },
+    ]);
+    const refused = await accept('pharm-a', byPrescriber);
+    expect([refused.status, code(refused)]).to.deep.equal([410, 'ERR_RX_CANCELLED']);
+
+    const byPatient = await issuePrescription(net, 'myongji');
+    const wrong = await hieAgent(['rx', 'abort', byPatient.id, '--api', api, '--access-code', 'cd'.repeat(32)]);
+    expect(wrong.code).to.equal(1);
+    expect(wrong.stderr.trim().split('\n')).to.have.length(1);
+    expect(wrong.stderr).to.contain('ERR_RX_FORBIDDEN');
+    expect((await view(byPatient.id)).status).to.equal('ready');
+    const forPatient = await hieAgent(['rx', 'abort', byPatient.id, '--api', api, '--access-code', byPatient.accessCode, '--json']);
+    expect(forPatient.code, forPatient.stderr).to.equal(0);
+    expect(JSON.parse(forPatient.stdout)).to.include({ id: byPatient.id, status: 'cancelled', cancelledBy: 'patient' });
+    expect(await view(byPatient.id)).to.include({ status: 'cancelled', cancelledBy: 'patient' });
+    expect(code(await accept('pharm-b', byPatient))).to.equal('ERR_RX_CANCELLED');
+
+    // In progress at a pharmacy, it is the pharmacy's to hand back: the prescriber's abort is refused and changes nothing.
+    const taken = await issuePrescription(net, 'myongji');
+    expect((await accept('pharm-a', taken)).status).to.equal(200);
+    const busy = await hieAgent(['rx', 'abort', taken.id, '--api', api]);
+    expect(busy.code).to.equal(1);
+    expect(busy.stderr).to.contain('ERR_RX_IN_PROGRESS');
+    expect((await view(taken.id)).status).to.equal('in-progress');
+    expect(await entries('prescription.cancelled', taken.id)).to.deep.equal([]);
   });
 
   it('keeps every ledger verifiable, with no access code or patient id in any entry', async function () {
