@@ -44,7 +44,7 @@ async function pool(n: number, concurrency: number, work: (i: number) => Promise
 /** See the module comment; then the prescriptions section (accept+close/s), which the issue asks this command to report too. */
 export async function run(args: string[]): Promise<BenchTable[]> {
   const claims = await runClaims(args);
-  // Its own options (--count); a --concurrency given here applies to both.
+  // Its own options (--count, --in-process); a --concurrency given here applies to both.
   return [...claims, ...(await runPrescriptions(args))];
 }
 

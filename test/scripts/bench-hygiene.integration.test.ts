@@ -169,6 +169,29 @@ describe('bench hygiene: every process a bench starts is gone when it ends', fun
     expect(await leftAfter(marker, 5_000)).to.deep.equal([]);
   });
 
+  it('npm run bench -- prescriptions: the relay, the prescriber and both pharmacies are stopped after a full run', async function () {
+    const marker = randomUUID();
+    const run = await runBench(marker, 'npm', ['prescriptions', '--count', '8', '--concurrency', '4']);
+    expect(run.code, run.out).to.equal(0);
+    expect(run.out).to.match(/\| 8 +\| 4 +\| 0 +\|/);
+    expect(run.out).to.contain('separate processes');
+    expect(count(run, 'relay'), run.out).to.equal(1);
+    expect(count(run, 'agent'), run.out).to.equal(3);
+    expect(run.atExit).to.deep.equal([]);
+    expect(await leftAfter(marker, 5_000)).to.deep.equal([]);
+  });
+
+  it('npm run bench -- prescriptions: a failure after the relay and two agents started stops all three', async function () {
+    const marker = randomUUID();
+    const run = await runBench(marker, 'npm', ['prescriptions', '--count', '8', '--concurrency', '4'], { env: { HIE_SPAWN_FAIL_AFTER: '3' } });
+    expect(run.code, run.out).to.equal(1);
+    expect(run.out).to.contain('bench: error: HIE_SPAWN_FAIL_AFTER=3');
+    expect(count(run, 'relay'), run.out).to.equal(1);
+    expect(count(run, 'agent'), run.out).to.equal(2);
+    expect(run.atExit).to.deep.equal([]);
+    expect(await leftAfter(marker, 5_000)).to.deep.equal([]);
+  });
+
   it('bench relay: when the bench process itself is killed (SIGKILL), the watchdog stops the relay it started', async function () {
     const marker = randomUUID();
     const run = await runBench(marker, 'node', ['relay', '--size', '1MiB', '--rounds', '1', '--messages', '10', '--senders', '1'], {
