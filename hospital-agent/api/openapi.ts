@@ -451,7 +451,7 @@ export function buildOpenApi(agentId: string): Record<string, unknown> {
       '/v1/claims': {
         post: {
           summary:
-            'Submit a FHIR R4 Claim with its Coverage to an insurer member (docs/insurers.md): {insurer, patientId, consentId?, claim, coverage}. Needs a consent of the patient for purpose HPAYMT to the insurer; 202 filed and sent, 200 the claim first submitted under the same Claim.identifier. With `Prefer: wait=N` (RFC 7240, N <= 30) the answer comes once the insurer\'s first signed response is filed (status queued or final), or after N seconds (status sent). FHIR problems answer as an OperationOutcome',
+            "Submit a FHIR R4 Claim with its Coverage to an insurer member (docs/insurers.md): {insurer, patientId, consentId?, claim, coverage}. Needs a consent of the patient for purpose HPAYMT to the insurer; 202 filed and sent, 200 the claim first submitted under the same Claim.identifier. With `Prefer: wait=N` (RFC 7240, N <= 30) the answer comes once the insurer's first signed response is filed (status queued or final), or after N seconds (status sent). FHIR problems answer as an OperationOutcome",
           requestBody: json({
             type: 'object',
             required: ['insurer', 'patientId', 'claim', 'coverage'],
@@ -491,11 +491,17 @@ export function buildOpenApi(agentId: string): Record<string, unknown> {
       '/v1/claims/{id}': {
         get: {
           summary:
-            'One claim: its Claim and Coverage, status, amounts in minor units, and the signed ClaimResponses (compact JWS, EdDSA, typ hie-claimresponse+json), with an ETag. A long poll: with `If-None-Match` naming the ETag held and `Prefer: wait=N` (RFC 7240, N <= 30), the answer comes at the claim\'s next change (200, a new ETag) or after N seconds (304)',
+            "One claim: its Claim and Coverage, status, amounts in minor units, and the signed ClaimResponses (compact JWS, EdDSA, typ hie-claimresponse+json), with an ETag. A long poll: with `If-None-Match` naming the ETag held and `Prefer: wait=N` (RFC 7240, N <= 30), the answer comes at the claim's next change (200, a new ETag) or after N seconds (304)",
           parameters: [
             idParam('id', 'claim id'),
             { name: 'If-None-Match', in: 'header', required: false, schema: { type: 'string' }, description: 'the ETag the client holds' },
-            { name: 'Prefer', in: 'header', required: false, schema: { type: 'string' }, description: 'wait=N: hold the answer up to N seconds (at most 30) for a change' },
+            {
+              name: 'Prefer',
+              in: 'header',
+              required: false,
+              schema: { type: 'string' },
+              description: 'wait=N: hold the answer up to N seconds (at most 30) for a change',
+            },
           ],
           responses: { 200: { description: 'claim' }, 304: { description: 'unchanged (the ETag held is current)' }, ...errors('ERR_NOT_FOUND') },
         },
