@@ -1,4 +1,5 @@
 import { parseArgs, type ParseArgsConfig } from 'node:util';
+import { joinDashValues } from '../common/args.ts';
 import { readFileSync } from 'node:fs';
 import { CRL_REASONS, isCrlReason } from './crl.ts';
 import { MAX_CSR_BYTES } from './csr.ts';
@@ -180,7 +181,7 @@ export async function main(argv: string[], io: CliIo = defaultIo): Promise<numbe
   }
   let values: Record<string, unknown>;
   try {
-    ({ values } = parseArgs({ args: rest, options: spec.options, strict: true, allowPositionals: false }));
+    ({ values } = parseArgs({ args: joinDashValues(rest, spec.options), options: spec.options, strict: true, allowPositionals: false }));
   } catch (err) {
     throw usageError(`${(err as Error).message.split('\n')[0]} (usage: ${spec.usage})`);
   }

@@ -1,5 +1,6 @@
 // One job: the `hie-certs directory ...` subcommands (the operator's member directory).
 import { parseArgs, type ParseArgsConfig } from 'node:util';
+import { joinDashValues } from '../common/args.ts';
 import { MEMBER_ROLES, MEMBER_STATUSES, type MemberRole, type MemberStatus } from './directory.ts';
 import { DirectoryStore } from './directory-store.ts';
 import { PkiError } from './errors.ts';
@@ -104,7 +105,7 @@ export async function directoryMain(argv: string[], io: { out: (text: string) =>
   }
   let values: Record<string, unknown>;
   try {
-    ({ values } = parseArgs({ args: rest, options: spec.options, strict: true, allowPositionals: false }));
+    ({ values } = parseArgs({ args: joinDashValues(rest, spec.options), options: spec.options, strict: true, allowPositionals: false }));
   } catch (err) {
     throw usageError(`${(err as Error).message.split('\n')[0]} (usage: ${spec.usage})`);
   }

@@ -2,6 +2,7 @@ import { cpSync, existsSync, mkdtempSync, readFileSync, rmSync, statSync } from 
 import { tmpdir } from 'node:os';
 import { basename, join } from 'node:path';
 import { parseArgs, type ParseArgsConfig } from 'node:util';
+import { joinDashValues } from '../common/args.ts';
 import { parseCrl, writeFileAtomic } from '../certs/index.ts';
 import { FHIR_DATE_TIME_RULE, parseFhirDateTime, type DateBound } from '../common/datetime.ts';
 import { toAuditEvent } from './auditevent.ts';
@@ -193,7 +194,12 @@ async function dispatch(argv: string[], io: CliIo): Promise<number> {
   let values: Record<string, unknown>;
   let positionals: string[];
   try {
-    ({ values, positionals } = parseArgs({ args: rest, options: spec.options, strict: true, allowPositionals: command === 'verify-proof' }));
+    ({ values, positionals } = parseArgs({
+      args: joinDashValues(rest, spec.options),
+      options: spec.options,
+      strict: true,
+      allowPositionals: command === 'verify-proof',
+    }));
   } catch (err) {
     throw usageError(`${(err as Error).message.split('\n')[0]} (usage: ${spec.usage})`);
   }

@@ -2,6 +2,7 @@
 import { existsSync, mkdirSync, readdirSync, readFileSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import { parseArgs, type ParseArgsConfig } from 'node:util';
+import { joinDashValues } from '../../common/args.ts';
 import { parseCrl } from '../crl.ts';
 import { verifyDirectory } from '../directory.ts';
 import { DirectoryStore } from '../directory-store.ts';
@@ -73,7 +74,7 @@ function required(values: Record<string, unknown>, name: string): string {
 
 function parse(spec: { options: OptionSpec; usage: string }, argv: string[], positionals = false): { values: Record<string, unknown>; positionals: string[] } {
   try {
-    return parseArgs({ args: argv, options: spec.options, strict: true, allowPositionals: positionals });
+    return parseArgs({ args: joinDashValues(argv, spec.options), options: spec.options, strict: true, allowPositionals: positionals });
   } catch (err) {
     throw usageError(`${(err as Error).message.split('\n')[0]} (usage: ${spec.usage})`);
   }

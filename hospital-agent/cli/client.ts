@@ -5,6 +5,7 @@
  * whose error becomes one line with the agent's code.
  */
 import { parseArgs, type ParseArgsConfig } from 'node:util';
+import { joinDashValues } from '../../common/args.ts';
 import { roleAllows, roleOf } from '../api/auth.ts';
 import { loadAgentConfig, loadApiTokens } from '../config.ts';
 
@@ -39,7 +40,10 @@ export const CLIENT_HELP = `  --config FILE   the agent's config file (its API a
 /** Parses `args` strictly; an unknown option or a missing value is a usage error naming the command's usage. */
 export function parse(args: string[], options: Options, usage: string): { values: Record<string, unknown>; positionals: string[] } {
   try {
-    return parseArgs({ args, options, strict: true, allowPositionals: true }) as { values: Record<string, unknown>; positionals: string[] };
+    return parseArgs({ args: joinDashValues(args, options), options, strict: true, allowPositionals: true }) as {
+      values: Record<string, unknown>;
+      positionals: string[];
+    };
   } catch (err) {
     throw new UsageError(`${(err as Error).message.split('\n')[0]} (usage: ${usage})`);
   }
