@@ -85,10 +85,10 @@ export function claimRoutes(service: ClaimService, store: ClaimStore, options: {
       // `Prefer: wait=N`: answer once the insurer's first response is in (or after N s), not with `sent`.
       const ac = whileConnected(res);
       const changed = store.nextChange(record.id, wait * 1000, ac.signal);
-      const again = (await store.get(record.id)) ?? record;
-      if (again.status === 'sent' && again.responses.length === 0) await changed;
-      else ac.abort();
-      now = (await store.get(record.id)) ?? again;
+      now = (await store.get(record.id)) ?? record;
+      if (now.status === 'sent' && now.responses.length === 0) {
+        if (await changed) now = (await store.get(record.id)) ?? now;
+      } else ac.abort();
       res.setHeader('Preference-Applied', `wait=${wait}`);
     }
     res
@@ -105,17 +105,26 @@ export function claimRoutes(service: ClaimService, store: ClaimStore, options: {
   // A long poll: `If-None-Match` with the ETag the client holds and `Prefer: wait=N` answer at the claim's next change
   // (200 with its new ETag), or 304 after N seconds without one.
   r.get('/claims/:id', async (req, res) => {
-    const first = await find(req.params['id']);
+    const id = String(req.params['id']);
     const wait = preferWait(req.headers['prefer']);
     const held = req.headers['if-none-match'];
-    const ac = wait > 0 && held ? whileConnected(res) : undefined;
-    const changed = ac ? store.nextChange(first.id, wait * 1000, ac.signal) : undefined;
-    let view = viewOf((await store.get(first.id)) ?? first);
+    // The wait starts before the one read, so a change between the read and the wait is not missed.
+    const ac = wait > 0 && held && UUID.test(id) ? whileConnected(res) : undefined;
+    const changed = ac ? store.nextChange(id, wait * 1000, ac.signal) : undefined;
+    let record;
+    try {
+      record = await find(id);
+    } catch (err) {
+      ac?.abort();
+      throw err;
+    }
+    let view = viewOf(record);
     let tag = etagOf(view);
     if (changed && noneMatch(held, tag)) {
-      await changed;
-      view = viewOf((await store.get(first.id)) ?? first);
-      tag = etagOf(view);
+      if (await changed) {
+        view = viewOf((await store.get(id)) ?? record);
+        tag = etagOf(view);
+      }
     } else ac?.abort();
     res.setHeader('ETag', tag);
     res.setHeader('Cache-Control', 'no-store');
