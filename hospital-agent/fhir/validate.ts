@@ -13,15 +13,7 @@
  * Every problem is one {@link FhirIssue} located by a FHIRPath expression;
  * messages name elements and rules, never values (no PHI).
  */
-import {
-  crawlTypedValue,
-  isResourceType,
-  OperationOutcomeError,
-  toTypedValue,
-  validateResource,
-  type CrawlerVisitor,
-  type InternalTypeSchema,
-} from '@medplum/core';
+import { getDataType, isPrimitiveType, isResourceType, OperationOutcomeError, validateResource, type InternalTypeSchema } from '@medplum/core';
 import type { FhirIssue } from '../errors.ts';
 import { parseFhirDateTime } from './datetime.ts';
 import { loadR4Definitions, valueSetCodes } from './definitions.ts';
@@ -61,14 +53,57 @@ const cap = (s: string): string => s.charAt(0).toUpperCase() + s.slice(1);
 /** A medplum message without quoted text, which may carry a value (property names are kept: they are the schema's or the sender's keys). */
 const scrub = (text: string): string => (/^Invalid additional property/.test(text) ? text : text.replace(/"[^"]*"/g, '"…"')).slice(0, 300);
 
-/** The definition (`value[x]`) of a choice element present as `key` (`valueQuantity`), if `key` is one. */
-function choiceElement(schema: InternalTypeSchema, key: string): InternalTypeSchema['elements'][string] | undefined {
-  for (const [name, element] of Object.entries(schema.elements)) {
-    if (!name.endsWith('[x]')) continue;
-    const base = name.slice(0, -3);
-    if (key.startsWith(base) && element.type.some((t) => base + cap(t.code) === key)) return element;
+type Element = NonNullable<InternalTypeSchema['elements'][string]>;
+/** How a key present in an object of some type is read: its element, the type of its values, and for a choice (`valueQuantity`) the element's name (`value[x]`). */
+interface Slot {
+  element: Element;
+  type: string;
+  choice?: string;
+}
+/** Per type, its keys as they appear in JSON (choice elements by their concrete names), filled as they are met. */
+const slots = new WeakMap<InternalTypeSchema, Map<string, Slot | null>>();
+
+function slotOf(schema: InternalTypeSchema, key: string): Slot | undefined {
+  let bySchema = slots.get(schema);
+  if (!bySchema) slots.set(schema, (bySchema = new Map()));
+  let slot = bySchema.get(key);
+  if (slot === undefined) {
+    slot = null;
+    const element = schema.elements[key];
+    const first = element?.type[0];
+    if (element && first) slot = { element, type: first.code };
+    else if (!key.startsWith('_'))
+      for (const [name, choice] of Object.entries(schema.elements)) {
+        if (!name.endsWith('[x]') || !key.startsWith(name.slice(0, -3))) continue;
+        const t = choice.type.find((c) => name.slice(0, -3) + cap(c.code) === key);
+        if (t) slot = { element: choice, type: t.code, choice: name };
+        if (slot) break;
+      }
+    // Keys are the sender's: only keys the type defines are kept, so the cache is bounded by the definitions.
+    if (slot || Object.hasOwn(schema.elements, key)) bySchema.set(key, slot);
   }
-  return undefined;
+  return slot ?? undefined;
+}
+
+function isEmptyObject(o: Json): boolean {
+  for (const k in o) if (Object.hasOwn(o, k)) return false;
+  return true;
+}
+
+const primitives = new Map<string, boolean>();
+function primitive(type: string): boolean {
+  let p = primitives.get(type);
+  if (p === undefined) primitives.set(type, (p = isPrimitiveType(type)));
+  return p;
+}
+
+/** The definition of a type or resource type, or undefined when R4 has none. */
+function schemaOf(type: string): InternalTypeSchema | undefined {
+  try {
+    return getDataType(type);
+  } catch {
+    return undefined;
+  }
 }
 
 /** The resource types of the R4 definitions (known once they are loaded). */
@@ -111,7 +146,6 @@ export function validateR4(resource: Json): ValidationIssue[] {
   const refs = root === 'Bundle' ? bundleIndex(resource) : undefined;
 
   type Typed = { type: string; value: unknown; path: string };
-  type Element = NonNullable<InternalTypeSchema['elements'][string]>;
   /** The checks medplum's validator does not make, on one value of `key` (an element of `schema`). */
   const check = (v: Typed, key: string, element: Element, schema: InternalTypeSchema): void => {
     const at = concrete(v.path);
@@ -135,39 +169,53 @@ export function validateR4(resource: Json): ValidationIssue[] {
     }
   };
   const shadowed: string[] = [];
-  const visitor: CrawlerVisitor = {
-    visitProperty(_parent, key, _path, propertyValues, schema) {
-      // A choice element comes by its concrete name (valueQuantity); its definition is value[x].
-      const element = schema.elements[key] ?? choiceElement(schema, key);
-      if (!element) return;
-      for (const v of propertyValues.flat()) if (v.value !== undefined && v.value !== null) check(v, key, element, schema);
-    },
-    onEnterObject(_path, object, schema) {
-      if (!isObject(object.value)) return;
-      const value = object.value;
-      for (const [key, element] of Object.entries(schema.elements)) {
-        if (!key.endsWith('[x]')) continue;
-        const base = key.slice(0, -3);
-        const present = element.type.map((t) => base + cap(t.code)).filter((k) => value[k] !== undefined);
-        if (present.length === 0) continue;
-        choices.set(`${object.path}.${key}`, `${object.path}.${present[0]}`);
-        // medplum's crawl walks the second of two types under the first's schema: what it finds there is not reported.
-        for (const k of present.slice(1)) shadowed.push(`${object.path}.${k}.`);
-        if (present.length > 1)
-          ownIssue(`${object.path}.${base}`, {
-            type: 'structure',
-            expression: `${object.path}.${base}`,
-            message: `only one of ${present.join(', ')} may be present`,
-          });
+  /** Our own checks on every value present in `value` (of type `schema`) and below, each at its FHIRPath (concrete choice names, array indexes). */
+  const walk = (value: Json, schema: InternalTypeSchema, path: string): void => {
+    let choiceKeys: Map<string, string[]> | undefined;
+    for (const key of Object.keys(value)) {
+      const slot = slotOf(schema, key);
+      if (!slot) continue;
+      if (slot.choice !== undefined) {
+        choiceKeys ??= new Map();
+        const keys = choiceKeys.get(slot.choice);
+        if (keys) keys.push(key);
+        else choiceKeys.set(slot.choice, [key]);
       }
-    },
+      const raw = value[key];
+      const many = Array.isArray(raw);
+      const items: unknown[] = many ? raw : [raw];
+      for (let i = 0; i < items.length; i++) {
+        const item = items[i];
+        // As the validator reads values: an empty string or object is absent (emptyStrings reports the first, medplum the second).
+        if (item === undefined || item === null || item === '' || (isObject(item) && isEmptyObject(item))) continue;
+        const at = many ? `${path}.${key}[${i}]` : `${path}.${key}`;
+        const type = slot.type === 'Resource' && isObject(item) && typeof item['resourceType'] === 'string' ? item['resourceType'] : slot.type;
+        check({ type, value: item, path: at }, key, slot.element, schema);
+        if (isObject(item) && !primitive(type)) {
+          const inner = schemaOf(type);
+          if (inner) walk(item, inner, at);
+        }
+      }
+    }
+    if (choiceKeys)
+      for (const [name, keys] of choiceKeys) {
+        const base = name.slice(0, -3);
+        // In the order of the element's types, as the validator reads them: the first is the one it checks.
+        const present = keys.length === 1 ? keys : (schema.elements[name]?.type ?? []).map((t) => base + cap(t.code)).filter((k) => keys.includes(k));
+        choices.set(`${path}.${name}`, `${path}.${present[0]}`);
+        if (present.length < 2) continue;
+        // medplum's validator walks the second of two types under the first's schema: what is found there is not reported.
+        for (const k of present.slice(1)) shadowed.push(`${path}.${k}.`);
+        ownIssue(`${path}.${base}`, { type: 'structure', expression: `${path}.${base}`, message: `only one of ${present.join(', ')} may be present` });
+      }
   };
   // Hostile shapes must end in a 422, not in an exception out of the library: the walk and the validator are fenced.
   const unwalkable = (): ValidationIssue[] => [
     { code: 'ERR_FHIR_INVALID', type: 'structure', expression: root, message: 'the resource cannot be read against the R4 definitions' },
   ];
   try {
-    crawlTypedValue(toTypedValue(resource as unknown as Resource), visitor, { skipMissingProperties: true });
+    const schema = schemaOf(root);
+    if (schema) walk(resource, schema, root);
   } catch {
     own.length = 0;
   }

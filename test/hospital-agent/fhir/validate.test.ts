@@ -101,6 +101,14 @@ describe('validateR4', function () {
       p['gender'] = 'M';
       expect(found(p)).to.deep.equal([['ERR_FHIR_INVALID', 'Patient.gender']]);
     });
+
+    it('checks a code that carries a primitive extension (_gender) against its value set too', function () {
+      const p = example('patient-example.json');
+      p['_gender'] = { extension: [{ url: 'http://example.org/fhir/StructureDefinition/note', valueString: 'asked' }] };
+      expect(found(p)).to.deep.equal([]);
+      p['gender'] = 'M';
+      expect(found(p)).to.deep.equal([['ERR_FHIR_INVALID', 'Patient.gender']]);
+    });
   });
 
   describe('what it checks beyond the StructureDefinitions walk', function () {
