@@ -25,6 +25,8 @@ export interface BundleSummary {
   type: (typeof BUNDLE_TYPES)[number];
   entries: number;
   resourceTypes: string[];
+  /** The Bundle as parsed (valid R4), for what the caller reads of it next. */
+  bundle: Record<string, unknown>;
 }
 
 const RESOURCE_TYPE = /^[A-Z][A-Za-z]{1,63}$/;
@@ -83,5 +85,5 @@ export function validateFhirBundle(bytes: Buffer, options: { patient?: PatientNa
     const summary = issues.length === 1 ? first.message : `${issues.length} problems, the first: ${first.message}`;
     throw new AgentError(first.code, `FHIR Bundle: ${first.expression}: ${summary}`, { issues });
   }
-  return { type: type as BundleSummary['type'], entries: entry.length, resourceTypes: [...types].sort() };
+  return { type: type as BundleSummary['type'], entries: entry.length, resourceTypes: [...types].sort(), bundle };
 }

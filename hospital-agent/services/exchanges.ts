@@ -191,9 +191,8 @@ export class ExchangeService {
 
   /** Validates a FHIR Bundle and returns the scope it needs: its kinds of resource and sensitive labels (fhir/labels.ts). */
   private fhirScope(bytes: Buffer, req: SubmitRequest): string[] {
-    validateFhirBundle(bytes, { patient: this.patientOf(req) });
-    // Valid JSON: validateFhirBundle parsed it.
-    return scopeOf('application/fhir+json', bundleKinds(JSON.parse(bytes.toString('utf8'))));
+    const { bundle } = validateFhirBundle(bytes, { patient: this.patientOf(req) });
+    return scopeOf('application/fhir+json', bundleKinds(bundle));
   }
 
   /**

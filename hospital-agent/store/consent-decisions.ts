@@ -18,7 +18,9 @@ export class ConsentDecisions implements DecisionLog {
   /** Decisions in the table; undefined until counted. */
   private count: number | undefined;
   private seq = 0;
-  /** Writes in order, one at a time (the count and the pruning stay exact). */
+  /** Decisions recorded and not yet handed to a write. */
+  private pending: Array<[string, ConsentDecision]> = [];
+  /** Writes in order, one at a time (the count and the pruning stay exact); each takes every decision pending when it starts, in one batch. */
   private tail: Promise<void> = Promise.resolve();
 
   constructor(
@@ -34,7 +36,8 @@ export class ConsentDecisions implements DecisionLog {
   record(decision: ConsentDecision): void {
     // Time first, so keys sort by time; a counter keeps decisions of the same millisecond apart and in order.
     const key = `${decision.at}!${String(process.hrtime.bigint()).padStart(20, '0')}!${String((this.seq += 1)).padStart(10, '0')}`;
-    this.tail = this.tail.then(() => this.write(key, decision)).catch(this.onError);
+    this.pending.push([key, decision]);
+    if (this.pending.length === 1) this.tail = this.tail.then(() => this.write()).catch(this.onError);
   }
 
   /** Resolves once every decision recorded so far is written. */
@@ -42,10 +45,12 @@ export class ConsentDecisions implements DecisionLog {
     return this.tail;
   }
 
-  private async write(key: string, decision: ConsentDecision): Promise<void> {
+  private async write(): Promise<void> {
+    const batch = this.pending;
+    this.pending = [];
     this.count ??= (await this.table.keys().all()).length;
-    await this.table.put(key, decision);
-    this.count += 1;
+    await this.table.batch(batch.map(([key, value]) => ({ type: 'put' as const, key, value })));
+    this.count += batch.length;
     if (this.count > this.max) {
       const oldest = await this.table.keys({ limit: this.count - this.max }).all();
       await this.table.batch(oldest.map((k) => ({ type: 'del' as const, key: k })));

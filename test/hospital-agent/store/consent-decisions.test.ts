@@ -29,6 +29,12 @@ describe('ConsentDecisions', function () {
       log.record(decision(5));
       expect((await log.list()).map((d) => d.at)).to.deep.equal([3, 4, 5].map((i) => decision(i).at));
       expect((await log.list({ since: decision(4).at })).map((d) => d.at)).to.deep.equal([4, 5].map((i) => decision(i).at));
+      // Decisions recorded while a write is under way go in the next one, none lost and in order.
+      log.record(decision(6));
+      await new Promise((resolve) => setImmediate(resolve));
+      log.record(decision(7));
+      log.record(decision(8));
+      expect((await log.list()).map((d) => d.at)).to.deep.equal([6, 7, 8].map((i) => decision(i).at));
       await db.close();
     } finally {
       tmp.cleanup();
