@@ -330,7 +330,7 @@ export function buildOpenApi(agentId: string): Record<string, unknown> {
       '/fhir/AuditEvent': {
         get: {
           summary:
-            'The ledger as FHIR R4 AuditEvents (IHE BALP patterns), searched as IHE ITI-81 does: date (eq/ge/gt/le/lt, repeatable), patient (the clear id, hashed by the agent and never kept; links name it as patient.identifier=urn:hie:patient-hmac|<hash>), entity (exchange id, consent id or feed/seq), agent (hospital id), outcome, type, subtype (ledger entry type), _count (1-1000), next links. Needs a compliance (or admin) token; answers application/fhir+json searchset Bundles, errors as OperationOutcomes',
+            'The ledger as FHIR R4 AuditEvents (IHE BALP patterns), searched as IHE ITI-81 does: date (eq/ge/gt/le/lt, repeatable), patient (the clear id, hashed by the agent and never kept; links name it as patient.identifier=urn:hie:patient-hmac|<hash>), entity (exchange id, consent id, claim id, prescription id or feed/seq), agent (hospital id), outcome, type, subtype (ledger entry type), _count (1-1000), next links. Needs a compliance (or admin) token; answers application/fhir+json searchset Bundles, errors as OperationOutcomes',
           responses: {
             200: { description: 'searchset Bundle', content: { 'application/fhir+json': { schema: { type: 'object' } } } },
             ...errors('ERR_BAD_REQUEST', 'ERR_UNAUTHORIZED', 'ERR_FORBIDDEN_ROLE'),

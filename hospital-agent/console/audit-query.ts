@@ -116,7 +116,8 @@ export function parseAuditQuery(q: QueryParams, hash: PatientHasher): AuditQuery
   const entity = one(q, 'entity');
   if (entity !== undefined) {
     const t = tokens(entity);
-    if (t.length !== 1 || !/^[A-Za-z0-9_./-]{1,80}$/.test(t[0]?.code ?? '')) throw bad('entity must be one exchange id, consent id or feed/seq');
+    if (t.length !== 1 || !/^[A-Za-z0-9_./-]{1,80}$/.test(t[0]?.code ?? ''))
+      throw bad('entity must be one exchange id, consent id, claim id, prescription id or feed/seq');
     filter.entity = t[0]?.code as string;
   }
   const agent = one(q, 'agent');

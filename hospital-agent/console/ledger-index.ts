@@ -9,6 +9,8 @@ export interface IndexedEntry {
   type: EntryType;
   exchange: string | undefined;
   consent: string | undefined;
+  /** The claim or prescription the entry is about (`claim.*` and a claim's benefit charge; `prescription.*`). */
+  subject: string | undefined;
   /** The keyed patient hash the entry carries (exchange.sent, consent.granted). */
   patient: string | undefined;
   /** The other hospital the entry names (to, from, peer, the other party of a charge). */
@@ -208,7 +210,7 @@ export interface Period {
 /** A filter of the audit search (see {@link LedgerIndex.searchEntries}). */
 export interface EntryFilter extends Period {
   patient?: string;
-  /** An exchange id, consent id or `feed/seq` entry id. */
+  /** An exchange id, consent id, claim id, prescription id or `feed/seq` entry id. */
   entity?: string;
   /** A hospital id that is the feed or the counterpart. */
   agent?: string;
@@ -273,8 +275,8 @@ export class LedgerIndex {
       const done = this.seen.get(feed) ?? -1;
       if (!head || head.seq <= done) continue;
       for await (const stored of this.ledger.entries(feed, { from: done + 1, to: head.seq })) {
-        added.push(indexEntry(stored));
         const subject = subjectOf(stored);
+        added.push(indexEntry(stored, subject));
         if (subject) {
           const refs = this.subjects.get(subject) ?? [];
           refs.push({ feed: stored.entry.feed, seq: stored.entry.seq });
@@ -470,7 +472,11 @@ export class LedgerIndex {
     const keep = (r: IndexedEntry): boolean =>
       (filter.to === undefined || r.ts < filter.to) &&
       (filter.patient === undefined || r.patient === filter.patient) &&
-      (filter.entity === undefined || r.exchange === filter.entity || r.consent === filter.entity || `${r.feed}/${r.seq}` === filter.entity) &&
+      (filter.entity === undefined ||
+        r.exchange === filter.entity ||
+        r.consent === filter.entity ||
+        r.subject === filter.entity ||
+        `${r.feed}/${r.seq}` === filter.entity) &&
       (filter.agent === undefined || r.feed === filter.agent || r.counterpart === filter.agent) &&
       (filter.failed === undefined || r.failed === filter.failed) &&
       (filter.types === undefined || filter.types.has(r.type));
@@ -629,7 +635,7 @@ export class LedgerIndex {
 }
 
 /** The claim or prescription an entry is about, as a key of {@link LedgerIndex.entriesOf}'s map. */
-function subjectOf(stored: StoredEntry): string | undefined {
+function subjectOf(stored: StoredEntry): `${'claim' | 'prescription'}:${string}` | undefined {
   const e = stored.entry;
   const b = e.body as Record<string, unknown>;
   if (e.type.startsWith('claim.') && typeof b['claim'] === 'string') return `claim:${b['claim']}`;
@@ -640,7 +646,7 @@ function subjectOf(stored: StoredEntry): string | undefined {
 }
 
 /** The compact row of one entry. */
-function indexEntry(stored: StoredEntry): IndexedEntry {
+function indexEntry(stored: StoredEntry, subject: ReturnType<typeof subjectOf>): IndexedEntry {
   const e = stored.entry;
   const b = e.body as Record<string, unknown>;
   const str = (k: string): string | undefined => (typeof b[k] === 'string' ? (b[k] as string) : undefined);
@@ -655,6 +661,7 @@ function indexEntry(stored: StoredEntry): IndexedEntry {
     type: e.type,
     exchange: str('exchange'),
     consent: str('consent'),
+    subject: subject?.slice(subject.indexOf(':') + 1),
     patient: str('patient'),
     counterpart,
     failed: e.type === 'exchange.failed' || (e.type === 'receipt' && b['disposition'] === 'failed'),

@@ -220,7 +220,7 @@ export async function auditView(ctx: ViewContext): Promise<SafeHtml> {
         <legend>ITI-81 search</legend>
         <label>From <input type="date" name="from" value="${q['from'] ?? ''}" /></label>
         <label>To <input type="date" name="to" value="${q['to'] ?? ''}" /></label>
-        <label>Entity (exchange, consent or feed/seq) <input type="text" name="entity" value="${q['entity'] ?? ''}" size="20" /></label>
+        <label>Entity (exchange, consent, claim, prescription or feed/seq) <input type="text" name="entity" value="${q['entity'] ?? ''}" size="20" /></label>
         <label>Agent (hospital) <input type="text" name="agent" value="${q['agent'] ?? ''}" size="12" /></label>
         ${sel('outcome', 'Outcome', [
           ['0', 'success'],

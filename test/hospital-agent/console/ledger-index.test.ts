@@ -80,6 +80,20 @@ describe('LedgerIndex: claims and prescriptions of the own feed', function () {
     expect(index.entriesOf('claim', randomUUID())).to.deep.equal([]);
   });
 
+  it('finds the entries of a claim (its benefit charge included) and of a prescription by entity in the audit search', async function () {
+    const types = (entity: string) => index.searchEntries({ entity }, 100).items.map((r) => r.type);
+    expect(types(paid).sort()).to.deep.equal(['claim.responded', 'claim.responded', 'claim.responded', 'claim.submitted', 'payment.charged']);
+    expect(types(rx).sort()).to.deep.equal([
+      'prescription.accepted',
+      'prescription.accepted',
+      'prescription.completed',
+      'prescription.issued',
+      'prescription.rejected',
+    ]);
+    expect(types(cancelled).sort()).to.deep.equal(['prescription.cancelled', 'prescription.issued']);
+    expect(types(randomUUID())).to.deep.equal([]);
+  });
+
   it('folds a prescription through a rejection to the pharmacy that completed it, and a cancellation with who cancelled', function () {
     const rows = new Map(index.allPrescriptions().map((r) => [r.id, r]));
     expect(rows.get(rx)).to.include({ status: 'completed', pharmacy: 'charlie', transitions: 5 });
