@@ -1,4 +1,5 @@
 import { AGENT_ERRORS } from '../errors.ts';
+import { REVOCATION_REASONS } from '../../ledger/index.ts';
 
 const error = { $ref: '#/components/schemas/Error' };
 const errors = (...codes: Array<keyof typeof AGENT_ERRORS>) =>
@@ -120,6 +121,7 @@ export function buildOpenApi(agentId: string): Record<string, unknown> {
             validUntil: { type: 'string' },
             grantedAt: { type: 'string' },
             revokedAt: { type: 'string' },
+            revocationReason: { type: 'string', enum: [...REVOCATION_REASONS] },
           },
         },
         Exchange: {

@@ -1,7 +1,7 @@
 import { timingSafeEqual } from 'node:crypto';
 import { z } from 'zod';
 import { HOSPITAL_ID_PATTERN } from '../../certs/index.ts';
-import { CODING_PATTERN, ID_PATTERN, PURPOSES, SCOPE_PATTERN, TS_PATTERN } from '../../ledger/index.ts';
+import { CODING_PATTERN, ID_PATTERN, PURPOSES, REVOCATION_REASONS, SCOPE_PATTERN, TS_PATTERN } from '../../ledger/index.ts';
 import { AgentError } from '../errors.ts';
 import type { BundleKinds } from '../fhir/labels.ts';
 import { ALL_SCOPE, bundleNeeds, covered, outsideScope, resourceNeed } from './scope.ts';
@@ -44,6 +44,8 @@ export const consentSchema = z.strictObject({
   validUntil: z.string().regex(TS_PATTERN),
   grantedAt: z.string().regex(TS_PATTERN),
   revokedAt: z.string().regex(TS_PATTERN).optional(),
+  /** Why it was revoked (the `consent.revoked` entry's reason). */
+  revocationReason: z.enum(REVOCATION_REASONS).optional(),
 });
 
 /** A recorded consent. */

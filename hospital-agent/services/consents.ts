@@ -106,7 +106,7 @@ export class ConsentService {
         body: { consent: id, reason, ...(signed ?? {}) },
         ...(granted ? { refs: [granted.hash] } : {}),
       });
-      const revoked = { ...current, revokedAt: appended.ts };
+      const revoked = { ...current, revokedAt: appended.ts, revocationReason: reason };
       consents.set(id, revoked);
       return { ...revoked };
     } finally {
@@ -212,7 +212,7 @@ export class ConsentService {
 
   private fold(entries: StoredEntry[]): Consent[] {
     const byId = new Map<string, Consent>();
-    const revocations = new Map<string, string>();
+    const revocations = new Map<string, { ts: string; reason: RevocationReason }>();
     for (const { entry } of entries) {
       if (entry.type === 'consent.granted') {
         const b = entry.body as {
@@ -239,13 +239,13 @@ export class ConsentService {
           grantedAt: entry.ts,
         });
       } else if (entry.type === 'consent.revoked') {
-        const b = entry.body as { consent: string };
-        if (!revocations.has(b.consent)) revocations.set(b.consent, entry.ts);
+        const b = entry.body as { consent: string; reason: RevocationReason };
+        if (!revocations.has(b.consent)) revocations.set(b.consent, { ts: entry.ts, reason: b.reason });
       }
     }
-    for (const [id, ts] of revocations) {
+    for (const [id, r] of revocations) {
       const c = byId.get(id);
-      if (c) c.revokedAt = ts;
+      if (c) Object.assign(c, { revokedAt: r.ts, revocationReason: r.reason });
     }
     return [...byId.values()];
   }

@@ -68,8 +68,10 @@ describe('hospital agents end to end', function () {
     expect(none.status).to.equal(403);
     expect(((await none.json()) as { error: { code: string } }).error.code).to.equal('ERR_CONSENT_MISSING');
     const consent = await grant('myongji', 'mgh', 'SYN-000002');
-    const del = await net.api('myongji', `/v1/consents/${consent}`, { method: 'DELETE' });
+    const del = await net.api('myongji', `/v1/consents/${consent}?reason=legal`, { method: 'DELETE' });
     expect(del.status).to.equal(200);
+    expect(await del.json()).to.include({ revocationReason: 'legal' });
+    expect(await (await net.api('myongji', `/v1/consents/${consent}`)).json()).to.include({ revocationReason: 'legal' });
     const after = await send('myongji', 'mgh', 'SYN-000002', consent, BUNDLE);
     expect(after.status).to.equal(403);
     expect(((await after.json()) as { error: { code: string } }).error.code).to.equal('ERR_CONSENT_REVOKED');

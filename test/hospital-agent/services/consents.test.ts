@@ -67,6 +67,15 @@ describe('ConsentService', function () {
     expect(listed.find((x) => x.id === c.id)?.revokedAt).to.equal(revoked.revokedAt);
   });
 
+  it('keeps why a consent was revoked, as revoked and as read back from the ledger by a new service', async function () {
+    const c = await service.grant(grant);
+    expect((await service.revoke(c.id, 'entered-in-error')).revocationReason).to.equal('entered-in-error');
+    expect((await service.get(c.id))?.revocationReason).to.equal('entered-in-error');
+    const fresh = new ConsentService(ledger, 'alpha', secret);
+    expect(await fresh.get(c.id)).to.include({ revocationReason: 'entered-in-error' });
+    expect((await fresh.get(c.id))?.revokedAt).to.be.a('string');
+  });
+
   it('refuses a release from the moment the revocation is queued, before its entry is on disk', async function () {
     const c = await service.grant(grant);
     const request = { patientHash: patientHash(secret, grant.patientId), recipient: 'bravo', purpose: 'TREAT' as const, scope: ['Patient'], at: new Date() };
