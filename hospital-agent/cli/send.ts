@@ -121,8 +121,10 @@ export async function runSend(args: string[], io: CliIo): Promise<number> {
     return 0;
   }
   // The id first, so an interrupted wait can be picked up with `hie-agent exchange status ID`.
-  if (!quiet) io.err(`exchange ${exchange.id} accepted; waiting for the receipt (retried while ${to} is unreachable; Ctrl-C leaves, the exchange goes on)\n`);
-  const waited = await waitForReceipt(t, exchange.id, io, !quiet && io.tty === true);
+  const announce = quiet
+    ? undefined
+    : `exchange ${exchange.id} accepted; waiting for the receipt (retried while ${to} is unreachable; Ctrl-C leaves, the exchange goes on)\n`;
+  const waited = await waitForReceipt(t, exchange.id, io, !quiet && io.tty === true, announce);
   if (waited === 'left') {
     io.err(
       `left the wait; exchange ${exchange.id} goes on: 'hie-agent exchange status ${exchange.id}' follows it, 'hie-agent cancel ${exchange.id}' ends it\n`,
@@ -138,8 +140,17 @@ export async function runSend(args: string[], io: CliIo): Promise<number> {
   return x.status === 'delivered' ? 0 : 3;
 }
 
-/** Polls the exchange until it is final, or until SIGINT ('left'); draws one status line on a terminal. */
-async function waitForReceipt(t: Parameters<typeof call>[0], id: string, io: CliIo, draw: boolean): Promise<ExchangeView | 'left'> {
+/**
+ * Polls the exchange until it is final, or until SIGINT ('left'); draws one status line on a terminal.
+ * `announce` is printed once Ctrl-C is caught, so a Ctrl-C right after it still leaves the wait cleanly.
+ */
+async function waitForReceipt(
+  t: Parameters<typeof call>[0],
+  id: string,
+  io: CliIo,
+  draw: boolean,
+  announce: string | undefined,
+): Promise<ExchangeView | 'left'> {
   let left = false;
   let wake: (() => void) | undefined;
   const onInt = (): void => {
@@ -147,6 +158,7 @@ async function waitForReceipt(t: Parameters<typeof call>[0], id: string, io: Cli
     wake?.();
   };
   process.once('SIGINT', onInt);
+  if (announce) io.err(announce);
   let shown = '';
   try {
     for (;;) {
