@@ -1,20 +1,24 @@
-// `npm run bench -- claims [--claims 1000] [--concurrency 32]`: insurance claims end to end between a
+// `npm run bench -- claims [--claims 1000] [--warmup 200] [--concurrency 32]`: insurance claims end to end between a
 // hospital agent and an insurer agent (separate processes, through the relay): submit a FHIR Claim
 // (R4 validation, payment consent, ledger entry, sealed message) until the hospital holds the insurer's
 // verified, signed `queued` ClaimResponse; then the claims system's adjudication of every claim until the
-// hospital holds each signed final response (docs/insurers.md). Then the prescriptions section (scripts/bench/prescriptions.ts):
+// hospital holds each signed final response (docs/insurers.md). The first W claims (submitted and adjudicated) warm
+// the processes up and are not counted; the client is node:http with keep-alive connections. Then the prescriptions section (scripts/bench/prescriptions.ts):
 // accept+close per second, p50/p99, so this one command reports both figures the issue asks for.
 import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { Agent } from 'node:http';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { startLocalFederation, waitFor, type LocalFederation } from '../lib/federation.ts';
 import type { BenchTable } from './types.ts';
 import { run as runPrescriptions } from './prescriptions.ts';
-import { cpuSecondsOfPid, option, percentile } from './util.ts';
+import { cpuSecondsOfPid, httpJson, option, percentile } from './util.ts';
 
 const DEFAULT_CLAIMS = 1000;
 const DEFAULT_CONCURRENCY = 32;
+/** Claims submitted and adjudicated first and not counted (the JIT warm-up of three processes). */
+const DEFAULT_WARMUP = 200;
 /**
  * How the client waits for a claim's response: by default a long poll (the submission with `Prefer: wait`, then
  * `GET /v1/claims/ID` with `If-None-Match` and `Prefer: wait`, answered at the claim's next change); `--poll MS`
@@ -31,12 +35,12 @@ const PATIENT = 'SYN-000001';
 const fixture = (name: string): Record<string, unknown> =>
   JSON.parse(readFileSync(fileURLToPath(new URL(`../fixtures/${name}.json`, import.meta.url)), 'utf8')) as Record<string, unknown>;
 
-/** Runs `work(i)` for i < n, `concurrency` at a time. */
-async function pool(n: number, concurrency: number, work: (i: number) => Promise<void>): Promise<void> {
-  let next = 0;
+/** Runs `work(i)` for `from` <= i < `from` + n, `concurrency` at a time. */
+async function pool(n: number, concurrency: number, work: (i: number) => Promise<void>, from = 0): Promise<void> {
+  let next = from;
   await Promise.all(
     Array.from({ length: Math.min(n, concurrency) }, async () => {
-      while (next < n) await work(next++);
+      while (next < from + n) await work(next++);
     }),
   );
 }
@@ -52,13 +56,19 @@ export async function run(args: string[]): Promise<BenchTable[]> {
 async function runClaims(args: string[]): Promise<BenchTable[]> {
   const n = Number(option(args, 'claims') ?? DEFAULT_CLAIMS);
   const concurrency = Number(option(args, 'concurrency') ?? DEFAULT_CONCURRENCY);
+  const warmup = Number(option(args, 'warmup') ?? DEFAULT_WARMUP);
   if (!Number.isInteger(n) || n < 1 || !Number.isInteger(concurrency) || concurrency < 1)
     throw new Error('--claims and --concurrency must be positive integers');
+  if (!Number.isInteger(warmup) || warmup < 0) throw new Error('--warmup must be a whole number >= 0');
   const dir = mkdtempSync(join(tmpdir(), 'hie-bench-claims-'));
   let fed: LocalFederation | undefined;
+  const keepAlive = new Agent({ keepAlive: true });
   try {
     fed = await startLocalFederation({ dir, hospitals: [HOSPITAL, INSURER], roles: { [INSURER]: 'insurer' }, logLevel: 'warn' });
-    const api = fed.api;
+    const started = fed;
+    /** The hospital's or insurer's API over keep-alive connections (JSON answers parsed). */
+    const api = (member: string, path: string, init: { method?: string; headers?: Record<string, string>; body?: string } = {}) =>
+      httpJson(`${started.apis[member]}${path}`, { ...init, headers: { authorization: `Bearer ${started.tokens[member]}`, ...init.headers } }, keepAlive);
     await waitFor('the member directory', async () => ((await api(HOSPITAL, '/v1/federation')).body['directory'] ? true : undefined));
     const consent = await api(HOSPITAL, '/v1/consents', {
       method: 'POST',
@@ -97,14 +107,13 @@ async function runClaims(args: string[]): Promise<BenchTable[]> {
         const res = await api(HOSPITAL, `/v1/claims/${id}`, { headers: { prefer: `wait=${LONG_POLL_S}`, ...(etag ? { 'if-none-match': etag } : {}) } });
         if (res.status === 200 && String(res.body['status']) === status) return;
         if (res.status !== 200 && res.status !== 304) throw new Error(`claim ${id} answered ${res.status}`);
-        etag = res.headers.get('etag');
+        const e = res.headers['etag'];
+        etag = typeof e === 'string' ? e : null;
       }
     };
     const ids: string[] = [];
-    const submitMs: number[] = [];
-    const cpu0 = cpu();
-    const t0 = performance.now();
-    await pool(n, concurrency, async (i) => {
+    /** Submits claim `i` and waits for its signed queued response; its time in ms. */
+    const submit = async (i: number): Promise<number> => {
       const t = performance.now();
       const body = {
         insurer: INSURER,
@@ -122,13 +131,10 @@ async function runClaims(args: string[]): Promise<BenchTable[]> {
       const id = res.body['id'] as string;
       ids[i] = id;
       await awaitStatus(id, 'queued', { status: String(res.body['status']) });
-      submitMs.push(performance.now() - t);
-    });
-    const submitS = (performance.now() - t0) / 1000;
-    const cpu1 = cpu();
-    const respondMs: number[] = [];
-    const t1 = performance.now();
-    await pool(n, concurrency, async (i) => {
+      return performance.now() - t;
+    };
+    /** The claims system adjudicates claim `i` (complete); waits until the hospital holds the final response. */
+    const adjudicate = async (i: number): Promise<number> => {
       const t = performance.now();
       const id = ids[i] as string;
       const res = await api(INSURER, `/v1/claims/${id}/response`, {
@@ -138,8 +144,20 @@ async function runClaims(args: string[]): Promise<BenchTable[]> {
       });
       if (res.status !== 200) throw new Error(`adjudication of ${id} answered ${res.status}: ${JSON.stringify(res.body)}`);
       await awaitStatus(id, 'complete', { status: 'queued' });
-      respondMs.push(performance.now() - t);
-    });
+      return performance.now() - t;
+    };
+    // Warm-up, not counted: claims 0 .. warmup-1, submitted then adjudicated.
+    await pool(warmup, concurrency, async (i) => void (await submit(i)));
+    await pool(warmup, concurrency, async (i) => void (await adjudicate(i)));
+    const submitMs: number[] = [];
+    const cpu0 = cpu();
+    const t0 = performance.now();
+    await pool(n, concurrency, async (i) => void submitMs.push(await submit(i)), warmup);
+    const submitS = (performance.now() - t0) / 1000;
+    const cpu1 = cpu();
+    const respondMs: number[] = [];
+    const t1 = performance.now();
+    await pool(n, concurrency, async (i) => void respondMs.push(await adjudicate(i)), warmup);
     const respondS = (performance.now() - t1) / 1000;
     const cpu2 = cpu();
     const row = (what: string, ms: number[], s: number, cpuMs: Record<string, string>): Record<string, string | number> => ({
@@ -165,6 +183,7 @@ async function runClaims(args: string[]): Promise<BenchTable[]> {
             ? `Latencies include the client polling GET /v1/claims/ID every ${pollMs} ms (--poll) for the response to arrive; so does the hospital's CPU (the longer a claim takes, the more polls it serves).`
             : `The client waits for each response with a long poll (the submission with Prefer: wait=${LONG_POLL_S}, then GET /v1/claims/ID with If-None-Match and Prefer: wait), answered at the claim's change; --poll MS polls every MS ms instead.`,
           'CPU ms/claim: user + system CPU of each process during the step (from /proc), divided by the claims; it depends less on what else the machine runs than claims/s does.',
+          `${warmup} claims were submitted and adjudicated first and are not counted (warm-up); the client is node:http with keep-alive connections.`,
         ],
         summary: [
           {
@@ -183,6 +202,7 @@ async function runClaims(args: string[]): Promise<BenchTable[]> {
       },
     ];
   } finally {
+    keepAlive.destroy();
     await fed?.stop();
     rmSync(dir, { recursive: true, force: true });
   }

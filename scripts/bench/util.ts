@@ -1,5 +1,6 @@
 import { readFileSync } from 'node:fs';
 import { randomBytes } from 'node:crypto';
+import { request, type Agent } from 'node:http';
 import { cpus, totalmem } from 'node:os';
 import { Readable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
@@ -149,4 +150,40 @@ export async function relayTransferMs(a: RelayClient, b: RelayClient, to: string
   await out.usage;
   if (received !== total) throw new Error(`received ${received} of ${total} bytes`);
   return ms;
+}
+
+/** An answer of {@link httpJson}: status, parsed JSON body ({} when empty) and headers. */
+export interface JsonAnswer {
+  status: number;
+  body: Record<string, unknown>;
+  headers: Record<string, string | string[] | undefined>;
+}
+
+/**
+ * One HTTP request with node:http over `agent` (keep-alive connections, as an EHR's client would hold them),
+ * cheaper for the bench process than fetch: the client shares the machine's cores with what it measures.
+ */
+export function httpJson(url: string, init: { method?: string; headers?: Record<string, string>; body?: string | Buffer }, agent: Agent): Promise<JsonAnswer> {
+  const bytes = init.body === undefined ? undefined : Buffer.isBuffer(init.body) ? init.body : Buffer.from(init.body);
+  return new Promise((resolve, reject) => {
+    const req = request(
+      url,
+      { method: init.method ?? 'GET', agent, headers: { ...init.headers, ...(bytes ? { 'content-length': String(bytes.length) } : {}) } },
+      (res) => {
+        const chunks: Buffer[] = [];
+        res.on('data', (c: Buffer) => chunks.push(c));
+        res.on('end', () => {
+          const text = Buffer.concat(chunks).toString('utf8');
+          try {
+            resolve({ status: res.statusCode ?? 0, body: text ? (JSON.parse(text) as Record<string, unknown>) : {}, headers: res.headers });
+          } catch (err) {
+            reject(err instanceof Error ? err : new Error(String(err)));
+          }
+        });
+        res.on('error', reject);
+      },
+    );
+    req.on('error', reject);
+    req.end(bytes);
+  });
 }

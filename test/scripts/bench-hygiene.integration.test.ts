@@ -171,7 +171,7 @@ describe('bench hygiene: every process a bench starts is gone when it ends', fun
 
   it('npm run bench -- prescriptions: the relay, the prescriber and both pharmacies are stopped after a full run', async function () {
     const marker = randomUUID();
-    const run = await runBench(marker, 'npm', ['prescriptions', '--count', '8', '--concurrency', '4']);
+    const run = await runBench(marker, 'npm', ['prescriptions', '--count', '8', '--concurrency', '4', '--warmup', '4']);
     expect(run.code, run.out).to.equal(0);
     expect(run.out).to.match(/\| 8 +\| 4 +\| 0 +\|/);
     expect(run.out).to.contain('separate processes');
@@ -183,7 +183,7 @@ describe('bench hygiene: every process a bench starts is gone when it ends', fun
 
   it('npm run bench -- prescriptions: a failure after the relay and two agents started stops all three', async function () {
     const marker = randomUUID();
-    const run = await runBench(marker, 'npm', ['prescriptions', '--count', '8', '--concurrency', '4'], { env: { HIE_SPAWN_FAIL_AFTER: '3' } });
+    const run = await runBench(marker, 'npm', ['prescriptions', '--count', '8', '--concurrency', '4', '--warmup', '4'], { env: { HIE_SPAWN_FAIL_AFTER: '3' } });
     expect(run.code, run.out).to.equal(1);
     expect(run.out).to.contain('bench: error: HIE_SPAWN_FAIL_AFTER=3');
     expect(count(run, 'relay'), run.out).to.equal(1);
