@@ -106,6 +106,8 @@ function schemaOf(type: string): InternalTypeSchema | undefined {
   }
 }
 
+const knownResource = (t: string): boolean => Boolean(isResourceType(t));
+
 /** The resource types of the R4 definitions (known once they are loaded). */
 function isKnownResourceType(type: unknown, known: (t: string) => boolean): boolean {
   return typeof type === 'string' && /^[A-Z][A-Za-z]{1,63}$/.test(type) && known(type);
@@ -189,7 +191,9 @@ export function validateR4(resource: Json): ValidationIssue[] {
         // As the validator reads values: an empty string or object is absent (emptyStrings reports the first, medplum the second).
         if (item === undefined || item === null || item === '' || (isObject(item) && isEmptyObject(item))) continue;
         const at = many ? `${path}.${key}[${i}]` : `${path}.${key}`;
-        const type = slot.type === 'Resource' && isObject(item) && typeof item['resourceType'] === 'string' ? item['resourceType'] : slot.type;
+        // A resource is read as its own type when R4 defines it (the sender's string is never a lookup key otherwise).
+        const type =
+          slot.type === 'Resource' && isObject(item) && isKnownResourceType(item['resourceType'], knownResource) ? (item['resourceType'] as string) : slot.type;
         check({ type, value: item, path: at }, key, slot.element, schema);
         if (isObject(item) && !primitive(type)) {
           const inner = schemaOf(type);

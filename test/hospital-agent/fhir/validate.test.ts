@@ -205,6 +205,15 @@ describe('validateR4', function () {
     });
   });
 
+  it('checks a resource held in a Resource-typed element as its own type, and a resourceType R4 does not define as none', function () {
+    const params = (resource: Json): Json => ({ resourceType: 'Parameters', parameter: [{ name: 'x', resource }] });
+    const observation = { resourceType: 'Observation', status: 'final', code: { text: 'glucose' } };
+    expect(found(params(observation))).to.deep.equal([]);
+    expect(found(params({ ...observation, status: 'bogus' }))).to.deep.equal([['ERR_FHIR_INVALID', 'Parameters.parameter[0].resource.status']]);
+    for (const resourceType of ['constructor', '__proto__', 'toString'])
+      expect(validateR4(params({ resourceType, status: 'bogus' })).length, resourceType).to.be.greaterThan(0);
+  });
+
   it('never throws on arbitrary JSON in a resource: every problem is an issue with a known code', function () {
     const json = fc.jsonValue({ maxDepth: 4 }) as fc.Arbitrary<unknown>;
     fc.assert(
