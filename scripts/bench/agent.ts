@@ -20,7 +20,7 @@ import { RelayClient, type InboundTransfer } from '../../relay/protocol/index.ts
 import { patternStream } from '../../test/support/data.ts';
 import { startLocalFederation, waitFor, type LocalFederation } from '../lib/federation.ts';
 import type { BenchTable } from './types.ts';
-import { cpuSecondsOfPid, mbps, mib, option, parseSize, percentile, rssOfPid } from './util.ts';
+import { cpuSecondsOfPid, httpJson, mbps, mib, option, parseSize, percentile, rssOfPid } from './util.ts';
 
 /** End to end against relay-only in the same run (issue #27's acceptance; it was 0.50 before). */
 const E2E_TARGET = 0.7;
@@ -209,23 +209,11 @@ function post(
   headers: Record<string, string>,
   agent?: Agent,
 ): Promise<{ status: number; body: Record<string, unknown> }> {
-  return new Promise((resolve, reject) => {
-    const req = request(
-      `${fed.apis['myongji']}/v1/exchanges`,
-      { method: 'POST', agent, headers: { ...headers, authorization: `Bearer ${fed.tokens['myongji']}`, 'content-length': String(body.length) } },
-      (res) => {
-        const parts: Buffer[] = [];
-        res.on('data', (d: Buffer) => parts.push(d));
-        res.on('end', () =>
-          resolve({ status: res.statusCode ?? 0, body: JSON.parse(Buffer.concat(parts).toString('utf8') || '{}') as Record<string, unknown> }),
-        );
-        res.on('error', reject);
-      },
-    );
-    req.on('error', reject);
-    if (Buffer.isBuffer(body)) req.end(body);
-    else pipeline(body.stream, req).catch(reject);
-  });
+  return httpJson(
+    `${fed.apis['myongji']}/v1/exchanges`,
+    { method: 'POST', headers: { ...headers, authorization: `Bearer ${fed.tokens['myongji']}` }, body },
+    agent,
+  );
 }
 
 /** One large exchange through the agents' API, timed from the first byte posted to the verified receipt; the delivered copy is deleted after. */

@@ -162,13 +162,18 @@ export interface JsonAnswer {
 /**
  * One HTTP request with node:http over `agent` (keep-alive connections, as an EHR's client would hold them),
  * cheaper for the bench process than fetch: the client shares the machine's cores with what it measures.
+ * A body is bytes, or a stream of a known length sent as it is read.
  */
-export function httpJson(url: string, init: { method?: string; headers?: Record<string, string>; body?: string | Buffer }, agent: Agent): Promise<JsonAnswer> {
-  const bytes = init.body === undefined ? undefined : Buffer.isBuffer(init.body) ? init.body : Buffer.from(init.body);
+export function httpJson(
+  url: string,
+  init: { method?: string; headers?: Record<string, string>; body?: string | Buffer | { stream: Readable; length: number } },
+  agent: Agent | undefined,
+): Promise<JsonAnswer> {
+  const body = typeof init.body === 'string' ? Buffer.from(init.body) : init.body;
   return new Promise((resolve, reject) => {
     const req = request(
       url,
-      { method: init.method ?? 'GET', agent, headers: { ...init.headers, ...(bytes ? { 'content-length': String(bytes.length) } : {}) } },
+      { method: init.method ?? 'GET', agent, headers: { ...init.headers, ...(body ? { 'content-length': String(body.length) } : {}) } },
       (res) => {
         const chunks: Buffer[] = [];
         res.on('data', (c: Buffer) => chunks.push(c));
@@ -184,6 +189,7 @@ export function httpJson(url: string, init: { method?: string; headers?: Record<
       },
     );
     req.on('error', reject);
-    req.end(bytes);
+    if (body === undefined || Buffer.isBuffer(body)) req.end(body);
+    else pipeline(body.stream, req).catch(reject);
   });
 }
