@@ -76,8 +76,10 @@ function slotOf(schema: InternalTypeSchema, key: string): Slot | undefined {
       for (const [name, choice] of Object.entries(schema.elements)) {
         if (!name.endsWith('[x]') || !key.startsWith(name.slice(0, -3))) continue;
         const t = choice.type.find((c) => name.slice(0, -3) + cap(c.code) === key);
-        if (t) slot = { element: choice, type: t.code, choice: name };
-        if (slot) break;
+        if (t) {
+          slot = { element: choice, type: t.code, choice: name };
+          break;
+        }
       }
     // Keys are the sender's: only keys the type defines are kept, so the cache is bounded by the definitions.
     if (slot || Object.hasOwn(schema.elements, key)) bySchema.set(key, slot);
