@@ -101,7 +101,7 @@ export function createAgentServer(o: AgentServerOptions): HttpsServer {
       if (peer.path === PATIENT_HUB_PATH && o.patients) {
         return o.patients.channels.acceptHub(ws, peer.id, new X509Certificate((socket as TLSSocket).getPeerCertificate().raw));
       }
-      o.hub.accept(ws, peer);
+      o.hub.accept(ws, socket, peer);
       o.accepted(ws);
     });
   });

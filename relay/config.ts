@@ -10,6 +10,8 @@ export const DEFAULT_ADMIN_HOST = '127.0.0.1';
 export const DEFAULT_ADMIN_PORT = 9090;
 /** Bytes queued towards one agent above which the relay stops reading the sources feeding it. */
 export const DEFAULT_HIGH_WATER_MARK = 2 * 1024 * 1024;
+/** The largest piece of a frame handed to TLS at once: what Node's TLS layer keeps per agent after a burst (relay/frame-writer.ts). */
+export const DEFAULT_TLS_WRITE_PIECE = 64 * 1024;
 /** A destination that makes no write progress for this long has its transfers aborted. */
 export const DEFAULT_WRITE_TIMEOUT_MS = 15_000;
 /** Open transfers one sender may hold to one recipient (inside the recipient's `maxOpenTransfers`), so no member can take all of a hospital's slots. */
@@ -88,6 +90,7 @@ export const relayConfigSchema = z.strictObject({
       maxConnectionsPerAddress: int(1).default(DEFAULT_MAX_CONNECTIONS_PER_ADDRESS),
       handshakeTimeoutMs: int(100, 120_000).default(DEFAULT_HANDSHAKE_TIMEOUT_MS),
       highWaterMark: int(64 * 1024).default(DEFAULT_HIGH_WATER_MARK),
+      tlsWritePiece: int(16 * 1024, 16 * 1024 * 1024).default(DEFAULT_TLS_WRITE_PIECE),
       writeTimeoutMs: int(100).default(DEFAULT_WRITE_TIMEOUT_MS),
       pingIntervalMs: int(0, 3_600_000).default(DEFAULT_PING_INTERVAL_MS),
       shutdownGraceMs: int(0).default(DEFAULT_SHUTDOWN_GRACE_MS),

@@ -2,6 +2,7 @@
 import type { WebSocket } from 'ws';
 import { encodeAbort, encodeCredit, encodeEnd, setFrameId } from './protocol/codec.ts';
 import { abortCodeFor, DELIVERED_ID_BIT, type AbortCode } from './protocol/constants.ts';
+import type { SendFrame } from './frame-writer.ts';
 import type { AgentPort } from './router.ts';
 import type { Transfer, TransferEnd } from './transfer.ts';
 
@@ -49,6 +50,8 @@ export class AgentConnection implements AgentPort, TransferEnd {
     readonly serial: string,
     readonly ws: WebSocket,
     private readonly hooks: ConnectionHooks,
+    /** Writes one binary message to the agent's socket (relay/frame-writer.ts). */
+    private readonly send: SendFrame,
     /** The protocol revision the agent announced (1 when it said nothing). */
     readonly revision = 1,
   ) {}
@@ -57,10 +60,10 @@ export class AgentConnection implements AgentPort, TransferEnd {
     if (this.pending === 0) this.lastProgress = Date.now();
     const len = frame.length;
     this.pending += len;
-    this.ws.send(frame, { binary: true }, (err) => {
+    this.send(frame, (err) => {
       this.pending -= len;
       this.lastProgress = Date.now();
-      onWritten?.(err ?? undefined);
+      onWritten?.(err);
       this.hooks.drained(this);
     });
   }

@@ -1,4 +1,5 @@
 // One job: the lifecycle of agent connections (accept, greet, close, revoke, drain) and the deadlines that watch them.
+import type { Duplex } from 'node:stream';
 import type { Logger } from 'pino';
 import type { WebSocket } from 'ws';
 import { encodeDocument, encodeNotice } from './protocol/codec.ts';
@@ -17,13 +18,14 @@ import { AgentFrames } from './agent-frames.ts';
 import { Backpressure } from './backpressure.ts';
 import { ClusterLegs } from './cluster-legs.ts';
 import { AgentConnection } from './connection.ts';
+import { frameWriter } from './frame-writer.ts';
 import type { RelayMetrics } from './metrics.ts';
 import type { Router } from './router.ts';
 import { TransferTable, type Meter } from './transfers.ts';
 
 /** Settings the hub enforces. */
 export interface HubOptions {
-  limits: FrameLimits & RecipientLimits & { highWaterMark: number; writeTimeoutMs: number; transferIdleMs: number };
+  limits: FrameLimits & RecipientLimits & { highWaterMark: number; tlsWritePiece: number; writeTimeoutMs: number; transferIdleMs: number };
   router: Router;
   metrics: RelayMetrics;
   log: Logger;
@@ -77,7 +79,7 @@ export class Hub {
   }
 
   /** Takes over an upgraded, authenticated WebSocket. */
-  accept(ws: WebSocket, peer: { id: string; serial: string; revision?: number }): AgentConnection {
+  accept(ws: WebSocket, socket: Duplex, peer: { id: string; serial: string; revision?: number }): AgentConnection {
     const bp = this.backpressure;
     const metrics = this.opts.metrics;
     const conn = new AgentConnection(
@@ -89,6 +91,7 @@ export class Hub {
         wrote: (n) => metrics.bytesOut.inc(n),
         pace: (src, dst) => bp.throttle(src, dst),
       },
+      frameWriter(ws, socket, this.opts.limits.tlsWritePiece),
       peer.revision,
     );
     this.connections.add(conn);

@@ -56,6 +56,10 @@ export const RELAY_CONFIG_NOTES: Readonly<Record<string, ConfigNote>> = {
     text: "a connection that has not completed its TLS handshake this long after accept is closed (`handshake_timeouts_total`; Node's own default would hold it 120 s); 100 to 120000",
   },
   'limits.highWaterMark': { text: 'bytes queued towards one agent before the relay stops reading its sources', default: '2 MiB' },
+  'limits.tlsWritePiece': {
+    text: 'the largest piece of a frame handed to TLS at once; Node\'s TLS layer keeps a buffer of about this size per agent that has received a large frame, so it bounds that memory (docs/performance.md, "Relay memory at scale"); larger pieces cost a little less CPU per GiB',
+    default: '64 KiB',
+  },
   'limits.writeTimeoutMs': { text: 'an agent that drains nothing for this long loses its transfers (`write-timeout`) and its connection' },
   'limits.pingIntervalMs': {
     text: 'heartbeat: the relay pings every agent this often and cuts off one that did not answer the previous ping (a dead link or a peer that stopped reading); its transfers are aborted with `peer-gone`. Agents ping the relay the same way and reconnect (`RelayClient` option `pingIntervalMs`). 0 disables',

@@ -96,6 +96,7 @@ const relayFull = {
     maxConnectionsPerAddress: 5,
     handshakeTimeoutMs: 2500,
     highWaterMark: 131072,
+    tlsWritePiece: 32768,
     writeTimeoutMs: 5000,
     pingIntervalMs: 0,
     shutdownGraceMs: 1000,
