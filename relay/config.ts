@@ -11,7 +11,7 @@ export const DEFAULT_ADMIN_PORT = 9090;
 /** Bytes queued towards one agent above which the relay stops reading the sources feeding it. */
 export const DEFAULT_HIGH_WATER_MARK = 2 * 1024 * 1024;
 /** The largest piece of a frame handed to TLS at once: what Node's TLS layer keeps per agent after a burst (relay/frame-writer.ts). */
-export const DEFAULT_TLS_WRITE_PIECE = 64 * 1024;
+export const DEFAULT_TLS_WRITE_PIECE = 16 * 1024;
 /** A destination that makes no write progress for this long has its transfers aborted. */
 export const DEFAULT_WRITE_TIMEOUT_MS = 15_000;
 /** Open transfers one sender may hold to one recipient (inside the recipient's `maxOpenTransfers`), so no member can take all of a hospital's slots. */

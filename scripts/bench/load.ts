@@ -3,7 +3,7 @@
 // acknowledged end to end by the receiving client, and the relay's memory per idle connection and over the
 // soak (RSS after 30 s against RSS at the end). The bench raises its own open-file limit (prlimit) to fit
 // the connections; `--arenas N` sets MALLOC_ARENA_MAX for the relay (0: glibc's default), `--allocator
-// jemalloc` preloads jemalloc into it, `--high-water-mark 256KiB` sets its limits.highWaterMark, `--semi-space N` its V8 --max-semi-space-size (MiB). The idle cost per connection is printed
+// jemalloc` preloads jemalloc into it, `--high-water-mark 256KiB` sets its limits.highWaterMark, `--tls-write-piece 16KiB` its limits.tlsWritePiece, `--semi-space N` its V8 --max-semi-space-size (MiB). The idle cost per connection is printed
 // as an average (RSS idle - before, / connections) and marginal (the slope from half to all of them).
 import { execFileSync, type ChildProcess } from 'node:child_process';
 import { createPrivateKey, generateKeyPairSync, randomBytes, randomUUID } from 'node:crypto';
@@ -97,12 +97,12 @@ async function startRelay(
   agents: number,
   arenas: number,
   preload: string | undefined,
-  highWaterMark: number | undefined,
+  tuned: { highWaterMark?: number; tlsWritePiece?: number },
   semiSpaceMiB: number | undefined,
 ): Promise<{ child: ChildProcess; port: number; adminPort: number }> {
   const cfg = join(dir, 'relay.json');
   // Every bench agent connects from 127.0.0.1: the per-address limit must admit them all.
-  const limits = { maxConnectionsPerAddress: agents + 16, ...(highWaterMark ? { highWaterMark } : {}) };
+  const limits = { maxConnectionsPerAddress: agents + 16, ...tuned };
   writeFileSync(
     cfg,
     JSON.stringify({
@@ -191,6 +191,8 @@ export async function run(args: string[]): Promise<BenchTable[]> {
   const preload = allocator === 'jemalloc' ? JEMALLOC : undefined;
   const hwmText = textOption(args, 'high-water-mark');
   const hwm = hwmText === undefined ? undefined : parseSize(hwmText, { flag: '--high-water-mark' });
+  const pieceText = textOption(args, 'tls-write-piece');
+  const piece = pieceText === undefined ? undefined : parseSize(pieceText, { flag: '--tls-write-piece' });
   const semiText = textOption(args, 'semi-space');
   const semiSpace = semiText === undefined ? undefined : Number(semiText);
   if (semiSpace !== undefined && !(Number.isInteger(semiSpace) && semiSpace >= 1))
@@ -204,7 +206,16 @@ export async function run(args: string[]): Promise<BenchTable[]> {
     const tCerts = performance.now();
     const ids = identities(dir, ca, nAgents);
     const certMs = performance.now() - tCerts;
-    relay = await startRelay(dir, ca, { cert: r.certPath, key: r.keyPath, ca: r.caPath }, nAgents, arenas, preload, hwm, semiSpace);
+    relay = await startRelay(
+      dir,
+      ca,
+      { cert: r.certPath, key: r.keyPath, ca: r.caPath },
+      nAgents,
+      arenas,
+      preload,
+      { ...(hwm ? { highWaterMark: hwm } : {}), ...(piece ? { tlsWritePiece: piece } : {}) },
+      semiSpace,
+    );
     const pid = relay.child.pid as number;
     await new Promise((res) => setTimeout(res, 1000));
     const rssBefore = await rssOfPid(pid);
@@ -355,7 +366,7 @@ export async function run(args: string[]): Promise<BenchTable[]> {
           'an exchange counts when the receiving client has read every byte and its application-level ack message has come back to the sender. Lost = started and not acked nor reported failed; duplicated = an id received twice.',
           `Memory growth over the soak: ${mib(rssEnd - (warm?.rss ?? rssIdle))} MiB from ${Math.round(warm?.s ?? 0)} s to the end (${(growth * 100).toFixed(1)} %). ${nAgents} certificates over one shared key pair in ${(certMs / 1000).toFixed(1)} s; connections opened in ${(connectMs / 1000).toFixed(1)} s (batches of 50).`,
           `Relay V8 heap used ${mib(memBefore.heap)} MiB before the connections, ${mib(memIdle.heap)} MiB idle, ${mib(memEnd.heap)} MiB at the end; memory outside the heap (Buffers) ${mib(memIdle.external)} / ${mib(memEnd.external)} MiB.`,
-          `Relay limits.highWaterMark: ${hwm === undefined ? 'default' : `${hwm} bytes`}; V8 --max-semi-space-size: ${semiSpace === undefined ? 'default (16 MiB)' : `${semiSpace} MiB`}; allocator: ${allocator}; MALLOC_ARENA_MAX=${arenas > 0 ? arenas : "unset (glibc's default)"}; open-file limit ${fileLimit}. RSS sampled every 5 s; "warm" is the sample at ${WARM_AT_S} s (or a quarter of a shorter soak).`,
+          `Relay limits.highWaterMark: ${hwm === undefined ? 'default' : `${hwm} bytes`}; limits.tlsWritePiece: ${piece === undefined ? 'default' : `${piece} bytes`}; V8 --max-semi-space-size: ${semiSpace === undefined ? 'default (16 MiB)' : `${semiSpace} MiB`}; allocator: ${allocator}; MALLOC_ARENA_MAX=${arenas > 0 ? arenas : "unset (glibc's default)"}; open-file limit ${fileLimit}. RSS sampled every 5 s; "warm" is the sample at ${WARM_AT_S} s (or a quarter of a shorter soak).`,
         ],
         summary: [
           { metric: `load: connections held (of ${nAgents})`, value: String(held), target: String(nAgents), met: held === nAgents && stillHeld === nAgents },

@@ -57,8 +57,8 @@ export const RELAY_CONFIG_NOTES: Readonly<Record<string, ConfigNote>> = {
   },
   'limits.highWaterMark': { text: 'bytes queued towards one agent before the relay stops reading its sources', default: '2 MiB' },
   'limits.tlsWritePiece': {
-    text: 'the largest piece of a frame handed to TLS at once; Node\'s TLS layer keeps a buffer of about this size per agent that has received a large frame, so it bounds that memory (docs/performance.md, "Relay memory at scale"); larger pieces cost a little less CPU per GiB',
-    default: '64 KiB',
+    text: 'the largest piece of a frame handed to TLS at once; Node\'s TLS layer keeps a buffer of about this size per agent that has received a large frame, so it bounds that memory (docs/performance.md, "Relay memory at scale"); the default is one full TLS record, and larger pieces measured no less CPU per GiB (docs/performance.md)',
+    default: '16 KiB',
   },
   'limits.writeTimeoutMs': { text: 'an agent that drains nothing for this long loses its transfers (`write-timeout`) and its connection' },
   'limits.pingIntervalMs': {

@@ -87,7 +87,7 @@ describe('relay frame writer: WebSocket frames in pieces that Node TLS does not 
 
   it('leaves well under a frame of native memory behind per connection after 4 MiB bursts to 150 connections', async function () {
     // The server runs in a child process so that its RSS is its own. With whole 1 MiB writes each of these
-    // connections kept 1-3 MiB (docs/performance.md, "Relay memory at scale"); with 64 KiB pieces about 0.1 MiB.
+    // connections kept 1-3 MiB (docs/performance.md, "Relay memory at scale"); with 16 KiB pieces (the default) well under 0.1 MiB.
     const N = 150;
     const script = `
       import { readFileSync } from 'node:fs';
@@ -100,7 +100,7 @@ describe('relay frame writer: WebSocket frames in pieces that Node TLS does not 
       const sends = [];
       let before = 0;
       server.on('upgrade', (req, socket, head) => wss.handleUpgrade(req, socket, head, (ws) => {
-        sends.push(frameWriter(ws, socket, 64 * 1024));
+        sends.push(frameWriter(ws, socket, 16 * 1024));
         if (sends.length === ${N}) process.send({ connected: true });
       }));
       server.listen(0, '127.0.0.1', () => process.send({ port: server.address().port }));
