@@ -1,4 +1,5 @@
 import { createHash } from 'node:crypto';
+import { once } from 'node:events';
 import { createReadStream, createWriteStream } from 'node:fs';
 import { mkdir, open, readdir, rename, rm, unlink } from 'node:fs/promises';
 import { join } from 'node:path';
@@ -141,13 +142,17 @@ export class Outbox {
   async write(id: string, body: Readable, maxBytes: number, mirror?: Writable, options: { mirrorStallMs?: number } = {}): Promise<StoredBody> {
     const part = this.path(id, 'part');
     const meter = new Meter(maxBytes, mirror, options.mirrorStallMs ?? DEFAULT_MIRROR_STALL_MS, SMALL_BODY_BYTES);
+    // `flush`: fsync before the stream closes its file, so the file is opened once.
+    const file = createWriteStream(part, { flags: 'wx', mode: 0o600, highWaterMark: WRITE_BUFFER_BYTES, flush: true });
     try {
-      // `flush`: fsync before the stream closes its file, so the file is opened once.
-      await pipeline(body, meter, createWriteStream(part, { flags: 'wx', mode: 0o600, highWaterMark: WRITE_BUFFER_BYTES, flush: true }));
+      await pipeline(body, meter, file);
       await rename(part, this.path(id, 'body'));
       // The rename itself must reach the disk before the exchange is acknowledged.
       await fsyncPath(this.dir);
     } catch (err) {
+      // A body refused before the file was even open: the open completes after the refusal and creates the file,
+      // so it is removed only once the stream has closed it.
+      if (!file.closed) await once(file, 'close').catch(() => undefined);
       await rm(part, { force: true });
       throw err;
     }
