@@ -10,7 +10,7 @@ import { CertificateAuthority, loadIdentity, type Identity } from '../../certs/i
 import { RelayClient } from '../../relay/protocol/index.ts';
 import { startNats } from '../../test/support/nats.ts';
 import type { BenchTable } from './types.ts';
-import { cpuSecondsOfPid, mbps, option, parseSize, relayTransferMs } from './util.ts';
+import { cpuSecondsOfPid, mbps, option, parseSize, profileFlags, relayTransferMs } from './util.ts';
 import { spawnChild, stopChildren } from '../lib/children.ts';
 import { RELAY_NODE_FLAGS } from '../lib/federation.ts';
 
@@ -36,7 +36,7 @@ async function startNode(
       nats: { servers: [nats], userEnv: 'NATS_USER', passwordEnv: 'NATS_PASSWORD', tls: { ca: pki.ca } },
     }),
   );
-  const child = spawnChild(process.execPath, [...RELAY_NODE_FLAGS, BIN, '--config', file], {
+  const child = spawnChild(process.execPath, [...profileFlags(node), ...RELAY_NODE_FLAGS, BIN, '--config', file], {
     env: { ...process.env, ...env },
     stdio: ['ignore', 'pipe', 'inherit'],
   });

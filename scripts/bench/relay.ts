@@ -15,7 +15,7 @@ import { fileURLToPath } from 'node:url';
 import { CertificateAuthority, clientTlsOptions, loadIdentity, serverTlsOptions, type Identity } from '../../certs/index.ts';
 import { RelayClient, type InboundTransfer } from '../../relay/protocol/index.ts';
 import type { BenchTable, SummaryRow } from './types.ts';
-import { blockSource, mbps, mib, option, parseSize, percentile } from './util.ts';
+import { blockSource, mbps, mib, option, parseSize, percentile, profileFlags } from './util.ts';
 import { spawnChild, stopChild } from '../lib/children.ts';
 import { AGENT_NODE_FLAGS, RELAY_NODE_FLAGS } from '../lib/federation.ts';
 
@@ -200,15 +200,6 @@ interface Running {
   child: ChildProcess;
   lines: Lines;
   pid: number;
-}
-
-/**
- * Node flags for a bench process named `name`: with `HIE_CPU_PROFILE_DIR`, V8 CPU profiles written to
- * `<dir>/<name>/` when it exits (Node's default file names, one per thread: tsx's loader thread has its own).
- */
-function profileFlags(name: string): string[] {
-  const dir = process.env['HIE_CPU_PROFILE_DIR'];
-  return dir ? ['--cpu-prof', `--cpu-prof-dir=${join(dir, name)}`] : [];
 }
 
 function startBenchChild(cfg: ChildConfig, extraEnv: Record<string, string> = {}): Running {

@@ -2,6 +2,7 @@ import { readFileSync } from 'node:fs';
 import { randomBytes } from 'node:crypto';
 import { request, type Agent } from 'node:http';
 import { cpus, totalmem } from 'node:os';
+import { join } from 'node:path';
 import { Readable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import type { InboundTransfer, RelayClient } from '../../relay/protocol/index.ts';
@@ -192,4 +193,13 @@ export function httpJson(
     if (body === undefined || Buffer.isBuffer(body)) req.end(body);
     else pipeline(body.stream, req).catch(reject);
   });
+}
+
+/**
+ * Node flags for a bench process named `name`: with `HIE_CPU_PROFILE_DIR`, V8 CPU profiles written to
+ * `<dir>/<name>/` when it exits (Node's default file names, one per thread: tsx's loader thread has its own).
+ */
+export function profileFlags(name: string): string[] {
+  const dir = process.env['HIE_CPU_PROFILE_DIR'];
+  return dir ? ['--cpu-prof', `--cpu-prof-dir=${join(dir, name)}`] : [];
 }
