@@ -1,4 +1,4 @@
-// One job: writes the relay's WebSocket frames to an agent's TLS socket in pieces that Node's TLS layer never holds on to.
+// One job: writes the relay's WebSocket frames to an agent's TLS socket in pieces, so that Node's TLS layer keeps a piece or two per agent, not a frame.
 import type { Duplex } from 'node:stream';
 import { WebSocket } from 'ws';
 

@@ -77,6 +77,12 @@ describe('inbox delivery to a directory the EHR watches (inbox.directory)', func
     await waitFor(() => existsSync(metaFile(live)), 20_000, 'the live item in the directory');
     expect(readFileSync(join(dir, `${live}.fhir.json`)).equals(BUNDLE)).to.equal(true);
     expect(readdirSync(dir).filter((n) => n.endsWith('.part'))).to.deep.equal([]);
+    // The metadata file is written before the item is marked copied: a restart before the mark writes it again.
+    await waitFor(
+      async () => ((await (await net.api('severance', `/v1/inbox/${live}`)).json()) as { copiedAt?: string }).copiedAt !== undefined,
+      10_000,
+      'copiedAt of the live item',
+    );
 
     // The EHR takes the files away; marked copied, they are not written again by a restart.
     for (const name of readdirSync(dir)) rmSync(join(dir, name));
