@@ -84,7 +84,7 @@ export class ClusterLegs {
       this.o.metrics.messages.inc({ outcome: code ?? 'routed' });
       if (code && !conn.closing) conn.deliver(encodeNotice('undeliverable', { id, to: peer, code }, this.o.limits));
     };
-    this.o.remote.message(peer, frame).then(settle, () => settle('internal'));
+    this.o.remote.message(peer, frame, settle);
   }
 
   /** Another node opens a transfer to an agent connected here. */

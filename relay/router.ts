@@ -65,8 +65,8 @@ export interface RemoteDelivery {
   bind(handlers: RemoteHandlers): void;
   /** Presence lookup plus open on the node holding `to`; `no-route` at once when nobody answers. */
   open(to: string, from: string, leg: number, meta: Buffer): Promise<RemoteOpen>;
-  /** Routes a MESSAGE frame (peer field = sender) to `to`; resolves with why not, or undefined once delivered. */
-  message(to: string, frame: Buffer): Promise<AbortCode | undefined>;
+  /** Routes a MESSAGE frame (peer field = sender) to `to`; `settle` is called once, with why not, or undefined once delivered. */
+  message(to: string, frame: Buffer, settle: (code: AbortCode | undefined) => void): void;
   /** Sends a transfer frame to `node` (split to fit the NATS payload limit when needed). */
   send(node: string, frame: Buffer): void;
   /** True when `node` answers a ping. */

@@ -23,12 +23,14 @@ export interface NatsRouterConfig {
 
 /** Header naming the node that sends an OPEN request, a direct MESSAGE or a refusal, or that answers a MESSAGE request. */
 const NODE_HEADER = 'Hie-Node';
-/** Header of a message sent straight to a node's subject: `message` (a MESSAGE frame) or `ack` (the answers to them). */
+/** Header of a message sent straight to a node's subject: `messages` (a batch of MESSAGE frames) or `acks` (the answers to them). */
 const KIND_HEADER = 'Hie-Kind';
-/** Header naming the recipient agent of a direct MESSAGE (its frame names only the sender). */
-const TO_HEADER = 'Hie-To';
-/** Header numbering a direct MESSAGE (per sending node), echoed in the ack. */
-const SEQ_HEADER = 'Hie-Seq';
+/** Bytes before each MESSAGE frame of a batch besides the recipient's id: id length (1), sequence number (4), frame length (4). */
+const RECORD_HEAD = 9;
+/** Direct MESSAGEs are numbered per sending node up to this, then from 1 again (the number is 4 bytes in a batch). */
+const MAX_SEQ = 0xffff_ffff;
+/** Bytes per answer in an `acks` message: the sequence number (4), then 0 (delivered) or the abort code's wire number (1). */
+const ACK_BYTES = 5;
 /**
  * Most agents whose node this node remembers (the presence cache). Past it the oldest entry goes: a forgotten
  * agent costs one presence lookup, nothing else.
@@ -39,6 +41,7 @@ const NODE_ID = /^[A-Za-z0-9_-]{1,64}$/;
 const DEFAULT_MAX_PAYLOAD = 1024 * 1024;
 
 const ABORT_NAMES = new Set(Object.keys(ABORT_CODES));
+const ABORT_BY_NUMBER = new Map(Object.entries(ABORT_CODES).map(([name, n]) => [n as number, name as AbortCode]));
 const enc = new TextEncoder();
 const dec = new TextDecoder();
 
@@ -76,6 +79,68 @@ export function splitData(frame: Buffer, max: number): Buffer[] {
   return parts;
 }
 
+/** One direct MESSAGE: in its node's batch until sent, then until that node's answer or `requestTimeoutMs`. */
+interface Outgoing {
+  to: string;
+  seq: number;
+  frame: Buffer;
+  node: string;
+  at: number;
+  settle: (code: AbortCode | undefined) => void;
+}
+
+/**
+ * A batch of direct MESSAGEs for one node, as one NATS payload: for each, the recipient's id length (1 byte), the
+ * id (ASCII), the sequence number and the frame length (4 bytes each, big-endian), then the frame.
+ */
+export function encodeBatch(items: ReadonlyArray<Pick<Outgoing, 'to' | 'seq' | 'frame'>>): Buffer {
+  let total = 0;
+  for (const m of items) total += RECORD_HEAD + m.to.length + m.frame.length;
+  const out = Buffer.allocUnsafe(total);
+  let at = 0;
+  for (const m of items) {
+    out[at] = m.to.length;
+    out.write(m.to, at + 1, 'latin1');
+    at += 1 + m.to.length;
+    out.writeUInt32BE(m.seq, at);
+    out.writeUInt32BE(m.frame.length, at + 4);
+    at += 8;
+    at += m.frame.copy(out, at);
+  }
+  return out;
+}
+
+/** The records of a batch (frames are views of `buf`); stops at the first record that does not fit what is left. */
+export function decodeBatch(buf: Buffer): Array<{ to: string; seq: number; frame: Buffer }> {
+  const out: Array<{ to: string; seq: number; frame: Buffer }> = [];
+  let at = 0;
+  while (at < buf.length) {
+    const idLength = buf[at] as number;
+    if (idLength === 0 || at + RECORD_HEAD + idLength > buf.length) break;
+    const to = buf.toString('latin1', at + 1, at + 1 + idLength);
+    at += 1 + idLength;
+    const seq = buf.readUInt32BE(at);
+    const length = buf.readUInt32BE(at + 4);
+    at += 8;
+    if (at + length > buf.length) break;
+    out.push({ to, seq, frame: buf.subarray(at, at + length) });
+    at += length;
+  }
+  return out;
+}
+
+/** The answers to a batch: for each message its sequence number, then 0 (delivered) or its abort code's wire number. */
+export function encodeAcks(list: ReadonlyArray<readonly [number, AbortCode | undefined]>): Buffer {
+  const out = Buffer.allocUnsafe(list.length * ACK_BYTES);
+  let at = 0;
+  for (const [seq, code] of list) {
+    out.writeUInt32BE(seq, at);
+    out[at + 4] = code === undefined ? 0 : ABORT_CODES[code];
+    at += ACK_BYTES;
+  }
+  return out;
+}
+
 /** A Buffer view over a NATS message payload (no copy). */
 function view(data: Uint8Array): Buffer {
   return Buffer.from(data.buffer, data.byteOffset, data.byteLength);
@@ -91,8 +156,10 @@ function view(data: Uint8Array): Buffer {
  * attaches to it or leaves it, and remembers which node other nodes' agents
  * are on (also from the answers to its lookups). A MESSAGE to an agent it
  * knows goes straight to that node's subject, with no request/reply (no inbox,
- * no timer per message); that node answers in batches, one `ack` message per
- * sending node per event-loop turn, listing each message as delivered or not.
+ * no timer per message), in one batch per node per event-loop turn (one NATS
+ * message for all of them, up to the NATS payload limit); that node answers
+ * in batches too, one `ack` message per sending node per turn, listing each
+ * message as delivered or not.
  * A node that no longer holds the agent answers `no-route`, and one that does
  * not answer within `requestTimeoutMs` (gone) is treated the same: the entry
  * is forgotten and the message looked up as if uncached, so a stale entry
@@ -111,11 +178,14 @@ export class NatsRouter implements Router {
   /** Agent id -> the node it was last seen on (insertion order = age). */
   private readonly presence = new Map<string, string>();
   /** Direct MESSAGEs waiting for their ack, by sequence number (insertion order = age). */
-  private readonly direct = new Map<number, { to: string; node: string; frame: Buffer; at: number; settle: (code: AbortCode | undefined) => void }>();
+  private readonly direct = new Map<number, Outgoing>();
   private nextSeq = 1;
-  /** Acks to send, by the node that sent the messages: [seq, abort code or null]. */
-  private readonly acks = new Map<string, Array<[number, string | null]>>();
+  /** Answers to send, by the node that sent the messages: [seq, abort code or undefined when delivered]. */
+  private readonly acks = new Map<string, Array<[number, AbortCode | undefined]>>();
   private ackScheduled = false;
+  /** Direct MESSAGEs to send, by node, and the bytes of each batch so far. */
+  private readonly outgoing = new Map<string, { items: Outgoing[]; bytes: number }>();
+  private outgoingScheduled = false;
   private readonly sweeper: NodeJS.Timeout;
 
   /** @internal Use {@link connectNatsRouter}. */
@@ -137,7 +207,7 @@ export class NatsRouter implements Router {
         this.handlers = h;
       },
       open: (to, from, leg, meta) => this.open(to, from, leg, meta),
-      message: (to, frame) => this.message(to, frame),
+      message: (to, frame, settle) => this.message(to, frame, settle),
       send: (node, frame) => this.send(node, frame),
       probe: (node) => this.probe(node),
     };
@@ -151,10 +221,11 @@ export class NatsRouter implements Router {
   private sweep(): void {
     const cutoff = Date.now() - this.config.requestTimeoutMs;
     for (const [seq, p] of this.direct) {
-      if (p.at > cutoff) break;
+      // Insertion order is age; an entry still in an unsent batch (at 0) and everything after it are newer.
+      if (p.at > cutoff || p.at === 0) break;
       this.direct.delete(seq);
       this.forget(p.to, p.node);
-      this.lookupMessage(p.to, p.frame).then(p.settle, () => p.settle('internal'));
+      this.lookupMessage(p.to, p.frame, p.settle);
     }
   }
 
@@ -279,29 +350,70 @@ export class NatsRouter implements Router {
     return { refused: 'internal', reason: 'presence lookup failed' };
   }
 
-  private async message(to: string, frame: Buffer): Promise<AbortCode | undefined> {
+  private message(to: string, frame: Buffer, settle: (code: AbortCode | undefined) => void): void {
     const node = this.presence.get(to);
-    if (node === undefined || !this.canPublish()) return this.lookupMessage(to, frame);
-    // Known location: straight to the node; its batched ack settles the message.
+    const bytes = RECORD_HEAD + to.length + frame.length;
+    const max = this.maxPayload();
+    if (node === undefined || !this.canPublish() || bytes > max) return this.lookupMessage(to, frame, settle);
+    // Known location: straight to the node in this turn's batch for it; the node's answer settles the message.
     const seq = this.nextSeq;
-    this.nextSeq = this.nextSeq >= Number.MAX_SAFE_INTEGER ? 1 : this.nextSeq + 1;
-    const h = headers();
-    h.set(KIND_HEADER, 'message');
-    h.set(NODE_HEADER, this.nodeId);
-    h.set(TO_HEADER, to);
-    h.set(SEQ_HEADER, String(seq));
-    try {
-      this.nc.publish(`${this.prefix}.node.${node}`, frame, { headers: h });
-    } catch {
-      return this.lookupMessage(to, frame);
+    this.nextSeq = this.nextSeq >= MAX_SEQ ? 1 : this.nextSeq + 1;
+    let batch = this.outgoing.get(node);
+    if (batch && batch.bytes + bytes > max) {
+      this.flushBatch(node, batch);
+      batch = undefined;
     }
-    this.count('out', 'message', 0);
-    this.metrics.presenceCache.inc({ event: 'hit' });
-    return new Promise((settle) => this.direct.set(seq, { to, node, frame, at: Date.now(), settle }));
+    if (!batch) {
+      batch = { items: [], bytes: 0 };
+      this.outgoing.set(node, batch);
+    }
+    const m: Outgoing = { to, seq, frame, node, at: 0, settle };
+    batch.items.push(m);
+    batch.bytes += bytes;
+    this.direct.set(seq, m);
+    if (!this.outgoingScheduled) {
+      this.outgoingScheduled = true;
+      setImmediate(() => this.flushOutgoing());
+    }
+  }
+
+  /** Every batch of direct MESSAGEs gathered this turn, one NATS message per node. */
+  private flushOutgoing(): void {
+    this.outgoingScheduled = false;
+    for (const [node, batch] of this.outgoing) this.flushBatch(node, batch);
+  }
+
+  private flushBatch(node: string, batch: { items: Outgoing[] }): void {
+    this.outgoing.delete(node);
+    const n = batch.items.length;
+    try {
+      if (!this.canPublish()) throw new Error('NATS connection closing');
+      const h = headers();
+      h.set(KIND_HEADER, 'messages');
+      h.set(NODE_HEADER, this.nodeId);
+      this.nc.publish(`${this.prefix}.node.${node}`, encodeBatch(batch.items), { headers: h });
+    } catch {
+      // Not sent: each message is looked up instead (whoever holds its agent answers, or nobody does).
+      for (const m of batch.items) {
+        if (this.direct.get(m.seq) !== m) continue;
+        this.direct.delete(m.seq);
+        this.lookupMessage(m.to, m.frame, m.settle);
+      }
+      return;
+    }
+    // The answer is due within requestTimeoutMs from now (the sweeper looks up what is still waiting then).
+    const now = Date.now();
+    for (const m of batch.items) m.at = now;
+    this.metrics.natsForwardedMessages.inc({ direction: 'out', kind: 'message' }, n);
+    this.metrics.presenceCache.inc({ event: 'hit' }, n);
   }
 
   /** MESSAGE by request/reply on the agent's subject: whoever holds the agent answers (and says which node it is). */
-  private async lookupMessage(to: string, frame: Buffer): Promise<AbortCode | undefined> {
+  private lookupMessage(to: string, frame: Buffer, settle: (code: AbortCode | undefined) => void): void {
+    this.lookup(to, frame).then(settle, () => settle('internal'));
+  }
+
+  private async lookup(to: string, frame: Buffer): Promise<AbortCode | undefined> {
     try {
       const reply = await this.nc.request(`${this.prefix}.agent.${to}`, frame, { timeout: this.config.requestTimeoutMs });
       this.count('out', 'message', 0);
@@ -365,18 +477,21 @@ export class NatsRouter implements Router {
     this.handlers?.frame(buf);
   }
 
-  /** A MESSAGE another node sent straight here from its presence cache, or the acks for ours. */
+  /** MESSAGEs another node sent straight here from its presence cache, or the acks for ours. */
   private onDirect(kind: string, msg: Msg, buf: Buffer): void {
     const from = msg.headers?.get(NODE_HEADER) ?? '';
     if (!NODE_ID.test(from) || !this.handlers) return;
-    if (kind === 'ack') return this.onAcks(from, buf);
-    const to = msg.headers?.get(TO_HEADER) ?? '';
-    const seq = Number(msg.headers?.get(SEQ_HEADER));
-    if (kind !== 'message' || to === '' || !Number.isSafeInteger(seq) || buf[1] !== FrameKind.MESSAGE) return;
-    this.count('in', 'message', 0);
-    const code = this.handlers.message(to, buf);
+    if (kind === 'acks') return this.onAcks(from, buf);
+    // Anything else (a kind a newer or older node sends) goes unanswered: its sender looks those messages up.
+    if (kind !== 'messages') return;
     const list = this.acks.get(from) ?? [];
-    list.push([seq, code ?? null]);
+    const before = list.length;
+    for (const m of decodeBatch(buf)) {
+      if (m.frame[1] !== FrameKind.MESSAGE) continue;
+      list.push([m.seq, this.handlers.message(m.to, m.frame)]);
+    }
+    if (list.length === before) return;
+    this.metrics.natsForwardedMessages.inc({ direction: 'in', kind: 'message' }, list.length - before);
     this.acks.set(from, list);
     if (this.ackScheduled) return;
     this.ackScheduled = true;
@@ -390,10 +505,10 @@ export class NatsRouter implements Router {
     if (!this.canPublish()) return this.acks.clear();
     for (const [node, list] of this.acks) {
       const h = headers();
-      h.set(KIND_HEADER, 'ack');
+      h.set(KIND_HEADER, 'acks');
       h.set(NODE_HEADER, this.nodeId);
       try {
-        this.nc.publish(`${this.prefix}.node.${node}`, enc.encode(JSON.stringify(list)), { headers: h });
+        this.nc.publish(`${this.prefix}.node.${node}`, encodeAcks(list), { headers: h });
       } catch (err) {
         this.log.debug({ code: (err as NatsError).code }, 'message acks not sent');
       }
@@ -402,31 +517,31 @@ export class NatsRouter implements Router {
   }
 
   private onAcks(from: string, buf: Buffer): void {
-    let list: unknown;
-    try {
-      list = JSON.parse(dec.decode(buf));
-    } catch {
-      return;
-    }
-    if (!Array.isArray(list)) return;
-    for (const item of list) {
-      if (!Array.isArray(item)) continue;
-      const [seq, code] = item as [unknown, unknown];
-      const p = typeof seq === 'number' ? this.direct.get(seq) : undefined;
+    let found = 0;
+    let refused = 0;
+    for (let at = 0; at + ACK_BYTES <= buf.length; at += ACK_BYTES) {
+      const seq = buf.readUInt32BE(at);
+      const p = this.direct.get(seq);
       if (!p || p.node !== from) continue;
-      this.direct.delete(seq as number);
-      if (code === null) {
-        this.metrics.presenceLookups.inc({ outcome: 'found' });
+      this.direct.delete(seq);
+      const n = buf[at + 4] as number;
+      if (n === 0) {
+        found += 1;
         p.settle(undefined);
-      } else if (code === 'no-route') {
+        continue;
+      }
+      const code = ABORT_BY_NUMBER.get(n) ?? 'internal';
+      if (code === 'no-route') {
         // The agent left that node: forget it and look it up as if uncached.
         this.forget(p.to, from);
-        this.lookupMessage(p.to, p.frame).then(p.settle, () => p.settle('internal'));
+        this.lookupMessage(p.to, p.frame, p.settle);
       } else {
-        this.metrics.presenceLookups.inc({ outcome: 'refused' });
-        p.settle(typeof code === 'string' && ABORT_NAMES.has(code) ? (code as AbortCode) : 'internal');
+        refused += 1;
+        p.settle(code);
       }
     }
+    if (found > 0) this.metrics.presenceLookups.inc({ outcome: 'found' }, found);
+    if (refused > 0) this.metrics.presenceLookups.inc({ outcome: 'refused' }, refused);
   }
 
   private onAgentRequest(to: string, err: NatsError | null, msg: Msg): void {
