@@ -176,6 +176,34 @@ describe('relay cluster over NATS (integration: real nats-server with TLS and a 
     alpha.removeAllListeners('undeliverable');
   });
 
+  it('gathers a burst of messages for one node into a few NATS messages, each delivered once and in order', async function () {
+    const got: string[] = [];
+    bravo.on('message', (m) => got.push(m.body.toString()));
+    const nc: NatsConnection = await connect({
+      servers: cluster.nats.url,
+      user: cluster.env['NATS_USER_N1'],
+      pass: cluster.env['NATS_PASSWORD_N1'],
+      tls: { ca: readFileSync(fed.caPath, 'utf8') },
+    });
+    try {
+      // Everything sent to n2's own subject, as n2 receives it: count the batches of MESSAGEs among them.
+      let batches = 0;
+      const sub = nc.subscribe('hie.relay.node.n2', { callback: (_err, msg) => void (msg.headers?.get('Hie-Kind') === 'messages' && (batches += 1)) });
+      await nc.flush();
+      const n = 400;
+      for (let i = 0; i < n; i += 1) alpha.sendMessage('bravo', Buffer.from(`burst ${i}`));
+      await until(() => got.length === n, 10_000, 'burst at bravo');
+      await nc.flush();
+      sub.unsubscribe();
+      expect(got).to.deep.equal(Array.from({ length: n }, (_, i) => `burst ${i}`));
+      expect(batches).to.be.greaterThan(0);
+      expect(batches, `${n} messages in ${batches} NATS messages`).to.be.below(n / 4);
+    } finally {
+      await nc.close();
+      bravo.removeAllListeners('message');
+    }
+  });
+
   it('aborts a cross-node transfer on both ends when the receiver cancels', async function () {
     const incoming = new Promise<InboundTransfer>((resolve) => bravo.once('transfer', resolve));
     const out = alpha.openTransfer('bravo');
