@@ -20,19 +20,10 @@ export type SendFrame = (payload: Buffer, done: (err?: Error) => void) => void;
  */
 export function frameWriter(ws: WebSocket, socket: Duplex, piece: number): SendFrame {
   capJoinedWrites(socket, piece);
-  const uncork = (): void => {
-    socket.uncork();
-  };
   return (payload, done) => {
     if (ws.readyState !== WebSocket.OPEN) {
       process.nextTick(done, new Error(`WebSocket is not open: readyState ${ws.readyState}`));
       return;
-    }
-    // Frames written in one turn (a burst read from another agent or from NATS) leave together, joined up to a
-    // piece per TLS write, not one write and one TLS record each. The cork ends once this turn's work is done.
-    if (socket.writableCorked === 0) {
-      socket.cork();
-      process.nextTick(uncork);
     }
     const len = payload.length;
     const headerLength = len < 126 ? 2 : len < 0x1_0000 ? 4 : 10;
