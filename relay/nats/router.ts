@@ -35,6 +35,11 @@ const ACK_BYTES = 5;
  * Most agents whose node this node remembers (the presence cache). Past it the oldest entry goes: a forgotten
  * agent costs one presence lookup, nothing else.
  */
+/**
+ * How long MESSAGEs for agents on a node go by lookup after direct ones to it went unanswered: a node of an
+ * older version (which ignores batches) or one that is gone. Anything in batch form from that node ends it sooner.
+ */
+export const UNBATCHED_MS = 60_000;
 export const PRESENCE_CACHE_MAX = 100_000;
 const NODE_ID = /^[A-Za-z0-9_-]{1,64}$/;
 /** NATS payload limit assumed until the server says otherwise (nats-server's default). */
@@ -165,8 +170,11 @@ function view(data: Uint8Array): Buffer {
  * is forgotten and the message looked up as if uncached, so a stale entry
  * costs a round trip, never a message. (A node alive but slower than the
  * timeout may so deliver a message twice; uncached, the same delay reports it
- * undeliverable.) A NATS reconnect empties the cache (announcements may have
- * been missed meanwhile).
+ * undeliverable.) A node that leaves direct messages unanswered (one of an
+ * older version ignores batches) is sent lookups for {@link UNBATCHED_MS}, or
+ * until it sends something in batch form, so a rolling upgrade costs one
+ * timeout per node, not one per message. A NATS reconnect empties the cache
+ * (announcements may have been missed meanwhile).
  */
 export class NatsRouter implements Router {
   readonly remote: RemoteDelivery;
@@ -186,6 +194,8 @@ export class NatsRouter implements Router {
   /** Direct MESSAGEs to send, by node, and the bytes of each batch so far. */
   private readonly outgoing = new Map<string, { items: Outgoing[]; bytes: number }>();
   private outgoingScheduled = false;
+  /** Nodes that left direct messages unanswered, and until when messages to their agents go by lookup. */
+  private readonly unbatched = new Map<string, number>();
   private readonly sweeper: NodeJS.Timeout;
 
   /** @internal Use {@link connectNatsRouter}. */
@@ -224,6 +234,13 @@ export class NatsRouter implements Router {
       // Insertion order is age; an entry still in an unsent batch (at 0) and everything after it are newer.
       if (p.at > cutoff || p.at === 0) break;
       this.direct.delete(seq);
+      if (!this.unbatched.has(p.node)) {
+        this.log.info(
+          { node: p.node, timeoutMs: this.config.requestTimeoutMs },
+          'relay node left direct messages unanswered (an older version, or gone): messages to its agents go by lookup for a minute',
+        );
+      }
+      this.unbatched.set(p.node, Date.now() + UNBATCHED_MS);
       this.forget(p.to, p.node);
       this.lookupMessage(p.to, p.frame, p.settle);
     }
@@ -354,7 +371,7 @@ export class NatsRouter implements Router {
     const node = this.presence.get(to);
     const bytes = RECORD_HEAD + to.length + frame.length;
     const max = this.maxPayload();
-    if (node === undefined || !this.canPublish() || bytes > max) return this.lookupMessage(to, frame, settle);
+    if (node === undefined || !this.canPublish() || bytes > max || this.isUnbatched(node)) return this.lookupMessage(to, frame, settle);
     // Known location: straight to the node in this turn's batch for it; the node's answer settles the message.
     const seq = this.nextSeq;
     this.nextSeq = this.nextSeq >= MAX_SEQ ? 1 : this.nextSeq + 1;
@@ -375,6 +392,14 @@ export class NatsRouter implements Router {
       this.outgoingScheduled = true;
       setImmediate(() => this.flushOutgoing());
     }
+  }
+
+  private isUnbatched(node: string): boolean {
+    const until = this.unbatched.get(node);
+    if (until === undefined) return false;
+    if (Date.now() < until) return true;
+    this.unbatched.delete(node);
+    return false;
   }
 
   /** Every batch of direct MESSAGEs gathered this turn, one NATS message per node. */
@@ -481,6 +506,7 @@ export class NatsRouter implements Router {
   private onDirect(kind: string, msg: Msg, buf: Buffer): void {
     const from = msg.headers?.get(NODE_HEADER) ?? '';
     if (!NODE_ID.test(from) || !this.handlers) return;
+    if (kind === 'acks' || kind === 'messages') this.unbatched.delete(from);
     if (kind === 'acks') return this.onAcks(from, buf);
     // Anything else (a kind a newer or older node sends) goes unanswered: its sender looks those messages up.
     if (kind !== 'messages') return;

@@ -2,7 +2,7 @@ import { once } from 'node:events';
 import { readdirSync, readFileSync } from 'node:fs';
 import { pipeline } from 'node:stream/promises';
 import { expect } from 'chai';
-import { connect, type NatsConnection } from 'nats';
+import { connect, headers, type NatsConnection } from 'nats';
 import { loadIdentity } from '../../certs/index.ts';
 import { InboundTransfer, RelayClient, RelayError, TransferAbortedError, verifyUsageStatement, type RelayMessage } from '../../relay/protocol/index.ts';
 import { patternStream } from '../support/data.ts';
@@ -201,6 +201,60 @@ describe('relay cluster over NATS (integration: real nats-server with TLS and a 
     } finally {
       await nc.close();
       bravo.removeAllListeners('message');
+    }
+  });
+
+  it('sends by lookup to a node that leaves its batches unanswered (an older version), not a timeout per message, until it speaks batches', async function () {
+    const undeliverable: unknown[] = [];
+    alpha.on('undeliverable', (e) => undeliverable.push(e));
+    const nc: NatsConnection = await connect({
+      servers: cluster.nats.url,
+      user: cluster.env['NATS_USER_N1'],
+      pass: cluster.env['NATS_PASSWORD_N1'],
+      tls: { ca: readFileSync(fed.caPath, 'utf8') },
+    });
+    try {
+      // Node n7 as a node of an older version: it answers lookups for its agent "oldie" and ignores batches.
+      let batches = 0;
+      const looked: string[] = [];
+      nc.subscribe('hie.relay.node.n7', { callback: (_err, msg) => void (msg.headers?.get('Hie-Kind') === 'messages' && (batches += 1)) });
+      nc.subscribe('hie.relay.agent.oldie', {
+        callback: (_err, msg) => {
+          looked.push(Buffer.from(msg.data).toString('latin1'));
+          const h = headers();
+          h.set('Hie-Node', 'n7');
+          msg.respond(new Uint8Array(0), { headers: h });
+        },
+      });
+      await nc.flush();
+      const announce = async (): Promise<void> => {
+        nc.publish('hie.relay.presence', new TextEncoder().encode(JSON.stringify({ node: 'n7', id: 'oldie', up: true })));
+        await nc.flush();
+        await new Promise((r) => setTimeout(r, 200));
+      };
+      await announce();
+      // The first message goes straight to n7, is not acked, and is looked up after nats.requestTimeoutMs.
+      alpha.sendMessage('oldie', Buffer.from('first'));
+      await until(() => looked.length === 1, 10_000, 'first message looked up');
+      expect(batches).to.equal(1);
+      // n7 is now sent lookups: the next messages never wait on a batch (n7 learnt again from the lookup's answer).
+      for (let i = 0; i < 5; i += 1) alpha.sendMessage('oldie', Buffer.from(`next ${i}`));
+      await until(() => looked.length === 6, 10_000, 'next messages looked up');
+      expect(batches).to.equal(1);
+      expect(looked.every((f, i) => f.endsWith(i === 0 ? 'first' : `next ${i - 1}`))).to.equal(true);
+      // Anything in batch form from n7 (here an empty ack) says it speaks batches again.
+      const h = headers();
+      h.set('Hie-Kind', 'acks');
+      h.set('Hie-Node', 'n7');
+      nc.publish('hie.relay.node.n1', new Uint8Array(0), { headers: h });
+      await announce();
+      alpha.sendMessage('oldie', Buffer.from('direct again'));
+      await until(() => batches === 2, 10_000, 'a batch to n7 again');
+      await until(() => looked.length === 7, 10_000, 'the unacked one looked up');
+      expect(undeliverable).to.deep.equal([]);
+    } finally {
+      await nc.close();
+      alpha.removeAllListeners('undeliverable');
     }
   });
 
