@@ -31,15 +31,17 @@ const RECORD_HEAD = 9;
 const MAX_SEQ = 0xffff_ffff;
 /** Bytes per answer in an `acks` message: the sequence number (4), then 0 (delivered) or the abort code's wire number (1). */
 const ACK_BYTES = 5;
-/**
- * Most agents whose node this node remembers (the presence cache). Past it the oldest entry goes: a forgotten
- * agent costs one presence lookup, nothing else.
- */
+/** Room left in a batch's NATS message for its headers (the server's payload limit counts them too). */
+const BATCH_HEADROOM = 256;
 /**
  * How long MESSAGEs for agents on a node go by lookup after direct ones to it went unanswered: a node of an
  * older version (which ignores batches) or one that is gone. Anything in batch form from that node ends it sooner.
  */
 export const UNBATCHED_MS = 60_000;
+/**
+ * Most agents whose node this node remembers (the presence cache). Past it the oldest entry goes: a forgotten
+ * agent costs one presence lookup, nothing else.
+ */
 export const PRESENCE_CACHE_MAX = 100_000;
 const NODE_ID = /^[A-Za-z0-9_-]{1,64}$/;
 /** NATS payload limit assumed until the server says otherwise (nats-server's default). */
@@ -163,7 +165,7 @@ function view(data: Uint8Array): Buffer {
  * knows goes straight to that node's subject, with no request/reply (no inbox,
  * no timer per message), in one batch per node per event-loop turn (one NATS
  * message for all of them, up to the NATS payload limit); that node answers
- * in batches too, one `ack` message per sending node per turn, listing each
+ * in batches too, one `acks` message per sending node per turn, listing each
  * message as delivered or not.
  * A node that no longer holds the agent answers `no-route`, and one that does
  * not answer within `requestTimeoutMs` (gone) is treated the same: the entry
@@ -370,7 +372,7 @@ export class NatsRouter implements Router {
   private message(to: string, frame: Buffer, settle: (code: AbortCode | undefined) => void): void {
     const node = this.presence.get(to);
     const bytes = RECORD_HEAD + to.length + frame.length;
-    const max = this.maxPayload();
+    const max = this.maxPayload() - BATCH_HEADROOM;
     if (node === undefined || !this.canPublish() || bytes > max || this.isUnbatched(node)) return this.lookupMessage(to, frame, settle);
     // Known location: straight to the node in this turn's batch for it; the node's answer settles the message.
     const seq = this.nextSeq;
@@ -512,9 +514,11 @@ export class NatsRouter implements Router {
     if (kind !== 'messages') return;
     const list = this.acks.get(from) ?? [];
     const before = list.length;
-    for (const m of decodeBatch(buf)) {
+    const records = decodeBatch(buf);
+    for (const m of records) {
       if (m.frame[1] !== FrameKind.MESSAGE) continue;
-      list.push([m.seq, this.handlers.message(m.to, m.frame)]);
+      // A frame of a bigger batch is copied: one queued behind a slow agent would otherwise hold the whole batch.
+      list.push([m.seq, this.handlers.message(m.to, records.length > 1 ? Buffer.from(m.frame) : m.frame)]);
     }
     if (list.length === before) return;
     this.metrics.natsForwardedMessages.inc({ direction: 'in', kind: 'message' }, list.length - before);
