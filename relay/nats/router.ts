@@ -25,6 +25,14 @@ export interface NatsRouterConfig {
 const NODE_HEADER = 'Hie-Node';
 /** Header of a message sent straight to a node's subject: `messages` (a batch of MESSAGE frames) or `acks` (the answers to them). */
 const KIND_HEADER = 'Hie-Kind';
+/**
+ * A direct MESSAGE as the previous version sends it (one per NATS message, recipient and number in headers) and
+ * its answer (a JSON list of [number, abort code or null]). Accepted and answered during a rolling upgrade.
+ */
+const LEGACY_MESSAGE = 'message';
+const LEGACY_ACK = 'ack';
+const LEGACY_TO_HEADER = 'Hie-To';
+const LEGACY_SEQ_HEADER = 'Hie-Seq';
 /** Bytes before each MESSAGE frame of a batch besides the recipient's id: id length (1), sequence number (4), frame length (4). */
 const RECORD_HEAD = 9;
 /** Direct MESSAGEs are numbered per sending node up to this, then from 1 again (the number is 4 bytes in a batch). */
@@ -192,6 +200,8 @@ export class NatsRouter implements Router {
   private nextSeq = 1;
   /** Answers to send, by the node that sent the messages: [seq, abort code or undefined when delivered]. */
   private readonly acks = new Map<string, Array<[number, AbortCode | undefined]>>();
+  /** The same for MESSAGEs from nodes of the previous version, in its form: [seq, abort code or null]. */
+  private readonly legacyAcks = new Map<string, Array<[number, string | null]>>();
   private ackScheduled = false;
   /** Direct MESSAGEs to send, by node, and the bytes of each batch so far. */
   private readonly outgoing = new Map<string, { items: Outgoing[]; bytes: number }>();
@@ -510,7 +520,8 @@ export class NatsRouter implements Router {
     if (!NODE_ID.test(from) || !this.handlers) return;
     if (kind === 'acks' || kind === 'messages') this.unbatched.delete(from);
     if (kind === 'acks') return this.onAcks(from, buf);
-    // Anything else (a kind a newer or older node sends) goes unanswered: its sender looks those messages up.
+    if (kind === LEGACY_MESSAGE) return this.onLegacyMessage(from, msg, buf);
+    // Anything else (a kind a newer node sends) goes unanswered: its sender looks those messages up.
     if (kind !== 'messages') return;
     const list = this.acks.get(from) ?? [];
     const before = list.length;
@@ -528,11 +539,42 @@ export class NatsRouter implements Router {
     setImmediate(() => this.flushAcks());
   }
 
+  /**
+   * One MESSAGE from a node of the previous version (kind `message`, recipient and number in headers): delivered,
+   * and answered in that version's form, so that a rolling upgrade does not make it wait for a timeout per message.
+   */
+  private onLegacyMessage(from: string, msg: Msg, buf: Buffer): void {
+    const to = msg.headers?.get(LEGACY_TO_HEADER) ?? '';
+    const seq = Number(msg.headers?.get(LEGACY_SEQ_HEADER));
+    if (to === '' || !Number.isSafeInteger(seq) || buf[1] !== FrameKind.MESSAGE || !this.handlers) return;
+    this.count('in', 'message', 0);
+    const list = this.legacyAcks.get(from) ?? [];
+    list.push([seq, this.handlers.message(to, buf) ?? null]);
+    this.legacyAcks.set(from, list);
+    if (this.ackScheduled) return;
+    this.ackScheduled = true;
+    setImmediate(() => this.flushAcks());
+  }
+
   /** One ack message per sending node for everything it sent straight here since the last turn. */
   private flushAcks(): void {
     this.ackScheduled = false;
     // Unacked messages (a connection that closes meanwhile) are looked up again by their senders' nodes after the timeout.
-    if (!this.canPublish()) return this.acks.clear();
+    if (!this.canPublish()) {
+      this.legacyAcks.clear();
+      return this.acks.clear();
+    }
+    for (const [node, list] of this.legacyAcks) {
+      const h = headers();
+      h.set(KIND_HEADER, LEGACY_ACK);
+      h.set(NODE_HEADER, this.nodeId);
+      try {
+        this.nc.publish(`${this.prefix}.node.${node}`, enc.encode(JSON.stringify(list)), { headers: h });
+      } catch (err) {
+        this.log.debug({ code: (err as NatsError).code }, 'message acks not sent');
+      }
+    }
+    this.legacyAcks.clear();
     for (const [node, list] of this.acks) {
       const h = headers();
       h.set(KIND_HEADER, 'acks');

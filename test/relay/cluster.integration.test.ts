@@ -4,7 +4,15 @@ import { pipeline } from 'node:stream/promises';
 import { expect } from 'chai';
 import { connect, headers, type NatsConnection } from 'nats';
 import { loadIdentity } from '../../certs/index.ts';
-import { InboundTransfer, RelayClient, RelayError, TransferAbortedError, verifyUsageStatement, type RelayMessage } from '../../relay/protocol/index.ts';
+import {
+  encodeMessage,
+  InboundTransfer,
+  RelayClient,
+  RelayError,
+  TransferAbortedError,
+  verifyUsageStatement,
+  type RelayMessage,
+} from '../../relay/protocol/index.ts';
 import { patternStream } from '../support/data.ts';
 import { makeFederation, type TestFederation } from '../support/federation.ts';
 import { snapshot, tempDir } from '../support/tmp.ts';
@@ -255,6 +263,49 @@ describe('relay cluster over NATS (integration: real nats-server with TLS and a 
     } finally {
       await nc.close();
       alpha.removeAllListeners('undeliverable');
+    }
+  });
+
+  it("delivers and answers a direct MESSAGE in the previous version's form (one per NATS message, a JSON ack)", async function () {
+    const got: RelayMessage[] = [];
+    bravo.on('message', (m) => got.push(m));
+    const nc: NatsConnection = await connect({
+      servers: cluster.nats.url,
+      user: cluster.env['NATS_USER_N1'],
+      pass: cluster.env['NATS_PASSWORD_N1'],
+      tls: { ca: readFileSync(fed.caPath, 'utf8') },
+    });
+    try {
+      const acks: unknown[] = [];
+      nc.subscribe('hie.relay.node.n8', {
+        callback: (_err, msg) => {
+          if (msg.headers?.get('Hie-Kind') === 'ack') acks.push(...(JSON.parse(Buffer.from(msg.data).toString('utf8')) as unknown[]));
+        },
+      });
+      await nc.flush();
+      // Node n8 of the previous version sends to bravo (on n2) and to an agent n2 does not hold.
+      for (const [to, seq] of [
+        ['bravo', 41],
+        ['nobody-here', 42],
+      ] as const) {
+        const h = headers();
+        h.set('Hie-Kind', 'message');
+        h.set('Hie-Node', 'n8');
+        h.set('Hie-To', to);
+        h.set('Hie-Seq', String(seq));
+        nc.publish('hie.relay.node.n2', encodeMessage(0, 'alpha', Buffer.from(`old form ${seq}`)), { headers: h });
+      }
+      await until(() => acks.length === 2, 10_000, 'both answered');
+      expect(acks).to.deep.equal([
+        [41, null],
+        [42, 'no-route'],
+      ]);
+      await until(() => got.length === 1, 10_000, 'bravo got it');
+      expect(got[0]!.from).to.equal('alpha');
+      expect(got[0]!.body.toString()).to.equal('old form 41');
+    } finally {
+      await nc.close();
+      bravo.removeAllListeners('message');
     }
   });
 
