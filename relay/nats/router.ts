@@ -183,7 +183,8 @@ function view(data: Uint8Array): Buffer {
  * undeliverable.) A node that leaves direct messages unanswered (one of an
  * older version ignores batches) is sent lookups for {@link UNBATCHED_MS}, or
  * until it sends something in batch form, so a rolling upgrade costs one
- * timeout per node, not one per message. A NATS reconnect empties the cache
+ * timeout per node, not one per message; the previous version's direct
+ * MESSAGEs are accepted and answered in its form. A NATS reconnect empties the cache
  * (announcements may have been missed meanwhile).
  */
 export class NatsRouter implements Router {
