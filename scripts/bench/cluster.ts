@@ -125,43 +125,35 @@ export async function run(args: string[]): Promise<BenchTable[]> {
     // CPU-seconds of each process over one transfer: the bench (both agents), node 1, nats-server, node 2.
     const pids = [n1.pid, nats.process.pid as number, n2.pid];
     const cpuNow = (): number[] => [process.cpuUsage(), ...pids].map((x) => (typeof x === 'number' ? cpuSecondsOfPid(x) : (x.user + x.system) / 1e6));
-    const timed = async (to: RelayClient, id: string): Promise<{ ms: number; cpu: number[] }> => {
+    // What each process spent over one run: [bench, n1, nats-server, n2].
+    const withCpu = async <T>(run: () => Promise<T>): Promise<{ value: T; cpu: number[] }> => {
       const c0 = cpuNow();
-      const ms = await relayTransferMs(alpha, to, id, total);
-      return { ms, cpu: cpuNow().map((c, i) => c - (c0[i] as number)) };
+      const value = await run();
+      return { value, cpu: cpuNow().map((c, i) => c - (c0[i] as number)) };
     };
-    const same = await timed(bravo, 'bravo');
-    const cross = await timed(charlie, 'charlie');
-    const sameMs = same.ms;
-    const crossMs = cross.ms;
+    // Columns of CPU per unit of work of each process, and of all of them.
+    const cpuColumns = (cpu: number[], unit: string, perUnit: (seconds: number) => string): Record<string, string> => {
+      const names = ['bench (agents)', 'n1', 'nats', 'n2'];
+      const cols: Record<string, string> = {};
+      names.forEach((name, i) => (cols[`${name} CPU ${unit}`] = perUnit(cpu[i] as number)));
+      cols[`all CPU ${unit}`] = perUnit(cpu.reduce((a, b) => a + b, 0));
+      return cols;
+    };
+    const same = await withCpu(() => relayTransferMs(alpha, bravo, 'bravo', total));
+    const cross = await withCpu(() => relayTransferMs(alpha, charlie, 'charlie', total));
+    const sameMs = same.value;
+    const crossMs = cross.value;
     const gib = total / 1024 ** 3;
-    const cpuCols = (cpu: number[]): Record<string, string> => ({
-      'bench (agents) CPU s/GiB': ((cpu[0] as number) / gib).toFixed(2),
-      'n1 CPU s/GiB': ((cpu[1] as number) / gib).toFixed(2),
-      'nats CPU s/GiB': ((cpu[2] as number) / gib).toFixed(2),
-      'n2 CPU s/GiB': ((cpu[3] as number) / gib).toFixed(2),
-      'all CPU s/GiB': (cpu.reduce((a, b) => a + b, 0) / gib).toFixed(2),
-    });
+    const cpuCols = (cpu: number[]): Record<string, string> => cpuColumns(cpu, 's/GiB', (s) => (s / gib).toFixed(2));
     // Message paths warmed the same way, then each rate with the CPU each process spent on it.
     const warmMessages = Math.min(messages, 5_000);
     await messageRate(alpha, bravo, 'bravo', warmMessages);
     await messageRate(alpha, charlie, 'charlie', warmMessages);
-    const rated = async (to: RelayClient, id: string): Promise<{ rate: number; cpu: number[] }> => {
-      const c0 = cpuNow();
-      const rate = await messageRate(alpha, to, id, messages);
-      return { rate, cpu: cpuNow().map((c, i) => c - (c0[i] as number)) };
-    };
-    const sameMsg = await rated(bravo, 'bravo');
-    const crossMsg = await rated(charlie, 'charlie');
-    const sameRate = sameMsg.rate;
-    const crossRate = crossMsg.rate;
-    const perMessage = (cpu: number[]): Record<string, string> => ({
-      'bench (agents) CPU µs/msg': (((cpu[0] as number) * 1e6) / messages).toFixed(1),
-      'n1 CPU µs/msg': (((cpu[1] as number) * 1e6) / messages).toFixed(1),
-      'nats CPU µs/msg': (((cpu[2] as number) * 1e6) / messages).toFixed(1),
-      'n2 CPU µs/msg': (((cpu[3] as number) * 1e6) / messages).toFixed(1),
-      'all CPU µs/msg': ((cpu.reduce((a, b) => a + b, 0) * 1e6) / messages).toFixed(1),
-    });
+    const sameMsg = await withCpu(() => messageRate(alpha, bravo, 'bravo', messages));
+    const crossMsg = await withCpu(() => messageRate(alpha, charlie, 'charlie', messages));
+    const sameRate = sameMsg.value;
+    const crossRate = crossMsg.value;
+    const perMessage = (cpu: number[]): Record<string, string> => cpuColumns(cpu, 'µs/msg', (s) => ((s * 1e6) / messages).toFixed(1));
     const ratio = sameMs / crossMs;
     const msgRatio = crossRate / sameRate;
     return [

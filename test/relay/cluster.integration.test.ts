@@ -2,7 +2,7 @@ import { once } from 'node:events';
 import { readdirSync, readFileSync } from 'node:fs';
 import { pipeline } from 'node:stream/promises';
 import { expect } from 'chai';
-import { connect, headers, type NatsConnection } from 'nats';
+import { connect, headers, type Msg, type NatsConnection } from 'nats';
 import { loadIdentity } from '../../certs/index.ts';
 import {
   encodeMessage,
@@ -28,6 +28,19 @@ describe('relay cluster over NATS (integration: real nats-server with TLS and a 
   let alpha: RelayClient;
   let bravo: RelayClient;
   let baseline: Record<string, string>;
+
+  /** A plain NATS connection with node 1's credentials (to watch subjects, or to act as another node). */
+  function natsAsN1(): Promise<NatsConnection> {
+    return connect({
+      servers: cluster.nats.url,
+      user: cluster.env['NATS_USER_N1'],
+      pass: cluster.env['NATS_PASSWORD_N1'],
+      tls: { ca: readFileSync(fed.caPath, 'utf8') },
+    });
+  }
+
+  /** A batch of direct MESSAGEs between nodes. */
+  const isBatch = (msg: Msg): boolean => msg.headers?.get('Hie-Kind') === 'messages';
 
   async function client(id: string, urls: string[], options: { reconnect?: boolean; chunkSize?: number } = {}): Promise<RelayClient> {
     const files = fed.agents[id];
@@ -153,12 +166,7 @@ describe('relay cluster over NATS (integration: real nats-server with TLS and a 
     await until(() => got.length === 20, 10_000, 'cached messages at bravo');
     expect(await cache('hit')).to.equal(hits0 + 20);
     // Announcements that lie: bravo "attached" to n3 (which does not hold it), then to n9 (no such node).
-    const nc: NatsConnection = await connect({
-      servers: cluster.nats.url,
-      user: cluster.env['NATS_USER_N1'],
-      pass: cluster.env['NATS_PASSWORD_N1'],
-      tls: { ca: readFileSync(fed.caPath, 'utf8') },
-    });
+    const nc = await natsAsN1();
     try {
       for (const node of ['n3', 'n9']) {
         const invalidated0 = await cache('invalidated');
@@ -187,16 +195,11 @@ describe('relay cluster over NATS (integration: real nats-server with TLS and a 
   it('gathers a burst of messages for one node into a few NATS messages, each delivered once and in order', async function () {
     const got: string[] = [];
     bravo.on('message', (m) => got.push(m.body.toString()));
-    const nc: NatsConnection = await connect({
-      servers: cluster.nats.url,
-      user: cluster.env['NATS_USER_N1'],
-      pass: cluster.env['NATS_PASSWORD_N1'],
-      tls: { ca: readFileSync(fed.caPath, 'utf8') },
-    });
+    const nc = await natsAsN1();
     try {
       // Everything sent to n2's own subject, as n2 receives it: count the batches of MESSAGEs among them.
       let batches = 0;
-      const sub = nc.subscribe('hie.relay.node.n2', { callback: (_err, msg) => void (msg.headers?.get('Hie-Kind') === 'messages' && (batches += 1)) });
+      const sub = nc.subscribe('hie.relay.node.n2', { callback: (_err, msg) => void (isBatch(msg) && (batches += 1)) });
       await nc.flush();
       const n = 400;
       for (let i = 0; i < n; i += 1) alpha.sendMessage('bravo', Buffer.from(`burst ${i}`));
@@ -215,17 +218,12 @@ describe('relay cluster over NATS (integration: real nats-server with TLS and a 
   it('sends by lookup to a node that leaves its batches unanswered (an older version), not a timeout per message, until it speaks batches', async function () {
     const undeliverable: unknown[] = [];
     alpha.on('undeliverable', (e) => undeliverable.push(e));
-    const nc: NatsConnection = await connect({
-      servers: cluster.nats.url,
-      user: cluster.env['NATS_USER_N1'],
-      pass: cluster.env['NATS_PASSWORD_N1'],
-      tls: { ca: readFileSync(fed.caPath, 'utf8') },
-    });
+    const nc = await natsAsN1();
     try {
       // Node n7 as a node of an older version: it answers lookups for its agent "oldie" and ignores batches.
       let batches = 0;
       const looked: string[] = [];
-      nc.subscribe('hie.relay.node.n7', { callback: (_err, msg) => void (msg.headers?.get('Hie-Kind') === 'messages' && (batches += 1)) });
+      nc.subscribe('hie.relay.node.n7', { callback: (_err, msg) => void (isBatch(msg) && (batches += 1)) });
       nc.subscribe('hie.relay.agent.oldie', {
         callback: (_err, msg) => {
           looked.push(Buffer.from(msg.data).toString('latin1'));
@@ -269,12 +267,7 @@ describe('relay cluster over NATS (integration: real nats-server with TLS and a 
   it("delivers and answers a direct MESSAGE in the previous version's form (one per NATS message, a JSON ack)", async function () {
     const got: RelayMessage[] = [];
     bravo.on('message', (m) => got.push(m));
-    const nc: NatsConnection = await connect({
-      servers: cluster.nats.url,
-      user: cluster.env['NATS_USER_N1'],
-      pass: cluster.env['NATS_PASSWORD_N1'],
-      tls: { ca: readFileSync(fed.caPath, 'utf8') },
-    });
+    const nc = await natsAsN1();
     try {
       const acks: unknown[] = [];
       nc.subscribe('hie.relay.node.n8', {
@@ -342,12 +335,7 @@ describe('relay cluster over NATS (integration: real nats-server with TLS and a 
   });
 
   it('persists nothing: the NATS server runs without JetStream and the relays wrote no files', async function () {
-    const nc: NatsConnection = await connect({
-      servers: cluster.nats.url,
-      user: cluster.env['NATS_USER_N1'],
-      pass: cluster.env['NATS_PASSWORD_N1'],
-      tls: { ca: readFileSync(fed.caPath, 'utf8') },
-    });
+    const nc = await natsAsN1();
     try {
       expect(nc.info?.jetstream ?? false).to.equal(false);
       const jsm = await nc.jetstreamManager({ timeout: 1000 }).then(
