@@ -23,6 +23,7 @@ import {
   type NoticeType,
 } from '../../../relay/protocol/index.ts';
 import { HOSPITAL_ID_PATTERN } from '../../../certs/index.ts';
+import { decodeBatch, encodeBatch } from '../../../relay/nats/router.ts';
 import type { FuzzTarget } from '../support/harness.ts';
 import { mutate, mutationArb } from '../support/mutate.ts';
 
@@ -147,6 +148,22 @@ export const frameTarget: FuzzTarget<{ seeds: Buffer[] }> = {
         fc.property(garbageArb, limitsArb, (buf, limits) => {
           const r = decodeOrTypedError(buf, limits);
           if (!(r instanceof ProtocolError)) checkDecoded(buf, r, limits);
+        }),
+    },
+    'batches of MESSAGEs between relay nodes round-trip, and mutated ones decode to whole records inside the batch': {
+      quickRuns: 400,
+      build: () =>
+        fc.property(fc.array(fc.tuple(peerArb, fc.integer({ min: 0, max: 0xffff_ffff }), validFrameArb), { maxLength: 8 }), mutationArb(32), (items, m) => {
+          const records = items.map(([to, seq, frame]) => ({ to, seq, frame }));
+          const buf = encodeBatch(records);
+          const back = decodeBatch(buf);
+          if (back.length !== records.length || back.some((r, i) => r.to !== records[i]!.to || r.seq !== records[i]!.seq || !r.frame.equals(records[i]!.frame)))
+            throw new Error('batch did not round-trip');
+          const bad = mutate([buf], m);
+          for (const r of decodeBatch(bad)) {
+            if (r.frame.buffer !== bad.buffer || r.frame.byteOffset + r.frame.length > bad.byteOffset + bad.length) throw new Error('record outside the batch');
+            if (r.to.length === 0 || r.seq > 0xffff_ffff) throw new Error('record without a recipient or with a bad number');
+          }
         }),
     },
     'mutated valid frames decode to a consistent frame or a ProtocolError': {
