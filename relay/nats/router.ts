@@ -426,10 +426,7 @@ export class NatsRouter implements Router {
     const n = batch.items.length;
     try {
       if (!this.canPublish()) throw new Error('NATS connection closing');
-      const h = headers();
-      h.set(KIND_HEADER, 'messages');
-      h.set(NODE_HEADER, this.nodeId);
-      this.nc.publish(`${this.prefix}.node.${node}`, encodeBatch(batch.items), { headers: h });
+      this.publishDirect(node, 'messages', encodeBatch(batch.items));
     } catch {
       // Not sent: each message is looked up instead (whoever holds its agent answers, or nobody does).
       for (const m of batch.items) {
@@ -535,9 +532,7 @@ export class NatsRouter implements Router {
     if (list.length === before) return;
     this.metrics.natsForwardedMessages.inc({ direction: 'in', kind: 'message' }, list.length - before);
     this.acks.set(from, list);
-    if (this.ackScheduled) return;
-    this.ackScheduled = true;
-    setImmediate(() => this.flushAcks());
+    this.scheduleAcks();
   }
 
   /**
@@ -552,6 +547,10 @@ export class NatsRouter implements Router {
     const list = this.legacyAcks.get(from) ?? [];
     list.push([seq, this.handlers.message(to, buf) ?? null]);
     this.legacyAcks.set(from, list);
+    this.scheduleAcks();
+  }
+
+  private scheduleAcks(): void {
     if (this.ackScheduled) return;
     this.ackScheduled = true;
     setImmediate(() => this.flushAcks());
@@ -565,28 +564,25 @@ export class NatsRouter implements Router {
       this.legacyAcks.clear();
       return this.acks.clear();
     }
-    for (const [node, list] of this.legacyAcks) {
-      const h = headers();
-      h.set(KIND_HEADER, LEGACY_ACK);
-      h.set(NODE_HEADER, this.nodeId);
+    const send = (node: string, kind: string, payload: Uint8Array): void => {
       try {
-        this.nc.publish(`${this.prefix}.node.${node}`, enc.encode(JSON.stringify(list)), { headers: h });
+        this.publishDirect(node, kind, payload);
       } catch (err) {
         this.log.debug({ code: (err as NatsError).code }, 'message acks not sent');
       }
-    }
+    };
+    for (const [node, list] of this.legacyAcks) send(node, LEGACY_ACK, enc.encode(JSON.stringify(list)));
     this.legacyAcks.clear();
-    for (const [node, list] of this.acks) {
-      const h = headers();
-      h.set(KIND_HEADER, 'acks');
-      h.set(NODE_HEADER, this.nodeId);
-      try {
-        this.nc.publish(`${this.prefix}.node.${node}`, encodeAcks(list), { headers: h });
-      } catch (err) {
-        this.log.debug({ code: (err as NatsError).code }, 'message acks not sent');
-      }
-    }
+    for (const [node, list] of this.acks) send(node, 'acks', encodeAcks(list));
     this.acks.clear();
+  }
+
+  /** Publishes on `node`'s own subject, kind and this node named in the headers (throws what `publish` throws). */
+  private publishDirect(node: string, kind: string, payload: Uint8Array): void {
+    const h = headers();
+    h.set(KIND_HEADER, kind);
+    h.set(NODE_HEADER, this.nodeId);
+    this.nc.publish(`${this.prefix}.node.${node}`, payload, { headers: h });
   }
 
   private onAcks(from: string, buf: Buffer): void {
