@@ -18,10 +18,14 @@ export interface StoredBody {
 
 /**
  * Bytes the upload may run ahead of the disk: with Node's 16 KiB default every
- * request chunk waited for its own write; a few MiB lets writes batch (writev)
- * while the request keeps streaming.
+ * request chunk waited for its own write; 1 MiB lets writes batch (writev, 16
+ * request chunks at a time) while the request keeps streaming. More is worse:
+ * at 4 MiB (twice over, the meter's and the file's buffers) most chunks lived
+ * through two scavenges, and the old-space garbage they left cost a full
+ * mark-compact per ~64 MiB uploaded (docs/performance.md, "Agent"). At 256
+ * KiB the writes cost more than the GC saved.
  */
-const WRITE_BUFFER_BYTES = 4 * 1024 * 1024;
+const WRITE_BUFFER_BYTES = 1024 * 1024;
 
 /** Bodies up to this size are also kept in memory while their exchange is unfinished (FHIR validation and sending read no file). */
 export const SMALL_BODY_BYTES = 256 * 1024;

@@ -82,10 +82,13 @@ export async function rssOfPid(pid: number): Promise<number> {
   }
 }
 
-/** CPU seconds (user + system) a process has used so far, from /proc; 0 where /proc is unavailable. */
-export function cpuSecondsOfPid(pid: number): number {
+/**
+ * CPU seconds (user + system) a process has used so far, from /proc; 0 where /proc is unavailable.
+ * With `thread`, those of that one thread (the process's own id is its main thread).
+ */
+export function cpuSecondsOfPid(pid: number, thread?: number): number {
   try {
-    const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
+    const stat = readFileSync(thread === undefined ? `/proc/${pid}/stat` : `/proc/${pid}/task/${thread}/stat`, 'utf8');
     // Fields after the command name (which may hold spaces) start at ')'; utime and stime are fields 14 and 15.
     const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
     return (Number(fields[11]) + Number(fields[12])) / 100;
