@@ -24,6 +24,12 @@ import { cpuSecondsOfPid, httpJson, mbps, mib, option, parseSize, percentile, rs
 
 /** End to end against relay-only in the same run (issue #27's acceptance; it was 0.50 before). */
 const E2E_TARGET = 0.7;
+/**
+ * Small exchanges per second and their p99 time to receipt (issue #27's acceptance; it was >= 500/s before). The
+ * issue set the rate on a machine where that day's code gave about 1,000/s: on another machine, compare against
+ * that code run in the same sitting.
+ */
+const SMALL_TARGET = { rate: 1500, p99Ms: 100 };
 
 /** Relay-only / end-to-end pairs run for the large exchange; the median ratio is reported. */
 const DEFAULT_ROUNDS = 3;
@@ -474,15 +480,21 @@ export async function run(args: string[]): Promise<BenchTable[]> {
           {
             metric: `agent small exchanges/s (${(bundle.length / 1024).toFixed(1)} KB FHIR), median of ${smallRounds.length} round(s)`,
             value: smallRate.toFixed(0),
-            target: '>= 500',
-            met: smallRate >= 500,
+            target: `>= ${SMALL_TARGET.rate}`,
+            met: smallRate >= SMALL_TARGET.rate,
+          },
+          {
+            metric: 'agent small exchanges, p99 ms to receipt (the median round)',
+            value: percentile(small.lat, 99).toFixed(0),
+            target: `<= ${SMALL_TARGET.p99Ms}`,
+            met: percentile(small.lat, 99) <= SMALL_TARGET.p99Ms,
           },
         ],
         notes: [
           `Median of ${smallRounds.length} round(s): ${smallRate.toFixed(0)} exchanges/s (rounds: ${smallRounds.map((x) => x.rate.toFixed(0)).join(', ')}).`,
           `CPU seconds (user + system) per process in the median round: ${formatCpu(smallCpu)}; per exchange: ${formatCpu(smallCpu, small.lat.length + small.failed)}.`,
           `In the median round the sending agent sealed them into ${small.batches.count} batch envelopes, ${(small.batches.exchanges / Math.max(1, small.batches.count)).toFixed(1)} exchanges each on average (a batch takes whatever is due when a send slot frees up: nothing waits to fill one).`,
-          "Target: >= 500 small exchanges/s. Time to receipt is from acceptance by the API to the verified receipt, on the sending agent's clock. Each exchange is consent-checked, fsynced to the outbox, sealed, relayed, opened, released to the inbox, receipted and logged on both ledgers (plus a charge).",
+          `Target: >= ${SMALL_TARGET.rate} small exchanges/s with p99 <= ${SMALL_TARGET.p99Ms} ms to receipt, on a machine where the code of issue 27's day gave about 1,000/s. Time to receipt is from acceptance by the API to the verified receipt, on the sending agent's clock. Each exchange is consent-checked, fsynced to the outbox, sealed, relayed, opened, released to the inbox, receipted and logged on both ledgers (plus a charge).`,
         ],
       },
       validation,
