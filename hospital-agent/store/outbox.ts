@@ -22,8 +22,9 @@ export interface StoredBody {
  * request chunks at a time) while the request keeps streaming. More is worse:
  * at 4 MiB (twice over, the meter's and the file's buffers) most chunks lived
  * through two scavenges, and the old-space garbage they left cost a full
- * mark-compact per ~64 MiB uploaded (docs/performance.md, "Agent"). At 256
- * KiB the writes cost more than the GC saved.
+ * mark-compact per ~64 MiB uploaded (docs/performance.md, "The large
+ * exchange: where each agent's CPU goes"). At 256 KiB the writes cost more
+ * than the GC saved.
  */
 const WRITE_BUFFER_BYTES = 1024 * 1024;
 
