@@ -65,7 +65,7 @@ import { loadApiTokens, loadPatientSecret, type AgentConfig } from './config.ts'
 import { FileReplayStore, KeyRing, loadAgentKeys, recipientKeys, saveAgentKeys, senderKeys, type LocalKeys } from './crypto/index.ts';
 import { PeerDirectory } from './engine/peers.ts';
 import { Receiver } from './engine/receiver.ts';
-import { loadR4Definitions } from './fhir/index.ts';
+import { fhirValidator, loadR4Definitions, type FhirValidator } from './fhir/index.ts';
 import { ExchangeEngine } from './engine/index.ts';
 import { MessageDispatcher } from './engine/dispatch.ts';
 import { encodeLedgerWire, encodeWire, type WireMessage } from './engine/wire.ts';
@@ -366,6 +366,8 @@ interface Exchange {
   claimStore: ClaimStore;
   eligibility: EligibilityService;
   eligibilityStore: EligibilityStore;
+  /** Where submitted FHIR Bundles are validated (`limits.fhirValidationThreads`). */
+  validator: FhirValidator;
 }
 
 function buildExchange(config: AgentConfig, env: NodeJS.ProcessEnv, base: Base, stores: Stores, link: Link, metrics: AgentMetrics, log: Logger): Exchange {
@@ -510,7 +512,10 @@ function buildExchange(config: AgentConfig, env: NodeJS.ProcessEnv, base: Base, 
       .onTransfer(t)
       .catch((err: Error) => log.error({ from: t.from, err: { name: err?.name, message: err?.message } }, 'an inbound transfer could not be handled'));
   });
+  const validator = fhirValidator(config.limits.fhirValidationThreads, log);
+  log.info({ threads: validator.threads }, 'FHIR Bundles are validated in this many worker threads (0: on the main thread)');
   const exchanges = new ExchangeService({
+    validator,
     self: config.id,
     secret: base.secret,
     identifierSystem: config.patients.identifierSystem,
@@ -526,7 +531,7 @@ function buildExchange(config: AgentConfig, env: NodeJS.ProcessEnv, base: Base, 
     cancel: (id) => engine.cancel(id),
     ...(config.limits.sendWhileUploading ? { live: (x: Parameters<ExchangeEngine['live']>[0]) => engine.live(x) } : {}),
   });
-  return { consents, decisions, engine, requests, exchanges, prescriptions, prescriptionStore, claims, claimStore, eligibility, eligibilityStore };
+  return { consents, decisions, engine, requests, exchanges, prescriptions, prescriptionStore, claims, claimStore, eligibility, eligibilityStore, validator };
 }
 
 /** Logs the relay link's state changes and tells the engine and the replicator when it is up. */
@@ -819,6 +824,7 @@ export async function startAgent(config: AgentConfig, options: StartAgentOptions
       await new Promise<void>((resolve) => server.close(() => resolve()));
       await link.relay.close().catch(() => undefined);
       await patients?.close().catch(() => undefined);
+      await x.validator.close();
       base.watcher?.stop();
       base.identityWatcher.stop();
       await stores.replay.close().catch(() => undefined);

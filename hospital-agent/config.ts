@@ -132,6 +132,11 @@ export const agentConfigSchema = z.strictObject({
       inlineBodyBytes: int(0, MAX_INLINE_BODY_BYTES).default(DEFAULT_INLINE_BODY_BYTES),
       /** Most small exchanges to one recipient sealed into one batch envelope (1: each in its own). */
       maxBatchExchanges: int(1, MAX_BATCH_ITEMS).default(DEFAULT_MAX_BATCH),
+      /**
+       * Worker threads that validate FHIR Bundles, off the main thread (each holds its own copy of the R4 definitions,
+       * about 60 MiB); 0: on the main thread. Unset: 1 on a machine with more than one core, else 0.
+       */
+      fhirValidationThreads: int(0, 16).optional(),
       /** Consent decisions (permit and deny) the local decision log keeps, newest first (docs/consent.md). */
       maxConsentDecisions: int(1, MAX_CONSENT_DECISIONS).default(DEFAULT_MAX_CONSENT_DECISIONS),
     })

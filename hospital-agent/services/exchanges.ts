@@ -7,8 +7,8 @@ import { parsePatientId, patientHash, type PatientName } from '../consent/patien
 import { RecipientRevokedError } from '../engine/peers.ts';
 import { AgentError } from '../errors.ts';
 import { checkDicomPatient, peekDicomPatient, readDicomPatient } from '../dicom/index.ts';
-import { DEFAULT_MAX_FHIR_BYTES, validateFhirBundle } from '../fhir/bundle.ts';
-import { bundleKinds } from '../fhir/labels.ts';
+import { DEFAULT_MAX_FHIR_BYTES } from '../fhir/bundle.ts';
+import { mainThreadValidator, type FhirValidator } from '../fhir/validation-pool.ts';
 import { scopeRefusalAsOutcome } from '../consent/outcome.ts';
 import { narrowNeeds } from '../consent/scope.ts';
 import { requestFingerprint, type ExchangeRecord, type ExchangeStore } from '../store/exchanges.ts';
@@ -101,6 +101,8 @@ export class ExchangeService {
       /** Throws (422 ERR_MEMBER_*) when the federation's member directory does not list the recipient as active. */
       member?: (to: string) => void;
       now?: () => Date;
+      /** Where FHIR Bundles are validated (`limits.fhirValidationThreads`); absent: on the main thread. */
+      validator?: FhirValidator;
     },
   ) {}
 
@@ -157,7 +159,7 @@ export class ExchangeService {
     try {
       let scope = scopeOf(contentType);
       if (isFhir) {
-        scope = this.fhirScope(stored.content ?? (await this.o.outbox.readAll(id, stored.bytes)), req);
+        scope = await this.fhirScope(stored.content ?? (await this.o.outbox.readAll(id, stored.bytes)), req);
         scope = await this.admitFhir({ consentId: req.consentId, patientHash: hash, to: req.to, purpose, scope, at });
       }
       const result = await this.o.store.create(
@@ -190,9 +192,8 @@ export class ExchangeService {
   }
 
   /** Validates a FHIR Bundle and returns the scope it needs: its kinds of resource and sensitive labels (fhir/labels.ts). */
-  private fhirScope(bytes: Buffer, req: SubmitRequest): string[] {
-    const { bundle } = validateFhirBundle(bytes, { patient: this.patientOf(req) });
-    return scopeOf('application/fhir+json', bundleKinds(bundle));
+  private async fhirScope(bytes: Buffer, req: SubmitRequest): Promise<string[]> {
+    return scopeOf('application/fhir+json', await (this.o.validator ?? mainThreadValidator).kinds(bytes, this.patientOf(req)));
   }
 
   /**
@@ -247,7 +248,7 @@ export class ExchangeService {
     if (x.contentType === DICOM) checkDicomPatient(readDicomPatient(body, true), this.patientOf(req), this.o);
     let scope = scopeOf(x.contentType);
     if (x.isFhir) {
-      scope = this.fhirScope(body, req);
+      scope = await this.fhirScope(body, req);
       scope = await this.admitFhir({ consentId: req.consentId, patientHash: x.hash, to: req.to, purpose: x.purpose, scope, at: x.at });
     }
     const result = await this.o.store.create(

@@ -15,7 +15,7 @@ import { pipeline } from 'node:stream/promises';
 import { fileURLToPath } from 'node:url';
 import { loadIdentity } from '../../certs/index.ts';
 import { parsePatientId } from '../../hospital-agent/consent/patient.ts';
-import { loadR4Definitions, validateFhirBundle } from '../../hospital-agent/fhir/index.ts';
+import { defaultValidationThreads, loadR4Definitions, validateFhirBundle } from '../../hospital-agent/fhir/index.ts';
 import { RelayClient, type InboundTransfer } from '../../relay/protocol/index.ts';
 import { patternStream } from '../../test/support/data.ts';
 import { startLocalFederation, waitFor, type LocalFederation } from '../lib/federation.ts';
@@ -159,6 +159,27 @@ function formatCpu(lap: CpuLap, items?: number): string {
   return lap
     .map(({ name, seconds }) => (items === undefined ? `${name} ${seconds.toFixed(1)}` : `${name} ${((seconds / Math.max(1, items)) * 1000).toFixed(2)} ms`))
     .join(', ');
+}
+
+/** `myongji 1.20 ms, severance 0.50 ms`: the agents' main-thread CPU per item. */
+function mainPerExchange(lap: CpuLap, items: number): string {
+  return lap
+    .filter(({ name }) => name !== 'relay' && name !== 'bench client')
+    .map(({ name, main }) => `${name} ${((main / Math.max(1, items)) * 1000).toFixed(2)} ms`)
+    .join(', ');
+}
+
+/** Exchanges per second the sending agent's main thread would allow at full use of one core. */
+function mainCeiling(lap: CpuLap, items: number): string {
+  const main = lap.find(({ name }) => name === 'myongji')?.main ?? 0;
+  return main > 0 ? (items / main).toFixed(0) : '-';
+}
+
+/** Where the agents validate FHIR Bundles (`limits.fhirValidationThreads`, as the bench's environment sets it). */
+function validationThreads(): string {
+  const set = process.env['HIE_AGENT_LIMITS_FHIR_VALIDATION_THREADS'];
+  const n = set === undefined ? defaultValidationThreads() : Number(set);
+  return n === 0 ? 'the main thread' : `${n} worker thread(s) (limits.fhirValidationThreads${set === undefined ? ' unset: the default' : ''})`;
 }
 
 async function grant(fed: LocalFederation, from: string, to: string, patient: string): Promise<string> {
@@ -493,6 +514,7 @@ export async function run(args: string[]): Promise<BenchTable[]> {
         notes: [
           `Median of ${smallRounds.length} round(s): ${smallRate.toFixed(0)} exchanges/s (rounds: ${smallRounds.map((x) => x.rate.toFixed(0)).join(', ')}).`,
           `CPU seconds (user + system) per process in the median round: ${formatCpu(smallCpu)}; per exchange: ${formatCpu(smallCpu, small.lat.length + small.failed)}.`,
+          `Of that, the main thread of each agent per exchange: ${mainPerExchange(smallCpu, small.lat.length + small.failed)}. The sending agent's main thread is the one every exchange passes through: on a machine of its own (as deployed, the relay and the recipient elsewhere) it would allow at most ${mainCeiling(smallCpu, small.lat.length + small.failed)} exchanges/s. FHIR validation runs in ${validationThreads()}.`,
           `In the median round the sending agent sealed them into ${small.batches.count} batch envelopes, ${(small.batches.exchanges / Math.max(1, small.batches.count)).toFixed(1)} exchanges each on average (a batch takes whatever is due when a send slot frees up: nothing waits to fill one).`,
           `Target: >= ${SMALL_TARGET.rate} small exchanges/s with p99 <= ${SMALL_TARGET.p99Ms} ms to receipt, on a machine where the code of issue 27's day gave about 1,000/s. Time to receipt is from acceptance by the API to the verified receipt, on the sending agent's clock. Each exchange is consent-checked, fsynced to the outbox, sealed, relayed, opened, released to the inbox, receipted and logged on both ledgers (plus a charge).`,
         ],

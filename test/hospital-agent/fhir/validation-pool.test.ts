@@ -1,0 +1,173 @@
+import { expect } from 'chai';
+import { readFileSync } from 'node:fs';
+import { Worker } from 'node:worker_threads';
+import { parsePatientId } from '../../../hospital-agent/consent/patient.ts';
+import { AgentError } from '../../../hospital-agent/errors.ts';
+import {
+  defaultValidationThreads,
+  FhirValidationPool,
+  kindsOf,
+  mainThreadValidator,
+  MAX_RESTARTS_PER_MINUTE,
+} from '../../../hospital-agent/fhir/validation-pool.ts';
+import { parseAgentConfig } from '../../../hospital-agent/config.ts';
+
+const SMALL = readFileSync(new URL('../../../scripts/fixtures/small-bundle.json', import.meta.url));
+const PATIENT = parsePatientId('SYN-000001');
+const OTHER = parsePatientId('SYN-999999');
+const parsed = JSON.parse(SMALL.toString('utf8')) as { entry: Array<{ resource: Record<string, unknown> }> };
+/** The small Bundle with an Observation status R4 does not have (a required binding): 422 ERR_FHIR_INVALID. */
+const BAD_CODE = Buffer.from(
+  JSON.stringify({
+    ...parsed,
+    entry: parsed.entry.map((e) => (e.resource['resourceType'] === 'Observation' ? { ...e, resource: { ...e.resource, status: 'sort-of-final' } } : e)),
+  }),
+);
+const NOT_JSON = Buffer.from('{"resourceType": "Bundle",');
+
+/** What the main thread answers for `bytes`: the kinds, or the error's code, status, message and issues. */
+function onMainThread(bytes: Buffer, patient = PATIENT): unknown {
+  try {
+    return { kinds: kindsOf(bytes, patient) };
+  } catch (err) {
+    const e = err as AgentError;
+    return { error: [e.code, e.status, e.message, e.issues] };
+  }
+}
+
+async function viaPool(pool: FhirValidationPool, bytes: Buffer, patient = PATIENT): Promise<unknown> {
+  try {
+    return { kinds: await pool.kinds(bytes, patient) };
+  } catch (err) {
+    expect(err).to.be.instanceOf(AgentError);
+    const e = err as AgentError;
+    return { error: [e.code, e.status, e.message, e.issues] };
+  }
+}
+
+/** A pool whose threads are recorded, with every answer each one posted. */
+function recordedPool(threads: number, spawn?: () => Worker): { pool: FhirValidationPool; workers: Worker[]; answeredBy: Map<number, Worker> } {
+  const workers: Worker[] = [];
+  const answeredBy = new Map<number, Worker>();
+  const make = spawn ?? ((): Worker => new Worker(bootSource(), { eval: true }));
+  const pool = new FhirValidationPool(threads, undefined, () => {
+    const w = make();
+    workers.push(w);
+    w.on('message', (m: { id: number }) => answeredBy.set(m.id, w));
+    return w;
+  });
+  return { pool, workers, answeredBy };
+}
+
+/** The worker module through tsx, as the pool starts it from the TypeScript sources. */
+function bootSource(): string {
+  const url = new URL('../../../hospital-agent/fhir/validation-worker.ts', import.meta.url).href;
+  return `import('tsx/esm/api').then((m) => { m.register(); return import(${JSON.stringify(url)}); })`;
+}
+
+async function until(check: () => boolean, ms = 20_000): Promise<void> {
+  const end = Date.now() + ms;
+  while (!check()) {
+    if (Date.now() > end) throw new Error('timed out');
+    await new Promise((r) => setTimeout(r, 20));
+  }
+}
+
+describe('FHIR validation threads', function () {
+  this.timeout(60_000);
+
+  it('answers as the main thread does: the kinds of a valid Bundle, the same 400 and 422 errors with the same issues', async function () {
+    const { pool, answeredBy, workers } = recordedPool(1);
+    try {
+      const cases: Array<[Buffer, ReturnType<typeof parsePatientId>]> = [
+        [SMALL, PATIENT],
+        [BAD_CODE, PATIENT],
+        [SMALL, OTHER],
+        [NOT_JSON, PATIENT],
+      ];
+      for (const [bytes, patient] of cases) expect(await viaPool(pool, bytes, patient)).to.deep.equal(onMainThread(bytes, patient));
+      expect((onMainThread(SMALL) as { kinds?: unknown }).kinds, 'the valid case').to.not.equal(undefined);
+      expect(onMainThread(BAD_CODE)).to.have.nested.property('error[0]', 'ERR_FHIR_INVALID');
+      expect(onMainThread(SMALL, OTHER)).to.have.nested.property('error[1]', 422);
+      expect(onMainThread(NOT_JSON)).to.have.nested.property('error[0]', 'ERR_INVALID_FHIR');
+      // Every answer came from the thread, not from a fallback on this one.
+      expect([...answeredBy.values()]).to.have.length(cases.length);
+      expect(new Set(answeredBy.values())).to.deep.equal(new Set(workers));
+    } finally {
+      await pool.close();
+    }
+  });
+
+  it('gives each of many concurrent Bundles its own answer, spread over the threads', async function () {
+    const { pool, answeredBy, workers } = recordedPool(2);
+    try {
+      const inputs = Array.from({ length: 60 }, (_, i) => [SMALL, BAD_CODE, NOT_JSON][i % 3] as Buffer);
+      const expected = inputs.map((b) => onMainThread(b));
+      const got = await Promise.all(inputs.map((b) => viaPool(pool, b)));
+      expect(got).to.deep.equal(expected);
+      const perWorker = workers.map((w) => [...answeredBy.values()].filter((x) => x === w).length);
+      expect(perWorker.reduce((a, b) => a + b)).to.equal(60);
+      expect(Math.min(...perWorker)).to.be.greaterThan(0);
+    } finally {
+      await pool.close();
+    }
+  });
+
+  it('loses no Bundle when a thread dies with some waiting: they are validated here and the thread is replaced', async function () {
+    const { pool, workers, answeredBy } = recordedPool(1);
+    try {
+      await pool.kinds(SMALL, PATIENT); // the thread is up
+      const inputs = Array.from({ length: 30 }, (_, i) => (i % 2 ? BAD_CODE : SMALL));
+      const answers = Promise.all(inputs.map((b) => viaPool(pool, b)));
+      await workers[0]?.terminate();
+      expect(await answers).to.deep.equal(inputs.map((b) => onMainThread(b)));
+      expect(answeredBy.size - 1, 'some were still waiting in the thread when it died').to.be.lessThan(inputs.length);
+      await until(() => workers.length === 2);
+      const before = answeredBy.size;
+      expect(await viaPool(pool, SMALL)).to.deep.equal(onMainThread(SMALL));
+      expect(answeredBy.size, 'the replacement answers').to.equal(before + 1);
+      expect(pool.threads).to.equal(1);
+    } finally {
+      await pool.close();
+    }
+  });
+
+  it(`leaves a slot whose thread fails ${MAX_RESTARTS_PER_MINUTE} times in a minute empty, and validates on the main thread`, async function () {
+    const { pool, workers } = recordedPool(1, () => new Worker('process.exit(3)', { eval: true }));
+    try {
+      await until(() => pool.threads === 0);
+      expect(workers).to.have.length(1 + MAX_RESTARTS_PER_MINUTE);
+      expect(await viaPool(pool, SMALL)).to.deep.equal(onMainThread(SMALL));
+      expect(await viaPool(pool, BAD_CODE)).to.deep.equal(onMainThread(BAD_CODE));
+    } finally {
+      await pool.close();
+    }
+  });
+
+  it('refuses work once closed, and stops its threads', async function () {
+    const { pool, workers } = recordedPool(2);
+    await pool.kinds(SMALL, PATIENT);
+    const exited = workers.map((w) => new Promise((r) => w.once('exit', r)));
+    await pool.close();
+    await Promise.all(exited);
+    expect(pool.threads).to.equal(0);
+    const err = await pool.kinds(SMALL, PATIENT).then(
+      () => undefined,
+      (e: unknown) => e,
+    );
+    expect(err).to.be.instanceOf(AgentError).with.property('code', 'ERR_INTERNAL');
+  });
+
+  it('defaults to one thread on a machine with more than one core, none on one core; the setting is bounded', async function () {
+    expect(defaultValidationThreads(1)).to.equal(0);
+    expect(defaultValidationThreads(2)).to.equal(1);
+    expect(defaultValidationThreads(64)).to.equal(1);
+    expect(mainThreadValidator.threads).to.equal(0);
+    expect(await mainThreadValidator.kinds(SMALL, PATIENT)).to.deep.equal(kindsOf(SMALL, PATIENT));
+    const base = { id: 'myongji', identity: { cert: 'c.pem', key: 'k.pem', ca: 'ca.pem' }, relay: { urls: ['wss://relay.example.org:8443'] }, dataDir: 'data' };
+    for (const bad of [-1, 17, 1.5])
+      expect(() => parseAgentConfig({ ...base, limits: { fhirValidationThreads: bad } }), String(bad)).to.throw(/limits\.fhirValidationThreads/);
+    expect(parseAgentConfig({ ...base, limits: { fhirValidationThreads: 0 } }).limits.fhirValidationThreads).to.equal(0);
+    expect(parseAgentConfig(base).limits.fhirValidationThreads).to.equal(undefined);
+  });
+});
