@@ -24,6 +24,19 @@ const BAD_CODE = Buffer.from(
   }),
 );
 const NOT_JSON = Buffer.from('{"resourceType": "Bundle",');
+/** The small Bundle with 2,000 more blood-pressure Observations: a Bundle whose validation takes a while. */
+const LARGE = Buffer.from(
+  JSON.stringify({
+    ...parsed,
+    entry: [
+      ...parsed.entry,
+      ...Array.from({ length: 2000 }, (_, i) => ({
+        fullUrl: `urn:uuid:7d3f1c8e-0000-4000-8000-${String(1_000_000 + i).padStart(12, '0')}`,
+        resource: { ...(parsed.entry[2]?.resource ?? {}), id: `synthetic-observation-${i + 2}` },
+      })),
+    ],
+  }),
+);
 
 /** What the main thread answers for `bytes`: the kinds, or the error's code, status, message and issues. */
 function onMainThread(bytes: Buffer, patient = PATIENT): unknown {
@@ -93,6 +106,27 @@ describe('FHIR validation threads', function () {
       // Every answer came from the thread, not from a fallback on this one.
       expect([...answeredBy.values()]).to.have.length(cases.length);
       expect(new Set(answeredBy.values())).to.deep.equal(new Set(workers));
+    } finally {
+      await pool.close();
+    }
+  });
+
+  it('leaves the main thread free while a large Bundle is validated (it runs a later turn before the answer)', async function () {
+    const { pool } = recordedPool(1);
+    try {
+      await pool.kinds(SMALL, PATIENT); // the thread is up
+      let turned = false;
+      setImmediate(() => (turned = true));
+      const kinds = await pool.kinds(LARGE, PATIENT);
+      expect(turned, 'a turn of the event loop ran during the validation').to.equal(true);
+      expect(kinds).to.deep.equal(kindsOf(LARGE, PATIENT));
+      // On the main thread, nothing else runs until the answer is there.
+      turned = false;
+      setImmediate(() => (turned = true));
+      const answering = mainThreadValidator.kinds(LARGE, PATIENT);
+      const seen = turned;
+      await answering;
+      expect(seen).to.equal(false);
     } finally {
       await pool.close();
     }
