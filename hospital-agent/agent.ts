@@ -512,7 +512,7 @@ function buildExchange(config: AgentConfig, env: NodeJS.ProcessEnv, base: Base, 
       .onTransfer(t)
       .catch((err: Error) => log.error({ from: t.from, err: { name: err?.name, message: err?.message } }, 'an inbound transfer could not be handled'));
   });
-  const validator = fhirValidator(config.limits.fhirValidationThreads, log);
+  const validator = timedValidator(fhirValidator(config.limits.fhirValidationThreads, log), metrics);
   log.info({ threads: validator.threads }, 'FHIR Bundles are validated in this many worker threads (0: on the main thread)');
   const exchanges = new ExchangeService({
     validator,
@@ -532,6 +532,25 @@ function buildExchange(config: AgentConfig, env: NodeJS.ProcessEnv, base: Base, 
     ...(config.limits.sendWhileUploading ? { live: (x: Parameters<ExchangeEngine['live']>[0]) => engine.live(x) } : {}),
   });
   return { consents, decisions, engine, requests, exchanges, prescriptions, prescriptionStore, claims, claimStore, eligibility, eligibilityStore, validator };
+}
+
+/** `validator`, each answer's time observed in `hie_agent_fhir_validation_seconds`, its threads in `hie_agent_fhir_validation_threads`. */
+function timedValidator(validator: FhirValidator, metrics: AgentMetrics): FhirValidator {
+  metrics.validationThreads = () => validator.threads;
+  return {
+    get threads() {
+      return validator.threads;
+    },
+    kinds: async (bytes, patient) => {
+      const end = metrics.fhirValidation.startTimer();
+      try {
+        return await validator.kinds(bytes, patient);
+      } finally {
+        end();
+      }
+    },
+    close: () => validator.close(),
+  };
 }
 
 /** Logs the relay link's state changes and tells the engine and the replicator when it is up. */

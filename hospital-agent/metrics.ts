@@ -71,6 +71,20 @@ export class AgentMetrics {
     buckets: [1, 2, 4, 8, 16, 32, 64],
     registers: [this.registry],
   });
+  readonly fhirValidation = new Histogram({
+    name: 'hie_agent_fhir_validation_seconds',
+    help: 'Time from a submitted FHIR Bundle handed to validation to its answer (valid or not), its wait behind others included',
+    buckets: [0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1, 5],
+    registers: [this.registry],
+  });
+  /** Read when scraped: the validation threads running (limits.fhirValidationThreads; fewer once a thread keeps failing). */
+  validationThreads: () => number = () => 0;
+  readonly fhirValidationThreads: Gauge = new Gauge({
+    name: 'hie_agent_fhir_validation_threads',
+    help: 'Worker threads validating FHIR Bundles (0: on the main thread)',
+    registers: [this.registry],
+    collect: (): void => this.fhirValidationThreads.set(this.validationThreads()),
+  });
 
   readonly documentsAdopted = new Counter({
     name: 'hie_agent_federation_documents_adopted_total',
