@@ -80,9 +80,31 @@ function assertResource(resource: unknown, type: string): Json {
 export class PrescriptionService {
   private readonly pending = new Map<string, { to: string; resolve: (r: RxReply) => void; reject: (e: Error) => void; timer: NodeJS.Timeout }>();
   private readonly secretKey: Buffer;
+  /**
+   * Settles once the start-up {@link reconcile} has run. It reads the ledger, then the state: a transition between the
+   * two (its state written, its entry not yet appended) would look like one a crash cut short and be appended twice.
+   * So transitions that come while it runs wait for it, and it waits for those already under way.
+   */
+  private reconciled: Promise<unknown> = Promise.resolve();
+  private readonly underway = new Set<Promise<unknown>>();
 
   constructor(private readonly o: PrescriptionServiceOptions) {
     this.secretKey = createHmac('sha256', o.secret).update('hie-rx-secret').digest();
+  }
+
+  /** Runs one transition (its state write and its ledger append) outside any reconcile. */
+  private async transition<T>(run: () => Promise<T>): Promise<T> {
+    for (let gate = this.reconciled; ; gate = this.reconciled) {
+      await gate;
+      if (gate === this.reconciled) break;
+    }
+    const p = run();
+    this.underway.add(p);
+    try {
+      return await p;
+    } finally {
+      this.underway.delete(p);
+    }
   }
 
   private now(): Date {
@@ -92,7 +114,11 @@ export class PrescriptionService {
   // ---- prescriber (owner) ----
 
   /** Issues a prescription: validates and signs the MedicationRequest, stores the Task as ready; the access code is returned once. */
-  async issue(input: { patientId: string; medicationRequest: unknown }): Promise<{ task: PrescriptionTask; accessCode: string; token: string }> {
+  issue(input: { patientId: string; medicationRequest: unknown }): Promise<{ task: PrescriptionTask; accessCode: string; token: string }> {
+    return this.transition(() => this.issueNow(input));
+  }
+
+  private async issueNow(input: { patientId: string; medicationRequest: unknown }): Promise<{ task: PrescriptionTask; accessCode: string; token: string }> {
     const mr = assertResource(input.medicationRequest, 'MedicationRequest');
     const keys = this.o.keys();
     const id = randomUUID();
@@ -123,7 +149,11 @@ export class PrescriptionService {
   }
 
   /** `$abort` at the prescriber: by the prescriber (no code) or by the patient (with the access code). */
-  async abort(id: string, accessCode?: string): Promise<PrescriptionTask> {
+  abort(id: string, accessCode?: string): Promise<PrescriptionTask> {
+    return this.transition(() => this.abortNow(id, accessCode));
+  }
+
+  private async abortNow(id: string, accessCode?: string): Promise<PrescriptionTask> {
     const by = accessCode === undefined ? 'prescriber' : 'patient';
     const r = await this.o.store.update<PrescriptionTask | Refusal>(id, (task) => {
       const check = checkAbort(task, by, { codeMatches: matchesHash(accessCode, task.accessCodeHash) });
@@ -151,7 +181,14 @@ export class PrescriptionService {
    * Appends the ledger entry of each Task's last transition that a crash kept from the ledger (the state was
    * written, the entry not yet): run at start-up, before calls are answered. Returns how many were appended.
    */
-  async reconcile(): Promise<number> {
+  reconcile(): Promise<number> {
+    const before = [...this.underway];
+    const run = Promise.allSettled(before).then(() => this.appendMissing());
+    this.reconciled = run.catch(() => undefined);
+    return run;
+  }
+
+  private async appendMissing(): Promise<number> {
     const counts = new Map<string, number>();
     for (const type of RX_ENTRY_TYPES) {
       for (const e of await this.o.ledger.byType(type, this.o.self)) {
@@ -187,7 +224,7 @@ export class PrescriptionService {
     }
     let reply: Omit<RxReply, 'v' | 'id' | 'from' | 'to'>;
     try {
-      reply = await this.decide(from, call);
+      reply = await this.transition(() => this.decide(from, call));
     } catch (err) {
       const e = err instanceof AgentError ? err : undefined;
       if (!e) this.o.logger.error({ from, call: call.id, op: call.op, err: { message: (err as Error).message } }, 'prescription call failed');
