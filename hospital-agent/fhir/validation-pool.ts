@@ -11,7 +11,7 @@
  * up every other request.
  *
  * The answer is the same as validating on the main thread: the Bundle's kinds
- * of data ({@link bundleKinds}), or the same 400/422 {@link AgentError} with
+ * of data ({@link bundleKinds}) and entries, or the same 400/422 {@link AgentError} with
  * the same issues. Nothing is lost when a thread fails: the Bundles it was
  * given are validated on the main thread and the thread is replaced (at most
  * {@link MAX_RESTARTS_PER_MINUTE} times a minute per slot; past that the slot
@@ -25,25 +25,32 @@ import { AgentError, type AgentErrorCode, type FhirIssue } from '../errors.ts';
 import { validateFhirBundle } from './bundle.ts';
 import { bundleKinds, type BundleKinds } from './labels.ts';
 
-/** Validates a FHIR Bundle's bytes (about `patient` when given) and answers its kinds of data, or throws as {@link validateFhirBundle}. */
+/** What validation answers for a valid Bundle: its kinds of data (for the consent's scope) and its number of entries. */
+export interface BundleCheck {
+  kinds: BundleKinds;
+  entries: number;
+}
+
+/** Validates a FHIR Bundle's bytes (about `patient` when given) and answers a {@link BundleCheck}, or throws as {@link validateFhirBundle}. */
 export interface FhirValidator {
   /** Threads validating now (0: the calling thread). */
   readonly threads: number;
-  kinds(bytes: Buffer, patient?: PatientName): Promise<BundleKinds>;
+  check(bytes: Buffer, patient?: PatientName): Promise<BundleCheck>;
   close(): Promise<void>;
 }
 
 /** Validation on the calling thread (`limits.fhirValidationThreads: 0`). */
 export const mainThreadValidator: FhirValidator = {
   threads: 0,
-  kinds: (bytes, patient) => Promise.resolve(kindsOf(bytes, patient)),
+  check: (bytes, patient) => Promise.resolve(checkOf(bytes, patient)),
   close: () => Promise.resolve(),
 };
 
 /** What one validation does, on whichever thread runs it. */
-export function kindsOf(bytes: Uint8Array, patient: PatientName | undefined): BundleKinds {
+export function checkOf(bytes: Uint8Array, patient: PatientName | undefined): BundleCheck {
   const buf = Buffer.isBuffer(bytes) ? bytes : Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength);
-  return bundleKinds(validateFhirBundle(buf, patient ? { patient } : {}).bundle);
+  const summary = validateFhirBundle(buf, patient ? { patient } : {});
+  return { kinds: bundleKinds(summary.bundle), entries: summary.entries };
 }
 
 /** Replacements of a failed thread per slot per minute; past this the slot stays empty. */
@@ -63,14 +70,14 @@ export interface ValidationJob {
 
 /** A validation thread's answer: the kinds, or the error as it can cross threads. */
 export type ValidationAnswer =
-  | { id: number; kinds: BundleKinds }
+  | { id: number; check: BundleCheck }
   | { id: number; error: { agent: true; code: AgentErrorCode; message: string; issues?: readonly FhirIssue[]; detail?: Record<string, unknown> } }
   | { id: number; error: { agent: false; message: string } };
 
 /** The answer a validation thread gives for `job` (run in the thread; exported for the worker module). */
 export function answer(job: ValidationJob): ValidationAnswer {
   try {
-    return { id: job.id, kinds: kindsOf(job.bytes, job.patient) };
+    return { id: job.id, check: checkOf(job.bytes, job.patient) };
   } catch (err) {
     if (err instanceof AgentError)
       return {
@@ -89,7 +96,7 @@ export function answer(job: ValidationJob): ValidationAnswer {
 
 interface Pending {
   job: ValidationJob;
-  resolve: (k: BundleKinds) => void;
+  resolve: (c: BundleCheck) => void;
   reject: (e: Error) => void;
 }
 
@@ -131,17 +138,17 @@ export class FhirValidationPool implements FhirValidator {
     return this.slots.filter((s) => s.worker !== undefined).length;
   }
 
-  kinds(bytes: Buffer, patient?: PatientName): Promise<BundleKinds> {
+  check(bytes: Buffer, patient?: PatientName): Promise<BundleCheck> {
     if (this.closed) return Promise.reject(new AgentError('ERR_INTERNAL', 'the agent is stopping'));
     let slot: Slot | undefined;
     for (const s of this.slots) if (s.worker && (!slot || s.pending.size < slot.pending.size)) slot = s;
-    if (!slot?.worker) return mainThreadValidator.kinds(bytes, patient);
+    if (!slot?.worker) return mainThreadValidator.check(bytes, patient);
     // The thread gets its own copy (the caller keeps the body; a Buffer may be a view of a larger pool).
     const copy = new Uint8Array(bytes.byteLength);
     copy.set(bytes);
     const job: ValidationJob = { id: this.next++, bytes: copy, patient };
     const worker = slot.worker;
-    return new Promise<BundleKinds>((resolve, reject) => {
+    return new Promise<BundleCheck>((resolve, reject) => {
       slot.pending.set(job.id, { job: { ...job, bytes: bytes }, resolve, reject });
       worker.postMessage(job, [copy.buffer]);
     });
@@ -167,7 +174,7 @@ export class FhirValidationPool implements FhirValidator {
       const p = slot.pending.get(m.id);
       if (!p) return;
       slot.pending.delete(m.id);
-      if ('kinds' in m) p.resolve(m.kinds);
+      if ('check' in m) p.resolve(m.check);
       else if (m.error.agent) p.reject(new AgentError(m.error.code, m.error.message, { issues: m.error.issues, detail: m.error.detail }));
       else p.reject(new Error(m.error.message));
     });
@@ -181,7 +188,7 @@ export class FhirValidationPool implements FhirValidator {
       this.log?.warn({ pending: orphans.length, why }, 'a FHIR validation thread failed; its Bundles are validated on the main thread');
       for (const p of orphans) {
         try {
-          p.resolve(kindsOf(p.job.bytes, p.job.patient));
+          p.resolve(checkOf(p.job.bytes, p.job.patient));
         } catch (err) {
           p.reject(err as Error);
         }

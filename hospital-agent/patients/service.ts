@@ -19,7 +19,7 @@ import {
 import type { Purpose } from '../consent/model.ts';
 import { parsePatientId, patientHash } from '../consent/patient.ts';
 import { AgentError } from '../errors.ts';
-import { validateFhirBundle } from '../fhir/bundle.ts';
+import { mainThreadValidator, type FhirValidator } from '../fhir/validation-pool.ts';
 import type { ConsentService } from '../services/consents.ts';
 import { issuePatientCredential, newChannel } from './credential.ts';
 import { signedConsentFhir, type ConsentTerms } from './signed-consent.ts';
@@ -65,6 +65,8 @@ export interface PatientServiceOptions {
   log: Logger;
   now?: () => Date;
   codeSeconds?: number;
+  /** Where pushed records copies are validated (`limits.fhirValidationThreads`); absent: on the main thread. */
+  validator?: FhirValidator;
 }
 
 /** What `enrol` hands the hospital to give the patient: the link, as a QR code too, and when it stops working. */
@@ -170,7 +172,7 @@ export class PatientService {
   async pushRecords(patientId: string, bytes: Buffer): Promise<{ sha256: string; entries: number; receivedAt: string; delivered: number }> {
     const hash = this.hash(patientId);
     if (bytes.length > MAX_RECORDS_BYTES) throw new AgentError('ERR_PAYLOAD_TOO_LARGE', `a records copy is at most ${MAX_RECORDS_BYTES} bytes`);
-    const summary = validateFhirBundle(bytes, { patient: parsePatientId(patientId, this.o.identifierSystem) });
+    const summary = await (this.o.validator ?? mainThreadValidator).check(bytes, parsePatientId(patientId, this.o.identifierSystem));
     if (!fitsOneMessage(bytes.toString('utf8'))) {
       throw new AgentError(
         'ERR_PAYLOAD_TOO_LARGE',

@@ -10,6 +10,7 @@ import { loadAgentPatientKey } from './agent-key.ts';
 import { PatientHub } from './hub.ts';
 import { PatientService } from './service.ts';
 import { PatientStore } from './store.ts';
+import type { FhirValidator } from '../fhir/validation-pool.ts';
 
 /** Delays between hub reconnection attempts, in ms (the last repeats). */
 const RECONNECT_MS = [1000, 2000, 5000, 10_000, 30_000];
@@ -38,6 +39,7 @@ export async function startPatients(o: {
   ledger: Ledger;
   secret: Buffer;
   log: Logger;
+  validator?: FhirValidator;
 }): Promise<RunningPatients> {
   const { config } = o;
   const store = new PatientStore(join(config.dataDir, 'patients', 'db'));
@@ -55,6 +57,7 @@ export async function startPatients(o: {
     appUrl: patientAppUrl(config),
     log: o.log,
     codeSeconds: config.patients.app.codeSeconds,
+    ...(o.validator ? { validator: o.validator } : {}),
   });
   const relay = new URL(config.relay.urls[0] as string);
   let closed = false;

@@ -193,7 +193,7 @@ export class ExchangeService {
 
   /** Validates a FHIR Bundle and returns the scope it needs: its kinds of resource and sensitive labels (fhir/labels.ts). */
   private async fhirScope(bytes: Buffer, req: SubmitRequest): Promise<string[]> {
-    return scopeOf('application/fhir+json', await (this.o.validator ?? mainThreadValidator).kinds(bytes, this.patientOf(req)));
+    return scopeOf('application/fhir+json', (await (this.o.validator ?? mainThreadValidator).check(bytes, this.patientOf(req))).kinds);
   }
 
   /**

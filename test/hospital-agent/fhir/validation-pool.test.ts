@@ -6,7 +6,7 @@ import { AgentError } from '../../../hospital-agent/errors.ts';
 import {
   defaultValidationThreads,
   FhirValidationPool,
-  kindsOf,
+  checkOf,
   mainThreadValidator,
   MAX_RESTARTS_PER_MINUTE,
 } from '../../../hospital-agent/fhir/validation-pool.ts';
@@ -38,10 +38,10 @@ const LARGE = Buffer.from(
   }),
 );
 
-/** What the main thread answers for `bytes`: the kinds, or the error's code, status, message and issues. */
+/** What the main thread answers for `bytes`: its kinds and entries, or the error's code, status, message and issues. */
 function onMainThread(bytes: Buffer, patient = PATIENT): unknown {
   try {
-    return { kinds: kindsOf(bytes, patient) };
+    return { check: checkOf(bytes, patient) };
   } catch (err) {
     const e = err as AgentError;
     return { error: [e.code, e.status, e.message, e.issues] };
@@ -50,7 +50,7 @@ function onMainThread(bytes: Buffer, patient = PATIENT): unknown {
 
 async function viaPool(pool: FhirValidationPool, bytes: Buffer, patient = PATIENT): Promise<unknown> {
   try {
-    return { kinds: await pool.kinds(bytes, patient) };
+    return { check: await pool.check(bytes, patient) };
   } catch (err) {
     expect(err).to.be.instanceOf(AgentError);
     const e = err as AgentError;
@@ -89,7 +89,7 @@ async function until(check: () => boolean, ms = 20_000): Promise<void> {
 describe('FHIR validation threads', function () {
   this.timeout(60_000);
 
-  it('answers as the main thread does: the kinds of a valid Bundle, the same 400 and 422 errors with the same issues', async function () {
+  it('answers as the main thread does: the kinds and entries of a valid Bundle, the same 400 and 422 errors with the same issues', async function () {
     const { pool, answeredBy, workers } = recordedPool(1);
     try {
       const cases: Array<[Buffer, ReturnType<typeof parsePatientId>]> = [
@@ -99,7 +99,7 @@ describe('FHIR validation threads', function () {
         [NOT_JSON, PATIENT],
       ];
       for (const [bytes, patient] of cases) expect(await viaPool(pool, bytes, patient)).to.deep.equal(onMainThread(bytes, patient));
-      expect((onMainThread(SMALL) as { kinds?: unknown }).kinds, 'the valid case').to.not.equal(undefined);
+      expect(onMainThread(SMALL), 'the valid case').to.have.nested.property('check.entries', 3);
       expect(onMainThread(BAD_CODE)).to.have.nested.property('error[0]', 'ERR_FHIR_INVALID');
       expect(onMainThread(SMALL, OTHER)).to.have.nested.property('error[1]', 422);
       expect(onMainThread(NOT_JSON)).to.have.nested.property('error[0]', 'ERR_INVALID_FHIR');
@@ -114,16 +114,17 @@ describe('FHIR validation threads', function () {
   it('leaves the main thread free while a large Bundle is validated (it runs a later turn before the answer)', async function () {
     const { pool } = recordedPool(1);
     try {
-      await pool.kinds(SMALL, PATIENT); // the thread is up
+      await pool.check(SMALL, PATIENT); // the thread is up
       let turned = false;
       setImmediate(() => (turned = true));
-      const kinds = await pool.kinds(LARGE, PATIENT);
+      const check = await pool.check(LARGE, PATIENT);
       expect(turned, 'a turn of the event loop ran during the validation').to.equal(true);
-      expect(kinds).to.deep.equal(kindsOf(LARGE, PATIENT));
+      expect(check).to.deep.equal(checkOf(LARGE, PATIENT));
+      expect(check.entries).to.equal(2003);
       // On the main thread, nothing else runs until the answer is there.
       turned = false;
       setImmediate(() => (turned = true));
-      const answering = mainThreadValidator.kinds(LARGE, PATIENT);
+      const answering = mainThreadValidator.check(LARGE, PATIENT);
       const seen = turned;
       await answering;
       expect(seen).to.equal(false);
@@ -150,7 +151,7 @@ describe('FHIR validation threads', function () {
   it('loses no Bundle when a thread dies with some waiting: they are validated here and the thread is replaced', async function () {
     const { pool, workers, answeredBy } = recordedPool(1);
     try {
-      await pool.kinds(SMALL, PATIENT); // the thread is up
+      await pool.check(SMALL, PATIENT); // the thread is up
       const inputs = Array.from({ length: 30 }, (_, i) => (i % 2 ? BAD_CODE : SMALL));
       const answers = Promise.all(inputs.map((b) => viaPool(pool, b)));
       await workers[0]?.terminate();
@@ -180,12 +181,12 @@ describe('FHIR validation threads', function () {
 
   it('refuses work once closed, and stops its threads', async function () {
     const { pool, workers } = recordedPool(2);
-    await pool.kinds(SMALL, PATIENT);
+    await pool.check(SMALL, PATIENT);
     const exited = workers.map((w) => new Promise((r) => w.once('exit', r)));
     await pool.close();
     await Promise.all(exited);
     expect(pool.threads).to.equal(0);
-    const err = await pool.kinds(SMALL, PATIENT).then(
+    const err = await pool.check(SMALL, PATIENT).then(
       () => undefined,
       (e: unknown) => e,
     );
@@ -197,7 +198,7 @@ describe('FHIR validation threads', function () {
     expect(defaultValidationThreads(2)).to.equal(1);
     expect(defaultValidationThreads(64)).to.equal(1);
     expect(mainThreadValidator.threads).to.equal(0);
-    expect(await mainThreadValidator.kinds(SMALL, PATIENT)).to.deep.equal(kindsOf(SMALL, PATIENT));
+    expect(await mainThreadValidator.check(SMALL, PATIENT)).to.deep.equal(checkOf(SMALL, PATIENT));
     const base = { id: 'myongji', identity: { cert: 'c.pem', key: 'k.pem', ca: 'ca.pem' }, relay: { urls: ['wss://relay.example.org:8443'] }, dataDir: 'data' };
     for (const bad of [-1, 17, 1.5])
       expect(() => parseAgentConfig({ ...base, limits: { fhirValidationThreads: bad } }), String(bad)).to.throw(/limits\.fhirValidationThreads/);
