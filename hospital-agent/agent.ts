@@ -792,7 +792,15 @@ export async function startAgent(config: AgentConfig, options: StartAgentOptions
   let recoveryDone: Promise<unknown> = Promise.resolve();
   // Patients as a party (docs/patients.md): enrolment, consent requests they sign, their access log, through the relay.
   const patients = config.patients.app.enabled
-    ? await startPatients({ config, identity: () => base.identity, consents: x.consents, ledger: stores.ledger, secret: base.secret, log, validator: x.validator })
+    ? await startPatients({
+        config,
+        identity: () => base.identity,
+        consents: x.consents,
+        ledger: stores.ledger,
+        secret: base.secret,
+        log,
+        validator: x.validator,
+      })
     : undefined;
   const server = await serveApi(config, base, stores, link, x, standing, metrics, log, () => recoveryDone, patients);
   const apiPort = (server.address() as AddressInfo).port;
