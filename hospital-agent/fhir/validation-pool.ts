@@ -42,7 +42,7 @@ export interface FhirValidator {
 /** Validation on the calling thread (`limits.fhirValidationThreads: 0`). */
 export const mainThreadValidator: FhirValidator = {
   threads: 0,
-  check: (bytes, patient) => Promise.resolve(checkOf(bytes, patient)),
+  check: async (bytes, patient) => checkOf(bytes, patient),
   close: () => Promise.resolve(),
 };
 
