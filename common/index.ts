@@ -12,3 +12,4 @@ export {
   type LeafKind,
 } from './config.ts';
 export { writeAllSync, writevAll } from './write-all.ts';
+export { moduleWorker } from './worker.ts';

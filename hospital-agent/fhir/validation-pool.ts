@@ -18,8 +18,9 @@
  * stays empty and its share is validated on the main thread).
  */
 import { availableParallelism } from 'node:os';
-import { Worker } from 'node:worker_threads';
+import type { Worker } from 'node:worker_threads';
 import type { Logger } from 'pino';
+import { moduleWorker } from '../../common/worker.ts';
 import type { PatientName } from '../consent/patient.ts';
 import { AgentError, type AgentErrorCode, type FhirIssue } from '../errors.ts';
 import { validateFhirBundle } from './bundle.ts';
@@ -94,8 +95,10 @@ export function answer(job: ValidationJob): ValidationAnswer {
   }
 }
 
+/** A Bundle a thread holds: the caller's bytes (kept for the main thread should the thread fail) and its answer's callbacks. */
 interface Pending {
-  job: ValidationJob;
+  bytes: Buffer;
+  patient: PatientName | undefined;
   resolve: (c: BundleCheck) => void;
   reject: (e: Error) => void;
 }
@@ -106,15 +109,12 @@ interface Slot {
   restarts: number[];
 }
 
-/** The worker module, as built (`dist/`) or as TypeScript source (tests and `tsx`, which a worker must register itself). */
+/** The worker module, as built (`dist/`) or as TypeScript source. */
 const WORKER_URL = new URL(import.meta.url.endsWith('.ts') ? './validation-worker.ts' : './validation-worker.js', import.meta.url);
 
-function startWorker(): Worker {
-  if (WORKER_URL.pathname.endsWith('.ts')) {
-    const boot = `import('tsx/esm/api').then((m) => { m.register(); return import(${JSON.stringify(WORKER_URL.href)}); })`;
-    return new Worker(boot, { eval: true, name: 'fhir-validation' });
-  }
-  return new Worker(WORKER_URL, { name: 'fhir-validation' });
+/** A validation thread, as the pool starts each one. */
+export function startValidationWorker(): Worker {
+  return moduleWorker(WORKER_URL, { name: 'fhir-validation' });
 }
 
 /** Validation in `threads` worker threads; each Bundle goes to the thread with the fewest waiting. */
@@ -126,7 +126,7 @@ export class FhirValidationPool implements FhirValidator {
   constructor(
     threads: number,
     private readonly log?: Logger,
-    private readonly spawn: () => Worker = startWorker,
+    private readonly spawn: () => Worker = startValidationWorker,
   ) {
     if (!Number.isInteger(threads) || threads < 1) throw new RangeError('a validation pool needs at least one thread');
     this.slots = Array.from({ length: threads }, () => ({ worker: undefined, pending: new Map(), restarts: [] }));
@@ -149,7 +149,7 @@ export class FhirValidationPool implements FhirValidator {
     const job: ValidationJob = { id: this.next++, bytes: copy, patient };
     const worker = slot.worker;
     return new Promise<BundleCheck>((resolve, reject) => {
-      slot.pending.set(job.id, { job: { ...job, bytes: bytes }, resolve, reject });
+      slot.pending.set(job.id, { bytes, patient, resolve, reject });
       worker.postMessage(job, [copy.buffer]);
     });
   }
@@ -188,7 +188,7 @@ export class FhirValidationPool implements FhirValidator {
       this.log?.warn({ pending: orphans.length, why }, 'a FHIR validation thread failed; its Bundles are validated on the main thread');
       for (const p of orphans) {
         try {
-          p.resolve(checkOf(p.job.bytes, p.job.patient));
+          p.resolve(checkOf(p.bytes, p.patient));
         } catch (err) {
           p.reject(err as Error);
         }

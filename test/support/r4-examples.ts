@@ -1,6 +1,7 @@
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { isMainThread, parentPort, Worker, workerData } from 'node:worker_threads';
+import { isMainThread, parentPort, workerData } from 'node:worker_threads';
+import { moduleWorker } from '../../common/worker.ts';
 import { validateR4 } from '../../hospital-agent/fhir/index.ts';
 
 /** What validating a set of published example files found. */
@@ -28,13 +29,11 @@ export function checkExamples(dir: string, files: readonly string[], known: Reco
 
 /**
  * {@link checkExamples} on a second core: the same check in a worker thread
- * (the test process runs TypeScript through tsx, which the worker inherits).
+ * (started by {@link moduleWorker}, which registers tsx in the thread).
  */
 export function checkExamplesInWorker(dir: string, files: readonly string[], known: Record<string, unknown>): Promise<ExamplesResult> {
   return new Promise((resolve, reject) => {
-    // A worker starts without the test process's TypeScript loader: it registers tsx, then loads this file.
-    const boot = `import('tsx/esm/api').then((m) => { m.register(); return import(${JSON.stringify(import.meta.url)}); })`;
-    const worker = new Worker(boot, { eval: true, workerData: { dir, files, known } });
+    const worker = moduleWorker(new URL(import.meta.url), { workerData: { dir, files, known } });
     worker.once('message', (m: ExamplesResult) => resolve(m));
     worker.once('error', reject);
     worker.once('exit', (code) => {

@@ -9,6 +9,7 @@ import {
   checkOf,
   mainThreadValidator,
   MAX_RESTARTS_PER_MINUTE,
+  startValidationWorker,
 } from '../../../hospital-agent/fhir/validation-pool.ts';
 import { parseAgentConfig } from '../../../hospital-agent/config.ts';
 
@@ -62,7 +63,7 @@ async function viaPool(pool: FhirValidationPool, bytes: Buffer, patient = PATIEN
 function recordedPool(threads: number, spawn?: () => Worker): { pool: FhirValidationPool; workers: Worker[]; answeredBy: Map<number, Worker> } {
   const workers: Worker[] = [];
   const answeredBy = new Map<number, Worker>();
-  const make = spawn ?? ((): Worker => new Worker(bootSource(), { eval: true }));
+  const make = spawn ?? startValidationWorker;
   const pool = new FhirValidationPool(threads, undefined, () => {
     const w = make();
     workers.push(w);
@@ -70,12 +71,6 @@ function recordedPool(threads: number, spawn?: () => Worker): { pool: FhirValida
     return w;
   });
   return { pool, workers, answeredBy };
-}
-
-/** The worker module through tsx, as the pool starts it from the TypeScript sources. */
-function bootSource(): string {
-  const url = new URL('../../../hospital-agent/fhir/validation-worker.ts', import.meta.url).href;
-  return `import('tsx/esm/api').then((m) => { m.register(); return import(${JSON.stringify(url)}); })`;
 }
 
 async function until(check: () => boolean, ms = 20_000): Promise<void> {
