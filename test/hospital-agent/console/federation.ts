@@ -1,3 +1,5 @@
+import { readFileSync } from 'node:fs';
+import { buildProof, verifyProof } from '../../../ledger/index.ts';
 import { grantConsent, startNetwork, waitFor, type TestNetwork } from '../../support/agents.ts';
 import { bundleFor } from '../../support/fhir.ts';
 
@@ -73,19 +75,23 @@ export async function buildConsoleFederation(root: string, options: { agentLog?:
   const back = await grantConsent(net, 'severance', 'myongji', 'SYN-CONSOLE-Z');
   const inbound = await send(net, 'severance', 'myongji', 'SYN-CONSOLE-Z', back);
   await settled(net, 'severance', inbound);
-  // Checkpoints and replication: every story entry provable from myongji's ledger.
+  // Checkpoints, witnesses and replication: every story provable from myongji's ledger under the default witness policy.
+  // (A checkpoint exists before a witness cosigns it; a proof built in between verifies only as unwitnessed.)
   const myongji = net.agents['myongji']!;
+  const caPem = readFileSync(net.fed.caPath, 'utf8');
   await waitFor(
     async () => {
       for (const id of [x1, x2, x3, y1]) {
         const story = await myongji.ledger.byExchange(id);
         if (!story.some((e) => e.entry.type === 'exchange.received')) return false;
         for (const e of story) if (!(await myongji.ledger.checkpointCovering(e.entry.feed, e.entry.seq))) return false;
+        const built = await buildProof(myongji.ledger._store, { exchange: id });
+        if (built.unproved.length > 0 || !(await verifyProof(built.file, { caPem })).ok) return false;
       }
       return true;
     },
     45_000,
-    'replicated and checkpointed stories',
+    'replicated, checkpointed and witnessed stories',
   );
   return { net, exchanges: { x1, x2, x3, y1, inbound }, consents: { xSeverance, xMgh, ySeverance }, refusedAfterRevocation };
 }
