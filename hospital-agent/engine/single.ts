@@ -111,10 +111,15 @@ export class SingleSend {
       now: this.ctx.now(),
       knownContent,
     });
-    const sent = pipeline(seal, transfer).then(async () => {
-      transfer.usage.then((u) => this.parts.charges.record([x.id], u)).catch(() => undefined);
-      return (await seal.summary).headerHash;
-    });
+    // A usage statement the relay signed is a charge, whatever this side made of the transfer afterwards.
+    transfer.usage.then(
+      (u) =>
+        this.parts.charges
+          .record([x.id], u)
+          .catch((err: Error) => this.ctx.ports.logger.error({ exchange: x.id, err: { message: err.message } }, 'cannot log the charges of a transfer')),
+      () => undefined, // aborted: the relay charges nothing
+    );
+    const sent = pipeline(seal, transfer).then(async () => (await seal.summary).headerHash);
     sent.catch(() => undefined);
     return { seal, sent, receipts };
   }
