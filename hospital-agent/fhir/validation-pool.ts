@@ -106,8 +106,19 @@ interface Pending {
 interface Slot {
   worker: Worker | undefined;
   pending: Map<number, Pending>;
+  /** Bytes of the Bundles in `pending`: the thread's work ahead, roughly (validation time grows with a Bundle's size). */
+  queued: number;
   restarts: number[];
 }
+
+/**
+ * Bytes of Bundles waiting on a thread past which a small Bundle is
+ * validated on the main thread rather than behind them: about a second of
+ * validation on a 2-core Xeon (a 30 MiB Bundle takes about 25 s).
+ */
+export const BUSY_THREAD_BYTES = 1024 * 1024;
+/** Largest Bundle the main thread takes when every thread is busy: a few milliseconds of validation. */
+export const MAIN_THREAD_BUNDLE_BYTES = 16 * 1024;
 
 /** The worker module, as built (`dist/`) or as TypeScript source. */
 const WORKER_URL = new URL(import.meta.url.endsWith('.ts') ? './validation-worker.ts' : './validation-worker.js', import.meta.url);
@@ -117,7 +128,13 @@ export function startValidationWorker(): Worker {
   return moduleWorker(WORKER_URL, { name: 'fhir-validation' });
 }
 
-/** Validation in `threads` worker threads; each Bundle goes to the thread with the fewest waiting. */
+/**
+ * Validation in `threads` worker threads; each Bundle goes to the thread
+ * with the fewest bytes of Bundles waiting, and a small one
+ * ({@link MAIN_THREAD_BUNDLE_BYTES}) is validated on the main thread when
+ * every thread has more than {@link BUSY_THREAD_BYTES} waiting, so that it
+ * never waits behind a large Bundle's validation.
+ */
 export class FhirValidationPool implements FhirValidator {
   private readonly slots: Slot[];
   private next = 1;
@@ -129,7 +146,7 @@ export class FhirValidationPool implements FhirValidator {
     private readonly spawn: () => Worker = startValidationWorker,
   ) {
     if (!Number.isInteger(threads) || threads < 1) throw new RangeError('a validation pool needs at least one thread');
-    this.slots = Array.from({ length: threads }, () => ({ worker: undefined, pending: new Map(), restarts: [] }));
+    this.slots = Array.from({ length: threads }, () => ({ worker: undefined, pending: new Map(), queued: 0, restarts: [] }));
     for (const slot of this.slots) this.start(slot);
   }
 
@@ -141,8 +158,8 @@ export class FhirValidationPool implements FhirValidator {
   check(bytes: Buffer, patient?: PatientName): Promise<BundleCheck> {
     if (this.closed) return Promise.reject(new AgentError('ERR_INTERNAL', 'the agent is stopping'));
     let slot: Slot | undefined;
-    for (const s of this.slots) if (s.worker && (!slot || s.pending.size < slot.pending.size)) slot = s;
-    if (!slot?.worker) return mainThreadValidator.check(bytes, patient);
+    for (const s of this.slots) if (s.worker && (!slot || s.queued < slot.queued || (s.queued === slot.queued && s.pending.size < slot.pending.size))) slot = s;
+    if (!slot?.worker || (slot.queued > BUSY_THREAD_BYTES && bytes.byteLength <= MAIN_THREAD_BUNDLE_BYTES)) return mainThreadValidator.check(bytes, patient);
     // The thread gets its own copy (the caller keeps the body; a Buffer may be a view of a larger pool).
     const copy = new Uint8Array(bytes.byteLength);
     copy.set(bytes);
@@ -150,6 +167,7 @@ export class FhirValidationPool implements FhirValidator {
     const worker = slot.worker;
     return new Promise<BundleCheck>((resolve, reject) => {
       slot.pending.set(job.id, { bytes, patient, resolve, reject });
+      slot.queued += bytes.byteLength;
       worker.postMessage(job, [copy.buffer]);
     });
   }
@@ -161,6 +179,7 @@ export class FhirValidationPool implements FhirValidator {
       slot.worker = undefined;
       for (const p of slot.pending.values()) p.reject(new AgentError('ERR_INTERNAL', 'the agent is stopping'));
       slot.pending.clear();
+      slot.queued = 0;
       if (w) await w.terminate();
     });
     await Promise.all(stopping);
@@ -174,6 +193,7 @@ export class FhirValidationPool implements FhirValidator {
       const p = slot.pending.get(m.id);
       if (!p) return;
       slot.pending.delete(m.id);
+      slot.queued -= p.bytes.byteLength;
       if ('check' in m) p.resolve(m.check);
       else if (m.error.agent) p.reject(new AgentError(m.error.code, m.error.message, { issues: m.error.issues, detail: m.error.detail }));
       else p.reject(new Error(m.error.message));
@@ -185,6 +205,7 @@ export class FhirValidationPool implements FhirValidator {
       // What it was given is validated here instead: the caller gets the answer it would have had.
       const orphans = [...slot.pending.values()];
       slot.pending.clear();
+      slot.queued = 0;
       this.log?.warn({ pending: orphans.length, why }, 'a FHIR validation thread failed; its Bundles are validated on the main thread');
       for (const p of orphans) {
         try {

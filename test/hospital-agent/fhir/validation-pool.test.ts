@@ -4,8 +4,10 @@ import { Worker } from 'node:worker_threads';
 import { parsePatientId } from '../../../hospital-agent/consent/patient.ts';
 import { AgentError } from '../../../hospital-agent/errors.ts';
 import {
+  BUSY_THREAD_BYTES,
   defaultValidationThreads,
   FhirValidationPool,
+  MAIN_THREAD_BUNDLE_BYTES,
   checkOf,
   mainThreadValidator,
   MAX_RESTARTS_PER_MINUTE,
@@ -123,6 +125,52 @@ describe('FHIR validation threads', function () {
       const seen = turned;
       await answering;
       expect(seen).to.equal(false);
+    } finally {
+      await pool.close();
+    }
+  });
+
+  it('validates a small Bundle on the main thread rather than behind a large one on its only thread', async function () {
+    expect(LARGE.length).to.be.greaterThan(BUSY_THREAD_BYTES);
+    expect(SMALL.length).to.be.at.most(MAIN_THREAD_BUNDLE_BYTES);
+    const { pool, answeredBy } = recordedPool(1);
+    try {
+      await pool.check(SMALL, PATIENT); // the thread is up
+      const order: string[] = [];
+      const large = pool.check(LARGE, PATIENT).then((c) => (order.push('large'), c));
+      const small = pool.check(SMALL, PATIENT).then((c) => (order.push('small'), c));
+      const [l, sm] = await Promise.all([large, small]);
+      expect(order).to.deep.equal(['small', 'large']);
+      expect(sm).to.deep.equal(checkOf(SMALL, PATIENT));
+      expect(l.entries).to.equal(2003);
+      expect(answeredBy.size, 'the thread answered the first small Bundle and the large one').to.equal(2);
+      // A Bundle above the size the main thread takes waits for the thread, as does any once the thread is free.
+      const mid = Buffer.from(JSON.stringify({ ...parsed, entry: [...parsed.entry, ...JSON.parse(LARGE.toString('utf8')).entry.slice(3, 40)] }));
+      expect(mid.length).to.be.greaterThan(MAIN_THREAD_BUNDLE_BYTES);
+      const busy = pool.check(LARGE, PATIENT);
+      await pool.check(mid, PATIENT);
+      await busy;
+      await pool.check(SMALL, PATIENT);
+      expect(answeredBy.size).to.equal(5);
+    } finally {
+      await pool.close();
+    }
+  });
+
+  it('sends Bundles to the thread with the fewest bytes waiting, so small ones do not queue behind a large one', async function () {
+    const { pool, workers, answeredBy } = recordedPool(2);
+    try {
+      await Promise.all([pool.check(SMALL, PATIENT), pool.check(SMALL, PATIENT)]); // both threads are up
+      answeredBy.clear();
+      const large = pool.check(LARGE, PATIENT);
+      const smalls = await Promise.all(Array.from({ length: 6 }, () => pool.check(SMALL, PATIENT)));
+      for (const c of smalls) expect(c).to.deep.equal(checkOf(SMALL, PATIENT));
+      await large;
+      const by = [...answeredBy.values()];
+      expect(by).to.have.length(7);
+      // One thread took the large Bundle (answered last), the other every small one.
+      const largeThread = by.at(-1) as Worker;
+      expect(by.slice(0, 6).every((w) => w !== largeThread && workers.includes(w))).to.equal(true);
     } finally {
       await pool.close();
     }
