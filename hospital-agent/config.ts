@@ -134,7 +134,7 @@ export const agentConfigSchema = z.strictObject({
       maxBatchExchanges: int(1, MAX_BATCH_ITEMS).default(DEFAULT_MAX_BATCH),
       /**
        * Worker threads that validate FHIR Bundles, off the main thread (each holds its own copy of the R4 definitions,
-       * about 60 MiB); 0: on the main thread. Unset: 1 on a machine with more than one core, else 0.
+       * about 60 MiB); 0: on the main thread. Unset: 1 (fhir/validation-pool.ts DEFAULT_VALIDATION_THREADS).
        */
       fhirValidationThreads: int(0, 16).optional(),
       /** Consent decisions (permit and deny) the local decision log keeps, newest first (docs/consent.md). */

@@ -4,4 +4,4 @@ export { validateR4, MAX_VALIDATION_ISSUES, type ValidationIssue, type Validatio
 export { loadR4Definitions, r4DefinitionsLoaded, valueSetCodes, R4_DEFINITION_FILES, R4_TERMINOLOGY_FILE } from './definitions.ts';
 export { bundlePatientIssues, type PatientIssue, type PatientIssueCode } from './patients.ts';
 export { parseFhirDateTime, isFhirDateTime, FHIR_DATE_TIME_RULE, type DateBound } from './datetime.ts';
-export { fhirValidator, defaultValidationThreads, FhirValidationPool, mainThreadValidator, type BundleCheck, type FhirValidator } from './validation-pool.ts';
+export { fhirValidator, DEFAULT_VALIDATION_THREADS, FhirValidationPool, mainThreadValidator, type BundleCheck, type FhirValidator } from './validation-pool.ts';

@@ -17,7 +17,6 @@
  * {@link MAX_RESTARTS_PER_MINUTE} times a minute per slot; past that the slot
  * stays empty and its share is validated on the main thread).
  */
-import { availableParallelism } from 'node:os';
 import type { Worker } from 'node:worker_threads';
 import type { Logger } from 'pino';
 import { moduleWorker } from '../../common/worker.ts';
@@ -57,10 +56,14 @@ export function checkOf(bytes: Uint8Array, patient: PatientName | undefined): Bu
 /** Replacements of a failed thread per slot per minute; past this the slot stays empty. */
 export const MAX_RESTARTS_PER_MINUTE = 5;
 
-/** Threads when `limits.fhirValidationThreads` is unset: one, on a machine with more than one core. */
-export function defaultValidationThreads(cores = availableParallelism()): number {
-  return cores > 1 ? 1 : 0;
-}
+/**
+ * Threads when `limits.fhirValidationThreads` is unset: one, on one core
+ * too. A Bundle validated on the main thread holds the whole agent (its
+ * API; its relay link, which the relay cuts off when a ping goes
+ * unanswered for 20 s) for as long as it takes, half a minute for 30 MiB; a
+ * thread on a shared core only shares its time.
+ */
+export const DEFAULT_VALIDATION_THREADS = 1;
 
 /** A request to a validation thread. */
 export interface ValidationJob {
@@ -229,8 +232,8 @@ export class FhirValidationPool implements FhirValidator {
   }
 }
 
-/** The validator `limits.fhirValidationThreads` asks for (unset: {@link defaultValidationThreads}). */
+/** The validator `limits.fhirValidationThreads` asks for (unset: {@link DEFAULT_VALIDATION_THREADS}). */
 export function fhirValidator(threads: number | undefined, log?: Logger): FhirValidator {
-  const n = threads ?? defaultValidationThreads();
+  const n = threads ?? DEFAULT_VALIDATION_THREADS;
   return n === 0 ? mainThreadValidator : new FhirValidationPool(n, log);
 }

@@ -15,7 +15,7 @@ import { pipeline } from 'node:stream/promises';
 import { fileURLToPath } from 'node:url';
 import { loadIdentity } from '../../certs/index.ts';
 import { parsePatientId } from '../../hospital-agent/consent/patient.ts';
-import { defaultValidationThreads, loadR4Definitions, validateFhirBundle } from '../../hospital-agent/fhir/index.ts';
+import { DEFAULT_VALIDATION_THREADS, loadR4Definitions, validateFhirBundle } from '../../hospital-agent/fhir/index.ts';
 import { RelayClient, type InboundTransfer } from '../../relay/protocol/index.ts';
 import { patternStream } from '../../test/support/data.ts';
 import { startLocalFederation, waitFor, type LocalFederation } from '../lib/federation.ts';
@@ -178,7 +178,7 @@ function mainCeiling(lap: CpuLap, items: number): string {
 /** Where the agents validate FHIR Bundles (`limits.fhirValidationThreads`, as the bench's environment sets it). */
 function validationThreads(): string {
   const set = process.env['HIE_AGENT_LIMITS_FHIR_VALIDATION_THREADS'];
-  const n = set === undefined ? defaultValidationThreads() : Number(set);
+  const n = set === undefined ? DEFAULT_VALIDATION_THREADS : Number(set);
   return n === 0 ? 'the main thread' : `${n} worker thread(s) (limits.fhirValidationThreads${set === undefined ? ' unset: the default' : ''})`;
 }
 

@@ -163,7 +163,7 @@ export const AGENT_CONFIG_NOTES: Readonly<Record<string, ConfigNote>> = {
   'limits.maxBatchExchanges': { text: 'most small exchanges to one recipient sealed into one batch envelope (1: each in its own envelope); at most 64' },
   'limits.fhirValidationThreads': {
     text: "worker threads that validate the FHIR Bundles submitted as exchanges or as a patient's records copy against the R4 definitions, off the main thread every exchange passes through (each holds its own copy of the definitions, about 60 MiB RSS); 0 validates on the main thread (a 30 MiB Bundle then holds the whole agent for about half a minute); a Bundle of at most 16 KiB is validated on the main thread when every thread has more than 1 MiB of Bundles waiting; a thread that fails is replaced and what it held is validated on the main thread; at most 16 ([performance.md](../performance.md#small-exchanges-validation-off-the-main-thread))",
-    default: '1 on a machine with more than one core, else 0',
+    default: '1, on one core too',
   },
   'limits.maxConsentDecisions': {
     text: "consent decisions (permit and deny) the agent's local decision log keeps, the oldest dropped first ([consent.md](../consent.md)); at most 10000000",

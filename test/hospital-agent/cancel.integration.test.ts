@@ -3,7 +3,7 @@ import { expect } from 'chai';
 import { grantConsent, startNetwork, waitFor, type TestNetwork } from '../support/agents.ts';
 import { tempDir } from '../support/tmp.ts';
 import { bundleFor } from '../support/fhir.ts';
-import { defaultValidationThreads } from '../../hospital-agent/fhir/validation-pool.ts';
+import { DEFAULT_VALIDATION_THREADS } from '../../hospital-agent/fhir/validation-pool.ts';
 
 const PATIENT = 'SYN-CANCEL-4410';
 const BUNDLE = bundleFor(PATIENT);
@@ -90,7 +90,7 @@ describe('cancelling an exchange (DELETE /v1/exchanges/ID)', function () {
     const metrics = await (await net.api('myongji', '/metrics')).text();
     expect(metrics).to.match(/hie_agent_exchanges_total\{direction="out",outcome="cancelled"\} 2\b/);
     // FHIR Bundles are validated in the default number of threads, each submission timed.
-    expect(metrics).to.match(new RegExp(`^hie_agent_fhir_validation_threads ${defaultValidationThreads()}$`, 'm'));
+    expect(metrics).to.match(new RegExp(`^hie_agent_fhir_validation_threads ${DEFAULT_VALIDATION_THREADS}$`, 'm'));
     expect(Number(/^hie_agent_fhir_validation_seconds_count (\d+)$/m.exec(metrics)?.[1])).to.be.at.least(2);
     // The sender's ledger verifies: a cancel answers a release, and no cancelled exchange was delivered.
     const verify = (await (await net.api('myongji', '/v1/ledger/verify?grace=0')).json()) as { ok: boolean; findings: unknown[] };

@@ -5,8 +5,9 @@ import { parsePatientId } from '../../../hospital-agent/consent/patient.ts';
 import { AgentError } from '../../../hospital-agent/errors.ts';
 import {
   BUSY_THREAD_BYTES,
-  defaultValidationThreads,
+  DEFAULT_VALIDATION_THREADS,
   FhirValidationPool,
+  fhirValidator,
   MAIN_THREAD_BUNDLE_BYTES,
   checkOf,
   mainThreadValidator,
@@ -236,10 +237,16 @@ describe('FHIR validation threads', function () {
     expect(err).to.be.instanceOf(AgentError).with.property('code', 'ERR_INTERNAL');
   });
 
-  it('defaults to one thread on a machine with more than one core, none on one core; the setting is bounded', async function () {
-    expect(defaultValidationThreads(1)).to.equal(0);
-    expect(defaultValidationThreads(2)).to.equal(1);
-    expect(defaultValidationThreads(64)).to.equal(1);
+  it('defaults to one thread, whatever the cores; the setting is bounded', async function () {
+    expect(DEFAULT_VALIDATION_THREADS).to.equal(1);
+    const pool = fhirValidator(undefined);
+    try {
+      expect(pool).to.be.instanceOf(FhirValidationPool);
+      expect(pool.threads).to.equal(1);
+    } finally {
+      await pool.close();
+    }
+    expect(fhirValidator(0)).to.equal(mainThreadValidator);
     expect(mainThreadValidator.threads).to.equal(0);
     expect(await mainThreadValidator.check(SMALL, PATIENT)).to.deep.equal(checkOf(SMALL, PATIENT));
     const base = { id: 'myongji', identity: { cert: 'c.pem', key: 'k.pem', ca: 'ca.pem' }, relay: { urls: ['wss://relay.example.org:8443'] }, dataDir: 'data' };
