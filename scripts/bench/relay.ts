@@ -113,7 +113,7 @@ function say(line: Record<string, unknown>): void {
 }
 
 /** Files of one identity, as the children load them. */
-interface IdFiles {
+export interface IdFiles {
   cert: string;
   key: string;
   ca: string;
@@ -209,6 +209,39 @@ function startBenchChild(cfg: ChildConfig, extraEnv: Record<string, string> = {}
     stdio: ['ignore', 'pipe', 'inherit'],
   });
   return { child, lines: new Lines(child), pid: child.pid as number };
+}
+
+/**
+ * A raw transfer of `total` bytes from `from` to `to` (agent ids, with their
+ * files) through the relay at `url`, each RelayClient in its own process with
+ * the agent's node flags, as the relay path of this bench runs them: the
+ * time from the sender's first byte to the receiver's last, and the
+ * CPU-seconds of each client process over that time.
+ */
+export async function rawTransfer(
+  url: string,
+  from: { id: string; files: IdFiles },
+  to: { id: string; files: IdFiles },
+  total: number,
+): Promise<{ ms: number; sender: number; receiver: number }> {
+  const receiver = startBenchChild({ role: 'relay-recv', id: to.files, url });
+  let sender: Running | undefined;
+  try {
+    await receiver.lines.next('ready');
+    sender = startBenchChild({ role: 'relay-send', id: from.files, url, to: to.id, total });
+    await sender.lines.next('start');
+    const cpu0 = [cpuSeconds(sender.pid), cpuSeconds(receiver.pid)];
+    const t0 = performance.now();
+    const done = await receiver.lines.next('done');
+    const ms = performance.now() - t0;
+    const cpu1 = [cpuSeconds(sender.pid), cpuSeconds(receiver.pid)];
+    if (done.bytes !== total) throw new Error(`received ${String(done.bytes)} of ${total} bytes${done.error ? `: ${String(done.error)}` : ''}`);
+    await sender.lines.next('sent');
+    return { ms, sender: (cpu1[0] as number) - (cpu0[0] as number), receiver: (cpu1[1] as number) - (cpu0[1] as number) };
+  } finally {
+    if (sender) await stopChild(sender.child, 1_000);
+    await stopChild(receiver.child, 1_000);
+  }
 }
 
 /** Where Debian's nginx and its stream module live. */

@@ -8,9 +8,10 @@ const BLOCK = 1 << 20;
  * benches: a 1 MiB AES-CTR keystream block derived from `seed`, repeated with
  * each copy's first 8 bytes set to its index (so no two chunks are equal).
  * Cheap to generate, so it does not limit what it measures. Its SHA-256 is
- * available once the stream has ended.
+ * available once the stream has ended (unless `hash` is false: a bench
+ * whose client shares the cores with what it measures need not pay for it).
  */
-export function patternStream(size: number, seed = 1): { stream: Readable; sha256: () => string } {
+export function patternStream(size: number, seed = 1, { hash: hashing = true }: { hash?: boolean } = {}): { stream: Readable; sha256: () => string } {
   const key = createHash('sha256').update(`pattern-${seed}`).digest();
   const base = createCipheriv('aes-256-ctr', key, Buffer.alloc(16)).update(Buffer.alloc(BLOCK));
   const hash = createHash('sha256');
@@ -30,13 +31,14 @@ export function patternStream(size: number, seed = 1): { stream: Readable; sha25
       if (n >= 8) buf.writeBigUInt64LE(BigInt(index), 0);
       index += 1;
       produced += n;
-      hash.update(buf);
+      if (hashing) hash.update(buf);
       this.push(buf);
     },
   });
   return {
     stream,
     sha256: () => {
+      if (!hashing) throw new Error('this stream was made without its hash');
       if (!digest) throw new Error('stream not finished');
       return digest;
     },
