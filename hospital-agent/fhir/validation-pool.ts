@@ -109,9 +109,14 @@ interface Pending {
 interface Slot {
   worker: Worker | undefined;
   pending: Map<number, Pending>;
-  /** Bytes of the Bundles in `pending`: the thread's work ahead, roughly (validation time grows with a Bundle's size). */
-  queued: number;
   restarts: number[];
+}
+
+/** Bytes of the Bundles a thread holds: its work ahead, roughly (validation time grows with a Bundle's size). */
+function queuedBytes(slot: Slot): number {
+  let n = 0;
+  for (const p of slot.pending.values()) n += p.bytes.byteLength;
+  return n;
 }
 
 /**
@@ -149,7 +154,7 @@ export class FhirValidationPool implements FhirValidator {
     private readonly spawn: () => Worker = startValidationWorker,
   ) {
     if (!Number.isInteger(threads) || threads < 1) throw new RangeError('a validation pool needs at least one thread');
-    this.slots = Array.from({ length: threads }, () => ({ worker: undefined, pending: new Map(), queued: 0, restarts: [] }));
+    this.slots = Array.from({ length: threads }, () => ({ worker: undefined, pending: new Map(), restarts: [] }));
     for (const slot of this.slots) this.start(slot);
   }
 
@@ -161,8 +166,15 @@ export class FhirValidationPool implements FhirValidator {
   check(bytes: Buffer, patient?: PatientName): Promise<BundleCheck> {
     if (this.closed) return Promise.reject(new AgentError('ERR_INTERNAL', 'the agent is stopping'));
     let slot: Slot | undefined;
-    for (const s of this.slots) if (s.worker && (!slot || s.queued < slot.queued || (s.queued === slot.queued && s.pending.size < slot.pending.size))) slot = s;
-    if (!slot?.worker || (slot.queued > BUSY_THREAD_BYTES && bytes.byteLength <= MAIN_THREAD_BUNDLE_BYTES)) return mainThreadValidator.check(bytes, patient);
+    let queued = 0;
+    for (const s of this.slots) {
+      if (!s.worker) continue;
+      const q = queuedBytes(s);
+      if (slot && (q > queued || (q === queued && s.pending.size >= slot.pending.size))) continue;
+      slot = s;
+      queued = q;
+    }
+    if (!slot?.worker || (queued > BUSY_THREAD_BYTES && bytes.byteLength <= MAIN_THREAD_BUNDLE_BYTES)) return mainThreadValidator.check(bytes, patient);
     // The thread gets its own copy (the caller keeps the body; a Buffer may be a view of a larger pool).
     const copy = new Uint8Array(bytes.byteLength);
     copy.set(bytes);
@@ -170,7 +182,6 @@ export class FhirValidationPool implements FhirValidator {
     const worker = slot.worker;
     return new Promise<BundleCheck>((resolve, reject) => {
       slot.pending.set(job.id, { bytes, patient, resolve, reject });
-      slot.queued += bytes.byteLength;
       worker.postMessage(job, [copy.buffer]);
     });
   }
@@ -182,7 +193,6 @@ export class FhirValidationPool implements FhirValidator {
       slot.worker = undefined;
       for (const p of slot.pending.values()) p.reject(new AgentError('ERR_INTERNAL', 'the agent is stopping'));
       slot.pending.clear();
-      slot.queued = 0;
       if (w) await w.terminate();
     });
     await Promise.all(stopping);
@@ -196,7 +206,6 @@ export class FhirValidationPool implements FhirValidator {
       const p = slot.pending.get(m.id);
       if (!p) return;
       slot.pending.delete(m.id);
-      slot.queued -= p.bytes.byteLength;
       if ('check' in m) p.resolve(m.check);
       else if (m.error.agent) p.reject(new AgentError(m.error.code, m.error.message, { issues: m.error.issues, detail: m.error.detail }));
       else p.reject(new Error(m.error.message));
@@ -208,7 +217,6 @@ export class FhirValidationPool implements FhirValidator {
       // What it was given is validated here instead: the caller gets the answer it would have had.
       const orphans = [...slot.pending.values()];
       slot.pending.clear();
-      slot.queued = 0;
       this.log?.warn({ pending: orphans.length, why }, 'a FHIR validation thread failed; its Bundles are validated on the main thread');
       for (const p of orphans) {
         try {
