@@ -225,21 +225,11 @@ export async function rawTransfer(
   total: number,
 ): Promise<{ ms: number; sender: number; receiver: number }> {
   const receiver = startBenchChild({ role: 'relay-recv', id: to.files, url });
-  let sender: Running | undefined;
   try {
     await receiver.lines.next('ready');
-    sender = startBenchChild({ role: 'relay-send', id: from.files, url, to: to.id, total });
-    await sender.lines.next('start');
-    const cpu0 = [cpuSeconds(sender.pid), cpuSeconds(receiver.pid)];
-    const t0 = performance.now();
-    const done = await receiver.lines.next('done');
-    const ms = performance.now() - t0;
-    const cpu1 = [cpuSeconds(sender.pid), cpuSeconds(receiver.pid)];
-    if (done.bytes !== total) throw new Error(`received ${String(done.bytes)} of ${total} bytes${done.error ? `: ${String(done.error)}` : ''}`);
-    await sender.lines.next('sent');
-    return { ms, sender: (cpu1[0] as number) - (cpu0[0] as number), receiver: (cpu1[1] as number) - (cpu0[1] as number) };
+    const { ms, sender, receiver: received } = await timedSend(receiver, { role: 'relay-send', id: from.files, url, to: to.id, total }, total);
+    return { ms, sender, receiver: received };
   } finally {
-    if (sender) await stopChild(sender.child, 1_000);
     await stopChild(receiver.child, 1_000);
   }
 }
@@ -323,25 +313,25 @@ interface Round {
   rss: number;
 }
 
-async function round(middlePid: number, receiver: Running, senderCfg: ChildConfig, total: number): Promise<Round> {
+/**
+ * Starts a sender child and times its transfer to `receiver`, from its first byte to the receiver's last: the
+ * CPU-seconds of the sender, the receiver and the middle process (when given) over that time, and the middle's peak
+ * RSS. The sender is stopped after.
+ */
+async function timedSend(receiver: Running, senderCfg: ChildConfig, total: number, middlePid?: number): Promise<Round> {
   const sender = startBenchChild(senderCfg);
   try {
     await sender.lines.next('start');
-    const rss = peakRss(middlePid);
-    const cpu0 = [cpuSeconds(middlePid), cpuSeconds(sender.pid), cpuSeconds(receiver.pid)];
+    const rss = middlePid === undefined ? undefined : peakRss(middlePid);
+    const pids = [sender.pid, receiver.pid, ...(middlePid === undefined ? [] : [middlePid])];
+    const cpu0 = pids.map(cpuSeconds);
     const t0 = performance.now();
     const done = await receiver.lines.next('done');
     const ms = performance.now() - t0;
-    const cpu1 = [cpuSeconds(middlePid), cpuSeconds(sender.pid), cpuSeconds(receiver.pid)];
+    const cpu = pids.map((pid, i) => cpuSeconds(pid) - (cpu0[i] as number));
     if (done.bytes !== total) throw new Error(`received ${String(done.bytes)} of ${total} bytes${done.error ? `: ${String(done.error)}` : ''}`);
     await sender.lines.next('sent');
-    return {
-      ms,
-      middle: (cpu1[0] as number) - (cpu0[0] as number),
-      sender: (cpu1[1] as number) - (cpu0[1] as number),
-      receiver: (cpu1[2] as number) - (cpu0[2] as number),
-      rss: rss.stop(),
-    };
+    return { ms, sender: cpu[0] as number, receiver: cpu[1] as number, middle: cpu[2] ?? 0, rss: rss?.stop() ?? 0 };
   } finally {
     await stopChild(sender.child, 1_000);
   }
@@ -451,9 +441,9 @@ export async function run(args: string[]): Promise<BenchTable[]> {
     // Rounds alternate between the paths and the best of each is kept: the machine may be shared, and
     // interleaving exposes every path to the same background load.
     for (let i = 0; i < rounds; i += 1) {
-      if (nginx) keep('nginx', await round(nginx.pid, tlsRecv, { role: 'tls-send', id: alpha, port: nginx.port, total }, total));
-      keep('pipe', await round(pipe.pid, tlsRecv, { role: 'tls-send', id: alpha, port: pipePort, total }, total));
-      const x = await round(relayPid, relayRecv, { role: 'relay-send', id: alpha, url, to: 'bravo', total }, total);
+      if (nginx) keep('nginx', await timedSend(tlsRecv, { role: 'tls-send', id: alpha, port: nginx.port, total }, total, nginx.pid));
+      keep('pipe', await timedSend(tlsRecv, { role: 'tls-send', id: alpha, port: pipePort, total }, total, pipe.pid));
+      const x = await timedSend(relayRecv, { role: 'relay-send', id: alpha, url, to: 'bravo', total }, total, relayPid);
       relayPeak = Math.max(relayPeak, x.rss);
       keep('relay', x);
     }
